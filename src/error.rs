@@ -1,0 +1,220 @@
+//! The one error type of the library.
+//!
+//! Every variant names what went wrong and where (field, key, variable or index), and maps to a
+//! stable [`PersistenceError::code`] that crosses to JavaScript as `error.code`. Codes never
+//! change meaning; new situations get new variants.
+
+use thiserror::Error;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = PersistenceError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the persistence layer.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum PersistenceError {
+    /// A caller-supplied value is missing, ill-typed or out of range.
+    #[error("invalid input: {field}: {reason}")]
+    InvalidInput {
+        /// Path of the offending field, e.g. `memory.messages[3].timestamp`.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// An identifier (sessionId, userId, backupId) cannot be used in a storage key.
+    #[error("invalid {field} {value:?}: {reason}")]
+    InvalidId {
+        /// Which identifier: `sessionId`, `userId` or `backupId`.
+        field: &'static str,
+        /// The rejected value, shortened to at most 64 characters.
+        value: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+
+    /// A configuration variable (wrangler.toml `[vars]` or a policy field) has an unusable value.
+    #[error("invalid configuration {variable}={value:?}: {reason}")]
+    InvalidConfig {
+        /// The variable or policy field, e.g. `ARCHIVE_RETENTION_DAYS`.
+        variable: String,
+        /// The rejected value as given.
+        value: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// Nothing is stored under the key.
+    #[error("not found: {key}")]
+    NotFound {
+        /// The storage key (or id) that was looked up.
+        key: String,
+    },
+
+    /// Stored bytes do not hash to the checksum recorded with them.
+    #[error("checksum mismatch in {what}: expected {expected}, computed {actual}")]
+    ChecksumMismatch {
+        /// The object or section that failed, e.g. a key or `backup session s1`.
+        what: String,
+        /// The recorded checksum (hex).
+        expected: String,
+        /// The checksum of the bytes actually read (hex).
+        actual: String,
+    },
+
+    /// An archive is larger than the policy's `maxArchiveSize`.
+    #[error("archive of {size} bytes exceeds maxArchiveSize of {limit} bytes")]
+    ArchiveTooLarge {
+        /// Size of the serialized archive in bytes.
+        size: u64,
+        /// The configured limit in bytes.
+        limit: u64,
+    },
+
+    /// Stored bytes cannot be decoded (bad gzip, bad JSON, wrong shape, truncated).
+    #[error("corrupt data in {what}: {reason}")]
+    CorruptData {
+        /// The object or section that failed to decode.
+        what: String,
+        /// What the decoder found.
+        reason: String,
+    },
+
+    /// A stored object was written by a newer version of this library.
+    #[error("unsupported format version {version} in {what}")]
+    UnsupportedFormat {
+        /// The object that carries the version.
+        what: String,
+        /// The version found.
+        version: u64,
+    },
+
+    /// A storage binding failed (after retries, where retrying applies).
+    #[error("storage unavailable: {binding} {operation} failed: {reason}")]
+    StorageUnavailable {
+        /// The binding, `ARCHIVE_R2` or `CHAT_KV`.
+        binding: String,
+        /// The operation, e.g. `put conversations/2025/01/...`.
+        operation: String,
+        /// The underlying failure as reported by the binding.
+        reason: String,
+    },
+
+    /// The circuit breaker of a binding is open; the call was not attempted.
+    #[error("circuit open for {binding}: retry after {retry_after_ms} ms")]
+    CircuitOpen {
+        /// The binding whose breaker is open.
+        binding: String,
+        /// Milliseconds until the breaker half-opens.
+        retry_after_ms: u64,
+    },
+}
+
+impl PersistenceError {
+    /// The stable, machine-readable code of this error (`error.code` in JavaScript).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidInput { .. } => "INVALID_INPUT",
+            Self::InvalidId { .. } => "INVALID_ID",
+            Self::InvalidConfig { .. } => "INVALID_CONFIG",
+            Self::NotFound { .. } => "NOT_FOUND",
+            Self::ChecksumMismatch { .. } => "CHECKSUM_MISMATCH",
+            Self::ArchiveTooLarge { .. } => "ARCHIVE_TOO_LARGE",
+            Self::CorruptData { .. } => "CORRUPT_DATA",
+            Self::UnsupportedFormat { .. } => "UNSUPPORTED_FORMAT",
+            Self::StorageUnavailable { .. } => "STORAGE_UNAVAILABLE",
+            Self::CircuitOpen { .. } => "CIRCUIT_OPEN",
+        }
+    }
+
+    /// Every code this crate can produce, in declaration order (exported to TypeScript).
+    pub const ALL_CODES: [&'static str; 10] = [
+        "INVALID_INPUT",
+        "INVALID_ID",
+        "INVALID_CONFIG",
+        "NOT_FOUND",
+        "CHECKSUM_MISMATCH",
+        "ARCHIVE_TOO_LARGE",
+        "CORRUPT_DATA",
+        "UNSUPPORTED_FORMAT",
+        "STORAGE_UNAVAILABLE",
+        "CIRCUIT_OPEN",
+    ];
+
+    /// Shorthand for [`PersistenceError::InvalidInput`].
+    pub fn invalid_input(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::InvalidInput {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`PersistenceError::CorruptData`].
+    pub fn corrupt(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::CorruptData {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::PersistenceError;
+
+    #[test]
+    fn codes_are_stable_and_listed() {
+        let samples = [
+            PersistenceError::invalid_input("f", "r"),
+            PersistenceError::InvalidId {
+                field: "sessionId",
+                value: "a/b".into(),
+                reason: "contains '/'",
+            },
+            PersistenceError::InvalidConfig {
+                variable: "V".into(),
+                value: "x".into(),
+                reason: "r".into(),
+            },
+            PersistenceError::NotFound { key: "k".into() },
+            PersistenceError::ChecksumMismatch {
+                what: "w".into(),
+                expected: "e".into(),
+                actual: "a".into(),
+            },
+            PersistenceError::ArchiveTooLarge { size: 2, limit: 1 },
+            PersistenceError::corrupt("w", "r"),
+            PersistenceError::UnsupportedFormat {
+                what: "w".into(),
+                version: 9,
+            },
+            PersistenceError::StorageUnavailable {
+                binding: "CHAT_KV".into(),
+                operation: "get".into(),
+                reason: "r".into(),
+            },
+            PersistenceError::CircuitOpen {
+                binding: "ARCHIVE_R2".into(),
+                retry_after_ms: 5,
+            },
+        ];
+        let codes: Vec<&str> = samples.iter().map(PersistenceError::code).collect();
+        assert_eq!(codes, PersistenceError::ALL_CODES);
+    }
+
+    #[test]
+    fn messages_name_the_offender() {
+        let err = PersistenceError::InvalidConfig {
+            variable: "CACHE_TTL_HOURS".into(),
+            value: "-3".into(),
+            reason: "must be positive".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration CACHE_TTL_HOURS=\"-3\": must be positive"
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! supportbot-persistence: data persistence and archival for AI chat on Cloudflare Workers.
+//!
+//! Layers (see DESIGN.md): a pure core (`error`, `policy`, `keys`, `hash`, `time`, `codec`,
+//! `retention`) that takes time and ids as parameters and does no I/O, and `wasm`, the only
+//! module that touches JavaScript.
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod error;
+pub mod hash;
+pub mod keys;
+pub mod policy;
+pub mod retention;
+pub mod time;
+
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
+
+pub use error::{PersistenceError, Result};

@@ -1,0 +1,53 @@
+//! Functions exported to JavaScript.
+
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use super::errors::to_js_error;
+use crate::{hash, time, PersistenceError};
+
+/// SHA-256 of the UTF-8 bytes of `text`, as 64 lowercase hex characters.
+#[wasm_bindgen(js_name = hashText)]
+pub fn hash_text(text: &str) -> String {
+    hash::hash_text(text)
+}
+
+/// The error codes this library can raise, in a stable order.
+#[wasm_bindgen(js_name = errorCodes)]
+pub fn error_codes() -> Vec<String> {
+    PersistenceError::ALL_CODES
+        .iter()
+        .map(|code| (*code).to_owned())
+        .collect()
+}
+
+/// The library's version (the crate version, also the npm package version).
+#[wasm_bindgen(js_name = libraryVersion)]
+pub fn library_version() -> String {
+    env!("CARGO_PKG_VERSION").to_owned()
+}
+
+#[derive(Serialize)]
+struct LivenessReport<'a> {
+    status: &'a str,
+    library: &'a str,
+    version: &'a str,
+    timestamp: String,
+}
+
+/// JSON text of the module's liveness report at `nowMs`; throws `INVALID_INPUT` for a time
+/// that is not a non-negative integral epoch-millisecond value.
+#[wasm_bindgen(js_name = livenessReport)]
+pub fn liveness_report(now_ms: f64) -> Result<String, JsValue> {
+    let report = time::epoch_ms_from_f64("nowMs", now_ms)
+        .and_then(|ms| time::iso8601("nowMs", ms))
+        .map(|timestamp| LivenessReport {
+            status: "alive",
+            library: env!("CARGO_PKG_NAME"),
+            version: env!("CARGO_PKG_VERSION"),
+            timestamp,
+        })
+        .map_err(|err| to_js_error(&err))?;
+    // Serializing a struct of strings cannot fail.
+    serde_json::to_string(&report).map_err(|err| JsValue::from_str(&err.to_string()))
+}
