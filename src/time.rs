@@ -27,7 +27,7 @@ pub fn utc_year_month(field: &str, epoch_ms: i64) -> Result<(i32, u32)> {
 pub fn epoch_ms_from_f64(field: &str, value: f64) -> Result<i64> {
     // 8.64e15 ms is the ECMAScript Date range limit.
     const MAX_DATE_MS: f64 = 8.64e15;
-    if !value.is_finite() || value < 0.0 || value > MAX_DATE_MS || value.fract() != 0.0 {
+    if !(0.0..=MAX_DATE_MS).contains(&value) || value.fract() != 0.0 {
         return Err(PersistenceError::invalid_input(
             field,
             format!("{value} is not a non-negative integral epoch-millisecond time"),

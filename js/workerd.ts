@@ -1,0 +1,12 @@
+// Entry for Cloudflare Workers (export condition "workerd"): wrangler bundles the .wasm as a
+// compiled WebAssembly.Module, so instantiation is synchronous and happens once per isolate,
+// when this module is first evaluated.
+import wasmModule from "./wasm/supportbot_persistence_bg.wasm";
+import { initSync } from "./wasm/supportbot_persistence.js";
+
+initSync({ module: wasmModule });
+
+export * from "./api.js";
+export { SessionMemoryDO } from "./session_memory_do.js";
+export type { ChatMessage, SessionContext } from "./session_memory_do.js";
+export type { PersistenceEnv } from "./env.js";

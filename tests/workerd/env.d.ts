@@ -1,0 +1,12 @@
+// Bindings of wrangler.toml as seen by tests (`import { env } from "cloudflare:workers"`).
+/// <reference types="@cloudflare/vitest-plugin/types" />
+import type { PersistenceEnv } from "supportbot-persistence";
+
+declare global {
+  namespace Cloudflare {
+    interface GlobalProps {
+      mainModule: typeof import("../../js/worker.js");
+    }
+    interface Env extends PersistenceEnv {}
+  }
+}
