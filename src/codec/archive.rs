@@ -1,1 +1,1040 @@
-//! (being written)
+//! The archive format: one conversation and its session as gzip'd JSON (docs/FORMAT.md,
+//! "Archives").
+//!
+//! The stored object is `gzip(JSON)` of
+//! `{"formatVersion":1,"metadata":{...},"conversation":{...,"sessionState":{...}}}`, readable
+//! with `gunzip | jq`. Its SHA-256 is taken over the stored (compressed) bytes, so
+//! `sha256sum` on the downloaded object checks it, and it travels beside the object (R2
+//! `customMetadata`, KV), never inside it. The size limit applies to the JSON before
+//! compression, so what an archive may hold does not depend on how well it compresses.
+//! Plain-JSON archives of the earlier TypeScript implementation decode too.
+
+mod listing;
+mod model;
+mod topics;
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use listing::{
+    listing_summary, r2_custom_metadata, KV_METADATA_MAX_BYTES, R2_CUSTOM_METADATA_MAX_BYTES,
+};
+pub use model::{
+    ArchivedConversation, ChatMessage, ConversationMemory, JsonObject, Role, SessionState,
+};
+pub use topics::extract_topics;
+
+use self::model::{FieldError, ObjectReader};
+use crate::codec::gzip;
+use crate::error::{PersistenceError, Result};
+use crate::hash;
+use crate::keys::{SessionId, UserId};
+
+/// The archive format version this library writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The `formatVersion` reported for plain-JSON archives of the earlier TypeScript
+/// implementation, which carry none.
+pub const LEGACY_FORMAT_VERSION: u32 = 0;
+
+/// How errors about stored archives name the object.
+const WHAT: &str = "archive";
+
+/// Everything known about an archive without reading its messages: the KV `archive_meta`
+/// record and the source of the listing and `customMetadata` forms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveMetadata {
+    /// The archived session.
+    pub session_id: String,
+    /// The session's user, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// When the archive was written, in epoch milliseconds (also part of its key).
+    pub archived_at: i64,
+    /// Number of messages in the archive.
+    pub message_count: u64,
+    /// The conversation's summary text.
+    pub summary: String,
+    /// Topic tags (see [`extract_topics`]).
+    pub topics: Vec<String>,
+    /// `lastActivity - createdAt` of the session in milliseconds; 0 if the clock ran backwards.
+    pub duration: u64,
+    /// Size of the archive's JSON document in bytes.
+    pub raw_size: u64,
+    /// Size of the stored object in bytes.
+    pub stored_size: u64,
+    /// SHA-256 (lowercase hex) of the stored object's bytes.
+    pub sha256: String,
+    /// The format version of the stored object ([`LEGACY_FORMAT_VERSION`] for legacy archives).
+    pub format_version: u32,
+}
+
+/// An encoded archive, ready to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedArchive {
+    /// The object body: gzip'd JSON.
+    pub bytes: Vec<u8>,
+    /// Its metadata, including the checksum of `bytes`.
+    pub metadata: ArchiveMetadata,
+}
+
+/// A decoded archive.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedArchive {
+    /// The archive's metadata; sizes and checksum describe the bytes that were decoded.
+    pub metadata: ArchiveMetadata,
+    /// The archived conversation.
+    pub conversation: ArchivedConversation,
+}
+
+/// The `metadata` member of the stored document: the fields that do not describe the stored
+/// bytes themselves (those cannot be inside the bytes they describe).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DocumentMetadata<'a> {
+    session_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<&'a str>,
+    archived_at: i64,
+    message_count: u64,
+    summary: &'a str,
+    topics: &'a [String],
+    duration: u64,
+}
+
+/// The `conversation` member of the stored document.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DocumentConversation<'a> {
+    #[serde(flatten)]
+    memory: &'a ConversationMemory,
+    session_state: &'a SessionState,
+}
+
+/// The stored document, in the order its members are written.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Document<'a> {
+    format_version: u32,
+    metadata: DocumentMetadata<'a>,
+    conversation: DocumentConversation<'a>,
+}
+
+fn input_error(err: FieldError) -> PersistenceError {
+    PersistenceError::invalid_input(err.path, err.reason)
+}
+
+fn stored_error(err: FieldError) -> PersistenceError {
+    PersistenceError::corrupt(WHAT, format!("{}: {}", err.path, err.reason))
+}
+
+/// Parses the JSON text of a `ConversationMemory` and a `SessionState` given by a caller
+/// (JavaScript hands over `JSON.stringify` output).
+///
+/// Fails with `INVALID_INPUT` naming the path of the first missing or ill-typed field (e.g.
+/// `memory.messages[3].timestamp`), an unknown `role`, a `memory.sessionId` or message
+/// `sessionId` that differs from `session.id`, or a `memory.sessionState` field (reserved);
+/// with `INVALID_ID` when `session.id` or `session.userId` cannot be used in storage keys.
+pub fn parse_conversation_input(
+    memory_json: &str,
+    session_json: &str,
+) -> Result<(ConversationMemory, SessionState)> {
+    let parse = |field: &str, json: &str| {
+        serde_json::from_str::<Value>(json)
+            .map_err(|err| PersistenceError::invalid_input(field, format!("is not JSON: {err}")))
+    };
+    let memory =
+        model::read_memory("memory", parse("memory", memory_json)?).map_err(input_error)?;
+    let session =
+        model::read_session("session", parse("session", session_json)?).map_err(input_error)?;
+    check_input(&memory, &session)?;
+    Ok((memory, session))
+}
+
+/// Everything [`encode_archive`] requires of its input.
+fn check_input(memory: &ConversationMemory, session: &SessionState) -> Result<()> {
+    SessionId::parse(&session.id)?;
+    if let Some(user_id) = &session.user_id {
+        UserId::parse(user_id)?;
+    }
+    model::check_conversation(memory, session).map_err(input_error)
+}
+
+/// Encodes a conversation and its session as an archive written at `archived_at_ms`,
+/// gzip'd at `level` (0–9; [`gzip::DEFAULT_LEVEL`] is the usual choice).
+///
+/// Fails with `ARCHIVE_TOO_LARGE` when the JSON document (before compression) is larger than
+/// `max_archive_size` bytes, and with the errors of [`parse_conversation_input`] on input that
+/// does not hold together.
+pub fn encode_archive(
+    memory: &ConversationMemory,
+    session: &SessionState,
+    archived_at_ms: i64,
+    level: u32,
+    max_archive_size: u64,
+) -> Result<EncodedArchive> {
+    check_input(memory, session)?;
+    model::check_epoch_ms("archivedAt", archived_at_ms).map_err(input_error)?;
+    let level = gzip::check_level(level)?;
+
+    let topics = extract_topics(&memory.messages);
+    // A session whose clock ran backwards lasted no time, rather than failing the archive.
+    let duration =
+        u64::try_from(session.last_activity.saturating_sub(session.created_at)).unwrap_or(0);
+    let message_count = memory.messages.len() as u64;
+    let document = serde_json::to_vec(&Document {
+        format_version: FORMAT_VERSION,
+        metadata: DocumentMetadata {
+            session_id: &session.id,
+            user_id: session.user_id.as_deref(),
+            archived_at: archived_at_ms,
+            message_count,
+            summary: &memory.summary,
+            topics: &topics,
+            duration,
+        },
+        conversation: DocumentConversation {
+            memory,
+            session_state: session,
+        },
+    })
+    .map_err(|err| PersistenceError::invalid_input("memory", err.to_string()))?;
+
+    let raw_size = document.len() as u64;
+    if raw_size > max_archive_size {
+        return Err(PersistenceError::ArchiveTooLarge {
+            size: raw_size,
+            limit: max_archive_size,
+        });
+    }
+    let bytes = gzip::compress(&document, level)?;
+    let metadata = ArchiveMetadata {
+        session_id: session.id.clone(),
+        user_id: session.user_id.clone(),
+        archived_at: archived_at_ms,
+        message_count,
+        summary: memory.summary.clone(),
+        topics,
+        duration,
+        raw_size,
+        stored_size: bytes.len() as u64,
+        sha256: hash::sha256_hex(&bytes),
+        format_version: FORMAT_VERSION,
+    };
+    Ok(EncodedArchive { bytes, metadata })
+}
+
+/// Whether `bytes` look like a plain JSON object (a legacy archive): `{` after optional
+/// whitespace.
+fn is_plain_json(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_some_and(|byte| *byte == b'{')
+}
+
+/// The uncompressed size a gzip member's trailer declares (modulo 2^32, as gzip stores it).
+fn gzip_declared_size(bytes: &[u8]) -> Option<u64> {
+    let trailer = bytes.get(bytes.len().checked_sub(4)?..)?;
+    Some(u64::from(u32::from_le_bytes(trailer.try_into().ok()?)))
+}
+
+/// Decodes a stored archive: gzip'd (this library) or plain JSON (the earlier TypeScript
+/// implementation).
+///
+/// With `expected_sha256`, the stored bytes are verified first (`CHECKSUM_MISMATCH`).
+/// A document larger than `max_archive_size` bytes fails with `ARCHIVE_TOO_LARGE` when that is
+/// known before inflating (plain JSON, or a verified gzip trailer); otherwise inflating stops
+/// at the limit with `CORRUPT_DATA`. A `formatVersion` newer than [`FORMAT_VERSION`] fails with
+/// `UNSUPPORTED_FORMAT`; bytes that are not an archive, and metadata that disagrees with the
+/// conversation (sessionId, userId, messageCount), with `CORRUPT_DATA`.
+pub fn decode_archive(
+    stored: &[u8],
+    expected_sha256: Option<&str>,
+    max_archive_size: u64,
+) -> Result<DecodedArchive> {
+    let sha256 = match expected_sha256 {
+        Some(expected) => {
+            hash::verify_sha256(WHAT, stored, expected)?;
+            expected.to_ascii_lowercase()
+        }
+        None => hash::sha256_hex(stored),
+    };
+    let document = unwrap_document(stored, expected_sha256.is_some(), max_archive_size)?;
+    let value: Value = serde_json::from_slice(&document)
+        .map_err(|err| PersistenceError::corrupt(WHAT, format!("JSON: {err}")))?;
+    let mut reader = ObjectReader::new("", value).map_err(stored_error)?;
+    let format_version = read_format_version(&mut reader)?;
+    let legacy = format_version == LEGACY_FORMAT_VERSION;
+
+    let read = |mut reader: ObjectReader| -> Result<DecodedArchive, FieldError> {
+        let metadata_fields = reader.object("metadata")?;
+        let conversation =
+            model::read_conversation("conversation", reader.required("conversation")?, legacy)?;
+        let mut fields = ObjectReader::new("metadata", Value::Object(metadata_fields))?;
+        let metadata = ArchiveMetadata {
+            session_id: fields.string("sessionId")?,
+            user_id: fields.optional_string("userId")?,
+            archived_at: fields.epoch_ms("archivedAt")?,
+            message_count: fields.count("messageCount")?,
+            summary: fields.optional_string("summary")?.unwrap_or_default(),
+            topics: fields.strings("topics")?,
+            // The earlier implementation did not clamp a backwards clock.
+            duration: if legacy {
+                u64::try_from(fields.integer("duration")?).unwrap_or(0)
+            } else {
+                fields.count("duration")?
+            },
+            raw_size: document.len() as u64,
+            stored_size: stored.len() as u64,
+            sha256,
+            format_version,
+        };
+        check_agreement(&metadata, &conversation)?;
+        Ok(DecodedArchive {
+            metadata,
+            conversation,
+        })
+    };
+    read(reader).map_err(stored_error)
+}
+
+/// The JSON document inside stored archive bytes: inflated from gzip, or the bytes themselves
+/// if they are plain JSON (legacy). `verified` says whether the bytes passed their checksum.
+fn unwrap_document(stored: &[u8], verified: bool, max_archive_size: u64) -> Result<Cow<'_, [u8]>> {
+    let too_large = |size: u64| PersistenceError::ArchiveTooLarge {
+        size,
+        limit: max_archive_size,
+    };
+    if is_plain_json(stored) {
+        if stored.len() as u64 > max_archive_size {
+            return Err(too_large(stored.len() as u64));
+        }
+        Ok(Cow::Borrowed(stored))
+    } else if gzip::is_gzip(stored) {
+        // Only a verified trailer is evidence of size; an unverified one may be corrupt.
+        if let Some(size) = gzip_declared_size(stored).filter(|_| verified) {
+            if size > max_archive_size {
+                return Err(too_large(size));
+            }
+        }
+        Ok(Cow::Owned(gzip::decompress(
+            WHAT,
+            stored,
+            max_archive_size,
+        )?))
+    } else {
+        Err(PersistenceError::corrupt(
+            WHAT,
+            "neither gzip (1f 8b) nor a JSON object",
+        ))
+    }
+}
+
+/// The document's `formatVersion`: [`LEGACY_FORMAT_VERSION`] when absent, `UNSUPPORTED_FORMAT`
+/// when newer than this library.
+fn read_format_version(reader: &mut ObjectReader) -> Result<u32> {
+    match reader
+        .optional_count("formatVersion")
+        .map_err(stored_error)?
+    {
+        None => Ok(LEGACY_FORMAT_VERSION),
+        Some(version) if version == u64::from(FORMAT_VERSION) => Ok(FORMAT_VERSION),
+        Some(0) => Err(PersistenceError::corrupt(
+            WHAT,
+            "formatVersion: 0 is not a format version",
+        )),
+        Some(version) => Err(PersistenceError::UnsupportedFormat {
+            what: WHAT.to_owned(),
+            version,
+        }),
+    }
+}
+
+/// Checks that a stored archive's metadata describes its conversation.
+fn check_agreement(
+    metadata: &ArchiveMetadata,
+    conversation: &ArchivedConversation,
+) -> Result<(), FieldError> {
+    let memory = &conversation.memory;
+    if metadata.session_id != memory.session_id {
+        return Err(FieldError::new(
+            "metadata.sessionId",
+            format!(
+                "{:?} differs from conversation.sessionId {:?}",
+                metadata.session_id, memory.session_id
+            ),
+        ));
+    }
+    if metadata.message_count != memory.messages.len() as u64 {
+        return Err(FieldError::new(
+            "metadata.messageCount",
+            format!(
+                "{} differs from the {} messages of the conversation",
+                metadata.message_count,
+                memory.messages.len()
+            ),
+        ));
+    }
+    if let Some(session) = &conversation.session_state {
+        if session.id != memory.session_id {
+            return Err(FieldError::new(
+                "conversation.sessionState.id",
+                format!(
+                    "{:?} differs from conversation.sessionId {:?}",
+                    session.id, memory.session_id
+                ),
+            ));
+        }
+        if metadata.format_version != LEGACY_FORMAT_VERSION && session.user_id != metadata.user_id {
+            return Err(FieldError::new(
+                "metadata.userId",
+                format!(
+                    "{:?} differs from conversation.sessionState.userId {:?}",
+                    metadata.user_id, session.user_id
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The archived conversation as JSON text for JavaScript (`JSON.parse` gives the memory's
+/// fields, unknown ones included, plus `sessionState`).
+pub fn conversation_to_json(conversation: &ArchivedConversation) -> Result<String> {
+    serde_json::to_string(conversation)
+        .map_err(|err| PersistenceError::invalid_input("conversation", err.to_string()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use serde_json::json;
+
+    use super::*;
+
+    const ARCHIVED_AT: i64 = 1_736_157_600_000;
+    const LIMIT: u64 = 1 << 20;
+
+    fn memory_json() -> Value {
+        json!({
+            "sessionId": "s-1",
+            "messages": [
+                {"id": "m1", "sessionId": "s-1", "content": "I can't log in, wrong password?",
+                 "role": "user", "timestamp": 1_736_157_000_000_i64, "lang": "en"},
+                {"id": "m2", "sessionId": "s-1", "content": "Fixed — it was a bug. Ünïcödé 😀",
+                 "role": "assistant", "timestamp": 1_736_157_060_000_i64,
+                 "metadata": {"model": "x", "tokens": 12}},
+                {"id": "m3", "sessionId": "s-1", "content": "thanks", "role": "system",
+                 "timestamp": 1_736_157_090_000_i64}
+            ],
+            "summary": "Login problem fixed.",
+            "context": {"plan": "pro", "nested": {"a": [1, 2.5, null]}},
+            "version": 7
+        })
+    }
+
+    fn session_json() -> Value {
+        json!({"id": "s-1", "userId": "u-1", "status": "ended",
+               "createdAt": 1_736_157_000_000_i64, "lastActivity": 1_736_157_090_000_i64,
+               "metadata": {"ip": "::1"}, "channel": "web"})
+    }
+
+    fn parse(memory: &Value, session: &Value) -> Result<(ConversationMemory, SessionState)> {
+        parse_conversation_input(&memory.to_string(), &session.to_string())
+    }
+
+    fn sample() -> (ConversationMemory, SessionState) {
+        parse(&memory_json(), &session_json()).unwrap()
+    }
+
+    fn encoded() -> EncodedArchive {
+        let (memory, session) = sample();
+        encode_archive(&memory, &session, ARCHIVED_AT, 6, LIMIT).unwrap()
+    }
+
+    fn gzip_json(value: &Value) -> Vec<u8> {
+        gzip::compress(value.to_string().as_bytes(), 6).unwrap()
+    }
+
+    fn stored_document() -> Value {
+        let bytes = encoded().bytes;
+        serde_json::from_slice(&gzip::decompress("t", &bytes, LIMIT).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn parses_input_and_keeps_unknown_fields() {
+        let (memory, session) = sample();
+        assert_eq!(memory.messages.len(), 3);
+        assert_eq!(memory.messages[0].extra["lang"], "en");
+        assert_eq!(memory.messages[1].metadata.as_ref().unwrap()["tokens"], 12);
+        assert_eq!(memory.messages[2].role, Role::System);
+        assert_eq!(memory.context["nested"]["a"], json!([1, 2.5, null]));
+        assert_eq!(memory.extra["version"], 7);
+        assert_eq!(session.user_id.as_deref(), Some("u-1"));
+        assert_eq!(session.extra["channel"], "web");
+    }
+
+    #[test]
+    fn input_errors_name_the_path() {
+        let expect = |memory: Value, session: Value, code: &str, needle: &str| {
+            let err = parse(&memory, &session).unwrap_err();
+            assert_eq!(err.code(), code, "{err}");
+            assert!(err.to_string().contains(needle), "{err} lacks {needle}");
+        };
+        expect(
+            json!([]),
+            session_json(),
+            "INVALID_INPUT",
+            "memory: must be an object, found array",
+        );
+        let mut memory = memory_json();
+        memory["messages"][2]["timestamp"] = json!("yesterday");
+        expect(
+            memory,
+            session_json(),
+            "INVALID_INPUT",
+            "memory.messages[2].timestamp",
+        );
+        let mut memory = memory_json();
+        memory["messages"][1]["role"] = json!("tool");
+        expect(
+            memory,
+            session_json(),
+            "INVALID_INPUT",
+            "memory.messages[1].role",
+        );
+        let mut memory = memory_json();
+        memory["messages"][0]["sessionId"] = json!("s-2");
+        expect(
+            memory,
+            session_json(),
+            "INVALID_INPUT",
+            "memory.messages[0].sessionId",
+        );
+        let mut session = session_json();
+        session["id"] = json!("s-2");
+        expect(
+            memory_json(),
+            session.clone(),
+            "INVALID_INPUT",
+            "memory.sessionId",
+        );
+        session["lastActivity"] = json!(null);
+        expect(
+            memory_json(),
+            session,
+            "INVALID_INPUT",
+            "session.lastActivity: is missing",
+        );
+        let mut session = session_json();
+        session["id"] = json!("../etc");
+        let mut memory = memory_json();
+        memory["sessionId"] = json!("../etc");
+        memory["messages"] = json!([]);
+        expect(memory, session, "INVALID_ID", "sessionId");
+        let mut session = session_json();
+        session["userId"] = json!("a b");
+        expect(memory_json(), session, "INVALID_ID", "userId");
+
+        let err = parse_conversation_input("{", "{}").unwrap_err();
+        assert_eq!(err.code(), "INVALID_INPUT");
+        assert!(err.to_string().contains("memory: is not JSON"), "{err}");
+    }
+
+    #[test]
+    fn encodes_metadata_and_decodes_it_back() {
+        let (memory, session) = sample();
+        let archive = encode_archive(&memory, &session, ARCHIVED_AT, 6, LIMIT).unwrap();
+        let metadata = &archive.metadata;
+        assert_eq!(metadata.session_id, "s-1");
+        assert_eq!(metadata.user_id.as_deref(), Some("u-1"));
+        assert_eq!(metadata.archived_at, ARCHIVED_AT);
+        assert_eq!(metadata.message_count, 3);
+        assert_eq!(metadata.summary, "Login problem fixed.");
+        assert_eq!(metadata.topics, ["authentication", "technical-issue"]);
+        assert_eq!(metadata.duration, 90_000);
+        assert_eq!(metadata.stored_size, archive.bytes.len() as u64);
+        assert_eq!(metadata.sha256, hash::sha256_hex(&archive.bytes));
+        assert_eq!(metadata.format_version, 1);
+        assert!(gzip::is_gzip(&archive.bytes));
+
+        let decoded = decode_archive(&archive.bytes, Some(&metadata.sha256), LIMIT).unwrap();
+        assert_eq!(&decoded.metadata, metadata);
+        assert_eq!(decoded.conversation.memory, memory);
+        assert_eq!(decoded.conversation.session_state, Some(session));
+        // The checksum may be given in upper case, as some tools print it.
+        let upper = metadata.sha256.to_uppercase();
+        assert_eq!(
+            decode_archive(&archive.bytes, Some(&upper), LIMIT).unwrap(),
+            decoded
+        );
+    }
+
+    #[test]
+    fn stored_document_has_the_documented_shape() {
+        let document = stored_document();
+        let members: Vec<&String> = document.as_object().unwrap().keys().collect();
+        assert_eq!(members, ["formatVersion", "metadata", "conversation"]);
+        assert_eq!(document["formatVersion"], 1);
+        assert_eq!(
+            document["metadata"],
+            json!({"sessionId": "s-1", "userId": "u-1", "archivedAt": ARCHIVED_AT,
+                   "messageCount": 3, "summary": "Login problem fixed.",
+                   "topics": ["authentication", "technical-issue"], "duration": 90_000})
+        );
+        let conversation = &document["conversation"];
+        let mut expected = memory_json();
+        expected["sessionState"] = session_json();
+        assert_eq!(conversation, &expected);
+        assert_eq!(
+            encoded().metadata.raw_size,
+            document.to_string().len() as u64
+        );
+    }
+
+    #[test]
+    fn conversation_json_gives_back_what_came_in() {
+        let decoded = decode_archive(&encoded().bytes, None, LIMIT).unwrap();
+        let text = conversation_to_json(&decoded.conversation).unwrap();
+        let mut expected = memory_json();
+        expected["sessionState"] = session_json();
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), expected);
+    }
+
+    #[test]
+    fn size_limit_applies_to_the_json_before_compression() {
+        let (memory, session) = sample();
+        let raw_size = encoded().metadata.raw_size;
+        assert!(encode_archive(&memory, &session, ARCHIVED_AT, 6, raw_size).is_ok());
+        let err = encode_archive(&memory, &session, ARCHIVED_AT, 6, raw_size - 1).unwrap_err();
+        assert_eq!(
+            err,
+            PersistenceError::ArchiveTooLarge {
+                size: raw_size,
+                limit: raw_size - 1
+            }
+        );
+    }
+
+    #[test]
+    fn decode_enforces_the_size_limit() {
+        let archive = encoded();
+        let raw_size = archive.metadata.raw_size;
+        let sha = archive.metadata.sha256.as_str();
+        assert!(decode_archive(&archive.bytes, Some(sha), raw_size).is_ok());
+        assert_eq!(
+            decode_archive(&archive.bytes, Some(sha), raw_size - 1).unwrap_err(),
+            PersistenceError::ArchiveTooLarge {
+                size: raw_size,
+                limit: raw_size - 1
+            }
+        );
+        // Unverified, the trailer is no evidence: inflating stops at the limit.
+        let err = decode_archive(&archive.bytes, None, raw_size - 1).unwrap_err();
+        assert_eq!(err.code(), "CORRUPT_DATA");
+    }
+
+    #[test]
+    fn rejects_bad_input_to_encode() {
+        let (mut memory, session) = sample();
+        assert_eq!(
+            encode_archive(&memory, &session, -1, 6, LIMIT)
+                .unwrap_err()
+                .code(),
+            "INVALID_INPUT"
+        );
+        assert_eq!(
+            encode_archive(&memory, &session, ARCHIVED_AT, 10, LIMIT)
+                .unwrap_err()
+                .code(),
+            "INVALID_INPUT"
+        );
+        memory.extra.insert("sessionState".into(), json!({}));
+        let err = encode_archive(&memory, &session, ARCHIVED_AT, 6, LIMIT).unwrap_err();
+        assert_eq!(
+            err,
+            PersistenceError::invalid_input(
+                "memory.sessionState",
+                "is given twice: as a field and in `extra`"
+            )
+        );
+    }
+
+    #[test]
+    fn backwards_clock_means_zero_duration() {
+        let (memory, mut session) = sample();
+        session.last_activity = session.created_at - 5_000;
+        let archive = encode_archive(&memory, &session, ARCHIVED_AT, 6, LIMIT).unwrap();
+        assert_eq!(archive.metadata.duration, 0);
+    }
+
+    #[test]
+    fn checksum_mismatch_is_reported_with_both_digests() {
+        let archive = encoded();
+        let wrong = hash::sha256_hex(b"other");
+        let err = decode_archive(&archive.bytes, Some(&wrong), LIMIT).unwrap_err();
+        assert_eq!(
+            err,
+            PersistenceError::ChecksumMismatch {
+                what: "archive".into(),
+                expected: wrong,
+                actual: archive.metadata.sha256,
+            }
+        );
+    }
+
+    #[test]
+    fn decodes_legacy_plain_json() {
+        let mut conversation = memory_json();
+        conversation["sessionState"] = session_json();
+        let legacy = json!({
+            "metadata": {"sessionId": "s-1", "userId": "u-1", "archivedAt": ARCHIVED_AT,
+                         "messageCount": 3, "summary": "old", "topics": ["billing"],
+                         "duration": -20},
+            "conversation": conversation
+        });
+        let bytes = format!("\n  {legacy}");
+        let decoded = decode_archive(bytes.as_bytes(), None, LIMIT).unwrap();
+        assert_eq!(decoded.metadata.format_version, LEGACY_FORMAT_VERSION);
+        assert_eq!(decoded.metadata.duration, 0);
+        assert_eq!(decoded.metadata.topics, ["billing"]);
+        assert_eq!(decoded.metadata.raw_size, bytes.len() as u64);
+        assert_eq!(decoded.metadata.sha256, hash::sha256_hex(bytes.as_bytes()));
+        assert_eq!(decoded.conversation.memory, sample().0);
+
+        let mut without_session = legacy.clone();
+        without_session["conversation"]
+            .as_object_mut()
+            .unwrap()
+            .remove("sessionState");
+        let decoded = decode_archive(without_session.to_string().as_bytes(), None, LIMIT).unwrap();
+        assert_eq!(decoded.conversation.session_state, None);
+
+        let text = legacy.to_string();
+        assert_eq!(
+            decode_archive(text.as_bytes(), None, 100).unwrap_err(),
+            PersistenceError::ArchiveTooLarge {
+                size: text.len() as u64,
+                limit: 100
+            }
+        );
+    }
+
+    #[test]
+    fn newer_format_is_unsupported() {
+        let mut document = stored_document();
+        document["formatVersion"] = json!(2);
+        let err = decode_archive(&gzip_json(&document), None, LIMIT).unwrap_err();
+        assert_eq!(
+            err,
+            PersistenceError::UnsupportedFormat {
+                what: "archive".into(),
+                version: 2
+            }
+        );
+        document["formatVersion"] = json!(0);
+        let err = decode_archive(&gzip_json(&document), None, LIMIT).unwrap_err();
+        assert_eq!(err.code(), "CORRUPT_DATA");
+    }
+
+    #[test]
+    fn metadata_must_agree_with_the_conversation() {
+        let cases = [
+            ("/metadata/messageCount", json!(4), "metadata.messageCount"),
+            ("/metadata/sessionId", json!("s-9"), "metadata.sessionId"),
+            ("/metadata/userId", json!("u-9"), "metadata.userId"),
+            (
+                "/conversation/sessionState/id",
+                json!("s-9"),
+                "conversation.sessionState.id",
+            ),
+            (
+                "/conversation/messages/1/role",
+                json!("robot"),
+                "conversation.messages[1].role",
+            ),
+        ];
+        for (pointer, bad, path) in cases {
+            let mut document = stored_document();
+            *document.pointer_mut(pointer).unwrap() = bad;
+            let err = decode_archive(&gzip_json(&document), None, LIMIT).unwrap_err();
+            assert_eq!(err.code(), "CORRUPT_DATA", "{pointer}");
+            assert!(err.to_string().contains(path), "{err}");
+        }
+        let mut document = stored_document();
+        document["conversation"]
+            .as_object_mut()
+            .unwrap()
+            .remove("sessionState");
+        let err = decode_archive(&gzip_json(&document), None, LIMIT).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("conversation.sessionState: is missing"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_no_archive_are_corrupt() {
+        for bytes in [
+            &b""[..],
+            b"   ",
+            b"[1,2]",
+            b"hello",
+            b"\x1f\x8b",
+            b"{\"metadata\":",
+        ] {
+            let err = decode_archive(bytes, None, LIMIT).unwrap_err();
+            assert_eq!(err.code(), "CORRUPT_DATA", "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn every_single_byte_corruption_is_detected() {
+        let archive = encoded();
+        let sha = archive.metadata.sha256.as_str();
+        let original = decode_archive(&archive.bytes, None, LIMIT).unwrap();
+        let mut undetected_without_checksum = Vec::new();
+        for position in 0..archive.bytes.len() {
+            let mut bytes = archive.bytes.clone();
+            bytes[position] ^= 0x01;
+            let err = decode_archive(&bytes, Some(sha), LIMIT).unwrap_err();
+            assert_eq!(err.code(), "CHECKSUM_MISMATCH", "at {position}");
+            match decode_archive(&bytes, None, LIMIT) {
+                Err(err) => assert_eq!(err.code(), "CORRUPT_DATA", "at {position}: {err}"),
+                Ok(decoded) => {
+                    // Only a header byte that carries no data may change unnoticed, and the
+                    // conversation read must still be the original one.
+                    assert_eq!(decoded.conversation, original.conversation, "at {position}");
+                    undetected_without_checksum.push(position);
+                }
+            }
+        }
+        // gzip header: FLG's FTEXT bit (3), MTIME (4-7), XFL (8), OS (9) are not covered by
+        // the CRC-32, which guards the inflated data only.
+        assert_eq!(undetected_without_checksum, [3, 4, 5, 6, 7, 8, 9]);
+    }
+
+    #[test]
+    fn metadata_record_round_trips_through_json() {
+        let metadata = encoded().metadata;
+        let text = serde_json::to_string(&metadata).unwrap();
+        assert!(
+            text.starts_with(r#"{"sessionId":"s-1","userId":"u-1","archivedAt":1736157600000,"#)
+        );
+        assert!(text.contains(r#""rawSize":"#) && text.contains(r#""formatVersion":1"#));
+        assert_eq!(
+            serde_json::from_str::<ArchiveMetadata>(&text).unwrap(),
+            metadata
+        );
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod proptests {
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::*;
+
+    const LIMIT: u64 = 1 << 22;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            // Eighths are exact in binary and decimal, so they survive any float printer.
+            (-1_000_000_i32..1_000_000).prop_map(|n| Value::from(f64::from(n) / 8.0)),
+            any::<String>().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::vec((any::<String>(), inner), 0..4)
+                    .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn json_object() -> impl Strategy<Value = JsonObject> {
+        prop::collection::vec((any::<String>(), json_value()), 0..3)
+            .prop_map(|pairs| pairs.into_iter().collect())
+    }
+
+    /// Unknown fields: names that cannot collide with known ones.
+    fn extra_fields() -> impl Strategy<Value = JsonObject> {
+        prop::collection::vec(("x_\\PC{0,6}", json_value()), 0..3)
+            .prop_map(|pairs| pairs.into_iter().collect())
+    }
+
+    fn role() -> impl Strategy<Value = Role> {
+        prop_oneof![Just(Role::User), Just(Role::Assistant), Just(Role::System)]
+    }
+
+    fn conversation() -> impl Strategy<Value = (ConversationMemory, SessionState)> {
+        let message = (
+            "[a-z0-9]{1,8}",
+            any::<String>(),
+            role(),
+            0_i64..=8_640_000_000_000_000,
+            prop::option::of(json_object()),
+            extra_fields(),
+        );
+        (
+            "[A-Za-z0-9_-]{1,24}",
+            prop::option::of("[a-z0-9@_-]{1,12}"),
+            prop::collection::vec(message, 0..6),
+            any::<String>(),
+            json_object(),
+            extra_fields(),
+            (
+                any::<String>(),
+                0_i64..4_000_000_000_000,
+                0_i64..4_000_000_000_000,
+            ),
+            (prop::option::of(json_object()), extra_fields()),
+        )
+            .prop_map(
+                |(session_id, user_id, messages, summary, context, extra, times, session_more)| {
+                    let (status, created_at, last_activity) = times;
+                    let (session_metadata, session_extra) = session_more;
+                    let messages = messages
+                        .into_iter()
+                        .map(
+                            |(id, content, role, timestamp, metadata, extra)| ChatMessage {
+                                id,
+                                session_id: session_id.clone(),
+                                content,
+                                role,
+                                timestamp,
+                                metadata,
+                                extra,
+                            },
+                        )
+                        .collect();
+                    let memory = ConversationMemory {
+                        session_id: session_id.clone(),
+                        messages,
+                        summary,
+                        context,
+                        extra,
+                    };
+                    let session = SessionState {
+                        id: session_id,
+                        user_id,
+                        status,
+                        created_at,
+                        last_activity,
+                        metadata: session_metadata,
+                        extra: session_extra,
+                    };
+                    (memory, session)
+                },
+            )
+    }
+
+    fn small_archive() -> EncodedArchive {
+        let memory: ConversationMemory = ConversationMemory {
+            session_id: "s".into(),
+            messages: vec![ChatMessage {
+                id: "m".into(),
+                session_id: "s".into(),
+                content: "a billing bug".into(),
+                role: Role::User,
+                timestamp: 5,
+                metadata: None,
+                extra: JsonObject::new(),
+            }],
+            summary: String::new(),
+            context: JsonObject::new(),
+            extra: JsonObject::new(),
+        };
+        let session = SessionState {
+            id: "s".into(),
+            user_id: None,
+            status: "ended".into(),
+            created_at: 1,
+            last_activity: 9,
+            metadata: None,
+            extra: JsonObject::new(),
+        };
+        encode_archive(&memory, &session, 10, 6, LIMIT).unwrap()
+    }
+
+    fn is_decode_error(err: &PersistenceError) -> bool {
+        matches!(
+            err.code(),
+            "CORRUPT_DATA" | "UNSUPPORTED_FORMAT" | "ARCHIVE_TOO_LARGE"
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips_any_conversation((memory, session) in conversation(), level in 0_u32..=9) {
+            let archive = encode_archive(&memory, &session, 1_736_157_600_000, level, LIMIT).unwrap();
+            let decoded =
+                decode_archive(&archive.bytes, Some(&archive.metadata.sha256), LIMIT).unwrap();
+            prop_assert_eq!(&decoded.metadata, &archive.metadata);
+            prop_assert_eq!(&decoded.conversation.memory, &memory);
+            prop_assert_eq!(decoded.conversation.session_state.as_ref(), Some(&session));
+
+            // Through the JSON text JavaScript would get and hand back.
+            let text = conversation_to_json(&decoded.conversation).unwrap();
+            let mut value: Value = serde_json::from_str(&text).unwrap();
+            let session_value = value.as_object_mut().unwrap().remove("sessionState").unwrap();
+            let (memory_again, session_again) =
+                parse_conversation_input(&value.to_string(), &session_value.to_string()).unwrap();
+            prop_assert_eq!(memory_again, memory);
+            prop_assert_eq!(session_again, session);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            prefix in prop_oneof![Just(vec![]), Just(vec![0x1f, 0x8b, 8, 0]), Just(b"{".to_vec())],
+            body in prop::collection::vec(any::<u8>(), 0..512),
+        ) {
+            let bytes = [prefix, body].concat();
+            if let Err(err) = decode_archive(&bytes, None, LIMIT) {
+                prop_assert!(is_decode_error(&err), "{}", err);
+            }
+        }
+
+        #[test]
+        fn truncated_archives_are_corrupt(cut in 0_usize..10_000) {
+            let archive = small_archive();
+            let cut = cut % archive.bytes.len();
+            let truncated = &archive.bytes[..cut];
+            let err = decode_archive(truncated, None, LIMIT).unwrap_err();
+            prop_assert_eq!(err.code(), "CORRUPT_DATA");
+            let err = decode_archive(truncated, Some(&archive.metadata.sha256), LIMIT).unwrap_err();
+            prop_assert_eq!(err.code(), "CHECKSUM_MISMATCH");
+        }
+
+        #[test]
+        fn flipped_bytes_never_go_unnoticed(position in 0_usize..10_000, flip in 1_u8..=255) {
+            let archive = small_archive();
+            let original = decode_archive(&archive.bytes, None, LIMIT).unwrap();
+            let mut bytes = archive.bytes.clone();
+            let position = position % bytes.len();
+            bytes[position] ^= flip;
+            let err = decode_archive(&bytes, Some(&archive.metadata.sha256), LIMIT).unwrap_err();
+            prop_assert_eq!(err.code(), "CHECKSUM_MISMATCH");
+            match decode_archive(&bytes, None, LIMIT) {
+                Err(err) => prop_assert!(is_decode_error(&err), "{}", err),
+                // Header bytes outside the CRC, or padding bits after the last deflate block,
+                // may change without changing what is read.
+                Ok(decoded) => prop_assert_eq!(decoded.conversation, original.conversation),
+            }
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! Archive metadata in the small forms storage listings carry: KV `metadata` (so listing a
+//! user's archives needs no `get` per key) and R2 `customMetadata` (so an object describes
+//! itself). Both have hard size limits, so the free-text summary is cut to fit, on a character
+//! boundary; every other field is kept whole.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::ArchiveMetadata;
+use crate::error::{PersistenceError, Result};
+
+/// Largest serialized JSON size of a KV `metadata` value (Workers KV limit).
+pub const KV_METADATA_MAX_BYTES: usize = 1024;
+
+/// Budget for the key and value bytes of an archive's R2 `customMetadata`. R2 allows 8192
+/// bytes of object metadata in total; 1024 of them are left for `httpMetadata`.
+pub const R2_CUSTOM_METADATA_MAX_BYTES: usize = 7168;
+
+/// One archive in a KV listing (see [`listing_summary`]).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ListingEntry<'a> {
+    key: &'a str,
+    session_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<&'a str>,
+    archived_at: i64,
+    message_count: u64,
+    duration: u64,
+    topics: &'a [String],
+    raw_size: u64,
+    stored_size: u64,
+    sha256: &'a str,
+    format_version: u32,
+    summary: &'a str,
+    summary_truncated: bool,
+}
+
+impl<'a> ListingEntry<'a> {
+    fn new(
+        metadata: &'a ArchiveMetadata,
+        key: &'a str,
+        topics: &'a [String],
+        summary: &'a str,
+        summary_truncated: bool,
+    ) -> Self {
+        Self {
+            key,
+            session_id: &metadata.session_id,
+            user_id: metadata.user_id.as_deref(),
+            archived_at: metadata.archived_at,
+            message_count: metadata.message_count,
+            duration: metadata.duration,
+            topics,
+            raw_size: metadata.raw_size,
+            stored_size: metadata.stored_size,
+            sha256: &metadata.sha256,
+            format_version: metadata.format_version,
+            summary,
+            summary_truncated,
+        }
+    }
+}
+
+/// The longest prefix of `text`, ending on a character boundary, for which `fits` holds;
+/// `fits` must be monotonic (a prefix of a fitting text fits) and no prefix longer than
+/// `max_bytes` is tried.
+fn longest_fitting_prefix(text: &str, max_bytes: usize, fits: impl Fn(&str) -> bool) -> &str {
+    let ends: Vec<usize> = text
+        .char_indices()
+        .map(|(start, _)| start)
+        .skip(1)
+        .chain(std::iter::once(text.len()))
+        .take_while(|end| *end <= max_bytes)
+        .collect();
+    let fitting = ends.partition_point(|end| text.get(..*end).is_some_and(&fits));
+    fitting
+        .checked_sub(1)
+        .and_then(|last| ends.get(last))
+        .and_then(|end| text.get(..*end))
+        .unwrap_or("")
+}
+
+/// The archive's KV listing entry, at most [`KV_METADATA_MAX_BYTES`] of JSON:
+/// `{key, sessionId, userId?, archivedAt, messageCount, duration, topics, rawSize, storedSize,
+/// sha256, formatVersion, summary, summaryTruncated}`. A summary that does not fit is cut (and
+/// `summaryTruncated` is true); topics are dropped only if even an empty summary does not fit.
+/// Fails with `INVALID_INPUT` when the key and ids alone exceed the limit.
+pub fn listing_summary(metadata: &ArchiveMetadata, archive_key: &str) -> Result<Value> {
+    let fits = |entry: &ListingEntry| {
+        serde_json::to_vec(entry).is_ok_and(|json| json.len() <= KV_METADATA_MAX_BYTES)
+    };
+    let to_value = |entry: ListingEntry| {
+        serde_json::to_value(entry)
+            .map_err(|err| PersistenceError::invalid_input("archive metadata", err.to_string()))
+    };
+
+    let whole = ListingEntry::new(
+        metadata,
+        archive_key,
+        &metadata.topics,
+        &metadata.summary,
+        false,
+    );
+    if fits(&whole) {
+        return to_value(whole);
+    }
+    let no_topics: &[String] = &[];
+    for topics in [metadata.topics.as_slice(), no_topics] {
+        if fits(&ListingEntry::new(metadata, archive_key, topics, "", true)) {
+            let summary = longest_fitting_prefix(&metadata.summary, KV_METADATA_MAX_BYTES, |cut| {
+                fits(&ListingEntry::new(metadata, archive_key, topics, cut, true))
+            });
+            return to_value(ListingEntry::new(
+                metadata,
+                archive_key,
+                topics,
+                summary,
+                true,
+            ));
+        }
+    }
+    Err(PersistenceError::invalid_input(
+        "archiveKey",
+        format!(
+            "the key, sessionId and userId alone exceed KV's {KV_METADATA_MAX_BYTES}-byte metadata limit"
+        ),
+    ))
+}
+
+/// The archive's R2 `customMetadata`, at most [`R2_CUSTOM_METADATA_MAX_BYTES`] of keys and
+/// values: `sessionId`, `userId` (when known), `archivedAt`, `messageCount`, `duration`,
+/// `rawSize`, `storedSize` (decimal), `sha256`, `formatVersion`, `topics` (a JSON array) and
+/// `summary` (control characters replaced by spaces, cut to fit). Fails with `INVALID_INPUT`
+/// when the fields other than the summary alone exceed the budget.
+pub fn r2_custom_metadata(metadata: &ArchiveMetadata) -> Result<Vec<(String, String)>> {
+    let topics = serde_json::to_string(&metadata.topics)
+        .map_err(|err| PersistenceError::invalid_input("topics", err.to_string()))?;
+    let mut pairs: Vec<(String, String)> = [
+        ("sessionId", Some(metadata.session_id.clone())),
+        ("userId", metadata.user_id.clone()),
+        ("archivedAt", Some(metadata.archived_at.to_string())),
+        ("messageCount", Some(metadata.message_count.to_string())),
+        ("duration", Some(metadata.duration.to_string())),
+        ("rawSize", Some(metadata.raw_size.to_string())),
+        ("storedSize", Some(metadata.stored_size.to_string())),
+        ("sha256", Some(metadata.sha256.clone())),
+        ("formatVersion", Some(metadata.format_version.to_string())),
+        ("topics", Some(topics)),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.map(|value| (name.to_owned(), value)))
+    .collect();
+
+    let used: usize = pairs
+        .iter()
+        .map(|(name, value)| name.len() + value.len())
+        .sum();
+    let budget = R2_CUSTOM_METADATA_MAX_BYTES
+        .checked_sub(used + "summary".len())
+        .ok_or_else(|| {
+            PersistenceError::invalid_input(
+                "customMetadata",
+                format!(
+                    "{used} bytes without the summary exceed the budget of {R2_CUSTOM_METADATA_MAX_BYTES}"
+                ),
+            )
+        })?;
+    // Custom metadata travels as HTTP headers through R2's S3 API: keep it on one line.
+    let one_line: String = metadata
+        .summary
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let summary = longest_fitting_prefix(&one_line, budget, |cut| cut.len() <= budget);
+    pairs.push(("summary".to_owned(), summary.to_owned()));
+    Ok(pairs)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn metadata(summary: &str) -> ArchiveMetadata {
+        ArchiveMetadata {
+            session_id: "session-1".into(),
+            user_id: Some("user-1".into()),
+            archived_at: 1_736_157_600_000,
+            message_count: 12,
+            summary: summary.into(),
+            topics: vec!["billing".into(), "technical-issue".into()],
+            duration: 60_000,
+            raw_size: 4_000,
+            stored_size: 900,
+            sha256: "ab".repeat(32),
+            format_version: 1,
+        }
+    }
+
+    const KEY: &str = "conversations/2025/01/archive_session-1_1736157600000.json.gz";
+
+    fn size(value: &Value) -> usize {
+        serde_json::to_vec(value).unwrap().len()
+    }
+
+    #[test]
+    fn small_summary_is_kept_whole() {
+        let value = listing_summary(&metadata("Refund for a double charge."), KEY).unwrap();
+        assert_eq!(value["summary"], "Refund for a double charge.");
+        assert_eq!(value["summaryTruncated"], false);
+        assert_eq!(value["userId"], "user-1");
+        assert_eq!(value["key"], KEY);
+        assert_eq!(value["topics"], json!(["billing", "technical-issue"]));
+        assert_eq!(value["sha256"], "ab".repeat(32));
+    }
+
+    #[test]
+    fn huge_summary_is_cut_to_fill_the_limit_exactly_or_nearly() {
+        for unit in ["a", "é", "日", "😀", "\"", "\n", "\u{1}"] {
+            let value = listing_summary(&metadata(&unit.repeat(100_000)), KEY).unwrap();
+            let cut = value["summary"].as_str().unwrap();
+            assert!(size(&value) <= KV_METADATA_MAX_BYTES, "{unit:?}");
+            // One more character would not have fitted.
+            let mut longer = value.clone();
+            longer["summary"] = Value::from(format!("{cut}{unit}"));
+            assert!(size(&longer) > KV_METADATA_MAX_BYTES, "{unit:?}");
+            assert!(cut.chars().all(|c| c.to_string() == unit));
+            assert_eq!(value["summaryTruncated"], true);
+            assert_eq!(value["topics"], json!(["billing", "technical-issue"]));
+        }
+    }
+
+    #[test]
+    fn topics_go_before_ids_when_space_runs_out() {
+        let mut crowded = metadata("summary");
+        crowded.topics = vec!["t".repeat(400); 2];
+        let value = listing_summary(&crowded, KEY).unwrap();
+        assert_eq!(value["topics"], json!([]));
+        assert_eq!(value["summary"], "summary");
+        assert!(size(&value) <= KV_METADATA_MAX_BYTES);
+
+        let err = listing_summary(&metadata(""), &"k".repeat(1100)).unwrap_err();
+        assert_eq!(err.code(), "INVALID_INPUT");
+        assert!(err.to_string().contains("archiveKey"));
+    }
+
+    #[test]
+    fn custom_metadata_carries_the_checksum_and_fits() {
+        let pairs = r2_custom_metadata(&metadata("line one\nline two")).unwrap();
+        let get = |name: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str())
+        };
+        assert_eq!(get("sha256"), Some("ab".repeat(32).as_str()));
+        assert_eq!(get("archivedAt"), Some("1736157600000"));
+        assert_eq!(get("topics"), Some(r#"["billing","technical-issue"]"#));
+        assert_eq!(get("summary"), Some("line one line two"));
+        assert_eq!(get("userId"), Some("user-1"));
+
+        let mut anonymous = metadata(&"😀".repeat(10_000));
+        anonymous.user_id = None;
+        let pairs = r2_custom_metadata(&anonymous).unwrap();
+        assert!(pairs.iter().all(|(key, _)| key != "userId"));
+        let total: usize = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(total <= R2_CUSTOM_METADATA_MAX_BYTES);
+        assert!(total > R2_CUSTOM_METADATA_MAX_BYTES - 4, "{total}");
+    }
+
+    #[test]
+    fn custom_metadata_refuses_oversized_fixed_fields() {
+        let mut crowded = metadata("");
+        crowded.topics = vec!["t".repeat(8000)];
+        assert_eq!(
+            r2_custom_metadata(&crowded).unwrap_err().code(),
+            "INVALID_INPUT"
+        );
+    }
+}
