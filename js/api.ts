@@ -1,6 +1,22 @@
 // The library's TypeScript API. Platform-neutral: the entry modules (workerd.ts, node.ts,
 // browser.ts) initialise the wasm module once, then re-export everything from here.
 import * as wasm from "./wasm/supportbot_persistence.js";
+import type {
+  ArchiveList,
+  ArchiveMetadata,
+  ArchivedConversation,
+  ConversationMemory,
+  DataRetentionPolicy,
+  HealthReport,
+  PersistenceBindings,
+  PersistenceOptions,
+  RetentionReport,
+  RetentionRunOptions,
+  SessionState,
+  StorageMetrics,
+} from "./types.js";
+
+export type * from "./types.js";
 
 /** Every `code` a PersistenceError can carry; stable across releases. */
 export const ERROR_CODES = [
@@ -61,4 +77,161 @@ export interface LivenessReport {
 /** Builds the liveness report in Rust; throws INVALID_INPUT for a time that is not a valid epoch-ms. */
 export function livenessReport(nowMs: number = Date.now()): LivenessReport {
   return JSON.parse(wasm.livenessReport(nowMs)) as LivenessReport;
+}
+
+/** A PersistenceError raised on the TypeScript side (values JSON cannot carry to Rust). */
+function invalidInput(field: string, reason: string): PersistenceError {
+  const error = new Error(`invalid input: ${field}: ${reason}`) as PersistenceError;
+  error.name = "PersistenceError";
+  error.code = "INVALID_INPUT";
+  return error;
+}
+
+/** JSON text of `value` for the Rust side, which validates its shape and names bad fields. */
+function toJson(field: string, value: unknown): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (error) {
+    throw invalidInput(field, `cannot be serialized to JSON (${(error as Error).message})`);
+  }
+  if (text === undefined) throw invalidInput(field, `must be a JSON value, got ${typeof value}`);
+  return text;
+}
+
+/** Embeddings cross as one Float64Array copy; Rust rejects NaN and infinities by index. */
+function toFloat64Array(embedding: unknown): Float64Array {
+  if (embedding instanceof Float64Array) return embedding;
+  if (embedding instanceof Float32Array) return Float64Array.from(embedding);
+  if (!Array.isArray(embedding)) throw invalidInput("embedding", "must be an array of numbers or a Float32Array/Float64Array");
+  const values = new Float64Array(embedding.length);
+  for (let i = 0; i < embedding.length; i++) {
+    const value: unknown = embedding[i];
+    if (typeof value !== "number") throw invalidInput(`embedding[${i}]`, `is a ${typeof value}, not a number`);
+    values[i] = value;
+  }
+  return values;
+}
+
+function checkBindings(bindings: PersistenceBindings | undefined): PersistenceBindings {
+  if (!bindings?.CHAT_KV || !bindings?.ARCHIVE_R2) {
+    const error = new Error(
+      "Configuration failed: invalid configuration bindings: CHAT_KV (KV namespace) and ARCHIVE_R2 (R2 bucket) are required",
+    ) as PersistenceError;
+    error.name = "PersistenceError";
+    error.code = "INVALID_CONFIG";
+    throw error;
+  }
+  return bindings;
+}
+
+/** The wasm object behind each service; module-private, so it is not part of the public API. */
+const cores = new WeakMap<DataPersistenceService, wasm.PersistenceCore>();
+
+/**
+ * The spec's DataPersistenceService: archives in R2, caches and indexes in KV, verified backups
+ * and paginated retention. Construct one per isolate (e.g. lazily in your Worker) and share it:
+ * calls may run concurrently. Errors are PersistenceErrors with a stable `code`.
+ */
+export class DataPersistenceService {
+  readonly #core: wasm.PersistenceCore;
+
+  constructor(bindings: PersistenceBindings, policy: Partial<DataRetentionPolicy> = {}, options: PersistenceOptions = {}) {
+    const { CHAT_KV, ARCHIVE_R2 } = checkBindings(bindings);
+    this.#core = new wasm.PersistenceCore(CHAT_KV, ARCHIVE_R2, toJson("policy", policy), toJson("options", options));
+    cores.set(this, this.#core);
+  }
+
+  /** The retention policy in force (spec defaults merged with what was passed). */
+  get policy(): DataRetentionPolicy {
+    return JSON.parse(this.#core.policyJson()) as DataRetentionPolicy;
+  }
+
+  /** Archives the conversation to R2 and indexes it in KV; resolves to the archive's R2 key. Costs 1 R2 put and 2-3 KV puts. */
+  async archiveConversation(memory: ConversationMemory, session: SessionState): Promise<string> {
+    return this.#core.archiveConversation(toJson("memory", memory), toJson("session", session));
+  }
+
+  /** The newest archive of a session, checksum-verified, or null. Costs 1 KV get and 1 R2 get. */
+  async retrieveArchivedConversation(sessionId: string): Promise<ArchivedConversation | null> {
+    const json: string | null = await this.#core.retrieveArchivedConversation(String(sessionId));
+    return json === null ? null : (JSON.parse(json) as ArchivedConversation);
+  }
+
+  /** One page of archive summaries, newest first (all users when `userId` is omitted). Costs 1 KV list. */
+  async listArchivedConversations(userId?: string, limit = 20, cursor?: string): Promise<ArchiveList> {
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw invalidInput("limit", `${limit} is not an integer in 1..=1000`);
+    const json: string = await this.#core.listArchivedConversations(userId ?? undefined, limit, cursor ?? undefined);
+    const page = JSON.parse(json) as { archives: ArchiveMetadata[]; cursor?: string; listComplete: boolean };
+    return Object.assign(page.archives, { cursor: page.cursor, listComplete: page.listComplete });
+  }
+
+  /** Caches an embedding of `text`, keyed by `metadata.model` (or options.embeddingModel). Costs 1 KV put. */
+  async cacheEmbedding(text: string, embedding: number[] | Float32Array | Float64Array, metadata?: Record<string, unknown>): Promise<void> {
+    await this.#core.cacheEmbedding(String(text), toFloat64Array(embedding), metadata === undefined ? undefined : toJson("metadata", metadata));
+  }
+
+  /** The cached embedding of `text` for `model` (or options.embeddingModel), or null; a storage failure is a miss. Costs 1 KV get. */
+  async getCachedEmbedding(text: string, model?: string): Promise<number[] | null> {
+    const values: Float64Array | null = await this.#core.getCachedEmbedding(String(text), model ?? undefined);
+    return values === null ? null : Array.from(values);
+  }
+
+  /** Caches the result of a frequent query (any JSON value). Costs 1 KV put. */
+  async cacheFrequentQuery(query: string, result: unknown, metadata?: Record<string, unknown>): Promise<void> {
+    await this.#core.cacheFrequentQuery(String(query), toJson("result", result), metadata === undefined ? undefined : toJson("metadata", metadata));
+  }
+
+  /** The cached result of `query`, or null; a storage failure is a miss. Costs 1 KV get. */
+  async getCachedQueryResult<T = unknown>(query: string): Promise<T | null> {
+    const json: string | null = await this.#core.getCachedQueryResult(String(query));
+    return json === null ? null : (JSON.parse(json) as T);
+  }
+
+  /** Backs up the newest archive of each session (data first, manifest last); resolves to the backup id. */
+  async createBackup(sessionIds: string[]): Promise<string> {
+    if (!Array.isArray(sessionIds)) throw invalidInput("sessionIds", "must be an array of session ids");
+    return this.#core.createBackup(sessionIds.map(String));
+  }
+
+  /** Verifies a whole backup, then restores its sessions (idempotent); resolves to their ids. */
+  async restoreFromBackup(backupId: string): Promise<string[]> {
+    return this.#core.restoreFromBackup(String(backupId));
+  }
+
+  /** Deletes what the policy says has expired, page by page; resumes where a time-boxed run stopped. */
+  async enforceRetentionPolicy(options: RetentionRunOptions = {}): Promise<RetentionReport> {
+    const deadline = options.timeBudgetMs === undefined ? undefined : Date.now() + options.timeBudgetMs;
+    return JSON.parse(await this.#core.enforceRetentionPolicy(options.maxStorageCalls, deadline)) as RetentionReport;
+  }
+}
+
+/** The spec's DataPersistenceIntegration: health checks and storage metrics over the same bindings. */
+export class DataPersistenceIntegration {
+  readonly service: DataPersistenceService;
+  readonly #core: wasm.PersistenceCore;
+
+  constructor(bindings: PersistenceBindings, policy: Partial<DataRetentionPolicy> = {}, options: PersistenceOptions = {}) {
+    this.service = new DataPersistenceService(bindings, policy, options);
+    this.#core = cores.get(this.service)!;
+  }
+
+  /** Probes R2 and KV (one read each); never rejects. */
+  async healthCheck(): Promise<HealthReport> {
+    return JSON.parse(await this.#core.healthCheck()) as HealthReport;
+  }
+
+  /** Counts cache entries, archives and backups over every page. */
+  async getStorageMetrics(): Promise<StorageMetrics> {
+    return JSON.parse(await this.#core.getStorageMetrics()) as StorageMetrics;
+  }
+}
+
+/** The spec's wrangler.toml `[vars]` as a DataRetentionPolicy; throws INVALID_CONFIG naming a bad variable. */
+export function policyFromEnv(env: object): DataRetentionPolicy {
+  const source = env as Record<string, unknown>;
+  const names = ["SESSION_TTL_HOURS", "CACHE_TTL_HOURS", "ARCHIVE_RETENTION_DAYS", "CLEANUP_INTERVAL_HOURS", "MAX_ARCHIVE_SIZE_MB"];
+  const vars: Record<string, unknown> = {};
+  for (const name of names) if (source[name] !== undefined) vars[name] = source[name];
+  return JSON.parse(wasm.policyFromVars(JSON.stringify(vars))) as DataRetentionPolicy;
 }

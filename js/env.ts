@@ -1,4 +1,4 @@
-// The bindings this library works with, as declared in wrangler.toml.
+// The bindings and variables this library works with, as declared in wrangler.toml.
 import type { SessionMemoryDO } from "./session_memory_do.js";
 
 /** The Worker environment the library and the example Worker expect. */
@@ -9,4 +9,10 @@ export interface PersistenceEnv {
   ARCHIVE_R2: R2Bucket;
   /** One SessionMemoryDO per chat session. */
   SESSION_MEMORY: DurableObjectNamespace<SessionMemoryDO>;
+  /** The spec's `[vars]`, read by policyFromEnv; an absent one keeps its default. */
+  SESSION_TTL_HOURS?: string;
+  CACHE_TTL_HOURS?: string;
+  ARCHIVE_RETENTION_DAYS?: string;
+  CLEANUP_INTERVAL_HOURS?: string;
+  MAX_ARCHIVE_SIZE_MB?: string;
 }

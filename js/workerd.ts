@@ -7,6 +7,14 @@ import { initSync } from "./wasm/supportbot_persistence.js";
 initSync({ module: wasmModule });
 
 export * from "./api.js";
-export { SessionMemoryDO } from "./session_memory_do.js";
-export type { ChatMessage, SessionContext } from "./session_memory_do.js";
+export { SessionMemoryDO, sessionErrorCode } from "./session_memory_do.js";
+export type {
+  ArchivePage,
+  ArchiveSummary,
+  JsonScalar,
+  SessionContext,
+  SessionErrorCode,
+  SessionInfo,
+  SessionMessage,
+} from "./session_memory_do.js";
 export type { PersistenceEnv } from "./env.js";

@@ -15,4 +15,6 @@ export WRANGLER_SEND_METRICS=false
 export CI="${CI:-}"
 
 # Prints "name: step" headers so a long log can be scanned.
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+step() {
+  if [ -n "${NO_COLOR:-}" ] || [ ! -t 1 ]; then printf '\n== %s\n' "$*"; else printf '\n\033[1m== %s\033[0m\n' "$*"; fi
+}

@@ -2,11 +2,23 @@
 # `npm start`: installs what is missing, builds the package, and serves the example Worker
 # (js/worker.ts) on http://localhost:8787 with local KV, R2 and Durable Object state persisted
 # under .wrangler/state. --test-scheduled exposes /__scheduled to run the cron handler by hand.
+#
+# AUTH_SECRET (the key of the bearer tokens) is a Worker secret in production
+# (`wrangler secret put AUTH_SECRET`); only here, for local development, it gets the dev value
+# below, which `node scripts/token.mjs <userId>` also signs with. Never deploy with it.
+#
+# Environment: PORT (8787), PERSIST_TO (.wrangler/state), SKIP_BUILD=1 to serve the current
+# dist/ without setup and build (the end-to-end test does, after `npm test` built it).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 
-bash scripts/setup.sh
-bash scripts/build.sh
+DEV_AUTH_SECRET="dev-only-auth-secret-do-not-deploy-0123456789"
+
+if [ -z "${SKIP_BUILD:-}" ]; then
+  bash scripts/setup.sh
+  bash scripts/build.sh
+fi
 step "wrangler dev on http://localhost:${PORT:-8787}"
-exec wrangler dev --port "${PORT:-8787}" --ip 127.0.0.1 --persist-to .wrangler/state --test-scheduled "$@"
+exec wrangler dev --port "${PORT:-8787}" --ip 127.0.0.1 --persist-to "${PERSIST_TO:-.wrangler/state}" --test-scheduled \
+  --var "AUTH_SECRET:$DEV_AUTH_SECRET" "$@"

@@ -55,14 +55,18 @@ run_layer() {
 }
 
 run_layer "cargo fmt --check" none cargo fmt --check
-run_layer "cargo clippy (native)" none cargo clippy --all-targets --quiet -- -D warnings
-run_layer "cargo clippy (wasm32)" none cargo clippy --all-targets --quiet --target wasm32-unknown-unknown -- -D warnings
-run_layer "cargo test (native)" tests cargo test
+run_layer "cargo clippy (native)" none cargo clippy --all-targets --all-features --quiet -- -D warnings
+run_layer "cargo clippy (wasm32)" none cargo clippy --all-targets --all-features --quiet --target wasm32-unknown-unknown -- -D warnings
+run_layer "cargo test (native)" tests cargo test --all-features
 run_layer "build (wasm + TypeScript)" none bash scripts/build.sh
 run_layer "wasm-pack test --headless --chrome" tests env WASM_BINDGEN_USE_BROWSER=1 wasm-pack test --headless --chrome
 run_layer "wasm-pack test --node" tests wasm-pack test --node
+# Before tsc: tests/workerd/conformance.test.ts imports the module (and its .d.ts) it builds.
+run_layer "build conformance wasm" none bash scripts/build-conformance.sh
 run_layer "tsc --noEmit" none tsc -p tsconfig.json
 run_layer "vitest in workerd" tests vitest run
+# Node 22 takes a glob, not a directory: the real `wrangler dev` serving docs/WALKTHROUGH.md.
+run_layer "end-to-end (wrangler dev)" tests node --test "tests/e2e/*.test.mjs"
 run_layer "packaging (npm pack, consumer)" tests bash scripts/test-packaging.sh
 
 printf '\n== summary\n'

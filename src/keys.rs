@@ -27,6 +27,8 @@ pub const ARCHIVE_META_PREFIX: &str = "archive_meta:";
 pub const BACKUP_MANIFEST_PREFIX: &str = "backup_manifest:";
 /// KV prefix of the per-user archive index.
 pub const USER_INDEX_PREFIX: &str = "user_archives:";
+/// KV prefix of the global archive index (every archive, newest first).
+pub const ARCHIVE_INDEX_PREFIX: &str = "archive_index:";
 
 /// Longest accepted id, in bytes.
 pub const MAX_ID_LEN: usize = 128;
@@ -319,6 +321,37 @@ pub fn parse_user_index_key(key: &str) -> Option<UserIndexKey> {
     }
     Some(UserIndexKey {
         user_key: user_key.to_owned(),
+        archived_at_ms: MAX_KEY_TIME_MS - parse_time_field(inverted_ms)?,
+        session_id: SessionId::parse(session_text).ok()?,
+    })
+}
+
+/// KV key of a global index entry, so that one `list({prefix: ARCHIVE_INDEX_PREFIX})` returns
+/// every archive newest first, without a user id:
+/// `archive_index:<13-digit (9999999999999 - archivedAtMs)>:<sessionId>`.
+///
+/// Fails with `INVALID_INPUT` on an `archivedAt` outside 0..=[`MAX_KEY_TIME_MS`].
+pub fn archive_index_key(archived_at_ms: i64, session: &SessionId) -> Result<String> {
+    check_key_time("archivedAt", archived_at_ms)?;
+    let newest_first = MAX_KEY_TIME_MS - archived_at_ms;
+    Ok(format!(
+        "{ARCHIVE_INDEX_PREFIX}{newest_first:013}:{session}"
+    ))
+}
+
+/// What a global index key says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveIndexKey {
+    /// When the session was archived, in epoch milliseconds.
+    pub archived_at_ms: i64,
+    /// The archived session.
+    pub session_id: SessionId,
+}
+
+/// Parses a key built by [`archive_index_key`]; `None` for anything else.
+pub fn parse_archive_index_key(key: &str) -> Option<ArchiveIndexKey> {
+    let (inverted_ms, session_text) = key.strip_prefix(ARCHIVE_INDEX_PREFIX)?.split_once(':')?;
+    Some(ArchiveIndexKey {
         archived_at_ms: MAX_KEY_TIME_MS - parse_time_field(inverted_ms)?,
         session_id: SessionId::parse(session_text).ok()?,
     })
@@ -617,6 +650,54 @@ mod tests {
     }
 
     #[test]
+    fn archive_index_key_inverts_time_for_newest_first() {
+        let key = archive_index_key(JAN_2025, &session("s1")).unwrap();
+        assert_eq!(key, "archive_index:8263842399876:s1");
+        assert!(key.starts_with(ARCHIVE_INDEX_PREFIX));
+        assert_eq!(
+            parse_archive_index_key(&key),
+            Some(ArchiveIndexKey {
+                archived_at_ms: JAN_2025,
+                session_id: session("s1"),
+            })
+        );
+        // Newer sorts first, whatever the session ids; the same ms falls back to the id.
+        let newer = archive_index_key(JAN_2025 + 1, &session("zz")).unwrap();
+        assert!(newer < key);
+        let sibling = archive_index_key(JAN_2025, &session("s2")).unwrap();
+        assert!(key < sibling);
+        assert_eq!(
+            archive_index_key(0, &session("a")).unwrap(),
+            "archive_index:9999999999999:a"
+        );
+        assert_eq!(
+            archive_index_key(MAX_KEY_TIME_MS, &session("a")).unwrap(),
+            "archive_index:0000000000000:a"
+        );
+    }
+
+    #[test]
+    fn archive_index_key_rejects_bad_times_and_keys() {
+        for ms in [-1, MAX_KEY_TIME_MS + 1] {
+            let err = archive_index_key(ms, &session("s")).unwrap_err();
+            assert_eq!(err.code(), "INVALID_INPUT");
+            assert!(err.to_string().contains("archivedAt"), "{err}");
+        }
+        for bad in [
+            "archive_index:826384239987:s1",
+            "archive_index:82638423998761:s1",
+            "archive_index:8263842399876:",
+            "archive_index:8263842399876:a/b",
+            "archive_index:-263842399876:s1",
+            "archive_index:8263842399876",
+            "archive_indexes:8263842399876:s1",
+            &format!("user_archives:{USER_KEY}:8263842399876:s1"),
+        ] {
+            assert_eq!(parse_archive_index_key(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn backup_keys_and_parsing() {
         let id = BackupId::parse("b1").unwrap();
         assert_eq!(backup_data_key(&id), "backups/b1/data.json.gz");
@@ -685,6 +766,7 @@ mod tests {
         let kv = [
             archive_meta_key(&s),
             user_index_key(USER_KEY, 0, &s).unwrap(),
+            archive_index_key(0, &s).unwrap(),
             backup_manifest_kv_key(&b),
             embedding_key(USER_KEY),
             query_key(USER_KEY),
@@ -805,6 +887,23 @@ mod proptests {
         }
 
         #[test]
+        fn archive_index_keys_round_trip_and_sort_newest_first(
+            a in valid_id(), b in valid_id(), t1 in key_time(), t2 in key_time()
+        ) {
+            let (a, b) = (SessionId::parse(&a).unwrap(), SessionId::parse(&b).unwrap());
+            let key_a = archive_index_key(t1, &a).unwrap();
+            let key_b = archive_index_key(t2, &b).unwrap();
+            prop_assert!(key_a.len() <= MAX_KV_KEY_LEN);
+            prop_assert_eq!(
+                parse_archive_index_key(&key_a),
+                Some(ArchiveIndexKey { archived_at_ms: t1, session_id: a })
+            );
+            if t1 > t2 {
+                prop_assert!(key_a < key_b);
+            }
+        }
+
+        #[test]
         fn backup_ids_sort_in_creation_order(
             t1 in key_time(), t2 in key_time(),
             n1 in proptest::collection::vec(any::<u8>(), 1..=32),
@@ -822,6 +921,7 @@ mod proptests {
         fn parsers_never_panic(key in any::<String>()) {
             let _ = parse_archive_object_key(&key);
             let _ = parse_user_index_key(&key);
+            let _ = parse_archive_index_key(&key);
             let _ = parse_backup_object_key(&key);
         }
     }

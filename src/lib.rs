@@ -11,6 +11,8 @@ pub mod hash;
 pub mod keys;
 pub mod policy;
 pub mod retention;
+pub mod service;
+pub mod store;
 pub mod time;
 
 #[cfg(target_arch = "wasm32")]

@@ -8,8 +8,8 @@
 //!
 //! Writers must store what the rules read:
 //! - cache keys: list metadata `{"createdAt", "expiresAt"}` (`codec::cache::cache_list_metadata`);
-//! - `archive_meta:` and `user_archives:` entries: list metadata with [`INDEX_ARCHIVE_KEY_FIELD`],
-//!   the R2 key of the archive they point at;
+//! - `archive_meta:`, `user_archives:` and `archive_index:` entries: list metadata with
+//!   [`INDEX_ARCHIVE_KEY_FIELD`], the R2 key of the archive they point at;
 //! - backup `manifest.json` in R2: custom metadata [`BACKUP_CREATED_AT_FIELD`] (decimal epoch
 //!   ms; optional, the upload time is used as well), and `backup_manifest:` KV entries: list
 //!   metadata with [`BACKUP_CREATED_AT_FIELD`] as a number.
@@ -33,8 +33,9 @@ pub use planner::{RetentionOptions, RetentionPlanner};
 use crate::error::Result;
 use crate::policy::DataRetentionPolicy;
 
-/// Field of the KV list metadata of `archive_meta:` and `user_archives:` entries that holds the
-/// R2 key of the archive the entry points at (as `codec::archive::listing_summary` writes it).
+/// Field of the KV list metadata of `archive_meta:`, `user_archives:` and `archive_index:`
+/// entries that holds the R2 key of the archive the entry points at (as
+/// `codec::archive::listing_summary` writes it).
 pub const INDEX_ARCHIVE_KEY_FIELD: &str = "key";
 
 /// Field holding a backup's creation time in epoch ms: in the custom metadata of its R2

@@ -13,9 +13,9 @@ use super::{has_aged, Limits, BACKUP_CREATED_AT_FIELD, INDEX_ARCHIVE_KEY_FIELD};
 use crate::codec::cache::parse_cache_list_metadata;
 use crate::error::{PersistenceError, Result};
 use crate::keys::{
-    parse_archive_meta_key, parse_archive_object_key, parse_backup_manifest_kv_key,
-    parse_backup_object_key, parse_user_index_key, ARCHIVE_PREFIX, BACKUP_PREFIX, EMBEDDING_PREFIX,
-    QUERY_PREFIX,
+    parse_archive_index_key, parse_archive_meta_key, parse_archive_object_key,
+    parse_backup_manifest_kv_key, parse_backup_object_key, parse_user_index_key, ARCHIVE_PREFIX,
+    BACKUP_PREFIX, EMBEDDING_PREFIX, QUERY_PREFIX,
 };
 use crate::policy::DataRetentionPolicy;
 
@@ -227,6 +227,8 @@ impl RetentionPlanner {
             self.index_entry_reason(metadata, None)
         } else if let Some(index_key) = parse_user_index_key(name) {
             self.index_entry_reason(metadata, Some(index_key.archived_at_ms))
+        } else if let Some(index_key) = parse_archive_index_key(name) {
+            self.index_entry_reason(metadata, Some(index_key.archived_at_ms))
         } else if let Some(backup_id) = parse_backup_manifest_kv_key(name) {
             self.backups.deleted_reason(&backup_id).or_else(|| {
                 let created_at = metadata?.get(BACKUP_CREATED_AT_FIELD)?.as_i64()?;
@@ -284,9 +286,9 @@ mod tests {
 
     use super::*;
     use crate::keys::{
-        archive_meta_key, archive_object_key, backup_data_key, backup_manifest_kv_key,
-        backup_manifest_object_key, legacy_archive_object_key, legacy_backup_data_key,
-        user_index_key, BackupId, SessionId,
+        archive_index_key, archive_meta_key, archive_object_key, backup_data_key,
+        backup_manifest_kv_key, backup_manifest_object_key, legacy_archive_object_key,
+        legacy_backup_data_key, user_index_key, BackupId, SessionId,
     };
 
     const HOUR: i64 = 60 * 60 * 1000;
@@ -590,6 +592,51 @@ mod tests {
                 (
                     Store::Kv,
                     user_key.as_str(),
+                    DeletionReason::DanglingIndexEntry
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn global_index_entries_dangle_like_user_index_entries() {
+        let lost = archive_object_key(&session("lost"), NOW - DAY).unwrap();
+        let kept = archive("kept", NOW - DAY);
+        let page = [
+            kv(
+                archive_index_key(NOW - RETENTION, &session("old")).unwrap(),
+                None,
+            ),
+            kv(
+                archive_index_key(NOW - RETENTION + 1, &session("young")).unwrap(),
+                None,
+            ),
+            kv(
+                archive_index_key(NOW - DAY, &session("kept")).unwrap(),
+                Some(json!({ INDEX_ARCHIVE_KEY_FIELD: kept.key })),
+            ),
+            kv(
+                archive_index_key(NOW - DAY, &session("lost")).unwrap(),
+                Some(json!({ INDEX_ARCHIVE_KEY_FIELD: lost })),
+            ),
+            kv("archive_index:not-a-time:s1".into(), None),
+        ];
+        let mut planner = planner();
+        planner.plan_r2_page(std::slice::from_ref(&kept)).unwrap();
+        planner.finish_r2_listing();
+        let old_key = archive_index_key(NOW - RETENTION, &session("old")).unwrap();
+        let lost_key = archive_index_key(NOW - DAY, &session("lost")).unwrap();
+        assert_eq!(
+            keys_and_reasons(&planner.plan_kv_page(&page)),
+            [
+                (
+                    Store::Kv,
+                    old_key.as_str(),
+                    DeletionReason::DanglingIndexEntry
+                ),
+                (
+                    Store::Kv,
+                    lost_key.as_str(),
                     DeletionReason::DanglingIndexEntry
                 ),
             ]

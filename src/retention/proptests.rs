@@ -9,11 +9,11 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::keys::{
-    archive_meta_key, archive_object_key, backup_data_key, backup_manifest_kv_key,
-    backup_manifest_object_key, legacy_archive_object_key, legacy_backup_data_key,
-    parse_archive_meta_key, parse_archive_object_key, parse_backup_manifest_kv_key,
-    parse_backup_object_key, parse_user_index_key, user_index_key, BackupId, BackupObjectKind,
-    SessionId,
+    archive_index_key, archive_meta_key, archive_object_key, backup_data_key,
+    backup_manifest_kv_key, backup_manifest_object_key, legacy_archive_object_key,
+    legacy_backup_data_key, parse_archive_index_key, parse_archive_meta_key,
+    parse_archive_object_key, parse_backup_manifest_kv_key, parse_backup_object_key,
+    parse_user_index_key, user_index_key, BackupId, BackupObjectKind, SessionId,
 };
 
 const HOUR: i64 = 60 * 60 * 1000;
@@ -323,6 +323,11 @@ fn build(spec: &WorldSpec, sweep: &Sweep) -> World {
             .and_then(|metadata| metadata[INDEX_ARCHIVE_KEY_FIELD].as_str())
             .and_then(parse_archive_object_key)
             .map_or(sweep.time(*age), |archive| archive.archived_at_ms);
+        // Every archive also has a global index entry, decided by the same rules.
+        kv.insert(
+            archive_index_key(archived_at, &session(*sid)).unwrap(),
+            metadata.clone(),
+        );
         kv.insert(
             user_index_key(USER_KEY, archived_at, &session(*sid)).unwrap(),
             metadata,
@@ -413,7 +418,10 @@ fn index_entry_time(entry: &ListedKvKey) -> Option<(i64, Option<String>)> {
         let archived_at = parse_archive_object_key(key).unwrap().archived_at_ms;
         return Some((archived_at, Some(key.to_owned())));
     }
-    parse_user_index_key(&entry.name).map(|index| (index.archived_at_ms, None))
+    parse_user_index_key(&entry.name)
+        .map(|index| index.archived_at_ms)
+        .or_else(|| parse_archive_index_key(&entry.name).map(|index| index.archived_at_ms))
+        .map(|archived_at| (archived_at, None))
 }
 
 /// Checks one deletion against the limit that applies to it, from the listing alone.
@@ -492,6 +500,7 @@ fn check_deletion(
                 prop_assert!(by_own_time || with_its_backup, "{:?}", deletion);
             } else if parse_archive_meta_key(&entry.name).is_some()
                 || parse_user_index_key(&entry.name).is_some()
+                || parse_archive_index_key(&entry.name).is_some()
             {
                 prop_assert_eq!(reason, DeletionReason::DanglingIndexEntry);
                 let (archived_at, archive_key) = index_entry_time(entry).unwrap();

@@ -1,5 +1,18 @@
 //! The JavaScript boundary: every `#[wasm_bindgen]` export and every conversion between JS
 //! values and Rust lives here. Names follow the spec's camelCase API via `js_name`.
+//!
+//! Raw bindings ([`bindings`]) are kept apart from the adapters that turn them into the store
+//! ports ([`kv::JsKv`], [`r2::JsR2`], [`clock::JsClock`], [`log::ConsoleLog`]).
 
+pub mod bindings;
+pub mod clock;
+#[cfg(feature = "conformance")]
+mod conformance;
+mod convert;
 mod errors;
 mod exports;
+mod failure;
+pub mod kv;
+pub mod log;
+pub mod r2;
+mod service;

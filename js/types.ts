@@ -1,0 +1,163 @@
+// The spec's data shapes (camelCase JSON, as the earlier TypeScript implementation named them).
+// Unknown extra fields of messages, context and session state are kept through a round trip.
+
+/** One chat message. */
+export interface ChatMessage {
+  id: string;
+  sessionId: string;
+  role: "user" | "assistant" | "system";
+  content: string;
+  /** Epoch milliseconds. */
+  timestamp: number;
+  metadata?: Record<string, unknown>;
+}
+
+/** What the bot knows about the conversation besides its messages (kept verbatim). */
+export type ConversationContext = Record<string, unknown>;
+
+/** A session's conversation, as archived. */
+export interface ConversationMemory {
+  sessionId: string;
+  messages: ChatMessage[];
+  summary?: string;
+  context?: ConversationContext;
+  [extra: string]: unknown;
+}
+
+/** A session's lifecycle state. */
+export interface SessionState {
+  id: string;
+  userId?: string;
+  status: string;
+  /** Epoch milliseconds. */
+  createdAt: number;
+  /** Epoch milliseconds. */
+  lastActivity: number;
+  metadata?: Record<string, unknown>;
+  [extra: string]: unknown;
+}
+
+/** An archived conversation as retrieved: the memory plus the session state archived with it. */
+export interface ArchivedConversation extends ConversationMemory {
+  sessionState?: SessionState;
+}
+
+/** Summary of one archive, as listed (from KV list metadata; no storage read per entry). */
+export interface ArchiveMetadata {
+  sessionId: string;
+  userId?: string;
+  /** Epoch milliseconds. */
+  archivedAt: number;
+  messageCount: number;
+  summary: string;
+  topics: string[];
+  /** Session duration in milliseconds. */
+  duration: number;
+  /** The archive's R2 key. */
+  key: string;
+  [extra: string]: unknown;
+}
+
+/** One page of archives, newest first: an array (as the spec returns) with the next cursor. */
+export type ArchiveList = ArchiveMetadata[] & {
+  /** Pass to the next call to get the following page; absent on the last page. */
+  cursor?: string;
+  /** True when no page follows. */
+  listComplete: boolean;
+};
+
+/** Retention and size limits (spec defaults in parentheses). All times in milliseconds. */
+export interface DataRetentionPolicy {
+  /** How long a live session is kept before it is archived (7 days). */
+  conversationTTL: number;
+  /** How long cache entries live (24 hours). */
+  cacheTTL: number;
+  /** How long archives and backups are kept (90 days). */
+  archiveRetention: number;
+  /** How often the retention sweep should run (1 hour). */
+  cleanupInterval: number;
+  /** Largest archive, in bytes of JSON (50 MiB). */
+  maxArchiveSize: number;
+}
+
+/** Behaviour beyond the retention policy. */
+export interface PersistenceOptions {
+  /** Secret (>= 16 bytes) for HMAC-SHA256 cache and user keys; keep it in a Worker secret. */
+  hashSecret?: string;
+  /** gzip level of archives and backups, 0-9 (6). */
+  compressionLevel?: number;
+  /** Whether trivially different spellings of a query share a cache entry (true). */
+  normalizeQueries?: boolean;
+  /** Embedding model assumed when a call names none. */
+  embeddingModel?: string;
+  /** Log every storage attempt with sizes. */
+  debug?: boolean;
+  /** Retries of transient storage failures (4 attempts, 50 ms doubling to 2 s, full jitter). */
+  retry?: { maxAttempts?: number; baseDelayMs?: number; maxDelayMs?: number };
+  /** Per-binding circuit breaker (opens after 5 consecutive failures, for 30 s). */
+  circuitBreaker?: { failureThreshold?: number; openMs?: number };
+}
+
+/** The bindings the service uses (wrangler.toml). */
+export interface PersistenceBindings {
+  CHAT_KV: KVNamespace;
+  ARCHIVE_R2: R2Bucket;
+}
+
+/** Limits of one retention run, so a cron invocation stays within Worker limits. */
+export interface RetentionRunOptions {
+  /** Stop after about this many storage calls (Workers allow 50 subrequests on free, 1000 on paid). */
+  maxStorageCalls?: number;
+  /** Stop after about this many milliseconds of wall time. */
+  timeBudgetMs?: number;
+}
+
+/** Why the retention sweep deleted something. */
+export type DeletionReason =
+  | "expired_cache_entry"
+  | "archive_past_retention"
+  | "backup_past_retention"
+  | "orphan_backup_data"
+  | "dangling_index_entry";
+
+/** What one retention run deleted and why; `complete` is false when it stopped early and the next run resumes. */
+export interface RetentionReport {
+  /** Deleted keys per reason. */
+  deleted: {
+    expiredCacheEntry: number;
+    archivePastRetention: number;
+    backupPastRetention: number;
+    orphanBackupData: number;
+    danglingIndexEntry: number;
+  };
+  bytesFreed: number;
+  /** The first deleted keys (see keysTruncated). */
+  keys: { store: "kv" | "r2"; key: string; reason: DeletionReason; sizeBytes?: number }[];
+  keysTruncated: boolean;
+  /** Deletions that failed; their keys stay for a later run. */
+  failedDeletions: number;
+  complete: boolean;
+  stoppedBy: "call_budget" | "deadline" | "circuit_open" | "storage_error" | null;
+  /** True when this run continued an unfinished one. */
+  resumed: boolean;
+  storageCalls: number;
+}
+
+/** The spec's health report, from real probes of both bindings. */
+export interface HealthReport {
+  status: "healthy" | "degraded" | "unhealthy";
+  details: {
+    r2_storage: string;
+    kv_cache: string;
+    timestamp: string;
+    latencies: { r2_ms: number; kv_ms: number };
+    breakers: Record<"ARCHIVE_R2" | "CHAT_KV", "closed" | "open" | "half_open">;
+    [extra: string]: unknown;
+  };
+}
+
+/** The spec's storage metrics, counted over every page. */
+export interface StorageMetrics {
+  cache: { embeddings: number; queries: number; archives_metadata: number };
+  storage: { archived_conversations: number; backups: number; bytes: number };
+}

@@ -1,0 +1,584 @@
+//! `archiveConversation`, `retrieveArchivedConversation`, `listArchivedConversations`.
+//!
+//! Storage written per archive, in this order (each step only after the previous succeeded):
+//! 1. R2 `conversations/YYYY/MM/archive_<sid>_<ms>.json.gz`, written only if absent and with
+//!    its SHA-256, so R2 refuses a damaged upload and never overwrites an archive;
+//! 2. KV `archive_meta:<sid>`: the [`ArchiveMetadata`] record plus the R2 `key`;
+//! 3. KV `user_archives:<userKey>:<inverted ms>:<sid>` (only when the session has a user);
+//! 4. KV `archive_index:<inverted ms>:<sid>`.
+//!
+//! Every KV entry carries the listing summary (`codec::archive::listing_summary`, with the R2
+//! `key`) as list metadata, so a listing needs no `get` per key and the retention sweep can tell
+//! which archive an entry points at. None gets a KV `expirationTtl`: the retention sweep deletes
+//! them together with their archive (`dangling_index_entry`).
+//!
+//! Crash consistency: the archive key is returned only after all four writes succeeded. A crash
+//! after (1) leaves an object nothing points at: unreachable, never half-visible, and deleted by
+//! retention once past `archiveRetention` (the sweep judges archives by the time in their key,
+//! indexed or not). A crash after (2) or (3) leaves an archive that is retrievable but missing
+//! from some listing; the caller saw an error and archives again (a new archive, a new time).
+//! Nothing acknowledged is lost, because nothing is acknowledged before the last write.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use super::log::OpLog;
+use super::PersistenceService;
+use crate::codec::archive::{
+    conversation_to_json, decode_archive, encode_archive, listing_summary,
+    parse_conversation_input, r2_custom_metadata, ArchiveMetadata, ConversationMemory,
+    EncodedArchive, SessionState,
+};
+use crate::error::{PersistenceError, Result};
+use crate::keys::{
+    archive_index_key, archive_meta_key, archive_object_key, legacy_archive_object_key,
+    parse_archive_index_key, parse_archive_object_key, parse_user_index_key, user_index_key,
+    user_index_prefix, SessionId, UserId, ARCHIVE_INDEX_PREFIX,
+};
+use crate::store::{
+    Binding, Clock, KvListOptions, KvPutOptions, KvStore, ObjectMeta, ObjectPutOptions,
+    ObjectStore, PutOutcome,
+};
+
+/// Content type of archive objects. Not `application/json` with `Content-Encoding: gzip`: HTTP
+/// clients (browsers, `fetch`, public-bucket downloads) would then inflate the body on the way,
+/// and the bytes a user saves would no longer match the recorded SHA-256.
+pub const ARCHIVE_CONTENT_TYPE: &str = "application/gzip";
+
+/// How many archive times are tried when another archive of the same session already holds
+/// the key of the current one (same session, same millisecond, different content).
+const MAX_KEY_COLLISIONS: u32 = 16;
+
+/// Default page size of `listArchivedConversations` (the spec's TypeScript default).
+pub const DEFAULT_LIST_LIMIT: u32 = 20;
+
+/// Largest page size of `listArchivedConversations` (KV's page limit).
+pub const MAX_LIST_LIMIT: u32 = 1000;
+
+/// Name of the custom metadata entry holding an archive's SHA-256.
+const CUSTOM_SHA256: &str = "sha256";
+
+/// One page of `listArchivedConversations`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchiveListing {
+    /// Archive summaries, newest first: `{key, sessionId, userId?, archivedAt, messageCount,
+    /// duration, topics, rawSize, storedSize, sha256, formatVersion, summary,
+    /// summaryTruncated}` (docs/FORMAT.md, "KV listing metadata").
+    pub archives: Vec<Value>,
+    /// Pass this to the next call to get the next page; absent on the last page.
+    pub cursor: Option<String>,
+    /// True when no page follows. A page may be empty while this is false (KV listings skip
+    /// expired keys after paging): follow the cursor.
+    pub list_complete: bool,
+}
+
+impl ArchiveListing {
+    /// `{"archives": [...], "cursor"?: "...", "listComplete": bool}`, for JavaScript.
+    pub fn to_json(&self) -> String {
+        Value::from(self).to_string()
+    }
+}
+
+impl From<&ArchiveListing> for Value {
+    fn from(listing: &ArchiveListing) -> Self {
+        let mut object = Map::new();
+        object.insert("archives".into(), Value::Array(listing.archives.clone()));
+        if let Some(cursor) = &listing.cursor {
+            object.insert("cursor".into(), json!(cursor));
+        }
+        object.insert("listComplete".into(), json!(listing.list_complete));
+        Value::Object(object)
+    }
+}
+
+/// The KV `archive_meta:<sid>` record this library writes: the archive's metadata and its R2 key.
+#[derive(Serialize)]
+struct ArchiveRecord<'a> {
+    key: &'a str,
+    #[serde(flatten)]
+    metadata: &'a ArchiveMetadata,
+}
+
+/// Where `archive_meta:<sid>` says the session's newest archive is, and how to check it.
+#[derive(Debug)]
+struct ArchiveLocation {
+    /// The R2 key.
+    key: String,
+    /// The SHA-256 recorded when it was written; `None` for legacy archives.
+    sha256: Option<String>,
+    /// The archive's JSON size when it was written; 0 when unknown.
+    raw_size: u64,
+}
+
+/// Everything written for one archive, computed before the first write.
+struct ArchivePlan {
+    object_key: String,
+    encoded: EncodedArchive,
+    custom_metadata: BTreeMap<String, String>,
+    summary: Value,
+    /// `archive_meta:<sid>`, holding the [`ArchiveRecord`].
+    meta_key: String,
+    /// The per-user (when the session has a user) and global index keys, holding the R2 key.
+    index_keys: Vec<String>,
+}
+
+impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
+    /// Archives a conversation (`memory`, a `ConversationMemory`) and its session (`session`, a
+    /// `SessionState`), both as JSON text; returns the R2 key of the archive.
+    ///
+    /// Costs 1 R2 put and 2 KV puts (3 with a `userId`); plus 1 R2 head per key collision.
+    /// Errors: `INVALID_INPUT` / `INVALID_ID` on bad input and `ARCHIVE_TOO_LARGE`, both before
+    /// anything is written; `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN` when a write failed (the
+    /// archive may then be partly written but is never acknowledged; see the module docs).
+    pub async fn archive_conversation(
+        &self,
+        memory_json: &str,
+        session_json: &str,
+    ) -> Result<String> {
+        let log = self.begin("archiveConversation");
+        let (memory, session) = parse_conversation_input(memory_json, session_json)?;
+        // Read once: the key, the metadata and the index entries must all carry the same time.
+        let mut archived_at_ms = self.clock.now_ms();
+        for _ in 0..MAX_KEY_COLLISIONS {
+            let plan = self.plan_archive(&memory, &session, archived_at_ms)?;
+            if self.put_archive_object(&log, &plan).await? {
+                self.put_archive_entries(&log, &plan).await?;
+                log.event(
+                    "info",
+                    "archived",
+                    json!({
+                        "key": plan.object_key,
+                        "rawSize": plan.encoded.metadata.raw_size,
+                        "storedSize": plan.encoded.metadata.stored_size,
+                    }),
+                );
+                return Ok(plan.object_key);
+            }
+            // Another archive of this session holds this millisecond: take the next one.
+            archived_at_ms = archived_at_ms.saturating_add(1);
+        }
+        Err(PersistenceError::StorageUnavailable {
+            binding: Binding::R2.name().to_owned(),
+            operation: format!("put archive of session {}", session.id),
+            reason: format!("{MAX_KEY_COLLISIONS} consecutive archive keys were already taken"),
+        })
+    }
+
+    /// Encodes the archive for `archived_at_ms` and derives every key and metadata from it.
+    fn plan_archive(
+        &self,
+        memory: &ConversationMemory,
+        session: &SessionState,
+        archived_at_ms: i64,
+    ) -> Result<ArchivePlan> {
+        let session_id = SessionId::parse(&session.id)?;
+        let encoded = encode_archive(
+            memory,
+            session,
+            archived_at_ms,
+            self.options.compression_level,
+            self.policy.max_archive_size_bytes,
+        )?;
+        let object_key = archive_object_key(&session_id, archived_at_ms)?;
+        let custom_metadata = r2_custom_metadata(&encoded.metadata)?.into_iter().collect();
+        let summary = listing_summary(&encoded.metadata, &object_key)?;
+        let mut index_keys = Vec::with_capacity(2);
+        if let Some(user_id) = &session.user_id {
+            let user_key = self.options.hasher.user_key(&UserId::parse(user_id)?);
+            index_keys.push(user_index_key(&user_key, archived_at_ms, &session_id)?);
+        }
+        index_keys.push(archive_index_key(archived_at_ms, &session_id)?);
+        Ok(ArchivePlan {
+            object_key,
+            encoded,
+            custom_metadata,
+            summary,
+            meta_key: archive_meta_key(&session_id),
+            index_keys,
+        })
+    }
+
+    /// Writes the archive object if its key is free. `Ok(false)` when another archive (other
+    /// bytes) holds the key; `Ok(true)` when ours is stored, including when an earlier attempt
+    /// of this same call stored it and only its response was lost.
+    async fn put_archive_object(&self, log: &OpLog<'_>, plan: &ArchivePlan) -> Result<bool> {
+        let sha256 = &plan.encoded.metadata.sha256;
+        let options = ObjectPutOptions {
+            custom_metadata: plan.custom_metadata.clone(),
+            content_type: Some(ARCHIVE_CONTENT_TYPE.to_owned()),
+            content_encoding: None,
+            sha256: Some(sha256.clone()),
+            only_if_absent: true,
+        };
+        match self
+            .r2_put(log, &plan.object_key, &plan.encoded.bytes, options)
+            .await?
+        {
+            PutOutcome::Stored(_) => Ok(true),
+            PutOutcome::AlreadyExists => {
+                let existing = self.r2_head(log, &plan.object_key).await?;
+                let ours = existing
+                    .as_ref()
+                    .and_then(recorded_sha256)
+                    .is_some_and(|recorded| recorded.eq_ignore_ascii_case(sha256));
+                log.event(
+                    "warn",
+                    if ours {
+                        "archive already stored by an earlier attempt"
+                    } else {
+                        "archive key taken by another archive of the session"
+                    },
+                    json!({ "key": plan.object_key }),
+                );
+                Ok(ours)
+            }
+        }
+    }
+
+    /// Writes the metadata record of a stored archive, then its index entries.
+    async fn put_archive_entries(&self, log: &OpLog<'_>, plan: &ArchivePlan) -> Result<()> {
+        let record = serde_json::to_vec(&ArchiveRecord {
+            key: &plan.object_key,
+            metadata: &plan.encoded.metadata,
+        })
+        .map_err(|err| PersistenceError::invalid_input("archive metadata", err.to_string()))?;
+        let entries = std::iter::once((&plan.meta_key, record.as_slice())).chain(
+            plan.index_keys
+                .iter()
+                .map(|key| (key, plan.object_key.as_bytes())),
+        );
+        for (key, value) in entries {
+            let options = KvPutOptions {
+                expiration_ttl_secs: None,
+                metadata: Some(plan.summary.clone()),
+            };
+            self.kv_put(log, key, value, options).await?;
+        }
+        Ok(())
+    }
+
+    /// The newest archive of `session_id` as conversation JSON text (the memory's fields plus
+    /// `sessionState`), verified against its checksum; `None` when the session has no archive
+    /// or its object is gone.
+    ///
+    /// Reads archives of the earlier TypeScript implementation too (plain JSON, no checksum).
+    /// Costs 1 KV get and 1 R2 get. Errors: `INVALID_ID`; `CHECKSUM_MISMATCH` or `CORRUPT_DATA`
+    /// when the stored archive is damaged (never wrong data); `UNSUPPORTED_FORMAT`;
+    /// `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.
+    pub async fn retrieve_archived_conversation(&self, session_id: &str) -> Result<Option<String>> {
+        let log = self.begin("retrieveArchivedConversation");
+        let session_id = SessionId::parse(session_id)?;
+        let meta_key = archive_meta_key(&session_id);
+        let Some(record) = self.kv_get(&log, &meta_key).await? else {
+            return Ok(None);
+        };
+        let location = read_archive_location(&meta_key, &record.value, &session_id)?;
+        let Some(object) = self.r2_get(&log, &location.key).await? else {
+            log.event(
+                "warn",
+                "archive metadata points at a missing object",
+                json!({ "metaKey": meta_key, "key": location.key }),
+            );
+            return Ok(None);
+        };
+        let recorded = recorded_sha256(&object.meta);
+        if let (Some(ours), Some(r2)) = (&location.sha256, recorded) {
+            if !ours.eq_ignore_ascii_case(r2) {
+                log.event(
+                    "warn",
+                    "archive checksums in KV and R2 disagree; verifying against KV",
+                    json!({ "key": location.key, "kv": ours, "r2": r2 }),
+                );
+            }
+        }
+        let expected = location.sha256.as_deref().or(recorded);
+        // The checksum is verified before inflating, so a size recorded with it is trusted: an
+        // archive stays readable after maxArchiveSize is lowered.
+        let read_limit = self.policy.max_archive_size_bytes.max(location.raw_size);
+        let decoded = decode_archive(&object.body, expected, read_limit)?;
+        if decoded.metadata.session_id != session_id.as_str() {
+            return Err(PersistenceError::corrupt(
+                location.key,
+                format!(
+                    "holds session {:?}, not {:?}",
+                    decoded.metadata.session_id,
+                    session_id.as_str()
+                ),
+            ));
+        }
+        log.debug(
+            "retrieved",
+            json!({ "key": location.key, "formatVersion": decoded.metadata.format_version }),
+        );
+        conversation_to_json(&decoded.conversation).map(Some)
+    }
+
+    /// One page of archive summaries, newest first: of `user_id`'s archives, or of all
+    /// archives without one. `limit` is 1..=1000 (the TypeScript default is
+    /// [`DEFAULT_LIST_LIMIT`]); `cursor` comes from the previous page.
+    ///
+    /// Costs exactly 1 KV list, whatever the page holds. KV listings are eventually consistent:
+    /// an archive may take up to ~60 s to appear. Archives of the earlier TypeScript
+    /// implementation appear only once indexed (it wrote no index). Errors: `INVALID_INPUT`
+    /// (`limit`, `cursor`), `INVALID_ID` (`userId`), `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.
+    pub async fn list_archived_conversations(
+        &self,
+        user_id: Option<&str>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<ArchiveListing> {
+        let log = self.begin("listArchivedConversations");
+        if !(1..=MAX_LIST_LIMIT).contains(&limit) {
+            return Err(PersistenceError::invalid_input(
+                "limit",
+                format!("{limit} is outside 1..={MAX_LIST_LIMIT}"),
+            ));
+        }
+        if cursor == Some("") {
+            return Err(PersistenceError::invalid_input(
+                "cursor",
+                "must not be empty (omit it for the first page)",
+            ));
+        }
+        let prefix = match user_id {
+            Some(user_id) => {
+                user_index_prefix(&self.options.hasher.user_key(&UserId::parse(user_id)?))
+            }
+            None => ARCHIVE_INDEX_PREFIX.to_owned(),
+        };
+        let page = self
+            .kv_list(
+                &log,
+                KvListOptions {
+                    prefix: Some(prefix),
+                    cursor: cursor.map(str::to_owned),
+                    limit: Some(limit),
+                },
+            )
+            .await?;
+        let archives = page
+            .keys
+            .into_iter()
+            .filter_map(|entry| match entry.metadata {
+                Some(summary @ Value::Object(_)) => Some(summary),
+                // Written without a summary (by hand or a foreign tool): what the key says.
+                _ => summary_from_index_key(&entry.name).or_else(|| {
+                    log.event(
+                        "warn",
+                        "skipped an unreadable index entry",
+                        json!({ "key": entry.name }),
+                    );
+                    None
+                }),
+            })
+            .collect();
+        Ok(ArchiveListing {
+            archives,
+            cursor: page.cursor.filter(|_| !page.list_complete),
+            list_complete: page.list_complete,
+        })
+    }
+}
+
+/// The SHA-256 R2 recorded for an object: its own checksum, else our custom metadata.
+fn recorded_sha256(meta: &ObjectMeta) -> Option<&str> {
+    meta.sha256
+        .as_deref()
+        .or_else(|| meta.custom_metadata.get(CUSTOM_SHA256).map(String::as_str))
+}
+
+/// Reads an `archive_meta:<sid>` value: this library's record (`key`, `sha256`, `rawSize`) or
+/// the earlier implementation's `{sessionId, archivedAt, ...}`, whose object key follows from
+/// the session and time. Errors: `CORRUPT_DATA` naming `meta_key`.
+fn read_archive_location(
+    meta_key: &str,
+    value: &[u8],
+    session_id: &SessionId,
+) -> Result<ArchiveLocation> {
+    let corrupt = |reason: String| PersistenceError::corrupt(meta_key, reason);
+    let record: Map<String, Value> = match serde_json::from_slice(value) {
+        Ok(Value::Object(record)) => record,
+        Ok(_) => return Err(corrupt("is not a JSON object".into())),
+        Err(err) => return Err(corrupt(format!("not JSON: {err}"))),
+    };
+    if let Some(recorded) = record.get("sessionId") {
+        if recorded.as_str() != Some(session_id.as_str()) {
+            return Err(corrupt(format!(
+                "sessionId {recorded} is not {:?}",
+                session_id.as_str()
+            )));
+        }
+    }
+    match record.get("key") {
+        Some(key) => {
+            let key = key
+                .as_str()
+                .ok_or_else(|| corrupt("key is not a string".into()))?;
+            // Only ever fetch an archive of this very session.
+            parse_archive_object_key(key)
+                .filter(|parsed| parsed.session_id == *session_id)
+                .ok_or_else(|| {
+                    corrupt(format!("key {key:?} is not an archive key of this session"))
+                })?;
+            let sha256 = record
+                .get("sha256")
+                .and_then(Value::as_str)
+                .ok_or_else(|| corrupt("sha256 is missing or not a string".into()))?;
+            let raw_size = record.get("rawSize").and_then(Value::as_u64).unwrap_or(0);
+            Ok(ArchiveLocation {
+                key: key.to_owned(),
+                sha256: Some(sha256.to_owned()),
+                raw_size,
+            })
+        }
+        None => {
+            let archived_at = record
+                .get("archivedAt")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| corrupt("neither key nor an integer archivedAt".into()))?;
+            let key = legacy_archive_object_key(session_id, archived_at)
+                .map_err(|err| corrupt(err.to_string()))?;
+            Ok(ArchiveLocation {
+                key,
+                sha256: None,
+                raw_size: 0,
+            })
+        }
+    }
+}
+
+/// The little a per-user or global index key says about its archive, for an entry listed
+/// without metadata.
+fn summary_from_index_key(name: &str) -> Option<Value> {
+    let (session_id, archived_at_ms) = match parse_archive_index_key(name) {
+        Some(entry) => (entry.session_id, entry.archived_at_ms),
+        None => {
+            let entry = parse_user_index_key(name)?;
+            (entry.session_id, entry.archived_at_ms)
+        }
+    };
+    let key = archive_object_key(&session_id, archived_at_ms).ok()?;
+    Some(json!({ "key": key, "sessionId": session_id.as_str(), "archivedAt": archived_at_ms }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    fn session(id: &str) -> SessionId {
+        SessionId::parse(id).unwrap()
+    }
+
+    #[test]
+    fn reads_our_record() {
+        let key = archive_object_key(&session("s1"), 1_736_157_600_000).unwrap();
+        let sha = "ab".repeat(32);
+        let value = json!({"key": key, "sessionId": "s1", "sha256": sha, "rawSize": 77});
+        let location = read_archive_location(
+            "archive_meta:s1",
+            value.to_string().as_bytes(),
+            &session("s1"),
+        )
+        .unwrap();
+        assert_eq!(location.key, key);
+        assert_eq!(location.sha256.as_deref(), Some(sha.as_str()));
+        assert_eq!(location.raw_size, 77);
+    }
+
+    #[test]
+    fn reads_the_legacy_record() {
+        let value = json!({"sessionId": "s1", "archivedAt": 1_736_157_600_000_i64,
+                           "messageCount": 2, "summary": "", "topics": [], "duration": 5});
+        let location = read_archive_location(
+            "archive_meta:s1",
+            value.to_string().as_bytes(),
+            &session("s1"),
+        )
+        .unwrap();
+        assert_eq!(
+            location.key,
+            "conversations/2025/1/archive_s1_1736157600000.json"
+        );
+        assert_eq!(location.sha256, None);
+    }
+
+    #[test]
+    fn refuses_records_that_point_elsewhere() {
+        let other = archive_object_key(&session("s2"), 1_736_157_600_000).unwrap();
+        let cases = [
+            (
+                json!({"key": other, "sha256": "ab"}),
+                "not an archive key of this session",
+            ),
+            (
+                json!({"key": "backups/b1/manifest.json", "sha256": "ab"}),
+                "not an archive key",
+            ),
+            (json!({"key": 5}), "key is not a string"),
+            (
+                json!({"key": archive_object_key(&session("s1"), 5).unwrap()}),
+                "sha256 is missing",
+            ),
+            (
+                json!({"sessionId": "s2", "archivedAt": 5}),
+                "sessionId \"s2\"",
+            ),
+            (
+                json!({"sessionId": "s1"}),
+                "neither key nor an integer archivedAt",
+            ),
+            (json!([1]), "is not a JSON object"),
+            (json!({"archivedAt": -5}), "archivedAt"),
+        ];
+        for (value, needle) in cases {
+            let err = read_archive_location(
+                "archive_meta:s1",
+                value.to_string().as_bytes(),
+                &session("s1"),
+            )
+            .unwrap_err();
+            assert_eq!(err.code(), "CORRUPT_DATA", "{value}");
+            assert!(err.to_string().contains("archive_meta:s1"), "{err}");
+            assert!(err.to_string().contains(needle), "{value}: {err}");
+        }
+    }
+
+    #[test]
+    fn index_keys_without_metadata_still_describe_their_archive() {
+        let summary = summary_from_index_key("archive_index:8263842399999:s1").unwrap();
+        assert_eq!(
+            summary,
+            json!({"key": "conversations/2025/01/archive_s1_1736157600000.json.gz",
+                   "sessionId": "s1", "archivedAt": 1_736_157_600_000_i64})
+        );
+        let user = "0".repeat(64);
+        let summary =
+            summary_from_index_key(&format!("user_archives:{user}:8263842399999:s1")).unwrap();
+        assert_eq!(summary["archivedAt"], 1_736_157_600_000_i64);
+        assert_eq!(summary_from_index_key("archive_index:x:s1"), None);
+    }
+
+    #[test]
+    fn listing_json_has_camel_case_fields() {
+        let listing = ArchiveListing {
+            archives: vec![json!({"sessionId": "s1"})],
+            cursor: Some("c1".into()),
+            list_complete: false,
+        };
+        assert_eq!(
+            listing.to_json(),
+            r#"{"archives":[{"sessionId":"s1"}],"cursor":"c1","listComplete":false}"#
+        );
+        let last = ArchiveListing {
+            archives: vec![],
+            cursor: None,
+            list_complete: true,
+        };
+        assert_eq!(last.to_json(), r#"{"archives":[],"listComplete":true}"#);
+    }
+}

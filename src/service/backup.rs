@@ -1,0 +1,692 @@
+//! `createBackup` and `restoreFromBackup`.
+//!
+//! A backup bundles the newest archive document of each session (docs/FORMAT.md, "Backups").
+//! Writes, in this order, each only after the previous succeeded:
+//! 1. R2 `backups/<id>/data.json.gz`, with its SHA-256;
+//! 2. R2 `backups/<id>/manifest.json`, only if absent, with custom metadata `createdAt`: the
+//!    commit point. Before it exists the backup is invisible (restore says NOT_FOUND) and the
+//!    retention sweep removes the data after its grace period;
+//! 3. KV `backup_manifest:<id>`, a copy with list metadata `{createdAt}`. It is a cache: R2,
+//!    strongly consistent, holds the authoritative manifest, so a failure here is logged and
+//!    the committed backup is still returned.
+//!
+//! Memory: archives are read one session at a time, but the bundle is one gzip object, so
+//! every archive text of the backup is held at once, plus the bundle JSON and its compressed
+//! form: about three times the archives' total JSON size. That total is therefore limited to
+//! the policy's `maxArchiveSize` (ARCHIVE_TOO_LARGE), the same bound a restore needs to verify
+//! the bundle in one piece.
+//!
+//! Restore verifies the whole backup (every checksum) and prepares every archive before its
+//! first write. Each session's archive goes back under its original key, derived from the
+//! archive's own `sessionId` and `archivedAt` (for the earlier TypeScript implementation's
+//! backups, `archivedAt` is the legacy manifest's `timestamp`), written only if absent, so
+//! restoring twice stores nothing twice. Then its KV entries: the global and per-user index
+//! entries, and last `archive_meta:<sid>`, unless that already points at a newer archive of the
+//! session. Because `archive_meta` is written last, finding it pointing at the restored key
+//! means an earlier restore finished this session, and its KV writes are skipped.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use super::log::OpLog;
+use super::PersistenceService;
+use crate::codec::archive::{
+    decode_archive, extract_topics, listing_summary, r2_custom_metadata, ArchiveMetadata,
+};
+use crate::codec::backup::{
+    decode_legacy_manifest, decode_manifest, encode_backup, encode_manifest, verify_backup,
+    verify_legacy_backup, BackupSessionInput,
+};
+use crate::codec::gzip;
+use crate::error::{PersistenceError, Result};
+use crate::hash::{sha256_hex, verify_sha256};
+use crate::keys::{
+    archive_index_key, archive_meta_key, archive_object_key, backup_data_key,
+    backup_manifest_kv_key, backup_manifest_object_key, legacy_archive_object_key,
+    legacy_backup_data_key, new_backup_id, parse_archive_object_key, user_index_key, BackupId,
+    SessionId, UserId,
+};
+use crate::retention::BACKUP_CREATED_AT_FIELD;
+use crate::store::{
+    Clock, KvPutOptions, KvStore, ObjectMeta, ObjectPutOptions, ObjectStore, PutOutcome,
+};
+
+/// Content type of backup data and restored archives: gzip bytes, served as they are stored.
+const GZIP_CONTENT_TYPE: &str = "application/gzip";
+/// Content type of manifests.
+const MANIFEST_CONTENT_TYPE: &str = "application/json";
+/// Custom metadata entry with an archive's SHA-256 (see `codec::archive::r2_custom_metadata`).
+const CUSTOM_SHA256: &str = "sha256";
+/// Most session ids named in a NOT_FOUND error.
+const MAX_NAMED_SESSIONS: usize = 5;
+
+/// Where `archive_meta:<sid>` says a session's newest archive is.
+#[derive(Debug)]
+struct ArchivePointer {
+    key: String,
+    sha256: Option<String>,
+    raw_size: u64,
+}
+
+/// One archive of a verified backup, ready to write back.
+struct RestorableArchive {
+    object_key: String,
+    /// The archive JSON text exactly as backed up.
+    document: String,
+    /// The gzip'd document, the object body.
+    bytes: Vec<u8>,
+    metadata: ArchiveMetadata,
+    custom_metadata: BTreeMap<String, String>,
+}
+
+impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
+    /// Backs up the newest archive of each listed session; returns the new backup id.
+    ///
+    /// Duplicate ids are backed up once. Sessions without an archive are recorded in the
+    /// manifest's `missingSessionIds`; if none of them has one, nothing is written and the call
+    /// fails with NOT_FOUND. Costs 1 KV get and 1 R2 get per session, then 2 R2 puts and 1 KV
+    /// put. Errors: `INVALID_INPUT` (empty list), `INVALID_ID`, `NOT_FOUND`,
+    /// `ARCHIVE_TOO_LARGE` (archives larger than `maxArchiveSize` together),
+    /// `CHECKSUM_MISMATCH` / `CORRUPT_DATA` (a damaged archive is never backed up),
+    /// `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.
+    pub async fn create_backup(&self, session_ids: &[String]) -> Result<String> {
+        let log = self.begin("createBackup");
+        if session_ids.is_empty() {
+            return Err(PersistenceError::invalid_input(
+                "sessionIds",
+                "must name at least one session",
+            ));
+        }
+        let mut sessions: Vec<SessionId> = Vec::with_capacity(session_ids.len());
+        for id in session_ids {
+            let id = SessionId::parse(id)?;
+            if !sessions.contains(&id) {
+                sessions.push(id);
+            }
+        }
+        let created_at_ms = self.clock.now_ms();
+        let backup_id = new_backup_id(created_at_ms, &self.clock.random_u64().to_be_bytes())?;
+        let limit = self.policy.max_archive_size_bytes;
+
+        let mut documents: Vec<(&SessionId, String)> = Vec::new();
+        let mut missing = Vec::new();
+        let mut total_size: u64 = 0;
+        for session in &sessions {
+            match self.newest_archive_document(&log, session).await? {
+                Some(document) => {
+                    total_size = total_size.saturating_add(document.len() as u64);
+                    if total_size > limit {
+                        return Err(PersistenceError::ArchiveTooLarge {
+                            size: total_size,
+                            limit,
+                        });
+                    }
+                    documents.push((session, document));
+                }
+                None => missing.push(session.clone()),
+            }
+        }
+        if documents.is_empty() {
+            let named: Vec<&str> = sessions
+                .iter()
+                .take(MAX_NAMED_SESSIONS)
+                .map(SessionId::as_str)
+                .collect();
+            return Err(PersistenceError::NotFound {
+                key: format!("an archive of any of the sessions {}", named.join(", ")),
+            });
+        }
+        let inputs: Vec<BackupSessionInput<'_>> = documents
+            .iter()
+            .map(|(session_id, document)| BackupSessionInput {
+                session_id,
+                archive_json: document.as_bytes(),
+            })
+            .collect();
+        let encoded = encode_backup(
+            &backup_id,
+            created_at_ms,
+            &inputs,
+            &missing,
+            self.options.compression_level,
+        )?;
+        drop(inputs);
+        drop(documents);
+        let manifest_bytes = encode_manifest(&encoded.manifest)?;
+
+        let data_options = ObjectPutOptions {
+            content_type: Some(GZIP_CONTENT_TYPE.to_owned()),
+            sha256: Some(encoded.manifest.data_sha256.clone()),
+            ..ObjectPutOptions::default()
+        };
+        self.r2_put(
+            &log,
+            &backup_data_key(&backup_id),
+            &encoded.data,
+            data_options,
+        )
+        .await?;
+        let manifest_key = backup_manifest_object_key(&backup_id);
+        let manifest_options = ObjectPutOptions {
+            custom_metadata: BTreeMap::from([(
+                BACKUP_CREATED_AT_FIELD.to_owned(),
+                created_at_ms.to_string(),
+            )]),
+            content_type: Some(MANIFEST_CONTENT_TYPE.to_owned()),
+            sha256: Some(sha256_hex(&manifest_bytes)),
+            only_if_absent: true,
+            ..ObjectPutOptions::default()
+        };
+        let outcome = self
+            .r2_put(&log, &manifest_key, &manifest_bytes, manifest_options)
+            .await?;
+        if outcome == PutOutcome::AlreadyExists {
+            // Only an earlier attempt of this very call (its response lost) may have written it.
+            let existing = self.r2_get(&log, &manifest_key).await?;
+            if existing.is_none_or(|object| object.body != manifest_bytes) {
+                return Err(PersistenceError::corrupt(
+                    manifest_key,
+                    "another manifest already exists under this backup id; nothing was overwritten",
+                ));
+            }
+        }
+        let kv_options = KvPutOptions {
+            expiration_ttl_secs: None,
+            metadata: Some(json!({ BACKUP_CREATED_AT_FIELD: created_at_ms })),
+        };
+        if let Err(err) = self
+            .kv_put(
+                &log,
+                &backup_manifest_kv_key(&backup_id),
+                &manifest_bytes,
+                kv_options,
+            )
+            .await
+        {
+            log.event(
+                "warn",
+                "backup committed, but its KV manifest copy was not written",
+                json!({ "backupId": backup_id.as_str(), "error": err.to_string() }),
+            );
+        }
+        log.event(
+            "info",
+            "backup created",
+            json!({
+                "backupId": backup_id.as_str(),
+                "sessions": encoded.manifest.session_ids.len(),
+                "missing": encoded.manifest.missing_session_ids.len(),
+                "totalSize": encoded.manifest.total_size,
+                "storedSize": encoded.data.len(),
+            }),
+        );
+        Ok(backup_id.to_string())
+    }
+
+    /// Restores every session of a backup so it is retrievable again; returns their ids in
+    /// manifest order, including sessions whose archive was still (or already) in place.
+    ///
+    /// Reads the R2 manifest (authoritative), or, for backups of the earlier TypeScript
+    /// implementation, the KV `backup_manifest:<id>` and `data.json`. Everything is verified
+    /// before the first write. Costs 2 R2 gets (plus 1 KV get for a legacy backup), then per
+    /// session 1 R2 put, 1 KV get and up to 3 KV puts (1 R2 get more if the archive key is
+    /// taken). Errors: `INVALID_ID`; `NOT_FOUND` naming the manifest key when there is no
+    /// committed backup, or the data key when its data object is missing;
+    /// `CHECKSUM_MISMATCH` naming the data object or `backup <id> session <sid>`;
+    /// `CORRUPT_DATA` (malformed backup, or an intact different archive already under a
+    /// session's key, which is never overwritten); `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.
+    pub async fn restore_from_backup(&self, backup_id: &str) -> Result<Vec<String>> {
+        let log = self.begin("restoreFromBackup");
+        let backup_id = BackupId::parse(backup_id)?;
+        let archives = self.read_verified_backup(&log, &backup_id).await?;
+        let mut restored = Vec::with_capacity(archives.len());
+        for archive in &archives {
+            let stored = self.restore_archive_object(&log, archive).await?;
+            self.restore_archive_entries(&log, &archive.object_key, &stored)
+                .await?;
+            restored.push(stored.session_id);
+        }
+        log.event(
+            "info",
+            "backup restored",
+            json!({ "backupId": backup_id.as_str(), "sessions": restored.len() }),
+        );
+        Ok(restored)
+    }
+
+    /// The newest archive document of `session` as JSON text, checked against its recorded
+    /// SHA-256; `None` when the session has no archive or its object is gone.
+    async fn newest_archive_document(
+        &self,
+        log: &OpLog<'_>,
+        session: &SessionId,
+    ) -> Result<Option<String>> {
+        let meta_key = archive_meta_key(session);
+        let Some(record) = self.kv_get(log, &meta_key).await? else {
+            return Ok(None);
+        };
+        let pointer = read_archive_pointer(&meta_key, &record.value, session)?;
+        let Some(object) = self.r2_get(log, &pointer.key).await? else {
+            log.event(
+                "warn",
+                "archive metadata points at a missing object",
+                json!({ "metaKey": meta_key, "key": pointer.key }),
+            );
+            return Ok(None);
+        };
+        if let Some(expected) = pointer.sha256.as_deref().or(recorded_sha256(&object.meta)) {
+            verify_sha256(&pointer.key, &object.body, expected)?;
+        }
+        let limit = self.policy.max_archive_size_bytes.max(pointer.raw_size);
+        let document = if gzip::is_gzip(&object.body) {
+            gzip::decompress(&pointer.key, &object.body, limit)?
+        } else {
+            object.body
+        };
+        // A document that does not decode could never be restored: refuse to back it up.
+        let decoded = decode_archive(&document, None, limit.max(document.len() as u64))?;
+        if decoded.metadata.session_id != session.as_str() {
+            return Err(PersistenceError::corrupt(
+                pointer.key,
+                format!("holds session {:?}", decoded.metadata.session_id),
+            ));
+        }
+        String::from_utf8(document)
+            .map(Some)
+            .map_err(|err| PersistenceError::corrupt(pointer.key, err.to_string()))
+    }
+
+    /// Reads and verifies a whole backup and prepares each of its archives for writing.
+    async fn read_verified_backup(
+        &self,
+        log: &OpLog<'_>,
+        backup_id: &BackupId,
+    ) -> Result<Vec<RestorableArchive>> {
+        let manifest_key = backup_manifest_object_key(backup_id);
+        if let Some(object) = self.r2_get(log, &manifest_key).await? {
+            let manifest = decode_manifest(&manifest_key, &object.body)?;
+            if manifest.backup_id != *backup_id {
+                return Err(PersistenceError::corrupt(
+                    manifest_key,
+                    format!("belongs to backup {}", manifest.backup_id),
+                ));
+            }
+            let data_key = backup_data_key(backup_id);
+            let Some(data) = self.r2_get(log, &data_key).await? else {
+                return Err(PersistenceError::NotFound { key: data_key });
+            };
+            let verified = verify_backup(&manifest, &data.body)?;
+            return verified
+                .sessions
+                .into_iter()
+                .map(|session| {
+                    self.prepare_restore(backup_id, &session.session_id, session.archive_json)
+                })
+                .collect();
+        }
+
+        let kv_key = backup_manifest_kv_key(backup_id);
+        let Some(copy) = self.kv_get(log, &kv_key).await? else {
+            return Err(PersistenceError::NotFound { key: manifest_key });
+        };
+        // A copy of a current manifest without its R2 original: never committed, or swept.
+        let is_current_format = serde_json::from_slice::<Value>(&copy.value)
+            .is_ok_and(|value| value.get("formatVersion").is_some());
+        if is_current_format {
+            return Err(PersistenceError::NotFound { key: manifest_key });
+        }
+        let manifest = decode_legacy_manifest(&kv_key, &copy.value)?;
+        let data_key = legacy_backup_data_key(backup_id);
+        let Some(data) = self.r2_get(log, &data_key).await? else {
+            return Err(PersistenceError::NotFound { key: data_key });
+        };
+        let sessions = verify_legacy_backup(&manifest, &data.body)?;
+        let archived_at_ms = manifest.timestamp_ms.unwrap_or(data.meta.uploaded_ms);
+        sessions
+            .into_iter()
+            .map(|session| {
+                let what = format!("{data_key} session {}", session.session_id);
+                let document = legacy_document(&what, &session.conversation_json, archived_at_ms)?;
+                self.prepare_restore(backup_id, &session.session_id, document)
+            })
+            .collect()
+    }
+
+    /// Decodes a backed-up archive document and computes everything its restore writes.
+    fn prepare_restore(
+        &self,
+        backup_id: &BackupId,
+        session_id: &SessionId,
+        document: String,
+    ) -> Result<RestorableArchive> {
+        let what = format!("backup {backup_id} session {session_id}");
+        // It was accepted when archived: a since lowered maxArchiveSize does not lose it.
+        let limit = self
+            .policy
+            .max_archive_size_bytes
+            .max(document.len() as u64);
+        let decoded =
+            decode_archive(document.as_bytes(), None, limit).map_err(|err| match err {
+                PersistenceError::CorruptData { reason, .. } => {
+                    PersistenceError::corrupt(what.as_str(), reason)
+                }
+                other => other,
+            })?;
+        if decoded.metadata.session_id != session_id.as_str() {
+            return Err(PersistenceError::corrupt(
+                what,
+                format!("holds session {:?}", decoded.metadata.session_id),
+            ));
+        }
+        let bytes = gzip::compress(document.as_bytes(), self.options.compression_level)?;
+        let mut metadata = decoded.metadata;
+        metadata.stored_size = bytes.len() as u64;
+        metadata.sha256 = sha256_hex(&bytes);
+        let object_key = archive_object_key(session_id, metadata.archived_at)?;
+        let custom_metadata = r2_custom_metadata(&metadata)?.into_iter().collect();
+        // Computed now so that no write happens for a session whose entries cannot be built.
+        listing_summary(&metadata, &object_key)?;
+        if let Some(user_id) = &metadata.user_id {
+            UserId::parse(user_id)?;
+        }
+        Ok(RestorableArchive {
+            object_key,
+            document,
+            bytes,
+            metadata,
+            custom_metadata,
+        })
+    }
+
+    /// Stores a restored archive if its key is free; returns the metadata of what is stored
+    /// under the key afterwards.
+    async fn restore_archive_object(
+        &self,
+        log: &OpLog<'_>,
+        archive: &RestorableArchive,
+    ) -> Result<ArchiveMetadata> {
+        let key = &archive.object_key;
+        let put = |only_if_absent| ObjectPutOptions {
+            custom_metadata: archive.custom_metadata.clone(),
+            content_type: Some(GZIP_CONTENT_TYPE.to_owned()),
+            content_encoding: None,
+            sha256: Some(archive.metadata.sha256.clone()),
+            only_if_absent,
+        };
+        if let PutOutcome::Stored(_) = self.r2_put(log, key, &archive.bytes, put(true)).await? {
+            return Ok(archive.metadata.clone());
+        }
+        let existing = self.r2_get(log, key).await?;
+        let Some(existing) = existing else {
+            // Deleted between the two calls: it is ours to write.
+            self.r2_put(log, key, &archive.bytes, put(false)).await?;
+            return Ok(archive.metadata.clone());
+        };
+        let actual = sha256_hex(&existing.body);
+        if actual == archive.metadata.sha256 {
+            return Ok(archive.metadata.clone());
+        }
+        let intact = recorded_sha256(&existing.meta)
+            .is_some_and(|recorded| recorded.eq_ignore_ascii_case(&actual));
+        if !intact {
+            log.event(
+                "warn",
+                "replacing a damaged archive with its backed-up copy",
+                json!({ "key": key }),
+            );
+            self.r2_put(log, key, &archive.bytes, put(false)).await?;
+            return Ok(archive.metadata.clone());
+        }
+        // Intact, compressed differently (another level): the same document is already there.
+        let limit = self
+            .policy
+            .max_archive_size_bytes
+            .max(archive.metadata.raw_size);
+        let same_document = gzip::decompress(key, &existing.body, limit)
+            .is_ok_and(|document| document == archive.document.as_bytes());
+        if !same_document {
+            return Err(PersistenceError::corrupt(
+                key.as_str(),
+                "holds a different archive than the backup; it was not overwritten",
+            ));
+        }
+        Ok(ArchiveMetadata {
+            stored_size: existing.body.len() as u64,
+            sha256: actual,
+            ..archive.metadata.clone()
+        })
+    }
+
+    /// Writes the index entries and, last, `archive_meta:<sid>` of a restored archive.
+    async fn restore_archive_entries(
+        &self,
+        log: &OpLog<'_>,
+        object_key: &str,
+        metadata: &ArchiveMetadata,
+    ) -> Result<()> {
+        let session_id = SessionId::parse(&metadata.session_id)?;
+        let meta_key = archive_meta_key(&session_id);
+        let current = match self.kv_get(log, &meta_key).await? {
+            Some(record) => read_archive_pointer(&meta_key, &record.value, &session_id).ok(),
+            None => None,
+        };
+        if current
+            .as_ref()
+            .is_some_and(|pointer| pointer.key == object_key)
+        {
+            return Ok(());
+        }
+        let summary = listing_summary(metadata, object_key)?;
+        let entry_options = || KvPutOptions {
+            expiration_ttl_secs: None,
+            metadata: Some(summary.clone()),
+        };
+        let mut index_keys = vec![archive_index_key(metadata.archived_at, &session_id)?];
+        if let Some(user_id) = &metadata.user_id {
+            let user_key = self.options.hasher.user_key(&UserId::parse(user_id)?);
+            index_keys.push(user_index_key(
+                &user_key,
+                metadata.archived_at,
+                &session_id,
+            )?);
+        }
+        for index_key in &index_keys {
+            self.kv_put(log, index_key, object_key.as_bytes(), entry_options())
+                .await?;
+        }
+        let newer_exists = current
+            .and_then(|pointer| parse_archive_object_key(&pointer.key))
+            .is_some_and(|current| current.archived_at_ms > metadata.archived_at);
+        if newer_exists {
+            return Ok(());
+        }
+        let mut record = Map::new();
+        record.insert("key".into(), json!(object_key));
+        if let Value::Object(fields) = json!(metadata) {
+            record.extend(fields);
+        }
+        let record = Value::Object(record).to_string();
+        self.kv_put(log, &meta_key, record.as_bytes(), entry_options())
+            .await
+    }
+}
+
+/// The SHA-256 R2 recorded for an object: its own checksum, else the custom metadata's.
+fn recorded_sha256(meta: &ObjectMeta) -> Option<&str> {
+    meta.sha256
+        .as_deref()
+        .or_else(|| meta.custom_metadata.get(CUSTOM_SHA256).map(String::as_str))
+}
+
+/// Reads an `archive_meta:<sid>` value: this library's record (`key`, `sha256`, `rawSize`) or
+/// the earlier implementation's (`archivedAt`, its object key following from session and
+/// time). Errors: `CORRUPT_DATA` naming `meta_key`.
+fn read_archive_pointer(
+    meta_key: &str,
+    value: &[u8],
+    session: &SessionId,
+) -> Result<ArchivePointer> {
+    let corrupt = |reason: &str| PersistenceError::corrupt(meta_key, reason);
+    let record: Map<String, Value> = match serde_json::from_slice(value) {
+        Ok(Value::Object(record)) => record,
+        _ => return Err(corrupt("is not a JSON object")),
+    };
+    match record.get("key") {
+        Some(key) => {
+            let key = key
+                .as_str()
+                .filter(|key| {
+                    parse_archive_object_key(key)
+                        .is_some_and(|parsed| parsed.session_id == *session)
+                })
+                .ok_or_else(|| corrupt("key is not an archive key of this session"))?;
+            Ok(ArchivePointer {
+                key: key.to_owned(),
+                sha256: record
+                    .get("sha256")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                raw_size: record.get("rawSize").and_then(Value::as_u64).unwrap_or(0),
+            })
+        }
+        None => {
+            let archived_at = record
+                .get("archivedAt")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| corrupt("neither key nor an integer archivedAt"))?;
+            Ok(ArchivePointer {
+                key: legacy_archive_object_key(session, archived_at)?,
+                sha256: None,
+                raw_size: 0,
+            })
+        }
+    }
+}
+
+/// The archive document of a session from a legacy backup. Its `data` is either a whole
+/// archive document (`{metadata, conversation}`), kept as it is, or the archived conversation,
+/// which is wrapped in the earlier implementation's document form with `archivedAt` =
+/// `archived_at_ms` (read back with the legacy rules: no `formatVersion`, `sessionState`
+/// optional). Errors: `CORRUPT_DATA` naming `what`.
+fn legacy_document(what: &str, data_json: &str, archived_at_ms: i64) -> Result<String> {
+    let data: Value = serde_json::from_str(data_json)
+        .map_err(|err| PersistenceError::corrupt(what, format!("not JSON: {err}")))?;
+    if data.get("metadata").is_some() && data.get("conversation").is_some() {
+        return Ok(data_json.to_owned());
+    }
+    let session_id = data.get("sessionId").cloned().unwrap_or(Value::Null);
+    let session_state = data.get("sessionState");
+    let user_id = session_state.and_then(|state| state.get("userId")).cloned();
+    let time = |name: &str| {
+        session_state
+            .and_then(|state| state.get(name))
+            .and_then(Value::as_i64)
+    };
+    let duration = match (time("createdAt"), time("lastActivity")) {
+        (Some(start), Some(end)) => end.saturating_sub(start).max(0),
+        _ => 0,
+    };
+    let message_count = data
+        .get("messages")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let summary = data.get("summary").cloned().unwrap_or_else(|| json!(""));
+    let mut metadata = Map::new();
+    metadata.insert("sessionId".into(), session_id);
+    if let Some(user_id) = user_id.filter(Value::is_string) {
+        metadata.insert("userId".into(), user_id);
+    }
+    metadata.insert("archivedAt".into(), json!(archived_at_ms));
+    metadata.insert("messageCount".into(), json!(message_count));
+    metadata.insert("summary".into(), summary);
+    metadata.insert("topics".into(), json!([]));
+    metadata.insert("duration".into(), json!(duration));
+    let mut document = json!({ "metadata": metadata, "conversation": data });
+    // Topics come from the messages as the codec reads them.
+    let decoded = decode_archive(document.to_string().as_bytes(), None, u64::MAX)
+        .map_err(|err| PersistenceError::corrupt(what, err.to_string()))?;
+    document["metadata"]["topics"] = json!(extract_topics(&decoded.conversation.memory.messages));
+    Ok(document.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    fn session(id: &str) -> SessionId {
+        SessionId::parse(id).unwrap()
+    }
+
+    #[test]
+    fn a_legacy_conversation_is_wrapped_as_a_legacy_document() {
+        let data = json!({
+            "sessionId": "s1",
+            "messages": [{"id": "m1", "sessionId": "s1", "content": "refund my invoice",
+                          "role": "user", "timestamp": 5}],
+            "summary": "billing",
+            "context": {},
+            "sessionState": {"id": "s1", "userId": "u1", "status": "ended",
+                             "createdAt": 10, "lastActivity": 40}
+        });
+        let text = legacy_document("w", &data.to_string(), 1_736_157_600_000).unwrap();
+        let decoded = decode_archive(text.as_bytes(), None, u64::MAX).unwrap();
+        assert_eq!(decoded.metadata.session_id, "s1");
+        assert_eq!(decoded.metadata.user_id.as_deref(), Some("u1"));
+        assert_eq!(decoded.metadata.archived_at, 1_736_157_600_000);
+        assert_eq!(decoded.metadata.message_count, 1);
+        assert_eq!(decoded.metadata.duration, 30);
+        assert_eq!(decoded.metadata.topics, ["billing"]);
+        assert_eq!(decoded.metadata.format_version, 0);
+    }
+
+    #[test]
+    fn a_legacy_document_is_kept_as_it_is_and_bad_data_is_named() {
+        let document = r#"{"metadata":{"sessionId":"s1"},"conversation":{}}"#;
+        assert_eq!(legacy_document("w", document, 5).unwrap(), document);
+        let err = legacy_document("backups/b/data.json session s1", "[1", 5).unwrap_err();
+        assert_eq!(err.code(), "CORRUPT_DATA");
+        assert!(
+            err.to_string().contains("backups/b/data.json session s1"),
+            "{err}"
+        );
+        let err = legacy_document("w", r#"{"sessionId":"s1"}"#, 5).unwrap_err();
+        assert_eq!(err.code(), "CORRUPT_DATA");
+    }
+
+    #[test]
+    fn archive_pointers_name_the_session_archive_only() {
+        let key = archive_object_key(&session("s1"), 5).unwrap();
+        let value = json!({"key": key, "sha256": "ab", "rawSize": 9}).to_string();
+        let pointer =
+            read_archive_pointer("archive_meta:s1", value.as_bytes(), &session("s1")).unwrap();
+        assert_eq!(
+            (
+                pointer.key.as_str(),
+                pointer.sha256.as_deref(),
+                pointer.raw_size
+            ),
+            (key.as_str(), Some("ab"), 9)
+        );
+        let legacy = json!({"archivedAt": 1_736_157_600_000_i64}).to_string();
+        let pointer =
+            read_archive_pointer("archive_meta:s1", legacy.as_bytes(), &session("s1")).unwrap();
+        assert_eq!(
+            pointer.key,
+            "conversations/2025/1/archive_s1_1736157600000.json"
+        );
+        for bad in [json!({"key": key}), json!({"other": 1}), json!([])] {
+            let err = read_archive_pointer(
+                "archive_meta:s2",
+                bad.to_string().as_bytes(),
+                &session("s2"),
+            )
+            .unwrap_err();
+            assert_eq!(err.code(), "CORRUPT_DATA", "{bad}");
+            assert!(err.to_string().contains("archive_meta:s2"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! `cacheEmbedding` / `getCachedEmbedding` and `cacheFrequentQuery` / `getCachedQueryResult`.
+//!
+//! Keys are hashes (`embedding:<hash of model and text>`, `query:<hash of the query>`), so no
+//! text reaches a key or a log line. Entries carry their own `expiresAt`
+//! (`policy.cacheTTL` after writing) and are enforced on read; KV's `expirationTtl` (at least
+//! 60 s) only collects garbage. Each entry is written with list metadata `{createdAt,
+//! expiresAt}` so the retention sweep needs no `get` per key.
+//!
+//! Graceful degradation (spec): a read that fails for any reason (storage error, open circuit,
+//! a corrupt or newer-format entry) is a miss, logged as a warning with its error code; an
+//! expired entry is a miss and is deleted on a best-effort basis. Writes report failures as
+//! errors (`STORAGE_UNAVAILABLE`, `CIRCUIT_OPEN`): the caller asked for something to be stored.
+//! Bad input (empty text, NaN in an embedding, metadata that is not an object) is refused with
+//! `INVALID_INPUT` by reads and writes alike, and nothing is stored.
+
+use serde_json::{json, Value};
+
+use super::log::OpLog;
+use super::PersistenceService;
+use crate::codec::cache::{
+    cache_list_metadata, decode_embedding_entry, decode_query_entry, encode_embedding_entry,
+    encode_query_entry, kv_expiration_ttl_secs, CacheLookup, CacheMetadata, EntryTimes,
+};
+use crate::error::{PersistenceError, Result};
+use crate::keys::{embedding_key, query_key};
+use crate::store::{Clock, KvPutOptions, KvStore, ObjectStore};
+
+/// Longest text or query accepted, in UTF-8 bytes. Texts are only hashed, never stored, so this
+/// bounds work rather than storage: hashing is linear (~2.5 ms per MiB in wasm), and a text
+/// larger than the largest value KV can hold (25 MiB) is taken for a mistake.
+pub const MAX_CACHE_TEXT_BYTES: usize = 25 * 1024 * 1024;
+
+/// Metadata field naming the embedding model; part of the embedding key.
+const MODEL_FIELD: &str = "model";
+
+/// Checks a text to be hashed into a key; `field` names it in errors.
+fn check_text(field: &str, text: &str) -> Result<()> {
+    if text.trim().is_empty() {
+        Err(PersistenceError::invalid_input(
+            field,
+            if text.is_empty() {
+                "must not be empty"
+            } else {
+                "must not be only whitespace"
+            },
+        ))
+    } else if text.len() > MAX_CACHE_TEXT_BYTES {
+        Err(PersistenceError::invalid_input(
+            field,
+            format!(
+                "{} bytes exceed the limit of {MAX_CACHE_TEXT_BYTES}",
+                text.len()
+            ),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Parses caller metadata (absent: `{}`) and adds `length_field`: the text's length in UTF-16
+/// code units, as JavaScript's `text.length` (the earlier implementation's field), never the
+/// text itself.
+fn metadata_with_length(
+    metadata_json: Option<&str>,
+    length_field: &str,
+    text: &str,
+) -> Result<CacheMetadata> {
+    let parsed = metadata_json
+        .map(CacheMetadata::parse)
+        .transpose()?
+        .unwrap_or_default();
+    let mut map = parsed.as_map().clone();
+    map.insert(length_field.to_owned(), json!(text.encode_utf16().count()));
+    CacheMetadata::from_map(map)
+}
+
+/// A model name as part of a key: an empty name counts as none.
+fn non_empty(model: Option<&str>) -> Option<&str> {
+    model.filter(|model| !model.is_empty())
+}
+
+impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
+    /// Caches `embedding` of `text` for `policy.cacheTTL`. `metadata_json` is an optional JSON
+    /// object (`{source, model, ...}`); its `model` (a string) is part of the key, else
+    /// `options.default_embedding_model` is. Stored metadata gains `textLength`.
+    ///
+    /// Costs 1 KV put. Errors: `INVALID_INPUT` naming `text`, `embedding` / `embedding[i]`
+    /// (empty, too long, NaN or infinite), `metadata` / `metadata.model`;
+    /// `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN` when the write failed.
+    pub async fn cache_embedding(
+        &self,
+        text: &str,
+        embedding: &[f64],
+        metadata_json: Option<&str>,
+    ) -> Result<()> {
+        let log = self.begin("cacheEmbedding");
+        check_text("text", text)?;
+        let metadata = metadata_with_length(metadata_json, "textLength", text)?;
+        let model = match metadata.as_map().get(MODEL_FIELD) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(model)) => Some(model.as_str()),
+            Some(other) => {
+                return Err(PersistenceError::invalid_input(
+                    "metadata.model",
+                    format!("must be a string, found {other}"),
+                ))
+            }
+        };
+        let key = embedding_key(&self.embedding_hash(model, text));
+        let times = EntryTimes::starting_at(self.clock.now_ms(), self.policy.cache_ttl_ms)?;
+        let entry = encode_embedding_entry(embedding, &metadata, times)?;
+        self.put_cache_entry(&log, &key, &entry, times).await
+    }
+
+    /// The cached embedding of `text` under `model` (absent or empty:
+    /// `options.default_embedding_model`), or `None` on a miss.
+    ///
+    /// Costs 1 KV get (plus 1 KV delete when the entry expired). Never fails because of
+    /// storage: failures and damaged entries are logged misses. Errors: `INVALID_INPUT` naming
+    /// `text` (empty, only whitespace, or longer than [`MAX_CACHE_TEXT_BYTES`]).
+    pub async fn get_cached_embedding(
+        &self,
+        text: &str,
+        model: Option<&str>,
+    ) -> Result<Option<Vec<f64>>> {
+        let log = self.begin("getCachedEmbedding");
+        check_text("text", text)?;
+        let key = embedding_key(&self.embedding_hash(model, text));
+        let Some(bytes) = self.read_cache_entry(&log, &key).await else {
+            return Ok(None);
+        };
+        let lookup = decode_embedding_entry(&key, &bytes, self.clock.now_ms());
+        Ok(self
+            .settle_lookup(&log, &key, lookup)
+            .await
+            .map(|entry| entry.embedding))
+    }
+
+    /// Caches `result_json` (any JSON text) as the result of `query` for `policy.cacheTTL`.
+    /// The key is the hash of the normalized query unless `options.normalize_queries` is off.
+    /// Stored metadata gains `queryLength`.
+    ///
+    /// Costs 1 KV put. Errors: `INVALID_INPUT` naming `query`, `result` (not JSON, or the entry
+    /// would exceed KV's 25 MiB) or `metadata`; `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN` when the
+    /// write failed.
+    pub async fn cache_frequent_query(
+        &self,
+        query: &str,
+        result_json: &str,
+        metadata_json: Option<&str>,
+    ) -> Result<()> {
+        let log = self.begin("cacheFrequentQuery");
+        check_text("query", query)?;
+        let metadata = metadata_with_length(metadata_json, "queryLength", query)?;
+        let key = self.query_cache_key(query);
+        let times = EntryTimes::starting_at(self.clock.now_ms(), self.policy.cache_ttl_ms)?;
+        let entry = encode_query_entry(result_json, &metadata, times).map_err(|err| match err {
+            // The codec calls it `value`; the caller passed it as `result`.
+            PersistenceError::InvalidInput { field, reason } if field == "value" => {
+                PersistenceError::invalid_input("result", reason)
+            }
+            other => other,
+        })?;
+        self.put_cache_entry(&log, &key, entry.as_bytes(), times)
+            .await
+    }
+
+    /// The cached result of `query` as JSON text, or `None` on a miss.
+    ///
+    /// Costs 1 KV get (plus 1 KV delete when the entry expired). Never fails because of
+    /// storage: failures and damaged entries are logged misses. Errors: `INVALID_INPUT` naming
+    /// `query` (empty, only whitespace, or longer than [`MAX_CACHE_TEXT_BYTES`]).
+    pub async fn get_cached_query_result(&self, query: &str) -> Result<Option<String>> {
+        let log = self.begin("getCachedQueryResult");
+        check_text("query", query)?;
+        let key = self.query_cache_key(query);
+        let Some(bytes) = self.read_cache_entry(&log, &key).await else {
+            return Ok(None);
+        };
+        let lookup = match std::str::from_utf8(&bytes) {
+            Ok(text) => decode_query_entry(&key, text, self.clock.now_ms()),
+            Err(err) => Err(PersistenceError::corrupt(&key, format!("not UTF-8: {err}"))),
+        };
+        Ok(self
+            .settle_lookup(&log, &key, lookup)
+            .await
+            .map(|entry| entry.value_json()))
+    }
+
+    fn embedding_hash(&self, model: Option<&str>, text: &str) -> String {
+        let model = non_empty(model).or(self.options.default_embedding_model.as_deref());
+        self.options.hasher.embedding_cache_hash(model, text)
+    }
+
+    fn query_cache_key(&self, query: &str) -> String {
+        query_key(
+            &self
+                .options
+                .hasher
+                .query_cache_hash(query, self.options.normalize_queries),
+        )
+    }
+
+    /// Writes a cache entry with its KV garbage-collection TTL and list metadata.
+    async fn put_cache_entry(
+        &self,
+        log: &OpLog<'_>,
+        key: &str,
+        entry: &[u8],
+        times: EntryTimes,
+    ) -> Result<()> {
+        let options = KvPutOptions {
+            expiration_ttl_secs: Some(kv_expiration_ttl_secs(self.policy.cache_ttl_ms)),
+            metadata: Some(cache_list_metadata(times)),
+        };
+        self.kv_put(log, key, entry, options).await?;
+        log.debug("cached", json!({ "key": key, "bytes": entry.len() }));
+        Ok(())
+    }
+
+    /// The stored bytes under `key`; a failed read is logged and reads as a miss.
+    async fn read_cache_entry(&self, log: &OpLog<'_>, key: &str) -> Option<Vec<u8>> {
+        match self.kv_get(log, key).await {
+            Ok(found) => found.map(|value| value.value),
+            Err(err) => {
+                warn_miss(log, key, &err);
+                None
+            }
+        }
+    }
+
+    /// Turns a decoded lookup into a hit or a miss: an expired entry is deleted (a failed
+    /// delete is only logged; KV's TTL collects it), a damaged one is logged. A damaged entry
+    /// is left in place: the caller's next write replaces it, and one written by a newer
+    /// version of this library must survive a rolling deploy.
+    async fn settle_lookup<T>(
+        &self,
+        log: &OpLog<'_>,
+        key: &str,
+        lookup: Result<CacheLookup<T>>,
+    ) -> Option<T> {
+        match lookup {
+            Ok(CacheLookup::Hit(entry)) => Some(entry),
+            Ok(CacheLookup::Expired { expires_at_ms }) => {
+                log.debug(
+                    "expired cache entry",
+                    json!({ "key": key, "expiresAt": expires_at_ms }),
+                );
+                if let Err(err) = self.kv_delete(log, key).await {
+                    log.event(
+                        "warn",
+                        "could not delete an expired cache entry",
+                        json!({ "key": key, "code": err.code(), "error": err.to_string() }),
+                    );
+                }
+                None
+            }
+            Err(err) => {
+                warn_miss(log, key, &err);
+                None
+            }
+        }
+    }
+}
+
+/// Logs a cache read that failed and is served as a miss.
+fn warn_miss(log: &OpLog<'_>, key: &str, err: &PersistenceError) {
+    log.event(
+        "warn",
+        "cache read failed; serving a miss",
+        json!({ "key": key, "code": err.code(), "error": err.to_string() }),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn texts_must_hold_something_and_stay_bounded() {
+        assert!(check_text("text", "x").is_ok());
+        for (text, reason) in [
+            ("", "must not be empty"),
+            (" \t\n", "must not be only whitespace"),
+        ] {
+            let err = check_text("text", text).unwrap_err();
+            assert_eq!(err, PersistenceError::invalid_input("text", reason));
+        }
+        let long = "a".repeat(MAX_CACHE_TEXT_BYTES + 1);
+        let err = check_text("query", &long).unwrap_err();
+        assert_eq!(err.code(), "INVALID_INPUT");
+        assert!(err.to_string().contains("query"), "{err}");
+        assert!(check_text("query", &long[1..]).is_ok());
+    }
+
+    #[test]
+    fn metadata_gains_the_utf16_length_but_never_the_text() {
+        let metadata =
+            metadata_with_length(Some(r#"{"source":"kb"}"#), "textLength", "a😀é").unwrap();
+        assert_eq!(metadata.to_json(), r#"{"source":"kb","textLength":4}"#);
+        let empty = metadata_with_length(None, "queryLength", "abc").unwrap();
+        assert_eq!(empty.to_json(), r#"{"queryLength":3}"#);
+        let err = metadata_with_length(Some("[1]"), "textLength", "a").unwrap_err();
+        assert_eq!(err.code(), "INVALID_INPUT");
+        assert!(err.to_string().contains("metadata"), "{err}");
+    }
+
+    #[test]
+    fn empty_model_counts_as_none() {
+        assert_eq!(non_empty(Some("")), None);
+        assert_eq!(non_empty(Some("m")), Some("m"));
+        assert_eq!(non_empty(None), None);
+    }
+}

@@ -1,0 +1,195 @@
+//! Every storage call goes through here: the binding's circuit breaker, retries of transient
+//! failures with exponential backoff and full jitter, and one log line per attempt.
+//!
+//! Breaker per binding (KV and R2 fail independently): closed until `failure_threshold`
+//! consecutive failed attempts, then open for `open_ms` (calls fail fast with CIRCUIT_OPEN),
+//! then half-open: one trial call goes through; its success closes the breaker, its failure
+//! opens it again. State lives in the service instance, i.e. per isolate.
+
+use std::cell::Cell;
+
+use super::log::{CallRecord, OpLog, Outcome};
+use super::options::{BreakerPolicy, RetryPolicy};
+use crate::error::{PersistenceError, Result};
+use crate::store::{Binding, Clock, StoreResult};
+
+/// A breaker's state, as reported by the health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Calls go through.
+    Closed,
+    /// Calls fail fast until the given time (epoch ms).
+    Open {
+        /// When a trial call will be let through.
+        until_ms: i64,
+    },
+    /// One trial call is in flight; others fail fast.
+    HalfOpen,
+}
+
+impl BreakerState {
+    /// `closed`, `open` or `half_open`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open { .. } => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+}
+
+/// One binding's breaker. Cells, not RefCell: no borrow is ever held across an await.
+#[derive(Debug)]
+struct Breaker {
+    state: Cell<BreakerState>,
+    consecutive_failures: Cell<u32>,
+}
+
+impl Breaker {
+    fn new() -> Self {
+        Breaker {
+            state: Cell::new(BreakerState::Closed),
+            consecutive_failures: Cell::new(0),
+        }
+    }
+
+    /// Admits a call at `now_ms`, or says how long until it would be admitted.
+    fn admit(&self, now_ms: i64) -> std::result::Result<(), u64> {
+        match self.state.get() {
+            BreakerState::Closed => Ok(()),
+            BreakerState::HalfOpen => Err(1),
+            BreakerState::Open { until_ms } if now_ms >= until_ms => {
+                self.state.set(BreakerState::HalfOpen);
+                Ok(())
+            }
+            BreakerState::Open { until_ms } => Err(u64::try_from(until_ms - now_ms).unwrap_or(1)),
+        }
+    }
+
+    fn succeeded(&self) {
+        self.consecutive_failures.set(0);
+        self.state.set(BreakerState::Closed);
+    }
+
+    fn failed(&self, policy: &BreakerPolicy, now_ms: i64) {
+        let failures = self.consecutive_failures.get().saturating_add(1);
+        self.consecutive_failures.set(failures);
+        let trial_failed = self.state.get() == BreakerState::HalfOpen;
+        if trial_failed || failures >= policy.failure_threshold {
+            let open_for = i64::try_from(policy.open_ms).unwrap_or(i64::MAX);
+            self.state.set(BreakerState::Open {
+                until_ms: now_ms.saturating_add(open_for),
+            });
+        }
+    }
+}
+
+/// Retry and breaker policy plus the two breakers.
+#[derive(Debug)]
+pub struct StorageGuard {
+    retry: RetryPolicy,
+    breaker_policy: BreakerPolicy,
+    kv: Breaker,
+    r2: Breaker,
+}
+
+impl StorageGuard {
+    /// A guard with both breakers closed.
+    pub fn new(retry: RetryPolicy, breaker_policy: BreakerPolicy) -> Self {
+        StorageGuard {
+            retry,
+            breaker_policy,
+            kv: Breaker::new(),
+            r2: Breaker::new(),
+        }
+    }
+
+    fn breaker(&self, binding: Binding) -> &Breaker {
+        match binding {
+            Binding::Kv => &self.kv,
+            Binding::R2 => &self.r2,
+        }
+    }
+
+    /// The current state of `binding`'s breaker.
+    pub fn breaker_state(&self, binding: Binding) -> BreakerState {
+        self.breaker(binding).state.get()
+    }
+
+    /// Runs `attempt` under `binding`'s breaker, retrying transient failures.
+    ///
+    /// Errors: `CIRCUIT_OPEN` when the breaker refuses the call; `STORAGE_UNAVAILABLE` when the
+    /// call was rejected or every attempt failed.
+    pub async fn call<T, C: Clock>(
+        &self,
+        clock: &C,
+        log: &OpLog<'_>,
+        binding: Binding,
+        call: &'static str,
+        key: &str,
+        mut attempt: impl AsyncFnMut() -> StoreResult<T>,
+    ) -> Result<T> {
+        let breaker = self.breaker(binding);
+        let mut number = 1;
+        loop {
+            let started = clock.now_ms();
+            if let Err(retry_after_ms) = breaker.admit(started) {
+                log.call(&CallRecord {
+                    binding,
+                    call,
+                    key,
+                    attempt: number,
+                    elapsed_ms: 0,
+                    outcome: Outcome::CircuitOpen,
+                    error: None,
+                });
+                return Err(PersistenceError::CircuitOpen {
+                    binding: binding.name().to_owned(),
+                    retry_after_ms,
+                });
+            }
+            let result = attempt().await;
+            let elapsed_ms = clock.now_ms().saturating_sub(started);
+            let record = |outcome, error| CallRecord {
+                binding,
+                call,
+                key,
+                attempt: number,
+                elapsed_ms,
+                outcome,
+                error,
+            };
+            match result {
+                Ok(value) => {
+                    breaker.succeeded();
+                    log.call(&record(Outcome::Ok, None));
+                    return Ok(value);
+                }
+                Err(err) => {
+                    // A rejected request proves the service answered: not a breaker failure.
+                    if err.is_transient() {
+                        breaker.failed(&self.breaker_policy, clock.now_ms());
+                    } else {
+                        breaker.succeeded();
+                    }
+                    let may_retry = err.is_transient()
+                        && number < self.retry.max_attempts
+                        && breaker.state.get() == BreakerState::Closed;
+                    if !may_retry {
+                        log.call(&record(Outcome::Failed, Some(err.message.clone())));
+                        return Err(err.into());
+                    }
+                    log.call(&record(Outcome::Retry, Some(err.message.clone())));
+                    let bound = self.retry.backoff_bound_ms(number);
+                    let wait = if bound == 0 {
+                        0
+                    } else {
+                        clock.random_u64() % (bound + 1)
+                    };
+                    clock.sleep(wait).await;
+                    number += 1;
+                }
+            }
+        }
+    }
+}

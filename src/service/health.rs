@@ -1,0 +1,245 @@
+//! `healthCheck` and `getStorageMetrics`.
+//!
+//! The health check probes each binding with one read (KV `get`, R2 `head` of a key that is
+//! never written), so it never writes (KV allows one write a second per key) and costs two
+//! storage calls. Probes go through the circuit breaker: an open breaker reports its binding
+//! unhealthy without calling it. Metrics count every page of every listing; they cost one list
+//! call per 1000 keys and read no values.
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::PersistenceService;
+use crate::error::Result;
+use crate::keys::{
+    parse_archive_object_key, parse_backup_object_key, BackupObjectKind, ARCHIVE_META_PREFIX,
+    ARCHIVE_PREFIX, BACKUP_PREFIX, EMBEDDING_PREFIX, QUERY_PREFIX,
+};
+use crate::store::{Binding, Clock, KvListOptions, KvStore, ObjectListOptions, ObjectStore};
+use crate::time::iso8601;
+
+/// The key both probes read. It is never written: a missing key is a healthy answer.
+const HEALTH_PROBE_KEY: &str = "health_probe";
+
+/// Most keys a KV or R2 list page returns.
+const LIST_PAGE_LIMIT: u32 = 1000;
+
+/// Overall health: both bindings answer, one does, or neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// Both probes succeeded.
+    Healthy,
+    /// One probe failed.
+    Degraded,
+    /// Both probes failed.
+    Unhealthy,
+}
+
+/// Probe latencies in milliseconds (0 inside production Workers, whose timers do not advance
+/// during a request's I/O-free CPU work).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthLatencies {
+    /// The R2 `head` probe.
+    pub r2_ms: i64,
+    /// The KV `get` probe.
+    pub kv_ms: i64,
+}
+
+/// Circuit breaker states by binding name: `closed`, `open` or `half_open`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BreakerStates {
+    /// The R2 binding's breaker.
+    #[serde(rename = "ARCHIVE_R2")]
+    pub archive_r2: &'static str,
+    /// The KV binding's breaker.
+    #[serde(rename = "CHAT_KV")]
+    pub chat_kv: &'static str,
+}
+
+/// The details of a health report, with the spec's snake_case names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthDetails {
+    /// `healthy` or `unhealthy: <error code>`.
+    pub r2_storage: String,
+    /// `healthy` or `unhealthy: <error code>`.
+    pub kv_cache: String,
+    /// When the check ran, ISO 8601 UTC with milliseconds.
+    pub timestamp: String,
+    /// How long each probe took.
+    pub latencies: HealthLatencies,
+    /// Breaker states after the probes.
+    pub breakers: BreakerStates,
+}
+
+/// What `healthCheck` returns:
+/// `{"status": "healthy" | "degraded" | "unhealthy", "details": {"r2_storage": "healthy",
+/// "kv_cache": "unhealthy: STORAGE_UNAVAILABLE", "timestamp": "2025-01-06T10:00:00.000Z",
+/// "latencies": {"r2_ms": 3, "kv_ms": 2}, "breakers": {"ARCHIVE_R2": "closed", "CHAT_KV":
+/// "open"}}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthReport {
+    /// Overall status.
+    pub status: HealthStatus,
+    /// Per-binding results.
+    pub details: HealthDetails,
+}
+
+impl HealthReport {
+    /// The report as JSON text for JavaScript.
+    pub fn to_json(&self) -> String {
+        json!(self).to_string()
+    }
+}
+
+/// Cache entry counts (KV).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CacheMetrics {
+    /// `embedding:` keys.
+    pub embeddings: u64,
+    /// `query:` keys.
+    pub queries: u64,
+    /// `archive_meta:` keys (sessions with an archive).
+    pub archives_metadata: u64,
+}
+
+/// Object counts and sizes (R2).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StorageTotals {
+    /// Archive objects under `conversations/` (current and legacy keys).
+    pub archived_conversations: u64,
+    /// Backups with a manifest (committed backups).
+    pub backups: u64,
+    /// Bytes of every object under `conversations/` and `backups/`.
+    pub bytes: u64,
+}
+
+/// What `getStorageMetrics` returns: `{"cache": {"embeddings": n, "queries": n,
+/// "archives_metadata": n}, "storage": {"archived_conversations": n, "backups": n,
+/// "bytes": n}}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StorageMetrics {
+    /// KV cache counts.
+    pub cache: CacheMetrics,
+    /// R2 counts.
+    pub storage: StorageTotals,
+}
+
+impl StorageMetrics {
+    /// The metrics as JSON text for JavaScript.
+    pub fn to_json(&self) -> String {
+        json!(self).to_string()
+    }
+}
+
+/// `healthy`, or `unhealthy: <code>`.
+fn probe_status(result: &Result<()>) -> String {
+    match result {
+        Ok(()) => "healthy".to_owned(),
+        Err(err) => format!("unhealthy: {}", err.code()),
+    }
+}
+
+impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
+    /// Probes both bindings (1 KV get, 1 R2 head) and reports their health. Never fails: a
+    /// failing probe is part of the report.
+    pub async fn health_check(&self) -> HealthReport {
+        let log = self.begin("healthCheck");
+        let started = self.clock.now_ms();
+        let r2 = self.r2_head(&log, HEALTH_PROBE_KEY).await.map(drop);
+        let r2_done = self.clock.now_ms();
+        let kv = self.kv_get(&log, HEALTH_PROBE_KEY).await.map(drop);
+        let kv_done = self.clock.now_ms();
+
+        let status = match (r2.is_ok(), kv.is_ok()) {
+            (true, true) => HealthStatus::Healthy,
+            (false, false) => HealthStatus::Unhealthy,
+            _ => HealthStatus::Degraded,
+        };
+        let report = HealthReport {
+            status,
+            details: HealthDetails {
+                r2_storage: probe_status(&r2),
+                kv_cache: probe_status(&kv),
+                timestamp: iso8601("timestamp", kv_done).unwrap_or_else(|_| kv_done.to_string()),
+                latencies: HealthLatencies {
+                    r2_ms: r2_done.saturating_sub(started),
+                    kv_ms: kv_done.saturating_sub(r2_done),
+                },
+                breakers: BreakerStates {
+                    archive_r2: self.breaker_state(Binding::R2).as_str(),
+                    chat_kv: self.breaker_state(Binding::Kv).as_str(),
+                },
+            },
+        };
+        let level = if status == HealthStatus::Healthy {
+            "info"
+        } else {
+            "warn"
+        };
+        log.event(level, "health", json!({ "status": report.details }));
+        report
+    }
+
+    /// Counts cache entries, archives and backups over every listing page.
+    ///
+    /// Costs one KV list per 1000 keys of each of `embedding:`, `query:` and `archive_meta:`,
+    /// and one R2 list per 1000 objects under `conversations/` and `backups/`. Errors:
+    /// `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN` when a listing fails.
+    pub async fn get_storage_metrics(&self) -> Result<StorageMetrics> {
+        let log = self.begin("getStorageMetrics");
+        let mut metrics = StorageMetrics::default();
+        for (prefix, count) in [
+            (EMBEDDING_PREFIX, &mut metrics.cache.embeddings),
+            (QUERY_PREFIX, &mut metrics.cache.queries),
+            (ARCHIVE_META_PREFIX, &mut metrics.cache.archives_metadata),
+        ] {
+            let mut cursor = None;
+            loop {
+                let options = KvListOptions {
+                    prefix: Some(prefix.to_owned()),
+                    cursor,
+                    limit: Some(LIST_PAGE_LIMIT),
+                };
+                let page = self.kv_list(&log, options).await?;
+                *count += page.keys.len() as u64;
+                match page.cursor.filter(|_| !page.list_complete) {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+        for prefix in [BACKUP_PREFIX, ARCHIVE_PREFIX] {
+            let mut cursor = None;
+            loop {
+                let options = ObjectListOptions {
+                    prefix: Some(prefix.to_owned()),
+                    cursor,
+                    limit: Some(LIST_PAGE_LIMIT),
+                    ..ObjectListOptions::default()
+                };
+                let page = self.r2_list(&log, options).await?;
+                let storage = &mut metrics.storage;
+                for object in &page.objects {
+                    storage.bytes = storage.bytes.saturating_add(object.size);
+                    if parse_archive_object_key(&object.key).is_some() {
+                        storage.archived_conversations += 1;
+                    }
+                    // Each backup has one manifest, so counting manifests counts committed
+                    // backups.
+                    if let Some((_, BackupObjectKind::Manifest)) =
+                        parse_backup_object_key(&object.key)
+                    {
+                        storage.backups += 1;
+                    }
+                }
+                match page.cursor.filter(|_| page.truncated) {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+        log.debug("metrics", json!(metrics));
+        Ok(metrics)
+    }
+}

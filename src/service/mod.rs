@@ -1,0 +1,200 @@
+//! The persistence service: the spec's operations orchestrated over the storage ports.
+//!
+//! Generic over [`KvStore`], [`ObjectStore`] and [`Clock`], so the same code runs natively
+//! against `store::memory` (with fault injection) and in wasm against the real bindings. Every
+//! storage call goes through [`StorageGuard`] (breaker, retries, one log line per attempt).
+//! Each public operation lives in its own module and gets a fresh request id for its logs.
+
+mod archive;
+mod backup;
+mod cache;
+mod guard;
+mod health;
+mod log;
+mod options;
+mod retention;
+
+pub use archive::{ArchiveListing, ARCHIVE_CONTENT_TYPE, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+pub use cache::MAX_CACHE_TEXT_BYTES;
+pub use guard::{BreakerState, StorageGuard};
+pub use health::{
+    BreakerStates, CacheMetrics, HealthDetails, HealthLatencies, HealthReport, HealthStatus,
+    StorageMetrics, StorageTotals,
+};
+pub use log::{CallRecord, OpLog, Outcome};
+pub use options::{BreakerPolicy, RetryPolicy, ServiceOptions};
+pub use retention::{
+    RetentionBudget, RetentionRun, StopReason, MAX_REPORTED_KEYS, MIN_STORAGE_CALLS,
+};
+
+use std::rc::Rc;
+
+use crate::error::Result;
+use crate::policy::DataRetentionPolicy;
+use crate::store::{
+    Binding, Clock, KvListOptions, KvListPage, KvPutOptions, KvStore, KvValue, LogSink,
+    ObjectListOptions, ObjectListPage, ObjectMeta, ObjectPutOptions, ObjectStore, PutOutcome,
+    StoredObject,
+};
+
+/// The spec's `DataPersistenceService`, over any KV, object store and clock.
+pub struct PersistenceService<K, R, C> {
+    kv: K,
+    r2: R,
+    clock: C,
+    log_sink: Rc<dyn LogSink>,
+    policy: DataRetentionPolicy,
+    options: ServiceOptions,
+    guard: StorageGuard,
+}
+
+impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
+    /// A service over the given stores. Errors: `INVALID_CONFIG` for an invalid policy.
+    pub fn new(
+        kv: K,
+        r2: R,
+        clock: C,
+        log_sink: Rc<dyn LogSink>,
+        policy: DataRetentionPolicy,
+        options: ServiceOptions,
+    ) -> Result<Self> {
+        policy.validate()?;
+        let guard = StorageGuard::new(options.retry, options.breaker);
+        Ok(PersistenceService {
+            kv,
+            r2,
+            clock,
+            log_sink,
+            policy,
+            options,
+            guard,
+        })
+    }
+
+    /// The retention policy in force.
+    pub fn policy(&self) -> &DataRetentionPolicy {
+        &self.policy
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &ServiceOptions {
+        &self.options
+    }
+
+    /// The clock the service reads.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// The state of a binding's circuit breaker.
+    pub fn breaker_state(&self, binding: Binding) -> BreakerState {
+        self.guard.breaker_state(binding)
+    }
+
+    /// Starts the log of one public operation under a fresh request id.
+    fn begin(&self, operation: &'static str) -> OpLog<'_> {
+        let request_id = format!("{:016x}", self.clock.random_u64());
+        OpLog::new(
+            self.log_sink.as_ref(),
+            request_id,
+            operation,
+            self.options.debug,
+        )
+    }
+
+    async fn kv_get(&self, log: &OpLog<'_>, key: &str) -> Result<Option<KvValue>> {
+        let kv = &self.kv;
+        self.guard
+            .call(&self.clock, log, Binding::Kv, "get", key, async || {
+                kv.get(key).await
+            })
+            .await
+    }
+
+    async fn kv_put(
+        &self,
+        log: &OpLog<'_>,
+        key: &str,
+        value: &[u8],
+        options: KvPutOptions,
+    ) -> Result<()> {
+        let kv = &self.kv;
+        self.guard
+            .call(&self.clock, log, Binding::Kv, "put", key, async || {
+                kv.put(key, value, options.clone()).await
+            })
+            .await
+    }
+
+    async fn kv_delete(&self, log: &OpLog<'_>, key: &str) -> Result<()> {
+        let kv = &self.kv;
+        self.guard
+            .call(&self.clock, log, Binding::Kv, "delete", key, async || {
+                kv.delete(key).await
+            })
+            .await
+    }
+
+    async fn kv_list(&self, log: &OpLog<'_>, options: KvListOptions) -> Result<KvListPage> {
+        let kv = &self.kv;
+        let prefix = options.prefix.clone().unwrap_or_default();
+        self.guard
+            .call(&self.clock, log, Binding::Kv, "list", &prefix, async || {
+                kv.list(options.clone()).await
+            })
+            .await
+    }
+
+    async fn r2_get(&self, log: &OpLog<'_>, key: &str) -> Result<Option<StoredObject>> {
+        let r2 = &self.r2;
+        self.guard
+            .call(&self.clock, log, Binding::R2, "get", key, async || {
+                r2.get(key).await
+            })
+            .await
+    }
+
+    async fn r2_head(&self, log: &OpLog<'_>, key: &str) -> Result<Option<ObjectMeta>> {
+        let r2 = &self.r2;
+        self.guard
+            .call(&self.clock, log, Binding::R2, "head", key, async || {
+                r2.head(key).await
+            })
+            .await
+    }
+
+    async fn r2_put(
+        &self,
+        log: &OpLog<'_>,
+        key: &str,
+        body: &[u8],
+        options: ObjectPutOptions,
+    ) -> Result<PutOutcome> {
+        let r2 = &self.r2;
+        self.guard
+            .call(&self.clock, log, Binding::R2, "put", key, async || {
+                r2.put(key, body, options.clone()).await
+            })
+            .await
+    }
+
+    async fn r2_delete(&self, log: &OpLog<'_>, keys: &[String]) -> Result<()> {
+        let r2 = &self.r2;
+        let first = keys.first().map(String::as_str).unwrap_or_default();
+        self.guard
+            .call(&self.clock, log, Binding::R2, "delete", first, async || {
+                r2.delete(keys).await
+            })
+            .await
+    }
+
+    async fn r2_list(&self, log: &OpLog<'_>, options: ObjectListOptions) -> Result<ObjectListPage> {
+        let r2 = &self.r2;
+        let prefix = options.prefix.clone().unwrap_or_default();
+        self.guard
+            .call(&self.clock, log, Binding::R2, "list", &prefix, async || {
+                r2.list(options.clone()).await
+            })
+            .await
+    }
+}

@@ -1,0 +1,15 @@
+//! Raw bindings: `extern "C"` types for the Workers runtime objects this crate calls, keeping
+//! their JavaScript names (as in `@cloudflare/workers-types`).
+//!
+//! Nothing here converts or validates: every method `catch`es (a throw becomes an `Err`), and
+//! every property whose value the runtime could get wrong is read as a `JsValue`, so the safe
+//! adapters (`super::kv`, `super::r2`, `super::clock`, `super::log`) check it without panicking.
+
+pub mod global;
+pub mod kv;
+pub mod r2;
+
+pub use kv::{
+    KVNamespace, KVNamespaceGetWithMetadataResult, KVNamespaceListKey, KVNamespaceListResult,
+};
+pub use r2::{R2Bucket, R2Checksums, R2Object, R2ObjectBody, R2Objects};

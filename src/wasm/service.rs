@@ -1,0 +1,266 @@
+//! `PersistenceCore`: the service over the Worker's real bindings, exported to JavaScript.
+//!
+//! Methods return Promises built from `'static` futures that own an `Rc` of the service, so
+//! any number of calls can be in flight at once (a Worker isolate serves concurrent requests);
+//! no Rust borrow is held across an await. Values cross as JSON text or typed arrays, never as
+//! object graphs (DESIGN.md: JSON.stringify in JS is cheaper than walking objects from Rust).
+
+use std::future::Future;
+use std::rc::Rc;
+
+use js_sys::{Float64Array, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use super::bindings::{KVNamespace, R2Bucket};
+use super::clock::JsClock;
+use super::errors::{to_js_error_in, Operation};
+use super::kv::JsKv;
+use super::log::ConsoleLog;
+use super::r2::JsR2;
+use crate::error::PersistenceError;
+use crate::policy::{self, DataRetentionPolicy, PolicyOverrides};
+use crate::service::{PersistenceService, RetentionBudget, ServiceOptions};
+
+type Service = PersistenceService<JsKv, JsR2, JsClock>;
+
+/// The persistence service bound to a Worker's `CHAT_KV` and `ARCHIVE_R2`.
+#[wasm_bindgen]
+pub struct PersistenceCore {
+    service: Rc<Service>,
+}
+
+/// Runs `work` on a clone of the service and turns its result into a Promise; errors become
+/// `PersistenceError`s whose message starts with the operation's prefix.
+fn spawn<F, Fut, T>(service: &Rc<Service>, operation: Operation, work: F) -> Promise
+where
+    F: FnOnce(Rc<Service>) -> Fut + 'static,
+    Fut: Future<Output = Result<T, PersistenceError>> + 'static,
+    T: Into<JsValue>,
+{
+    let service = Rc::clone(service);
+    future_to_promise(async move {
+        work(service)
+            .await
+            .map(Into::into)
+            .map_err(|err| to_js_error_in(operation, &err))
+    })
+}
+
+/// `null` for absent (wasm-bindgen would give `undefined`, which the API does not promise).
+fn json_or_null(found: Option<String>) -> JsValue {
+    found.map_or(JsValue::NULL, JsValue::from)
+}
+
+fn optional_json(value: Option<String>) -> Option<String> {
+    value.filter(|text| !text.is_empty())
+}
+
+#[wasm_bindgen]
+impl PersistenceCore {
+    /// A service over `kv` and `r2`. `policy_json` is a (partial) DataRetentionPolicy and
+    /// `options_json` the PersistenceOptions, both as JSON text. Throws INVALID_CONFIG.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        kv: KVNamespace,
+        r2: R2Bucket,
+        policy_json: &str,
+        options_json: &str,
+    ) -> Result<PersistenceCore, JsValue> {
+        let build = || -> Result<Service, PersistenceError> {
+            let policy =
+                PolicyOverrides::from_json(policy_json)?.apply(DataRetentionPolicy::default())?;
+            let options = ServiceOptions::from_json(options_json)?;
+            PersistenceService::new(
+                JsKv::new(kv),
+                JsR2::new(r2),
+                JsClock::new(),
+                Rc::new(ConsoleLog::new()),
+                policy,
+                options,
+            )
+        };
+        let service = build().map_err(|err| to_js_error_in(Operation::Config, &err))?;
+        Ok(PersistenceCore {
+            service: Rc::new(service),
+        })
+    }
+
+    /// The policy in force, as JSON text.
+    #[wasm_bindgen(js_name = policyJson)]
+    pub fn policy_json(&self) -> String {
+        serde_json::to_string(self.service.policy()).unwrap_or_default()
+    }
+
+    /// Archives a conversation; resolves to the R2 key of the archive.
+    #[wasm_bindgen(js_name = archiveConversation)]
+    pub fn archive_conversation(&self, memory_json: String, session_json: String) -> Promise {
+        spawn(&self.service, Operation::Archive, async move |service| {
+            service
+                .archive_conversation(&memory_json, &session_json)
+                .await
+        })
+    }
+
+    /// The newest archive of a session as conversation JSON text, or `null`.
+    #[wasm_bindgen(js_name = retrieveArchivedConversation)]
+    pub fn retrieve_archived_conversation(&self, session_id: String) -> Promise {
+        spawn(&self.service, Operation::Archive, async move |service| {
+            let found = service.retrieve_archived_conversation(&session_id).await?;
+            Ok(json_or_null(found))
+        })
+    }
+
+    /// One page of archive summaries, newest first, as JSON text.
+    #[wasm_bindgen(js_name = listArchivedConversations)]
+    pub fn list_archived_conversations(
+        &self,
+        user_id: Option<String>,
+        limit: u32,
+        cursor: Option<String>,
+    ) -> Promise {
+        spawn(&self.service, Operation::Archive, async move |service| {
+            let listing = service
+                .list_archived_conversations(user_id.as_deref(), limit, cursor.as_deref())
+                .await?;
+            Ok(listing.to_json())
+        })
+    }
+
+    /// Caches an embedding (Float64Array) for `text`.
+    #[wasm_bindgen(js_name = cacheEmbedding)]
+    pub fn cache_embedding(
+        &self,
+        text: String,
+        embedding: Float64Array,
+        metadata_json: Option<String>,
+    ) -> Promise {
+        let values = embedding.to_vec();
+        spawn(&self.service, Operation::Cache, async move |service| {
+            service
+                .cache_embedding(&text, &values, optional_json(metadata_json).as_deref())
+                .await
+                .map(|()| JsValue::UNDEFINED)
+        })
+    }
+
+    /// The cached embedding of `text` under `model`, as a Float64Array, or `null`.
+    #[wasm_bindgen(js_name = getCachedEmbedding)]
+    pub fn get_cached_embedding(&self, text: String, model: Option<String>) -> Promise {
+        spawn(&self.service, Operation::Cache, async move |service| {
+            let found = service
+                .get_cached_embedding(&text, model.as_deref())
+                .await?;
+            Ok(found.map_or(JsValue::NULL, |values| {
+                Float64Array::from(values.as_slice()).into()
+            }))
+        })
+    }
+
+    /// Caches a query result (JSON text) for `query`.
+    #[wasm_bindgen(js_name = cacheFrequentQuery)]
+    pub fn cache_frequent_query(
+        &self,
+        query: String,
+        result_json: String,
+        metadata_json: Option<String>,
+    ) -> Promise {
+        spawn(&self.service, Operation::Cache, async move |service| {
+            service
+                .cache_frequent_query(
+                    &query,
+                    &result_json,
+                    optional_json(metadata_json).as_deref(),
+                )
+                .await
+                .map(|()| JsValue::UNDEFINED)
+        })
+    }
+
+    /// The cached result of `query` as JSON text, or `null`.
+    #[wasm_bindgen(js_name = getCachedQueryResult)]
+    pub fn get_cached_query_result(&self, query: String) -> Promise {
+        spawn(&self.service, Operation::Cache, async move |service| {
+            let found = service.get_cached_query_result(&query).await?;
+            Ok(json_or_null(found))
+        })
+    }
+
+    /// Backs up the newest archives of `session_ids`; resolves to the backup id.
+    #[wasm_bindgen(js_name = createBackup)]
+    pub fn create_backup(&self, session_ids: Vec<String>) -> Promise {
+        spawn(&self.service, Operation::Backup, async move |service| {
+            service.create_backup(&session_ids).await
+        })
+    }
+
+    /// Restores a backup after verifying it whole; resolves to the restored session ids.
+    #[wasm_bindgen(js_name = restoreFromBackup)]
+    pub fn restore_from_backup(&self, backup_id: String) -> Promise {
+        spawn(&self.service, Operation::Restore, async move |service| {
+            let restored = service.restore_from_backup(&backup_id).await?;
+            Ok(restored
+                .into_iter()
+                .map(JsValue::from)
+                .collect::<js_sys::Array>())
+        })
+    }
+
+    /// Runs (or resumes) the retention sweep within the given budget; resolves to the report as
+    /// JSON text.
+    #[wasm_bindgen(js_name = enforceRetentionPolicy)]
+    pub fn enforce_retention_policy(
+        &self,
+        max_storage_calls: Option<u32>,
+        deadline_ms: Option<f64>,
+    ) -> Promise {
+        spawn(&self.service, Operation::Retention, async move |service| {
+            let deadline_ms = deadline_ms
+                .map(|ms| crate::time::epoch_ms_from_f64("deadlineMs", ms))
+                .transpose()?;
+            let run = service
+                .enforce_retention_policy(RetentionBudget {
+                    max_storage_calls,
+                    deadline_ms,
+                })
+                .await?;
+            Ok(run.to_json())
+        })
+    }
+
+    /// The health report as JSON text (never rejects: failures are reported in it).
+    #[wasm_bindgen(js_name = healthCheck)]
+    pub fn health_check(&self) -> Promise {
+        spawn(&self.service, Operation::Metrics, async move |service| {
+            Ok(service.health_check().await.to_json())
+        })
+    }
+
+    /// Storage counts over all pages, as JSON text.
+    #[wasm_bindgen(js_name = getStorageMetrics)]
+    pub fn get_storage_metrics(&self) -> Promise {
+        spawn(&self.service, Operation::Metrics, async move |service| {
+            Ok(service.get_storage_metrics().await?.to_json())
+        })
+    }
+}
+
+/// The DataRetentionPolicy described by wrangler.toml `[vars]` (SESSION_TTL_HOURS, ...), given
+/// the vars as a JSON object of strings; JSON text of the policy. Throws INVALID_CONFIG naming
+/// the variable.
+#[wasm_bindgen(js_name = policyFromVars)]
+pub fn policy_from_vars(vars_json: &str) -> Result<String, JsValue> {
+    let parse = || -> Result<String, PersistenceError> {
+        let vars: serde_json::Map<String, serde_json::Value> = serde_json::from_str(vars_json)
+            .map_err(|err| PersistenceError::invalid_input("env", err.to_string()))?;
+        let lookup = |name: &str| match vars.get(name) {
+            Some(serde_json::Value::String(text)) => Some(text.clone()),
+            Some(other) => Some(other.to_string()),
+            None => None,
+        };
+        let policy = policy::from_env_vars(lookup)?;
+        serde_json::to_string(&policy)
+            .map_err(|err| PersistenceError::invalid_input("policy", err.to_string()))
+    };
+    parse().map_err(|err| to_js_error_in(Operation::Config, &err))
+}

@@ -1,0 +1,210 @@
+// End-to-end: starts the real `wrangler dev` (scripts/start.sh with SKIP_BUILD=1, i.e. the
+// flags `npm start` uses) on a free port with a throwaway state directory, drives the
+// docs/WALKTHROUGH.md steps over HTTP, including the cron handler and forged tokens, and always
+// stops the process group. Needs a built dist/ (npm test builds it first).
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { devAuthSecret, mintToken } from "../../scripts/token.mjs";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+const READY_TIMEOUT_MS = 45_000;
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+let child;
+let stateDir;
+let base;
+let output = "";
+
+function stop() {
+  if (child && child.exitCode === null && child.signalCode === null) {
+    try {
+      process.kill(-child.pid, "SIGTERM");
+    } catch {
+      // Already gone.
+    }
+  }
+}
+process.on("exit", () => {
+  if (child && child.exitCode === null) {
+    try {
+      process.kill(-child.pid, "SIGKILL");
+    } catch {
+      // Already gone.
+    }
+  }
+});
+
+/** Starts wrangler dev on fresh ports and waits until /health answers. */
+async function startWrangler() {
+  const [port, inspectorPort] = [await freePort(), await freePort()];
+  base = `http://127.0.0.1:${port}`;
+  output = "";
+  child = spawn("bash", ["scripts/start.sh", "--inspector-port", String(inspectorPort)], {
+    cwd: ROOT,
+    env: { ...process.env, SKIP_BUILD: "1", PORT: String(port), PERSIST_TO: stateDir, CI: "1", NO_COLOR: "1" },
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  child.stdout.on("data", (chunk) => (output += chunk));
+  child.stderr.on("data", (chunk) => (output += chunk));
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`wrangler dev exited with ${child.exitCode}:\n${output}`);
+    try {
+      const response = await fetch(`${base}/health`);
+      if (response.status === 200) return;
+    } catch {
+      // Not listening yet.
+    }
+    if (Date.now() > deadline) throw new Error(`wrangler dev not ready after ${READY_TIMEOUT_MS} ms:\n${output}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+before(async () => {
+  stateDir = mkdtempSync(join(tmpdir(), "supportbot-e2e-"));
+  // A port found free can be taken by another process before wrangler binds it; try new ports
+  // then, and only then.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await startWrangler();
+      return;
+    } catch (error) {
+      stop();
+      if (attempt === 3 || !/Address already in use/.test(String(error))) throw error;
+    }
+  }
+});
+
+after(async () => {
+  stop();
+  if (child && child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    const killed = setTimeout(() => {
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    }, 5000);
+    await exited;
+    clearTimeout(killed);
+  }
+  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+});
+
+async function call(method, path, token, body) {
+  const headers = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const response = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await response.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = text;
+  }
+  return { status: response.status, body: json };
+}
+
+test("the walkthrough, over HTTP against wrangler dev", async () => {
+  const secret = devAuthSecret();
+  const alice = await mintToken("alice", secret);
+  const bob = await mintToken("bob", secret);
+
+  const health = await call("GET", "/health");
+  assert.equal(health.status, 200);
+  assert.equal(health.body.status, "healthy");
+
+  let response = await call("POST", "/sessions/s1/messages", alice, { role: "user", content: "I forgot my password", summary: "Password reset" });
+  assert.equal(response.status, 201, JSON.stringify(response.body));
+  assert.equal(response.body.messageCount, 1);
+  response = await call("POST", "/sessions/s1/messages", alice, { role: "assistant", content: "Use the reset link on the sign-in page." });
+  assert.equal(response.body.messageCount, 2);
+
+  response = await call("GET", "/sessions/s1/context", alice);
+  assert.equal(response.status, 200);
+  assert.equal(response.body.summary, "Password reset");
+  assert.deepEqual(response.body.recentMessages.map((m) => m.role), ["user", "assistant"]);
+
+  response = await call("POST", "/sessions/s1/archive", alice);
+  assert.equal(response.status, 200, JSON.stringify(response.body));
+  assert.match(response.body.archiveKey, /^conversations\/.*archive_s1_/);
+
+  response = await call("GET", "/users/alice/archives?limit=10", alice);
+  assert.equal(response.status, 200);
+  assert.deepEqual(response.body.archives.map((a) => a.sessionId), ["s1"]);
+
+  response = await call("GET", "/sessions/s1/archive", alice);
+  assert.equal(response.status, 200);
+  assert.equal(response.body.messages.length, 2);
+
+  response = await call("POST", "/backups", alice, { sessionIds: ["s1"] });
+  assert.equal(response.status, 201, JSON.stringify(response.body));
+  const { backupId } = response.body;
+  response = await call("POST", `/backups/${backupId}/restore`, alice);
+  assert.equal(response.status, 200, JSON.stringify(response.body));
+  assert.deepEqual(response.body.restoredSessions, ["s1"]);
+
+  response = await call("POST", "/sessions/s1/restore", alice);
+  assert.equal(response.status, 200, JSON.stringify(response.body));
+  assert.equal(response.body.status, "active");
+  assert.equal(response.body.messageCount, 2);
+
+  response = await call("POST", "/cache/embeddings", alice, { text: "reset password", embedding: [0.12, -0.5, 0.33], model: "demo-model" });
+  assert.equal(response.status, 201);
+  response = await call("GET", "/cache/embeddings?text=reset%20password&model=demo-model", alice);
+  assert.deepEqual(response.body.embedding, [0.12, -0.5, 0.33]);
+  response = await call("POST", "/cache/queries", alice, { query: "how do I reset my password?", result: { answer: "Use the reset link." } });
+  assert.equal(response.status, 201);
+  response = await call("GET", "/cache/queries?query=how%20do%20I%20reset%20my%20password%3F", alice);
+  assert.deepEqual(response.body.result, { answer: "Use the reset link." });
+
+  response = await call("GET", "/metrics", alice);
+  assert.equal(response.status, 200);
+  assert.ok(response.body.storage.archived_conversations >= 1, JSON.stringify(response.body));
+
+  // The cron handler, as `wrangler dev --test-scheduled` exposes it.
+  const cron = await fetch(`${base}/__scheduled?cron=0+*/6+*+*+*`);
+  assert.equal(cron.status, 200, await cron.text());
+  const logged = await waitFor(() => /"event":"retention_run"/.test(output));
+  assert.ok(logged, `no retention_run log line in:\n${output}`);
+
+  // Forged tokens and another user's session.
+  const forged = await mintToken("alice", "not-the-secret-but-long-enough-000000000");
+  response = await call("GET", "/sessions/s1/context", forged);
+  assert.equal(response.status, 401);
+  assert.equal(response.body.error.code, "UNAUTHORIZED");
+  response = await call("GET", "/sessions/s1/context", bob);
+  assert.equal(response.status, 403);
+  assert.equal(response.body.error.code, "FORBIDDEN");
+  response = await call("GET", "/users/alice/archives", bob);
+  assert.equal(response.status, 403);
+});
+
+async function waitFor(predicate, timeoutMs = 5000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (predicate()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return predicate();
+}

@@ -1,0 +1,374 @@
+//! createBackup and restoreFromBackup over the in-memory stores: round trip, idempotent
+//! restore, missing sessions, missing or damaged backups (nothing written), legacy backups.
+
+use std::rc::Rc;
+
+use serde_json::{json, Value};
+use supportbot_persistence::hash::sha256_hex;
+use supportbot_persistence::keys::{
+    archive_index_key, archive_meta_key, archive_object_key, backup_data_key,
+    backup_manifest_object_key, legacy_backup_data_key, BackupId, SessionId, ARCHIVE_INDEX_PREFIX,
+};
+use supportbot_persistence::policy::DataRetentionPolicy;
+use supportbot_persistence::service::{PersistenceService, ServiceOptions};
+use supportbot_persistence::store::memory::{
+    block_on, MemoryKv, MemoryR2, MemoryStores, VirtualClock,
+};
+use supportbot_persistence::store::{
+    KvPutOptions, KvStore, LogSink, ObjectPutOptions, ObjectStore,
+};
+
+/// 2025-01-06T10:00:00Z
+const T0: i64 = 1_736_157_600_000;
+
+struct Discard;
+
+impl LogSink for Discard {
+    fn emit(&self, _line: &str) {}
+}
+
+type Service = PersistenceService<MemoryKv, MemoryR2, VirtualClock>;
+
+struct Harness {
+    stores: MemoryStores,
+    service: Service,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let stores = MemoryStores::new(T0, 7);
+        let service = PersistenceService::new(
+            stores.kv.clone(),
+            stores.r2.clone(),
+            stores.clock.clone(),
+            Rc::new(Discard),
+            DataRetentionPolicy::default(),
+            ServiceOptions::default(),
+        )
+        .unwrap();
+        Harness { stores, service }
+    }
+
+    /// Archives a two-message conversation of `sid` for `user`; returns (archive key,
+    /// expected retrieved conversation).
+    fn archive(&self, sid: &str, user: Option<&str>) -> (String, Value) {
+        let memory = json!({
+            "sessionId": sid,
+            "messages": [
+                {"id": "m1", "sessionId": sid, "content": "My invoice is wrong", "role": "user",
+                 "timestamp": T0 - 60_000},
+                {"id": "m2", "sessionId": sid, "content": "Fixed.", "role": "assistant",
+                 "timestamp": T0 - 30_000}
+            ],
+            "summary": format!("about {sid}"),
+            "context": {},
+        });
+        let mut session = json!({"id": sid, "status": "ended",
+                                 "createdAt": T0 - 60_000, "lastActivity": T0 - 30_000});
+        if let Some(user) = user {
+            session["userId"] = json!(user);
+        }
+        let key = block_on(
+            self.service
+                .archive_conversation(&memory.to_string(), &session.to_string()),
+        )
+        .unwrap();
+        let mut expected = memory;
+        expected["sessionState"] = session;
+        // Successive archives get distinct times and KV writes stay under 1/s per key.
+        self.stores.clock.advance_ms(1_500);
+        (key, expected)
+    }
+
+    fn retrieve(&self, sid: &str) -> Option<Value> {
+        block_on(self.service.retrieve_archived_conversation(sid))
+            .unwrap()
+            .map(|text| serde_json::from_str(&text).unwrap())
+    }
+
+    fn backup(&self, sids: &[&str]) -> supportbot_persistence::Result<String> {
+        let ids: Vec<String> = sids.iter().map(|s| (*s).to_owned()).collect();
+        block_on(self.service.create_backup(&ids))
+    }
+
+    fn restore(&self, id: &str) -> supportbot_persistence::Result<Vec<String>> {
+        block_on(self.service.restore_from_backup(id))
+    }
+
+    /// Deletes every archive object and every archive KV entry.
+    fn lose_all_archives(&self) {
+        let snapshot = self.stores.snapshot();
+        let r2: Vec<String> = snapshot
+            .r2
+            .keys()
+            .filter(|k| k.starts_with("conversations/"))
+            .cloned()
+            .collect();
+        block_on(self.stores.r2.delete(&r2)).unwrap();
+        for key in snapshot.kv.keys().filter(|k| {
+            k.starts_with("archive_meta:")
+                || k.starts_with("user_archives:")
+                || k.starts_with(ARCHIVE_INDEX_PREFIX)
+        }) {
+            block_on(self.stores.kv.delete(key)).unwrap();
+        }
+    }
+}
+
+fn manifest(h: &Harness, id: &str) -> Value {
+    let key = backup_manifest_object_key(&BackupId::parse(id).unwrap());
+    serde_json::from_slice(&h.stores.snapshot().r2[&key].body).unwrap()
+}
+
+#[test]
+fn backup_then_restore_brings_lost_archives_back() {
+    let h = Harness::new();
+    let (key1, conversation1) = h.archive("s1", Some("user-1"));
+    let (key2, conversation2) = h.archive("s2", None);
+    let id = h.backup(&["s1", "s2", "s1", "never-archived"]).unwrap();
+    assert!(id.starts_with("backup_"), "{id}");
+
+    let manifest = manifest(&h, &id);
+    assert_eq!(manifest["sessionIds"], json!(["s1", "s2"]));
+    assert_eq!(manifest["missingSessionIds"], json!(["never-archived"]));
+    let snapshot = h.stores.snapshot();
+    let manifest_object = &snapshot.r2[&format!("backups/{id}/manifest.json")];
+    assert_eq!(
+        manifest_object.meta.custom_metadata["createdAt"],
+        manifest["createdAt"].to_string()
+    );
+    let copy = &snapshot.kv[&format!("backup_manifest:{id}")];
+    assert_eq!(
+        copy.metadata,
+        Some(json!({"createdAt": manifest["createdAt"]}))
+    );
+
+    h.lose_all_archives();
+    assert_eq!(h.retrieve("s1"), None);
+    h.stores.clock.advance_ms(5_000);
+    assert_eq!(h.restore(&id).unwrap(), ["s1", "s2"]);
+    assert_eq!(h.retrieve("s1"), Some(conversation1));
+    assert_eq!(h.retrieve("s2"), Some(conversation2));
+    // Restored under the original keys, listed again.
+    let snapshot = h.stores.snapshot();
+    assert!(snapshot.r2.contains_key(&key1) && snapshot.r2.contains_key(&key2));
+    let index = archive_index_key(T0, &SessionId::parse("s1").unwrap()).unwrap();
+    assert_eq!(snapshot.kv[&index].metadata.as_ref().unwrap()["key"], key1);
+    assert_eq!(
+        snapshot
+            .kv
+            .keys()
+            .filter(|k| k.starts_with("user_archives:"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn restoring_twice_or_over_intact_archives_writes_nothing_new() {
+    let h = Harness::new();
+    h.archive("s1", Some("user-1"));
+    h.archive("s2", None);
+    let id = h.backup(&["s1", "s2"]).unwrap();
+    let untouched = h.stores.snapshot();
+    // Over the archives that are still there: nothing changes at all.
+    assert_eq!(h.restore(&id).unwrap(), ["s1", "s2"]);
+    assert_eq!(h.stores.snapshot(), untouched);
+
+    h.lose_all_archives();
+    h.stores.clock.advance_ms(5_000);
+    h.restore(&id).unwrap();
+    let first = h.stores.snapshot();
+    assert_eq!(
+        first.r2.keys().collect::<Vec<_>>(),
+        untouched.r2.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        first.kv.keys().collect::<Vec<_>>(),
+        untouched.kv.keys().collect::<Vec<_>>()
+    );
+    h.stores.clock.advance_ms(5_000);
+    assert_eq!(h.restore(&id).unwrap(), ["s1", "s2"]);
+    assert_eq!(h.stores.snapshot(), first);
+}
+
+#[test]
+fn restore_keeps_archive_meta_on_a_newer_archive() {
+    let h = Harness::new();
+    h.archive("s1", None);
+    let id = h.backup(&["s1"]).unwrap();
+    let (newer_key, newer) = h.archive("s1", None);
+    let old_key = archive_object_key(&SessionId::parse("s1").unwrap(), T0).unwrap();
+    block_on(h.stores.r2.delete(std::slice::from_ref(&old_key))).unwrap();
+    h.restore(&id).unwrap();
+    let snapshot = h.stores.snapshot();
+    assert!(snapshot.r2.contains_key(&old_key));
+    let record: Value = serde_json::from_slice(
+        &snapshot.kv[&archive_meta_key(&SessionId::parse("s1").unwrap())].value,
+    )
+    .unwrap();
+    assert_eq!(record["key"], newer_key);
+    assert_eq!(h.retrieve("s1"), Some(newer));
+}
+
+#[test]
+fn bad_session_lists_are_refused_before_anything_is_read() {
+    let h = Harness::new();
+    let err = h.backup(&[]).unwrap_err();
+    assert_eq!(err.code(), "INVALID_INPUT");
+    assert!(err.to_string().contains("sessionIds"), "{err}");
+    let err = h.backup(&["ok", "../etc"]).unwrap_err();
+    assert_eq!(err.code(), "INVALID_ID");
+    assert!(err.to_string().contains("../etc"), "{err}");
+    assert_eq!(h.stores.faults.calls(), 0);
+}
+
+#[test]
+fn a_backup_of_sessions_without_archives_is_not_found_and_writes_nothing() {
+    let h = Harness::new();
+    let err = h.backup(&["a", "b"]).unwrap_err();
+    assert_eq!(err.code(), "NOT_FOUND");
+    assert!(err.to_string().contains("a, b"), "{err}");
+    let snapshot = h.stores.snapshot();
+    assert!(snapshot.r2.is_empty() && snapshot.kv.is_empty());
+}
+
+#[test]
+fn unknown_or_incomplete_backups_are_not_found() {
+    let h = Harness::new();
+    let err = h.restore("backup_nope").unwrap_err();
+    assert_eq!(err.code(), "NOT_FOUND");
+    assert!(
+        err.to_string()
+            .contains("backups/backup_nope/manifest.json"),
+        "{err}"
+    );
+    assert_eq!(h.restore("a/b").unwrap_err().code(), "INVALID_ID");
+
+    h.archive("s1", None);
+    let id = h.backup(&["s1"]).unwrap();
+    let data_key = backup_data_key(&BackupId::parse(&id).unwrap());
+    block_on(h.stores.r2.delete(std::slice::from_ref(&data_key))).unwrap();
+    h.lose_all_archives();
+    let before = h.stores.snapshot();
+    let err = h.restore(&id).unwrap_err();
+    assert_eq!(err.code(), "NOT_FOUND");
+    assert!(err.to_string().contains(&data_key), "{err}");
+    assert_eq!(h.stores.snapshot(), before);
+}
+
+#[test]
+fn a_flipped_byte_in_the_data_fails_verification_and_writes_nothing() {
+    let h = Harness::new();
+    h.archive("s1", None);
+    h.archive("s2", None);
+    let id = h.backup(&["s1", "s2"]).unwrap();
+    h.lose_all_archives();
+    let data_key = backup_data_key(&BackupId::parse(&id).unwrap());
+    assert!(h.stores.r2.corrupt_body(&data_key, 40));
+    let before = h.stores.snapshot();
+    let err = h.restore(&id).unwrap_err();
+    assert_eq!(err.code(), "CHECKSUM_MISMATCH");
+    assert!(err.to_string().contains(&data_key), "{err}");
+    assert_eq!(h.stores.snapshot(), before);
+}
+
+#[test]
+fn a_damaged_archive_is_never_backed_up() {
+    let h = Harness::new();
+    let (key, _) = h.archive("s1", None);
+    assert!(h.stores.r2.corrupt_body(&key, 20));
+    let err = h.backup(&["s1"]).unwrap_err();
+    assert_eq!(err.code(), "CHECKSUM_MISMATCH");
+    assert!(!h
+        .stores
+        .snapshot()
+        .r2
+        .keys()
+        .any(|k| k.starts_with("backups/")));
+}
+
+#[test]
+fn restore_repairs_a_damaged_archive_in_place() {
+    let h = Harness::new();
+    let (key, conversation) = h.archive("s1", None);
+    let id = h.backup(&["s1"]).unwrap();
+    assert!(h.stores.r2.corrupt_body(&key, 20));
+    assert_eq!(
+        block_on(h.service.retrieve_archived_conversation("s1"))
+            .unwrap_err()
+            .code(),
+        "CHECKSUM_MISMATCH"
+    );
+    h.restore(&id).unwrap();
+    assert_eq!(h.retrieve("s1"), Some(conversation));
+}
+
+#[test]
+fn a_legacy_backup_restores_verified() {
+    let h = Harness::new();
+    let conversation = json!({
+        "sessionId": "old-1",
+        "messages": [{"id": "m1", "sessionId": "old-1", "content": "password reset please",
+                      "role": "user", "timestamp": T0 - 90_000}],
+        "summary": "login trouble",
+        "context": {},
+        "sessionState": {"id": "old-1", "userId": "u-9", "status": "ended",
+                         "createdAt": T0 - 90_000, "lastActivity": T0 - 80_000}
+    });
+    let data = json!([{"sessionId": "old-1", "data": conversation, "size": 10}]).to_string();
+    let id = BackupId::parse("backup_legacy_1").unwrap();
+    let manifest = json!({"backupId": id.as_str(), "timestamp": T0 - 50_000,
+                          "sessionIds": ["old-1"], "totalSize": data.len(),
+                          "checksum": sha256_hex(data.as_bytes()), "metadata": {"v": 1}});
+    block_on(h.stores.r2.put(
+        &legacy_backup_data_key(&id),
+        data.as_bytes(),
+        ObjectPutOptions::default(),
+    ))
+    .unwrap();
+    block_on(h.stores.kv.put(
+        &format!("backup_manifest:{id}"),
+        manifest.to_string().as_bytes(),
+        KvPutOptions::default(),
+    ))
+    .unwrap();
+
+    assert_eq!(h.restore(id.as_str()).unwrap(), ["old-1"]);
+    assert_eq!(h.retrieve("old-1"), Some(conversation));
+    let key = archive_object_key(&SessionId::parse("old-1").unwrap(), T0 - 50_000).unwrap();
+    let snapshot = h.stores.snapshot();
+    assert!(
+        snapshot.r2.contains_key(&key),
+        "restored at the legacy manifest's time"
+    );
+    assert_eq!(
+        snapshot
+            .kv
+            .keys()
+            .filter(|k| k.starts_with("user_archives:"))
+            .count(),
+        1
+    );
+
+    h.stores.clock.advance_ms(5_000);
+    let again = h.stores.snapshot();
+    h.restore(id.as_str()).unwrap();
+    assert_eq!(h.stores.snapshot(), again);
+
+    // A flipped byte in the legacy data: refused, nothing written.
+    let tampered = data.replace("password", "passw0rd");
+    block_on(h.stores.r2.put(
+        &legacy_backup_data_key(&id),
+        tampered.as_bytes(),
+        ObjectPutOptions::default(),
+    ))
+    .unwrap();
+    h.lose_all_archives();
+    let before = h.stores.snapshot();
+    assert_eq!(
+        h.restore(id.as_str()).unwrap_err().code(),
+        "CHECKSUM_MISMATCH"
+    );
+    assert_eq!(h.stores.snapshot(), before);
+}

@@ -1,0 +1,387 @@
+//! cacheEmbedding / getCachedEmbedding and cacheFrequentQuery / getCachedQueryResult over the
+//! in-memory stores: hits, misses, logical expiry shorter than KV's 60 s minimum, key
+//! separation, graceful degradation of reads, refused input, and what never reaches a key.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use serde_json::{json, Value};
+use supportbot_persistence::policy::DataRetentionPolicy;
+use supportbot_persistence::service::{PersistenceService, ServiceOptions, MAX_CACHE_TEXT_BYTES};
+use supportbot_persistence::store::memory::{
+    block_on, CallCounts, CallFilter, MemoryKv, MemoryR2, MemoryStores, OperationKind, VirtualClock,
+};
+use supportbot_persistence::store::{Binding, FailureKind, LogSink};
+
+/// 2025-01-06T10:00:00Z
+const T0: i64 = 1_736_157_600_000;
+const TEN_SECONDS: u64 = 10_000;
+
+#[derive(Default)]
+struct Lines(RefCell<Vec<String>>);
+
+impl LogSink for Lines {
+    fn emit(&self, line: &str) {
+        self.0.borrow_mut().push(line.to_owned());
+    }
+}
+
+impl Lines {
+    fn warnings(&self) -> Vec<Value> {
+        self.0
+            .borrow()
+            .iter()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .filter(|line| line["level"] == "warn")
+            .collect()
+    }
+}
+
+struct Harness {
+    stores: MemoryStores,
+    lines: Rc<Lines>,
+    service: PersistenceService<MemoryKv, MemoryR2, VirtualClock>,
+}
+
+impl Harness {
+    fn with(cache_ttl_ms: u64, options: ServiceOptions) -> Self {
+        let stores = MemoryStores::new(T0, 7);
+        let lines = Rc::new(Lines::default());
+        let policy = DataRetentionPolicy {
+            cache_ttl_ms,
+            ..DataRetentionPolicy::default()
+        };
+        let service = PersistenceService::new(
+            stores.kv.clone(),
+            stores.r2.clone(),
+            stores.clock.clone(),
+            lines.clone(),
+            policy,
+            options,
+        )
+        .unwrap();
+        Harness {
+            stores,
+            lines,
+            service,
+        }
+    }
+
+    fn new() -> Self {
+        Self::with(TEN_SECONDS, ServiceOptions::default())
+    }
+
+    fn counts(&self) -> CallCounts {
+        self.stores.faults.counts()
+    }
+
+    fn cache_embedding(
+        &self,
+        text: &str,
+        embedding: &[f64],
+        metadata: Option<Value>,
+    ) -> supportbot_persistence::Result<()> {
+        let metadata = metadata.map(|m| m.to_string());
+        block_on(
+            self.service
+                .cache_embedding(text, embedding, metadata.as_deref()),
+        )
+    }
+
+    fn embedding(&self, text: &str, model: Option<&str>) -> Option<Vec<f64>> {
+        block_on(self.service.get_cached_embedding(text, model)).unwrap()
+    }
+
+    fn cache_query(&self, query: &str, result: &Value) -> supportbot_persistence::Result<()> {
+        block_on(
+            self.service
+                .cache_frequent_query(query, &result.to_string(), None),
+        )
+    }
+
+    fn query(&self, query: &str) -> Option<Value> {
+        block_on(self.service.get_cached_query_result(query))
+            .unwrap()
+            .map(|text| serde_json::from_str(&text).unwrap())
+    }
+}
+
+#[test]
+fn embeddings_round_trip_bit_exactly() {
+    let h = Harness::new();
+    let embedding = [0.1, -2.5, 1e-300, 3.0];
+    h.cache_embedding(
+        "how do I reset my password",
+        &embedding,
+        Some(json!({"source": "kb"})),
+    )
+    .unwrap();
+    let cached = h.embedding("how do I reset my password", None).unwrap();
+    let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&cached), bits(&embedding));
+    assert_eq!(h.embedding("how do I reset my Password", None), None);
+    assert_eq!(h.counts().of(Binding::Kv, OperationKind::Put), 1);
+    assert_eq!(h.counts().of(Binding::Kv, OperationKind::Get), 2);
+}
+
+#[test]
+fn a_ten_second_ttl_works_despite_kvs_sixty_second_minimum() {
+    let h = Harness::new();
+    h.cache_embedding("t", &[1.0], None).unwrap();
+    let (key, entry) = h.stores.snapshot().kv.into_iter().next().unwrap();
+    assert_eq!(
+        entry.metadata,
+        Some(json!({"createdAt": T0, "expiresAt": T0 + 10_000}))
+    );
+
+    h.stores.clock.advance_ms(TEN_SECONDS - 1);
+    assert_eq!(h.embedding("t", None), Some(vec![1.0]));
+    h.stores.clock.advance_ms(1);
+    assert_eq!(h.embedding("t", None), None);
+    assert!(
+        !h.stores.snapshot().kv.contains_key(&key),
+        "the expired entry is deleted"
+    );
+    assert_eq!(h.counts().of(Binding::Kv, OperationKind::Delete), 1);
+    assert!(h.lines.warnings().is_empty());
+}
+
+#[test]
+fn a_failed_delete_of_an_expired_entry_is_only_logged() {
+    let h = Harness::new();
+    h.cache_query("q", &json!(1)).unwrap();
+    h.stores.clock.advance_ms(TEN_SECONDS);
+    h.stores.faults.fail_next(
+        10,
+        FailureKind::Rejected,
+        CallFilter::call(Binding::Kv, OperationKind::Delete),
+    );
+    assert_eq!(h.query("q"), None);
+    let warnings = h.lines.warnings();
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(warnings[0]["code"], "STORAGE_UNAVAILABLE");
+}
+
+#[test]
+fn the_same_text_under_different_models_does_not_collide() {
+    let h = Harness::new();
+    h.cache_embedding("hello", &[1.0], Some(json!({"model": "model-a"})))
+        .unwrap();
+    h.cache_embedding("hello", &[2.0], Some(json!({"model": "model-b"})))
+        .unwrap();
+    h.cache_embedding("hello", &[3.0], None).unwrap();
+    assert_eq!(h.embedding("hello", Some("model-a")), Some(vec![1.0]));
+    assert_eq!(h.embedding("hello", Some("model-b")), Some(vec![2.0]));
+    assert_eq!(h.embedding("hello", None), Some(vec![3.0]));
+    assert_eq!(h.embedding("hello", Some("")), Some(vec![3.0]));
+    assert_eq!(h.embedding("hello", Some("model-c")), None);
+    assert_eq!(h.stores.snapshot().kv.len(), 3);
+}
+
+#[test]
+fn the_default_model_applies_when_none_is_named() {
+    let options = ServiceOptions {
+        default_embedding_model: Some("model-a".into()),
+        ..ServiceOptions::default()
+    };
+    let h = Harness::with(TEN_SECONDS, options);
+    h.cache_embedding("hello", &[1.0], None).unwrap();
+    assert_eq!(h.embedding("hello", Some("model-a")), Some(vec![1.0]));
+    assert_eq!(h.embedding("hello", None), Some(vec![1.0]));
+    h.cache_embedding("hello", &[2.0], Some(json!({"model": "model-b"})))
+        .unwrap();
+    assert_eq!(h.embedding("hello", Some("model-b")), Some(vec![2.0]));
+}
+
+#[test]
+fn normalized_queries_share_an_entry() {
+    let h = Harness::new();
+    let result = json!({"answer": "Use the reset link.", "confidence": 0.95, "z": [1, "a"]});
+    h.cache_query("  How do I RESET my password? ", &result)
+        .unwrap();
+    assert_eq!(h.query("how do i reset my password?"), Some(result.clone()));
+    assert_eq!(h.query("How do I reset my password?"), Some(result));
+    assert_eq!(h.query("how do i reset my password"), None);
+}
+
+#[test]
+fn normalization_can_be_opted_out_of() {
+    let options = ServiceOptions {
+        normalize_queries: false,
+        ..ServiceOptions::default()
+    };
+    let h = Harness::with(TEN_SECONDS, options);
+    h.cache_query("  How do I RESET my password? ", &json!(1))
+        .unwrap();
+    assert_eq!(h.query("how do i reset my password?"), None);
+    assert_eq!(h.query("  How do I RESET my password? "), Some(json!(1)));
+}
+
+#[test]
+fn query_results_keep_their_json_and_metadata_gains_the_length() {
+    let h = Harness::new();
+    block_on(h.service.cache_frequent_query(
+        "héllo",
+        r#"{"z":1,"a":[true,null]}"#,
+        Some(r#"{"confidence":0.95,"source":"support_bot"}"#),
+    ))
+    .unwrap();
+    assert_eq!(
+        block_on(h.service.get_cached_query_result("héllo"))
+            .unwrap()
+            .as_deref(),
+        Some(r#"{"z":1,"a":[true,null]}"#)
+    );
+    let entry = h.stores.snapshot().kv.into_values().next().unwrap();
+    let stored: Value = serde_json::from_slice(&entry.value).unwrap();
+    assert_eq!(
+        stored["metadata"],
+        json!({"confidence": 0.95, "source": "support_bot", "queryLength": 5})
+    );
+}
+
+#[test]
+fn reads_degrade_to_logged_misses_when_kv_fails() {
+    let h = Harness::new();
+    h.cache_embedding("t", &[1.0], None).unwrap();
+    h.cache_query("q", &json!(1)).unwrap();
+    h.stores.faults.fail_next(
+        100,
+        FailureKind::Transient,
+        CallFilter::call(Binding::Kv, OperationKind::Get),
+    );
+    assert_eq!(h.embedding("t", None), None);
+    assert_eq!(h.query("q"), None);
+    // The failed attempts have opened the breaker by now: still a miss, not an error.
+    assert_eq!(h.embedding("t", None), None);
+    let misses: Vec<Value> = h
+        .lines
+        .warnings()
+        .into_iter()
+        .filter(|w| w["msg"] == "cache read failed; serving a miss")
+        .map(|w| w["code"].clone())
+        .collect();
+    assert_eq!(misses.len(), 3);
+    assert_eq!(misses[0], "STORAGE_UNAVAILABLE");
+    assert_eq!(misses[2], "CIRCUIT_OPEN");
+}
+
+#[test]
+fn writes_report_storage_failures() {
+    let h = Harness::new();
+    h.stores.faults.fail_next(
+        100,
+        FailureKind::Transient,
+        CallFilter::call(Binding::Kv, OperationKind::Put),
+    );
+    let err = h.cache_embedding("t", &[1.0], None).unwrap_err();
+    assert_eq!(err.code(), "STORAGE_UNAVAILABLE");
+    let err = h.cache_query("q", &json!(1)).unwrap_err();
+    assert!(
+        ["STORAGE_UNAVAILABLE", "CIRCUIT_OPEN"].contains(&err.code()),
+        "{err}"
+    );
+}
+
+#[test]
+fn corrupt_entries_are_logged_misses() {
+    let h = Harness::new();
+    h.cache_embedding("t", &[1.0, 2.0], None).unwrap();
+    h.cache_query("q", &json!({"a": 1})).unwrap();
+    for key in h.stores.kv.keys() {
+        assert!(h.stores.kv.corrupt_value(&key, 1));
+    }
+    assert_eq!(h.embedding("t", None), None);
+    assert_eq!(h.query("q"), None);
+    let warnings = h.lines.warnings();
+    assert_eq!(warnings.len(), 2);
+    assert!(
+        warnings.iter().all(|w| w["code"] == "CORRUPT_DATA"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn bad_input_is_refused_and_nothing_is_stored() {
+    let h = Harness::new();
+    let cases: Vec<(supportbot_persistence::Result<()>, &str)> = vec![
+        (
+            h.cache_embedding("t", &[1.0, f64::NAN], None),
+            "embedding[1]",
+        ),
+        (
+            h.cache_embedding("t", &[f64::INFINITY], None),
+            "embedding[0]",
+        ),
+        (h.cache_embedding("t", &[], None), "embedding"),
+        (h.cache_embedding("", &[1.0], None), "text"),
+        (h.cache_embedding("t", &[1.0], Some(json!([1]))), "metadata"),
+        (
+            h.cache_embedding("t", &[1.0], Some(json!({"model": 7}))),
+            "metadata.model",
+        ),
+        (
+            block_on(h.service.cache_frequent_query("q", "{nope", None)),
+            "result",
+        ),
+        (
+            block_on(h.service.cache_frequent_query("q", "1", Some("\"x\""))),
+            "metadata",
+        ),
+        (h.cache_query("   ", &json!(1)), "query"),
+    ];
+    for (result, field) in cases {
+        let err = result.unwrap_err();
+        assert_eq!(err.code(), "INVALID_INPUT", "{field}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("invalid input: {field}:")),
+            "{err}"
+        );
+    }
+    for err in [
+        block_on(h.service.get_cached_embedding("", None)).unwrap_err(),
+        block_on(h.service.get_cached_query_result("")).unwrap_err(),
+    ] {
+        assert_eq!(err.code(), "INVALID_INPUT");
+    }
+    assert_eq!(h.counts().total(), 0);
+}
+
+#[test]
+fn ten_megabyte_texts_are_fine_and_the_bound_is_enforced() {
+    let h = Harness::new();
+    let long = "word ".repeat(2 * 1024 * 1024);
+    h.cache_embedding(&long, &[0.5], None).unwrap();
+    assert_eq!(h.embedding(&long, None), Some(vec![0.5]));
+    let too_long = "x".repeat(MAX_CACHE_TEXT_BYTES + 1);
+    let err = block_on(h.service.get_cached_embedding(&too_long, None)).unwrap_err();
+    assert_eq!(err.code(), "INVALID_INPUT");
+}
+
+#[test]
+fn keys_values_and_logs_never_hold_the_text() {
+    let h = Harness::new();
+    let text = "my secret account number";
+    h.cache_embedding(text, &[1.0], Some(json!({"source": "kb"})))
+        .unwrap();
+    h.cache_query(text, &json!("answer")).unwrap();
+    h.embedding(text, None);
+    h.query(text);
+    let snapshot = h.stores.snapshot();
+    assert_eq!(snapshot.kv.len(), 2);
+    for (key, entry) in &snapshot.kv {
+        assert!(
+            key.starts_with("embedding:") || key.starts_with("query:"),
+            "{key}"
+        );
+        assert!(!key.contains("secret"), "{key}");
+        assert!(
+            !String::from_utf8_lossy(&entry.value).contains("secret"),
+            "{key}"
+        );
+    }
+    for line in h.lines.0.borrow().iter() {
+        assert!(!line.contains("secret"), "{line}");
+    }
+}

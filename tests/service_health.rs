@@ -1,0 +1,168 @@
+//! healthCheck and getStorageMetrics over the in-memory stores: real probes with injected
+//! failures, breaker states, and counts over more than one listing page.
+
+use std::rc::Rc;
+
+use serde_json::{json, Value};
+use supportbot_persistence::keys::{
+    archive_meta_key, archive_object_key, backup_data_key, backup_manifest_object_key, BackupId,
+    SessionId,
+};
+use supportbot_persistence::policy::DataRetentionPolicy;
+use supportbot_persistence::service::{HealthStatus, PersistenceService, ServiceOptions};
+use supportbot_persistence::store::memory::{
+    block_on, CallFilter, MemoryKv, MemoryR2, MemoryStores, OperationKind, VirtualClock,
+};
+use supportbot_persistence::store::{
+    Binding, FailureKind, KvPutOptions, KvStore, LogSink, ObjectPutOptions, ObjectStore,
+};
+
+/// 2025-01-06T10:00:00Z
+const T0: i64 = 1_736_157_600_000;
+
+struct Discard;
+
+impl LogSink for Discard {
+    fn emit(&self, _line: &str) {}
+}
+
+fn setup() -> (
+    MemoryStores,
+    PersistenceService<MemoryKv, MemoryR2, VirtualClock>,
+) {
+    let stores = MemoryStores::new(T0, 11);
+    let service = PersistenceService::new(
+        stores.kv.clone(),
+        stores.r2.clone(),
+        stores.clock.clone(),
+        Rc::new(Discard),
+        DataRetentionPolicy::default(),
+        ServiceOptions::default(),
+    )
+    .unwrap();
+    (stores, service)
+}
+
+fn fail_binding(stores: &MemoryStores, binding: Binding, calls: u64) {
+    stores
+        .faults
+        .fail_next(calls, FailureKind::Transient, CallFilter::binding(binding));
+}
+
+#[test]
+fn healthy_when_both_probes_answer_and_it_never_writes() {
+    let (stores, service) = setup();
+    let report = block_on(service.health_check());
+    assert_eq!(report.status, HealthStatus::Healthy);
+    let counts = stores.faults.counts();
+    assert_eq!(counts.of(Binding::Kv, OperationKind::Get), 1);
+    assert_eq!(counts.of(Binding::R2, OperationKind::Head), 1);
+    assert_eq!(counts.total(), 2);
+    let json: Value = serde_json::from_str(&report.to_json()).unwrap();
+    assert_eq!(
+        json,
+        json!({"status": "healthy", "details": {
+            "r2_storage": "healthy", "kv_cache": "healthy",
+            "timestamp": "2025-01-06T10:00:00.000Z",
+            "latencies": {"r2_ms": 0, "kv_ms": 0},
+            "breakers": {"ARCHIVE_R2": "closed", "CHAT_KV": "closed"}}})
+    );
+}
+
+#[test]
+fn degraded_with_one_failing_binding_unhealthy_with_both() {
+    let (stores, service) = setup();
+    fail_binding(&stores, Binding::Kv, 4);
+    let report = block_on(service.health_check());
+    assert_eq!(report.status, HealthStatus::Degraded);
+    assert_eq!(report.details.kv_cache, "unhealthy: STORAGE_UNAVAILABLE");
+    assert_eq!(report.details.r2_storage, "healthy");
+    // The retries' backoff shows in the latency.
+    assert!(report.details.latencies.kv_ms > 0);
+
+    stores.faults.clear();
+    fail_binding(&stores, Binding::R2, 4);
+    let report = block_on(service.health_check());
+    assert_eq!(report.status, HealthStatus::Degraded);
+    assert_eq!(report.details.r2_storage, "unhealthy: STORAGE_UNAVAILABLE");
+
+    stores.faults.clear();
+    fail_binding(&stores, Binding::R2, 4);
+    fail_binding(&stores, Binding::Kv, 4);
+    let report = block_on(service.health_check());
+    assert_eq!(report.status, HealthStatus::Unhealthy);
+    // Five consecutive R2 failures (4 + 1 before) open its breaker.
+    assert_eq!(report.details.breakers.archive_r2, "open");
+
+    // An open breaker answers without a call.
+    let calls = stores.faults.counts().of_binding(Binding::R2);
+    let report = block_on(service.health_check());
+    assert_eq!(report.details.r2_storage, "unhealthy: CIRCUIT_OPEN");
+    assert_eq!(stores.faults.counts().of_binding(Binding::R2), calls);
+}
+
+#[test]
+fn metrics_count_every_page() {
+    let (stores, service) = setup();
+    stores.kv.set_write_rate_limit(false);
+    for index in 0..1200 {
+        block_on(stores.kv.put(
+            &format!("embedding:{index:064x}"),
+            b"e",
+            KvPutOptions::default(),
+        ))
+        .unwrap();
+    }
+    for index in 0..1001 {
+        block_on(stores.kv.put(
+            &format!("query:{index:064x}"),
+            b"q",
+            KvPutOptions::default(),
+        ))
+        .unwrap();
+    }
+    for index in 0..3 {
+        let sid = SessionId::parse(&format!("s{index}")).unwrap();
+        block_on(
+            stores
+                .kv
+                .put(&archive_meta_key(&sid), b"{}", KvPutOptions::default()),
+        )
+        .unwrap();
+    }
+    let put = |key: &str, bytes: usize| {
+        block_on(
+            stores
+                .r2
+                .put(key, &vec![b'x'; bytes], ObjectPutOptions::default()),
+        )
+        .unwrap();
+    };
+    for index in 0..1500 {
+        let sid = SessionId::parse(&format!("s{index:04}")).unwrap();
+        put(&archive_object_key(&sid, T0 + index).unwrap(), 10);
+    }
+    put("conversations/notes.txt", 7);
+    let committed = BackupId::parse("b1").unwrap();
+    put(&backup_data_key(&committed), 100);
+    put(&backup_manifest_object_key(&committed), 20);
+    put(&backup_data_key(&BackupId::parse("b2").unwrap()), 100);
+
+    let counts = stores.faults.counts();
+    let metrics = block_on(service.get_storage_metrics()).unwrap();
+    let json: Value = serde_json::from_str(&metrics.to_json()).unwrap();
+    assert_eq!(
+        json,
+        json!({"cache": {"embeddings": 1200, "queries": 1001, "archives_metadata": 3},
+               "storage": {"archived_conversations": 1500, "backups": 1,
+                           "bytes": 1500 * 10 + 7 + 220}})
+    );
+    let cost = stores.faults.counts().since(&counts);
+    assert_eq!(cost.of(Binding::Kv, OperationKind::List), 2 + 2 + 1);
+    assert_eq!(cost.of(Binding::R2, OperationKind::List), 1 + 2);
+    assert_eq!(cost.total(), 8, "no value is read");
+
+    fail_binding(&stores, Binding::Kv, 4);
+    let err = block_on(service.get_storage_metrics()).unwrap_err();
+    assert_eq!(err.code(), "STORAGE_UNAVAILABLE");
+}

@@ -1,0 +1,323 @@
+//! enforceRetentionPolicy over the in-memory stores: more than 1000 objects and keys of mixed
+//! ages, batched R2 deletes, no reads of values, time-boxed runs that resume to the same state,
+//! failures that are counted or stop the run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use serde_json::json;
+use supportbot_persistence::keys::{
+    archive_index_key, archive_meta_key, archive_object_key, backup_data_key,
+    backup_manifest_kv_key, backup_manifest_object_key, BackupId, SessionId,
+};
+use supportbot_persistence::policy::DataRetentionPolicy;
+use supportbot_persistence::service::{
+    PersistenceService, RetentionBudget, ServiceOptions, StopReason,
+};
+use supportbot_persistence::store::memory::{
+    block_on, CallFilter, MemoryKv, MemoryR2, MemoryStores, OperationKind, VirtualClock,
+};
+use supportbot_persistence::store::{
+    Binding, FailureKind, KvPutOptions, KvStore, LogSink, ObjectPutOptions, ObjectStore,
+};
+
+const HOUR: i64 = 60 * 60 * 1000;
+const DAY: i64 = 24 * HOUR;
+/// 2025-06-01T00:00:00Z
+const NOW: i64 = 1_748_736_000_000;
+const ARCHIVES: usize = 2500;
+const INDEXED: usize = 500;
+
+struct Discard;
+
+impl LogSink for Discard {
+    fn emit(&self, _line: &str) {}
+}
+
+struct World {
+    stores: MemoryStores,
+    service: PersistenceService<MemoryKv, MemoryR2, VirtualClock>,
+    /// Keys the sweep must delete.
+    doomed: BTreeSet<String>,
+}
+
+fn session(index: usize) -> SessionId {
+    SessionId::parse(&format!("s{index:04}")).unwrap()
+}
+
+fn archive_time(index: usize) -> i64 {
+    let age = if index % 3 == 0 { 200 * DAY } else { 10 * DAY };
+    NOW - age - index as i64 * 1000
+}
+
+impl World {
+    /// 2 500 archives, four backups, 2 500 KV keys; a third of everything is past its limit.
+    fn build(with_missing_archive: bool) -> Self {
+        let stores = MemoryStores::new(NOW, 3);
+        let service = PersistenceService::new(
+            stores.kv.clone(),
+            stores.r2.clone(),
+            stores.clock.clone(),
+            Rc::new(Discard),
+            DataRetentionPolicy::default(),
+            ServiceOptions::default(),
+        )
+        .unwrap();
+        let mut world = World {
+            stores,
+            service,
+            doomed: BTreeSet::new(),
+        };
+        for index in 0..ARCHIVES {
+            let key = archive_object_key(&session(index), archive_time(index)).unwrap();
+            world.r2_put(&key, NOW, &[]);
+            let old = index % 3 == 0;
+            world.doom(&key, old);
+            if index < INDEXED {
+                let metadata = Some(json!({ "key": key }));
+                let meta_key = archive_meta_key(&session(index));
+                let index_key = archive_index_key(archive_time(index), &session(index)).unwrap();
+                world.kv_put(&meta_key, metadata.clone());
+                world.kv_put(&index_key, metadata);
+                world.doom(&meta_key, old);
+                world.doom(&index_key, old);
+            }
+        }
+        for (name, made_at, committed, doomed) in [
+            ("b_old", NOW - 200 * DAY, true, true),
+            ("b_young", NOW - 10 * DAY, true, false),
+            ("b_orphan", NOW - 2 * DAY, false, true),
+            ("b_running", NOW - 60_000, false, false),
+        ] {
+            let id = BackupId::parse(name).unwrap();
+            world.r2_put(&backup_data_key(&id), made_at, &[]);
+            world.doom(&backup_data_key(&id), doomed);
+            if committed {
+                let created_at = [("createdAt", made_at.to_string())];
+                world.r2_put(&backup_manifest_object_key(&id), made_at, &created_at);
+                world.doom(&backup_manifest_object_key(&id), doomed);
+                let kv_key = backup_manifest_kv_key(&id);
+                world.kv_put(&kv_key, Some(json!({ "createdAt": made_at })));
+                world.doom(&kv_key, doomed);
+            }
+        }
+        for index in 0..1000 {
+            let expired = index % 2 == 0;
+            let expires_at = if expired { NOW - DAY } else { NOW + 2 * DAY };
+            let key = format!("query:{index:064x}");
+            world.kv_put(
+                &key,
+                Some(json!({"createdAt": expires_at - DAY, "expiresAt": expires_at})),
+            );
+            world.doom(&key, expired);
+        }
+        for index in 0..498 {
+            let key = format!("embedding:{index:064x}");
+            world.kv_put(
+                &key,
+                Some(json!({"createdAt": NOW, "expiresAt": NOW + 2 * DAY})),
+            );
+        }
+        if with_missing_archive {
+            let ghost = SessionId::parse("ghost").unwrap();
+            let missing = archive_object_key(&ghost, NOW - 2 * DAY).unwrap();
+            world.kv_put(&archive_meta_key(&ghost), Some(json!({ "key": missing })));
+            world.doom(&archive_meta_key(&ghost), true);
+        }
+        world
+    }
+
+    fn doom(&mut self, key: &str, doomed: bool) {
+        if doomed {
+            self.doomed.insert(key.to_owned());
+        }
+    }
+
+    fn r2_put(&self, key: &str, uploaded_ms: i64, custom: &[(&str, String)]) {
+        self.stores.clock.set_ms(uploaded_ms);
+        let options = ObjectPutOptions {
+            custom_metadata: custom
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), value.clone()))
+                .collect::<BTreeMap<_, _>>(),
+            ..ObjectPutOptions::default()
+        };
+        block_on(self.stores.r2.put(key, b"0123456789", options)).unwrap();
+        self.stores.clock.set_ms(NOW);
+    }
+
+    fn kv_put(&self, key: &str, metadata: Option<serde_json::Value>) {
+        let options = KvPutOptions {
+            expiration_ttl_secs: None,
+            metadata,
+        };
+        block_on(self.stores.kv.put(key, b"v", options)).unwrap();
+    }
+
+    fn keys(&self) -> BTreeSet<String> {
+        let snapshot = self.stores.snapshot();
+        snapshot
+            .kv
+            .into_keys()
+            .chain(snapshot.r2.into_keys())
+            .collect()
+    }
+
+    fn sweep(&self, budget: RetentionBudget) -> supportbot_persistence::service::RetentionRun {
+        block_on(self.service.enforce_retention_policy(budget)).unwrap()
+    }
+}
+
+#[test]
+fn a_sweep_deletes_exactly_what_is_past_its_limit_across_all_pages() {
+    let world = World::build(true);
+    let before = world.keys();
+    assert!(before.len() > 5000);
+    let counts = world.stores.faults.counts();
+    let run = world.sweep(RetentionBudget::default());
+
+    assert!(run.complete && run.stopped_by.is_none() && !run.resumed);
+    assert_eq!(run.failed_deletions, 0);
+    let expected: BTreeSet<String> = before.difference(&world.doomed).cloned().collect();
+    assert_eq!(world.keys(), expected);
+    assert_eq!(run.report.deleted.total(), world.doomed.len() as u64);
+    assert_eq!(run.report.deleted.archive_past_retention, 834);
+    assert_eq!(run.report.deleted.expired_cache_entry, 500);
+    assert_eq!(run.report.deleted.dangling_index_entry, 2 * 167 + 1);
+    assert_eq!(run.report.deleted.backup_past_retention, 3);
+    assert_eq!(run.report.deleted.orphan_backup_data, 1);
+    assert_eq!(run.report.bytes_freed, 10 * (834 + 2 + 1));
+    assert_eq!(run.report.keys.len(), 1000);
+    assert!(run.keys_truncated);
+
+    let cost = world.stores.faults.counts().since(&counts);
+    // Only the resume point is read: every decision comes from the listings.
+    assert_eq!(cost.of(Binding::Kv, OperationKind::Get), 1);
+    assert_eq!(cost.of(Binding::R2, OperationKind::Get), 0);
+    // 837 R2 deletions, at most 1000 keys a call (the store refuses more).
+    let r2_deletes = cost.of(Binding::R2, OperationKind::Delete);
+    assert!((1..=4).contains(&r2_deletes), "{r2_deletes}");
+    assert_eq!(
+        cost.of(Binding::Kv, OperationKind::Delete),
+        500 + 2 * 167 + 1 + 1
+    );
+    assert_eq!(u64::from(run.storage_calls), cost.total());
+
+    // Nothing left to do.
+    world.stores.clock.advance_ms(60_000);
+    let again = world.sweep(RetentionBudget::default());
+    assert_eq!(again.report.deleted.total(), 0);
+}
+
+#[test]
+fn time_boxed_runs_resume_to_the_same_final_state() {
+    let whole = World::build(false);
+    whole.sweep(RetentionBudget::default());
+    let boxed = World::build(false);
+    let mut runs = Vec::new();
+    loop {
+        // Cron runs are minutes apart (KV also allows one write a second per key).
+        boxed.stores.clock.advance_ms(60_000);
+        let run = boxed.sweep(RetentionBudget {
+            max_storage_calls: Some(50),
+            deadline_ms: None,
+        });
+        assert!(run.storage_calls <= 50, "{}", run.storage_calls);
+        assert_eq!(run.failed_deletions, 0);
+        let complete = run.complete;
+        runs.push(run);
+        if complete {
+            break;
+        }
+        assert_eq!(
+            runs.last().unwrap().stopped_by,
+            Some(StopReason::CallBudget)
+        );
+        assert!(runs.len() < 200, "no progress");
+    }
+    assert!(runs.len() > 5, "{} runs", runs.len());
+    assert!(runs[1..].iter().all(|run| run.resumed));
+    assert_eq!(boxed.keys(), whole.keys());
+    assert!(
+        !boxed.keys().contains("retention:cursor"),
+        "a completed sweep clears it"
+    );
+    let deleted: u64 = runs.iter().map(|run| run.report.deleted.total()).sum();
+    assert_eq!(deleted, boxed.doomed.len() as u64);
+}
+
+#[test]
+fn a_deadline_stops_the_run_and_the_next_one_resumes() {
+    let world = World::build(false);
+    let run = world.sweep(RetentionBudget {
+        max_storage_calls: None,
+        deadline_ms: Some(NOW),
+    });
+    assert_eq!(run.stopped_by, Some(StopReason::Deadline));
+    assert!(!run.complete);
+    assert_eq!(run.report.deleted.total(), 0);
+    assert!(world.keys().contains("retention:cursor"));
+    world.stores.clock.advance_ms(60_000);
+    let run = world.sweep(RetentionBudget::default());
+    assert!(run.complete && run.resumed);
+    assert!(!world.keys().contains("retention:cursor"));
+}
+
+#[test]
+fn failed_deletions_are_counted_and_an_open_breaker_stops_the_run() {
+    let world = World::build(false);
+    world.stores.faults.fail_next(
+        1,
+        FailureKind::Rejected,
+        CallFilter::call(Binding::R2, OperationKind::Delete),
+    );
+    let run = world.sweep(RetentionBudget::default());
+    assert!(run.complete);
+    assert!(run.failed_deletions > 0);
+    assert!(world.keys().iter().any(|key| world.doomed.contains(key)));
+    // The next sweep deletes what the failure left.
+    world.stores.clock.advance_ms(60_000);
+    world.sweep(RetentionBudget::default());
+    assert!(world.keys().iter().all(|key| !world.doomed.contains(key)));
+
+    let world = World::build(false);
+    world.stores.faults.fail_next(
+        1000,
+        FailureKind::Transient,
+        CallFilter::call(Binding::R2, OperationKind::List),
+    );
+    // Four failed attempts: the listing fails, the run stops and keeps its resume point.
+    let run = world.sweep(RetentionBudget::default());
+    assert_eq!(run.stopped_by, Some(StopReason::StorageError));
+    assert_eq!(run.report.deleted.total(), 0);
+    assert!(world.keys().contains("retention:cursor"));
+    // The fifth consecutive failure opens the R2 breaker; then R2 is not even called.
+    world.sweep(RetentionBudget::default());
+    let lists = world
+        .stores
+        .faults
+        .counts()
+        .of(Binding::R2, OperationKind::List);
+    let run = world.sweep(RetentionBudget::default());
+    assert_eq!(run.stopped_by, Some(StopReason::CircuitOpen));
+    assert_eq!(
+        world
+            .stores
+            .faults
+            .counts()
+            .of(Binding::R2, OperationKind::List),
+        lists
+    );
+}
+
+#[test]
+fn a_budget_too_small_to_progress_is_refused() {
+    let world = World::build(false);
+    let err = block_on(world.service.enforce_retention_policy(RetentionBudget {
+        max_storage_calls: Some(4),
+        deadline_ms: None,
+    }))
+    .unwrap_err();
+    assert_eq!(err.code(), "INVALID_INPUT");
+    assert!(err.to_string().contains("maxStorageCalls"), "{err}");
+}

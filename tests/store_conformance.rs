@@ -1,0 +1,68 @@
+//! The port conformance suite against the in-memory adapter, natively. The same suite runs
+//! inside workerd against real local KV and R2 (through the JS adapters).
+//!
+//! Needs the `conformance` feature: `cargo test --features conformance --test store_conformance`.
+#![cfg(feature = "conformance")]
+
+use supportbot_persistence::store::conformance::{
+    run_kv_conformance, run_r2_conformance, ConformanceReport, KV_CHECKS, R2_CHECKS,
+};
+use supportbot_persistence::store::memory::{block_on, MemoryStores};
+
+const START_MS: i64 = 1_735_689_600_000;
+
+fn assert_all_passed(report: &ConformanceReport, expected_checks: usize) {
+    let failed: Vec<&str> = report.failures().iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(failed, Vec::<&str>::new(), "\n{report}");
+    assert_eq!(report.checks.len(), expected_checks);
+    assert_eq!(report.passed(), expected_checks);
+}
+
+#[test]
+fn memory_kv_conforms() {
+    let stores = MemoryStores::new(START_MS, 1);
+    let report = block_on(run_kv_conformance(&stores.kv, &stores.clock, "suite/"));
+    assert_all_passed(&report, 13);
+    assert_eq!(KV_CHECKS.len(), 13);
+    // Every check cleaned up except the pagination one, whose keys carry a TTL.
+    let keys = stores.kv.keys();
+    assert_eq!(keys.len(), 1001);
+    assert!(keys
+        .iter()
+        .all(|k| k.starts_with("suite/kv.list_pagination/")));
+    stores.clock.advance_ms(3_600_000);
+    assert_eq!(stores.kv.keys(), Vec::<String>::new());
+}
+
+#[test]
+fn memory_r2_conforms_and_cleans_up() {
+    let stores = MemoryStores::new(START_MS, 1);
+    let report = block_on(run_r2_conformance(&stores.r2, &stores.clock, "suite/"));
+    assert_all_passed(&report, 17);
+    assert_eq!(R2_CHECKS.len(), 17);
+    assert_eq!(stores.r2.keys(), Vec::<String>::new());
+}
+
+#[test]
+fn two_runs_under_different_prefixes_share_one_namespace() {
+    let stores = MemoryStores::new(START_MS, 1);
+    let first = block_on(run_kv_conformance(&stores.kv, &stores.clock, "run-1/"));
+    let second = block_on(run_kv_conformance(&stores.kv, &stores.clock, "run-2/"));
+    assert_all_passed(&first, KV_CHECKS.len());
+    assert_all_passed(&second, KV_CHECKS.len());
+    let first = block_on(run_r2_conformance(&stores.r2, &stores.clock, "run-1/"));
+    let second = block_on(run_r2_conformance(&stores.r2, &stores.clock, "run-2/"));
+    assert_all_passed(&first, R2_CHECKS.len());
+    assert_all_passed(&second, R2_CHECKS.len());
+}
+
+#[test]
+fn a_failing_store_is_reported_per_check() {
+    let stores = MemoryStores::new(START_MS, 1);
+    stores.faults.crash_after(0);
+    let report = block_on(run_r2_conformance(&stores.r2, &stores.clock, "suite/"));
+    assert_eq!(report.passed(), 0);
+    assert_eq!(report.failed(), R2_CHECKS.len());
+    let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, R2_CHECKS);
+}

@@ -1,0 +1,236 @@
+// DataPersistenceService and DataPersistenceIntegration through the built package, inside
+// workerd, against the real local KV and R2 of wrangler.toml.
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import {
+  DataPersistenceIntegration,
+  DataPersistenceService,
+  hashText,
+  isPersistenceError,
+  policyFromEnv,
+  type ConversationMemory,
+  type SessionState,
+} from "supportbot-persistence";
+
+const DAY = 24 * 60 * 60 * 1000;
+
+function conversation(sessionId: string, userId: string, words = 3): { memory: ConversationMemory; session: SessionState } {
+  const messages = Array.from({ length: words }, (_, i) => ({
+    id: `${sessionId}-m${i}`,
+    sessionId,
+    role: (i % 2 === 0 ? "user" : "assistant") as "user" | "assistant",
+    content: i === 0 ? "I forgot my password and cannot log in" : `reply number ${i} about the invoice`,
+    timestamp: 1_736_157_600_000 + i * 1000,
+    metadata: { lang: "en", tokens: i },
+  }));
+  return {
+    memory: { sessionId, messages, summary: `summary of ${sessionId}`, context: { plan: "pro", nested: { a: [1, 2] } }, customField: 7 },
+    session: { id: sessionId, userId, status: "closed", createdAt: 1_736_157_600_000, lastActivity: 1_736_157_660_000, metadata: { channel: "web" } },
+  };
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await promise;
+  } catch (error) {
+    expect(isPersistenceError(error)).toBe(true);
+    return (error as { code: string }).code;
+  }
+  return undefined;
+}
+
+describe("archives", () => {
+  const service = new DataPersistenceService(env);
+
+  it("round-trips a conversation with its extra fields, verified", async () => {
+    const { memory, session } = conversation("round-trip", "user-a");
+    const key = await service.archiveConversation(memory, session);
+    expect(key).toMatch(/^conversations\/\d{4}\/\d{2}\/archive_round-trip_\d{13}\.json\.gz$/);
+    const stored = await env.ARCHIVE_R2.head(key);
+    expect(stored?.customMetadata?.sha256).toMatch(/^[0-9a-f]{64}$/);
+    const back = await service.retrieveArchivedConversation("round-trip");
+    expect(back?.messages).toEqual(memory.messages);
+    expect(back?.context).toEqual(memory.context);
+    expect(back?.customField).toBe(7);
+    expect(back?.sessionState?.userId).toBe("user-a");
+  });
+
+  it("serves 100 concurrent archive calls, each retrievable", async () => {
+    const ids = Array.from({ length: 100 }, (_, i) => `concurrent-${i}`);
+    const keys = await Promise.all(ids.map((id) => service.archiveConversation(conversation(id, "user-c").memory, conversation(id, "user-c").session)));
+    expect(new Set(keys).size).toBe(100);
+    const back = await Promise.all(ids.map((id) => service.retrieveArchivedConversation(id)));
+    expect(back.map((c) => c?.sessionId)).toEqual(ids);
+  });
+
+  it("lists one user's archives newest first across pages", async () => {
+    for (let i = 0; i < 7; i++) {
+      const { memory, session } = conversation(`paged-${i}`, "user-p");
+      await service.archiveConversation(memory, session);
+    }
+    const seen: string[] = [];
+    const times: number[] = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    do {
+      const page = await service.listArchivedConversations("user-p", 3, cursor);
+      seen.push(...page.map((a) => a.sessionId));
+      times.push(...page.map((a) => a.archivedAt));
+      cursor = page.cursor;
+      pages++;
+      if (page.listComplete) break;
+    } while (cursor);
+    expect(pages).toBeGreaterThanOrEqual(3);
+    expect([...seen].sort()).toEqual(Array.from({ length: 7 }, (_, i) => `paged-${i}`));
+    expect(times).toEqual([...times].sort((a, b) => b - a));
+    const other = await service.listArchivedConversations("user-nobody", 20);
+    expect(other.length).toBe(0);
+  });
+
+  it("reports a flipped byte in a stored archive as CHECKSUM_MISMATCH, never wrong data", async () => {
+    const { memory, session } = conversation("flipped", "user-f");
+    const key = await service.archiveConversation(memory, session);
+    const object = await env.ARCHIVE_R2.get(key);
+    const bytes = new Uint8Array(await object!.arrayBuffer());
+    bytes[bytes.length >> 1]! ^= 0x01;
+    await env.ARCHIVE_R2.put(key, bytes, { customMetadata: object!.customMetadata });
+    expect(await codeOf(service.retrieveArchivedConversation("flipped"))).toBe("CHECKSUM_MISMATCH");
+  });
+
+  it("reads archives written by the earlier TypeScript implementation", async () => {
+    const archivedAt = 1_736_157_600_123;
+    const legacy = {
+      metadata: { sessionId: "legacy-1", archivedAt, messageCount: 1, summary: "old", topics: [], duration: 10, userId: "u" },
+      conversation: { sessionId: "legacy-1", messages: [{ id: "m", sessionId: "legacy-1", role: "user", content: "hi", timestamp: 1 }], summary: "old", context: {}, sessionState: { id: "legacy-1", status: "closed", createdAt: 0, lastActivity: 10 } },
+    };
+    await env.ARCHIVE_R2.put(`conversations/2025/1/archive_legacy-1_${archivedAt}.json`, JSON.stringify(legacy));
+    await env.CHAT_KV.put("archive_meta:legacy-1", JSON.stringify(legacy.metadata));
+    const back = await service.retrieveArchivedConversation("legacy-1");
+    expect(back?.messages[0]?.content).toBe("hi");
+  });
+
+  it("rejects bad input with coded errors and stores nothing", async () => {
+    const before = (await env.ARCHIVE_R2.list({ prefix: "conversations/" })).objects.length;
+    const { memory, session } = conversation("bad-input", "user-b");
+    expect(await codeOf(service.archiveConversation(42 as never, session))).toBe("INVALID_INPUT");
+    expect(await codeOf(service.archiveConversation({ ...memory, messages: "no" } as never, session))).toBe("INVALID_INPUT");
+    expect(await codeOf(service.archiveConversation({ ...memory, sessionId: "../etc" }, { ...session, id: "../etc" }))).toBe("INVALID_ID");
+    expect(await codeOf(service.archiveConversation({ ...memory, sessionId: "a/b" }, { ...session, id: "a/b" }))).toBe("INVALID_ID");
+    expect(await codeOf(service.retrieveArchivedConversation("x/../y"))).toBe("INVALID_ID");
+    const tiny = new DataPersistenceService(env, { maxArchiveSize: 100 });
+    expect(await codeOf(tiny.archiveConversation(memory, session))).toBe("ARCHIVE_TOO_LARGE");
+    expect((await env.ARCHIVE_R2.list({ prefix: "conversations/" })).objects.length).toBe(before);
+  });
+
+  it("keeps the earlier implementation's error message prefixes", async () => {
+    await service.archiveConversation(42 as never, conversation("p", "u").session).catch((error: Error) => {
+      expect(error.message).toMatch(/^Archive operation failed: /);
+    });
+  });
+});
+
+describe("caches", () => {
+  const service = new DataPersistenceService(env, {}, { embeddingModel: "test-model" });
+
+  it("stores embeddings in binary and returns exactly what was cached", async () => {
+    const embedding = Array.from({ length: 768 }, (_, i) => Math.fround(Math.sin(i)));
+    await service.cacheEmbedding("reset password", embedding, { source: "knowledge_base" });
+    expect(await service.getCachedEmbedding("reset password")).toEqual(embedding);
+    expect(await service.getCachedEmbedding("reset password", "other-model")).toBeNull();
+    const stored = await env.CHAT_KV.list({ prefix: "embedding:" });
+    expect(stored.keys.some((k) => k.name.includes("reset"))).toBe(false);
+  });
+
+  it("rejects NaN and non-numbers by index", async () => {
+    expect(await codeOf(service.cacheEmbedding("t", [1, Number.NaN]))).toBe("INVALID_INPUT");
+    expect(await codeOf(service.cacheEmbedding("t", [1, "2" as never]))).toBe("INVALID_INPUT");
+  });
+
+  it("answers a normalized query from the cache", async () => {
+    await service.cacheFrequentQuery("  How do I RESET my password? ", { answer: "Use the link", score: 0.95 }, { source: "support_bot" });
+    expect(await service.getCachedQueryResult("how do i reset my password?")).toEqual({ answer: "Use the link", score: 0.95 });
+    expect(await service.getCachedQueryResult("something else")).toBeNull();
+  });
+
+  it("hashes cache keys with HMAC when a secret is configured", async () => {
+    const keyed = new DataPersistenceService(env, {}, { hashSecret: "a-secret-of-32-characters-length" });
+    await keyed.cacheFrequentQuery("secret query", 1);
+    const keys = (await env.CHAT_KV.list({ prefix: "query:" })).keys.map((k) => k.name);
+    expect(keys).not.toContain(`query:${hashText("secret query")}`);
+    expect(await keyed.getCachedQueryResult("secret query")).toBe(1);
+  });
+});
+
+describe("backups", () => {
+  const service = new DataPersistenceService(env);
+
+  it("backs up and restores sessions, idempotently", async () => {
+    for (const id of ["bk-1", "bk-2"]) await service.archiveConversation(conversation(id, "user-k").memory, conversation(id, "user-k").session);
+    const backupId = await service.createBackup(["bk-1", "bk-2", "bk-missing"]);
+    expect(await env.ARCHIVE_R2.head(`backups/${backupId}/manifest.json`)).not.toBeNull();
+    const countObjects = async () => (await env.ARCHIVE_R2.list({ prefix: "conversations/" })).objects.length;
+    const before = await countObjects();
+    expect((await service.restoreFromBackup(backupId)).sort()).toEqual(["bk-1", "bk-2"]);
+    expect((await service.restoreFromBackup(backupId)).sort()).toEqual(["bk-1", "bk-2"]);
+    expect(await countObjects()).toBe(before);
+    expect((await service.retrieveArchivedConversation("bk-2"))?.sessionId).toBe("bk-2");
+  });
+
+  it("refuses unknown backups and corrupted data with coded errors", async () => {
+    expect(await codeOf(service.restoreFromBackup("backup_nope"))).toBe("NOT_FOUND");
+    await service.archiveConversation(conversation("bk-c", "u").memory, conversation("bk-c", "u").session);
+    const backupId = await service.createBackup(["bk-c"]);
+    const dataKey = `backups/${backupId}/data.json.gz`;
+    const data = new Uint8Array(await (await env.ARCHIVE_R2.get(dataKey))!.arrayBuffer());
+    data[20]! ^= 0x01;
+    await env.ARCHIVE_R2.put(dataKey, data);
+    const error = await service.restoreFromBackup(backupId).catch((e: Error & { code: string }) => e);
+    expect((error as { code: string }).code).toBe("CHECKSUM_MISMATCH");
+    expect((error as Error).message).toMatch(/^Restore operation failed: Backup data integrity check failed/);
+    await env.ARCHIVE_R2.delete(dataKey);
+    expect(await codeOf(service.restoreFromBackup(backupId))).toMatch(/NOT_FOUND|CORRUPT_DATA/);
+  });
+});
+
+describe("retention", () => {
+  it("deletes more than 1000 archives past retention, keeping young ones", async () => {
+    const old = Date.UTC(2020, 0, 15);
+    const keys = Array.from({ length: 1100 }, (_, i) => `conversations/2020/01/archive_old-${String(i).padStart(4, "0")}_${old + i}.json.gz`);
+    for (let i = 0; i < keys.length; i += 50) await Promise.all(keys.slice(i, i + 50).map((key) => env.ARCHIVE_R2.put(key, "x")));
+    const service = new DataPersistenceService(env, { archiveRetention: 30 * DAY });
+    const { memory, session } = conversation("young", "user-y");
+    await service.archiveConversation(memory, session);
+    let report = await service.enforceRetentionPolicy();
+    for (let runs = 0; !report.complete && runs < 10; runs++) report = await service.enforceRetentionPolicy();
+    expect(report.complete).toBe(true);
+    const left = await env.ARCHIVE_R2.list({ prefix: "conversations/2020/" });
+    expect(left.objects.length).toBe(0);
+    expect((await service.retrieveArchivedConversation("young"))?.sessionId).toBe("young");
+  });
+});
+
+describe("integration", () => {
+  it("reports health from real probes and metrics over every page", async () => {
+    const integration = new DataPersistenceIntegration(env);
+    const health = await integration.healthCheck();
+    expect(health.status).toBe("healthy");
+    expect(health.details.r2_storage).toBe("healthy");
+    expect(health.details.kv_cache).toBe("healthy");
+    expect(health.details.breakers.CHAT_KV).toBe("closed");
+    await integration.service.archiveConversation(conversation("metrics-1", "u").memory, conversation("metrics-1", "u").session);
+    const metrics = await integration.getStorageMetrics();
+    expect(metrics.storage.archived_conversations).toBeGreaterThanOrEqual(1);
+    expect(metrics.cache.archives_metadata).toBeGreaterThanOrEqual(1);
+  });
+
+  it("reads the policy from wrangler.toml vars and names a bad one", () => {
+    expect(policyFromEnv(env as never)).toEqual({
+      conversationTTL: DAY,
+      cacheTTL: DAY,
+      archiveRetention: 90 * DAY,
+      cleanupInterval: 60 * 60 * 1000,
+      maxArchiveSize: 50 * 1024 * 1024,
+    });
+    expect(() => policyFromEnv({ CACHE_TTL_HOURS: "-3" })).toThrow(/CACHE_TTL_HOURS/);
+  });
+});
