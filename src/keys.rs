@@ -29,6 +29,11 @@ pub const BACKUP_MANIFEST_PREFIX: &str = "backup_manifest:";
 pub const USER_INDEX_PREFIX: &str = "user_archives:";
 /// KV prefix of the global archive index (every archive, newest first).
 pub const ARCHIVE_INDEX_PREFIX: &str = "archive_index:";
+/// KV key and R2 key the health check reads and never writes: a read probe costs no write
+/// quota and cannot hit the one-write-a-second limit.
+pub const HEALTH_PROBE_KEY: &str = "health_probe";
+/// KV key holding where an unfinished retention sweep continues (JSON, service::retention).
+pub const RETENTION_CURSOR_KEY: &str = "retention:cursor";
 
 /// Longest accepted id, in bytes.
 pub const MAX_ID_LEN: usize = 128;

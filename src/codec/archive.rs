@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use listing::{
-    listing_summary, r2_custom_metadata, KV_METADATA_MAX_BYTES, R2_CUSTOM_METADATA_MAX_BYTES,
+    listing_summary, r2_custom_metadata, CUSTOM_SHA256_FIELD, KV_METADATA_MAX_BYTES,
+    R2_CUSTOM_METADATA_MAX_BYTES,
 };
 pub use model::{
     ArchivedConversation, ChatMessage, ConversationMemory, JsonObject, Role, SessionState,

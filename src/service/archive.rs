@@ -21,25 +21,22 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use super::entries::{read_archive_location, recorded_sha256, ArchiveEntries};
 use super::log::OpLog;
 use super::PersistenceService;
 use crate::codec::archive::{
-    conversation_to_json, decode_archive, encode_archive, listing_summary,
-    parse_conversation_input, r2_custom_metadata, ArchiveMetadata, ConversationMemory,
-    EncodedArchive, SessionState,
+    conversation_to_json, decode_archive, encode_archive, parse_conversation_input,
+    r2_custom_metadata, ConversationMemory, EncodedArchive, SessionState,
 };
 use crate::error::{PersistenceError, Result};
 use crate::keys::{
-    archive_index_key, archive_meta_key, archive_object_key, legacy_archive_object_key,
-    parse_archive_index_key, parse_archive_object_key, parse_user_index_key, user_index_key,
+    archive_meta_key, archive_object_key, parse_archive_index_key, parse_user_index_key,
     user_index_prefix, SessionId, UserId, ARCHIVE_INDEX_PREFIX,
 };
 use crate::store::{
-    Binding, Clock, KvListOptions, KvPutOptions, KvStore, ObjectMeta, ObjectPutOptions,
-    ObjectStore, PutOutcome,
+    Binding, Clock, KvListOptions, KvStore, ObjectPutOptions, ObjectStore, PutOutcome,
 };
 
 /// Content type of archive objects. Not `application/json` with `Content-Encoding: gzip`: HTTP
@@ -56,9 +53,6 @@ pub const DEFAULT_LIST_LIMIT: u32 = 20;
 
 /// Largest page size of `listArchivedConversations` (KV's page limit).
 pub const MAX_LIST_LIMIT: u32 = 1000;
-
-/// Name of the custom metadata entry holding an archive's SHA-256.
-const CUSTOM_SHA256: &str = "sha256";
 
 /// One page of `listArchivedConversations`.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,35 +87,12 @@ impl From<&ArchiveListing> for Value {
     }
 }
 
-/// The KV `archive_meta:<sid>` record this library writes: the archive's metadata and its R2 key.
-#[derive(Serialize)]
-struct ArchiveRecord<'a> {
-    key: &'a str,
-    #[serde(flatten)]
-    metadata: &'a ArchiveMetadata,
-}
-
-/// Where `archive_meta:<sid>` says the session's newest archive is, and how to check it.
-#[derive(Debug)]
-struct ArchiveLocation {
-    /// The R2 key.
-    key: String,
-    /// The SHA-256 recorded when it was written; `None` for legacy archives.
-    sha256: Option<String>,
-    /// The archive's JSON size when it was written; 0 when unknown.
-    raw_size: u64,
-}
-
 /// Everything written for one archive, computed before the first write.
 struct ArchivePlan {
     object_key: String,
     encoded: EncodedArchive,
     custom_metadata: BTreeMap<String, String>,
-    summary: Value,
-    /// `archive_meta:<sid>`, holding the [`ArchiveRecord`].
-    meta_key: String,
-    /// The per-user (when the session has a user) and global index keys, holding the R2 key.
-    index_keys: Vec<String>,
+    entries: ArchiveEntries,
 }
 
 impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
@@ -183,20 +154,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         )?;
         let object_key = archive_object_key(&session_id, archived_at_ms)?;
         let custom_metadata = r2_custom_metadata(&encoded.metadata)?.into_iter().collect();
-        let summary = listing_summary(&encoded.metadata, &object_key)?;
-        let mut index_keys = Vec::with_capacity(2);
-        if let Some(user_id) = &session.user_id {
-            let user_key = self.options.hasher.user_key(&UserId::parse(user_id)?);
-            index_keys.push(user_index_key(&user_key, archived_at_ms, &session_id)?);
-        }
-        index_keys.push(archive_index_key(archived_at_ms, &session_id)?);
+        let entries = ArchiveEntries::new(&self.options.hasher, &object_key, &encoded.metadata)?;
         Ok(ArchivePlan {
             object_key,
             encoded,
             custom_metadata,
-            summary,
-            meta_key: archive_meta_key(&session_id),
-            index_keys,
+            entries,
         })
     }
 
@@ -239,22 +202,22 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
 
     /// Writes the metadata record of a stored archive, then its index entries.
     async fn put_archive_entries(&self, log: &OpLog<'_>, plan: &ArchivePlan) -> Result<()> {
-        let record = serde_json::to_vec(&ArchiveRecord {
-            key: &plan.object_key,
-            metadata: &plan.encoded.metadata,
-        })
-        .map_err(|err| PersistenceError::invalid_input("archive metadata", err.to_string()))?;
-        let entries = std::iter::once((&plan.meta_key, record.as_slice())).chain(
-            plan.index_keys
-                .iter()
-                .map(|key| (key, plan.object_key.as_bytes())),
-        );
-        for (key, value) in entries {
-            let options = KvPutOptions {
-                expiration_ttl_secs: None,
-                metadata: Some(plan.summary.clone()),
-            };
-            self.kv_put(log, key, value, options).await?;
+        let entries = &plan.entries;
+        self.kv_put(
+            log,
+            &entries.meta_key,
+            &entries.record,
+            entries.put_options(),
+        )
+        .await?;
+        for index_key in &entries.index_keys {
+            self.kv_put(
+                log,
+                index_key,
+                plan.object_key.as_bytes(),
+                entries.put_options(),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -270,12 +233,36 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     pub async fn retrieve_archived_conversation(&self, session_id: &str) -> Result<Option<String>> {
         let log = self.begin("retrieveArchivedConversation");
         let session_id = SessionId::parse(session_id)?;
-        let meta_key = archive_meta_key(&session_id);
-        let Some(record) = self.kv_get(&log, &meta_key).await? else {
+        let Some(fetched) = self.fetch_newest_archive(&log, &session_id).await? else {
             return Ok(None);
         };
-        let location = read_archive_location(&meta_key, &record.value, &session_id)?;
-        let Some(object) = self.r2_get(&log, &location.key).await? else {
+        let decoded = decode_archive(
+            &fetched.body,
+            fetched.expected_sha256.as_deref(),
+            fetched.read_limit,
+        )?;
+        check_archive_session(&fetched.key, &decoded.metadata.session_id, &session_id)?;
+        log.debug(
+            "retrieved",
+            json!({ "key": fetched.key, "formatVersion": decoded.metadata.format_version }),
+        );
+        conversation_to_json(&decoded.conversation).map(Some)
+    }
+
+    /// The stored bytes of the newest archive of `session_id` and what to check them against;
+    /// `None` when the session has no archive or its object is gone (logged). Costs 1 KV get
+    /// and 1 R2 get.
+    pub(super) async fn fetch_newest_archive(
+        &self,
+        log: &OpLog<'_>,
+        session_id: &SessionId,
+    ) -> Result<Option<FetchedArchive>> {
+        let meta_key = archive_meta_key(session_id);
+        let Some(record) = self.kv_get(log, &meta_key).await? else {
+            return Ok(None);
+        };
+        let location = read_archive_location(&meta_key, &record.value, session_id)?;
+        let Some(object) = self.r2_get(log, &location.key).await? else {
             log.event(
                 "warn",
                 "archive metadata points at a missing object",
@@ -283,8 +270,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
             );
             return Ok(None);
         };
-        let recorded = recorded_sha256(&object.meta);
-        if let (Some(ours), Some(r2)) = (&location.sha256, recorded) {
+        let recorded = recorded_sha256(&object.meta).map(str::to_owned);
+        if let (Some(ours), Some(r2)) = (&location.sha256, &recorded) {
             if !ours.eq_ignore_ascii_case(r2) {
                 log.event(
                     "warn",
@@ -293,26 +280,14 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
                 );
             }
         }
-        let expected = location.sha256.as_deref().or(recorded);
-        // The checksum is verified before inflating, so a size recorded with it is trusted: an
-        // archive stays readable after maxArchiveSize is lowered.
-        let read_limit = self.policy.max_archive_size_bytes.max(location.raw_size);
-        let decoded = decode_archive(&object.body, expected, read_limit)?;
-        if decoded.metadata.session_id != session_id.as_str() {
-            return Err(PersistenceError::corrupt(
-                location.key,
-                format!(
-                    "holds session {:?}, not {:?}",
-                    decoded.metadata.session_id,
-                    session_id.as_str()
-                ),
-            ));
-        }
-        log.debug(
-            "retrieved",
-            json!({ "key": location.key, "formatVersion": decoded.metadata.format_version }),
-        );
-        conversation_to_json(&decoded.conversation).map(Some)
+        Ok(Some(FetchedArchive {
+            expected_sha256: location.sha256.or(recorded),
+            // The checksum is verified before inflating, so a size recorded with it is
+            // trusted: an archive stays readable after maxArchiveSize is lowered.
+            read_limit: self.policy.max_archive_size_bytes.max(location.raw_size),
+            key: location.key,
+            body: object.body,
+        }))
     }
 
     /// One page of archive summaries, newest first: of `user_id`'s archives, or of all
@@ -382,71 +357,27 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     }
 }
 
-/// The SHA-256 R2 recorded for an object: its own checksum, else our custom metadata.
-fn recorded_sha256(meta: &ObjectMeta) -> Option<&str> {
-    meta.sha256
-        .as_deref()
-        .or_else(|| meta.custom_metadata.get(CUSTOM_SHA256).map(String::as_str))
+/// An archive object as read, before verification.
+pub(super) struct FetchedArchive {
+    /// Its R2 key.
+    pub key: String,
+    /// Its stored bytes.
+    pub body: Vec<u8>,
+    /// The SHA-256 they must have (from KV, else R2); `None` for legacy archives.
+    pub expected_sha256: Option<String>,
+    /// Largest size it may inflate to.
+    pub read_limit: u64,
 }
 
-/// Reads an `archive_meta:<sid>` value: this library's record (`key`, `sha256`, `rawSize`) or
-/// the earlier implementation's `{sessionId, archivedAt, ...}`, whose object key follows from
-/// the session and time. Errors: `CORRUPT_DATA` naming `meta_key`.
-fn read_archive_location(
-    meta_key: &str,
-    value: &[u8],
-    session_id: &SessionId,
-) -> Result<ArchiveLocation> {
-    let corrupt = |reason: String| PersistenceError::corrupt(meta_key, reason);
-    let record: Map<String, Value> = match serde_json::from_slice(value) {
-        Ok(Value::Object(record)) => record,
-        Ok(_) => return Err(corrupt("is not a JSON object".into())),
-        Err(err) => return Err(corrupt(format!("not JSON: {err}"))),
-    };
-    if let Some(recorded) = record.get("sessionId") {
-        if recorded.as_str() != Some(session_id.as_str()) {
-            return Err(corrupt(format!(
-                "sessionId {recorded} is not {:?}",
-                session_id.as_str()
-            )));
-        }
+/// `CORRUPT_DATA` naming `key` when a decoded archive holds another session than `expected`.
+pub(super) fn check_archive_session(key: &str, found: &str, expected: &SessionId) -> Result<()> {
+    if found == expected.as_str() {
+        return Ok(());
     }
-    match record.get("key") {
-        Some(key) => {
-            let key = key
-                .as_str()
-                .ok_or_else(|| corrupt("key is not a string".into()))?;
-            // Only ever fetch an archive of this very session.
-            parse_archive_object_key(key)
-                .filter(|parsed| parsed.session_id == *session_id)
-                .ok_or_else(|| {
-                    corrupt(format!("key {key:?} is not an archive key of this session"))
-                })?;
-            let sha256 = record
-                .get("sha256")
-                .and_then(Value::as_str)
-                .ok_or_else(|| corrupt("sha256 is missing or not a string".into()))?;
-            let raw_size = record.get("rawSize").and_then(Value::as_u64).unwrap_or(0);
-            Ok(ArchiveLocation {
-                key: key.to_owned(),
-                sha256: Some(sha256.to_owned()),
-                raw_size,
-            })
-        }
-        None => {
-            let archived_at = record
-                .get("archivedAt")
-                .and_then(Value::as_i64)
-                .ok_or_else(|| corrupt("neither key nor an integer archivedAt".into()))?;
-            let key = legacy_archive_object_key(session_id, archived_at)
-                .map_err(|err| corrupt(err.to_string()))?;
-            Ok(ArchiveLocation {
-                key,
-                sha256: None,
-                raw_size: 0,
-            })
-        }
-    }
+    Err(PersistenceError::corrupt(
+        key,
+        format!("holds session {found:?}, not {:?}", expected.as_str()),
+    ))
 }
 
 /// The little a per-user or global index key says about its archive, for an entry listed
@@ -469,84 +400,6 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
-
-    fn session(id: &str) -> SessionId {
-        SessionId::parse(id).unwrap()
-    }
-
-    #[test]
-    fn reads_our_record() {
-        let key = archive_object_key(&session("s1"), 1_736_157_600_000).unwrap();
-        let sha = "ab".repeat(32);
-        let value = json!({"key": key, "sessionId": "s1", "sha256": sha, "rawSize": 77});
-        let location = read_archive_location(
-            "archive_meta:s1",
-            value.to_string().as_bytes(),
-            &session("s1"),
-        )
-        .unwrap();
-        assert_eq!(location.key, key);
-        assert_eq!(location.sha256.as_deref(), Some(sha.as_str()));
-        assert_eq!(location.raw_size, 77);
-    }
-
-    #[test]
-    fn reads_the_legacy_record() {
-        let value = json!({"sessionId": "s1", "archivedAt": 1_736_157_600_000_i64,
-                           "messageCount": 2, "summary": "", "topics": [], "duration": 5});
-        let location = read_archive_location(
-            "archive_meta:s1",
-            value.to_string().as_bytes(),
-            &session("s1"),
-        )
-        .unwrap();
-        assert_eq!(
-            location.key,
-            "conversations/2025/1/archive_s1_1736157600000.json"
-        );
-        assert_eq!(location.sha256, None);
-    }
-
-    #[test]
-    fn refuses_records_that_point_elsewhere() {
-        let other = archive_object_key(&session("s2"), 1_736_157_600_000).unwrap();
-        let cases = [
-            (
-                json!({"key": other, "sha256": "ab"}),
-                "not an archive key of this session",
-            ),
-            (
-                json!({"key": "backups/b1/manifest.json", "sha256": "ab"}),
-                "not an archive key",
-            ),
-            (json!({"key": 5}), "key is not a string"),
-            (
-                json!({"key": archive_object_key(&session("s1"), 5).unwrap()}),
-                "sha256 is missing",
-            ),
-            (
-                json!({"sessionId": "s2", "archivedAt": 5}),
-                "sessionId \"s2\"",
-            ),
-            (
-                json!({"sessionId": "s1"}),
-                "neither key nor an integer archivedAt",
-            ),
-            (json!([1]), "is not a JSON object"),
-            (json!({"archivedAt": -5}), "archivedAt"),
-        ];
-        for (value, needle) in cases {
-            let err = read_archive_location(
-                "archive_meta:s1",
-                value.to_string().as_bytes(),
-                &session("s1"),
-            )
-            .unwrap_err();
-            assert_eq!(err.code(), "CORRUPT_DATA", "{value}");
-            assert!(err.to_string().contains("archive_meta:s1"), "{err}");
-            assert!(err.to_string().contains(needle), "{value}: {err}");
-        }
-    }
 
     #[test]
     fn index_keys_without_metadata_still_describe_their_archive() {

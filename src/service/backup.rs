@@ -29,6 +29,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
+use super::archive::{check_archive_session, ARCHIVE_CONTENT_TYPE};
+use super::entries::{read_archive_location, recorded_sha256, ArchiveEntries};
 use super::log::OpLog;
 use super::PersistenceService;
 use crate::codec::archive::{
@@ -42,32 +44,19 @@ use crate::codec::gzip;
 use crate::error::{PersistenceError, Result};
 use crate::hash::{sha256_hex, verify_sha256};
 use crate::keys::{
-    archive_index_key, archive_meta_key, archive_object_key, backup_data_key,
-    backup_manifest_kv_key, backup_manifest_object_key, legacy_archive_object_key,
-    legacy_backup_data_key, new_backup_id, parse_archive_object_key, user_index_key, BackupId,
-    SessionId, UserId,
+    archive_object_key, backup_data_key, backup_manifest_kv_key, backup_manifest_object_key,
+    legacy_backup_data_key, new_backup_id, parse_archive_object_key, BackupId, SessionId, UserId,
 };
 use crate::retention::BACKUP_CREATED_AT_FIELD;
-use crate::store::{
-    Clock, KvPutOptions, KvStore, ObjectMeta, ObjectPutOptions, ObjectStore, PutOutcome,
-};
+use crate::store::{Clock, KvPutOptions, KvStore, ObjectPutOptions, ObjectStore, PutOutcome};
 
 /// Content type of backup data and restored archives: gzip bytes, served as they are stored.
-const GZIP_CONTENT_TYPE: &str = "application/gzip";
+const GZIP_CONTENT_TYPE: &str = ARCHIVE_CONTENT_TYPE;
 /// Content type of manifests.
 const MANIFEST_CONTENT_TYPE: &str = "application/json";
 /// Custom metadata entry with an archive's SHA-256 (see `codec::archive::r2_custom_metadata`).
-const CUSTOM_SHA256: &str = "sha256";
 /// Most session ids named in a NOT_FOUND error.
 const MAX_NAMED_SESSIONS: usize = 5;
-
-/// Where `archive_meta:<sid>` says a session's newest archive is.
-#[derive(Debug)]
-struct ArchivePointer {
-    key: String,
-    sha256: Option<String>,
-    raw_size: u64,
-}
 
 /// One archive of a verified backup, ready to write back.
 struct RestorableArchive {
@@ -262,39 +251,24 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         log: &OpLog<'_>,
         session: &SessionId,
     ) -> Result<Option<String>> {
-        let meta_key = archive_meta_key(session);
-        let Some(record) = self.kv_get(log, &meta_key).await? else {
+        let Some(fetched) = self.fetch_newest_archive(log, session).await? else {
             return Ok(None);
         };
-        let pointer = read_archive_pointer(&meta_key, &record.value, session)?;
-        let Some(object) = self.r2_get(log, &pointer.key).await? else {
-            log.event(
-                "warn",
-                "archive metadata points at a missing object",
-                json!({ "metaKey": meta_key, "key": pointer.key }),
-            );
-            return Ok(None);
-        };
-        if let Some(expected) = pointer.sha256.as_deref().or(recorded_sha256(&object.meta)) {
-            verify_sha256(&pointer.key, &object.body, expected)?;
+        if let Some(expected) = &fetched.expected_sha256 {
+            verify_sha256(&fetched.key, &fetched.body, expected)?;
         }
-        let limit = self.policy.max_archive_size_bytes.max(pointer.raw_size);
-        let document = if gzip::is_gzip(&object.body) {
-            gzip::decompress(&pointer.key, &object.body, limit)?
+        let document = if gzip::is_gzip(&fetched.body) {
+            gzip::decompress(&fetched.key, &fetched.body, fetched.read_limit)?
         } else {
-            object.body
+            fetched.body
         };
         // A document that does not decode could never be restored: refuse to back it up.
-        let decoded = decode_archive(&document, None, limit.max(document.len() as u64))?;
-        if decoded.metadata.session_id != session.as_str() {
-            return Err(PersistenceError::corrupt(
-                pointer.key,
-                format!("holds session {:?}", decoded.metadata.session_id),
-            ));
-        }
+        let limit = fetched.read_limit.max(document.len() as u64);
+        let decoded = decode_archive(&document, None, limit)?;
+        check_archive_session(&fetched.key, &decoded.metadata.session_id, session)?;
         String::from_utf8(document)
             .map(Some)
-            .map_err(|err| PersistenceError::corrupt(pointer.key, err.to_string()))
+            .map_err(|err| PersistenceError::corrupt(fetched.key, err.to_string()))
     }
 
     /// Reads and verifies a whole backup and prepares each of its archives for writing.
@@ -466,101 +440,36 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         metadata: &ArchiveMetadata,
     ) -> Result<()> {
         let session_id = SessionId::parse(&metadata.session_id)?;
-        let meta_key = archive_meta_key(&session_id);
-        let current = match self.kv_get(log, &meta_key).await? {
-            Some(record) => read_archive_pointer(&meta_key, &record.value, &session_id).ok(),
+        let entries = ArchiveEntries::new(&self.options.hasher, object_key, metadata)?;
+        let current = match self.kv_get(log, &entries.meta_key).await? {
+            Some(record) => {
+                read_archive_location(&entries.meta_key, &record.value, &session_id).ok()
+            }
             None => None,
         };
         if current
             .as_ref()
-            .is_some_and(|pointer| pointer.key == object_key)
+            .is_some_and(|location| location.key == object_key)
         {
             return Ok(());
         }
-        let summary = listing_summary(metadata, object_key)?;
-        let entry_options = || KvPutOptions {
-            expiration_ttl_secs: None,
-            metadata: Some(summary.clone()),
-        };
-        let mut index_keys = vec![archive_index_key(metadata.archived_at, &session_id)?];
-        if let Some(user_id) = &metadata.user_id {
-            let user_key = self.options.hasher.user_key(&UserId::parse(user_id)?);
-            index_keys.push(user_index_key(
-                &user_key,
-                metadata.archived_at,
-                &session_id,
-            )?);
-        }
-        for index_key in &index_keys {
-            self.kv_put(log, index_key, object_key.as_bytes(), entry_options())
+        for index_key in &entries.index_keys {
+            self.kv_put(log, index_key, object_key.as_bytes(), entries.put_options())
                 .await?;
         }
         let newer_exists = current
-            .and_then(|pointer| parse_archive_object_key(&pointer.key))
+            .and_then(|location| parse_archive_object_key(&location.key))
             .is_some_and(|current| current.archived_at_ms > metadata.archived_at);
         if newer_exists {
             return Ok(());
         }
-        let mut record = Map::new();
-        record.insert("key".into(), json!(object_key));
-        if let Value::Object(fields) = json!(metadata) {
-            record.extend(fields);
-        }
-        let record = Value::Object(record).to_string();
-        self.kv_put(log, &meta_key, record.as_bytes(), entry_options())
-            .await
-    }
-}
-
-/// The SHA-256 R2 recorded for an object: its own checksum, else the custom metadata's.
-fn recorded_sha256(meta: &ObjectMeta) -> Option<&str> {
-    meta.sha256
-        .as_deref()
-        .or_else(|| meta.custom_metadata.get(CUSTOM_SHA256).map(String::as_str))
-}
-
-/// Reads an `archive_meta:<sid>` value: this library's record (`key`, `sha256`, `rawSize`) or
-/// the earlier implementation's (`archivedAt`, its object key following from session and
-/// time). Errors: `CORRUPT_DATA` naming `meta_key`.
-fn read_archive_pointer(
-    meta_key: &str,
-    value: &[u8],
-    session: &SessionId,
-) -> Result<ArchivePointer> {
-    let corrupt = |reason: &str| PersistenceError::corrupt(meta_key, reason);
-    let record: Map<String, Value> = match serde_json::from_slice(value) {
-        Ok(Value::Object(record)) => record,
-        _ => return Err(corrupt("is not a JSON object")),
-    };
-    match record.get("key") {
-        Some(key) => {
-            let key = key
-                .as_str()
-                .filter(|key| {
-                    parse_archive_object_key(key)
-                        .is_some_and(|parsed| parsed.session_id == *session)
-                })
-                .ok_or_else(|| corrupt("key is not an archive key of this session"))?;
-            Ok(ArchivePointer {
-                key: key.to_owned(),
-                sha256: record
-                    .get("sha256")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                raw_size: record.get("rawSize").and_then(Value::as_u64).unwrap_or(0),
-            })
-        }
-        None => {
-            let archived_at = record
-                .get("archivedAt")
-                .and_then(Value::as_i64)
-                .ok_or_else(|| corrupt("neither key nor an integer archivedAt"))?;
-            Ok(ArchivePointer {
-                key: legacy_archive_object_key(session, archived_at)?,
-                sha256: None,
-                raw_size: 0,
-            })
-        }
+        self.kv_put(
+            log,
+            &entries.meta_key,
+            &entries.record,
+            entries.put_options(),
+        )
+        .await
     }
 }
 
@@ -617,10 +526,6 @@ mod tests {
 
     use super::*;
 
-    fn session(id: &str) -> SessionId {
-        SessionId::parse(id).unwrap()
-    }
-
     #[test]
     fn a_legacy_conversation_is_wrapped_as_a_legacy_document() {
         let data = json!({
@@ -655,38 +560,5 @@ mod tests {
         );
         let err = legacy_document("w", r#"{"sessionId":"s1"}"#, 5).unwrap_err();
         assert_eq!(err.code(), "CORRUPT_DATA");
-    }
-
-    #[test]
-    fn archive_pointers_name_the_session_archive_only() {
-        let key = archive_object_key(&session("s1"), 5).unwrap();
-        let value = json!({"key": key, "sha256": "ab", "rawSize": 9}).to_string();
-        let pointer =
-            read_archive_pointer("archive_meta:s1", value.as_bytes(), &session("s1")).unwrap();
-        assert_eq!(
-            (
-                pointer.key.as_str(),
-                pointer.sha256.as_deref(),
-                pointer.raw_size
-            ),
-            (key.as_str(), Some("ab"), 9)
-        );
-        let legacy = json!({"archivedAt": 1_736_157_600_000_i64}).to_string();
-        let pointer =
-            read_archive_pointer("archive_meta:s1", legacy.as_bytes(), &session("s1")).unwrap();
-        assert_eq!(
-            pointer.key,
-            "conversations/2025/1/archive_s1_1736157600000.json"
-        );
-        for bad in [json!({"key": key}), json!({"other": 1}), json!([])] {
-            let err = read_archive_pointer(
-                "archive_meta:s2",
-                bad.to_string().as_bytes(),
-                &session("s2"),
-            )
-            .unwrap_err();
-            assert_eq!(err.code(), "CORRUPT_DATA", "{bad}");
-            assert!(err.to_string().contains("archive_meta:s2"), "{err}");
-        }
     }
 }

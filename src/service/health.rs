@@ -13,13 +13,10 @@ use super::PersistenceService;
 use crate::error::Result;
 use crate::keys::{
     parse_archive_object_key, parse_backup_object_key, BackupObjectKind, ARCHIVE_META_PREFIX,
-    ARCHIVE_PREFIX, BACKUP_PREFIX, EMBEDDING_PREFIX, QUERY_PREFIX,
+    ARCHIVE_PREFIX, BACKUP_PREFIX, EMBEDDING_PREFIX, HEALTH_PROBE_KEY, QUERY_PREFIX,
 };
 use crate::store::{Binding, Clock, KvListOptions, KvStore, ObjectListOptions, ObjectStore};
 use crate::time::iso8601;
-
-/// The key both probes read. It is never written: a missing key is a healthy answer.
-const HEALTH_PROBE_KEY: &str = "health_probe";
 
 /// Most keys a KV or R2 list page returns.
 const LIST_PAGE_LIMIT: u32 = 1000;

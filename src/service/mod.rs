@@ -8,6 +8,7 @@
 mod archive;
 mod backup;
 mod cache;
+mod entries;
 mod guard;
 mod health;
 mod log;

@@ -37,15 +37,12 @@ use super::PersistenceService;
 use crate::error::{PersistenceError, Result};
 use crate::keys::{
     ARCHIVE_INDEX_PREFIX, ARCHIVE_META_PREFIX, ARCHIVE_PREFIX, BACKUP_MANIFEST_PREFIX,
-    BACKUP_PREFIX, EMBEDDING_PREFIX, QUERY_PREFIX, USER_INDEX_PREFIX,
+    BACKUP_PREFIX, EMBEDDING_PREFIX, QUERY_PREFIX, RETENTION_CURSOR_KEY, USER_INDEX_PREFIX,
 };
 use crate::retention::{
     batch_r2_deletions, PlannedDeletion, RetentionPlanner, RetentionReport, R2_MAX_KEYS_PER_DELETE,
 };
 use crate::store::{Clock, KvListOptions, KvPutOptions, KvStore, ObjectListOptions, ObjectStore};
-
-/// KV key holding the resume point of an unfinished sweep.
-const CURSOR_KEY: &str = "retention:cursor";
 
 /// Most deleted keys listed in a report; counts and bytes cover all of them.
 pub const MAX_REPORTED_KEYS: usize = 1000;
@@ -126,7 +123,7 @@ impl RetentionRun {
     }
 }
 
-/// Where an unfinished sweep continues, stored as JSON under [`CURSOR_KEY`].
+/// Where an unfinished sweep continues, stored as JSON under [`RETENTION_CURSOR_KEY`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "phase", rename_all = "camelCase")]
 enum SweepPosition {
@@ -269,7 +266,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
                 sweep.run.complete = true;
                 if sweep.run.resumed {
                     sweep.run.storage_calls += 1;
-                    if let Err(err) = self.kv_delete(&log, CURSOR_KEY).await {
+                    if let Err(err) = self.kv_delete(&log, RETENTION_CURSOR_KEY).await {
                         log.event(
                             "warn",
                             "could not clear the retention resume point",
@@ -306,7 +303,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         sweep: &mut Sweep,
     ) -> Option<SweepPosition> {
         sweep.run.storage_calls += 1;
-        match self.kv_get(log, CURSOR_KEY).await {
+        match self.kv_get(log, RETENTION_CURSOR_KEY).await {
             Ok(Some(stored)) => match serde_json::from_slice(&stored.value) {
                 Ok(position) => Some(position),
                 Err(err) => {
@@ -334,7 +331,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         let value = json!(sweep.position).to_string();
         sweep.run.storage_calls += 1;
         if let Err(err) = self
-            .kv_put(log, CURSOR_KEY, value.as_bytes(), KvPutOptions::default())
+            .kv_put(
+                log,
+                RETENTION_CURSOR_KEY,
+                value.as_bytes(),
+                KvPutOptions::default(),
+            )
             .await
         {
             log.event(

@@ -9,6 +9,9 @@ use serde_json::Value;
 use super::ArchiveMetadata;
 use crate::error::{PersistenceError, Result};
 
+/// The R2 custom-metadata field holding the SHA-256 (hex) of the stored archive bytes.
+pub const CUSTOM_SHA256_FIELD: &str = "sha256";
+
 /// Largest serialized JSON size of a KV `metadata` value (Workers KV limit).
 pub const KV_METADATA_MAX_BYTES: usize = 1024;
 
@@ -144,7 +147,7 @@ pub fn r2_custom_metadata(metadata: &ArchiveMetadata) -> Result<Vec<(String, Str
         ("duration", Some(metadata.duration.to_string())),
         ("rawSize", Some(metadata.raw_size.to_string())),
         ("storedSize", Some(metadata.stored_size.to_string())),
-        ("sha256", Some(metadata.sha256.clone())),
+        (CUSTOM_SHA256_FIELD, Some(metadata.sha256.clone())),
         ("formatVersion", Some(metadata.format_version.to_string())),
         ("topics", Some(topics)),
     ]
