@@ -1,5 +1,5 @@
 // The example Worker: a small JSON API over the library, served by `npm start` (see
-// docs/WALKTHROUGH.md). Imported by package name, exactly as a user's Worker would (resolves to
+// the README walkthrough). Imported by package name, exactly as a user's Worker would (resolves to
 // the built dist/). Routes live in example/routes.ts, token checks in example/auth.ts.
 import { runtime, type ExampleEnv } from "./example/config.js";
 import { errorResponse, toHttpError } from "./example/http.js";

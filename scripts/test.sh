@@ -65,8 +65,9 @@ run_layer "wasm-pack test --node" tests wasm-pack test --node
 run_layer "build conformance wasm" none bash scripts/build-conformance.sh
 run_layer "tsc --noEmit" none tsc -p tsconfig.json
 run_layer "vitest in workerd" tests vitest run
-# Node 22 takes a glob, not a directory: the real `wrangler dev` serving docs/WALKTHROUGH.md.
+# Node 22 takes a glob, not a directory: the real `wrangler dev` serving the README walkthrough.
 run_layer "end-to-end (wrangler dev)" tests node --test "tests/e2e/*.test.mjs"
+run_layer "benchmark smoke (1 iteration)" none bash scripts/bench.sh --smoke
 run_layer "packaging (npm pack, consumer)" tests bash scripts/test-packaging.sh
 
 printf '\n== summary\n'

@@ -324,6 +324,19 @@ fn a_retried_put_whose_response_was_lost_is_not_a_collision() {
 }
 
 #[test]
+fn a_kv_put_whose_response_was_lost_is_retried_after_the_rate_window() {
+    let h = Harness::new();
+    // Call 2 is the archive_meta put: it lands, the service sees an error and retries; KV
+    // refuses a second write to the key within a second, so the retry must wait that out.
+    h.stores.faults.lose_response_of_call(2);
+    let slept_before = h.stores.clock.slept_ms();
+    h.archive(&memory("s-1", "x"), &session("s-1", None))
+        .unwrap();
+    assert!(h.stores.clock.slept_ms() - slept_before >= 1_000);
+    assert!(h.retrieve("s-1").unwrap().is_some());
+}
+
+#[test]
 fn listing_pages_through_one_users_archives_newest_first_with_one_list_per_page() {
     let h = Harness::new();
     for i in 0..45 {

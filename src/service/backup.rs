@@ -20,10 +20,11 @@
 //! first write. Each session's archive goes back under its original key, derived from the
 //! archive's own `sessionId` and `archivedAt` (for the earlier TypeScript implementation's
 //! backups, `archivedAt` is the legacy manifest's `timestamp`), written only if absent, so
-//! restoring twice stores nothing twice. Then its KV entries: the global and per-user index
-//! entries, and last `archive_meta:<sid>`, unless that already points at a newer archive of the
-//! session. Because `archive_meta` is written last, finding it pointing at the restored key
-//! means an earlier restore finished this session, and its KV writes are skipped.
+//! restoring twice stores nothing twice. Then its KV entries, in archiving's order so that a
+//! listed archive is always retrievable: `archive_meta:<sid>` (unless that already points at a
+//! newer archive of the session), then the global and per-user index entries. Finding
+//! `archive_meta` already pointing at the restored key means an earlier restore got that far;
+//! then only missing index entries are written.
 
 use std::collections::BTreeMap;
 
@@ -432,7 +433,14 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         })
     }
 
-    /// Writes the index entries and, last, `archive_meta:<sid>` of a restored archive.
+    /// Writes `archive_meta:<sid>` and then the index entries of a restored archive, so that
+    /// a listed archive is always retrievable, whatever call a crash stops at.
+    ///
+    /// `archive_meta` is left alone when it already points at a newer archive of the session
+    /// (the restored one is still indexed: listed sessions stay retrievable, as their newest
+    /// archive). When it already points at the restored key, an earlier restore got this far,
+    /// and only index entries that are missing are written: a second restore writes nothing,
+    /// and one that crashed between the entries is completed.
     async fn restore_archive_entries(
         &self,
         log: &OpLog<'_>,
@@ -447,29 +455,29 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
             }
             None => None,
         };
-        if current
+        let already_restored = current
             .as_ref()
-            .is_some_and(|location| location.key == object_key)
-        {
-            return Ok(());
-        }
-        for index_key in &entries.index_keys {
-            self.kv_put(log, index_key, object_key.as_bytes(), entries.put_options())
-                .await?;
-        }
+            .is_some_and(|location| location.key == object_key);
         let newer_exists = current
             .and_then(|location| parse_archive_object_key(&location.key))
             .is_some_and(|current| current.archived_at_ms > metadata.archived_at);
-        if newer_exists {
-            return Ok(());
+        if !already_restored && !newer_exists {
+            self.kv_put(
+                log,
+                &entries.meta_key,
+                &entries.record,
+                entries.put_options(),
+            )
+            .await?;
         }
-        self.kv_put(
-            log,
-            &entries.meta_key,
-            &entries.record,
-            entries.put_options(),
-        )
-        .await
+        for index_key in &entries.index_keys {
+            if already_restored && self.kv_get(log, index_key).await?.is_some() {
+                continue;
+            }
+            self.kv_put(log, index_key, object_key.as_bytes(), entries.put_options())
+                .await?;
+        }
+        Ok(())
     }
 }
 

@@ -11,7 +11,10 @@ use std::cell::Cell;
 use super::log::{CallRecord, OpLog, Outcome};
 use super::options::{BreakerPolicy, RetryPolicy};
 use crate::error::{PersistenceError, Result};
-use crate::store::{Binding, Clock, StoreResult};
+use crate::store::{Binding, Clock, FailureKind, StoreResult};
+
+/// KV and R2 accept one write a second per key; a retry after a 429 waits at least this long.
+const RATE_WINDOW_MS: u64 = 1_000;
 
 /// A breaker's state, as reported by the health check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,11 +184,16 @@ impl StorageGuard {
                     }
                     log.call(&record(Outcome::Retry, Some(err.message.clone())));
                     let bound = self.retry.backoff_bound_ms(number);
-                    let wait = if bound == 0 {
+                    let mut wait = if bound == 0 {
                         0
                     } else {
                         clock.random_u64() % (bound + 1)
                     };
+                    // A 429 means a write to this key landed less than a second ago (often our
+                    // own attempt whose response was lost): retrying sooner cannot succeed.
+                    if err.kind == FailureKind::RateLimited {
+                        wait = wait.max(RATE_WINDOW_MS);
+                    }
                     clock.sleep(wait).await;
                     number += 1;
                 }

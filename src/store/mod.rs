@@ -49,9 +49,12 @@ impl fmt::Display for Binding {
 /// How a storage call failed, which decides whether retrying can help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
-    /// Worth retrying: KV 429 (more than one write a second to a key), 5xx, network loss,
-    /// R2 rejecting a body whose SHA-256 differs from the declared one (bytes damaged in transit).
+    /// Worth retrying: 5xx, network loss, R2 rejecting a body whose SHA-256 differs from the
+    /// declared one (bytes damaged in transit).
     Transient,
+    /// Worth retrying after the rate window: HTTP 429, i.e. more than one write a second to the
+    /// same key (KV and R2), or too many concurrent requests for one object.
+    RateLimited,
     /// Retrying the same call cannot succeed: the service refused the request (key or value
     /// too large, TTL under 60 s, malformed arguments).
     Rejected,
@@ -73,7 +76,7 @@ pub struct StoreError {
 impl StoreError {
     /// Whether a retry of the same call may succeed.
     pub fn is_transient(&self) -> bool {
-        self.kind == FailureKind::Transient
+        matches!(self.kind, FailureKind::Transient | FailureKind::RateLimited)
     }
 }
 

@@ -31,17 +31,20 @@ const TRANSIENT_PHRASES: &[&str] = &[
 /// Words after which workerd and fetch-like errors put an HTTP status (`KV GET failed: 503 ...`).
 const STATUS_MARKERS: &[&str] = &["failed: ", "status: ", "status ", "http "];
 
-/// Whether retrying the call that failed with `message` may succeed: [`FailureKind::Transient`]
-/// for rate limiting (429), server errors (5xx), lost connections, timeouts and R2 checksum
-/// mismatches; [`FailureKind::Rejected`] for everything else (a key or value too large, a TTL
-/// under 60 s, bad metadata), which would fail again.
+/// Whether retrying the call that failed with `message` may succeed: [`FailureKind::RateLimited`]
+/// for rate limiting (429, "Too Many Requests"); [`FailureKind::Transient`] for server errors
+/// (5xx), lost connections, timeouts and R2 checksum mismatches; [`FailureKind::Rejected`] for
+/// everything else (a key or value too large, a TTL under 60 s, bad metadata), which would fail
+/// again.
 pub fn classify_failure(message: &str) -> FailureKind {
     let lower = message.to_ascii_lowercase();
+    if lower.contains("too many requests") || http_statuses(&lower).any(|status| status == 429) {
+        return FailureKind::RateLimited;
+    }
     let transient_phrase = TRANSIENT_PHRASES
         .iter()
         .any(|phrase| lower.contains(phrase));
-    let transient_status =
-        http_statuses(&lower).any(|status| status == 429 || (500..600).contains(&status));
+    let transient_status = http_statuses(&lower).any(|status| (500..600).contains(&status));
     if transient_phrase || transient_status {
         FailureKind::Transient
     } else {
@@ -147,12 +150,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rate_limits_server_errors_and_network_loss_are_transient() {
+    fn rate_limits_are_rate_limited() {
         for message in [
             "KV PUT failed: 429 Too Many Requests",
+            "Too Many Requests",
+            "put: 429 Too Many Requests: reduce your rate of writes to the same object.",
+        ] {
+            assert_eq!(
+                classify_failure(message),
+                FailureKind::RateLimited,
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn server_errors_and_network_loss_are_transient() {
+        for message in [
             "KV GET failed: 503 Service Unavailable",
             "KV LIST failed: 500",
-            "Too Many Requests",
             "Network connection lost.",
             "get: We encountered an internal error. Please try again. (10001)",
             "put: Reduce your concurrent request rate for the same object. (10058)",
@@ -220,7 +236,7 @@ mod tests {
         let err = store_error(Binding::Kv, "put embedding:ab", &thrown);
         assert_eq!(err.binding, Binding::Kv);
         assert_eq!(err.operation, "put embedding:ab");
-        assert_eq!(err.kind, FailureKind::Transient);
+        assert_eq!(err.kind, FailureKind::RateLimited);
         assert_eq!(
             err.to_string(),
             "CHAT_KV put embedding:ab: KV PUT failed: 429 Too Many Requests"

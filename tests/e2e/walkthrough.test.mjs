@@ -1,6 +1,6 @@
 // End-to-end: starts the real `wrangler dev` (scripts/start.sh with SKIP_BUILD=1, i.e. the
 // flags `npm start` uses) on a free port with a throwaway state directory, drives the
-// docs/WALKTHROUGH.md steps over HTTP, including the cron handler and forged tokens, and always
+// the README walkthrough steps over HTTP, including the cron handler and forged tokens, and always
 // stops the process group. Needs a built dist/ (npm test builds it first).
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";

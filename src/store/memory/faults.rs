@@ -290,6 +290,7 @@ impl Faults {
 fn injected_message(kind: FailureKind, call: u64) -> String {
     match kind {
         FailureKind::Transient => format!("503 Service Unavailable (injected fault, call {call})"),
+        FailureKind::RateLimited => format!("429 Too Many Requests (injected fault, call {call})"),
         FailureKind::Rejected => format!("400 Bad Request (injected fault, call {call})"),
     }
 }

@@ -216,7 +216,7 @@ impl KvStore for MemoryKv {
                     return Err(StoreError {
                         binding: Binding::Kv,
                         operation: target,
-                        kind: FailureKind::Transient,
+                        kind: FailureKind::RateLimited,
                         message: "KV PUT failed: 429 Too Many Requests".to_owned(),
                     });
                 }

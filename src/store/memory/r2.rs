@@ -165,7 +165,7 @@ impl MemoryR2 {
                     return Err(StoreError {
                         binding: Binding::R2,
                         operation: target.to_owned(),
-                        kind: FailureKind::Transient,
+                        kind: FailureKind::RateLimited,
                         message: "put: 429 Too Many Requests: reduce your rate of writes to the same object."
                             .to_owned(),
                     });

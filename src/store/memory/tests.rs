@@ -221,7 +221,7 @@ fn kv_second_write_to_a_key_within_a_second_gets_429() {
     assert_eq!(
         (err.kind, err.message.as_str()),
         (
-            FailureKind::Transient,
+            FailureKind::RateLimited,
             "KV PUT failed: 429 Too Many Requests"
         )
     );
@@ -237,7 +237,10 @@ fn kv_second_write_to_a_key_within_a_second_gets_429() {
 fn r2_second_write_to_a_key_within_a_second_gets_429() {
     let stores = stores();
     assert!(r2_put(&stores, "k", b"1").is_ok());
-    assert_eq!(kind_of(r2_put(&stores, "k", b"2")), FailureKind::Transient);
+    assert_eq!(
+        kind_of(r2_put(&stores, "k", b"2")),
+        FailureKind::RateLimited
+    );
     stores.r2.set_write_rate_limit(false);
     assert!(r2_put(&stores, "k", b"2").is_ok());
 }

@@ -1,0 +1,1109 @@
+//! Deterministic fault injection over the in-memory stores. For createBackup, restoreFromBackup
+//! and enforceRetentionPolicy, each storage call the operation makes in turn (1) is the last one
+//! before the Worker dies, (2) is refused (non-retryable), (3) takes effect but its response is
+//! lost, or (4) fails transiently once; archiveConversation gets (2)–(4) (its crashes are covered
+//! by `service_archive.rs`). With the faults cleared afterwards: every acknowledged archive is
+//! retrievable and verifies, no backup is visible unless complete, a failed restore leaves every
+//! session restored or as it was, and retention deletes nothing young and leaves no entry
+//! pointing at a missing object. Also: flipped bytes are CHECKSUM_MISMATCH, never wrong data,
+//! and bad input is refused with its code without losing anything stored.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::rc::Rc;
+
+use serde_json::{json, Value};
+use supportbot_persistence::keys::{
+    backup_data_key, backup_manifest_object_key, BackupId, ARCHIVE_INDEX_PREFIX,
+    ARCHIVE_META_PREFIX, BACKUP_MANIFEST_PREFIX, USER_INDEX_PREFIX,
+};
+use supportbot_persistence::policy::DataRetentionPolicy;
+use supportbot_persistence::service::{
+    PersistenceService, RetentionBudget, RetentionRun, ServiceOptions, MAX_CACHE_TEXT_BYTES,
+};
+use supportbot_persistence::store::memory::{
+    block_on, Faults, MemoryKv, MemoryR2, MemoryStores, OperationKind, StoreSnapshot, VirtualClock,
+};
+use supportbot_persistence::store::{
+    Binding, FailureKind, KvListOptions, KvPutOptions, KvStore, LogSink, ObjectStore,
+};
+
+/// 2025-06-01T00:00:00Z
+const NOW: i64 = 1_748_736_000_000;
+const MINUTE: i64 = 60_000;
+const HOUR: i64 = 60 * MINUTE;
+const DAY: i64 = 24 * HOUR;
+/// Every world starts from this seed, so every run is the same run.
+const SEED: u64 = 0x5eed;
+/// Longer than any backoff, the breaker's open time (30 s) and KV's one-write-a-second rule.
+const RECOVERY_MS: u64 = 120_000;
+
+struct Discard;
+
+impl LogSink for Discard {
+    fn emit(&self, _line: &str) {}
+}
+
+type Service = PersistenceService<MemoryKv, MemoryR2, VirtualClock>;
+
+/// One fault planned for the storage call numbered `n` from the start of an operation
+/// (1-based; retries are calls too, so a fault shifts the numbers of the calls after it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// The Worker dies after the operation's first `n` calls: every later call fails.
+    CrashAfter(u64),
+    /// Call `n` is refused: not retryable, nothing written.
+    Reject(u64),
+    /// Call `n` takes effect, but the caller sees a network error.
+    LoseResponse(u64),
+    /// Call `n` fails with a 503 once; the retry goes through.
+    FailOnce(u64),
+}
+
+impl Fault {
+    /// Every fault of every kind for an operation that makes `calls` calls when nothing fails.
+    fn all(calls: u64, with_crashes: bool) -> Vec<Fault> {
+        let crashes = (0..=calls).filter(|_| with_crashes).map(Fault::CrashAfter);
+        let others = (1..=calls)
+            .flat_map(|n| [Fault::Reject(n), Fault::LoseResponse(n), Fault::FailOnce(n)]);
+        crashes.chain(others).collect()
+    }
+
+    /// Plans this fault relative to the calls made so far.
+    fn plan(self, faults: &Faults) {
+        let base = faults.calls();
+        match self {
+            Fault::CrashAfter(n) => faults.crash_after(base + n),
+            Fault::Reject(n) => faults.fail_call(base + n, FailureKind::Rejected),
+            Fault::LoseResponse(n) => faults.lose_response_of_call(base + n),
+            Fault::FailOnce(n) => faults.fail_call(base + n, FailureKind::Transient),
+        }
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::CrashAfter(n) => write!(f, "crash after call {n}"),
+            Fault::Reject(n) => write!(f, "call {n} rejected"),
+            Fault::LoseResponse(n) => write!(f, "response of call {n} lost"),
+            Fault::FailOnce(n) => write!(f, "call {n} failing transiently once"),
+        }
+    }
+}
+
+fn memory(sid: &str, text: &str) -> Value {
+    json!({
+        "sessionId": sid,
+        "messages": [
+            {"id": "m1", "sessionId": sid, "content": text, "role": "user",
+             "timestamp": NOW - 300 * DAY},
+            {"id": "m2", "sessionId": sid, "content": "Let me check your invoice.",
+             "role": "assistant", "timestamp": NOW - 300 * DAY + 1_000}
+        ],
+        "summary": format!("Summary of {sid}"),
+        "context": {"plan": "pro"}
+    })
+}
+
+fn session(sid: &str, user: Option<&str>) -> Value {
+    let mut session = json!({"id": sid, "status": "ended",
+                             "createdAt": NOW - 300 * DAY, "lastActivity": NOW - 300 * DAY + 1_000});
+    if let Some(user) = user {
+        session["userId"] = json!(user);
+    }
+    session
+}
+
+/// What retrieving an archive of `memory` and `session` must return.
+fn conversation(memory: &Value, session: &Value) -> Value {
+    let mut expected = memory.clone();
+    expected["sessionState"] = session.clone();
+    expected
+}
+
+/// What a caller can see of one session: what retrieving it gives (or its error code), and
+/// every listing entry of it (global and per user).
+#[derive(Debug, Clone, PartialEq)]
+struct SessionView {
+    retrieved: Result<Option<Value>, &'static str>,
+    listed: Vec<Value>,
+}
+
+/// The stores, a service over them, and what the service acknowledged.
+struct World {
+    stores: MemoryStores,
+    service: Service,
+    /// The conversation each acknowledged archive holds, by session (newest acknowledged).
+    acknowledged: BTreeMap<String, Value>,
+    /// Users whose listings are checked.
+    users: BTreeSet<String>,
+}
+
+impl World {
+    fn at(now_ms: i64) -> Self {
+        let stores = MemoryStores::new(now_ms, SEED);
+        let service = PersistenceService::new(
+            stores.kv.clone(),
+            stores.r2.clone(),
+            stores.clock.clone(),
+            Rc::new(Discard),
+            DataRetentionPolicy::default(),
+            ServiceOptions::default(),
+        )
+        .unwrap();
+        World {
+            stores,
+            service,
+            acknowledged: BTreeMap::new(),
+            users: BTreeSet::new(),
+        }
+    }
+
+    fn try_archive(
+        &mut self,
+        sid: &str,
+        user: Option<&str>,
+        text: &str,
+    ) -> supportbot_persistence::Result<String> {
+        let (m, s) = (memory(sid, text), session(sid, user));
+        if let Some(user) = user {
+            self.users.insert(user.to_owned());
+        }
+        let result = block_on(
+            self.service
+                .archive_conversation(&m.to_string(), &s.to_string()),
+        );
+        if result.is_ok() {
+            self.acknowledged
+                .insert(sid.to_owned(), conversation(&m, &s));
+        }
+        result
+    }
+
+    /// Archives, then moves the clock on so the next write is a new archive time and KV's
+    /// one-write-a-second-per-key rule holds.
+    fn archive(&mut self, sid: &str, user: Option<&str>, text: &str) -> String {
+        let key = self.try_archive(sid, user, text).unwrap();
+        self.stores.clock.advance_ms(1_500);
+        key
+    }
+
+    fn retrieve(&self, sid: &str) -> supportbot_persistence::Result<Option<Value>> {
+        block_on(self.service.retrieve_archived_conversation(sid))
+            .map(|found| found.map(|text| serde_json::from_str(&text).unwrap()))
+    }
+
+    fn backup(&self, sids: &[&str]) -> supportbot_persistence::Result<String> {
+        let ids: Vec<String> = sids.iter().map(|sid| (*sid).to_owned()).collect();
+        block_on(self.service.create_backup(&ids))
+    }
+
+    fn restore(&self, id: &str) -> supportbot_persistence::Result<Vec<String>> {
+        block_on(self.service.restore_from_backup(id))
+    }
+
+    fn sweep(&self) -> RetentionRun {
+        block_on(
+            self.service
+                .enforce_retention_policy(RetentionBudget::default()),
+        )
+        .unwrap()
+    }
+
+    /// Clears the faults and waits out backoffs, open breakers and KV's write-rate window.
+    fn recover(&self) {
+        self.stores.faults.clear();
+        self.stores.clock.advance_ms(RECOVERY_MS);
+    }
+
+    /// Calls one operation makes when nothing fails, measured on a world built the same way.
+    fn calls_of(&self, operation: impl FnOnce(&World)) -> u64 {
+        let before = self.stores.faults.calls();
+        operation(self);
+        self.stores.faults.calls() - before
+    }
+
+    fn view(&self, sid: &str) -> SessionView {
+        SessionView {
+            retrieved: self.retrieve(sid).map_err(|err| err.code()),
+            listed: self
+                .listed()
+                .into_iter()
+                .filter(|summary| summary["sessionId"] == sid)
+                .collect(),
+        }
+    }
+
+    /// Every acknowledged archive is retrieved exactly as it was archived.
+    fn assert_acknowledged_retrievable(&self, context: &str) {
+        for (sid, expected) in &self.acknowledged {
+            let retrieved = self.retrieve(sid);
+            assert_eq!(
+                retrieved.as_ref().map_err(|err| err.to_string()),
+                Ok(&Some(expected.clone())),
+                "{context}: acknowledged archive of {sid}"
+            );
+        }
+    }
+
+    /// Every session a listing shows can be retrieved.
+    fn assert_listed_retrievable(&self, context: &str) {
+        for summary in self.listed() {
+            let sid = summary["sessionId"].as_str().unwrap();
+            assert!(
+                matches!(self.retrieve(sid), Ok(Some(_))),
+                "{context}: {sid} is listed but not retrievable"
+            );
+        }
+    }
+
+    /// Every entry of the global listing and of each known user's listing.
+    fn listed(&self) -> Vec<Value> {
+        let users = self.users.iter().map(|user| Some(user.as_str()));
+        [None]
+            .into_iter()
+            .chain(users)
+            .flat_map(|user| {
+                let listing =
+                    block_on(self.service.list_archived_conversations(user, 1000, None)).unwrap();
+                assert!(listing.list_complete);
+                listing.archives
+            })
+            .collect()
+    }
+
+    /// Lists every `archive_meta:`, `user_archives:`, `archive_index:` and `backup_manifest:`
+    /// entry through the KV port and heads the R2 object each points at: none may be missing.
+    fn assert_no_entry_points_at_a_missing_object(&self, context: &str) {
+        for prefix in [
+            ARCHIVE_META_PREFIX,
+            USER_INDEX_PREFIX,
+            ARCHIVE_INDEX_PREFIX,
+            BACKUP_MANIFEST_PREFIX,
+        ] {
+            let mut cursor = None;
+            loop {
+                let page = block_on(self.stores.kv.list(KvListOptions {
+                    prefix: Some(prefix.to_owned()),
+                    cursor: cursor.take(),
+                    limit: None,
+                }))
+                .unwrap();
+                for entry in &page.keys {
+                    let pointed = match entry.name.strip_prefix(BACKUP_MANIFEST_PREFIX) {
+                        Some(id) => backup_manifest_object_key(&BackupId::parse(id).unwrap()),
+                        None => entry.metadata.as_ref().unwrap()["key"]
+                            .as_str()
+                            .unwrap()
+                            .to_owned(),
+                    };
+                    let head = block_on(self.stores.r2.head(&pointed)).unwrap();
+                    assert!(
+                        head.is_some(),
+                        "{context}: {} points at missing {pointed}",
+                        entry.name
+                    );
+                }
+                if page.list_complete {
+                    break;
+                }
+                cursor = page.cursor;
+            }
+        }
+    }
+
+    /// Deletes every archive object and every archive KV entry (not storage calls that fail).
+    fn lose_all_archives(&self) {
+        let snapshot = self.stores.snapshot();
+        let objects: Vec<String> = snapshot
+            .r2
+            .keys()
+            .filter(|key| key.starts_with("conversations/"))
+            .cloned()
+            .collect();
+        block_on(self.stores.r2.delete(&objects)).unwrap();
+        for key in snapshot.kv.keys().filter(|key| {
+            [ARCHIVE_META_PREFIX, USER_INDEX_PREFIX, ARCHIVE_INDEX_PREFIX]
+                .iter()
+                .any(|prefix| key.starts_with(prefix))
+        }) {
+            block_on(self.stores.kv.delete(key)).unwrap();
+        }
+    }
+
+    fn writes(&self) -> u64 {
+        let counts = self.stores.faults.counts();
+        [Binding::Kv, Binding::R2]
+            .iter()
+            .map(|binding| {
+                counts.of(*binding, OperationKind::Put) + counts.of(*binding, OperationKind::Delete)
+            })
+            .sum()
+    }
+}
+
+/// Backup ids that have a manifest in R2.
+fn committed_backups(snapshot: &StoreSnapshot) -> BTreeSet<String> {
+    snapshot
+        .r2
+        .keys()
+        .filter_map(|key| {
+            key.strip_prefix("backups/")?
+                .strip_suffix("/manifest.json")
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// Keys added or changed between two snapshots.
+fn changed_keys(before: &StoreSnapshot, after: &StoreSnapshot) -> BTreeSet<String> {
+    let kv = after
+        .kv
+        .iter()
+        .filter(|(key, value)| before.kv.get(*key) != Some(value))
+        .map(|(key, _)| key.clone());
+    let r2 = after
+        .r2
+        .iter()
+        .filter(|(key, object)| before.r2.get(*key) != Some(object))
+        .map(|(key, _)| key.clone());
+    kv.chain(r2).collect()
+}
+
+fn all_keys(snapshot: &StoreSnapshot) -> BTreeSet<String> {
+    snapshot
+        .kv
+        .keys()
+        .chain(snapshot.r2.keys())
+        .cloned()
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// archiveConversation
+
+/// Two sessions archived before; then `s-1` is archived again (3 KV puts with its user, 1 R2
+/// put).
+fn archive_world() -> World {
+    let mut world = World::at(NOW);
+    world.archive("s-1", Some("u-1"), "first version");
+    world.archive("s-2", None, "other session");
+    world
+}
+
+/// Rejected, lost and once-failing calls of an archive: acknowledged archives (before and now)
+/// stay retrievable, a refused call is an error, a transient one is retried, and whatever a
+/// listing shows can be retrieved.
+#[test]
+fn archive_faults_lose_nothing_acknowledged() {
+    let calls = {
+        let mut world = archive_world();
+        let before = world.stores.faults.calls();
+        world.try_archive("s-1", Some("u-1"), "second").unwrap();
+        world.stores.faults.calls() - before
+    };
+    assert_eq!(calls, 4);
+    for fault in Fault::all(calls, false) {
+        let mut world = archive_world();
+        let earlier = world.acknowledged.clone();
+        let before = world.stores.snapshot();
+        fault.plan(&world.stores.faults);
+        let result = world.try_archive("s-1", Some("u-1"), "second version");
+        match fault {
+            Fault::Reject(_) => {
+                assert_eq!(
+                    result.as_ref().unwrap_err().code(),
+                    "STORAGE_UNAVAILABLE",
+                    "{fault}"
+                )
+            }
+            Fault::FailOnce(_) => assert!(result.is_ok(), "{fault}: {result:?}"),
+            _ => {}
+        }
+        world.recover();
+        let context = format!("{fault} ({result:?})");
+        // Every archive stored before is still there, byte for byte, superseded or not.
+        let after = world.stores.snapshot();
+        for (key, object) in &before.r2 {
+            assert_eq!(after.r2.get(key), Some(object), "{context}: {key}");
+        }
+        if result.is_err() {
+            // The failed attempt may have reached archive_meta: then its (complete) archive is
+            // the newest; otherwise the acknowledged one still is.
+            let attempted = conversation(
+                &memory("s-1", "second version"),
+                &session("s-1", Some("u-1")),
+            );
+            let retrieved = world.retrieve("s-1").unwrap();
+            assert!(
+                retrieved == Some(earlier["s-1"].clone()) || retrieved == Some(attempted),
+                "{context}: {retrieved:?}"
+            );
+            world.acknowledged.remove("s-1");
+        }
+        world.assert_acknowledged_retrievable(&context);
+        world.assert_listed_retrievable(&context);
+        world.assert_no_entry_points_at_a_missing_object(&context);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// createBackup
+
+const BACKED_UP: [&str; 4] = ["s-1", "s-2", "s-3", "never-archived"];
+
+fn backup_world() -> World {
+    let mut world = World::at(NOW);
+    world.archive("s-1", Some("u-1"), "billing question");
+    world.archive("s-2", None, "login trouble");
+    world.archive("s-3", Some("u-2"), "refund please");
+    world
+}
+
+/// A failed createBackup shows no backup, or one that restores completely; an acknowledged one
+/// always restores; archives are untouched either way.
+#[test]
+fn create_backup_faults_never_expose_an_incomplete_backup() {
+    let calls = backup_world().calls_of(|world| {
+        world.backup(&BACKED_UP).unwrap();
+    });
+    // 3 × (KV get + R2 get), 1 KV get for the session without archive, 2 R2 puts, 1 KV put.
+    assert_eq!(calls, 10);
+    for fault in Fault::all(calls, true) {
+        let world = backup_world();
+        let before = world.stores.snapshot();
+        fault.plan(&world.stores.faults);
+        let result = world.backup(&BACKED_UP);
+        if matches!(fault, Fault::FailOnce(_) | Fault::CrashAfter(10)) {
+            assert!(result.is_ok(), "{fault}: {result:?}");
+        }
+        world.recover();
+        let context = format!("{fault} ({result:?})");
+        let after = world.stores.snapshot();
+        // Archives untouched.
+        for (key, value) in before.kv.iter() {
+            assert_eq!(after.kv.get(key), Some(value), "{context}: {key}");
+        }
+        assert!(
+            before
+                .r2
+                .iter()
+                .all(|(key, o)| after.r2.get(key) == Some(o)),
+            "{context}"
+        );
+        world.assert_acknowledged_retrievable(&context);
+
+        let visible = committed_backups(&after);
+        match &result {
+            Ok(id) => assert_eq!(visible, BTreeSet::from([id.clone()]), "{context}"),
+            Err(err) => {
+                assert!(
+                    ["STORAGE_UNAVAILABLE", "CIRCUIT_OPEN"].contains(&err.code()),
+                    "{context}"
+                );
+                assert!(visible.len() <= 1, "{context}: {visible:?}");
+            }
+        }
+        // Whatever is visible is complete: its data is there and it restores every session.
+        world.assert_no_entry_points_at_a_missing_object(&context);
+        for id in &visible {
+            let data_key = backup_data_key(&BackupId::parse(id).unwrap());
+            assert!(after.r2.contains_key(&data_key), "{context}: no {data_key}");
+            world.lose_all_archives();
+            world.stores.clock.advance_ms(RECOVERY_MS);
+            assert_eq!(
+                world.restore(id).unwrap(),
+                ["s-1", "s-2", "s-3"],
+                "{context}"
+            );
+            world.assert_acknowledged_retrievable(&format!("{context}, restored"));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// restoreFromBackup
+
+/// s-1..s-3 backed up; then s-4 archived, s-1 lost entirely and s-2's object damaged.
+fn restore_world() -> (World, String) {
+    let mut world = backup_world();
+    let id = world.backup(&["s-1", "s-2", "s-3"]).unwrap();
+    world.stores.clock.advance_ms(1_500);
+    world.archive("s-4", Some("u-1"), "after the backup");
+    let snapshot = world.stores.snapshot();
+    let s1: Vec<String> = snapshot
+        .r2
+        .keys()
+        .filter(|key| key.contains("archive_s-1_"))
+        .cloned()
+        .collect();
+    block_on(world.stores.r2.delete(&s1)).unwrap();
+    for key in snapshot.kv.keys().filter(|key| key.ends_with(":s-1")) {
+        block_on(world.stores.kv.delete(key)).unwrap();
+    }
+    let s2 = snapshot
+        .r2
+        .keys()
+        .find(|key| key.contains("archive_s-2_"))
+        .unwrap();
+    assert!(world.stores.r2.corrupt_body(s2, 30));
+    world.stores.clock.advance_ms(RECOVERY_MS);
+    (world, id)
+}
+
+const RESTORED: [&str; 3] = ["s-1", "s-2", "s-3"];
+const RESTORED_TEXTS: [&str; 3] = ["billing question", "login trouble", "refund please"];
+const RESTORED_USERS: [Option<&str>; 3] = [Some("u-1"), None, Some("u-2")];
+
+/// Runs a restore under every fault and checks what is left. With `listings`, a session whose
+/// restore failed must look exactly as before in listings too, not only in `retrieve`.
+fn check_restore_faults(listings: bool) {
+    let (world, id) = restore_world();
+    // s-1 is gone, s-2 is damaged: that is the state a failed restore may leave.
+    assert_eq!(world.view("s-1").retrieved, Ok(None));
+    assert_eq!(world.view("s-2").retrieved, Err("CHECKSUM_MISMATCH"));
+    let calls = world.calls_of(|world| {
+        world.restore(&id).unwrap();
+    });
+    // 2 R2 gets; s-1: R2 put, KV get, 3 KV puts; s-2: R2 put, get, put, KV get, 1 index get;
+    // s-3: R2 put, get, KV get, 2 index gets (archive_meta of s-2 and s-3 already points at the
+    // restored key, so only missing index entries would be written).
+    assert_eq!(calls, 17);
+    let all_restored: Vec<String> = RESTORED.map(String::from).to_vec();
+    for fault in Fault::all(calls, true) {
+        let (mut world, id) = restore_world();
+        let before: BTreeMap<&str, SessionView> =
+            RESTORED.iter().map(|sid| (*sid, world.view(sid))).collect();
+        fault.plan(&world.stores.faults);
+        let result = world.restore(&id);
+        if matches!(fault, Fault::FailOnce(_)) || fault == Fault::CrashAfter(calls) {
+            assert_eq!(result.as_ref().ok(), Some(&all_restored), "{fault}");
+        }
+        world.recover();
+        let context = format!("{fault} ({result:?})");
+        // s-4 was archived after the backup and never touched; s-3 was intact throughout.
+        world
+            .acknowledged
+            .retain(|sid, _| sid == "s-4" || sid == "s-3");
+        world.assert_acknowledged_retrievable(&context);
+        world.assert_no_entry_points_at_a_missing_object(&context);
+        for (index, sid) in RESTORED.iter().enumerate() {
+            let view = world.view(sid);
+            let restored = conversation(
+                &memory(sid, RESTORED_TEXTS[index]),
+                &session(sid, RESTORED_USERS[index]),
+            );
+            if result.is_ok() {
+                assert_eq!(view.retrieved, Ok(Some(restored)), "{context}: {sid}");
+            } else if listings {
+                assert!(
+                    view == before[sid] || view.retrieved == Ok(Some(restored)),
+                    "{context}: {sid} is half restored: {view:?}, was {:?}",
+                    before[sid]
+                );
+            } else {
+                assert!(
+                    view.retrieved == before[sid].retrieved || view.retrieved == Ok(Some(restored)),
+                    "{context}: {sid} retrieves {:?}, was {:?}",
+                    view.retrieved,
+                    before[sid].retrieved
+                );
+            }
+        }
+
+        assert_eq!(
+            world.restore(&id).unwrap(),
+            all_restored,
+            "{context}, rerun"
+        );
+        for (index, sid) in RESTORED.iter().enumerate() {
+            let restored = conversation(
+                &memory(sid, RESTORED_TEXTS[index]),
+                &session(sid, RESTORED_USERS[index]),
+            );
+            assert_eq!(
+                world.view(sid).retrieved,
+                Ok(Some(restored)),
+                "{context}: {sid}"
+            );
+        }
+        world.assert_listed_retrievable(&context);
+        let first = world.stores.snapshot();
+        world.stores.clock.advance_ms(RECOVERY_MS);
+        assert_eq!(
+            world.restore(&id).unwrap(),
+            all_restored,
+            "{context}, again"
+        );
+        assert_eq!(
+            world.stores.snapshot(),
+            first,
+            "{context}: second rerun wrote"
+        );
+    }
+}
+
+/// A failed restore loses nothing and never makes a session retrieve anything but its previous
+/// state or its verified backup; restoring again completes, and a further restore changes
+/// nothing.
+#[test]
+fn restore_faults_leave_sessions_retrievable_or_as_they_were_and_a_rerun_completes() {
+    check_restore_faults(false);
+}
+
+/// The stricter form: a session whose restore failed is not listed unless retrievable.
+#[test]
+fn restore_faults_leave_no_session_listed_but_not_retrievable() {
+    check_restore_faults(true);
+}
+
+// ---------------------------------------------------------------------------------------------
+// enforceRetentionPolicy
+
+/// Archives, backups and cache entries of mixed ages, all written through the service at their
+/// time, and the keys a complete sweep at [`NOW`] must delete.
+fn retention_world() -> (World, BTreeSet<String>) {
+    let mut world = World::at(NOW);
+    let mut doomed = BTreeSet::new();
+    let mut young = BTreeSet::new();
+    let mut at = |world: &mut World, time: i64, is_doomed: bool, write: &dyn Fn(&mut World)| {
+        world.stores.clock.set_ms(time);
+        let before = world.stores.snapshot();
+        write(world);
+        let changed = changed_keys(&before, &world.stores.snapshot());
+        // A later write wins: archive_meta of a session archived again is young.
+        for key in changed {
+            doomed.remove(&key);
+            young.remove(&key);
+            if is_doomed {
+                doomed.insert(key);
+            } else {
+                young.insert(key);
+            }
+        }
+    };
+    // Archives: retention is 90 days, decided by the time in the key.
+    at(&mut world, NOW - 200 * DAY, true, &|w| {
+        w.archive("old-1", Some("u-old"), "ancient");
+    });
+    at(&mut world, NOW - 91 * DAY, true, &|w| {
+        w.archive("old-2", None, "just past");
+    });
+    at(&mut world, NOW - 89 * DAY, false, &|w| {
+        w.archive("young-2", None, "just inside");
+    });
+    at(&mut world, NOW - 10 * DAY, false, &|w| {
+        w.archive("young-1", Some("u-young"), "recent");
+    });
+    at(&mut world, NOW - 150 * DAY, true, &|w| {
+        w.archive("mixed", Some("u-mixed"), "old version");
+    });
+    at(&mut world, NOW - 5 * DAY, false, &|w| {
+        w.archive("mixed", Some("u-mixed"), "new version");
+    });
+    // Backups: a committed old one, a committed young one, orphan data past the 1 h grace and
+    // orphan data within it (a createBackup whose manifest put was refused).
+    at(&mut world, NOW - 200 * DAY + MINUTE, true, &|w| {
+        w.backup(&["old-1"]).unwrap();
+    });
+    at(&mut world, NOW - 5 * DAY + MINUTE, false, &|w| {
+        w.backup(&["young-1", "mixed"]).unwrap();
+    });
+    for (time, is_doomed) in [(NOW - 2 * DAY, true), (NOW - 10 * MINUTE, false)] {
+        at(&mut world, time, is_doomed, &|w| {
+            // KV get + R2 get of the session, data put, then the manifest put: refused.
+            let faults = &w.stores.faults;
+            faults.fail_call(faults.calls() + 4, FailureKind::Rejected);
+            let err = w.backup(&["young-1"]).unwrap_err();
+            assert_eq!(err.code(), "STORAGE_UNAVAILABLE");
+        });
+    }
+    // Cache entries: young ones through the service; expired ones as KV would still list them
+    // until its own expirationTtl (written directly, with the list metadata the service writes).
+    at(&mut world, NOW - HOUR, false, &|w| {
+        block_on(w.service.cache_embedding(
+            "how do refunds work",
+            &[0.25, -1.5],
+            Some(r#"{"model":"m"}"#),
+        ))
+        .unwrap();
+        block_on(
+            w.service
+                .cache_frequent_query("refund policy", r#"{"a":1}"#, None),
+        )
+        .unwrap();
+    });
+    at(&mut world, NOW - 3 * DAY, true, &|w| {
+        for (index, prefix) in ["embedding:", "query:"].iter().enumerate() {
+            let options = KvPutOptions {
+                expiration_ttl_secs: None,
+                metadata: Some(json!({"createdAt": NOW - 3 * DAY, "expiresAt": NOW - 2 * DAY})),
+            };
+            let key = format!("{prefix}{:064x}", index + 1);
+            block_on(w.stores.kv.put(&key, b"{}", options)).unwrap();
+        }
+    });
+    world.stores.clock.set_ms(NOW);
+    world.acknowledged.retain(|sid, _| !sid.starts_with("old-"));
+    assert!(
+        doomed.len() >= 15 && young.len() >= 15,
+        "{doomed:?} {young:?}"
+    );
+    (world, doomed)
+}
+
+/// A retention run with any one call crashed, refused, lost or failing once never fails and
+/// never deletes anything young; the next run completes, after which exactly what is past its
+/// limit is gone and no entry points at a missing object.
+#[test]
+fn retention_faults_delete_nothing_young_and_the_next_run_leaves_no_dangling_entry() {
+    let (world, doomed) = retention_world();
+    let everything = all_keys(&world.stores.snapshot());
+    let survivors: BTreeSet<String> = everything.difference(&doomed).cloned().collect();
+    let calls = world.calls_of(|world| {
+        let run = world.sweep();
+        assert!(run.complete);
+        assert_eq!(run.report.deleted.total(), doomed.len() as u64);
+    });
+    assert_eq!(all_keys(&world.stores.snapshot()), survivors);
+    assert!(calls > 15, "{calls}");
+
+    for fault in Fault::all(calls, true) {
+        let (world, _) = retention_world();
+        fault.plan(&world.stores.faults);
+        let first = world.sweep();
+        let context = format!("{fault} (first run {})", first.to_json());
+        if matches!(fault, Fault::FailOnce(_)) {
+            assert!(first.complete && first.failed_deletions == 0, "{context}");
+        }
+        world.recover();
+        let kept = all_keys(&world.stores.snapshot());
+        assert!(
+            survivors
+                .iter()
+                .all(|key| kept.contains(key) || key == "retention:cursor"),
+            "{context}: deleted {:?}",
+            survivors.difference(&kept).collect::<Vec<_>>()
+        );
+        let next = world.sweep();
+        assert!(next.complete, "{context}: {}", next.to_json());
+        assert_eq!(
+            all_keys(&world.stores.snapshot()),
+            survivors,
+            "{context}, then {}",
+            next.to_json()
+        );
+        world.assert_no_entry_points_at_a_missing_object(&context);
+        world.assert_acknowledged_retrievable(&context);
+        world.assert_listed_retrievable(&context);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flipped bytes
+
+/// Every byte of a backup's data and manifest flipped in turn: restore refuses it (data:
+/// CHECKSUM_MISMATCH naming the data object) and writes nothing; never Ok with other data.
+#[test]
+fn a_flipped_byte_anywhere_in_a_backup_is_refused_and_nothing_is_written() {
+    let world = backup_world();
+    let id = world.backup(&["s-1", "s-2", "s-3"]).unwrap();
+    world.lose_all_archives();
+    world.stores.clock.advance_ms(RECOVERY_MS);
+    let backup_id = BackupId::parse(&id).unwrap();
+    let data_key = backup_data_key(&backup_id);
+    let manifest_key = backup_manifest_object_key(&backup_id);
+    let before = world.stores.snapshot();
+    let writes = world.writes();
+    let data_len = before.r2[&data_key].body.len();
+    assert!(data_len > 100, "{data_len}");
+    // Every position: gzip header, deflate stream, CRC32 and size trailer.
+    for position in 0..data_len {
+        assert!(world.stores.r2.corrupt_body(&data_key, position));
+        let err = world.restore(&id).unwrap_err();
+        assert_eq!(err.code(), "CHECKSUM_MISMATCH", "data byte {position}");
+        assert!(err.to_string().contains(&data_key), "{err}");
+        assert!(world.stores.r2.corrupt_body(&data_key, position));
+    }
+    for position in 0..before.r2[&manifest_key].body.len() {
+        assert!(world.stores.r2.corrupt_body(&manifest_key, position));
+        let err = world.restore(&id).unwrap_err();
+        assert!(
+            ["CHECKSUM_MISMATCH", "CORRUPT_DATA", "UNSUPPORTED_FORMAT"].contains(&err.code()),
+            "manifest byte {position}: {err}"
+        );
+        assert!(world.stores.r2.corrupt_body(&manifest_key, position));
+    }
+    assert_eq!(world.writes(), writes);
+    assert_eq!(world.stores.snapshot(), before);
+    // Undamaged again, it restores.
+    assert_eq!(world.restore(&id).unwrap(), ["s-1", "s-2", "s-3"]);
+    world.assert_acknowledged_retrievable("after the flips");
+}
+
+/// Every byte of a stored archive flipped in turn: retrieving it and backing it up are both
+/// CHECKSUM_MISMATCH, and no backup appears.
+#[test]
+fn a_flipped_byte_anywhere_in_an_archive_is_never_returned_or_backed_up() {
+    let mut world = World::at(NOW);
+    let key = world.archive("s-1", Some("u-1"), "I was charged twice");
+    world.stores.clock.advance_ms(RECOVERY_MS);
+    let before = world.stores.snapshot();
+    let len = before.r2[&key].body.len();
+    let positions: Vec<usize> = (0..12)
+        .chain(len / 2 - 4..len / 2 + 4)
+        .chain(len - 12..len)
+        .collect();
+    for position in positions {
+        assert!(world.stores.r2.corrupt_body(&key, position));
+        let err = world.retrieve("s-1").unwrap_err();
+        assert_eq!(err.code(), "CHECKSUM_MISMATCH", "byte {position}");
+        let err = world.backup(&["s-1"]).unwrap_err();
+        assert_eq!(err.code(), "CHECKSUM_MISMATCH", "byte {position}");
+        assert!(world.stores.r2.corrupt_body(&key, position));
+    }
+    assert_eq!(world.stores.snapshot(), before);
+    world.assert_acknowledged_retrievable("after the flips");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input
+
+/// Archives, a complete backup, a backup whose data object is gone, and cache entries.
+fn bad_input_world() -> (World, String, String) {
+    let world = backup_world();
+    let complete = world.backup(&["s-1", "s-2"]).unwrap();
+    world.stores.clock.advance_ms(1_500);
+    let broken = world.backup(&["s-3"]).unwrap();
+    let data_key = backup_data_key(&BackupId::parse(&broken).unwrap());
+    block_on(world.stores.r2.delete(std::slice::from_ref(&data_key))).unwrap();
+    block_on(world.service.cache_embedding("hello", &[1.0, 2.0], None)).unwrap();
+    block_on(world.service.cache_frequent_query("hello", "[1]", None)).unwrap();
+    world.stores.clock.advance_ms(RECOVERY_MS);
+    (world, complete, broken)
+}
+
+/// Asserts that `outcome` is an error with `code` whose message names `named`.
+fn assert_refused<T: fmt::Debug>(
+    case: &str,
+    outcome: supportbot_persistence::Result<T>,
+    code: &str,
+    named: &str,
+) {
+    let err = outcome.expect_err(case);
+    assert_eq!(err.code(), code, "{case}: {err}");
+    assert!(
+        err.to_string().contains(named),
+        "{case}: {err} does not name {named:?}"
+    );
+}
+
+/// `memory("s-9")` with the field at `path` (dot-separated, array indexes as numbers) set to
+/// `value`, or removed when `value` is null.
+fn memory_with(path: &str, value: Value) -> String {
+    let mut memory = memory("s-9", "text");
+    let (parents, last) = path.rsplit_once('.').unwrap_or(("", path));
+    let mut target = &mut memory;
+    for part in parents.split('.').filter(|part| !part.is_empty()) {
+        target = match part.parse::<usize>() {
+            Ok(index) => &mut target[index],
+            Err(_) => &mut target[part],
+        };
+    }
+    if value.is_null() {
+        target.as_object_mut().unwrap().remove(last);
+    } else {
+        target[last] = value;
+    }
+    memory.to_string()
+}
+
+/// Each bad input is refused with its code (and names what is wrong), nothing is written, and
+/// everything stored is still there.
+#[test]
+fn bad_input_is_refused_with_its_code_and_nothing_stored_is_lost() {
+    let (world, _complete, broken) = bad_input_world();
+    let before = world.stores.snapshot();
+    let writes = world.writes();
+    let svc = &world.service;
+    let plain_session = session("s-9", None).to_string();
+    let good_memory = memory("s-9", "text").to_string();
+    let archive_cases = [
+        (
+            "42".to_owned(),
+            plain_session.clone(),
+            "INVALID_INPUT",
+            "memory",
+        ),
+        (
+            "[]".to_owned(),
+            plain_session.clone(),
+            "INVALID_INPUT",
+            "memory",
+        ),
+        (
+            "null".to_owned(),
+            plain_session.clone(),
+            "INVALID_INPUT",
+            "memory",
+        ),
+        (
+            "{".to_owned(),
+            plain_session.clone(),
+            "INVALID_INPUT",
+            "memory",
+        ),
+        (
+            good_memory.clone(),
+            "[]".to_owned(),
+            "INVALID_INPUT",
+            "session",
+        ),
+        (
+            memory_with("messages", Value::Null),
+            plain_session.clone(),
+            "INVALID_INPUT",
+            "messages",
+        ),
+        (
+            memory_with("messages", json!({})),
+            plain_session.clone(),
+            "INVALID_INPUT",
+            "messages",
+        ),
+        (
+            memory_with("messages.0.timestamp", json!("2025-01-01")),
+            plain_session.clone(),
+            "INVALID_INPUT",
+            "messages[0].timestamp",
+        ),
+        (
+            memory_with("messages.1.role", json!("robot")),
+            plain_session.clone(),
+            "INVALID_INPUT",
+            "messages[1].role",
+        ),
+        (
+            memory_with("messages.0.content", Value::Null),
+            plain_session.clone(),
+            "INVALID_INPUT",
+            "messages[0].content",
+        ),
+        (
+            memory("a/b", "x").to_string(),
+            session("a/b", None).to_string(),
+            "INVALID_ID",
+            "a/b",
+        ),
+        (
+            memory("..", "x").to_string(),
+            session("..", None).to_string(),
+            "INVALID_ID",
+            "..",
+        ),
+        (
+            good_memory.clone(),
+            session("s-9", Some("u/1")).to_string(),
+            "INVALID_ID",
+            "u/1",
+        ),
+        (
+            good_memory.clone(),
+            session("s-9", Some("../x")).to_string(),
+            "INVALID_ID",
+            "../x",
+        ),
+    ];
+    for (memory, session, code, named) in &archive_cases {
+        let outcome = block_on(svc.archive_conversation(memory, session));
+        assert_refused(&format!("archive {memory} {session}"), outcome, code, named);
+    }
+    for id in ["a/b", "..", "../x", "x/../y"] {
+        let case = format!("id {id:?}");
+        let retrieved = block_on(svc.retrieve_archived_conversation(id));
+        assert_refused(&case, retrieved, "INVALID_ID", id);
+        let listed = block_on(svc.list_archived_conversations(Some(id), 20, None));
+        assert_refused(&case, listed, "INVALID_ID", id);
+        assert_refused(&case, world.backup(&["s-1", id]), "INVALID_ID", id);
+        assert_refused(&case, world.restore(id), "INVALID_ID", id);
+    }
+    assert_refused(
+        "no sessions",
+        world.backup(&[]),
+        "INVALID_INPUT",
+        "sessionIds",
+    );
+    let unknown = world.restore("backup_unknown");
+    let manifest = "backups/backup_unknown/manifest.json";
+    assert_refused("unknown backup", unknown, "NOT_FOUND", manifest);
+    // The manifest is there, its data object is not: NOT_FOUND naming the data object.
+    let broken_data = backup_data_key(&BackupId::parse(&broken).unwrap());
+    assert_refused("no data", world.restore(&broken), "NOT_FOUND", &broken_data);
+
+    for text in ["", " \n"] {
+        let case = format!("text {text:?}");
+        let cached = block_on(svc.cache_embedding(text, &[1.0], None));
+        assert_refused(&case, cached, "INVALID_INPUT", "text");
+        let found = block_on(svc.get_cached_embedding(text, None));
+        assert_refused(&case, found, "INVALID_INPUT", "text");
+        let cached = block_on(svc.cache_frequent_query(text, "1", None));
+        assert_refused(&case, cached, "INVALID_INPUT", "query");
+        let found = block_on(svc.get_cached_query_result(text));
+        assert_refused(&case, found, "INVALID_INPUT", "query");
+    }
+    for (embedding, named) in [
+        (vec![0.5, f64::NAN], "embedding[1]"),
+        (vec![f64::INFINITY], "embedding[0]"),
+        (vec![0.0, 1.0, f64::NEG_INFINITY], "embedding[2]"),
+        (vec![], "embedding"),
+    ] {
+        let cached = block_on(svc.cache_embedding("hello", &embedding, None));
+        assert_refused(&format!("{embedding:?}"), cached, "INVALID_INPUT", named);
+    }
+    let cached = block_on(svc.cache_embedding("hello", &[1.0], Some("[1]")));
+    assert_refused("metadata [1]", cached, "INVALID_INPUT", "metadata");
+
+    assert_eq!(world.writes(), writes);
+    assert_eq!(world.stores.snapshot(), before);
+    world.assert_acknowledged_retrievable("after bad input");
+    assert_eq!(
+        block_on(world.service.get_cached_embedding("hello", None)).unwrap(),
+        Some(vec![1.0, 2.0])
+    );
+}
+
+/// A 10 MB text is within the cache's limit (texts are only hashed): it is cached and found,
+/// under one new key, and nothing else changes. One byte over the limit is refused.
+#[test]
+fn cache_texts_up_to_the_limit_are_hashed_and_larger_ones_refused() {
+    let (world, _, _) = bad_input_world();
+    let before = world.stores.snapshot();
+    let large = "refund ".repeat(10 * 1024 * 1024 / 7);
+    block_on(world.service.cache_embedding(&large, &[0.5], None)).unwrap();
+    assert_eq!(
+        block_on(world.service.get_cached_embedding(&large, None)).unwrap(),
+        Some(vec![0.5])
+    );
+    let after = world.stores.snapshot();
+    let added: Vec<String> = changed_keys(&before, &after).into_iter().collect();
+    assert_eq!(added.len(), 1, "{added:?}");
+    assert!(
+        added[0].starts_with("embedding:") && added[0].len() < 100,
+        "{added:?}"
+    );
+    assert!(all_keys(&before).is_subset(&all_keys(&after)));
+
+    let too_large = "x".repeat(MAX_CACHE_TEXT_BYTES + 1);
+    let err = block_on(world.service.cache_embedding(&too_large, &[0.5], None)).unwrap_err();
+    assert_eq!(
+        (err.code(), err.to_string().contains("text")),
+        ("INVALID_INPUT", true)
+    );
+    let err = block_on(world.service.get_cached_query_result(&too_large)).unwrap_err();
+    assert_eq!(
+        (err.code(), err.to_string().contains("query")),
+        ("INVALID_INPUT", true)
+    );
+    assert_eq!(world.stores.snapshot(), after);
+}
