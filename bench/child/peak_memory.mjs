@@ -1,0 +1,56 @@
+// Peak RSS growth while one contender archives a conversation of about `bytes` bytes of JSON,
+// in a fresh process (node --expose-gc peak_memory.mjs <contender> <bytes>). A worker thread
+// samples the process RSS every millisecond, so the peak inside synchronous wasm is seen too.
+import { Worker } from "node:worker_threads";
+import { freshBindings, VirtualClock } from "../lib/bindings.mjs";
+import { conversation, rng } from "../lib/data.mjs";
+
+const [contenderName, bytesArg] = process.argv.slice(2);
+const targetBytes = Number(bytesArg);
+const clock = new VirtualClock(Date.UTC(2026, 10, 26, 12));
+clock.install();
+
+const modules = {
+  library: () => import("../contenders/library.mjs").then((m) => m.LibraryContender),
+  legacy: () => import("../contenders/legacy.mjs").then((m) => m.LegacyContender),
+  best_practice: () => import("../contenders/best_practice.mjs").then((m) => m.BestPracticeContender),
+};
+const Contender = await modules[contenderName]();
+console.log = () => {};
+
+// ~1000 bytes of JSON per message on average.
+const probe = conversation(rng(7), "big-session", "user-big", 200, clock.now - 3_600_000);
+const perMessage = JSON.stringify(probe.memory).length / 200;
+const count = Math.max(2, Math.round(targetBytes / perMessage));
+const { memory, session } = conversation(rng(7), "big-session", "user-big", count, clock.now - 86_400_000);
+const inputBytes = Buffer.byteLength(JSON.stringify(memory)) + Buffer.byteLength(JSON.stringify(session));
+
+const shared = new Float64Array(new SharedArrayBuffer(16));
+const sampler = new Worker(
+  `const { workerData } = require("node:worker_threads");
+   const peak = new Float64Array(workerData);
+   const tick = () => { const rss = process.memoryUsage.rss(); if (rss > peak[0]) peak[0] = rss; if (peak[1] === 0) setTimeout(tick, 1); };
+   tick();`,
+  { eval: true, workerData: shared.buffer },
+);
+await new Promise((resolve) => setTimeout(resolve, 50));
+const bindings = freshBindings(clock);
+const contender = new Contender(bindings);
+globalThis.gc();
+await new Promise((resolve) => setTimeout(resolve, 20));
+globalThis.gc();
+const rssBefore = process.memoryUsage.rss();
+shared[0] = rssBefore;
+const started = performance.now();
+await contender.archive(memory, session);
+const archiveMs = performance.now() - started;
+const rssAfter = process.memoryUsage.rss();
+await new Promise((resolve) => setTimeout(resolve, 5));
+shared[1] = 1;
+await sampler.terminate();
+const peak = Math.max(shared[0], rssAfter);
+// The library's wasm linear memory: it grows to the archive's peak and never shrinks.
+const wasmMemory = contenderName === "library" ? (await import("../../dist/wasm/supportbot_persistence.js")).initSync({ module: new Uint8Array(0) }).memory.buffer.byteLength : undefined;
+process.stdout.write(
+  JSON.stringify({ contender: contenderName, inputBytes, messages: count, rssBefore, rssAfter, peakRss: peak, peakGrowth: peak - rssBefore, archiveMs, wasmMemory, storedBytes: bindings.ARCHIVE_R2.counters.bytesWritten }),
+);

@@ -1,0 +1,408 @@
+// `npm run bench`: every contender side by side on the same seeded inputs, in this one Node
+// process (plus fresh child processes for cold start and peak memory, and the native Rust
+// contender). Prints Markdown tables of absolute figures, ratios and the issue's targets;
+// `--write` also writes bench/RESULTS.md; `--smoke` runs one iteration of everything on small
+// inputs and never fails on a target (CI checks that the harness works, not timings).
+import { execFileSync, spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir, cpus } from "node:os";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { fileURLToPath } from "node:url";
+
+import { FakeKV, FakeR2, VirtualClock, freshBindings } from "./lib/bindings.mjs";
+import { conversation, embedding, queryAndResult, rng, shortKey, withSession } from "./lib/data.mjs";
+import { measure, median } from "./lib/measure.mjs";
+import * as library from "./contenders/library.mjs";
+import * as legacy from "./contenders/legacy.mjs";
+import * as bestPractice from "./contenders/best_practice.mjs";
+
+const args = new Set(process.argv.slice(2));
+const SMOKE = args.has("--smoke");
+const WRITE = args.has("--write");
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const print = console.log.bind(console);
+const progress = (text) => process.stderr.write(`bench: ${text}\n`);
+
+// The library logs one JSON line per storage call to console.log; the lines are built (in
+// Rust) as in production, and counted here instead of printed.
+let logLines = 0;
+console.log = () => {
+  logLines++;
+};
+
+const DAY = 24 * 60 * 60 * 1000;
+const START_MS = Date.UTC(2026, 10, 26, 12);
+const clock = new VirtualClock(START_MS);
+clock.install();
+
+const CONTENDERS = [
+  { id: "a", label: library.label, Class: library.LibraryContender },
+  { id: "b", label: legacy.label, Class: legacy.LegacyContender },
+  { id: "c", label: bestPractice.label, Class: bestPractice.BestPracticeContender },
+];
+
+const SIZES = SMOKE
+  ? { conversations: [20, 200, 2000].map((n) => [String(n), Math.max(2, n / 100)]), list: 10, pageSize: 4, retention: { embeddings: 20, queries: 50, archives: 30 }, backup: 5, peakBytes: 1_000_000, coldStarts: 1 }
+  : { conversations: [20, 200, 2000].map((n) => [String(n), n]), list: 500, pageSize: 100, retention: { embeddings: 2000, queries: 5000, archives: 3000 }, backup: 100, peakBytes: 50_000_000, coldStarts: 7 };
+const REPS = SMOKE ? 1 : 5;
+const OPS = SMOKE
+  ? new Proxy({}, { get: () => 1 })
+  : { "archive-20": 40, "archive-200": 10, "archive-2000": 2, "retrieve-20": 40, "retrieve-200": 10, "retrieve-2000": 2, "embed-put-768": 200, "embed-get-768": 200, "embed-put-1536": 200, "embed-get-1536": 200, "query-hit": 300, "query-miss": 300, "hash-short": 2000, "list-500": 3 };
+
+// ---------------------------------------------------------------- inputs (seeded)
+progress(`generating inputs${SMOKE ? " (smoke sizes)" : ""}`);
+const random = rng(20261126);
+const conversations = Object.fromEntries(
+  SIZES.conversations.map(([label, count]) => [label, conversation(random, `bench-${label}`, "user-bench", count, START_MS - DAY)]),
+);
+const pool = Array.from({ length: 40 }, (_, i) => conversation(random, `pool-${i}`, "user-pool", SMOKE ? 4 : 10 + Math.floor(random() * 50), START_MS - 2 * DAY));
+const embeddingSets = Object.fromEntries(
+  ["768", "1536"].map((dims) => [dims, { texts: Array.from({ length: SMOKE ? 2 : 200 }, (_, i) => `${shortKey(random, i)} passage ${i}`), vectors: Array.from({ length: SMOKE ? 2 : 200 }, () => embedding(random, Number(dims))) }]),
+);
+const queries = Array.from({ length: SMOKE ? 3 : 300 }, (_, i) => queryAndResult(random, i));
+const missQueries = Array.from({ length: SMOKE ? 3 : 300 }, (_, i) => `${shortKey(random, i)} never asked ${i}`);
+const shortKeys = Array.from({ length: 500 }, (_, i) => shortKey(random, i));
+const conversationBytes = Object.fromEntries(Object.entries(conversations).map(([label, c]) => [label, JSON.stringify(c.memory).length]));
+
+// ---------------------------------------------------------------- JS workloads
+const results = {}; // results[workload][contender id] = {cpuMs, wallMs, counters, note?}
+const record = (workload, id, value) => ((results[workload] ??= {})[id] = value);
+
+function setupWith(Class, bindings = freshBindings(clock, { checked: SMOKE }), policy) {
+  return { bindings, contender: new Class(bindings, policy) };
+}
+
+async function runJsWorkloads({ id, Class }) {
+  for (const [label] of SIZES.conversations) {
+    const { memory, session } = conversations[label];
+    record(`archive-${label}`, id, await measure({
+      reps: REPS, ops: OPS[`archive-${label}`], warmup: !SMOKE,
+      setup: () => setupWith(Class),
+      op: async ({ contender }) => {
+        clock.now += 1000;
+        await contender.archive(memory, session);
+      },
+    }));
+    record(`retrieve-${label}`, id, await measure({
+      reps: REPS, ops: OPS[`retrieve-${label}`], warmup: !SMOKE,
+      setup: async () => {
+        const state = setupWith(Class);
+        await state.contender.archive(memory, session);
+        return state;
+      },
+      op: async ({ contender }) => {
+        const found = await contender.retrieve(session.id);
+        if (found?.messages?.length !== memory.messages.length) throw new Error(`${id}: retrieve returned ${found?.messages?.length} messages`);
+      },
+    }));
+  }
+
+  const metadata = { model: "bge-base", source: "knowledge_base" };
+  for (const dims of ["768", "1536"]) {
+    const { texts, vectors } = embeddingSets[dims];
+    record(`embed-put-${dims}`, id, await measure({
+      reps: REPS, ops: OPS[`embed-put-${dims}`], warmup: !SMOKE,
+      setup: () => setupWith(Class),
+      op: ({ contender }, i) => contender.cacheEmbedding(texts[i % texts.length], vectors[i % texts.length], metadata),
+    }));
+    record(`embed-get-${dims}`, id, await measure({
+      reps: REPS, ops: OPS[`embed-get-${dims}`], warmup: !SMOKE,
+      setup: async () => {
+        const state = setupWith(Class);
+        for (let i = 0; i < texts.length; i++) await state.contender.cacheEmbedding(texts[i], vectors[i], metadata);
+        return state;
+      },
+      op: async ({ contender }, i) => {
+        const found = await contender.getEmbedding(texts[i % texts.length], "bge-base");
+        if (found?.length !== Number(dims) || found[7] !== vectors[i % texts.length][7]) throw new Error(`${id}: embedding ${i} came back wrong`);
+      },
+    }));
+  }
+
+  const populatedQueries = async () => {
+    const state = setupWith(Class);
+    for (const { query, result } of queries) await state.contender.cacheQuery(query, result);
+    return state;
+  };
+  record("query-hit", id, await measure({
+    reps: REPS, ops: OPS["query-hit"], warmup: !SMOKE, setup: populatedQueries,
+    op: async ({ contender }, i) => {
+      const found = await contender.getQuery(queries[i % queries.length].query);
+      if (found?.answer !== queries[i % queries.length].result.answer) throw new Error(`${id}: query ${i} missed`);
+    },
+  }));
+  record("query-miss", id, await measure({
+    reps: REPS, ops: OPS["query-miss"], warmup: !SMOKE, setup: populatedQueries,
+    op: async ({ contender }, i) => {
+      if ((await contender.getQuery(missQueries[i % missQueries.length])) !== null) throw new Error(`${id}: miss query hit`);
+    },
+  }));
+
+  record("hash-short", id, await measure({
+    reps: REPS, ops: OPS["hash-short"], warmup: !SMOKE,
+    setup: () => setupWith(Class),
+    op: async ({ contender }, i) => {
+      await contender.hash(shortKeys[i % shortKeys.length]);
+    },
+  }));
+
+  // A user's archives, listed page by page.
+  const listed = setupWith(Class);
+  for (let i = 0; i < SIZES.list; i++) {
+    clock.now += 1000;
+    const { memory, session } = withSession(pool[i % pool.length], `list-${i}`, "user-list");
+    await listed.contender.archive(memory, session);
+  }
+  record("list-500", id, await measure({
+    reps: REPS, ops: OPS["list-500"], warmup: !SMOKE,
+    setup: () => setupWith(Class, listed.bindings),
+    op: async ({ contender }) => {
+      const all = await contender.listAll("user-list", SIZES.pageSize);
+      if (all.length !== SIZES.list) throw new Error(`${id}: listed ${all.length} of ${SIZES.list}`);
+    },
+  }));
+
+  // Retention: 30 % of cache entries expired (30 s TTL, written 45 s ago: past their logical
+  // expiry, before KV's 60 s floor removes them) and 30 % of archives past 90 days.
+  const policy = { cacheTTL: 30_000 };
+  const swept = setupWith(Class, undefined, policy);
+  const { embeddings: nEmbeddings, queries: nQueries, archives: nArchives } = SIZES.retention;
+  const expired = (i) => i % 10 < 3;
+  for (const passExpired of [true, false]) {
+    clock.now = START_MS - (passExpired ? 100 : 1) * DAY;
+    for (let i = 0; i < nArchives; i++) {
+      if (expired(i) !== passExpired) continue;
+      clock.now += 1;
+      const { memory, session } = withSession(pool[i % pool.length], `ret-${i}`, `user-${i % 50}`);
+      await swept.contender.archive(memory, session);
+    }
+  }
+  const vectors768 = embeddingSets["768"].vectors;
+  for (const passExpired of [true, false]) {
+    clock.now = START_MS - (passExpired ? 45_000 : 0);
+    for (let i = 0; i < nEmbeddings; i++) if (expired(i) === passExpired) await swept.contender.cacheEmbedding(`ret-emb-${i}`, vectors768[i % vectors768.length]);
+    for (let i = 0; i < nQueries; i++) if (expired(i) === passExpired) await swept.contender.cacheQuery(`${queries[i % queries.length].query} ret-${i}`, queries[i % queries.length].result);
+  }
+  clock.now = START_MS;
+  record("retention-10k", id, await measure({
+    reps: Math.min(REPS, 3), ops: 1, warmup: !SMOKE,
+    setup: () => setupWith(Class, { CHAT_KV: swept.bindings.CHAT_KV.clone(), ARCHIVE_R2: swept.bindings.ARCHIVE_R2.clone() }, policy),
+    op: ({ contender }) => contender.retention(),
+  }));
+
+  // Backup of 100 sessions, and their restore into stores that hold only the backup.
+  const backedUp = setupWith(Class);
+  const sessionIds = [];
+  for (let i = 0; i < SIZES.backup; i++) {
+    clock.now += 1;
+    const { memory, session } = withSession(pool[i % pool.length], `bk-${i}`, "user-bk");
+    await backedUp.contender.archive(memory, session);
+    sessionIds.push(session.id);
+  }
+  let backupId;
+  record("backup-100", id, await measure({
+    reps: Math.min(REPS, 3), ops: 1, warmup: !SMOKE,
+    setup: () => setupWith(Class, backedUp.bindings),
+    op: async ({ contender }) => {
+      clock.now += 1000;
+      backupId = await contender.backup(sessionIds);
+    },
+  }));
+  record("restore-100", id, await measure({
+    reps: Math.min(REPS, 3), ops: 1, warmup: !SMOKE,
+    setup: () => {
+      const kv = new FakeKV(clock);
+      const r2 = new FakeR2(clock, { checked: SMOKE });
+      for (const [key, value] of backedUp.bindings.ARCHIVE_R2.objects) if (key.startsWith(`backups/${backupId}/`)) r2.objects.set(key, value);
+      for (const [key, value] of backedUp.bindings.CHAT_KV.entries) if (key.startsWith(`backup_manifest:${backupId}`)) kv.entries.set(key, value);
+      return setupWith(Class, { CHAT_KV: kv, ARCHIVE_R2: r2 });
+    },
+    op: async ({ contender }) => {
+      const restored = await contender.restore(backupId);
+      if (restored.length !== SIZES.backup) throw new Error(`${id}: restored ${restored.length} of ${SIZES.backup}`);
+    },
+  }));
+}
+
+for (const contender of CONTENDERS) {
+  progress(`running ${contender.label}`);
+  await runJsWorkloads(contender);
+}
+
+// ---------------------------------------------------------------- (d) native Rust
+const workDir = mkdtempSync(join(tmpdir(), "supportbot-bench-"));
+const nativeInput = join(workDir, "input.json");
+writeFileSync(nativeInput, JSON.stringify({
+  startMs: START_MS,
+  conversations,
+  embeddings: embeddingSets,
+  queries,
+  missQueries,
+  shortKeys,
+  pool,
+  plan: { list: { userId: "user-list", count: SIZES.list, pageSize: SIZES.pageSize }, retention: SIZES.retention, backup: { sessions: SIZES.backup } },
+}));
+const nativeArgs = JSON.stringify({ input: nativeInput, reps: REPS, ops: SMOKE ? {} : OPS });
+const profile = SMOKE ? [] : ["--release"];
+progress(`building and running (d) native Rust (cargo ${profile.join(" ") || "dev profile"})`);
+const native = spawnSync("cargo", ["run", ...profile, "--quiet", "--example", "bench_native", "--", nativeArgs], { cwd: ROOT, encoding: "utf8", maxBuffer: 64 << 20, stdio: ["ignore", "pipe", "inherit"] });
+if (native.status !== 0) throw new Error(`bench_native failed with status ${native.status}`);
+const nativeReport = JSON.parse(native.stdout);
+for (const [workload, value] of Object.entries(nativeReport.workloads)) {
+  record(workload, "d", { cpuMs: value.msPerOp, wallMs: value.msPerOp, counters: { kv: value.calls.kv, r2: value.calls.r2 } });
+}
+rmSync(workDir, { recursive: true, force: true });
+
+// ---------------------------------------------------------------- wasm size, cold start, memory
+const wasmBytes = readFileSync(join(ROOT, "dist/wasm/supportbot_persistence_bg.wasm"));
+const wasmSize = { raw: wasmBytes.length, gzip: gzipSync(wasmBytes, { level: 9 }).length };
+progress(`cold start x${SIZES.coldStarts} (fresh processes)`);
+const coldStarts = Array.from({ length: SIZES.coldStarts }, () =>
+  JSON.parse(execFileSync(process.execPath, [join(ROOT, "bench/child/cold_start.mjs")], { encoding: "utf8" })),
+);
+const coldStart = {
+  compileMs: median(coldStarts.map((run) => run.compileMs)),
+  instantiateMs: median(coldStarts.map((run) => run.instantiateMs)),
+  totalMs: median(coldStarts.map((run) => run.compileMs + run.instantiateMs)),
+  firstCallMs: median(coldStarts.map((run) => run.firstCallMs)),
+};
+const peakMemory = {};
+for (const [id, name] of [["a", "library"], ["b", "legacy"], ["c", "best_practice"]]) {
+  progress(`peak memory of ${name} archiving ${(SIZES.peakBytes / 1e6).toFixed(0)} MB (fresh process)`);
+  peakMemory[id] = JSON.parse(
+    execFileSync(process.execPath, ["--expose-gc", join(ROOT, "bench/child/peak_memory.mjs"), name, String(SIZES.peakBytes)], { encoding: "utf8", maxBuffer: 1 << 20 }),
+  );
+}
+
+// ---------------------------------------------------------------- report
+const fmtMs = (ms) => (ms === undefined || Number.isNaN(ms) ? "—" : ms >= 100 ? `${ms.toFixed(0)} ms` : ms >= 1 ? `${ms.toFixed(2)} ms` : `${(ms * 1000).toFixed(ms >= 0.01 ? 0 : 2)} µs`);
+const fmtRatio = (x) => (Number.isFinite(x) ? `${x.toFixed(2)}×` : "—");
+const fmtBytes = (n) => (n === undefined ? "—" : n >= 1e6 ? `${(n / 1e6).toFixed(2)} MB` : n >= 1e4 ? `${(n / 1e3).toFixed(1)} KB` : `${Math.round(n)} B`);
+function fmtCalls(counters) {
+  if (!counters) return "—";
+  const parts = [];
+  for (const binding of ["kv", "r2"]) {
+    for (const [kind, n] of Object.entries(counters[binding] ?? {})) {
+      if (n > 0) parts.push(`${binding.toUpperCase()} ${kind} ${Number.isInteger(n) ? n : n.toFixed(2)}`);
+    }
+  }
+  return parts.length ? parts.join(", ") : "none";
+}
+const cpu = (workload, id) => results[workload]?.[id]?.cpuMs;
+const counters = (workload, id) => results[workload]?.[id]?.counters;
+
+const WORKLOADS = [
+  ...SIZES.conversations.flatMap(([label]) => [[`archive-${label}`, `archive ${label} msgs (${fmtBytes(conversationBytes[label])} JSON)`], [`retrieve-${label}`, `retrieve ${label} msgs`]]),
+  ["embed-put-768", "embedding put, 768 dims"], ["embed-get-768", "embedding get, 768 dims"],
+  ["embed-put-1536", "embedding put, 1536 dims"], ["embed-get-1536", "embedding get, 1536 dims"],
+  ["query-hit", "query cache hit"], ["query-miss", "query cache miss"],
+  ["hash-short", "short cache-key hash"],
+  ["list-500", `list a user's ${SIZES.list} archives (pages of ${SIZES.pageSize})`],
+  ["retention-10k", `retention sweep, ${SIZES.retention.embeddings + SIZES.retention.queries + SIZES.retention.archives} entries, 30 % expired`],
+  ["backup-100", `backup of ${SIZES.backup} sessions`], ["restore-100", `restore of ${SIZES.backup} sessions`],
+];
+
+const lines = [];
+const out = (line = "") => lines.push(line);
+out(`# Benchmark results${SMOKE ? " (smoke run: tiny inputs, one iteration — not timings)" : ""}`);
+out();
+out(`Node ${process.version} (V8 ${process.versions.v8}), ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}; native Rust: ${nativeReport.profile} build. ` +
+  `CPU time per operation (process.cpuUsage, all threads), median of ${REPS} repetitions after a warm-up; storage calls and bytes written per operation, against in-memory KV/R2 shaped like the Workers bindings. Inputs: seeded chat text (Zipf-distributed vocabulary of a few hundred words, names, numbers, ids, URLs, typos). ` +
+  `The library's ${logLines} log lines (one per storage call) were built but not printed.`);
+out();
+out("## CPU time per operation");
+out();
+out("| workload | (a) library (wasm) | (b) legacy TS | (c) best-practice TS | (d) native Rust | a / b | a / c | wasm speed vs native (d / a) |");
+out("|---|---:|---:|---:|---:|---:|---:|---:|");
+for (const [workload, title] of WORKLOADS) {
+  const [a, b, c, d] = ["a", "b", "c", "d"].map((id) => cpu(workload, id));
+  out(`| ${title} | ${fmtMs(a)} | ${fmtMs(b)} | ${fmtMs(c)} | ${fmtMs(d)} | ${fmtRatio(a / b)} | ${fmtRatio(a / c)} | ${fmtRatio(d / a)} |`);
+}
+out();
+out("## Storage calls and bytes written per operation");
+out();
+out("| workload | (a) calls | (a) bytes | (b) calls | (b) bytes | (c) calls | (c) bytes | (d) calls |");
+out("|---|---|---:|---|---:|---|---:|---|");
+for (const [workload, title] of WORKLOADS) {
+  const bytes = (id) => {
+    const c = counters(workload, id);
+    return c ? fmtBytes(c.kvBytes + c.r2Bytes) : "—";
+  };
+  out(`| ${title} | ${fmtCalls(counters(workload, "a"))} | ${bytes("a")} | ${fmtCalls(counters(workload, "b"))} | ${bytes("b")} | ${fmtCalls(counters(workload, "c"))} | ${bytes("c")} | ${fmtCalls(counters(workload, "d"))} |`);
+}
+out();
+out("## Size, cold start, memory");
+out();
+out("| measure | value |");
+out("|---|---:|");
+out(`| .wasm raw | ${fmtBytes(wasmSize.raw)} (${wasmSize.raw} B) |`);
+out(`| .wasm gzip -9 | ${fmtBytes(wasmSize.gzip)} (${wasmSize.gzip} B) |`);
+out(`| cold start: WebAssembly.compile (median of ${SIZES.coldStarts} fresh processes) | ${fmtMs(coldStart.compileMs)} |`);
+out(`| cold start: instantiate (initSync) | ${fmtMs(coldStart.instantiateMs)} |`);
+out(`| first call after instantiate (hashText) | ${fmtMs(coldStart.firstCallMs)} |`);
+for (const [id, label] of [["a", "(a) library"], ["b", "(b) legacy TS"], ["c", "(c) best-practice TS"]]) {
+  const m = peakMemory[id];
+  out(`| ${label}: peak RSS growth archiving ${fmtBytes(m.inputBytes)} (${m.messages} msgs) | ${fmtBytes(m.peakGrowth)} = ${(m.peakGrowth / m.inputBytes).toFixed(2)}× input (archive took ${fmtMs(m.archiveMs)}, stored ${fmtBytes(m.storedBytes)}) |`);
+}
+out();
+
+// ---------------------------------------------------------------- targets
+const targets = [];
+const target = (name, measured, met) => targets.push({ name, measured, met });
+const sizes = SIZES.conversations.map(([label]) => label);
+const archiveRatios = sizes.map((s) => cpu(`archive-${s}`, "a") / cpu(`archive-${s}`, "c"));
+target("archive pipeline CPU ≤ 0.8× (c)", sizes.map((s, i) => `${s} msgs ${fmtRatio(archiveRatios[i])}`).join(", "), archiveRatios.every((r) => r <= 0.8));
+const r2Ratios = sizes.map((s) => counters(`archive-${s}`, "a").r2Bytes / counters(`archive-${s}`, "c").r2Bytes);
+const allBytesRatios = sizes.map((s) => {
+  const [a, c] = [counters(`archive-${s}`, "a"), counters(`archive-${s}`, "c")];
+  return (a.r2Bytes + a.kvBytes) / (c.r2Bytes + c.kvBytes);
+});
+target("archive stored bytes ≤ 1.02× (c) (R2 object + custom metadata)", sizes.map((s, i) => `${s} msgs ${fmtRatio(r2Ratios[i])}`).join(", ") + ` (with KV entries: ${allBytesRatios.map(fmtRatio).join(", ")})`, r2Ratios.every((r) => r <= 1.02));
+const retrieveRatios = sizes.map((s) => cpu(`retrieve-${s}`, "a") / cpu(`retrieve-${s}`, "c"));
+target("retrieve CPU ≤ 1.0× (c)", sizes.map((s, i) => `${s} msgs ${fmtRatio(retrieveRatios[i])}`).join(", "), retrieveRatios.every((r) => r <= 1.0));
+const hashSpeedup = cpu("hash-short", "c") / cpu("hash-short", "a");
+target("short cache-key hash ≥ 5× faster than crypto.subtle", `${fmtRatio(hashSpeedup)} (${fmtMs(cpu("hash-short", "a"))} vs ${fmtMs(cpu("hash-short", "c"))})`, hashSpeedup >= 5);
+const embedBytes = ["768", "1536"].map((d) => counters(`embed-put-${d}`, "a").kvBytes / counters(`embed-put-${d}`, "b").kvBytes);
+target("embedding bytes stored ≤ 0.35× JSON (b)", `768: ${fmtRatio(embedBytes[0])}, 1536: ${fmtRatio(embedBytes[1])}`, embedBytes.every((r) => r <= 0.35));
+const embedDecode = ["768", "1536"].map((d) => cpu(`embed-get-${d}`, "b") / cpu(`embed-get-${d}`, "a"));
+target("embedding get ≥ 5× faster than JSON.parse (b)", `768: ${fmtRatio(embedDecode[0])}, 1536: ${fmtRatio(embedDecode[1])}`, embedDecode.every((r) => r >= 5));
+const pages = Math.ceil(SIZES.list / SIZES.pageSize);
+const listCalls = (id) => Object.values(counters("list-500", id).kv).reduce((sum, n) => sum + n, 0) + Object.values(counters("list-500", id).r2).reduce((sum, n) => sum + n, 0);
+target(`listing ${SIZES.list} archives: ≤ 1 storage call per page (${pages} pages)`, `(a) ${listCalls("a")} calls; (b) ${listCalls("b")} calls (1 + N); (c) ${listCalls("c")}`, listCalls("a") <= pages);
+const sweep = counters("retention-10k", "a");
+target(
+  "retention sweep: no get per key, R2 deletes batched (≤ 1000 a call)",
+  `(a) KV get ${sweep.kv.get}, R2 get ${sweep.r2.get}, R2 head ${sweep.r2.head}; R2 ${sweep.r2DeletedKeys} keys in ${sweep.r2.delete} delete calls (largest ${sweep.r2LargestDeleteBatch}); (b) KV get ${counters("retention-10k", "b").kv.get}, R2 delete calls ${counters("retention-10k", "b").r2.delete}`,
+  sweep.kv.get <= 1 && sweep.r2.get === 0 && sweep.r2.head === 0 && sweep.r2LargestDeleteBatch <= 1000 && sweep.r2.delete <= Math.ceil(sweep.r2DeletedKeys / 1000) + 2,
+);
+const pipeline = (id) => cpu("archive-200", id) + cpu("retrieve-200", id);
+const nativeSpeed = pipeline("d") / pipeline("a");
+target("wasm ≥ 0.6× native speed on the core pipeline (archive + retrieve, 200 msgs)", `${fmtRatio(nativeSpeed)} (${fmtMs(pipeline("a"))} vs ${fmtMs(pipeline("d"))} native)`, nativeSpeed >= 0.6);
+target(".wasm ≤ 250 KB gzipped", `${fmtBytes(wasmSize.gzip)} (${wasmSize.gzip} B; raw ${wasmSize.raw} B)`, wasmSize.gzip <= 250_000);
+target("cold start (compile + instantiate) ≤ 15 ms", fmtMs(coldStart.totalMs), coldStart.totalMs <= 15);
+const peakRatio = peakMemory.a.peakGrowth / peakMemory.a.inputBytes;
+target(`archiving ${fmtBytes(peakMemory.a.inputBytes)}: peak RSS growth ≤ 3× input`, `${fmtRatio(peakRatio)} (${fmtBytes(peakMemory.a.peakGrowth)})`, peakRatio <= 3);
+
+out("## Targets");
+out();
+out("| target | measured | verdict |");
+out("|---|---|---|");
+for (const { name, measured, met } of targets) out(`| ${name} | ${measured} | ${met ? "met" : "**MISSED**"} |`);
+out();
+const missed = targets.filter((t) => !t.met).length;
+out(`${targets.length - missed} of ${targets.length} targets met${missed ? `, ${missed} missed` : ""}.`);
+
+const report = lines.join("\n");
+print(report);
+if (WRITE && !SMOKE) {
+  const notesPath = join(ROOT, "bench/NOTES.md");
+  let notes = "";
+  try {
+    notes = readFileSync(notesPath, "utf8");
+  } catch {}
+  writeFileSync(join(ROOT, "bench/RESULTS.md"), `${report}\n${notes ? `\n${notes}` : ""}`);
+  progress("wrote bench/RESULTS.md");
+} else if (WRITE) {
+  progress("--write ignored in a smoke run");
+}

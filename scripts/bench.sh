@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# `npm run bench [-- --write]`: builds the package (unless SKIP_BUILD=1) and runs bench/run.mjs,
+# every contender side by side in one Node 22 process, the native Rust one as a cargo example.
+# `--smoke` (CI, scripts/test.sh): one iteration on tiny inputs over the dist/ already built;
+# it checks that the harness works and never fails on a target.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+
+smoke=""
+for arg in "$@"; do [ "$arg" = "--smoke" ] && smoke=1; done
+if [ -z "${SKIP_BUILD:-}" ] && { [ -z "$smoke" ] || [ ! -f dist/node.js ]; }; then
+  bash scripts/build.sh
+fi
+step "benchmark${smoke:+ (smoke)}"
+exec node bench/run.mjs "$@"
