@@ -79,12 +79,13 @@ export function livenessReport(nowMs: number = Date.now()): LivenessReport {
   return JSON.parse(wasm.livenessReport(nowMs)) as LivenessReport;
 }
 
-/** A PersistenceError raised on the TypeScript side (values JSON cannot carry to Rust). */
+/** A PersistenceError raised on the TypeScript side (checks that must happen before Rust). */
+function persistenceError(code: ErrorCode, message: string): PersistenceError {
+  return Object.assign(new Error(message), { name: "PersistenceError" as const, code });
+}
+
 function invalidInput(field: string, reason: string): PersistenceError {
-  const error = new Error(`invalid input: ${field}: ${reason}`) as PersistenceError;
-  error.name = "PersistenceError";
-  error.code = "INVALID_INPUT";
-  return error;
+  return persistenceError("INVALID_INPUT", `invalid input: ${field}: ${reason}`);
 }
 
 /** JSON text of `value` for the Rust side, which validates its shape and names bad fields. */
@@ -113,16 +114,22 @@ function toFloat64Array(embedding: unknown): Float64Array {
   return values;
 }
 
+function invalidConfig(variable: string, reason: string): PersistenceError {
+  return persistenceError("INVALID_CONFIG", `Configuration failed: invalid configuration ${variable}: ${reason}`);
+}
+
 function checkBindings(bindings: PersistenceBindings | undefined): PersistenceBindings {
   if (!bindings?.CHAT_KV || !bindings?.ARCHIVE_R2) {
-    const error = new Error(
-      "Configuration failed: invalid configuration bindings: CHAT_KV (KV namespace) and ARCHIVE_R2 (R2 bucket) are required",
-    ) as PersistenceError;
-    error.name = "PersistenceError";
-    error.code = "INVALID_CONFIG";
-    throw error;
+    throw invalidConfig("bindings", "CHAT_KV (KV namespace) and ARCHIVE_R2 (R2 bucket) are required");
   }
   return bindings;
+}
+
+/** An optional integer option in `min..=max`, else INVALID_INPUT naming it. */
+function checkOptionalInteger(field: string, value: number | undefined, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  if (!Number.isInteger(value) || value < min || value > max) throw invalidInput(field, `${value} is not an integer in ${min}..=${max}`);
+  return value;
 }
 
 /** The wasm object behind each service; module-private, so it is not part of the public API. */
@@ -160,7 +167,7 @@ export class DataPersistenceService {
 
   /** One page of archive summaries, newest first (all users when `userId` is omitted). Costs 1 KV list. */
   async listArchivedConversations(userId?: string, limit = 20, cursor?: string): Promise<ArchiveList> {
-    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw invalidInput("limit", `${limit} is not an integer in 1..=1000`);
+    checkOptionalInteger("limit", limit, 1, 1000);
     const json: string = await this.#core.listArchivedConversations(userId ?? undefined, limit, cursor ?? undefined);
     const page = JSON.parse(json) as { archives: ArchiveMetadata[]; cursor?: string; listComplete: boolean };
     return Object.assign(page.archives, { cursor: page.cursor, listComplete: page.listComplete });
@@ -201,8 +208,10 @@ export class DataPersistenceService {
 
   /** Deletes what the policy says has expired, page by page; resumes where a time-boxed run stopped. */
   async enforceRetentionPolicy(options: RetentionRunOptions = {}): Promise<RetentionReport> {
-    const deadline = options.timeBudgetMs === undefined ? undefined : Date.now() + options.timeBudgetMs;
-    return JSON.parse(await this.#core.enforceRetentionPolicy(options.maxStorageCalls, deadline)) as RetentionReport;
+    const maxStorageCalls = checkOptionalInteger("maxStorageCalls", options.maxStorageCalls, 1, 2 ** 32 - 1);
+    const budgetMs = checkOptionalInteger("timeBudgetMs", options.timeBudgetMs, 1, Number.MAX_SAFE_INTEGER);
+    const deadline = budgetMs === undefined ? undefined : Date.now() + budgetMs;
+    return JSON.parse(await this.#core.enforceRetentionPolicy(maxStorageCalls, deadline)) as RetentionReport;
   }
 }
 
@@ -225,6 +234,29 @@ export class DataPersistenceIntegration {
   async getStorageMetrics(): Promise<StorageMetrics> {
     return JSON.parse(await this.#core.getStorageMetrics()) as StorageMetrics;
   }
+}
+
+/**
+ * PersistenceOptions from Worker env, so every part of a Worker (its fetch handler, its
+ * SessionMemoryDO, its cron) builds the service the same way: `PERSISTENCE_HASH_SECRET` (a
+ * Worker secret: `wrangler secret put PERSISTENCE_HASH_SECRET`) → `hashSecret`, and
+ * `PERSISTENCE_DEBUG = "true"` → `debug`. Services built with different hash secrets do not
+ * see each other's user indexes and caches.
+ */
+export function optionsFromEnv(env: object): PersistenceOptions {
+  const source = env as Record<string, unknown>;
+  const options: PersistenceOptions = {};
+  const secret = source.PERSISTENCE_HASH_SECRET;
+  if (secret !== undefined) {
+    if (typeof secret !== "string") throw invalidConfig("PERSISTENCE_HASH_SECRET", "must be a string (a Worker secret)");
+    options.hashSecret = secret;
+  }
+  const debug = source.PERSISTENCE_DEBUG;
+  if (debug !== undefined) {
+    if (debug !== "true" && debug !== "false") throw invalidConfig("PERSISTENCE_DEBUG", `${String(debug)} is not "true" or "false"`);
+    options.debug = debug === "true";
+  }
+  return options;
 }
 
 /** The spec's wrangler.toml `[vars]` as a DataRetentionPolicy; throws INVALID_CONFIG naming a bad variable. */

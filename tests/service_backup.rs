@@ -37,16 +37,20 @@ struct Harness {
 impl Harness {
     fn new() -> Self {
         let stores = MemoryStores::new(T0, 7);
-        let service = PersistenceService::new(
+        let service = Self::service_over(&stores, ServiceOptions::default());
+        Harness { stores, service }
+    }
+
+    fn service_over(stores: &MemoryStores, options: ServiceOptions) -> Service {
+        PersistenceService::new(
             stores.kv.clone(),
             stores.r2.clone(),
             stores.clock.clone(),
             Rc::new(Discard),
             DataRetentionPolicy::default(),
-            ServiceOptions::default(),
+            options,
         )
-        .unwrap();
-        Harness { stores, service }
+        .unwrap()
     }
 
     /// Archives a two-message conversation of `sid` for `user`; returns (archive key,
@@ -286,6 +290,29 @@ fn a_damaged_archive_is_never_backed_up() {
         .r2
         .keys()
         .any(|k| k.starts_with("backups/")));
+}
+
+#[test]
+fn an_archive_restored_at_another_compression_level_is_retrievable() {
+    let h = Harness::new();
+    let (key, expected) = h.archive("s1", Some("alice"));
+    let id = h.backup(&["s1"]).unwrap();
+    // The object is lost but its KV record survives: restore re-compresses the document at
+    // level 1, so the bytes under the key hash differently from the record.
+    block_on(h.stores.r2.delete(std::slice::from_ref(&key))).unwrap();
+    h.stores.clock.advance_ms(1_500);
+    let level_one = Harness::service_over(
+        &h.stores,
+        ServiceOptions {
+            compression_level: 1,
+            ..ServiceOptions::default()
+        },
+    );
+    assert_eq!(
+        block_on(level_one.restore_from_backup(&id)).unwrap(),
+        ["s1"]
+    );
+    assert_eq!(h.retrieve("s1"), Some(expected));
 }
 
 #[test]

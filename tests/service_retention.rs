@@ -2,6 +2,7 @@
 //! ages, batched R2 deletes, no reads of values, time-boxed runs that resume to the same state,
 //! failures that are counted or stop the run.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
@@ -18,7 +19,8 @@ use supportbot_persistence::store::memory::{
     block_on, CallFilter, MemoryKv, MemoryR2, MemoryStores, OperationKind, VirtualClock,
 };
 use supportbot_persistence::store::{
-    Binding, FailureKind, KvPutOptions, KvStore, LogSink, ObjectPutOptions, ObjectStore,
+    Binding, FailureKind, KvListOptions, KvListPage, KvPutOptions, KvStore, KvValue, LogSink,
+    ObjectPutOptions, ObjectStore, StoreResult,
 };
 
 const HOUR: i64 = 60 * 60 * 1000;
@@ -320,4 +322,78 @@ fn a_budget_too_small_to_progress_is_refused() {
     .unwrap_err();
     assert_eq!(err.code(), "INVALID_INPUT");
     assert!(err.to_string().contains("maxStorageCalls"), "{err}");
+}
+
+/// An R2 object (key, body) waiting to be written.
+type PendingObject = Rc<RefCell<Option<(String, Vec<u8>)>>>;
+
+/// KV whose first `list` first writes an R2 object: an archive a restore writes while a sweep
+/// is between its R2 listing and its KV pages.
+struct RacingKv {
+    inner: MemoryKv,
+    r2: MemoryR2,
+    restore: PendingObject,
+}
+
+impl KvStore for RacingKv {
+    async fn get(&self, key: &str) -> StoreResult<Option<KvValue>> {
+        self.inner.get(key).await
+    }
+    async fn put(&self, key: &str, value: &[u8], options: KvPutOptions) -> StoreResult<()> {
+        self.inner.put(key, value, options).await
+    }
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.inner.delete(key).await
+    }
+    async fn list(&self, options: KvListOptions) -> StoreResult<KvListPage> {
+        let pending = self.restore.borrow_mut().take();
+        if let Some((key, body)) = pending {
+            self.r2
+                .put(&key, &body, ObjectPutOptions::default())
+                .await?;
+        }
+        self.inner.list(options).await
+    }
+}
+
+#[test]
+fn an_archive_restored_during_a_sweep_keeps_its_index_entries() {
+    let stores = MemoryStores::new(NOW, 5);
+    let restore: PendingObject = Rc::new(RefCell::new(None));
+    let racing = RacingKv {
+        inner: stores.kv.clone(),
+        r2: stores.r2.clone(),
+        restore: Rc::clone(&restore),
+    };
+    let service = PersistenceService::new(
+        racing,
+        stores.r2.clone(),
+        stores.clock.clone(),
+        Rc::new(Discard),
+        DataRetentionPolicy::default(),
+        ServiceOptions::default(),
+    )
+    .unwrap();
+    // A session archived 10 days ago (well within the 90-day retention)...
+    stores.clock.set_ms(NOW - 10 * DAY);
+    let memory = json!({"sessionId": "s1", "messages": [{"id": "m1", "sessionId": "s1",
+        "content": "hello", "role": "user", "timestamp": NOW - 10 * DAY}]});
+    let session = json!({"id": "s1", "userId": "u1", "status": "ended",
+        "createdAt": NOW - 10 * DAY, "lastActivity": NOW - 10 * DAY});
+    let key =
+        block_on(service.archive_conversation(&memory.to_string(), &session.to_string())).unwrap();
+    // ...whose object is being restored: absent when the sweep lists R2, present by the time
+    // it reaches the KV index entries.
+    let object = stores.r2.snapshot()[&key].body.clone();
+    block_on(stores.r2.delete(std::slice::from_ref(&key))).unwrap();
+    stores.clock.set_ms(NOW);
+    *restore.borrow_mut() = Some((key.clone(), object));
+    let run = block_on(service.enforce_retention_policy(RetentionBudget::default())).unwrap();
+    assert!(run.complete);
+    assert_eq!(run.report.deleted.dangling_index_entry, 0, "{run:?}");
+    assert!(block_on(service.retrieve_archived_conversation("s1"))
+        .unwrap()
+        .is_some());
+    let listed = block_on(service.list_archived_conversations(Some("u1"), 10, None)).unwrap();
+    assert_eq!(listed.archives.len(), 1);
 }

@@ -69,8 +69,11 @@ impl BackupSweep {
             return Vec::new();
         }
         let reason = DeletionReason::BackupPastRetention;
-        let mut doomed = group.data;
-        doomed.push(manifest.clone());
+        // The manifest (the commit point) goes first: a sweep cut short between the two then
+        // leaves data without a manifest, which is invisible and swept as an orphan, rather
+        // than a visible backup whose data is gone.
+        let mut doomed = vec![manifest.clone()];
+        doomed.extend(group.data);
         self.deleted.insert(group.id, reason);
         r2_deletions(doomed, reason)
     }

@@ -449,9 +449,9 @@ mod tests {
         assert_eq!(
             keys_and_reasons(&planned),
             [
+                (Store::R2, backup_manifest_object_key(&old).as_str(), reason),
                 (Store::R2, legacy_backup_data_key(&old).as_str(), reason),
                 (Store::R2, backup_data_key(&old).as_str(), reason),
-                (Store::R2, backup_manifest_object_key(&old).as_str(), reason),
                 (Store::Kv, backup_manifest_kv_key(&old).as_str(), reason),
                 (Store::Kv, "backup_manifest:backup_gone", reason),
             ]

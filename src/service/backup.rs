@@ -438,9 +438,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     ///
     /// `archive_meta` is left alone when it already points at a newer archive of the session
     /// (the restored one is still indexed: listed sessions stay retrievable, as their newest
-    /// archive). When it already points at the restored key, an earlier restore got this far,
-    /// and only index entries that are missing are written: a second restore writes nothing,
-    /// and one that crashed between the entries is completed.
+    /// archive). When it already records the restored key and checksum, the archive is in
+    /// place (never lost, or restored earlier), and only index entries that are missing are
+    /// written: a second restore writes nothing, and one that crashed between the entries is
+    /// completed.
     async fn restore_archive_entries(
         &self,
         log: &OpLog<'_>,
@@ -455,9 +456,16 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
             }
             None => None,
         };
-        let already_restored = current
-            .as_ref()
-            .is_some_and(|location| location.key == object_key);
+        // The key alone is not enough: a restore re-compresses the document, so the bytes now
+        // under the key may hash differently from what `archive_meta` recorded (another
+        // compression level or backend), and a stale record would fail every retrieve.
+        let already_restored = current.as_ref().is_some_and(|location| {
+            location.key == object_key
+                && location
+                    .sha256
+                    .as_deref()
+                    .is_some_and(|recorded| recorded.eq_ignore_ascii_case(&metadata.sha256))
+        });
         let newer_exists = current
             .and_then(|location| parse_archive_object_key(&location.key))
             .is_some_and(|current| current.archived_at_ms > metadata.archived_at);

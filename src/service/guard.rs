@@ -4,7 +4,9 @@
 //! Breaker per binding (KV and R2 fail independently): closed until `failure_threshold`
 //! consecutive failed attempts, then open for `open_ms` (calls fail fast with CIRCUIT_OPEN),
 //! then half-open: one trial call goes through; its success closes the breaker, its failure
-//! opens it again. State lives in the service instance, i.e. per isolate.
+//! opens it again. A trial that never settles (its request was cancelled and the future
+//! dropped) does not wedge the breaker: after another `open_ms` a new trial is let through.
+//! State lives in the service instance, i.e. per isolate.
 
 use std::cell::Cell;
 
@@ -26,8 +28,11 @@ pub enum BreakerState {
         /// When a trial call will be let through.
         until_ms: i64,
     },
-    /// One trial call is in flight; others fail fast.
-    HalfOpen,
+    /// One trial call is in flight since the given time (epoch ms); others fail fast.
+    HalfOpen {
+        /// When the trial call was admitted.
+        since_ms: i64,
+    },
 }
 
 impl BreakerState {
@@ -36,7 +41,7 @@ impl BreakerState {
         match self {
             BreakerState::Closed => "closed",
             BreakerState::Open { .. } => "open",
-            BreakerState::HalfOpen => "half_open",
+            BreakerState::HalfOpen { .. } => "half_open",
         }
     }
 }
@@ -57,15 +62,23 @@ impl Breaker {
     }
 
     /// Admits a call at `now_ms`, or says how long until it would be admitted.
-    fn admit(&self, now_ms: i64) -> std::result::Result<(), u64> {
+    fn admit(&self, policy: &BreakerPolicy, now_ms: i64) -> std::result::Result<(), u64> {
+        let trial_deadline = |since_ms: i64| {
+            since_ms.saturating_add(i64::try_from(policy.open_ms).unwrap_or(i64::MAX))
+        };
         match self.state.get() {
             BreakerState::Closed => Ok(()),
-            BreakerState::HalfOpen => Err(1),
-            BreakerState::Open { until_ms } if now_ms >= until_ms => {
-                self.state.set(BreakerState::HalfOpen);
+            BreakerState::HalfOpen { since_ms } if now_ms < trial_deadline(since_ms) => {
+                Err(u64::try_from(trial_deadline(since_ms) - now_ms).unwrap_or(1))
+            }
+            BreakerState::Open { until_ms } if now_ms < until_ms => {
+                Err(u64::try_from(until_ms - now_ms).unwrap_or(1))
+            }
+            // Open and cooled down, or a trial that never settled: let one call through.
+            BreakerState::Open { .. } | BreakerState::HalfOpen { .. } => {
+                self.state.set(BreakerState::HalfOpen { since_ms: now_ms });
                 Ok(())
             }
-            BreakerState::Open { until_ms } => Err(u64::try_from(until_ms - now_ms).unwrap_or(1)),
         }
     }
 
@@ -77,7 +90,7 @@ impl Breaker {
     fn failed(&self, policy: &BreakerPolicy, now_ms: i64) {
         let failures = self.consecutive_failures.get().saturating_add(1);
         self.consecutive_failures.set(failures);
-        let trial_failed = self.state.get() == BreakerState::HalfOpen;
+        let trial_failed = matches!(self.state.get(), BreakerState::HalfOpen { .. });
         if trial_failed || failures >= policy.failure_threshold {
             let open_for = i64::try_from(policy.open_ms).unwrap_or(i64::MAX);
             self.state.set(BreakerState::Open {
@@ -136,7 +149,7 @@ impl StorageGuard {
         let mut number = 1;
         loop {
             let started = clock.now_ms();
-            if let Err(retry_after_ms) = breaker.admit(started) {
+            if let Err(retry_after_ms) = breaker.admit(&self.breaker_policy, started) {
                 log.call(&CallRecord {
                     binding,
                     call,
@@ -199,5 +212,59 @@ impl StorageGuard {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    const POLICY: BreakerPolicy = BreakerPolicy {
+        failure_threshold: 2,
+        open_ms: 1_000,
+    };
+
+    #[test]
+    fn opens_after_the_threshold_and_half_opens_after_the_cool_down() {
+        let breaker = Breaker::new();
+        breaker.failed(&POLICY, 0);
+        assert_eq!(breaker.admit(&POLICY, 0), Ok(()));
+        breaker.failed(&POLICY, 10);
+        assert_eq!(breaker.state.get(), BreakerState::Open { until_ms: 1_010 });
+        assert_eq!(breaker.admit(&POLICY, 500), Err(510));
+        assert_eq!(breaker.admit(&POLICY, 1_010), Ok(()));
+        assert_eq!(
+            breaker.state.get(),
+            BreakerState::HalfOpen { since_ms: 1_010 }
+        );
+        // Only the one trial goes through until it settles.
+        assert_eq!(breaker.admit(&POLICY, 1_020), Err(990));
+        breaker.succeeded();
+        assert_eq!(breaker.admit(&POLICY, 1_030), Ok(()));
+    }
+
+    #[test]
+    fn a_failed_trial_reopens_at_once() {
+        let breaker = Breaker::new();
+        breaker.state.set(BreakerState::HalfOpen { since_ms: 0 });
+        breaker.failed(&POLICY, 5);
+        assert_eq!(breaker.state.get(), BreakerState::Open { until_ms: 1_005 });
+    }
+
+    #[test]
+    fn a_trial_that_never_settles_does_not_wedge_the_breaker() {
+        let breaker = Breaker::new();
+        breaker.state.set(BreakerState::Open { until_ms: 0 });
+        assert_eq!(breaker.admit(&POLICY, 0), Ok(()));
+        // The trial's future was dropped: no success or failure is ever recorded.
+        assert!(breaker.admit(&POLICY, 999).is_err());
+        assert_eq!(breaker.admit(&POLICY, 1_000), Ok(()));
+        assert_eq!(
+            breaker.state.get(),
+            BreakerState::HalfOpen { since_ms: 1_000 }
+        );
     }
 }

@@ -36,11 +36,13 @@ use super::log::OpLog;
 use super::PersistenceService;
 use crate::error::{PersistenceError, Result};
 use crate::keys::{
-    ARCHIVE_INDEX_PREFIX, ARCHIVE_META_PREFIX, ARCHIVE_PREFIX, BACKUP_MANIFEST_PREFIX,
-    BACKUP_PREFIX, EMBEDDING_PREFIX, QUERY_PREFIX, RETENTION_CURSOR_KEY, USER_INDEX_PREFIX,
+    parse_archive_object_key, ARCHIVE_INDEX_PREFIX, ARCHIVE_META_PREFIX, ARCHIVE_PREFIX,
+    BACKUP_MANIFEST_PREFIX, BACKUP_PREFIX, EMBEDDING_PREFIX, QUERY_PREFIX, RETENTION_CURSOR_KEY,
+    USER_INDEX_PREFIX,
 };
 use crate::retention::{
-    batch_r2_deletions, PlannedDeletion, RetentionPlanner, RetentionReport, R2_MAX_KEYS_PER_DELETE,
+    batch_r2_deletions, DeletionReason, ListedKvKey, PlannedDeletion, RetentionPlanner,
+    RetentionReport, INDEX_ARCHIVE_KEY_FIELD, R2_MAX_KEYS_PER_DELETE,
 };
 use crate::store::{Clock, KvListOptions, KvPutOptions, KvStore, ObjectListOptions, ObjectStore};
 
@@ -439,6 +441,24 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     }
 
     /// The KV phase: every page of each swept prefix, from `KV_PREFIXES[first]` at `cursor`.
+    /// For an index entry planned as dangling, the key of the archive it points at when that
+    /// archive is still within its retention (so it was planned missing, not expired).
+    fn young_archive_of(&self, deletion: &PlannedDeletion, page: &[ListedKvKey]) -> Option<String> {
+        if deletion.reason != DeletionReason::DanglingIndexEntry {
+            return None;
+        }
+        let listed = page.iter().find(|entry| entry.name == deletion.key)?;
+        let archive_key = listed
+            .metadata
+            .as_ref()?
+            .get(INDEX_ARCHIVE_KEY_FIELD)?
+            .as_str()?;
+        let archived_at_ms = parse_archive_object_key(archive_key)?.archived_at_ms;
+        let retention_ms = i64::try_from(self.policy.archive_retention_ms).unwrap_or(i64::MAX);
+        let young = self.clock.now_ms().saturating_sub(archived_at_ms) < retention_ms;
+        young.then(|| archive_key.to_owned())
+    }
+
     async fn sweep_kv(
         &self,
         log: &OpLog<'_>,
@@ -467,6 +487,18 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
                     .await
                     .map_err(|err| stop_reason(&err))?;
                 for deletion in planner.plan_kv_page(&page.keys) {
+                    if let Some(archive_key) = self.young_archive_of(&deletion, &page.keys) {
+                        // Planned as pointing at a missing archive that is within its
+                        // retention: the listing may predate a restore that has since written
+                        // it. R2 is strongly consistent, so ask it before deleting.
+                        sweep.afford(2, self.clock.now_ms())?;
+                        sweep.run.storage_calls += 1;
+                        match self.r2_head(log, &archive_key).await {
+                            Ok(None) => {}
+                            Ok(Some(_)) => continue,
+                            Err(err) => return Err(stop_reason(&err)),
+                        }
+                    }
                     sweep.run.storage_calls += 1;
                     match self.kv_delete(log, &deletion.key).await {
                         Ok(()) => sweep.record(deletion),
