@@ -8,6 +8,8 @@ import type {
   ConversationMemory,
   DataRetentionPolicy,
   HealthReport,
+  MigrationReport,
+  MigrationRunOptions,
   PersistenceBindings,
   PersistenceOptions,
   RetentionReport,
@@ -88,6 +90,8 @@ function invalidInput(field: string, reason: string): PersistenceError {
   return persistenceError("INVALID_INPUT", `invalid input: ${field}: ${reason}`);
 }
 
+const utf8 = new TextEncoder();
+
 /** JSON text of `value` for the Rust side, which validates its shape and names bad fields. */
 function toJson(field: string, value: unknown): string {
   let text: string | undefined;
@@ -156,7 +160,8 @@ export class DataPersistenceService {
 
   /** Archives the conversation to R2 and indexes it in KV; resolves to the archive's R2 key. Costs 1 R2 put and 2-3 KV puts. */
   async archiveConversation(memory: ConversationMemory, session: SessionState): Promise<string> {
-    return this.#core.archiveConversation(toJson("memory", memory), toJson("session", session));
+    // UTF-8 bytes, not strings: the wasm side copies them at their exact size (src/wasm/service.rs).
+    return this.#core.archiveConversation(utf8.encode(toJson("memory", memory)), utf8.encode(toJson("session", session)));
   }
 
   /** The newest archive of a session, checksum-verified, or null. Costs 1 KV get and 1 R2 get. */
@@ -212,6 +217,29 @@ export class DataPersistenceService {
     const budgetMs = checkOptionalInteger("timeBudgetMs", options.timeBudgetMs, 1, Number.MAX_SAFE_INTEGER);
     const deadline = budgetMs === undefined ? undefined : Date.now() + budgetMs;
     return JSON.parse(await this.#core.enforceRetentionPolicy(maxStorageCalls, deadline)) as RetentionReport;
+  }
+
+  /**
+   * The archive stored under an R2 key (as `archiveConversation` returned it), checksum-verified,
+   * or null. Reads R2 only, so unlike `retrieveArchivedConversation` it sees an archive the moment
+   * its key was returned, wherever it was written. Costs 1 R2 get.
+   */
+  async retrieveArchive(archiveKey: string): Promise<ArchivedConversation | null> {
+    const json: string | null = await this.#core.retrieveArchive(String(archiveKey));
+    return json === null ? null : (JSON.parse(json) as ArchivedConversation);
+  }
+
+  /**
+   * Indexes the archives of the earlier TypeScript implementation so they are listed (run once
+   * after upgrading, e.g. from a cron, until `complete`; give `maxStorageCalls` within the Worker's
+   * subrequest limit); resumes where a time-boxed run stopped. Idempotent. Costs 1 KV list per
+   * page, and per legacy archive 1 KV get, 1 R2 head and 2-3 KV puts.
+   */
+  async indexLegacyArchives(options: MigrationRunOptions = {}): Promise<MigrationReport> {
+    const maxStorageCalls = checkOptionalInteger("maxStorageCalls", options.maxStorageCalls, 1, 2 ** 32 - 1);
+    const budgetMs = checkOptionalInteger("timeBudgetMs", options.timeBudgetMs, 1, Number.MAX_SAFE_INTEGER);
+    const deadline = budgetMs === undefined ? undefined : Date.now() + budgetMs;
+    return JSON.parse(await this.#core.indexLegacyArchives(maxStorageCalls, deadline)) as MigrationReport;
   }
 }
 

@@ -6,9 +6,9 @@
 // so every error these methods throw has a message that starts with its code ("FORBIDDEN: ...");
 // `sessionErrorCode(error)` reads it back on the caller's side.
 import { DurableObject } from "cloudflare:workers";
-import { DataPersistenceService, ERROR_CODES, isPersistenceError, policyFromEnv, type ErrorCode } from "./api.js";
+import { DataPersistenceService, ERROR_CODES, isPersistenceError, optionsFromEnv, policyFromEnv, type ErrorCode } from "./api.js";
 import type { PersistenceEnv } from "./env.js";
-import type { ConversationMemory, DataRetentionPolicy, SessionState } from "./types.js";
+import type { ArchivedConversation, ConversationMemory, DataRetentionPolicy, SessionState } from "./types.js";
 
 /** A JSON scalar; message metadata is flat because RPC stub types cannot map a recursive JSON type (TS2589). */
 export type JsonScalar = string | number | boolean | null;
@@ -205,8 +205,8 @@ export class SessionMemoryDO extends DurableObject<PersistenceEnv> {
 
   /**
    * Archives the session through DataPersistenceService and resolves to the archive's R2 key.
-   * The messages are cleared only after the archive was written AND read back with the same
-   * message ids (ARCHIVE_UNVERIFIED otherwise, and nothing is cleared). What stays is one row:
+   * The messages are cleared only after the archive was written AND read back by that key with
+   * the same message ids (ARCHIVE_UNVERIFIED otherwise, and nothing is cleared). What stays is one row:
    * the owner and the archive key, so the session id cannot be taken over by another user; it is
    * deleted by alarm after archiveRetention. Archiving an archived session returns its key.
    */
@@ -221,8 +221,9 @@ export class SessionMemoryDO extends DurableObject<PersistenceEnv> {
   }
 
   /**
-   * Loads the newest archive of `sessionId` back into this object (status "active", the
-   * inactivity alarm restarted) and returns the session's context. NOT_FOUND without an archive;
+   * Loads an archive of `sessionId` back into this object (status "active", the inactivity alarm
+   * restarted) and returns the session's context: the archive this object wrote last when it
+   * still exists, else the session's newest archive. NOT_FOUND without an archive;
    * FORBIDDEN when `options.userId` is given and owns neither this object nor the archive;
    * CONFLICT while the object holds unarchived messages.
    */
@@ -284,9 +285,12 @@ export class SessionMemoryDO extends DurableObject<PersistenceEnv> {
     }
   }
 
-  /** The service this object archives through; built once from the object's env and its [vars]. */
+  /**
+   * The service this object archives through; built once, from the object's env the same way the
+   * Worker builds its own ([vars] and secrets), so both hash user ids with the same key.
+   */
   protected persistence(): DataPersistenceService {
-    this.service ??= new DataPersistenceService(this.env, this.policy());
+    this.service ??= new DataPersistenceService(this.env, this.policy(), optionsFromEnv(this.env));
     return this.service;
   }
 
@@ -326,7 +330,9 @@ export class SessionMemoryDO extends DurableObject<PersistenceEnv> {
     };
     const service = this.persistence();
     const archiveKey = await service.archiveConversation(memory, state);
-    const readBack = await service.retrieveArchivedConversation(session.session_id);
+    // By its R2 key (strongly consistent): KV's archive_meta may still name the previous archive
+    // for up to a minute, which would fail the check and make the alarm archive again and again.
+    const readBack = await service.retrieveArchive(archiveKey);
     const expected = messages.map((message) => message.id);
     const found = readBack?.messages.map((message) => message.id) ?? [];
     if (expected.length !== found.length || expected.some((id, index) => id !== found[index])) {
@@ -355,7 +361,7 @@ export class SessionMemoryDO extends DurableObject<PersistenceEnv> {
         throw sessionError("CONFLICT", `session ${sessionId} is active with ${held} messages; archive it before restoring`);
       }
     }
-    const archived = await this.persistence().retrieveArchivedConversation(sessionId);
+    const archived = await this.archiveToRestore(existing, sessionId);
     if (archived === null) throw sessionError("NOT_FOUND", `no archive of session ${sessionId}`);
     const owner = archived.sessionState?.userId;
     if (userId !== undefined && owner !== userId) throw sessionError("FORBIDDEN", `session ${sessionId} belongs to another user`);
@@ -379,6 +385,20 @@ export class SessionMemoryDO extends DurableObject<PersistenceEnv> {
     await this.ctx.storage.setAlarm(now + this.policy().conversationTTL);
     const session = this.readSession()!;
     return { ...this.info(session), recentMessages: this.recentMessages(DEFAULT_CONTEXT_MESSAGES) };
+  }
+
+  /**
+   * The archive this object wrote last, read by its R2 key (strongly consistent, so an archive
+   * made seconds ago is found), else, once that is gone or the object kept no key, the session's
+   * newest archive as KV's archive_meta names it.
+   */
+  private async archiveToRestore(session: SessionRow | null, sessionId: string): Promise<ArchivedConversation | null> {
+    const service = this.persistence();
+    if (session?.archive_key) {
+      const own = await service.retrieveArchive(session.archive_key);
+      if (own !== null) return own;
+    }
+    return service.retrieveArchivedConversation(sessionId);
   }
 
   private createTables(): void {

@@ -161,3 +161,28 @@ export interface StorageMetrics {
   cache: { embeddings: number; queries: number; archives_metadata: number };
   storage: { archived_conversations: number; backups: number; bytes: number };
 }
+
+/** Limits of one `indexLegacyArchives` run (as for retention runs). */
+export interface MigrationRunOptions {
+  /** Stop after about this many storage calls (at least 8). */
+  maxStorageCalls?: number;
+  /** Stop after about this many milliseconds of wall time. */
+  timeBudgetMs?: number;
+}
+
+/** What one `indexLegacyArchives` run did; `complete` is false when it stopped early and the next run resumes. */
+export interface MigrationReport {
+  /** `archive_meta:` entries listed. */
+  scanned: number;
+  /** Legacy archives indexed by this run (now listed and swept by retention). */
+  indexed: number;
+  /** Entries left alone because their archive object is gone. */
+  missingObjects: number;
+  /** Entries left alone because they cannot be read (logged with their key). */
+  unreadable: number;
+  complete: boolean;
+  stoppedBy: "call_budget" | "deadline" | "circuit_open" | "storage_error" | null;
+  /** True when this run continued an unfinished one. */
+  resumed: boolean;
+  storageCalls: number;
+}

@@ -14,6 +14,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 
 DEV_AUTH_SECRET="dev-only-auth-secret-do-not-deploy-0123456789"
+# The hash secret of cache and user-index keys (PERSISTENCE_HASH_SECRET, a Worker secret in
+# production), so local runs exercise the keyed (HMAC) key path like a deployment should.
+DEV_HASH_SECRET="dev-only-hash-secret-do-not-deploy"
 
 if [ -z "${SKIP_BUILD:-}" ]; then
   bash scripts/setup.sh
@@ -21,4 +24,4 @@ if [ -z "${SKIP_BUILD:-}" ]; then
 fi
 step "wrangler dev on http://localhost:${PORT:-8787}"
 exec wrangler dev --port "${PORT:-8787}" --ip 127.0.0.1 --persist-to "${PERSIST_TO:-.wrangler/state}" --test-scheduled \
-  --var "AUTH_SECRET:$DEV_AUTH_SECRET" "$@"
+  --var "AUTH_SECRET:$DEV_AUTH_SECRET" --var "PERSISTENCE_HASH_SECRET:$DEV_HASH_SECRET" "$@"

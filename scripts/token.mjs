@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Mints a bearer token for the example Worker: `node scripts/token.mjs alice [ttlSeconds]`.
-// The format is the Worker's (js/example/auth.ts): base64url(JSON {userId, exp}) "."
-// base64url(HMAC-SHA256 of the first part). The secret is $AUTH_SECRET, else the dev value that
+// Mints a bearer token for the example Worker: `node scripts/token.mjs [--service] alice [ttlSeconds]`
+// (--service: role "service", which alone may write the shared caches). The format is the
+// Worker's (js/example/auth.ts): base64url(JSON {userId, exp, role?}) "." base64url(HMAC-SHA256
+// of the first part). The secret is $AUTH_SECRET, else the dev value that
 // scripts/start.sh passes to `wrangler dev` (read from that script, so there is one copy).
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -14,19 +15,22 @@ export function devAuthSecret() {
   return value;
 }
 
-/** A token for `userId`, valid for `ttlSeconds`, signed with `secret`. */
-export async function mintToken(userId, secret, ttlSeconds = 24 * 3600, nowMs = Date.now()) {
+/** A token for `userId`, valid for `ttlSeconds`, signed with `secret`; `role` is "service" or undefined. */
+export async function mintToken(userId, secret, ttlSeconds = 24 * 3600, nowMs = Date.now(), role = undefined) {
   const encoder = new TextEncoder();
-  const payload = Buffer.from(JSON.stringify({ userId, exp: Math.floor(nowMs / 1000) + ttlSeconds })).toString("base64url");
+  const claims = { userId, exp: Math.floor(nowMs / 1000) + ttlSeconds, ...(role && { role }) };
+  const payload = Buffer.from(JSON.stringify(claims)).toString("base64url");
   const key = await crypto.subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
   const signature = Buffer.from(await crypto.subtle.sign("HMAC", key, encoder.encode(payload))).toString("base64url");
   return `${payload}.${signature}`;
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const [userId, ttl] = process.argv.slice(2);
-  if (!userId || !/^[A-Za-z0-9\-_.:@]{1,128}$/.test(userId) || userId.includes("..") || userId.startsWith(".")) {
-    console.error("usage: node scripts/token.mjs <userId> [ttlSeconds]   (userId: letters, digits and - _ . : @)");
+  const args = process.argv.slice(2);
+  const role = args[0] === "--service" ? (args.shift(), "service") : undefined;
+  const [userId, ttl, extra] = args;
+  if (!userId || extra !== undefined || !/^[A-Za-z0-9\-_.:@]{1,128}$/.test(userId) || userId.includes("..") || userId.startsWith(".")) {
+    console.error("usage: node scripts/token.mjs [--service] <userId> [ttlSeconds]   (userId: letters, digits and - _ . : @)");
     process.exit(2);
   }
   const ttlSeconds = ttl === undefined ? 24 * 3600 : Number(ttl);
@@ -34,5 +38,5 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     console.error("ttlSeconds must be a positive integer");
     process.exit(2);
   }
-  console.log(await mintToken(userId, process.env.AUTH_SECRET || devAuthSecret(), ttlSeconds));
+  console.log(await mintToken(userId, process.env.AUTH_SECRET || devAuthSecret(), ttlSeconds, Date.now(), role));
 }

@@ -34,6 +34,9 @@ pub const ARCHIVE_INDEX_PREFIX: &str = "archive_index:";
 pub const HEALTH_PROBE_KEY: &str = "health_probe";
 /// KV key holding where an unfinished retention sweep continues (JSON, service::retention).
 pub const RETENTION_CURSOR_KEY: &str = "retention:cursor";
+/// KV key holding where an unfinished indexing of legacy archives continues (JSON,
+/// service::migrate). Outside every prefix the retention sweep lists.
+pub const LEGACY_INDEX_CURSOR_KEY: &str = "migration:legacy_archives:cursor";
 
 /// Longest accepted id, in bytes.
 pub const MAX_ID_LEN: usize = 128;

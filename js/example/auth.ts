@@ -1,14 +1,19 @@
-// Bearer tokens: base64url(JSON {userId, exp}) "." base64url(HMAC-SHA256 of the first part),
-// signed with the AUTH_SECRET Worker secret. scripts/token.mjs mints the same format for dev.
+// Bearer tokens: base64url(JSON {userId, exp, role?}) "." base64url(HMAC-SHA256 of the first
+// part), signed with the AUTH_SECRET Worker secret. scripts/token.mjs mints the same format for dev.
 import { HttpError } from "./http.js";
 import { checkId } from "./validate.js";
 
 const encoder = new TextEncoder();
 
-/** What a valid token says: who is calling, and until when (epoch seconds). */
+/** The one role a token may carry: a trusted backend job, which alone may write the shared caches. */
+export type TokenRole = "service";
+
+/** What a valid token says: who is calling, until when (epoch seconds), and any role. */
 export interface TokenClaims {
   userId: string;
   exp: number;
+  /** Absent for an end user. */
+  role?: TokenRole;
 }
 
 function base64url(bytes: Uint8Array): string {
@@ -33,8 +38,9 @@ export function importAuthKey(secret: string): Promise<CryptoKey> {
 }
 
 /** Mints a token for `userId` valid for `ttlSeconds` (tests; scripts/token.mjs does the same in Node). */
-export async function signToken(key: CryptoKey, userId: string, ttlSeconds = 3600, nowMs = Date.now()): Promise<string> {
-  const payload = base64url(encoder.encode(JSON.stringify({ userId, exp: Math.floor(nowMs / 1000) + ttlSeconds })));
+export async function signToken(key: CryptoKey, userId: string, ttlSeconds = 3600, nowMs = Date.now(), role?: TokenRole): Promise<string> {
+  const claims: TokenClaims = { userId, exp: Math.floor(nowMs / 1000) + ttlSeconds, ...(role && { role }) };
+  const payload = base64url(encoder.encode(JSON.stringify(claims)));
   const signature = new Uint8Array(await crypto.subtle.sign("HMAC", key, encoder.encode(payload)));
   return `${payload}.${base64url(signature)}`;
 }
@@ -61,9 +67,11 @@ export async function authenticate(request: Request, key: CryptoKey, nowMs = Dat
   } catch {
     throw unauthorized("token payload is not JSON");
   }
-  const { userId, exp } = (claims ?? {}) as Partial<TokenClaims>;
+  const { userId, exp, role } = (claims ?? {}) as Partial<Record<keyof TokenClaims, unknown>>;
   if (typeof userId !== "string" || checkId(userId) !== null) throw unauthorized("token userId is missing or not a valid id");
   if (typeof exp !== "number" || !Number.isFinite(exp)) throw unauthorized("token exp is missing");
   if (exp * 1000 <= nowMs) throw unauthorized("token has expired");
-  return { userId, exp };
+  if (role === undefined) return { userId, exp };
+  if (role !== "service") throw unauthorized('token role is not "service"');
+  return { userId, exp, role };
 }

@@ -1,13 +1,16 @@
-// The example Worker's configuration: the spec's [vars] (policyFromEnv), the AUTH_SECRET secret
-// and the retention budget. Checked on every request and cron run; a bad value fails loudly,
-// naming the variable (INVALID_CONFIG).
+// The example Worker's configuration: the spec's [vars] (policyFromEnv), the library's secrets
+// (optionsFromEnv, exactly as SessionMemoryDO reads them), the AUTH_SECRET secret and the
+// retention budget. Checked on every request and cron run; a bad value fails loudly, naming the
+// variable (INVALID_CONFIG).
 import {
   DataPersistenceIntegration,
+  DataPersistenceService,
   isPersistenceError,
+  optionsFromEnv,
   policyFromEnv,
-  type DataPersistenceService,
   type DataRetentionPolicy,
   type PersistenceEnv,
+  type PersistenceOptions,
 } from "supportbot-persistence";
 import { importAuthKey } from "./auth.js";
 import { HttpError } from "./http.js";
@@ -16,13 +19,31 @@ import { HttpError } from "./http.js";
 export interface ExampleEnv extends PersistenceEnv {
   /** HMAC-SHA256 key of the bearer tokens (a Worker secret: `wrangler secret put AUTH_SECRET`). */
   AUTH_SECRET?: string;
-  /** Most storage calls one retention run may make (default 45: under the free plan's 50 subrequests). */
+  /**
+   * Key of the library's HMAC user and cache keys (a Worker secret: `wrangler secret put
+   * PERSISTENCE_HASH_SECRET`); optionsFromEnv reads it here and in SessionMemoryDO alike.
+   */
+  PERSISTENCE_HASH_SECRET?: string;
+  /**
+   * Most subrequests one cron run may spend on storage (default 45: under the free plan's 50),
+   * retries included; see retentionCallBudget.
+   */
   RETENTION_STORAGE_CALLS?: string;
 }
 
 /** Shortest AUTH_SECRET accepted. */
 export const MIN_AUTH_SECRET_BYTES = 32;
 const DEFAULT_RETENTION_STORAGE_CALLS = 45;
+/** Storage calls the cron handler makes itself (reading and writing its last-run time). */
+export const OWN_RETENTION_CALLS = 2;
+/** The service's MIN_STORAGE_CALLS: a smaller maxStorageCalls is refused (INVALID_CONFIG). */
+const MIN_RETENTION_CALLS = 5;
+/**
+ * Attempts per storage call of the cron's sweep (the library's default is 4): a sweep cut short
+ * resumes on the next run, so it need not retry hard, and each attempt costs a subrequest.
+ */
+export const RETENTION_RETRY_ATTEMPTS = 2;
+const MAX_RETENTION_STORAGE_CALLS = 100_000;
 /** Wall time one retention run may take; a cron run may take minutes, the CPU budget is the limit. */
 export const RETENTION_TIME_BUDGET_MS = 20_000;
 
@@ -32,7 +53,8 @@ export interface Runtime {
   service: DataPersistenceService;
   integration: DataPersistenceIntegration;
   authKey: Promise<CryptoKey>;
-  retentionStorageCalls: number;
+  /** The cron's sweep: the same options but RETENTION_RETRY_ATTEMPTS, and its maxStorageCalls. */
+  retention: { service: DataPersistenceService; maxStorageCalls: number };
 }
 
 const runtimes = new WeakMap<ExampleEnv, Runtime>();
@@ -41,26 +63,48 @@ function configError(message: string): HttpError {
   return new HttpError(500, "INVALID_CONFIG", message);
 }
 
-function retentionStorageCalls(value: string | undefined): number {
-  if (value === undefined) return DEFAULT_RETENTION_STORAGE_CALLS;
-  const calls = /^\s*\d+\s*$/.test(value) ? Number(value) : Number.NaN;
-  if (!Number.isSafeInteger(calls) || calls < 5 || calls > 100_000) {
-    throw configError(`invalid configuration variable RETENTION_STORAGE_CALLS = ${JSON.stringify(value)}: must be an integer in 5..=100000`);
+/**
+ * The maxStorageCalls of one cron run, from RETENTION_STORAGE_CALLS (subrequests). The service
+ * counts a retried call once, but every attempt is a subrequest, so the budget is what is left
+ * after the handler's own calls divided by the attempts a call may take: 45 subrequests with 2
+ * attempts give 21 calls, and a run never passes 45 subrequests even if every call is retried.
+ */
+export function retentionCallBudget(value: string | undefined, retryAttempts: number): number {
+  const minimum = OWN_RETENTION_CALLS + MIN_RETENTION_CALLS * retryAttempts;
+  const subrequests = value === undefined ? DEFAULT_RETENTION_STORAGE_CALLS : /^\s*\d+\s*$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(subrequests) || subrequests < minimum || subrequests > MAX_RETENTION_STORAGE_CALLS) {
+    throw configError(
+      `invalid configuration variable RETENTION_STORAGE_CALLS = ${JSON.stringify(value)}: must be an integer in ` +
+        `${minimum}..=${MAX_RETENTION_STORAGE_CALLS} (the handler's ${OWN_RETENTION_CALLS} own calls plus at least ` +
+        `${MIN_RETENTION_CALLS} retention calls of up to ${retryAttempts} attempts each)`,
+    );
   }
-  return calls;
+  return Math.floor((subrequests - OWN_RETENTION_CALLS) / retryAttempts);
+}
+
+/** The library's services built from env (secrets included), or INVALID_CONFIG naming the variable. */
+function libraryConfig(env: ExampleEnv): { policy: DataRetentionPolicy; integration: DataPersistenceIntegration; sweeper: DataPersistenceService } {
+  try {
+    // The same two calls as SessionMemoryDO's, so both hash user ids and texts with one key.
+    const policy = policyFromEnv(env);
+    const options = optionsFromEnv(env);
+    const sweepOptions: PersistenceOptions = { ...options, retry: { ...options.retry, maxAttempts: RETENTION_RETRY_ATTEMPTS } };
+    return {
+      policy,
+      integration: new DataPersistenceIntegration(env, policy, options),
+      sweeper: new DataPersistenceService(env, policy, sweepOptions),
+    };
+  } catch (error) {
+    if (isPersistenceError(error)) throw configError(error.message);
+    throw error;
+  }
 }
 
 /** The runtime of `env`, or an INVALID_CONFIG HttpError naming the bad variable. */
 export function runtime(env: ExampleEnv): Runtime {
   const cached = runtimes.get(env);
   if (cached) return cached;
-  let policy: DataRetentionPolicy;
-  try {
-    policy = policyFromEnv(env);
-  } catch (error) {
-    if (isPersistenceError(error)) throw configError(error.message);
-    throw error;
-  }
+  const { policy, integration, sweeper } = libraryConfig(env);
   const secret = env.AUTH_SECRET;
   if (typeof secret !== "string" || secret.length === 0) {
     throw configError("AUTH_SECRET is not set: set it with `wrangler secret put AUTH_SECRET` (npm start passes a dev value)");
@@ -68,13 +112,12 @@ export function runtime(env: ExampleEnv): Runtime {
   if (new TextEncoder().encode(secret).byteLength < MIN_AUTH_SECRET_BYTES) {
     throw configError(`AUTH_SECRET is shorter than ${MIN_AUTH_SECRET_BYTES} bytes`);
   }
-  const integration = new DataPersistenceIntegration(env, policy);
   const built: Runtime = {
     policy,
     service: integration.service,
     integration,
     authKey: importAuthKey(secret),
-    retentionStorageCalls: retentionStorageCalls(env.RETENTION_STORAGE_CALLS),
+    retention: { service: sweeper, maxStorageCalls: retentionCallBudget(env.RETENTION_STORAGE_CALLS, RETENTION_RETRY_ATTEMPTS) },
   };
   runtimes.set(env, built);
   return built;

@@ -1,12 +1,11 @@
-// The cron handler: one retention sweep per cleanupInterval, within a storage-call budget.
+// The cron handler: one retention sweep per cleanupInterval, within a subrequest budget
+// (RETENTION_STORAGE_CALLS, retries included: see retentionCallBudget in config.ts).
 import type { RetentionReport } from "supportbot-persistence";
 import { RETENTION_TIME_BUDGET_MS, runtime, type ExampleEnv } from "./config.js";
 import { HttpError } from "./http.js";
 
-/** KV key holding the epoch ms of the last completed sweep. */
+/** KV key holding the epoch ms of the last completed sweep (its get and put are OWN_RETENTION_CALLS). */
 export const LAST_RUN_KEY = "retention:last_run";
-/** Storage calls the handler makes itself (reading and writing LAST_RUN_KEY). */
-const OWN_STORAGE_CALLS = 2;
 
 /** What one cron invocation did, as logged. */
 export type RetentionOutcome =
@@ -31,8 +30,8 @@ export async function runScheduledRetention(cron: string, env: ExampleEnv, now =
   if (Number.isFinite(lastRun) && now - lastRun < rt.policy.cleanupInterval) {
     outcome = { event: "retention_skipped", cron, lastRunAgeMs: now - lastRun, cleanupIntervalMs: rt.policy.cleanupInterval };
   } else {
-    const { keys: _keys, ...report } = await rt.service.enforceRetentionPolicy({
-      maxStorageCalls: rt.retentionStorageCalls - OWN_STORAGE_CALLS,
+    const { keys: _keys, ...report } = await rt.retention.service.enforceRetentionPolicy({
+      maxStorageCalls: rt.retention.maxStorageCalls,
       timeBudgetMs: RETENTION_TIME_BUDGET_MS,
     });
     if (report.complete) await env.CHAT_KV.put(LAST_RUN_KEY, String(now));

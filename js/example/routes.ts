@@ -1,7 +1,8 @@
 // The example Worker's routes. Every route but GET /health needs a bearer token; a session
 // belongs to the user whose token created it, and only that user can read, archive, restore,
-// list or back it up (403 otherwise).
-import { libraryVersion, type SessionMemoryDO } from "supportbot-persistence";
+// list or back it up (403 otherwise). The caches every user is served from are written only
+// with a service token (role "service"); any signed-in user reads them.
+import { libraryVersion, type ArchivedConversation, type SessionMemoryDO } from "supportbot-persistence";
 import { authenticate, type TokenClaims } from "./auth.js";
 import type { ExampleEnv, Runtime } from "./config.js";
 import { HttpError, json, readJsonBody } from "./http.js";
@@ -16,6 +17,8 @@ export interface RouteContext {
   params: Record<string, string>;
   /** The token's user; "" on the one public route. */
   userId: string;
+  /** The token's role; absent for end users and on the public route. */
+  role?: TokenClaims["role"];
 }
 
 type Handler = (context: RouteContext) => Promise<Response>;
@@ -34,6 +37,10 @@ export function backupOwnerKey(backupId: string): string {
   return `example:backup_owner:${backupId}`;
 }
 
+/** Attempts at writing a backup's owner record, and the wait before the second (doubling). */
+const OWNER_RECORD_ATTEMPTS = 3;
+const OWNER_RECORD_FIRST_RETRY_MS = 100;
+
 function sessionStub(env: ExampleEnv, sessionId: string) {
   return env.SESSION_MEMORY.get(env.SESSION_MEMORY.idFromName(sessionId));
 }
@@ -42,13 +49,68 @@ function forbidden(what: string): HttpError {
   return new HttpError(403, "FORBIDDEN", `${what} belongs to another user`);
 }
 
-/** The owner of a session: its Durable Object's, or, once that row is gone, its archive's. */
-async function sessionOwner(context: RouteContext, sessionId: string): Promise<string | undefined> {
-  const info = await sessionStub(context.env, sessionId).getSessionInfo();
-  if (info) return info.userId;
-  const archived = await context.rt.service.retrieveArchivedConversation(sessionId);
-  if (archived === null) throw new HttpError(404, "NOT_FOUND", `session ${sessionId} not found`);
-  return archived.sessionState?.userId;
+/** Wraps a handler only service tokens may call: it writes what every user is served. */
+function serviceOnly(handler: Handler): Handler {
+  return async (context) => {
+    if (context.role !== "service") {
+      throw new HttpError(403, "FORBIDDEN", 'writing the shared caches needs a service token (role "service"); users may only read them');
+    }
+    return handler(context);
+  };
+}
+
+/**
+ * The session's newest archive, or null: when its Durable Object is archived, the archive it
+ * wrote, by R2 key (strongly consistent, so one made seconds ago is found); else the one KV's
+ * archive_meta names.
+ */
+async function newestArchive({ env, rt }: RouteContext, sessionId: string): Promise<ArchivedConversation | null> {
+  const info = await sessionStub(env, sessionId).getSessionInfo();
+  if (info?.status === "archived" && info.archiveKey !== undefined) {
+    const own = await rt.service.retrieveArchive(info.archiveKey);
+    if (own !== null) return own;
+  }
+  return rt.service.retrieveArchivedConversation(sessionId);
+}
+
+/**
+ * Refuses to back up a session the caller does not own. A backup copies the session's newest
+ * archive as KV's archive_meta names it, so that archive's own owner is checked, not only the
+ * Durable Object's: the object's row is deleted after archiveRetention while the archive may
+ * live on, and another user may then have re-created the session id.
+ */
+async function checkBackupOwner({ env, rt, userId }: RouteContext, sessionId: string): Promise<void> {
+  const info = await sessionStub(env, sessionId).getSessionInfo();
+  if (info !== null && info.userId !== userId) throw forbidden(`session ${sessionId}`);
+  const archived = await rt.service.retrieveArchivedConversation(sessionId);
+  if (archived === null) throw new HttpError(404, "NOT_FOUND", `session ${sessionId} has no archive to back up`);
+  if (archived.sessionState?.userId !== userId) throw forbidden(`the archive of session ${sessionId}`);
+}
+
+/**
+ * Records `userId` as the owner of a committed backup, retrying a failed write. When every
+ * attempt fails the backup exists but nobody can restore it through this API: that is a 503
+ * BACKUP_UNOWNED naming the backup (logged too), and the client backs up again; the unowned
+ * backup is deleted by retention after archiveRetention.
+ */
+async function recordBackupOwner({ env, rt, userId }: RouteContext, backupId: string): Promise<void> {
+  let lastError: unknown;
+  for (let attempt = 1; attempt <= OWNER_RECORD_ATTEMPTS; attempt++) {
+    try {
+      await env.CHAT_KV.put(backupOwnerKey(backupId), userId, { expirationTtl: Math.ceil(rt.policy.archiveRetention / 1000) });
+      return;
+    } catch (error) {
+      lastError = error;
+      if (attempt < OWNER_RECORD_ATTEMPTS) await scheduler.wait(OWNER_RECORD_FIRST_RETRY_MS * 2 ** (attempt - 1));
+    }
+  }
+  const reason = String((lastError as Error)?.message ?? lastError).slice(0, 200);
+  console.error(JSON.stringify({ event: "backup_unowned", backupId, attempts: OWNER_RECORD_ATTEMPTS, reason }));
+  throw new HttpError(
+    503,
+    "BACKUP_UNOWNED",
+    `backup ${backupId} was created but its owner record could not be written (${reason}), so nobody can restore it; create the backup again`,
+  );
 }
 
 const health: Handler = async ({ rt }) => {
@@ -87,9 +149,10 @@ const archiveSession: Handler = async ({ env, params, userId }) => {
   return json({ sessionId, archiveKey });
 };
 
-const getArchive: Handler = async ({ rt, params, userId }) => {
+const getArchive: Handler = async (context) => {
+  const { params, userId } = context;
   const sessionId = check.id("sessionId", params.sessionId);
-  const archived = await rt.service.retrieveArchivedConversation(sessionId);
+  const archived = await newestArchive(context, sessionId);
   if (archived === null) throw new HttpError(404, "NOT_FOUND", `no archive of session ${sessionId}`);
   if (archived.sessionState?.userId !== userId) throw forbidden(`session ${sessionId}`);
   return json(archived);
@@ -146,14 +209,11 @@ const getQuery: Handler = async ({ url, rt }) => {
 };
 
 const createBackup: Handler = async (context) => {
-  const { request, env, rt, userId } = context;
-  const body = check.object(await readJsonBody(request), ["sessionIds"]);
+  const body = check.object(await readJsonBody(context.request), ["sessionIds"]);
   const sessionIds = check.idList("body.sessionIds", body.sessionIds, check.MAX_BACKUP_SESSIONS);
-  for (const sessionId of sessionIds) {
-    if ((await sessionOwner(context, sessionId)) !== userId) throw forbidden(`session ${sessionId}`);
-  }
-  const backupId = await rt.service.createBackup(sessionIds);
-  await env.CHAT_KV.put(backupOwnerKey(backupId), userId, { expirationTtl: Math.ceil(rt.policy.archiveRetention / 1000) });
+  for (const sessionId of sessionIds) await checkBackupOwner(context, sessionId);
+  const backupId = await context.rt.service.createBackup(sessionIds);
+  await recordBackupOwner(context, backupId);
   return json({ backupId, sessionIds }, 201);
 };
 
@@ -174,8 +234,8 @@ const ROUTES: Route[] = [
   { pattern: "/sessions/:sessionId/archive", auth: true, methods: { POST: archiveSession, GET: getArchive } },
   { pattern: "/sessions/:sessionId/restore", auth: true, methods: { POST: restoreSession } },
   { pattern: "/users/:userId/archives", auth: true, methods: { GET: listArchives } },
-  { pattern: "/cache/embeddings", auth: true, methods: { POST: cacheEmbedding, GET: getEmbedding } },
-  { pattern: "/cache/queries", auth: true, methods: { POST: cacheQuery, GET: getQuery } },
+  { pattern: "/cache/embeddings", auth: true, methods: { POST: serviceOnly(cacheEmbedding), GET: getEmbedding } },
+  { pattern: "/cache/queries", auth: true, methods: { POST: serviceOnly(cacheQuery), GET: getQuery } },
   { pattern: "/backups", auth: true, methods: { POST: createBackup } },
   { pattern: "/backups/:backupId/restore", auth: true, methods: { POST: restoreBackup } },
 ];
@@ -215,7 +275,9 @@ export async function route(request: Request, env: ExampleEnv, rt: Runtime): Pro
       throw new HttpError(405, "METHOD_NOT_ALLOWED", `${request.method} is not allowed on ${pattern}; use ${allow}`, { allow });
     }
     const claims: TokenClaims | null = auth ? await authenticate(request, await rt.authKey) : null;
-    return handler({ request, url, env, rt, params, userId: claims?.userId ?? "" });
+    const context: RouteContext = { request, url, env, rt, params, userId: claims?.userId ?? "" };
+    if (claims?.role !== undefined) context.role = claims.role;
+    return handler(context);
   }
   throw new HttpError(404, "NOT_FOUND", `no route ${url.pathname}`);
 }

@@ -8,26 +8,39 @@
 //! `customMetadata`, KV), never inside it. The size limit applies to the JSON before
 //! compression, so what an archive may hold does not depend on how well it compresses.
 //! Plain-JSON archives of the earlier TypeScript implementation decode too.
+//!
+//! Memory: a Worker isolate has 128 MB, and archives may hold tens of MB of JSON. So JSON is
+//! read into views borrowing from its text (`view`), never into a `Value` tree; the document is
+//! serialized straight into the gzip encoder (its size measured by a first, counting pass), so
+//! the uncompressed document is never held; and the conversation JSON of a retrieved archive is
+//! cut out of the inflated document in place.
 
 mod listing;
 mod model;
+mod raw;
 mod topics;
+mod view;
 
 use std::borrow::Cow;
+use std::io::{self, BufWriter, Write};
+use std::ops::Range;
 
+use flate2::{write::GzEncoder, Compression};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 pub use listing::{
-    listing_summary, r2_custom_metadata, CUSTOM_SHA256_FIELD, KV_METADATA_MAX_BYTES,
-    R2_CUSTOM_METADATA_MAX_BYTES,
+    listing_summary, r2_custom_metadata, CUSTOM_RAW_SIZE_FIELD, CUSTOM_SHA256_FIELD,
+    KV_METADATA_MAX_BYTES, R2_CUSTOM_METADATA_MAX_BYTES,
 };
 pub use model::{
     ArchivedConversation, ChatMessage, ConversationMemory, JsonObject, Role, SessionState,
 };
 pub use topics::extract_topics;
 
-use self::model::{FieldError, ObjectReader};
+use self::model::FieldError;
+use self::raw::{parse_item, RawObject};
+use self::topics::TopicFinder;
+use self::view::{ConversationView, MemoryView, SessionView};
 use crate::codec::gzip;
 use crate::error::{PersistenceError, Result};
 use crate::hash;
@@ -42,6 +55,9 @@ pub const LEGACY_FORMAT_VERSION: u32 = 0;
 
 /// How errors about stored archives name the object.
 const WHAT: &str = "archive";
+
+/// Bytes serialized before they are handed to the gzip encoder (fewer, larger deflate calls).
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Everything known about an archive without reading its messages: the KV `archive_meta`
 /// record and the source of the listing and `customMetadata` forms.
@@ -91,6 +107,28 @@ pub struct DecodedArchive {
     pub conversation: ArchivedConversation,
 }
 
+/// A decoded archive whose conversation stays JSON text (what JavaScript is handed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedArchiveJson {
+    /// The archive's metadata; sizes and checksum describe the bytes that were decoded.
+    pub metadata: ArchiveMetadata,
+    /// The archived conversation as [`conversation_to_json`] writes it.
+    pub conversation_json: String,
+}
+
+/// A caller's conversation memory and session, checked, borrowing from their JSON text.
+pub struct ConversationInput<'a> {
+    memory: MemoryView<'a>,
+    session: SessionView<'a>,
+}
+
+impl ConversationInput<'_> {
+    /// The session id (valid in storage keys).
+    pub fn session_id(&self) -> &str {
+        &self.session.id
+    }
+}
+
 /// The `metadata` member of the stored document: the fields that do not describe the stored
 /// bytes themselves (those cannot be inside the bytes they describe).
 #[derive(Serialize)]
@@ -106,22 +144,13 @@ struct DocumentMetadata<'a> {
     duration: u64,
 }
 
-/// The `conversation` member of the stored document.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct DocumentConversation<'a> {
-    #[serde(flatten)]
-    memory: &'a ConversationMemory,
-    session_state: &'a SessionState,
-}
-
 /// The stored document, in the order its members are written.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Document<'a> {
+struct Document<'v, 'a> {
     format_version: u32,
-    metadata: DocumentMetadata<'a>,
-    conversation: DocumentConversation<'a>,
+    metadata: DocumentMetadata<'v>,
+    conversation: ConversationView<'v, 'a>,
 }
 
 fn input_error(err: FieldError) -> PersistenceError {
@@ -132,30 +161,50 @@ fn stored_error(err: FieldError) -> PersistenceError {
     PersistenceError::corrupt(WHAT, format!("{}: {}", err.path, err.reason))
 }
 
-/// Parses the JSON text of a `ConversationMemory` and a `SessionState` given by a caller
-/// (JavaScript hands over `JSON.stringify` output).
+/// Reads and checks the JSON text of a `ConversationMemory` and a `SessionState` given by a
+/// caller (JavaScript hands over `JSON.stringify` output), borrowing from the text.
 ///
 /// Fails with `INVALID_INPUT` naming the path of the first missing or ill-typed field (e.g.
 /// `memory.messages[3].timestamp`), an unknown `role`, a `memory.sessionId` or message
 /// `sessionId` that differs from `session.id`, or a `memory.sessionState` field (reserved);
 /// with `INVALID_ID` when `session.id` or `session.userId` cannot be used in storage keys.
+pub fn read_conversation_input<'a>(
+    memory_json: &'a str,
+    session_json: &'a str,
+) -> Result<ConversationInput<'a>> {
+    fn object<'t>(field: &str, json: &'t str) -> Result<RawObject<'t>> {
+        let item = parse_item(json)
+            .map_err(|err| PersistenceError::invalid_input(field, format!("is not JSON: {err}")))?;
+        RawObject::from_item(field, item).map_err(input_error)
+    }
+    let memory = view::read_memory(object("memory", memory_json)?).map_err(input_error)?;
+    let session = view::read_session(object("session", session_json)?).map_err(input_error)?;
+    SessionId::parse(&session.id)?;
+    if let Some(user_id) = &session.user_id {
+        UserId::parse(user_id)?;
+    }
+    view::check_membership(&memory, &session).map_err(input_error)?;
+    Ok(ConversationInput { memory, session })
+}
+
+/// [`read_conversation_input`], as owned values.
 pub fn parse_conversation_input(
     memory_json: &str,
     session_json: &str,
 ) -> Result<(ConversationMemory, SessionState)> {
-    let parse = |field: &str, json: &str| {
-        serde_json::from_str::<Value>(json)
-            .map_err(|err| PersistenceError::invalid_input(field, format!("is not JSON: {err}")))
-    };
-    let memory =
-        model::read_memory("memory", parse("memory", memory_json)?).map_err(input_error)?;
-    let session =
-        model::read_session("session", parse("session", session_json)?).map_err(input_error)?;
-    check_input(&memory, &session)?;
+    let input = read_conversation_input(memory_json, session_json)?;
+    let memory = input
+        .memory
+        .to_memory()
+        .map_err(|err| PersistenceError::invalid_input("memory", err.to_string()))?;
+    let session = input
+        .session
+        .to_session()
+        .map_err(|err| PersistenceError::invalid_input("session", err.to_string()))?;
     Ok((memory, session))
 }
 
-/// Everything [`encode_archive`] requires of its input.
+/// Everything [`encode_archive`] requires of owned input that its types do not ensure.
 fn check_input(memory: &ConversationMemory, session: &SessionState) -> Result<()> {
     SessionId::parse(&session.id)?;
     if let Some(user_id) = &session.user_id {
@@ -167,9 +216,10 @@ fn check_input(memory: &ConversationMemory, session: &SessionState) -> Result<()
 /// Encodes a conversation and its session as an archive written at `archived_at_ms`,
 /// gzip'd at `level` (0–9; [`gzip::DEFAULT_LEVEL`] is the usual choice).
 ///
-/// Fails with `ARCHIVE_TOO_LARGE` when the JSON document (before compression) is larger than
-/// `max_archive_size` bytes, and with the errors of [`parse_conversation_input`] on input that
-/// does not hold together.
+/// Writes the same bytes as [`encode_conversation`] of the JSON text of `memory` and
+/// `session`. Fails with `ARCHIVE_TOO_LARGE` when the JSON document (before compression) is
+/// larger than `max_archive_size` bytes, and with the errors of [`read_conversation_input`] on
+/// input that does not hold together.
 pub fn encode_archive(
     memory: &ConversationMemory,
     session: &SessionState,
@@ -178,15 +228,118 @@ pub fn encode_archive(
     max_archive_size: u64,
 ) -> Result<EncodedArchive> {
     check_input(memory, session)?;
+    let memory_json = serde_json::to_string(memory)
+        .map_err(|err| PersistenceError::invalid_input("memory", err.to_string()))?;
+    let session_json = serde_json::to_string(session)
+        .map_err(|err| PersistenceError::invalid_input("session", err.to_string()))?;
+    let input = read_conversation_input(&memory_json, &session_json)?;
+    encode_conversation(&input, archived_at_ms, level, max_archive_size)
+}
+
+/// Counts the bytes written through it.
+struct CountingWriter<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(buf)?;
+        self.count = self.count.saturating_add(written as u64);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Accepts only writes that continue `rest`, the text expected.
+struct MatchingWriter<'t> {
+    rest: &'t [u8],
+}
+
+impl Write for MatchingWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.rest.strip_prefix(buf) {
+            Some(rest) => {
+                self.rest = rest;
+                Ok(buf.len())
+            }
+            None => Err(io::Error::other("differs from the expected text")),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether serializing `value` gives exactly `expected` (compared as it is written, without
+/// holding the serialized text).
+fn serializes_to(value: &impl Serialize, expected: &str) -> bool {
+    let mut writer = MatchingWriter {
+        rest: expected.as_bytes(),
+    };
+    serde_json::to_writer(&mut writer, value).is_ok() && writer.rest.is_empty()
+}
+
+fn compression_error(err: impl ToString) -> PersistenceError {
+    PersistenceError::invalid_input("compression", err.to_string())
+}
+
+/// Serializes `document` straight into a gzip encoder at `level`; `raw_size` (its serialized
+/// size) sizes the output buffer.
+fn compress_document(document: &impl Serialize, raw_size: u64, level: u32) -> Result<Vec<u8>> {
+    // Chat text compresses to under a third of its JSON; start there to avoid regrowing.
+    let capacity = usize::try_from(raw_size / 3)
+        .unwrap_or(0)
+        .saturating_add(64);
+    let encoder = GzEncoder::new(Vec::with_capacity(capacity), Compression::new(level));
+    let mut writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, encoder);
+    serde_json::to_writer(&mut writer, document).map_err(compression_error)?;
+    writer
+        .into_inner()
+        .map_err(|err| compression_error(err.into_error()))?
+        .finish()
+        .map_err(compression_error)
+}
+
+/// Encodes a caller's conversation (see [`read_conversation_input`]) as an archive written at
+/// `archived_at_ms`, gzip'd at `level` (0–9; [`gzip::DEFAULT_LEVEL`] is the usual choice).
+///
+/// The JSON document is measured first and compressed only if it fits: it is never held
+/// uncompressed. Fails with `ARCHIVE_TOO_LARGE` when it is larger than `max_archive_size`
+/// bytes, and with `INVALID_INPUT` on a bad `archived_at_ms` or `level`.
+pub fn encode_conversation(
+    input: &ConversationInput<'_>,
+    archived_at_ms: i64,
+    level: u32,
+    max_archive_size: u64,
+) -> Result<EncodedArchive> {
     model::check_epoch_ms("archivedAt", archived_at_ms).map_err(input_error)?;
     let level = gzip::check_level(level)?;
+    let (memory, session) = (&input.memory, &input.session);
 
-    let topics = extract_topics(&memory.messages);
+    let mut finder = TopicFinder::default();
+    for (index, message) in memory.messages.iter().enumerate() {
+        if finder.is_complete() {
+            break;
+        }
+        let text = message.text().map_err(|err| {
+            PersistenceError::invalid_input(
+                format!("memory.messages[{index}].content"),
+                err.to_string(),
+            )
+        })?;
+        finder.add(&text);
+    }
+    let topics = finder.topics();
     // A session whose clock ran backwards lasted no time, rather than failing the archive.
     let duration =
         u64::try_from(session.last_activity.saturating_sub(session.created_at)).unwrap_or(0);
     let message_count = memory.messages.len() as u64;
-    let document = serde_json::to_vec(&Document {
+    let document = Document {
         format_version: FORMAT_VERSION,
         metadata: DocumentMetadata {
             session_id: &session.id,
@@ -197,27 +350,33 @@ pub fn encode_archive(
             topics: &topics,
             duration,
         },
-        conversation: DocumentConversation {
+        conversation: ConversationView {
             memory,
-            session_state: session,
+            session: Some(session),
         },
-    })
-    .map_err(|err| PersistenceError::invalid_input("memory", err.to_string()))?;
+    };
 
-    let raw_size = document.len() as u64;
+    // Two serialization passes cost less than holding the document: the first only counts.
+    let mut counter = CountingWriter {
+        inner: io::sink(),
+        count: 0,
+    };
+    serde_json::to_writer(&mut counter, &document)
+        .map_err(|err| PersistenceError::invalid_input("memory", err.to_string()))?;
+    let raw_size = counter.count;
     if raw_size > max_archive_size {
         return Err(PersistenceError::ArchiveTooLarge {
             size: raw_size,
             limit: max_archive_size,
         });
     }
-    let bytes = gzip::compress(&document, level)?;
+    let bytes = compress_document(&document, raw_size, level)?;
     let metadata = ArchiveMetadata {
-        session_id: session.id.clone(),
-        user_id: session.user_id.clone(),
+        session_id: session.id.clone().into_owned(),
+        user_id: session.user_id.clone().map(Cow::into_owned),
         archived_at: archived_at_ms,
         message_count,
-        summary: memory.summary.clone(),
+        summary: memory.summary.clone().into_owned(),
         topics,
         duration,
         raw_size,
@@ -243,6 +402,99 @@ fn gzip_declared_size(bytes: &[u8]) -> Option<u64> {
     Some(u64::from(u32::from_le_bytes(trailer.try_into().ok()?)))
 }
 
+/// The SHA-256 of `stored`: verified against `expected_sha256` when given
+/// (`CHECKSUM_MISMATCH`), computed otherwise.
+fn stored_sha256(stored: &[u8], expected_sha256: Option<&str>) -> Result<String> {
+    match expected_sha256 {
+        Some(expected) => {
+            hash::verify_sha256(WHAT, stored, expected)?;
+            Ok(expected.to_ascii_lowercase())
+        }
+        None => Ok(hash::sha256_hex(stored)),
+    }
+}
+
+/// A stored document read into views of its text.
+struct StoredDocument<'a> {
+    metadata: ArchiveMetadata,
+    memory: MemoryView<'a>,
+    session: Option<SessionView<'a>>,
+    /// The text of the `conversation` member.
+    conversation_text: &'a str,
+}
+
+impl StoredDocument<'_> {
+    fn conversation(&self) -> ConversationView<'_, '_> {
+        ConversationView {
+            memory: &self.memory,
+            session: self.session.as_ref(),
+        }
+    }
+}
+
+/// The document's text; an owned document keeps its buffer.
+fn document_text(document: Cow<'_, [u8]>) -> Result<Cow<'_, str>> {
+    let not_text =
+        |err: std::str::Utf8Error| PersistenceError::corrupt(WHAT, format!("JSON: {err}"));
+    match document {
+        Cow::Owned(bytes) => String::from_utf8(bytes)
+            .map(Cow::Owned)
+            .map_err(|err| not_text(err.utf8_error())),
+        Cow::Borrowed(bytes) => std::str::from_utf8(bytes)
+            .map(Cow::Borrowed)
+            .map_err(not_text),
+    }
+}
+
+/// Reads the document inside a stored archive (see [`decode_archive`] for what is checked).
+fn read_stored_document<'a>(
+    document: &'a str,
+    stored_size: u64,
+    sha256: String,
+) -> Result<StoredDocument<'a>> {
+    let item = parse_item(document)
+        .map_err(|err| PersistenceError::corrupt(WHAT, format!("JSON: {err}")))?;
+    let mut reader = RawObject::from_item("", item).map_err(stored_error)?;
+    let format_version = read_format_version(&mut reader)?;
+    let legacy = format_version == LEGACY_FORMAT_VERSION;
+
+    let read = |mut reader: RawObject<'a>| -> Result<StoredDocument<'a>, FieldError> {
+        let metadata_raw = reader.object("metadata")?;
+        let conversation_raw = reader.required("conversation")?;
+        let (memory, session) = view::read_conversation("conversation", conversation_raw, legacy)?;
+        let mut fields = RawObject::new("metadata", metadata_raw)?;
+        let metadata = ArchiveMetadata {
+            session_id: fields.string("sessionId")?.into_owned(),
+            user_id: fields.optional_string("userId")?.map(Cow::into_owned),
+            archived_at: fields.epoch_ms("archivedAt")?,
+            message_count: fields.count("messageCount")?,
+            summary: fields
+                .optional_string("summary")?
+                .map(Cow::into_owned)
+                .unwrap_or_default(),
+            topics: fields.strings("topics")?,
+            // The earlier implementation did not clamp a backwards clock.
+            duration: if legacy {
+                u64::try_from(fields.integer("duration")?).unwrap_or(0)
+            } else {
+                fields.count("duration")?
+            },
+            raw_size: document.len() as u64,
+            stored_size,
+            sha256,
+            format_version,
+        };
+        check_agreement(&metadata, &memory, session.as_ref())?;
+        Ok(StoredDocument {
+            metadata,
+            memory,
+            session,
+            conversation_text: conversation_raw.get(),
+        })
+    };
+    read(reader).map_err(stored_error)
+}
+
 /// Decodes a stored archive: gzip'd (this library) or plain JSON (the earlier TypeScript
 /// implementation).
 ///
@@ -257,50 +509,73 @@ pub fn decode_archive(
     expected_sha256: Option<&str>,
     max_archive_size: u64,
 ) -> Result<DecodedArchive> {
-    let sha256 = match expected_sha256 {
-        Some(expected) => {
-            hash::verify_sha256(WHAT, stored, expected)?;
-            expected.to_ascii_lowercase()
-        }
-        None => hash::sha256_hex(stored),
-    };
+    let sha256 = stored_sha256(stored, expected_sha256)?;
     let document = unwrap_document(stored, expected_sha256.is_some(), max_archive_size)?;
-    let value: Value = serde_json::from_slice(&document)
-        .map_err(|err| PersistenceError::corrupt(WHAT, format!("JSON: {err}")))?;
-    let mut reader = ObjectReader::new("", value).map_err(stored_error)?;
-    let format_version = read_format_version(&mut reader)?;
-    let legacy = format_version == LEGACY_FORMAT_VERSION;
+    let document = document_text(document)?;
+    let read = read_stored_document(&document, stored.len() as u64, sha256)?;
+    let conversation = read
+        .conversation()
+        .to_conversation()
+        .map_err(|err| PersistenceError::corrupt(WHAT, format!("conversation: {err}")))?;
+    Ok(DecodedArchive {
+        metadata: read.metadata,
+        conversation,
+    })
+}
 
-    let read = |mut reader: ObjectReader| -> Result<DecodedArchive, FieldError> {
-        let metadata_fields = reader.object("metadata")?;
-        let conversation =
-            model::read_conversation("conversation", reader.required("conversation")?, legacy)?;
-        let mut fields = ObjectReader::new("metadata", Value::Object(metadata_fields))?;
-        let metadata = ArchiveMetadata {
-            session_id: fields.string("sessionId")?,
-            user_id: fields.optional_string("userId")?,
-            archived_at: fields.epoch_ms("archivedAt")?,
-            message_count: fields.count("messageCount")?,
-            summary: fields.optional_string("summary")?.unwrap_or_default(),
-            topics: fields.strings("topics")?,
-            // The earlier implementation did not clamp a backwards clock.
-            duration: if legacy {
-                u64::try_from(fields.integer("duration")?).unwrap_or(0)
-            } else {
-                fields.count("duration")?
-            },
-            raw_size: document.len() as u64,
-            stored_size: stored.len() as u64,
-            sha256,
-            format_version,
+/// [`decode_archive`], with the conversation as the JSON text [`conversation_to_json`] writes
+/// for it. For archives this library wrote, that text is the stored `conversation` member
+/// itself, cut out of the inflated document without another copy.
+pub fn decode_archive_json(
+    stored: &[u8],
+    expected_sha256: Option<&str>,
+    max_archive_size: u64,
+) -> Result<DecodedArchiveJson> {
+    let sha256 = stored_sha256(stored, expected_sha256)?;
+    let document = unwrap_document(stored, expected_sha256.is_some(), max_archive_size)?;
+    let document = document_text(document)?;
+    let (metadata, conversation) = {
+        let read = read_stored_document(&document, stored.len() as u64, sha256)?;
+        let view = read.conversation();
+        let stored_text = read.conversation_text;
+        let in_place = serializes_to(&view, stored_text)
+            .then(|| range_within(&document, stored_text))
+            .flatten();
+        let conversation = match in_place {
+            Some(range) => Ok(range),
+            None => Err(serde_json::to_string(&view)
+                .map_err(|err| PersistenceError::corrupt(WHAT, format!("conversation: {err}")))?),
         };
-        check_agreement(&metadata, &conversation)?;
-        Ok(DecodedArchive {
-            metadata,
-            conversation,
-        })
+        (read.metadata, conversation)
     };
-    read(reader).map_err(stored_error)
+    let conversation_json = match conversation {
+        Ok(range) => cut_out(document, range),
+        Err(text) => text,
+    };
+    Ok(DecodedArchiveJson {
+        metadata,
+        conversation_json,
+    })
+}
+
+/// Where `part`, a slice of `whole`, lies in it.
+fn range_within(whole: &str, part: &str) -> Option<Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let range = start..start.checked_add(part.len())?;
+    (whole.get(range.clone()) == Some(part)).then_some(range)
+}
+
+/// The text at `range` of `document` (checked by [`range_within`]), reusing an owned
+/// document's buffer.
+fn cut_out(document: Cow<'_, str>, range: Range<usize>) -> String {
+    match document {
+        Cow::Owned(mut text) => {
+            text.truncate(range.end);
+            text.drain(..range.start);
+            text
+        }
+        Cow::Borrowed(text) => text.get(range).unwrap_or_default().to_owned(),
+    }
 }
 
 /// The JSON document inside stored archive bytes: inflated from gzip, or the bytes themselves
@@ -337,7 +612,7 @@ fn unwrap_document(stored: &[u8], verified: bool, max_archive_size: u64) -> Resu
 
 /// The document's `formatVersion`: [`LEGACY_FORMAT_VERSION`] when absent, `UNSUPPORTED_FORMAT`
 /// when newer than this library.
-fn read_format_version(reader: &mut ObjectReader) -> Result<u32> {
+fn read_format_version(reader: &mut RawObject<'_>) -> Result<u32> {
     match reader
         .optional_count("formatVersion")
         .map_err(stored_error)?
@@ -358,9 +633,9 @@ fn read_format_version(reader: &mut ObjectReader) -> Result<u32> {
 /// Checks that a stored archive's metadata describes its conversation.
 fn check_agreement(
     metadata: &ArchiveMetadata,
-    conversation: &ArchivedConversation,
+    memory: &MemoryView,
+    session: Option<&SessionView>,
 ) -> Result<(), FieldError> {
-    let memory = &conversation.memory;
     if metadata.session_id != memory.session_id {
         return Err(FieldError::new(
             "metadata.sessionId",
@@ -380,7 +655,7 @@ fn check_agreement(
             ),
         ));
     }
-    if let Some(session) = &conversation.session_state {
+    if let Some(session) = session {
         if session.id != memory.session_id {
             return Err(FieldError::new(
                 "conversation.sessionState.id",
@@ -390,7 +665,9 @@ fn check_agreement(
                 ),
             ));
         }
-        if metadata.format_version != LEGACY_FORMAT_VERSION && session.user_id != metadata.user_id {
+        if metadata.format_version != LEGACY_FORMAT_VERSION
+            && session.user_id.as_deref() != metadata.user_id.as_deref()
+        {
             return Err(FieldError::new(
                 "metadata.userId",
                 format!(
@@ -416,7 +693,7 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use super::*;
 
@@ -607,6 +884,50 @@ mod tests {
         let mut expected = memory_json();
         expected["sessionState"] = session_json();
         assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), expected);
+    }
+
+    #[test]
+    fn conversation_json_is_cut_from_the_document_or_rewritten() {
+        let archive = encoded();
+        let owned = decode_archive(&archive.bytes, None, LIMIT).unwrap();
+        let text = decode_archive_json(&archive.bytes, None, LIMIT).unwrap();
+        assert_eq!(text.metadata, owned.metadata);
+        assert_eq!(
+            text.conversation_json,
+            conversation_to_json(&owned.conversation).unwrap()
+        );
+
+        // Written by hand: whitespace, nulls, members in another order, a float spelled
+        // differently. The text given is the one the owned conversation gives.
+        let legacy = r#" {"conversation": {"sessionState": {"id": "s-1", "status": "x",
+            "createdAt": 1, "lastActivity": 2, "userId": null}, "context": {"f": 1.50},
+            "messages": [{"id": "m", "sessionId": "s-1", "content": "bug\u0021",
+            "role": "user", "timestamp": 3, "metadata": null}], "sessionId": "s-1"},
+            "metadata": {"sessionId": "s-1", "archivedAt": 4, "messageCount": 1,
+            "topics": [], "duration": 1}}"#;
+        let owned = decode_archive(legacy.as_bytes(), None, LIMIT).unwrap();
+        let text = decode_archive_json(legacy.as_bytes(), None, LIMIT).unwrap();
+        assert_eq!(text.metadata, owned.metadata);
+        assert_eq!(
+            text.conversation_json,
+            r#"{"sessionId":"s-1","messages":[{"id":"m","sessionId":"s-1","content":"bug!","role":"user","timestamp":3}],"summary":"","context":{"f":1.5},"sessionState":{"id":"s-1","status":"x","createdAt":1,"lastActivity":2}}"#
+        );
+        assert_eq!(
+            text.conversation_json,
+            conversation_to_json(&owned.conversation).unwrap()
+        );
+        let err = decode_archive_json(legacy.as_bytes(), None, 10).unwrap_err();
+        assert_eq!(err.code(), "ARCHIVE_TOO_LARGE");
+    }
+
+    #[test]
+    fn input_is_read_without_copying_its_text() {
+        let memory = memory_json().to_string();
+        let session = session_json().to_string();
+        let input = read_conversation_input(&memory, &session).unwrap();
+        assert_eq!(input.session_id(), "s-1");
+        let archive = encode_conversation(&input, ARCHIVED_AT, 6, LIMIT).unwrap();
+        assert_eq!(archive, encoded());
     }
 
     #[test]
@@ -842,7 +1163,7 @@ mod tests {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod proptests {
     use proptest::prelude::*;
-    use serde_json::Value;
+    use serde_json::{json, Value};
 
     use super::*;
 
@@ -988,6 +1309,28 @@ mod proptests {
             prop_assert_eq!(&decoded.metadata, &archive.metadata);
             prop_assert_eq!(&decoded.conversation.memory, &memory);
             prop_assert_eq!(decoded.conversation.session_state.as_ref(), Some(&session));
+
+            // The document is byte for byte what serializing the owned values gives.
+            let mut metadata = serde_json::to_value(&archive.metadata).unwrap();
+            for written_beside in ["rawSize", "storedSize", "sha256", "formatVersion"] {
+                metadata.as_object_mut().unwrap().shift_remove(written_beside);
+            }
+            let expected = json!({
+                "formatVersion": FORMAT_VERSION,
+                "metadata": metadata,
+                "conversation": serde_json::to_value(&decoded.conversation).unwrap(),
+            });
+            let document = gzip::decompress("t", &archive.bytes, LIMIT).unwrap();
+            prop_assert_eq!(String::from_utf8(document).unwrap(), expected.to_string());
+
+            // Retrieval hands over the same text the owned conversation gives.
+            let json_decoded =
+                decode_archive_json(&archive.bytes, Some(&archive.metadata.sha256), LIMIT).unwrap();
+            prop_assert_eq!(&json_decoded.metadata, &archive.metadata);
+            prop_assert_eq!(
+                json_decoded.conversation_json,
+                conversation_to_json(&decoded.conversation).unwrap()
+            );
 
             // Through the JSON text JavaScript would get and hand back.
             let text = conversation_to_json(&decoded.conversation).unwrap();

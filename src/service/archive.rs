@@ -27,8 +27,8 @@ use super::entries::{read_archive_location, recorded_sha256, ArchiveEntries};
 use super::log::OpLog;
 use super::PersistenceService;
 use crate::codec::archive::{
-    conversation_to_json, decode_archive, encode_archive, parse_conversation_input,
-    r2_custom_metadata, ConversationMemory, EncodedArchive, SessionState,
+    decode_archive_json, encode_conversation, r2_custom_metadata, read_conversation_input,
+    ConversationInput, EncodedArchive,
 };
 use crate::error::{PersistenceError, Result};
 use crate::keys::{
@@ -109,11 +109,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         session_json: &str,
     ) -> Result<String> {
         let log = self.begin("archiveConversation");
-        let (memory, session) = parse_conversation_input(memory_json, session_json)?;
+        // Borrows from the caller's text: the conversation is never copied whole.
+        let input = read_conversation_input(memory_json, session_json)?;
         // Read once: the key, the metadata and the index entries must all carry the same time.
         let mut archived_at_ms = self.clock.now_ms();
         for _ in 0..MAX_KEY_COLLISIONS {
-            let plan = self.plan_archive(&memory, &session, archived_at_ms)?;
+            let plan = self.plan_archive(&input, archived_at_ms)?;
             if self.put_archive_object(&log, &plan).await? {
                 self.put_archive_entries(&log, &plan).await?;
                 log.event(
@@ -132,22 +133,16 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         }
         Err(PersistenceError::StorageUnavailable {
             binding: Binding::R2.name().to_owned(),
-            operation: format!("put archive of session {}", session.id),
+            operation: format!("put archive of session {}", input.session_id()),
             reason: format!("{MAX_KEY_COLLISIONS} consecutive archive keys were already taken"),
         })
     }
 
     /// Encodes the archive for `archived_at_ms` and derives every key and metadata from it.
-    fn plan_archive(
-        &self,
-        memory: &ConversationMemory,
-        session: &SessionState,
-        archived_at_ms: i64,
-    ) -> Result<ArchivePlan> {
-        let session_id = SessionId::parse(&session.id)?;
-        let encoded = encode_archive(
-            memory,
-            session,
+    fn plan_archive(&self, input: &ConversationInput, archived_at_ms: i64) -> Result<ArchivePlan> {
+        let session_id = SessionId::parse(input.session_id())?;
+        let encoded = encode_conversation(
+            input,
             archived_at_ms,
             self.options.compression_level,
             self.policy.max_archive_size_bytes,
@@ -236,17 +231,18 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         let Some(fetched) = self.fetch_newest_archive(&log, &session_id).await? else {
             return Ok(None);
         };
-        let decoded = decode_archive(
+        let decoded = decode_archive_json(
             &fetched.body,
             fetched.expected_sha256.as_deref(),
             fetched.read_limit,
         )?;
+        drop(fetched.body);
         check_archive_session(&fetched.key, &decoded.metadata.session_id, &session_id)?;
         log.debug(
             "retrieved",
             json!({ "key": fetched.key, "formatVersion": decoded.metadata.format_version }),
         );
-        conversation_to_json(&decoded.conversation).map(Some)
+        Ok(Some(decoded.conversation_json))
     }
 
     /// The stored bytes of the newest archive of `session_id` and what to check them against;

@@ -12,6 +12,8 @@ mod entries;
 mod guard;
 mod health;
 mod log;
+mod lookup;
+mod migrate;
 mod options;
 mod retention;
 
@@ -23,6 +25,7 @@ pub use health::{
     StorageMetrics, StorageTotals,
 };
 pub use log::{CallRecord, OpLog, Outcome};
+pub use migrate::{MigrationReport, MIN_MIGRATION_CALLS};
 pub use options::{BreakerPolicy, RetryPolicy, ServiceOptions};
 pub use retention::{
     RetentionBudget, RetentionRun, StopReason, MAX_REPORTED_KEYS, MIN_STORAGE_CALLS,

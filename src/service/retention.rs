@@ -80,6 +80,26 @@ pub struct RetentionBudget {
     pub deadline_ms: Option<i64>,
 }
 
+impl RetentionBudget {
+    /// Calls left after `used` of them, keeping one for saving the resume point.
+    pub(super) fn calls_left(&self, used: u32) -> u32 {
+        self.max_storage_calls
+            .map_or(u32::MAX, |max| max.saturating_sub(used).saturating_sub(1))
+    }
+
+    /// Checks that `calls` more calls after `used`, plus the one that saves the resume point,
+    /// fit the budget, and that the deadline has not passed.
+    pub(super) fn afford(&self, used: u32, calls: u32, now_ms: i64) -> Result<(), StopReason> {
+        if self.deadline_ms.is_some_and(|deadline| now_ms >= deadline) {
+            return Err(StopReason::Deadline);
+        }
+        if calls > self.calls_left(used) {
+            return Err(StopReason::CallBudget);
+        }
+        Ok(())
+    }
+}
+
 /// Why a run stopped before the sweep was complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -148,36 +168,12 @@ struct Sweep {
 }
 
 impl Sweep {
-    /// Checks that `calls` more calls, plus the one that saves the resume point, fit the budget
-    /// and that the deadline has not passed.
     fn afford(&self, calls: u32, now_ms: i64) -> Result<(), StopReason> {
-        if self
-            .budget
-            .deadline_ms
-            .is_some_and(|deadline| now_ms >= deadline)
-        {
-            return Err(StopReason::Deadline);
-        }
-        let needed = self
-            .run
-            .storage_calls
-            .saturating_add(calls)
-            .saturating_add(1);
-        if self
-            .budget
-            .max_storage_calls
-            .is_some_and(|max| needed > max)
-        {
-            return Err(StopReason::CallBudget);
-        }
-        Ok(())
+        self.budget.afford(self.run.storage_calls, calls, now_ms)
     }
 
-    /// Calls left after reserving the one that saves the resume point.
     fn calls_left(&self) -> u32 {
-        self.budget.max_storage_calls.map_or(u32::MAX, |max| {
-            max.saturating_sub(self.run.storage_calls).saturating_sub(1)
-        })
+        self.budget.calls_left(self.run.storage_calls)
     }
 
     fn record(&mut self, deletion: PlannedDeletion) {
@@ -189,8 +185,9 @@ impl Sweep {
     }
 }
 
-/// How a failed storage call affects the run: an open breaker or a failed listing stops it.
-fn stop_reason(err: &PersistenceError) -> StopReason {
+/// How a failed storage call affects a maintenance run: an open breaker or a failed listing
+/// stops it.
+pub(super) fn stop_reason(err: &PersistenceError) -> StopReason {
     match err {
         PersistenceError::CircuitOpen { .. } => StopReason::CircuitOpen,
         _ => StopReason::StorageError,

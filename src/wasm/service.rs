@@ -92,10 +92,22 @@ impl PersistenceCore {
         serde_json::to_string(self.service.policy()).unwrap_or_default()
     }
 
-    /// Archives a conversation; resolves to the R2 key of the archive.
+    /// Archives a conversation, given as the UTF-8 bytes of the memory's and the session's JSON
+    /// (`TextEncoder.encode`); resolves to the R2 key of the archive.
+    ///
+    /// Bytes, not strings: wasm-bindgen copies a string that is not ASCII into a buffer of three
+    /// bytes per UTF-16 unit before shrinking it, and linear memory never shrinks, so a 50 MB
+    /// conversation would leave the instance 150 MB larger. Bytes are copied at their size.
     #[wasm_bindgen(js_name = archiveConversation)]
-    pub fn archive_conversation(&self, memory_json: String, session_json: String) -> Promise {
+    pub fn archive_conversation(&self, memory_json: Vec<u8>, session_json: Vec<u8>) -> Promise {
         spawn(&self.service, Operation::Archive, async move |service| {
+            let text = |field: &str, bytes: Vec<u8>| {
+                String::from_utf8(bytes).map_err(|err| {
+                    PersistenceError::invalid_input(field, format!("is not UTF-8: {err}"))
+                })
+            };
+            let memory_json = text("memory", memory_json)?;
+            let session_json = text("session", session_json)?;
             service
                 .archive_conversation(&memory_json, &session_json)
                 .await
@@ -263,4 +275,39 @@ pub fn policy_from_vars(vars_json: &str) -> Result<String, JsValue> {
             .map_err(|err| PersistenceError::invalid_input("policy", err.to_string()))
     };
     parse().map_err(|err| to_js_error_in(Operation::Config, &err))
+}
+
+#[wasm_bindgen]
+impl PersistenceCore {
+    /// The archive stored under an R2 key, as conversation JSON text, or `null`; reads R2 only
+    /// (strongly consistent).
+    #[wasm_bindgen(js_name = retrieveArchive)]
+    pub fn retrieve_archive(&self, archive_key: String) -> Promise {
+        spawn(&self.service, Operation::Archive, async move |service| {
+            let found = service.retrieve_archive(&archive_key).await?;
+            Ok(json_or_null(found))
+        })
+    }
+
+    /// Indexes archives of the earlier TypeScript implementation (or continues an unfinished
+    /// run) within the given budget; resolves to the report as JSON text.
+    #[wasm_bindgen(js_name = indexLegacyArchives)]
+    pub fn index_legacy_archives(
+        &self,
+        max_storage_calls: Option<u32>,
+        deadline_ms: Option<f64>,
+    ) -> Promise {
+        spawn(&self.service, Operation::Archive, async move |service| {
+            let deadline_ms = deadline_ms
+                .map(|ms| crate::time::epoch_ms_from_f64("deadlineMs", ms))
+                .transpose()?;
+            let report = service
+                .index_legacy_archives(RetentionBudget {
+                    max_storage_calls,
+                    deadline_ms,
+                })
+                .await?;
+            Ok(report.to_json())
+        })
+    }
 }

@@ -2,7 +2,7 @@
 // flags `npm start` uses) on a free port with a throwaway state directory, drives the
 // the README walkthrough steps over HTTP, including the cron handler and forged tokens, and always
 // stops the process group. Needs a built dist/ (npm test builds it first).
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -129,6 +129,9 @@ test("the walkthrough, over HTTP against wrangler dev", async () => {
   const secret = devAuthSecret();
   const alice = await mintToken("alice", secret);
   const bob = await mintToken("bob", secret);
+  // As the README mints it: `node scripts/token.mjs --service faq-indexer`, with the dev secret.
+  const { AUTH_SECRET: _ignored, ...devEnv } = process.env;
+  const indexer = execFileSync(process.execPath, ["scripts/token.mjs", "--service", "faq-indexer"], { cwd: ROOT, env: devEnv, encoding: "utf8" }).trim();
 
   const health = await call("GET", "/health");
   assert.equal(health.status, 200);
@@ -169,12 +172,12 @@ test("the walkthrough, over HTTP against wrangler dev", async () => {
   assert.equal(response.body.status, "active");
   assert.equal(response.body.messageCount, 2);
 
-  response = await call("POST", "/cache/embeddings", alice, { text: "reset password", embedding: [0.12, -0.5, 0.33], model: "demo-model" });
-  assert.equal(response.status, 201);
+  response = await call("POST", "/cache/embeddings", indexer, { text: "reset password", embedding: [0.12, -0.5, 0.33], model: "demo-model" });
+  assert.equal(response.status, 201, JSON.stringify(response.body));
   response = await call("GET", "/cache/embeddings?text=reset%20password&model=demo-model", alice);
   assert.deepEqual(response.body.embedding, [0.12, -0.5, 0.33]);
-  response = await call("POST", "/cache/queries", alice, { query: "how do I reset my password?", result: { answer: "Use the reset link." } });
-  assert.equal(response.status, 201);
+  response = await call("POST", "/cache/queries", indexer, { query: "how do I reset my password?", result: { answer: "Use the reset link." } });
+  assert.equal(response.status, 201, JSON.stringify(response.body));
   response = await call("GET", "/cache/queries?query=how%20do%20I%20reset%20my%20password%3F", alice);
   assert.deepEqual(response.body.result, { answer: "Use the reset link." });
 
@@ -198,6 +201,9 @@ test("the walkthrough, over HTTP against wrangler dev", async () => {
   assert.equal(response.body.error.code, "FORBIDDEN");
   response = await call("GET", "/users/alice/archives", bob);
   assert.equal(response.status, 403);
+  response = await call("POST", "/cache/queries", alice, { query: "how do I reset my password?", result: { answer: "Email it to me." } });
+  assert.equal(response.status, 403);
+  assert.equal(response.body.error.code, "FORBIDDEN");
 });
 
 async function waitFor(predicate, timeoutMs = 5000) {

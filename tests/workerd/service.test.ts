@@ -206,7 +206,7 @@ describe("retention", () => {
     const left = await env.ARCHIVE_R2.list({ prefix: "conversations/2020/" });
     expect(left.objects.length).toBe(0);
     expect((await service.retrieveArchivedConversation("young"))?.sessionId).toBe("young");
-  });
+  }, 60_000);
 });
 
 describe("integration", () => {
@@ -232,5 +232,70 @@ describe("integration", () => {
       maxArchiveSize: 50 * 1024 * 1024,
     });
     expect(() => policyFromEnv({ CACHE_TTL_HOURS: "-3" })).toThrow(/CACHE_TTL_HOURS/);
+  });
+});
+
+describe("legacy archive indexing and retrieval by key", () => {
+  const service = new DataPersistenceService(env);
+
+  it("lists the earlier implementation's archives once indexed, and retrieves them by key", async () => {
+    const archivedAt = 1_733_011_200_000;
+    const keys: string[] = [];
+    for (const [i, sessionId] of ["migrated-1", "migrated-2"].entries()) {
+      const at = archivedAt + i * 1000;
+      const metadata = { sessionId, userId: "user-migrated", archivedAt: at, messageCount: 1, summary: "old", topics: ["billing"], duration: 10 };
+      const conversation = { sessionId, messages: [{ id: "m", sessionId, role: "user", content: `hi ${i}`, timestamp: at }], summary: "old", context: {} };
+      const key = `conversations/2024/12/archive_${sessionId}_${at}.json`;
+      await env.ARCHIVE_R2.put(key, JSON.stringify({ metadata, conversation }));
+      await env.CHAT_KV.put(`archive_meta:${sessionId}`, JSON.stringify(metadata));
+      keys.push(key);
+    }
+    expect((await service.listArchivedConversations("user-migrated")).length).toBe(0);
+
+    // Time-boxed as a cron run on the free plan would be (other tests' archives are listed too).
+    let report = await service.indexLegacyArchives({ maxStorageCalls: 50 });
+    let indexed = report.indexed;
+    for (let runs = 0; !report.complete && runs < 50; runs++) {
+      expect(report.storageCalls).toBeLessThanOrEqual(50);
+      report = await service.indexLegacyArchives({ maxStorageCalls: 50 });
+      indexed += report.indexed;
+    }
+    expect(report.complete).toBe(true);
+    expect(indexed).toBeGreaterThanOrEqual(2);
+
+    const listed = await service.listArchivedConversations("user-migrated");
+    expect(listed.map((a) => a.sessionId)).toEqual(["migrated-2", "migrated-1"]);
+    expect(listed.map((a) => a.key)).toEqual([keys[1], keys[0]]);
+    expect(listed[0]?.formatVersion).toBe(0);
+    const everyone = (await service.listArchivedConversations(undefined, 1000)).map((a) => a.sessionId);
+    expect(everyone).toEqual(expect.arrayContaining(["migrated-1", "migrated-2"]));
+    expect((await service.retrieveArchive(listed[0]!.key))?.messages[0]?.content).toBe("hi 1");
+    expect((await service.retrieveArchivedConversation("migrated-1"))?.messages[0]?.content).toBe("hi 0");
+
+    const again = await service.indexLegacyArchives();
+    expect(again).toMatchObject({ indexed: 0, complete: true });
+  });
+
+  it("retrieves an archive by its R2 key from R2 alone, verified, and refuses other keys", async () => {
+    const { memory, session } = conversation("by-key", "user-by-key");
+    const key = await service.archiveConversation(memory, session);
+    // As if KV had not caught up yet where this call runs.
+    await env.CHAT_KV.delete("archive_meta:by-key");
+    const back = await service.retrieveArchive(key);
+    expect(back?.messages).toEqual(memory.messages);
+    expect(back?.sessionState?.userId).toBe("user-by-key");
+    expect(await service.retrieveArchive("conversations/2025/01/archive_nobody_1736157600000.json.gz")).toBeNull();
+
+    const object = await env.ARCHIVE_R2.get(key);
+    const bytes = new Uint8Array(await object!.arrayBuffer());
+    bytes[bytes.length >> 1]! ^= 0x01;
+    await env.ARCHIVE_R2.put(key, bytes, { customMetadata: object!.customMetadata });
+    expect(await codeOf(service.retrieveArchive(key))).toBe("CHECKSUM_MISMATCH");
+
+    for (const bad of ["backups/b1/manifest.json", "archive_meta:by-key", "conversations/2025/1/archive_x_1.json.gz"]) {
+      const error = await service.retrieveArchive(bad).catch((e: Error) => e);
+      expect((error as { code?: string }).code).toBe("INVALID_INPUT");
+      expect((error as Error).message).toMatch(/^Archive operation failed: .*archiveKey/);
+    }
   });
 });

@@ -100,14 +100,55 @@ describe("SessionMemoryDO archive and restore", () => {
     await patchPersistence(stub, (real) =>
       Object.assign(Object.create(real) as DataPersistenceService, {
         archiveConversation: real.archiveConversation.bind(real),
-        retrieveArchivedConversation: async (sessionId: string) => {
-          const back = await real.retrieveArchivedConversation(sessionId);
+        retrieveArchivedConversation: real.retrieveArchivedConversation.bind(real),
+        retrieveArchive: async (archiveKey: string) => {
+          const back = await real.retrieveArchive(archiveKey);
           return back && { ...back, messages: back.messages.slice(1) };
         },
       }),
     );
     expect(await codeOf(stub.archiveSession({ userId: "alice" }))).toBe("ARCHIVE_UNVERIFIED");
     expect(await stub.getContext({ userId: "alice" })).toMatchObject({ status: "active", messageCount: 3 });
+  });
+
+  it("verifies and restores by its own archive key while KV's archive_meta still names the previous archive", async () => {
+    const stub = await seed("do-stale-meta", "alice", 2);
+    const firstKey = await stub.archiveSession({ userId: "alice" });
+    const first = await service.retrieveArchivedConversation("do-stale-meta");
+    expect(first?.messages).toHaveLength(2);
+    await stub.restoreSession("do-stale-meta", { userId: "alice" });
+    await stub.addMessage(message("do-stale-meta", 2), { userId: "alice" });
+    // KV is eventually consistent: for up to a minute, archive_meta may still name the first archive.
+    let staleReads = 0;
+    await patchPersistence(stub, (real) =>
+      Object.assign(Object.create(real) as DataPersistenceService, {
+        archiveConversation: real.archiveConversation.bind(real),
+        retrieveArchive: real.retrieveArchive.bind(real),
+        retrieveArchivedConversation: async () => {
+          staleReads++;
+          return first;
+        },
+      }),
+    );
+    const secondKey = await stub.archiveSession({ userId: "alice" });
+    expect(secondKey).not.toBe(firstKey);
+    expect(await stub.getContext({ userId: "alice" })).toMatchObject({ status: "archived", messageCount: 0, archiveKey: secondKey });
+    const restored = await stub.restoreSession("do-stale-meta", { userId: "alice" });
+    expect(restored.recentMessages.map((m) => m.id)).toEqual([0, 1, 2].map((n) => `do-stale-meta-m${n}`));
+    expect(staleReads).toBe(0);
+  });
+
+  it("restores the session's newest archive once its own archive is gone", async () => {
+    const stub = await seed("do-own-gone", "alice", 2);
+    const key = await stub.archiveSession({ userId: "alice" });
+    await env.ARCHIVE_R2.delete(key);
+    // The newest archive per KV, written by another path (e.g. restored from a backup).
+    await service.archiveConversation(
+      { sessionId: "do-own-gone", messages: [message("do-own-gone", 7)], summary: "from elsewhere" },
+      { id: "do-own-gone", userId: "alice", status: "archived", createdAt: 1, lastActivity: 2 },
+    );
+    const restored = await stub.restoreSession("do-own-gone", { userId: "alice" });
+    expect(restored).toMatchObject({ status: "active", messageCount: 1, summary: "from elsewhere" });
   });
 
   it("restores NOT_FOUND without an archive and lists a user's archives", async () => {
@@ -147,6 +188,7 @@ describe("SessionMemoryDO alarm", () => {
           return real.archiveConversation(...args);
         },
         retrieveArchivedConversation: real.retrieveArchivedConversation.bind(real),
+        retrieveArchive: real.retrieveArchive.bind(real),
       }),
     );
     const firstRun = Date.now();

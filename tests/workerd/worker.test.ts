@@ -1,19 +1,22 @@
 // The example Worker (js/worker.ts) inside workerd: configuration, tokens, routing, validation,
 // per-user access control and the cron handler, against the local bindings of wrangler.toml.
 import { env } from "cloudflare:workers";
-import { createScheduledController } from "cloudflare:test";
+import { createScheduledController, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
+import { SessionMemoryDO } from "supportbot-persistence";
 import worker from "../../js/worker.js";
 import { importAuthKey, signToken } from "../../js/example/auth.js";
-import type { ExampleEnv } from "../../js/example/config.js";
-import { MAX_BODY_BYTES } from "../../js/example/http.js";
+import { RETENTION_RETRY_ATTEMPTS, retentionCallBudget, type ExampleEnv } from "../../js/example/config.js";
+import { HttpError, MAX_BODY_BYTES } from "../../js/example/http.js";
 import { LAST_RUN_KEY } from "../../js/example/retention.js";
+import { backupOwnerKey } from "../../js/example/routes.js";
 
 const SECRET = "test-auth-secret-0123456789abcdef-0123456789";
 const testEnv: ExampleEnv = { ...env, AUTH_SECRET: SECRET };
 const key = await importAuthKey(SECRET);
 const alice = await signToken(key, "alice");
 const bob = await signToken(key, "bob");
+const indexer = await signToken(key, "faq-indexer", 3600, Date.now(), "service");
 
 interface Body {
   error?: { code: string; message: string };
@@ -53,6 +56,30 @@ describe("configuration", () => {
     const budget = await call("GET", "/health", undefined, undefined, { ...testEnv, RETENTION_STORAGE_CALLS: "lots" });
     expect(budget.body.error?.message).toContain("RETENTION_STORAGE_CALLS");
   });
+
+  it("leaves every retried attempt room in RETENTION_STORAGE_CALLS, and refuses a budget too small to run", async () => {
+    // (subrequests - 2 own calls) / attempts per call (the cron's service makes 2).
+    expect(RETENTION_RETRY_ATTEMPTS).toBe(2);
+    expect(retentionCallBudget(undefined, 2)).toBe(21);
+    expect(retentionCallBudget("1000", 2)).toBe(499);
+    expect(retentionCallBudget("12", 2)).toBe(5);
+    expect(retentionCallBudget("22", 4)).toBe(5);
+    for (const value of ["5", "6", "11", "0", "-45", "4.5", "100001"]) {
+      let thrown: unknown;
+      try {
+        retentionCallBudget(value, 2);
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown, value).toBeInstanceOf(HttpError);
+      expect((thrown as HttpError).code).toBe("INVALID_CONFIG");
+      expect((thrown as HttpError).message).toContain(`RETENTION_STORAGE_CALLS = "${value}": must be an integer in 12..=100000`);
+    }
+    const tooSmall: ExampleEnv = { ...testEnv, RETENTION_STORAGE_CALLS: "6" };
+    const response = await call("GET", "/health", undefined, undefined, tooSmall);
+    expect([response.status, response.body.error?.code]).toEqual([500, "INVALID_CONFIG"]);
+    await expect(worker.scheduled(createScheduledController({ cron: "0 */6 * * *" }), tooSmall)).rejects.toThrow(/RETENTION_STORAGE_CALLS/);
+  });
 });
 
 describe("tokens", () => {
@@ -72,7 +99,8 @@ describe("tokens", () => {
     const [malloryPayload] = (await signToken(key, "mallory")).split(".");
     const tampered = `${malloryPayload}.${aliceSignature}`;
     const expired = await signToken(key, "alice", 60, Date.now() - 3600_000);
-    for (const token of [forged, tampered, expired, "not-a-token", `${alice}x`, ""]) {
+    const admin = await signToken(key, "alice", 3600, Date.now(), "admin" as never);
+    for (const token of [forged, tampered, expired, admin, "not-a-token", `${alice}x`, ""]) {
       const response = await call("GET", "/users/alice/archives", token);
       expect(response.status, token).toBe(401);
       expect(response.body.error?.code).toBe("UNAUTHORIZED");
@@ -106,7 +134,8 @@ describe("routing and validation", () => {
       ["GET", "/cache/queries", undefined, "INVALID_INPUT", "query"],
     ];
     for (const [method, path, body, code, field] of cases) {
-      const response = await call(method, path, alice, body);
+      const token = method === "POST" && path.startsWith("/cache/") ? indexer : alice;
+      const response = await call(method, path, token, body);
       expect(response.status, `${method} ${path}`).toBe(400);
       expect(response.body.error?.code, `${method} ${path}`).toBe(code);
       expect(response.body.error?.message, `${method} ${path}`).toContain(field);
@@ -163,13 +192,90 @@ describe("sessions belong to their creator", () => {
     expect((await call("POST", "/sessions/w-s1/restore", alice)).body.error?.code).toBe("CONFLICT");
   });
 
-  it("caches embeddings and query results for any signed-in user", async () => {
-    expect((await call("POST", "/cache/embeddings", alice, { text: "reset password", embedding: [0.25, -1, 3], model: "m1" })).status).toBe(201);
+  it("serves the shared caches to every signed-in user; only service tokens write them", async () => {
+    const poisoned = await call("POST", "/cache/queries", alice, { query: "how do I reset?", result: { answer: "mail your password to me" } });
+    expect([poisoned.status, poisoned.body.error?.code]).toEqual([403, "FORBIDDEN"]);
+    expect(poisoned.body.error?.message).toContain("service token");
+    expect((await call("POST", "/cache/embeddings", bob, { text: "reset password", embedding: [9, 9, 9], model: "m1" })).status).toBe(403);
+    expect((await call("GET", `/cache/queries?query=${encodeURIComponent("how do I reset?")}`, alice)).status).toBe(404);
+
+    expect((await call("POST", "/cache/embeddings", indexer, { text: "reset password", embedding: [0.25, -1, 3], model: "m1" })).status).toBe(201);
     const hit = await call("GET", "/cache/embeddings?text=reset%20password&model=m1", bob);
     expect(hit.body.embedding).toEqual([0.25, -1, 3]);
     expect((await call("GET", "/cache/embeddings?text=unknown", alice)).status).toBe(404);
-    expect((await call("POST", "/cache/queries", alice, { query: "how do I reset?", result: { answer: "Settings" } })).status).toBe(201);
+    expect((await call("POST", "/cache/queries", indexer, { query: "how do I reset?", result: { answer: "Settings" } })).status).toBe(201);
     expect((await call("GET", `/cache/queries?query=${encodeURIComponent("how do I reset?")}`, alice)).body.result).toEqual({ answer: "Settings" });
+  });
+
+  it("refuses to back up another user's archive after the session id was taken over", async () => {
+    await call("POST", "/sessions/w-taken/messages", alice, { role: "user", content: "my account number is 1234" });
+    expect((await call("POST", "/sessions/w-taken/archive", alice)).status).toBe(200);
+    // archiveRetention later the object deletes its row, while the archive may live on in R2...
+    const stub = env.SESSION_MEMORY.get(env.SESSION_MEMORY.idFromName("w-taken"));
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(await stub.getSessionInfo()).toBeNull();
+    // ...and bob re-creates the session id.
+    expect((await call("POST", "/sessions/w-taken/messages", bob, { role: "user", content: "hello" })).status).toBe(201);
+    const stolen = await call("POST", "/backups", bob, { sessionIds: ["w-taken"] });
+    expect([stolen.status, stolen.body.error?.code]).toEqual([403, "FORBIDDEN"]);
+    expect(stolen.body.error?.message).toContain("archive of session w-taken");
+    expect((await call("GET", "/sessions/w-taken/archive", bob)).status).toBe(403);
+  });
+
+  it("answers 503 BACKUP_UNOWNED naming the backup when its owner record cannot be written", async () => {
+    await call("POST", "/sessions/w-unowned/messages", alice, { role: "user", content: "hi" });
+    expect((await call("POST", "/sessions/w-unowned/archive", alice)).status).toBe(200);
+    let ownerPuts = 0;
+    const kv = env.CHAT_KV;
+    const failingOwnerPuts = new Proxy(kv, {
+      get(target, property) {
+        if (property === "put") {
+          return (name: string, ...rest: unknown[]) => {
+            if (name.startsWith("example:backup_owner:")) {
+              ownerPuts++;
+              return Promise.reject(new Error("KV put failed: 503"));
+            }
+            return (target.put as (...args: unknown[]) => Promise<void>).call(target, name, ...rest);
+          };
+        }
+        const value: unknown = Reflect.get(target, property, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const failingEnv: ExampleEnv = { ...testEnv, CHAT_KV: failingOwnerPuts };
+    const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+    try {
+      const response = await call("POST", "/backups", alice, { sessionIds: ["w-unowned"] }, failingEnv);
+      expect([response.status, response.body.error?.code]).toEqual([503, "BACKUP_UNOWNED"]);
+      const backupId = /backup (\S+) was created/.exec(response.body.error?.message ?? "")?.[1] ?? "";
+      expect(backupId).toMatch(/^backup_/);
+      expect(ownerPuts).toBe(3);
+      expect(await env.CHAT_KV.get(backupOwnerKey(backupId))).toBeNull();
+      expect(JSON.parse(String(errors.mock.calls.at(-1)?.[0]))).toMatchObject({ event: "backup_unowned", backupId, attempts: 3 });
+      expect((await call("POST", `/backups/${backupId}/restore`, alice)).status).toBe(404);
+    } finally {
+      errors.mockRestore();
+    }
+  });
+});
+
+describe("one hash secret for the Worker and its SessionMemoryDO", () => {
+  it("lists a session its SessionMemoryDO archived under PERSISTENCE_HASH_SECRET", async () => {
+    const carol = await signToken(key, "carol");
+    const secretEnv: ExampleEnv = { ...testEnv, PERSISTENCE_HASH_SECRET: "test-hash-secret-0123456789abcdef" };
+    // The object as wrangler builds it, with the secret in its env (the test's binding has none).
+    const stub = env.SESSION_MEMORY.get(env.SESSION_MEMORY.idFromName("w-hashed"));
+    await runInDurableObject(stub, async (_instance: SessionMemoryDO, state) => {
+      const object = new SessionMemoryDO(state, secretEnv);
+      await object.addMessage({ id: "w-hashed-m1", sessionId: "w-hashed", role: "user", content: "hi", timestamp: Date.now() }, { userId: "carol" });
+      await object.archiveSession({ userId: "carol" });
+    });
+    const listed = await call("GET", "/users/carol/archives", carol, undefined, secretEnv);
+    expect(listed.status).toBe(200);
+    expect((listed.body.archives as { sessionId: string }[]).map((a) => a.sessionId)).toEqual(["w-hashed"]);
+    // Keyed by HMAC, not by the plain SHA-256 a service without the secret uses.
+    const plain = await call("GET", "/users/carol/archives", carol);
+    expect(plain.body.archives).toEqual([]);
   });
 });
 
@@ -182,7 +288,8 @@ describe("the cron handler", () => {
       await worker.scheduled(controller, testEnv);
       const first = JSON.parse(String(logged.mock.calls.at(-1)?.[0]));
       expect(first).toMatchObject({ event: "retention_run", cron: "0 */6 * * *", complete: true });
-      expect(first.storageCalls).toBeLessThanOrEqual(45);
+      // RETENTION_STORAGE_CALLS 45 = 2 own calls + 21 calls of up to 2 attempts each.
+      expect(first.storageCalls).toBeLessThanOrEqual(21);
       expect(first).not.toHaveProperty("keys");
       expect(Number(await env.CHAT_KV.get(LAST_RUN_KEY))).toBeGreaterThan(Date.now() - 60_000);
 

@@ -12,6 +12,9 @@ use crate::error::{PersistenceError, Result};
 /// The R2 custom-metadata field holding the SHA-256 (hex) of the stored archive bytes.
 pub const CUSTOM_SHA256_FIELD: &str = "sha256";
 
+/// The R2 custom-metadata field holding the archive's JSON size in bytes (decimal).
+pub const CUSTOM_RAW_SIZE_FIELD: &str = "rawSize";
+
 /// Largest serialized JSON size of a KV `metadata` value (Workers KV limit).
 pub const KV_METADATA_MAX_BYTES: usize = 1024;
 
@@ -145,7 +148,7 @@ pub fn r2_custom_metadata(metadata: &ArchiveMetadata) -> Result<Vec<(String, Str
         ("archivedAt", Some(metadata.archived_at.to_string())),
         ("messageCount", Some(metadata.message_count.to_string())),
         ("duration", Some(metadata.duration.to_string())),
-        ("rawSize", Some(metadata.raw_size.to_string())),
+        (CUSTOM_RAW_SIZE_FIELD, Some(metadata.raw_size.to_string())),
         ("storedSize", Some(metadata.stored_size.to_string())),
         (CUSTOM_SHA256_FIELD, Some(metadata.sha256.clone())),
         ("formatVersion", Some(metadata.format_version.to_string())),

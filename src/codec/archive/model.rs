@@ -1,10 +1,9 @@
-//! The conversation types an archive holds, and the one reader that turns JSON into them.
+//! The owned conversation types an archive holds, and the checks on them that the types alone
+//! cannot express.
 //!
-//! The same reader serves caller input (errors become `INVALID_INPUT`) and stored archives
-//! (errors become `CORRUPT_DATA`): it reports a [`FieldError`] with the JSON path of the
-//! offending value, and the caller picks the error kind. Fields this library does not know are
-//! kept in `extra` maps and written back unchanged, so data added by newer callers survives an
-//! archive round trip.
+//! JSON is read by `view` (borrowing from the text) and converted to these types only where a
+//! caller wants owned values. Fields this library does not know are kept in `extra` maps and
+//! written back unchanged, so data added by newer callers survives an archive round trip.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -159,193 +158,6 @@ impl FieldError {
     }
 }
 
-/// The JSON type name of `value`, for error messages.
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-/// Reads the fields of one JSON object, removing each as it is read so that what remains is
-/// the object's unknown fields, in their original order.
-pub struct ObjectReader {
-    path: String,
-    fields: JsonObject,
-}
-
-impl ObjectReader {
-    /// Starts reading `value`, which must be an object; `path` names it in errors.
-    pub fn new(path: impl Into<String>, value: Value) -> Result<Self, FieldError> {
-        let path = path.into();
-        match value {
-            Value::Object(fields) => Ok(Self { path, fields }),
-            other => Err(FieldError::new(
-                path,
-                format!("must be an object, found {}", kind(&other)),
-            )),
-        }
-    }
-
-    /// The path of field `name` of this object (just `name` at the document root, whose path
-    /// is empty).
-    pub fn path_of(&self, name: &str) -> String {
-        if self.path.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{}.{name}", self.path)
-        }
-    }
-
-    /// Removes field `name`; an explicit `null` counts as absent.
-    fn take(&mut self, name: &str) -> Option<Value> {
-        self.fields
-            .shift_remove(name)
-            .filter(|value| !value.is_null())
-    }
-
-    /// Removes field `name` and checks that it is absent (this library writes it itself).
-    pub fn refuse(&mut self, name: &str, why: &str) -> Result<(), FieldError> {
-        match self.take(name) {
-            Some(_) => Err(FieldError::new(self.path_of(name), why)),
-            None => Ok(()),
-        }
-    }
-
-    /// A required field.
-    pub fn required(&mut self, name: &str) -> Result<Value, FieldError> {
-        self.take(name)
-            .ok_or_else(|| FieldError::new(self.path_of(name), "is missing"))
-    }
-
-    /// A required string.
-    pub fn string(&mut self, name: &str) -> Result<String, FieldError> {
-        let value = self.required(name)?;
-        self.as_string(name, value)
-    }
-
-    /// An optional string (`null` counts as absent).
-    pub fn optional_string(&mut self, name: &str) -> Result<Option<String>, FieldError> {
-        self.take(name)
-            .map(|value| self.as_string(name, value))
-            .transpose()
-    }
-
-    fn as_string(&self, name: &str, value: Value) -> Result<String, FieldError> {
-        match value {
-            Value::String(text) => Ok(text),
-            other => Err(FieldError::new(
-                self.path_of(name),
-                format!("must be a string, found {}", kind(&other)),
-            )),
-        }
-    }
-
-    /// A required non-negative integer.
-    pub fn count(&mut self, name: &str) -> Result<u64, FieldError> {
-        self.optional_count(name)?
-            .ok_or_else(|| FieldError::new(self.path_of(name), "is missing"))
-    }
-
-    /// An optional non-negative integer (`null` counts as absent).
-    pub fn optional_count(&mut self, name: &str) -> Result<Option<u64>, FieldError> {
-        self.take(name)
-            .map(|value| {
-                value.as_u64().ok_or_else(|| {
-                    FieldError::new(
-                        self.path_of(name),
-                        format!("must be a non-negative integer, found {value}"),
-                    )
-                })
-            })
-            .transpose()
-    }
-
-    /// A required integer (which may be negative).
-    pub fn integer(&mut self, name: &str) -> Result<i64, FieldError> {
-        let value = self.required(name)?;
-        value.as_i64().ok_or_else(|| {
-            FieldError::new(
-                self.path_of(name),
-                format!("must be an integer, found {value}"),
-            )
-        })
-    }
-
-    /// A required time in epoch milliseconds (an integer JavaScript's `Date` can hold).
-    pub fn epoch_ms(&mut self, name: &str) -> Result<i64, FieldError> {
-        let value = self.required(name)?;
-        let path = self.path_of(name);
-        let ms = value.as_i64().ok_or_else(|| {
-            FieldError::new(
-                &path,
-                format!("must be an integer number of epoch milliseconds, found {value}"),
-            )
-        })?;
-        check_epoch_ms(&path, ms)?;
-        Ok(ms)
-    }
-
-    /// A required object.
-    pub fn object(&mut self, name: &str) -> Result<JsonObject, FieldError> {
-        let value = self.required(name)?;
-        self.as_object(name, value)
-    }
-
-    /// An optional object (`null` counts as absent).
-    pub fn optional_object(&mut self, name: &str) -> Result<Option<JsonObject>, FieldError> {
-        self.take(name)
-            .map(|value| self.as_object(name, value))
-            .transpose()
-    }
-
-    fn as_object(&self, name: &str, value: Value) -> Result<JsonObject, FieldError> {
-        match value {
-            Value::Object(fields) => Ok(fields),
-            other => Err(FieldError::new(
-                self.path_of(name),
-                format!("must be an object, found {}", kind(&other)),
-            )),
-        }
-    }
-
-    /// A required array.
-    pub fn array(&mut self, name: &str) -> Result<Vec<Value>, FieldError> {
-        match self.required(name)? {
-            Value::Array(items) => Ok(items),
-            other => Err(FieldError::new(
-                self.path_of(name),
-                format!("must be an array, found {}", kind(&other)),
-            )),
-        }
-    }
-
-    /// A required array of strings.
-    pub fn strings(&mut self, name: &str) -> Result<Vec<String>, FieldError> {
-        let path = self.path_of(name);
-        self.array(name)?
-            .into_iter()
-            .enumerate()
-            .map(|(index, item)| match item {
-                Value::String(text) => Ok(text),
-                other => Err(FieldError::new(
-                    format!("{path}[{index}]"),
-                    format!("must be a string, found {}", kind(&other)),
-                )),
-            })
-            .collect()
-    }
-
-    /// The fields not read, in their original order.
-    pub fn rest(self) -> JsonObject {
-        self.fields
-    }
-}
-
 /// Checks that `ms` is a time JavaScript's `Date` can hold and not before 1970.
 pub fn check_epoch_ms(path: &str, ms: i64) -> Result<(), FieldError> {
     if (0..=MAX_EPOCH_MS).contains(&ms) {
@@ -356,106 +168,6 @@ pub fn check_epoch_ms(path: &str, ms: i64) -> Result<(), FieldError> {
             format!("{ms} is outside 0..={MAX_EPOCH_MS} epoch milliseconds"),
         ))
     }
-}
-
-/// Reads a [`ChatMessage`] from `value`.
-pub fn read_message(path: String, value: Value) -> Result<ChatMessage, FieldError> {
-    let mut reader = ObjectReader::new(path, value)?;
-    let id = reader.string("id")?;
-    let session_id = reader.string("sessionId")?;
-    let content = reader.string("content")?;
-    let role_name = reader.string("role")?;
-    let role = Role::parse(&role_name).ok_or_else(|| {
-        FieldError::new(
-            reader.path_of("role"),
-            format!("{role_name:?} is not one of \"user\", \"assistant\", \"system\""),
-        )
-    })?;
-    let timestamp = reader.epoch_ms("timestamp")?;
-    let metadata = reader.optional_object("metadata")?;
-    Ok(ChatMessage {
-        id,
-        session_id,
-        content,
-        role,
-        timestamp,
-        metadata,
-        extra: reader.rest(),
-    })
-}
-
-/// Reads the memory fields of a conversation from `reader`, leaving its unknown fields in
-/// `extra`; `sessionState` must have been taken out before.
-fn read_memory_fields(mut reader: ObjectReader) -> Result<ConversationMemory, FieldError> {
-    let session_id = reader.string("sessionId")?;
-    let messages_path = reader.path_of("messages");
-    let messages = reader
-        .array("messages")?
-        .into_iter()
-        .enumerate()
-        .map(|(index, item)| read_message(format!("{messages_path}[{index}]"), item))
-        .collect::<Result<Vec<_>, _>>()?;
-    let summary = reader.optional_string("summary")?.unwrap_or_default();
-    let context = reader.optional_object("context")?.unwrap_or_default();
-    Ok(ConversationMemory {
-        session_id,
-        messages,
-        summary,
-        context,
-        extra: reader.rest(),
-    })
-}
-
-/// Reads a [`ConversationMemory`] given by a caller. `sessionState` is refused: the archive
-/// writes the session beside the memory under that name.
-pub fn read_memory(path: &str, value: Value) -> Result<ConversationMemory, FieldError> {
-    let mut reader = ObjectReader::new(path, value)?;
-    reader.refuse(
-        "sessionState",
-        "is reserved: the archive stores the session under this name",
-    )?;
-    read_memory_fields(reader)
-}
-
-/// Reads a [`SessionState`] from `value`.
-pub fn read_session(path: &str, value: Value) -> Result<SessionState, FieldError> {
-    let mut reader = ObjectReader::new(path, value)?;
-    let id = reader.string("id")?;
-    let user_id = reader.optional_string("userId")?;
-    let status = reader.string("status")?;
-    let created_at = reader.epoch_ms("createdAt")?;
-    let last_activity = reader.epoch_ms("lastActivity")?;
-    let metadata = reader.optional_object("metadata")?;
-    Ok(SessionState {
-        id,
-        user_id,
-        status,
-        created_at,
-        last_activity,
-        metadata,
-        extra: reader.rest(),
-    })
-}
-
-/// Reads a stored [`ArchivedConversation`]; `sessionState` is required unless `legacy`.
-pub fn read_conversation(
-    path: &str,
-    value: Value,
-    legacy: bool,
-) -> Result<ArchivedConversation, FieldError> {
-    let mut reader = ObjectReader::new(path, value)?;
-    let session_fields = if legacy {
-        reader.optional_object("sessionState")?
-    } else {
-        Some(reader.object("sessionState")?)
-    };
-    let session_state = session_fields
-        .map(|fields| read_session(&reader.path_of("sessionState"), Value::Object(fields)))
-        .transpose()?;
-    Ok(ArchivedConversation {
-        memory: read_memory_fields(reader)?,
-        session_state,
-    })
 }
 
 /// Checks that `extra` repeats none of the `known` field names (it would write them twice).
@@ -516,105 +228,36 @@ mod tests {
 
     use super::*;
 
-    fn message_json() -> Value {
-        json!({
-            "id": "m1", "sessionId": "s1", "content": "hi", "role": "user",
-            "timestamp": 1_736_157_600_000_i64, "metadata": {"lang": "en"}, "x-trace": [1, 2]
-        })
-    }
-
-    #[test]
-    fn reads_a_message_and_keeps_unknown_fields_in_order() {
-        let mut value = message_json();
-        value["z"] = json!(null);
-        value["a"] = json!({"deep": true});
-        let message = read_message("m".into(), value).unwrap();
-        assert_eq!(message.role, Role::User);
-        assert_eq!(message.timestamp, 1_736_157_600_000);
-        assert_eq!(
-            message.metadata,
-            Some(json!({"lang": "en"}).as_object().cloned().unwrap())
-        );
-        let keys: Vec<&str> = message.extra.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["x-trace", "z", "a"]);
-        let written = serde_json::to_value(&message).unwrap();
-        assert_eq!(written["x-trace"], json!([1, 2]));
-        assert_eq!(written["role"], json!("user"));
-    }
-
-    #[test]
-    fn errors_name_the_path() {
-        let cases = [
-            ("timestamp", json!(1.5), "m.timestamp", "integer"),
-            ("timestamp", json!(-1), "m.timestamp", "outside"),
-            ("timestamp", json!("2025"), "m.timestamp", "integer"),
-            ("role", json!("robot"), "m.role", "\"robot\""),
-            ("content", json!(7), "m.content", "found number"),
-            ("metadata", json!([1]), "m.metadata", "found array"),
-        ];
-        for (field, bad, path, needle) in cases {
-            let mut value = message_json();
-            value[field] = bad;
-            let err = read_message("m".into(), value).unwrap_err();
-            assert_eq!(err.path, path);
-            assert!(err.reason.contains(needle), "{}", err.reason);
+    fn message(session_id: &str) -> ChatMessage {
+        ChatMessage {
+            id: "m".into(),
+            session_id: session_id.into(),
+            content: "hi".into(),
+            role: Role::User,
+            timestamp: 1_736_157_600_000,
+            metadata: None,
+            extra: JsonObject::new(),
         }
-        let mut value = message_json();
-        value.as_object_mut().unwrap().remove("id");
-        assert_eq!(
-            read_message("m".into(), value).unwrap_err(),
-            FieldError::new("m.id", "is missing")
-        );
-    }
-
-    #[test]
-    fn null_optional_fields_count_as_absent() {
-        let mut value = message_json();
-        value["metadata"] = Value::Null;
-        assert_eq!(read_message("m".into(), value).unwrap().metadata, None);
-        let memory = read_memory(
-            "memory",
-            json!({"sessionId": "s1", "messages": [], "summary": null, "context": null}),
-        )
-        .unwrap();
-        assert_eq!(memory.summary, "");
-        assert!(memory.context.is_empty());
-    }
-
-    #[test]
-    fn caller_memory_may_not_carry_session_state() {
-        let err = read_memory(
-            "memory",
-            json!({"sessionId": "s1", "messages": [], "sessionState": {}}),
-        )
-        .unwrap_err();
-        assert_eq!(err.path, "memory.sessionState");
-    }
-
-    #[test]
-    fn stored_conversation_needs_session_state_unless_legacy() {
-        let conversation = json!({"sessionId": "s1", "messages": [], "summary": "", "context": {}});
-        let err = read_conversation("conversation", conversation.clone(), false).unwrap_err();
-        assert_eq!(
-            err,
-            FieldError::new("conversation.sessionState", "is missing")
-        );
-        let legacy = read_conversation("conversation", conversation, true).unwrap();
-        assert_eq!(legacy.session_state, None);
     }
 
     #[test]
     fn consistency_check_names_the_offender() {
-        let session = read_session(
-            "session",
-            json!({"id": "s1", "status": "ended", "createdAt": 1, "lastActivity": 2}),
-        )
-        .unwrap();
-        let mut memory = read_memory(
-            "memory",
-            json!({"sessionId": "s1", "messages": [message_json(), message_json()]}),
-        )
-        .unwrap();
+        let session = SessionState {
+            id: "s1".into(),
+            user_id: None,
+            status: "ended".into(),
+            created_at: 1,
+            last_activity: 2,
+            metadata: None,
+            extra: JsonObject::new(),
+        };
+        let mut memory = ConversationMemory {
+            session_id: "s1".into(),
+            messages: vec![message("s1"), message("s1")],
+            summary: String::new(),
+            context: JsonObject::new(),
+            extra: JsonObject::new(),
+        };
         assert_eq!(check_conversation(&memory, &session), Ok(()));
 
         memory.messages[1].session_id = "s2".into();
@@ -629,6 +272,12 @@ mod tests {
             "memory.messages[0].role"
         );
         memory.messages[0].extra.clear();
+        memory.messages[0].timestamp = -1;
+        assert_eq!(
+            check_conversation(&memory, &session).unwrap_err().path,
+            "memory.messages[0].timestamp"
+        );
+        memory.messages[0].timestamp = 1;
         memory.session_id = "other".into();
         assert_eq!(
             check_conversation(&memory, &session).unwrap_err().path,

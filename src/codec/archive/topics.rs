@@ -91,28 +91,52 @@ const TOPICS: [(&str, &[&str]); 5] = [
 /// The topics the messages touch, in the fixed order authentication, billing, technical-issue,
 /// feature-request, account-management, each at most once.
 pub fn extract_topics(messages: &[ChatMessage]) -> Vec<String> {
-    let mut found = [false; TOPICS.len()];
+    let mut finder = TopicFinder::default();
     for message in messages {
-        let text = message.content.to_lowercase();
+        if finder.is_complete() {
+            break;
+        }
+        finder.add(&message.content);
+    }
+    finder.topics()
+}
+
+/// Collects the topics of texts given one at a time (see [`extract_topics`]), so that a text
+/// only needs to exist while it is looked at.
+#[derive(Default)]
+pub struct TopicFinder {
+    found: [bool; TOPICS.len()],
+}
+
+impl TopicFinder {
+    /// Looks for topics in one more text.
+    pub fn add(&mut self, text: &str) {
+        let text = text.to_lowercase();
         let words: Vec<&str> = text
             .split(|c: char| !c.is_alphanumeric())
             .filter(|word| !word.is_empty())
             .collect();
-        for ((_, keywords), seen) in TOPICS.iter().zip(found.iter_mut()) {
+        for ((_, keywords), seen) in TOPICS.iter().zip(self.found.iter_mut()) {
             if !*seen {
                 *seen = keywords.iter().any(|keyword| mentions(&words, keyword));
             }
         }
-        if found.iter().all(|seen| *seen) {
-            break;
-        }
     }
-    TOPICS
-        .iter()
-        .zip(found)
-        .filter(|(_, seen)| *seen)
-        .map(|((topic, _), _)| (*topic).to_owned())
-        .collect()
+
+    /// Whether every topic has been found (more text cannot change the result).
+    pub fn is_complete(&self) -> bool {
+        self.found.iter().all(|seen| *seen)
+    }
+
+    /// The topics found, in their fixed order.
+    pub fn topics(&self) -> Vec<String> {
+        TOPICS
+            .iter()
+            .zip(self.found)
+            .filter(|(_, seen)| *seen)
+            .map(|((topic, _), _)| (*topic).to_owned())
+            .collect()
+    }
 }
 
 /// Whether the keyword's words occur consecutively in `words`.

@@ -1,0 +1,75 @@
+//! `retrieveArchive`: one archive by its R2 key, read from R2 alone.
+//!
+//! `retrieveArchivedConversation(sessionId)` finds the session's newest archive through KV
+//! `archive_meta`, which may lag a write made elsewhere by ~60 s. A caller that holds the key
+//! `archiveConversation` returned (e.g. a Durable Object that just archived its session) reads
+//! it here instead: R2 is strongly consistent, so the archive is there as soon as the key was
+//! returned, and the object's own recorded SHA-256 is what it is checked against.
+
+use serde_json::json;
+
+use super::archive::check_archive_session;
+use super::entries::recorded_sha256;
+use super::PersistenceService;
+use crate::codec::archive::{decode_archive_json, CUSTOM_RAW_SIZE_FIELD};
+use crate::error::{PersistenceError, Result};
+use crate::keys::parse_archive_object_key;
+use crate::store::{Clock, KvStore, ObjectMeta, ObjectStore};
+
+/// Longest part of a refused `archiveKey` quoted in the error.
+const QUOTED_KEY_CHARS: usize = 64;
+
+impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
+    /// The archive stored under `archive_key` (as `archiveConversation` returned it, or a
+    /// legacy key of the earlier TypeScript implementation) as conversation JSON text, verified
+    /// against the SHA-256 R2 recorded for it; `None` when no object is stored there.
+    ///
+    /// Strongly consistent: reads R2 only, so it finds an archive the moment its key was
+    /// returned, wherever it was written. Costs 1 R2 get. Errors: `INVALID_INPUT` naming
+    /// `archiveKey` for anything but an archive key (before any storage call);
+    /// `CHECKSUM_MISMATCH` or `CORRUPT_DATA` when the stored archive is damaged or holds another
+    /// session (never wrong data); `UNSUPPORTED_FORMAT`; `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.
+    pub async fn retrieve_archive(&self, archive_key: &str) -> Result<Option<String>> {
+        let log = self.begin("retrieveArchive");
+        let parsed = parse_archive_object_key(archive_key).ok_or_else(|| {
+            let quoted: String = archive_key.chars().take(QUOTED_KEY_CHARS).collect();
+            PersistenceError::invalid_input(
+                "archiveKey",
+                format!("{quoted:?} is not an archive key (conversations/YYYY/MM/archive_<sessionId>_<ms>.json.gz)"),
+            )
+        })?;
+        let Some(object) = self.r2_get(&log, archive_key).await? else {
+            return Ok(None);
+        };
+        let expected_sha256 = recorded_sha256(&object.meta);
+        let decoded = decode_archive_json(
+            &object.body,
+            expected_sha256,
+            self.read_limit(&object.meta, expected_sha256.is_some()),
+        )?;
+        check_archive_session(
+            archive_key,
+            &decoded.metadata.session_id,
+            &parsed.session_id,
+        )?;
+        log.debug(
+            "retrieved",
+            json!({ "key": archive_key, "formatVersion": decoded.metadata.format_version }),
+        );
+        Ok(Some(decoded.conversation_json))
+    }
+
+    /// Largest size the object may inflate to: the policy's limit, or the size recorded with
+    /// the object's checksum when that is larger. A checksum is verified before inflating, so
+    /// the size written beside it is trusted and an archive stays readable after
+    /// `maxArchiveSize` is lowered (as through `retrieveArchivedConversation`).
+    fn read_limit(&self, meta: &ObjectMeta, checksummed: bool) -> u64 {
+        let recorded = meta
+            .custom_metadata
+            .get(CUSTOM_RAW_SIZE_FIELD)
+            .and_then(|size| size.parse::<u64>().ok())
+            .filter(|_| checksummed)
+            .unwrap_or(0);
+        self.policy.max_archive_size_bytes.max(recorded)
+    }
+}
