@@ -14,17 +14,19 @@ wasm-pack --log-level warn build --release --target web --no-pack --no-opt \
   --out-dir "$OUT" --out-name "$NAME"
 rm -f "$OUT/.gitignore"
 
-# wasm-bindgen output is deterministic for the same Rust, so its hash keys the cache.
-input_hash="$(sha256sum "$OUT/${NAME}_bg.wasm" | cut -d' ' -f1)"
+# The features are the ones rustc's wasm32 target emits, plus simd128 (.cargo/config.toml).
+# -O3: -Os/-Oz/--converge change the gzipped size by under 0.1 % here (bench/NOTES.md);
+# the two stripped custom sections are toolchain metadata no runtime reads.
+WASM_OPT_FLAGS=(-O3 --strip-producers --strip-target-features
+  --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext
+  --enable-mutable-globals --enable-reference-types --enable-multivalue)
+# wasm-bindgen output is deterministic for the same Rust, so its hash (with the flags) keys the cache.
+input_hash="$( { cat "$OUT/${NAME}_bg.wasm"; echo "${WASM_OPT_FLAGS[*]}"; } | sha256sum | cut -d' ' -f1)"
 optimised="target/wasm-opt/$input_hash.wasm"
 if [ ! -f "$optimised" ]; then
   step "build: wasm-opt"
   mkdir -p target/wasm-opt
-  # The features are the ones rustc's wasm32 target emits, plus simd128 (.cargo/config.toml).
-  wasm-opt -O3 \
-    --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-    --enable-mutable-globals --enable-reference-types --enable-multivalue \
-    "$OUT/${NAME}_bg.wasm" -o "$optimised.tmp"
+  wasm-opt "${WASM_OPT_FLAGS[@]}" "$OUT/${NAME}_bg.wasm" -o "$optimised.tmp"
   mv "$optimised.tmp" "$optimised"
 fi
 cp "$optimised" "$OUT/${NAME}_bg.wasm"
