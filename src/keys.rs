@@ -4,6 +4,14 @@
 //! Ids are checked once, at the boundary, so `/`, `..`, control characters, whitespace and empty
 //! strings can never reach a key. Keys that carry a time sort lexicographically in time order:
 //! UTC, zero-padded months, and fixed-width (13-digit) millisecond fields.
+// Keys and JS values arrive from storage and callers: parsing them must never panic (a panic
+// traps the wasm instance).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::fmt;
 
@@ -451,6 +459,12 @@ pub fn new_backup_id(created_at_ms: i64, nonce: &[u8]) -> Result<BackupId> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -785,6 +799,12 @@ mod tests {
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 mod proptests {
     use proptest::prelude::*;
 

@@ -8,43 +8,36 @@
 //! pointing at a missing object. Also: flipped bytes are CHECKSUM_MISMATCH, never wrong data,
 //! and bad input is refused with its code without losing anything stored.
 
+#[allow(dead_code)]
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::rc::Rc;
 
 use serde_json::{json, Value};
 use supportbot_persistence::keys::{
     backup_data_key, backup_manifest_object_key, BackupId, ARCHIVE_INDEX_PREFIX,
     ARCHIVE_META_PREFIX, BACKUP_MANIFEST_PREFIX, USER_INDEX_PREFIX,
 };
-use supportbot_persistence::policy::DataRetentionPolicy;
-use supportbot_persistence::service::{
-    PersistenceService, RetentionBudget, RetentionRun, ServiceOptions, MAX_CACHE_TEXT_BYTES,
-};
+use supportbot_persistence::service::{RetentionBudget, RetentionRun, MAX_CACHE_TEXT_BYTES};
 use supportbot_persistence::store::memory::{
-    block_on, Faults, MemoryKv, MemoryR2, MemoryStores, OperationKind, StoreSnapshot, VirtualClock,
+    block_on, Faults, MemoryStores, OperationKind, StoreSnapshot,
 };
 use supportbot_persistence::store::{
-    Binding, FailureKind, KvListOptions, KvPutOptions, KvStore, LogSink, ObjectStore,
+    Binding, FailureKind, KvListOptions, KvPutOptions, KvStore, ObjectStore,
 };
 
-/// 2025-06-01T00:00:00Z
-const NOW: i64 = 1_748_736_000_000;
+use common::{
+    all_keys, conversation, lose_all_archives, memory_at, quiet_service, session_at, Service, DAY,
+    NOW,
+};
+
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
-const DAY: i64 = 24 * HOUR;
 /// Every world starts from this seed, so every run is the same run.
 const SEED: u64 = 0x5eed;
 /// Longer than any backoff, the breaker's open time (30 s) and KV's one-write-a-second rule.
 const RECOVERY_MS: u64 = 120_000;
-
-struct Discard;
-
-impl LogSink for Discard {
-    fn emit(&self, _line: &str) {}
-}
-
-type Service = PersistenceService<MemoryKv, MemoryR2, VirtualClock>;
 
 /// One fault planned for the storage call numbered `n` from the start of an operation
 /// (1-based; retries are calls too, so a fault shifts the numbers of the calls after it).
@@ -92,34 +85,15 @@ impl fmt::Display for Fault {
     }
 }
 
+/// When the conversations archived here took place: 300 days before `NOW`, one second long.
+const TALKED_AT: [i64; 2] = [NOW - 300 * DAY, NOW - 300 * DAY + 1_000];
+
 fn memory(sid: &str, text: &str) -> Value {
-    json!({
-        "sessionId": sid,
-        "messages": [
-            {"id": "m1", "sessionId": sid, "content": text, "role": "user",
-             "timestamp": NOW - 300 * DAY},
-            {"id": "m2", "sessionId": sid, "content": "Let me check your invoice.",
-             "role": "assistant", "timestamp": NOW - 300 * DAY + 1_000}
-        ],
-        "summary": format!("Summary of {sid}"),
-        "context": {"plan": "pro"}
-    })
+    memory_at(sid, text, TALKED_AT)
 }
 
 fn session(sid: &str, user: Option<&str>) -> Value {
-    let mut session = json!({"id": sid, "status": "ended",
-                             "createdAt": NOW - 300 * DAY, "lastActivity": NOW - 300 * DAY + 1_000});
-    if let Some(user) = user {
-        session["userId"] = json!(user);
-    }
-    session
-}
-
-/// What retrieving an archive of `memory` and `session` must return.
-fn conversation(memory: &Value, session: &Value) -> Value {
-    let mut expected = memory.clone();
-    expected["sessionState"] = session.clone();
-    expected
+    session_at(sid, user, TALKED_AT[0], TALKED_AT[1])
 }
 
 /// What a caller can see of one session: what retrieving it gives (or its error code), and
@@ -143,15 +117,7 @@ struct World {
 impl World {
     fn at(now_ms: i64) -> Self {
         let stores = MemoryStores::new(now_ms, SEED);
-        let service = PersistenceService::new(
-            stores.kv.clone(),
-            stores.r2.clone(),
-            stores.clock.clone(),
-            Rc::new(Discard),
-            DataRetentionPolicy::default(),
-            ServiceOptions::default(),
-        )
-        .unwrap();
+        let service = quiet_service(&stores);
         World {
             stores,
             service,
@@ -315,21 +281,7 @@ impl World {
 
     /// Deletes every archive object and every archive KV entry (not storage calls that fail).
     fn lose_all_archives(&self) {
-        let snapshot = self.stores.snapshot();
-        let objects: Vec<String> = snapshot
-            .r2
-            .keys()
-            .filter(|key| key.starts_with("conversations/"))
-            .cloned()
-            .collect();
-        block_on(self.stores.r2.delete(&objects)).unwrap();
-        for key in snapshot.kv.keys().filter(|key| {
-            [ARCHIVE_META_PREFIX, USER_INDEX_PREFIX, ARCHIVE_INDEX_PREFIX]
-                .iter()
-                .any(|prefix| key.starts_with(prefix))
-        }) {
-            block_on(self.stores.kv.delete(key)).unwrap();
-        }
+        lose_all_archives(&self.stores);
     }
 
     fn writes(&self) -> u64 {
@@ -369,15 +321,6 @@ fn changed_keys(before: &StoreSnapshot, after: &StoreSnapshot) -> BTreeSet<Strin
         .filter(|(key, object)| before.r2.get(*key) != Some(object))
         .map(|(key, _)| key.clone());
     kv.chain(r2).collect()
-}
-
-fn all_keys(snapshot: &StoreSnapshot) -> BTreeSet<String> {
-    snapshot
-        .kv
-        .keys()
-        .chain(snapshot.r2.keys())
-        .cloned()
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1073,13 +1016,13 @@ fn bad_input_is_refused_with_its_code_and_nothing_stored_is_lost() {
     );
 }
 
-/// A 10 MB text is within the cache's limit (texts are only hashed): it is cached and found,
-/// under one new key, and nothing else changes. One byte over the limit is refused.
+/// A text at the cache's limit is cached and found, under one new key, and nothing else
+/// changes. One byte over it, or a 10 MB text, is refused.
 #[test]
 fn cache_texts_up_to_the_limit_are_hashed_and_larger_ones_refused() {
     let (world, _, _) = bad_input_world();
     let before = world.stores.snapshot();
-    let large = "refund ".repeat(10 * 1024 * 1024 / 7);
+    let large = "x".repeat(MAX_CACHE_TEXT_BYTES);
     block_on(world.service.cache_embedding(&large, &[0.5], None)).unwrap();
     assert_eq!(
         block_on(world.service.get_cached_embedding(&large, None)).unwrap(),
@@ -1094,6 +1037,17 @@ fn cache_texts_up_to_the_limit_are_hashed_and_larger_ones_refused() {
     );
     assert!(all_keys(&before).is_subset(&all_keys(&after)));
 
+    let ten_megabytes = "refund ".repeat(10 * 1024 * 1024 / 7);
+    let err = block_on(
+        world
+            .service
+            .cache_frequent_query(&ten_megabytes, "1", None),
+    )
+    .unwrap_err();
+    assert_eq!(
+        (err.code(), err.to_string().contains("query")),
+        ("INVALID_INPUT", true)
+    );
     let too_large = "x".repeat(MAX_CACHE_TEXT_BYTES + 1);
     let err = block_on(world.service.cache_embedding(&too_large, &[0.5], None)).unwrap_err();
     assert_eq!(

@@ -2,7 +2,10 @@
 //! in-memory stores: round trips, write order and crash consistency, paging, legacy archives,
 //! damage detection, and what never appears in keys.
 
-use std::cell::RefCell;
+#[allow(dead_code)]
+mod common;
+
+use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use serde_json::{json, Value};
@@ -11,46 +14,15 @@ use supportbot_persistence::keys::{
     ARCHIVE_INDEX_PREFIX, USER_INDEX_PREFIX,
 };
 use supportbot_persistence::policy::DataRetentionPolicy;
-use supportbot_persistence::service::{PersistenceService, ServiceOptions};
-use supportbot_persistence::store::memory::{
-    block_on, CallCounts, MemoryKv, MemoryR2, MemoryStores, OperationKind, VirtualClock,
-};
+use supportbot_persistence::service::ServiceOptions;
+use supportbot_persistence::store::memory::{block_on, CallCounts, MemoryStores, OperationKind};
 use supportbot_persistence::store::{
-    Binding, KvPutOptions, KvStore, LogSink, ObjectPutOptions, ObjectStore,
+    Binding, KvPutOptions, KvStore, ObjectPutOptions, ObjectStore,
 };
 
-/// 2025-01-06T10:00:00Z
-const T0: i64 = 1_736_157_600_000;
-const LEGACY_ARCHIVE: &[u8] = include_bytes!("fixtures/archive/legacy_archive.json");
-
-/// Collects log lines.
-#[derive(Default)]
-struct Lines(RefCell<Vec<String>>);
-
-impl LogSink for Lines {
-    fn emit(&self, line: &str) {
-        self.0.borrow_mut().push(line.to_owned());
-    }
-}
-
-impl Lines {
-    fn parsed(&self) -> Vec<Value> {
-        self.0
-            .borrow()
-            .iter()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
-    }
-
-    fn warnings(&self) -> Vec<Value> {
-        self.parsed()
-            .into_iter()
-            .filter(|line| line["level"] == "warn")
-            .collect()
-    }
-}
-
-type Service = PersistenceService<MemoryKv, MemoryR2, VirtualClock>;
+use common::{
+    all_keys, conversation, memory_at, service_over, session_at, Lines, Service, LEGACY_ARCHIVE, T0,
+};
 
 struct Harness {
     stores: MemoryStores,
@@ -62,15 +34,7 @@ impl Harness {
     fn with(policy: DataRetentionPolicy) -> Self {
         let stores = MemoryStores::new(T0, 42);
         let lines = Rc::new(Lines::default());
-        let service = PersistenceService::new(
-            stores.kv.clone(),
-            stores.r2.clone(),
-            stores.clock.clone(),
-            lines.clone(),
-            policy,
-            ServiceOptions::default(),
-        )
-        .unwrap();
+        let service = service_over(&stores, lines.clone(), policy, ServiceOptions::default());
         Harness {
             stores,
             lines,
@@ -99,46 +63,22 @@ impl Harness {
     }
 
     /// Every KV and R2 key stored now.
-    fn all_keys(&self) -> Vec<String> {
-        let snapshot = self.stores.snapshot();
-        snapshot
-            .kv
-            .keys()
-            .chain(snapshot.r2.keys())
-            .cloned()
-            .collect()
+    fn all_keys(&self) -> BTreeSet<String> {
+        all_keys(&self.stores.snapshot())
     }
 }
 
+/// The shared memory plus what only clients send (message metadata, a client version), which
+/// archives must keep.
 fn memory(session_id: &str, text: &str) -> Value {
-    json!({
-        "sessionId": session_id,
-        "messages": [
-            {"id": "m1", "sessionId": session_id, "content": text, "role": "user",
-             "timestamp": T0 - 60_000},
-            {"id": "m2", "sessionId": session_id, "content": "Let me check your invoice.",
-             "role": "assistant", "timestamp": T0 - 30_000, "metadata": {"confidence": 0.9}}
-        ],
-        "summary": format!("Summary of {session_id}"),
-        "context": {"plan": "pro"},
-        "clientVersion": 3
-    })
+    let mut memory = memory_at(session_id, text, [T0 - 60_000, T0 - 30_000]);
+    memory["messages"][1]["metadata"] = json!({"confidence": 0.9});
+    memory["clientVersion"] = json!(3);
+    memory
 }
 
 fn session(session_id: &str, user_id: Option<&str>) -> Value {
-    let mut session = json!({"id": session_id, "status": "ended",
-                             "createdAt": T0 - 60_000, "lastActivity": T0 - 30_000});
-    if let Some(user_id) = user_id {
-        session["userId"] = json!(user_id);
-    }
-    session
-}
-
-/// What a retrieved conversation must look like: the memory plus `sessionState`.
-fn expected_conversation(memory: &Value, session: &Value) -> Value {
-    let mut expected = memory.clone();
-    expected["sessionState"] = session.clone();
-    expected
+    session_at(session_id, user_id, T0 - 60_000, T0 - 30_000)
 }
 
 #[test]
@@ -195,7 +135,7 @@ fn archive_round_trips_and_writes_object_before_entries() {
 
     let before = h.counts();
     let retrieved = h.retrieve("s-1").unwrap().unwrap();
-    assert_eq!(retrieved, expected_conversation(&m, &s));
+    assert_eq!(retrieved, conversation(&m, &s));
     let cost = h.counts().since(&before);
     assert_eq!(
         (
@@ -272,7 +212,7 @@ fn the_newest_archive_of_a_session_is_retrieved() {
     );
     assert_eq!(
         h.retrieve("s-1").unwrap().unwrap(),
-        expected_conversation(&newer, &s)
+        conversation(&newer, &s)
     );
     // Both archives stay listed (they are both stored), newest first.
     let listing = block_on(h.service.list_archived_conversations(Some("u-1"), 20, None)).unwrap();
@@ -295,7 +235,7 @@ fn same_millisecond_archives_of_one_session_both_survive() {
     assert_eq!(h.stores.snapshot().r2.len(), 2);
     assert_eq!(
         h.retrieve("s-1").unwrap().unwrap(),
-        expected_conversation(&newer, &s)
+        conversation(&newer, &s)
     );
     let record: Value =
         serde_json::from_slice(&h.stores.snapshot().kv["archive_meta:s-1"].value).unwrap();

@@ -1,33 +1,23 @@
 //! createBackup and restoreFromBackup over the in-memory stores: round trip, idempotent
 //! restore, missing sessions, missing or damaged backups (nothing written), legacy backups.
 
+#[allow(dead_code)]
+mod common;
+
 use std::rc::Rc;
 
 use serde_json::{json, Value};
 use supportbot_persistence::hash::sha256_hex;
 use supportbot_persistence::keys::{
     archive_index_key, archive_meta_key, archive_object_key, backup_data_key,
-    backup_manifest_object_key, legacy_backup_data_key, BackupId, SessionId, ARCHIVE_INDEX_PREFIX,
+    backup_manifest_object_key, legacy_backup_data_key, BackupId, SessionId,
 };
 use supportbot_persistence::policy::DataRetentionPolicy;
-use supportbot_persistence::service::{PersistenceService, ServiceOptions};
-use supportbot_persistence::store::memory::{
-    block_on, MemoryKv, MemoryR2, MemoryStores, VirtualClock,
-};
-use supportbot_persistence::store::{
-    KvPutOptions, KvStore, LogSink, ObjectPutOptions, ObjectStore,
-};
+use supportbot_persistence::service::ServiceOptions;
+use supportbot_persistence::store::memory::{block_on, MemoryStores};
+use supportbot_persistence::store::{KvPutOptions, KvStore, ObjectPutOptions, ObjectStore};
 
-/// 2025-01-06T10:00:00Z
-const T0: i64 = 1_736_157_600_000;
-
-struct Discard;
-
-impl LogSink for Discard {
-    fn emit(&self, _line: &str) {}
-}
-
-type Service = PersistenceService<MemoryKv, MemoryR2, VirtualClock>;
+use common::{conversation, lose_all_archives, service_over, session_at, Discard, Service, T0};
 
 struct Harness {
     stores: MemoryStores,
@@ -42,15 +32,12 @@ impl Harness {
     }
 
     fn service_over(stores: &MemoryStores, options: ServiceOptions) -> Service {
-        PersistenceService::new(
-            stores.kv.clone(),
-            stores.r2.clone(),
-            stores.clock.clone(),
+        service_over(
+            stores,
             Rc::new(Discard),
             DataRetentionPolicy::default(),
             options,
         )
-        .unwrap()
     }
 
     /// Archives a two-message conversation of `sid` for `user`; returns (archive key,
@@ -67,18 +54,13 @@ impl Harness {
             "summary": format!("about {sid}"),
             "context": {},
         });
-        let mut session = json!({"id": sid, "status": "ended",
-                                 "createdAt": T0 - 60_000, "lastActivity": T0 - 30_000});
-        if let Some(user) = user {
-            session["userId"] = json!(user);
-        }
+        let session = session_at(sid, user, T0 - 60_000, T0 - 30_000);
         let key = block_on(
             self.service
                 .archive_conversation(&memory.to_string(), &session.to_string()),
         )
         .unwrap();
-        let mut expected = memory;
-        expected["sessionState"] = session;
+        let expected = conversation(&memory, &session);
         // Successive archives get distinct times and KV writes stay under 1/s per key.
         self.stores.clock.advance_ms(1_500);
         (key, expected)
@@ -101,21 +83,7 @@ impl Harness {
 
     /// Deletes every archive object and every archive KV entry.
     fn lose_all_archives(&self) {
-        let snapshot = self.stores.snapshot();
-        let r2: Vec<String> = snapshot
-            .r2
-            .keys()
-            .filter(|k| k.starts_with("conversations/"))
-            .cloned()
-            .collect();
-        block_on(self.stores.r2.delete(&r2)).unwrap();
-        for key in snapshot.kv.keys().filter(|k| {
-            k.starts_with("archive_meta:")
-                || k.starts_with("user_archives:")
-                || k.starts_with(ARCHIVE_INDEX_PREFIX)
-        }) {
-            block_on(self.stores.kv.delete(key)).unwrap();
-        }
+        lose_all_archives(&self.stores);
     }
 }
 

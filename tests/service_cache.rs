@@ -2,45 +2,27 @@
 //! in-memory stores: hits, misses, logical expiry shorter than KV's 60 s minimum, key
 //! separation, graceful degradation of reads, refused input, and what never reaches a key.
 
-use std::cell::RefCell;
+#[allow(dead_code)]
+mod common;
+
 use std::rc::Rc;
 
 use serde_json::{json, Value};
 use supportbot_persistence::policy::DataRetentionPolicy;
-use supportbot_persistence::service::{PersistenceService, ServiceOptions, MAX_CACHE_TEXT_BYTES};
+use supportbot_persistence::service::{ServiceOptions, MAX_CACHE_TEXT_BYTES};
 use supportbot_persistence::store::memory::{
-    block_on, CallCounts, CallFilter, MemoryKv, MemoryR2, MemoryStores, OperationKind, VirtualClock,
+    block_on, CallCounts, CallFilter, MemoryStores, OperationKind,
 };
-use supportbot_persistence::store::{Binding, FailureKind, LogSink};
+use supportbot_persistence::store::{Binding, FailureKind};
 
-/// 2025-01-06T10:00:00Z
-const T0: i64 = 1_736_157_600_000;
+use common::{service_over, Lines, Service, T0};
+
 const TEN_SECONDS: u64 = 10_000;
-
-#[derive(Default)]
-struct Lines(RefCell<Vec<String>>);
-
-impl LogSink for Lines {
-    fn emit(&self, line: &str) {
-        self.0.borrow_mut().push(line.to_owned());
-    }
-}
-
-impl Lines {
-    fn warnings(&self) -> Vec<Value> {
-        self.0
-            .borrow()
-            .iter()
-            .map(|line| serde_json::from_str::<Value>(line).unwrap())
-            .filter(|line| line["level"] == "warn")
-            .collect()
-    }
-}
 
 struct Harness {
     stores: MemoryStores,
     lines: Rc<Lines>,
-    service: PersistenceService<MemoryKv, MemoryR2, VirtualClock>,
+    service: Service,
 }
 
 impl Harness {
@@ -51,15 +33,7 @@ impl Harness {
             cache_ttl_ms,
             ..DataRetentionPolicy::default()
         };
-        let service = PersistenceService::new(
-            stores.kv.clone(),
-            stores.r2.clone(),
-            stores.clock.clone(),
-            lines.clone(),
-            policy,
-            options,
-        )
-        .unwrap();
+        let service = service_over(&stores, lines.clone(), policy, options);
         Harness {
             stores,
             lines,
@@ -349,14 +323,26 @@ fn bad_input_is_refused_and_nothing_is_stored() {
 }
 
 #[test]
-fn ten_megabyte_texts_are_fine_and_the_bound_is_enforced() {
+fn texts_up_to_the_bound_are_hashed_and_ten_megabytes_are_refused() {
     let h = Harness::new();
-    let long = "word ".repeat(2 * 1024 * 1024);
+    let long = "word ".repeat(MAX_CACHE_TEXT_BYTES / 5);
     h.cache_embedding(&long, &[0.5], None).unwrap();
     assert_eq!(h.embedding(&long, None), Some(vec![0.5]));
-    let too_long = "x".repeat(MAX_CACHE_TEXT_BYTES + 1);
-    let err = block_on(h.service.get_cached_embedding(&too_long, None)).unwrap_err();
-    assert_eq!(err.code(), "INVALID_INPUT");
+    let before = h.counts().total();
+    for too_long in [
+        "x".repeat(MAX_CACHE_TEXT_BYTES + 1),
+        "word ".repeat(2 * 1024 * 1024),
+    ] {
+        let err = block_on(h.service.get_cached_embedding(&too_long, None)).unwrap_err();
+        assert_eq!(err.code(), "INVALID_INPUT");
+        let err = h.cache_embedding(&too_long, &[0.5], None).unwrap_err();
+        assert_eq!(err.code(), "INVALID_INPUT");
+    }
+    assert_eq!(
+        h.counts().total(),
+        before,
+        "refused before any storage call"
+    );
 }
 
 #[test]

@@ -1,45 +1,25 @@
 //! healthCheck and getStorageMetrics over the in-memory stores: real probes with injected
 //! failures, breaker states, and counts over more than one listing page.
 
-use std::rc::Rc;
+#[allow(dead_code)]
+mod common;
 
 use serde_json::{json, Value};
 use supportbot_persistence::keys::{
     archive_meta_key, archive_object_key, backup_data_key, backup_manifest_object_key, BackupId,
     SessionId,
 };
-use supportbot_persistence::policy::DataRetentionPolicy;
-use supportbot_persistence::service::{HealthStatus, PersistenceService, ServiceOptions};
-use supportbot_persistence::store::memory::{
-    block_on, CallFilter, MemoryKv, MemoryR2, MemoryStores, OperationKind, VirtualClock,
-};
+use supportbot_persistence::service::HealthStatus;
+use supportbot_persistence::store::memory::{block_on, CallFilter, MemoryStores, OperationKind};
 use supportbot_persistence::store::{
-    Binding, FailureKind, KvPutOptions, KvStore, LogSink, ObjectPutOptions, ObjectStore,
+    Binding, FailureKind, KvPutOptions, KvStore, ObjectPutOptions, ObjectStore,
 };
 
-/// 2025-01-06T10:00:00Z
-const T0: i64 = 1_736_157_600_000;
+use common::{quiet_service, Service, T0};
 
-struct Discard;
-
-impl LogSink for Discard {
-    fn emit(&self, _line: &str) {}
-}
-
-fn setup() -> (
-    MemoryStores,
-    PersistenceService<MemoryKv, MemoryR2, VirtualClock>,
-) {
+fn setup() -> (MemoryStores, Service) {
     let stores = MemoryStores::new(T0, 11);
-    let service = PersistenceService::new(
-        stores.kv.clone(),
-        stores.r2.clone(),
-        stores.clock.clone(),
-        Rc::new(Discard),
-        DataRetentionPolicy::default(),
-        ServiceOptions::default(),
-    )
-    .unwrap();
+    let service = quiet_service(&stores);
     (stores, service)
 }
 

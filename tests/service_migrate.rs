@@ -4,7 +4,9 @@
 //! alone; budgeted runs resume; a crash at any call is repaired by the next run. Archives are
 //! read back by their R2 key alone, verified.
 
-use std::cell::RefCell;
+#[allow(dead_code)]
+mod common;
+
 use std::rc::Rc;
 
 use serde_json::{json, Value};
@@ -14,65 +16,38 @@ use supportbot_persistence::keys::{
 };
 use supportbot_persistence::policy::DataRetentionPolicy;
 use supportbot_persistence::service::{
-    MigrationReport, PersistenceService, RetentionBudget, ServiceOptions, StopReason,
+    MigrationReport, RetentionBudget, ServiceOptions, StopReason,
 };
 use supportbot_persistence::store::memory::{
-    block_on, CallCounts, MemoryKv, MemoryR2, MemoryStores, OperationKind, StoreSnapshot,
-    VirtualClock,
+    block_on, CallCounts, MemoryStores, OperationKind, StoreSnapshot,
 };
 use supportbot_persistence::store::{
-    Binding, Clock, KvPutOptions, KvStore, LogSink, ObjectPutOptions, ObjectStore,
+    Binding, Clock, KvPutOptions, KvStore, ObjectPutOptions, ObjectStore,
 };
 
-/// 2025-01-06T10:00:00Z
-const T0: i64 = 1_736_157_600_000;
-const DAY: i64 = 24 * 60 * 60 * 1000;
-const LEGACY_ARCHIVE: &[u8] = include_bytes!("fixtures/archive/legacy_archive.json");
+use common::{conversation, service_over, Lines, Service, DAY, LEGACY_ARCHIVE, T0};
+
 /// The fixture's session, user and archive time.
 const FIXTURE_SESSION: &str = "sess-legacy-1";
 const FIXTURE_USER: &str = "user-7";
 const FIXTURE_ARCHIVED_AT: i64 = 1_733_011_200_000;
 
-/// Collects log lines.
-#[derive(Default)]
-struct Lines(RefCell<Vec<String>>);
-
-impl LogSink for Lines {
-    fn emit(&self, line: &str) {
-        self.0.borrow_mut().push(line.to_owned());
-    }
-}
-
-impl Lines {
-    fn warnings(&self) -> Vec<Value> {
-        self.0
-            .borrow()
-            .iter()
-            .map(|line| serde_json::from_str::<Value>(line).unwrap())
-            .filter(|line| line["level"] == "warn")
-            .collect()
-    }
-}
-
 struct Harness {
     stores: MemoryStores,
     lines: Rc<Lines>,
-    service: PersistenceService<MemoryKv, MemoryR2, VirtualClock>,
+    service: Service,
 }
 
 impl Harness {
     fn new() -> Self {
         let stores = MemoryStores::new(T0, 7);
         let lines = Rc::new(Lines::default());
-        let service = PersistenceService::new(
-            stores.kv.clone(),
-            stores.r2.clone(),
-            stores.clock.clone(),
+        let service = service_over(
+            &stores,
             lines.clone(),
             DataRetentionPolicy::default(),
             ServiceOptions::default(),
-        )
-        .unwrap();
+        );
         Harness {
             stores,
             lines,
@@ -191,9 +166,7 @@ impl Harness {
                 .archive_conversation(&memory.to_string(), &session.to_string()),
         )
         .unwrap();
-        let mut expected = memory;
-        expected["sessionState"] = session;
-        (key, expected)
+        (key, conversation(&memory, &session))
     }
 
     fn snapshot(&self) -> StoreSnapshot {

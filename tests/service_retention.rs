@@ -2,6 +2,9 @@
 //! ages, batched R2 deletes, no reads of values, time-boxed runs that resume to the same state,
 //! failures that are counted or stop the run.
 
+#[allow(dead_code)]
+mod common;
+
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
@@ -16,29 +19,21 @@ use supportbot_persistence::service::{
     PersistenceService, RetentionBudget, ServiceOptions, StopReason,
 };
 use supportbot_persistence::store::memory::{
-    block_on, CallFilter, MemoryKv, MemoryR2, MemoryStores, OperationKind, VirtualClock,
+    block_on, CallFilter, MemoryKv, MemoryR2, MemoryStores, OperationKind,
 };
 use supportbot_persistence::store::{
-    Binding, FailureKind, KvListOptions, KvListPage, KvPutOptions, KvStore, KvValue, LogSink,
+    Binding, FailureKind, KvListOptions, KvListPage, KvPutOptions, KvStore, KvValue,
     ObjectPutOptions, ObjectStore, StoreResult,
 };
 
-const HOUR: i64 = 60 * 60 * 1000;
-const DAY: i64 = 24 * HOUR;
-/// 2025-06-01T00:00:00Z
-const NOW: i64 = 1_748_736_000_000;
+use common::{all_keys, quiet_service, Discard, Service, DAY, NOW};
+
 const ARCHIVES: usize = 2500;
 const INDEXED: usize = 500;
 
-struct Discard;
-
-impl LogSink for Discard {
-    fn emit(&self, _line: &str) {}
-}
-
 struct World {
     stores: MemoryStores,
-    service: PersistenceService<MemoryKv, MemoryR2, VirtualClock>,
+    service: Service,
     /// Keys the sweep must delete.
     doomed: BTreeSet<String>,
 }
@@ -56,15 +51,7 @@ impl World {
     /// 2 500 archives, four backups, 2 500 KV keys; a third of everything is past its limit.
     fn build(with_missing_archive: bool) -> Self {
         let stores = MemoryStores::new(NOW, 3);
-        let service = PersistenceService::new(
-            stores.kv.clone(),
-            stores.r2.clone(),
-            stores.clock.clone(),
-            Rc::new(Discard),
-            DataRetentionPolicy::default(),
-            ServiceOptions::default(),
-        )
-        .unwrap();
+        let service = quiet_service(&stores);
         let mut world = World {
             stores,
             service,
@@ -157,12 +144,7 @@ impl World {
     }
 
     fn keys(&self) -> BTreeSet<String> {
-        let snapshot = self.stores.snapshot();
-        snapshot
-            .kv
-            .into_keys()
-            .chain(snapshot.r2.into_keys())
-            .collect()
+        all_keys(&self.stores.snapshot())
     }
 
     fn sweep(&self, budget: RetentionBudget) -> supportbot_persistence::service::RetentionRun {

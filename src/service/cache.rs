@@ -26,9 +26,10 @@ use crate::keys::{embedding_key, query_key};
 use crate::store::{Clock, KvPutOptions, KvStore, ObjectStore};
 
 /// Longest text or query accepted, in UTF-8 bytes. Texts are only hashed, never stored, so this
-/// bounds work rather than storage: hashing is linear (~2.5 ms per MiB in wasm), and a text
-/// larger than the largest value KV can hold (25 MiB) is taken for a mistake.
-pub const MAX_CACHE_TEXT_BYTES: usize = 25 * 1024 * 1024;
+/// bounds work, not storage. Embedding models take a few thousand tokens (tens of KB) and
+/// support queries are shorter still: a text over 1 MiB is a caller's mistake (a whole document
+/// or a conversation passed by accident), refused rather than hashed.
+pub const MAX_CACHE_TEXT_BYTES: usize = 1024 * 1024;
 
 /// Metadata field naming the embedding model; part of the embedding key.
 const MODEL_FIELD: &str = "model";

@@ -3,6 +3,14 @@
 //!
 //! Raw bindings ([`bindings`]) are kept apart from the adapters that turn them into the store
 //! ports ([`kv::JsKv`], [`r2::JsR2`], [`clock::JsClock`], [`log::ConsoleLog`]).
+// Keys and JS values arrive from storage and callers: parsing them must never panic (a panic
+// traps the wasm instance).
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 pub mod bindings;
 pub mod clock;

@@ -1,0 +1,155 @@
+//! Harness shared by the service integration tests: fixed times, log sinks, a service over the
+//! in-memory stores, builders of the conversations they archive, and views of what is stored.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::rc::Rc;
+
+use serde_json::{json, Value};
+use supportbot_persistence::keys::{ARCHIVE_INDEX_PREFIX, ARCHIVE_META_PREFIX, USER_INDEX_PREFIX};
+use supportbot_persistence::policy::DataRetentionPolicy;
+use supportbot_persistence::service::{PersistenceService, ServiceOptions};
+use supportbot_persistence::store::memory::{
+    block_on, MemoryKv, MemoryR2, MemoryStores, StoreSnapshot, VirtualClock,
+};
+use supportbot_persistence::store::{KvStore, LogSink, ObjectStore};
+
+/// 2025-01-06T10:00:00Z
+pub const T0: i64 = 1_736_157_600_000;
+/// 2025-06-01T00:00:00Z
+pub const NOW: i64 = 1_748_736_000_000;
+/// One day, in milliseconds.
+pub const DAY: i64 = 24 * 60 * 60 * 1000;
+
+/// An archive the earlier TypeScript implementation wrote (plain JSON under its legacy key).
+pub const LEGACY_ARCHIVE: &[u8] = include_bytes!("../fixtures/archive/legacy_archive.json");
+
+/// The service over the in-memory stores.
+pub type Service = PersistenceService<MemoryKv, MemoryR2, VirtualClock>;
+
+/// A service over `stores` that logs to `log_sink`.
+pub fn service_over(
+    stores: &MemoryStores,
+    log_sink: Rc<dyn LogSink>,
+    policy: DataRetentionPolicy,
+    options: ServiceOptions,
+) -> Service {
+    PersistenceService::new(
+        stores.kv.clone(),
+        stores.r2.clone(),
+        stores.clock.clone(),
+        log_sink,
+        policy,
+        options,
+    )
+    .unwrap()
+}
+
+/// A service over `stores` with the default policy and options that drops its log lines.
+pub fn quiet_service(stores: &MemoryStores) -> Service {
+    service_over(
+        stores,
+        Rc::new(Discard),
+        DataRetentionPolicy::default(),
+        ServiceOptions::default(),
+    )
+}
+
+/// Drops log lines.
+pub struct Discard;
+
+impl LogSink for Discard {
+    fn emit(&self, _line: &str) {}
+}
+
+/// Collects log lines.
+#[derive(Default)]
+pub struct Lines(pub RefCell<Vec<String>>);
+
+impl LogSink for Lines {
+    fn emit(&self, line: &str) {
+        self.0.borrow_mut().push(line.to_owned());
+    }
+}
+
+impl Lines {
+    /// Every line, parsed (each must be JSON).
+    pub fn parsed(&self) -> Vec<Value> {
+        self.0
+            .borrow()
+            .iter()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
+    /// The lines at level `warn`.
+    pub fn warnings(&self) -> Vec<Value> {
+        self.parsed()
+            .into_iter()
+            .filter(|line| line["level"] == "warn")
+            .collect()
+    }
+}
+
+/// A conversation memory of `sid`: the user's `text` at `times[0]` and the assistant's answer
+/// at `times[1]`.
+pub fn memory_at(sid: &str, text: &str, times: [i64; 2]) -> Value {
+    json!({
+        "sessionId": sid,
+        "messages": [
+            {"id": "m1", "sessionId": sid, "content": text, "role": "user",
+             "timestamp": times[0]},
+            {"id": "m2", "sessionId": sid, "content": "Let me check your invoice.",
+             "role": "assistant", "timestamp": times[1]}
+        ],
+        "summary": format!("Summary of {sid}"),
+        "context": {"plan": "pro"}
+    })
+}
+
+/// An ended session of `sid` (of `user`, if given) created at `created_at`.
+pub fn session_at(sid: &str, user: Option<&str>, created_at: i64, last_activity: i64) -> Value {
+    let mut session = json!({"id": sid, "status": "ended",
+                             "createdAt": created_at, "lastActivity": last_activity});
+    if let Some(user) = user {
+        session["userId"] = json!(user);
+    }
+    session
+}
+
+/// What retrieving an archive of `memory` and `session` must return: the memory plus
+/// `sessionState`.
+pub fn conversation(memory: &Value, session: &Value) -> Value {
+    let mut expected = memory.clone();
+    expected["sessionState"] = session.clone();
+    expected
+}
+
+/// Every KV and R2 key in `snapshot`.
+pub fn all_keys(snapshot: &StoreSnapshot) -> BTreeSet<String> {
+    snapshot
+        .kv
+        .keys()
+        .chain(snapshot.r2.keys())
+        .cloned()
+        .collect()
+}
+
+/// Deletes every archive object and every archive KV entry (not storage calls that fail).
+pub fn lose_all_archives(stores: &MemoryStores) {
+    let snapshot = stores.snapshot();
+    let objects: Vec<String> = snapshot
+        .r2
+        .keys()
+        .filter(|key| key.starts_with("conversations/"))
+        .cloned()
+        .collect();
+    block_on(stores.r2.delete(&objects)).unwrap();
+    for key in snapshot.kv.keys().filter(|key| {
+        [ARCHIVE_META_PREFIX, USER_INDEX_PREFIX, ARCHIVE_INDEX_PREFIX]
+            .iter()
+            .any(|prefix| key.starts_with(prefix))
+    }) {
+        block_on(stores.kv.delete(key)).unwrap();
+    }
+}
