@@ -47,6 +47,21 @@ where
     })
 }
 
+/// The budget of a maintenance run from its JavaScript arguments; the deadline must be a valid
+/// epoch-ms time (INVALID_INPUT naming `deadlineMs`).
+fn run_budget(
+    max_storage_calls: Option<u32>,
+    deadline_ms: Option<f64>,
+) -> Result<RetentionBudget, PersistenceError> {
+    let deadline_ms = deadline_ms
+        .map(|ms| crate::time::epoch_ms_from_f64("deadlineMs", ms))
+        .transpose()?;
+    Ok(RetentionBudget {
+        max_storage_calls,
+        deadline_ms,
+    })
+}
+
 /// `null` for absent (wasm-bindgen would give `undefined`, which the API does not promise).
 fn json_or_null(found: Option<String>) -> JsValue {
     found.map_or(JsValue::NULL, JsValue::from)
@@ -227,16 +242,8 @@ impl PersistenceCore {
         deadline_ms: Option<f64>,
     ) -> Promise {
         spawn(&self.service, Operation::Retention, async move |service| {
-            let deadline_ms = deadline_ms
-                .map(|ms| crate::time::epoch_ms_from_f64("deadlineMs", ms))
-                .transpose()?;
-            let run = service
-                .enforce_retention_policy(RetentionBudget {
-                    max_storage_calls,
-                    deadline_ms,
-                })
-                .await?;
-            Ok(run.to_json())
+            let budget = run_budget(max_storage_calls, deadline_ms)?;
+            Ok(service.enforce_retention_policy(budget).await?.to_json())
         })
     }
 
@@ -253,6 +260,30 @@ impl PersistenceCore {
     pub fn get_storage_metrics(&self) -> Promise {
         spawn(&self.service, Operation::Metrics, async move |service| {
             Ok(service.get_storage_metrics().await?.to_json())
+        })
+    }
+
+    /// The archive stored under an R2 key, as conversation JSON text, or `null`; reads R2 only
+    /// (strongly consistent).
+    #[wasm_bindgen(js_name = retrieveArchive)]
+    pub fn retrieve_archive(&self, archive_key: String) -> Promise {
+        spawn(&self.service, Operation::Archive, async move |service| {
+            let found = service.retrieve_archive(&archive_key).await?;
+            Ok(json_or_null(found))
+        })
+    }
+
+    /// Indexes archives of the earlier TypeScript implementation (or continues an unfinished
+    /// run) within the given budget; resolves to the report as JSON text.
+    #[wasm_bindgen(js_name = indexLegacyArchives)]
+    pub fn index_legacy_archives(
+        &self,
+        max_storage_calls: Option<u32>,
+        deadline_ms: Option<f64>,
+    ) -> Promise {
+        spawn(&self.service, Operation::Archive, async move |service| {
+            let budget = run_budget(max_storage_calls, deadline_ms)?;
+            Ok(service.index_legacy_archives(budget).await?.to_json())
         })
     }
 }
@@ -275,39 +306,4 @@ pub fn policy_from_vars(vars_json: &str) -> Result<String, JsValue> {
             .map_err(|err| PersistenceError::invalid_input("policy", err.to_string()))
     };
     parse().map_err(|err| to_js_error_in(Operation::Config, &err))
-}
-
-#[wasm_bindgen]
-impl PersistenceCore {
-    /// The archive stored under an R2 key, as conversation JSON text, or `null`; reads R2 only
-    /// (strongly consistent).
-    #[wasm_bindgen(js_name = retrieveArchive)]
-    pub fn retrieve_archive(&self, archive_key: String) -> Promise {
-        spawn(&self.service, Operation::Archive, async move |service| {
-            let found = service.retrieve_archive(&archive_key).await?;
-            Ok(json_or_null(found))
-        })
-    }
-
-    /// Indexes archives of the earlier TypeScript implementation (or continues an unfinished
-    /// run) within the given budget; resolves to the report as JSON text.
-    #[wasm_bindgen(js_name = indexLegacyArchives)]
-    pub fn index_legacy_archives(
-        &self,
-        max_storage_calls: Option<u32>,
-        deadline_ms: Option<f64>,
-    ) -> Promise {
-        spawn(&self.service, Operation::Archive, async move |service| {
-            let deadline_ms = deadline_ms
-                .map(|ms| crate::time::epoch_ms_from_f64("deadlineMs", ms))
-                .transpose()?;
-            let report = service
-                .index_legacy_archives(RetentionBudget {
-                    max_storage_calls,
-                    deadline_ms,
-                })
-                .await?;
-            Ok(report.to_json())
-        })
-    }
 }
