@@ -104,6 +104,59 @@ function toJson(field: string, value: unknown): string {
   return text;
 }
 
+/** Largest piece of JSON text (UTF-16 units) built at once while filling a JsonInput. */
+const JSON_PIECE = 1 << 16;
+
+/**
+ * About the UTF-8 size of the messages' JSON, so the wasm buffer is allocated once: growing it
+ * by doubling would hold the old and the new copy at once. Content counts a byte per UTF-16
+ * unit (most chat text); each message adds its other fields. Only a hint: the buffer grows if
+ * it is short.
+ */
+function estimatedJsonBytes(messages: unknown[]): number {
+  let bytes = 1024;
+  for (const message of messages) {
+    const content = (message as { content?: unknown } | null)?.content;
+    bytes += 256 + (typeof content === "string" ? content.length : 0);
+  }
+  return bytes;
+}
+
+/**
+ * The memory's JSON text, handed to wasm a slice of messages at a time (JsonInput in
+ * src/wasm/service.rs), so a large conversation never exists here as one string: V8 keeps
+ * text outside Latin-1 as UTF-16, twice the UTF-8 size. The JSON value is the one
+ * JSON.stringify(memory) gives, with `messages` first; anything unusual (not a plain object,
+ * no messages array, a toJSON method) is stringified whole, and Rust names what is wrong.
+ */
+function memoryInput(memory: unknown): wasm.JsonInput {
+  const record = memory as Record<string, unknown> | null;
+  const messages = record?.messages;
+  const input = new wasm.JsonInput(Array.isArray(messages) ? estimatedJsonBytes(messages) : 0);
+  try {
+    if (typeof memory !== "object" || memory === null || Array.isArray(memory) || !Array.isArray(messages) || typeof record!.toJSON === "function") {
+      input.push(utf8.encode(toJson("memory", memory)));
+      return input;
+    }
+    const { messages: _messages, ...rest } = record!;
+    const restJson = toJson("memory", rest);
+    let piece = '{"messages":[';
+    for (let i = 0; i < messages.length; i++) {
+      // A hole or undefined is null, as JSON.stringify writes it inside an array.
+      piece += (i === 0 ? "" : ",") + toJson(`memory.messages[${i}]`, messages[i] ?? null);
+      if (piece.length >= JSON_PIECE) {
+        input.push(utf8.encode(piece));
+        piece = "";
+      }
+    }
+    input.push(utf8.encode(`${piece}]${restJson === "{}" ? "" : `,${restJson.slice(1, -1)}`}}`));
+    return input;
+  } catch (error) {
+    input.free();
+    throw error;
+  }
+}
+
 /** Embeddings cross as one Float64Array copy; Rust rejects NaN and infinities by index. */
 function toFloat64Array(embedding: unknown): Float64Array {
   if (embedding instanceof Float64Array) return embedding;
@@ -167,8 +220,7 @@ export class DataPersistenceService {
 
   /** Archives the conversation to R2 and indexes it in KV; resolves to the archive's R2 key. Costs 1 R2 put and 2-3 KV puts. */
   async archiveConversation(memory: ConversationMemory, session: SessionState): Promise<string> {
-    // UTF-8 bytes, not strings: the wasm side copies them at their exact size (src/wasm/service.rs).
-    return this.#core.archiveConversation(utf8.encode(toJson("memory", memory)), utf8.encode(toJson("session", session)));
+    return this.#core.archiveConversation(memoryInput(memory), utf8.encode(toJson("session", session)));
   }
 
   /** The newest archive of a session, checksum-verified, or null. Costs 1 KV get and 1 R2 get. */

@@ -62,6 +62,38 @@ fn run_budget(
     })
 }
 
+/// JSON text handed over in parts, so a large conversation never exists in JavaScript as one
+/// string (UTF-16, up to twice its UTF-8 size) or one byte array beside its copy in wasm: the
+/// caller stringifies and encodes a slice of messages at a time and pushes the bytes here.
+/// Bytes, not strings: wasm-bindgen copies a string that is not ASCII into a buffer of three
+/// bytes per UTF-16 unit before shrinking it, and linear memory never shrinks.
+#[wasm_bindgen]
+pub struct JsonInput {
+    bytes: Vec<u8>,
+}
+
+#[wasm_bindgen]
+impl JsonInput {
+    /// An empty input with room for `capacity` bytes (a hint; it grows as needed).
+    #[wasm_bindgen(constructor)]
+    pub fn new(capacity: usize) -> JsonInput {
+        JsonInput {
+            bytes: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Appends UTF-8 bytes (checked once the input is used).
+    pub fn push(&mut self, part: &[u8]) {
+        self.bytes.extend_from_slice(part);
+    }
+}
+
+/// `bytes` as text; INVALID_INPUT naming `field` when they are not UTF-8.
+fn utf8(field: &str, bytes: Vec<u8>) -> Result<String, PersistenceError> {
+    String::from_utf8(bytes)
+        .map_err(|err| PersistenceError::invalid_input(field, format!("is not UTF-8: {err}")))
+}
+
 /// `null` for absent (wasm-bindgen would give `undefined`, which the API does not promise).
 fn json_or_null(found: Option<String>) -> JsValue {
     found.map_or(JsValue::NULL, JsValue::from)
@@ -110,19 +142,13 @@ impl PersistenceCore {
     /// Archives a conversation, given as the UTF-8 bytes of the memory's and the session's JSON
     /// (`TextEncoder.encode`); resolves to the R2 key of the archive.
     ///
-    /// Bytes, not strings: wasm-bindgen copies a string that is not ASCII into a buffer of three
-    /// bytes per UTF-16 unit before shrinking it, and linear memory never shrinks, so a 50 MB
-    /// conversation would leave the instance 150 MB larger. Bytes are copied at their size.
+    /// Archives the conversation whose JSON text was filled into `memory` (see [`JsonInput`])
+    /// and the session state given as UTF-8 JSON bytes.
     #[wasm_bindgen(js_name = archiveConversation)]
-    pub fn archive_conversation(&self, memory_json: Vec<u8>, session_json: Vec<u8>) -> Promise {
+    pub fn archive_conversation(&self, memory: JsonInput, session_json: Vec<u8>) -> Promise {
         spawn(&self.service, Operation::Archive, async move |service| {
-            let text = |field: &str, bytes: Vec<u8>| {
-                String::from_utf8(bytes).map_err(|err| {
-                    PersistenceError::invalid_input(field, format!("is not UTF-8: {err}"))
-                })
-            };
-            let memory_json = text("memory", memory_json)?;
-            let session_json = text("session", session_json)?;
+            let memory_json = utf8("memory", memory.bytes)?;
+            let session_json = utf8("session", session_json)?;
             service
                 .archive_conversation(&memory_json, &session_json)
                 .await

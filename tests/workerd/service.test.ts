@@ -55,6 +55,24 @@ describe("archives", () => {
     expect(back?.sessionState?.userId).toBe("user-a");
   });
 
+  it("round-trips a conversation handed to wasm in several pieces", async () => {
+    const { memory, session } = conversation("pieces", "user-a");
+    // ~2000 messages of ~150 characters, non-Latin-1 included: well over one 64 K piece.
+    memory.messages = Array.from({ length: 2000 }, (_, i) => ({
+      id: `pieces-m${i}`,
+      sessionId: "pieces",
+      role: i % 2 === 0 ? "user" : "assistant",
+      content: `message ${i}: my invoice #${i * 7} is wrong — ¿por qué? 請幫忙 ${"x".repeat(i % 97)}`,
+      timestamp: 1_736_157_600_000 + i,
+      metadata: { n: i, note: undefined },
+    }));
+    await service.archiveConversation(memory, session);
+    const back = await service.retrieveArchivedConversation("pieces");
+    expect(back?.messages).toEqual(JSON.parse(JSON.stringify(memory.messages)));
+    expect(back?.summary).toBe(memory.summary);
+    expect(back?.customField).toBe(7);
+  });
+
   it("serves 100 concurrent archive calls, each retrievable", async () => {
     const ids = Array.from({ length: 100 }, (_, i) => `concurrent-${i}`);
     const keys = await Promise.all(ids.map((id) => service.archiveConversation(conversation(id, "user-c").memory, conversation(id, "user-c").session)));
