@@ -214,8 +214,9 @@ impl Bench {
         Ok(())
     }
 
-    fn queries(&self, results: &mut Map<String, Value>) -> Outcome<()> {
-        let queries: Vec<(String, String)> = self.input["queries"]
+    /// The generated (query, result JSON text) pairs.
+    fn query_pairs(&self) -> Outcome<Vec<(String, String)>> {
+        Ok(self.input["queries"]
             .as_array()
             .ok_or("queries")?
             .iter()
@@ -225,7 +226,11 @@ impl Bench {
                     entry["result"].to_string(),
                 )
             })
-            .collect();
+            .collect())
+    }
+
+    fn queries(&self, results: &mut Map<String, Value>) -> Outcome<()> {
+        let queries = self.query_pairs()?;
         let misses: Vec<String> = serde_json::from_value(self.input["missQueries"].clone())?;
         let populated = || {
             let (stores, service) = self.fresh()?;
@@ -340,17 +345,7 @@ impl Bench {
         );
         let vectors: Vec<Vec<f64>> =
             serde_json::from_value(self.input["embeddings"]["768"]["vectors"].clone())?;
-        let query_texts: Vec<(String, String)> = self.input["queries"]
-            .as_array()
-            .ok_or("queries")?
-            .iter()
-            .map(|entry| {
-                (
-                    entry["query"].as_str().unwrap_or_default().to_owned(),
-                    entry["result"].to_string(),
-                )
-            })
-            .collect();
+        let query_texts = self.query_pairs()?;
         let expired = |i: usize| i % 10 < 3;
         let policy = DataRetentionPolicy {
             cache_ttl_ms: 30_000,
