@@ -27,6 +27,7 @@ use std::ops::Range;
 
 use flate2::{write::GzEncoder, Compression};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 pub use listing::{
     listing_summary, r2_custom_metadata, CUSTOM_RAW_SIZE_FIELD, CUSTOM_SHA256_FIELD,
@@ -446,6 +447,40 @@ fn document_text(document: Cow<'_, [u8]>) -> Result<Cow<'_, str>> {
     }
 }
 
+/// Reads the `metadata` member of a stored document (`document_size` bytes, stored as
+/// `stored_size` bytes with checksum `sha256`).
+fn read_document_metadata(
+    raw: &RawValue,
+    format_version: u32,
+    document_size: usize,
+    stored_size: u64,
+    sha256: String,
+) -> Result<ArchiveMetadata, FieldError> {
+    let legacy = format_version == LEGACY_FORMAT_VERSION;
+    let mut fields = RawObject::new("metadata", raw)?;
+    Ok(ArchiveMetadata {
+        session_id: fields.string("sessionId")?.into_owned(),
+        user_id: fields.optional_string("userId")?.map(Cow::into_owned),
+        archived_at: fields.epoch_ms("archivedAt")?,
+        message_count: fields.count("messageCount")?,
+        summary: fields
+            .optional_string("summary")?
+            .map(Cow::into_owned)
+            .unwrap_or_default(),
+        topics: fields.strings("topics")?,
+        // The earlier implementation did not clamp a backwards clock.
+        duration: if legacy {
+            u64::try_from(fields.integer("duration")?).unwrap_or(0)
+        } else {
+            fields.count("duration")?
+        },
+        raw_size: document_size as u64,
+        stored_size,
+        sha256,
+        format_version,
+    })
+}
+
 /// Reads the document inside a stored archive (see [`decode_archive`] for what is checked).
 fn read_stored_document<'a>(
     document: &'a str,
@@ -462,28 +497,13 @@ fn read_stored_document<'a>(
         let metadata_raw = reader.object("metadata")?;
         let conversation_raw = reader.required("conversation")?;
         let (memory, session) = view::read_conversation("conversation", conversation_raw, legacy)?;
-        let mut fields = RawObject::new("metadata", metadata_raw)?;
-        let metadata = ArchiveMetadata {
-            session_id: fields.string("sessionId")?.into_owned(),
-            user_id: fields.optional_string("userId")?.map(Cow::into_owned),
-            archived_at: fields.epoch_ms("archivedAt")?,
-            message_count: fields.count("messageCount")?,
-            summary: fields
-                .optional_string("summary")?
-                .map(Cow::into_owned)
-                .unwrap_or_default(),
-            topics: fields.strings("topics")?,
-            // The earlier implementation did not clamp a backwards clock.
-            duration: if legacy {
-                u64::try_from(fields.integer("duration")?).unwrap_or(0)
-            } else {
-                fields.count("duration")?
-            },
-            raw_size: document.len() as u64,
+        let metadata = read_document_metadata(
+            metadata_raw,
+            format_version,
+            document.len(),
             stored_size,
             sha256,
-            format_version,
-        };
+        )?;
         check_agreement(&metadata, &memory, session.as_ref())?;
         Ok(StoredDocument {
             metadata,
@@ -493,6 +513,42 @@ fn read_stored_document<'a>(
         })
     };
     read(reader).map_err(stored_error)
+}
+
+/// Reads a document whose stored bytes passed their checksum, if it is in the current format:
+/// its metadata and where its `conversation` member lies. `None` for older formats, which
+/// [`read_stored_document`] converts.
+///
+/// The encoder checked the conversation and wrote it in the canonical form
+/// [`conversation_to_json`] gives, and the checksum proves these are the bytes it wrote; so the
+/// document is only parsed far enough to find its members (which also proves it is JSON), not
+/// read message by message and re-serialized again.
+fn read_checksummed_document(
+    document: &str,
+    stored_size: u64,
+    sha256: String,
+) -> Result<Option<(ArchiveMetadata, Range<usize>)>> {
+    let item = parse_item(document)
+        .map_err(|err| PersistenceError::corrupt(WHAT, format!("JSON: {err}")))?;
+    let mut reader = RawObject::from_item("", item).map_err(stored_error)?;
+    let format_version = read_format_version(&mut reader)?;
+    if format_version != FORMAT_VERSION {
+        return Ok(None);
+    }
+    let metadata_raw = reader.object("metadata").map_err(stored_error)?;
+    let conversation_raw = reader.object("conversation").map_err(stored_error)?;
+    let metadata = read_document_metadata(
+        metadata_raw,
+        format_version,
+        document.len(),
+        stored_size,
+        sha256,
+    )
+    .map_err(stored_error)?;
+    let range = range_within(document, conversation_raw.get()).ok_or_else(|| {
+        PersistenceError::corrupt(WHAT, "conversation: not a slice of the document")
+    })?;
+    Ok(Some((metadata, range)))
 }
 
 /// Decodes a stored archive: gzip'd (this library) or plain JSON (the earlier TypeScript
@@ -526,6 +582,11 @@ pub fn decode_archive(
 /// [`decode_archive`], with the conversation as the JSON text [`conversation_to_json`] writes
 /// for it. For archives this library wrote, that text is the stored `conversation` member
 /// itself, cut out of the inflated document without another copy.
+///
+/// With `expected_sha256`, an archive in the current format is trusted to hold what the
+/// encoder wrote (see [`read_checksummed_document`]): its messages are not read one by one,
+/// so the conversation checks of [`decode_archive`] apply only to unverified and older
+/// archives.
 pub fn decode_archive_json(
     stored: &[u8],
     expected_sha256: Option<&str>,
@@ -534,6 +595,16 @@ pub fn decode_archive_json(
     let sha256 = stored_sha256(stored, expected_sha256)?;
     let document = unwrap_document(stored, expected_sha256.is_some(), max_archive_size)?;
     let document = document_text(document)?;
+    if expected_sha256.is_some() {
+        if let Some((metadata, range)) =
+            read_checksummed_document(&document, stored.len() as u64, sha256.clone())?
+        {
+            return Ok(DecodedArchiveJson {
+                metadata,
+                conversation_json: cut_out(document, range),
+            });
+        }
+    }
     let (metadata, conversation) = {
         let read = read_stored_document(&document, stored.len() as u64, sha256)?;
         let view = read.conversation();
@@ -918,6 +989,36 @@ mod tests {
         );
         let err = decode_archive_json(legacy.as_bytes(), None, 10).unwrap_err();
         assert_eq!(err.code(), "ARCHIVE_TOO_LARGE");
+    }
+
+    #[test]
+    fn checksummed_archives_are_cut_without_reading_messages() {
+        let archive = encoded();
+        let sha256 = archive.metadata.sha256.as_str();
+        let unverified = decode_archive_json(&archive.bytes, None, LIMIT).unwrap();
+        let verified = decode_archive_json(&archive.bytes, Some(sha256), LIMIT).unwrap();
+        assert_eq!(verified, unverified);
+
+        // A checksummed legacy archive is still converted to the current form.
+        let legacy =
+            br#"{"conversation": {"sessionId": "s-1", "messages": [], "context": {"f": 1.50}},
+            "metadata": {"sessionId": "s-1", "archivedAt": 4, "messageCount": 0,
+            "topics": [], "duration": 1}}"#;
+        let legacy_sha256 = hash::sha256_hex(legacy);
+        let text = decode_archive_json(legacy, Some(&legacy_sha256), LIMIT).unwrap();
+        assert_eq!(text.metadata.format_version, LEGACY_FORMAT_VERSION);
+        assert_eq!(
+            text.conversation_json,
+            r#"{"sessionId":"s-1","messages":[],"summary":"","context":{"f":1.5}}"#
+        );
+
+        // The members are still read: a conversation that is no object is corrupt.
+        let mut document = stored_document();
+        document["conversation"] = json!([1]);
+        let bytes = gzip_json(&document);
+        let err = decode_archive_json(&bytes, Some(&hash::sha256_hex(&bytes)), LIMIT).unwrap_err();
+        assert_eq!(err.code(), "CORRUPT_DATA");
+        assert!(err.to_string().contains("conversation"), "{err}");
     }
 
     #[test]

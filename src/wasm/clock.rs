@@ -30,6 +30,43 @@ fn math_random_u64() -> u64 {
     (draw() << 32) | draw()
 }
 
+/// Random bytes fetched from `crypto.getRandomValues` a batch at a time: every operation draws
+/// a request id, and one call into the runtime per draw cost more than the id is worth.
+struct RandomPool {
+    bytes: [u8; RANDOM_POOL_BYTES],
+    /// Bytes of `bytes` already handed out; the pool is empty at `RANDOM_POOL_BYTES`.
+    used: usize,
+}
+
+/// How many random bytes one `crypto.getRandomValues` call fetches (32 draws).
+const RANDOM_POOL_BYTES: usize = 256;
+
+thread_local! {
+    static RANDOM_POOL: std::cell::RefCell<RandomPool> = const {
+        std::cell::RefCell::new(RandomPool { bytes: [0; RANDOM_POOL_BYTES], used: RANDOM_POOL_BYTES })
+    };
+}
+
+impl RandomPool {
+    fn next_u64(&mut self) -> u64 {
+        if self.used + 8 > RANDOM_POOL_BYTES {
+            let buffer = Uint8Array::new_with_length(RANDOM_POOL_BYTES as u32);
+            if get_random_values(&buffer).is_err() {
+                return math_random_u64();
+            }
+            buffer.copy_to(&mut self.bytes);
+            self.used = 0;
+        }
+        let mut draw = [0u8; 8];
+        if let Some(bytes) = self.bytes.get(self.used..self.used + 8) {
+            draw.copy_from_slice(bytes);
+        }
+        // Handed out once: a later draw never repeats these bytes.
+        self.used += 8;
+        u64::from_le_bytes(draw)
+    }
+}
+
 impl Clock for JsClock {
     fn now_ms(&self) -> i64 {
         // Date.now() is an integral, finite millisecond count; `as` saturates, never panics.
@@ -50,13 +87,7 @@ impl Clock for JsClock {
     }
 
     fn random_u64(&self) -> u64 {
-        let buffer = Uint8Array::new_with_length(8);
-        if get_random_values(&buffer).is_err() {
-            return math_random_u64();
-        }
-        let mut bytes = [0u8; 8];
-        buffer.copy_to(&mut bytes);
-        u64::from_le_bytes(bytes)
+        RANDOM_POOL.with_borrow_mut(RandomPool::next_u64)
     }
 }
 
@@ -84,8 +115,11 @@ mod tests {
     #[test]
     fn random_values_differ() {
         let clock = JsClock::new();
-        let draws: std::collections::BTreeSet<u64> = (0..8).map(|_| clock.random_u64()).collect();
-        assert_eq!(draws.len(), 8);
+        // More draws than one pool holds, so the pool is refilled on the way.
+        let count = 3 * RANDOM_POOL_BYTES / 8 + 1;
+        let draws: std::collections::BTreeSet<u64> =
+            (0..count).map(|_| clock.random_u64()).collect();
+        assert_eq!(draws.len(), count);
         assert_ne!(math_random_u64(), math_random_u64());
     }
 
