@@ -11,8 +11,8 @@
 //!
 //! Memory: a Worker isolate has 128 MB, and archives may hold tens of MB of JSON. So JSON is
 //! read into views borrowing from its text (`view`), never into a `Value` tree; the document is
-//! serialized straight into the gzip encoder (its size measured by a first, counting pass), so
-//! the uncompressed document is never held; and the conversation JSON of a retrieved archive is
+//! serialized straight into the gzip encoder (and measured on the way), so the uncompressed
+//! document is never held; and the conversation JSON of a retrieved archive is
 //! cut out of the inflated document in place.
 
 mod listing;
@@ -121,6 +121,8 @@ pub struct DecodedArchiveJson {
 pub struct ConversationInput<'a> {
     memory: MemoryView<'a>,
     session: SessionView<'a>,
+    /// Bytes of JSON text the input was read from (about the document's size).
+    text_len: usize,
 }
 
 impl ConversationInput<'_> {
@@ -185,7 +187,11 @@ pub fn read_conversation_input<'a>(
         UserId::parse(user_id)?;
     }
     view::check_membership(&memory, &session).map_err(input_error)?;
-    Ok(ConversationInput { memory, session })
+    Ok(ConversationInput {
+        memory,
+        session,
+        text_len: memory_json.len().saturating_add(session_json.len()),
+    })
 }
 
 /// [`read_conversation_input`], as owned values.
@@ -237,21 +243,29 @@ pub fn encode_archive(
     encode_conversation(&input, archived_at_ms, level, max_archive_size)
 }
 
-/// Counts the bytes written through it.
-struct CountingWriter<W> {
-    inner: W,
+/// Passes writes to `inner` while their total stays within `limit` bytes; past it, drops
+/// `inner` (what it holds is no longer needed) and only counts, so an oversized document is
+/// measured whole without being compressed whole.
+struct LimitedWriter<W> {
+    inner: Option<W>,
     count: u64,
+    limit: u64,
 }
 
-impl<W: Write> Write for CountingWriter<W> {
+impl<W: Write> Write for LimitedWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let written = self.inner.write(buf)?;
-        self.count = self.count.saturating_add(written as u64);
-        Ok(written)
+        self.count = self.count.saturating_add(buf.len() as u64);
+        if self.count > self.limit {
+            self.inner = None;
+        }
+        match &mut self.inner {
+            Some(inner) => inner.write_all(buf).map(|()| buf.len()),
+            None => Ok(buf.len()),
+        }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        self.inner.as_mut().map_or(Ok(()), Write::flush)
     }
 }
 
@@ -289,28 +303,52 @@ fn compression_error(err: impl ToString) -> PersistenceError {
     PersistenceError::invalid_input("compression", err.to_string())
 }
 
-/// Serializes `document` straight into a gzip encoder at `level`; `raw_size` (its serialized
-/// size) sizes the output buffer.
-fn compress_document(document: &impl Serialize, raw_size: u64, level: u32) -> Result<Vec<u8>> {
+/// Serializes `document` straight into a gzip encoder at `level`, in one pass: the gzip'd
+/// bytes and the document's size. `size_hint` (about the document's size) sizes the output
+/// buffer. Fails with `ARCHIVE_TOO_LARGE` when the document is larger than `max_size` bytes
+/// (measured whole, compressed only up to the limit).
+fn compress_document(
+    document: &impl Serialize,
+    size_hint: usize,
+    level: u32,
+    max_size: u64,
+) -> Result<(Vec<u8>, u64)> {
     // Chat text compresses to under a third of its JSON; start there to avoid regrowing.
-    let capacity = usize::try_from(raw_size / 3)
-        .unwrap_or(0)
-        .saturating_add(64);
+    let capacity = (size_hint / 3).saturating_add(64);
     let encoder = GzEncoder::new(Vec::with_capacity(capacity), Compression::new(level));
-    let mut writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, encoder);
-    serde_json::to_writer(&mut writer, document).map_err(compression_error)?;
-    writer
+    let limited = LimitedWriter {
+        inner: Some(encoder),
+        count: 0,
+        limit: max_size,
+    };
+    let mut writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, limited);
+    serde_json::to_writer(&mut writer, document).map_err(|err| {
+        if err.is_io() {
+            compression_error(err)
+        } else {
+            PersistenceError::invalid_input("memory", err.to_string())
+        }
+    })?;
+    let limited = writer
         .into_inner()
-        .map_err(|err| compression_error(err.into_error()))?
-        .finish()
-        .map_err(compression_error)
+        .map_err(|err| compression_error(err.into_error()))?;
+    let raw_size = limited.count;
+    match limited.inner {
+        Some(encoder) if raw_size <= max_size => {
+            Ok((encoder.finish().map_err(compression_error)?, raw_size))
+        }
+        _ => Err(PersistenceError::ArchiveTooLarge {
+            size: raw_size,
+            limit: max_size,
+        }),
+    }
 }
 
 /// Encodes a caller's conversation (see [`read_conversation_input`]) as an archive written at
 /// `archived_at_ms`, gzip'd at `level` (0–9; [`gzip::DEFAULT_LEVEL`] is the usual choice).
 ///
-/// The JSON document is measured first and compressed only if it fits: it is never held
-/// uncompressed. Fails with `ARCHIVE_TOO_LARGE` when it is larger than `max_archive_size`
+/// The JSON document is measured while it is compressed, in one pass, and never held
+/// uncompressed; past `max_archive_size` it is only measured. Fails with `ARCHIVE_TOO_LARGE` when it is larger than `max_archive_size`
 /// bytes, and with `INVALID_INPUT` on a bad `archived_at_ms` or `level`.
 pub fn encode_conversation(
     input: &ConversationInput<'_>,
@@ -357,21 +395,7 @@ pub fn encode_conversation(
         },
     };
 
-    // Two serialization passes cost less than holding the document: the first only counts.
-    let mut counter = CountingWriter {
-        inner: io::sink(),
-        count: 0,
-    };
-    serde_json::to_writer(&mut counter, &document)
-        .map_err(|err| PersistenceError::invalid_input("memory", err.to_string()))?;
-    let raw_size = counter.count;
-    if raw_size > max_archive_size {
-        return Err(PersistenceError::ArchiveTooLarge {
-            size: raw_size,
-            limit: max_archive_size,
-        });
-    }
-    let bytes = compress_document(&document, raw_size, level)?;
+    let (bytes, raw_size) = compress_document(&document, input.text_len, level, max_archive_size)?;
     let metadata = ArchiveMetadata {
         session_id: session.id.clone().into_owned(),
         user_id: session.user_id.clone().map(Cow::into_owned),
@@ -633,7 +657,11 @@ pub fn decode_archive_json(
 fn range_within(whole: &str, part: &str) -> Option<Range<usize>> {
     let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
     let range = start..start.checked_add(part.len())?;
-    (whole.get(range.clone()) == Some(part)).then_some(range)
+    // Same address and length: the very same text, without comparing its bytes.
+    whole
+        .get(range.clone())
+        .is_some_and(|found| found.as_ptr() == part.as_ptr())
+        .then_some(range)
 }
 
 /// The text at `range` of `document` (checked by [`range_within`]), reusing an owned
@@ -1042,6 +1070,15 @@ mod tests {
             PersistenceError::ArchiveTooLarge {
                 size: raw_size,
                 limit: raw_size - 1
+            }
+        );
+        // Far past the limit, the document is still measured whole.
+        let err = encode_archive(&memory, &session, ARCHIVED_AT, 6, 10).unwrap_err();
+        assert_eq!(
+            err,
+            PersistenceError::ArchiveTooLarge {
+                size: raw_size,
+                limit: 10
             }
         );
     }
