@@ -11,7 +11,7 @@ export function median(values) {
 /**
  * Runs `op(state, i)` `ops` times per repetition on the state `setup()` returns (untimed), and
  * returns {cpuMs, wallMs} per op (medians) with the storage calls and bytes per op of the last
- * repetition. `state.bindings` are the fakes whose counters are read.
+ * repetition. `state.bindings` are the fakes whose counters are read (no counters without).
  */
 export async function measure({ reps, ops, warmup = true, setup, op }) {
   const cpu = [];
@@ -19,7 +19,7 @@ export async function measure({ reps, ops, warmup = true, setup, op }) {
   let counters;
   for (let rep = warmup ? -1 : 0; rep < reps; rep++) {
     const state = await setup();
-    resetCounters(state.bindings);
+    if (state.bindings) resetCounters(state.bindings);
     const cpuStart = process.cpuUsage();
     const wallStart = performance.now();
     for (let i = 0; i < ops; i++) await op(state, i);
@@ -29,7 +29,7 @@ export async function measure({ reps, ops, warmup = true, setup, op }) {
       cpu.push((used.user + used.system) / 1000 / ops);
       wall.push(wallMs / ops);
     }
-    counters = perOp(snapshotCounters(state.bindings), ops);
+    counters = state.bindings && perOp(snapshotCounters(state.bindings), ops);
   }
   return { cpuMs: median(cpu), wallMs: median(wall), counters };
 }

@@ -12,6 +12,8 @@
     clippy::indexing_slicing
 )]
 
+#[cfg(feature = "bench")]
+mod bench;
 pub mod bindings;
 pub mod clock;
 #[cfg(feature = "conformance")]
