@@ -5,6 +5,7 @@
 //! 60 s and deletes lazily, so a logical TTL shorter than that is enforced here on every read.
 //! The byte layouts are documented in docs/FORMAT.md ("Cache entries").
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::{PersistenceError, Result};
@@ -163,7 +164,8 @@ impl CacheMetadata {
 
     /// Compact JSON text of the object (keys in their original order).
     pub fn to_json(&self) -> String {
-        Value::Object(self.0.clone()).to_string()
+        // A map of JSON values always serializes; `Value`'s Display makes the same assumption.
+        serde_json::to_string(&self.0).unwrap_or_default()
     }
 
     /// Parses an object, reporting any problem through `error` (input vs stored data).
@@ -263,6 +265,57 @@ pub fn decode_embedding_entry(
     bytes: &[u8],
     now_ms: i64,
 ) -> Result<CacheLookup<EmbeddingEntry>> {
+    let parts = match decode_embedding_parts(what, bytes, now_ms)? {
+        CacheLookup::Hit(parts) => parts,
+        CacheLookup::Expired { expires_at_ms } => {
+            return Ok(CacheLookup::Expired { expires_at_ms })
+        }
+    };
+    let metadata = CacheMetadata::parse_as(parts.metadata_json, stored_metadata_error(what))?;
+    Ok(CacheLookup::Hit(EmbeddingEntry {
+        times: parts.times,
+        metadata,
+        embedding: parts.embedding,
+    }))
+}
+
+/// The embedding of a binary entry, as [`decode_embedding_entry`] checks it, except that the
+/// metadata is only checked to be a JSON object, not built (a cache read returns only the
+/// values, and building the object was most of a small entry's decoding).
+pub fn decode_embedding(what: &str, bytes: &[u8], now_ms: i64) -> Result<CacheLookup<Vec<f64>>> {
+    let parts = match decode_embedding_parts(what, bytes, now_ms)? {
+        CacheLookup::Hit(parts) => parts,
+        CacheLookup::Expired { expires_at_ms } => {
+            return Ok(CacheLookup::Expired { expires_at_ms })
+        }
+    };
+    let json = parts.metadata_json;
+    if serde_json::from_str::<&RawValue>(json).is_ok_and(|raw| raw.get().starts_with('{')) {
+        return Ok(CacheLookup::Hit(parts.embedding));
+    }
+    // Not a JSON object: the full parse names what is wrong.
+    CacheMetadata::parse_as(json, stored_metadata_error(what))?;
+    Err(stored_metadata_error(what)("must be a JSON object".into()))
+}
+
+/// How a problem with a stored entry's metadata is reported.
+fn stored_metadata_error(what: &str) -> impl Fn(String) -> PersistenceError + '_ {
+    move |reason| PersistenceError::corrupt(what, format!("metadata: {reason}"))
+}
+
+/// An embedding entry with its header and values checked, its metadata still text.
+struct EmbeddingParts<'a> {
+    times: EntryTimes,
+    embedding: Vec<f64>,
+    metadata_json: &'a str,
+}
+
+/// Checks an embedding entry's header and decodes its values (see [`decode_embedding_entry`]).
+fn decode_embedding_parts<'a>(
+    what: &str,
+    bytes: &'a [u8],
+    now_ms: i64,
+) -> Result<CacheLookup<EmbeddingParts<'a>>> {
     let corrupt = |reason: String| PersistenceError::corrupt(what, reason);
     let header = bytes.get(..EMBEDDING_HEADER_LEN).ok_or_else(|| {
         corrupt(format!(
@@ -347,13 +400,10 @@ pub fn decode_embedding_entry(
     }
     let metadata_json = std::str::from_utf8(metadata_bytes)
         .map_err(|err| corrupt(format!("metadata is not UTF-8: {err}")))?;
-    let metadata = CacheMetadata::parse_as(metadata_json, |reason| {
-        corrupt(format!("metadata: {reason}"))
-    })?;
-    Ok(CacheLookup::Hit(EmbeddingEntry {
+    Ok(CacheLookup::Hit(EmbeddingParts {
         times,
-        metadata,
         embedding,
+        metadata_json,
     }))
 }
 
@@ -627,8 +677,14 @@ mod tests {
         }
     }
 
+    /// The error both decoders give for `bytes` (they must agree).
     fn decode_err(bytes: &[u8]) -> PersistenceError {
-        decode_embedding_entry("embedding:abc", bytes, T0).unwrap_err()
+        let err = decode_embedding_entry("embedding:abc", bytes, T0).unwrap_err();
+        assert_eq!(
+            decode_embedding("embedding:abc", bytes, T0).unwrap_err(),
+            err
+        );
+        err
     }
 
     /// A valid entry with three f32 values and `{"a":1}` metadata.
@@ -869,6 +925,14 @@ mod tests {
             decode_embedding_entry("k", &bytes, expires_at_ms).unwrap(),
             CacheLookup::Expired { expires_at_ms }
         );
+        assert_eq!(
+            decode_embedding("k", &bytes, expires_at_ms).unwrap(),
+            CacheLookup::Expired { expires_at_ms }
+        );
+        assert_eq!(
+            decode_embedding("k", &bytes, expires_at_ms - 1).unwrap(),
+            CacheLookup::Hit(vec![1.0, -0.5, 0.25])
+        );
         assert!(matches!(
             decode_embedding_entry("k", &bytes, expires_at_ms - 1).unwrap(),
             CacheLookup::Hit(_)
@@ -1079,6 +1143,10 @@ mod proptests {
             };
             let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
             prop_assert_eq!(bits(&entry.embedding), bits(&embedding));
+            let CacheLookup::Hit(values) = decode_embedding("k", &bytes, T0).unwrap() else {
+                panic!("expired");
+            };
+            prop_assert_eq!(bits(&values), bits(&embedding));
         }
 
         #[test]
@@ -1111,7 +1179,13 @@ mod proptests {
             let bytes = encode_embedding_entry(&embedding, &metadata, times()).unwrap();
             let mut flipped = bytes.clone();
             flipped[position.index(bytes.len())] ^= mask;
-            let _ = decode_embedding_entry("k", &flipped, T0);
+            // Whatever the damage, both decoders reach the same verdict.
+            let full = decode_embedding_entry("k", &flipped, T0)
+                .map(|lookup| match lookup {
+                    CacheLookup::Hit(entry) => CacheLookup::Hit(entry.embedding),
+                    CacheLookup::Expired { expires_at_ms } => CacheLookup::Expired { expires_at_ms },
+                });
+            prop_assert_eq!(decode_embedding("k", &flipped, T0), full);
             let cut = cut.index(bytes.len());
             prop_assert_eq!(
                 decode_embedding_entry("k", &bytes[..cut], T0).unwrap_err().code(),

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use super::log::OpLog;
 use super::PersistenceService;
 use crate::codec::cache::{
-    cache_list_metadata, decode_embedding_entry, decode_query_entry, encode_embedding_entry,
+    cache_list_metadata, decode_embedding, decode_query_entry, encode_embedding_entry,
     encode_query_entry, kv_expiration_ttl_secs, CacheLookup, CacheMetadata, EntryTimes,
 };
 use crate::error::{PersistenceError, Result};
@@ -130,11 +130,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         let Some(bytes) = self.read_cache_entry(&log, &key).await else {
             return Ok(None);
         };
-        let lookup = decode_embedding_entry(&key, &bytes, self.clock.now_ms());
-        Ok(self
-            .settle_lookup(&log, &key, lookup)
-            .await
-            .map(|entry| entry.embedding))
+        let lookup = decode_embedding(&key, &bytes, self.clock.now_ms());
+        Ok(self.settle_lookup(&log, &key, lookup).await)
     }
 
     /// Caches `result_json` (any JSON text) as the result of `query` for `policy.cacheTTL`.

@@ -64,12 +64,15 @@ fn run_budget(
 
 /// JSON text handed over in parts, so a large conversation never exists in JavaScript as one
 /// string (UTF-16, up to twice its UTF-8 size) or one byte array beside its copy in wasm: the
-/// caller stringifies and encodes a slice of messages at a time and pushes the bytes here.
-/// Bytes, not strings: wasm-bindgen copies a string that is not ASCII into a buffer of three
-/// bytes per UTF-16 unit before shrinking it, and linear memory never shrinks.
+/// caller stringifies a slice of messages at a time and `TextEncoder.encodeInto`s it straight
+/// into this buffer ([`JsonInput::spare_bytes`], then [`JsonInput::commit`]), so each byte is
+/// written once. Not wasm-bindgen's string passing: it copies a string that is not ASCII into a
+/// buffer of three bytes per UTF-16 unit before shrinking it, and linear memory never shrinks.
 #[wasm_bindgen]
 pub struct JsonInput {
     bytes: Vec<u8>,
+    /// Bytes past `bytes.len()` lent out by the last `spare_bytes` (zeroed, so initialized).
+    lent: usize,
 }
 
 #[wasm_bindgen]
@@ -79,12 +82,42 @@ impl JsonInput {
     pub fn new(capacity: usize) -> JsonInput {
         JsonInput {
             bytes: Vec::with_capacity(capacity),
+            lent: 0,
         }
     }
 
-    /// Appends UTF-8 bytes (checked once the input is used).
-    pub fn push(&mut self, part: &[u8]) {
-        self.bytes.extend_from_slice(part);
+    /// A view of `len` zeroed bytes after the input, for `TextEncoder.encodeInto` to fill;
+    /// [`JsonInput::commit`] appends what was written. The view is only valid until the next
+    /// call into this module (which may move linear memory).
+    #[wasm_bindgen(js_name = spareBytes)]
+    pub fn spare_bytes(&mut self, len: usize) -> js_sys::Uint8Array {
+        let start = self.bytes.len();
+        // Zeroed rather than uninitialized: `commit` may be told any count within the view.
+        self.bytes.resize(start.saturating_add(len), 0);
+        self.bytes.truncate(start);
+        self.lent = len;
+        let spare = self.bytes.spare_capacity_mut();
+        // SAFETY: the view covers `len` bytes of this Vec's own allocation (reserved and zeroed
+        // by `resize` above), which nothing reallocates until JavaScript calls into wasm again;
+        // JavaScript only writes into it before calling `commit`.
+        unsafe { js_sys::Uint8Array::view_mut_raw(spare.as_mut_ptr().cast::<u8>(), len) }
+    }
+
+    /// Appends the first `written` bytes of the last [`JsonInput::spare_bytes`] view (UTF-8,
+    /// checked once the input is used). Throws when `written` exceeds the view.
+    pub fn commit(&mut self, written: usize) -> Result<(), JsError> {
+        if written > self.lent {
+            return Err(JsError::new(&format!(
+                "JsonInput: committed {written} bytes of a {}-byte view",
+                self.lent
+            )));
+        }
+        let len = self.bytes.len().saturating_add(written);
+        // SAFETY: `written` bytes past the length lie within the view `spare_bytes` zeroed
+        // (and JavaScript may have overwritten), all within the capacity.
+        unsafe { self.bytes.set_len(len) };
+        self.lent = 0;
+        Ok(())
     }
 }
 
@@ -139,11 +172,8 @@ impl PersistenceCore {
         serde_json::to_string(self.service.policy()).unwrap_or_default()
     }
 
-    /// Archives a conversation, given as the UTF-8 bytes of the memory's and the session's JSON
-    /// (`TextEncoder.encode`); resolves to the R2 key of the archive.
-    ///
     /// Archives the conversation whose JSON text was filled into `memory` (see [`JsonInput`])
-    /// and the session state given as UTF-8 JSON bytes.
+    /// and the session state given as UTF-8 JSON bytes; resolves to the R2 key of the archive.
     #[wasm_bindgen(js_name = archiveConversation)]
     pub fn archive_conversation(&self, memory: JsonInput, session_json: Vec<u8>) -> Promise {
         spawn(&self.service, Operation::Archive, async move |service| {
@@ -197,16 +227,32 @@ impl PersistenceCore {
         })
     }
 
-    /// The cached embedding of `text` under `model`, as a Float64Array, or `null`.
+    /// The cached embedding of `text` under `model`, or `null`: resolves to what `copy`
+    /// returned, called with a Float64Array viewing the values in wasm memory.
+    ///
+    /// A view, not a copy: `copy` (which must not call into wasm) builds the caller's array
+    /// from it, so no typed array is allocated for a value that is only read once.
     #[wasm_bindgen(js_name = getCachedEmbedding)]
-    pub fn get_cached_embedding(&self, text: String, model: Option<String>) -> Promise {
-        spawn(&self.service, Operation::Cache, async move |service| {
-            let found = service
+    pub fn get_cached_embedding(
+        &self,
+        text: String,
+        model: Option<String>,
+        copy: js_sys::Function,
+    ) -> Promise {
+        let service = Rc::clone(&self.service);
+        future_to_promise(async move {
+            let Some(values) = service
                 .get_cached_embedding(&text, model.as_deref())
-                .await?;
-            Ok(found.map_or(JsValue::NULL, |values| {
-                Float64Array::from(values.as_slice()).into()
-            }))
+                .await
+                .map_err(|err| to_js_error_in(Operation::Cache, &err))?
+            else {
+                return Ok(JsValue::NULL);
+            };
+            // SAFETY: the view is only used during this call of `copy`, which does not call
+            // into wasm, so linear memory cannot grow (and move) while it exists; `values`
+            // outlives the call. Whatever `copy` throws rejects the promise as it is.
+            let view = unsafe { Float64Array::view(&values) };
+            copy.call1(&JsValue::NULL, &view)
         })
     }
 

@@ -73,6 +73,22 @@ describe("archives", () => {
     expect(back?.customField).toBe(7);
   });
 
+  it("round-trips text of several UTF-8 bytes per character across piece and view boundaries", async () => {
+    const { memory, session } = conversation("wide-text", "user-a");
+    // Each piece is encoded into views of one byte per UTF-16 unit: CJK (3 bytes) and emoji
+    // (4 bytes per surrogate pair) overflow every view, and the pairs land on its edges.
+    memory.messages = Array.from({ length: 60 }, (_, i) => ({
+      id: `wide-m${i}`,
+      sessionId: "wide-text",
+      role: "user",
+      content: `${"請".repeat(i)}${"😀請幫忙".repeat(700)}${"é".repeat(i % 5)}`,
+      timestamp: 1_736_157_600_000 + i,
+    }));
+    await service.archiveConversation(memory, session);
+    const back = await service.retrieveArchivedConversation("wide-text");
+    expect(back?.messages).toEqual(memory.messages);
+  });
+
   it("serves 100 concurrent archive calls, each retrievable", async () => {
     const ids = Array.from({ length: 100 }, (_, i) => `concurrent-${i}`);
     const keys = await Promise.all(ids.map((id) => service.archiveConversation(conversation(id, "user-c").memory, conversation(id, "user-c").session)));
