@@ -48,7 +48,7 @@ const SIZES = SMOKE
 const REPS = SMOKE ? 1 : 5;
 const OPS = SMOKE
   ? new Proxy({}, { get: () => 1 })
-  : { "archive-20": 200, "archive-200": 50, "archive-2000": 8, "retrieve-20": 200, "retrieve-200": 50, "retrieve-2000": 8, "embed-put-768": 200, "embed-get-768": 1000, "embed-miss-768": 1000, "embed-put-1536": 200, "embed-get-1536": 1000, "embed-miss-1536": 1000, "query-hit": 300, "query-miss": 300, "hash-short": 2000, "list-500": 3 };
+  : { "archive-20": 200, "archive-200": 50, "archive-2000": 8, "retrieve-20": 200, "retrieve-200": 50, "retrieve-2000": 8, "embed-put-768": 200, "embed-get-768": 1000, "embed-miss-768": 1000, "embed-put-1536": 200, "embed-get-1536": 1000, "embed-miss-1536": 1000, "query-hit": 300, "query-miss": 300, "hash-short": 20000, "list-500": 3 };
 
 // ---------------------------------------------------------------- inputs (seeded)
 progress(`generating inputs${SMOKE ? " (smoke sizes)" : ""}`);
@@ -289,10 +289,12 @@ for (const [label] of SIZES.conversations) {
     },
     op: ({ bench }) => bench.retrieve(OPS[`retrieve-${label}`]),
   }));
+  // Per operation, and on (d)'s clock: bench_native times wall clock, and a loop with no I/O
+  // on one thread spends its wall time on CPU (process CPU would add V8's helper threads).
   for (const kind of ["archive", "retrieve"]) {
     const timed = results[`${kind}-${label}`].w;
-    timed.cpuMs /= OPS[`${kind}-${label}`];
     timed.wallMs /= OPS[`${kind}-${label}`];
+    timed.cpuMs = timed.wallMs;
   }
 }
 
@@ -350,7 +352,7 @@ const out = (line = "") => lines.push(line);
 out(`# Benchmark results${SMOKE ? " (smoke run: tiny inputs, one iteration — not timings)" : ""}`);
 out();
 out(`Node ${process.version} (V8 ${process.versions.v8}), ${cpus().length} × ${cpus()[0]?.model ?? "cpu"}; native Rust: ${nativeReport.profile} build. ` +
-  `CPU time per operation (process.cpuUsage, all threads), median of ${REPS} repetitions after a warm-up; storage calls and bytes written per operation, against in-memory KV/R2 shaped like the Workers bindings. Inputs: seeded chat text (Zipf-distributed vocabulary of a few hundred words, names, numbers, ids, URLs, typos). ` +
+  `CPU time per operation (process.cpuUsage, all threads; for (d) and (d) built to wasm, wall time of a single-threaded loop without I/O), median of ${REPS} repetitions after a warm-up; storage calls and bytes written per operation, against in-memory KV/R2 shaped like the Workers bindings. Inputs: seeded chat text (Zipf-distributed vocabulary of a few hundred words, names, numbers, ids, URLs, typos). ` +
   `The library's ${logLines} log lines (one per storage call) were built but not printed.`);
 out();
 out("## CPU time per operation");
@@ -413,10 +415,14 @@ const decodeCost = (dims, id) => cpu(`embed-get-${dims}`, id) - cpu(`embed-miss-
 const embedDecode = ["768", "1536"].map((d) => decodeCost(d, "b") / decodeCost(d, "a"));
 const embedGet = ["768", "1536"].map((d) => cpu(`embed-get-${d}`, "b") / cpu(`embed-get-${d}`, "a"));
 target(
-  "embedding decode ≥ 5× faster than JSON.parse (b) (CPU of a hit minus a miss)",
-  ["768", "1536"].map((d, i) => `${d}: ${fmtRatio(embedDecode[i])} (${fmtMs(decodeCost(d, "a"))} vs ${fmtMs(decodeCost(d, "b"))})`).join(", ") +
-    `; whole get ${embedGet.map(fmtRatio).join(", ")}`,
+  "embedding decode ≥ 5× faster than JSON.parse (b) (CPU of a hit minus a miss of the same lookup)",
+  ["768", "1536"].map((d, i) => `${d}: ${fmtRatio(embedDecode[i])} (${fmtMs(decodeCost(d, "a"))} vs ${fmtMs(decodeCost(d, "b"))})`).join(", "),
   embedDecode.every((r) => r >= 5),
+);
+target(
+  "… and the whole get (hit) ≥ 5× faster than (b)'s, key hashing and call overhead included",
+  ["768", "1536"].map((d, i) => `${d}: ${fmtRatio(embedGet[i])}`).join(", "),
+  embedGet.every((r) => r >= 5),
 );
 const pages = Math.ceil(SIZES.list / SIZES.pageSize);
 const listCalls = (id) => Object.values(counters("list-500", id).kv).reduce((sum, n) => sum + n, 0) + Object.values(counters("list-500", id).r2).reduce((sum, n) => sum + n, 0);
@@ -428,11 +434,17 @@ target(
   sweep.kv.get <= 1 && sweep.r2.get === 0 && sweep.r2.head === 0 && sweep.r2LargestDeleteBatch <= 1000 && sweep.r2.delete <= Math.ceil(sweep.r2DeletedKeys / 1000) + 2,
 );
 const pipeline = (id) => cpu("archive-200", id) + cpu("retrieve-200", id);
-const nativeSpeed = pipeline("d") / pipeline("w");
+const coreSpeed = pipeline("d") / pipeline("w");
 target(
-  "wasm ≥ 0.6× native speed on the core pipeline (archive + retrieve, 200 msgs; the service over in-memory stores, (d) built to wasm)",
-  `${fmtRatio(nativeSpeed)} (${fmtMs(pipeline("w"))} vs ${fmtMs(pipeline("d"))} native); through the public API with the JS boundary, (a): ${fmtRatio(pipeline("d") / pipeline("a"))}`,
-  nativeSpeed >= 0.6,
+  "wasm ≥ 0.6× native speed on the core pipeline (archive + retrieve, 200 msgs): (d)'s service built to wasm",
+  `${fmtRatio(coreSpeed)} (${fmtMs(pipeline("w"))} vs ${fmtMs(pipeline("d"))} native)`,
+  coreSpeed >= 0.6,
+);
+const apiSpeed = pipeline("d") / pipeline("a");
+target(
+  "… and through the public API, (a), JavaScript boundary included",
+  `${fmtRatio(apiSpeed)} (${fmtMs(pipeline("a"))} vs ${fmtMs(pipeline("d"))} native)`,
+  apiSpeed >= 0.6,
 );
 target(".wasm ≤ 250 KB gzipped", `${fmtBytes(wasmSize.gzip)} (${wasmSize.gzip} B; raw ${wasmSize.raw} B)`, wasmSize.gzip <= 250_000);
 target("cold start (compile + instantiate) ≤ 15 ms", fmtMs(coldStart.totalMs), coldStart.totalMs <= 15);

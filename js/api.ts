@@ -106,15 +106,17 @@ function toJson(field: string, value: unknown): string {
 
 /**
  * Appends `text` to `input` as UTF-8, encoded straight into wasm memory. A view of one byte
- * per UTF-16 unit fits most chat text; what does not fit goes into the next view. Views are
- * at least 8 bytes, so each round encodes at least one character.
+ * per UTF-16 unit fits most chat text; what does not fit goes into a second view of three
+ * bytes per unit, the most a unit takes. Views are at least 4 bytes (one character).
  */
 function pushText(input: wasm.JsonInput, text: string): void {
   let rest = text;
+  let bytesPerUnit = 1;
   while (rest.length > 0) {
-    const { read, written } = utf8.encodeInto(rest, input.spareBytes(Math.max(rest.length, 8)));
+    const { read, written } = utf8.encodeInto(rest, input.spareBytes(Math.max(rest.length * bytesPerUnit, 4)));
     input.commit(written);
     rest = rest.slice(read);
+    bytesPerUnit = 3;
   }
 }
 

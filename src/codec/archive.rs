@@ -41,7 +41,7 @@ pub use topics::extract_topics;
 use self::model::FieldError;
 use self::raw::{parse_item, RawObject};
 use self::topics::TopicFinder;
-use self::view::{ConversationView, MemoryView, SessionView};
+use self::view::{ConversationView, MemoryView, MessageView, SessionView};
 use crate::codec::gzip;
 use crate::error::{PersistenceError, Result};
 use crate::hash;
@@ -243,16 +243,16 @@ pub fn encode_archive(
     encode_conversation(&input, archived_at_ms, level, max_archive_size)
 }
 
-/// Passes writes to `inner` while their total stays within `limit` bytes; past it, drops
-/// `inner` (what it holds is no longer needed) and only counts, so an oversized document is
-/// measured whole without being compressed whole.
-struct LimitedWriter<W> {
+/// Counts every byte written through it, passing them on to `inner` while the total stays
+/// within `limit`; past the limit it drops `inner` (its output is no longer wanted) and only
+/// counts, so an oversized document is measured whole without being compressed whole.
+struct MeasuringWriter<W> {
     inner: Option<W>,
     count: u64,
     limit: u64,
 }
 
-impl<W: Write> Write for LimitedWriter<W> {
+impl<W: Write> Write for MeasuringWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.count = self.count.saturating_add(buf.len() as u64);
         if self.count > self.limit {
@@ -267,6 +267,24 @@ impl<W: Write> Write for LimitedWriter<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.as_mut().map_or(Ok(()), Write::flush)
     }
+}
+
+/// Serializes `document` through `writer` (buffered: fewer, larger writes reach it).
+fn serialize_through<W: Write>(
+    document: &impl Serialize,
+    writer: MeasuringWriter<W>,
+) -> Result<MeasuringWriter<W>> {
+    let mut buffered = BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer);
+    serde_json::to_writer(&mut buffered, document).map_err(|err| {
+        if err.is_io() {
+            compression_error(err)
+        } else {
+            PersistenceError::invalid_input("memory", err.to_string())
+        }
+    })?;
+    buffered
+        .into_inner()
+        .map_err(|err| compression_error(err.into_error()))
 }
 
 /// Accepts only writes that continue `rest`, the text expected.
@@ -303,65 +321,64 @@ fn compression_error(err: impl ToString) -> PersistenceError {
     PersistenceError::invalid_input("compression", err.to_string())
 }
 
-/// Serializes `document` straight into a gzip encoder at `level`, in one pass: the gzip'd
-/// bytes and the document's size. `size_hint` (about the document's size) sizes the output
-/// buffer. Fails with `ARCHIVE_TOO_LARGE` when the document is larger than `max_size` bytes
-/// (measured whole, compressed only up to the limit).
+/// Serializes `document` straight into a gzip encoder at `level`: the gzip'd bytes and the
+/// document's size. `size_hint` is about the document's size (the input's JSON length). Fails
+/// with `ARCHIVE_TOO_LARGE` when the document is larger than `max_size` bytes.
+///
+/// One pass, measuring while compressing. Only when the hint already exceeds the limit is the
+/// document measured first, so that refusing it costs a serialization, not compressing
+/// `max_size` bytes.
 fn compress_document(
     document: &impl Serialize,
     size_hint: usize,
     level: u32,
     max_size: u64,
 ) -> Result<(Vec<u8>, u64)> {
-    // Chat text compresses to under a third of its JSON; start there to avoid regrowing.
-    let capacity = (size_hint / 3).saturating_add(64);
-    let encoder = GzEncoder::new(Vec::with_capacity(capacity), Compression::new(level));
-    let limited = LimitedWriter {
-        inner: Some(encoder),
-        count: 0,
+    let too_large = |size: u64| PersistenceError::ArchiveTooLarge {
+        size,
         limit: max_size,
     };
-    let mut writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, limited);
-    serde_json::to_writer(&mut writer, document).map_err(|err| {
-        if err.is_io() {
-            compression_error(err)
-        } else {
-            PersistenceError::invalid_input("memory", err.to_string())
+    if size_hint as u64 > max_size {
+        let measured = serialize_through(
+            document,
+            MeasuringWriter::<io::Sink> {
+                inner: None,
+                count: 0,
+                limit: 0,
+            },
+        )?;
+        if measured.count > max_size {
+            return Err(too_large(measured.count));
         }
-    })?;
-    let limited = writer
-        .into_inner()
-        .map_err(|err| compression_error(err.into_error()))?;
-    let raw_size = limited.count;
-    match limited.inner {
-        Some(encoder) if raw_size <= max_size => {
-            Ok((encoder.finish().map_err(compression_error)?, raw_size))
-        }
-        _ => Err(PersistenceError::ArchiveTooLarge {
-            size: raw_size,
+    }
+    // Chat text compresses to under a third of its JSON; start there to avoid regrowing, and
+    // never reserve for more than the limit allows.
+    let expected = u64::try_from(size_hint).unwrap_or(u64::MAX).min(max_size);
+    let capacity = usize::try_from(expected / 3)
+        .unwrap_or(0)
+        .saturating_add(64);
+    let encoder = GzEncoder::new(Vec::with_capacity(capacity), Compression::new(level));
+    let written = serialize_through(
+        document,
+        MeasuringWriter {
+            inner: Some(encoder),
+            count: 0,
             limit: max_size,
-        }),
+        },
+    )?;
+    match written.inner {
+        Some(encoder) if written.count <= max_size => {
+            Ok((encoder.finish().map_err(compression_error)?, written.count))
+        }
+        _ => Err(too_large(written.count)),
     }
 }
 
-/// Encodes a caller's conversation (see [`read_conversation_input`]) as an archive written at
-/// `archived_at_ms`, gzip'd at `level` (0–9; [`gzip::DEFAULT_LEVEL`] is the usual choice).
-///
-/// The JSON document is measured while it is compressed, in one pass, and never held
-/// uncompressed; past `max_archive_size` it is only measured. Fails with `ARCHIVE_TOO_LARGE` when it is larger than `max_archive_size`
-/// bytes, and with `INVALID_INPUT` on a bad `archived_at_ms` or `level`.
-pub fn encode_conversation(
-    input: &ConversationInput<'_>,
-    archived_at_ms: i64,
-    level: u32,
-    max_archive_size: u64,
-) -> Result<EncodedArchive> {
-    model::check_epoch_ms("archivedAt", archived_at_ms).map_err(input_error)?;
-    let level = gzip::check_level(level)?;
-    let (memory, session) = (&input.memory, &input.session);
-
+/// The topics of the messages' texts. The finder (and its buffer, as large as the largest
+/// message) is gone before the document is compressed.
+fn message_topics(messages: &[MessageView<'_>]) -> Result<Vec<String>> {
     let mut finder = TopicFinder::default();
-    for (index, message) in memory.messages.iter().enumerate() {
+    for (index, message) in messages.iter().enumerate() {
         if finder.is_complete() {
             break;
         }
@@ -373,7 +390,26 @@ pub fn encode_conversation(
         })?;
         finder.add(&text);
     }
-    let topics = finder.topics();
+    Ok(finder.topics())
+}
+
+/// Encodes a caller's conversation (see [`read_conversation_input`]) as an archive written at
+/// `archived_at_ms`, gzip'd at `level` (0–9; [`gzip::DEFAULT_LEVEL`] is the usual choice).
+///
+/// The JSON document is measured while it is compressed and never held uncompressed (see
+/// `compress_document`). Fails with `ARCHIVE_TOO_LARGE` when it is larger than
+/// `max_archive_size` bytes, and with `INVALID_INPUT` on a bad `archived_at_ms` or `level`.
+pub fn encode_conversation(
+    input: &ConversationInput<'_>,
+    archived_at_ms: i64,
+    level: u32,
+    max_archive_size: u64,
+) -> Result<EncodedArchive> {
+    model::check_epoch_ms("archivedAt", archived_at_ms).map_err(input_error)?;
+    let level = gzip::check_level(level)?;
+    let (memory, session) = (&input.memory, &input.session);
+
+    let topics = message_topics(&memory.messages)?;
     // A session whose clock ran backwards lasted no time, rather than failing the archive.
     let duration =
         u64::try_from(session.last_activity.saturating_sub(session.created_at)).unwrap_or(0);
@@ -543,10 +579,11 @@ fn read_stored_document<'a>(
 /// its metadata and where its `conversation` member lies. `None` for older formats, which
 /// [`read_stored_document`] converts.
 ///
-/// The encoder checked the conversation and wrote it in the canonical form
-/// [`conversation_to_json`] gives, and the checksum proves these are the bytes it wrote; so the
-/// document is only parsed far enough to find its members (which also proves it is JSON), not
-/// read message by message and re-serialized again.
+/// The checksum proves these are the bytes written beside it, and the writers of this format
+/// (the encoder, and restore after checking a backup in full) check the messages first; so the
+/// messages are not read one by one and re-serialized again. What identifies the conversation
+/// is still checked against the metadata: its `sessionId`, and its session's `id` and
+/// `userId`, read from the conversation's members (which also proves the document is JSON).
 fn read_checksummed_document(
     document: &str,
     stored_size: u64,
@@ -569,10 +606,49 @@ fn read_checksummed_document(
         sha256,
     )
     .map_err(stored_error)?;
+    check_conversation_identity(&metadata, conversation_raw).map_err(stored_error)?;
     let range = range_within(document, conversation_raw.get()).ok_or_else(|| {
         PersistenceError::corrupt(WHAT, "conversation: not a slice of the document")
     })?;
     Ok(Some((metadata, range)))
+}
+
+/// Checks the conversation's `sessionId` and `sessionState.{id, userId}` against `metadata`
+/// (as [`check_agreement`] does for a conversation read in full).
+fn check_conversation_identity(
+    metadata: &ArchiveMetadata,
+    conversation: &RawValue,
+) -> Result<(), FieldError> {
+    let mut members = RawObject::new("conversation", conversation)?;
+    let session_id = members.string("sessionId")?;
+    if metadata.session_id != session_id {
+        return Err(FieldError::new(
+            "metadata.sessionId",
+            format!(
+                "{:?} differs from conversation.sessionId {:?}",
+                metadata.session_id, session_id
+            ),
+        ));
+    }
+    let mut session = RawObject::new("conversation.sessionState", members.object("sessionState")?)?;
+    let id = session.string("id")?;
+    if id != session_id {
+        return Err(FieldError::new(
+            "conversation.sessionState.id",
+            format!("{id:?} differs from conversation.sessionId {session_id:?}"),
+        ));
+    }
+    let user_id = session.optional_string("userId")?;
+    if user_id.as_deref() != metadata.user_id.as_deref() {
+        return Err(FieldError::new(
+            "metadata.userId",
+            format!(
+                "{:?} differs from conversation.sessionState.userId {:?}",
+                metadata.user_id, user_id
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Decodes a stored archive: gzip'd (this library) or plain JSON (the earlier TypeScript
@@ -657,11 +733,9 @@ pub fn decode_archive_json(
 fn range_within(whole: &str, part: &str) -> Option<Range<usize>> {
     let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
     let range = start..start.checked_add(part.len())?;
-    // Same address and length: the very same text, without comparing its bytes.
-    whole
-        .get(range.clone())
-        .is_some_and(|found| found.as_ptr() == part.as_ptr())
-        .then_some(range)
+    // Within `whole` and on character boundaries: that range is `part` itself (same memory),
+    // so its bytes need no comparing.
+    whole.get(range.clone()).map(|_| range)
 }
 
 /// The text at `range` of `document` (checked by [`range_within`]), reusing an owned
@@ -1026,6 +1100,46 @@ mod tests {
         let unverified = decode_archive_json(&archive.bytes, None, LIMIT).unwrap();
         let verified = decode_archive_json(&archive.bytes, Some(sha256), LIMIT).unwrap();
         assert_eq!(verified, unverified);
+
+        // Written by another hand, spaced and reordered: verified, the conversation comes back
+        // as stored; unverified, it is read in full and rewritten in the canonical form.
+        let by_hand = r#"{"formatVersion": 1, "metadata": {"sessionId": "s-1", "archivedAt": 4,
+            "messageCount": 1, "topics": [], "duration": 1},
+            "conversation": {"messages": [{"id": "m", "sessionId": "s-1", "content": "hi",
+            "role": "user", "timestamp": 3}], "sessionId": "s-1",
+            "sessionState": {"id": "s-1", "status": "x", "createdAt": 1, "lastActivity": 2}}}"#;
+        let bytes = gzip::compress(by_hand.as_bytes(), 6).unwrap();
+        let sha256 = hash::sha256_hex(&bytes);
+        let as_stored = &by_hand[by_hand.find(r#"{"messages""#).unwrap()..by_hand.len() - 1];
+        let verified = decode_archive_json(&bytes, Some(&sha256), LIMIT).unwrap();
+        assert_eq!(verified.conversation_json, as_stored);
+        let unverified = decode_archive_json(&bytes, None, LIMIT).unwrap();
+        assert!(unverified
+            .conversation_json
+            .starts_with(r#"{"sessionId":"s-1","messages":[{"id":"m""#));
+        assert_eq!(verified.metadata, unverified.metadata);
+
+        // What identifies the conversation is checked either way.
+        let cases = [
+            ("/metadata/sessionId", json!("s-9"), "metadata.sessionId"),
+            ("/metadata/userId", json!("u-9"), "metadata.userId"),
+            (
+                "/conversation/sessionState/id",
+                json!("s-9"),
+                "conversation.sessionState.id",
+            ),
+        ];
+        for (pointer, bad, path) in cases {
+            let mut document = stored_document();
+            *document.pointer_mut(pointer).unwrap() = bad;
+            let bytes = gzip_json(&document);
+            let sha256 = hash::sha256_hex(&bytes);
+            for expected in [Some(sha256.as_str()), None] {
+                let err = decode_archive_json(&bytes, expected, LIMIT).unwrap_err();
+                assert_eq!(err.code(), "CORRUPT_DATA", "{pointer}");
+                assert!(err.to_string().contains(path), "{pointer}: {err}");
+            }
+        }
 
         // A checksummed legacy archive is still converted to the current form.
         let legacy =

@@ -280,8 +280,9 @@ pub fn decode_embedding_entry(
 }
 
 /// The embedding of a binary entry, as [`decode_embedding_entry`] checks it, except that the
-/// metadata is only checked to be a JSON object, not built (a cache read returns only the
-/// values, and building the object was most of a small entry's decoding).
+/// metadata is only scanned as a JSON object, not built (a cache read returns only the values,
+/// and building the object was most of a small entry's decoding). So metadata no writer of
+/// this library produces, such as `1e400` or a lone surrogate escape, passes here.
 pub fn decode_embedding(what: &str, bytes: &[u8], now_ms: i64) -> Result<CacheLookup<Vec<f64>>> {
     let parts = match decode_embedding_parts(what, bytes, now_ms)? {
         CacheLookup::Hit(parts) => parts,
@@ -677,7 +678,9 @@ mod tests {
         }
     }
 
-    /// The error both decoders give for `bytes` (they must agree).
+    /// The error both decoders give for `bytes`: they agree on every fault except metadata
+    /// that scans as a JSON object but cannot be built (see
+    /// `values_decoder_checks_metadata_only_as_a_json_object`).
     fn decode_err(bytes: &[u8]) -> PersistenceError {
         let err = decode_embedding_entry("embedding:abc", bytes, T0).unwrap_err();
         assert_eq!(
@@ -915,6 +918,25 @@ mod tests {
         assert!(decode_err(&bytes)
             .to_string()
             .contains("metadata: not JSON"));
+    }
+
+    #[test]
+    fn values_decoder_checks_metadata_only_as_a_json_object() {
+        // Metadata this library never writes (the encoder builds it from parsed JSON), but
+        // another writer could: syntactically an object, yet not buildable as values.
+        for metadata in [r#"{"a":1e400}"#, r#"{"a":"\ud800"}"#] {
+            let mut bytes = small_entry()[..44].to_vec();
+            bytes[12..16].copy_from_slice(&(metadata.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(metadata.as_bytes());
+            assert_eq!(
+                decode_embedding("k", &bytes, T0).unwrap(),
+                CacheLookup::Hit(vec![1.0, -0.5, 0.25]),
+                "{metadata}"
+            );
+            let err = decode_embedding_entry("k", &bytes, T0).unwrap_err();
+            assert_eq!(err.code(), "CORRUPT_DATA", "{metadata}");
+            assert!(err.to_string().contains("metadata"), "{err}");
+        }
     }
 
     #[test]
@@ -1179,7 +1201,8 @@ mod proptests {
             let bytes = encode_embedding_entry(&embedding, &metadata, times()).unwrap();
             let mut flipped = bytes.clone();
             flipped[position.index(bytes.len())] ^= mask;
-            // Whatever the damage, both decoders reach the same verdict.
+            // One flipped byte cannot turn this metadata into an object that scans but cannot
+            // be built, the one thing only the full decoder refuses: both reach the same verdict.
             let full = decode_embedding_entry("k", &flipped, T0)
                 .map(|lookup| match lookup {
                     CacheLookup::Hit(entry) => CacheLookup::Hit(entry.embedding),

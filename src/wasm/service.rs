@@ -65,9 +65,10 @@ fn run_budget(
 /// JSON text handed over in parts, so a large conversation never exists in JavaScript as one
 /// string (UTF-16, up to twice its UTF-8 size) or one byte array beside its copy in wasm: the
 /// caller stringifies a slice of messages at a time and `TextEncoder.encodeInto`s it straight
-/// into this buffer ([`JsonInput::spare_bytes`], then [`JsonInput::commit`]), so each byte is
-/// written once. Not wasm-bindgen's string passing: it copies a string that is not ASCII into a
-/// buffer of three bytes per UTF-16 unit before shrinking it, and linear memory never shrinks.
+/// into this buffer ([`JsonInput::spare_bytes`], then [`JsonInput::commit`]), so its UTF-8
+/// exists only here. Not wasm-bindgen's string passing: it copies a string that is not ASCII
+/// into a buffer of three bytes per UTF-16 unit before shrinking it, and linear memory never
+/// shrinks.
 #[wasm_bindgen]
 pub struct JsonInput {
     bytes: Vec<u8>,
@@ -378,4 +379,34 @@ pub fn policy_from_vars(vars_json: &str) -> Result<String, JsValue> {
             .map_err(|err| PersistenceError::invalid_input("policy", err.to_string()))
     };
     parse().map_err(|err| to_js_error_in(Operation::Config, &err))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn json_input_takes_exactly_what_was_committed_from_its_view() {
+        let mut input = JsonInput::new(0);
+        let view = input.spare_bytes(8);
+        assert_eq!(view.length(), 8);
+        view.subarray(0, 7).copy_from(br#"{"a":1}"#);
+        assert!(input.commit(7).is_ok());
+        assert_eq!(input.bytes, br#"{"a":1}"#);
+
+        // A commit needs a view of its own, and may not exceed it.
+        assert!(input.commit(1).is_err());
+        let _ = input.spare_bytes(4);
+        assert!(input.commit(5).is_err());
+        assert_eq!(input.bytes, br#"{"a":1}"#);
+
+        // Bytes lent but not written are zeros, never stale memory.
+        let _ = input.spare_bytes(3);
+        assert!(input.commit(3).is_ok());
+        assert_eq!(&input.bytes[7..], [0, 0, 0]);
+    }
 }
