@@ -339,9 +339,10 @@ fn compress_document(
         limit: max_size,
     };
     if size_hint as u64 > max_size {
+        // The same writer type as below, without an encoder: one instance of the serializer.
         let measured = serialize_through(
             document,
-            MeasuringWriter::<io::Sink> {
+            MeasuringWriter::<GzEncoder<Vec<u8>>> {
                 inner: None,
                 count: 0,
                 limit: 0,
