@@ -128,27 +128,31 @@ class JsonInputWriter {
 
   write(text: string): void {
     let rest = text;
+    // A new view for this text has one byte per UTF-16 unit, which fits most chat text; what
+    // overflows goes into one of three bytes per unit, the most a unit takes. So a text takes
+    // at most two views, and a huge message never makes a view (and linear memory) 3x its size.
+    let bytesPerUnit = 1;
     while (rest.length > 0) {
-      // At least 4 bytes (any character) free, else a new view that holds all that is left.
-      if (this.#view === null || this.#view.length - this.#used < 4) this.#nextView(rest.length);
+      // At least 4 bytes (any character) free, else a new view.
+      if (this.#view === null || this.#view.length - this.#used < 4) this.#nextView(rest.length * bytesPerUnit);
       const { read, written } = utf8.encodeInto(rest, this.#view!.subarray(this.#used));
       this.#used += written;
       if (read === rest.length) return;
       rest = rest.slice(read);
-      this.#nextView(rest.length);
+      this.finish();
+      bytesPerUnit = 3;
     }
   }
 
-  /** Hands what was written to the input; call once, after the last write. */
+  /** Hands what the current view holds to the input; after the last write, the input is complete. */
   finish(): void {
     if (this.#view !== null) this.#input.commit(this.#used);
     this.#view = null;
   }
 
-  #nextView(units: number): void {
+  #nextView(bytes: number): void {
     this.finish();
-    // Three bytes per UTF-16 unit is the most any text takes.
-    this.#view = this.#input.spareBytes(Math.max(this.#viewBytes, 3 * units));
+    this.#view = this.#input.spareBytes(Math.max(this.#viewBytes, bytes));
     this.#used = 0;
   }
 }

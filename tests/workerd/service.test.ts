@@ -89,6 +89,24 @@ describe("archives", () => {
     expect(back?.messages).toEqual(memory.messages);
   });
 
+  it("keeps what was encoded when a message's toJSON grows wasm memory mid-conversation", async () => {
+    const { memory, session } = conversation("grows-memory", "user-a");
+    const messages = Array.from({ length: 40 }, (_, i) => ({
+      id: `grows-memory-m${i}`,
+      sessionId: "grows-memory",
+      role: "user" as const,
+      content: `message ${i} 請 ${"x".repeat(i * 50)}`,
+      timestamp: 1_736_157_600_000 + i,
+    }));
+    // Hashing 24 MB in wasm grows its linear memory (more than this isolate has used) while a view of it is open for the
+    // messages already encoded: the view is detached, and the writer must take a new one.
+    const grower = { ...messages[20]!, toJSON: () => (hashText("y".repeat(24_000_000)), { ...messages[20] }) };
+    memory.messages = [...messages.slice(0, 20), grower as (typeof messages)[number], ...messages.slice(21)];
+    await service.archiveConversation(memory, session);
+    const back = await service.retrieveArchivedConversation("grows-memory");
+    expect(back?.messages).toEqual(messages);
+  });
+
   it("serves 100 concurrent archive calls, each retrievable", async () => {
     const ids = Array.from({ length: 100 }, (_, i) => `concurrent-${i}`);
     const keys = await Promise.all(ids.map((id) => service.archiveConversation(conversation(id, "user-c").memory, conversation(id, "user-c").session)));
