@@ -64,9 +64,9 @@ fn run_budget(
 
 /// JSON text handed over in parts, so a large conversation never exists in JavaScript as one
 /// string (UTF-16, up to twice its UTF-8 size) or one byte array beside its copy in wasm: the
-/// caller stringifies a slice of messages at a time and `TextEncoder.encodeInto`s it straight
-/// into this buffer ([`JsonInput::spare_bytes`], then [`JsonInput::commit`]), so its UTF-8
-/// exists only here. Not wasm-bindgen's string passing: it copies a string that is not ASCII
+/// caller stringifies one message at a time and `TextEncoder.encodeInto`s it straight into
+/// this buffer ([`JsonInput::spare_bytes`], then [`JsonInput::commit`]), so its UTF-8 exists
+/// only here. Not wasm-bindgen's string passing: it copies a string that is not ASCII
 /// into a buffer of three bytes per UTF-16 unit before shrinking it, and linear memory never
 /// shrinks.
 #[wasm_bindgen]
@@ -88,8 +88,9 @@ impl JsonInput {
     }
 
     /// A view of `len` zeroed bytes after the input, for `TextEncoder.encodeInto` to fill;
-    /// [`JsonInput::commit`] appends what was written. The view is only valid until the next
-    /// call into this module (which may move linear memory).
+    /// [`JsonInput::commit`] appends what was written. Only this input's own methods move the
+    /// bytes; if another call grows linear memory meanwhile, the view is detached (it then
+    /// takes no more writes), and what was written through it stays where it was.
     #[wasm_bindgen(js_name = spareBytes)]
     pub fn spare_bytes(&mut self, len: usize) -> js_sys::Uint8Array {
         let start = self.bytes.len();
@@ -99,8 +100,9 @@ impl JsonInput {
         self.lent = len;
         let spare = self.bytes.spare_capacity_mut();
         // SAFETY: the view covers `len` bytes of this Vec's own allocation (reserved and zeroed
-        // by `resize` above), which nothing reallocates until JavaScript calls into wasm again;
-        // JavaScript only writes into it before calling `commit`.
+        // by `resize` above), which only this input's methods reallocate, and growing linear
+        // memory detaches the view rather than moving the bytes; JavaScript writes into it only
+        // through the view, before calling `commit`.
         unsafe { js_sys::Uint8Array::view_mut_raw(spare.as_mut_ptr().cast::<u8>(), len) }
     }
 
