@@ -12,8 +12,8 @@
 //! Memory: a Worker isolate has 128 MB, and archives may hold tens of MB of JSON. So JSON is
 //! read into views borrowing from its text (`view`), never into a `Value` tree; the document is
 //! serialized straight into the gzip encoder (and measured on the way), so the uncompressed
-//! document is never held; and the conversation JSON of a retrieved archive is
-//! cut out of the inflated document in place.
+//! document is never held; and the conversation JSON of a retrieved archive is cut out of the
+//! inflated document in place.
 
 mod listing;
 mod model;
