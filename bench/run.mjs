@@ -101,6 +101,11 @@ async function runJsWorkloads({ id, Class }) {
   const metadata = { model: "bge-base", source: "knowledge_base" };
   for (const dims of ["768", "1536"]) {
     const { texts, vectors } = embeddingSets[dims];
+    const populatedEmbeddings = async () => {
+      const state = setupWith(Class);
+      for (let i = 0; i < texts.length; i++) await state.contender.cacheEmbedding(texts[i], vectors[i], metadata);
+      return state;
+    };
     record(`embed-put-${dims}`, id, await measure({
       reps: REPS, ops: OPS[`embed-put-${dims}`], warmup: !SMOKE,
       setup: () => setupWith(Class),
@@ -108,11 +113,7 @@ async function runJsWorkloads({ id, Class }) {
     }));
     record(`embed-get-${dims}`, id, await measure({
       reps: REPS, ops: OPS[`embed-get-${dims}`], warmup: !SMOKE,
-      setup: async () => {
-        const state = setupWith(Class);
-        for (let i = 0; i < texts.length; i++) await state.contender.cacheEmbedding(texts[i], vectors[i], metadata);
-        return state;
-      },
+      setup: populatedEmbeddings,
       op: async ({ contender }, i) => {
         const found = await contender.getEmbedding(texts[i % texts.length], "bge-base");
         if (found?.length !== Number(dims) || found[7] !== vectors[i % texts.length][7]) throw new Error(`${id}: embedding ${i} came back wrong`);
@@ -121,11 +122,7 @@ async function runJsWorkloads({ id, Class }) {
     // The same lookup of a text never cached: everything a hit costs except decoding.
     record(`embed-miss-${dims}`, id, await measure({
       reps: REPS, ops: OPS[`embed-miss-${dims}`], warmup: !SMOKE,
-      setup: async () => {
-        const state = setupWith(Class);
-        for (let i = 0; i < texts.length; i++) await state.contender.cacheEmbedding(texts[i], vectors[i], metadata);
-        return state;
-      },
+      setup: populatedEmbeddings,
       op: async ({ contender }, i) => {
         if ((await contender.getEmbedding(`${texts[i % texts.length]} (never cached)`, "bge-base")) !== null) throw new Error(`${id}: uncached embedding ${i} was found`);
       },

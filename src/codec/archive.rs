@@ -542,16 +542,22 @@ fn read_document_metadata(
     })
 }
 
+/// The members of a stored document and its format version.
+fn open_document(document: &str) -> Result<(RawObject<'_>, u32)> {
+    let item = parse_item(document)
+        .map_err(|err| PersistenceError::corrupt(WHAT, format!("JSON: {err}")))?;
+    let mut reader = RawObject::from_item("", item).map_err(stored_error)?;
+    let format_version = read_format_version(&mut reader)?;
+    Ok((reader, format_version))
+}
+
 /// Reads the document inside a stored archive (see [`decode_archive`] for what is checked).
 fn read_stored_document<'a>(
     document: &'a str,
     stored_size: u64,
     sha256: String,
 ) -> Result<StoredDocument<'a>> {
-    let item = parse_item(document)
-        .map_err(|err| PersistenceError::corrupt(WHAT, format!("JSON: {err}")))?;
-    let mut reader = RawObject::from_item("", item).map_err(stored_error)?;
-    let format_version = read_format_version(&mut reader)?;
+    let (reader, format_version) = open_document(document)?;
     let legacy = format_version == LEGACY_FORMAT_VERSION;
 
     let read = |mut reader: RawObject<'a>| -> Result<StoredDocument<'a>, FieldError> {
@@ -590,10 +596,7 @@ fn read_checksummed_document(
     stored_size: u64,
     sha256: String,
 ) -> Result<Option<(ArchiveMetadata, Range<usize>)>> {
-    let item = parse_item(document)
-        .map_err(|err| PersistenceError::corrupt(WHAT, format!("JSON: {err}")))?;
-    let mut reader = RawObject::from_item("", item).map_err(stored_error)?;
-    let format_version = read_format_version(&mut reader)?;
+    let (mut reader, format_version) = open_document(document)?;
     if format_version != FORMAT_VERSION {
         return Ok(None);
     }
@@ -614,42 +617,18 @@ fn read_checksummed_document(
     Ok(Some((metadata, range)))
 }
 
-/// Checks the conversation's `sessionId` and `sessionState.{id, userId}` against `metadata`
-/// (as [`check_agreement`] does for a conversation read in full).
+/// Reads the conversation's `sessionId` and `sessionState.{id, userId}` from its members and
+/// checks them against `metadata` (what [`check_agreement`] checks but the message count).
 fn check_conversation_identity(
     metadata: &ArchiveMetadata,
     conversation: &RawValue,
 ) -> Result<(), FieldError> {
     let mut members = RawObject::new("conversation", conversation)?;
     let session_id = members.string("sessionId")?;
-    if metadata.session_id != session_id {
-        return Err(FieldError::new(
-            "metadata.sessionId",
-            format!(
-                "{:?} differs from conversation.sessionId {:?}",
-                metadata.session_id, session_id
-            ),
-        ));
-    }
     let mut session = RawObject::new("conversation.sessionState", members.object("sessionState")?)?;
     let id = session.string("id")?;
-    if id != session_id {
-        return Err(FieldError::new(
-            "conversation.sessionState.id",
-            format!("{id:?} differs from conversation.sessionId {session_id:?}"),
-        ));
-    }
     let user_id = session.optional_string("userId")?;
-    if user_id.as_deref() != metadata.user_id.as_deref() {
-        return Err(FieldError::new(
-            "metadata.userId",
-            format!(
-                "{:?} differs from conversation.sessionState.userId {:?}",
-                metadata.user_id, user_id
-            ),
-        ));
-    }
-    Ok(())
+    check_identity(metadata, &session_id, Some((&id, user_id.as_deref())))
 }
 
 /// Decodes a stored archive: gzip'd (this library) or plain JSON (the earlier TypeScript
@@ -810,15 +789,8 @@ fn check_agreement(
     memory: &MemoryView,
     session: Option<&SessionView>,
 ) -> Result<(), FieldError> {
-    if metadata.session_id != memory.session_id {
-        return Err(FieldError::new(
-            "metadata.sessionId",
-            format!(
-                "{:?} differs from conversation.sessionId {:?}",
-                metadata.session_id, memory.session_id
-            ),
-        ));
-    }
+    let session_ids = session.map(|session| (session.id.as_ref(), session.user_id.as_deref()));
+    check_identity(metadata, &memory.session_id, session_ids)?;
     if metadata.message_count != memory.messages.len() as u64 {
         return Err(FieldError::new(
             "metadata.messageCount",
@@ -829,27 +801,43 @@ fn check_agreement(
             ),
         ));
     }
-    if let Some(session) = session {
-        if session.id != memory.session_id {
-            return Err(FieldError::new(
-                "conversation.sessionState.id",
-                format!(
-                    "{:?} differs from conversation.sessionId {:?}",
-                    session.id, memory.session_id
-                ),
-            ));
-        }
-        if metadata.format_version != LEGACY_FORMAT_VERSION
-            && session.user_id.as_deref() != metadata.user_id.as_deref()
-        {
-            return Err(FieldError::new(
-                "metadata.userId",
-                format!(
-                    "{:?} differs from conversation.sessionState.userId {:?}",
-                    metadata.user_id, session.user_id
-                ),
-            ));
-        }
+    Ok(())
+}
+
+/// Checks the ids that tie a conversation to its metadata: the conversation's `session_id`
+/// and, when it has a session state, that session's `(id, userId)` (the user is not checked
+/// in legacy archives, whose metadata may lack it).
+fn check_identity(
+    metadata: &ArchiveMetadata,
+    session_id: &str,
+    session: Option<(&str, Option<&str>)>,
+) -> Result<(), FieldError> {
+    if metadata.session_id != session_id {
+        return Err(FieldError::new(
+            "metadata.sessionId",
+            format!(
+                "{:?} differs from conversation.sessionId {session_id:?}",
+                metadata.session_id
+            ),
+        ));
+    }
+    let Some((id, user_id)) = session else {
+        return Ok(());
+    };
+    if id != session_id {
+        return Err(FieldError::new(
+            "conversation.sessionState.id",
+            format!("{id:?} differs from conversation.sessionId {session_id:?}"),
+        ));
+    }
+    if metadata.format_version != LEGACY_FORMAT_VERSION && user_id != metadata.user_id.as_deref() {
+        return Err(FieldError::new(
+            "metadata.userId",
+            format!(
+                "{:?} differs from conversation.sessionState.userId {user_id:?}",
+                metadata.user_id
+            ),
+        ));
     }
     Ok(())
 }
