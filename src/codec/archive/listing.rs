@@ -134,25 +134,24 @@ pub fn listing_summary(metadata: &ArchiveMetadata, archive_key: &str) -> Result<
     ))
 }
 
-/// The archive's R2 `customMetadata`, at most [`R2_CUSTOM_METADATA_MAX_BYTES`] of keys and
-/// values: `sessionId`, `userId` (when known), `archivedAt`, `messageCount`, `duration`,
-/// `rawSize`, `storedSize` (decimal), `sha256`, `formatVersion`, `topics` (a JSON array) and
-/// `summary` (control characters replaced by spaces, cut to fit). Fails with `INVALID_INPUT`
-/// when the fields other than the summary alone exceed the budget.
+/// The archive's R2 `customMetadata`: `sessionId`, `userId` (when known), `archivedAt`,
+/// `messageCount`, `duration`, `rawSize` (decimal), `sha256` and `formatVersion`. That is what
+/// identifies, sizes and checks the object from a listing alone. The free-text summary and the
+/// topics stay in the document's `metadata` and the KV listing entry: free text does not
+/// belong in values that travel as HTTP headers through R2's S3 API, and each stored copy is
+/// paid for on every archive. `storedSize` is R2's own `size`. Fails with `INVALID_INPUT` when
+/// the fields exceed [`R2_CUSTOM_METADATA_MAX_BYTES`] (only possible with ids that bypassed
+/// validation).
 pub fn r2_custom_metadata(metadata: &ArchiveMetadata) -> Result<Vec<(String, String)>> {
-    let topics = serde_json::to_string(&metadata.topics)
-        .map_err(|err| PersistenceError::invalid_input("topics", err.to_string()))?;
-    let mut pairs: Vec<(String, String)> = [
+    let pairs: Vec<(String, String)> = [
         ("sessionId", Some(metadata.session_id.clone())),
         ("userId", metadata.user_id.clone()),
         ("archivedAt", Some(metadata.archived_at.to_string())),
         ("messageCount", Some(metadata.message_count.to_string())),
         ("duration", Some(metadata.duration.to_string())),
         (CUSTOM_RAW_SIZE_FIELD, Some(metadata.raw_size.to_string())),
-        ("storedSize", Some(metadata.stored_size.to_string())),
         (CUSTOM_SHA256_FIELD, Some(metadata.sha256.clone())),
         ("formatVersion", Some(metadata.format_version.to_string())),
-        ("topics", Some(topics)),
     ]
     .into_iter()
     .filter_map(|(name, value)| value.map(|value| (name.to_owned(), value)))
@@ -162,24 +161,12 @@ pub fn r2_custom_metadata(metadata: &ArchiveMetadata) -> Result<Vec<(String, Str
         .iter()
         .map(|(name, value)| name.len() + value.len())
         .sum();
-    let budget = R2_CUSTOM_METADATA_MAX_BYTES
-        .checked_sub(used + "summary".len())
-        .ok_or_else(|| {
-            PersistenceError::invalid_input(
-                "customMetadata",
-                format!(
-                    "{used} bytes without the summary exceed the budget of {R2_CUSTOM_METADATA_MAX_BYTES}"
-                ),
-            )
-        })?;
-    // Custom metadata travels as HTTP headers through R2's S3 API: keep it on one line.
-    let one_line: String = metadata
-        .summary
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let summary = longest_fitting_prefix(&one_line, budget, |cut| cut.len() <= budget);
-    pairs.push(("summary".to_owned(), summary.to_owned()));
+    if used > R2_CUSTOM_METADATA_MAX_BYTES {
+        return Err(PersistenceError::invalid_input(
+            "customMetadata",
+            format!("{used} bytes exceed the budget of {R2_CUSTOM_METADATA_MAX_BYTES}"),
+        ));
+    }
     Ok(pairs)
 }
 
@@ -257,8 +244,22 @@ mod tests {
     }
 
     #[test]
-    fn custom_metadata_carries_the_checksum_and_fits() {
+    fn custom_metadata_identifies_sizes_and_checks_the_object() {
         let pairs = r2_custom_metadata(&metadata("line one\nline two")).unwrap();
+        let names: Vec<&str> = pairs.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "sessionId",
+                "userId",
+                "archivedAt",
+                "messageCount",
+                "duration",
+                "rawSize",
+                "sha256",
+                "formatVersion"
+            ]
+        );
         let get = |name: &str| {
             pairs
                 .iter()
@@ -267,23 +268,29 @@ mod tests {
         };
         assert_eq!(get("sha256"), Some("ab".repeat(32).as_str()));
         assert_eq!(get("archivedAt"), Some("1736157600000"));
-        assert_eq!(get("topics"), Some(r#"["billing","technical-issue"]"#));
-        assert_eq!(get("summary"), Some("line one line two"));
+        assert_eq!(get("rawSize"), Some("4000"));
         assert_eq!(get("userId"), Some("user-1"));
 
-        let mut anonymous = metadata(&"😀".repeat(10_000));
+        let mut anonymous = metadata("");
         anonymous.user_id = None;
         let pairs = r2_custom_metadata(&anonymous).unwrap();
         assert!(pairs.iter().all(|(key, _)| key != "userId"));
-        let total: usize = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
-        assert!(total <= R2_CUSTOM_METADATA_MAX_BYTES);
-        assert!(total > R2_CUSTOM_METADATA_MAX_BYTES - 4, "{total}");
     }
 
     #[test]
-    fn custom_metadata_refuses_oversized_fixed_fields() {
+    fn custom_metadata_of_the_longest_valid_ids_fits_and_oversized_ones_are_refused() {
+        let mut longest = metadata("");
+        longest.session_id = "s".repeat(crate::keys::MAX_ID_LEN);
+        longest.user_id = Some("u".repeat(crate::keys::MAX_ID_LEN));
+        longest.archived_at = i64::MIN;
+        longest.message_count = u64::MAX;
+        longest.duration = u64::MAX;
+        longest.raw_size = u64::MAX;
+        longest.format_version = u32::MAX;
+        assert!(r2_custom_metadata(&longest).is_ok());
+
         let mut crowded = metadata("");
-        crowded.topics = vec!["t".repeat(8000)];
+        crowded.session_id = "s".repeat(R2_CUSTOM_METADATA_MAX_BYTES);
         assert_eq!(
             r2_custom_metadata(&crowded).unwrap_err().code(),
             "INVALID_INPUT"
