@@ -95,9 +95,28 @@ fn id_rejection(value: &str) -> Option<&'static str> {
     }
 }
 
-/// Checks `value` against the id rules; `field` names it in the error.
-fn check_id(field: &'static str, value: &str) -> Result<()> {
-    match id_rejection(value) {
+/// Why `value` cannot be a user id, or `None` if it can. User ids are only ever hashed into
+/// keys, so any text is allowed (emails with `+`, Auth0's `auth0|…`, non-ASCII names) except
+/// control characters, which would break the log lines and headers it is copied into.
+fn user_id_rejection(value: &str) -> Option<&'static str> {
+    if value.is_empty() {
+        Some("is empty")
+    } else if value.len() > MAX_ID_LEN {
+        Some("is longer than 128 bytes")
+    } else if value.chars().any(char::is_control) {
+        Some("contains a control character")
+    } else {
+        None
+    }
+}
+
+/// Checks `value` with `rejection`; `field` names it in the error.
+fn check_id(
+    field: &'static str,
+    value: &str,
+    rejection: impl Fn(&str) -> Option<&'static str>,
+) -> Result<()> {
+    match rejection(value) {
         None => Ok(()),
         Some(reason) => Err(PersistenceError::InvalidId {
             field,
@@ -109,19 +128,18 @@ fn check_id(field: &'static str, value: &str) -> Result<()> {
 
 /// Defines a validated id newtype; the JSON form is the plain string.
 macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident, $field:literal) => {
+    ($(#[$doc:meta])* $name:ident, $field:literal, $rejection:ident, $rules:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
 
         impl $name {
-            #[doc = concat!("Validates `value` as a ", $field, ": 1 to 128 bytes of ASCII letters, ")]
-            #[doc = "digits and `- _ . : @`, not starting with `.` and never containing `..`."]
+            #[doc = concat!("Validates `value` as a ", $field, ": ", $rules)]
             #[doc = ""]
             #[doc = concat!("Fails with `INVALID_ID` naming `", $field, "` and the reason.")]
             pub fn parse(value: &str) -> Result<Self> {
-                check_id($field, value)?;
+                check_id($field, value, $rejection)?;
                 Ok(Self(value.to_owned()))
             }
 
@@ -147,7 +165,7 @@ macro_rules! id_type {
             type Error = PersistenceError;
 
             fn try_from(value: String) -> Result<Self> {
-                check_id($field, &value)?;
+                check_id($field, &value, $rejection)?;
                 Ok(Self(value))
             }
         }
@@ -163,17 +181,23 @@ macro_rules! id_type {
 id_type!(
     /// A conversation session id, safe to embed in any key.
     SessionId,
-    "sessionId"
+    "sessionId",
+    id_rejection,
+    "1 to 128 bytes of ASCII letters, digits and `- _ . : @`, not starting with `.` and never containing `..`."
 );
 id_type!(
     /// A user id. It is only ever hashed into keys (see `hash::KeyHasher::user_key`).
     UserId,
-    "userId"
+    "userId",
+    user_id_rejection,
+    "1 to 128 bytes of any text without control characters."
 );
 id_type!(
     /// A backup id, safe to embed in any key.
     BackupId,
-    "backupId"
+    "backupId",
+    id_rejection,
+    "1 to 128 bytes of ASCII letters, digits and `- _ . : @`, not starting with `.` and never containing `..`."
 );
 
 /// Checks that `ms` fits a 13-digit time field; `field` names it in the error.
@@ -526,6 +550,35 @@ mod tests {
     }
 
     #[test]
+    fn user_ids_are_only_hashed_so_any_text_without_control_characters_is_one() {
+        for ok in [
+            "alice+support@example.com",
+            "auth0|5f7c8ec7c33c6c004bbafe82",
+            "José Núñez",
+            "a/b..c",
+        ] {
+            assert_eq!(UserId::parse(ok).unwrap().as_str(), ok);
+            assert!(SessionId::parse(ok).is_err(), "{ok}");
+        }
+        for (bad, reason) in [
+            ("", "is empty"),
+            ("a\tb", "contains a control character"),
+            ("a\u{85}b", "contains a control character"),
+        ] {
+            assert_eq!(
+                UserId::parse(bad).unwrap_err(),
+                PersistenceError::InvalidId {
+                    field: "userId",
+                    value: bad.to_owned(),
+                    reason,
+                }
+            );
+        }
+        assert!(UserId::parse(&"é".repeat(64)).is_ok());
+        assert!(UserId::parse(&"é".repeat(65)).is_err());
+    }
+
+    #[test]
     fn errors_name_the_id_field_and_shorten_the_value() {
         let Err(PersistenceError::InvalidId { field, value, .. }) = UserId::parse(&"é".repeat(100))
         else {
@@ -858,13 +911,31 @@ mod proptests {
                         parse_backup_manifest_kv_key(&backup_manifest_kv_key(&backup)),
                         Some(backup)
                     );
-                    prop_assert!(UserId::parse(&value).is_ok());
                 }
                 Err(err) => {
                     prop_assert_eq!(err.code(), "INVALID_ID");
-                    prop_assert!(UserId::parse(&value).is_err());
                     prop_assert!(BackupId::parse(&value).is_err());
                 }
+            }
+        }
+
+        #[test]
+        fn a_user_id_is_any_short_text_without_control_characters(value in id_like()) {
+            let acceptable = !value.is_empty()
+                && value.len() <= MAX_ID_LEN
+                && !value.chars().any(char::is_control);
+            match UserId::parse(&value) {
+                Ok(id) => {
+                    prop_assert!(acceptable);
+                    prop_assert_eq!(id.as_str(), value.as_str());
+                }
+                Err(err) => {
+                    prop_assert!(!acceptable);
+                    prop_assert_eq!(err.code(), "INVALID_ID");
+                }
+            }
+            if SessionId::parse(&value).is_ok() {
+                prop_assert!(UserId::parse(&value).is_ok(), "every session id is a user id");
             }
         }
 

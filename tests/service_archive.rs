@@ -169,7 +169,7 @@ fn bad_input_is_refused_before_any_write() {
         (memory("a/b", "x"), session("a/b", None), "INVALID_ID"),
         (
             memory("s-1", "x"),
-            session("s-1", Some("../etc")),
+            session("s-1", Some("tab\tin the middle")),
             "INVALID_ID",
         ),
         (memory("s-1", "x"), session("s-2", None), "INVALID_INPUT"),
@@ -353,7 +353,7 @@ fn listing_refuses_bad_limits_cursors_and_user_ids() {
         (0, None, None, "INVALID_INPUT", "limit"),
         (1001, None, None, "INVALID_INPUT", "limit"),
         (20, Some(""), None, "INVALID_INPUT", "cursor"),
-        (20, None, Some("a/b"), "INVALID_ID", "userId"),
+        (20, None, Some("a\u{0}b"), "INVALID_ID", "userId"),
     ] {
         let err = block_on(h.service.list_archived_conversations(user, limit, cursor)).unwrap_err();
         assert_eq!(err.code(), code);

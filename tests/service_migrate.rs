@@ -308,8 +308,8 @@ fn unreadable_records_are_counted_and_left_alone() {
     let h = Harness::new();
     h.put_kv("archive_meta:not-json", b"{");
     h.put_kv("archive_meta:a b", b"{}");
-    // The object exists, but the user id cannot be hashed into a key.
-    h.put_legacy("bad-user", Some("raw user"), T0 - DAY);
+    // The object exists, but its user id holds a control character.
+    h.put_legacy("bad-user", Some("raw-user-id\u{1}"), T0 - DAY);
     // Points at another session's archive.
     h.put_kv(
         "archive_meta:other",
@@ -344,7 +344,7 @@ fn unreadable_records_are_counted_and_left_alone() {
     );
     assert!(warned.contains(&json!("archive_meta:a b")), "{warned:?}");
     for line in h.lines.0.borrow().iter() {
-        assert!(!line.contains("raw user"), "raw user id logged: {line}");
+        assert!(!line.contains("raw-user-id"), "raw user id logged: {line}");
     }
 }
 

@@ -980,7 +980,7 @@ mod tests {
         memory["messages"] = json!([]);
         expect(memory, session, "INVALID_ID", "sessionId");
         let mut session = session_json();
-        session["userId"] = json!("a b");
+        session["userId"] = json!("a\u{7}b");
         expect(memory_json(), session, "INVALID_ID", "userId");
 
         let err = parse_conversation_input("{", "{}").unwrap_err();

@@ -512,12 +512,12 @@ mod tests {
 
     #[test]
     fn skipped_records_are_logged_without_rejected_ids() {
-        let err = crate::keys::UserId::parse("raw user").unwrap_err();
+        let err = crate::keys::UserId::parse("raw\nuser").unwrap_err();
         let fields = skipped_fields("archive_meta:s1", &err);
         assert_eq!(
             fields,
             json!({"key": "archive_meta:s1", "code": "INVALID_ID",
-                   "error": "invalid userId: contains whitespace"})
+                   "error": "invalid userId: contains a control character"})
         );
         let err = PersistenceError::corrupt("archive_meta:s1", "not JSON");
         assert_eq!(

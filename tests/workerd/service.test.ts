@@ -144,6 +144,20 @@ describe("archives", () => {
     expect(other.length).toBe(0);
   });
 
+  it("takes any user id without control characters: emails, Auth0 ids, non-ASCII names", async () => {
+    const users = ["alice+support@example.com", "auth0|5f7c8ec7c33c6c004bbafe82", "José Núñez"];
+    for (const [i, userId] of users.entries()) {
+      const { memory, session } = conversation(`any-user-${i}`, userId);
+      const key = await service.archiveConversation(memory, session);
+      expect((await env.ARCHIVE_R2.head(key))?.customMetadata?.userId).toBe(userId);
+      const listed = await service.listArchivedConversations(userId);
+      expect(listed.map((a) => [a.sessionId, a.userId])).toEqual([[`any-user-${i}`, userId]]);
+      expect((await service.retrieveArchivedConversation(`any-user-${i}`))?.sessionState?.userId).toBe(userId);
+    }
+    const { memory, session } = conversation("bad-user", "line\nbreak");
+    expect(await codeOf(service.archiveConversation(memory, session))).toBe("INVALID_ID");
+  });
+
   it("reports a flipped byte in a stored archive as CHECKSUM_MISMATCH, never wrong data", async () => {
     const { memory, session } = conversation("flipped", "user-f");
     const key = await service.archiveConversation(memory, session);
