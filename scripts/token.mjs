@@ -29,8 +29,9 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const args = process.argv.slice(2);
   const role = args[0] === "--service" ? (args.shift(), "service") : undefined;
   const [userId, ttl, extra] = args;
-  if (!userId || extra !== undefined || !/^[A-Za-z0-9\-_.:@]{1,128}$/.test(userId) || userId.includes("..") || userId.startsWith(".")) {
-    console.error("usage: node scripts/token.mjs [--service] <userId> [ttlSeconds]   (userId: letters, digits and - _ . : @)");
+  const validUserId = userId && Buffer.byteLength(userId) <= 128 && !/[\p{Cc}\uD800-\uDFFF\uFFFD]/u.test(userId);
+  if (!validUserId || extra !== undefined) {
+    console.error("usage: node scripts/token.mjs [--service] <userId> [ttlSeconds]   (userId: 1-128 bytes, no control characters)");
     process.exit(2);
   }
   const ttlSeconds = ttl === undefined ? 24 * 3600 : Number(ttl);

@@ -22,12 +22,13 @@ pub enum PersistenceError {
         reason: String,
     },
 
-    /// An identifier (sessionId, userId, backupId) cannot be used in a storage key.
-    #[error("invalid {field} {value:?}: {reason}")]
+    /// An identifier (sessionId, userId, backupId) cannot be used.
+    #[error("invalid {field}{}: {reason}", quoted(value))]
     InvalidId {
         /// Which identifier: `sessionId`, `userId` or `backupId`.
         field: &'static str,
-        /// The rejected value, shortened to at most 64 characters.
+        /// The rejected value, shortened to at most 64 characters; empty for a user id, which
+        /// is personal data and must not reach logs.
         value: String,
         /// Why it was rejected.
         reason: &'static str,
@@ -108,6 +109,16 @@ pub enum PersistenceError {
         /// Milliseconds until the breaker half-opens.
         retry_after_ms: u64,
     },
+}
+
+/// ` "value"` (Debug-quoted) for an `InvalidId` message, or nothing when the value is withheld
+/// (or empty, where the reason says so).
+fn quoted(value: &str) -> String {
+    if value.is_empty() {
+        String::new()
+    } else {
+        format!(" {value:?}")
+    }
 }
 
 impl PersistenceError {
@@ -215,6 +226,21 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid configuration CACHE_TTL_HOURS=\"-3\": must be positive"
+        );
+        let err = PersistenceError::InvalidId {
+            field: "sessionId",
+            value: "a/b".into(),
+            reason: "contains '/'",
+        };
+        assert_eq!(err.to_string(), "invalid sessionId \"a/b\": contains '/'");
+        let withheld = PersistenceError::InvalidId {
+            field: "userId",
+            value: String::new(),
+            reason: "contains a control character",
+        };
+        assert_eq!(
+            withheld.to_string(),
+            "invalid userId: contains a control character"
         );
     }
 }

@@ -96,8 +96,12 @@ fn id_rejection(value: &str) -> Option<&'static str> {
 }
 
 /// Why `value` cannot be a user id, or `None` if it can. User ids are only ever hashed into
-/// keys, so any text is allowed (emails with `+`, Auth0's `auth0|…`, non-ASCII names) except
-/// control characters, which would break the log lines and headers it is copied into.
+/// keys, so any text is allowed (emails with `+`, Auth0's `auth0|…`, non-ASCII names), compared
+/// byte for byte (no Unicode normalization), except:
+/// - control characters, which have no place in the JSON documents and listings it is copied
+///   into;
+/// - U+FFFD: JavaScript strings reach wasm as UTF-8, with every lone surrogate replaced by
+///   U+FFFD, so two different JS strings would otherwise become the same user.
 fn user_id_rejection(value: &str) -> Option<&'static str> {
     if value.is_empty() {
         Some("is empty")
@@ -105,22 +109,31 @@ fn user_id_rejection(value: &str) -> Option<&'static str> {
         Some("is longer than 128 bytes")
     } else if value.chars().any(char::is_control) {
         Some("contains a control character")
+    } else if value.contains(char::REPLACEMENT_CHARACTER) {
+        Some("contains U+FFFD (a lone surrogate in JavaScript)")
     } else {
         None
     }
 }
 
-/// Checks `value` with `rejection`; `field` names it in the error.
+/// Checks `value` with `rejection`; `field` names it in the error, which quotes `value` (cut to
+/// 64 characters) only when `quote` is set: a rejected user id stays out of error messages, and
+/// so out of whatever logs them.
 fn check_id(
     field: &'static str,
     value: &str,
     rejection: impl Fn(&str) -> Option<&'static str>,
+    quote: bool,
 ) -> Result<()> {
     match rejection(value) {
         None => Ok(()),
         Some(reason) => Err(PersistenceError::InvalidId {
             field,
-            value: value.chars().take(64).collect(),
+            value: if quote {
+                value.chars().take(64).collect()
+            } else {
+                String::new()
+            },
             reason,
         }),
     }
@@ -128,7 +141,7 @@ fn check_id(
 
 /// Defines a validated id newtype; the JSON form is the plain string.
 macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident, $field:literal, $rejection:ident, $rules:literal) => {
+    ($(#[$doc:meta])* $name:ident, $field:literal, $rejection:ident, $quote:literal, $rules:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -139,7 +152,7 @@ macro_rules! id_type {
             #[doc = ""]
             #[doc = concat!("Fails with `INVALID_ID` naming `", $field, "` and the reason.")]
             pub fn parse(value: &str) -> Result<Self> {
-                check_id($field, value, $rejection)?;
+                check_id($field, value, $rejection, $quote)?;
                 Ok(Self(value.to_owned()))
             }
 
@@ -165,7 +178,7 @@ macro_rules! id_type {
             type Error = PersistenceError;
 
             fn try_from(value: String) -> Result<Self> {
-                check_id($field, &value, $rejection)?;
+                check_id($field, &value, $rejection, $quote)?;
                 Ok(Self(value))
             }
         }
@@ -183,6 +196,7 @@ id_type!(
     SessionId,
     "sessionId",
     id_rejection,
+    true,
     "1 to 128 bytes of ASCII letters, digits and `- _ . : @`, not starting with `.` and never containing `..`."
 );
 id_type!(
@@ -190,13 +204,15 @@ id_type!(
     UserId,
     "userId",
     user_id_rejection,
-    "1 to 128 bytes of any text without control characters."
+    false,
+    "1 to 128 bytes of any text without control characters or U+FFFD."
 );
 id_type!(
     /// A backup id, safe to embed in any key.
     BackupId,
     "backupId",
     id_rejection,
+    true,
     "1 to 128 bytes of ASCII letters, digits and `- _ . : @`, not starting with `.` and never containing `..`."
 );
 
@@ -564,15 +580,21 @@ mod tests {
             ("", "is empty"),
             ("a\tb", "contains a control character"),
             ("a\u{85}b", "contains a control character"),
+            (
+                "x\u{FFFD}",
+                "contains U+FFFD (a lone surrogate in JavaScript)",
+            ),
         ] {
+            let err = UserId::parse(bad).unwrap_err();
             assert_eq!(
-                UserId::parse(bad).unwrap_err(),
+                err,
                 PersistenceError::InvalidId {
                     field: "userId",
-                    value: bad.to_owned(),
+                    value: String::new(),
                     reason,
                 }
             );
+            assert_eq!(err.to_string(), format!("invalid userId: {reason}"));
         }
         assert!(UserId::parse(&"é".repeat(64)).is_ok());
         assert!(UserId::parse(&"é".repeat(65)).is_err());
@@ -580,11 +602,12 @@ mod tests {
 
     #[test]
     fn errors_name_the_id_field_and_shorten_the_value() {
-        let Err(PersistenceError::InvalidId { field, value, .. }) = UserId::parse(&"é".repeat(100))
+        let Err(PersistenceError::InvalidId { field, value, .. }) =
+            SessionId::parse(&"é".repeat(100))
         else {
             panic!("expected InvalidId");
         };
-        assert_eq!(field, "userId");
+        assert_eq!(field, "sessionId");
         assert_eq!(value.chars().count(), 64);
         let err = BackupId::parse("a/b").unwrap_err();
         assert!(err.to_string().starts_with("invalid backupId \"a/b\""));
@@ -923,7 +946,7 @@ mod proptests {
         fn a_user_id_is_any_short_text_without_control_characters(value in id_like()) {
             let acceptable = !value.is_empty()
                 && value.len() <= MAX_ID_LEN
-                && !value.chars().any(char::is_control);
+                && !value.chars().any(|c| c.is_control() || c == '\u{FFFD}');
             match UserId::parse(&value) {
                 Ok(id) => {
                     prop_assert!(acceptable);
@@ -932,6 +955,9 @@ mod proptests {
                 Err(err) => {
                     prop_assert!(!acceptable);
                     prop_assert_eq!(err.code(), "INVALID_ID");
+                    if let PersistenceError::InvalidId { value: quoted, .. } = &err {
+                        prop_assert!(quoted.is_empty(), "a rejected user id is never quoted");
+                    }
                 }
             }
             if SessionId::parse(&value).is_ok() {

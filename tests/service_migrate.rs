@@ -304,6 +304,21 @@ fn a_record_whose_object_is_gone_is_reported_and_left_alone() {
 }
 
 #[test]
+fn legacy_user_ids_outside_the_key_alphabet_are_indexed() {
+    let h = Harness::new();
+    for (session, user) in [
+        ("plus", "alice+support@example.com"),
+        ("spaced", "Alice Smith"),
+    ] {
+        h.put_legacy(session, Some(user), T0 - DAY);
+    }
+    h.later();
+    assert_eq!(counters(h.migrate_all()), report(2, 2, 0, 0));
+    assert_eq!(h.listed(Some("alice+support@example.com")), ["plus"]);
+    assert_eq!(h.listed(Some("Alice Smith")), ["spaced"]);
+}
+
+#[test]
 fn unreadable_records_are_counted_and_left_alone() {
     let h = Harness::new();
     h.put_kv("archive_meta:not-json", b"{");

@@ -1,7 +1,7 @@
 // Bearer tokens: base64url(JSON {userId, exp, role?}) "." base64url(HMAC-SHA256 of the first
 // part), signed with the AUTH_SECRET Worker secret. scripts/token.mjs mints the same format for dev.
 import { HttpError } from "./http.js";
-import { checkId } from "./validate.js";
+import { checkUserId } from "./validate.js";
 
 const encoder = new TextEncoder();
 
@@ -68,7 +68,7 @@ export async function authenticate(request: Request, key: CryptoKey, nowMs = Dat
     throw unauthorized("token payload is not JSON");
   }
   const { userId, exp, role } = (claims ?? {}) as Partial<Record<keyof TokenClaims, unknown>>;
-  if (typeof userId !== "string" || checkId(userId) !== null) throw unauthorized("token userId is missing or not a valid id");
+  if (typeof userId !== "string" || checkUserId(userId) !== null) throw unauthorized("token userId is missing or not a valid user id");
   if (typeof exp !== "number" || !Number.isFinite(exp)) throw unauthorized("token exp is missing");
   if (exp * 1000 <= nowMs) throw unauthorized("token has expired");
   if (role === undefined) return { userId, exp };

@@ -164,7 +164,7 @@ const restoreSession: Handler = async ({ env, params, userId }) => {
 };
 
 const listArchives: Handler = async ({ url, rt, params, userId }) => {
-  const owner = check.id("userId", params.userId);
+  const owner = check.userId("userId", params.userId);
   if (owner !== userId) throw new HttpError(403, "FORBIDDEN", "you can list only your own archives");
   const limit = check.intParam("limit", url.searchParams.get("limit"), 1, 100, 20);
   const cursorParam = url.searchParams.get("cursor");

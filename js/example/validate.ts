@@ -10,13 +10,26 @@ export const MAX_EMBEDDING_DIMENSIONS = 4096;
 export const MAX_METADATA_KEYS = 32;
 export const MAX_BACKUP_SESSIONS = 20;
 
-/** Why `value` cannot be an id (the library's rules), or null if it can. */
+/** Why `value` cannot be a session or backup id (the library's rules), or null if it can. */
 export function checkId(value: string): string | null {
   if (value.length === 0) return "is empty";
   if (value.length > 128) return "is longer than 128 characters";
   if (value.includes("..")) return 'contains ".."';
   if (value.startsWith(".")) return "starts with '.'";
   if (!/^[A-Za-z0-9\-_.:@]+$/.test(value)) return "contains a character other than ASCII letters, digits and - _ . : @";
+  return null;
+}
+
+/**
+ * Why `value` cannot be a user id (the library's rules: user ids are only hashed into keys, so
+ * any text of 1-128 UTF-8 bytes without control characters), or null if it can. A lone
+ * surrogate would reach wasm as U+FFFD, making two different strings the same user.
+ */
+export function checkUserId(value: string): string | null {
+  if (value.length === 0) return "is empty";
+  if (new TextEncoder().encode(value).length > 128) return "is longer than 128 bytes";
+  if (/\p{Cc}/u.test(value)) return "contains a control character";
+  if (/[\uD800-\uDFFF\uFFFD]/u.test(value)) return "contains a lone surrogate or U+FFFD";
   return null;
 }
 
@@ -29,6 +42,14 @@ export function id(field: string, value: unknown): string {
   if (typeof value !== "string") throw invalid(field, "must be a string");
   const reason = checkId(value);
   if (reason !== null) throw new HttpError(400, "INVALID_ID", `${field}: ${JSON.stringify(value.slice(0, 64))} ${reason}`);
+  return value;
+}
+
+/** A user id from the path, checked against the user id rules (400 INVALID_ID; the value is not echoed). */
+export function userId(field: string, value: unknown): string {
+  if (typeof value !== "string") throw invalid(field, "must be a string");
+  const reason = checkUserId(value);
+  if (reason !== null) throw new HttpError(400, "INVALID_ID", `${field}: ${reason}`);
   return value;
 }
 

@@ -55,7 +55,6 @@ use crate::store::{Clock, KvPutOptions, KvStore, ObjectPutOptions, ObjectStore, 
 const GZIP_CONTENT_TYPE: &str = ARCHIVE_CONTENT_TYPE;
 /// Content type of manifests.
 const MANIFEST_CONTENT_TYPE: &str = "application/json";
-/// Custom metadata entry with an archive's SHA-256 (see `codec::archive::r2_custom_metadata`).
 /// Most session ids named in a NOT_FOUND error.
 const MAX_NAMED_SESSIONS: usize = 5;
 

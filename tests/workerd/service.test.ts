@@ -50,7 +50,7 @@ describe("archives", () => {
     expect(stored?.customMetadata?.sha256).toMatch(/^[0-9a-f]{64}$/);
     // Identity, size and checksum only: the summary and topics live in the document and KV.
     expect(Object.keys(stored?.customMetadata ?? {}).sort()).toEqual(
-      ["archivedAt", "duration", "formatVersion", "messageCount", "rawSize", "sessionId", "sha256", "userId"],
+      ["archivedAt", "duration", "formatVersion", "messageCount", "rawSize", "sessionId", "sha256"],
     );
     expect(stored?.customMetadata?.messageCount).toBe(String(memory.messages.length));
     const back = await service.retrieveArchivedConversation("round-trip");
@@ -145,17 +145,22 @@ describe("archives", () => {
   });
 
   it("takes any user id without control characters: emails, Auth0 ids, non-ASCII names", async () => {
-    const users = ["alice+support@example.com", "auth0|5f7c8ec7c33c6c004bbafe82", "José Núñez"];
+    const users = ["alice+support@example.com", "auth0|5f7c8ec7c33c6c004bbafe82", "José Núñez", "a/b..c", 'q"\\'];
     for (const [i, userId] of users.entries()) {
       const { memory, session } = conversation(`any-user-${i}`, userId);
       const key = await service.archiveConversation(memory, session);
-      expect((await env.ARCHIVE_R2.head(key))?.customMetadata?.userId).toBe(userId);
+      // Personal data stays out of R2 metadata (and so out of listings and S3 headers).
+      expect(Object.values((await env.ARCHIVE_R2.head(key))?.customMetadata ?? {})).not.toContain(userId);
       const listed = await service.listArchivedConversations(userId);
       expect(listed.map((a) => [a.sessionId, a.userId])).toEqual([[`any-user-${i}`, userId]]);
       expect((await service.retrieveArchivedConversation(`any-user-${i}`))?.sessionState?.userId).toBe(userId);
     }
     const { memory, session } = conversation("bad-user", "line\nbreak");
     expect(await codeOf(service.archiveConversation(memory, session))).toBe("INVALID_ID");
+    // A lone surrogate would reach wasm as U+FFFD and alias another user: refused, not echoed.
+    const error = await service.listArchivedConversations("secret-user\uD800").catch((e: Error) => e);
+    expect((error as { code?: string }).code).toBe("INVALID_ID");
+    expect((error as Error).message).not.toContain("secret-user");
   });
 
   it("reports a flipped byte in a stored archive as CHECKSUM_MISMATCH, never wrong data", async () => {
@@ -300,7 +305,7 @@ describe("integration", () => {
       cacheTTL: DAY,
       archiveRetention: 90 * DAY,
       cleanupInterval: 60 * 60 * 1000,
-      maxArchiveSize: 50 * 1024 * 1024,
+      maxArchiveSize: 30 * 1024 * 1024,
     });
     expect(() => policyFromEnv({ CACHE_TTL_HOURS: "-3" })).toThrow(/CACHE_TTL_HOURS/);
   });

@@ -192,6 +192,20 @@ describe("sessions belong to their creator", () => {
     expect((await call("POST", "/sessions/w-s1/restore", alice)).body.error?.code).toBe("CONFLICT");
   });
 
+  it("takes user ids outside the key alphabet: an Auth0 id and an email with '+'", async () => {
+    for (const [i, user] of ["auth0|5f7c8ec7c33c6c004bbafe82", "dana+support@example.com"].entries()) {
+      const token = await signToken(key, user);
+      const sessionId = `w-any-user-${i}`;
+      expect((await call("POST", `/sessions/${sessionId}/messages`, token, { role: "user", content: "hello" })).status).toBe(201);
+      expect((await call("POST", `/sessions/${sessionId}/archive`, token)).status).toBe(200);
+      const listed = await call("GET", `/users/${encodeURIComponent(user)}/archives`, token);
+      expect(listed.status).toBe(200);
+      expect((listed.body.archives as { sessionId: string }[]).map((a) => a.sessionId)).toEqual([sessionId]);
+    }
+    const lone = await signToken(key, "x\uD800");
+    expect((await call("GET", "/users/x/archives", lone)).status).toBe(401);
+  });
+
   it("serves the shared caches to every signed-in user; only service tokens write them", async () => {
     const poisoned = await call("POST", "/cache/queries", alice, { query: "how do I reset?", result: { answer: "mail your password to me" } });
     expect([poisoned.status, poisoned.body.error?.code]).toEqual([403, "FORBIDDEN"]);

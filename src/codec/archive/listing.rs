@@ -1,7 +1,7 @@
-//! Archive metadata in the small forms storage listings carry: KV `metadata` (so listing a
-//! user's archives needs no `get` per key) and R2 `customMetadata` (so an object describes
-//! itself). Both have hard size limits, so the free-text summary is cut to fit, on a character
-//! boundary; every other field is kept whole.
+//! Archive metadata in the small forms storage listings carry: KV `metadata`, the listing
+//! summary, so that listing a user's archives needs no `get` per key (KV allows 1024 bytes, so
+//! the free-text summary is cut to fit, on a character boundary), and R2 `customMetadata`, so
+//! that an object can be identified, sized and checked from an R2 listing alone.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -134,27 +134,26 @@ pub fn listing_summary(metadata: &ArchiveMetadata, archive_key: &str) -> Result<
     ))
 }
 
-/// The archive's R2 `customMetadata`: `sessionId`, `userId` (when known), `archivedAt`,
-/// `messageCount`, `duration`, `rawSize` (decimal), `sha256` and `formatVersion`. That is what
-/// identifies, sizes and checks the object from a listing alone. The free-text summary and the
-/// topics stay in the document's `metadata` and the KV listing entry: free text does not
-/// belong in values that travel as HTTP headers through R2's S3 API, and each stored copy is
-/// paid for on every archive. `storedSize` is R2's own `size`. Fails with `INVALID_INPUT` when
-/// the fields exceed [`R2_CUSTOM_METADATA_MAX_BYTES`] (only possible with ids that bypassed
-/// validation).
+/// The archive's R2 `customMetadata`: `sessionId`, `archivedAt`, `messageCount`, `duration`,
+/// `rawSize` (decimal), `sha256` and `formatVersion`, what identifies, sizes and checks the
+/// object from a listing alone. The rest stays in the document's `metadata` and the KV listing
+/// entry: the user id, which is personal data and would be copied into every listing and
+/// every HTTP response header of R2's S3 API, and the free-text summary and topics, which do
+/// not belong in header values and would be paid for twice per archive. `storedSize` is R2's
+/// own `size`. Fails with `INVALID_INPUT` when the fields exceed
+/// [`R2_CUSTOM_METADATA_MAX_BYTES`] (only possible with a session id that bypassed validation).
 pub fn r2_custom_metadata(metadata: &ArchiveMetadata) -> Result<Vec<(String, String)>> {
     let pairs: Vec<(String, String)> = [
-        ("sessionId", Some(metadata.session_id.clone())),
-        ("userId", metadata.user_id.clone()),
-        ("archivedAt", Some(metadata.archived_at.to_string())),
-        ("messageCount", Some(metadata.message_count.to_string())),
-        ("duration", Some(metadata.duration.to_string())),
-        (CUSTOM_RAW_SIZE_FIELD, Some(metadata.raw_size.to_string())),
-        (CUSTOM_SHA256_FIELD, Some(metadata.sha256.clone())),
-        ("formatVersion", Some(metadata.format_version.to_string())),
+        ("sessionId", metadata.session_id.clone()),
+        ("archivedAt", metadata.archived_at.to_string()),
+        ("messageCount", metadata.message_count.to_string()),
+        ("duration", metadata.duration.to_string()),
+        (CUSTOM_RAW_SIZE_FIELD, metadata.raw_size.to_string()),
+        (CUSTOM_SHA256_FIELD, metadata.sha256.clone()),
+        ("formatVersion", metadata.format_version.to_string()),
     ]
     .into_iter()
-    .filter_map(|(name, value)| value.map(|value| (name.to_owned(), value)))
+    .map(|(name, value)| (name.to_owned(), value))
     .collect();
 
     let used: usize = pairs
@@ -244,6 +243,28 @@ mod tests {
     }
 
     #[test]
+    fn the_longest_ids_with_worst_case_escaping_still_fit_the_kv_limit() {
+        // A user id may now hold quotes and backslashes, each escaped to two bytes in JSON.
+        let session_id = "s".repeat(crate::keys::MAX_ID_LEN);
+        let key = format!("conversations/2025/01/archive_{session_id}_9999999999999.json.gz");
+        for unit in ["\"", "\\", "é"] {
+            let mut crowded = metadata(&"summary ".repeat(200));
+            crowded.session_id = session_id.clone();
+            crowded.user_id = Some(unit.repeat(crate::keys::MAX_ID_LEN / unit.len()));
+            crowded.archived_at = 9_999_999_999_999;
+            crowded.message_count = u64::MAX;
+            crowded.duration = u64::MAX;
+            crowded.raw_size = u64::MAX;
+            crowded.stored_size = u64::MAX;
+            let value = listing_summary(&crowded, &key).unwrap();
+            assert!(size(&value) <= KV_METADATA_MAX_BYTES, "{unit}");
+            assert_eq!(value["userId"], crowded.user_id.clone().unwrap().as_str());
+            assert_eq!(value["sessionId"], session_id.as_str());
+            assert_eq!(value["summaryTruncated"], true);
+        }
+    }
+
+    #[test]
     fn custom_metadata_identifies_sizes_and_checks_the_object() {
         let pairs = r2_custom_metadata(&metadata("line one\nline two")).unwrap();
         let names: Vec<&str> = pairs.iter().map(|(name, _)| name.as_str()).collect();
@@ -251,7 +272,6 @@ mod tests {
             names,
             [
                 "sessionId",
-                "userId",
                 "archivedAt",
                 "messageCount",
                 "duration",
@@ -269,12 +289,10 @@ mod tests {
         assert_eq!(get("sha256"), Some("ab".repeat(32).as_str()));
         assert_eq!(get("archivedAt"), Some("1736157600000"));
         assert_eq!(get("rawSize"), Some("4000"));
-        assert_eq!(get("userId"), Some("user-1"));
-
-        let mut anonymous = metadata("");
-        anonymous.user_id = None;
-        let pairs = r2_custom_metadata(&anonymous).unwrap();
-        assert!(pairs.iter().all(|(key, _)| key != "userId"));
+        assert!(
+            pairs.iter().all(|(_, value)| value != "user-1"),
+            "the user id stays out of R2 metadata"
+        );
     }
 
     #[test]
