@@ -112,28 +112,27 @@ fn a_ten_second_ttl_works_despite_kvs_sixty_second_minimum() {
     assert_eq!(h.embedding("t", None), Some(vec![1.0]));
     h.stores.clock.advance_ms(1);
     assert_eq!(h.embedding("t", None), None);
-    assert!(
-        !h.stores.snapshot().kv.contains_key(&key),
-        "the expired entry is deleted"
-    );
-    assert_eq!(h.counts().of(Binding::Kv, OperationKind::Delete), 1);
+    // A read never writes: KV's own 60 s TTL removes the entry.
+    assert!(h.stores.snapshot().kv.contains_key(&key));
+    assert_eq!(h.counts().of(Binding::Kv, OperationKind::Delete), 0);
+    h.stores.clock.advance_ms(60_000 - TEN_SECONDS);
+    assert!(!h.stores.snapshot().kv.contains_key(&key));
     assert!(h.lines.warnings().is_empty());
 }
 
 #[test]
-fn a_failed_delete_of_an_expired_entry_is_only_logged() {
+fn reads_of_an_expired_entry_write_nothing_and_cannot_remove_its_replacement() {
     let h = Harness::new();
     h.cache_query("q", &json!(1)).unwrap();
     h.stores.clock.advance_ms(TEN_SECONDS);
-    h.stores.faults.fail_next(
-        10,
-        FailureKind::Rejected,
-        CallFilter::call(Binding::Kv, OperationKind::Delete),
-    );
-    assert_eq!(h.query("q"), None);
-    let warnings = h.lines.warnings();
-    assert_eq!(warnings.len(), 1);
-    assert_eq!(warnings[0]["code"], "STORAGE_UNAVAILABLE");
+    for _ in 0..5 {
+        assert_eq!(h.query("q"), None);
+    }
+    assert_eq!(h.counts().of(Binding::Kv, OperationKind::Get), 5);
+    assert_eq!(h.counts().total(), 6, "one put, then gets only");
+    h.cache_query("q", &json!(2)).unwrap();
+    assert_eq!(h.query("q"), Some(json!(2)));
+    assert!(h.lines.warnings().is_empty());
 }
 
 #[test]
@@ -369,5 +368,32 @@ fn keys_values_and_logs_never_hold_the_text() {
     }
     for line in h.lines.0.borrow().iter() {
         assert!(!line.contains("secret"), "{line}");
+    }
+}
+
+#[test]
+fn a_busy_key_does_not_open_the_circuit_for_the_whole_binding() {
+    use supportbot_persistence::service::BreakerState;
+    for (kind, opens) in [
+        (FailureKind::RateLimited, false),
+        (FailureKind::Transient, true),
+    ] {
+        let h = Harness::new();
+        // Two writes whose every attempt fails (4 attempts each; the breaker's threshold is 5).
+        h.stores
+            .faults
+            .fail_next(8, kind, CallFilter::call(Binding::Kv, OperationKind::Put));
+        assert!(h.cache_query("hot", &json!(1)).is_err(), "{kind:?}");
+        assert!(h.cache_query("hot", &json!(1)).is_err(), "{kind:?}");
+        let state = h.service.breaker_state(Binding::Kv);
+        let after = h.cache_query("another key", &json!(2));
+        if opens {
+            assert!(matches!(state, BreakerState::Open { .. }), "{state:?}");
+            assert_eq!(after.unwrap_err().code(), "CIRCUIT_OPEN");
+        } else {
+            assert_eq!(state, BreakerState::Closed);
+            after.unwrap();
+            assert_eq!(h.query("another key"), Some(json!(2)));
+        }
     }
 }

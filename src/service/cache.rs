@@ -116,7 +116,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     /// The cached embedding of `text` under `model` (absent or empty:
     /// `options.default_embedding_model`), or `None` on a miss.
     ///
-    /// Costs 1 KV get (plus 1 KV delete when the entry expired). Never fails because of
+    /// Costs 1 KV get. Never fails because of
     /// storage: failures and damaged entries are logged misses. Errors: `INVALID_INPUT` naming
     /// `text` (empty, only whitespace, or longer than [`MAX_CACHE_TEXT_BYTES`]).
     pub async fn get_cached_embedding(
@@ -131,7 +131,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
             return Ok(None);
         };
         let lookup = decode_embedding(&key, &bytes, self.clock.now_ms());
-        Ok(self.settle_lookup(&log, &key, lookup).await)
+        Ok(self.settle_lookup(&log, &key, lookup))
     }
 
     /// Caches `result_json` (any JSON text) as the result of `query` for `policy.cacheTTL`.
@@ -165,7 +165,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
 
     /// The cached result of `query` as JSON text, or `None` on a miss.
     ///
-    /// Costs 1 KV get (plus 1 KV delete when the entry expired). Never fails because of
+    /// Costs 1 KV get. Never fails because of
     /// storage: failures and damaged entries are logged misses. Errors: `INVALID_INPUT` naming
     /// `query` (empty, only whitespace, or longer than [`MAX_CACHE_TEXT_BYTES`]).
     pub async fn get_cached_query_result(&self, query: &str) -> Result<Option<String>> {
@@ -181,7 +181,6 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         };
         Ok(self
             .settle_lookup(&log, &key, lookup)
-            .await
             .map(|entry| entry.value_json()))
     }
 
@@ -227,11 +226,14 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         }
     }
 
-    /// Turns a decoded lookup into a hit or a miss: an expired entry is deleted (a failed
-    /// delete is only logged; KV's TTL collects it), a damaged one is logged. A damaged entry
-    /// is left in place: the caller's next write replaces it, and one written by a newer
-    /// version of this library must survive a rolling deploy.
-    async fn settle_lookup<T>(
+    /// Turns a decoded lookup into a hit or a miss. An expired entry is a miss and is left to
+    /// KV's own TTL (at most 60 s later; `kv_expiration_ttl_secs`) and the retention sweep: a
+    /// read that deleted it would make every read of a popular expired key a write, subject to
+    /// KV's one-write-a-second limit per key, and could delete an entry rewritten since the
+    /// (up to 60 s stale) value was read. A damaged entry is logged and left in place: the
+    /// caller's next write replaces it, and one written by a newer version of this library
+    /// must survive a rolling deploy.
+    fn settle_lookup<T>(
         &self,
         log: &OpLog<'_>,
         key: &str,
@@ -244,13 +246,6 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
                     "expired cache entry",
                     json!({ "key": key, "expiresAt": expires_at_ms }),
                 );
-                if let Err(err) = self.kv_delete(log, key).await {
-                    log.event(
-                        "warn",
-                        "could not delete an expired cache entry",
-                        json!({ "key": key, "code": err.code(), "error": err.to_string() }),
-                    );
-                }
                 None
             }
             Err(err) => {

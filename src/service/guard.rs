@@ -183,7 +183,10 @@ impl StorageGuard {
                 }
                 Err(err) => {
                     // A rejected request proves the service answered: not a breaker failure.
-                    if err.is_transient() {
+                    // Nor is a 429: KV and R2 allow one write a second per key, so it says
+                    // that one key is busy, not that the binding is down (a hot cache key
+                    // must not open the circuit for every other call).
+                    if err.is_transient() && err.kind != FailureKind::RateLimited {
                         breaker.failed(&self.breaker_policy, clock.now_ms());
                     } else {
                         breaker.succeeded();
