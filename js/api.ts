@@ -57,6 +57,15 @@ export function hashText(text: string): string {
   return wasm.hashText(text);
 }
 
+/**
+ * Checks `memory` and `session` exactly as archiveConversation reads them, storing nothing:
+ * throws the error archiving would (INVALID_INPUT naming the field, INVALID_ID). The size limit
+ * is not checked. Use it where messages are accepted long before they are archived.
+ */
+export function checkConversation(memory: ConversationMemory, session: SessionState): void {
+  wasm.checkConversationInput(toJson("memory", memory), toJson("session", session));
+}
+
 /** The library version (same as the npm package and the Rust crate). */
 export function libraryVersion(): string {
   return wasm.libraryVersion();

@@ -6,7 +6,7 @@
 // so every error these methods throw has a message that starts with its code ("FORBIDDEN: ...");
 // `sessionErrorCode(error)` reads it back on the caller's side.
 import { DurableObject } from "cloudflare:workers";
-import { DataPersistenceService, ERROR_CODES, isPersistenceError, optionsFromEnv, policyFromEnv, type ErrorCode } from "./api.js";
+import { checkConversation, DataPersistenceService, ERROR_CODES, isPersistenceError, optionsFromEnv, policyFromEnv, type ErrorCode } from "./api.js";
 import type { PersistenceEnv } from "./env.js";
 import type { ArchivedConversation, ConversationMemory, DataRetentionPolicy, SessionState } from "./types.js";
 
@@ -91,6 +91,12 @@ function coded(error: unknown): unknown {
 }
 
 const ROLES = new Set(["user", "assistant", "system"]);
+/**
+ * Archive failures no retry can fix: the stored conversation itself is refused (messages from
+ * before addMessage checked them against the archive's rules, or one past maxArchiveSize).
+ */
+const REFUSED_ARCHIVE_CODES: ReadonlySet<string> = new Set(["INVALID_INPUT", "INVALID_ID", "ARCHIVE_TOO_LARGE"]);
+
 /** First retry of a failed alarm archive; doubles per failure up to MAX_RETRY_MS. */
 const FIRST_RETRY_MS = 60_000;
 const MAX_RETRY_MS = 60 * 60_000;
@@ -160,6 +166,14 @@ export class SessionMemoryDO extends DurableObject<PersistenceEnv> {
       }
       const ttl = this.policy().conversationTTL;
       const now = Date.now();
+      // Refuse now what archiving would refuse later (a timestamp out of range, metadata that is
+      // not an object, a session or user id it cannot take): once stored, a message the
+      // archive rejects would keep the session from ever being archived.
+      const owner = existing ? existing.user_id : (options.userId ?? null);
+      checkConversation(
+        { sessionId: message.sessionId, messages: [message], summary: options.summary ?? existing?.summary ?? "" },
+        { id: message.sessionId, status: "active", createdAt: now, lastActivity: now, ...(owner === null ? {} : { userId: owner }) },
+      );
       this.ctx.storage.transactionSync(() => {
         if (existing) {
           this.sql.exec(
@@ -273,8 +287,15 @@ export class SessionMemoryDO extends DurableObject<PersistenceEnv> {
       log("session_archived_by_alarm", { idleMs: now - session.last_activity });
     } catch (error) {
       const failures = session.archive_failures + 1;
-      const retryInMs = retryDelay(failures);
       this.sql.exec("UPDATE session SET archive_failures = ?", failures);
+      const code = sessionErrorCode(error);
+      if (code !== undefined && REFUSED_ARCHIVE_CODES.has(code)) {
+        // Retrying cannot succeed: keep the session as it is (nothing is lost, and it can still
+        // be read), stop the alarm, and say so once. The next message re-arms the alarm.
+        log("session_archive_refused", { code, failures });
+        return;
+      }
+      const retryInMs = retryDelay(failures);
       await this.ctx.storage.setAlarm(now + retryInMs);
       log("session_archive_failed", {
         code: sessionErrorCode(error) ?? "UNEXPECTED",

@@ -3,13 +3,26 @@
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use super::errors::to_js_error;
+use super::errors::{to_js_error, to_js_error_in, Operation};
+use crate::codec::archive::read_conversation_input;
 use crate::{hash, time, PersistenceError};
 
 /// SHA-256 of the UTF-8 bytes of `text`, as 64 lowercase hex characters.
 #[wasm_bindgen(js_name = hashText)]
 pub fn hash_text(text: &str) -> String {
     hash::hash_text(text)
+}
+
+/// Checks a conversation (memory and session JSON texts) exactly as `archiveConversation`
+/// reads it, storing nothing: every message field, the ids (`INVALID_ID`) and that the parts
+/// belong to one session (`INVALID_INPUT` naming the field). It does not check the size
+/// limit, which applies to the whole archive. For callers that accept messages long before
+/// they archive them (SessionMemoryDO), so bad input is refused when it arrives.
+#[wasm_bindgen(js_name = checkConversationInput)]
+pub fn check_conversation_input(memory_json: &str, session_json: &str) -> Result<(), JsValue> {
+    read_conversation_input(memory_json, session_json)
+        .map(|_| ())
+        .map_err(|err| to_js_error_in(Operation::Archive, &err))
 }
 
 /// The error codes this library can raise, in a stable order.

@@ -70,6 +70,23 @@ describe("SessionMemoryDO messages and context", () => {
     expect(await codeOf(stubFor("do-never-used").getContext())).toBe("NOT_FOUND");
     expect((await stub.getContext({ userId: "alice" })).messageCount).toBe(1);
   });
+
+  it("refuses at once what archiving would refuse later, storing nothing", async () => {
+    const stub = stubFor("do-checked");
+    const cases: [Message, { userId?: string }, string][] = [
+      [{ ...message("do-checked", 0), timestamp: 9e15 }, {}, "INVALID_INPUT"],
+      [{ ...message("do-checked", 0), metadata: "note" as never }, {}, "INVALID_INPUT"],
+      [message("do-checked", 0), { userId: "line\nbreak" }, "INVALID_ID"],
+      [message("a/b", 0), {}, "INVALID_ID"],
+    ];
+    for (const [bad, options, code] of cases) {
+      const target = bad.sessionId === "a/b" ? stubFor("a/b") : stub;
+      expect(await codeOf(target.addMessage(bad, options))).toBe(code);
+      expect(await target.getSessionInfo()).toBeNull();
+    }
+    // Any user id the library takes is taken here too.
+    expect(await stub.addMessage(message("do-checked", 0), { userId: "auth0|5f7c8ec7c33c6c004bbafe82" })).toBe(1);
+  });
 });
 
 describe("SessionMemoryDO archive and restore", () => {
@@ -211,5 +228,20 @@ describe("SessionMemoryDO alarm", () => {
     expect(await alarmOf(stub)).toBeGreaterThan(Date.now() + policy.archiveRetention - 60_000);
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     expect(await stub.getSessionInfo()).toBeNull();
+  });
+
+  it("stops retrying an archive that is refused, keeping the session readable", async () => {
+    const stub = await seed("do-alarm-refused", "alice", 2);
+    // A message stored before addMessage checked it against the archive's rules.
+    await runInDurableObject(stub, (_instance: SessionMemoryDO, state) => {
+      const stale = { ...message("do-alarm-refused", 9), timestamp: 9e15 };
+      state.storage.sql.exec("INSERT INTO messages (id, body) VALUES (?, ?)", stale.id, JSON.stringify(stale));
+    });
+    await makeIdle(stub);
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(await alarmOf(stub)).toBeNull();
+    expect(await stub.getContext()).toMatchObject({ status: "active", messageCount: 3 });
+    expect(await codeOf(stub.archiveSession())).toBe("INVALID_INPUT");
+    expect(await service.retrieveArchivedConversation("do-alarm-refused")).toBeNull();
   });
 });
