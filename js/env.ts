@@ -15,4 +15,8 @@ export interface PersistenceEnv {
   ARCHIVE_RETENTION_DAYS?: string;
   CLEANUP_INTERVAL_HOURS?: string;
   MAX_ARCHIVE_SIZE_MB?: string;
+  /** Read by optionsFromEnv: the `hashSecret` (a Worker secret, at least 16 bytes). */
+  PERSISTENCE_HASH_SECRET?: string;
+  /** Read by optionsFromEnv: `"true"` turns on `debug` logging. */
+  PERSISTENCE_DEBUG?: string;
 }

@@ -48,13 +48,24 @@ export interface ArchiveMetadata {
   userId?: string;
   /** Epoch milliseconds. */
   archivedAt: number;
-  messageCount: number;
-  summary: string;
-  topics: string[];
-  /** Session duration in milliseconds. */
-  duration: number;
   /** The archive's R2 key. */
   key: string;
+  // The fields below are absent only from a listing entry whose KV metadata is missing (an
+  // index key written without it): its key still gives `key`, `sessionId` and `archivedAt`.
+  messageCount?: number;
+  summary?: string;
+  /** True when `summary` was cut to fit KV's 1024-byte list metadata. */
+  summaryTruncated?: boolean;
+  topics?: string[];
+  /** Session duration in milliseconds. */
+  duration?: number;
+  /** Size of the archive's JSON document, in bytes. */
+  rawSize?: number;
+  /** Size of the stored (gzip'd) object, in bytes. */
+  storedSize?: number;
+  /** SHA-256 (hex) of the stored object. */
+  sha256?: string;
+  formatVersion?: number;
   [extra: string]: unknown;
 }
 
@@ -106,7 +117,11 @@ export interface PersistenceBindings {
 
 /** Limits of one retention run, so a cron invocation stays within Worker limits. */
 export interface RetentionRunOptions {
-  /** Stop after about this many storage calls (Workers allow 50 subrequests on free, 1000 on paid). */
+  /**
+   * Stop after about this many storage calls. A retried call counts once here but each attempt
+   * is a subrequest (Workers allow 50 per invocation on free, 1000 on paid): to stay within a
+   * subrequest budget, pass that budget divided by `retry.maxAttempts`, as the example Worker does.
+   */
   maxStorageCalls?: number;
   /** Stop after about this many milliseconds of wall time. */
   timeBudgetMs?: number;
@@ -164,7 +179,7 @@ export interface StorageMetrics {
 
 /** Limits of one `indexLegacyArchives` run (as for retention runs). */
 export interface MigrationRunOptions {
-  /** Stop after about this many storage calls (at least 8). */
+  /** Stop after about this many storage calls (at least 8; a retried call counts once, see RetentionRunOptions). */
   maxStorageCalls?: number;
   /** Stop after about this many milliseconds of wall time. */
   timeBudgetMs?: number;
