@@ -298,7 +298,7 @@ export class SessionMemoryDO extends DurableObject<PersistenceEnv> {
       const retryInMs = retryDelay(failures);
       await this.ctx.storage.setAlarm(now + retryInMs);
       log("session_archive_failed", {
-        code: sessionErrorCode(error) ?? "UNEXPECTED",
+        code: code ?? "UNEXPECTED",
         message: String((error as Error)?.message ?? error).slice(0, 200),
         failures,
         retryInMs,

@@ -664,7 +664,7 @@ pub fn decode_archive(
 /// itself, cut out of the inflated document without another copy.
 ///
 /// With `expected_sha256`, an archive in the current format is trusted to hold what the
-/// encoder wrote (see [`read_checksummed_document`]): its messages are not read one by one,
+/// encoder wrote (see `read_checksummed_document`): its messages are not read one by one,
 /// so the conversation checks of [`decode_archive`] apply only to unverified and older
 /// archives.
 pub fn decode_archive_json(

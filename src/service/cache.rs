@@ -116,9 +116,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     /// The cached embedding of `text` under `model` (absent or empty:
     /// `options.default_embedding_model`), or `None` on a miss.
     ///
-    /// Costs 1 KV get. Never fails because of
-    /// storage: failures and damaged entries are logged misses. Errors: `INVALID_INPUT` naming
-    /// `text` (empty, only whitespace, or longer than [`MAX_CACHE_TEXT_BYTES`]).
+    /// Costs 1 KV get. Never fails because of storage: failures and damaged entries are logged
+    /// misses. Errors: `INVALID_INPUT` naming `text` (empty, only whitespace, or longer than
+    /// [`MAX_CACHE_TEXT_BYTES`]).
     pub async fn get_cached_embedding(
         &self,
         text: &str,
@@ -165,9 +165,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
 
     /// The cached result of `query` as JSON text, or `None` on a miss.
     ///
-    /// Costs 1 KV get. Never fails because of
-    /// storage: failures and damaged entries are logged misses. Errors: `INVALID_INPUT` naming
-    /// `query` (empty, only whitespace, or longer than [`MAX_CACHE_TEXT_BYTES`]).
+    /// Costs 1 KV get. Never fails because of storage: failures and damaged entries are logged
+    /// misses. Errors: `INVALID_INPUT` naming `query` (empty, only whitespace, or longer than
+    /// [`MAX_CACHE_TEXT_BYTES`]).
     pub async fn get_cached_query_result(&self, query: &str) -> Result<Option<String>> {
         let log = self.begin("getCachedQueryResult");
         check_text("query", query)?;
