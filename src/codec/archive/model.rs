@@ -192,28 +192,45 @@ pub fn check_conversation(
     check_epoch_ms("session.lastActivity", session.last_activity)?;
     check_extra("session", &session.extra, &SESSION_FIELDS)?;
     check_extra("memory", &memory.extra, &CONVERSATION_FIELDS)?;
-    if memory.session_id != session.id {
-        return Err(FieldError::new(
-            "memory.sessionId",
-            format!(
-                "{:?} differs from session.id {:?}",
-                memory.session_id, session.id
-            ),
-        ));
-    }
+    check_session_ids(
+        &session.id,
+        &memory.session_id,
+        memory
+            .messages
+            .iter()
+            .map(|message| message.session_id.as_str()),
+    )?;
     for (index, message) in memory.messages.iter().enumerate() {
         let path = format!("memory.messages[{index}]");
-        if message.session_id != memory.session_id {
+        check_epoch_ms(&format!("{path}.timestamp"), message.timestamp)?;
+        check_extra(&path, &message.extra, &MESSAGE_FIELDS)?;
+    }
+    Ok(())
+}
+
+/// Checks that a conversation is one session's: `memory.sessionId` equals `session.id`, and
+/// every message's `sessionId` equals `memory.sessionId` (paths start with `memory`). Shared
+/// by the owned form above and the borrowed views of `view::check_membership`.
+pub fn check_session_ids<'m>(
+    session_id: &str,
+    memory_session_id: &str,
+    message_session_ids: impl IntoIterator<Item = &'m str>,
+) -> Result<(), FieldError> {
+    if memory_session_id != session_id {
+        return Err(FieldError::new(
+            "memory.sessionId",
+            format!("{memory_session_id:?} differs from session.id {session_id:?}"),
+        ));
+    }
+    for (index, message_session_id) in message_session_ids.into_iter().enumerate() {
+        if message_session_id != memory_session_id {
             return Err(FieldError::new(
-                format!("{path}.sessionId"),
+                format!("memory.messages[{index}].sessionId"),
                 format!(
-                    "{:?} differs from memory.sessionId {:?}",
-                    message.session_id, memory.session_id
+                    "{message_session_id:?} differs from memory.sessionId {memory_session_id:?}"
                 ),
             ));
         }
-        check_epoch_ms(&format!("{path}.timestamp"), message.timestamp)?;
-        check_extra(&path, &message.extra, &MESSAGE_FIELDS)?;
     }
     Ok(())
 }

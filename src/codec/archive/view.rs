@@ -13,8 +13,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::model::{
-    ArchivedConversation, ChatMessage, ConversationMemory, FieldError, JsonObject, Role,
-    SessionState,
+    check_session_ids, ArchivedConversation, ChatMessage, ConversationMemory, FieldError,
+    JsonObject, Role, SessionState,
 };
 use super::raw::{parse_str, RawObject, Verbatim};
 
@@ -159,27 +159,11 @@ pub fn read_conversation<'a>(
 
 /// Checks that the memory and its messages belong to the session (paths start with `memory`).
 pub fn check_membership(memory: &MemoryView, session: &SessionView) -> Result<(), FieldError> {
-    if memory.session_id != session.id {
-        return Err(FieldError::new(
-            "memory.sessionId",
-            format!(
-                "{:?} differs from session.id {:?}",
-                memory.session_id, session.id
-            ),
-        ));
-    }
-    for (index, message) in memory.messages.iter().enumerate() {
-        if message.session_id != memory.session_id {
-            return Err(FieldError::new(
-                format!("memory.messages[{index}].sessionId"),
-                format!(
-                    "{:?} differs from memory.sessionId {:?}",
-                    message.session_id, memory.session_id
-                ),
-            ));
-        }
-    }
-    Ok(())
+    check_session_ids(
+        &session.id,
+        &memory.session_id,
+        memory.messages.iter().map(|message| &*message.session_id),
+    )
 }
 
 /// A conversation as archives store it: the memory's fields, then `sessionState`.
