@@ -139,14 +139,10 @@ impl Migration {
     }
 }
 
-/// What the log says about a record skipped for `err`: its code and message, without the
-/// rejected value of an id (a raw user id must not reach the logs).
+/// What the log says about a record skipped for `err`: its code and message (an `INVALID_ID`
+/// message never quotes a user id: see `keys::check_id`).
 fn skipped_fields(meta_key: &str, err: &PersistenceError) -> Value {
-    let message = match err {
-        PersistenceError::InvalidId { field, reason, .. } => format!("invalid {field}: {reason}"),
-        other => other.to_string(),
-    };
-    json!({ "key": meta_key, "code": err.code(), "error": message })
+    json!({ "key": meta_key, "code": err.code(), "error": err.to_string() })
 }
 
 /// Whether an `archive_meta:` entry's list metadata names its archive (written by this
@@ -349,16 +345,19 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         let Some(record) = stored.map_err(|err| stop_reason(&err))? else {
             return Ok(());
         };
+        let unreadable = |run: &mut Migration, err: &PersistenceError| {
+            let fields = skipped_fields(meta_key, err);
+            skip(
+                run,
+                false,
+                "skipped an unreadable archive_meta record",
+                fields,
+            );
+        };
         let location = match read_archive_location(meta_key, &record.value, &session_id) {
             Ok(location) => location,
             Err(err) => {
-                let fields = skipped_fields(meta_key, &err);
-                skip(
-                    run,
-                    false,
-                    "skipped an unreadable archive_meta record",
-                    fields,
-                );
+                unreadable(run, &err);
                 return Ok(());
             }
         };
@@ -381,13 +380,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         let entries = match entries {
             Ok(entries) => entries,
             Err(err) => {
-                let fields = skipped_fields(meta_key, &err);
-                skip(
-                    run,
-                    false,
-                    "skipped an unreadable archive_meta record",
-                    fields,
-                );
+                unreadable(run, &err);
                 return Ok(());
             }
         };
