@@ -453,6 +453,56 @@ fn budgeted_runs_resume_where_they_stopped_and_together_index_everything() {
 }
 
 #[test]
+fn a_budgeted_run_lists_whole_pages_and_resumes_inside_one() {
+    let h = Harness::new();
+    // 1500 entries this library indexed already (their list metadata names the archive), and
+    // among them, in key order, 12 legacy records.
+    for i in 0..1500 {
+        let sid = SessionId::parse(&format!("new-{i:04}")).unwrap();
+        let options = KvPutOptions {
+            expiration_ttl_secs: None,
+            metadata: Some(json!({"key": archive_object_key(&sid, T0).unwrap()})),
+        };
+        block_on(h.stores.kv.put(&archive_meta_key(&sid), b"{}", options)).unwrap();
+    }
+    for i in 0..12 {
+        h.put_legacy(&format!("new-{:04}x", i * 100), None, T0 - DAY);
+    }
+    h.later();
+    let budget = RetentionBudget {
+        max_storage_calls: Some(50),
+        deadline_ms: None,
+    };
+    let lists = |since: &CallCounts| h.counts().since(since).of(Binding::Kv, OperationKind::List);
+    let before = h.counts();
+    let first = h.migrate(budget);
+    // Of the 50 calls: the resume point's get, two lists of 1000, 11 records of 4 calls (no
+    // userId), and a twelfth that may take 5 does not fit beside the resume point's put.
+    // (When pages held only as many entries as the calls left could index, a run listed 9 at
+    // a time, indexed ones included.)
+    assert_eq!(first.stopped_by, Some(StopReason::CallBudget), "{first:?}");
+    assert_eq!(first.indexed, 11);
+    assert_eq!(lists(&before), 2);
+    let position: Value = serde_json::from_slice(
+        &block_on(h.stores.kv.get(LEGACY_INDEX_CURSOR_KEY))
+            .unwrap()
+            .unwrap()
+            .value,
+    )
+    .unwrap();
+    assert_eq!(position["kvResumeAt"], "archive_meta:new-1100x");
+    h.later();
+    let before = h.counts();
+    let second = h.migrate(budget);
+    assert!(second.complete && second.resumed, "{second:?}");
+    assert_eq!(second.indexed, 1);
+    // The second page again, from the record the first run stopped at.
+    assert_eq!(lists(&before), 1);
+    assert_eq!(first.scanned + second.scanned, 1512);
+    assert_eq!(h.listed(None).len(), 12);
+}
+
+#[test]
 fn a_budget_below_the_minimum_is_invalid_input() {
     let h = Harness::new();
     let err = block_on(h.service.index_legacy_archives(RetentionBudget {

@@ -230,6 +230,91 @@ fn time_boxed_runs_resume_to_the_same_final_state() {
     assert_eq!(deleted, boxed.doomed.len() as u64);
 }
 
+/// Stores holding only `query:` entries, `expired` of them past their expiry time, followed
+/// in key order by `live` ones.
+fn query_entries(expired: usize, live: usize) -> (MemoryStores, Service) {
+    let stores = MemoryStores::new(NOW, 3);
+    let service = quiet_service(&stores);
+    for index in 0..expired + live {
+        let expires_at = if index < expired {
+            NOW - DAY
+        } else {
+            NOW + DAY
+        };
+        let options = KvPutOptions {
+            expiration_ttl_secs: None,
+            metadata: Some(json!({"createdAt": expires_at - DAY, "expiresAt": expires_at})),
+        };
+        let key = format!("query:{index:064x}");
+        block_on(stores.kv.put(&key, b"v", options)).unwrap();
+    }
+    (stores, service)
+}
+
+const CRON_BUDGET: RetentionBudget = RetentionBudget {
+    max_storage_calls: Some(50),
+    deadline_ms: None,
+};
+
+#[test]
+fn a_budgeted_run_lists_whole_kv_pages_of_live_entries() {
+    let (stores, service) = query_entries(0, 2500);
+    let run = block_on(service.enforce_retention_policy(CRON_BUDGET)).unwrap();
+    // 1 get (resume point), 2 R2 lists, 3 pages of query:, 1 list of each other prefix.
+    assert!(run.complete, "{run:?}");
+    assert_eq!(run.storage_calls, 1 + 2 + 3 + 5);
+    assert_eq!(
+        stores.faults.counts().of(Binding::Kv, OperationKind::List),
+        8
+    );
+}
+
+#[test]
+fn a_run_stopped_mid_page_resumes_at_the_first_key_it_did_not_handle() {
+    let (stores, service) = query_entries(300, 200);
+    let mut runs = Vec::new();
+    loop {
+        let lists = stores.faults.counts().of(Binding::Kv, OperationKind::List);
+        stores.clock.advance_ms(60_000);
+        let run = block_on(service.enforce_retention_policy(CRON_BUDGET)).unwrap();
+        assert!(run.storage_calls <= 50, "{run:?}");
+        let lists = stores.faults.counts().of(Binding::Kv, OperationKind::List) - lists;
+        if run.complete {
+            runs.push(run);
+            break;
+        }
+        // One listing of the page (the first run also lists the empty `embedding:`), then as
+        // many deletions as the budget allows.
+        assert_eq!(lists, if runs.is_empty() { 2 } else { 1 });
+        assert_eq!(run.stopped_by, Some(StopReason::CallBudget));
+        let deleted = runs
+            .iter()
+            .map(|run: &supportbot_persistence::service::RetentionRun| run.report.deleted.total())
+            .sum::<u64>()
+            + run.report.deleted.total();
+        let position = block_on(stores.kv.get("retention:cursor"))
+            .unwrap()
+            .unwrap();
+        let position: serde_json::Value = serde_json::from_slice(&position.value).unwrap();
+        assert_eq!(position["kvPrefix"], "query:");
+        assert_eq!(position["kvResumeAt"], format!("query:{deleted:064x}"));
+        runs.push(run);
+        assert!(runs.len() < 20, "no progress");
+    }
+    // Of the 50 calls, the first run spends 1 on the resume point's get, 4 on lists and keeps 1
+    // for its put: 44 deletions. A resumed run lists once: 47.
+    let per_run: Vec<u64> = runs.iter().map(|run| run.report.deleted.total()).collect();
+    assert_eq!(per_run, [44, 47, 47, 47, 47, 47, 21]);
+    let deleted: u64 = runs.iter().map(|run| run.report.deleted.total()).sum();
+    assert_eq!(deleted, 300);
+    let left = all_keys(&stores.snapshot());
+    assert_eq!(
+        left.iter().filter(|key| key.starts_with("query:")).count(),
+        200
+    );
+    assert!(!left.contains("retention:cursor"));
+}
+
 #[test]
 fn a_deadline_stops_the_run_and_the_next_one_resumes() {
     let world = World::build(false);

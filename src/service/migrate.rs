@@ -21,11 +21,11 @@
 //! object's size (plain JSON), and as `sha256` the checksum R2 recorded for the object, or `""`
 //! when it recorded none (legacy objects were written without one).
 //!
-//! Runs are budgeted like retention runs ([`RetentionBudget`]): a page is listed only with as
-//! many keys as the remaining calls can fully migrate, so a started page is always finished,
-//! and an unfinished run stores the KV cursor of its next page under
-//! [`LEGACY_INDEX_CURSOR_KEY`] for the next run. A storage failure or an open breaker stops
-//! the run; the page it was in is done again next time.
+//! Runs are budgeted like retention runs ([`RetentionBudget`]): pages of 1000 are listed whole
+//! and the budget is checked before each record, and an unfinished run stores the KV cursor
+//! of its page and the first record it did not index under [`LEGACY_INDEX_CURSOR_KEY`]; the
+//! next run lists that page again and continues at that record. A storage failure or an open
+//! breaker stops the run; the record it was at is done again next time.
 //!
 //! KV has no conditional put: if a session is archived again between this run's `get` of its
 //! legacy record and the re-put, the re-put replaces the new record (the new archive stays
@@ -97,6 +97,10 @@ impl MigrationReport {
 struct MigrationPosition {
     /// KV list cursor of the next `archive_meta:` page (`None`: the first page).
     kv_cursor: Option<String>,
+    /// In that page, the first entry not yet handled, when a run stopped part-way through it
+    /// (absent in resume points of earlier versions: the whole page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kv_resume_at: Option<String>,
 }
 
 /// The fields of the earlier implementation's `archive_meta` record besides `sessionId` and
@@ -127,15 +131,6 @@ struct Migration {
 impl Migration {
     fn afford(&self, calls: u32, now_ms: i64) -> Result<(), StopReason> {
         self.budget.afford(self.report.storage_calls, calls, now_ms)
-    }
-
-    fn calls_left(&self) -> u32 {
-        self.budget.calls_left(self.report.storage_calls)
-    }
-
-    /// How many records the next page may hold so that all of them can be migrated.
-    fn page_limit(&self) -> u32 {
-        (self.calls_left().saturating_sub(1) / CALLS_PER_RECORD).min(PAGE_LIMIT)
     }
 }
 
@@ -208,7 +203,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         let mut run = Migration {
             budget,
             report: MigrationReport::default(),
-            position: MigrationPosition { kv_cursor: None },
+            position: MigrationPosition {
+                kv_cursor: None,
+                kv_resume_at: None,
+            },
         };
         if let Some(position) = self.load_migration_position(&log, &mut run).await {
             run.report.resumed = true;
@@ -287,26 +285,41 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         }
     }
 
-    /// Every page of `archive_meta:` from the run's position, each finished once started.
+    /// Every page of `archive_meta:` from the run's position. Pages are listed whole; a run
+    /// that stops part-way through one resumes at the first entry it did not handle. (Listing
+    /// only as many entries as the calls left could index made a run with a budget of 50 list
+    /// 9 entries at a time, indexed ones included.)
     async fn index_pages(&self, log: &OpLog<'_>, run: &mut Migration) -> Result<(), StopReason> {
         loop {
+            // The listing and one record.
             run.afford(1 + CALLS_PER_RECORD, self.clock.now_ms())?;
             let options = KvListOptions {
                 prefix: Some(ARCHIVE_META_PREFIX.to_owned()),
                 cursor: run.position.kv_cursor.clone(),
-                limit: Some(run.page_limit()),
+                limit: Some(PAGE_LIMIT),
             };
             run.report.storage_calls += 1;
-            let page = self
+            let mut page = self
                 .kv_list(log, options)
                 .await
                 .map_err(|err| stop_reason(&err))?;
+            if let Some(resume_at) = run.position.kv_resume_at.take() {
+                // KV lists keys in UTF-8 byte order, which is how `str` compares.
+                page.keys.retain(|entry| entry.name >= resume_at);
+            }
             for entry in &page.keys {
+                let indexed = is_indexed(entry.metadata.as_ref());
+                if !indexed {
+                    // Should the run stop before this record is indexed, it resumes at it.
+                    run.position.kv_resume_at = Some(entry.name.clone());
+                    run.afford(CALLS_PER_RECORD, self.clock.now_ms())?;
+                }
                 run.report.scanned += 1;
-                if !is_indexed(entry.metadata.as_ref()) {
+                if !indexed {
                     self.index_record(log, run, &entry.name).await?;
                 }
             }
+            run.position.kv_resume_at = None;
             match page.cursor.filter(|_| !page.list_complete) {
                 Some(next) => run.position.kv_cursor = Some(next),
                 None => return Ok(()),
@@ -528,24 +541,22 @@ mod tests {
     }
 
     #[test]
-    fn pages_hold_no_more_records_than_the_budget_can_migrate() {
+    fn the_budget_reserves_the_call_that_saves_the_resume_point() {
         let mut run = Migration {
             budget: RetentionBudget {
                 max_storage_calls: Some(20),
                 deadline_ms: Some(100),
             },
             report: MigrationReport::default(),
-            position: MigrationPosition { kv_cursor: None },
+            position: MigrationPosition {
+                kv_cursor: None,
+                kv_resume_at: None,
+            },
         };
         run.report.storage_calls = 1;
-        // 18 calls left after the save: one list and three records of five calls.
-        assert_eq!(run.calls_left(), 18);
-        assert_eq!(run.page_limit(), 3);
         assert_eq!(run.afford(18, 0), Ok(()));
         assert_eq!(run.afford(19, 0), Err(StopReason::CallBudget));
         assert_eq!(run.afford(1, 100), Err(StopReason::Deadline));
-        run.budget = RetentionBudget::default();
-        assert_eq!(run.page_limit(), PAGE_LIMIT);
     }
 
     #[test]
@@ -562,11 +573,23 @@ mod tests {
             report.to_json(),
             r#"{"scanned":3,"indexed":2,"missingObjects":1,"unreadable":0,"complete":true,"stoppedBy":null,"resumed":false,"storageCalls":9}"#
         );
+        // Without an entry to resume at, as earlier versions wrote it.
         let position = MigrationPosition {
             kv_cursor: Some("c1".into()),
+            kv_resume_at: None,
         };
         let text = json!(position).to_string();
         assert_eq!(text, r#"{"kvCursor":"c1"}"#);
+        assert_eq!(
+            serde_json::from_str::<MigrationPosition>(&text).unwrap(),
+            position
+        );
+        let position = MigrationPosition {
+            kv_cursor: None,
+            kv_resume_at: Some("archive_meta:s1".into()),
+        };
+        let text = json!(position).to_string();
+        assert_eq!(text, r#"{"kvCursor":null,"kvResumeAt":"archive_meta:s1"}"#);
         assert_eq!(
             serde_json::from_str::<MigrationPosition>(&text).unwrap(),
             position

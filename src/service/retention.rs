@@ -17,13 +17,15 @@
 //! than the grace period. Deleting entries first would instead leave archives unlisted but
 //! stored, and would need the R2 listing before KV to detect missing archives anyway.
 //!
-//! Time-boxing: before each page the run checks that the page and its deletions fit the
-//! remaining budget (plus one call to save the resume point) and that the deadline has not
-//! passed; otherwise it stores the resume point in KV and returns with `complete: false`. A
-//! page is always finished once started, so the resume point never skips an undeleted key; if
-//! a circuit breaker opens mid-page, the page is listed again next time. A failed deletion is
-//! logged and counted and the sweep goes on (the key is deleted by a later sweep); an open
-//! breaker or a failed listing stops the run.
+//! Time-boxing: the run checks the remaining budget (keeping one call to save the resume
+//! point) and the deadline before each R2 page, for the page and all its deletions, and before
+//! each KV page and each KV deletion; when they run out it stores the resume point in KV and
+//! returns with `complete: false`. An R2 page is always finished once started, so its resume
+//! point is the last key listed; a KV page is listed whole (a page of live keys costs one call
+//! whatever the budget) and its resume point is the page's cursor and the first key not yet
+//! handled. If a circuit breaker opens mid-page, the page is listed again next time. A failed
+//! deletion is logged and counted and the sweep goes on (the key is deleted by a later sweep);
+//! an open breaker or a failed listing stops the run.
 //!
 //! Memory: one listing page, the planner's set of surviving archive keys (bounded by
 //! `RetentionOptions::max_tracked_archive_keys`) and at most [`MAX_REPORTED_KEYS`] report
@@ -152,11 +154,15 @@ enum SweepPosition {
     /// In the R2 phase: list after this key (`None`: from the first key).
     #[serde(rename = "r2", rename_all = "camelCase")]
     R2 { r2_start_after: Option<String> },
-    /// In the KV phase: list `kv_prefix` from `kv_cursor` (`None`: from its first key).
+    /// In the KV phase: list `kv_prefix` from `kv_cursor` (`None`: from its first key), and
+    /// in that page skip the keys before `kv_resume_at`, which a run that stopped part-way
+    /// through the page has handled already (absent in resume points of earlier versions).
     #[serde(rename = "kv", rename_all = "camelCase")]
     Kv {
         kv_prefix: String,
         kv_cursor: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kv_resume_at: Option<String>,
     },
 }
 
@@ -239,24 +245,28 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
                     .sweep_r2(&log, &mut sweep, &mut planner, r2_start_after)
                     .await
                 {
-                    Ok(()) => self.sweep_kv(&log, &mut sweep, &planner, 0, None).await,
+                    Ok(()) => {
+                        self.sweep_kv(&log, &mut sweep, &planner, 0, None, None)
+                            .await
+                    }
                     Err(stop) => Err(stop),
                 }
             }
             SweepPosition::Kv {
                 kv_prefix,
                 kv_cursor,
+                kv_resume_at,
             } => {
                 // KV decisions need no R2 listing except to detect missing archives, which a
                 // resumed sweep does not attempt.
                 let planner = RetentionPlanner::new(&self.policy, now_ms, options);
-                let first = KV_PREFIXES
-                    .iter()
-                    .position(|prefix| *prefix == kv_prefix)
-                    .unwrap_or(0);
-                let cursor =
-                    kv_cursor.filter(|_| KV_PREFIXES.get(first) == Some(&kv_prefix.as_str()));
-                self.sweep_kv(&log, &mut sweep, &planner, first, cursor)
+                // An unknown prefix (from another version): the KV phase starts over.
+                let (first, cursor, resume_at) =
+                    match KV_PREFIXES.iter().position(|prefix| *prefix == kv_prefix) {
+                        Some(first) => (first, kv_cursor, kv_resume_at),
+                        None => (0, None, None),
+                    };
+                self.sweep_kv(&log, &mut sweep, &planner, first, cursor, resume_at)
                     .await
             }
         };
@@ -437,7 +447,6 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         Ok(())
     }
 
-    /// The KV phase: every page of each swept prefix, from `KV_PREFIXES[first]` at `cursor`.
     /// For an index entry planned as dangling, the key of the archive it points at when that
     /// archive is still within its retention (so it was planned missing, not expired).
     fn young_archive_of(&self, deletion: &PlannedDeletion, page: &[ListedKvKey]) -> Option<String> {
@@ -456,6 +465,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         young.then(|| archive_key.to_owned())
     }
 
+    /// The KV phase: every page of each swept prefix, from `KV_PREFIXES[first]` at `cursor`,
+    /// skipping that first page's keys before `resume_at`. Pages are listed whole; when the
+    /// budget or the deadline runs out part-way through one, the resume point names the page
+    /// and the first key not yet handled, so the next run lists that page again and goes on
+    /// from there. (Listing only as many keys as the calls left could delete made a run with
+    /// a budget of 50 list 16 keys at a time, live ones included.)
     async fn sweep_kv(
         &self,
         log: &OpLog<'_>,
@@ -463,32 +478,45 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         planner: &RetentionPlanner,
         first: usize,
         mut cursor: Option<String>,
+        mut resume_at: Option<String>,
     ) -> Result<(), StopReason> {
         for prefix in KV_PREFIXES.iter().skip(first) {
             loop {
                 sweep.position = SweepPosition::Kv {
                     kv_prefix: (*prefix).to_owned(),
                     kv_cursor: cursor.clone(),
+                    kv_resume_at: resume_at.clone(),
                 };
+                // The listing and at least one deletion.
                 sweep.afford(2, self.clock.now_ms())?;
-                // Every key of the page may need its own delete call: list no more than fit.
-                let limit = sweep.calls_left().saturating_sub(1).min(PAGE_LIMIT);
                 sweep.run.storage_calls += 1;
                 let options = KvListOptions {
                     prefix: Some((*prefix).to_owned()),
                     cursor: cursor.clone(),
-                    limit: Some(limit),
+                    limit: Some(PAGE_LIMIT),
                 };
-                let page = self
+                let mut page = self
                     .kv_list(log, options)
                     .await
                     .map_err(|err| stop_reason(&err))?;
+                if let Some(resume_at) = resume_at.take() {
+                    // KV lists keys in UTF-8 byte order, which is how `str` compares.
+                    page.keys.retain(|entry| entry.name >= resume_at);
+                }
                 for deletion in planner.plan_kv_page(&page.keys) {
-                    if let Some(archive_key) = self.young_archive_of(&deletion, &page.keys) {
+                    // Should the run stop before this key is handled, it resumes at it.
+                    sweep.position = SweepPosition::Kv {
+                        kv_prefix: (*prefix).to_owned(),
+                        kv_cursor: cursor.clone(),
+                        kv_resume_at: Some(deletion.key.clone()),
+                    };
+                    let young_archive = self.young_archive_of(&deletion, &page.keys);
+                    let calls = if young_archive.is_some() { 2 } else { 1 };
+                    sweep.afford(calls, self.clock.now_ms())?;
+                    if let Some(archive_key) = young_archive {
                         // Planned as pointing at a missing archive that is within its
                         // retention: the listing may predate a restore that has since written
                         // it. R2 is strongly consistent, so ask it before deleting.
-                        sweep.afford(2, self.clock.now_ms())?;
                         sweep.run.storage_calls += 1;
                         match self.r2_head(log, &archive_key).await {
                             Ok(None) => {}
@@ -541,14 +569,27 @@ mod tests {
             r#"{"phase":"r2","r2StartAfter":"backups/b1/manifest.json"}"#
         );
         assert_eq!(serde_json::from_str::<SweepPosition>(&text).unwrap(), r2);
+        // Without a key to resume at, as earlier versions wrote it.
         let kv = SweepPosition::Kv {
             kv_prefix: "query:".into(),
             kv_cursor: None,
+            kv_resume_at: None,
         };
         let text = json!(kv).to_string();
         assert_eq!(
             text,
             r#"{"phase":"kv","kvPrefix":"query:","kvCursor":null}"#
+        );
+        assert_eq!(serde_json::from_str::<SweepPosition>(&text).unwrap(), kv);
+        let kv = SweepPosition::Kv {
+            kv_prefix: "query:".into(),
+            kv_cursor: Some("c2".into()),
+            kv_resume_at: Some("query:ab".into()),
+        };
+        let text = json!(kv).to_string();
+        assert_eq!(
+            text,
+            r#"{"phase":"kv","kvPrefix":"query:","kvCursor":"c2","kvResumeAt":"query:ab"}"#
         );
         assert_eq!(serde_json::from_str::<SweepPosition>(&text).unwrap(), kv);
     }

@@ -283,6 +283,33 @@ describe("retention", () => {
     expect(left.objects.length).toBe(0);
     expect((await service.retrieveArchivedConversation("young"))?.sessionId).toBe("young");
   }, 60_000);
+
+  it("resumes a budgeted sweep part-way through a KV page with the real list cursor", async () => {
+    const now = Date.now();
+    const keys = Array.from({ length: 200 }, (_, i) => `query:${i.toString(16).padStart(64, "0")}`);
+    // The first 150 in key order expired a day ago; the last 50 expire tomorrow.
+    const expiresAt = (i: number) => (i < 150 ? now - DAY : now + DAY);
+    for (let i = 0; i < keys.length; i += 50) {
+      await Promise.all(keys.slice(i, i + 50).map((key, j) =>
+        env.CHAT_KV.put(key, "v", { metadata: { createdAt: expiresAt(i + j) - DAY, expiresAt: expiresAt(i + j) } })));
+    }
+    const service = new DataPersistenceService(env);
+    const resumedAt: string[] = [];
+    let report = await service.enforceRetentionPolicy({ maxStorageCalls: 50 });
+    for (let runs = 0; !report.complete && runs < 20; runs++) {
+      expect(report.stoppedBy).toBe("call_budget");
+      const position = await env.CHAT_KV.get<{ kvPrefix?: string; kvResumeAt?: string }>("retention:cursor", "json");
+      if (position?.kvPrefix === "query:" && position.kvResumeAt) resumedAt.push(position.kvResumeAt);
+      report = await service.enforceRetentionPolicy({ maxStorageCalls: 50 });
+    }
+    expect(report.complete).toBe(true);
+    // At least two runs stopped inside the one page of query: keys, each further along.
+    expect(resumedAt.length).toBeGreaterThanOrEqual(2);
+    expect([...resumedAt].sort()).toEqual(resumedAt);
+    const left = (await env.CHAT_KV.list({ prefix: "query:" })).keys.map((key) => key.name);
+    expect(left.filter((name) => keys.includes(name))).toEqual(keys.slice(150));
+    expect(await env.CHAT_KV.get("retention:cursor")).toBeNull();
+  }, 60_000);
 });
 
 describe("integration", () => {
