@@ -16,6 +16,7 @@ import type {
   RetentionRunOptions,
   SessionState,
   StorageMetrics,
+  StorageMetricsOptions,
 } from "./types.js";
 
 export type * from "./types.js";
@@ -258,6 +259,13 @@ function checkOptionalInteger(field: string, value: number | undefined, min: num
   return value;
 }
 
+/** The call budget and the deadline (epoch ms) of a maintenance run's options, checked. */
+function runBudget(options: { maxStorageCalls?: number; timeBudgetMs?: number }): [number | undefined, number | undefined] {
+  const maxStorageCalls = checkOptionalInteger("maxStorageCalls", options.maxStorageCalls, 1, 2 ** 32 - 1);
+  const budgetMs = checkOptionalInteger("timeBudgetMs", options.timeBudgetMs, 1, Number.MAX_SAFE_INTEGER);
+  return [maxStorageCalls, budgetMs === undefined ? undefined : Date.now() + budgetMs];
+}
+
 /** The wasm object behind each service; module-private, so it is not part of the public API. */
 const cores = new WeakMap<DataPersistenceService, wasm.PersistenceCore>();
 
@@ -333,9 +341,7 @@ export class DataPersistenceService {
 
   /** Deletes what the policy says has expired, page by page; resumes where a time-boxed run stopped. */
   async enforceRetentionPolicy(options: RetentionRunOptions = {}): Promise<RetentionReport> {
-    const maxStorageCalls = checkOptionalInteger("maxStorageCalls", options.maxStorageCalls, 1, 2 ** 32 - 1);
-    const budgetMs = checkOptionalInteger("timeBudgetMs", options.timeBudgetMs, 1, Number.MAX_SAFE_INTEGER);
-    const deadline = budgetMs === undefined ? undefined : Date.now() + budgetMs;
+    const [maxStorageCalls, deadline] = runBudget(options);
     return JSON.parse(await this.#core.enforceRetentionPolicy(maxStorageCalls, deadline)) as RetentionReport;
   }
 
@@ -356,9 +362,7 @@ export class DataPersistenceService {
    * page, and per legacy archive 1 KV get, 1 R2 head and 2-3 KV puts.
    */
   async indexLegacyArchives(options: MigrationRunOptions = {}): Promise<MigrationReport> {
-    const maxStorageCalls = checkOptionalInteger("maxStorageCalls", options.maxStorageCalls, 1, 2 ** 32 - 1);
-    const budgetMs = checkOptionalInteger("timeBudgetMs", options.timeBudgetMs, 1, Number.MAX_SAFE_INTEGER);
-    const deadline = budgetMs === undefined ? undefined : Date.now() + budgetMs;
+    const [maxStorageCalls, deadline] = runBudget(options);
     return JSON.parse(await this.#core.indexLegacyArchives(maxStorageCalls, deadline)) as MigrationReport;
   }
 }
@@ -378,9 +382,14 @@ export class DataPersistenceIntegration {
     return JSON.parse(await this.#core.healthCheck()) as HealthReport;
   }
 
-  /** Counts cache entries, archives and backups over every page. */
-  async getStorageMetrics(): Promise<StorageMetrics> {
-    return JSON.parse(await this.#core.getStorageMetrics()) as StorageMetrics;
+  /**
+   * Counts cache entries, archives and backups over every page, or as many pages as the options
+   * allow (`complete: false` then). Costs 1 list per 1000 keys of each prefix; past about 45 000
+   * keys an unbounded count exceeds the free plan's 50 subrequests, so pass `maxStorageCalls`.
+   */
+  async getStorageMetrics(options: StorageMetricsOptions = {}): Promise<StorageMetrics> {
+    const [maxStorageCalls, deadline] = runBudget(options);
+    return JSON.parse(await this.#core.getStorageMetrics(maxStorageCalls, deadline)) as StorageMetrics;
   }
 }
 

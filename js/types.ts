@@ -171,10 +171,27 @@ export interface HealthReport {
   };
 }
 
-/** The spec's storage metrics, counted over every page. */
+/** The spec's storage metrics, counted over every page (or as many as the budget allowed). */
 export interface StorageMetrics {
   cache: { embeddings: number; queries: number; archives_metadata: number };
   storage: { archived_conversations: number; backups: number; bytes: number };
+  /**
+   * False when `maxStorageCalls` or `timeBudgetMs` ran out first: every count is then a lower
+   * bound (counted in the order embeddings, queries, archives_metadata, then R2 backups and
+   * conversations).
+   */
+  complete: boolean;
+}
+
+/** Limits of one `getStorageMetrics` call: without them it lists every page, whatever it costs. */
+export interface StorageMetricsOptions {
+  /**
+   * List at most this many pages of 1000 keys (at least 1; a retried call counts once, see
+   * RetentionRunOptions). A Worker invocation allows 50 subrequests on the free plan.
+   */
+  maxStorageCalls?: number;
+  /** Start no new page after about this many milliseconds of wall time. */
+  timeBudgetMs?: number;
 }
 
 /** Limits of one `indexLegacyArchives` run (as for retention runs). */

@@ -9,7 +9,7 @@ use supportbot_persistence::keys::{
     archive_meta_key, archive_object_key, backup_data_key, backup_manifest_object_key, BackupId,
     SessionId,
 };
-use supportbot_persistence::service::HealthStatus;
+use supportbot_persistence::service::{HealthStatus, RetentionBudget};
 use supportbot_persistence::store::memory::{block_on, CallFilter, MemoryStores, OperationKind};
 use supportbot_persistence::store::{
     Binding, FailureKind, KvPutOptions, KvStore, ObjectPutOptions, ObjectStore,
@@ -129,20 +129,47 @@ fn metrics_count_every_page() {
     put(&backup_data_key(&BackupId::parse("b2").unwrap()), 100);
 
     let counts = stores.faults.counts();
-    let metrics = block_on(service.get_storage_metrics()).unwrap();
+    let metrics = block_on(service.get_storage_metrics(RetentionBudget::default())).unwrap();
     let json: Value = serde_json::from_str(&metrics.to_json()).unwrap();
     assert_eq!(
         json,
         json!({"cache": {"embeddings": 1200, "queries": 1001, "archives_metadata": 3},
                "storage": {"archived_conversations": 1500, "backups": 1,
-                           "bytes": 1500 * 10 + 7 + 220}})
+                           "bytes": 1500 * 10 + 7 + 220},
+               "complete": true})
     );
     let cost = stores.faults.counts().since(&counts);
     assert_eq!(cost.of(Binding::Kv, OperationKind::List), 2 + 2 + 1);
     assert_eq!(cost.of(Binding::R2, OperationKind::List), 1 + 2);
     assert_eq!(cost.total(), 8, "no value is read");
 
+    // Exactly the 8 lists it needs, then one fewer: the last `conversations/` page is missing.
+    let budget = |calls| RetentionBudget {
+        max_storage_calls: Some(calls),
+        deadline_ms: None,
+    };
+    assert_eq!(
+        block_on(service.get_storage_metrics(budget(8))).unwrap(),
+        metrics
+    );
+    let counts = stores.faults.counts();
+    let partial = block_on(service.get_storage_metrics(budget(7))).unwrap();
+    assert_eq!(stores.faults.counts().since(&counts).total(), 7);
+    assert!(!partial.complete);
+    assert_eq!(partial.cache, metrics.cache);
+    assert_eq!(partial.storage.archived_conversations, 1000);
+    assert_eq!(partial.storage.backups, 1);
+    // A deadline already passed lists nothing.
+    let none = block_on(service.get_storage_metrics(RetentionBudget {
+        max_storage_calls: None,
+        deadline_ms: Some(T0),
+    }))
+    .unwrap();
+    assert_eq!((none.complete, none.cache.embeddings), (false, 0));
+    let err = block_on(service.get_storage_metrics(budget(0))).unwrap_err();
+    assert_eq!(err.code(), "INVALID_INPUT");
+
     fail_binding(&stores, Binding::Kv, 4);
-    let err = block_on(service.get_storage_metrics()).unwrap_err();
+    let err = block_on(service.get_storage_metrics(RetentionBudget::default())).unwrap_err();
     assert_eq!(err.code(), "STORAGE_UNAVAILABLE");
 }

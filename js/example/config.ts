@@ -55,6 +55,8 @@ export interface Runtime {
   authKey: Promise<CryptoKey>;
   /** The cron's sweep: the same options but RETENTION_RETRY_ATTEMPTS, and its maxStorageCalls. */
   retention: { service: DataPersistenceService; maxStorageCalls: number };
+  /** /metrics: counted like the sweep, with the same retries and call budget. */
+  metrics: { integration: DataPersistenceIntegration; maxStorageCalls: number };
 }
 
 const runtimes = new WeakMap<ExampleEnv, Runtime>();
@@ -83,7 +85,7 @@ export function retentionCallBudget(value: string | undefined, retryAttempts: nu
 }
 
 /** The library's services built from env (secrets included), or INVALID_CONFIG naming the variable. */
-function libraryConfig(env: ExampleEnv): { policy: DataRetentionPolicy; integration: DataPersistenceIntegration; sweeper: DataPersistenceService } {
+function libraryConfig(env: ExampleEnv): { policy: DataRetentionPolicy; integration: DataPersistenceIntegration; maintenance: DataPersistenceIntegration } {
   try {
     // The same two calls as SessionMemoryDO's, so both hash user ids and texts with one key.
     const policy = policyFromEnv(env);
@@ -92,7 +94,7 @@ function libraryConfig(env: ExampleEnv): { policy: DataRetentionPolicy; integrat
     return {
       policy,
       integration: new DataPersistenceIntegration(env, policy, options),
-      sweeper: new DataPersistenceService(env, policy, sweepOptions),
+      maintenance: new DataPersistenceIntegration(env, policy, sweepOptions),
     };
   } catch (error) {
     if (isPersistenceError(error)) throw configError(error.message);
@@ -104,7 +106,7 @@ function libraryConfig(env: ExampleEnv): { policy: DataRetentionPolicy; integrat
 export function runtime(env: ExampleEnv): Runtime {
   const cached = runtimes.get(env);
   if (cached) return cached;
-  const { policy, integration, sweeper } = libraryConfig(env);
+  const { policy, integration, maintenance } = libraryConfig(env);
   const secret = env.AUTH_SECRET;
   if (typeof secret !== "string" || secret.length === 0) {
     throw configError("AUTH_SECRET is not set: set it with `wrangler secret put AUTH_SECRET` (npm start passes a dev value)");
@@ -112,12 +114,14 @@ export function runtime(env: ExampleEnv): Runtime {
   if (new TextEncoder().encode(secret).byteLength < MIN_AUTH_SECRET_BYTES) {
     throw configError(`AUTH_SECRET is shorter than ${MIN_AUTH_SECRET_BYTES} bytes`);
   }
+  const maxStorageCalls = retentionCallBudget(env.RETENTION_STORAGE_CALLS, RETENTION_RETRY_ATTEMPTS);
   const built: Runtime = {
     policy,
     service: integration.service,
     integration,
     authKey: importAuthKey(secret),
-    retention: { service: sweeper, maxStorageCalls: retentionCallBudget(env.RETENTION_STORAGE_CALLS, RETENTION_RETRY_ATTEMPTS) },
+    retention: { service: maintenance.service, maxStorageCalls },
+    metrics: { integration: maintenance, maxStorageCalls },
   };
   runtimes.set(env, built);
   return built;

@@ -49,15 +49,18 @@ function forbidden(what: string): HttpError {
   return new HttpError(403, "FORBIDDEN", `${what} belongs to another user`);
 }
 
-/** Wraps a handler only service tokens may call: it writes what every user is served. */
-function serviceOnly(handler: Handler): Handler {
+/**
+ * Wraps a handler only service tokens may call: one that writes what every user is served, or
+ * reads what no single user owns. `refusal` says why a user token is refused.
+ */
+function serviceOnly(refusal: string, handler: Handler): Handler {
   return async (context) => {
-    if (context.role !== "service") {
-      throw new HttpError(403, "FORBIDDEN", 'writing the shared caches needs a service token (role "service"); users may only read them');
-    }
+    if (context.role !== "service") throw new HttpError(403, "FORBIDDEN", `${refusal} needs a service token (role "service")`);
     return handler(context);
   };
 }
+
+const CACHE_WRITE = "writing the shared caches (users may only read them)";
 
 /**
  * The session's newest archive, or null: when its Durable Object is archived, the archive it
@@ -118,7 +121,9 @@ const health: Handler = async ({ rt }) => {
   return json({ ...report, version: libraryVersion() }, report.status === "unhealthy" ? 503 : 200);
 };
 
-const metrics: Handler = async ({ rt }) => json(await rt.integration.getStorageMetrics());
+/** Counts over the whole store: for operators (a service token), within the cron's call budget. */
+const metrics: Handler = async ({ rt }) =>
+  json(await rt.metrics.integration.getStorageMetrics({ maxStorageCalls: rt.metrics.maxStorageCalls }));
 
 const addMessage: Handler = async ({ request, env, params, userId }) => {
   const sessionId = check.id("sessionId", params.sessionId);
@@ -228,14 +233,14 @@ const restoreBackup: Handler = async ({ env, rt, params, userId }) => {
 
 const ROUTES: Route[] = [
   { pattern: "/health", auth: false, methods: { GET: health } },
-  { pattern: "/metrics", auth: true, methods: { GET: metrics } },
+  { pattern: "/metrics", auth: true, methods: { GET: serviceOnly("counting the whole store", metrics) } },
   { pattern: "/sessions/:sessionId/messages", auth: true, methods: { POST: addMessage } },
   { pattern: "/sessions/:sessionId/context", auth: true, methods: { GET: getContext } },
   { pattern: "/sessions/:sessionId/archive", auth: true, methods: { POST: archiveSession, GET: getArchive } },
   { pattern: "/sessions/:sessionId/restore", auth: true, methods: { POST: restoreSession } },
   { pattern: "/users/:userId/archives", auth: true, methods: { GET: listArchives } },
-  { pattern: "/cache/embeddings", auth: true, methods: { POST: serviceOnly(cacheEmbedding), GET: getEmbedding } },
-  { pattern: "/cache/queries", auth: true, methods: { POST: serviceOnly(cacheQuery), GET: getQuery } },
+  { pattern: "/cache/embeddings", auth: true, methods: { POST: serviceOnly(CACHE_WRITE, cacheEmbedding), GET: getEmbedding } },
+  { pattern: "/cache/queries", auth: true, methods: { POST: serviceOnly(CACHE_WRITE, cacheQuery), GET: getQuery } },
   { pattern: "/backups", auth: true, methods: { POST: createBackup } },
   { pattern: "/backups/:backupId/restore", auth: true, methods: { POST: restoreBackup } },
 ];

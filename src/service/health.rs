@@ -4,13 +4,16 @@
 //! never written), so it never writes (KV allows one write a second per key) and costs two
 //! storage calls. Probes go through the circuit breaker: an open breaker reports its binding
 //! unhealthy without calling it. Metrics count every page of every listing; they cost one list
-//! call per 1000 keys and read no values.
+//! call per 1000 keys and read no values. A Worker allows 50 subrequests per invocation on the
+//! free plan (1000 on paid), so past ~45 000 keys an unbounded count fails: a budget stops it
+//! early with the counts so far (`complete: false`).
 
 use serde::Serialize;
 use serde_json::json;
 
+use super::retention::RetentionBudget;
 use super::PersistenceService;
-use crate::error::Result;
+use crate::error::{PersistenceError, Result};
 use crate::keys::{
     parse_archive_object_key, parse_backup_object_key, BackupObjectKind, ARCHIVE_META_PREFIX,
     ARCHIVE_PREFIX, BACKUP_PREFIX, EMBEDDING_PREFIX, HEALTH_PROBE_KEY, QUERY_PREFIX,
@@ -113,13 +116,17 @@ pub struct StorageTotals {
 
 /// What `getStorageMetrics` returns: `{"cache": {"embeddings": n, "queries": n,
 /// "archives_metadata": n}, "storage": {"archived_conversations": n, "backups": n,
-/// "bytes": n}}`.
+/// "bytes": n}, "complete": true}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct StorageMetrics {
     /// KV cache counts.
     pub cache: CacheMetrics,
     /// R2 counts.
     pub storage: StorageTotals,
+    /// False when the budget ran out first: every count is then a lower bound (the prefixes
+    /// are counted in the order `embedding:`, `query:`, `archive_meta:`, then R2 `backups/`
+    /// and `conversations/`).
+    pub complete: bool,
 }
 
 impl StorageMetrics {
@@ -178,64 +185,90 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         report
     }
 
-    /// Counts cache entries, archives and backups over every listing page.
+    /// Counts cache entries, archives and backups over every listing page, or as many pages
+    /// as `budget` allows (a retried call counts once).
     ///
     /// Costs one KV list per 1000 keys of each of `embedding:`, `query:` and `archive_meta:`,
-    /// and one R2 list per 1000 objects under `conversations/` and `backups/`. Errors:
-    /// `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN` when a listing fails.
-    pub async fn get_storage_metrics(&self) -> Result<StorageMetrics> {
+    /// and one R2 list per 1000 objects under `backups/` and `conversations/`. Errors:
+    /// `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN` when a listing fails; `INVALID_INPUT` naming
+    /// `maxStorageCalls` when it is 0.
+    pub async fn get_storage_metrics(&self, budget: RetentionBudget) -> Result<StorageMetrics> {
         let log = self.begin("getStorageMetrics");
+        if budget.max_storage_calls == Some(0) {
+            return Err(PersistenceError::invalid_input(
+                "maxStorageCalls",
+                "must be at least 1",
+            ));
+        }
         let mut metrics = StorageMetrics::default();
-        for (prefix, count) in [
-            (EMBEDDING_PREFIX, &mut metrics.cache.embeddings),
-            (QUERY_PREFIX, &mut metrics.cache.queries),
-            (ARCHIVE_META_PREFIX, &mut metrics.cache.archives_metadata),
-        ] {
-            let mut cursor = None;
-            loop {
-                let options = KvListOptions {
-                    prefix: Some(prefix.to_owned()),
-                    cursor,
-                    limit: Some(LIST_PAGE_LIMIT),
-                };
-                let page = self.kv_list(&log, options).await?;
-                *count += page.keys.len() as u64;
-                match page.cursor.filter(|_| !page.list_complete) {
-                    Some(next) => cursor = Some(next),
-                    None => break,
-                }
-            }
-        }
-        for prefix in [BACKUP_PREFIX, ARCHIVE_PREFIX] {
-            let mut cursor = None;
-            loop {
-                let options = ObjectListOptions {
-                    prefix: Some(prefix.to_owned()),
-                    cursor,
-                    limit: Some(LIST_PAGE_LIMIT),
-                    ..ObjectListOptions::default()
-                };
-                let page = self.r2_list(&log, options).await?;
-                let storage = &mut metrics.storage;
-                for object in &page.objects {
-                    storage.bytes = storage.bytes.saturating_add(object.size);
-                    if parse_archive_object_key(&object.key).is_some() {
-                        storage.archived_conversations += 1;
+        let mut calls = 0u32;
+        let may_list = |calls: u32| {
+            budget.max_storage_calls.is_none_or(|max| calls < max)
+                && budget
+                    .deadline_ms
+                    .is_none_or(|deadline| self.clock.now_ms() < deadline)
+        };
+        metrics.complete = 'count: {
+            for (prefix, count) in [
+                (EMBEDDING_PREFIX, &mut metrics.cache.embeddings),
+                (QUERY_PREFIX, &mut metrics.cache.queries),
+                (ARCHIVE_META_PREFIX, &mut metrics.cache.archives_metadata),
+            ] {
+                let mut cursor = None;
+                loop {
+                    if !may_list(calls) {
+                        break 'count false;
                     }
-                    // Each backup has one manifest, so counting manifests counts committed
-                    // backups.
-                    if let Some((_, BackupObjectKind::Manifest)) =
-                        parse_backup_object_key(&object.key)
-                    {
-                        storage.backups += 1;
+                    calls += 1;
+                    let options = KvListOptions {
+                        prefix: Some(prefix.to_owned()),
+                        cursor,
+                        limit: Some(LIST_PAGE_LIMIT),
+                    };
+                    let page = self.kv_list(&log, options).await?;
+                    *count += page.keys.len() as u64;
+                    match page.cursor.filter(|_| !page.list_complete) {
+                        Some(next) => cursor = Some(next),
+                        None => break,
                     }
                 }
-                match page.cursor.filter(|_| page.truncated) {
-                    Some(next) => cursor = Some(next),
-                    None => break,
+            }
+            for prefix in [BACKUP_PREFIX, ARCHIVE_PREFIX] {
+                let mut cursor = None;
+                loop {
+                    if !may_list(calls) {
+                        break 'count false;
+                    }
+                    calls += 1;
+                    let options = ObjectListOptions {
+                        prefix: Some(prefix.to_owned()),
+                        cursor,
+                        limit: Some(LIST_PAGE_LIMIT),
+                        ..ObjectListOptions::default()
+                    };
+                    let page = self.r2_list(&log, options).await?;
+                    let storage = &mut metrics.storage;
+                    for object in &page.objects {
+                        storage.bytes = storage.bytes.saturating_add(object.size);
+                        if parse_archive_object_key(&object.key).is_some() {
+                            storage.archived_conversations += 1;
+                        }
+                        // Each backup has one manifest, so counting manifests counts committed
+                        // backups.
+                        if let Some((_, BackupObjectKind::Manifest)) =
+                            parse_backup_object_key(&object.key)
+                        {
+                            storage.backups += 1;
+                        }
+                    }
+                    match page.cursor.filter(|_| page.truncated) {
+                        Some(next) => cursor = Some(next),
+                        None => break,
+                    }
                 }
             }
-        }
+            true
+        };
         log.debug("metrics", json!(metrics));
         Ok(metrics)
     }

@@ -330,11 +330,16 @@ impl PersistenceCore {
         })
     }
 
-    /// Storage counts over all pages, as JSON text.
+    /// Storage counts over all pages, or as many as the budget allows, as JSON text.
     #[wasm_bindgen(js_name = getStorageMetrics)]
-    pub fn get_storage_metrics(&self) -> Promise {
+    pub fn get_storage_metrics(
+        &self,
+        max_storage_calls: Option<u32>,
+        deadline_ms: Option<f64>,
+    ) -> Promise {
         spawn(&self.service, Operation::Metrics, async move |service| {
-            Ok(service.get_storage_metrics().await?.to_json())
+            let budget = run_budget(max_storage_calls, deadline_ms)?;
+            Ok(service.get_storage_metrics(budget).await?.to_json())
         })
     }
 

@@ -182,7 +182,10 @@ test("the walkthrough, over HTTP against wrangler dev", async () => {
   assert.deepEqual(response.body.result, { answer: "Use the reset link." });
 
   response = await call("GET", "/metrics", alice);
+  assert.equal(response.status, 403, JSON.stringify(response.body));
+  response = await call("GET", "/metrics", indexer);
   assert.equal(response.status, 200);
+  assert.equal(response.body.complete, true);
   assert.ok(response.body.storage.archived_conversations >= 1, JSON.stringify(response.body));
 
   // The cron handler, as `wrangler dev --test-scheduled` exposes it.

@@ -322,8 +322,15 @@ describe("integration", () => {
     expect(health.details.breakers.CHAT_KV).toBe("closed");
     await integration.service.archiveConversation(conversation("metrics-1", "u").memory, conversation("metrics-1", "u").session);
     const metrics = await integration.getStorageMetrics();
+    expect(metrics.complete).toBe(true);
     expect(metrics.storage.archived_conversations).toBeGreaterThanOrEqual(1);
     expect(metrics.cache.archives_metadata).toBeGreaterThanOrEqual(1);
+    // One list call: the embeddings are counted, nothing after them.
+    const partial = await integration.getStorageMetrics({ maxStorageCalls: 1 });
+    expect(partial.complete).toBe(false);
+    expect(partial.cache.embeddings).toBe(metrics.cache.embeddings);
+    expect([partial.cache.queries, partial.cache.archives_metadata, partial.storage.bytes]).toEqual([0, 0, 0]);
+    expect(await codeOf(integration.getStorageMetrics({ maxStorageCalls: 0 }))).toBe("INVALID_INPUT");
   });
 
   it("reads the policy from wrangler.toml vars and names a bad one", () => {

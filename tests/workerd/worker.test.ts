@@ -88,9 +88,13 @@ describe("tokens", () => {
     expect(health.status).toBe(200);
     expect(health.body.status).toBe("healthy");
     expect((await call("GET", "/metrics")).status).toBe(401);
-    const metrics = await call("GET", "/metrics", alice);
+    // Counts over every user's data, and a page of storage calls per 1000 keys: operators only.
+    const refused = await call("GET", "/metrics", alice);
+    expect([refused.status, refused.body.error?.code]).toEqual([403, "FORBIDDEN"]);
+    const metrics = await call("GET", "/metrics", indexer);
     expect(metrics.status).toBe(200);
     expect(metrics.body).toHaveProperty("storage");
+    expect(metrics.body.complete).toBe(true);
   });
 
   it("rejects forged, tampered, expired and malformed tokens with 401", async () => {
