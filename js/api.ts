@@ -5,6 +5,7 @@ import type {
   ArchiveList,
   ArchiveMetadata,
   ArchivedConversation,
+  BackupOptions,
   ConversationMemory,
   DataRetentionPolicy,
   HealthReport,
@@ -328,10 +329,17 @@ export class DataPersistenceService {
     return json === null ? null : (JSON.parse(json) as T);
   }
 
-  /** Backs up the newest archive of each session (data first, manifest last); resolves to the backup id. */
-  async createBackup(sessionIds: string[]): Promise<string> {
+  /**
+   * Backs up the newest archive of each session (data first, manifest last); resolves to the
+   * backup id. Sessions without an archive are recorded as missing, unless `userId` is given:
+   * then every session must have an archive of that user, checked on the archive backed up, or
+   * the call fails with NOT_FOUND naming the first that has none (another user's archive is
+   * reported as missing, not revealed) and writes nothing.
+   */
+  async createBackup(sessionIds: string[], options: BackupOptions = {}): Promise<string> {
     if (!Array.isArray(sessionIds)) throw invalidInput("sessionIds", "must be an array of session ids");
-    return this.#core.createBackup(sessionIds.map(String));
+    const userId = options.userId === undefined ? undefined : String(options.userId);
+    return this.#core.createBackup(sessionIds.map(String), userId);
   }
 
   /** Verifies a whole backup, then restores its sessions (idempotent); resolves to their ids. */

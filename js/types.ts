@@ -194,6 +194,15 @@ export interface StorageMetricsOptions {
   timeBudgetMs?: number;
 }
 
+/** Options of `createBackup`. */
+export interface BackupOptions {
+  /**
+   * Back up only archives of this user (as `SessionState.userId` named it): every session must
+   * have one, or the call fails with NOT_FOUND and writes nothing.
+   */
+  userId?: string;
+}
+
 /** Limits of one `indexLegacyArchives` run (as for retention runs). */
 export interface MigrationRunOptions {
   /** Stop after about this many storage calls (at least 8; a retried call counts once, see RetentionRunOptions). */

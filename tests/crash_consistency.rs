@@ -162,7 +162,7 @@ impl World {
 
     fn backup(&self, sids: &[&str]) -> supportbot_persistence::Result<String> {
         let ids: Vec<String> = sids.iter().map(|sid| (*sid).to_owned()).collect();
-        block_on(self.service.create_backup(&ids))
+        block_on(self.service.create_backup(&ids, None))
     }
 
     fn restore(&self, id: &str) -> supportbot_persistence::Result<Vec<String>> {

@@ -74,7 +74,7 @@ impl Harness {
 
     fn backup(&self, sids: &[&str]) -> supportbot_persistence::Result<String> {
         let ids: Vec<String> = sids.iter().map(|s| (*s).to_owned()).collect();
-        block_on(self.service.create_backup(&ids))
+        block_on(self.service.create_backup(&ids, None))
     }
 
     fn restore(&self, id: &str) -> supportbot_persistence::Result<Vec<String>> {
@@ -203,6 +203,42 @@ fn a_backup_of_sessions_without_archives_is_not_found_and_writes_nothing() {
     assert!(err.to_string().contains("a, b"), "{err}");
     let snapshot = h.stores.snapshot();
     assert!(snapshot.r2.is_empty() && snapshot.kv.is_empty());
+}
+
+#[test]
+fn a_backup_for_a_user_takes_only_that_users_archives_and_all_of_them() {
+    let h = Harness::new();
+    h.archive("mine-1", Some("alice"));
+    h.archive("mine-2", Some("alice"));
+    h.archive("theirs", Some("bob"));
+    h.archive("nobodys", None);
+    let owned = |sids: &[&str], owner: &str| {
+        let ids: Vec<String> = sids.iter().map(|s| (*s).to_owned()).collect();
+        block_on(h.service.create_backup(&ids, Some(owner)))
+    };
+    let objects = || h.stores.snapshot().r2.len();
+    let before = objects();
+    // Another user's archive, one without a user, and a session without an archive: each is
+    // NOT_FOUND naming the session (the other user's is not revealed), and nothing is written.
+    for refused in ["theirs", "nobodys", "never-archived"] {
+        let err = owned(&["mine-1", refused], "alice").unwrap_err();
+        assert_eq!(err.code(), "NOT_FOUND", "{refused}: {err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("session {refused} owned by this user")),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("bob"), "{err}");
+        assert_eq!(objects(), before);
+    }
+    let err = owned(&["mine-1"], "bad\nuser").unwrap_err();
+    assert_eq!(err.code(), "INVALID_ID");
+
+    let id = owned(&["mine-1", "mine-2"], "alice").unwrap();
+    let manifest = manifest(&h, &id);
+    assert_eq!(manifest["sessionIds"], json!(["mine-1", "mine-2"]));
+    assert_eq!(manifest["missingSessionIds"], json!([]));
+    assert_eq!(owned(&["theirs"], "bob").map(|_| ()), Ok(()));
 }
 
 #[test]

@@ -72,14 +72,21 @@ struct RestorableArchive {
 impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     /// Backs up the newest archive of each listed session; returns the new backup id.
     ///
-    /// Duplicate ids are backed up once. Sessions without an archive are recorded in the
-    /// manifest's `missingSessionIds`; if none of them has one, nothing is written and the call
-    /// fails with NOT_FOUND. Costs 1 KV get and 1 R2 get per session, then 2 R2 puts and 1 KV
-    /// put. Errors: `INVALID_INPUT` (empty list), `INVALID_ID`, `NOT_FOUND`,
-    /// `ARCHIVE_TOO_LARGE` (archives larger than `maxArchiveSize` together),
-    /// `CHECKSUM_MISMATCH` / `CORRUPT_DATA` (a damaged archive is never backed up),
-    /// `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.
-    pub async fn create_backup(&self, session_ids: &[String]) -> Result<String> {
+    /// Duplicate ids are backed up once. Without `owner`, sessions without an archive are
+    /// recorded in the manifest's `missingSessionIds`; if none of them has one, nothing is
+    /// written and the call fails with NOT_FOUND. With `owner` (a user id), every session must
+    /// have an archive whose `userId` is `owner`, or nothing is written and the call fails with
+    /// NOT_FOUND naming the first that has none: the check is made on the very archive backed
+    /// up, and an archive of another user is reported as missing, not revealed. Costs 1 KV get
+    /// and 1 R2 get per session, then 2 R2 puts and 1 KV put. Errors: `INVALID_INPUT` (empty
+    /// list), `INVALID_ID`, `NOT_FOUND`, `ARCHIVE_TOO_LARGE` (archives larger than
+    /// `maxArchiveSize` together), `CHECKSUM_MISMATCH` / `CORRUPT_DATA` (a damaged archive is
+    /// never backed up), `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.
+    pub async fn create_backup(
+        &self,
+        session_ids: &[String],
+        owner: Option<&str>,
+    ) -> Result<String> {
         let log = self.begin("createBackup");
         if session_ids.is_empty() {
             return Err(PersistenceError::invalid_input(
@@ -87,6 +94,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
                 "must name at least one session",
             ));
         }
+        let owner = owner.map(UserId::parse).transpose()?;
         let mut sessions: Vec<SessionId> = Vec::with_capacity(session_ids.len());
         for id in session_ids {
             let id = SessionId::parse(id)?;
@@ -102,19 +110,39 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         let mut missing = Vec::new();
         let mut total_size: u64 = 0;
         for session in &sessions {
-            match self.newest_archive_document(&log, session).await? {
-                Some(document) => {
-                    total_size = total_size.saturating_add(document.len() as u64);
-                    if total_size > limit {
-                        return Err(PersistenceError::ArchiveTooLarge {
-                            size: total_size,
-                            limit,
-                        });
-                    }
-                    documents.push((session, document));
+            let found = self.newest_archive_document(&log, session).await?;
+            let document = match (found, &owner) {
+                (Some((document, _)), None) => document,
+                (None, None) => {
+                    missing.push(session.clone());
+                    continue;
                 }
-                None => missing.push(session.clone()),
+                (Some((document, user_id)), Some(owner))
+                    if user_id.as_deref() == Some(owner.as_str()) =>
+                {
+                    document
+                }
+                (found, Some(_)) => {
+                    if found.is_some() {
+                        log.event(
+                            "warn",
+                            "refused to back up an archive of another user",
+                            json!({ "sessionId": session.as_str() }),
+                        );
+                    }
+                    return Err(PersistenceError::NotFound {
+                        key: format!("an archive of session {session} owned by this user"),
+                    });
+                }
+            };
+            total_size = total_size.saturating_add(document.len() as u64);
+            if total_size > limit {
+                return Err(PersistenceError::ArchiveTooLarge {
+                    size: total_size,
+                    limit,
+                });
             }
+            documents.push((session, document));
         }
         if documents.is_empty() {
             let named: Vec<&str> = sessions
@@ -245,12 +273,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     }
 
     /// The newest archive document of `session` as JSON text, checked against its recorded
-    /// SHA-256; `None` when the session has no archive or its object is gone.
+    /// SHA-256, with the user id it names; `None` when the session has no archive or its
+    /// object is gone.
     async fn newest_archive_document(
         &self,
         log: &OpLog<'_>,
         session: &SessionId,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<(String, Option<String>)>> {
         let Some(fetched) = self.fetch_newest_archive(log, session).await? else {
             return Ok(None);
         };
@@ -266,8 +295,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         let limit = fetched.read_limit.max(document.len() as u64);
         let decoded = decode_archive(&document, None, limit)?;
         check_archive_session(&fetched.key, &decoded.metadata.session_id, session)?;
+        let user_id = decoded.metadata.user_id;
         String::from_utf8(document)
-            .map(Some)
+            .map(|document| Some((document, user_id)))
             .map_err(|err| PersistenceError::corrupt(fetched.key, err.to_string()))
     }
 

@@ -288,11 +288,14 @@ impl PersistenceCore {
         })
     }
 
-    /// Backs up the newest archives of `session_ids`; resolves to the backup id.
+    /// Backs up the newest archives of `session_ids`, all of them `user_id`'s when it is
+    /// given; resolves to the backup id.
     #[wasm_bindgen(js_name = createBackup)]
-    pub fn create_backup(&self, session_ids: Vec<String>) -> Promise {
+    pub fn create_backup(&self, session_ids: Vec<String>, user_id: Option<String>) -> Promise {
         spawn(&self.service, Operation::Backup, async move |service| {
-            service.create_backup(&session_ids).await
+            service
+                .create_backup(&session_ids, user_id.as_deref())
+                .await
         })
     }
 

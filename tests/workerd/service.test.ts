@@ -250,6 +250,10 @@ describe("backups", () => {
     expect((await service.restoreFromBackup(backupId)).sort()).toEqual(["bk-1", "bk-2"]);
     expect(await countObjects()).toBe(before);
     expect((await service.retrieveArchivedConversation("bk-2"))?.sessionId).toBe("bk-2");
+    // For one user: all of that user's, or nothing.
+    expect(await codeOf(service.createBackup(["bk-1", "bk-missing"], { userId: "user-k" }))).toBe("NOT_FOUND");
+    expect(await codeOf(service.createBackup(["bk-1"], { userId: "user-other" }))).toBe("NOT_FOUND");
+    expect(await service.createBackup(["bk-1", "bk-2"], { userId: "user-k" })).toMatch(/^backup_/);
   });
 
   it("refuses unknown backups and corrupted data with coded errors", async () => {

@@ -181,6 +181,8 @@ describe("sessions belong to their creator", () => {
     expect((await call("GET", "/users/alice/archives", bob)).status).toBe(403);
 
     expect((await call("POST", "/backups", bob, { sessionIds: ["w-s1"] })).status).toBe(403);
+    const partial = await call("POST", "/backups", alice, { sessionIds: ["w-s1", "w-never-archived"] });
+    expect([partial.status, partial.body.error?.code]).toEqual([404, "NOT_FOUND"]);
     const backup = await call("POST", "/backups", alice, { sessionIds: ["w-s1"] });
     expect(backup.status).toBe(201);
     const backupId = backup.body.backupId as string;
@@ -234,9 +236,10 @@ describe("sessions belong to their creator", () => {
     expect(await stub.getSessionInfo()).toBeNull();
     // ...and bob re-creates the session id.
     expect((await call("POST", "/sessions/w-taken/messages", bob, { role: "user", content: "hello" })).status).toBe(201);
+    // createBackup({userId}) checks the archive it copies; alice's is not revealed to bob.
     const stolen = await call("POST", "/backups", bob, { sessionIds: ["w-taken"] });
-    expect([stolen.status, stolen.body.error?.code]).toEqual([403, "FORBIDDEN"]);
-    expect(stolen.body.error?.message).toContain("archive of session w-taken");
+    expect([stolen.status, stolen.body.error?.code]).toEqual([404, "NOT_FOUND"]);
+    expect(stolen.body.error?.message).toContain("archive of session w-taken owned by this user");
     expect((await call("GET", "/sessions/w-taken/archive", bob)).status).toBe(403);
   });
 
