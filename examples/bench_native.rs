@@ -466,7 +466,7 @@ impl Bench {
             1,
             restore_setup,
             |(_, service, backup_id), _| {
-                let restored = block_on(service.restore_from_backup(backup_id))?;
+                let restored = block_on(service.restore_from_backup(backup_id, None))?;
                 if restored.len() != sessions {
                     return Err(format!("restored {} of {sessions}", restored.len()).into());
                 }

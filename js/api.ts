@@ -342,9 +342,14 @@ export class DataPersistenceService {
     return this.#core.createBackup(sessionIds.map(String), userId);
   }
 
-  /** Verifies a whole backup, then restores its sessions (idempotent); resolves to their ids. */
-  async restoreFromBackup(backupId: string): Promise<string[]> {
-    return this.#core.restoreFromBackup(String(backupId));
+  /**
+   * Verifies a whole backup, then restores its sessions (idempotent); resolves to their ids. With
+   * `userId`, only a backup `createBackup` made for that user: another user's, one made for
+   * nobody, or none is NOT_FOUND (the same answer, so backup ids cannot be probed).
+   */
+  async restoreFromBackup(backupId: string, options: BackupOptions = {}): Promise<string[]> {
+    const userId = options.userId === undefined ? undefined : String(options.userId);
+    return this.#core.restoreFromBackup(String(backupId), userId);
   }
 
   /** Deletes what the policy says has expired, page by page; resumes where a time-boxed run stopped. */

@@ -194,11 +194,13 @@ export interface StorageMetricsOptions {
   timeBudgetMs?: number;
 }
 
-/** Options of `createBackup`. */
+/** Options of `createBackup` and `restoreFromBackup`. */
 export interface BackupOptions {
   /**
-   * Back up only archives of this user (as `SessionState.userId` named it): every session must
-   * have one, or the call fails with NOT_FOUND and writes nothing.
+   * createBackup: back up only archives of this user (as `SessionState.userId` named it); every
+   * session must have one, or the call fails with NOT_FOUND and writes nothing. The manifest
+   * records the user. restoreFromBackup: restore only a backup made for this user (NOT_FOUND
+   * otherwise).
    */
   userId?: string;
 }

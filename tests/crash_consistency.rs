@@ -166,7 +166,7 @@ impl World {
     }
 
     fn restore(&self, id: &str) -> supportbot_persistence::Result<Vec<String>> {
-        block_on(self.service.restore_from_backup(id))
+        block_on(self.service.restore_from_backup(id, None))
     }
 
     fn sweep(&self) -> RetentionRun {

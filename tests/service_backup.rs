@@ -78,7 +78,7 @@ impl Harness {
     }
 
     fn restore(&self, id: &str) -> supportbot_persistence::Result<Vec<String>> {
-        block_on(self.service.restore_from_backup(id))
+        block_on(self.service.restore_from_backup(id, None))
     }
 
     /// Deletes every archive object and every archive KV entry.
@@ -236,9 +236,32 @@ fn a_backup_for_a_user_takes_only_that_users_archives_and_all_of_them() {
 
     let id = owned(&["mine-1", "mine-2"], "alice").unwrap();
     let manifest = manifest(&h, &id);
+    assert_eq!(manifest["userId"], "alice");
     assert_eq!(manifest["sessionIds"], json!(["mine-1", "mine-2"]));
     assert_eq!(manifest["missingSessionIds"], json!([]));
-    assert_eq!(owned(&["theirs"], "bob").map(|_| ()), Ok(()));
+    let bobs = owned(&["theirs"], "bob").unwrap();
+
+    // Restoring for a user: only a backup made for that user. Another user's, one made for
+    // nobody and one that does not exist all get the same answer, and nothing is written.
+    let restore_for =
+        |id: &str, owner: &str| block_on(h.service.restore_from_backup(id, Some(owner)));
+    let anyones = h.backup(&["mine-1"]).unwrap();
+    h.lose_all_archives();
+    let before = h.stores.snapshot();
+    for refused in [bobs.as_str(), anyones.as_str(), "backup_1_ff"] {
+        let err = restore_for(refused, "alice").unwrap_err();
+        assert_eq!(err.code(), "NOT_FOUND", "{refused}: {err}");
+        assert!(
+            err.to_string()
+                .ends_with(&format!("backup {refused} of this user")),
+            "{err}"
+        );
+    }
+    assert_eq!(h.stores.snapshot(), before);
+    assert_eq!(restore_for(&id, "alice").unwrap(), ["mine-1", "mine-2"]);
+    assert!(h.retrieve("mine-2").is_some());
+    // Without a user, any backup restores, as before.
+    assert_eq!(h.restore(&bobs).unwrap(), ["theirs"]);
 }
 
 #[test]
@@ -313,7 +336,7 @@ fn an_archive_restored_at_another_compression_level_is_retrievable() {
         },
     );
     assert_eq!(
-        block_on(level_one.restore_from_backup(&id)).unwrap(),
+        block_on(level_one.restore_from_backup(&id, None)).unwrap(),
         ["s1"]
     );
     assert_eq!(h.retrieve("s1"), Some(expected));

@@ -1,7 +1,9 @@
 // The example Worker's routes. Every route but GET /health needs a bearer token; a session
 // belongs to the user whose token created it, and only that user can read, archive, restore,
-// list or back it up (403 otherwise). The caches every user is served from are written only
-// with a service token (role "service"); any signed-in user reads them.
+// list or back it up (403 otherwise); a backup is restored only by the user it was made for
+// (404 for anyone else, as for a missing one). The caches every user is served from are written
+// only with a service token (role "service"); any signed-in user reads them, and /metrics is
+// for service tokens only.
 import { libraryVersion, type ArchivedConversation, type SessionMemoryDO } from "supportbot-persistence";
 import { authenticate, type TokenClaims } from "./auth.js";
 import type { ExampleEnv, Runtime } from "./config.js";
@@ -31,15 +33,6 @@ interface Route {
 }
 
 type SessionMessage = Parameters<SessionMemoryDO["addMessage"]>[0];
-
-/** KV key recording who created a backup (only that user may restore it). */
-export function backupOwnerKey(backupId: string): string {
-  return `example:backup_owner:${backupId}`;
-}
-
-/** Attempts at writing a backup's owner record, and the wait before the second (doubling). */
-const OWNER_RECORD_ATTEMPTS = 3;
-const OWNER_RECORD_FIRST_RETRY_MS = 100;
 
 function sessionStub(env: ExampleEnv, sessionId: string) {
   return env.SESSION_MEMORY.get(env.SESSION_MEMORY.idFromName(sessionId));
@@ -85,32 +78,6 @@ async function newestArchive({ env, rt }: RouteContext, sessionId: string): Prom
 async function checkSessionOwner({ env, userId }: RouteContext, sessionId: string): Promise<void> {
   const info = await sessionStub(env, sessionId).getSessionInfo();
   if (info !== null && info.userId !== userId) throw forbidden(`session ${sessionId}`);
-}
-
-/**
- * Records `userId` as the owner of a committed backup, retrying a failed write. When every
- * attempt fails the backup exists but nobody can restore it through this API: that is a 503
- * BACKUP_UNOWNED naming the backup (logged too), and the client backs up again; the unowned
- * backup is deleted by retention after archiveRetention.
- */
-async function recordBackupOwner({ env, rt, userId }: RouteContext, backupId: string): Promise<void> {
-  let lastError: unknown;
-  for (let attempt = 1; attempt <= OWNER_RECORD_ATTEMPTS; attempt++) {
-    try {
-      await env.CHAT_KV.put(backupOwnerKey(backupId), userId, { expirationTtl: Math.ceil(rt.policy.archiveRetention / 1000) });
-      return;
-    } catch (error) {
-      lastError = error;
-      if (attempt < OWNER_RECORD_ATTEMPTS) await scheduler.wait(OWNER_RECORD_FIRST_RETRY_MS * 2 ** (attempt - 1));
-    }
-  }
-  const reason = String((lastError as Error)?.message ?? lastError).slice(0, 200);
-  console.error(JSON.stringify({ event: "backup_unowned", backupId, attempts: OWNER_RECORD_ATTEMPTS, reason }));
-  throw new HttpError(
-    503,
-    "BACKUP_UNOWNED",
-    `backup ${backupId} was created but its owner record could not be written (${reason}), so nobody can restore it; create the backup again`,
-  );
 }
 
 const health: Handler = async ({ rt }) => {
@@ -214,19 +181,17 @@ const createBackup: Handler = async (context) => {
   const body = check.object(await readJsonBody(context.request), ["sessionIds"]);
   const sessionIds = check.idList("body.sessionIds", body.sessionIds, check.MAX_BACKUP_SESSIONS);
   for (const sessionId of sessionIds) await checkSessionOwner(context, sessionId);
-  // Per session 1 KV get and 1 R2 get, then 3 writes and the owner record: 44 KV/R2 calls for
-  // MAX_BACKUP_SESSIONS (20), under the free plan's 50 subrequests unless calls are retried.
+  // Per session 1 KV get and 1 R2 get, then 3 writes: 43 KV/R2 calls for MAX_BACKUP_SESSIONS
+  // (20), under the free plan's 50 subrequests unless calls are retried. The manifest records
+  // the owner, in the same write that commits the backup.
   const backupId = await context.rt.service.createBackup(sessionIds, { userId: context.userId });
-  await recordBackupOwner(context, backupId);
   return json({ backupId, sessionIds }, 201);
 };
 
-const restoreBackup: Handler = async ({ env, rt, params, userId }) => {
+/** Only the user a backup was made for may restore it; anyone else gets the 404 of a missing one. */
+const restoreBackup: Handler = async ({ rt, params, userId }) => {
   const backupId = check.id("backupId", params.backupId);
-  const owner = await env.CHAT_KV.get(backupOwnerKey(backupId));
-  if (owner === null) throw new HttpError(404, "NOT_FOUND", `backup ${backupId} not found`);
-  if (owner !== userId) throw forbidden(`backup ${backupId}`);
-  const restoredSessions = await rt.service.restoreFromBackup(backupId);
+  const restoredSessions = await rt.service.restoreFromBackup(backupId, { userId });
   return json({ backupId, restoredSessions });
 };
 

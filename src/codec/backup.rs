@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 use crate::codec::gzip;
 use crate::error::{PersistenceError, Result};
 use crate::hash::{sha256_hex, verify_sha256};
-use crate::keys::{backup_data_key, legacy_backup_data_key, BackupId, SessionId};
+use crate::keys::{backup_data_key, legacy_backup_data_key, BackupId, SessionId, UserId};
 
 /// Version of the data bundle and manifest written by this code.
 pub const BACKUP_FORMAT_VERSION: u64 = 1;
@@ -61,6 +61,10 @@ pub struct BackupManifest {
     /// When the backup was made (epoch ms).
     #[serde(rename = "createdAt")]
     pub created_at_ms: i64,
+    /// The user every archive in it belongs to, when the backup was made for one (only that
+    /// user's restore may then read it); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
     /// The sessions in the backup, in bundle order.
     pub session_ids: Vec<SessionId>,
     /// Sessions that were asked for but had no archive to back up.
@@ -208,6 +212,7 @@ pub fn encode_backup(
         format_version: BACKUP_FORMAT_VERSION,
         backup_id: backup_id.clone(),
         created_at_ms,
+        user_id: None,
         session_ids: entries
             .iter()
             .map(|entry| entry.session_id.clone())
@@ -236,6 +241,7 @@ pub fn decode_manifest(what: &str, bytes: &[u8]) -> Result<BackupManifest> {
     let format_version = fields.format_version()?;
     let backup_id = fields.backup_id("backupId")?;
     let created_at_ms = fields.epoch_ms("createdAt")?;
+    let user_id = fields.optional_user_id("userId")?;
     let session_ids = fields.session_ids("sessionIds")?;
     let missing_session_ids = fields.session_ids("missingSessionIds")?;
     let total_size = fields.u64("totalSize")?;
@@ -278,6 +284,7 @@ pub fn decode_manifest(what: &str, bytes: &[u8]) -> Result<BackupManifest> {
         format_version,
         backup_id,
         created_at_ms,
+        user_id,
         session_ids,
         missing_session_ids,
         total_size,
@@ -580,6 +587,19 @@ impl<'a> Fields<'a> {
         SessionId::parse(&text).map_err(|err| self.error(name, err))
     }
 
+    /// A user id, or `None` when the member is absent or null.
+    fn optional_user_id(&mut self, name: &str) -> Result<Option<UserId>> {
+        match self.map.remove(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => UserId::parse(&text)
+                .map(Some)
+                .map_err(|err| self.error(name, err)),
+            Some(other) => {
+                Err(self.error(name, format!("must be a string, not {}", json_kind(&other))))
+            }
+        }
+    }
+
     fn backup_id(&mut self, name: &str) -> Result<BackupId> {
         let text = self.string(name)?;
         BackupId::parse(&text).map_err(|err| self.error(name, err))
@@ -770,6 +790,20 @@ mod tests {
             )
         );
         assert_eq!(decode_manifest("m", text.as_bytes()).unwrap(), manifest);
+
+        // A backup made for one user names that user after createdAt.
+        let owned = BackupManifest {
+            user_id: Some(UserId::parse("auth0|Zoë").unwrap()),
+            ..manifest
+        };
+        let text = String::from_utf8(encode_manifest(&owned).unwrap()).unwrap();
+        assert!(
+            text.contains(&format!(
+                r#""createdAt":{T0},"userId":"auth0|Zoë","sessionIds""#
+            )),
+            "{text}"
+        );
+        assert_eq!(decode_manifest("m", text.as_bytes()).unwrap(), owned);
     }
 
     #[test]
@@ -1070,6 +1104,11 @@ mod tests {
                 edit(&|m| m["createdAt"] = (-5).into()),
                 "createdAt: must be epoch milliseconds, not -5",
             ),
+            (
+                edit(&|m| m["userId"] = 7.into()),
+                "userId: must be a string, not a number",
+            ),
+            (edit(&|m| m["userId"] = "".into()), "userId: invalid userId"),
             (
                 edit(&|m| m["sessionIds"][1] = 3.into()),
                 "sessionIds[1]: must be a string, not a number",

@@ -58,6 +58,14 @@ const MANIFEST_CONTENT_TYPE: &str = "application/json";
 /// Most session ids named in a NOT_FOUND error.
 const MAX_NAMED_SESSIONS: usize = 5;
 
+/// What a restore for one user gets for a backup made for someone else, for nobody, or not
+/// at all: the same answer, so that another user's backup ids cannot be probed.
+fn not_the_owners(backup_id: &BackupId) -> PersistenceError {
+    PersistenceError::NotFound {
+        key: format!("backup {backup_id} of this user"),
+    }
+}
+
 /// One archive of a verified backup, ready to write back.
 struct RestorableArchive {
     object_key: String,
@@ -161,7 +169,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
                 archive_json: document.as_bytes(),
             })
             .collect();
-        let encoded = encode_backup(
+        let mut encoded = encode_backup(
             &backup_id,
             created_at_ms,
             &inputs,
@@ -170,6 +178,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         )?;
         drop(inputs);
         drop(documents);
+        // Every archive in it is the owner's (checked above): only the owner's restore reads it.
+        encoded.manifest.user_id = owner;
         let manifest_bytes = encode_manifest(&encoded.manifest)?;
 
         let data_options = ObjectPutOptions {
@@ -242,7 +252,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     }
 
     /// Restores every session of a backup so it is retrievable again; returns their ids in
-    /// manifest order, including sessions whose archive was still (or already) in place.
+    /// manifest order, including sessions whose archive was still (or already) in place. With
+    /// `owner` (a user id), only a backup that `create_backup` made for that user: any other,
+    /// or none, is `NOT_FOUND` naming `backup <id> of this user`, so whether it exists is not
+    /// revealed.
     ///
     /// Reads the R2 manifest (authoritative), or, for backups of the earlier TypeScript
     /// implementation, the KV `backup_manifest:<id>` and `data.json`. Everything is verified
@@ -253,10 +266,17 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     /// `CHECKSUM_MISMATCH` naming the data object or `backup <id> session <sid>`;
     /// `CORRUPT_DATA` (malformed backup, or an intact different archive already under a
     /// session's key, which is never overwritten); `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.
-    pub async fn restore_from_backup(&self, backup_id: &str) -> Result<Vec<String>> {
+    pub async fn restore_from_backup(
+        &self,
+        backup_id: &str,
+        owner: Option<&str>,
+    ) -> Result<Vec<String>> {
         let log = self.begin("restoreFromBackup");
         let backup_id = BackupId::parse(backup_id)?;
-        let archives = self.read_verified_backup(&log, &backup_id).await?;
+        let owner = owner.map(UserId::parse).transpose()?;
+        let archives = self
+            .read_verified_backup(&log, &backup_id, owner.as_ref())
+            .await?;
         let mut restored = Vec::with_capacity(archives.len());
         for archive in &archives {
             let stored = self.restore_archive_object(&log, archive).await?;
@@ -301,11 +321,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
             .map_err(|err| PersistenceError::corrupt(fetched.key, err.to_string()))
     }
 
-    /// Reads and verifies a whole backup and prepares each of its archives for writing.
+    /// Reads and verifies a whole backup and prepares each of its archives for writing; with
+    /// `owner`, only a backup made for that user (see [`not_the_owners`]).
     async fn read_verified_backup(
         &self,
         log: &OpLog<'_>,
         backup_id: &BackupId,
+        owner: Option<&UserId>,
     ) -> Result<Vec<RestorableArchive>> {
         let manifest_key = backup_manifest_object_key(backup_id);
         if let Some(object) = self.r2_get(log, &manifest_key).await? {
@@ -315,6 +337,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
                     manifest_key,
                     format!("belongs to backup {}", manifest.backup_id),
                 ));
+            }
+            if owner.is_some_and(|owner| manifest.user_id.as_ref() != Some(owner)) {
+                return Err(not_the_owners(backup_id));
             }
             let data_key = backup_data_key(backup_id);
             let Some(data) = self.r2_get(log, &data_key).await? else {
@@ -330,6 +355,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
                 .collect();
         }
 
+        // No manifest in R2: no backup, or one of the earlier implementation, made for nobody.
+        if owner.is_some() {
+            return Err(not_the_owners(backup_id));
+        }
         let kv_key = backup_manifest_kv_key(backup_id);
         let Some(copy) = self.kv_get(log, &kv_key).await? else {
             return Err(PersistenceError::NotFound { key: manifest_key });

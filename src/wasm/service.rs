@@ -299,11 +299,14 @@ impl PersistenceCore {
         })
     }
 
-    /// Restores a backup after verifying it whole; resolves to the restored session ids.
+    /// Restores a backup after verifying it whole, only one made for `user_id` when it is
+    /// given; resolves to the restored session ids.
     #[wasm_bindgen(js_name = restoreFromBackup)]
-    pub fn restore_from_backup(&self, backup_id: String) -> Promise {
+    pub fn restore_from_backup(&self, backup_id: String, user_id: Option<String>) -> Promise {
         spawn(&self.service, Operation::Restore, async move |service| {
-            let restored = service.restore_from_backup(&backup_id).await?;
+            let restored = service
+                .restore_from_backup(&backup_id, user_id.as_deref())
+                .await?;
             Ok(restored
                 .into_iter()
                 .map(JsValue::from)

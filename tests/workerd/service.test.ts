@@ -253,7 +253,13 @@ describe("backups", () => {
     // For one user: all of that user's, or nothing.
     expect(await codeOf(service.createBackup(["bk-1", "bk-missing"], { userId: "user-k" }))).toBe("NOT_FOUND");
     expect(await codeOf(service.createBackup(["bk-1"], { userId: "user-other" }))).toBe("NOT_FOUND");
-    expect(await service.createBackup(["bk-1", "bk-2"], { userId: "user-k" })).toMatch(/^backup_/);
+    const owned = await service.createBackup(["bk-1", "bk-2"], { userId: "user-k" });
+    const manifest = await (await env.ARCHIVE_R2.get(`backups/${owned}/manifest.json`))!.json<{ userId?: string }>();
+    expect(manifest.userId).toBe("user-k");
+    // Restored only for the user it was made for; one made for nobody is not anyone's.
+    expect(await codeOf(service.restoreFromBackup(owned, { userId: "user-other" }))).toBe("NOT_FOUND");
+    expect(await codeOf(service.restoreFromBackup(backupId, { userId: "user-k" }))).toBe("NOT_FOUND");
+    expect((await service.restoreFromBackup(owned, { userId: "user-k" })).sort()).toEqual(["bk-1", "bk-2"]);
   });
 
   it("refuses unknown backups and corrupted data with coded errors", async () => {
