@@ -422,7 +422,9 @@ pub struct QueryEntry {
 impl QueryEntry {
     /// The cached result as compact JSON text (what crosses back to JavaScript).
     pub fn value_json(&self) -> String {
-        self.value.to_string()
+        // Not `Value`'s Display, which writes through `fmt::Write` a fragment at a time; a JSON
+        // value always serializes.
+        serde_json::to_string(&self.value).unwrap_or_default()
     }
 }
 

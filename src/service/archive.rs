@@ -21,11 +21,12 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::{json, Value};
 
 use super::entries::{read_archive_location, recorded_sha256, ArchiveEntries};
 use super::log::OpLog;
-use super::PersistenceService;
+use super::{json_text, PersistenceService};
 use crate::codec::archive::{
     decode_archive_json, encode_conversation, r2_custom_metadata, read_conversation_input,
     ConversationInput, EncodedArchive,
@@ -55,13 +56,15 @@ pub const DEFAULT_LIST_LIMIT: u32 = 20;
 pub const MAX_LIST_LIMIT: u32 = 1000;
 
 /// One page of `listArchivedConversations`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ArchiveListing {
     /// Archive summaries, newest first: `{key, sessionId, userId?, archivedAt, messageCount,
     /// duration, topics, rawSize, storedSize, sha256, formatVersion, summary,
     /// summaryTruncated}` (docs/FORMAT.md, "KV listing metadata").
     pub archives: Vec<Value>,
     /// Pass this to the next call to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
     /// True when no page follows. A page may be empty while this is false (KV listings skip
     /// expired keys after paging): follow the cursor.
@@ -71,19 +74,7 @@ pub struct ArchiveListing {
 impl ArchiveListing {
     /// `{"archives": [...], "cursor"?: "...", "listComplete": bool}`, for JavaScript.
     pub fn to_json(&self) -> String {
-        Value::from(self).to_string()
-    }
-}
-
-impl From<&ArchiveListing> for Value {
-    fn from(listing: &ArchiveListing) -> Self {
-        let mut object = Map::new();
-        object.insert("archives".into(), Value::Array(listing.archives.clone()));
-        if let Some(cursor) = &listing.cursor {
-            object.insert("cursor".into(), json!(cursor));
-        }
-        object.insert("listComplete".into(), json!(listing.list_complete));
-        Value::Object(object)
+        json_text(self)
     }
 }
 

@@ -33,7 +33,7 @@ use serde_json::{json, Map, Value};
 use super::archive::{check_archive_session, ARCHIVE_CONTENT_TYPE};
 use super::entries::{read_archive_location, recorded_sha256, ArchiveEntries};
 use super::log::OpLog;
-use super::PersistenceService;
+use super::{json_text, PersistenceService};
 use crate::codec::archive::{
     decode_archive, extract_topics, listing_summary, r2_custom_metadata, ArchiveMetadata,
 };
@@ -587,10 +587,11 @@ fn legacy_document(what: &str, data_json: &str, archived_at_ms: i64) -> Result<S
     metadata.insert("duration".into(), json!(duration));
     let mut document = json!({ "metadata": metadata, "conversation": data });
     // Topics come from the messages as the codec reads them.
-    let decoded = decode_archive(document.to_string().as_bytes(), None, u64::MAX)
+    let text = json_text(&document);
+    let decoded = decode_archive(text.as_bytes(), None, u64::MAX)
         .map_err(|err| PersistenceError::corrupt(what, err.to_string()))?;
     document["metadata"]["topics"] = json!(extract_topics(&decoded.conversation.memory.messages));
-    Ok(document.to_string())
+    Ok(json_text(&document))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::retention::RetentionBudget;
-use super::PersistenceService;
+use super::{json_text, PersistenceService};
 use crate::error::{PersistenceError, Result};
 use crate::keys::{
     parse_archive_object_key, parse_backup_object_key, BackupObjectKind, ARCHIVE_META_PREFIX,
@@ -88,7 +88,7 @@ pub struct HealthReport {
 impl HealthReport {
     /// The report as JSON text for JavaScript.
     pub fn to_json(&self) -> String {
-        json!(self).to_string()
+        json_text(self)
     }
 }
 
@@ -132,7 +132,7 @@ pub struct StorageMetrics {
 impl StorageMetrics {
     /// The metrics as JSON text for JavaScript.
     pub fn to_json(&self) -> String {
-        json!(self).to_string()
+        json_text(self)
     }
 }
 

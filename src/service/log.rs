@@ -12,6 +12,7 @@ use std::cell::Cell;
 
 use serde_json::{json, Map, Value};
 
+use super::json_text;
 use crate::store::{Binding, LogSink};
 
 /// The log of one public operation (`archiveConversation`, ...).
@@ -147,7 +148,7 @@ impl<'a> OpLog<'a> {
     }
 
     fn emit(&self, line: Map<String, Value>) {
-        self.sink.emit(&Value::Object(line).to_string());
+        self.sink.emit(&json_text(&line));
     }
 }
 

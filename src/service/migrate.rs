@@ -39,7 +39,7 @@ use serde_json::{json, Value};
 use super::entries::{read_archive_location, recorded_sha256, ArchiveEntries, ArchiveLocation};
 use super::log::OpLog;
 use super::retention::{stop_reason, RetentionBudget, StopReason};
-use super::PersistenceService;
+use super::{json_text, PersistenceService};
 use crate::codec::archive::{ArchiveMetadata, LEGACY_FORMAT_VERSION};
 use crate::error::{PersistenceError, Result};
 use crate::keys::{
@@ -87,7 +87,7 @@ pub struct MigrationReport {
 impl MigrationReport {
     /// The report as JSON text for JavaScript.
     pub fn to_json(&self) -> String {
-        json!(self).to_string()
+        json_text(self)
     }
 }
 
@@ -266,7 +266,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     }
 
     async fn save_migration_position(&self, log: &OpLog<'_>, run: &mut Migration) {
-        let value = json!(run.position).to_string();
+        let value = json_text(&run.position);
         run.report.storage_calls += 1;
         if let Err(err) = self
             .kv_put(

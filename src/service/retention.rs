@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::log::OpLog;
-use super::PersistenceService;
+use super::{json_text, PersistenceService};
 use crate::error::{PersistenceError, Result};
 use crate::keys::{
     parse_archive_object_key, ARCHIVE_INDEX_PREFIX, ARCHIVE_META_PREFIX, ARCHIVE_PREFIX,
@@ -143,7 +143,7 @@ pub struct RetentionRun {
 impl RetentionRun {
     /// The run's report as JSON text for JavaScript.
     pub fn to_json(&self) -> String {
-        json!(self).to_string()
+        json_text(self)
     }
 }
 
@@ -337,7 +337,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     }
 
     async fn save_sweep_position(&self, log: &OpLog<'_>, sweep: &mut Sweep) {
-        let value = json!(sweep.position).to_string();
+        let value = json_text(&sweep.position);
         sweep.run.storage_calls += 1;
         if let Err(err) = self
             .kv_put(

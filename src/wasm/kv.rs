@@ -4,12 +4,9 @@ use js_sys::Uint8Array;
 use serde_json::{Map, Value};
 use wasm_bindgen::{JsCast, JsValue};
 
-use super::bindings::{
-    KVNamespace, KVNamespaceGetWithMetadataResult, KVNamespaceListKey, KVNamespaceListResult,
-};
+use super::bindings::{KVNamespace, KVNamespaceGetWithMetadataResult, KVNamespaceListResult};
 use super::convert::{
-    array_buffer_bytes, expect_array, expect_bool, expect_string, expect_u64, js_to_json,
-    next_cursor, present, u64_to_js_number,
+    array_buffer_bytes, expect_bool, js_to_json, next_cursor, present, u64_to_js_number,
 };
 use super::failure::{invalid, options_object, settle, thrown};
 use crate::store::{
@@ -41,25 +38,47 @@ fn metadata_from_js(operation: &str, what: &str, value: JsValue) -> StoreResult<
         .map_err(invalid(BINDING, operation))
 }
 
-/// One key of a `list` page.
-fn listed_key(operation: &str, entry: JsValue) -> StoreResult<ListedKvKey> {
-    let entry: KVNamespaceListKey = entry.unchecked_into();
-    let thrown = thrown(BINDING, operation);
-    let name = expect_string("keys[].name", &entry.name().map_err(&thrown)?)
-        .map_err(invalid(BINDING, operation))?;
-    let expiration_s = present(entry.expiration().map_err(&thrown)?)
-        .map(|expiration| expect_u64("keys[].expiration", &expiration))
-        .transpose()
-        .map_err(invalid(BINDING, operation))?;
-    let metadata = metadata_from_js(
-        operation,
-        "keys[].metadata",
-        entry.metadata().map_err(&thrown)?,
-    )?;
+/// The keys of a `list` page, converted with one `JSON.stringify` of the whole array rather
+/// than three property reads and a stringify per key (one crossing of the JS boundary
+/// instead of four per key; ~4 % of the CPU of listing 100 archives).
+fn listed_keys(operation: &str, keys: &JsValue) -> StoreResult<Vec<ListedKvKey>> {
+    let keys = match js_to_json("keys", keys).map_err(invalid(BINDING, operation))? {
+        Value::Array(keys) => keys,
+        other => {
+            let reason = format!("keys is {other}, expected an array");
+            return Err(invalid(BINDING, operation)(reason));
+        }
+    };
+    keys.into_iter()
+        .enumerate()
+        .map(|(index, entry)| listed_key(index, entry).map_err(invalid(BINDING, operation)))
+        .collect()
+}
+
+/// Key `index` of a `list` page, as JSON.
+fn listed_key(index: usize, entry: Value) -> Result<ListedKvKey, String> {
+    let Value::Object(mut entry) = entry else {
+        return Err(format!("keys[{index}] is {entry}, expected an object"));
+    };
+    let name = match entry.remove("name") {
+        Some(Value::String(name)) => name,
+        other => {
+            let shown = other.map_or_else(|| "absent".to_owned(), |value| value.to_string());
+            return Err(format!("keys[{index}].name is {shown}, expected a string"));
+        }
+    };
+    let expiration_s = match entry.remove("expiration") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(value.as_u64().ok_or_else(|| {
+            format!("keys[{index}].expiration is {value}, expected a non-negative integer")
+        })?),
+    };
     Ok(ListedKvKey {
         name,
         expiration_s,
-        metadata,
+        metadata: entry
+            .remove("metadata")
+            .filter(|metadata| !metadata.is_null()),
     })
 }
 
@@ -135,12 +154,7 @@ impl KvStore for JsKv {
                 .await?
                 .unchecked_into();
         let thrown = thrown(BINDING, &operation);
-        let keys = expect_array("keys", answer.keys().map_err(&thrown)?)
-            .map_err(invalid(BINDING, &operation))?;
-        let keys = keys
-            .iter()
-            .map(|entry| listed_key(&operation, entry))
-            .collect::<StoreResult<Vec<_>>>()?;
+        let keys = listed_keys(&operation, &answer.keys().map_err(&thrown)?)?;
         let list_complete = expect_bool("list_complete", &answer.list_complete().map_err(&thrown)?)
             .map_err(invalid(BINDING, &operation))?;
         let cursor = next_cursor(
@@ -154,5 +168,63 @@ impl KvStore for JsKv {
             list_complete,
             cursor,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use serde_json::json;
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn a_page_is_read_from_one_json_text() {
+        let page = js_sys::JSON::parse(
+            r#"[{"name": "a", "expiration": 1736157600, "metadata": {"key": "x"}},
+                {"name": "b", "metadata": null}, {"name": "c"}]"#,
+        )
+        .unwrap();
+        let keys = listed_keys("list", &page).unwrap();
+        assert_eq!(
+            keys,
+            [
+                ListedKvKey {
+                    name: "a".into(),
+                    expiration_s: Some(1_736_157_600),
+                    metadata: Some(json!({"key": "x"})),
+                },
+                ListedKvKey {
+                    name: "b".into(),
+                    expiration_s: None,
+                    metadata: None,
+                },
+                ListedKvKey {
+                    name: "c".into(),
+                    expiration_s: None,
+                    metadata: None,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_malformed_key_is_named_by_its_index() {
+        for (entry, reason) in [
+            (json!(5), "keys[1] is 5, expected an object"),
+            (json!({}), "keys[1].name is absent, expected a string"),
+            (json!({"name": 7}), "keys[1].name is 7, expected a string"),
+            (
+                json!({"name": "b", "expiration": -1}),
+                "keys[1].expiration is -1, expected a non-negative integer",
+            ),
+        ] {
+            let page = js_sys::JSON::parse(&json!([{"name": "a"}, entry]).to_string()).unwrap();
+            let err = listed_keys("list", &page).unwrap_err();
+            assert!(err.to_string().contains(reason), "{err}");
+        }
+        let err = listed_keys("list", &JsValue::from_str("keys")).unwrap_err();
+        assert!(err.to_string().contains("expected an array"), "{err}");
     }
 }

@@ -53,7 +53,7 @@ extern "C" {
     #[derive(Debug, Clone)]
     pub type KVNamespaceListResult;
 
-    /// `keys`: an array of [`KVNamespaceListKey`].
+    /// `keys`: an array of `{name, expiration?, metadata?}`.
     #[wasm_bindgen(method, catch, getter)]
     pub fn keys(this: &KVNamespaceListResult) -> Result<JsValue, JsValue>;
 
@@ -65,20 +65,4 @@ extern "C" {
     #[wasm_bindgen(method, catch, getter)]
     pub fn cursor(this: &KVNamespaceListResult) -> Result<JsValue, JsValue>;
 
-    /// One key of a `list` page.
-    #[wasm_bindgen(extends = js_sys::Object, js_name = KVNamespaceListKey)]
-    #[derive(Debug, Clone)]
-    pub type KVNamespaceListKey;
-
-    /// `name`: the key.
-    #[wasm_bindgen(method, catch, getter)]
-    pub fn name(this: &KVNamespaceListKey) -> Result<JsValue, JsValue>;
-
-    /// `expiration`: epoch seconds, absent when the key does not expire.
-    #[wasm_bindgen(method, catch, getter)]
-    pub fn expiration(this: &KVNamespaceListKey) -> Result<JsValue, JsValue>;
-
-    /// `metadata`: absent when the key has none.
-    #[wasm_bindgen(method, catch, getter)]
-    pub fn metadata(this: &KVNamespaceListKey) -> Result<JsValue, JsValue>;
 }

@@ -9,7 +9,5 @@ pub mod global;
 pub mod kv;
 pub mod r2;
 
-pub use kv::{
-    KVNamespace, KVNamespaceGetWithMetadataResult, KVNamespaceListKey, KVNamespaceListResult,
-};
+pub use kv::{KVNamespace, KVNamespaceGetWithMetadataResult, KVNamespaceListResult};
 pub use r2::{R2Bucket, R2Checksums, R2Object, R2ObjectBody, R2Objects};
