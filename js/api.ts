@@ -101,6 +101,17 @@ function invalidInput(field: string, reason: string): PersistenceError {
   return persistenceError("INVALID_INPUT", `invalid input: ${field}: ${reason}`);
 }
 
+/**
+ * The `userId` of backup options. Named but not a string (`{userId: claims.sub}` with no
+ * `sub`) is an error, not "no user": that would turn the ownership check off. Rust checks the
+ * string itself (INVALID_ID).
+ */
+function ownerOption(options: BackupOptions): string | undefined {
+  if (!("userId" in options)) return undefined;
+  if (typeof options.userId !== "string") throw invalidInput("userId", `must be a string, not ${options.userId === null ? "null" : typeof options.userId}`);
+  return options.userId;
+}
+
 const utf8 = new TextEncoder();
 
 /** JSON text of `value` for the Rust side, which validates its shape and names bad fields. */
@@ -338,8 +349,7 @@ export class DataPersistenceService {
    */
   async createBackup(sessionIds: string[], options: BackupOptions = {}): Promise<string> {
     if (!Array.isArray(sessionIds)) throw invalidInput("sessionIds", "must be an array of session ids");
-    const userId = options.userId === undefined ? undefined : String(options.userId);
-    return this.#core.createBackup(sessionIds.map(String), userId);
+    return this.#core.createBackup(sessionIds.map(String), ownerOption(options));
   }
 
   /**
@@ -348,8 +358,7 @@ export class DataPersistenceService {
    * nobody, or none is NOT_FOUND (the same answer, so backup ids cannot be probed).
    */
   async restoreFromBackup(backupId: string, options: BackupOptions = {}): Promise<string[]> {
-    const userId = options.userId === undefined ? undefined : String(options.userId);
-    return this.#core.restoreFromBackup(String(backupId), userId);
+    return this.#core.restoreFromBackup(String(backupId), ownerOption(options));
   }
 
   /** Deletes what the policy says has expired, page by page; resumes where a time-boxed run stopped. */

@@ -177,8 +177,8 @@ export interface StorageMetrics {
   storage: { archived_conversations: number; backups: number; bytes: number };
   /**
    * False when `maxStorageCalls` or `timeBudgetMs` ran out first: every count is then a lower
-   * bound (counted in the order embeddings, queries, archives_metadata, then R2 backups and
-   * conversations).
+   * bound. The five listings take turns a page at a time, so with `maxStorageCalls` of at least
+   * 5 each has had its first page (a 0 is a real 0).
    */
   complete: boolean;
 }
@@ -200,7 +200,8 @@ export interface BackupOptions {
    * createBackup: back up only archives of this user (as `SessionState.userId` named it); every
    * session must have one, or the call fails with NOT_FOUND and writes nothing. The manifest
    * records the user. restoreFromBackup: restore only a backup made for this user (NOT_FOUND
-   * otherwise).
+   * otherwise). Present but not a string (`undefined` included) is INVALID_INPUT, so a missing
+   * claim never turns the check off.
    */
   userId?: string;
 }

@@ -10,14 +10,17 @@ use serde_json::{json, Value};
 use supportbot_persistence::hash::sha256_hex;
 use supportbot_persistence::keys::{
     archive_index_key, archive_meta_key, archive_object_key, backup_data_key,
-    backup_manifest_object_key, legacy_backup_data_key, BackupId, SessionId,
+    backup_manifest_object_key, legacy_archive_object_key, legacy_backup_data_key, BackupId,
+    SessionId,
 };
 use supportbot_persistence::policy::DataRetentionPolicy;
 use supportbot_persistence::service::ServiceOptions;
 use supportbot_persistence::store::memory::{block_on, MemoryStores};
 use supportbot_persistence::store::{KvPutOptions, KvStore, ObjectPutOptions, ObjectStore};
 
-use common::{conversation, lose_all_archives, service_over, session_at, Discard, Service, T0};
+use common::{
+    conversation, lose_all_archives, service_over, session_at, Discard, Service, DAY, T0,
+};
 
 struct Harness {
     stores: MemoryStores,
@@ -262,6 +265,77 @@ fn a_backup_for_a_user_takes_only_that_users_archives_and_all_of_them() {
     assert!(h.retrieve("mine-2").is_some());
     // Without a user, any backup restores, as before.
     assert_eq!(h.restore(&bobs).unwrap(), ["theirs"]);
+
+    // A manifest that cannot be read is the same NOT_FOUND to a user (it names no owner),
+    // and CORRUPT_DATA without one.
+    let manifest_key = backup_manifest_object_key(&BackupId::parse(&bobs).unwrap());
+    h.stores.clock.advance_ms(2_000);
+    block_on(
+        h.stores
+            .r2
+            .put(&manifest_key, b"{", ObjectPutOptions::default()),
+    )
+    .unwrap();
+    assert_eq!(restore_for(&bobs, "bob").unwrap_err().code(), "NOT_FOUND");
+    assert_eq!(h.restore(&bobs).unwrap_err().code(), "CORRUPT_DATA");
+}
+
+#[test]
+fn a_legacy_archive_is_a_users_only_when_every_user_id_it_names_is_theirs() {
+    let h = Harness::new();
+    // The earlier implementation wrote metadata and session state without checking that
+    // they agree, and either may lack a userId.
+    let legacy = |sid: &str, metadata_user: Option<&str>, state_user: Option<&str>| {
+        let mut metadata = json!({"sessionId": sid, "archivedAt": T0 - DAY, "messageCount": 1,
+                                  "summary": "", "topics": [], "duration": 0});
+        if let Some(user) = metadata_user {
+            metadata["userId"] = json!(user);
+        }
+        let mut state = json!({"id": sid, "status": "ended", "createdAt": T0 - DAY,
+                               "lastActivity": T0 - DAY});
+        if let Some(user) = state_user {
+            state["userId"] = json!(user);
+        }
+        let document = json!({"metadata": metadata, "conversation": {"sessionId": sid,
+            "messages": [{"id": "m1", "sessionId": sid, "content": "hi", "role": "user",
+                          "timestamp": T0 - DAY}], "summary": "", "context": {},
+            "sessionState": state}});
+        let sid = SessionId::parse(sid).unwrap();
+        let key = legacy_archive_object_key(&sid, T0 - DAY).unwrap();
+        let body = document.to_string();
+        block_on(
+            h.stores
+                .r2
+                .put(&key, body.as_bytes(), ObjectPutOptions::default()),
+        )
+        .unwrap();
+        let record = metadata.to_string();
+        block_on(h.stores.kv.put(
+            &archive_meta_key(&sid),
+            record.as_bytes(),
+            KvPutOptions::default(),
+        ))
+        .unwrap();
+    };
+    legacy("state-only", None, Some("u-1"));
+    legacy("disagreeing", Some("u-1"), Some("u-2"));
+    legacy("anonymous", None, None);
+    let owned = |sid: &str, owner: &str| {
+        block_on(h.service.create_backup(&[sid.to_owned()], Some(owner))).map(|_| ())
+    };
+    assert_eq!(owned("state-only", "u-1"), Ok(()));
+    for (sid, owner) in [
+        ("disagreeing", "u-1"),
+        ("disagreeing", "u-2"),
+        ("anonymous", "u-1"),
+    ] {
+        assert_eq!(
+            owned(sid, owner).unwrap_err().code(),
+            "NOT_FOUND",
+            "{sid} {owner}"
+        );
+    }
+    assert!(h.backup(&["disagreeing", "anonymous"]).is_ok());
 }
 
 #[test]

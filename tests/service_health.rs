@@ -143,7 +143,7 @@ fn metrics_count_every_page() {
     assert_eq!(cost.of(Binding::R2, OperationKind::List), 1 + 2);
     assert_eq!(cost.total(), 8, "no value is read");
 
-    // Exactly the 8 lists it needs, then one fewer: the last `conversations/` page is missing.
+    // Exactly the 8 lists it needs, then one fewer: the second `conversations/` page is left.
     let budget = |calls| RetentionBudget {
         max_storage_calls: Some(calls),
         deadline_ms: None,
@@ -159,6 +159,24 @@ fn metrics_count_every_page() {
     assert_eq!(partial.cache, metrics.cache);
     assert_eq!(partial.storage.archived_conversations, 1000);
     assert_eq!(partial.storage.backups, 1);
+    // The listings take turns: 5 calls read the first page of each, so no count is left at 0.
+    let first_pages = block_on(service.get_storage_metrics(budget(5))).unwrap();
+    assert!(!first_pages.complete);
+    assert_eq!(
+        (
+            first_pages.cache.embeddings,
+            first_pages.cache.queries,
+            first_pages.cache.archives_metadata
+        ),
+        (1000, 1000, 3)
+    );
+    assert_eq!(
+        (
+            first_pages.storage.backups,
+            first_pages.storage.archived_conversations
+        ),
+        (1, 1000)
+    );
     // A deadline already passed lists nothing.
     let none = block_on(service.get_storage_metrics(RetentionBudget {
         max_storage_calls: None,

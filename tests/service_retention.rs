@@ -316,6 +316,28 @@ fn a_run_stopped_mid_page_resumes_at_the_first_key_it_did_not_handle() {
 }
 
 #[test]
+fn a_resumed_run_does_not_go_back_over_keys_before_its_resume_point() {
+    let (stores, service) = query_entries(300, 0);
+    // The first deletion fails for good: the key stays for a later sweep, not for the next run
+    // of this one, which starts at the first key the stopped run did not handle.
+    stores.faults.fail_next(
+        1,
+        FailureKind::Rejected,
+        CallFilter::call(Binding::Kv, OperationKind::Delete),
+    );
+    let first = block_on(service.enforce_retention_policy(CRON_BUDGET)).unwrap();
+    assert_eq!(
+        (first.failed_deletions, first.report.deleted.total()),
+        (1, 43)
+    );
+    stores.clock.advance_ms(60_000);
+    let second = block_on(service.enforce_retention_policy(CRON_BUDGET)).unwrap();
+    assert_eq!(second.report.deleted.total(), 47, "{second:?}");
+    let failed = format!("query:{:064x}", 0);
+    assert!(all_keys(&stores.snapshot()).contains(&failed));
+}
+
+#[test]
 fn a_deadline_stops_the_run_and_the_next_one_resumes() {
     let world = World::build(false);
     let run = world.sweep(RetentionBudget {

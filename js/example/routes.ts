@@ -4,7 +4,7 @@
 // (404 for anyone else, as for a missing one). The caches every user is served from are written
 // only with a service token (role "service"); any signed-in user reads them, and /metrics is
 // for service tokens only.
-import { libraryVersion, type ArchivedConversation, type SessionMemoryDO } from "supportbot-persistence";
+import { isPersistenceError, libraryVersion, type ArchivedConversation, type SessionMemoryDO } from "supportbot-persistence";
 import { authenticate, type TokenClaims } from "./auth.js";
 import type { ExampleEnv, Runtime } from "./config.js";
 import { HttpError, json, readJsonBody } from "./http.js";
@@ -182,16 +182,32 @@ const createBackup: Handler = async (context) => {
   const sessionIds = check.idList("body.sessionIds", body.sessionIds, check.MAX_BACKUP_SESSIONS);
   for (const sessionId of sessionIds) await checkSessionOwner(context, sessionId);
   // Per session 1 KV get and 1 R2 get, then 3 writes: 43 KV/R2 calls for MAX_BACKUP_SESSIONS
-  // (20), under the free plan's 50 subrequests unless calls are retried. The manifest records
-  // the owner, in the same write that commits the backup.
+  // (20), under the free plan's 50 subrequests unless calls are retried, besides the Durable
+  // Object calls above. The manifest records the owner, in the write that commits the backup.
   const backupId = await context.rt.service.createBackup(sessionIds, { userId: context.userId });
   return json({ backupId, sessionIds }, 201);
 };
 
+/**
+ * KV key under which earlier versions of this Worker recorded a backup's owner, before the
+ * manifest held it. Only read: such records expire archiveRetention after their backup.
+ */
+export function legacyBackupOwnerKey(backupId: string): string {
+  return `example:backup_owner:${backupId}`;
+}
+
 /** Only the user a backup was made for may restore it; anyone else gets the 404 of a missing one. */
-const restoreBackup: Handler = async ({ rt, params, userId }) => {
+const restoreBackup: Handler = async ({ env, rt, params, userId }) => {
   const backupId = check.id("backupId", params.backupId);
-  const restoredSessions = await rt.service.restoreFromBackup(backupId, { userId });
+  let restoredSessions: string[];
+  try {
+    restoredSessions = await rt.service.restoreFromBackup(backupId, { userId });
+  } catch (error) {
+    // A backup made by an earlier version of this Worker names no owner; its KV record does.
+    const notFound = isPersistenceError(error) && error.code === "NOT_FOUND";
+    if (!notFound || (await env.CHAT_KV.get(legacyBackupOwnerKey(backupId))) !== userId) throw error;
+    restoredSessions = await rt.service.restoreFromBackup(backupId);
+  }
   return json({ backupId, restoredSessions });
 };
 

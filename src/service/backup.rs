@@ -83,9 +83,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     /// Duplicate ids are backed up once. Without `owner`, sessions without an archive are
     /// recorded in the manifest's `missingSessionIds`; if none of them has one, nothing is
     /// written and the call fails with NOT_FOUND. With `owner` (a user id), every session must
-    /// have an archive whose `userId` is `owner`, or nothing is written and the call fails with
-    /// NOT_FOUND naming the first that has none: the check is made on the very archive backed
-    /// up, and an archive of another user is reported as missing, not revealed. Costs 1 KV get
+    /// have an archive that names `owner` as its user (in its metadata and its session state;
+    /// a legacy archive may name it in only one, but never another user), or nothing is
+    /// written and the call fails with NOT_FOUND naming the first that has none: the check is
+    /// made on the very archive backed up, and an archive of another user is reported as
+    /// missing, not revealed. An archive that fails verification is reported as such
+    /// (`CHECKSUM_MISMATCH` / `CORRUPT_DATA`) before its owner can be known. Costs 1 KV get
     /// and 1 R2 get per session, then 2 R2 puts and 1 KV put. Errors: `INVALID_INPUT` (empty
     /// list), `INVALID_ID`, `NOT_FOUND`, `ARCHIVE_TOO_LARGE` (archives larger than
     /// `maxArchiveSize` together), `CHECKSUM_MISMATCH` / `CORRUPT_DATA` (a damaged archive is
@@ -125,8 +128,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
                     missing.push(session.clone());
                     continue;
                 }
-                (Some((document, user_id)), Some(owner))
-                    if user_id.as_deref() == Some(owner.as_str()) =>
+                // Every user id it names is the owner's, and it names one.
+                (Some((document, user_ids)), Some(owner))
+                    if !user_ids.is_empty() && user_ids.iter().all(|id| id == owner.as_str()) =>
                 {
                     document
                 }
@@ -293,13 +297,14 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     }
 
     /// The newest archive document of `session` as JSON text, checked against its recorded
-    /// SHA-256, with the user id it names; `None` when the session has no archive or its
-    /// object is gone.
+    /// SHA-256, with the user ids it names (its metadata's and its session state's, which only
+    /// a legacy archive may leave out or let disagree); `None` when the session has no archive
+    /// or its object is gone.
     async fn newest_archive_document(
         &self,
         log: &OpLog<'_>,
         session: &SessionId,
-    ) -> Result<Option<(String, Option<String>)>> {
+    ) -> Result<Option<(String, Vec<String>)>> {
         let Some(fetched) = self.fetch_newest_archive(log, session).await? else {
             return Ok(None);
         };
@@ -315,9 +320,18 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         let limit = fetched.read_limit.max(document.len() as u64);
         let decoded = decode_archive(&document, None, limit)?;
         check_archive_session(&fetched.key, &decoded.metadata.session_id, session)?;
-        let user_id = decoded.metadata.user_id;
+        let user_ids = [
+            decoded.metadata.user_id,
+            decoded
+                .conversation
+                .session_state
+                .and_then(|state| state.user_id),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         String::from_utf8(document)
-            .map(|document| Some((document, user_id)))
+            .map(|document| Some((document, user_ids)))
             .map_err(|err| PersistenceError::corrupt(fetched.key, err.to_string()))
     }
 
@@ -331,16 +345,33 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     ) -> Result<Vec<RestorableArchive>> {
         let manifest_key = backup_manifest_object_key(backup_id);
         if let Some(object) = self.r2_get(log, &manifest_key).await? {
-            let manifest = decode_manifest(&manifest_key, &object.body)?;
-            if manifest.backup_id != *backup_id {
-                return Err(PersistenceError::corrupt(
-                    manifest_key,
-                    format!("belongs to backup {}", manifest.backup_id),
-                ));
-            }
-            if owner.is_some_and(|owner| manifest.user_id.as_ref() != Some(owner)) {
-                return Err(not_the_owners(backup_id));
-            }
+            let manifest = decode_manifest(&manifest_key, &object.body).and_then(|manifest| {
+                if manifest.backup_id == *backup_id {
+                    Ok(manifest)
+                } else {
+                    Err(PersistenceError::corrupt(
+                        &manifest_key,
+                        format!("belongs to backup {}", manifest.backup_id),
+                    ))
+                }
+            });
+            let manifest = match (manifest, owner) {
+                (Ok(manifest), Some(owner)) if manifest.user_id.as_ref() != Some(owner) => {
+                    return Err(not_the_owners(backup_id));
+                }
+                (Ok(manifest), _) => manifest,
+                // A manifest that cannot be read names no owner: to a user it is not theirs
+                // (so it tells nothing of another user's backup); the log keeps the reason.
+                (Err(err), Some(_)) => {
+                    log.event(
+                        "warn",
+                        "unreadable backup manifest",
+                        json!({ "key": manifest_key, "code": err.code(), "error": err.to_string() }),
+                    );
+                    return Err(not_the_owners(backup_id));
+                }
+                (Err(err), None) => return Err(err),
+            };
             let data_key = backup_data_key(backup_id);
             let Some(data) = self.r2_get(log, &data_key).await? else {
                 return Err(PersistenceError::NotFound { key: data_key });

@@ -6,11 +6,13 @@
 //! unhealthy without calling it. Metrics count every page of every listing; they cost one list
 //! call per 1000 keys and read no values. A Worker allows 50 subrequests per invocation on the
 //! free plan (1000 on paid), so past ~45 000 keys an unbounded count fails: a budget stops it
-//! early with the counts so far (`complete: false`).
+//! early with the counts so far (`complete: false`), the five listings having taken turns a
+//! page at a time.
 
 use serde::Serialize;
 use serde_json::json;
 
+use super::log::OpLog;
 use super::retention::RetentionBudget;
 use super::{json_text, PersistenceService};
 use crate::error::{PersistenceError, Result};
@@ -123,9 +125,8 @@ pub struct StorageMetrics {
     pub cache: CacheMetrics,
     /// R2 counts.
     pub storage: StorageTotals,
-    /// False when the budget ran out first: every count is then a lower bound (the prefixes
-    /// are counted in the order `embedding:`, `query:`, `archive_meta:`, then R2 `backups/`
-    /// and `conversations/`).
+    /// False when the budget ran out first: every count is then a lower bound. The listings
+    /// take turns a page at a time, so with a budget of at least 5 each has had its first page.
     pub complete: bool,
 }
 
@@ -134,6 +135,34 @@ impl StorageMetrics {
     pub fn to_json(&self) -> String {
         json_text(self)
     }
+}
+
+/// What one listing of `getStorageMetrics` counts.
+#[derive(Debug, Clone, Copy)]
+enum Counted {
+    Embeddings,
+    Queries,
+    ArchivesMetadata,
+    Backups,
+    Archives,
+}
+
+impl Counted {
+    const ALL: [Counted; 5] = [
+        Counted::Embeddings,
+        Counted::Queries,
+        Counted::ArchivesMetadata,
+        Counted::Backups,
+        Counted::Archives,
+    ];
+}
+
+/// One listing of `getStorageMetrics` and how far it got.
+struct Listing {
+    counted: Counted,
+    /// Where its next page starts (`None`: at its first key).
+    cursor: Option<String>,
+    done: bool,
 }
 
 /// `healthy`, or `unhealthy: <code>`.
@@ -186,7 +215,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     }
 
     /// Counts cache entries, archives and backups over every listing page, or as many pages
-    /// as `budget` allows (a retried call counts once).
+    /// as `budget` allows (a retried call counts once). The five listings take turns a page
+    /// at a time, so a budget of at least 5 reads the first page of each: a count that is 0
+    /// is then a real 0, even when `complete` is false.
     ///
     /// Costs one KV list per 1000 keys of each of `embedding:`, `query:` and `archive_meta:`,
     /// and one R2 list per 1000 objects under `backups/` and `conversations/`. Errors:
@@ -201,75 +232,89 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
             ));
         }
         let mut metrics = StorageMetrics::default();
+        let mut listings = Counted::ALL.map(|counted| Listing {
+            counted,
+            cursor: None,
+            done: false,
+        });
         let mut calls = 0u32;
-        let may_list = |calls: u32| {
-            budget.max_storage_calls.is_none_or(|max| calls < max)
-                && budget
-                    .deadline_ms
-                    .is_none_or(|deadline| self.clock.now_ms() < deadline)
-        };
-        metrics.complete = 'count: {
-            for (prefix, count) in [
-                (EMBEDDING_PREFIX, &mut metrics.cache.embeddings),
-                (QUERY_PREFIX, &mut metrics.cache.queries),
-                (ARCHIVE_META_PREFIX, &mut metrics.cache.archives_metadata),
-            ] {
-                let mut cursor = None;
-                loop {
-                    if !may_list(calls) {
-                        break 'count false;
-                    }
-                    calls += 1;
-                    let options = KvListOptions {
-                        prefix: Some(prefix.to_owned()),
-                        cursor,
-                        limit: Some(LIST_PAGE_LIMIT),
-                    };
-                    let page = self.kv_list(&log, options).await?;
-                    *count += page.keys.len() as u64;
-                    match page.cursor.filter(|_| !page.list_complete) {
-                        Some(next) => cursor = Some(next),
-                        None => break,
-                    }
+        metrics.complete = 'count: loop {
+            let mut listed_any = false;
+            for listing in listings.iter_mut().filter(|listing| !listing.done) {
+                let out_of_budget = budget.max_storage_calls.is_some_and(|max| calls >= max)
+                    || budget
+                        .deadline_ms
+                        .is_some_and(|deadline| self.clock.now_ms() >= deadline);
+                if out_of_budget {
+                    break 'count false;
                 }
+                calls += 1;
+                listed_any = true;
+                self.count_page(&log, listing, &mut metrics).await?;
             }
-            for prefix in [BACKUP_PREFIX, ARCHIVE_PREFIX] {
-                let mut cursor = None;
-                loop {
-                    if !may_list(calls) {
-                        break 'count false;
-                    }
-                    calls += 1;
-                    let options = ObjectListOptions {
-                        prefix: Some(prefix.to_owned()),
-                        cursor,
-                        limit: Some(LIST_PAGE_LIMIT),
-                        ..ObjectListOptions::default()
-                    };
-                    let page = self.r2_list(&log, options).await?;
-                    let storage = &mut metrics.storage;
-                    for object in &page.objects {
-                        storage.bytes = storage.bytes.saturating_add(object.size);
-                        if parse_archive_object_key(&object.key).is_some() {
-                            storage.archived_conversations += 1;
-                        }
-                        // Each backup has one manifest, so counting manifests counts committed
-                        // backups.
-                        if let Some((_, BackupObjectKind::Manifest)) =
-                            parse_backup_object_key(&object.key)
-                        {
-                            storage.backups += 1;
-                        }
-                    }
-                    match page.cursor.filter(|_| page.truncated) {
-                        Some(next) => cursor = Some(next),
-                        None => break,
-                    }
-                }
+            if !listed_any {
+                break true;
             }
-            true
         };
         log.debug("metrics", json!(metrics));
         Ok(metrics)
+    }
+
+    /// Lists the next page of `listing` and adds it to `metrics`.
+    async fn count_page(
+        &self,
+        log: &OpLog<'_>,
+        listing: &mut Listing,
+        metrics: &mut StorageMetrics,
+    ) -> Result<()> {
+        let kv_prefix = match listing.counted {
+            Counted::Embeddings => Some(EMBEDDING_PREFIX),
+            Counted::Queries => Some(QUERY_PREFIX),
+            Counted::ArchivesMetadata => Some(ARCHIVE_META_PREFIX),
+            Counted::Backups | Counted::Archives => None,
+        };
+        if let Some(prefix) = kv_prefix {
+            let options = KvListOptions {
+                prefix: Some(prefix.to_owned()),
+                cursor: listing.cursor.take(),
+                limit: Some(LIST_PAGE_LIMIT),
+            };
+            let page = self.kv_list(log, options).await?;
+            let keys = page.keys.len() as u64;
+            let cache = &mut metrics.cache;
+            match listing.counted {
+                Counted::Embeddings => cache.embeddings += keys,
+                Counted::Queries => cache.queries += keys,
+                _ => cache.archives_metadata += keys,
+            }
+            listing.cursor = page.cursor.filter(|_| !page.list_complete);
+        } else {
+            let prefix = match listing.counted {
+                Counted::Backups => BACKUP_PREFIX,
+                _ => ARCHIVE_PREFIX,
+            };
+            let options = ObjectListOptions {
+                prefix: Some(prefix.to_owned()),
+                cursor: listing.cursor.take(),
+                limit: Some(LIST_PAGE_LIMIT),
+                ..ObjectListOptions::default()
+            };
+            let page = self.r2_list(log, options).await?;
+            let storage = &mut metrics.storage;
+            for object in &page.objects {
+                storage.bytes = storage.bytes.saturating_add(object.size);
+                if parse_archive_object_key(&object.key).is_some() {
+                    storage.archived_conversations += 1;
+                }
+                // Each backup has one manifest, so counting manifests counts committed backups.
+                if let Some((_, BackupObjectKind::Manifest)) = parse_backup_object_key(&object.key)
+                {
+                    storage.backups += 1;
+                }
+            }
+            listing.cursor = page.cursor.filter(|_| page.truncated);
+        }
+        listing.done = listing.cursor.is_none();
+        Ok(())
     }
 }

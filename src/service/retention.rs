@@ -78,7 +78,8 @@ pub struct RetentionBudget {
     /// Most storage calls this run may make (a retried call counts once); `None`: no limit.
     /// At least [`MIN_STORAGE_CALLS`].
     pub max_storage_calls: Option<u32>,
-    /// Epoch ms after which no new page is started; `None`: no deadline.
+    /// Epoch ms after which the run starts no new page, deletion or record; `None`: no
+    /// deadline.
     pub deadline_ms: Option<i64>,
 }
 
@@ -106,7 +107,7 @@ impl RetentionBudget {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
-    /// The next page would not fit `maxStorageCalls`.
+    /// The next page, deletion or record would not fit `maxStorageCalls`.
     CallBudget,
     /// `deadlineMs` passed.
     Deadline,

@@ -260,6 +260,10 @@ describe("backups", () => {
     expect(await codeOf(service.restoreFromBackup(owned, { userId: "user-other" }))).toBe("NOT_FOUND");
     expect(await codeOf(service.restoreFromBackup(backupId, { userId: "user-k" }))).toBe("NOT_FOUND");
     expect((await service.restoreFromBackup(owned, { userId: "user-k" })).sort()).toEqual(["bk-1", "bk-2"]);
+    // A userId named but missing (a token without its claim) is an error, never "anyone".
+    expect(await codeOf(service.restoreFromBackup(owned, { userId: undefined }))).toBe("INVALID_INPUT");
+    expect(await codeOf(service.createBackup(["bk-1"], { userId: null as unknown as string }))).toBe("INVALID_INPUT");
+    expect(await codeOf(service.createBackup(["bk-1"], { userId: "" }))).toBe("INVALID_ID");
   });
 
   it("refuses unknown backups and corrupted data with coded errors", async () => {

@@ -3,12 +3,13 @@
 import { env } from "cloudflare:workers";
 import { createScheduledController, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
-import { SessionMemoryDO } from "supportbot-persistence";
+import { DataPersistenceService, SessionMemoryDO } from "supportbot-persistence";
 import worker from "../../js/worker.js";
 import { importAuthKey, signToken } from "../../js/example/auth.js";
 import { RETENTION_RETRY_ATTEMPTS, retentionCallBudget, type ExampleEnv } from "../../js/example/config.js";
 import { HttpError, MAX_BODY_BYTES } from "../../js/example/http.js";
 import { LAST_RUN_KEY } from "../../js/example/retention.js";
+import { legacyBackupOwnerKey } from "../../js/example/routes.js";
 
 const SECRET = "test-auth-secret-0123456789abcdef-0123456789";
 const testEnv: ExampleEnv = { ...env, AUTH_SECRET: SECRET };
@@ -192,6 +193,12 @@ describe("sessions belong to their creator", () => {
     const restoredBackup = await call("POST", `/backups/${backupId}/restore`, alice);
     expect(restoredBackup.status).toBe(200);
     expect(restoredBackup.body.restoredSessions).toEqual(["w-s1"]);
+
+    // A backup made by an earlier version of this Worker: no owner in its manifest, one in KV.
+    const earlier = await new DataPersistenceService(testEnv).createBackup(["w-s1"]);
+    await env.CHAT_KV.put(legacyBackupOwnerKey(earlier), "alice");
+    expect((await call("POST", `/backups/${earlier}/restore`, bob)).status).toBe(404);
+    expect((await call("POST", `/backups/${earlier}/restore`, alice)).body.restoredSessions).toEqual(["w-s1"]);
 
     const restored = await call("POST", "/sessions/w-s1/restore", alice);
     expect(restored.status).toBe(200);
