@@ -21,11 +21,9 @@
 //! object's size (plain JSON), and as `sha256` the checksum R2 recorded for the object, or `""`
 //! when it recorded none (legacy objects were written without one).
 //!
-//! Runs are budgeted like retention runs ([`RetentionBudget`]): pages of 1000 are listed whole
-//! and the budget is checked before each record, and an unfinished run stores the KV cursor
-//! of its page and the first record it did not index under [`LEGACY_INDEX_CURSOR_KEY`]; the
-//! next run lists that page again and continues at that record. A storage failure or an open
-//! breaker stops the run; the record it was at is done again next time.
+//! Runs are budgeted like retention runs ([`RetentionBudget`]) and walk `archive_meta:` as
+//! `super::walk` describes, resuming from [`LEGACY_INDEX_CURSOR_KEY`]. A storage failure or an
+//! open breaker stops the run; the record it was at is done again next time.
 //!
 //! KV has no conditional put: if a session is archived again between this run's `get` of its
 //! legacy record and the re-put, the re-put replaces the new record (the new archive stays
@@ -39,6 +37,7 @@ use serde_json::{json, Value};
 use super::entries::{read_archive_location, recorded_sha256, ArchiveEntries, ArchiveLocation};
 use super::log::OpLog;
 use super::retention::{stop_reason, RetentionBudget, StopReason};
+use super::walk::KvWalk;
 use super::{json_text, PersistenceService};
 use crate::codec::archive::{ArchiveMetadata, LEGACY_FORMAT_VERSION};
 use crate::error::{PersistenceError, Result};
@@ -46,7 +45,7 @@ use crate::keys::{
     parse_archive_meta_key, SessionId, ARCHIVE_META_PREFIX, LEGACY_INDEX_CURSOR_KEY,
 };
 use crate::retention::INDEX_ARCHIVE_KEY_FIELD;
-use crate::store::{Clock, KvListOptions, KvPutOptions, KvStore, ObjectMeta, ObjectStore};
+use crate::store::{Clock, KvStore, ObjectMeta, ObjectStore};
 
 /// Most calls one record can take: its get, the object's head, two index puts and the re-put
 /// of `archive_meta`.
@@ -55,9 +54,6 @@ const CALLS_PER_RECORD: u32 = 5;
 /// Smallest call budget that lets a run make progress: reading the resume point, one list
 /// page of one record, the record's calls and saving the resume point.
 pub const MIN_MIGRATION_CALLS: u32 = 3 + CALLS_PER_RECORD;
-
-/// Most keys a KV list page returns.
-const PAGE_LIMIT: u32 = 1000;
 
 /// What one run of `indexLegacyArchives` did, as JSON for JavaScript: `{"scanned": n,
 /// "indexed": n, "missingObjects": n, "unreadable": n, "complete": true, "stoppedBy": null,
@@ -91,18 +87,6 @@ impl MigrationReport {
     }
 }
 
-/// Where an unfinished run continues, stored as JSON under [`LEGACY_INDEX_CURSOR_KEY`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MigrationPosition {
-    /// KV list cursor of the next `archive_meta:` page (`None`: the first page).
-    kv_cursor: Option<String>,
-    /// In that page, the first entry not yet handled, when a run stopped part-way through it
-    /// (absent in resume points of earlier versions: the whole page).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    kv_resume_at: Option<String>,
-}
-
 /// The fields of the earlier implementation's `archive_meta` record besides `sessionId` and
 /// `archivedAt` (which `read_archive_location` checks).
 #[derive(Deserialize)]
@@ -119,19 +103,6 @@ struct LegacyRecord {
     /// It did not clamp a clock that ran backwards.
     #[serde(default)]
     duration: i64,
-}
-
-/// The state of one run: its budget, its report and where it would resume.
-struct Migration {
-    budget: RetentionBudget,
-    report: MigrationReport,
-    position: MigrationPosition,
-}
-
-impl Migration {
-    fn afford(&self, calls: u32, now_ms: i64) -> Result<(), StopReason> {
-        self.budget.afford(self.report.storage_calls, calls, now_ms)
-    }
 }
 
 /// What the log says about a record skipped for `err`: its code and message (an `INVALID_ID`
@@ -200,131 +171,43 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
                 format!("{max} is below {MIN_MIGRATION_CALLS}, the least one run needs"),
             ));
         }
-        let mut run = Migration {
-            budget,
-            report: MigrationReport::default(),
-            position: MigrationPosition {
-                kv_cursor: None,
-                kv_resume_at: None,
-            },
-        };
-        if let Some(position) = self.load_migration_position(&log, &mut run).await {
-            run.report.resumed = true;
-            run.position = position;
-        }
-        match self.index_pages(&log, &mut run).await {
-            Ok(()) => {
-                run.report.complete = true;
-                if run.report.resumed {
-                    run.report.storage_calls += 1;
-                    if let Err(err) = self.kv_delete(&log, LEGACY_INDEX_CURSOR_KEY).await {
-                        log.event(
-                            "warn",
-                            "could not clear the migration resume point",
-                            json!({ "error": err.to_string() }),
-                        );
-                    }
-                }
-            }
-            Err(stop) => {
-                run.report.stopped_by = Some(stop);
-                self.save_migration_position(&log, &mut run).await;
-            }
-        }
-        let report = run.report;
+        let mut walk = KvWalk::new(budget, LEGACY_INDEX_CURSOR_KEY, "migration");
+        let mut report = MigrationReport::default();
+        self.load_walk_position(&log, &mut walk).await;
+        let outcome = self.index_pages(&log, &mut walk, &mut report).await;
+        self.finish_walk(&log, &mut walk, &outcome).await;
+        report.complete = outcome.is_ok();
+        report.stopped_by = outcome.err();
+        report.resumed = walk.resumed;
+        report.storage_calls = walk.calls;
         log.event("info", "legacy archives indexed", json!(report));
         Ok(report)
     }
 
-    /// The resume point of an unfinished run, if one is stored and readable.
-    async fn load_migration_position(
+    /// Every page of `archive_meta:` from the walk's position.
+    async fn index_pages(
         &self,
         log: &OpLog<'_>,
-        run: &mut Migration,
-    ) -> Option<MigrationPosition> {
-        run.report.storage_calls += 1;
-        let stored = match self.kv_get(log, LEGACY_INDEX_CURSOR_KEY).await {
-            Ok(stored) => stored?,
-            Err(err) => {
-                log.event(
-                    "warn",
-                    "could not read the migration resume point; starting over",
-                    json!({ "error": err.to_string() }),
-                );
-                return None;
-            }
-        };
-        serde_json::from_slice(&stored.value)
-            .map_err(|err| {
-                log.event(
-                    "warn",
-                    "ignoring an unreadable migration resume point",
-                    json!({ "error": err.to_string() }),
-                );
-            })
-            .ok()
-    }
-
-    async fn save_migration_position(&self, log: &OpLog<'_>, run: &mut Migration) {
-        let value = json_text(&run.position);
-        run.report.storage_calls += 1;
-        if let Err(err) = self
-            .kv_put(
-                log,
-                LEGACY_INDEX_CURSOR_KEY,
-                value.as_bytes(),
-                KvPutOptions::default(),
-            )
-            .await
+        walk: &mut KvWalk,
+        report: &mut MigrationReport,
+    ) -> Result<(), StopReason> {
+        while let Some(page) = self
+            .next_walk_page(log, walk, ARCHIVE_META_PREFIX, CALLS_PER_RECORD)
+            .await?
         {
-            log.event(
-                "warn",
-                "could not save the migration resume point; the next run starts over",
-                json!({ "error": err.to_string() }),
-            );
-        }
-    }
-
-    /// Every page of `archive_meta:` from the run's position. Pages are listed whole; a run
-    /// that stops part-way through one resumes at the first entry it did not handle. (Listing
-    /// only as many entries as the calls left could index made a run with a budget of 50 list
-    /// 9 entries at a time, indexed ones included.)
-    async fn index_pages(&self, log: &OpLog<'_>, run: &mut Migration) -> Result<(), StopReason> {
-        loop {
-            // The listing and one record.
-            run.afford(1 + CALLS_PER_RECORD, self.clock.now_ms())?;
-            let options = KvListOptions {
-                prefix: Some(ARCHIVE_META_PREFIX.to_owned()),
-                cursor: run.position.kv_cursor.clone(),
-                limit: Some(PAGE_LIMIT),
-            };
-            run.report.storage_calls += 1;
-            let mut page = self
-                .kv_list(log, options)
-                .await
-                .map_err(|err| stop_reason(&err))?;
-            if let Some(resume_at) = run.position.kv_resume_at.take() {
-                // KV lists keys in UTF-8 byte order, which is how `str` compares.
-                page.keys.retain(|entry| entry.name >= resume_at);
-            }
-            for entry in &page.keys {
+            for entry in &page {
                 let indexed = is_indexed(entry.metadata.as_ref());
                 if !indexed {
-                    // Should the run stop before this record is indexed, it resumes at it.
-                    run.position.kv_resume_at = Some(entry.name.clone());
-                    run.afford(CALLS_PER_RECORD, self.clock.now_ms())?;
+                    walk.claim(&entry.name, CALLS_PER_RECORD, self.clock.now_ms())?;
                 }
-                run.report.scanned += 1;
+                report.scanned += 1;
                 if !indexed {
-                    self.index_record(log, run, &entry.name).await?;
+                    self.index_record(log, walk, report, &entry.name).await?;
                 }
             }
-            run.position.kv_resume_at = None;
-            match page.cursor.filter(|_| !page.list_complete) {
-                Some(next) => run.position.kv_cursor = Some(next),
-                None => return Ok(()),
-            }
+            walk.page_done();
         }
+        Ok(())
     }
 
     /// Indexes the archive of one `archive_meta:` entry listed without `key`; a record that
@@ -332,36 +215,37 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     async fn index_record(
         &self,
         log: &OpLog<'_>,
-        run: &mut Migration,
+        walk: &mut KvWalk,
+        report: &mut MigrationReport,
         meta_key: &str,
     ) -> Result<(), StopReason> {
-        let skip = |run: &mut Migration, missing: bool, message: &str, fields: Value| {
+        let skip = |report: &mut MigrationReport, missing: bool, message: &str, fields: Value| {
             if missing {
-                run.report.missing_objects += 1;
+                report.missing_objects += 1;
             } else {
-                run.report.unreadable += 1;
+                report.unreadable += 1;
             }
             log.event("warn", message, fields);
         };
         let Some(session_id) = parse_archive_meta_key(meta_key) else {
             skip(
-                run,
+                report,
                 false,
                 "skipped an archive_meta key without a valid session id",
                 json!({ "key": meta_key }),
             );
             return Ok(());
         };
-        run.report.storage_calls += 1;
+        walk.calls += 1;
         let stored = self.kv_get(log, meta_key).await;
         // Deleted since it was listed: nothing to index.
         let Some(record) = stored.map_err(|err| stop_reason(&err))? else {
             return Ok(());
         };
-        let unreadable = |run: &mut Migration, err: &PersistenceError| {
+        let unreadable = |report: &mut MigrationReport, err: &PersistenceError| {
             let fields = skipped_fields(meta_key, err);
             skip(
-                run,
+                report,
                 false,
                 "skipped an unreadable archive_meta record",
                 fields,
@@ -370,16 +254,16 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         let location = match read_archive_location(meta_key, &record.value, &session_id) {
             Ok(location) => location,
             Err(err) => {
-                unreadable(run, &err);
+                unreadable(report, &err);
                 return Ok(());
             }
         };
-        run.report.storage_calls += 1;
+        walk.calls += 1;
         let head = self.r2_head(log, &location.key).await;
         let Some(object) = head.map_err(|err| stop_reason(&err))? else {
             let fields = json!({ "metaKey": meta_key, "key": location.key });
             skip(
-                run,
+                report,
                 true,
                 "archive metadata points at a missing object",
                 fields,
@@ -393,12 +277,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         let entries = match entries {
             Ok(entries) => entries,
             Err(err) => {
-                unreadable(run, &err);
+                unreadable(report, &err);
                 return Ok(());
             }
         };
         for index_key in &entries.index_keys {
-            run.report.storage_calls += 1;
+            walk.calls += 1;
             self.kv_put(
                 log,
                 index_key,
@@ -409,11 +293,11 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
             .map_err(|err| stop_reason(&err))?;
         }
         // The same value, now with the list metadata that marks the entry as indexed.
-        run.report.storage_calls += 1;
+        walk.calls += 1;
         self.kv_put(log, meta_key, &record.value, entries.put_options())
             .await
             .map_err(|err| stop_reason(&err))?;
-        run.report.indexed += 1;
+        report.indexed += 1;
         log.debug(
             "indexed a legacy archive",
             json!({ "metaKey": meta_key, "key": location.key }),
@@ -541,26 +425,7 @@ mod tests {
     }
 
     #[test]
-    fn the_budget_reserves_the_call_that_saves_the_resume_point() {
-        let mut run = Migration {
-            budget: RetentionBudget {
-                max_storage_calls: Some(20),
-                deadline_ms: Some(100),
-            },
-            report: MigrationReport::default(),
-            position: MigrationPosition {
-                kv_cursor: None,
-                kv_resume_at: None,
-            },
-        };
-        run.report.storage_calls = 1;
-        assert_eq!(run.afford(18, 0), Ok(()));
-        assert_eq!(run.afford(19, 0), Err(StopReason::CallBudget));
-        assert_eq!(run.afford(1, 100), Err(StopReason::Deadline));
-    }
-
-    #[test]
-    fn report_and_position_are_camel_case_json() {
+    fn reports_are_camel_case_json() {
         let report = MigrationReport {
             scanned: 3,
             indexed: 2,
@@ -572,27 +437,6 @@ mod tests {
         assert_eq!(
             report.to_json(),
             r#"{"scanned":3,"indexed":2,"missingObjects":1,"unreadable":0,"complete":true,"stoppedBy":null,"resumed":false,"storageCalls":9}"#
-        );
-        // Without an entry to resume at, as earlier versions wrote it.
-        let position = MigrationPosition {
-            kv_cursor: Some("c1".into()),
-            kv_resume_at: None,
-        };
-        let text = json!(position).to_string();
-        assert_eq!(text, r#"{"kvCursor":"c1"}"#);
-        assert_eq!(
-            serde_json::from_str::<MigrationPosition>(&text).unwrap(),
-            position
-        );
-        let position = MigrationPosition {
-            kv_cursor: None,
-            kv_resume_at: Some("archive_meta:s1".into()),
-        };
-        let text = json!(position).to_string();
-        assert_eq!(text, r#"{"kvCursor":null,"kvResumeAt":"archive_meta:s1"}"#);
-        assert_eq!(
-            serde_json::from_str::<MigrationPosition>(&text).unwrap(),
-            position
         );
     }
 }

@@ -16,6 +16,7 @@ mod lookup;
 mod migrate;
 mod options;
 mod retention;
+mod walk;
 
 pub use archive::{ArchiveListing, ARCHIVE_CONTENT_TYPE, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 pub use cache::MAX_CACHE_TEXT_BYTES;
