@@ -13,6 +13,7 @@ import type {
   MigrationRunOptions,
   PersistenceBindings,
   PersistenceOptions,
+  ReindexReport,
   RetentionReport,
   RetentionRunOptions,
   SessionState,
@@ -387,6 +388,18 @@ export class DataPersistenceService {
     const [maxStorageCalls, deadline] = runBudget(options);
     return JSON.parse(await this.#core.indexLegacyArchives(maxStorageCalls, deadline)) as MigrationReport;
   }
+
+  /**
+   * Rebuilds every user's archive index under the current `hashSecret` (or continues an
+   * unfinished run): after the secret changes, users' listings are empty until it completes.
+   * Reads the global index only (its entries carry each archive's summary) and writes one KV
+   * entry per archive with a user; idempotent and resumable like `indexLegacyArchives`. Costs 1
+   * KV list per 1000 archives and 1 KV put per archive with a user.
+   */
+  async reindexUserArchives(options: MigrationRunOptions = {}): Promise<ReindexReport> {
+    const [maxStorageCalls, deadline] = runBudget(options);
+    return JSON.parse(await this.#core.reindexUserArchives(maxStorageCalls, deadline)) as ReindexReport;
+  }
 }
 
 /** The spec's DataPersistenceIntegration: health checks and storage metrics over the same bindings. */
@@ -420,7 +433,8 @@ export class DataPersistenceIntegration {
  * SessionMemoryDO, its cron) builds the service the same way: `PERSISTENCE_HASH_SECRET` (a
  * Worker secret: `wrangler secret put PERSISTENCE_HASH_SECRET`) → `hashSecret`, and
  * `PERSISTENCE_DEBUG = "true"` → `debug`. Services built with different hash secrets do not
- * see each other's user indexes and caches.
+ * see each other's user indexes and caches: after changing the secret, run
+ * `reindexUserArchives()` until `complete`.
  */
 export function optionsFromEnv(env: object): PersistenceOptions {
   const source = env as Record<string, unknown>;

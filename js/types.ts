@@ -230,3 +230,20 @@ export interface MigrationReport {
   resumed: boolean;
   storageCalls: number;
 }
+
+/** What one `reindexUserArchives` run did; `complete` is false when it stopped early and the next run resumes. */
+export interface ReindexReport {
+  /** `archive_index:` entries listed. */
+  scanned: number;
+  /** User index entries written under the current hash secret. */
+  written: number;
+  /** Archives without a user (nothing to index). */
+  anonymous: number;
+  /** Entries whose listing summary could not be read (logged with the key). */
+  unreadable: number;
+  complete: boolean;
+  stoppedBy: "call_budget" | "deadline" | "circuit_open" | "storage_error" | null;
+  /** True when this run continued an unfinished one. */
+  resumed: boolean;
+  storageCalls: number;
+}

@@ -45,6 +45,9 @@ pub const RETENTION_CURSOR_KEY: &str = "retention:cursor";
 /// KV key holding where an unfinished indexing of legacy archives continues (JSON,
 /// service::migrate). Outside every prefix the retention sweep lists.
 pub const LEGACY_INDEX_CURSOR_KEY: &str = "migration:legacy_archives:cursor";
+/// KV key holding where an unfinished rebuild of the per-user index continues (JSON,
+/// service::reindex). Outside every prefix the retention sweep lists.
+pub const USER_REINDEX_CURSOR_KEY: &str = "migration:user_archives:cursor";
 
 /// Longest accepted id, in bytes.
 pub const MAX_ID_LEN: usize = 128;

@@ -162,15 +162,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     /// naming `maxStorageCalls` below [`MIN_MIGRATION_CALLS`].
     pub async fn index_legacy_archives(&self, budget: RetentionBudget) -> Result<MigrationReport> {
         let log = self.begin("indexLegacyArchives");
-        if let Some(max) = budget
-            .max_storage_calls
-            .filter(|max| *max < MIN_MIGRATION_CALLS)
-        {
-            return Err(PersistenceError::invalid_input(
-                "maxStorageCalls",
-                format!("{max} is below {MIN_MIGRATION_CALLS}, the least one run needs"),
-            ));
-        }
+        budget.require_at_least(MIN_MIGRATION_CALLS)?;
         let mut walk = KvWalk::new(budget, LEGACY_INDEX_CURSOR_KEY, "migration");
         let mut report = MigrationReport::default();
         self.load_walk_position(&log, &mut walk).await;

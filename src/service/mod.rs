@@ -15,6 +15,7 @@ mod log;
 mod lookup;
 mod migrate;
 mod options;
+mod reindex;
 mod retention;
 mod walk;
 
@@ -28,6 +29,7 @@ pub use health::{
 pub use log::{CallRecord, OpLog, Outcome};
 pub use migrate::{MigrationReport, MIN_MIGRATION_CALLS};
 pub use options::{BreakerPolicy, RetryPolicy, ServiceOptions};
+pub use reindex::{ReindexReport, MIN_REINDEX_CALLS};
 pub use retention::{
     RetentionBudget, RetentionRun, StopReason, MAX_REPORTED_KEYS, MIN_STORAGE_CALLS,
 };

@@ -84,6 +84,18 @@ pub struct RetentionBudget {
 }
 
 impl RetentionBudget {
+    /// Checks that `maxStorageCalls`, when set, is at least `minimum`, the least a run of
+    /// the operation needs to make progress. Errors: `INVALID_INPUT` naming `maxStorageCalls`.
+    pub(super) fn require_at_least(&self, minimum: u32) -> Result<()> {
+        match self.max_storage_calls {
+            Some(max) if max < minimum => Err(PersistenceError::invalid_input(
+                "maxStorageCalls",
+                format!("{max} is below {minimum}, the least one run needs"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Calls left after `used` of them, keeping one for saving the resume point.
     pub(super) fn calls_left(&self, used: u32) -> u32 {
         self.max_storage_calls
@@ -212,15 +224,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     /// [`MIN_STORAGE_CALLS`].
     pub async fn enforce_retention_policy(&self, budget: RetentionBudget) -> Result<RetentionRun> {
         let log = self.begin("enforceRetentionPolicy");
-        if let Some(max) = budget
-            .max_storage_calls
-            .filter(|max| *max < MIN_STORAGE_CALLS)
-        {
-            return Err(PersistenceError::invalid_input(
-                "maxStorageCalls",
-                format!("{max} is below {MIN_STORAGE_CALLS}, the least one run needs"),
-            ));
-        }
+        budget.require_at_least(MIN_STORAGE_CALLS)?;
         let mut sweep = Sweep {
             budget,
             run: RetentionRun::default(),

@@ -372,6 +372,20 @@ impl PersistenceCore {
             Ok(service.index_legacy_archives(budget).await?.to_json())
         })
     }
+
+    /// Rebuilds the per-user index under the current hash secret (or continues an unfinished
+    /// run) within the given budget; resolves to the report as JSON text.
+    #[wasm_bindgen(js_name = reindexUserArchives)]
+    pub fn reindex_user_archives(
+        &self,
+        max_storage_calls: Option<u32>,
+        deadline_ms: Option<f64>,
+    ) -> Promise {
+        spawn(&self.service, Operation::Archive, async move |service| {
+            let budget = run_budget(max_storage_calls, deadline_ms)?;
+            Ok(service.reindex_user_archives(budget).await?.to_json())
+        })
+    }
 }
 
 /// The DataRetentionPolicy described by wrangler.toml `[vars]` (SESSION_TTL_HOURS, ...), given

@@ -359,6 +359,30 @@ describe("integration", () => {
   });
 });
 
+describe("a changed hash secret", () => {
+  it("lists a user's archives again once reindexUserArchives completes", async () => {
+    const before = new DataPersistenceService(env, {}, { hashSecret: "the-old-secret-0123456789" });
+    const { memory, session } = conversation("rotated-1", "user-rotated");
+    await before.archiveConversation(memory, session);
+    expect((await before.listArchivedConversations("user-rotated")).map((a) => a.sessionId)).toEqual(["rotated-1"]);
+
+    const after = new DataPersistenceService(env, {}, { hashSecret: "the-new-secret-0123456789" });
+    expect(await after.listArchivedConversations("user-rotated")).toHaveLength(0);
+    // Time-boxed as a cron run on the free plan would be (other tests' archives are walked too).
+    let report = await after.reindexUserArchives({ maxStorageCalls: 20 });
+    let written = report.written;
+    for (let runs = 0; !report.complete && runs < 100; runs++) {
+      expect(report.storageCalls).toBeLessThanOrEqual(20);
+      report = await after.reindexUserArchives({ maxStorageCalls: 20 });
+      written += report.written;
+    }
+    expect(report.complete).toBe(true);
+    expect(written).toBeGreaterThanOrEqual(1);
+    expect((await after.listArchivedConversations("user-rotated")).map((a) => a.sessionId)).toEqual(["rotated-1"]);
+    expect(await env.CHAT_KV.get("migration:user_archives:cursor")).toBeNull();
+  }, 60_000);
+});
+
 describe("legacy archive indexing and retrieval by key", () => {
   const service = new DataPersistenceService(env);
 
