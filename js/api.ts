@@ -392,9 +392,11 @@ export class DataPersistenceService {
   /**
    * Rebuilds every user's archive index under the current `hashSecret` (or continues an
    * unfinished run): after the secret changes, users' listings are empty until it completes.
-   * Reads the global index only (its entries carry each archive's summary) and writes one KV
-   * entry per archive with a user; idempotent and resumable like `indexLegacyArchives`. Costs 1
-   * KV list per 1000 archives and 1 KV put per archive with a user.
+   * Start it once the new secret is deployed everywhere (an isolate still on the old one
+   * indexes new archives under it), or run it once more after that. Reads the global index
+   * only (its entries carry each archive's summary); resumable, and repeating it changes
+   * nothing, but every complete run writes every entry again: 1 KV list per 1000 archives and
+   * 1 KV put per archive with a user, so run it after a change, not on a schedule.
    */
   async reindexUserArchives(options: MigrationRunOptions = {}): Promise<ReindexReport> {
     const [maxStorageCalls, deadline] = runBudget(options);

@@ -206,9 +206,12 @@ export interface BackupOptions {
   userId?: string;
 }
 
-/** Limits of one `indexLegacyArchives` run (as for retention runs). */
+/** Limits of one `indexLegacyArchives` or `reindexUserArchives` run (as for retention runs). */
 export interface MigrationRunOptions {
-  /** Stop after about this many storage calls (at least 8; a retried call counts once, see RetentionRunOptions). */
+  /**
+   * Stop after about this many storage calls (at least 8 for indexLegacyArchives, 4 for
+   * reindexUserArchives; a retried call counts once, see RetentionRunOptions).
+   */
   maxStorageCalls?: number;
   /** Stop after about this many milliseconds of wall time. */
   timeBudgetMs?: number;

@@ -9,13 +9,18 @@ mod common;
 use std::rc::Rc;
 
 use serde_json::json;
-use supportbot_persistence::keys::USER_REINDEX_CURSOR_KEY;
+use supportbot_persistence::keys::{
+    archive_index_key, archive_meta_key, archive_object_key, legacy_archive_object_key, SessionId,
+    USER_INDEX_PREFIX, USER_REINDEX_CURSOR_KEY,
+};
 use supportbot_persistence::policy::DataRetentionPolicy;
 use supportbot_persistence::service::{RetentionBudget, ServiceOptions, StopReason};
 use supportbot_persistence::store::memory::{block_on, MemoryStores, OperationKind};
-use supportbot_persistence::store::{Binding, Clock, KvPutOptions, KvStore};
+use supportbot_persistence::store::{
+    Binding, Clock, KvPutOptions, KvStore, ObjectPutOptions, ObjectStore,
+};
 
-use common::{service_over, session_at, Discard, Service, T0};
+use common::{all_keys, service_over, session_at, Discard, Service, DAY, T0};
 
 fn service_with_secret(stores: &MemoryStores, secret: &str) -> Service {
     let options = ServiceOptions::from_json(&json!({ "hashSecret": secret }).to_string()).unwrap();
@@ -111,10 +116,7 @@ fn a_new_hash_secret_lists_nothing_until_the_user_index_is_rebuilt() {
     let again = reindex(&new, None);
     assert!(again.complete && !again.resumed, "{again:?}");
     assert_eq!(again.written, 12);
-    assert_eq!(
-        stores.snapshot().kv.keys().collect::<Vec<_>>(),
-        snapshot.kv.keys().collect::<Vec<_>>()
-    );
+    assert_eq!(stores.snapshot().kv, snapshot.kv);
     let cost = stores.faults.counts().since(&counts);
     assert_eq!(
         cost.of(Binding::Kv, OperationKind::Get),
@@ -164,4 +166,73 @@ fn a_budget_below_the_minimum_is_invalid_input() {
     .unwrap_err();
     assert_eq!(err.code(), "INVALID_INPUT");
     assert!(err.to_string().contains("maxStorageCalls"), "{err}");
+}
+
+#[test]
+fn archives_indexed_from_the_earlier_implementation_are_reindexed_too() {
+    let stores = MemoryStores::new(T0, 3);
+    let old = service_with_secret(&stores, "the-old-secret-0123456789");
+    // What the earlier implementation stored: the plain document and archive_meta, no index.
+    let sid = SessionId::parse("legacy-1").unwrap();
+    let at = T0 - 10 * DAY;
+    let metadata = json!({"sessionId": "legacy-1", "userId": "carol", "archivedAt": at,
+                          "messageCount": 1, "summary": "old", "topics": [], "duration": 0});
+    let document = json!({"metadata": metadata, "conversation": {"sessionId": "legacy-1",
+        "messages": [{"id": "m1", "sessionId": "legacy-1", "role": "user", "content": "hi",
+                      "timestamp": at}], "summary": "old", "context": {}}});
+    let key = legacy_archive_object_key(&sid, at).unwrap();
+    block_on(stores.r2.put(
+        &key,
+        document.to_string().as_bytes(),
+        ObjectPutOptions::default(),
+    ))
+    .unwrap();
+    let record = metadata.to_string();
+    block_on(stores.kv.put(
+        &archive_meta_key(&sid),
+        record.as_bytes(),
+        KvPutOptions::default(),
+    ))
+    .unwrap();
+    let migrated = block_on(old.index_legacy_archives(RetentionBudget::default())).unwrap();
+    assert_eq!(migrated.indexed, 1);
+    assert_eq!(listed(&old, "carol"), ["legacy-1"]);
+
+    let new = service_with_secret(&stores, "the-new-secret-0123456789");
+    assert!(listed(&new, "carol").is_empty());
+    assert_eq!(reindex(&new, None).written, 1);
+    assert_eq!(listed(&new, "carol"), ["legacy-1"]);
+}
+
+#[test]
+fn a_walk_over_several_pages_writes_every_entry_once() {
+    let stores = MemoryStores::new(T0, 3);
+    let service = service_with_secret(&stores, "the-new-secret-0123456789");
+    // 1100 entries as archiving writes them (reindexing reads only the listing).
+    for index in 0..1100_i64 {
+        let sid = SessionId::parse(&format!("bulk-{index:04}")).unwrap();
+        let at = T0 + index;
+        let summary = json!({"key": archive_object_key(&sid, at).unwrap(),
+                             "sessionId": sid.as_str(), "userId": "bulk", "archivedAt": at});
+        let options = KvPutOptions {
+            expiration_ttl_secs: None,
+            metadata: Some(summary),
+        };
+        block_on(
+            stores
+                .kv
+                .put(&archive_index_key(at, &sid).unwrap(), b"k", options),
+        )
+        .unwrap();
+    }
+    let counts = stores.faults.counts();
+    let run = reindex(&service, None);
+    assert_eq!((run.scanned, run.written, run.unreadable), (1100, 1100, 0));
+    let cost = stores.faults.counts().since(&counts);
+    assert_eq!(cost.of(Binding::Kv, OperationKind::List), 2);
+    let user_entries = all_keys(&stores.snapshot())
+        .iter()
+        .filter(|key| key.starts_with(USER_INDEX_PREFIX))
+        .count();
+    assert_eq!(user_entries, 1100);
 }

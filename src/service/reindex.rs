@@ -23,7 +23,8 @@ use super::{json_text, PersistenceService};
 use crate::error::{PersistenceError, Result};
 use crate::hash::KeyHasher;
 use crate::keys::{
-    user_index_key, SessionId, UserId, ARCHIVE_INDEX_PREFIX, USER_REINDEX_CURSOR_KEY,
+    parse_archive_index_key, parse_archive_object_key, user_index_key, UserId,
+    ARCHIVE_INDEX_PREFIX, USER_REINDEX_CURSOR_KEY,
 };
 use crate::retention::INDEX_ARCHIVE_KEY_FIELD;
 use crate::store::{Clock, KvPutOptions, KvStore, ListedKvKey, ObjectStore};
@@ -63,34 +64,51 @@ impl ReindexReport {
     }
 }
 
-/// The user index entry an `archive_index:` entry calls for: its key and the R2 key (its
-/// value); `Ok(None)` for an archive without a user.
+/// The user index entry that the `archive_index:` entry `name` with listing `summary` calls
+/// for: its key and the R2 key (its value); `Ok(None)` for an archive without a user. The
+/// session and time come from `name`; the summary must agree with them and name an archive
+/// object of that session and time, so a foreign or damaged entry never lists an archive
+/// under a user. Errors: `INVALID_INPUT` naming what does not agree (logged by the caller).
 fn user_entry(
     hasher: &KeyHasher,
+    name: &str,
     summary: &Map<String, Value>,
 ) -> Result<Option<(String, String)>> {
-    let field = |name: &str| {
-        summary
-            .get(name)
-            .ok_or_else(|| PersistenceError::invalid_input(name, "missing from the summary"))
+    let user_id = match summary.get("userId") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(user_id)) => UserId::parse(user_id)?,
+        Some(other) => {
+            return Err(PersistenceError::invalid_input(
+                "userId",
+                format!("{other} is not a string"),
+            ))
+        }
     };
-    let Some(user_id) = summary.get("userId") else {
-        return Ok(None);
+    let index = parse_archive_index_key(name)
+        .ok_or_else(|| PersistenceError::invalid_input("name", "is not an archive_index key"))?;
+    let disagrees = |field: &str| {
+        PersistenceError::invalid_input(field, "does not name the archive of the entry's key")
     };
-    let user_id = user_id
-        .as_str()
-        .ok_or_else(|| PersistenceError::invalid_input("userId", "is not a string"))?;
-    let session_id = field("sessionId")?
-        .as_str()
-        .ok_or_else(|| PersistenceError::invalid_input("sessionId", "is not a string"))?;
-    let archived_at_ms = field("archivedAt")?
-        .as_i64()
-        .ok_or_else(|| PersistenceError::invalid_input("archivedAt", "is not an integer"))?;
-    let object_key = field(INDEX_ARCHIVE_KEY_FIELD)?
-        .as_str()
-        .ok_or_else(|| PersistenceError::invalid_input("key", "is not a string"))?;
-    let user_key = hasher.user_key(&UserId::parse(user_id)?);
-    let key = user_index_key(&user_key, archived_at_ms, &SessionId::parse(session_id)?)?;
+    if summary.get("sessionId").and_then(Value::as_str) != Some(index.session_id.as_str()) {
+        return Err(disagrees("sessionId"));
+    }
+    if summary.get("archivedAt").and_then(Value::as_i64) != Some(index.archived_at_ms) {
+        return Err(disagrees("archivedAt"));
+    }
+    let object_key = summary
+        .get(INDEX_ARCHIVE_KEY_FIELD)
+        .and_then(Value::as_str)
+        .ok_or_else(|| disagrees(INDEX_ARCHIVE_KEY_FIELD))?;
+    let object = parse_archive_object_key(object_key)
+        .filter(|object| {
+            object.session_id == index.session_id && object.archived_at_ms == index.archived_at_ms
+        })
+        .ok_or_else(|| disagrees(INDEX_ARCHIVE_KEY_FIELD))?;
+    let key = user_index_key(
+        &hasher.user_key(&user_id),
+        object.archived_at_ms,
+        &object.session_id,
+    )?;
     Ok(Some((key, object_key.to_owned())))
 }
 
@@ -148,7 +166,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         entry: &ListedKvKey,
     ) -> Result<(), StopReason> {
         let summary = entry.metadata.as_ref().and_then(Value::as_object);
-        let planned = summary.map(|summary| user_entry(&self.options.hasher, summary));
+        let planned = summary.map(|summary| user_entry(&self.options.hasher, &entry.name, summary));
         let (key, object_key) = match planned {
             Some(Ok(Some(planned))) => planned,
             Some(Ok(None)) => {
@@ -192,51 +210,73 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+    use crate::codec::archive::ArchiveMetadata;
+    use crate::service::entries::ArchiveEntries;
+
+    const NAME: &str = "archive_index:8263842399999:s1";
+    const OBJECT: &str = "conversations/2025/01/archive_s1_1736157600000.json.gz";
+
+    #[test]
+    fn the_entry_is_the_one_archiving_writes() {
+        let hasher = KeyHasher::default();
+        let metadata = ArchiveMetadata {
+            session_id: "s1".into(),
+            user_id: Some("auth0|Zoë".into()),
+            archived_at: 1_736_157_600_000,
+            message_count: 2,
+            summary: "refund".into(),
+            topics: vec!["billing".into()],
+            duration: 60_000,
+            raw_size: 300,
+            stored_size: 200,
+            sha256: "ab".repeat(32),
+            format_version: 1,
+        };
+        let archived = ArchiveEntries::new(&hasher, OBJECT, &metadata).unwrap();
+        let written = archived.summary.as_object().unwrap();
+        assert_eq!(archived.index_keys[1], NAME);
+        assert_eq!(
+            user_entry(&hasher, NAME, written).unwrap(),
+            Some((archived.index_keys[0].clone(), OBJECT.to_owned()))
+        );
+        // No user: nothing to index.
+        let anonymous = summary(json!({"key": OBJECT, "sessionId": "s1", "userId": null}));
+        assert_eq!(user_entry(&hasher, NAME, &anonymous).unwrap(), None);
+    }
 
     fn summary(value: Value) -> Map<String, Value> {
         value.as_object().unwrap().clone()
     }
 
     #[test]
-    fn the_entry_is_the_one_archiving_writes() {
+    fn a_summary_that_does_not_describe_its_entry_names_the_field() {
         let hasher = KeyHasher::default();
-        let key = "conversations/2025/01/archive_s1_1736157600000.json.gz";
-        let planned = user_entry(
-            &hasher,
-            &summary(json!({"key": key, "sessionId": "s1", "userId": "auth0|Zoë",
-                            "archivedAt": 1_736_157_600_000_i64})),
-        );
-        let user_key = hasher.user_key(&UserId::parse("auth0|Zoë").unwrap());
-        let expected = user_index_key(
-            &user_key,
-            1_736_157_600_000,
-            &SessionId::parse("s1").unwrap(),
-        )
-        .unwrap();
-        assert_eq!(planned.unwrap(), Some((expected, key.to_owned())));
-        // No user: nothing to index.
-        let anonymous = user_entry(&hasher, &summary(json!({"key": key, "sessionId": "s1"})));
-        assert_eq!(anonymous.unwrap(), None);
-    }
-
-    #[test]
-    fn an_unusable_summary_names_the_field() {
-        let hasher = KeyHasher::default();
-        for (value, field) in [
-            (json!({"userId": 5}), "userId"),
-            (json!({"userId": "u"}), "sessionId"),
-            (json!({"userId": "u", "sessionId": "s1"}), "archivedAt"),
+        let good = json!({"userId": "u", "sessionId": "s1", "archivedAt": 1_736_157_600_000_i64,
+                          "key": OBJECT});
+        assert!(user_entry(&hasher, NAME, &summary(good.clone())).is_ok());
+        let edited = |field: &str, value: Value| {
+            let mut edited = good.clone();
+            edited[field] = value;
+            summary(edited)
+        };
+        for (summary, field) in [
+            (edited("userId", json!(5)), "userId"),
+            (edited("userId", json!("")), "userId"),
+            (edited("sessionId", json!("s2")), "sessionId"),
+            (edited("archivedAt", json!(1)), "archivedAt"),
             (
-                json!({"userId": "u", "sessionId": "s1", "archivedAt": 1}),
+                edited(
+                    "key",
+                    json!("conversations/2025/01/archive_s2_1736157600000.json.gz"),
+                ),
                 "key",
             ),
-            (
-                json!({"userId": "", "sessionId": "s1", "archivedAt": 1, "key": "k"}),
-                "userId",
-            ),
+            (edited("key", json!(7)), "key"),
         ] {
-            let err = user_entry(&hasher, &summary(value)).unwrap_err();
+            let err = user_entry(&hasher, NAME, &summary).unwrap_err();
             assert!(err.to_string().contains(field), "{field}: {err}");
         }
+        let err = user_entry(&hasher, "user_archives:x", &summary(good)).unwrap_err();
+        assert!(err.to_string().contains("archive_index"), "{err}");
     }
 }
