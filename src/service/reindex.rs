@@ -5,8 +5,9 @@
 //! keys nothing can compute any more. The global index `archive_index:` holds one entry per
 //! archive with its listing summary (the `userId` included) as list metadata, so this run walks
 //! it (`super::walk`, resuming from [`USER_REINDEX_CURSOR_KEY`]) and, for every entry that
-//! names a user, writes that user's index entry under the current secret, exactly as archiving
-//! writes it: the R2 key as value, the summary as list metadata, no TTL. It reads no value.
+//! names a user (and describes the archive of its own key), writes that user's index entry
+//! under the current secret exactly as archiving writes it: the R2 key as value, the summary as
+//! list metadata, no TTL. It reads no value but its resume point.
 //!
 //! Idempotent: writing an entry again changes nothing, so a run may be repeated or resumed at
 //! will (each complete run writes every user's entries again: 1 put per archive with a user).
