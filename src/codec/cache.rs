@@ -8,6 +8,7 @@
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::json_text;
 use crate::error::{PersistenceError, Result};
 
 /// The shortest `expirationTtl` KV accepts, in seconds (PLATFORM.md).
@@ -164,8 +165,7 @@ impl CacheMetadata {
 
     /// Compact JSON text of the object (keys in their original order).
     pub fn to_json(&self) -> String {
-        // A map of JSON values always serializes; `Value`'s Display makes the same assumption.
-        serde_json::to_string(&self.0).unwrap_or_default()
+        json_text(&self.0)
     }
 
     /// Parses an object, reporting any problem through `error` (input vs stored data).
@@ -422,9 +422,7 @@ pub struct QueryEntry {
 impl QueryEntry {
     /// The cached result as compact JSON text (what crosses back to JavaScript).
     pub fn value_json(&self) -> String {
-        // Not `Value`'s Display, which writes through `fmt::Write` a fragment at a time; a JSON
-        // value always serializes.
-        serde_json::to_string(&self.value).unwrap_or_default()
+        json_text(&self.value)
     }
 }
 

@@ -36,8 +36,7 @@ pub use retention::{
 
 use std::rc::Rc;
 
-use serde::Serialize;
-
+use crate::codec::json_text;
 use crate::error::Result;
 use crate::policy::DataRetentionPolicy;
 use crate::store::{
@@ -45,14 +44,6 @@ use crate::store::{
     ObjectListOptions, ObjectListPage, ObjectMeta, ObjectPutOptions, ObjectStore, PutOutcome,
     StoredObject,
 };
-
-/// `value` as compact JSON text, for JavaScript, logs and resume points. Not
-/// `Value::to_string()`: that writes through `fmt::Write` a fragment at a time, checking each
-/// as UTF-8, and was a quarter of the CPU of listing 100 archives.
-fn json_text<T: Serialize + ?Sized>(value: &T) -> String {
-    // Our reports and `Value`s always serialize: every map key is a string.
-    serde_json::to_string(value).unwrap_or_default()
-}
 
 /// The spec's `DataPersistenceService`, over any KV, object store and clock.
 pub struct PersistenceService<K, R, C> {

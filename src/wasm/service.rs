@@ -18,6 +18,7 @@ use super::errors::{to_js_error_in, Operation};
 use super::kv::JsKv;
 use super::log::ConsoleLog;
 use super::r2::JsR2;
+use crate::codec::json_text;
 use crate::error::PersistenceError;
 use crate::policy::{self, DataRetentionPolicy, PolicyOverrides};
 use crate::service::{PersistenceService, RetentionBudget, ServiceOptions};
@@ -172,7 +173,7 @@ impl PersistenceCore {
     /// The policy in force, as JSON text.
     #[wasm_bindgen(js_name = policyJson)]
     pub fn policy_json(&self) -> String {
-        serde_json::to_string(self.service.policy()).unwrap_or_default()
+        json_text(self.service.policy())
     }
 
     /// Archives the conversation whose JSON text was filled into `memory` (see [`JsonInput`])
