@@ -267,54 +267,83 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         listing: &mut Listing,
         metrics: &mut StorageMetrics,
     ) -> Result<()> {
-        let kv_prefix = match listing.counted {
-            Counted::Embeddings => Some(EMBEDDING_PREFIX),
-            Counted::Queries => Some(QUERY_PREFIX),
-            Counted::ArchivesMetadata => Some(ARCHIVE_META_PREFIX),
-            Counted::Backups | Counted::Archives => None,
+        let cursor = listing.cursor.take();
+        let cache = &mut metrics.cache;
+        let storage = &mut metrics.storage;
+        listing.cursor = match listing.counted {
+            Counted::Embeddings => {
+                self.count_kv_page(log, EMBEDDING_PREFIX, cursor, &mut cache.embeddings)
+                    .await?
+            }
+            Counted::Queries => {
+                self.count_kv_page(log, QUERY_PREFIX, cursor, &mut cache.queries)
+                    .await?
+            }
+            Counted::ArchivesMetadata => {
+                self.count_kv_page(
+                    log,
+                    ARCHIVE_META_PREFIX,
+                    cursor,
+                    &mut cache.archives_metadata,
+                )
+                .await?
+            }
+            Counted::Backups => {
+                self.count_r2_page(log, BACKUP_PREFIX, cursor, storage)
+                    .await?
+            }
+            Counted::Archives => {
+                self.count_r2_page(log, ARCHIVE_PREFIX, cursor, storage)
+                    .await?
+            }
         };
-        if let Some(prefix) = kv_prefix {
-            let options = KvListOptions {
-                prefix: Some(prefix.to_owned()),
-                cursor: listing.cursor.take(),
-                limit: Some(LIST_PAGE_LIMIT),
-            };
-            let page = self.kv_list(log, options).await?;
-            let keys = page.keys.len() as u64;
-            let cache = &mut metrics.cache;
-            match listing.counted {
-                Counted::Embeddings => cache.embeddings += keys,
-                Counted::Queries => cache.queries += keys,
-                _ => cache.archives_metadata += keys,
-            }
-            listing.cursor = page.cursor.filter(|_| !page.list_complete);
-        } else {
-            let prefix = match listing.counted {
-                Counted::Backups => BACKUP_PREFIX,
-                _ => ARCHIVE_PREFIX,
-            };
-            let options = ObjectListOptions {
-                prefix: Some(prefix.to_owned()),
-                cursor: listing.cursor.take(),
-                limit: Some(LIST_PAGE_LIMIT),
-                ..ObjectListOptions::default()
-            };
-            let page = self.r2_list(log, options).await?;
-            let storage = &mut metrics.storage;
-            for object in &page.objects {
-                storage.bytes = storage.bytes.saturating_add(object.size);
-                if parse_archive_object_key(&object.key).is_some() {
-                    storage.archived_conversations += 1;
-                }
-                // Each backup has one manifest, so counting manifests counts committed backups.
-                if let Some((_, BackupObjectKind::Manifest)) = parse_backup_object_key(&object.key)
-                {
-                    storage.backups += 1;
-                }
-            }
-            listing.cursor = page.cursor.filter(|_| page.truncated);
-        }
         listing.done = listing.cursor.is_none();
         Ok(())
+    }
+
+    /// Adds the keys of one KV page of `prefix` to `count`; the cursor of the next page.
+    async fn count_kv_page(
+        &self,
+        log: &OpLog<'_>,
+        prefix: &str,
+        cursor: Option<String>,
+        count: &mut u64,
+    ) -> Result<Option<String>> {
+        let options = KvListOptions {
+            prefix: Some(prefix.to_owned()),
+            cursor,
+            limit: Some(LIST_PAGE_LIMIT),
+        };
+        let page = self.kv_list(log, options).await?;
+        *count += page.keys.len() as u64;
+        Ok(page.cursor.filter(|_| !page.list_complete))
+    }
+
+    /// Adds the objects of one R2 page of `prefix` to `storage`; the cursor of the next page.
+    async fn count_r2_page(
+        &self,
+        log: &OpLog<'_>,
+        prefix: &str,
+        cursor: Option<String>,
+        storage: &mut StorageTotals,
+    ) -> Result<Option<String>> {
+        let options = ObjectListOptions {
+            prefix: Some(prefix.to_owned()),
+            cursor,
+            limit: Some(LIST_PAGE_LIMIT),
+            ..ObjectListOptions::default()
+        };
+        let page = self.r2_list(log, options).await?;
+        for object in &page.objects {
+            storage.bytes = storage.bytes.saturating_add(object.size);
+            if parse_archive_object_key(&object.key).is_some() {
+                storage.archived_conversations += 1;
+            }
+            // Each backup has one manifest, so counting manifests counts committed backups.
+            if let Some((_, BackupObjectKind::Manifest)) = parse_backup_object_key(&object.key) {
+                storage.backups += 1;
+            }
+        }
+        Ok(page.cursor.filter(|_| page.truncated))
     }
 }
