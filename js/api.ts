@@ -320,12 +320,12 @@ export class DataPersistenceService {
     return Object.assign(page.archives, { cursor: page.cursor, listComplete: page.listComplete });
   }
 
-  /** Caches an embedding of `text`, keyed by `metadata.model` (or options.embeddingModel). Costs 1 KV put. */
+  /** Caches an embedding of `text`, recorded as cached for `metadata.model` (else options.embeddingModel); replaces the text's entry. Costs 1 KV put. */
   async cacheEmbedding(text: string, embedding: number[] | Float32Array | Float64Array, metadata?: Record<string, unknown>): Promise<void> {
     await this.#core.cacheEmbedding(String(text), toFloat64Array(embedding), metadata === undefined ? undefined : toJson("metadata", metadata));
   }
 
-  /** The cached embedding of `text` for `model` (or options.embeddingModel), or null; a storage failure is a miss. Costs 1 KV get. */
+  /** The cached embedding of `text`, or null; with `model` (or options.embeddingModel) only one cached for that model. A storage failure is a miss. Costs 1 KV get. */
   async getCachedEmbedding(text: string, model?: string): Promise<number[] | null> {
     return this.#core.getCachedEmbedding(String(text), model ?? undefined, toNumberArray);
   }

@@ -99,7 +99,7 @@ export interface PersistenceOptions {
   compressionLevel?: number;
   /** Whether trivially different spellings of a query share a cache entry (true). */
   normalizeQueries?: boolean;
-  /** Embedding model assumed when a call names none. */
+  /** Embedding model of this service: namespaces embedding keys, is recorded in entries cached without a model, and reads return only vectors cached for it unless a call names another. */
   embeddingModel?: string;
   /** Log every storage attempt with sizes. */
   debug?: boolean;

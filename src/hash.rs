@@ -50,7 +50,8 @@ pub fn to_hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Domain of embedding cache hashes; parts: model name (empty when none), text.
+/// Domain of embedding cache hashes; parts: the key namespace (the service's embedding model,
+/// empty when none), text.
 pub const EMBEDDING_DOMAIN: &str = "supportbot-persistence/embedding/v1";
 /// Domain of query cache hashes; part: the (normalized unless opted out) query.
 pub const QUERY_DOMAIN: &str = "supportbot-persistence/query/v1";
@@ -122,11 +123,12 @@ impl KeyHasher {
         self.keyed.is_some()
     }
 
-    /// Hash for the embedding cache key of `text` computed by `model`: the same text under
-    /// different models gets different keys. `Some("")` is the same as `None`.
-    pub fn embedding_cache_hash(&self, model: Option<&str>, text: &str) -> String {
-        let model = model.unwrap_or("");
-        self.hash_parts(EMBEDDING_DOMAIN, &[model.as_bytes(), text.as_bytes()])
+    /// Hash for the embedding cache key of `text` in `namespace` (the service's embedding
+    /// model): the same text in different namespaces gets different keys. `Some("")` is the
+    /// same as `None`.
+    pub fn embedding_cache_hash(&self, namespace: Option<&str>, text: &str) -> String {
+        let namespace = namespace.unwrap_or("");
+        self.hash_parts(EMBEDDING_DOMAIN, &[namespace.as_bytes(), text.as_bytes()])
     }
 
     /// Hash for the query cache key of `query`; with `normalize`, of [`normalize_query`]`(query)`

@@ -136,34 +136,93 @@ fn reads_of_an_expired_entry_write_nothing_and_cannot_remove_its_replacement() {
 }
 
 #[test]
-fn the_same_text_under_different_models_does_not_collide() {
+fn the_specs_example_hits_without_naming_the_model() {
+    // ../shared/spec/data-persistence-system.md, "Embedding Caching", as written there.
     let h = Harness::new();
-    h.cache_embedding("hello", &[1.0], Some(json!({"model": "model-a"})))
+    let metadata = json!({"source": "knowledge_base", "model": "text-embedding-ada-002"});
+    h.cache_embedding("reset password", &[0.5, -0.25], Some(metadata))
         .unwrap();
-    h.cache_embedding("hello", &[2.0], Some(json!({"model": "model-b"})))
-        .unwrap();
-    h.cache_embedding("hello", &[3.0], None).unwrap();
-    assert_eq!(h.embedding("hello", Some("model-a")), Some(vec![1.0]));
-    assert_eq!(h.embedding("hello", Some("model-b")), Some(vec![2.0]));
-    assert_eq!(h.embedding("hello", None), Some(vec![3.0]));
-    assert_eq!(h.embedding("hello", Some("")), Some(vec![3.0]));
-    assert_eq!(h.embedding("hello", Some("model-c")), None);
-    assert_eq!(h.stores.snapshot().kv.len(), 3);
+    assert_eq!(h.embedding("reset password", None), Some(vec![0.5, -0.25]));
+    assert_eq!(
+        h.embedding("reset password", Some("")),
+        Some(vec![0.5, -0.25])
+    );
+    assert_eq!(
+        h.embedding("reset password", Some("text-embedding-ada-002")),
+        Some(vec![0.5, -0.25])
+    );
+    assert_eq!(h.stores.snapshot().kv.len(), 1);
 }
 
 #[test]
-fn the_default_model_applies_when_none_is_named() {
-    let options = ServiceOptions {
-        default_embedding_model: Some("model-a".into()),
-        ..ServiceOptions::default()
-    };
-    let h = Harness::with(TEN_SECONDS, options);
-    h.cache_embedding("hello", &[1.0], None).unwrap();
-    assert_eq!(h.embedding("hello", Some("model-a")), Some(vec![1.0]));
-    assert_eq!(h.embedding("hello", None), Some(vec![1.0]));
+fn a_read_naming_a_model_never_gets_another_models_vector() {
+    let h = Harness::new();
+    h.cache_embedding("hello", &[1.0], Some(json!({"model": "model-a"})))
+        .unwrap();
+    assert_eq!(h.embedding("hello", Some("model-b")), None);
+    // One entry per text: caching it for model-b replaces model-a's.
     h.cache_embedding("hello", &[2.0], Some(json!({"model": "model-b"})))
         .unwrap();
+    assert_eq!(h.embedding("hello", Some("model-a")), None);
     assert_eq!(h.embedding("hello", Some("model-b")), Some(vec![2.0]));
+    assert_eq!(h.embedding("hello", None), Some(vec![2.0]));
+    // An entry that names no model was cached for no model in particular: a read naming one
+    // cannot know it is that model's.
+    h.cache_embedding("hello", &[3.0], None).unwrap();
+    h.cache_embedding("bye", &[4.0], Some(json!({"model": null})))
+        .unwrap();
+    assert_eq!(h.embedding("hello", Some("model-b")), None);
+    assert_eq!(h.embedding("bye", Some("model-b")), None);
+    assert_eq!(h.embedding("hello", None), Some(vec![3.0]));
+    assert_eq!(h.embedding("bye", None), Some(vec![4.0]));
+    assert_eq!(h.stores.snapshot().kv.len(), 2);
+}
+
+#[test]
+fn the_embedding_model_option_namespaces_keys_and_is_recorded() {
+    let h = Harness::new();
+    let service_for = |model: &str| {
+        let options = ServiceOptions {
+            default_embedding_model: Some(model.into()),
+            ..ServiceOptions::default()
+        };
+        service_over(
+            &h.stores,
+            h.lines.clone(),
+            DataRetentionPolicy::default(),
+            options,
+        )
+    };
+    let (model_a, model_b) = (service_for("model-a"), service_for("model-b"));
+    block_on(model_a.cache_embedding("hello", &[1.0], None)).unwrap();
+    block_on(model_b.cache_embedding("hello", &[2.0], None)).unwrap();
+    // One service per model keeps one vector per model, each recorded for its model.
+    assert_eq!(
+        block_on(model_a.get_cached_embedding("hello", None)).unwrap(),
+        Some(vec![1.0])
+    );
+    assert_eq!(
+        block_on(model_b.get_cached_embedding("hello", None)).unwrap(),
+        Some(vec![2.0])
+    );
+    assert_eq!(
+        block_on(model_a.get_cached_embedding("hello", Some("model-b"))).unwrap(),
+        None
+    );
+    // A service without the option reads another namespace.
+    assert_eq!(h.embedding("hello", None), None);
+    let stored = h.stores.snapshot().kv;
+    assert_eq!(stored.len(), 2);
+    // A call naming another model than the option's is recorded for the model it names.
+    block_on(model_a.cache_embedding("bye", &[3.0], Some(r#"{"model":"model-c"}"#))).unwrap();
+    assert_eq!(
+        block_on(model_a.get_cached_embedding("bye", None)).unwrap(),
+        None
+    );
+    assert_eq!(
+        block_on(model_a.get_cached_embedding("bye", Some("model-c"))).unwrap(),
+        Some(vec![3.0])
+    );
 }
 
 #[test]

@@ -5,7 +5,9 @@
 //! 60 s and deletes lazily, so a logical TTL shorter than that is enforced here on every read.
 //! The byte layouts are documented in docs/FORMAT.md ("Cache entries").
 
-use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::json_text;
@@ -163,6 +165,11 @@ impl CacheMetadata {
         &self.0
     }
 
+    /// The metadata object, to extend (then checked again by [`CacheMetadata::from_map`]).
+    pub fn into_map(self) -> Map<String, Value> {
+        self.0
+    }
+
     /// Compact JSON text of the object (keys in their original order).
     pub fn to_json(&self) -> String {
         json_text(&self.0)
@@ -279,11 +286,31 @@ pub fn decode_embedding_entry(
     }))
 }
 
-/// The embedding of a binary entry, as [`decode_embedding_entry`] checks it, except that the
-/// metadata is only scanned as a JSON object, not built (a cache read returns only the values,
-/// and building the object was most of a small entry's decoding). So metadata no writer of
-/// this library produces, such as `1e400` or a lone surrogate escape, passes here.
-pub fn decode_embedding(what: &str, bytes: &[u8], now_ms: i64) -> Result<CacheLookup<Vec<f64>>> {
+/// What a cache read needs of an embedding entry: its values and the model it was cached for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedEmbedding {
+    /// The embedding, exactly the values that were encoded.
+    pub values: Vec<f64>,
+    /// The metadata's `model`; `None` when it names none.
+    pub model: Option<String>,
+}
+
+/// The one metadata field a cache read looks at; every other field is skipped unbuilt.
+#[derive(Deserialize)]
+struct RecordedModel<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+}
+
+/// The values and model of a binary entry, as [`decode_embedding_entry`] checks it, except that
+/// of the metadata only `model` is built (a cache read returns only the values, and building
+/// the object was most of a small entry's decoding). So metadata no writer of this library
+/// produces, such as `1e400` in another field, passes here.
+pub fn decode_embedding(
+    what: &str,
+    bytes: &[u8],
+    now_ms: i64,
+) -> Result<CacheLookup<CachedEmbedding>> {
     let parts = match decode_embedding_parts(what, bytes, now_ms)? {
         CacheLookup::Hit(parts) => parts,
         CacheLookup::Expired { expires_at_ms } => {
@@ -291,12 +318,20 @@ pub fn decode_embedding(what: &str, bytes: &[u8], now_ms: i64) -> Result<CacheLo
         }
     };
     let json = parts.metadata_json;
-    if serde_json::from_str::<&RawValue>(json).is_ok_and(|raw| raw.get().starts_with('{')) {
-        return Ok(CacheLookup::Hit(parts.embedding));
+    // A struct also deserializes from an array: only an object is metadata.
+    if json.trim_start().starts_with('{') {
+        if let Ok(recorded) = serde_json::from_str::<RecordedModel<'_>>(json) {
+            return Ok(CacheLookup::Hit(CachedEmbedding {
+                values: parts.embedding,
+                model: recorded.model.map(Cow::into_owned),
+            }));
+        }
     }
-    // Not a JSON object: the full parse names what is wrong.
+    // The full parse names what is wrong.
     CacheMetadata::parse_as(json, stored_metadata_error(what))?;
-    Err(stored_metadata_error(what)("must be a JSON object".into()))
+    Err(stored_metadata_error(what)(
+        "must be a JSON object whose model is a string".into(),
+    ))
 }
 
 /// How a problem with a stored entry's metadata is reported.
@@ -690,6 +725,14 @@ mod tests {
         err
     }
 
+    /// What a cache read gets of [`small_entry`] (with `model` in its metadata).
+    fn small_hit(model: Option<&str>) -> CachedEmbedding {
+        CachedEmbedding {
+            values: vec![1.0, -0.5, 0.25],
+            model: model.map(str::to_owned),
+        }
+    }
+
     /// A valid entry with three f32 values and `{"a":1}` metadata.
     fn small_entry() -> Vec<u8> {
         let metadata = CacheMetadata::parse(r#"{"a":1}"#).unwrap();
@@ -930,13 +973,33 @@ mod tests {
             bytes.extend_from_slice(metadata.as_bytes());
             assert_eq!(
                 decode_embedding("k", &bytes, T0).unwrap(),
-                CacheLookup::Hit(vec![1.0, -0.5, 0.25]),
+                CacheLookup::Hit(small_hit(None)),
                 "{metadata}"
             );
             let err = decode_embedding_entry("k", &bytes, T0).unwrap_err();
             assert_eq!(err.code(), "CORRUPT_DATA", "{metadata}");
             assert!(err.to_string().contains("metadata"), "{err}");
         }
+    }
+
+    #[test]
+    fn values_decoder_reads_the_recorded_model() {
+        let metadata =
+            CacheMetadata::parse(r#"{"source":"kb","model":"ada","nested":{"model":"x"}}"#)
+                .unwrap();
+        let bytes = encode_embedding_entry(&[1.0, -0.5, 0.25], &metadata, times()).unwrap();
+        assert_eq!(
+            decode_embedding("k", &bytes, T0).unwrap(),
+            CacheLookup::Hit(small_hit(Some("ada")))
+        );
+        // Stored by hand: a model that is not a string is damage, named.
+        let metadata = r#"{"model":7}"#;
+        let mut bytes = small_entry()[..44].to_vec();
+        bytes[12..16].copy_from_slice(&(metadata.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(metadata.as_bytes());
+        let err = decode_embedding("k", &bytes, T0).unwrap_err();
+        assert_eq!(err.code(), "CORRUPT_DATA");
+        assert!(err.to_string().contains("model is a string"), "{err}");
     }
 
     #[test]
@@ -953,7 +1016,7 @@ mod tests {
         );
         assert_eq!(
             decode_embedding("k", &bytes, expires_at_ms - 1).unwrap(),
-            CacheLookup::Hit(vec![1.0, -0.5, 0.25])
+            CacheLookup::Hit(small_hit(None))
         );
         assert!(matches!(
             decode_embedding_entry("k", &bytes, expires_at_ms - 1).unwrap(),
@@ -1165,10 +1228,10 @@ mod proptests {
             };
             let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
             prop_assert_eq!(bits(&entry.embedding), bits(&embedding));
-            let CacheLookup::Hit(values) = decode_embedding("k", &bytes, T0).unwrap() else {
+            let CacheLookup::Hit(hit) = decode_embedding("k", &bytes, T0).unwrap() else {
                 panic!("expired");
             };
-            prop_assert_eq!(bits(&values), bits(&embedding));
+            prop_assert_eq!(bits(&hit.values), bits(&embedding));
         }
 
         #[test]
@@ -1205,7 +1268,11 @@ mod proptests {
             // be built, the one thing only the full decoder refuses: both reach the same verdict.
             let full = decode_embedding_entry("k", &flipped, T0)
                 .map(|lookup| match lookup {
-                    CacheLookup::Hit(entry) => CacheLookup::Hit(entry.embedding),
+                    CacheLookup::Hit(entry) => CacheLookup::Hit(CachedEmbedding {
+                        model: entry.metadata.as_map().get("model")
+                            .and_then(Value::as_str).map(str::to_owned),
+                        values: entry.embedding,
+                    }),
                     CacheLookup::Expired { expires_at_ms } => CacheLookup::Expired { expires_at_ms },
                 });
             prop_assert_eq!(decode_embedding("k", &flipped, T0), full);

@@ -1,7 +1,16 @@
 //! `cacheEmbedding` / `getCachedEmbedding` and `cacheFrequentQuery` / `getCachedQueryResult`.
 //!
-//! Keys are hashes (`embedding:<hash of model and text>`, `query:<hash of the query>`), so no
-//! text reaches a key or a log line. Entries carry their own `expiresAt`
+//! Keys are hashes (`embedding:<hash of options.embeddingModel and text>`, `query:<hash of the
+//! query>`), so no text reaches a key or a log line.
+//!
+//! Embedding keys are namespaced by the service's `embeddingModel` option, not by the model a
+//! call names: the spec caches with `{model: 'text-embedding-ada-002'}` in the metadata and
+//! reads with `getCachedEmbedding(text)`, and that must hit. The model an entry was cached for
+//! (the metadata's `model`, else the option) is recorded in the entry, and a read that names a
+//! model (or runs on a service with the option) returns only an entry recorded for exactly
+//! that model: vectors of different models are not interchangeable. One service therefore
+//! keeps one vector per text; a service per model (each with its `embeddingModel`) keeps one
+//! per model. Entries carry their own `expiresAt`
 //! (`policy.cacheTTL` after writing) and are enforced on read; KV's `expirationTtl` (at least
 //! 60 s) only collects garbage. Each entry is written with list metadata `{createdAt,
 //! expiresAt}` so the retention sweep needs no `get` per key.
@@ -13,7 +22,7 @@
 //! Bad input (empty text, NaN in an embedding, metadata that is not an object) is refused with
 //! `INVALID_INPUT` by reads and writes alike, and nothing is stored.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::log::OpLog;
 use super::PersistenceService;
@@ -31,7 +40,7 @@ use crate::store::{Clock, KvPutOptions, KvStore, ObjectStore};
 /// or a conversation passed by accident), refused rather than hashed.
 pub const MAX_CACHE_TEXT_BYTES: usize = 1024 * 1024;
 
-/// Metadata field naming the embedding model; part of the embedding key.
+/// Metadata field naming the embedding model an entry was cached for.
 const MODEL_FIELD: &str = "model";
 
 /// Checks a text to be hashed into a key; `field` names it in errors.
@@ -60,30 +69,32 @@ fn check_text(field: &str, text: &str) -> Result<()> {
 
 /// Parses caller metadata (absent: `{}`) and adds `length_field`: the text's length in UTF-16
 /// code units, as JavaScript's `text.length` (the earlier implementation's field), never the
-/// text itself.
+/// text itself. Returned as a map for the caller to finish.
 fn metadata_with_length(
     metadata_json: Option<&str>,
     length_field: &str,
     text: &str,
-) -> Result<CacheMetadata> {
-    let parsed = metadata_json
-        .map(CacheMetadata::parse)
-        .transpose()?
-        .unwrap_or_default();
-    let mut map = parsed.as_map().clone();
+) -> Result<Map<String, Value>> {
+    let mut map = match metadata_json {
+        Some(json) => CacheMetadata::parse(json)?.into_map(),
+        None => Map::new(),
+    };
     map.insert(length_field.to_owned(), json!(text.encode_utf16().count()));
-    CacheMetadata::from_map(map)
+    Ok(map)
 }
 
-/// A model name as part of a key: an empty name counts as none.
+/// A model name a read asks for: an empty name counts as none.
 fn non_empty(model: Option<&str>) -> Option<&str> {
     model.filter(|model| !model.is_empty())
 }
 
 impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     /// Caches `embedding` of `text` for `policy.cacheTTL`. `metadata_json` is an optional JSON
-    /// object (`{source, model, ...}`); its `model` (a string) is part of the key, else
-    /// `options.default_embedding_model` is. Stored metadata gains `textLength`.
+    /// object (`{source, model, ...}`); its `model` (a string), else
+    /// `options.default_embedding_model`, is recorded as the model the entry was cached for.
+    /// The key is the text's hash in the option's namespace (see the module docs), so caching
+    /// the same text again replaces the entry. Stored metadata gains `textLength` (and `model`
+    /// from the option when it names none).
     ///
     /// Costs 1 KV put. Errors: `INVALID_INPUT` naming `text`, `embedding` / `embedding[i]`
     /// (empty, too long, NaN or infinite), `metadata` / `metadata.model`;
@@ -96,25 +107,30 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     ) -> Result<()> {
         let log = self.begin("cacheEmbedding");
         check_text("text", text)?;
-        let metadata = metadata_with_length(metadata_json, "textLength", text)?;
-        let model = match metadata.as_map().get(MODEL_FIELD) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(model)) => Some(model.as_str()),
+        let mut metadata = metadata_with_length(metadata_json, "textLength", text)?;
+        match metadata.get(MODEL_FIELD) {
+            None | Some(Value::Null) => {
+                if let Some(model) = &self.options.default_embedding_model {
+                    metadata.insert(MODEL_FIELD.to_owned(), Value::String(model.clone()));
+                }
+            }
+            Some(Value::String(_)) => {}
             Some(other) => {
                 return Err(PersistenceError::invalid_input(
                     "metadata.model",
                     format!("must be a string, found {other}"),
                 ))
             }
-        };
-        let key = embedding_key(&self.embedding_hash(model, text));
+        }
+        let key = self.embedding_cache_key(text);
         let times = EntryTimes::starting_at(self.clock.now_ms(), self.policy.cache_ttl_ms)?;
-        let entry = encode_embedding_entry(embedding, &metadata, times)?;
+        let entry = encode_embedding_entry(embedding, &CacheMetadata::from_map(metadata)?, times)?;
         self.put_cache_entry(&log, &key, &entry, times).await
     }
 
-    /// The cached embedding of `text` under `model` (absent or empty:
-    /// `options.default_embedding_model`), or `None` on a miss.
+    /// The cached embedding of `text`, or `None` on a miss. With a `model` (absent or empty:
+    /// `options.default_embedding_model`), only an entry cached for exactly that model is a
+    /// hit; with neither, any entry of the text is.
     ///
     /// Costs 1 KV get. Never fails because of storage: failures and damaged entries are logged
     /// misses. Errors: `INVALID_INPUT` naming `text` (empty, only whitespace, or longer than
@@ -126,12 +142,25 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     ) -> Result<Option<Vec<f64>>> {
         let log = self.begin("getCachedEmbedding");
         check_text("text", text)?;
-        let key = embedding_key(&self.embedding_hash(model, text));
+        let wanted = non_empty(model).or(self.options.default_embedding_model.as_deref());
+        let key = self.embedding_cache_key(text);
         let Some(bytes) = self.read_cache_entry(&log, &key).await else {
             return Ok(None);
         };
         let lookup = decode_embedding(&key, &bytes, self.clock.now_ms());
-        Ok(self.settle_lookup(&log, &key, lookup))
+        let Some(hit) = self.settle_lookup(&log, &key, lookup) else {
+            return Ok(None);
+        };
+        match wanted {
+            Some(wanted) if hit.model.as_deref() != Some(wanted) => {
+                log.debug(
+                    "cached for another model; serving a miss",
+                    json!({ "key": key, "cachedFor": hit.model, "wanted": wanted }),
+                );
+                Ok(None)
+            }
+            _ => Ok(Some(hit.values)),
+        }
     }
 
     /// Caches `result_json` (any JSON text) as the result of `query` for `policy.cacheTTL`.
@@ -149,7 +178,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     ) -> Result<()> {
         let log = self.begin("cacheFrequentQuery");
         check_text("query", query)?;
-        let metadata = metadata_with_length(metadata_json, "queryLength", query)?;
+        let metadata =
+            CacheMetadata::from_map(metadata_with_length(metadata_json, "queryLength", query)?)?;
         let key = self.query_cache_key(query);
         let times = EntryTimes::starting_at(self.clock.now_ms(), self.policy.cache_ttl_ms)?;
         let entry = encode_query_entry(result_json, &metadata, times).map_err(|err| match err {
@@ -184,9 +214,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
             .map(|entry| entry.value_json()))
     }
 
-    fn embedding_hash(&self, model: Option<&str>, text: &str) -> String {
-        let model = non_empty(model).or(self.options.default_embedding_model.as_deref());
-        self.options.hasher.embedding_cache_hash(model, text)
+    fn embedding_cache_key(&self, text: &str) -> String {
+        let namespace = self.options.default_embedding_model.as_deref();
+        embedding_key(&self.options.hasher.embedding_cache_hash(namespace, text))
     }
 
     fn query_cache_key(&self, query: &str) -> String {
@@ -293,9 +323,15 @@ mod tests {
     fn metadata_gains_the_utf16_length_but_never_the_text() {
         let metadata =
             metadata_with_length(Some(r#"{"source":"kb"}"#), "textLength", "a😀é").unwrap();
-        assert_eq!(metadata.to_json(), r#"{"source":"kb","textLength":4}"#);
+        assert_eq!(
+            serde_json::to_string(&metadata).unwrap(),
+            r#"{"source":"kb","textLength":4}"#
+        );
         let empty = metadata_with_length(None, "queryLength", "abc").unwrap();
-        assert_eq!(empty.to_json(), r#"{"queryLength":3}"#);
+        assert_eq!(
+            serde_json::to_string(&empty).unwrap(),
+            r#"{"queryLength":3}"#
+        );
         let err = metadata_with_length(Some("[1]"), "textLength", "a").unwrap_err();
         assert_eq!(err.code(), "INVALID_INPUT");
         assert!(err.to_string().contains("metadata"), "{err}");
