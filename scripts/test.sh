@@ -65,6 +65,7 @@ run_layer "wasm-pack test --node" tests wasm-pack test --node
 run_layer "build conformance wasm" none bash scripts/build-conformance.sh
 run_layer "tsc --noEmit" none tsc -p tsconfig.json
 run_layer "vitest in workerd" tests vitest run
+run_layer "built package in Node" tests node --test "tests/node/*.test.mjs"
 # Node 22 takes a glob, not a directory: the real `wrangler dev` serving the README walkthrough.
 run_layer "end-to-end (wrangler dev)" tests node --test "tests/e2e/*.test.mjs"
 run_layer "benchmark smoke (1 iteration)" none bash scripts/bench.sh --smoke

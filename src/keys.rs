@@ -262,16 +262,57 @@ pub fn archive_object_key(session: &SessionId, archived_at_ms: i64) -> Result<St
 }
 
 /// R2 key the earlier TypeScript implementation used for an archive:
-/// `conversations/<year>/<unpadded month>/archive_<sessionId>_<archivedAtMs>.json`.
+/// `conversations/<year>/<unpadded month>/archive_<sessionId>_<archivedAtMs>.json`, in the
+/// month folder of `archived_at_ms`.
 ///
 /// Only needed to find objects written before this library; new archives use
-/// [`archive_object_key`].
+/// [`archive_object_key`]. That implementation read the clock separately for the key's time,
+/// for its folder and for the `archivedAt` it recorded, so an object it wrote may be under a
+/// slightly different time and, near a month's end, in the neighbouring folder
+/// ([`legacy_archive_folders`], [`legacy_archive_search_prefix`]).
 pub fn legacy_archive_object_key(session: &SessionId, archived_at_ms: i64) -> Result<String> {
     check_key_time("archivedAt", archived_at_ms)?;
     let (year, month) = utc_year_month("archivedAt", archived_at_ms)?;
-    Ok(format!(
-        "{ARCHIVE_PREFIX}{year}/{month}/{ARCHIVE_FILE_PREFIX}{session}_{archived_at_ms}{LEGACY_ARCHIVE_SUFFIX}"
-    ))
+    Ok(legacy_key_in_folder(year, month, session, archived_at_ms))
+}
+
+/// A legacy archive key in the folder `year`/`month`.
+fn legacy_key_in_folder(year: i32, month: u32, session: &SessionId, archived_at_ms: i64) -> String {
+    format!(
+        "{}{archived_at_ms}{LEGACY_ARCHIVE_SUFFIX}",
+        legacy_archive_search_prefix(session, year, month)
+    )
+}
+
+/// How far from the month of a legacy archive's time its folder may be: the earlier
+/// implementation took the folder from another clock reading than the time, milliseconds apart.
+const LEGACY_FOLDER_SLACK_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The month folders `(year, month)` in which the earlier implementation may have stored an
+/// archive of a time within milliseconds of `archived_at_ms`: its own month, then the
+/// neighbouring one when `archived_at_ms` is within a day of the boundary.
+///
+/// Fails with `INVALID_INPUT` (field `archivedAt`) outside 0..=[`MAX_KEY_TIME_MS`].
+pub fn legacy_archive_folders(archived_at_ms: i64) -> Result<Vec<(i32, u32)>> {
+    check_key_time("archivedAt", archived_at_ms)?;
+    let mut folders = vec![utc_year_month("archivedAt", archived_at_ms)?];
+    for neighbour in [
+        archived_at_ms - LEGACY_FOLDER_SLACK_MS,
+        archived_at_ms + LEGACY_FOLDER_SLACK_MS,
+    ] {
+        let folder = utc_year_month("archivedAt", neighbour.clamp(0, MAX_KEY_TIME_MS))?;
+        if !folders.contains(&folder) {
+            folders.push(folder);
+        }
+    }
+    Ok(folders)
+}
+
+/// The R2 prefix of every legacy archive key of `session` in the folder `year`/`month`:
+/// `conversations/<year>/<unpadded month>/archive_<sessionId>_`. It also matches sessions
+/// whose id continues with `_…`: parse what it lists ([`parse_archive_object_key`]).
+pub fn legacy_archive_search_prefix(session: &SessionId, year: i32, month: u32) -> String {
+    format!("{ARCHIVE_PREFIX}{year}/{month}/{ARCHIVE_FILE_PREFIX}{session}_")
 }
 
 /// What an archive's R2 key says.
@@ -286,7 +327,8 @@ pub struct ArchiveObjectKey {
 }
 
 /// Parses a key built by [`archive_object_key`] or [`legacy_archive_object_key`]; `None` for
-/// anything else, including keys whose year or month disagree with the time they carry.
+/// anything else, including keys whose year or month disagree with the time they carry (for a
+/// legacy key: are not one of its [`legacy_archive_folders`]).
 pub fn parse_archive_object_key(key: &str) -> Option<ArchiveObjectKey> {
     let file = key.strip_prefix(ARCHIVE_PREFIX)?.rsplit('/').next()?;
     let (stem, legacy) = match file.strip_suffix(ARCHIVE_SUFFIX) {
@@ -302,12 +344,17 @@ pub fn parse_archive_object_key(key: &str) -> Option<ArchiveObjectKey> {
     };
     let session_id = SessionId::parse(session_text).ok()?;
     // Rebuilding checks everything else at once: prefix, year, month, padding.
-    let rebuilt = if legacy {
-        legacy_archive_object_key(&session_id, archived_at_ms)
+    let matches = if legacy {
+        legacy_archive_folders(archived_at_ms)
+            .ok()?
+            .into_iter()
+            .any(|(year, month)| {
+                legacy_key_in_folder(year, month, &session_id, archived_at_ms) == key
+            })
     } else {
-        archive_object_key(&session_id, archived_at_ms)
+        archive_object_key(&session_id, archived_at_ms).ok()? == key
     };
-    (rebuilt.ok()? == key).then_some(ArchiveObjectKey {
+    matches.then_some(ArchiveObjectKey {
         session_id,
         archived_at_ms,
         legacy,
@@ -676,6 +723,53 @@ mod tests {
             legacy_archive_object_key(&session("s_1"), JAN_2025).unwrap(),
             "conversations/2025/1/archive_s_1_1736157600123.json"
         );
+    }
+
+    #[test]
+    fn legacy_folders_add_the_neighbouring_month_within_a_day_of_its_boundary() {
+        // 2025-01-31T23:59:59.999Z and 2025-02-01T00:00:00.000Z.
+        let (last_jan_ms, first_feb_ms) = (1_738_367_999_999, 1_738_368_000_000);
+        assert_eq!(
+            legacy_archive_folders(last_jan_ms).unwrap(),
+            [(2025, 1), (2025, 2)]
+        );
+        assert_eq!(
+            legacy_archive_folders(first_feb_ms).unwrap(),
+            [(2025, 2), (2025, 1)]
+        );
+        assert_eq!(legacy_archive_folders(JAN_2025).unwrap(), [(2025, 1)]);
+        // 2024-12-31T23:00:00Z: the year changes with the month.
+        assert_eq!(
+            legacy_archive_folders(1_735_686_000_000).unwrap(),
+            [(2024, 12), (2025, 1)]
+        );
+        assert_eq!(legacy_archive_folders(0).unwrap(), [(1970, 1)]);
+        assert_eq!(
+            legacy_archive_folders(-1).unwrap_err().code(),
+            "INVALID_INPUT"
+        );
+        assert_eq!(
+            legacy_archive_search_prefix(&session("s_1"), 2025, 2),
+            "conversations/2025/2/archive_s_1_"
+        );
+    }
+
+    #[test]
+    fn a_legacy_key_may_sit_in_the_neighbouring_month_of_its_time() {
+        // Written by the earlier implementation a moment after midnight: the folder is
+        // February, the time in the key still January's last millisecond.
+        let key = "conversations/2025/2/archive_s1_1738367999999.json";
+        let parsed = parse_archive_object_key(key).unwrap();
+        assert_eq!(parsed.archived_at_ms, 1_738_367_999_999);
+        assert!(parsed.legacy);
+        // Not for the current form, and not a month further.
+        for bad in [
+            "conversations/2025/02/archive_s1_1738367999999.json.gz",
+            "conversations/2025/3/archive_s1_1738367999999.json",
+            "conversations/2025/2/archive_s1_1736157600123.json",
+        ] {
+            assert_eq!(parse_archive_object_key(bad), None, "{bad}");
+        }
     }
 
     #[test]

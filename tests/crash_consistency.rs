@@ -5,8 +5,13 @@
 //! by `service_archive.rs`). With the faults cleared afterwards: every acknowledged archive is
 //! retrievable and verifies, no backup is visible unless complete, a failed restore leaves every
 //! session restored or as it was, and retention deletes nothing young and leaves no entry
-//! pointing at a missing object. Also: flipped bytes are CHECKSUM_MISMATCH, never wrong data,
-//! and bad input is refused with its code without losing anything stored.
+//! pointing at a missing object. The earlier implementation's archives (keys off their recorded
+//! time, across a month's end) and backups (R2 manifest.json of its shape) go through the same
+//! faults when read, indexed and restored. Also: flipped bytes are CHECKSUM_MISMATCH, never
+//! wrong data, and bad input is refused with its code without losing anything stored.
+//!
+//! Needs the `conformance` feature (the legacy fixture writers live in
+//! `service::legacy_suite`): `cargo test --all-features`.
 
 #[allow(dead_code)]
 mod common;
@@ -18,6 +23,9 @@ use serde_json::{json, Value};
 use supportbot_persistence::keys::{
     backup_data_key, backup_manifest_object_key, BackupId, ARCHIVE_INDEX_PREFIX,
     ARCHIVE_META_PREFIX, BACKUP_MANIFEST_PREFIX, USER_INDEX_PREFIX,
+};
+use supportbot_persistence::service::legacy_suite::{
+    write_legacy_archive, write_legacy_backup, LegacyArchive, LegacyBackupEntry, Readings,
 };
 use supportbot_persistence::service::{RetentionBudget, RetentionRun, MAX_CACHE_TEXT_BYTES};
 use supportbot_persistence::store::memory::{
@@ -1063,4 +1071,214 @@ fn cache_texts_up_to_the_limit_are_hashed_and_larger_ones_refused() {
         ("INVALID_INPUT", true)
     );
     assert_eq!(world.stores.snapshot(), after);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The earlier implementation's archives and backups (service::legacy_suite writes them as it did)
+
+/// 2025-01-31T23:59:59.998Z: the month-end archive's `archivedAt`.
+const LAST_MS_OF_JANUARY: i64 = 1_738_367_999_998;
+
+/// `old-1`: its key's time 2 ms after `archivedAt`; `old-2`: recorded on January's last
+/// milliseconds, its folder read after midnight (February's); `old-1_x`: shares `old-1`'s
+/// listing prefix and folder. Each is `(session, user, archive)`.
+fn legacy_world() -> (World, Vec<(&'static str, &'static str, LegacyArchive)>) {
+    let world = World::at(NOW);
+    let recorded_at = NOW - 10 * DAY;
+    let fixtures = [
+        (
+            "old-1",
+            "u-1",
+            Readings {
+                archived_at_ms: recorded_at,
+                key_ms: recorded_at + 2,
+                folder_ms: recorded_at + 3,
+            },
+        ),
+        (
+            "old-1_x",
+            "u-2",
+            Readings {
+                archived_at_ms: recorded_at,
+                key_ms: recorded_at + 5,
+                folder_ms: recorded_at + 5,
+            },
+        ),
+        (
+            "old-2",
+            "u-1",
+            Readings {
+                archived_at_ms: LAST_MS_OF_JANUARY,
+                key_ms: LAST_MS_OF_JANUARY + 1,
+                folder_ms: LAST_MS_OF_JANUARY + 3,
+            },
+        ),
+    ];
+    let archives = fixtures
+        .into_iter()
+        .map(|(sid, user, readings)| {
+            let archive = block_on(write_legacy_archive(
+                &world.stores.kv,
+                &world.stores.r2,
+                sid,
+                user,
+                &readings,
+            ))
+            .unwrap();
+            (sid, user, archive)
+        })
+        .collect();
+    (world, archives)
+}
+
+/// A read of a legacy archive whose key is not the one its `archivedAt` gives, under every
+/// fault of each of its calls: the right conversation or a storage error, never `null` or
+/// another session's archive; it writes nothing; after recovery it reads the right one.
+#[test]
+fn legacy_lookups_under_faults_return_the_right_archive_or_an_error() {
+    for (sid, _, _) in &legacy_world().1 {
+        let calls = legacy_world().0.calls_of(|world| {
+            world.retrieve(sid).unwrap().unwrap();
+        });
+        // 1 KV get, the R2 get that misses, 1 list per folder, the R2 get of what was found.
+        let folders = if *sid == "old-2" { 2 } else { 1 };
+        assert_eq!(calls, 3 + folders, "{sid}");
+        for fault in Fault::all(calls, true) {
+            let (world, archives) = legacy_world();
+            let expected = &archives.iter().find(|(id, ..)| id == sid).unwrap().2;
+            let before = world.stores.snapshot();
+            fault.plan(&world.stores.faults);
+            let result = world.retrieve(sid);
+            let context = format!("{sid}, {fault} ({result:?})");
+            match &result {
+                Ok(found) => assert_eq!(found.as_ref(), Some(&expected.conversation), "{context}"),
+                Err(err) => assert!(
+                    ["STORAGE_UNAVAILABLE", "CIRCUIT_OPEN"].contains(&err.code()),
+                    "{context}"
+                ),
+            }
+            if matches!(fault, Fault::FailOnce(_)) {
+                assert!(result.is_ok(), "{context}");
+            }
+            world.recover();
+            assert_eq!(world.stores.snapshot(), before, "{context}: a read wrote");
+            assert_eq!(
+                world.retrieve(sid).unwrap().as_ref(),
+                Some(&expected.conversation),
+                "{context}: after recovery"
+            );
+        }
+    }
+}
+
+/// indexLegacyArchives under every fault of each of its calls: the run stops or completes, a
+/// rerun completes, and then every legacy archive is listed for its user under its real key
+/// and retrievable, and nothing is indexed twice.
+#[test]
+fn legacy_indexing_faults_are_repaired_by_the_next_run() {
+    let index = |world: &World| {
+        block_on(
+            world
+                .service
+                .index_legacy_archives(RetentionBudget::default()),
+        )
+        .unwrap()
+    };
+    let calls = legacy_world().0.calls_of(|world| {
+        assert!(index(world).complete);
+    });
+    for fault in Fault::all(calls, true) {
+        let (mut world, archives) = legacy_world();
+        fault.plan(&world.stores.faults);
+        let first = index(&world);
+        world.recover();
+        let rerun = index(&world);
+        let context = format!("{fault} (first run {first:?}, rerun {rerun:?})");
+        assert!(rerun.complete, "{context}");
+        for (sid, user, archive) in &archives {
+            world.users.insert((*user).to_owned());
+            world
+                .acknowledged
+                .insert((*sid).to_owned(), archive.conversation.clone());
+            let listing = block_on(world.service.list_archived_conversations(
+                Some(user),
+                1000,
+                None,
+            ))
+            .unwrap();
+            let keys: Vec<&Value> = listing
+                .archives
+                .iter()
+                .filter(|entry| entry["sessionId"] == *sid)
+                .map(|entry| &entry["key"])
+                .collect();
+            assert_eq!(keys, [&json!(archive.key)], "{context}: {sid}");
+        }
+        world.assert_acknowledged_retrievable(&context);
+        world.assert_listed_retrievable(&context);
+        world.assert_no_entry_points_at_a_missing_object(&context);
+    }
+}
+
+/// A backup of the earlier implementation (its R2 manifest.json, no formatVersion) restored
+/// under every fault of each call: each session is restored or as it was, and a rerun
+/// restores every one.
+#[test]
+fn legacy_backup_restore_faults_are_completed_by_a_rerun() {
+    let backup_id = "backup_1748736000000";
+    let world_with_backup = || {
+        let (mut world, archives) = legacy_world();
+        let entries: Vec<LegacyBackupEntry<'_>> = archives
+            .iter()
+            .map(|(sid, _, archive)| LegacyBackupEntry {
+                session_id: sid,
+                data: archive.conversation.clone(),
+            })
+            .collect();
+        block_on(write_legacy_backup(
+            &world.stores.kv,
+            &world.stores.r2,
+            backup_id,
+            NOW - DAY,
+            &entries,
+            &["never-archived"],
+            false,
+        ))
+        .unwrap();
+        lose_all_archives(&world.stores);
+        for (sid, user, archive) in &archives {
+            world.users.insert((*user).to_owned());
+            world
+                .acknowledged
+                .insert((*sid).to_owned(), archive.conversation.clone());
+        }
+        world.stores.clock.advance_ms(RECOVERY_MS);
+        world
+    };
+    let restored: Vec<String> = ["old-1", "old-1_x", "old-2"].map(String::from).to_vec();
+    let calls = world_with_backup().calls_of(|world| {
+        assert_eq!(world.restore(backup_id).unwrap(), restored);
+    });
+    for fault in Fault::all(calls, true) {
+        let world = world_with_backup();
+        fault.plan(&world.stores.faults);
+        let result = world.restore(backup_id);
+        world.recover();
+        let context = format!("{fault} ({result:?})");
+        for sid in &restored {
+            let retrieved = world.retrieve(sid).unwrap();
+            assert!(
+                retrieved.is_none() || retrieved.as_ref() == world.acknowledged.get(sid.as_str()),
+                "{context}: {sid} retrieves {retrieved:?}"
+            );
+        }
+        assert_eq!(
+            world.restore(backup_id).unwrap(),
+            restored,
+            "{context}, rerun"
+        );
+        world.assert_acknowledged_retrievable(&context);
+        world.assert_listed_retrievable(&context);
+        world.assert_no_entry_points_at_a_missing_object(&context);
+    }
 }

@@ -199,13 +199,27 @@ fn bad_session_lists_are_refused_before_anything_is_read() {
 }
 
 #[test]
-fn a_backup_of_sessions_without_archives_is_not_found_and_writes_nothing() {
+fn a_backup_of_sessions_without_archives_is_made_empty_and_restores_nothing() {
+    // The earlier implementation did so, and a nightly job backing up whatever ids it has
+    // relies on getting an id back.
     let h = Harness::new();
-    let err = h.backup(&["a", "b"]).unwrap_err();
-    assert_eq!(err.code(), "NOT_FOUND");
-    assert!(err.to_string().contains("a, b"), "{err}");
+    let id = h.backup(&["a", "b", "a"]).unwrap();
+    let manifest = manifest(&h, &id);
+    assert_eq!(manifest["sessionIds"], json!([]));
+    assert_eq!(manifest["missingSessionIds"], json!(["a", "b"]));
+    assert_eq!(manifest["totalSize"], json!(0));
     let snapshot = h.stores.snapshot();
-    assert!(snapshot.r2.is_empty() && snapshot.kv.is_empty());
+    let backup_id = BackupId::parse(&id).unwrap();
+    assert!(snapshot.r2.contains_key(&backup_data_key(&backup_id)));
+    assert!(snapshot.kv.contains_key(&format!("backup_manifest:{id}")));
+    assert!(!snapshot.kv.keys().any(|key| key.starts_with("archive_")));
+    let objects = snapshot.r2.len();
+    assert_eq!(h.restore(&id).unwrap(), Vec::<String>::new());
+    assert_eq!(h.stores.snapshot().r2.len(), objects, "nothing restored");
+    // For a user, a session without an archive is still refused, and nothing is written.
+    let err = block_on(h.service.create_backup(&["a".to_owned()], Some("alice"))).unwrap_err();
+    assert_eq!(err.code(), "NOT_FOUND");
+    assert_eq!(h.stores.snapshot().r2.len(), objects);
 }
 
 #[test]

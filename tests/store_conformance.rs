@@ -4,6 +4,7 @@
 //! Needs the `conformance` feature: `cargo test --features conformance --test store_conformance`.
 #![cfg(feature = "conformance")]
 
+use supportbot_persistence::service::legacy_suite::{run_legacy_conformance, LEGACY_CHECKS};
 use supportbot_persistence::store::conformance::{
     run_kv_conformance, run_r2_conformance, ConformanceReport, KV_CHECKS, R2_CHECKS,
 };
@@ -65,4 +66,24 @@ fn a_failing_store_is_reported_per_check() {
     assert_eq!(report.failed(), R2_CHECKS.len());
     let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, R2_CHECKS);
+}
+
+#[test]
+fn the_earlier_implementations_data_reads_back_through_the_service() {
+    let stores = MemoryStores::new(START_MS, 1);
+    let report = block_on(run_legacy_conformance(
+        &stores.kv,
+        &stores.r2,
+        &stores.clock,
+    ));
+    assert_all_passed(&report, LEGACY_CHECKS.len());
+    assert_eq!(LEGACY_CHECKS.len(), 7);
+    // A second run in the same namespace (as in workerd, where runs share it) passes too.
+    stores.clock.advance_ms(60_000);
+    let again = block_on(run_legacy_conformance(
+        &stores.kv,
+        &stores.r2,
+        &stores.clock,
+    ));
+    assert_all_passed(&again, LEGACY_CHECKS.len());
 }

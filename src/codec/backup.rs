@@ -13,7 +13,8 @@
 
 use std::collections::HashSet;
 
-use serde::Serialize;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::codec::gzip;
@@ -417,6 +418,42 @@ pub struct LegacyBackupSession {
     pub session_id: SessionId,
     /// The session's `data`: its JSON text if it was a string, else its compact JSON.
     pub conversation_json: String,
+}
+
+/// Which writer a stored backup manifest (R2 `manifest.json` or KV `backup_manifest:<id>`)
+/// comes from, as far as its first level tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestShape {
+    /// A JSON object with `formatVersion`: this library's ([`decode_manifest`]).
+    Current,
+    /// A JSON object without `formatVersion`: the earlier TypeScript implementation's
+    /// ([`decode_legacy_manifest`]).
+    Legacy,
+    /// Not a JSON object: damaged; either decoder says what is wrong.
+    Unreadable,
+}
+
+/// The [`ManifestShape`] of `bytes`.
+pub fn manifest_shape(bytes: &[u8]) -> ManifestShape {
+    /// Whether the member is there at all (even as `null`), its value skipped unbuilt.
+    fn present<'de, D: serde::Deserializer<'de>>(value: D) -> Result<bool, D::Error> {
+        IgnoredAny::deserialize(value).map(|_| true)
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Version {
+        #[serde(default, deserialize_with = "present")]
+        format_version: bool,
+    }
+    let is_object = bytes
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_some_and(|&byte| byte == b'{');
+    match serde_json::from_slice::<Version>(bytes) {
+        Ok(version) if is_object && version.format_version => ManifestShape::Current,
+        Ok(_) if is_object => ManifestShape::Legacy,
+        _ => ManifestShape::Unreadable,
+    }
 }
 
 /// Decodes a legacy KV backup manifest read from `what`. Only `backupId`, `sessionIds` and
@@ -1172,6 +1209,24 @@ mod tests {
 
     fn legacy_err(manifest: &str) -> PersistenceError {
         decode_legacy_manifest("backup_manifest:x", manifest.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn a_manifests_shape_tells_its_writer() {
+        let shape = |text: &str| manifest_shape(text.as_bytes());
+        assert_eq!(
+            shape(r#" {"formatVersion":1,"backupId":"b"}"#),
+            ManifestShape::Current
+        );
+        assert_eq!(shape(r#"{"formatVersion":null}"#), ManifestShape::Current);
+        assert_eq!(
+            shape(&legacy_manifest(&"a".repeat(64))),
+            ManifestShape::Legacy
+        );
+        assert_eq!(shape("{}"), ManifestShape::Legacy);
+        for damaged in ["", "[1]", "{\"backupId\":", "null", "\u{fffd}"] {
+            assert_eq!(shape(damaged), ManifestShape::Unreadable, "{damaged:?}");
+        }
     }
 
     #[test]

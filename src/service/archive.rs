@@ -212,10 +212,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     /// `sessionState`), verified against its checksum; `None` when the session has no archive
     /// or its object is gone.
     ///
-    /// Reads archives of the earlier TypeScript implementation too (plain JSON, no checksum).
-    /// Costs 1 KV get and 1 R2 get. Errors: `INVALID_ID`; `CHECKSUM_MISMATCH` or `CORRUPT_DATA`
-    /// when the stored archive is damaged (never wrong data); `UNSUPPORTED_FORMAT`;
-    /// `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.
+    /// Reads archives of the earlier TypeScript implementation too (plain JSON, no checksum),
+    /// also when its object key's time or month differs from the recorded `archivedAt`
+    /// (`super::legacy`). Costs 1 KV get and 1 R2 get; for such a legacy archive, 1 R2 list
+    /// per candidate month folder (2 at most) and 1 R2 get more. Errors: `INVALID_ID`;
+    /// `CHECKSUM_MISMATCH` or `CORRUPT_DATA` when the stored archive is damaged (never wrong
+    /// data); `UNSUPPORTED_FORMAT`; `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.
     pub async fn retrieve_archived_conversation(&self, session_id: &str) -> Result<Option<String>> {
         let log = self.begin("retrieveArchivedConversation");
         let session_id = SessionId::parse(session_id)?;
@@ -238,7 +240,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
 
     /// The stored bytes of the newest archive of `session_id` and what to check them against;
     /// `None` when the session has no archive or its object is gone (logged). Costs 1 KV get
-    /// and 1 R2 get.
+    /// and 1 R2 get; for a record of the earlier implementation whose object is not under the
+    /// key its `archivedAt` gives, the R2 lists of `find_legacy_archive` and 1 R2 get more.
     pub(super) async fn fetch_newest_archive(
         &self,
         log: &OpLog<'_>,
@@ -248,8 +251,18 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         let Some(record) = self.kv_get(log, &meta_key).await? else {
             return Ok(None);
         };
-        let location = read_archive_location(&meta_key, &record.value, session_id)?;
-        let Some(object) = self.r2_get(log, &location.key).await? else {
+        let mut location = read_archive_location(&meta_key, &record.value, session_id)?;
+        let mut stored = self.r2_get(log, &location.key).await?;
+        if let (None, Some(archived_at)) = (&stored, location.legacy_archived_at) {
+            let (found, _) = self
+                .find_legacy_archive(log, session_id, archived_at)
+                .await?;
+            if let Some(found) = found {
+                location.key = found.key;
+                stored = self.r2_get(log, &location.key).await?;
+            }
+        }
+        let Some(object) = stored else {
             log.event(
                 "warn",
                 "archive metadata points at a missing object",

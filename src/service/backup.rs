@@ -38,8 +38,8 @@ use crate::codec::archive::{
     decode_archive, extract_topics, listing_summary, r2_custom_metadata, ArchiveMetadata,
 };
 use crate::codec::backup::{
-    decode_legacy_manifest, decode_manifest, encode_backup, encode_manifest, verify_backup,
-    verify_legacy_backup, BackupSessionInput,
+    decode_legacy_manifest, decode_manifest, encode_backup, encode_manifest, manifest_shape,
+    verify_backup, verify_legacy_backup, BackupSessionInput, LegacyBackupManifest, ManifestShape,
 };
 use crate::codec::gzip;
 use crate::error::{PersistenceError, Result};
@@ -55,14 +55,24 @@ use crate::store::{Clock, KvPutOptions, KvStore, ObjectPutOptions, ObjectStore, 
 const GZIP_CONTENT_TYPE: &str = ARCHIVE_CONTENT_TYPE;
 /// Content type of manifests.
 const MANIFEST_CONTENT_TYPE: &str = "application/json";
-/// Most session ids named in a NOT_FOUND error.
-const MAX_NAMED_SESSIONS: usize = 5;
 
 /// What a restore for one user gets for a backup made for someone else, for nobody, or not
 /// at all: the same answer, so that another user's backup ids cannot be probed.
 fn not_the_owners(backup_id: &BackupId) -> PersistenceError {
     PersistenceError::NotFound {
         key: format!("backup {backup_id} of this user"),
+    }
+}
+
+/// Checks that the manifest read from `what` is the one of `backup_id`.
+fn check_manifest_id(what: &str, found: &BackupId, backup_id: &BackupId) -> Result<()> {
+    if found == backup_id {
+        Ok(())
+    } else {
+        Err(PersistenceError::corrupt(
+            what,
+            format!("belongs to backup {found}"),
+        ))
     }
 }
 
@@ -81,8 +91,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     /// Backs up the newest archive of each listed session; returns the new backup id.
     ///
     /// Duplicate ids are backed up once. Without `owner`, sessions without an archive are
-    /// recorded in the manifest's `missingSessionIds`; if none of them has one, nothing is
-    /// written and the call fails with NOT_FOUND. With `owner` (a user id), every session must
+    /// recorded in the manifest's `missingSessionIds`; if none of them has one, the backup is
+    /// made all the same, empty, as the earlier implementation made it (a nightly job backing
+    /// up whatever ids it has relies on getting an id): restoring it restores nothing. With
+    /// `owner` (a user id), every session must
     /// have an archive that names `owner` as its user (in its metadata and its session state;
     /// a legacy archive may name it in only one, but never another user), or nothing is
     /// written and the call fails with NOT_FOUND naming the first that has none: the check is
@@ -155,16 +167,6 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
                 });
             }
             documents.push((session, document));
-        }
-        if documents.is_empty() {
-            let named: Vec<&str> = sessions
-                .iter()
-                .take(MAX_NAMED_SESSIONS)
-                .map(SessionId::as_str)
-                .collect();
-            return Err(PersistenceError::NotFound {
-                key: format!("an archive of any of the sessions {}", named.join(", ")),
-            });
         }
         let inputs: Vec<BackupSessionInput<'_>> = documents
             .iter()
@@ -261,9 +263,11 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     /// or none, is `NOT_FOUND` naming `backup <id> of this user`, so whether it exists is not
     /// revealed.
     ///
-    /// Reads the R2 manifest (authoritative), or, for backups of the earlier TypeScript
-    /// implementation, the KV `backup_manifest:<id>` and `data.json`. Everything is verified
-    /// before the first write. Costs 2 R2 gets (plus 1 KV get for a legacy backup), then per
+    /// Reads the R2 manifest (authoritative; the earlier TypeScript implementation's shape too),
+    /// or, for a backup of that implementation whose R2 manifest is gone, the KV
+    /// `backup_manifest:<id>`; its data is `data.json`, checked against the manifest's
+    /// `checksum`. Everything is verified before the first write. Costs 2 R2 gets (plus 1 KV
+    /// get for a legacy backup without an R2 manifest), then per
     /// session 1 R2 put, 1 KV get and up to 3 KV puts (1 R2 get more if the archive key is
     /// taken). Errors: `INVALID_ID`; `NOT_FOUND` naming the manifest key when there is no
     /// committed backup, or the data key when its data object is missing;
@@ -337,6 +341,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
 
     /// Reads and verifies a whole backup and prepares each of its archives for writing; with
     /// `owner`, only a backup made for that user (see [`not_the_owners`]).
+    ///
+    /// The manifest is read from R2 (authoritative); the earlier TypeScript implementation
+    /// wrote one there too, in its own shape (no `formatVersion`), and also a KV copy, which is
+    /// read when R2 has none. Its backups were made for nobody.
     async fn read_verified_backup(
         &self,
         log: &OpLog<'_>,
@@ -344,68 +352,81 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         owner: Option<&UserId>,
     ) -> Result<Vec<RestorableArchive>> {
         let manifest_key = backup_manifest_object_key(backup_id);
-        if let Some(object) = self.r2_get(log, &manifest_key).await? {
-            let manifest = decode_manifest(&manifest_key, &object.body).and_then(|manifest| {
-                if manifest.backup_id == *backup_id {
-                    Ok(manifest)
-                } else {
-                    Err(PersistenceError::corrupt(
-                        &manifest_key,
-                        format!("belongs to backup {}", manifest.backup_id),
-                    ))
+        let (what, manifest_bytes, legacy) = match self.r2_get(log, &manifest_key).await? {
+            Some(object) => {
+                let legacy = manifest_shape(&object.body) == ManifestShape::Legacy;
+                (manifest_key.clone(), object.body, legacy)
+            }
+            // Only a legacy backup, made for nobody, can have its manifest in KV alone.
+            None if owner.is_some() => return Err(not_the_owners(backup_id)),
+            None => {
+                let kv_key = backup_manifest_kv_key(backup_id);
+                match self.kv_get(log, &kv_key).await? {
+                    // A copy of a current manifest without its R2 original was never
+                    // committed, or was swept: no backup.
+                    Some(copy) if manifest_shape(&copy.value) != ManifestShape::Current => {
+                        (kv_key, copy.value, true)
+                    }
+                    _ => return Err(PersistenceError::NotFound { key: manifest_key }),
                 }
-            });
-            let manifest = match (manifest, owner) {
-                (Ok(manifest), Some(owner)) if manifest.user_id.as_ref() != Some(owner) => {
-                    return Err(not_the_owners(backup_id));
-                }
-                (Ok(manifest), _) => manifest,
-                // A manifest that cannot be read names no owner: to a user it is not theirs
-                // (so it tells nothing of another user's backup); the log keeps the reason.
-                (Err(err), Some(_)) => {
-                    log.event(
-                        "warn",
-                        "unreadable backup manifest",
-                        json!({ "key": manifest_key, "code": err.code(), "error": err.to_string() }),
-                    );
-                    return Err(not_the_owners(backup_id));
-                }
-                (Err(err), None) => return Err(err),
-            };
-            let data_key = backup_data_key(backup_id);
-            let Some(data) = self.r2_get(log, &data_key).await? else {
-                return Err(PersistenceError::NotFound { key: data_key });
-            };
-            let verified = verify_backup(&manifest, &data.body)?;
-            return verified
-                .sessions
-                .into_iter()
-                .map(|session| {
-                    self.prepare_restore(backup_id, &session.session_id, session.archive_json)
-                })
-                .collect();
-        }
-
-        // No manifest in R2: no backup, or one of the earlier implementation, made for nobody.
-        if owner.is_some() {
-            return Err(not_the_owners(backup_id));
-        }
-        let kv_key = backup_manifest_kv_key(backup_id);
-        let Some(copy) = self.kv_get(log, &kv_key).await? else {
-            return Err(PersistenceError::NotFound { key: manifest_key });
+            }
         };
-        // A copy of a current manifest without its R2 original: never committed, or swept.
-        let is_current_format = serde_json::from_slice::<Value>(&copy.value)
-            .is_ok_and(|value| value.get("formatVersion").is_some());
-        if is_current_format {
-            return Err(PersistenceError::NotFound { key: manifest_key });
+        if legacy {
+            if owner.is_some() {
+                return Err(not_the_owners(backup_id));
+            }
+            let manifest = decode_legacy_manifest(&what, &manifest_bytes)?;
+            check_manifest_id(&what, &manifest.backup_id, backup_id)?;
+            return self.read_legacy_backup(log, &manifest).await;
         }
-        let manifest = decode_legacy_manifest(&kv_key, &copy.value)?;
+        let manifest = decode_manifest(&what, &manifest_bytes).and_then(|manifest| {
+            check_manifest_id(&what, &manifest.backup_id, backup_id).map(|()| manifest)
+        });
+        let manifest = match (manifest, owner) {
+            (Ok(manifest), Some(owner)) if manifest.user_id.as_ref() != Some(owner) => {
+                return Err(not_the_owners(backup_id));
+            }
+            (Ok(manifest), _) => manifest,
+            // A manifest that cannot be read names no owner: to a user it is not theirs (so it
+            // tells nothing of another user's backup); the log keeps the reason.
+            (Err(err), Some(_)) => {
+                log.event(
+                    "warn",
+                    "unreadable backup manifest",
+                    json!({ "key": what, "code": err.code(), "error": err.to_string() }),
+                );
+                return Err(not_the_owners(backup_id));
+            }
+            (Err(err), None) => return Err(err),
+        };
+        let data_key = backup_data_key(backup_id);
+        let Some(data) = self.r2_get(log, &data_key).await? else {
+            return Err(PersistenceError::NotFound { key: data_key });
+        };
+        let verified = verify_backup(&manifest, &data.body)?;
+        verified
+            .sessions
+            .into_iter()
+            .map(|session| {
+                self.prepare_restore(backup_id, &session.session_id, session.archive_json)
+            })
+            .collect()
+    }
+
+    /// Reads and verifies the data of a backup of the earlier TypeScript implementation
+    /// (`backups/<id>/data.json`, checked against the manifest's `checksum`) and prepares its
+    /// archives.
+    async fn read_legacy_backup(
+        &self,
+        log: &OpLog<'_>,
+        manifest: &LegacyBackupManifest,
+    ) -> Result<Vec<RestorableArchive>> {
+        let backup_id = &manifest.backup_id;
         let data_key = legacy_backup_data_key(backup_id);
         let Some(data) = self.r2_get(log, &data_key).await? else {
             return Err(PersistenceError::NotFound { key: data_key });
         };
-        let sessions = verify_legacy_backup(&manifest, &data.body)?;
+        let sessions = verify_legacy_backup(manifest, &data.body)?;
         let archived_at_ms = manifest.timestamp_ms.unwrap_or(data.meta.uploaded_ms);
         sessions
             .into_iter()

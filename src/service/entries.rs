@@ -84,6 +84,10 @@ pub(super) struct ArchiveLocation {
     pub sha256: Option<String>,
     /// The archive's JSON size when it was written; 0 when unknown.
     pub raw_size: u64,
+    /// For a record of the earlier implementation, its `archivedAt`: `key` is built from it,
+    /// but that implementation may have stored the object under a time a few milliseconds
+    /// off, and in the neighbouring month's folder (`super::legacy`).
+    pub legacy_archived_at: Option<i64>,
 }
 
 /// The SHA-256 R2 recorded for an object: its own checksum, else our custom metadata.
@@ -137,6 +141,7 @@ pub(super) fn read_archive_location(
                 key: key.to_owned(),
                 sha256: Some(sha256.to_owned()),
                 raw_size,
+                legacy_archived_at: None,
             })
         }
         None => {
@@ -150,6 +155,7 @@ pub(super) fn read_archive_location(
                 key,
                 sha256: None,
                 raw_size: 0,
+                legacy_archived_at: Some(archived_at),
             })
         }
     }
@@ -218,7 +224,8 @@ mod tests {
             ArchiveLocation {
                 key,
                 sha256: Some(sha),
-                raw_size: 77
+                raw_size: 77,
+                legacy_archived_at: None,
             }
         );
     }
@@ -238,6 +245,7 @@ mod tests {
             "conversations/2025/1/archive_s1_1736157600000.json"
         );
         assert_eq!(location.sha256, None);
+        assert_eq!(location.legacy_archived_at, Some(1_736_157_600_000));
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! retention sweep, which reads the archive key from list metadata, keeps their metadata
 //! forever. This migration pages through `archive_meta:`; every entry listed without a `key`
 //! in its list metadata is read (1 get: a one-time cost), its archive object checked (1 R2
-//! head), and then written, in this order:
+//! head; when nothing is under the key its `archivedAt` gives, the object is looked for as
+//! `super::legacy` describes, 1 R2 list per candidate month), and then written, in this order:
 //! 1. its index entries, as archiving writes them (`archive_index:`, and `user_archives:` when
 //!    the record names a user), with the listing summary as list metadata;
 //! 2. `archive_meta:<sid>` again, with the same value and now the listing summary (with `key`)
@@ -50,6 +51,10 @@ use crate::store::{Clock, KvStore, ObjectMeta, ObjectStore};
 /// Most calls one record can take: its get, the object's head, two index puts and the re-put
 /// of `archive_meta`.
 const CALLS_PER_RECORD: u32 = 5;
+
+/// Calls a record takes besides those when its object is not under the key its `archivedAt`
+/// gives: one R2 list per candidate month folder (`super::legacy`), claimed only then.
+const SEARCH_CALLS: u32 = 2;
 
 /// Smallest call budget that lets a run make progress: reading the resume point, one list
 /// page of one record, the record's calls and saving the resume point.
@@ -156,10 +161,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     /// what it did. Idempotent: a run after a complete one indexes nothing and writes nothing.
     ///
     /// Costs 1 KV get (the resume point), 1 KV list per page of `archive_meta:`, and per entry
-    /// not yet indexed 1 KV get, 1 R2 head and 2 KV puts (3 with a `userId`); plus 1 KV put or
-    /// delete for the resume point when the run stops early or completes a resumed run. Storage
-    /// failures never fail the call: they stop the run (`stoppedBy`). Errors: `INVALID_INPUT`
-    /// naming `maxStorageCalls` below [`MIN_MIGRATION_CALLS`].
+    /// not yet indexed 1 KV get, 1 R2 head and 2 KV puts (3 with a `userId`), and 1 R2 list per
+    /// candidate month folder (2 at most) when the object is not under the key its
+    /// `archivedAt` gives (`super::legacy`); plus 1 KV put or delete for the resume point when
+    /// the run stops early or completes a resumed run. Storage failures never fail the call:
+    /// they stop the run (`stoppedBy`). Errors: `INVALID_INPUT` naming `maxStorageCalls` below
+    /// [`MIN_MIGRATION_CALLS`].
     pub async fn index_legacy_archives(&self, budget: RetentionBudget) -> Result<MigrationReport> {
         let log = self.begin("indexLegacyArchives");
         budget.require_at_least(MIN_MIGRATION_CALLS)?;
@@ -243,7 +250,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
                 fields,
             );
         };
-        let location = match read_archive_location(meta_key, &record.value, &session_id) {
+        let mut location = match read_archive_location(meta_key, &record.value, &session_id) {
             Ok(location) => location,
             Err(err) => {
                 unreadable(report, &err);
@@ -252,7 +259,27 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         };
         walk.calls += 1;
         let head = self.r2_head(log, &location.key).await;
-        let Some(object) = head.map_err(|err| stop_reason(&err))? else {
+        let mut object = head.map_err(|err| stop_reason(&err))?;
+        if let (None, Some(archived_at)) = (&object, location.legacy_archived_at) {
+            // The lists, then the record's three puts.
+            walk.afford(SEARCH_CALLS + 3, self.clock.now_ms())?;
+            let search = self
+                .find_legacy_archive(log, &session_id, archived_at)
+                .await;
+            let (found, lists) = search.map_err(|err| stop_reason(&err))?;
+            walk.calls += lists;
+            if let Some(found) = found {
+                location.key.clone_from(&found.key);
+                object = Some(ObjectMeta {
+                    key: found.key,
+                    size: found.size,
+                    uploaded_ms: found.uploaded_ms,
+                    custom_metadata: found.custom_metadata.unwrap_or_default(),
+                    sha256: None,
+                });
+            }
+        }
+        let Some(object) = object else {
             let fields = json!({ "metaKey": meta_key, "key": location.key });
             skip(
                 report,
@@ -323,6 +350,7 @@ mod tests {
             key: legacy_archive_object_key(session_id, 1_733_011_200_000).unwrap(),
             sha256: None,
             raw_size: 0,
+            legacy_archived_at: Some(1_733_011_200_000),
         }
     }
 

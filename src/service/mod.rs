@@ -11,6 +11,9 @@ mod cache;
 mod entries;
 mod guard;
 mod health;
+mod legacy;
+#[cfg(any(test, feature = "conformance"))]
+pub mod legacy_suite;
 mod log;
 mod lookup;
 mod migrate;

@@ -139,7 +139,7 @@ pub async fn run_r2_check<R: ObjectStore, C: Clock>(
 }
 
 /// A check's result: `Err` says what differed.
-type Check = Result<(), String>;
+pub(crate) type Check = Result<(), String>;
 
 /// Turns a failed storage call into a check failure naming the step.
 trait During<T> {
@@ -153,7 +153,7 @@ impl<T> During<T> for StoreResult<T> {
 }
 
 /// Fails with `what` unless `holds`.
-fn ensure(holds: bool, what: impl FnOnce() -> String) -> Check {
+pub(crate) fn ensure(holds: bool, what: impl FnOnce() -> String) -> Check {
     if holds {
         Ok(())
     } else {
@@ -162,7 +162,7 @@ fn ensure(holds: bool, what: impl FnOnce() -> String) -> Check {
 }
 
 /// Fails unless `actual == expected`, showing both.
-fn ensure_eq<T: PartialEq + fmt::Debug>(what: &str, actual: T, expected: T) -> Check {
+pub(crate) fn ensure_eq<T: PartialEq + fmt::Debug>(what: &str, actual: T, expected: T) -> Check {
     ensure(actual == expected, || {
         format!("{what}: expected {expected:?}, got {actual:?}")
     })

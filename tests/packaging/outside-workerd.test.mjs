@@ -1,5 +1,5 @@
-// The installed tarball outside workerd: imported by Node ESM, and bundled by Vite for a
-// browser page that headless Chromium loads.
+// The packed tarball: it ships both licenses; installed, it is imported by Node ESM and
+// bundled by Vite for a browser page that headless Chromium loads (outside workerd).
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
@@ -10,6 +10,16 @@ import { fileURLToPath } from "node:url";
 
 const ABC_SHA256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
 const here = fileURLToPath(new URL(".", import.meta.url));
+
+test("the tarball and the installed package ship LICENSE-MIT and LICENSE-APACHE", async () => {
+  const listed = execFileSync("tar", ["-tzf", join(here, "supportbot-persistence.tgz")], { encoding: "utf8" }).split("\n");
+  const installed = join(here, "node_modules/supportbot-persistence");
+  assert.equal(JSON.parse(await readFile(join(installed, "package.json"), "utf8")).license, "MIT OR Apache-2.0");
+  for (const file of ["LICENSE-MIT", "LICENSE-APACHE"]) {
+    assert.ok(listed.includes(`package/${file}`), `the tarball has no package/${file}`);
+    assert.equal(await readFile(join(installed, file), "utf8"), await readFile(join(here, "../..", file), "utf8"), `installed ${file}`);
+  }
+});
 
 test("Node ESM imports the package by name", async () => {
   const library = await import("supportbot-persistence");

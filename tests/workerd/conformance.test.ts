@@ -1,6 +1,7 @@
 // The store conformance suite (src/store/conformance.rs), which the in-memory adapter passes
 // natively, run inside workerd through the JS adapters (src/wasm/kv.rs, src/wasm/r2.rs) against
-// the real local KV and R2 of wrangler.toml. The suite is a separate wasm module built by
+// the real local KV and R2 of wrangler.toml; then the earlier implementation's archives and
+// backups, written as it wrote them, read back through the service (src/service/legacy_suite.rs). The suite is a separate wasm module built by
 // scripts/build-conformance.sh; if it was not built, importing it fails and so does this file.
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -26,8 +27,9 @@ interface CheckResult {
 const checkNames = conformanceCheckNames();
 const kvChecks = checkNames.filter((name) => name.startsWith("kv."));
 const r2Checks = checkNames.filter((name) => name.startsWith("r2."));
+const legacyChecks = checkNames.filter((name) => name.startsWith("legacy."));
 
-describe("store conformance in workerd (real local KV and R2)", () => {
+describe("store conformance and the earlier implementation's data in workerd (real local KV and R2)", () => {
   const outcomes = new Map<string, CheckResult>();
   let results: CheckResult[] = [];
 
@@ -37,10 +39,11 @@ describe("store conformance in workerd (real local KV and R2)", () => {
     for (const result of results) outcomes.set(result.name, result);
   }, 300_000);
 
-  it("has KV and R2 checks, and ran each exactly once, in order", () => {
+  it("has KV, R2 and legacy checks, and ran each exactly once, in order", () => {
     expect(kvChecks.length).toBeGreaterThan(0);
     expect(r2Checks.length).toBeGreaterThan(0);
-    expect(kvChecks.length + r2Checks.length).toBe(checkNames.length);
+    expect(legacyChecks.length).toBeGreaterThan(0);
+    expect(kvChecks.length + r2Checks.length + legacyChecks.length).toBe(checkNames.length);
     expect(results.map((result) => result.name)).toEqual(checkNames);
   });
 
