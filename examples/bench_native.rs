@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde_json::{json, Map, Value};
 use supportbot_persistence::hash;
 use supportbot_persistence::policy::DataRetentionPolicy;
-use supportbot_persistence::service::{PersistenceService, RetentionBudget, ServiceOptions};
+use supportbot_persistence::service::{PersistenceService, RunBudget, ServiceOptions};
 use supportbot_persistence::store::memory::{
     block_on, CallCounts, MemoryKv, MemoryR2, MemoryStores, OperationKind, VirtualClock,
 };
@@ -392,8 +392,8 @@ impl Bench {
             1,
             populate,
             |(_, service), _| {
-                let run = block_on(service.enforce_retention_policy(RetentionBudget::default()))?;
-                if !run.complete {
+                let run = block_on(service.enforce_retention_policy(RunBudget::default()))?;
+                if !run.status.complete {
                     return Err("retention stopped early".into());
                 }
                 Ok(())

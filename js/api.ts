@@ -272,15 +272,16 @@ function checkOptionalInteger(field: string, value: number | undefined, min: num
   return value;
 }
 
-/** The call budget and the deadline (epoch ms) of a maintenance run's options, checked. */
-function runBudget(options: { maxStorageCalls?: number; timeBudgetMs?: number }): [number | undefined, number | undefined] {
+/** The maintenance jobs of the wasm run driver: each takes a call budget and a deadline. */
+type RunJob = "enforceRetentionPolicy" | "indexLegacyArchives" | "reindexUserArchives" | "getStorageMetrics";
+
+/** Runs `job` within the budget of its options (checked here, where the clock is read); its report. */
+async function runJob<Report>(core: wasm.PersistenceCore, job: RunJob, options: { maxStorageCalls?: number; timeBudgetMs?: number }): Promise<Report> {
   const maxStorageCalls = checkOptionalInteger("maxStorageCalls", options.maxStorageCalls, 1, 2 ** 32 - 1);
   const budgetMs = checkOptionalInteger("timeBudgetMs", options.timeBudgetMs, 1, Number.MAX_SAFE_INTEGER);
-  return [maxStorageCalls, budgetMs === undefined ? undefined : Date.now() + budgetMs];
+  const deadline = budgetMs === undefined ? undefined : Date.now() + budgetMs;
+  return JSON.parse(await core[job](maxStorageCalls, deadline)) as Report;
 }
-
-/** The wasm object behind each service; module-private, so it is not part of the public API. */
-const cores = new WeakMap<DataPersistenceService, wasm.PersistenceCore>();
 
 /**
  * The spec's DataPersistenceService: archives in R2, caches and indexes in KV, verified backups
@@ -293,7 +294,6 @@ export class DataPersistenceService {
   constructor(bindings: PersistenceBindings, policy: Partial<DataRetentionPolicy> = {}, options: PersistenceOptions = {}) {
     const { CHAT_KV, ARCHIVE_R2 } = checkBindings(bindings);
     this.#core = new wasm.PersistenceCore(CHAT_KV, ARCHIVE_R2, toJson("policy", policy), toJson("options", options));
-    cores.set(this, this.#core);
   }
 
   /** The retention policy in force (spec defaults merged with what was passed). */
@@ -364,8 +364,7 @@ export class DataPersistenceService {
 
   /** Deletes what the policy says has expired, page by page; resumes where a time-boxed run stopped. */
   async enforceRetentionPolicy(options: RetentionRunOptions = {}): Promise<RetentionReport> {
-    const [maxStorageCalls, deadline] = runBudget(options);
-    return JSON.parse(await this.#core.enforceRetentionPolicy(maxStorageCalls, deadline)) as RetentionReport;
+    return runJob<RetentionReport>(this.#core, "enforceRetentionPolicy", options);
   }
 
   /**
@@ -385,8 +384,7 @@ export class DataPersistenceService {
    * page, and per legacy archive 1 KV get, 1 R2 head and 2-3 KV puts.
    */
   async indexLegacyArchives(options: MigrationRunOptions = {}): Promise<MigrationReport> {
-    const [maxStorageCalls, deadline] = runBudget(options);
-    return JSON.parse(await this.#core.indexLegacyArchives(maxStorageCalls, deadline)) as MigrationReport;
+    return runJob<MigrationReport>(this.#core, "indexLegacyArchives", options);
   }
 
   /**
@@ -399,22 +397,10 @@ export class DataPersistenceService {
    * 1 KV put per archive with a user, so run it after a change, not on a schedule.
    */
   async reindexUserArchives(options: MigrationRunOptions = {}): Promise<ReindexReport> {
-    const [maxStorageCalls, deadline] = runBudget(options);
-    return JSON.parse(await this.#core.reindexUserArchives(maxStorageCalls, deadline)) as ReindexReport;
-  }
-}
-
-/** The spec's DataPersistenceIntegration: health checks and storage metrics over the same bindings. */
-export class DataPersistenceIntegration {
-  readonly service: DataPersistenceService;
-  readonly #core: wasm.PersistenceCore;
-
-  constructor(bindings: PersistenceBindings, policy: Partial<DataRetentionPolicy> = {}, options: PersistenceOptions = {}) {
-    this.service = new DataPersistenceService(bindings, policy, options);
-    this.#core = cores.get(this.service)!;
+    return runJob<ReindexReport>(this.#core, "reindexUserArchives", options);
   }
 
-  /** Probes R2 and KV (one read each); never rejects. */
+  /** Probes R2 and KV (one read each); never rejects. The spec calls it on DataPersistenceIntegration. */
   async healthCheck(): Promise<HealthReport> {
     return JSON.parse(await this.#core.healthCheck()) as HealthReport;
   }
@@ -423,10 +409,29 @@ export class DataPersistenceIntegration {
    * Counts cache entries, archives and backups over every page, or as many pages as the options
    * allow (`complete: false` then). Costs 1 list per 1000 keys of each prefix; past about 45 000
    * keys an unbounded count exceeds the free plan's 50 subrequests, so pass `maxStorageCalls`.
+   * The spec calls it on DataPersistenceIntegration.
    */
   async getStorageMetrics(options: StorageMetricsOptions = {}): Promise<StorageMetrics> {
-    const [maxStorageCalls, deadline] = runBudget(options);
-    return JSON.parse(await this.#core.getStorageMetrics(maxStorageCalls, deadline)) as StorageMetrics;
+    return runJob<StorageMetrics>(this.#core, "getStorageMetrics", options);
+  }
+}
+
+/** The spec's DataPersistenceIntegration: health checks and storage metrics over the same bindings. */
+export class DataPersistenceIntegration {
+  readonly service: DataPersistenceService;
+
+  constructor(bindings: PersistenceBindings, policy: Partial<DataRetentionPolicy> = {}, options: PersistenceOptions = {}) {
+    this.service = new DataPersistenceService(bindings, policy, options);
+  }
+
+  /** Probes R2 and KV (one read each); never rejects. */
+  healthCheck(): Promise<HealthReport> {
+    return this.service.healthCheck();
+  }
+
+  /** {@link DataPersistenceService.getStorageMetrics} on this integration's service. */
+  getStorageMetrics(options: StorageMetricsOptions = {}): Promise<StorageMetrics> {
+    return this.service.getStorageMetrics(options);
   }
 }
 

@@ -27,7 +27,7 @@ use supportbot_persistence::keys::{
 use supportbot_persistence::service::legacy_suite::{
     write_legacy_archive, write_legacy_backup, LegacyArchive, LegacyBackupEntry, Readings,
 };
-use supportbot_persistence::service::{RetentionBudget, RetentionRun, MAX_CACHE_TEXT_BYTES};
+use supportbot_persistence::service::{RetentionRun, RunBudget, MAX_CACHE_TEXT_BYTES};
 use supportbot_persistence::store::memory::{
     block_on, Faults, MemoryStores, OperationKind, StoreSnapshot,
 };
@@ -178,11 +178,7 @@ impl World {
     }
 
     fn sweep(&self) -> RetentionRun {
-        block_on(
-            self.service
-                .enforce_retention_policy(RetentionBudget::default()),
-        )
-        .unwrap()
+        block_on(self.service.enforce_retention_policy(RunBudget::default())).unwrap()
     }
 
     /// Clears the faults and waits out backoffs, open breakers and KV's write-rate window.
@@ -714,7 +710,7 @@ fn retention_faults_delete_nothing_young_and_the_next_run_leaves_no_dangling_ent
     let survivors: BTreeSet<String> = everything.difference(&doomed).cloned().collect();
     let calls = world.calls_of(|world| {
         let run = world.sweep();
-        assert!(run.complete);
+        assert!(run.status.complete);
         assert_eq!(run.report.deleted.total(), doomed.len() as u64);
     });
     assert_eq!(all_keys(&world.stores.snapshot()), survivors);
@@ -724,9 +720,15 @@ fn retention_faults_delete_nothing_young_and_the_next_run_leaves_no_dangling_ent
         let (world, _) = retention_world();
         fault.plan(&world.stores.faults);
         let first = world.sweep();
-        let context = format!("{fault} (first run {})", first.to_json());
+        let context = format!(
+            "{fault} (first run {})",
+            serde_json::to_string(&first).unwrap()
+        );
         if matches!(fault, Fault::FailOnce(_)) {
-            assert!(first.complete && first.failed_deletions == 0, "{context}");
+            assert!(
+                first.status.complete && first.failed_deletions == 0,
+                "{context}"
+            );
         }
         world.recover();
         let kept = all_keys(&world.stores.snapshot());
@@ -738,12 +740,16 @@ fn retention_faults_delete_nothing_young_and_the_next_run_leaves_no_dangling_ent
             survivors.difference(&kept).collect::<Vec<_>>()
         );
         let next = world.sweep();
-        assert!(next.complete, "{context}: {}", next.to_json());
+        assert!(
+            next.status.complete,
+            "{context}: {}",
+            serde_json::to_string(&next).unwrap()
+        );
         assert_eq!(
             all_keys(&world.stores.snapshot()),
             survivors,
             "{context}, then {}",
-            next.to_json()
+            serde_json::to_string(&next).unwrap()
         );
         world.assert_no_entry_points_at_a_missing_object(&context);
         world.assert_acknowledged_retrievable(&context);
@@ -1177,15 +1183,10 @@ fn legacy_lookups_under_faults_return_the_right_archive_or_an_error() {
 #[test]
 fn legacy_indexing_faults_are_repaired_by_the_next_run() {
     let index = |world: &World| {
-        block_on(
-            world
-                .service
-                .index_legacy_archives(RetentionBudget::default()),
-        )
-        .unwrap()
+        block_on(world.service.index_legacy_archives(RunBudget::default())).unwrap()
     };
     let calls = legacy_world().0.calls_of(|world| {
-        assert!(index(world).complete);
+        assert!(index(world).status.complete);
     });
     for fault in Fault::all(calls, true) {
         let (mut world, archives) = legacy_world();
@@ -1194,7 +1195,7 @@ fn legacy_indexing_faults_are_repaired_by_the_next_run() {
         world.recover();
         let rerun = index(&world);
         let context = format!("{fault} (first run {first:?}, rerun {rerun:?})");
-        assert!(rerun.complete, "{context}");
+        assert!(rerun.status.complete, "{context}");
         for (sid, user, archive) in &archives {
             world.users.insert((*user).to_owned());
             world

@@ -9,7 +9,7 @@ use supportbot_persistence::keys::{
     archive_meta_key, archive_object_key, backup_data_key, backup_manifest_object_key, BackupId,
     SessionId,
 };
-use supportbot_persistence::service::{HealthStatus, RetentionBudget};
+use supportbot_persistence::service::{HealthStatus, RunBudget};
 use supportbot_persistence::store::memory::{block_on, CallFilter, MemoryStores, OperationKind};
 use supportbot_persistence::store::{
     Binding, FailureKind, KvPutOptions, KvStore, ObjectPutOptions, ObjectStore,
@@ -38,7 +38,7 @@ fn healthy_when_both_probes_answer_and_it_never_writes() {
     assert_eq!(counts.of(Binding::Kv, OperationKind::Get), 1);
     assert_eq!(counts.of(Binding::R2, OperationKind::Head), 1);
     assert_eq!(counts.total(), 2);
-    let json: Value = serde_json::from_str(&report.to_json()).unwrap();
+    let json: Value = serde_json::to_value(&report).unwrap();
     assert_eq!(
         json,
         json!({"status": "healthy", "details": {
@@ -129,8 +129,8 @@ fn metrics_count_every_page() {
     put(&backup_data_key(&BackupId::parse("b2").unwrap()), 100);
 
     let counts = stores.faults.counts();
-    let metrics = block_on(service.get_storage_metrics(RetentionBudget::default())).unwrap();
-    let json: Value = serde_json::from_str(&metrics.to_json()).unwrap();
+    let metrics = block_on(service.get_storage_metrics(RunBudget::default())).unwrap();
+    let json: Value = serde_json::to_value(&metrics).unwrap();
     assert_eq!(
         json,
         json!({"cache": {"embeddings": 1200, "queries": 1001, "archives_metadata": 3},
@@ -144,7 +144,7 @@ fn metrics_count_every_page() {
     assert_eq!(cost.total(), 8, "no value is read");
 
     // Exactly the 8 lists it needs, then one fewer: the second `conversations/` page is left.
-    let budget = |calls| RetentionBudget {
+    let budget = |calls| RunBudget {
         max_storage_calls: Some(calls),
         deadline_ms: None,
     };
@@ -178,7 +178,7 @@ fn metrics_count_every_page() {
         (1, 1000)
     );
     // A deadline already passed lists nothing.
-    let none = block_on(service.get_storage_metrics(RetentionBudget {
+    let none = block_on(service.get_storage_metrics(RunBudget {
         max_storage_calls: None,
         deadline_ms: Some(T0),
     }))
@@ -188,6 +188,6 @@ fn metrics_count_every_page() {
     assert_eq!(err.code(), "INVALID_INPUT");
 
     fail_binding(&stores, Binding::Kv, 4);
-    let err = block_on(service.get_storage_metrics(RetentionBudget::default())).unwrap_err();
+    let err = block_on(service.get_storage_metrics(RunBudget::default())).unwrap_err();
     assert_eq!(err.code(), "STORAGE_UNAVAILABLE");
 }

@@ -16,7 +16,7 @@ use supportbot_persistence::keys::{
 };
 use supportbot_persistence::policy::DataRetentionPolicy;
 use supportbot_persistence::service::{
-    MigrationReport, RetentionBudget, ServiceOptions, StopReason,
+    MigrationReport, RunBudget, RunStatus, ServiceOptions, StopReason,
 };
 use supportbot_persistence::store::memory::{
     block_on, CallCounts, MemoryStores, OperationKind, StoreSnapshot,
@@ -116,12 +116,12 @@ impl Harness {
         block_on(self.stores.kv.put(key, value, KvPutOptions::default())).unwrap();
     }
 
-    fn migrate(&self, budget: RetentionBudget) -> MigrationReport {
+    fn migrate(&self, budget: RunBudget) -> MigrationReport {
         block_on(self.service.index_legacy_archives(budget)).unwrap()
     }
 
     fn migrate_all(&self) -> MigrationReport {
-        self.migrate(RetentionBudget::default())
+        self.migrate(RunBudget::default())
     }
 
     /// Session ids listed, newest first: of `user_id`, or of everyone.
@@ -180,14 +180,16 @@ fn report(scanned: u64, indexed: u64, missing_objects: u64, unreadable: u64) -> 
         indexed,
         missing_objects,
         unreadable,
-        complete: true,
-        ..MigrationReport::default()
+        status: RunStatus {
+            complete: true,
+            ..RunStatus::default()
+        },
     }
 }
 
 /// The report without its call count, to compare the counters.
 fn counters(mut run: MigrationReport) -> MigrationReport {
-    run.storage_calls = 0;
+    run.status.storage_calls = 0;
     run
 }
 
@@ -211,9 +213,9 @@ fn legacy_archives_are_listed_after_indexing_globally_and_per_user() {
     let run = h.migrate_all();
     assert_eq!(counters(run.clone()), report(3, 2, 0, 0));
     // The resume point's get, one list, then per record: get, head, its index puts, re-put.
-    assert_eq!(run.storage_calls, 1 + 1 + 5 + 4);
+    assert_eq!(run.status.storage_calls, 1 + 1 + 5 + 4);
     let cost = h.counts().since(&before);
-    assert_eq!(cost.total(), u64::from(run.storage_calls));
+    assert_eq!(cost.total(), u64::from(run.status.storage_calls));
     assert_eq!(cost.of(Binding::Kv, OperationKind::Get), 3);
     assert_eq!(cost.of(Binding::R2, OperationKind::Head), 2);
     assert_eq!(cost.of(Binding::R2, OperationKind::Get), 0);
@@ -397,7 +399,7 @@ fn budgeted_runs_resume_where_they_stopped_and_together_index_everything() {
         h.put_legacy(session_id, user, T0 - DAY - i as i64 * 1_000);
     }
     h.later();
-    let budget = RetentionBudget {
+    let budget = RunBudget {
         max_storage_calls: Some(14),
         deadline_ms: None,
     };
@@ -405,19 +407,19 @@ fn budgeted_runs_resume_where_they_stopped_and_together_index_everything() {
     loop {
         let before = h.counts();
         let run = h.migrate(budget);
-        assert!(run.storage_calls <= 14, "{run:?}");
+        assert!(run.status.storage_calls <= 14, "{run:?}");
         assert_eq!(
             h.counts().since(&before).total(),
-            u64::from(run.storage_calls)
+            u64::from(run.status.storage_calls)
         );
-        assert_eq!(run.resumed, !runs.is_empty());
+        assert_eq!(run.status.resumed, !runs.is_empty());
         let cursor_stored = h.snapshot().kv.contains_key(LEGACY_INDEX_CURSOR_KEY);
-        assert_eq!(cursor_stored, !run.complete, "{run:?}");
-        if !run.complete {
-            assert_eq!(run.stopped_by, Some(StopReason::CallBudget));
+        assert_eq!(cursor_stored, !run.status.complete, "{run:?}");
+        if !run.status.complete {
+            assert_eq!(run.status.stopped_by, Some(StopReason::CallBudget));
         }
         runs.push(run.clone());
-        if run.complete {
+        if run.status.complete {
             break;
         }
         assert!(runs.len() < 20, "the runs do not finish");
@@ -439,15 +441,15 @@ fn budgeted_runs_resume_where_they_stopped_and_together_index_everything() {
     // A deadline that has passed stops a run before its first page, keeping the position.
     h.put_legacy("late", None, T0 - DAY);
     h.later();
-    let stopped = h.migrate(RetentionBudget {
+    let stopped = h.migrate(RunBudget {
         max_storage_calls: None,
         deadline_ms: Some(h.service.clock().now_ms()),
     });
-    assert_eq!(stopped.stopped_by, Some(StopReason::Deadline));
+    assert_eq!(stopped.status.stopped_by, Some(StopReason::Deadline));
     assert_eq!((stopped.scanned, stopped.indexed), (0, 0));
     h.later();
     let finished = h.migrate_all();
-    assert!(finished.resumed && finished.complete);
+    assert!(finished.status.resumed && finished.status.complete);
     assert_eq!(finished.indexed, 1);
     assert!(!h.snapshot().kv.contains_key(LEGACY_INDEX_CURSOR_KEY));
 }
@@ -469,7 +471,7 @@ fn a_budgeted_run_lists_whole_pages_and_resumes_inside_one() {
         h.put_legacy(&format!("new-{:04}x", i * 100), None, T0 - DAY);
     }
     h.later();
-    let budget = RetentionBudget {
+    let budget = RunBudget {
         max_storage_calls: Some(50),
         deadline_ms: None,
     };
@@ -480,7 +482,11 @@ fn a_budgeted_run_lists_whole_pages_and_resumes_inside_one() {
     // userId), and a twelfth that may take 5 does not fit beside the resume point's put.
     // (When pages held only as many entries as the calls left could index, a run listed 9 at
     // a time, indexed ones included.)
-    assert_eq!(first.stopped_by, Some(StopReason::CallBudget), "{first:?}");
+    assert_eq!(
+        first.status.stopped_by,
+        Some(StopReason::CallBudget),
+        "{first:?}"
+    );
     assert_eq!(first.indexed, 11);
     assert_eq!(lists(&before), 2);
     let position: Value = serde_json::from_slice(
@@ -494,7 +500,10 @@ fn a_budgeted_run_lists_whole_pages_and_resumes_inside_one() {
     h.later();
     let before = h.counts();
     let second = h.migrate(budget);
-    assert!(second.complete && second.resumed, "{second:?}");
+    assert!(
+        second.status.complete && second.status.resumed,
+        "{second:?}"
+    );
     assert_eq!(second.indexed, 1);
     // The second page again, from the record the first run stopped at.
     assert_eq!(lists(&before), 1);
@@ -505,7 +514,7 @@ fn a_budgeted_run_lists_whole_pages_and_resumes_inside_one() {
 #[test]
 fn a_budget_below_the_minimum_is_invalid_input() {
     let h = Harness::new();
-    let err = block_on(h.service.index_legacy_archives(RetentionBudget {
+    let err = block_on(h.service.index_legacy_archives(RunBudget {
         max_storage_calls: Some(7),
         deadline_ms: None,
     }))
@@ -523,7 +532,7 @@ fn a_crash_at_any_call_is_repaired_by_the_next_run() {
         let h = Harness::new();
         h.put_legacy_fixture();
         h.later();
-        h.migrate_all().storage_calls
+        h.migrate_all().status.storage_calls
     };
     assert_eq!(calls, 7);
     for survived in 0..calls {
@@ -534,13 +543,16 @@ fn a_crash_at_any_call_is_repaired_by_the_next_run() {
             .faults
             .crash_after(h.stores.faults.calls() + u64::from(survived));
         let crashed = h.migrate_all();
-        assert!(!crashed.complete, "crash after {survived}");
+        assert!(!crashed.status.complete, "crash after {survived}");
         h.stores.faults.clear();
         // Past any backoff and breaker window the failed calls may have opened.
         h.stores.clock.advance_ms(120_000);
 
         let repaired = h.migrate_all();
-        assert!(repaired.complete, "crash after {survived}: {repaired:?}");
+        assert!(
+            repaired.status.complete,
+            "crash after {survived}: {repaired:?}"
+        );
         assert_eq!(h.listed(None), [FIXTURE_SESSION], "crash after {survived}");
         assert_eq!(h.listed(Some(FIXTURE_USER)), [FIXTURE_SESSION]);
         assert!(h.retrieve(FIXTURE_SESSION).is_some());

@@ -14,7 +14,7 @@ use supportbot_persistence::keys::{
     USER_INDEX_PREFIX, USER_REINDEX_CURSOR_KEY,
 };
 use supportbot_persistence::policy::DataRetentionPolicy;
-use supportbot_persistence::service::{RetentionBudget, ServiceOptions, StopReason};
+use supportbot_persistence::service::{RunBudget, ServiceOptions, StopReason};
 use supportbot_persistence::store::memory::{block_on, MemoryStores, OperationKind};
 use supportbot_persistence::store::{
     Binding, Clock, KvPutOptions, KvStore, ObjectPutOptions, ObjectStore,
@@ -54,7 +54,7 @@ fn reindex(
     service: &Service,
     max_storage_calls: Option<u32>,
 ) -> supportbot_persistence::service::ReindexReport {
-    block_on(service.reindex_user_archives(RetentionBudget {
+    block_on(service.reindex_user_archives(RunBudget {
         max_storage_calls,
         deadline_ms: None,
     }))
@@ -84,18 +84,18 @@ fn a_new_hash_secret_lists_nothing_until_the_user_index_is_rebuilt() {
     loop {
         stores.clock.advance_ms(2_000);
         let run = reindex(&new, Some(6));
-        assert!(run.storage_calls <= 6, "{run:?}");
+        assert!(run.status.storage_calls <= 6, "{run:?}");
         let stored = stores.snapshot().kv.contains_key(USER_REINDEX_CURSOR_KEY);
-        assert_eq!(stored, !run.complete, "{run:?}");
+        assert_eq!(stored, !run.status.complete, "{run:?}");
         runs.push(run.clone());
-        if run.complete {
+        if run.status.complete {
             break;
         }
-        assert_eq!(run.stopped_by, Some(StopReason::CallBudget));
+        assert_eq!(run.status.stopped_by, Some(StopReason::CallBudget));
         assert!(runs.len() < 30, "no progress");
     }
     assert!(runs.len() > 3, "{runs:?}");
-    assert!(runs[1..].iter().all(|run| run.resumed));
+    assert!(runs[1..].iter().all(|run| run.status.resumed));
     assert_eq!(runs.iter().map(|run| run.written).sum::<u64>(), 12);
     assert_eq!(runs.iter().map(|run| run.anonymous).sum::<u64>(), 1);
     assert_eq!(runs.iter().map(|run| run.scanned).sum::<u64>(), 13);
@@ -114,7 +114,7 @@ fn a_new_hash_secret_lists_nothing_until_the_user_index_is_rebuilt() {
     let snapshot = stores.snapshot();
     let counts = stores.faults.counts();
     let again = reindex(&new, None);
-    assert!(again.complete && !again.resumed, "{again:?}");
+    assert!(again.status.complete && !again.status.resumed, "{again:?}");
     assert_eq!(again.written, 12);
     assert_eq!(stores.snapshot().kv, snapshot.kv);
     let cost = stores.faults.counts().since(&counts);
@@ -159,7 +159,7 @@ fn an_entry_without_a_readable_summary_is_counted_and_left_alone() {
 fn a_budget_below_the_minimum_is_invalid_input() {
     let stores = MemoryStores::new(T0, 3);
     let service = service_with_secret(&stores, "the-old-secret-0123456789");
-    let err = block_on(service.reindex_user_archives(RetentionBudget {
+    let err = block_on(service.reindex_user_archives(RunBudget {
         max_storage_calls: Some(3),
         deadline_ms: None,
     }))
@@ -194,7 +194,7 @@ fn archives_indexed_from_the_earlier_implementation_are_reindexed_too() {
         KvPutOptions::default(),
     ))
     .unwrap();
-    let migrated = block_on(old.index_legacy_archives(RetentionBudget::default())).unwrap();
+    let migrated = block_on(old.index_legacy_archives(RunBudget::default())).unwrap();
     assert_eq!(migrated.indexed, 1);
     assert_eq!(listed(&old, "carol"), ["legacy-1"]);
 

@@ -15,9 +15,7 @@ use supportbot_persistence::keys::{
     backup_manifest_kv_key, backup_manifest_object_key, BackupId, SessionId,
 };
 use supportbot_persistence::policy::DataRetentionPolicy;
-use supportbot_persistence::service::{
-    PersistenceService, RetentionBudget, ServiceOptions, StopReason,
-};
+use supportbot_persistence::service::{PersistenceService, RunBudget, ServiceOptions, StopReason};
 use supportbot_persistence::store::memory::{
     block_on, CallFilter, MemoryKv, MemoryR2, MemoryStores, OperationKind,
 };
@@ -147,7 +145,7 @@ impl World {
         all_keys(&self.stores.snapshot())
     }
 
-    fn sweep(&self, budget: RetentionBudget) -> supportbot_persistence::service::RetentionRun {
+    fn sweep(&self, budget: RunBudget) -> supportbot_persistence::service::RetentionRun {
         block_on(self.service.enforce_retention_policy(budget)).unwrap()
     }
 }
@@ -158,9 +156,9 @@ fn a_sweep_deletes_exactly_what_is_past_its_limit_across_all_pages() {
     let before = world.keys();
     assert!(before.len() > 5000);
     let counts = world.stores.faults.counts();
-    let run = world.sweep(RetentionBudget::default());
+    let run = world.sweep(RunBudget::default());
 
-    assert!(run.complete && run.stopped_by.is_none() && !run.resumed);
+    assert!(run.status.complete && run.status.stopped_by.is_none() && !run.status.resumed);
     assert_eq!(run.failed_deletions, 0);
     let expected: BTreeSet<String> = before.difference(&world.doomed).cloned().collect();
     assert_eq!(world.keys(), expected);
@@ -185,42 +183,46 @@ fn a_sweep_deletes_exactly_what_is_past_its_limit_across_all_pages() {
         cost.of(Binding::Kv, OperationKind::Delete),
         500 + 2 * 167 + 1 + 1
     );
-    assert_eq!(u64::from(run.storage_calls), cost.total());
+    assert_eq!(u64::from(run.status.storage_calls), cost.total());
 
     // Nothing left to do.
     world.stores.clock.advance_ms(60_000);
-    let again = world.sweep(RetentionBudget::default());
+    let again = world.sweep(RunBudget::default());
     assert_eq!(again.report.deleted.total(), 0);
 }
 
 #[test]
 fn time_boxed_runs_resume_to_the_same_final_state() {
     let whole = World::build(false);
-    whole.sweep(RetentionBudget::default());
+    whole.sweep(RunBudget::default());
     let boxed = World::build(false);
     let mut runs = Vec::new();
     loop {
         // Cron runs are minutes apart (KV also allows one write a second per key).
         boxed.stores.clock.advance_ms(60_000);
-        let run = boxed.sweep(RetentionBudget {
+        let run = boxed.sweep(RunBudget {
             max_storage_calls: Some(50),
             deadline_ms: None,
         });
-        assert!(run.storage_calls <= 50, "{}", run.storage_calls);
+        assert!(
+            run.status.storage_calls <= 50,
+            "{}",
+            run.status.storage_calls
+        );
         assert_eq!(run.failed_deletions, 0);
-        let complete = run.complete;
+        let complete = run.status.complete;
         runs.push(run);
         if complete {
             break;
         }
         assert_eq!(
-            runs.last().unwrap().stopped_by,
+            runs.last().unwrap().status.stopped_by,
             Some(StopReason::CallBudget)
         );
         assert!(runs.len() < 200, "no progress");
     }
     assert!(runs.len() > 5, "{} runs", runs.len());
-    assert!(runs[1..].iter().all(|run| run.resumed));
+    assert!(runs[1..].iter().all(|run| run.status.resumed));
     assert_eq!(boxed.keys(), whole.keys());
     assert!(
         !boxed.keys().contains("retention:cursor"),
@@ -251,7 +253,7 @@ fn query_entries(expired: usize, live: usize) -> (MemoryStores, Service) {
     (stores, service)
 }
 
-const CRON_BUDGET: RetentionBudget = RetentionBudget {
+const CRON_BUDGET: RunBudget = RunBudget {
     max_storage_calls: Some(50),
     deadline_ms: None,
 };
@@ -261,8 +263,8 @@ fn a_budgeted_run_lists_whole_kv_pages_of_live_entries() {
     let (stores, service) = query_entries(0, 2500);
     let run = block_on(service.enforce_retention_policy(CRON_BUDGET)).unwrap();
     // 1 get (resume point), 2 R2 lists, 3 pages of query:, 1 list of each other prefix.
-    assert!(run.complete, "{run:?}");
-    assert_eq!(run.storage_calls, 1 + 2 + 3 + 5);
+    assert!(run.status.complete, "{run:?}");
+    assert_eq!(run.status.storage_calls, 1 + 2 + 3 + 5);
     assert_eq!(
         stores.faults.counts().of(Binding::Kv, OperationKind::List),
         8
@@ -277,16 +279,16 @@ fn a_run_stopped_mid_page_resumes_at_the_first_key_it_did_not_handle() {
         let lists = stores.faults.counts().of(Binding::Kv, OperationKind::List);
         stores.clock.advance_ms(60_000);
         let run = block_on(service.enforce_retention_policy(CRON_BUDGET)).unwrap();
-        assert!(run.storage_calls <= 50, "{run:?}");
+        assert!(run.status.storage_calls <= 50, "{run:?}");
         let lists = stores.faults.counts().of(Binding::Kv, OperationKind::List) - lists;
-        if run.complete {
+        if run.status.complete {
             runs.push(run);
             break;
         }
         // One listing of the page (the first run also lists the empty `embedding:`), then as
         // many deletions as the budget allows.
         assert_eq!(lists, if runs.is_empty() { 2 } else { 1 });
-        assert_eq!(run.stopped_by, Some(StopReason::CallBudget));
+        assert_eq!(run.status.stopped_by, Some(StopReason::CallBudget));
         let deleted = runs
             .iter()
             .map(|run: &supportbot_persistence::service::RetentionRun| run.report.deleted.total())
@@ -340,17 +342,17 @@ fn a_resumed_run_does_not_go_back_over_keys_before_its_resume_point() {
 #[test]
 fn a_deadline_stops_the_run_and_the_next_one_resumes() {
     let world = World::build(false);
-    let run = world.sweep(RetentionBudget {
+    let run = world.sweep(RunBudget {
         max_storage_calls: None,
         deadline_ms: Some(NOW),
     });
-    assert_eq!(run.stopped_by, Some(StopReason::Deadline));
-    assert!(!run.complete);
+    assert_eq!(run.status.stopped_by, Some(StopReason::Deadline));
+    assert!(!run.status.complete);
     assert_eq!(run.report.deleted.total(), 0);
     assert!(world.keys().contains("retention:cursor"));
     world.stores.clock.advance_ms(60_000);
-    let run = world.sweep(RetentionBudget::default());
-    assert!(run.complete && run.resumed);
+    let run = world.sweep(RunBudget::default());
+    assert!(run.status.complete && run.status.resumed);
     assert!(!world.keys().contains("retention:cursor"));
 }
 
@@ -362,13 +364,13 @@ fn failed_deletions_are_counted_and_an_open_breaker_stops_the_run() {
         FailureKind::Rejected,
         CallFilter::call(Binding::R2, OperationKind::Delete),
     );
-    let run = world.sweep(RetentionBudget::default());
-    assert!(run.complete);
+    let run = world.sweep(RunBudget::default());
+    assert!(run.status.complete);
     assert!(run.failed_deletions > 0);
     assert!(world.keys().iter().any(|key| world.doomed.contains(key)));
     // The next sweep deletes what the failure left.
     world.stores.clock.advance_ms(60_000);
-    world.sweep(RetentionBudget::default());
+    world.sweep(RunBudget::default());
     assert!(world.keys().iter().all(|key| !world.doomed.contains(key)));
 
     let world = World::build(false);
@@ -378,19 +380,19 @@ fn failed_deletions_are_counted_and_an_open_breaker_stops_the_run() {
         CallFilter::call(Binding::R2, OperationKind::List),
     );
     // Four failed attempts: the listing fails, the run stops and keeps its resume point.
-    let run = world.sweep(RetentionBudget::default());
-    assert_eq!(run.stopped_by, Some(StopReason::StorageError));
+    let run = world.sweep(RunBudget::default());
+    assert_eq!(run.status.stopped_by, Some(StopReason::StorageError));
     assert_eq!(run.report.deleted.total(), 0);
     assert!(world.keys().contains("retention:cursor"));
     // The fifth consecutive failure opens the R2 breaker; then R2 is not even called.
-    world.sweep(RetentionBudget::default());
+    world.sweep(RunBudget::default());
     let lists = world
         .stores
         .faults
         .counts()
         .of(Binding::R2, OperationKind::List);
-    let run = world.sweep(RetentionBudget::default());
-    assert_eq!(run.stopped_by, Some(StopReason::CircuitOpen));
+    let run = world.sweep(RunBudget::default());
+    assert_eq!(run.status.stopped_by, Some(StopReason::CircuitOpen));
     assert_eq!(
         world
             .stores
@@ -404,7 +406,7 @@ fn failed_deletions_are_counted_and_an_open_breaker_stops_the_run() {
 #[test]
 fn a_budget_too_small_to_progress_is_refused() {
     let world = World::build(false);
-    let err = block_on(world.service.enforce_retention_policy(RetentionBudget {
+    let err = block_on(world.service.enforce_retention_policy(RunBudget {
         max_storage_calls: Some(4),
         deadline_ms: None,
     }))
@@ -477,8 +479,8 @@ fn an_archive_restored_during_a_sweep_keeps_its_index_entries() {
     block_on(stores.r2.delete(std::slice::from_ref(&key))).unwrap();
     stores.clock.set_ms(NOW);
     *restore.borrow_mut() = Some((key.clone(), object));
-    let run = block_on(service.enforce_retention_policy(RetentionBudget::default())).unwrap();
-    assert!(run.complete);
+    let run = block_on(service.enforce_retention_policy(RunBudget::default())).unwrap();
+    assert!(run.status.complete);
     assert_eq!(run.report.deleted.dangling_index_entry, 0, "{run:?}");
     assert!(block_on(service.retrieve_archived_conversation("s1"))
         .unwrap()

@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 use super::entries::{read_archive_location, recorded_sha256, ArchiveEntries};
 use super::log::OpLog;
-use super::{json_text, PersistenceService};
+use super::PersistenceService;
 use crate::codec::archive::{
     decode_archive_json, encode_conversation, r2_custom_metadata, read_conversation_input,
     ConversationInput, EncodedArchive,
@@ -69,13 +69,6 @@ pub struct ArchiveListing {
     /// True when no page follows. A page may be empty while this is false (KV listings skip
     /// expired keys after paging): follow the cursor.
     pub list_complete: bool,
-}
-
-impl ArchiveListing {
-    /// `{"archives": [...], "cursor"?: "...", "listComplete": bool}`, for JavaScript.
-    pub fn to_json(&self) -> String {
-        json_text(self)
-    }
 }
 
 /// Everything written for one archive, computed before the first write.
@@ -400,6 +393,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+    use crate::codec::json_text;
 
     #[test]
     fn index_keys_without_metadata_still_describe_their_archive() {
@@ -424,7 +418,7 @@ mod tests {
             list_complete: false,
         };
         assert_eq!(
-            listing.to_json(),
+            json_text(&listing),
             r#"{"archives":[{"sessionId":"s1"}],"cursor":"c1","listComplete":false}"#
         );
         let last = ArchiveListing {
@@ -432,6 +426,6 @@ mod tests {
             cursor: None,
             list_complete: true,
         };
-        assert_eq!(last.to_json(), r#"{"archives":[],"listComplete":true}"#);
+        assert_eq!(json_text(&last), r#"{"archives":[],"listComplete":true}"#);
     }
 }

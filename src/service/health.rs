@@ -13,9 +13,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::log::OpLog;
-use super::retention::RetentionBudget;
-use super::{json_text, PersistenceService};
-use crate::error::{PersistenceError, Result};
+use super::run::{Run, RunBudget};
+use super::PersistenceService;
+use crate::error::Result;
 use crate::keys::{
     parse_archive_object_key, parse_backup_object_key, BackupObjectKind, ARCHIVE_META_PREFIX,
     ARCHIVE_PREFIX, BACKUP_PREFIX, EMBEDDING_PREFIX, HEALTH_PROBE_KEY, QUERY_PREFIX,
@@ -87,13 +87,6 @@ pub struct HealthReport {
     pub details: HealthDetails,
 }
 
-impl HealthReport {
-    /// The report as JSON text for JavaScript.
-    pub fn to_json(&self) -> String {
-        json_text(self)
-    }
-}
-
 /// Cache entry counts (KV).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CacheMetrics {
@@ -128,13 +121,6 @@ pub struct StorageMetrics {
     /// False when the budget ran out first: every count is then a lower bound. The listings
     /// take turns a page at a time, so with a budget of at least 5 each has had its first page.
     pub complete: bool,
-}
-
-impl StorageMetrics {
-    /// The metrics as JSON text for JavaScript.
-    pub fn to_json(&self) -> String {
-        json_text(self)
-    }
 }
 
 /// What one listing of `getStorageMetrics` counts.
@@ -223,32 +209,23 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     /// and one R2 list per 1000 objects under `backups/` and `conversations/`. Errors:
     /// `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN` when a listing fails; `INVALID_INPUT` naming
     /// `maxStorageCalls` when it is 0.
-    pub async fn get_storage_metrics(&self, budget: RetentionBudget) -> Result<StorageMetrics> {
+    pub async fn get_storage_metrics(&self, budget: RunBudget) -> Result<StorageMetrics> {
         let log = self.begin("getStorageMetrics");
-        if budget.max_storage_calls == Some(0) {
-            return Err(PersistenceError::invalid_input(
-                "maxStorageCalls",
-                "must be at least 1",
-            ));
-        }
+        // No resume point: a count starts over every time.
+        let mut run: Run<()> = self.start_run(&log, budget, 1, None, "metrics").await?;
         let mut metrics = StorageMetrics::default();
         let mut listings = Counted::ALL.map(|counted| Listing {
             counted,
             cursor: None,
             done: false,
         });
-        let mut calls = 0u32;
         metrics.complete = 'count: loop {
             let mut listed_any = false;
             for listing in listings.iter_mut().filter(|listing| !listing.done) {
-                let out_of_budget = budget.max_storage_calls.is_some_and(|max| calls >= max)
-                    || budget
-                        .deadline_ms
-                        .is_some_and(|deadline| self.clock.now_ms() >= deadline);
-                if out_of_budget {
+                if run.afford(1, self.clock.now_ms()).is_err() {
                     break 'count false;
                 }
-                calls += 1;
+                run.spend(1);
                 listed_any = true;
                 self.count_page(&log, listing, &mut metrics).await?;
             }

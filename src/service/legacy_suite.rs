@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use super::PersistenceService;
 use crate::hash::sha256_hex;
 use crate::policy::DataRetentionPolicy;
-use crate::service::{RetentionBudget, ServiceOptions};
+use crate::service::{RunBudget, ServiceOptions};
 use crate::store::conformance::{ensure, ensure_eq, Check, CheckOutcome, ConformanceReport};
 use crate::store::{Clock, KvPutOptions, KvStore, LogSink, ObjectPutOptions, ObjectStore};
 
@@ -330,10 +330,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock> Suite<K, R, C> {
         for _ in 0..20 {
             let report = self
                 .service
-                .index_legacy_archives(RetentionBudget::default())
+                .index_legacy_archives(RunBudget::default())
                 .await
                 .map_err(|err| format!("indexLegacyArchives: {err}"))?;
-            if report.complete {
+            if report.status.complete {
                 complete = true;
                 break;
             }

@@ -22,7 +22,7 @@
 //! object's size (plain JSON), and as `sha256` the checksum R2 recorded for the object, or `""`
 //! when it recorded none (legacy objects were written without one).
 //!
-//! Runs are budgeted like retention runs ([`RetentionBudget`]) and walk `archive_meta:` as
+//! Runs are budgeted like retention runs ([`RunBudget`]) and walk `archive_meta:` as
 //! `super::walk` describes, resuming from [`LEGACY_INDEX_CURSOR_KEY`]. A storage failure or an
 //! open breaker stops the run; the record it was at is done again next time.
 //!
@@ -37,9 +37,9 @@ use serde_json::{json, Value};
 
 use super::entries::{read_archive_location, recorded_sha256, ArchiveEntries, ArchiveLocation};
 use super::log::OpLog;
-use super::retention::{stop_reason, RetentionBudget, StopReason};
+use super::run::{stop_reason, RunBudget, RunStatus, StopReason};
 use super::walk::KvWalk;
-use super::{json_text, PersistenceService};
+use super::PersistenceService;
 use crate::codec::archive::{ArchiveMetadata, LEGACY_FORMAT_VERSION};
 use crate::error::{PersistenceError, Result};
 use crate::keys::{
@@ -75,21 +75,9 @@ pub struct MigrationReport {
     /// Entries left as they are because their key or value cannot be read (logged with the
     /// key).
     pub unreadable: u64,
-    /// True when the run reached the end of `archive_meta:` (its resume point is cleared).
-    pub complete: bool,
-    /// Why the run stopped early, when it did.
-    pub stopped_by: Option<StopReason>,
-    /// True when this run continued an earlier, unfinished one.
-    pub resumed: bool,
-    /// Storage calls made by this run (a retried call counts once).
-    pub storage_calls: u32,
-}
-
-impl MigrationReport {
-    /// The report as JSON text for JavaScript.
-    pub fn to_json(&self) -> String {
-        json_text(self)
-    }
+    /// Whether the run completed, why it stopped, whether it resumed, its storage calls.
+    #[serde(flatten)]
+    pub status: RunStatus,
 }
 
 /// The fields of the earlier implementation's `archive_meta` record besides `sessionId` and
@@ -167,18 +155,21 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     /// the run stops early or completes a resumed run. Storage failures never fail the call:
     /// they stop the run (`stoppedBy`). Errors: `INVALID_INPUT` naming `maxStorageCalls` below
     /// [`MIN_MIGRATION_CALLS`].
-    pub async fn index_legacy_archives(&self, budget: RetentionBudget) -> Result<MigrationReport> {
+    pub async fn index_legacy_archives(&self, budget: RunBudget) -> Result<MigrationReport> {
         let log = self.begin("indexLegacyArchives");
-        budget.require_at_least(MIN_MIGRATION_CALLS)?;
-        let mut walk = KvWalk::new(budget, LEGACY_INDEX_CURSOR_KEY, "migration");
+        let mut walk = self
+            .start_walk(
+                &log,
+                budget,
+                MIN_MIGRATION_CALLS,
+                LEGACY_INDEX_CURSOR_KEY,
+                "migration",
+            )
+            .await?;
         let mut report = MigrationReport::default();
-        self.load_walk_position(&log, &mut walk).await;
         let outcome = self.index_pages(&log, &mut walk, &mut report).await;
-        self.finish_walk(&log, &mut walk, &outcome).await;
-        report.complete = outcome.is_ok();
-        report.stopped_by = outcome.err();
-        report.resumed = walk.resumed;
-        report.storage_calls = walk.calls;
+        self.finish_run(&log, &mut walk.run, outcome).await;
+        report.status = walk.run.status;
         log.event("info", "legacy archives indexed", json!(report));
         Ok(report)
     }
@@ -235,7 +226,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
             );
             return Ok(());
         };
-        walk.calls += 1;
+        walk.run.spend(1);
         let stored = self.kv_get(log, meta_key).await;
         // Deleted since it was listed: nothing to index.
         let Some(record) = stored.map_err(|err| stop_reason(&err))? else {
@@ -257,17 +248,17 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
                 return Ok(());
             }
         };
-        walk.calls += 1;
+        walk.run.spend(1);
         let head = self.r2_head(log, &location.key).await;
         let mut object = head.map_err(|err| stop_reason(&err))?;
         if let (None, Some(archived_at)) = (&object, location.legacy_archived_at) {
             // The lists, then the record's three puts.
-            walk.afford(SEARCH_CALLS + 3, self.clock.now_ms())?;
+            walk.run.afford(SEARCH_CALLS + 3, self.clock.now_ms())?;
             let search = self
                 .find_legacy_archive(log, &session_id, archived_at)
                 .await;
             let (found, lists) = search.map_err(|err| stop_reason(&err))?;
-            walk.calls += lists;
+            walk.run.spend(lists);
             if let Some(found) = found {
                 location.key.clone_from(&found.key);
                 object = Some(ObjectMeta {
@@ -301,7 +292,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
             }
         };
         for index_key in &entries.index_keys {
-            walk.calls += 1;
+            walk.run.spend(1);
             self.kv_put(
                 log,
                 index_key,
@@ -312,7 +303,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
             .map_err(|err| stop_reason(&err))?;
         }
         // The same value, now with the list metadata that marks the entry as indexed.
-        walk.calls += 1;
+        walk.run.spend(1);
         self.kv_put(log, meta_key, &record.value, entries.put_options())
             .await
             .map_err(|err| stop_reason(&err))?;
@@ -333,6 +324,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::codec::json_text;
     use crate::keys::legacy_archive_object_key;
 
     fn object(size: u64, sha256: Option<&str>) -> ObjectMeta {
@@ -450,12 +442,15 @@ mod tests {
             scanned: 3,
             indexed: 2,
             missing_objects: 1,
-            complete: true,
-            storage_calls: 9,
+            status: RunStatus {
+                complete: true,
+                storage_calls: 9,
+                ..RunStatus::default()
+            },
             ..MigrationReport::default()
         };
         assert_eq!(
-            report.to_json(),
+            json_text(&report),
             r#"{"scanned":3,"indexed":2,"missingObjects":1,"unreadable":0,"complete":true,"stoppedBy":null,"resumed":false,"storageCalls":9}"#
         );
     }

@@ -20,6 +20,7 @@ mod migrate;
 mod options;
 mod reindex;
 mod retention;
+mod run;
 mod walk;
 
 pub use archive::{ArchiveListing, ARCHIVE_CONTENT_TYPE, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
@@ -33,9 +34,8 @@ pub use log::{CallRecord, OpLog, Outcome};
 pub use migrate::{MigrationReport, MIN_MIGRATION_CALLS};
 pub use options::{BreakerPolicy, RetryPolicy, ServiceOptions};
 pub use reindex::{ReindexReport, MIN_REINDEX_CALLS};
-pub use retention::{
-    RetentionBudget, RetentionRun, StopReason, MAX_REPORTED_KEYS, MIN_STORAGE_CALLS,
-};
+pub use retention::{RetentionRun, MAX_REPORTED_KEYS, MIN_STORAGE_CALLS};
+pub use run::{RunBudget, RunStatus, StopReason};
 
 use std::rc::Rc;
 

@@ -18,9 +18,9 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::log::OpLog;
-use super::retention::{stop_reason, RetentionBudget, StopReason};
+use super::run::{stop_reason, RunBudget, RunStatus, StopReason};
 use super::walk::KvWalk;
-use super::{json_text, PersistenceService};
+use super::PersistenceService;
 use crate::error::{PersistenceError, Result};
 use crate::hash::KeyHasher;
 use crate::keys::{
@@ -48,21 +48,9 @@ pub struct ReindexReport {
     pub anonymous: u64,
     /// Entries whose list metadata cannot be read (logged with the key).
     pub unreadable: u64,
-    /// True when the run reached the end of `archive_index:` (its resume point is cleared).
-    pub complete: bool,
-    /// Why the run stopped early, when it did.
-    pub stopped_by: Option<StopReason>,
-    /// True when this run continued an earlier, unfinished one.
-    pub resumed: bool,
-    /// Storage calls made by this run (a retried call counts once).
-    pub storage_calls: u32,
-}
-
-impl ReindexReport {
-    /// The report as JSON text for JavaScript.
-    pub fn to_json(&self) -> String {
-        json_text(self)
-    }
+    /// Whether the run completed, why it stopped, whether it resumed, its storage calls.
+    #[serde(flatten)]
+    pub status: RunStatus,
 }
 
 /// The user index entry that the `archive_index:` entry `name` with listing `summary` calls
@@ -123,18 +111,21 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     /// completes a resumed run. Storage failures never fail the call: they stop the run
     /// (`stoppedBy`). Errors: `INVALID_INPUT` naming `maxStorageCalls` below
     /// [`MIN_REINDEX_CALLS`].
-    pub async fn reindex_user_archives(&self, budget: RetentionBudget) -> Result<ReindexReport> {
+    pub async fn reindex_user_archives(&self, budget: RunBudget) -> Result<ReindexReport> {
         let log = self.begin("reindexUserArchives");
-        budget.require_at_least(MIN_REINDEX_CALLS)?;
-        let mut walk = KvWalk::new(budget, USER_REINDEX_CURSOR_KEY, "user reindex");
+        let mut walk = self
+            .start_walk(
+                &log,
+                budget,
+                MIN_REINDEX_CALLS,
+                USER_REINDEX_CURSOR_KEY,
+                "user reindex",
+            )
+            .await?;
         let mut report = ReindexReport::default();
-        self.load_walk_position(&log, &mut walk).await;
         let outcome = self.reindex_pages(&log, &mut walk, &mut report).await;
-        self.finish_walk(&log, &mut walk, &outcome).await;
-        report.complete = outcome.is_ok();
-        report.stopped_by = outcome.err();
-        report.resumed = walk.resumed;
-        report.storage_calls = walk.calls;
+        self.finish_run(&log, &mut walk.run, outcome).await;
+        report.status = walk.run.status;
         log.event("info", "user archives reindexed", json!(report));
         Ok(report)
     }
@@ -192,7 +183,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         };
         walk.claim(&entry.name, 1, self.clock.now_ms())?;
         report.scanned += 1;
-        walk.calls += 1;
+        walk.run.spend(1);
         let options = KvPutOptions {
             expiration_ttl_secs: None,
             metadata: entry.metadata.clone(),

@@ -35,7 +35,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::log::OpLog;
-use super::{json_text, PersistenceService};
+use super::run::{stop_reason, Run, RunBudget, RunStatus, StopReason};
+use super::PersistenceService;
 use crate::error::{PersistenceError, Result};
 use crate::keys::{
     parse_archive_object_key, ARCHIVE_INDEX_PREFIX, ARCHIVE_META_PREFIX, ARCHIVE_PREFIX,
@@ -46,7 +47,7 @@ use crate::retention::{
     batch_r2_deletions, DeletionReason, ListedKvKey, PlannedDeletion, RetentionPlanner,
     RetentionReport, INDEX_ARCHIVE_KEY_FIELD, R2_MAX_KEYS_PER_DELETE,
 };
-use crate::store::{Clock, KvListOptions, KvPutOptions, KvStore, ObjectListOptions, ObjectStore};
+use crate::store::{Clock, KvListOptions, KvStore, ObjectListOptions, ObjectStore};
 
 /// Most deleted keys listed in a report; counts and bytes cover all of them.
 pub const MAX_REPORTED_KEYS: usize = 1000;
@@ -71,64 +72,6 @@ const KV_PREFIXES: [&str; 6] = [
     BACKUP_MANIFEST_PREFIX,
 ];
 
-/// Limits of one run. Workers allow 50 subrequests per request on the free plan and 1000 on
-/// paid; leave room for the caller's own calls.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RetentionBudget {
-    /// Most storage calls this run may make (a retried call counts once); `None`: no limit.
-    /// At least [`MIN_STORAGE_CALLS`].
-    pub max_storage_calls: Option<u32>,
-    /// Epoch ms after which the run starts no new page, deletion or record; `None`: no
-    /// deadline.
-    pub deadline_ms: Option<i64>,
-}
-
-impl RetentionBudget {
-    /// Checks that `maxStorageCalls`, when set, is at least `minimum`, the least a run of
-    /// the operation needs to make progress. Errors: `INVALID_INPUT` naming `maxStorageCalls`.
-    pub(super) fn require_at_least(&self, minimum: u32) -> Result<()> {
-        match self.max_storage_calls {
-            Some(max) if max < minimum => Err(PersistenceError::invalid_input(
-                "maxStorageCalls",
-                format!("{max} is below {minimum}, the least one run needs"),
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    /// Calls left after `used` of them, keeping one for saving the resume point.
-    pub(super) fn calls_left(&self, used: u32) -> u32 {
-        self.max_storage_calls
-            .map_or(u32::MAX, |max| max.saturating_sub(used).saturating_sub(1))
-    }
-
-    /// Checks that `calls` more calls after `used`, plus the one that saves the resume point,
-    /// fit the budget, and that the deadline has not passed.
-    pub(super) fn afford(&self, used: u32, calls: u32, now_ms: i64) -> Result<(), StopReason> {
-        if self.deadline_ms.is_some_and(|deadline| now_ms >= deadline) {
-            return Err(StopReason::Deadline);
-        }
-        if calls > self.calls_left(used) {
-            return Err(StopReason::CallBudget);
-        }
-        Ok(())
-    }
-}
-
-/// Why a run stopped before the sweep was complete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StopReason {
-    /// The next page, deletion or record would not fit `maxStorageCalls`.
-    CallBudget,
-    /// `deadlineMs` passed.
-    Deadline,
-    /// A binding's circuit breaker is open.
-    CircuitOpen,
-    /// A listing failed after its retries.
-    StorageError,
-}
-
 /// What one run of `enforceRetentionPolicy` did, as JSON for JavaScript:
 /// `{"deleted": {"expiredCacheEntry": n, ...}, "bytesFreed": n, "keys": [...],
 /// "keysTruncated": false, "failedDeletions": 0, "complete": true, "stoppedBy": null,
@@ -143,21 +86,9 @@ pub struct RetentionRun {
     pub keys_truncated: bool,
     /// Deletions that failed (the keys stay for a later sweep).
     pub failed_deletions: u64,
-    /// True when the sweep reached its end in this run (its resume point is cleared).
-    pub complete: bool,
-    /// Why the run stopped early, when it did.
-    pub stopped_by: Option<StopReason>,
-    /// True when this run continued an earlier, unfinished one.
-    pub resumed: bool,
-    /// Storage calls made by this run.
-    pub storage_calls: u32,
-}
-
-impl RetentionRun {
-    /// The run's report as JSON text for JavaScript.
-    pub fn to_json(&self) -> String {
-        json_text(self)
-    }
+    /// Whether the sweep completed, why it stopped, whether it resumed, its storage calls.
+    #[serde(flatten)]
+    pub status: RunStatus,
 }
 
 /// Where an unfinished sweep continues, stored as JSON under [`RETENTION_CURSOR_KEY`].
@@ -179,37 +110,28 @@ enum SweepPosition {
     },
 }
 
-/// The state of one run: its budget, its report and where it would resume.
-struct Sweep {
-    budget: RetentionBudget,
-    run: RetentionRun,
-    position: SweepPosition,
-}
-
-impl Sweep {
-    fn afford(&self, calls: u32, now_ms: i64) -> Result<(), StopReason> {
-        self.budget.afford(self.run.storage_calls, calls, now_ms)
-    }
-
-    fn calls_left(&self) -> u32 {
-        self.budget.calls_left(self.run.storage_calls)
-    }
-
-    fn record(&mut self, deletion: PlannedDeletion) {
-        self.run.report.record(deletion);
-        if self.run.report.keys.len() > MAX_REPORTED_KEYS {
-            self.run.report.keys.pop();
-            self.run.keys_truncated = true;
+impl Default for SweepPosition {
+    /// A sweep from the start: the R2 phase from its first key.
+    fn default() -> Self {
+        SweepPosition::R2 {
+            r2_start_after: None,
         }
     }
 }
 
-/// How a failed storage call affects a maintenance run: an open breaker or a failed listing
-/// stops it.
-pub(super) fn stop_reason(err: &PersistenceError) -> StopReason {
-    match err {
-        PersistenceError::CircuitOpen { .. } => StopReason::CircuitOpen,
-        _ => StopReason::StorageError,
+/// One run of a sweep: the driver's run over a [`SweepPosition`] and what it deleted.
+struct Sweep {
+    run: Run<SweepPosition>,
+    result: RetentionRun,
+}
+
+impl Sweep {
+    fn record(&mut self, deletion: PlannedDeletion) {
+        self.result.report.record(deletion);
+        if self.result.report.keys.len() > MAX_REPORTED_KEYS {
+            self.result.report.keys.pop();
+            self.result.keys_truncated = true;
+        }
     }
 }
 
@@ -222,23 +144,24 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     /// never fail the call: they stop the run (`stoppedBy`) or are counted
     /// (`failedDeletions`). Errors: `INVALID_INPUT` naming `maxStorageCalls` below
     /// [`MIN_STORAGE_CALLS`].
-    pub async fn enforce_retention_policy(&self, budget: RetentionBudget) -> Result<RetentionRun> {
+    pub async fn enforce_retention_policy(&self, budget: RunBudget) -> Result<RetentionRun> {
         let log = self.begin("enforceRetentionPolicy");
-        budget.require_at_least(MIN_STORAGE_CALLS)?;
+        let run = self
+            .start_run(
+                &log,
+                budget,
+                MIN_STORAGE_CALLS,
+                Some(RETENTION_CURSOR_KEY),
+                "retention",
+            )
+            .await?;
         let mut sweep = Sweep {
-            budget,
-            run: RetentionRun::default(),
-            position: SweepPosition::R2 {
-                r2_start_after: None,
-            },
+            run,
+            result: RetentionRun::default(),
         };
-        let resume = self.load_sweep_position(&log, &mut sweep).await;
-        sweep.run.resumed = resume.is_some();
         let now_ms = self.clock.now_ms();
         let options = self.options.retention;
-        let outcome = match resume.unwrap_or(SweepPosition::R2 {
-            r2_start_after: None,
-        }) {
+        let outcome = match sweep.run.position.clone() {
             SweepPosition::R2 { r2_start_after } => {
                 let mut planner = match r2_start_after.clone() {
                     Some(after) => {
@@ -275,26 +198,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
                     .await
             }
         };
-        match outcome {
-            Ok(()) => {
-                sweep.run.complete = true;
-                if sweep.run.resumed {
-                    sweep.run.storage_calls += 1;
-                    if let Err(err) = self.kv_delete(&log, RETENTION_CURSOR_KEY).await {
-                        log.event(
-                            "warn",
-                            "could not clear the retention resume point",
-                            json!({ "error": err.to_string() }),
-                        );
-                    }
-                }
-            }
-            Err(stop) => {
-                sweep.run.stopped_by = Some(stop);
-                self.save_sweep_position(&log, &mut sweep).await;
-            }
-        }
-        let run = sweep.run;
+        self.finish_run(&log, &mut sweep.run, outcome).await;
+        let mut run = sweep.result;
+        run.status = sweep.run.status;
         log.event(
             "info",
             "retention run",
@@ -302,63 +208,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
                 "deleted": run.report.deleted,
                 "bytesFreed": run.report.bytes_freed,
                 "failedDeletions": run.failed_deletions,
-                "complete": run.complete,
-                "stoppedBy": run.stopped_by,
-                "storageCalls": run.storage_calls,
+                "complete": run.status.complete,
+                "stoppedBy": run.status.stopped_by,
+                "storageCalls": run.status.storage_calls,
             }),
         );
         Ok(run)
-    }
-
-    /// The resume point of an unfinished sweep, if one is stored and readable.
-    async fn load_sweep_position(
-        &self,
-        log: &OpLog<'_>,
-        sweep: &mut Sweep,
-    ) -> Option<SweepPosition> {
-        sweep.run.storage_calls += 1;
-        match self.kv_get(log, RETENTION_CURSOR_KEY).await {
-            Ok(Some(stored)) => match serde_json::from_slice(&stored.value) {
-                Ok(position) => Some(position),
-                Err(err) => {
-                    log.event(
-                        "warn",
-                        "ignoring an unreadable retention resume point",
-                        json!({ "error": err.to_string() }),
-                    );
-                    None
-                }
-            },
-            Ok(None) => None,
-            Err(err) => {
-                log.event(
-                    "warn",
-                    "could not read the retention resume point; sweeping from the start",
-                    json!({ "error": err.to_string() }),
-                );
-                None
-            }
-        }
-    }
-
-    async fn save_sweep_position(&self, log: &OpLog<'_>, sweep: &mut Sweep) {
-        let value = json_text(&sweep.position);
-        sweep.run.storage_calls += 1;
-        if let Err(err) = self
-            .kv_put(
-                log,
-                RETENTION_CURSOR_KEY,
-                value.as_bytes(),
-                KvPutOptions::default(),
-            )
-            .await
-        {
-            log.event(
-                "warn",
-                "could not save the retention resume point; the next run starts over",
-                json!({ "error": err.to_string() }),
-            );
-        }
     }
 
     /// The R2 phase: every page of `backups/` then `conversations/` after `start_after`.
@@ -380,12 +235,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
             }
             let mut cursor = None;
             loop {
-                sweep.position = SweepPosition::R2 {
+                sweep.run.position = SweepPosition::R2 {
                     r2_start_after: planner.r2_resume_after().map(str::to_owned),
                 };
                 // A page of 1000 plus an undecided backup of the page before needs two batches.
-                sweep.afford(3, self.clock.now_ms())?;
-                sweep.run.storage_calls += 1;
+                sweep.run.afford(3, self.clock.now_ms())?;
+                sweep.run.spend(1);
                 let options = ObjectListOptions {
                     prefix: Some((*prefix).to_owned()),
                     start_after: if cursor.is_none() {
@@ -431,20 +286,20 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         planned: Vec<PlannedDeletion>,
     ) -> Result<(), StopReason> {
         let batches = batch_r2_deletions(&planned, R2_MAX_KEYS_PER_DELETE);
-        if batches.len() as u64 > u64::from(sweep.calls_left()) {
+        if batches.len() as u64 > u64::from(sweep.run.calls_left()) {
             return Err(StopReason::CallBudget);
         }
         let mut deletions = planned.into_iter();
         for batch in batches {
             let settled: Vec<PlannedDeletion> = deletions.by_ref().take(batch.len()).collect();
-            sweep.run.storage_calls += 1;
+            sweep.run.spend(1);
             match self.r2_delete(log, &batch).await {
                 Ok(()) => settled
                     .into_iter()
                     .for_each(|deletion| sweep.record(deletion)),
                 Err(err @ PersistenceError::CircuitOpen { .. }) => return Err(stop_reason(&err)),
                 Err(err) => {
-                    sweep.run.failed_deletions += batch.len() as u64;
+                    sweep.result.failed_deletions += batch.len() as u64;
                     log.event("warn", "R2 delete failed; a later sweep retries", json!({ "first": batch.first(), "keys": batch.len(), "error": err.to_string() }));
                 }
             }
@@ -487,14 +342,14 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
     ) -> Result<(), StopReason> {
         for prefix in KV_PREFIXES.iter().skip(first) {
             loop {
-                sweep.position = SweepPosition::Kv {
+                sweep.run.position = SweepPosition::Kv {
                     kv_prefix: (*prefix).to_owned(),
                     kv_cursor: cursor.clone(),
                     kv_resume_at: resume_at.clone(),
                 };
                 // The listing and at least one deletion.
-                sweep.afford(2, self.clock.now_ms())?;
-                sweep.run.storage_calls += 1;
+                sweep.run.afford(2, self.clock.now_ms())?;
+                sweep.run.spend(1);
                 let options = KvListOptions {
                     prefix: Some((*prefix).to_owned()),
                     cursor: cursor.clone(),
@@ -510,33 +365,33 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
                 }
                 for deletion in planner.plan_kv_page(&page.keys) {
                     // Should the run stop before this key is handled, it resumes at it.
-                    sweep.position = SweepPosition::Kv {
+                    sweep.run.position = SweepPosition::Kv {
                         kv_prefix: (*prefix).to_owned(),
                         kv_cursor: cursor.clone(),
                         kv_resume_at: Some(deletion.key.clone()),
                     };
                     let young_archive = self.young_archive_of(&deletion, &page.keys);
                     let calls = if young_archive.is_some() { 2 } else { 1 };
-                    sweep.afford(calls, self.clock.now_ms())?;
+                    sweep.run.afford(calls, self.clock.now_ms())?;
                     if let Some(archive_key) = young_archive {
                         // Planned as pointing at a missing archive that is within its
                         // retention: the listing may predate a restore that has since written
                         // it. R2 is strongly consistent, so ask it before deleting.
-                        sweep.run.storage_calls += 1;
+                        sweep.run.spend(1);
                         match self.r2_head(log, &archive_key).await {
                             Ok(None) => {}
                             Ok(Some(_)) => continue,
                             Err(err) => return Err(stop_reason(&err)),
                         }
                     }
-                    sweep.run.storage_calls += 1;
+                    sweep.run.spend(1);
                     match self.kv_delete(log, &deletion.key).await {
                         Ok(()) => sweep.record(deletion),
                         Err(err @ PersistenceError::CircuitOpen { .. }) => {
                             return Err(stop_reason(&err))
                         }
                         Err(err) => {
-                            sweep.run.failed_deletions += 1;
+                            sweep.result.failed_deletions += 1;
                             log.event(
                                 "warn",
                                 "KV delete failed; a later sweep retries",
@@ -600,32 +455,10 @@ mod tests {
     }
 
     #[test]
-    fn budget_reserves_the_call_that_saves_the_resume_point() {
-        let mut sweep = Sweep {
-            budget: RetentionBudget {
-                max_storage_calls: Some(10),
-                deadline_ms: Some(100),
-            },
-            run: RetentionRun::default(),
-            position: SweepPosition::R2 {
-                r2_start_after: None,
-            },
-        };
-        sweep.run.storage_calls = 6;
-        assert_eq!(sweep.afford(3, 0), Ok(()));
-        assert_eq!(sweep.afford(4, 0), Err(StopReason::CallBudget));
-        assert_eq!(sweep.afford(1, 100), Err(StopReason::Deadline));
-        assert_eq!(sweep.calls_left(), 3);
-    }
-
-    #[test]
     fn report_lists_at_most_the_cap_but_counts_everything() {
         let mut sweep = Sweep {
-            budget: RetentionBudget::default(),
-            run: RetentionRun::default(),
-            position: SweepPosition::R2 {
-                r2_start_after: None,
-            },
+            run: Run::for_test(RunBudget::default(), "k"),
+            result: RetentionRun::default(),
         };
         for index in 0..MAX_REPORTED_KEYS + 5 {
             sweep.record(PlannedDeletion {
@@ -635,11 +468,11 @@ mod tests {
                 size_bytes: Some(2),
             });
         }
-        assert_eq!(sweep.run.report.keys.len(), MAX_REPORTED_KEYS);
-        assert!(sweep.run.keys_truncated);
-        assert_eq!(sweep.run.report.deleted.archive_past_retention, 1005);
-        assert_eq!(sweep.run.report.bytes_freed, 2010);
-        let json = sweep.run.to_json();
+        assert_eq!(sweep.result.report.keys.len(), MAX_REPORTED_KEYS);
+        assert!(sweep.result.keys_truncated);
+        assert_eq!(sweep.result.report.deleted.archive_past_retention, 1005);
+        assert_eq!(sweep.result.report.bytes_freed, 2010);
+        let json = crate::codec::json_text(&sweep.result);
         assert!(json.contains(r#""keysTruncated":true"#), "{json}");
         assert!(json.contains(r#""stoppedBy":null"#), "{json}");
     }

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::rc::Rc;
 
 use js_sys::{Float64Array, Promise};
+use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
@@ -21,7 +22,7 @@ use super::r2::JsR2;
 use crate::codec::json_text;
 use crate::error::PersistenceError;
 use crate::policy::{self, DataRetentionPolicy, PolicyOverrides};
-use crate::service::{PersistenceService, RetentionBudget, ServiceOptions};
+use crate::service::{PersistenceService, RunBudget, ServiceOptions};
 
 type Service = PersistenceService<JsKv, JsR2, JsClock>;
 
@@ -48,18 +49,30 @@ where
     })
 }
 
-/// The budget of a maintenance run from its JavaScript arguments; the deadline must be a valid
-/// epoch-ms time (INVALID_INPUT naming `deadlineMs`).
-fn run_budget(
+/// Runs one maintenance job on the run driver within the budget its JavaScript arguments give
+/// (the deadline must be a valid epoch-ms time: INVALID_INPUT naming `deadlineMs`); resolves to
+/// its report as JSON text.
+fn spawn_run<F, Fut, T>(
+    service: &Rc<Service>,
+    operation: Operation,
     max_storage_calls: Option<u32>,
     deadline_ms: Option<f64>,
-) -> Result<RetentionBudget, PersistenceError> {
-    let deadline_ms = deadline_ms
-        .map(|ms| crate::time::epoch_ms_from_f64("deadlineMs", ms))
-        .transpose()?;
-    Ok(RetentionBudget {
-        max_storage_calls,
-        deadline_ms,
+    job: F,
+) -> Promise
+where
+    F: FnOnce(Rc<Service>, RunBudget) -> Fut + 'static,
+    Fut: Future<Output = Result<T, PersistenceError>> + 'static,
+    T: Serialize,
+{
+    spawn(service, operation, async move |service| {
+        let deadline_ms = deadline_ms
+            .map(|ms| crate::time::epoch_ms_from_f64("deadlineMs", ms))
+            .transpose()?;
+        let budget = RunBudget {
+            max_storage_calls,
+            deadline_ms,
+        };
+        Ok(json_text(&job(service, budget).await?))
     })
 }
 
@@ -210,7 +223,7 @@ impl PersistenceCore {
             let listing = service
                 .list_archived_conversations(user_id.as_deref(), limit, cursor.as_deref())
                 .await?;
-            Ok(listing.to_json())
+            Ok(json_text(&listing))
         })
     }
 
@@ -323,17 +336,20 @@ impl PersistenceCore {
         max_storage_calls: Option<u32>,
         deadline_ms: Option<f64>,
     ) -> Promise {
-        spawn(&self.service, Operation::Retention, async move |service| {
-            let budget = run_budget(max_storage_calls, deadline_ms)?;
-            Ok(service.enforce_retention_policy(budget).await?.to_json())
-        })
+        spawn_run(
+            &self.service,
+            Operation::Retention,
+            max_storage_calls,
+            deadline_ms,
+            async |service, budget| service.enforce_retention_policy(budget).await,
+        )
     }
 
     /// The health report as JSON text (never rejects: failures are reported in it).
     #[wasm_bindgen(js_name = healthCheck)]
     pub fn health_check(&self) -> Promise {
         spawn(&self.service, Operation::Metrics, async move |service| {
-            Ok(service.health_check().await.to_json())
+            Ok(json_text(&service.health_check().await))
         })
     }
 
@@ -344,10 +360,13 @@ impl PersistenceCore {
         max_storage_calls: Option<u32>,
         deadline_ms: Option<f64>,
     ) -> Promise {
-        spawn(&self.service, Operation::Metrics, async move |service| {
-            let budget = run_budget(max_storage_calls, deadline_ms)?;
-            Ok(service.get_storage_metrics(budget).await?.to_json())
-        })
+        spawn_run(
+            &self.service,
+            Operation::Metrics,
+            max_storage_calls,
+            deadline_ms,
+            async |service, budget| service.get_storage_metrics(budget).await,
+        )
     }
 
     /// The archive stored under an R2 key, as conversation JSON text, or `null`; reads R2 only
@@ -368,10 +387,13 @@ impl PersistenceCore {
         max_storage_calls: Option<u32>,
         deadline_ms: Option<f64>,
     ) -> Promise {
-        spawn(&self.service, Operation::Archive, async move |service| {
-            let budget = run_budget(max_storage_calls, deadline_ms)?;
-            Ok(service.index_legacy_archives(budget).await?.to_json())
-        })
+        spawn_run(
+            &self.service,
+            Operation::Archive,
+            max_storage_calls,
+            deadline_ms,
+            async |service, budget| service.index_legacy_archives(budget).await,
+        )
     }
 
     /// Rebuilds the per-user index under the current hash secret (or continues an unfinished
@@ -382,10 +404,13 @@ impl PersistenceCore {
         max_storage_calls: Option<u32>,
         deadline_ms: Option<f64>,
     ) -> Promise {
-        spawn(&self.service, Operation::Archive, async move |service| {
-            let budget = run_budget(max_storage_calls, deadline_ms)?;
-            Ok(service.reindex_user_archives(budget).await?.to_json())
-        })
+        spawn_run(
+            &self.service,
+            Operation::Archive,
+            max_storage_calls,
+            deadline_ms,
+            async |service, budget| service.reindex_user_archives(budget).await,
+        )
     }
 }
 
