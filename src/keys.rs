@@ -51,10 +51,6 @@ pub const USER_REINDEX_CURSOR_KEY: &str = "migration:user_archives:cursor";
 
 /// Longest accepted id, in bytes.
 pub const MAX_ID_LEN: usize = 128;
-/// Longest Workers KV key, in bytes.
-pub const MAX_KV_KEY_LEN: usize = 512;
-/// Longest R2 object key, in bytes.
-pub const MAX_R2_KEY_LEN: usize = 1024;
 /// Latest time a time-bearing key can carry: 2286-11-20T17:46:39.999Z, the last millisecond
 /// that fits the 13-digit fields which keep keys in time order.
 pub const MAX_KEY_TIME_MS: i64 = 9_999_999_999_999;
@@ -560,6 +556,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+    use crate::platform::{KV_MAX_KEY_BYTES, R2_MAX_KEY_BYTES};
 
     /// 2025-01-06T10:00:00.123Z
     const JAN_2025: i64 = 1_736_157_600_123;
@@ -956,7 +953,7 @@ mod tests {
             legacy_backup_data_key(&b),
             backup_manifest_object_key(&b),
         ];
-        assert!(r2.iter().all(|key| key.len() <= MAX_R2_KEY_LEN));
+        assert!(r2.iter().all(|key| key.len() <= R2_MAX_KEY_BYTES));
         assert_eq!(r2[0].len(), 22 + 8 + 128 + 1 + 13 + 8);
         let kv = [
             archive_meta_key(&s),
@@ -966,7 +963,7 @@ mod tests {
             embedding_key(USER_KEY),
             query_key(USER_KEY),
         ];
-        assert!(kv.iter().all(|key| key.len() <= MAX_KV_KEY_LEN));
+        assert!(kv.iter().all(|key| key.len() <= KV_MAX_KEY_BYTES));
         assert_eq!(kv[1].len(), 14 + 64 + 1 + 13 + 1 + 128);
     }
 }
@@ -982,6 +979,7 @@ mod proptests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::platform::{KV_MAX_KEY_BYTES, R2_MAX_KEY_BYTES};
 
     /// Strings near the id alphabet, so both outcomes of `parse` are exercised.
     fn id_like() -> impl Strategy<Value = String> {
@@ -1070,7 +1068,7 @@ mod proptests {
             } else {
                 archive_object_key(&session, ms)
             }.unwrap();
-            prop_assert!(key.len() <= MAX_R2_KEY_LEN);
+            prop_assert!(key.len() <= R2_MAX_KEY_BYTES);
             prop_assert_eq!(
                 parse_archive_object_key(&key),
                 Some(ArchiveObjectKey { session_id: session, archived_at_ms: ms, legacy })
@@ -1098,7 +1096,7 @@ mod proptests {
             let (a, b) = (SessionId::parse(&a).unwrap(), SessionId::parse(&b).unwrap());
             let key_a = user_index_key(&user, t1, &a).unwrap();
             let key_b = user_index_key(&user, t2, &b).unwrap();
-            prop_assert!(key_a.len() <= MAX_KV_KEY_LEN);
+            prop_assert!(key_a.len() <= KV_MAX_KEY_BYTES);
             prop_assert_eq!(
                 parse_user_index_key(&key_a),
                 Some(UserIndexKey { user_key: user.clone(), archived_at_ms: t1, session_id: a })
@@ -1115,7 +1113,7 @@ mod proptests {
             let (a, b) = (SessionId::parse(&a).unwrap(), SessionId::parse(&b).unwrap());
             let key_a = archive_index_key(t1, &a).unwrap();
             let key_b = archive_index_key(t2, &b).unwrap();
-            prop_assert!(key_a.len() <= MAX_KV_KEY_LEN);
+            prop_assert!(key_a.len() <= KV_MAX_KEY_BYTES);
             prop_assert_eq!(
                 parse_archive_index_key(&key_a),
                 Some(ArchiveIndexKey { archived_at_ms: t1, session_id: a })

@@ -1,7 +1,7 @@
 //! supportbot-persistence: data persistence and archival for AI chat on Cloudflare Workers.
 //!
-//! Layers (see DESIGN.md): a pure core (`error`, `policy`, `keys`, `hash`, `time`, `codec`,
-//! `retention`) that takes time and ids as parameters and does no I/O, and `wasm`, the only
+//! Layers (see DESIGN.md): a pure core (`error`, `platform`, `policy`, `keys`, `hash`, `time`,
+//! `codec`, `retention`) that takes time and ids as parameters and does no I/O, and `wasm`, the only
 //! module that touches JavaScript.
 #![warn(missing_docs)]
 
@@ -9,6 +9,7 @@ pub mod codec;
 pub mod error;
 pub mod hash;
 pub mod keys;
+pub mod platform;
 pub mod policy;
 pub mod retention;
 pub mod service;

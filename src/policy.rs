@@ -5,9 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{PersistenceError, Result};
-
-/// `Number.MAX_SAFE_INTEGER`: every policy value must cross to JavaScript exactly.
-const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+use crate::platform::JS_MAX_SAFE_INTEGER;
 
 const HOUR_MS: u64 = 60 * 60 * 1000;
 const DAY_MS: u64 = 24 * HOUR_MS;
@@ -54,8 +52,8 @@ impl Default for DataRetentionPolicy {
 fn check_value(field: &str, value: u64) -> Result<u64> {
     let reason = if value == 0 {
         "must be greater than zero".to_owned()
-    } else if value > MAX_SAFE_INTEGER {
-        format!("exceeds Number.MAX_SAFE_INTEGER ({MAX_SAFE_INTEGER})")
+    } else if value > JS_MAX_SAFE_INTEGER {
+        format!("exceeds Number.MAX_SAFE_INTEGER ({JS_MAX_SAFE_INTEGER})")
     } else {
         return Ok(value);
     };
@@ -161,7 +159,7 @@ fn parse_scaled_decimal(variable: &str, text: &str, unit: u64) -> Result<u64> {
     }
     // Leading zeros carry no value; beyond them, 30 digits keep the arithmetic in u128 exact.
     let significant = whole.trim_start_matches('0').len() + fraction.len();
-    let too_large = || invalid(format!("exceeds {MAX_SAFE_INTEGER} after conversion"));
+    let too_large = || invalid(format!("exceeds {JS_MAX_SAFE_INTEGER} after conversion"));
     if significant > 30 {
         return Err(if whole.trim_start_matches('0').len() > 20 {
             too_large()
@@ -178,7 +176,7 @@ fn parse_scaled_decimal(variable: &str, text: &str, unit: u64) -> Result<u64> {
         return Err(invalid("must be greater than zero".to_owned()));
     }
     match u64::try_from(scaled) {
-        Ok(value) if value <= MAX_SAFE_INTEGER => Ok(value),
+        Ok(value) if value <= JS_MAX_SAFE_INTEGER => Ok(value),
         _ => Err(too_large()),
     }
 }
@@ -234,7 +232,7 @@ fn override_value(field: &str, value: Option<serde_json::Value>) -> Result<Optio
     let whole = value.as_u64().or_else(|| {
         // JS may hand over 3600000 as 3600000.0; accept integral floats only.
         let float = value.as_f64()?;
-        let integral = (0.0..=MAX_SAFE_INTEGER as f64).contains(&float) && float.fract() == 0.0;
+        let integral = (0.0..=JS_MAX_SAFE_INTEGER as f64).contains(&float) && float.fract() == 0.0;
         integral.then_some(float as u64)
     });
     match whole {
@@ -369,7 +367,7 @@ mod tests {
             for (bad, reason) in [
                 (0, "must be greater than zero"),
                 (
-                    MAX_SAFE_INTEGER + 1,
+                    JS_MAX_SAFE_INTEGER + 1,
                     "exceeds Number.MAX_SAFE_INTEGER (9007199254740991)",
                 ),
             ] {
@@ -380,7 +378,7 @@ mod tests {
                 assert_eq!(value, bad.to_string());
             }
             let mut policy = DataRetentionPolicy::default();
-            *field(&mut policy) = MAX_SAFE_INTEGER;
+            *field(&mut policy) = JS_MAX_SAFE_INTEGER;
             assert!(policy.validate().is_ok());
         }
     }
@@ -484,7 +482,7 @@ mod tests {
                 (name, text, reason)
             );
         }
-        // The largest day count that stays within MAX_SAFE_INTEGER ms is accepted.
+        // The largest day count that stays within JS_MAX_SAFE_INTEGER ms is accepted.
         let policy = from_env_vars(env(&[("ARCHIVE_RETENTION_DAYS", "104249991")])).unwrap();
         assert_eq!(policy.archive_retention_ms, 104_249_991 * DAY_MS);
     }

@@ -31,7 +31,7 @@ use serde_json::value::RawValue;
 
 pub use listing::{
     listing_summary, r2_custom_metadata, CUSTOM_RAW_SIZE_FIELD, CUSTOM_SHA256_FIELD,
-    KV_METADATA_MAX_BYTES, R2_CUSTOM_METADATA_MAX_BYTES,
+    R2_CUSTOM_METADATA_MAX_BYTES,
 };
 pub use model::{
     ArchivedConversation, ChatMessage, ConversationMemory, JsonObject, Role, SessionState,

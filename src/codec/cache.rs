@@ -12,9 +12,7 @@ use serde_json::{Map, Value};
 
 use super::json_text;
 use crate::error::{PersistenceError, Result};
-
-/// The shortest `expirationTtl` KV accepts, in seconds (PLATFORM.md).
-pub const KV_MIN_EXPIRATION_TTL_SECS: u64 = 60;
+use crate::platform::{KV_MAX_VALUE_BYTES, KV_MIN_EXPIRATION_TTL_SECS};
 
 /// Most dimensions an embedding may have; real models use at most a few thousand.
 pub const MAX_EMBEDDING_DIMS: u32 = 65_536;
@@ -24,7 +22,7 @@ pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 /// Largest query entry, in bytes of JSON text: KV's value limit, so the refusal comes from us
 /// with a field name instead of from KV.
-pub const MAX_QUERY_ENTRY_BYTES: usize = 25 * 1024 * 1024;
+pub const MAX_QUERY_ENTRY_BYTES: usize = KV_MAX_VALUE_BYTES;
 
 /// First bytes of every binary embedding entry.
 const EMBEDDING_MAGIC: &[u8; 3] = b"SBE";

@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use super::decision::{DeletionReason, PlannedDeletion, Store};
+use super::decision::{DeletionReason, PlannedDeletion};
 use super::listing::ListedR2Object;
 use super::{has_aged, Limits, BACKUP_CREATED_AT_FIELD};
 use crate::keys::{BackupId, BackupObjectKind};
+use crate::platform::Binding;
 
 /// The objects listed so far under one `backups/<id>/`.
 #[derive(Debug)]
@@ -127,7 +128,7 @@ fn r2_deletions(objects: Vec<ListedR2Object>, reason: DeletionReason) -> Vec<Pla
     objects
         .into_iter()
         .map(|object| PlannedDeletion {
-            store: Store::R2,
+            store: Binding::R2,
             key: object.key,
             reason,
             size_bytes: Some(object.size),

@@ -2,18 +2,7 @@
 
 use serde::Serialize;
 
-/// Most keys one R2 `delete(keys)` call accepts.
-pub const R2_MAX_KEYS_PER_DELETE: usize = 1000;
-
-/// The storage binding a key lives in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Store {
-    /// Workers KV (`CHAT_KV`); JSON `"kv"`.
-    Kv,
-    /// R2 (`ARCHIVE_R2`); JSON `"r2"`.
-    R2,
-}
+use crate::platform::{Binding, R2_MAX_DELETE_KEYS};
 
 /// Why a key is deleted. The JSON form is a stable snake_case string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -58,7 +47,7 @@ impl DeletionReason {
 #[serde(rename_all = "camelCase")]
 pub struct PlannedDeletion {
     /// Where the key lives.
-    pub store: Store,
+    pub store: Binding,
     /// The key.
     pub key: String,
     /// Why it is deleted.
@@ -69,13 +58,13 @@ pub struct PlannedDeletion {
 }
 
 /// The R2 keys of `deletions`, in order, in batches for R2's `delete(keys)`: at most
-/// `max_per_call` keys per batch, clamped to 1..=[`R2_MAX_KEYS_PER_DELETE`]. KV keys are left
+/// `max_per_call` keys per batch, clamped to 1..=[`R2_MAX_DELETE_KEYS`]. KV keys are left
 /// out (KV deletes one key per call).
 pub fn batch_r2_deletions(deletions: &[PlannedDeletion], max_per_call: usize) -> Vec<Vec<String>> {
-    let batch_len = max_per_call.clamp(1, R2_MAX_KEYS_PER_DELETE);
+    let batch_len = max_per_call.clamp(1, R2_MAX_DELETE_KEYS);
     let r2_keys: Vec<&str> = deletions
         .iter()
-        .filter(|deletion| deletion.store == Store::R2)
+        .filter(|deletion| deletion.store == Binding::R2)
         .map(|deletion| deletion.key.as_str())
         .collect();
     r2_keys
@@ -163,12 +152,12 @@ mod tests {
 
     use super::*;
 
-    fn deletion(store: Store, key: &str, reason: DeletionReason) -> PlannedDeletion {
+    fn deletion(store: Binding, key: &str, reason: DeletionReason) -> PlannedDeletion {
         PlannedDeletion {
             store,
             key: key.to_owned(),
             reason,
-            size_bytes: (store == Store::R2).then_some(10),
+            size_bytes: (store == Binding::R2).then_some(10),
         }
     }
 
@@ -201,7 +190,7 @@ mod tests {
         let mut deletions: Vec<PlannedDeletion> = (0..2500)
             .map(|i| {
                 deletion(
-                    Store::R2,
+                    Binding::R2,
                     &format!("r{i:04}"),
                     DeletionReason::ArchivePastRetention,
                 )
@@ -209,7 +198,7 @@ mod tests {
             .collect();
         deletions.insert(
             7,
-            deletion(Store::Kv, "query:x", DeletionReason::ExpiredCacheEntry),
+            deletion(Binding::Kv, "query:x", DeletionReason::ExpiredCacheEntry),
         );
 
         let batches = batch_r2_deletions(&deletions, 5000);
@@ -233,17 +222,17 @@ mod tests {
     fn report_counts_reasons_and_bytes_in_camel_case_json() {
         let mut report = RetentionReport::default();
         report.record(deletion(
-            Store::R2,
+            Binding::R2,
             "conversations/a",
             DeletionReason::ArchivePastRetention,
         ));
         report.record(deletion(
-            Store::R2,
+            Binding::R2,
             "conversations/b",
             DeletionReason::ArchivePastRetention,
         ));
         report.record(deletion(
-            Store::Kv,
+            Binding::Kv,
             "query:q",
             DeletionReason::ExpiredCacheEntry,
         ));

@@ -24,8 +24,7 @@ mod planner;
 mod proptests;
 
 pub use decision::{
-    batch_r2_deletions, DeletionCounts, DeletionReason, PlannedDeletion, RetentionReport, Store,
-    R2_MAX_KEYS_PER_DELETE,
+    batch_r2_deletions, DeletionCounts, DeletionReason, PlannedDeletion, RetentionReport,
 };
 pub use listing::{ListedKvKey, ListedR2Object};
 pub use planner::{RetentionOptions, RetentionPlanner};

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::archive_catalog::ArchiveCatalog;
 use super::backup_sweep::BackupSweep;
-use super::decision::{DeletionReason, PlannedDeletion, Store};
+use super::decision::{DeletionReason, PlannedDeletion};
 use super::listing::{ListedKvKey, ListedR2Object};
 use super::{has_aged, Limits, BACKUP_CREATED_AT_FIELD, INDEX_ARCHIVE_KEY_FIELD};
 use crate::codec::cache::parse_cache_list_metadata;
@@ -17,6 +17,7 @@ use crate::keys::{
     parse_backup_manifest_kv_key, parse_backup_object_key, parse_user_index_key, ARCHIVE_PREFIX,
     BACKUP_PREFIX, EMBEDDING_PREFIX, QUERY_PREFIX,
 };
+use crate::platform::Binding;
 use crate::policy::DataRetentionPolicy;
 
 /// Knobs of a sweep that the policy does not carry.
@@ -158,7 +159,7 @@ impl RetentionPlanner {
         page.iter()
             .filter_map(|entry| {
                 self.kv_reason(entry).map(|reason| PlannedDeletion {
-                    store: Store::Kv,
+                    store: Binding::Kv,
                     key: entry.name.clone(),
                     reason,
                     size_bytes: None,
@@ -202,7 +203,7 @@ impl RetentionPlanner {
             self.limits.archive_retention_ms,
         ) {
             Some(PlannedDeletion {
-                store: Store::R2,
+                store: Binding::R2,
                 key: object.key.clone(),
                 reason: DeletionReason::ArchivePastRetention,
                 size_bytes: Some(object.size),
@@ -338,7 +339,7 @@ mod tests {
         }
     }
 
-    fn keys_and_reasons(planned: &[PlannedDeletion]) -> Vec<(Store, &str, DeletionReason)> {
+    fn keys_and_reasons(planned: &[PlannedDeletion]) -> Vec<(Binding, &str, DeletionReason)> {
         planned
             .iter()
             .map(|deletion| (deletion.store, deletion.key.as_str(), deletion.reason))
@@ -367,8 +368,12 @@ mod tests {
         assert_eq!(
             keys_and_reasons(&planner().plan_kv_page(&page)),
             [
-                (Store::Kv, "embedding:aa", DeletionReason::ExpiredCacheEntry),
-                (Store::Kv, "query:cc", DeletionReason::ExpiredCacheEntry),
+                (
+                    Binding::Kv,
+                    "embedding:aa",
+                    DeletionReason::ExpiredCacheEntry
+                ),
+                (Binding::Kv, "query:cc", DeletionReason::ExpiredCacheEntry),
             ]
         );
     }
@@ -390,12 +395,12 @@ mod tests {
         let exact_key = archive_object_key(&session("exact"), NOW - RETENTION).unwrap();
         let mut expected = vec![
             (
-                Store::R2,
+                Binding::R2,
                 exact_key.as_str(),
                 DeletionReason::ArchivePastRetention,
             ),
             (
-                Store::R2,
+                Binding::R2,
                 legacy_key.as_str(),
                 DeletionReason::ArchivePastRetention,
             ),
@@ -449,11 +454,15 @@ mod tests {
         assert_eq!(
             keys_and_reasons(&planned),
             [
-                (Store::R2, backup_manifest_object_key(&old).as_str(), reason),
-                (Store::R2, legacy_backup_data_key(&old).as_str(), reason),
-                (Store::R2, backup_data_key(&old).as_str(), reason),
-                (Store::Kv, backup_manifest_kv_key(&old).as_str(), reason),
-                (Store::Kv, "backup_manifest:backup_gone", reason),
+                (
+                    Binding::R2,
+                    backup_manifest_object_key(&old).as_str(),
+                    reason
+                ),
+                (Binding::R2, legacy_backup_data_key(&old).as_str(), reason),
+                (Binding::R2, backup_data_key(&old).as_str(), reason),
+                (Binding::Kv, backup_manifest_kv_key(&old).as_str(), reason),
+                (Binding::Kv, "backup_manifest:backup_gone", reason),
             ]
         );
     }
@@ -478,8 +487,8 @@ mod tests {
         assert_eq!(
             keys_and_reasons(&planned),
             [
-                (Store::R2, backup_data_key(&stale).as_str(), reason),
-                (Store::Kv, backup_manifest_kv_key(&stale).as_str(), reason),
+                (Binding::R2, backup_data_key(&stale).as_str(), reason),
+                (Binding::Kv, backup_manifest_kv_key(&stale).as_str(), reason),
             ]
         );
     }
@@ -513,7 +522,7 @@ mod tests {
         assert_eq!(
             keys_and_reasons(&planner.finish_r2_listing()),
             [(
-                Store::R2,
+                Binding::R2,
                 backup_data_key(&id).as_str(),
                 DeletionReason::OrphanBackupData
             )]
@@ -585,12 +594,12 @@ mod tests {
             keys_and_reasons(&planned),
             [
                 (
-                    Store::Kv,
+                    Binding::Kv,
                     "archive_meta:s1",
                     DeletionReason::DanglingIndexEntry
                 ),
                 (
-                    Store::Kv,
+                    Binding::Kv,
                     user_key.as_str(),
                     DeletionReason::DanglingIndexEntry
                 ),
@@ -630,12 +639,12 @@ mod tests {
             keys_and_reasons(&planner.plan_kv_page(&page)),
             [
                 (
-                    Store::Kv,
+                    Binding::Kv,
                     old_key.as_str(),
                     DeletionReason::DanglingIndexEntry
                 ),
                 (
-                    Store::Kv,
+                    Binding::Kv,
                     lost_key.as_str(),
                     DeletionReason::DanglingIndexEntry
                 ),
@@ -672,7 +681,7 @@ mod tests {
         assert_eq!(
             keys_and_reasons(&complete.plan_kv_page(&index)),
             [(
-                Store::Kv,
+                Binding::Kv,
                 "archive_meta:lost",
                 DeletionReason::DanglingIndexEntry
             )]

@@ -15,6 +15,7 @@ use crate::keys::{
     parse_archive_object_key, parse_backup_manifest_kv_key, parse_backup_object_key,
     parse_user_index_key, user_index_key, BackupId, BackupObjectKind, SessionId,
 };
+use crate::platform::{Binding, R2_MAX_DELETE_KEYS};
 
 const HOUR: i64 = 60 * 60 * 1000;
 const DAY: i64 = 24 * HOUR;
@@ -389,18 +390,19 @@ fn plan_paged(world: &World, sweep: &Sweep, spec: &WorldSpec) -> Vec<PlannedDele
 }
 
 fn without(world: &World, planned: &[PlannedDeletion]) -> World {
-    let gone: BTreeSet<(Store, &str)> = planned.iter().map(|d| (d.store, d.key.as_str())).collect();
+    let gone: BTreeSet<(Binding, &str)> =
+        planned.iter().map(|d| (d.store, d.key.as_str())).collect();
     World {
         r2: world
             .r2
             .iter()
-            .filter(|o| !gone.contains(&(Store::R2, o.key.as_str())))
+            .filter(|o| !gone.contains(&(Binding::R2, o.key.as_str())))
             .cloned()
             .collect(),
         kv: world
             .kv
             .iter()
-            .filter(|k| !gone.contains(&(Store::Kv, k.name.as_str())))
+            .filter(|k| !gone.contains(&(Binding::Kv, k.name.as_str())))
             .cloned()
             .collect(),
     }
@@ -435,7 +437,7 @@ fn check_deletion(
 ) -> Result<(), TestCaseError> {
     let reason = deletion.reason;
     match deletion.store {
-        Store::R2 => {
+        Binding::R2 => {
             let object = world.r2.iter().find(|o| o.key == deletion.key).unwrap();
             prop_assert_eq!(deletion.size_bytes, Some(object.size));
             if let Some(archive) = parse_archive_object_key(&object.key) {
@@ -472,7 +474,7 @@ fn check_deletion(
                 }
             }
         }
-        Store::Kv => {
+        Binding::Kv => {
             let entry = world.kv.iter().find(|k| k.name == deletion.key).unwrap();
             prop_assert_eq!(deletion.size_bytes, None);
             if let Some(id) = parse_backup_manifest_kv_key(&entry.name) {
@@ -495,7 +497,7 @@ fn check_deletion(
                     && backup_objects.all(|o| {
                         planned
                             .iter()
-                            .any(|d| d.store == Store::R2 && d.key == o.key && d.reason == reason)
+                            .any(|d| d.store == Binding::R2 && d.key == o.key && d.reason == reason)
                     });
                 prop_assert!(by_own_time || with_its_backup, "{:?}", deletion);
             } else if parse_archive_meta_key(&entry.name).is_some()
@@ -557,7 +559,7 @@ proptest! {
     fn plans_each_key_once_and_nothing_on_a_second_pass(spec in world_spec(), sweep in sweep()) {
         let world = build(&spec, &sweep);
         let planned = plan_whole(&world, &sweep);
-        let distinct: BTreeSet<(Store, &str)> =
+        let distinct: BTreeSet<(Binding, &str)> =
             planned.iter().map(|d| (d.store, d.key.as_str())).collect();
         prop_assert_eq!(distinct.len(), planned.len());
         let again = plan_whole(&without(&world, &planned), &sweep);
@@ -592,19 +594,19 @@ proptest! {
     fn r2_batches_keep_every_key_in_order(count in 0usize..3500, max in 0usize..2500) {
         let deletions: Vec<PlannedDeletion> = (0..count)
             .map(|i| PlannedDeletion {
-                store: if i % 7 == 3 { Store::Kv } else { Store::R2 },
+                store: if i % 7 == 3 { Binding::Kv } else { Binding::R2 },
                 key: format!("k{i:05}"),
                 reason: DeletionReason::ArchivePastRetention,
                 size_bytes: None,
             })
             .collect();
         let batches = batch_r2_deletions(&deletions, max);
-        let limit = max.clamp(1, R2_MAX_KEYS_PER_DELETE);
+        let limit = max.clamp(1, R2_MAX_DELETE_KEYS);
         prop_assert!(batches.iter().all(|batch| !batch.is_empty() && batch.len() <= limit));
         let flat: Vec<&String> = batches.iter().flatten().collect();
         let expected: Vec<&String> = deletions
             .iter()
-            .filter(|d| d.store == Store::R2)
+            .filter(|d| d.store == Binding::R2)
             .map(|d| &d.key)
             .collect();
         prop_assert_eq!(flat, expected);

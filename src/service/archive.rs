@@ -36,6 +36,7 @@ use crate::keys::{
     archive_meta_key, archive_object_key, parse_archive_index_key, parse_user_index_key,
     user_index_prefix, SessionId, UserId, ARCHIVE_INDEX_PREFIX,
 };
+use crate::platform::MAX_LIST_LIMIT;
 use crate::store::{
     Binding, Clock, KvListOptions, KvStore, ObjectPutOptions, ObjectStore, PutOutcome,
 };
@@ -51,9 +52,6 @@ const MAX_KEY_COLLISIONS: u32 = 16;
 
 /// Default page size of `listArchivedConversations` (the spec's TypeScript default).
 pub const DEFAULT_LIST_LIMIT: u32 = 20;
-
-/// Largest page size of `listArchivedConversations` (KV's page limit).
-pub const MAX_LIST_LIMIT: u32 = 1000;
 
 /// One page of `listArchivedConversations`.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -13,10 +13,8 @@ use std::cell::Cell;
 use super::log::{CallRecord, OpLog, Outcome};
 use super::options::{BreakerPolicy, RetryPolicy};
 use crate::error::{PersistenceError, Result};
+use crate::platform::SAME_KEY_WRITE_INTERVAL_MS;
 use crate::store::{Binding, Clock, FailureKind, StoreResult};
-
-/// KV and R2 accept one write a second per key; a retry after a 429 waits at least this long.
-const RATE_WINDOW_MS: u64 = 1_000;
 
 /// A breaker's state, as reported by the health check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,7 +206,7 @@ impl StorageGuard {
                     // A 429 means a write to this key landed less than a second ago (often our
                     // own attempt whose response was lost): retrying sooner cannot succeed.
                     if err.kind == FailureKind::RateLimited {
-                        wait = wait.max(RATE_WINDOW_MS);
+                        wait = wait.max(SAME_KEY_WRITE_INTERVAL_MS);
                     }
                     clock.sleep(wait).await;
                     number += 1;

@@ -20,11 +20,9 @@ use crate::keys::{
     parse_archive_object_key, parse_backup_object_key, BackupObjectKind, ARCHIVE_META_PREFIX,
     ARCHIVE_PREFIX, BACKUP_PREFIX, EMBEDDING_PREFIX, HEALTH_PROBE_KEY, QUERY_PREFIX,
 };
+use crate::platform::MAX_LIST_LIMIT;
 use crate::store::{Binding, Clock, KvListOptions, KvStore, ObjectListOptions, ObjectStore};
 use crate::time::iso8601;
-
-/// Most keys a KV or R2 list page returns.
-const LIST_PAGE_LIMIT: u32 = 1000;
 
 /// Overall health: both bindings answer, one does, or neither.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -289,7 +287,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         let options = KvListOptions {
             prefix: Some(prefix.to_owned()),
             cursor,
-            limit: Some(LIST_PAGE_LIMIT),
+            limit: Some(MAX_LIST_LIMIT),
         };
         let page = self.kv_list(log, options).await?;
         *count += page.keys.len() as u64;
@@ -307,7 +305,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         let options = ObjectListOptions {
             prefix: Some(prefix.to_owned()),
             cursor,
-            limit: Some(LIST_PAGE_LIMIT),
+            limit: Some(MAX_LIST_LIMIT),
             ..ObjectListOptions::default()
         };
         let page = self.r2_list(log, options).await?;

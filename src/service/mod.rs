@@ -23,7 +23,7 @@ mod retention;
 mod run;
 mod walk;
 
-pub use archive::{ArchiveListing, ARCHIVE_CONTENT_TYPE, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+pub use archive::{ArchiveListing, ARCHIVE_CONTENT_TYPE, DEFAULT_LIST_LIMIT};
 pub use cache::MAX_CACHE_TEXT_BYTES;
 pub use guard::{BreakerState, StorageGuard};
 pub use health::{

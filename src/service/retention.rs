@@ -43,9 +43,10 @@ use crate::keys::{
     BACKUP_MANIFEST_PREFIX, BACKUP_PREFIX, EMBEDDING_PREFIX, QUERY_PREFIX, RETENTION_CURSOR_KEY,
     USER_INDEX_PREFIX,
 };
+use crate::platform::{MAX_LIST_LIMIT, R2_MAX_DELETE_KEYS};
 use crate::retention::{
     batch_r2_deletions, DeletionReason, ListedKvKey, PlannedDeletion, RetentionPlanner,
-    RetentionReport, INDEX_ARCHIVE_KEY_FIELD, R2_MAX_KEYS_PER_DELETE,
+    RetentionReport, INDEX_ARCHIVE_KEY_FIELD,
 };
 use crate::store::{Clock, KvListOptions, KvStore, ObjectListOptions, ObjectStore};
 
@@ -55,9 +56,6 @@ pub const MAX_REPORTED_KEYS: usize = 1000;
 /// Smallest call budget that lets a run make progress: reading the resume point, one list
 /// page, two delete batches and saving the resume point.
 pub const MIN_STORAGE_CALLS: u32 = 5;
-
-/// Most keys a list page returns (KV and R2).
-const PAGE_LIMIT: u32 = 1000;
 
 /// R2 prefixes swept, in key order (the planner needs the listing sorted).
 const R2_PREFIXES: [&str; 2] = [BACKUP_PREFIX, ARCHIVE_PREFIX];
@@ -249,7 +247,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
                         None
                     },
                     cursor: cursor.clone(),
-                    limit: Some(PAGE_LIMIT),
+                    limit: Some(MAX_LIST_LIMIT),
                     include_custom_metadata: true,
                 };
                 let page = self
@@ -285,7 +283,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         sweep: &mut Sweep,
         planned: Vec<PlannedDeletion>,
     ) -> Result<(), StopReason> {
-        let batches = batch_r2_deletions(&planned, R2_MAX_KEYS_PER_DELETE);
+        let batches = batch_r2_deletions(&planned, R2_MAX_DELETE_KEYS);
         if batches.len() as u64 > u64::from(sweep.run.calls_left()) {
             return Err(StopReason::CallBudget);
         }
@@ -353,7 +351,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
                 let options = KvListOptions {
                     prefix: Some((*prefix).to_owned()),
                     cursor: cursor.clone(),
-                    limit: Some(PAGE_LIMIT),
+                    limit: Some(MAX_LIST_LIMIT),
                 };
                 let mut page = self
                     .kv_list(log, options)
@@ -462,7 +460,7 @@ mod tests {
         };
         for index in 0..MAX_REPORTED_KEYS + 5 {
             sweep.record(PlannedDeletion {
-                store: crate::retention::Store::R2,
+                store: crate::platform::Binding::R2,
                 key: format!("k{index}"),
                 reason: crate::retention::DeletionReason::ArchivePastRetention,
                 size_bytes: Some(2),

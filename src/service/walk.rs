@@ -16,10 +16,8 @@ use super::log::OpLog;
 use super::run::{stop_reason, Run, RunBudget, StopReason};
 use super::PersistenceService;
 use crate::error::Result;
+use crate::platform::MAX_LIST_LIMIT;
 use crate::store::{Clock, KvListOptions, KvStore, ListedKvKey, ObjectStore};
-
-/// Most keys a KV list page returns.
-const PAGE_LIMIT: u32 = 1000;
 
 /// Where an unfinished walk continues: `{"kvCursor": ..., "kvResumeAt"?: ...}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,7 +96,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
         let options = KvListOptions {
             prefix: Some(prefix.to_owned()),
             cursor: walk.run.position.kv_cursor.clone(),
-            limit: Some(PAGE_LIMIT),
+            limit: Some(MAX_LIST_LIMIT),
         };
         let page = self
             .kv_list(log, options)

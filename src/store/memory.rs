@@ -26,12 +26,8 @@ use std::task::{Context, Poll, Waker};
 
 pub use clock::VirtualClock;
 pub use faults::{CallCounts, CallFilter, Faults, OperationKind};
-pub use kv::{
-    MemoryKv, KV_MAX_KEY_BYTES, KV_MAX_METADATA_BYTES, KV_MAX_VALUE_BYTES,
-    KV_MIN_EXPIRATION_TTL_SECS, SAME_KEY_WRITE_INTERVAL_MS,
-};
-pub use listing::MAX_LIST_LIMIT;
-pub use r2::{MemoryR2, R2_MAX_CUSTOM_METADATA_BYTES, R2_MAX_DELETE_KEYS, R2_MAX_KEY_BYTES};
+pub use kv::MemoryKv;
+pub use r2::MemoryR2;
 
 use crate::store::{KvValue, StoredObject};
 

@@ -19,32 +19,8 @@ use std::fmt;
 use serde_json::Value;
 
 use crate::error::PersistenceError;
+pub use crate::platform::Binding;
 pub use crate::retention::{ListedKvKey, ListedR2Object};
-
-/// Which binding a storage call went to (names as in wrangler.toml).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Binding {
-    /// Workers KV, `CHAT_KV`.
-    Kv,
-    /// R2, `ARCHIVE_R2`.
-    R2,
-}
-
-impl Binding {
-    /// The binding's name in wrangler.toml.
-    pub fn name(self) -> &'static str {
-        match self {
-            Binding::Kv => "CHAT_KV",
-            Binding::R2 => "ARCHIVE_R2",
-        }
-    }
-}
-
-impl fmt::Display for Binding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// How a storage call failed, which decides whether retrying can help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

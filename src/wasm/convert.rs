@@ -9,15 +9,13 @@ use serde_json::Value;
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::hash;
+use crate::platform::JS_MAX_SAFE_INTEGER;
 
-/// `Number.MAX_SAFE_INTEGER`: the largest integer a JS number holds exactly (2^53 - 1).
-pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
-
-/// `value` as a JS number, refused above [`MAX_SAFE_INTEGER`], where it would silently round.
+/// `value` as a JS number, refused above [`JS_MAX_SAFE_INTEGER`], where it would silently round.
 pub fn u64_to_js_number(what: &str, value: u64) -> Result<f64, String> {
-    if value > MAX_SAFE_INTEGER {
+    if value > JS_MAX_SAFE_INTEGER {
         return Err(format!(
-            "{what} is {value}, above Number.MAX_SAFE_INTEGER ({MAX_SAFE_INTEGER})"
+            "{what} is {value}, above Number.MAX_SAFE_INTEGER ({JS_MAX_SAFE_INTEGER})"
         ));
     }
     // At most 2^53 - 1, so the conversion is exact.
@@ -26,7 +24,10 @@ pub fn u64_to_js_number(what: &str, value: u64) -> Result<f64, String> {
 
 /// A JS number that must be a non-negative integer (a size, a count, epoch seconds).
 pub fn js_number_to_u64(what: &str, value: f64) -> Result<u64, String> {
-    if !value.is_finite() || value < 0.0 || value.fract() != 0.0 || value > MAX_SAFE_INTEGER as f64
+    if !value.is_finite()
+        || value < 0.0
+        || value.fract() != 0.0
+        || value > JS_MAX_SAFE_INTEGER as f64
     {
         return Err(format!(
             "{what} is {value}, expected a non-negative integer"
@@ -38,7 +39,7 @@ pub fn js_number_to_u64(what: &str, value: f64) -> Result<u64, String> {
 
 /// A JS number that must be an integer, possibly negative (epoch milliseconds of a `Date`).
 pub fn js_number_to_i64(what: &str, value: f64) -> Result<i64, String> {
-    let limit = MAX_SAFE_INTEGER as f64;
+    let limit = JS_MAX_SAFE_INTEGER as f64;
     if !value.is_finite() || value.fract() != 0.0 || !(-limit..=limit).contains(&value) {
         return Err(format!("{what} is {value}, expected an integer"));
     }
@@ -171,10 +172,10 @@ mod tests {
     fn u64_crosses_up_to_max_safe_integer_only() {
         assert_eq!(u64_to_js_number("ttl", 0), Ok(0.0));
         assert_eq!(
-            u64_to_js_number("ttl", MAX_SAFE_INTEGER),
+            u64_to_js_number("ttl", JS_MAX_SAFE_INTEGER),
             Ok(9_007_199_254_740_991.0)
         );
-        let err = u64_to_js_number("ttl", MAX_SAFE_INTEGER + 1).unwrap_err();
+        let err = u64_to_js_number("ttl", JS_MAX_SAFE_INTEGER + 1).unwrap_err();
         assert!(err.starts_with("ttl is 9007199254740992, above"), "{err}");
     }
 
@@ -184,7 +185,7 @@ mod tests {
         assert_eq!(js_number_to_u64("size", 1024.0), Ok(1024));
         assert_eq!(
             js_number_to_u64("size", 9_007_199_254_740_991.0),
-            Ok(MAX_SAFE_INTEGER)
+            Ok(JS_MAX_SAFE_INTEGER)
         );
         for bad in [f64::NAN, f64::INFINITY, -1.0, 1.5, 9_007_199_254_740_992.0] {
             let err = js_number_to_u64("size", bad).unwrap_err();

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::ArchiveMetadata;
 use crate::error::{PersistenceError, Result};
+use crate::platform::{KV_MAX_METADATA_BYTES, R2_MAX_METADATA_BYTES};
 
 /// The R2 custom-metadata field holding the SHA-256 (hex) of the stored archive bytes.
 pub const CUSTOM_SHA256_FIELD: &str = "sha256";
@@ -15,12 +16,9 @@ pub const CUSTOM_SHA256_FIELD: &str = "sha256";
 /// The R2 custom-metadata field holding the archive's JSON size in bytes (decimal).
 pub const CUSTOM_RAW_SIZE_FIELD: &str = "rawSize";
 
-/// Largest serialized JSON size of a KV `metadata` value (Workers KV limit).
-pub const KV_METADATA_MAX_BYTES: usize = 1024;
-
-/// Budget for the key and value bytes of an archive's R2 `customMetadata`. R2 allows 8192
-/// bytes of object metadata in total; 1024 of them are left for `httpMetadata`.
-pub const R2_CUSTOM_METADATA_MAX_BYTES: usize = 7168;
+/// Budget for the key and value bytes of an archive's R2 `customMetadata`: R2's object
+/// metadata limit, less 1024 bytes left for `httpMetadata`.
+pub const R2_CUSTOM_METADATA_MAX_BYTES: usize = R2_MAX_METADATA_BYTES - 1024;
 
 /// One archive in a KV listing (see [`listing_summary`]).
 #[derive(Serialize)]
@@ -87,14 +85,14 @@ fn longest_fitting_prefix(text: &str, max_bytes: usize, fits: impl Fn(&str) -> b
         .unwrap_or("")
 }
 
-/// The archive's KV listing entry, at most [`KV_METADATA_MAX_BYTES`] of JSON:
+/// The archive's KV listing entry, at most [`KV_MAX_METADATA_BYTES`] of JSON:
 /// `{key, sessionId, userId?, archivedAt, messageCount, duration, topics, rawSize, storedSize,
 /// sha256, formatVersion, summary, summaryTruncated}`. A summary that does not fit is cut (and
 /// `summaryTruncated` is true); topics are dropped only if even an empty summary does not fit.
 /// Fails with `INVALID_INPUT` when the key and ids alone exceed the limit.
 pub fn listing_summary(metadata: &ArchiveMetadata, archive_key: &str) -> Result<Value> {
     let fits = |entry: &ListingEntry| {
-        serde_json::to_vec(entry).is_ok_and(|json| json.len() <= KV_METADATA_MAX_BYTES)
+        serde_json::to_vec(entry).is_ok_and(|json| json.len() <= KV_MAX_METADATA_BYTES)
     };
     let to_value = |entry: ListingEntry| {
         serde_json::to_value(entry)
@@ -114,7 +112,7 @@ pub fn listing_summary(metadata: &ArchiveMetadata, archive_key: &str) -> Result<
     let no_topics: &[String] = &[];
     for topics in [metadata.topics.as_slice(), no_topics] {
         if fits(&ListingEntry::new(metadata, archive_key, topics, "", true)) {
-            let summary = longest_fitting_prefix(&metadata.summary, KV_METADATA_MAX_BYTES, |cut| {
+            let summary = longest_fitting_prefix(&metadata.summary, KV_MAX_METADATA_BYTES, |cut| {
                 fits(&ListingEntry::new(metadata, archive_key, topics, cut, true))
             });
             return to_value(ListingEntry::new(
@@ -129,7 +127,7 @@ pub fn listing_summary(metadata: &ArchiveMetadata, archive_key: &str) -> Result<
     Err(PersistenceError::invalid_input(
         "archiveKey",
         format!(
-            "the key, sessionId and userId alone exceed KV's {KV_METADATA_MAX_BYTES}-byte metadata limit"
+            "the key, sessionId and userId alone exceed KV's {KV_MAX_METADATA_BYTES}-byte metadata limit"
         ),
     ))
 }
@@ -217,11 +215,11 @@ mod tests {
         for unit in ["a", "é", "日", "😀", "\"", "\n", "\u{1}"] {
             let value = listing_summary(&metadata(&unit.repeat(100_000)), KEY).unwrap();
             let cut = value["summary"].as_str().unwrap();
-            assert!(size(&value) <= KV_METADATA_MAX_BYTES, "{unit:?}");
+            assert!(size(&value) <= KV_MAX_METADATA_BYTES, "{unit:?}");
             // One more character would not have fitted.
             let mut longer = value.clone();
             longer["summary"] = Value::from(format!("{cut}{unit}"));
-            assert!(size(&longer) > KV_METADATA_MAX_BYTES, "{unit:?}");
+            assert!(size(&longer) > KV_MAX_METADATA_BYTES, "{unit:?}");
             assert!(cut.chars().all(|c| c.to_string() == unit));
             assert_eq!(value["summaryTruncated"], true);
             assert_eq!(value["topics"], json!(["billing", "technical-issue"]));
@@ -235,7 +233,7 @@ mod tests {
         let value = listing_summary(&crowded, KEY).unwrap();
         assert_eq!(value["topics"], json!([]));
         assert_eq!(value["summary"], "summary");
-        assert!(size(&value) <= KV_METADATA_MAX_BYTES);
+        assert!(size(&value) <= KV_MAX_METADATA_BYTES);
 
         let err = listing_summary(&metadata(""), &"k".repeat(1100)).unwrap_err();
         assert_eq!(err.code(), "INVALID_INPUT");
@@ -257,7 +255,7 @@ mod tests {
             crowded.raw_size = u64::MAX;
             crowded.stored_size = u64::MAX;
             let value = listing_summary(&crowded, &key).unwrap();
-            assert!(size(&value) <= KV_METADATA_MAX_BYTES, "{unit}");
+            assert!(size(&value) <= KV_MAX_METADATA_BYTES, "{unit}");
             assert_eq!(value["userId"], crowded.user_id.clone().unwrap().as_str());
             assert_eq!(value["sessionId"], session_id.as_str());
             assert_eq!(value["summaryTruncated"], true);

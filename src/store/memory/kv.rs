@@ -13,16 +13,10 @@ use crate::store::{
     ListedKvKey, StoreError, StoreResult,
 };
 
-/// Longest KV key, in UTF-8 bytes.
-pub const KV_MAX_KEY_BYTES: usize = 512;
-/// Largest KV value, in bytes (25 MiB).
-pub const KV_MAX_VALUE_BYTES: usize = 25 * 1024 * 1024;
-/// Largest KV metadata, in bytes of serialized JSON.
-pub const KV_MAX_METADATA_BYTES: usize = 1024;
-/// Shortest `expirationTtl` KV accepts, in seconds.
-pub const KV_MIN_EXPIRATION_TTL_SECS: u64 = 60;
-/// Two writes to one key closer than this (ms) get a 429.
-pub const SAME_KEY_WRITE_INTERVAL_MS: i64 = 1000;
+use crate::platform::{
+    KV_MAX_KEY_BYTES, KV_MAX_METADATA_BYTES, KV_MAX_VALUE_BYTES, KV_MIN_EXPIRATION_TTL_SECS,
+    SAME_KEY_WRITE_INTERVAL_MS,
+};
 
 #[derive(Debug, Clone)]
 struct KvEntry {
@@ -212,7 +206,7 @@ impl KvStore for MemoryKv {
         let mut state = self.live_state();
         if state.write_rate_limit {
             if let Some(last_ms) = state.last_put_ms.get(key) {
-                if now_ms.abs_diff(*last_ms) < SAME_KEY_WRITE_INTERVAL_MS.unsigned_abs() {
+                if now_ms.abs_diff(*last_ms) < SAME_KEY_WRITE_INTERVAL_MS {
                     return Err(StoreError {
                         binding: Binding::Kv,
                         operation: target,

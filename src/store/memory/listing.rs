@@ -6,8 +6,7 @@ use std::ops::Bound;
 
 use crate::hash::to_hex;
 
-/// The most keys one `list` call returns, in KV and in R2.
-pub const MAX_LIST_LIMIT: u32 = 1000;
+use crate::platform::MAX_LIST_LIMIT;
 
 const CURSOR_TAG: &str = "mem1.";
 

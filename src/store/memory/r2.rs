@@ -7,7 +7,6 @@ use std::rc::Rc;
 
 use super::clock::VirtualClock;
 use super::faults::{Faults, OperationKind};
-use super::kv::SAME_KEY_WRITE_INTERVAL_MS;
 use super::listing::{decode_cursor, encode_cursor, page, page_limit};
 use crate::hash::sha256_hex;
 use crate::store::{
@@ -15,12 +14,9 @@ use crate::store::{
     ObjectPutOptions, ObjectStore, PutOutcome, StoreError, StoreResult, StoredObject,
 };
 
-/// Longest R2 key, in UTF-8 bytes.
-pub const R2_MAX_KEY_BYTES: usize = 1024;
-/// Most bytes of custom metadata (keys plus values) one object carries.
-pub const R2_MAX_CUSTOM_METADATA_BYTES: usize = 8192;
-/// Most keys one R2 `delete` call takes.
-pub const R2_MAX_DELETE_KEYS: usize = 1000;
+use crate::platform::{
+    R2_MAX_DELETE_KEYS, R2_MAX_KEY_BYTES, R2_MAX_METADATA_BYTES, SAME_KEY_WRITE_INTERVAL_MS,
+};
 
 #[derive(Debug, Clone)]
 struct R2Entry {
@@ -123,7 +119,7 @@ impl MemoryR2 {
             .iter()
             .map(|(name, value)| name.len() + value.len())
             .sum();
-        if metadata_bytes > R2_MAX_CUSTOM_METADATA_BYTES {
+        if metadata_bytes > R2_MAX_METADATA_BYTES {
             return Err(rejected(
                 target,
                 "put: Your metadata headers exceed the maximum allowed metadata size. (10012)"
@@ -161,7 +157,7 @@ impl MemoryR2 {
         }
         if state.write_rate_limit {
             if let Some(last_ms) = state.last_put_ms.get(key) {
-                if now_ms.abs_diff(*last_ms) < SAME_KEY_WRITE_INTERVAL_MS.unsigned_abs() {
+                if now_ms.abs_diff(*last_ms) < SAME_KEY_WRITE_INTERVAL_MS {
                     return Err(StoreError {
                         binding: Binding::R2,
                         operation: target.to_owned(),

@@ -9,6 +9,10 @@ use serde_json::json;
 
 use super::*;
 use crate::hash::{sha256_hex, verify_sha256};
+use crate::platform::{
+    KV_MAX_KEY_BYTES, KV_MAX_METADATA_BYTES, KV_MAX_VALUE_BYTES, R2_MAX_DELETE_KEYS,
+    R2_MAX_KEY_BYTES, R2_MAX_METADATA_BYTES,
+};
 use crate::store::{
     Binding, Clock, FailureKind, KvListOptions, KvPutOptions, KvStore, ObjectListOptions,
     ObjectPutOptions, ObjectStore, PutOutcome, StoreError,
@@ -342,16 +346,11 @@ fn r2_limits_are_enforced_at_their_boundaries() {
         custom_metadata: BTreeMap::from([("p".to_owned(), "x".repeat(length - 1))]),
         ..ObjectPutOptions::default()
     };
-    assert!(block_on(
-        stores
-            .r2
-            .put("m", b"v", metadata_of(R2_MAX_CUSTOM_METADATA_BYTES))
-    )
-    .is_ok());
+    assert!(block_on(stores.r2.put("m", b"v", metadata_of(R2_MAX_METADATA_BYTES))).is_ok());
     let err = block_on(
         stores
             .r2
-            .put("n", b"v", metadata_of(R2_MAX_CUSTOM_METADATA_BYTES + 1)),
+            .put("n", b"v", metadata_of(R2_MAX_METADATA_BYTES + 1)),
     )
     .unwrap_err();
     assert_eq!(err.kind, FailureKind::Rejected);
