@@ -462,8 +462,7 @@ export function optionsFromEnv(env: object): PersistenceOptions {
 /** The spec's wrangler.toml `[vars]` as a DataRetentionPolicy; throws INVALID_CONFIG naming a bad variable. */
 export function policyFromEnv(env: object): DataRetentionPolicy {
   const source = env as Record<string, unknown>;
-  const names = ["SESSION_TTL_HOURS", "CACHE_TTL_HOURS", "ARCHIVE_RETENTION_DAYS", "CLEANUP_INTERVAL_HOURS", "MAX_ARCHIVE_SIZE_MB"];
   const vars: Record<string, unknown> = {};
-  for (const name of names) if (source[name] !== undefined) vars[name] = source[name];
+  for (const name of wasm.policyVarNames()) if (source[name] !== undefined) vars[name] = source[name];
   return JSON.parse(wasm.policyFromVars(JSON.stringify(vars))) as DataRetentionPolicy;
 }

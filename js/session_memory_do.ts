@@ -6,23 +6,15 @@
 // so every error these methods throw has a message that starts with its code ("FORBIDDEN: ...");
 // `sessionErrorCode(error)` reads it back on the caller's side.
 import { DurableObject } from "cloudflare:workers";
-import { checkConversation, DataPersistenceService, ERROR_CODES, isPersistenceError, optionsFromEnv, policyFromEnv, type ErrorCode } from "./api.js";
+import { checkConversation, DataPersistenceService, ERROR_CODES, isPersistenceError, optionsFromEnv, policyFromEnv } from "./api.js";
 import type { PersistenceEnv } from "./env.js";
-import type { ArchivedConversation, ConversationMemory, DataRetentionPolicy, SessionState } from "./types.js";
+import type { ArchiveFields, ArchivePage, ArchivedConversation, ChatMessage, ConversationMemory, DataRetentionPolicy, SessionState } from "./types.js";
 
 /** A JSON scalar; message metadata is flat because RPC stub types cannot map a recursive JSON type (TS2589). */
 export type JsonScalar = string | number | boolean | null;
 
 /** A chat message as the DO stores it: the spec's ChatMessage with RPC-safe (flat JSON) metadata. */
-export interface SessionMessage {
-  id: string;
-  sessionId: string;
-  role: "user" | "assistant" | "system";
-  content: string;
-  /** Epoch milliseconds. */
-  timestamp: number;
-  metadata?: Record<string, JsonScalar>;
-}
+export type SessionMessage = Omit<ChatMessage, "metadata"> & { metadata?: Record<string, JsonScalar> };
 
 /** A session's state as the DO keeps it. */
 export interface SessionInfo {
@@ -46,38 +38,22 @@ export interface SessionContext extends SessionInfo {
   recentMessages: SessionMessage[];
 }
 
-/** One archive as listed (ArchiveMetadata with RPC-safe types; extra fields still arrive). */
-export interface ArchiveSummary {
-  sessionId: string;
-  userId?: string;
-  archivedAt: number;
-  messageCount: number;
-  summary: string;
-  topics: string[];
-  duration: number;
-  key: string;
-}
-
-/** One page of archives, newest first. */
-export interface ArchivePage {
-  archives: ArchiveSummary[];
-  /** Pass back to get the next page; absent on the last page. */
-  cursor?: string;
-  listComplete: boolean;
-}
+/** @deprecated The same as {@link ArchiveFields}, the element type of both listings. */
+export type ArchiveSummary = ArchiveFields;
 
 /** Codes of the errors SessionMemoryDO throws: the library's codes plus the object's own. */
-export type SessionErrorCode = ErrorCode | "FORBIDDEN" | "CONFLICT" | "ARCHIVE_UNVERIFIED";
+const SESSION_ERROR_CODES = [...ERROR_CODES, "FORBIDDEN", "CONFLICT", "ARCHIVE_UNVERIFIED"] as const;
 
-const SESSION_ERROR_CODES: readonly string[] = [...ERROR_CODES, "FORBIDDEN", "CONFLICT", "ARCHIVE_UNVERIFIED"];
+/** The code of an error SessionMemoryDO throws. */
+export type SessionErrorCode = (typeof SESSION_ERROR_CODES)[number];
 
 /** The code of an error thrown by SessionMemoryDO (directly or through an RPC stub), or undefined. */
 export function sessionErrorCode(error: unknown): SessionErrorCode | undefined {
   if (!(error instanceof Error)) return undefined;
   const own = (error as { code?: unknown }).code;
-  if (typeof own === "string" && SESSION_ERROR_CODES.includes(own)) return own as SessionErrorCode;
+  if (typeof own === "string" && (SESSION_ERROR_CODES as readonly string[]).includes(own)) return own as SessionErrorCode;
   const prefix = /^([A-Z_]+): /.exec(error.message)?.[1];
-  return prefix !== undefined && SESSION_ERROR_CODES.includes(prefix) ? (prefix as SessionErrorCode) : undefined;
+  return prefix !== undefined && (SESSION_ERROR_CODES as readonly string[]).includes(prefix) ? (prefix as SessionErrorCode) : undefined;
 }
 
 function sessionError(code: SessionErrorCode, message: string): Error {
@@ -254,7 +230,7 @@ export class SessionMemoryDO extends DurableObject<PersistenceEnv> {
   async listArchivedConversations(userId: string, options: { limit?: number; cursor?: string } = {}): Promise<ArchivePage> {
     try {
       const list = await this.persistence().listArchivedConversations(userId, options.limit ?? 20, options.cursor);
-      const page: ArchivePage = { archives: Array.from(list) as ArchiveSummary[], listComplete: list.listComplete };
+      const page: ArchivePage = { archives: Array.from(list), listComplete: list.listComplete };
       if (list.cursor !== undefined) page.cursor = list.cursor;
       return page;
     } catch (error) {

@@ -42,8 +42,11 @@ export interface ArchivedConversation extends ConversationMemory {
   sessionState?: SessionState;
 }
 
-/** Summary of one archive, as listed (from KV list metadata; no storage read per entry). */
-export interface ArchiveMetadata {
+/**
+ * The fields of one archive's listing entry (from KV list metadata; no storage read per entry).
+ * Without an index signature, so Durable Object RPC can carry it ({@link ArchivePage}).
+ */
+export interface ArchiveFields {
   sessionId: string;
   userId?: string;
   /** Epoch milliseconds. */
@@ -66,16 +69,24 @@ export interface ArchiveMetadata {
   /** SHA-256 (hex) of the stored object. */
   sha256?: string;
   formatVersion?: number;
+}
+
+/** Summary of one archive, as listed: its {@link ArchiveFields}, and any a later version adds. */
+export interface ArchiveMetadata extends ArchiveFields {
   [extra: string]: unknown;
 }
 
-/** One page of archives, newest first: an array (as the spec returns) with the next cursor. */
-export type ArchiveList = ArchiveMetadata[] & {
+/** One page of archives, newest first (as SessionMemoryDO returns it across RPC). */
+export interface ArchivePage<Entry extends ArchiveFields = ArchiveFields> {
+  archives: Entry[];
   /** Pass to the next call to get the following page; absent on the last page. */
   cursor?: string;
   /** True when no page follows. */
   listComplete: boolean;
-};
+}
+
+/** The same page as DataPersistenceService returns it: an array, as the spec has it, with the page's cursor. */
+export type ArchiveList = ArchiveMetadata[] & Omit<ArchivePage, "archives">;
 
 /** Retention and size limits (spec defaults in parentheses). All times in milliseconds. */
 export interface DataRetentionPolicy {

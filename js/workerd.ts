@@ -9,7 +9,6 @@ initSync({ module: wasmModule });
 export * from "./api.js";
 export { SessionMemoryDO, sessionErrorCode } from "./session_memory_do.js";
 export type {
-  ArchivePage,
   ArchiveSummary,
   JsonScalar,
   SessionContext,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `npm start`: installs what is missing, builds the package, and serves the example Worker
-# (js/worker.ts) on http://localhost:8787 with local KV, R2 and Durable Object state persisted
+# (js/example/worker.ts) on http://localhost:8787 with local KV, R2 and Durable Object state persisted
 # under .wrangler/state. --test-scheduled exposes /__scheduled to run the cron handler by hand.
 #
 # AUTH_SECRET (the key of the bearer tokens) is a Worker secret in production

@@ -121,37 +121,38 @@ fn quoted(value: &str) -> String {
     }
 }
 
-impl PersistenceError {
-    /// The stable, machine-readable code of this error (`error.code` in JavaScript).
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::InvalidInput { .. } => "INVALID_INPUT",
-            Self::InvalidId { .. } => "INVALID_ID",
-            Self::InvalidConfig { .. } => "INVALID_CONFIG",
-            Self::NotFound { .. } => "NOT_FOUND",
-            Self::ChecksumMismatch { .. } => "CHECKSUM_MISMATCH",
-            Self::ArchiveTooLarge { .. } => "ARCHIVE_TOO_LARGE",
-            Self::CorruptData { .. } => "CORRUPT_DATA",
-            Self::UnsupportedFormat { .. } => "UNSUPPORTED_FORMAT",
-            Self::StorageUnavailable { .. } => "STORAGE_UNAVAILABLE",
-            Self::CircuitOpen { .. } => "CIRCUIT_OPEN",
+/// Each variant's stable code, written once: `code()` and `ALL_CODES` come from this table.
+macro_rules! error_codes {
+    ($($variant:ident => $code:literal),* $(,)?) => {
+        impl PersistenceError {
+            /// The stable, machine-readable code of this error (`error.code` in JavaScript).
+            pub fn code(&self) -> &'static str {
+                match self {
+                    $(Self::$variant { .. } => $code,)*
+                }
+            }
+
+            /// Every code this crate can produce, in declaration order (exported to
+            /// TypeScript, whose `ERROR_CODES` a test checks against it).
+            pub const ALL_CODES: &'static [&'static str] = &[$($code),*];
         }
-    }
+    };
+}
 
-    /// Every code this crate can produce, in declaration order (exported to TypeScript).
-    pub const ALL_CODES: [&'static str; 10] = [
-        "INVALID_INPUT",
-        "INVALID_ID",
-        "INVALID_CONFIG",
-        "NOT_FOUND",
-        "CHECKSUM_MISMATCH",
-        "ARCHIVE_TOO_LARGE",
-        "CORRUPT_DATA",
-        "UNSUPPORTED_FORMAT",
-        "STORAGE_UNAVAILABLE",
-        "CIRCUIT_OPEN",
-    ];
+error_codes! {
+    InvalidInput => "INVALID_INPUT",
+    InvalidId => "INVALID_ID",
+    InvalidConfig => "INVALID_CONFIG",
+    NotFound => "NOT_FOUND",
+    ChecksumMismatch => "CHECKSUM_MISMATCH",
+    ArchiveTooLarge => "ARCHIVE_TOO_LARGE",
+    CorruptData => "CORRUPT_DATA",
+    UnsupportedFormat => "UNSUPPORTED_FORMAT",
+    StorageUnavailable => "STORAGE_UNAVAILABLE",
+    CircuitOpen => "CIRCUIT_OPEN",
+}
 
+impl PersistenceError {
     /// Shorthand for [`PersistenceError::InvalidInput`].
     pub fn invalid_input(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::InvalidInput {

@@ -81,15 +81,17 @@ impl DataRetentionPolicy {
 type FieldAccess = fn(&mut DataRetentionPolicy) -> &mut u64;
 
 /// One environment variable and how its value becomes a policy field.
-struct EnvVar {
-    name: &'static str,
+pub struct EnvVar {
+    /// Its name in wrangler.toml `[vars]`.
+    pub name: &'static str,
     /// Milliseconds (or bytes) per unit of the variable.
     unit: u64,
     field: FieldAccess,
 }
 
-/// The variables of the spec's `wrangler.toml` `[vars]`. `MB` means MiB (2^20 bytes).
-const ENV_VARS: [EnvVar; 5] = [
+/// The variables of the spec's `wrangler.toml` `[vars]`, the one list of their names (the
+/// TypeScript side reads it through `policyVarNames`). `MB` means MiB (2^20 bytes).
+pub const ENV_VARS: [EnvVar; 5] = [
     EnvVar {
         name: "SESSION_TTL_HOURS",
         unit: HOUR_MS,

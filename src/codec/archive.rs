@@ -15,9 +15,9 @@
 //! document is never held; and the conversation JSON of a retrieved archive is cut out of the
 //! inflated document in place.
 
-mod listing;
 mod model;
 mod raw;
+mod summary;
 mod topics;
 mod view;
 
@@ -29,12 +29,12 @@ use flate2::{write::GzEncoder, Compression};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-pub use listing::{
-    listing_summary, r2_custom_metadata, CUSTOM_RAW_SIZE_FIELD, CUSTOM_SHA256_FIELD,
-    R2_CUSTOM_METADATA_MAX_BYTES,
-};
 pub use model::{
     ArchivedConversation, ChatMessage, ConversationMemory, JsonObject, Role, SessionState,
+};
+pub use summary::{
+    listing_summary, r2_custom_metadata, CUSTOM_RAW_SIZE_FIELD, CUSTOM_SHA256_FIELD,
+    R2_CUSTOM_METADATA_MAX_BYTES,
 };
 pub use topics::extract_topics;
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::decision::{DeletionReason, PlannedDeletion};
-use super::listing::ListedR2Object;
+use super::listed::ListedR2Object;
 use super::{has_aged, Limits, BACKUP_CREATED_AT_FIELD};
 use crate::keys::{BackupId, BackupObjectKind};
 use crate::platform::Binding;

@@ -17,7 +17,7 @@
 mod archive_catalog;
 mod backup_sweep;
 mod decision;
-mod listing;
+mod listed;
 mod planner;
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -26,7 +26,7 @@ mod proptests;
 pub use decision::{
     batch_r2_deletions, DeletionCounts, DeletionReason, PlannedDeletion, RetentionReport,
 };
-pub use listing::{ListedKvKey, ListedR2Object};
+pub use listed::{ListedKvKey, ListedR2Object};
 pub use planner::{RetentionOptions, RetentionPlanner};
 
 use crate::error::Result;

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::archive_catalog::ArchiveCatalog;
 use super::backup_sweep::BackupSweep;
 use super::decision::{DeletionReason, PlannedDeletion};
-use super::listing::{ListedKvKey, ListedR2Object};
+use super::listed::{ListedKvKey, ListedR2Object};
 use super::{has_aged, Limits, BACKUP_CREATED_AT_FIELD, INDEX_ARCHIVE_KEY_FIELD};
 use crate::codec::cache::parse_cache_list_metadata;
 use crate::error::{PersistenceError, Result};

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::entries::{read_archive_location, recorded_sha256, ArchiveEntries};
+use super::index_entries::{read_archive_location, recorded_sha256, ArchiveEntries};
 use super::log::OpLog;
 use super::PersistenceService;
 use crate::codec::archive::{

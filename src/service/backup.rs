@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use super::archive::{check_archive_session, ARCHIVE_CONTENT_TYPE};
-use super::entries::{read_archive_location, recorded_sha256, ArchiveEntries};
+use super::index_entries::{read_archive_location, recorded_sha256, ArchiveEntries};
 use super::log::OpLog;
 use super::{json_text, PersistenceService};
 use crate::codec::archive::{

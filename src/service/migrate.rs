@@ -35,7 +35,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::entries::{read_archive_location, recorded_sha256, ArchiveEntries, ArchiveLocation};
+use super::index_entries::{
+    read_archive_location, recorded_sha256, ArchiveEntries, ArchiveLocation,
+};
 use super::log::OpLog;
 use super::run::{stop_reason, RunBudget, RunStatus, StopReason};
 use super::walk::KvWalk;

@@ -6,16 +6,16 @@
 //! Each public operation lives in its own module and gets a fresh request id for its logs.
 
 mod archive;
+mod archive_by_key;
 mod backup;
 mod cache;
-mod entries;
 mod guard;
 mod health;
+mod index_entries;
 mod legacy;
 #[cfg(any(test, feature = "conformance"))]
 pub mod legacy_suite;
 mod log;
-mod lookup;
 mod migrate;
 mod options;
 mod reindex;

@@ -203,7 +203,7 @@ mod tests {
 
     use super::*;
     use crate::codec::archive::ArchiveMetadata;
-    use crate::service::entries::ArchiveEntries;
+    use crate::service::index_entries::ArchiveEntries;
 
     const NAME: &str = "archive_index:8263842399999:s1";
     const OBJECT: &str = "conversations/2025/01/archive_s1_1736157600000.json.gz";

@@ -16,7 +16,7 @@
 mod clock;
 mod faults;
 mod kv;
-mod listing;
+mod paging;
 mod r2;
 
 use std::collections::BTreeMap;

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use super::errors::{to_js_error, to_js_error_in, Operation};
+use super::js_error::{to_js_error, to_js_error_in, Operation};
 use crate::codec::archive::read_conversation_input;
 use crate::{hash, time, PersistenceError};
 

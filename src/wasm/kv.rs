@@ -4,11 +4,11 @@ use js_sys::Uint8Array;
 use serde_json::{Map, Value};
 use wasm_bindgen::{JsCast, JsValue};
 
+use super::binding_failure::{invalid, options_object, settle, thrown};
 use super::bindings::{KVNamespace, KVNamespaceGetWithMetadataResult, KVNamespaceListResult};
 use super::convert::{
     array_buffer_bytes, expect_bool, js_to_json, next_cursor, present, u64_to_js_number,
 };
-use super::failure::{invalid, options_object, settle, thrown};
 use crate::store::{
     Binding, KvListOptions, KvListPage, KvPutOptions, KvStore, KvValue, ListedKvKey, StoreResult,
 };

@@ -14,14 +14,14 @@
 
 #[cfg(feature = "bench")]
 mod bench;
+mod binding_failure;
 pub mod bindings;
 pub mod clock;
 #[cfg(feature = "conformance")]
 mod conformance;
 mod convert;
-mod errors;
 mod exports;
-mod failure;
+mod js_error;
 pub mod kv;
 pub mod log;
 pub mod r2;

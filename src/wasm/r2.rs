@@ -6,12 +6,12 @@ use js_sys::{Array, Date, Uint8Array};
 use serde_json::{Map, Value};
 use wasm_bindgen::{JsCast, JsValue};
 
+use super::binding_failure::{invalid, options_object, settle, thrown, unexpected_answer};
 use super::bindings::{R2Bucket, R2Checksums, R2Object, R2ObjectBody, R2Objects};
 use super::convert::{
     array_buffer_bytes, array_buffer_hex, expect_array, expect_bool, expect_string, expect_u64,
     js_number_to_i64, js_to_string_map, next_cursor, present,
 };
-use super::failure::{invalid, options_object, settle, thrown, unexpected_answer};
 use crate::store::{
     Binding, ListedR2Object, ObjectListOptions, ObjectListPage, ObjectMeta, ObjectPutOptions,
     ObjectStore, PutOutcome, StoreResult, StoredObject,

@@ -15,7 +15,7 @@ use wasm_bindgen_futures::future_to_promise;
 
 use super::bindings::{KVNamespace, R2Bucket};
 use super::clock::JsClock;
-use super::errors::{to_js_error_in, Operation};
+use super::js_error::{to_js_error_in, Operation};
 use super::kv::JsKv;
 use super::log::ConsoleLog;
 use super::r2::JsR2;
@@ -412,6 +412,15 @@ impl PersistenceCore {
             async |service, budget| service.reindex_user_archives(budget).await,
         )
     }
+}
+
+/// The names of the wrangler.toml `[vars]` that [`policy_from_vars`] reads (the spec's five).
+#[wasm_bindgen(js_name = policyVarNames)]
+pub fn policy_var_names() -> Vec<String> {
+    policy::ENV_VARS
+        .iter()
+        .map(|var| var.name.to_owned())
+        .collect()
 }
 
 /// The DataRetentionPolicy described by wrangler.toml `[vars]` (SESSION_TTL_HOURS, ...), given

@@ -5,7 +5,7 @@ import type { PersistenceEnv } from "supportbot-persistence";
 declare global {
   namespace Cloudflare {
     interface GlobalProps {
-      mainModule: typeof import("../../js/worker.js");
+      mainModule: typeof import("../../js/example/worker.js");
     }
     interface Env extends PersistenceEnv {}
   }

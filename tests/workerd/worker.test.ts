@@ -4,7 +4,7 @@ import { env } from "cloudflare:workers";
 import { createScheduledController, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, vi } from "vitest";
 import { DataPersistenceService, SessionMemoryDO } from "supportbot-persistence";
-import worker from "../../js/worker.js";
+import worker from "../../js/example/worker.js";
 import { importAuthKey, signToken } from "../../js/example/auth.js";
 import { RETENTION_RETRY_ATTEMPTS, retentionCallBudget, type ExampleEnv } from "../../js/example/config.js";
 import { HttpError, MAX_BODY_BYTES } from "../../js/example/http.js";

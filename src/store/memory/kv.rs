@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use super::clock::VirtualClock;
 use super::faults::{Faults, OperationKind};
-use super::listing::{decode_cursor, encode_cursor, page, page_limit};
+use super::paging::{decode_cursor, encode_cursor, page, page_limit};
 use crate::store::{
     Binding, Clock, FailureKind, KvListOptions, KvListPage, KvPutOptions, KvStore, KvValue,
     ListedKvKey, StoreError, StoreResult,

@@ -1,10 +1,10 @@
 // The example Worker: a small JSON API over the library, served by `npm start` (see
 // the README walkthrough). Imported by package name, exactly as a user's Worker would (resolves to
-// the built dist/). Routes live in example/routes.ts, token checks in example/auth.ts.
-import { runtime, type ExampleEnv } from "./example/config.js";
-import { errorResponse, toHttpError } from "./example/http.js";
-import { runScheduledRetention } from "./example/retention.js";
-import { route } from "./example/routes.js";
+// the built dist/). Routes live in routes.ts, token checks in auth.ts.
+import { runtime, type ExampleEnv } from "./config.js";
+import { errorResponse, toHttpError } from "./http.js";
+import { runScheduledRetention } from "./retention.js";
+import { route } from "./routes.js";
 
 export { SessionMemoryDO } from "supportbot-persistence";
 

@@ -9,7 +9,7 @@
 use serde_json::json;
 
 use super::archive::check_archive_session;
-use super::entries::recorded_sha256;
+use super::index_entries::recorded_sha256;
 use super::PersistenceService;
 use crate::codec::archive::{decode_archive_json, CUSTOM_RAW_SIZE_FIELD};
 use crate::error::{PersistenceError, Result};
