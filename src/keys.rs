@@ -545,12 +545,6 @@ pub fn new_backup_id(created_at_ms: i64, nonce: &[u8]) -> Result<BackupId> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -968,13 +962,8 @@ mod tests {
     }
 }
 
-#[cfg(all(test, not(target_arch = "wasm32")))]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+#[cfg(test)]
+#[cfg(not(target_arch = "wasm32"))] // proptest runs natively only
 mod proptests {
     use proptest::prelude::*;
 

@@ -566,7 +566,8 @@ mod tests {
     }
 }
 
-#[cfg(all(test, not(target_arch = "wasm32")))]
+#[cfg(test)]
+#[cfg(not(target_arch = "wasm32"))] // proptest runs natively only
 mod proptests {
     use proptest::prelude::*;
 

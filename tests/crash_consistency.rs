@@ -1092,33 +1092,9 @@ fn legacy_world() -> (World, Vec<(&'static str, &'static str, LegacyArchive)>) {
     let world = World::at(NOW);
     let recorded_at = NOW - 10 * DAY;
     let fixtures = [
-        (
-            "old-1",
-            "u-1",
-            Readings {
-                archived_at_ms: recorded_at,
-                key_ms: recorded_at + 2,
-                folder_ms: recorded_at + 3,
-            },
-        ),
-        (
-            "old-1_x",
-            "u-2",
-            Readings {
-                archived_at_ms: recorded_at,
-                key_ms: recorded_at + 5,
-                folder_ms: recorded_at + 5,
-            },
-        ),
-        (
-            "old-2",
-            "u-1",
-            Readings {
-                archived_at_ms: LAST_MS_OF_JANUARY,
-                key_ms: LAST_MS_OF_JANUARY + 1,
-                folder_ms: LAST_MS_OF_JANUARY + 3,
-            },
-        ),
+        ("old-1", "u-1", Readings::after(recorded_at, 2, 3)),
+        ("old-1_x", "u-2", Readings::after(recorded_at, 5, 5)),
+        ("old-2", "u-1", Readings::after(LAST_MS_OF_JANUARY, 1, 3)),
     ];
     let archives = fixtures
         .into_iter()

@@ -850,7 +850,6 @@ pub fn conversation_to_json(conversation: &ArchivedConversation) -> Result<Strin
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -1400,8 +1399,8 @@ mod tests {
     }
 }
 
-#[cfg(all(test, not(target_arch = "wasm32")))]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#[cfg(test)]
+#[cfg(not(target_arch = "wasm32"))] // proptest runs natively only
 mod proptests {
     use proptest::prelude::*;
     use serde_json::{json, Value};

@@ -106,6 +106,18 @@ pub struct Readings {
     pub folder_ms: i64,
 }
 
+impl Readings {
+    /// Readings taken `key_after_ms` and `folder_after_ms` after the `archivedAt` one (either
+    /// may be negative: the earlier implementation's order of the three is not fixed).
+    pub fn after(archived_at_ms: i64, key_after_ms: i64, folder_after_ms: i64) -> Self {
+        Readings {
+            archived_at_ms,
+            key_ms: archived_at_ms + key_after_ms,
+            folder_ms: archived_at_ms + folder_after_ms,
+        }
+    }
+}
+
 /// A legacy archive as written: its key and the conversation it holds (what
 /// `retrieveArchivedConversation` must return).
 #[derive(Debug, Clone)]
@@ -318,11 +330,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> Suite<K, R, C> {
     async fn key_time_differs(&self) -> Check {
         let session_id = self.session("offset");
         let archived_at_ms = self.now_ms - 86_400_000;
-        let readings = Readings {
-            archived_at_ms,
-            key_ms: archived_at_ms + 3,
-            folder_ms: archived_at_ms + 4,
-        };
+        let readings = Readings::after(archived_at_ms, 3, 4);
         let archive = self.write_archive(&session_id, "user-7", &readings).await?;
         self.expect_retrieved(&session_id, &archive).await?;
         // Indexing finds the same object and lists it under its real key.
@@ -356,11 +364,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> Suite<K, R, C> {
     async fn across_a_month_end(&self) -> Check {
         let session_id = self.session("month-end");
         // Recorded on January's last milliseconds; the folder read after midnight.
-        let readings = Readings {
-            archived_at_ms: LAST_MS_OF_JANUARY,
-            key_ms: LAST_MS_OF_JANUARY + 1,
-            folder_ms: LAST_MS_OF_JANUARY + 3,
-        };
+        let readings = Readings::after(LAST_MS_OF_JANUARY, 1, 3);
         let archive = self.write_archive(&session_id, "user-7", &readings).await?;
         ensure(archive.key.starts_with("conversations/2025/2/"), || {
             format!("fixture key {} is not in February's folder", archive.key)
@@ -378,11 +382,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> Suite<K, R, C> {
     async fn across_a_year_end(&self) -> Check {
         let session_id = self.session("year-end");
         // The key's time and folder read just before midnight, archivedAt just after.
-        let readings = Readings {
-            archived_at_ms: FIRST_MS_OF_2025,
-            key_ms: FIRST_MS_OF_2025 - 2,
-            folder_ms: FIRST_MS_OF_2025 - 3,
-        };
+        let readings = Readings::after(FIRST_MS_OF_2025, -2, -3);
         let archive = self.write_archive(&session_id, "user-7", &readings).await?;
         ensure(archive.key.starts_with("conversations/2024/12/"), || {
             format!("fixture key {} is not in December's folder", archive.key)
@@ -394,11 +394,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> Suite<K, R, C> {
         // `<id>_2` shares the listing prefix of `<id>`, whose own object is gone.
         let session_id = self.session("gone");
         let archived_at_ms = self.now_ms - 3_600_000;
-        let readings = Readings {
-            archived_at_ms,
-            key_ms: archived_at_ms + 1,
-            folder_ms: archived_at_ms + 1,
-        };
+        let readings = Readings::after(archived_at_ms, 1, 1);
         let own = self.write_archive(&session_id, "user-7", &readings).await?;
         self.r2
             .delete(std::slice::from_ref(&own.key))
@@ -479,11 +475,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock> Suite<K, R, C> {
         for (index, offset) in [(1, 0), (2, 1)] {
             let session_id = self.session(&format!("{name}-{index}"));
             let archived_at_ms = self.now_ms - 7_200_000 + index;
-            let readings = Readings {
-                archived_at_ms,
-                key_ms: archived_at_ms + offset,
-                folder_ms: archived_at_ms + offset,
-            };
+            let readings = Readings::after(archived_at_ms, offset, offset);
             let archive = self.write_archive(&session_id, "user-9", &readings).await?;
             made.push((session_id, archive, readings));
         }

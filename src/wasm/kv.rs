@@ -172,7 +172,6 @@ impl KvStore for JsKv {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use serde_json::json;
     use wasm_bindgen_test::wasm_bindgen_test as test;

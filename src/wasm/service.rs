@@ -444,7 +444,6 @@ pub fn policy_from_vars(vars_json: &str) -> Result<String, JsValue> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;

@@ -168,7 +168,6 @@ pub fn r2_custom_metadata(metadata: &ArchiveMetadata) -> Result<Vec<(String, Str
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;

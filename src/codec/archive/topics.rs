@@ -237,7 +237,6 @@ fn is_word_or_plural(word: &str, wanted: &str) -> bool {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -379,8 +378,8 @@ mod tests {
     }
 }
 
-#[cfg(all(test, not(target_arch = "wasm32")))]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#[cfg(test)]
+#[cfg(not(target_arch = "wasm32"))] // proptest runs natively only
 mod proptests {
     use proptest::prelude::*;
 
