@@ -38,7 +38,7 @@ use crate::keys::{
 };
 use crate::platform::MAX_LIST_LIMIT;
 use crate::store::{
-    Binding, Clock, KvListOptions, KvStore, ObjectPutOptions, ObjectStore, PutOutcome,
+    Binding, Clock, KvListOptions, KvStore, ObjectPutOptions, ObjectStore, PutOutcome, Rng,
 };
 
 /// Content type of archive objects. Not `application/json` with `Content-Encoding: gzip`: HTTP
@@ -77,7 +77,7 @@ struct ArchivePlan {
     entries: ArchiveEntries,
 }
 
-impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
     /// Archives a conversation (`memory`, a `ConversationMemory`) and its session (`session`, a
     /// `SessionState`), both as JSON text; returns the R2 key of the archive.
     ///

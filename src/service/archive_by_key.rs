@@ -14,12 +14,12 @@ use super::PersistenceService;
 use crate::codec::archive::{decode_archive_json, CUSTOM_RAW_SIZE_FIELD};
 use crate::error::{PersistenceError, Result};
 use crate::keys::parse_archive_object_key;
-use crate::store::{Clock, KvStore, ObjectMeta, ObjectStore};
+use crate::store::{Clock, KvStore, ObjectMeta, ObjectStore, Rng};
 
 /// Longest part of a refused `archiveKey` quoted in the error.
 const QUOTED_KEY_CHARS: usize = 64;
 
-impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
     /// The archive stored under `archive_key` (as `archiveConversation` returned it, or a
     /// legacy key of the earlier TypeScript implementation) as conversation JSON text, verified
     /// against the SHA-256 R2 recorded for it; `None` when no object is stored there.

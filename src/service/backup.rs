@@ -49,7 +49,7 @@ use crate::keys::{
     legacy_backup_data_key, new_backup_id, parse_archive_object_key, BackupId, SessionId, UserId,
 };
 use crate::retention::BACKUP_CREATED_AT_FIELD;
-use crate::store::{Clock, KvPutOptions, KvStore, ObjectPutOptions, ObjectStore, PutOutcome};
+use crate::store::{Clock, KvPutOptions, KvStore, ObjectPutOptions, ObjectStore, PutOutcome, Rng};
 
 /// Content type of backup data and restored archives: gzip bytes, served as they are stored.
 const GZIP_CONTENT_TYPE: &str = ARCHIVE_CONTENT_TYPE;
@@ -87,7 +87,7 @@ struct RestorableArchive {
     custom_metadata: BTreeMap<String, String>,
 }
 
-impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
     /// Backs up the newest archive of each listed session; returns the new backup id.
     ///
     /// Duplicate ids are backed up once. Without `owner`, sessions without an archive are

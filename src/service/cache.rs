@@ -32,7 +32,7 @@ use crate::codec::cache::{
 };
 use crate::error::{PersistenceError, Result};
 use crate::keys::{embedding_key, query_key};
-use crate::store::{Clock, KvPutOptions, KvStore, ObjectStore};
+use crate::store::{Clock, KvPutOptions, KvStore, ObjectStore, Rng};
 
 /// Longest text or query accepted, in UTF-8 bytes. Texts are only hashed, never stored, so this
 /// bounds work, not storage. Embedding models take a few thousand tokens (tens of KB) and
@@ -88,7 +88,7 @@ fn non_empty(model: Option<&str>) -> Option<&str> {
     model.filter(|model| !model.is_empty())
 }
 
-impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
     /// Caches `embedding` of `text` for `policy.cacheTTL`. `metadata_json` is an optional JSON
     /// object (`{source, model, ...}`); its `model` (a string), else
     /// `options.default_embedding_model`, is recorded as the model the entry was cached for.

@@ -14,7 +14,7 @@ use super::log::{CallRecord, OpLog, Outcome};
 use super::options::{BreakerPolicy, RetryPolicy};
 use crate::error::{PersistenceError, Result};
 use crate::platform::SAME_KEY_WRITE_INTERVAL_MS;
-use crate::store::{Binding, Clock, FailureKind, StoreResult};
+use crate::store::{Binding, Clock, FailureKind, Rng, StoreResult};
 
 /// A breaker's state, as reported by the health check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +134,7 @@ impl StorageGuard {
     ///
     /// Errors: `CIRCUIT_OPEN` when the breaker refuses the call; `STORAGE_UNAVAILABLE` when the
     /// call was rejected or every attempt failed.
-    pub async fn call<T, C: Clock>(
+    pub async fn call<T, C: Clock + Rng>(
         &self,
         clock: &C,
         log: &OpLog<'_>,

@@ -21,7 +21,7 @@ use crate::keys::{
     ARCHIVE_PREFIX, BACKUP_PREFIX, EMBEDDING_PREFIX, HEALTH_PROBE_KEY, QUERY_PREFIX,
 };
 use crate::platform::MAX_LIST_LIMIT;
-use crate::store::{Binding, Clock, KvListOptions, KvStore, ObjectListOptions, ObjectStore};
+use crate::store::{Binding, Clock, KvListOptions, KvStore, ObjectListOptions, ObjectStore, Rng};
 use crate::time::iso8601;
 
 /// Overall health: both bindings answer, one does, or neither.
@@ -157,7 +157,7 @@ fn probe_status(result: &Result<()>) -> String {
     }
 }
 
-impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
     /// Probes both bindings (1 KV get, 1 R2 head) and reports their health. Never fails: a
     /// failing probe is part of the report.
     pub async fn health_check(&self) -> HealthReport {

@@ -16,9 +16,9 @@ use crate::error::Result;
 use crate::keys::{
     legacy_archive_folders, legacy_archive_search_prefix, parse_archive_object_key, SessionId,
 };
-use crate::store::{Clock, KvStore, ListedR2Object, ObjectListOptions, ObjectStore};
+use crate::store::{Clock, KvStore, ListedR2Object, ObjectListOptions, ObjectStore, Rng};
 
-impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
     /// The newest legacy archive object of `session` in the folders an archive recorded at
     /// `archived_at_ms` may be in (with its custom metadata), or `None`; and the number of
     /// R2 lists that took.

@@ -25,7 +25,7 @@ use crate::hash::sha256_hex;
 use crate::policy::DataRetentionPolicy;
 use crate::service::{RunBudget, ServiceOptions};
 use crate::store::conformance::{ensure, ensure_eq, Check, CheckOutcome, ConformanceReport};
-use crate::store::{Clock, KvPutOptions, KvStore, LogSink, ObjectPutOptions, ObjectStore};
+use crate::store::{Clock, KvPutOptions, KvStore, LogSink, ObjectPutOptions, ObjectStore, Rng};
 
 /// The checks, in the order [`run_legacy_conformance`] runs them.
 pub const LEGACY_CHECKS: &[&str] = &[
@@ -48,7 +48,7 @@ pub async fn run_legacy_conformance<K, R, C>(kv: &K, r2: &R, clock: &C) -> Confo
 where
     K: KvStore + Clone,
     R: ObjectStore + Clone,
-    C: Clock + Clone,
+    C: Clock + Rng + Clone,
 {
     let mut report = ConformanceReport::default();
     let service = PersistenceService::new(
@@ -274,7 +274,7 @@ struct Suite<K, R, C> {
     now_ms: i64,
 }
 
-impl<K: KvStore, R: ObjectStore, C: Clock> Suite<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> Suite<K, R, C> {
     async fn run(&self, name: &str) -> Check {
         match name {
             "legacy.archive_key_time_differs_from_archived_at" => self.key_time_differs().await,

@@ -48,7 +48,7 @@ use crate::keys::{
     parse_archive_meta_key, SessionId, ARCHIVE_META_PREFIX, LEGACY_INDEX_CURSOR_KEY,
 };
 use crate::retention::INDEX_ARCHIVE_KEY_FIELD;
-use crate::store::{Clock, KvStore, ObjectMeta, ObjectStore};
+use crate::store::{Clock, KvStore, ObjectMeta, ObjectStore, Rng};
 
 /// Most calls one record can take: its get, the object's head, two index puts and the re-put
 /// of `archive_meta`.
@@ -145,7 +145,7 @@ fn record_metadata(
     })
 }
 
-impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
     /// Indexes the archives of the earlier TypeScript implementation (or continues an
     /// unfinished run) within `budget`, so they are listed and swept by retention; reports
     /// what it did. Idempotent: a run after a complete one indexes nothing and writes nothing.

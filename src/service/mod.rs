@@ -44,7 +44,7 @@ use crate::error::Result;
 use crate::policy::DataRetentionPolicy;
 use crate::store::{
     Binding, Clock, KvListOptions, KvListPage, KvPutOptions, KvStore, KvValue, LogSink,
-    ObjectListOptions, ObjectListPage, ObjectMeta, ObjectPutOptions, ObjectStore, PutOutcome,
+    ObjectListOptions, ObjectListPage, ObjectMeta, ObjectPutOptions, ObjectStore, PutOutcome, Rng,
     StoredObject,
 };
 
@@ -59,7 +59,7 @@ pub struct PersistenceService<K, R, C> {
     guard: StorageGuard,
 }
 
-impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
     /// A service over the given stores. Errors: `INVALID_CONFIG` for an invalid policy.
     pub fn new(
         kv: K,

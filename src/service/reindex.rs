@@ -28,7 +28,7 @@ use crate::keys::{
     ARCHIVE_INDEX_PREFIX, USER_REINDEX_CURSOR_KEY,
 };
 use crate::retention::INDEX_ARCHIVE_KEY_FIELD;
-use crate::store::{Clock, KvPutOptions, KvStore, ListedKvKey, ObjectStore};
+use crate::store::{Clock, KvPutOptions, KvStore, ListedKvKey, ObjectStore, Rng};
 
 /// Smallest call budget that lets a run make progress: reading the resume point, one list
 /// page, one put and saving the resume point.
@@ -101,7 +101,7 @@ fn user_entry(
     Ok(Some((key, object_key.to_owned())))
 }
 
-impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
     /// Writes the user index entry of every archive under the current hash secret (or
     /// continues an unfinished run) within `budget`; reports what it did. Run it until
     /// `complete` after changing `hashSecret`.

@@ -48,7 +48,7 @@ use crate::retention::{
     batch_r2_deletions, DeletionReason, ListedKvKey, PlannedDeletion, RetentionPlanner,
     RetentionReport, INDEX_ARCHIVE_KEY_FIELD,
 };
-use crate::store::{Clock, KvListOptions, KvStore, ObjectListOptions, ObjectStore};
+use crate::store::{Clock, KvListOptions, KvStore, ObjectListOptions, ObjectStore, Rng};
 
 /// Most deleted keys listed in a report; counts and bytes cover all of them.
 pub const MAX_REPORTED_KEYS: usize = 1000;
@@ -133,7 +133,7 @@ impl Sweep {
     }
 }
 
-impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
     /// Runs (or continues) a retention sweep within `budget` and reports what it deleted.
     ///
     /// Costs 1 KV get (the resume point), 1 list per page of each swept prefix, 1 R2 delete

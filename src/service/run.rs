@@ -18,7 +18,7 @@ use super::log::OpLog;
 use super::PersistenceService;
 use crate::codec::json_text;
 use crate::error::{PersistenceError, Result};
-use crate::store::{Clock, KvPutOptions, KvStore, ObjectStore};
+use crate::store::{Clock, KvPutOptions, KvStore, ObjectStore, Rng};
 
 /// Limits of one run. Workers allow 50 subrequests per request on the free plan and 10 000 on
 /// paid; leave room for the caller's own calls.
@@ -127,7 +127,7 @@ impl<P> Run<P> {
     }
 }
 
-impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
     /// Starts a run of the job `name` within `budget`, which must allow at least `minimum`
     /// calls; with a `resume_key`, continues from the position stored there (1 KV get), else
     /// from `P::default()`. Errors: `INVALID_INPUT` naming `maxStorageCalls`.

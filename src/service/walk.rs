@@ -17,7 +17,7 @@ use super::run::{stop_reason, Run, RunBudget, StopReason};
 use super::PersistenceService;
 use crate::error::Result;
 use crate::platform::MAX_LIST_LIMIT;
-use crate::store::{Clock, KvListOptions, KvStore, ListedKvKey, ObjectStore};
+use crate::store::{Clock, KvListOptions, KvStore, ListedKvKey, ObjectStore, Rng};
 
 /// Where an unfinished walk continues: `{"kvCursor": ..., "kvResumeAt"?: ...}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,7 +58,7 @@ impl KvWalk {
     }
 }
 
-impl<K: KvStore, R: ObjectStore, C: Clock> PersistenceService<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
     /// Starts (or continues, from the position stored under `resume_key`) a walk called
     /// `name` within `budget`, which must allow at least `minimum` calls.
     pub(super) async fn start_walk(

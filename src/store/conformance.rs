@@ -16,7 +16,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::store::{Clock, KvStore, ObjectStore, StoreResult};
+use crate::store::{Clock, KvStore, ObjectStore, Rng, StoreResult};
 
 pub use kv::KV_CHECKS;
 pub use r2::R2_CHECKS;
@@ -80,7 +80,7 @@ impl fmt::Display for ConformanceReport {
 
 /// Runs every check of [`KV_CHECKS`] against `kv`; `clock` is the caller's time, against which
 /// reported expirations are judged.
-pub async fn run_kv_conformance<K: KvStore, C: Clock>(
+pub async fn run_kv_conformance<K: KvStore, C: Clock + Rng>(
     kv: &K,
     clock: &C,
     prefix: &str,
@@ -95,7 +95,7 @@ pub async fn run_kv_conformance<K: KvStore, C: Clock>(
 }
 
 /// Runs the KV check called `name` (one of [`KV_CHECKS`]) under `prefix` + `name` + `/`.
-pub async fn run_kv_check<K: KvStore, C: Clock>(
+pub async fn run_kv_check<K: KvStore, C: Clock + Rng>(
     kv: &K,
     clock: &C,
     prefix: &str,
@@ -110,7 +110,7 @@ pub async fn run_kv_check<K: KvStore, C: Clock>(
 
 /// Runs every check of [`R2_CHECKS`] against `r2`; `clock` is the caller's time, against which
 /// `uploaded` times are judged.
-pub async fn run_r2_conformance<R: ObjectStore, C: Clock>(
+pub async fn run_r2_conformance<R: ObjectStore, C: Clock + Rng>(
     r2: &R,
     clock: &C,
     prefix: &str,
@@ -125,7 +125,7 @@ pub async fn run_r2_conformance<R: ObjectStore, C: Clock>(
 }
 
 /// Runs the R2 check called `name` (one of [`R2_CHECKS`]) under `prefix` + `name` + `/`.
-pub async fn run_r2_check<R: ObjectStore, C: Clock>(
+pub async fn run_r2_check<R: ObjectStore, C: Clock + Rng>(
     r2: &R,
     clock: &C,
     prefix: &str,

@@ -222,13 +222,17 @@ pub trait ObjectStore {
     async fn list(&self, options: ObjectListOptions) -> StoreResult<ObjectListPage>;
 }
 
-/// Time and chance, the two inputs the core never reads itself.
+/// Time, one of the two inputs the core never reads itself.
 pub trait Clock {
     /// Now, in epoch milliseconds.
     fn now_ms(&self) -> i64;
     /// Waits `ms` milliseconds (backoff between retries).
     async fn sleep(&self, ms: u64);
-    /// A uniformly random 64-bit value (backoff jitter, backup id nonces).
+}
+
+/// Chance, the other: where ids, nonces and jitter come from.
+pub trait Rng {
+    /// A uniformly random 64-bit value (request ids, backoff jitter, backup id nonces).
     fn random_u64(&self) -> u64;
 }
 

@@ -5,7 +5,7 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 
 use super::bindings::global::{get_random_values, set_timeout};
-use crate::store::Clock;
+use crate::store::{Clock, Rng};
 
 /// Longest delay `setTimeout` honours (2^31 - 1 ms); a longer one would fire at once.
 const MAX_TIMEOUT_MS: u64 = i32::MAX as u64;
@@ -85,7 +85,9 @@ impl Clock for JsClock {
         // The promise only ever resolves.
         let _ = JsFuture::from(timer).await;
     }
+}
 
+impl Rng for JsClock {
     fn random_u64(&self) -> u64 {
         RANDOM_POOL.with_borrow_mut(RandomPool::next_u64)
     }

@@ -6,7 +6,7 @@ use super::{
     all_byte_values, ensure, ensure_eq, pad_key, Check, During, CLOCK_TOLERANCE_MS, MAX_PAGES,
     ORDER_SUFFIXES, ORDER_SUFFIXES_SORTED, PAGINATION_KEYS, SAMPLE_TEXT,
 };
-use crate::store::{Clock, FailureKind, KvListOptions, KvPutOptions, KvStore, ListedKvKey};
+use crate::store::{Clock, FailureKind, KvListOptions, KvPutOptions, KvStore, ListedKvKey, Rng};
 
 /// The names of the KV checks, in the order [`run_kv_conformance`](super::run_kv_conformance)
 /// runs them.
@@ -27,7 +27,12 @@ pub const KV_CHECKS: &[&str] = &[
 ];
 
 /// Runs check `name` with every key under `scope`.
-pub(super) async fn run<K: KvStore, C: Clock>(kv: &K, clock: &C, scope: &str, name: &str) -> Check {
+pub(super) async fn run<K: KvStore, C: Clock + Rng>(
+    kv: &K,
+    clock: &C,
+    scope: &str,
+    name: &str,
+) -> Check {
     match name {
         "kv.binary_round_trip" => value_round_trip(kv, scope, &all_byte_values()).await,
         "kv.text_round_trip" => value_round_trip(kv, scope, SAMPLE_TEXT.as_bytes()).await,
@@ -227,7 +232,7 @@ async fn ttl_under_60_rejected<K: KvStore>(kv: &K, scope: &str) -> Check {
     )
 }
 
-async fn ttl_reported_in_list<K: KvStore, C: Clock>(kv: &K, clock: &C, scope: &str) -> Check {
+async fn ttl_reported_in_list<K: KvStore, C: Clock + Rng>(kv: &K, clock: &C, scope: &str) -> Check {
     let key = format!("{scope}expiring");
     let ttl: u64 = 120;
     let before_s = clock.now_ms().div_euclid(1000);

@@ -9,7 +9,7 @@ use super::{
 use crate::hash::sha256_hex;
 use crate::store::{
     Clock, FailureKind, ListedR2Object, ObjectListOptions, ObjectMeta, ObjectPutOptions,
-    ObjectStore, PutOutcome,
+    ObjectStore, PutOutcome, Rng,
 };
 
 /// The names of the R2 checks, in the order [`run_r2_conformance`](super::run_r2_conformance)
@@ -35,7 +35,7 @@ pub const R2_CHECKS: &[&str] = &[
 ];
 
 /// Runs check `name` with every key under `scope`.
-pub(super) async fn run<R: ObjectStore, C: Clock>(
+pub(super) async fn run<R: ObjectStore, C: Clock + Rng>(
     r2: &R,
     clock: &C,
     scope: &str,
@@ -406,7 +406,11 @@ async fn list_pagination<R: ObjectStore>(r2: &R, scope: &str) -> Check {
     )
 }
 
-async fn uploaded_ms_plausible<R: ObjectStore, C: Clock>(r2: &R, clock: &C, scope: &str) -> Check {
+async fn uploaded_ms_plausible<R: ObjectStore, C: Clock + Rng>(
+    r2: &R,
+    clock: &C,
+    scope: &str,
+) -> Check {
     let key = format!("{scope}object");
     let before = clock.now_ms();
     let put_meta = put_plain(r2, &key, b"x").await?;

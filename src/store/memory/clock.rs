@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use crate::store::Clock;
+use crate::store::{Clock, Rng};
 
 /// A settable clock with a deterministic random source, shared by handle (clones see the same
 /// time). `sleep` advances the time and returns at once.
@@ -70,7 +70,9 @@ impl Clock for VirtualClock {
         self.state.sleeps.set(self.state.sleeps.get() + 1);
         self.advance_ms(ms);
     }
+}
 
+impl Rng for VirtualClock {
     /// splitmix64: tiny, full-period, and good enough for jitter and nonces in tests.
     fn random_u64(&self) -> u64 {
         let next = self
