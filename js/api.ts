@@ -244,8 +244,9 @@ function toFloat64Array(embedding: unknown): Float64Array {
   return values;
 }
 
-function invalidConfig(variable: string, reason: string): PersistenceError {
-  return persistenceError("INVALID_CONFIG", `Configuration failed: invalid configuration ${variable}: ${reason}`);
+/** INVALID_CONFIG for `variable`, worded by the core as all its configuration errors; `value` "" withholds it. */
+function invalidConfig(variable: string, value: string, reason: string): PersistenceError {
+  return wasm.invalidConfigError(variable, value, reason) as PersistenceError;
 }
 
 /**
@@ -260,7 +261,7 @@ function toNumberArray(values: Float64Array): number[] {
 
 function checkBindings(bindings: PersistenceBindings | undefined): PersistenceBindings {
   if (!bindings?.CHAT_KV || !bindings?.ARCHIVE_R2) {
-    throw invalidConfig("bindings", "CHAT_KV (KV namespace) and ARCHIVE_R2 (R2 bucket) are required");
+    throw invalidConfig("bindings", "", "CHAT_KV (KV namespace) and ARCHIVE_R2 (R2 bucket) are required");
   }
   return bindings;
 }
@@ -448,12 +449,12 @@ export function optionsFromEnv(env: object): PersistenceOptions {
   const options: PersistenceOptions = {};
   const secret = source.PERSISTENCE_HASH_SECRET;
   if (secret !== undefined) {
-    if (typeof secret !== "string") throw invalidConfig("PERSISTENCE_HASH_SECRET", "must be a string (a Worker secret)");
+    if (typeof secret !== "string") throw invalidConfig("PERSISTENCE_HASH_SECRET", "", "must be a string (a Worker secret)");
     options.hashSecret = secret;
   }
   const debug = source.PERSISTENCE_DEBUG;
   if (debug !== undefined) {
-    if (debug !== "true" && debug !== "false") throw invalidConfig("PERSISTENCE_DEBUG", `${String(debug)} is not "true" or "false"`);
+    if (debug !== "true" && debug !== "false") throw invalidConfig("PERSISTENCE_DEBUG", String(debug), 'is not "true" or "false"');
     options.debug = debug === "true";
   }
   return options;

@@ -35,11 +35,11 @@ pub enum PersistenceError {
     },
 
     /// A configuration variable (wrangler.toml `[vars]` or a policy field) has an unusable value.
-    #[error("invalid configuration {variable}={value:?}: {reason}")]
+    #[error("invalid configuration {variable}{}: {reason}", assigned(value))]
     InvalidConfig {
         /// The variable or policy field, e.g. `ARCHIVE_RETENTION_DAYS`.
         variable: String,
-        /// The rejected value as given.
+        /// The rejected value as given; empty when it is withheld (a secret).
         value: String,
         /// Why it was rejected.
         reason: String,
@@ -152,6 +152,16 @@ error_codes! {
     CircuitOpen => "CIRCUIT_OPEN",
 }
 
+/// `="value"` (Debug-quoted) for an `InvalidConfig` message, or nothing when the value is
+/// withheld.
+fn assigned(value: &str) -> String {
+    if value.is_empty() {
+        String::new()
+    } else {
+        format!("={value:?}")
+    }
+}
+
 impl PersistenceError {
     /// Shorthand for [`PersistenceError::InvalidInput`].
     pub fn invalid_input(field: impl Into<String>, reason: impl Into<String>) -> Self {
@@ -227,6 +237,15 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid configuration CACHE_TTL_HOURS=\"-3\": must be positive"
+        );
+        let withheld = PersistenceError::InvalidConfig {
+            variable: "PERSISTENCE_HASH_SECRET".into(),
+            value: String::new(),
+            reason: "must be a string".into(),
+        };
+        assert_eq!(
+            withheld.to_string(),
+            "invalid configuration PERSISTENCE_HASH_SECRET: must be a string"
         );
         let err = PersistenceError::InvalidId {
             field: "sessionId",

@@ -15,9 +15,10 @@ use std::collections::HashSet;
 
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
-use crate::codec::gzip;
+use crate::codec::archive::{decode_archive, extract_topics};
+use crate::codec::{gzip, json_text};
 use crate::error::{PersistenceError, Result};
 use crate::hash::{sha256_hex, verify_sha256};
 use crate::keys::{backup_data_key, legacy_backup_data_key, BackupId, SessionId, UserId};
@@ -538,6 +539,56 @@ pub fn verify_legacy_backup(
             })
         })
         .collect()
+}
+
+/// The archive document of a session from a legacy backup. Its `data` is either a whole
+/// archive document (`{metadata, conversation}`), kept as it is, or the archived conversation,
+/// which is wrapped in the earlier implementation's document form with `archivedAt` =
+/// `archived_at_ms` (read back with the legacy rules: no `formatVersion`, `sessionState`
+/// optional). Errors: `CORRUPT_DATA` naming `what`.
+pub fn legacy_backup_document(what: &str, data_json: &str, archived_at_ms: i64) -> Result<String> {
+    let data: Value = serde_json::from_str(data_json)
+        .map_err(|err| PersistenceError::corrupt(what, format!("not JSON: {err}")))?;
+    if data.get("metadata").is_some() && data.get("conversation").is_some() {
+        return Ok(data_json.to_owned());
+    }
+    let session_id = data.get("sessionId").cloned().unwrap_or(Value::Null);
+    let session_state = data.get("sessionState");
+    let user_id = session_state.and_then(|state| state.get("userId")).cloned();
+    let time = |name: &str| {
+        session_state
+            .and_then(|state| state.get(name))
+            .and_then(Value::as_i64)
+    };
+    let duration = match (time("createdAt"), time("lastActivity")) {
+        (Some(start), Some(end)) => end.saturating_sub(start).max(0),
+        _ => 0,
+    };
+    let message_count = data
+        .get("messages")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let summary = data.get("summary").cloned().unwrap_or_else(|| json!(""));
+    let mut metadata = Map::new();
+    metadata.insert("sessionId".into(), session_id);
+    if let Some(user_id) = user_id.filter(Value::is_string) {
+        metadata.insert("userId".into(), user_id);
+    }
+    metadata.insert("archivedAt".into(), json!(archived_at_ms));
+    metadata.insert("messageCount".into(), json!(message_count));
+    metadata.insert("summary".into(), summary);
+    metadata.insert("topics".into(), json!([]));
+    metadata.insert("duration".into(), json!(duration));
+    let mut document = json!({ "metadata": metadata, "conversation": data });
+    // Topics come from the messages as the codec reads them.
+    let text = json_text(&document);
+    let decoded = decode_archive(text.as_bytes(), None, u64::MAX)
+        .map_err(|err| PersistenceError::corrupt(what, err.to_string()))?;
+    let topics = json!(extract_topics(&decoded.conversation.memory.messages));
+    if let Some(metadata) = document.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.insert("topics".into(), topics);
+    }
+    Ok(json_text(&document))
 }
 
 /// A JSON object taken apart field by field; every error names `what` and the field's path.
@@ -1353,6 +1404,42 @@ mod tests {
             assert!(err.to_string().contains("data.json"), "{err}");
             assert!(err.to_string().contains(reason), "{reason}: {err}");
         }
+    }
+
+    #[test]
+    fn a_legacy_conversation_is_wrapped_as_a_legacy_backup_document() {
+        let data = json!({
+            "sessionId": "s1",
+            "messages": [{"id": "m1", "sessionId": "s1", "content": "refund my invoice",
+                          "role": "user", "timestamp": 5}],
+            "summary": "billing",
+            "context": {},
+            "sessionState": {"id": "s1", "userId": "u1", "status": "ended",
+                             "createdAt": 10, "lastActivity": 40}
+        });
+        let text = legacy_backup_document("w", &data.to_string(), 1_736_157_600_000).unwrap();
+        let decoded = decode_archive(text.as_bytes(), None, u64::MAX).unwrap();
+        assert_eq!(decoded.metadata.session_id, "s1");
+        assert_eq!(decoded.metadata.user_id.as_deref(), Some("u1"));
+        assert_eq!(decoded.metadata.archived_at, 1_736_157_600_000);
+        assert_eq!(decoded.metadata.message_count, 1);
+        assert_eq!(decoded.metadata.duration, 30);
+        assert_eq!(decoded.metadata.topics, ["billing"]);
+        assert_eq!(decoded.metadata.format_version, 0);
+    }
+
+    #[test]
+    fn a_legacy_document_is_kept_as_it_is_and_bad_data_is_named() {
+        let document = r#"{"metadata":{"sessionId":"s1"},"conversation":{}}"#;
+        assert_eq!(legacy_backup_document("w", document, 5).unwrap(), document);
+        let err = legacy_backup_document("backups/b/data.json session s1", "[1", 5).unwrap_err();
+        assert_eq!(err.code(), "CORRUPT_DATA");
+        assert!(
+            err.to_string().contains("backups/b/data.json session s1"),
+            "{err}"
+        );
+        let err = legacy_backup_document("w", r#"{"sessionId":"s1"}"#, 5).unwrap_err();
+        assert_eq!(err.code(), "CORRUPT_DATA");
     }
 }
 

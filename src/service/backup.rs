@@ -28,18 +28,17 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
 use super::archive::{check_archive_session, ARCHIVE_CONTENT_TYPE};
 use super::index_entries::{read_archive_location, recorded_sha256, ArchiveEntries};
 use super::log::OpLog;
-use super::{json_text, PersistenceService};
-use crate::codec::archive::{
-    decode_archive, extract_topics, listing_summary, r2_custom_metadata, ArchiveMetadata,
-};
+use super::PersistenceService;
+use crate::codec::archive::{decode_archive, listing_summary, r2_custom_metadata, ArchiveMetadata};
 use crate::codec::backup::{
-    decode_legacy_manifest, decode_manifest, encode_backup, encode_manifest, manifest_shape,
-    verify_backup, verify_legacy_backup, BackupSessionInput, LegacyBackupManifest, ManifestShape,
+    decode_legacy_manifest, decode_manifest, encode_backup, encode_manifest,
+    legacy_backup_document, manifest_shape, verify_backup, verify_legacy_backup,
+    BackupSessionInput, LegacyBackupManifest, ManifestShape,
 };
 use crate::codec::gzip;
 use crate::error::{PersistenceError, Result};
@@ -432,7 +431,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
             .into_iter()
             .map(|session| {
                 let what = format!("{data_key} session {}", session.session_id);
-                let document = legacy_document(&what, &session.conversation_json, archived_at_ms)?;
+                let document =
+                    legacy_backup_document(&what, &session.conversation_json, archived_at_ms)?;
                 self.prepare_restore(backup_id, &session.session_id, document)
             })
             .collect()
@@ -596,96 +596,5 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
                 .await?;
         }
         Ok(())
-    }
-}
-
-/// The archive document of a session from a legacy backup. Its `data` is either a whole
-/// archive document (`{metadata, conversation}`), kept as it is, or the archived conversation,
-/// which is wrapped in the earlier implementation's document form with `archivedAt` =
-/// `archived_at_ms` (read back with the legacy rules: no `formatVersion`, `sessionState`
-/// optional). Errors: `CORRUPT_DATA` naming `what`.
-fn legacy_document(what: &str, data_json: &str, archived_at_ms: i64) -> Result<String> {
-    let data: Value = serde_json::from_str(data_json)
-        .map_err(|err| PersistenceError::corrupt(what, format!("not JSON: {err}")))?;
-    if data.get("metadata").is_some() && data.get("conversation").is_some() {
-        return Ok(data_json.to_owned());
-    }
-    let session_id = data.get("sessionId").cloned().unwrap_or(Value::Null);
-    let session_state = data.get("sessionState");
-    let user_id = session_state.and_then(|state| state.get("userId")).cloned();
-    let time = |name: &str| {
-        session_state
-            .and_then(|state| state.get(name))
-            .and_then(Value::as_i64)
-    };
-    let duration = match (time("createdAt"), time("lastActivity")) {
-        (Some(start), Some(end)) => end.saturating_sub(start).max(0),
-        _ => 0,
-    };
-    let message_count = data
-        .get("messages")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    let summary = data.get("summary").cloned().unwrap_or_else(|| json!(""));
-    let mut metadata = Map::new();
-    metadata.insert("sessionId".into(), session_id);
-    if let Some(user_id) = user_id.filter(Value::is_string) {
-        metadata.insert("userId".into(), user_id);
-    }
-    metadata.insert("archivedAt".into(), json!(archived_at_ms));
-    metadata.insert("messageCount".into(), json!(message_count));
-    metadata.insert("summary".into(), summary);
-    metadata.insert("topics".into(), json!([]));
-    metadata.insert("duration".into(), json!(duration));
-    let mut document = json!({ "metadata": metadata, "conversation": data });
-    // Topics come from the messages as the codec reads them.
-    let text = json_text(&document);
-    let decoded = decode_archive(text.as_bytes(), None, u64::MAX)
-        .map_err(|err| PersistenceError::corrupt(what, err.to_string()))?;
-    document["metadata"]["topics"] = json!(extract_topics(&decoded.conversation.memory.messages));
-    Ok(json_text(&document))
-}
-
-#[cfg(test)]
-mod tests {
-    #[cfg(target_arch = "wasm32")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    use super::*;
-
-    #[test]
-    fn a_legacy_conversation_is_wrapped_as_a_legacy_document() {
-        let data = json!({
-            "sessionId": "s1",
-            "messages": [{"id": "m1", "sessionId": "s1", "content": "refund my invoice",
-                          "role": "user", "timestamp": 5}],
-            "summary": "billing",
-            "context": {},
-            "sessionState": {"id": "s1", "userId": "u1", "status": "ended",
-                             "createdAt": 10, "lastActivity": 40}
-        });
-        let text = legacy_document("w", &data.to_string(), 1_736_157_600_000).unwrap();
-        let decoded = decode_archive(text.as_bytes(), None, u64::MAX).unwrap();
-        assert_eq!(decoded.metadata.session_id, "s1");
-        assert_eq!(decoded.metadata.user_id.as_deref(), Some("u1"));
-        assert_eq!(decoded.metadata.archived_at, 1_736_157_600_000);
-        assert_eq!(decoded.metadata.message_count, 1);
-        assert_eq!(decoded.metadata.duration, 30);
-        assert_eq!(decoded.metadata.topics, ["billing"]);
-        assert_eq!(decoded.metadata.format_version, 0);
-    }
-
-    #[test]
-    fn a_legacy_document_is_kept_as_it_is_and_bad_data_is_named() {
-        let document = r#"{"metadata":{"sessionId":"s1"},"conversation":{}}"#;
-        assert_eq!(legacy_document("w", document, 5).unwrap(), document);
-        let err = legacy_document("backups/b/data.json session s1", "[1", 5).unwrap_err();
-        assert_eq!(err.code(), "CORRUPT_DATA");
-        assert!(
-            err.to_string().contains("backups/b/data.json session s1"),
-            "{err}"
-        );
-        let err = legacy_document("w", r#"{"sessionId":"s1"}"#, 5).unwrap_err();
-        assert_eq!(err.code(), "CORRUPT_DATA");
     }
 }

@@ -136,11 +136,8 @@ impl ServiceOptions {
     /// their defaults. Errors are `INVALID_CONFIG` naming the option.
     pub fn from_json(text: &str) -> Result<Self> {
         let parsed: OptionsJson = serde_json::from_str(text).map_err(|err| {
-            invalid(
-                "options",
-                text.chars().take(64).collect::<String>(),
-                &err.to_string(),
-            )
+            // Not quoted: the options may hold the hash secret.
+            invalid("options", "", &err.to_string())
         })?;
         let mut options = ServiceOptions::default();
         if let Some(secret) = parsed.hash_secret {

@@ -25,6 +25,19 @@ pub fn check_conversation_input(memory_json: &str, session_json: &str) -> Result
         .map_err(|err| to_js_error_in(Operation::Archive, &err))
 }
 
+/// The `INVALID_CONFIG` error for `variable` (its `value` quoted unless empty, as for a
+/// secret), worded as every configuration error of the library; for the checks the TypeScript
+/// wrapper makes before the core is built.
+#[wasm_bindgen(js_name = invalidConfigError)]
+pub fn invalid_config_error(variable: String, value: String, reason: String) -> JsValue {
+    let err = PersistenceError::InvalidConfig {
+        variable,
+        value,
+        reason,
+    };
+    to_js_error_in(Operation::Config, &err)
+}
+
 /// The error codes this library can raise, in a stable order.
 #[wasm_bindgen(js_name = errorCodes)]
 pub fn error_codes() -> Vec<String> {

@@ -2,7 +2,7 @@
 // local bindings of wrangler.toml.
 import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { ERROR_CODES, errorCodes, hashText, isPersistenceError, livenessReport } from "supportbot-persistence";
+import { ERROR_CODES, errorCodes, hashText, isPersistenceError, livenessReport, optionsFromEnv } from "supportbot-persistence";
 
 describe("hashText in workerd", () => {
   // FIPS 180-2 examples.
@@ -34,6 +34,20 @@ describe("errors crossing from Rust", () => {
     expect((caught as { code: string }).code).toBe("INVALID_INPUT");
     expect((caught as Error).message).toContain("nowMs");
     expect(isPersistenceError(new Error("plain"))).toBe(false);
+  });
+
+  it("configuration errors found in TypeScript are worded by the core, secrets withheld", () => {
+    const messageOf = (vars: object) => {
+      try {
+        optionsFromEnv(vars);
+      } catch (error) {
+        expect(isPersistenceError(error) && error.code).toBe("INVALID_CONFIG");
+        return (error as Error).message;
+      }
+      return "accepted";
+    };
+    expect(messageOf({ PERSISTENCE_DEBUG: "yes" })).toBe('Configuration failed: invalid configuration PERSISTENCE_DEBUG="yes": is not "true" or "false"');
+    expect(messageOf({ PERSISTENCE_HASH_SECRET: 12345 })).toBe("Configuration failed: invalid configuration PERSISTENCE_HASH_SECRET: must be a string (a Worker secret)");
   });
 
   it("the TypeScript code list equals the Rust one", () => {
