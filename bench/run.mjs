@@ -384,6 +384,14 @@ out(`| .wasm gzip -9 | ${fmtBytes(wasmSize.gzip)} (${wasmSize.gzip} B) |`);
 out(`| cold start: WebAssembly.compile (median of ${SIZES.coldStarts} fresh processes) | ${fmtMs(coldStart.compileMs)} |`);
 out(`| cold start: instantiate (initSync) | ${fmtMs(coldStart.instantiateMs)} |`);
 out(`| first call after instantiate (hashText) | ${fmtMs(coldStart.firstCallMs)} |`);
+{
+  // What one cron run can sweep on CPU alone (the free plan's 10 ms a request); the free plan's
+  // 50 subrequests bound it far sooner (a KV delete per expired key): see the README's cron notes.
+  const entries = SIZES.retention.embeddings + SIZES.retention.queries + SIZES.retention.archives;
+  const perMs = (id) => entries / cpu("retention-10k", id);
+  const throughput = ["a", "b", "c", "d"].map((id) => `(${id}) ${perMs(id).toFixed(0)}/ms = ${(perMs(id) * 10).toFixed(0)} per 10 ms`);
+  out(`| retention sweep throughput: entries per CPU-ms, and per 10 ms of CPU (the free plan's limit a request) | ${throughput.join("; ")} |`);
+}
 for (const [id, label] of [["a", "(a) library"], ["b", "(b) legacy TS"], ["c", "(c) best-practice TS"]]) {
   const m = peakMemory[id];
   out(`| ${label}: peak RSS growth archiving ${fmtBytes(m.inputBytes)} (${m.messages} msgs) | ${fmtBytes(m.peakGrowth)} = ${(m.peakGrowth / m.inputBytes).toFixed(2)}× input (archive took ${fmtMs(m.archiveMs)}, stored ${fmtBytes(m.storedBytes)}) |`);

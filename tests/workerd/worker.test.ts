@@ -1,4 +1,4 @@
-// The example Worker (js/worker.ts) inside workerd: configuration, tokens, routing, validation,
+// The example Worker (js/example/worker.ts) inside workerd: configuration, tokens, routing, validation,
 // per-user access control and the cron handler, against the local bindings of wrangler.toml.
 import { env } from "cloudflare:workers";
 import { createScheduledController, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
