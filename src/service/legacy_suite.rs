@@ -529,16 +529,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> Suite<K, R, C> {
             .await?;
         self.lose(&id1, &a1).await?;
         let data_key = format!("backups/{backup_id}/data.json");
-        let err = self
-            .service
-            .restore_from_backup(&backup_id, None)
-            .await
-            .err()
-            .ok_or("a damaged backup was restored")?;
-        ensure_eq("error code", err.code(), "CHECKSUM_MISMATCH")?;
-        ensure(err.to_string().contains(&data_key), || {
-            format!("the error does not name {data_key}: {err}")
-        })?;
+        let restored = self.service.restore_from_backup(&backup_id, None).await;
+        expect_refusal(
+            "the damaged backup's restore",
+            restored,
+            "CHECKSUM_MISMATCH",
+            &[&data_key],
+        )?;
         ensure_eq(
             "retrieve after the refusal",
             self.retrieve(&id1).await?,
@@ -551,16 +548,15 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> Suite<K, R, C> {
         let meta_key = format!("archive_meta:{session_id}");
         let record = json!({"sessionId": session_id, "archivedAt": "yesterday"}).to_string();
         self.kv_put(&meta_key, &record).await?;
-        let err = self
+        let read = self
             .service
             .retrieve_archived_conversation(&session_id)
-            .await
-            .err()
-            .ok_or("a malformed archive_meta record was read")?;
-        ensure_eq("error code", err.code(), "CORRUPT_DATA")?;
-        ensure(
-            err.to_string().contains(&meta_key) && err.to_string().contains("archivedAt"),
-            || format!("the error does not name the key and field: {err}"),
+            .await;
+        expect_refusal(
+            "the malformed record's read",
+            read,
+            "CORRUPT_DATA",
+            &[&meta_key, "archivedAt"],
         )?;
         let kept = self
             .kv
@@ -582,16 +578,34 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> Suite<K, R, C> {
             )
             .await
             .map_err(|err| format!("writing {manifest_key}: {err}"))?;
-        let err = self
-            .service
-            .restore_from_backup(&backup_id, None)
-            .await
-            .err()
-            .ok_or("a malformed legacy manifest was restored")?;
-        ensure_eq("error code", err.code(), "CORRUPT_DATA")?;
-        ensure(
-            err.to_string().contains(&manifest_key) && err.to_string().contains("checksum"),
-            || format!("the error does not name the manifest and field: {err}"),
+        let restored = self.service.restore_from_backup(&backup_id, None).await;
+        expect_refusal(
+            "the malformed manifest's restore",
+            restored,
+            "CORRUPT_DATA",
+            &[&manifest_key, "checksum"],
         )
+    }
+}
+
+/// Fails unless `result` (of `what`) is an error with `code` whose message names each of
+/// `names`.
+fn expect_refusal<T: std::fmt::Debug>(
+    what: &str,
+    result: crate::Result<T>,
+    code: &str,
+    names: &[&str],
+) -> Check {
+    let err = match result {
+        Ok(value) => return Err(format!("{what} succeeded: {value:?}")),
+        Err(err) => err,
+    };
+    ensure_eq(&format!("{what}: error code"), err.code(), code)?;
+    let message = err.to_string();
+    match names.iter().find(|name| !message.contains(**name)) {
+        Some(missing) => Err(format!(
+            "{what}: the error does not name {missing}: {message}"
+        )),
+        None => Ok(()),
     }
 }
