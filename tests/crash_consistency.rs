@@ -27,7 +27,9 @@ use supportbot_persistence::keys::{
 use supportbot_persistence::service::legacy_suite::{
     write_legacy_archive, write_legacy_backup, LegacyArchive, LegacyBackupEntry, Readings,
 };
-use supportbot_persistence::service::{RetentionRun, RunBudget, MAX_CACHE_TEXT_BYTES};
+use supportbot_persistence::service::{
+    RetentionRun, RunBudget, MAX_CACHE_TEXT_BYTES, MIN_MIGRATION_CALLS,
+};
 use supportbot_persistence::store::memory::{
     block_on, Faults, MemoryStores, OperationKind, StoreSnapshot,
 };
@@ -1194,7 +1196,43 @@ fn legacy_indexing_faults_are_repaired_by_the_next_run() {
         world.assert_acknowledged_retrievable(&context);
         world.assert_listed_retrievable(&context);
         world.assert_no_entry_points_at_a_missing_object(&context);
+        // The entries agree with their archive's key, so rebuilding the user index keeps them.
+        let reindexed =
+            block_on(world.service.reindex_user_archives(RunBudget::default())).unwrap();
+        assert!(reindexed.status.complete, "{context}: {reindexed:?}");
+        assert_eq!(
+            (reindexed.written, reindexed.unreadable),
+            (3, 0),
+            "{context}"
+        );
     }
+}
+
+/// indexLegacyArchives at its smallest budget, with every record's object to be searched for:
+/// each run makes progress and the runs complete.
+#[test]
+fn legacy_indexing_at_the_smallest_budget_completes() {
+    let (world, archives) = legacy_world();
+    let budget = RunBudget {
+        max_storage_calls: Some(MIN_MIGRATION_CALLS),
+        deadline_ms: None,
+    };
+    let mut runs = Vec::new();
+    while runs.len() < 3 * archives.len() + 1 {
+        let run = block_on(world.service.index_legacy_archives(budget)).unwrap();
+        assert!(run.status.storage_calls <= MIN_MIGRATION_CALLS, "{run:?}");
+        runs.push(run);
+        if runs.last().is_some_and(|run| run.status.complete) {
+            break;
+        }
+        world.stores.clock.advance_ms(1_500);
+    }
+    assert!(
+        runs.last().is_some_and(|run| run.status.complete),
+        "{runs:?}"
+    );
+    let indexed: u64 = runs.iter().map(|run| run.indexed).sum();
+    assert_eq!(indexed, archives.len() as u64, "{runs:?}");
 }
 
 /// A backup of the earlier implementation (its R2 manifest.json, no formatVersion) restored

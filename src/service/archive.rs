@@ -245,7 +245,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
         let mut location = read_archive_location(&meta_key, &record.value, session_id)?;
         let mut stored = self.r2_get(log, &location.key).await?;
         if let (None, Some(archived_at)) = (&stored, location.legacy_archived_at) {
-            let (found, _) = self
+            let found = self
                 .find_legacy_archive(log, session_id, archived_at)
                 .await?;
             if let Some(found) = found {

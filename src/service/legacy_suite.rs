@@ -391,11 +391,27 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> Suite<K, R, C> {
     }
 
     async fn never_another_session(&self) -> Check {
-        // `<id>_2` shares the listing prefix of `<id>`, whose own object is gone.
+        // `<id>_2` shares the listing prefix of `<id>`, whose own object is gone; so does an
+        // archive of `<id>` itself ten minutes later, which its record does not name.
         let session_id = self.session("gone");
         let archived_at_ms = self.now_ms - 3_600_000;
         let readings = Readings::after(archived_at_ms, 1, 1);
         let own = self.write_archive(&session_id, "user-7", &readings).await?;
+        let later_key = own.key.replace(
+            &format!("_{}.json", archived_at_ms + 1),
+            &format!("_{}.json", archived_at_ms + 600_000),
+        );
+        let body = self
+            .r2
+            .get(&own.key)
+            .await
+            .map_err(|err| format!("reading {}: {err}", own.key))?
+            .ok_or("the fixture archive is missing")?
+            .body;
+        self.r2
+            .put(&later_key, &body, ObjectPutOptions::default())
+            .await
+            .map_err(|err| format!("writing {later_key}: {err}"))?;
         self.r2
             .delete(std::slice::from_ref(&own.key))
             .await

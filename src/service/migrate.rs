@@ -19,8 +19,9 @@
 //! are indexed the same way.
 //!
 //! The summary of a legacy archive has `formatVersion` 0, `rawSize` = `storedSize` = the
-//! object's size (plain JSON), and as `sha256` the checksum R2 recorded for the object, or `""`
-//! when it recorded none (legacy objects were written without one).
+//! object's size (plain JSON), as `sha256` the checksum R2 recorded for the object, or `""`
+//! when it recorded none (legacy objects were written without one), and as `archivedAt` (and
+//! in its index keys) the time in the object's key.
 //!
 //! Runs are budgeted like retention runs ([`RunBudget`]) and walk `archive_meta:` as
 //! `super::walk` describes, resuming from [`LEGACY_INDEX_CURSOR_KEY`]. A storage failure or an
@@ -45,7 +46,8 @@ use super::PersistenceService;
 use crate::codec::archive::{ArchiveMetadata, LEGACY_FORMAT_VERSION};
 use crate::error::{PersistenceError, Result};
 use crate::keys::{
-    parse_archive_meta_key, SessionId, ARCHIVE_META_PREFIX, LEGACY_INDEX_CURSOR_KEY,
+    legacy_archive_folders, parse_archive_meta_key, parse_archive_object_key, SessionId,
+    ARCHIVE_META_PREFIX, LEGACY_INDEX_CURSOR_KEY,
 };
 use crate::retention::INDEX_ARCHIVE_KEY_FIELD;
 use crate::store::{Clock, KvStore, ObjectMeta, ObjectStore, Rng};
@@ -59,8 +61,9 @@ const CALLS_PER_RECORD: u32 = 5;
 const SEARCH_CALLS: u32 = 2;
 
 /// Smallest call budget that lets a run make progress: reading the resume point, one list
-/// page of one record, the record's calls and saving the resume point.
-pub const MIN_MIGRATION_CALLS: u32 = 3 + CALLS_PER_RECORD;
+/// page of one record, the record's calls (its object searched for included) and saving the
+/// resume point.
+pub const MIN_MIGRATION_CALLS: u32 = 3 + CALLS_PER_RECORD + SEARCH_CALLS;
 
 /// What one run of `indexLegacyArchives` did, as JSON for JavaScript: `{"scanned": n,
 /// "indexed": n, "missingObjects": n, "unreadable": n, "complete": true, "stoppedBy": null,
@@ -129,10 +132,14 @@ fn record_metadata(
         return serde_json::from_slice(value).map_err(corrupt);
     }
     let legacy: LegacyRecord = serde_json::from_slice(value).map_err(corrupt)?;
+    // The object's key may carry a time a few ms off the record's (`super::legacy`): the index
+    // entries take the key's, so that entry, summary and object agree (reindexing checks it).
+    let archived_at = parse_archive_object_key(&location.key)
+        .map_or(legacy.archived_at, |key| key.archived_at_ms);
     Ok(ArchiveMetadata {
         session_id: session_id.as_str().to_owned(),
         user_id: legacy.user_id,
-        archived_at: legacy.archived_at,
+        archived_at,
         message_count: legacy.message_count,
         summary: legacy.summary,
         topics: legacy.topics,
@@ -256,12 +263,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
         if let (None, Some(archived_at)) = (&object, location.legacy_archived_at) {
             // The lists, then the record's three puts.
             walk.run.afford(SEARCH_CALLS + 3, self.clock.now_ms())?;
+            // One list per candidate folder, counted before they are made.
+            let folders = legacy_archive_folders(archived_at).map_or(0, |f| f.len() as u32);
+            walk.run.spend(folders);
             let search = self
                 .find_legacy_archive(log, &session_id, archived_at)
                 .await;
-            let (found, lists) = search.map_err(|err| stop_reason(&err))?;
-            walk.run.spend(lists);
-            if let Some(found) = found {
+            if let Some(found) = search.map_err(|err| stop_reason(&err))? {
                 location.key.clone_from(&found.key);
                 object = Some(ObjectMeta {
                     key: found.key,
