@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde_json::{json, Map, Value};
 use supportbot_persistence::hash;
 use supportbot_persistence::policy::DataRetentionPolicy;
-use supportbot_persistence::service::{PersistenceService, RunBudget, ServiceOptions};
+use supportbot_persistence::service::{DataPersistenceService, RunBudget, ServiceOptions};
 use supportbot_persistence::store::memory::{
     block_on, CallCounts, MemoryKv, MemoryR2, MemoryStores, OperationKind, VirtualClock,
 };
@@ -20,7 +20,7 @@ use supportbot_persistence::store::{
     Binding, Clock, KvPutOptions, KvStore, LogSink, ObjectPutOptions, ObjectStore,
 };
 
-type Service = PersistenceService<MemoryKv, MemoryR2, VirtualClock>;
+type Service = DataPersistenceService<MemoryKv, MemoryR2, VirtualClock>;
 type Outcome<T> = Result<T, Box<dyn Error>>;
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
@@ -38,7 +38,7 @@ impl LogSink for DiscardLog {
 fn service_over(stores: &MemoryStores, policy: DataRetentionPolicy) -> Outcome<Service> {
     stores.kv.set_write_rate_limit(false);
     stores.r2.set_write_rate_limit(false);
-    Ok(PersistenceService::new(
+    Ok(DataPersistenceService::new(
         stores.kv.clone(),
         stores.r2.clone(),
         stores.clock.clone(),

@@ -266,22 +266,12 @@ function checkBindings(bindings: PersistenceBindings | undefined): PersistenceBi
   return bindings;
 }
 
-/** An optional integer option in `min..=max`, else INVALID_INPUT naming it. */
-function checkOptionalInteger(field: string, value: number | undefined, min: number, max: number): number | undefined {
-  if (value === undefined) return undefined;
-  if (!Number.isInteger(value) || value < min || value > max) throw invalidInput(field, `${value} is not an integer in ${min}..=${max}`);
-  return value;
-}
-
-/** The maintenance jobs of the wasm run driver: each takes a call budget and a deadline. */
+/** The maintenance jobs of the core's run driver: each takes a call budget and a time budget. */
 type RunJob = "enforceRetentionPolicy" | "indexLegacyArchives" | "reindexUserArchives" | "getStorageMetrics";
 
-/** Runs `job` within the budget of its options (checked here, where the clock is read); its report. */
-async function runJob<Report>(core: wasm.PersistenceCore, job: RunJob, options: { maxStorageCalls?: number; timeBudgetMs?: number }): Promise<Report> {
-  const maxStorageCalls = checkOptionalInteger("maxStorageCalls", options.maxStorageCalls, 1, 2 ** 32 - 1);
-  const budgetMs = checkOptionalInteger("timeBudgetMs", options.timeBudgetMs, 1, Number.MAX_SAFE_INTEGER);
-  const deadline = budgetMs === undefined ? undefined : Date.now() + budgetMs;
-  return JSON.parse(await core[job](maxStorageCalls, deadline)) as Report;
+/** Runs `job` within the budget of its options (checked by the core); its report. */
+async function runJob<Report>(core: wasm.DataPersistenceService, job: RunJob, options: { maxStorageCalls?: number; timeBudgetMs?: number }): Promise<Report> {
+  return JSON.parse(await core.runJob(job, options.maxStorageCalls, options.timeBudgetMs)) as Report;
 }
 
 /**
@@ -290,11 +280,11 @@ async function runJob<Report>(core: wasm.PersistenceCore, job: RunJob, options: 
  * calls may run concurrently. Errors are PersistenceErrors with a stable `code`.
  */
 export class DataPersistenceService {
-  readonly #core: wasm.PersistenceCore;
+  readonly #core: wasm.DataPersistenceService;
 
   constructor(bindings: PersistenceBindings, policy: Partial<DataRetentionPolicy> = {}, options: PersistenceOptions = {}) {
     const { CHAT_KV, ARCHIVE_R2 } = checkBindings(bindings);
-    this.#core = new wasm.PersistenceCore(CHAT_KV, ARCHIVE_R2, toJson("policy", policy), toJson("options", options));
+    this.#core = new wasm.DataPersistenceService(CHAT_KV, ARCHIVE_R2, toJson("policy", policy), toJson("options", options));
   }
 
   /** The retention policy in force (spec defaults merged with what was passed). */
@@ -315,7 +305,6 @@ export class DataPersistenceService {
 
   /** One page of archive summaries, newest first (all users when `userId` is omitted). Costs 1 KV list. */
   async listArchivedConversations(userId?: string, limit = 20, cursor?: string): Promise<ArchiveList> {
-    checkOptionalInteger("limit", limit, 1, 1000);
     const json: string = await this.#core.listArchivedConversations(userId ?? undefined, limit, cursor ?? undefined);
     const page = JSON.parse(json) as { archives: ArchiveMetadata[]; cursor?: string; listComplete: boolean };
     return Object.assign(page.archives, { cursor: page.cursor, listComplete: page.listComplete });

@@ -66,7 +66,6 @@ function coded(error: unknown): unknown {
   return error;
 }
 
-const ROLES = new Set(["user", "assistant", "system"]);
 /**
  * Archive failures no retry can fix: the stored conversation itself is refused (messages from
  * before addMessage checked them against the archive's rules, or one past maxArchiveSize).
@@ -91,16 +90,25 @@ type SessionRow = {
   archive_failures: number;
 };
 
-function checkMessage(message: SessionMessage): void {
-  const field = (name: string, reason: string) => sessionError("INVALID_INPUT", `message.${name}: ${reason}`);
-  if (typeof message !== "object" || message === null) throw sessionError("INVALID_INPUT", "message: must be an object");
-  if (typeof message.id !== "string" || message.id.length === 0) throw field("id", "must be a non-empty string");
-  if (typeof message.sessionId !== "string" || message.sessionId.length === 0) throw field("sessionId", "must be a non-empty string");
-  if (!ROLES.has(message.role)) throw field("role", `role ${String(message.role)} is not user, assistant or system`);
-  if (typeof message.content !== "string") throw field("content", "must be a string");
-  if (!Number.isSafeInteger(message.timestamp) || message.timestamp < 0) {
-    throw field("timestamp", "must be non-negative integral epoch milliseconds");
+/**
+ * Refuses now what archiving would refuse later (a bad role, a timestamp out of range, metadata
+ * that is not an object, a session or user id it cannot take): once stored, a message the archive
+ * rejects would keep the session from ever being archived. The archive's own check (the core's)
+ * decides; its field paths are rebased from the conversation (`memory.messages[0]`) onto
+ * `message`. Only the DO's own rule is checked here: a message id is its primary key.
+ */
+function checkMessage(message: SessionMessage, userId: string | null, summary: string): void {
+  const sessionId = typeof message?.sessionId === "string" ? message.sessionId : "";
+  try {
+    checkConversation(
+      { sessionId, messages: [message], summary },
+      { id: sessionId, status: "active", createdAt: 0, lastActivity: 0, ...(userId === null ? {} : { userId }) },
+    );
+  } catch (error) {
+    if (!isPersistenceError(error)) throw error;
+    throw sessionError(error.code, error.message.replaceAll("memory.messages[0]", "message").replace(/\bmemory\.sessionId\b/, "message.sessionId"));
   }
+  if (message.id.length === 0) throw sessionError("INVALID_INPUT", "message.id: must be a non-empty string");
 }
 
 function retryDelay(failures: number): number {
@@ -131,8 +139,9 @@ export class SessionMemoryDO extends DurableObject<PersistenceEnv> {
    */
   async addMessage(message: SessionMessage, options: { userId?: string; summary?: string } = {}): Promise<number> {
     try {
-      checkMessage(message);
       const existing = this.readSession();
+      // The owner and summary the archive will record: the stored ones were checked on arrival.
+      checkMessage(message, existing ? existing.user_id : (options.userId ?? null), options.summary ?? existing?.summary ?? "");
       if (existing) {
         this.checkOwner(existing, options.userId);
         if (existing.status === "archived") throw sessionError("CONFLICT", `session ${existing.session_id} is archived; restore it first`);
@@ -142,14 +151,6 @@ export class SessionMemoryDO extends DurableObject<PersistenceEnv> {
       }
       const ttl = this.policy().conversationTTL;
       const now = Date.now();
-      // Refuse now what archiving would refuse later (a timestamp out of range, metadata that is
-      // not an object, a session or user id it cannot take): once stored, a message the
-      // archive rejects would keep the session from ever being archived.
-      const owner = existing ? existing.user_id : (options.userId ?? null);
-      checkConversation(
-        { sessionId: message.sessionId, messages: [message], summary: options.summary ?? existing?.summary ?? "" },
-        { id: message.sessionId, status: "active", createdAt: now, lastActivity: now, ...(owner === null ? {} : { userId: owner }) },
-      );
       this.ctx.storage.transactionSync(() => {
         if (existing) {
           this.sql.exec(

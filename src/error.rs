@@ -171,6 +171,17 @@ impl PersistenceError {
         }
     }
 
+    /// INVALID_INPUT naming `field`, whose `value` is not an integer in `min..=max`: the one
+    /// wording of every numeric argument's range check, whichever layer makes it.
+    pub fn not_integer_in(
+        field: impl Into<String>,
+        value: impl std::fmt::Display,
+        min: u64,
+        max: u64,
+    ) -> Self {
+        Self::invalid_input(field, format!("{value} is not an integer in {min}..={max}"))
+    }
+
     /// Shorthand for [`PersistenceError::CorruptData`].
     pub fn corrupt(what: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::CorruptData {

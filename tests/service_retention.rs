@@ -15,7 +15,9 @@ use supportbot_persistence::keys::{
     backup_manifest_kv_key, backup_manifest_object_key, BackupId, SessionId,
 };
 use supportbot_persistence::policy::DataRetentionPolicy;
-use supportbot_persistence::service::{PersistenceService, RunBudget, ServiceOptions, StopReason};
+use supportbot_persistence::service::{
+    DataPersistenceService, RunBudget, ServiceOptions, StopReason,
+};
 use supportbot_persistence::store::memory::{
     block_on, CallFilter, MemoryKv, MemoryR2, MemoryStores, OperationKind,
 };
@@ -456,7 +458,7 @@ fn an_archive_restored_during_a_sweep_keeps_its_index_entries() {
         r2: stores.r2.clone(),
         restore: Rc::clone(&restore),
     };
-    let service = PersistenceService::new(
+    let service = DataPersistenceService::new(
         racing,
         stores.r2.clone(),
         stores.clock.clone(),

@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 
 use super::index_entries::{read_archive_location, recorded_sha256, ArchiveEntries};
 use super::log::OpLog;
-use super::PersistenceService;
+use super::DataPersistenceService;
 use crate::codec::archive::{
     decode_archive_json, encode_conversation, r2_custom_metadata, read_conversation_input,
     ConversationInput, EncodedArchive,
@@ -77,7 +77,7 @@ struct ArchivePlan {
     entries: ArchiveEntries,
 }
 
-impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
     /// Archives a conversation (`memory`, a `ConversationMemory`) and its session (`session`, a
     /// `SessionState`), both as JSON text; returns the R2 key of the archive.
     ///
@@ -297,9 +297,11 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
     ) -> Result<ArchiveListing> {
         let log = self.begin("listArchivedConversations");
         if !(1..=MAX_LIST_LIMIT).contains(&limit) {
-            return Err(PersistenceError::invalid_input(
+            return Err(PersistenceError::not_integer_in(
                 "limit",
-                format!("{limit} is outside 1..={MAX_LIST_LIMIT}"),
+                limit,
+                1,
+                MAX_LIST_LIMIT.into(),
             ));
         }
         if cursor == Some("") {

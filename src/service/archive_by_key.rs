@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::archive::check_archive_session;
 use super::index_entries::recorded_sha256;
-use super::PersistenceService;
+use super::DataPersistenceService;
 use crate::codec::archive::{decode_archive_json, CUSTOM_RAW_SIZE_FIELD};
 use crate::error::{PersistenceError, Result};
 use crate::keys::parse_archive_object_key;
@@ -19,7 +19,7 @@ use crate::store::{Clock, KvStore, ObjectMeta, ObjectStore, Rng};
 /// Longest part of a refused `archiveKey` quoted in the error.
 const QUOTED_KEY_CHARS: usize = 64;
 
-impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
     /// The archive stored under `archive_key` (as `archiveConversation` returned it, or a
     /// legacy key of the earlier TypeScript implementation) as conversation JSON text, verified
     /// against the SHA-256 R2 recorded for it; `None` when no object is stored there.

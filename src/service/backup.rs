@@ -33,7 +33,7 @@ use serde_json::json;
 use super::archive::{check_archive_session, ARCHIVE_CONTENT_TYPE};
 use super::index_entries::{read_archive_location, recorded_sha256, ArchiveEntries};
 use super::log::OpLog;
-use super::PersistenceService;
+use super::DataPersistenceService;
 use crate::codec::archive::{decode_archive, listing_summary, r2_custom_metadata, ArchiveMetadata};
 use crate::codec::backup::{
     decode_legacy_manifest, decode_manifest, encode_backup, encode_manifest,
@@ -86,7 +86,7 @@ struct RestorableArchive {
     custom_metadata: BTreeMap<String, String>,
 }
 
-impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
     /// Backs up the newest archive of each listed session; returns the new backup id.
     ///
     /// Duplicate ids are backed up once. Without `owner`, sessions without an archive are

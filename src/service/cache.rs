@@ -25,7 +25,7 @@
 use serde_json::{json, Map, Value};
 
 use super::log::OpLog;
-use super::PersistenceService;
+use super::DataPersistenceService;
 use crate::codec::cache::{
     cache_list_metadata, decode_embedding, decode_query_entry, encode_embedding_entry,
     encode_query_entry, kv_expiration_ttl_secs, CacheLookup, CacheMetadata, EntryTimes,
@@ -88,7 +88,7 @@ fn non_empty(model: Option<&str>) -> Option<&str> {
     model.filter(|model| !model.is_empty())
 }
 
-impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
     /// Caches `embedding` of `text` for `policy.cacheTTL`. `metadata_json` is an optional JSON
     /// object (`{source, model, ...}`); its `model` (a string), else
     /// `options.default_embedding_model`, is recorded as the model the entry was cached for.

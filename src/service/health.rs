@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::log::OpLog;
 use super::run::{Run, RunBudget};
-use super::PersistenceService;
+use super::DataPersistenceService;
 use crate::error::Result;
 use crate::keys::{
     parse_archive_object_key, parse_backup_object_key, BackupObjectKind, ARCHIVE_META_PREFIX,
@@ -157,7 +157,7 @@ fn probe_status(result: &Result<()>) -> String {
     }
 }
 
-impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
     /// Probes both bindings (1 KV get, 1 R2 head) and reports their health. Never fails: a
     /// failing probe is part of the report.
     pub async fn health_check(&self) -> HealthReport {

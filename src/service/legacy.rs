@@ -13,7 +13,7 @@
 //! from another time: the record names one archive, and if it is gone the answer is `None`.
 
 use super::log::OpLog;
-use super::PersistenceService;
+use super::DataPersistenceService;
 use crate::error::Result;
 use crate::keys::{
     legacy_archive_folders, legacy_archive_search_prefix, parse_archive_object_key, SessionId,
@@ -29,7 +29,7 @@ pub(super) const LEGACY_KEY_TIME_SLACK_MS: i64 = 60_000;
 /// sessions whose id continues with `_…` (`_` sorts after every digit), so a short page suffices.
 const SEARCH_PAGE_LIMIT: u32 = 100;
 
-impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
     /// The newest legacy archive object of `session` whose key time is within
     /// [`LEGACY_KEY_TIME_SLACK_MS`] of `archived_at_ms`, in the folders such an archive may be
     /// in (with its custom metadata), or `None`.

@@ -20,7 +20,7 @@ use std::rc::Rc;
 
 use serde_json::{json, Value};
 
-use super::PersistenceService;
+use super::DataPersistenceService;
 use crate::hash::sha256_hex;
 use crate::policy::DataRetentionPolicy;
 use crate::service::{RunBudget, ServiceOptions};
@@ -51,7 +51,7 @@ where
     C: Clock + Rng + Clone,
 {
     let mut report = ConformanceReport::default();
-    let service = PersistenceService::new(
+    let service = DataPersistenceService::new(
         kv.clone(),
         r2.clone(),
         clock.clone(),
@@ -265,7 +265,7 @@ async fn kv_put<K: KvStore>(kv: &K, key: &str, value: &str) -> Check {
 }
 
 struct Suite<K, R, C> {
-    service: PersistenceService<K, R, C>,
+    service: DataPersistenceService<K, R, C>,
     kv: K,
     r2: R,
     /// Distinguishes this run's ids from other runs' in a shared namespace.

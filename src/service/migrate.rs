@@ -41,8 +41,8 @@ use super::index_entries::{
 };
 use super::log::OpLog;
 use super::run::{stop_reason, RunBudget, RunStatus, StopReason};
-use super::walk::KvWalk;
-use super::PersistenceService;
+use super::walk::{KvWalk, WalkJob};
+use super::DataPersistenceService;
 use crate::codec::archive::{ArchiveMetadata, LEGACY_FORMAT_VERSION};
 use crate::error::{PersistenceError, Result};
 use crate::keys::{
@@ -55,6 +55,16 @@ use crate::store::{Clock, KvStore, ObjectMeta, ObjectStore, Rng};
 /// Most calls one record can take: its get, the object's head, two index puts and the re-put
 /// of `archive_meta`.
 const CALLS_PER_RECORD: u32 = 5;
+
+/// The walk over `archive_meta:` that indexes the earlier implementation's archives.
+const LEGACY_WALK: WalkJob = WalkJob {
+    operation: "indexLegacyArchives",
+    name: "migration",
+    resume_key: LEGACY_INDEX_CURSOR_KEY,
+    prefix: ARCHIVE_META_PREFIX,
+    min_budget: MIN_MIGRATION_CALLS,
+    calls_per_key: CALLS_PER_RECORD,
+};
 
 /// Calls a record takes besides those when its object is not under the key its `archivedAt`
 /// gives: one R2 list per candidate month folder (`super::legacy`), claimed only then.
@@ -152,7 +162,7 @@ fn record_metadata(
     })
 }
 
-impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
     /// Indexes the archives of the earlier TypeScript implementation (or continues an
     /// unfinished run) within `budget`, so they are listed and swept by retention; reports
     /// what it did. Idempotent: a run after a complete one indexes nothing and writes nothing.
@@ -165,48 +175,29 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
     /// they stop the run (`stoppedBy`). Errors: `INVALID_INPUT` naming `maxStorageCalls` below
     /// [`MIN_MIGRATION_CALLS`].
     pub async fn index_legacy_archives(&self, budget: RunBudget) -> Result<MigrationReport> {
-        let log = self.begin("indexLegacyArchives");
-        let mut walk = self
-            .start_walk(
+        let log = self.begin(LEGACY_WALK.operation);
+        let mut report = MigrationReport::default();
+        report.status = self
+            .walk(
                 &log,
+                &LEGACY_WALK,
                 budget,
-                MIN_MIGRATION_CALLS,
-                LEGACY_INDEX_CURSOR_KEY,
-                "migration",
+                &mut report,
+                async |walk, report, entry| {
+                    let indexed = is_indexed(entry.metadata.as_ref());
+                    if !indexed {
+                        walk.claim(&entry.name, CALLS_PER_RECORD, self.clock.now_ms())?;
+                    }
+                    report.scanned += 1;
+                    if indexed {
+                        return Ok(());
+                    }
+                    self.index_record(&log, walk, report, &entry.name).await
+                },
             )
             .await?;
-        let mut report = MigrationReport::default();
-        let outcome = self.index_pages(&log, &mut walk, &mut report).await;
-        self.finish_run(&log, &mut walk.run, outcome).await;
-        report.status = walk.run.status;
         log.event("info", "legacy archives indexed", json!(report));
         Ok(report)
-    }
-
-    /// Every page of `archive_meta:` from the walk's position.
-    async fn index_pages(
-        &self,
-        log: &OpLog<'_>,
-        walk: &mut KvWalk,
-        report: &mut MigrationReport,
-    ) -> Result<(), StopReason> {
-        while let Some(page) = self
-            .next_walk_page(log, walk, ARCHIVE_META_PREFIX, CALLS_PER_RECORD)
-            .await?
-        {
-            for entry in &page {
-                let indexed = is_indexed(entry.metadata.as_ref());
-                if !indexed {
-                    walk.claim(&entry.name, CALLS_PER_RECORD, self.clock.now_ms())?;
-                }
-                report.scanned += 1;
-                if !indexed {
-                    self.index_record(log, walk, report, &entry.name).await?;
-                }
-            }
-            walk.page_done();
-        }
-        Ok(())
     }
 
     /// Indexes the archive of one `archive_meta:` entry listed without `key`; a record that

@@ -49,7 +49,7 @@ use crate::store::{
 };
 
 /// The spec's `DataPersistenceService`, over any KV, object store and clock.
-pub struct PersistenceService<K, R, C> {
+pub struct DataPersistenceService<K, R, C> {
     kv: K,
     r2: R,
     clock: C,
@@ -59,7 +59,7 @@ pub struct PersistenceService<K, R, C> {
     guard: StorageGuard,
 }
 
-impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
     /// A service over the given stores. Errors: `INVALID_CONFIG` for an invalid policy.
     pub fn new(
         kv: K,
@@ -71,7 +71,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
     ) -> Result<Self> {
         policy.validate()?;
         let guard = StorageGuard::new(options.retry, options.breaker);
-        Ok(PersistenceService {
+        Ok(DataPersistenceService {
             kv,
             r2,
             clock,

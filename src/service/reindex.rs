@@ -19,8 +19,8 @@ use serde_json::{json, Map, Value};
 
 use super::log::OpLog;
 use super::run::{stop_reason, RunBudget, RunStatus, StopReason};
-use super::walk::KvWalk;
-use super::PersistenceService;
+use super::walk::{KvWalk, WalkJob};
+use super::DataPersistenceService;
 use crate::error::{PersistenceError, Result};
 use crate::hash::KeyHasher;
 use crate::keys::{
@@ -33,6 +33,16 @@ use crate::store::{Clock, KvPutOptions, KvStore, ListedKvKey, ObjectStore, Rng};
 /// Smallest call budget that lets a run make progress: reading the resume point, one list
 /// page, one put and saving the resume point.
 pub const MIN_REINDEX_CALLS: u32 = 4;
+
+/// The walk over `archive_index:` that writes user index entries (1 put per entry).
+const REINDEX_WALK: WalkJob = WalkJob {
+    operation: "reindexUserArchives",
+    name: "user reindex",
+    resume_key: USER_REINDEX_CURSOR_KEY,
+    prefix: ARCHIVE_INDEX_PREFIX,
+    min_budget: MIN_REINDEX_CALLS,
+    calls_per_key: 1,
+};
 
 /// What one run of `reindexUserArchives` did, as JSON for JavaScript: `{"scanned": n,
 /// "written": n, "anonymous": n, "unreadable": n, "complete": true, "stoppedBy": null,
@@ -101,7 +111,7 @@ fn user_entry(
     Ok(Some((key, object_key.to_owned())))
 }
 
-impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
     /// Writes the user index entry of every archive under the current hash secret (or
     /// continues an unfinished run) within `budget`; reports what it did. Run it until
     /// `complete` after changing `hashSecret`.
@@ -112,41 +122,19 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
     /// (`stoppedBy`). Errors: `INVALID_INPUT` naming `maxStorageCalls` below
     /// [`MIN_REINDEX_CALLS`].
     pub async fn reindex_user_archives(&self, budget: RunBudget) -> Result<ReindexReport> {
-        let log = self.begin("reindexUserArchives");
-        let mut walk = self
-            .start_walk(
+        let log = self.begin(REINDEX_WALK.operation);
+        let mut report = ReindexReport::default();
+        report.status = self
+            .walk(
                 &log,
+                &REINDEX_WALK,
                 budget,
-                MIN_REINDEX_CALLS,
-                USER_REINDEX_CURSOR_KEY,
-                "user reindex",
+                &mut report,
+                async |walk, report, entry| self.reindex_entry(&log, walk, report, entry).await,
             )
             .await?;
-        let mut report = ReindexReport::default();
-        let outcome = self.reindex_pages(&log, &mut walk, &mut report).await;
-        self.finish_run(&log, &mut walk.run, outcome).await;
-        report.status = walk.run.status;
         log.event("info", "user archives reindexed", json!(report));
         Ok(report)
-    }
-
-    /// Every page of `archive_index:` from the walk's position.
-    async fn reindex_pages(
-        &self,
-        log: &OpLog<'_>,
-        walk: &mut KvWalk,
-        report: &mut ReindexReport,
-    ) -> Result<(), StopReason> {
-        while let Some(page) = self
-            .next_walk_page(log, walk, ARCHIVE_INDEX_PREFIX, 1)
-            .await?
-        {
-            for entry in &page {
-                self.reindex_entry(log, walk, report, entry).await?;
-            }
-            walk.page_done();
-        }
-        Ok(())
     }
 
     /// Writes the user index entry of one `archive_index:` entry, if it names a user.

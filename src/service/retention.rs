@@ -36,7 +36,7 @@ use serde_json::json;
 
 use super::log::OpLog;
 use super::run::{stop_reason, Run, RunBudget, RunStatus, StopReason};
-use super::PersistenceService;
+use super::DataPersistenceService;
 use crate::error::{PersistenceError, Result};
 use crate::keys::{
     parse_archive_object_key, ARCHIVE_INDEX_PREFIX, ARCHIVE_META_PREFIX, ARCHIVE_PREFIX,
@@ -133,7 +133,7 @@ impl Sweep {
     }
 }
 
-impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
     /// Runs (or continues) a retention sweep within `budget` and reports what it deleted.
     ///
     /// Costs 1 KV get (the resume point), 1 list per page of each swept prefix, 1 R2 delete

@@ -3,9 +3,9 @@
 //! stopped, a resume point saved in KV, and the status every run's report carries.
 //!
 //! A job keeps its own position type `P` (where it would continue) and its own counts; the
-//! driver starts a run ([`PersistenceService::start_run`]: checks the budget's minimum, reads
+//! driver starts a run ([`DataPersistenceService::start_run`]: checks the budget's minimum, reads
 //! the resume point), lets the job [afford](Run::afford) each step, and finishes it
-//! ([`PersistenceService::finish_run`]): a run that stopped early stores its position, one
+//! ([`DataPersistenceService::finish_run`]): a run that stopped early stores its position, one
 //! that completed after resuming deletes it. Failing to read, store or delete a resume point
 //! is logged, never fatal: the next run then starts over or repeats work, which every job
 //! makes harmless (its writes are idempotent).
@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::log::OpLog;
-use super::PersistenceService;
+use super::DataPersistenceService;
 use crate::codec::json_text;
 use crate::error::{PersistenceError, Result};
 use crate::store::{Clock, KvPutOptions, KvStore, ObjectStore, Rng};
@@ -127,7 +127,7 @@ impl<P> Run<P> {
     }
 }
 
-impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
     /// Starts a run of the job `name` within `budget`, which must allow at least `minimum`
     /// calls; with a `resume_key`, continues from the position stored there (1 KV get), else
     /// from `P::default()`. Errors: `INVALID_INPUT` naming `maxStorageCalls`.

@@ -13,8 +13,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::log::OpLog;
-use super::run::{stop_reason, Run, RunBudget, StopReason};
-use super::PersistenceService;
+use super::run::{stop_reason, Run, RunBudget, RunStatus, StopReason};
+use super::DataPersistenceService;
 use crate::error::Result;
 use crate::platform::MAX_LIST_LIMIT;
 use crate::store::{Clock, KvListOptions, KvStore, ListedKvKey, ObjectStore, Rng};
@@ -58,43 +58,83 @@ impl KvWalk {
     }
 }
 
-impl<K: KvStore, R: ObjectStore, C: Clock + Rng> PersistenceService<K, R, C> {
-    /// Starts (or continues, from the position stored under `resume_key`) a walk called
-    /// `name` within `budget`, which must allow at least `minimum` calls.
-    pub(super) async fn start_walk(
+/// A job that visits every key under one KV prefix: what it is called and what it needs.
+pub(super) struct WalkJob {
+    /// The public operation, as logs name it (`"indexLegacyArchives"`).
+    pub operation: &'static str,
+    /// What the run's own log lines call the job (`"migration"`).
+    pub name: &'static str,
+    /// The KV key of the walk's resume point.
+    pub resume_key: &'static str,
+    /// The prefix walked.
+    pub prefix: &'static str,
+    /// Smallest call budget that lets a run make progress.
+    pub min_budget: u32,
+    /// Calls one key may need, which a page must leave room for.
+    pub calls_per_key: u32,
+}
+
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
+    /// Runs (or continues) `job` within `budget`: every page of its prefix from the stored
+    /// position, `visit` called for each key (it [claims](KvWalk::claim) a key before spending
+    /// calls on it), the resume point saved or cleared at the end; the run's status.
+    /// Errors: `INVALID_INPUT` naming `maxStorageCalls` below the job's minimum.
+    pub(super) async fn walk<Report>(
         &self,
         log: &OpLog<'_>,
+        job: &WalkJob,
         budget: RunBudget,
-        minimum: u32,
-        resume_key: &'static str,
-        name: &'static str,
-    ) -> Result<KvWalk> {
+        report: &mut Report,
+        mut visit: impl AsyncFnMut(&mut KvWalk, &mut Report, &ListedKvKey) -> Result<(), StopReason>,
+    ) -> Result<RunStatus> {
         let run = self
-            .start_run(log, budget, minimum, Some(resume_key), name)
+            .start_run(log, budget, job.min_budget, Some(job.resume_key), job.name)
             .await?;
-        Ok(KvWalk {
+        let mut walk = KvWalk {
             run,
             next_cursor: None,
             finished: false,
-        })
+        };
+        let mut outcome = Ok(());
+        while outcome.is_ok() {
+            let page = match self.next_walk_page(log, &mut walk, job).await {
+                Ok(Some(page)) => page,
+                Ok(None) => break,
+                Err(stopped) => {
+                    outcome = Err(stopped);
+                    break;
+                }
+            };
+            for entry in &page {
+                outcome = visit(&mut walk, report, entry).await;
+                if outcome.is_err() {
+                    break;
+                }
+            }
+            if outcome.is_ok() {
+                walk.page_done();
+            }
+        }
+        self.finish_run(log, &mut walk.run, outcome).await;
+        Ok(walk.run.status)
     }
 
-    /// The next page of `prefix`, without the keys a stopped run already handled; `None`
-    /// once every page is handled. Needs room for the listing and `min_calls` more.
-    pub(super) async fn next_walk_page(
+    /// The next page of the job's prefix, without the keys a stopped run already handled;
+    /// `None` once every page is handled. Needs room for the listing and one key.
+    async fn next_walk_page(
         &self,
         log: &OpLog<'_>,
         walk: &mut KvWalk,
-        prefix: &str,
-        min_calls: u32,
+        job: &WalkJob,
     ) -> Result<Option<Vec<ListedKvKey>>, StopReason> {
         if walk.finished {
             return Ok(None);
         }
-        walk.run.afford(1 + min_calls, self.clock.now_ms())?;
+        walk.run
+            .afford(1 + job.calls_per_key, self.clock.now_ms())?;
         walk.run.spend(1);
         let options = KvListOptions {
-            prefix: Some(prefix.to_owned()),
+            prefix: Some(job.prefix.to_owned()),
             cursor: walk.run.position.kv_cursor.clone(),
             limit: Some(MAX_LIST_LIMIT),
         };

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
 use crate::policy::DataRetentionPolicy;
-use crate::service::{PersistenceService, ServiceOptions};
+use crate::service::{DataPersistenceService, ServiceOptions};
 use crate::store::memory::{block_on, MemoryKv, MemoryR2, MemoryStores, VirtualClock};
 use crate::store::LogSink;
 
@@ -32,7 +32,7 @@ fn js_error(err: crate::PersistenceError) -> JsError {
 #[wasm_bindgen]
 pub struct CorePipelineBench {
     stores: MemoryStores,
-    service: PersistenceService<MemoryKv, MemoryR2, VirtualClock>,
+    service: DataPersistenceService<MemoryKv, MemoryR2, VirtualClock>,
     memory_json: String,
     session_json: String,
     session_id: String,
@@ -54,7 +54,7 @@ impl CorePipelineBench {
         // Per-key write rate limits off, as in bench_native: ops come faster than 1 a second.
         stores.kv.set_write_rate_limit(false);
         stores.r2.set_write_rate_limit(false);
-        let service = PersistenceService::new(
+        let service = DataPersistenceService::new(
             stores.kv.clone(),
             stores.r2.clone(),
             stores.clock.clone(),

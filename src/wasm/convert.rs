@@ -8,6 +8,7 @@ use js_sys::{ArrayBuffer, Uint8Array, JSON};
 use serde_json::Value;
 use wasm_bindgen::{JsCast, JsValue};
 
+use crate::error::PersistenceError;
 use crate::hash;
 use crate::platform::JS_MAX_SAFE_INTEGER;
 
@@ -20,6 +21,17 @@ pub fn u64_to_js_number(what: &str, value: u64) -> Result<f64, String> {
     }
     // At most 2^53 - 1, so the conversion is exact.
     Ok(value as f64)
+}
+
+/// A numeric argument of an API call, which must be an integer in `min..=max` (wasm-bindgen
+/// would truncate a fraction and wrap a negative into a `u32` silently); INVALID_INPUT naming
+/// `field` otherwise.
+pub fn integer_arg(field: &str, value: f64, min: u64, max: u64) -> Result<u64, PersistenceError> {
+    if value.fract() != 0.0 || !(min as f64..=max as f64).contains(&value) {
+        return Err(PersistenceError::not_integer_in(field, value, min, max));
+    }
+    // Integral and within `min..=max` (at most 2^53 - 1 for every caller), so the cast is exact.
+    Ok(value as u64)
 }
 
 /// A JS number that must be a non-negative integer (a size, a count, epoch seconds).

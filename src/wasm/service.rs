@@ -1,4 +1,5 @@
-//! `PersistenceCore`: the service over the Worker's real bindings, exported to JavaScript.
+//! The service over the Worker's real bindings, exported to JavaScript as
+//! `DataPersistenceService` (which js/api.ts wraps in the spec's class of the same name).
 //!
 //! Methods return Promises built from `'static` futures that own an `Rc` of the service, so
 //! any number of calls can be in flight at once (a Worker isolate serves concurrent requests);
@@ -9,26 +10,28 @@ use std::future::Future;
 use std::rc::Rc;
 
 use js_sys::{Float64Array, Promise};
-use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use super::bindings::{KVNamespace, R2Bucket};
 use super::clock::JsClock;
+use super::convert::integer_arg;
 use super::js_error::{to_js_error_in, Operation};
 use super::kv::JsKv;
 use super::log::ConsoleLog;
 use super::r2::JsR2;
 use crate::codec::json_text;
 use crate::error::PersistenceError;
+use crate::platform::{JS_MAX_SAFE_INTEGER, MAX_LIST_LIMIT};
 use crate::policy::{self, DataRetentionPolicy, PolicyOverrides};
-use crate::service::{PersistenceService, RunBudget, ServiceOptions};
+use crate::service::{DataPersistenceService, RunBudget, ServiceOptions};
+use crate::store::Clock;
 
-type Service = PersistenceService<JsKv, JsR2, JsClock>;
+type Service = DataPersistenceService<JsKv, JsR2, JsClock>;
 
 /// The persistence service bound to a Worker's `CHAT_KV` and `ARCHIVE_R2`.
-#[wasm_bindgen]
-pub struct PersistenceCore {
+#[wasm_bindgen(js_name = DataPersistenceService)]
+pub struct BoundService {
     service: Rc<Service>,
 }
 
@@ -46,33 +49,6 @@ where
             .await
             .map(Into::into)
             .map_err(|err| to_js_error_in(operation, &err))
-    })
-}
-
-/// Runs one maintenance job on the run driver within the budget its JavaScript arguments give
-/// (the deadline must be a valid epoch-ms time: INVALID_INPUT naming `deadlineMs`); resolves to
-/// its report as JSON text.
-fn spawn_run<F, Fut, T>(
-    service: &Rc<Service>,
-    operation: Operation,
-    max_storage_calls: Option<u32>,
-    deadline_ms: Option<f64>,
-    job: F,
-) -> Promise
-where
-    F: FnOnce(Rc<Service>, RunBudget) -> Fut + 'static,
-    Fut: Future<Output = Result<T, PersistenceError>> + 'static,
-    T: Serialize,
-{
-    spawn(service, operation, async move |service| {
-        let deadline_ms = deadline_ms
-            .map(|ms| crate::time::epoch_ms_from_f64("deadlineMs", ms))
-            .transpose()?;
-        let budget = RunBudget {
-            max_storage_calls,
-            deadline_ms,
-        };
-        Ok(json_text(&job(service, budget).await?))
     })
 }
 
@@ -153,8 +129,8 @@ fn optional_json(value: Option<String>) -> Option<String> {
     value.filter(|text| !text.is_empty())
 }
 
-#[wasm_bindgen]
-impl PersistenceCore {
+#[wasm_bindgen(js_class = DataPersistenceService)]
+impl BoundService {
     /// A service over `kv` and `r2`. `policy_json` is a (partial) DataRetentionPolicy and
     /// `options_json` the PersistenceOptions, both as JSON text. Throws INVALID_CONFIG.
     #[wasm_bindgen(constructor)]
@@ -163,12 +139,12 @@ impl PersistenceCore {
         r2: R2Bucket,
         policy_json: &str,
         options_json: &str,
-    ) -> Result<PersistenceCore, JsValue> {
+    ) -> Result<BoundService, JsValue> {
         let build = || -> Result<Service, PersistenceError> {
             let policy =
                 PolicyOverrides::from_json(policy_json)?.apply(DataRetentionPolicy::default())?;
             let options = ServiceOptions::from_json(options_json)?;
-            PersistenceService::new(
+            DataPersistenceService::new(
                 JsKv::new(kv),
                 JsR2::new(r2),
                 JsClock::new(),
@@ -178,7 +154,7 @@ impl PersistenceCore {
             )
         };
         let service = build().map_err(|err| to_js_error_in(Operation::Config, &err))?;
-        Ok(PersistenceCore {
+        Ok(BoundService {
             service: Rc::new(service),
         })
     }
@@ -216,10 +192,12 @@ impl PersistenceCore {
     pub fn list_archived_conversations(
         &self,
         user_id: Option<String>,
-        limit: u32,
+        limit: f64,
         cursor: Option<String>,
     ) -> Promise {
         spawn(&self.service, Operation::Archive, async move |service| {
+            let max = MAX_LIST_LIMIT.into();
+            let limit = integer_arg("limit", limit, 1, max)? as u32; // At most 1000: checked.
             let listing = service
                 .list_archived_conversations(user_id.as_deref(), limit, cursor.as_deref())
                 .await?;
@@ -328,45 +306,12 @@ impl PersistenceCore {
         })
     }
 
-    /// Runs (or resumes) the retention sweep within the given budget; resolves to the report as
-    /// JSON text.
-    #[wasm_bindgen(js_name = enforceRetentionPolicy)]
-    pub fn enforce_retention_policy(
-        &self,
-        max_storage_calls: Option<u32>,
-        deadline_ms: Option<f64>,
-    ) -> Promise {
-        spawn_run(
-            &self.service,
-            Operation::Retention,
-            max_storage_calls,
-            deadline_ms,
-            async |service, budget| service.enforce_retention_policy(budget).await,
-        )
-    }
-
     /// The health report as JSON text (never rejects: failures are reported in it).
     #[wasm_bindgen(js_name = healthCheck)]
     pub fn health_check(&self) -> Promise {
         spawn(&self.service, Operation::Metrics, async move |service| {
             Ok(json_text(&service.health_check().await))
         })
-    }
-
-    /// Storage counts over all pages, or as many as the budget allows, as JSON text.
-    #[wasm_bindgen(js_name = getStorageMetrics)]
-    pub fn get_storage_metrics(
-        &self,
-        max_storage_calls: Option<u32>,
-        deadline_ms: Option<f64>,
-    ) -> Promise {
-        spawn_run(
-            &self.service,
-            Operation::Metrics,
-            max_storage_calls,
-            deadline_ms,
-            async |service, budget| service.get_storage_metrics(budget).await,
-        )
     }
 
     /// The archive stored under an R2 key, as conversation JSON text, or `null`; reads R2 only
@@ -379,38 +324,52 @@ impl PersistenceCore {
         })
     }
 
-    /// Indexes archives of the earlier TypeScript implementation (or continues an unfinished
-    /// run) within the given budget; resolves to the report as JSON text.
-    #[wasm_bindgen(js_name = indexLegacyArchives)]
-    pub fn index_legacy_archives(
+    /// Runs (or resumes) the maintenance job `job` on the run driver within at most
+    /// `max_storage_calls` storage calls (1..=2^32-1) and `time_budget_ms` milliseconds from now
+    /// (1..=2^53-1), each INVALID_INPUT naming it otherwise; resolves to its report as JSON
+    /// text. The jobs are the service's methods of the same names; any other name is
+    /// INVALID_INPUT naming `job`.
+    #[wasm_bindgen(js_name = runJob)]
+    pub fn run_job(
         &self,
-        max_storage_calls: Option<u32>,
-        deadline_ms: Option<f64>,
+        job: String,
+        max_storage_calls: Option<f64>,
+        time_budget_ms: Option<f64>,
     ) -> Promise {
-        spawn_run(
-            &self.service,
-            Operation::Archive,
-            max_storage_calls,
-            deadline_ms,
-            async |service, budget| service.index_legacy_archives(budget).await,
-        )
-    }
-
-    /// Rebuilds the per-user index under the current hash secret (or continues an unfinished
-    /// run) within the given budget; resolves to the report as JSON text.
-    #[wasm_bindgen(js_name = reindexUserArchives)]
-    pub fn reindex_user_archives(
-        &self,
-        max_storage_calls: Option<u32>,
-        deadline_ms: Option<f64>,
-    ) -> Promise {
-        spawn_run(
-            &self.service,
-            Operation::Archive,
-            max_storage_calls,
-            deadline_ms,
-            async |service, budget| service.reindex_user_archives(budget).await,
-        )
+        let operation = match job.as_str() {
+            "enforceRetentionPolicy" => Operation::Retention,
+            "getStorageMetrics" => Operation::Metrics,
+            _ => Operation::Archive,
+        };
+        spawn(&self.service, operation, async move |service| {
+            let max_storage_calls = max_storage_calls
+                .map(|calls| integer_arg("maxStorageCalls", calls, 1, u32::MAX.into()))
+                .transpose()?
+                .map(|calls| calls as u32); // At most u32::MAX: checked above.
+            let now_ms = service.clock().now_ms();
+            let deadline_ms = time_budget_ms
+                .map(|ms| integer_arg("timeBudgetMs", ms, 1, JS_MAX_SAFE_INTEGER))
+                .transpose()?
+                .map(|ms| now_ms.saturating_add_unsigned(ms));
+            let budget = RunBudget {
+                max_storage_calls,
+                deadline_ms,
+            };
+            Ok(match job.as_str() {
+                "enforceRetentionPolicy" => {
+                    json_text(&service.enforce_retention_policy(budget).await?)
+                }
+                "getStorageMetrics" => json_text(&service.get_storage_metrics(budget).await?),
+                "indexLegacyArchives" => json_text(&service.index_legacy_archives(budget).await?),
+                "reindexUserArchives" => json_text(&service.reindex_user_archives(budget).await?),
+                other => {
+                    return Err(PersistenceError::invalid_input(
+                        "job",
+                        format!("{other:?} is not a maintenance job"),
+                    ))
+                }
+            })
+        })
     }
 }
 

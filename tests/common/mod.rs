@@ -8,7 +8,7 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 use supportbot_persistence::keys::{ARCHIVE_INDEX_PREFIX, ARCHIVE_META_PREFIX, USER_INDEX_PREFIX};
 use supportbot_persistence::policy::DataRetentionPolicy;
-use supportbot_persistence::service::{PersistenceService, ServiceOptions};
+use supportbot_persistence::service::{DataPersistenceService, ServiceOptions};
 use supportbot_persistence::store::memory::{
     block_on, MemoryKv, MemoryR2, MemoryStores, StoreSnapshot, VirtualClock,
 };
@@ -25,7 +25,7 @@ pub const DAY: i64 = 24 * 60 * 60 * 1000;
 pub const LEGACY_ARCHIVE: &[u8] = include_bytes!("../fixtures/archive/legacy_archive.json");
 
 /// The service over the in-memory stores.
-pub type Service = PersistenceService<MemoryKv, MemoryR2, VirtualClock>;
+pub type Service = DataPersistenceService<MemoryKv, MemoryR2, VirtualClock>;
 
 /// A service over `stores` that logs to `log_sink`.
 pub fn service_over(
@@ -34,7 +34,7 @@ pub fn service_over(
     policy: DataRetentionPolicy,
     options: ServiceOptions,
 ) -> Service {
-    PersistenceService::new(
+    DataPersistenceService::new(
         stores.kv.clone(),
         stores.r2.clone(),
         stores.clock.clone(),
