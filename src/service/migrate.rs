@@ -40,7 +40,7 @@ use super::index_entries::{
     read_archive_location, recorded_sha256, ArchiveEntries, ArchiveLocation,
 };
 use super::log::OpLog;
-use super::run::{stop_reason, RunBudget, RunStatus, StopReason};
+use super::run::{stop_reason, RunBudget, RunReport, RunStatus, StopReason};
 use super::walk::{KvWalk, WalkJob};
 use super::DataPersistenceService;
 use crate::codec::archive::{ArchiveMetadata, LEGACY_FORMAT_VERSION};
@@ -62,6 +62,7 @@ const LEGACY_WALK: WalkJob = WalkJob {
     name: "migration",
     resume_key: LEGACY_INDEX_CURSOR_KEY,
     prefix: ARCHIVE_META_PREFIX,
+    done: "legacy archives indexed",
     min_budget: MIN_MIGRATION_CALLS,
     calls_per_key: CALLS_PER_RECORD,
 };
@@ -93,6 +94,12 @@ pub struct MigrationReport {
     /// Whether the run completed, why it stopped, whether it resumed, its storage calls.
     #[serde(flatten)]
     pub status: RunStatus,
+}
+
+impl RunReport for MigrationReport {
+    fn status_mut(&mut self) -> &mut RunStatus {
+        &mut self.status
+    }
 }
 
 /// The fields of the earlier implementation's `archive_meta` record besides `sessionId` and
@@ -175,29 +182,22 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// they stop the run (`stoppedBy`). Errors: `INVALID_INPUT` naming `maxStorageCalls` below
     /// [`MIN_MIGRATION_CALLS`].
     pub async fn index_legacy_archives(&self, budget: RunBudget) -> Result<MigrationReport> {
-        let log = self.begin(LEGACY_WALK.operation);
-        let mut report = MigrationReport::default();
-        report.status = self
-            .walk(
-                &log,
-                &LEGACY_WALK,
-                budget,
-                &mut report,
-                async |walk, report, entry| {
-                    let indexed = is_indexed(entry.metadata.as_ref());
-                    if !indexed {
-                        walk.claim(&entry.name, CALLS_PER_RECORD, self.clock.now_ms())?;
-                    }
-                    report.scanned += 1;
-                    if indexed {
-                        return Ok(());
-                    }
-                    self.index_record(&log, walk, report, &entry.name).await
-                },
-            )
-            .await?;
-        log.event("info", "legacy archives indexed", json!(report));
-        Ok(report)
+        self.walk(
+            &LEGACY_WALK,
+            budget,
+            async |log, walk, report: &mut MigrationReport, entry| {
+                let indexed = is_indexed(entry.metadata.as_ref());
+                if !indexed {
+                    walk.claim(&entry.name, CALLS_PER_RECORD, self.clock.now_ms())?;
+                }
+                report.scanned += 1;
+                if indexed {
+                    return Ok(());
+                }
+                self.index_record(log, walk, report, &entry.name).await
+            },
+        )
+        .await
     }
 
     /// Indexes the archive of one `archive_meta:` entry listed without `key`; a record that

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::log::OpLog;
-use super::run::{stop_reason, RunBudget, RunStatus, StopReason};
+use super::run::{stop_reason, RunBudget, RunReport, RunStatus, StopReason};
 use super::walk::{KvWalk, WalkJob};
 use super::DataPersistenceService;
 use crate::error::{PersistenceError, Result};
@@ -40,6 +40,7 @@ const REINDEX_WALK: WalkJob = WalkJob {
     name: "user reindex",
     resume_key: USER_REINDEX_CURSOR_KEY,
     prefix: ARCHIVE_INDEX_PREFIX,
+    done: "user archives reindexed",
     min_budget: MIN_REINDEX_CALLS,
     calls_per_key: 1,
 };
@@ -61,6 +62,12 @@ pub struct ReindexReport {
     /// Whether the run completed, why it stopped, whether it resumed, its storage calls.
     #[serde(flatten)]
     pub status: RunStatus,
+}
+
+impl RunReport for ReindexReport {
+    fn status_mut(&mut self) -> &mut RunStatus {
+        &mut self.status
+    }
 }
 
 /// The user index entry that the `archive_index:` entry `name` with listing `summary` calls
@@ -122,19 +129,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// (`stoppedBy`). Errors: `INVALID_INPUT` naming `maxStorageCalls` below
     /// [`MIN_REINDEX_CALLS`].
     pub async fn reindex_user_archives(&self, budget: RunBudget) -> Result<ReindexReport> {
-        let log = self.begin(REINDEX_WALK.operation);
-        let mut report = ReindexReport::default();
-        report.status = self
-            .walk(
-                &log,
-                &REINDEX_WALK,
-                budget,
-                &mut report,
-                async |walk, report, entry| self.reindex_entry(&log, walk, report, entry).await,
-            )
-            .await?;
-        log.event("info", "user archives reindexed", json!(report));
-        Ok(report)
+        self.walk(&REINDEX_WALK, budget, async |log, walk, report, entry| {
+            self.reindex_entry(log, walk, report, entry).await
+        })
+        .await
     }
 
     /// Writes the user index entry of one `archive_index:` entry, if it names a user.

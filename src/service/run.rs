@@ -67,6 +67,12 @@ pub struct RunStatus {
     pub storage_calls: u32,
 }
 
+/// A job's report: its own counts beside the [`RunStatus`] every run reports.
+pub(super) trait RunReport: Serialize + Default {
+    /// The run's status in the report.
+    fn status_mut(&mut self) -> &mut RunStatus;
+}
+
 /// One run of a job whose position is `P`.
 #[derive(Debug)]
 pub(super) struct Run<P> {

@@ -11,9 +11,10 @@
 //! budget of 50 list 9 keys at a time, keys needing nothing included.)
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use super::log::OpLog;
-use super::run::{stop_reason, Run, RunBudget, RunStatus, StopReason};
+use super::run::{stop_reason, Run, RunBudget, RunReport, StopReason};
 use super::DataPersistenceService;
 use crate::error::Result;
 use crate::platform::MAX_LIST_LIMIT;
@@ -68,6 +69,8 @@ pub(super) struct WalkJob {
     pub resume_key: &'static str,
     /// The prefix walked.
     pub prefix: &'static str,
+    /// What the log says when a run ends (with the report).
+    pub done: &'static str,
     /// Smallest call budget that lets a run make progress.
     pub min_budget: u32,
     /// Calls one key may need, which a page must leave room for.
@@ -77,16 +80,21 @@ pub(super) struct WalkJob {
 impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
     /// Runs (or continues) `job` within `budget`: every page of its prefix from the stored
     /// position, `visit` called for each key (it [claims](KvWalk::claim) a key before spending
-    /// calls on it), the resume point saved or cleared at the end; the run's status.
+    /// calls on it), the resume point saved or cleared at the end; the run's report, logged.
     /// Errors: `INVALID_INPUT` naming `maxStorageCalls` below the job's minimum.
-    pub(super) async fn walk<Report>(
+    pub(super) async fn walk<Report: RunReport>(
         &self,
-        log: &OpLog<'_>,
         job: &WalkJob,
         budget: RunBudget,
-        report: &mut Report,
-        mut visit: impl AsyncFnMut(&mut KvWalk, &mut Report, &ListedKvKey) -> Result<(), StopReason>,
-    ) -> Result<RunStatus> {
+        mut visit: impl AsyncFnMut(
+            &OpLog<'_>,
+            &mut KvWalk,
+            &mut Report,
+            &ListedKvKey,
+        ) -> Result<(), StopReason>,
+    ) -> Result<Report> {
+        let log = &self.begin(job.operation);
+        let mut report = Report::default();
         let run = self
             .start_run(log, budget, job.min_budget, Some(job.resume_key), job.name)
             .await?;
@@ -106,7 +114,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 }
             };
             for entry in &page {
-                outcome = visit(&mut walk, report, entry).await;
+                outcome = visit(log, &mut walk, &mut report, entry).await;
                 if outcome.is_err() {
                     break;
                 }
@@ -116,7 +124,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             }
         }
         self.finish_run(log, &mut walk.run, outcome).await;
-        Ok(walk.run.status)
+        *report.status_mut() = walk.run.status;
+        log.event("info", job.done, json!(report));
+        Ok(report)
     }
 
     /// The next page of the job's prefix, without the keys a stopped run already handled;
