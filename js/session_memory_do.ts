@@ -106,7 +106,11 @@ function checkMessage(message: SessionMessage, userId: string | null, summary: s
     );
   } catch (error) {
     if (!isPersistenceError(error)) throw error;
-    throw sessionError(error.code, error.message.replaceAll("memory.messages[0]", "message").replace(/\bmemory\.sessionId\b/, "message.sessionId"));
+    const detail = error.message
+      .replace(/^Archive operation failed: (?:invalid input: )?/, "")
+      .replaceAll("memory.messages[0]", "message")
+      .replace("memory.sessionId", "message.sessionId");
+    throw sessionError(error.code, detail);
   }
   if (message.id.length === 0) throw sessionError("INVALID_INPUT", "message.id: must be a non-empty string");
 }
