@@ -89,34 +89,26 @@ pub struct EnvVar {
     field: FieldAccess,
 }
 
+impl EnvVar {
+    const fn new(name: &'static str, unit: u64, field: FieldAccess) -> Self {
+        EnvVar { name, unit, field }
+    }
+}
+
 /// The variables of the spec's `wrangler.toml` `[vars]`, the one list of their names (the
 /// TypeScript side reads it through `policyVarNames`). `MB` means MiB (2^20 bytes).
 pub const ENV_VARS: [EnvVar; 5] = [
-    EnvVar {
-        name: "SESSION_TTL_HOURS",
-        unit: HOUR_MS,
-        field: |policy| &mut policy.conversation_ttl_ms,
-    },
-    EnvVar {
-        name: "CACHE_TTL_HOURS",
-        unit: HOUR_MS,
-        field: |policy| &mut policy.cache_ttl_ms,
-    },
-    EnvVar {
-        name: "ARCHIVE_RETENTION_DAYS",
-        unit: DAY_MS,
-        field: |policy| &mut policy.archive_retention_ms,
-    },
-    EnvVar {
-        name: "CLEANUP_INTERVAL_HOURS",
-        unit: HOUR_MS,
-        field: |policy| &mut policy.cleanup_interval_ms,
-    },
-    EnvVar {
-        name: "MAX_ARCHIVE_SIZE_MB",
-        unit: MIB,
-        field: |policy| &mut policy.max_archive_size_bytes,
-    },
+    EnvVar::new("SESSION_TTL_HOURS", HOUR_MS, |p| &mut p.conversation_ttl_ms),
+    EnvVar::new("CACHE_TTL_HOURS", HOUR_MS, |p| &mut p.cache_ttl_ms),
+    EnvVar::new("ARCHIVE_RETENTION_DAYS", DAY_MS, |p| {
+        &mut p.archive_retention_ms
+    }),
+    EnvVar::new("CLEANUP_INTERVAL_HOURS", HOUR_MS, |p| {
+        &mut p.cleanup_interval_ms
+    }),
+    EnvVar::new("MAX_ARCHIVE_SIZE_MB", MIB, |p| {
+        &mut p.max_archive_size_bytes
+    }),
 ];
 
 /// Builds a policy from the Worker's environment variables, looked up through `lookup`:

@@ -180,21 +180,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// Writes the metadata record of a stored archive, then its index entries.
     async fn put_archive_entries(&self, log: &OpLog<'_>, plan: &ArchivePlan) -> Result<()> {
         let entries = &plan.entries;
-        self.kv_put(
-            log,
-            &entries.meta_key,
-            &entries.record,
-            entries.put_options(),
-        )
-        .await?;
+        self.put_archive_record(log, entries).await?;
         for index_key in &entries.index_keys {
-            self.kv_put(
-                log,
-                index_key,
-                plan.object_key.as_bytes(),
-                entries.put_options(),
-            )
-            .await?;
+            self.put_index_entry(log, entries, index_key).await?;
         }
         Ok(())
     }

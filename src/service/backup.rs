@@ -580,20 +580,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             .and_then(|location| parse_archive_object_key(&location.key))
             .is_some_and(|current| current.archived_at_ms > metadata.archived_at);
         if !already_restored && !newer_exists {
-            self.kv_put(
-                log,
-                &entries.meta_key,
-                &entries.record,
-                entries.put_options(),
-            )
-            .await?;
+            self.put_archive_record(log, &entries).await?;
         }
         for index_key in &entries.index_keys {
             if already_restored && self.kv_get(log, index_key).await?.is_some() {
                 continue;
             }
-            self.kv_put(log, index_key, object_key.as_bytes(), entries.put_options())
-                .await?;
+            self.put_index_entry(log, &entries, index_key).await?;
         }
         Ok(())
     }

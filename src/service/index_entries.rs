@@ -8,6 +8,9 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::log::OpLog;
+use super::DataPersistenceService;
+
 use crate::codec::archive::{listing_summary, ArchiveMetadata, CUSTOM_SHA256_FIELD};
 use crate::error::{PersistenceError, Result};
 use crate::hash::KeyHasher;
@@ -15,7 +18,7 @@ use crate::keys::{
     archive_index_key, archive_meta_key, legacy_archive_object_key, parse_archive_object_key,
     user_index_key, SessionId, UserId,
 };
-use crate::store::{KvPutOptions, ObjectMeta};
+use crate::store::{Clock, KvPutOptions, KvStore, ObjectMeta, ObjectStore, Rng};
 
 /// The `archive_meta:<sid>` record this library writes: the archive's metadata and R2 key.
 #[derive(Serialize)]
@@ -27,6 +30,8 @@ struct ArchiveRecord<'a> {
 
 /// Every KV entry of one stored archive, computed before the first write.
 pub(super) struct ArchiveEntries {
+    /// The archive's R2 key: the value of every index entry.
+    pub object_key: String,
     /// `archive_meta:<sid>`.
     pub meta_key: String,
     /// Its value: the [`ArchiveRecord`] as JSON.
@@ -59,6 +64,7 @@ impl ArchiveEntries {
         }
         index_keys.push(archive_index_key(metadata.archived_at, &session_id)?);
         Ok(ArchiveEntries {
+            object_key: object_key.to_owned(),
             meta_key: archive_meta_key(&session_id),
             record,
             index_keys,
@@ -72,6 +78,31 @@ impl ArchiveEntries {
             expiration_ttl_secs: None,
             metadata: Some(self.summary.clone()),
         }
+    }
+}
+
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
+    /// Writes the `archive_meta` record of `entries`. Costs 1 KV put.
+    pub(super) async fn put_archive_record(
+        &self,
+        log: &OpLog<'_>,
+        entries: &ArchiveEntries,
+    ) -> Result<()> {
+        let options = entries.put_options();
+        self.kv_put(log, &entries.meta_key, &entries.record, options)
+            .await
+    }
+
+    /// Writes the index entry `index_key` of `entries`. Costs 1 KV put.
+    pub(super) async fn put_index_entry(
+        &self,
+        log: &OpLog<'_>,
+        entries: &ArchiveEntries,
+        index_key: &str,
+    ) -> Result<()> {
+        let options = entries.put_options();
+        self.kv_put(log, index_key, entries.object_key.as_bytes(), options)
+            .await
     }
 }
 

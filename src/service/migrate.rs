@@ -294,14 +294,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         };
         for index_key in &entries.index_keys {
             walk.run.spend(1);
-            self.kv_put(
-                log,
-                index_key,
-                location.key.as_bytes(),
-                entries.put_options(),
-            )
-            .await
-            .map_err(|err| stop_reason(&err))?;
+            self.put_index_entry(log, &entries, index_key)
+                .await
+                .map_err(|err| stop_reason(&err))?;
         }
         // The same value, now with the list metadata that marks the entry as indexed.
         walk.run.spend(1);
