@@ -480,17 +480,12 @@ fn restore_world() -> (World, String) {
     let id = world.backup(&["s-1", "s-2", "s-3"]).unwrap();
     world.stores.clock.advance_ms(1_500);
     world.archive("s-4", Some("u-1"), "after the backup");
+    common::lose_where(
+        &world.stores,
+        |key| key.contains("archive_s-1_"),
+        |key| key.ends_with(":s-1"),
+    );
     let snapshot = world.stores.snapshot();
-    let s1: Vec<String> = snapshot
-        .r2
-        .keys()
-        .filter(|key| key.contains("archive_s-1_"))
-        .cloned()
-        .collect();
-    block_on(world.stores.r2.delete(&s1)).unwrap();
-    for key in snapshot.kv.keys().filter(|key| key.ends_with(":s-1")) {
-        block_on(world.stores.kv.delete(key)).unwrap();
-    }
     let s2 = snapshot
         .r2
         .keys()

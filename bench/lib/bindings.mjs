@@ -29,18 +29,33 @@ export class Counters {
   }
 }
 
-/** Sorted key index with lazy rebuild, so list() pages by binary search. */
+/**
+ * Sorted key index, so list() pages by binary search. A new key rebuilds it (lazily, at the next
+ * list); a deleted key only goes stale in it, and lists skip stale keys: otherwise every list
+ * after a delete would re-sort the whole store, a cost the real KV and R2 do not have, charged to
+ * whichever contender interleaves lists and deletes.
+ */
 class SortedKeys {
   constructor() {
     this.sorted = null;
+    this.stale = 0;
   }
   invalidate() {
     this.sorted = null;
+    this.stale = 0;
+  }
+  deleted() {
+    if (this.sorted !== null && ++this.stale > this.sorted.length / 2) this.invalidate();
   }
   get(map) {
     // Byte order of UTF-8 equals code-point order; our keys are ASCII, where it is also UTF-16 order.
     if (this.sorted === null) this.sorted = [...map.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     return this.sorted;
+  }
+  /** From `at`, the index of the first key still in `map`. */
+  static live(sorted, at, map) {
+    while (at < sorted.length && !map.has(sorted[at])) at++;
+    return at;
   }
   /** Index of the first key strictly after `key`. */
   static after(sorted, key) {
@@ -76,7 +91,7 @@ export class FakeKV {
     if (entry === undefined) return undefined;
     if (entry.expiration !== undefined && entry.expiration * 1000 <= this.clock.now) {
       this.entries.delete(key);
-      this.index.invalidate();
+      this.index.deleted();
       return undefined;
     }
     return entry;
@@ -129,7 +144,7 @@ export class FakeKV {
     this.counters.calls.delete++;
     this.counters.deletedKeys++;
     this.counters.largestDeleteBatch = Math.max(this.counters.largestDeleteBatch, 1);
-    if (this.entries.delete(key)) this.index.invalidate();
+    if (this.entries.delete(key)) this.index.deleted();
   }
 
   async list(options = {}) {
@@ -140,7 +155,7 @@ export class FakeKV {
     let at = options.cursor ? SortedKeys.after(sorted, options.cursor) : SortedKeys.after(sorted, prefix) - (this.entries.has(prefix) ? 1 : 0);
     const keys = [];
     let last;
-    while (at < sorted.length && keys.length < limit) {
+    while ((at = SortedKeys.live(sorted, at, this.entries)) < sorted.length && keys.length < limit) {
       const name = sorted[at++];
       if (!name.startsWith(prefix)) {
         at = sorted.length;
@@ -154,6 +169,7 @@ export class FakeKV {
       if (entry.metadata !== undefined) listed.metadata = JSON.parse(entry.metadata);
       keys.push(listed);
     }
+    at = SortedKeys.live(sorted, at, this.entries);
     const complete = at >= sorted.length || !sorted[at].startsWith(prefix);
     return complete ? { keys, list_complete: true, cacheStatus: null } : { keys, list_complete: false, cursor: last, cacheStatus: null };
   }
@@ -237,7 +253,7 @@ export class FakeR2 {
     if (list.length > 1000) throw new Error(`delete: ${list.length} keys, at most 1000`);
     this.counters.deletedKeys += list.length;
     this.counters.largestDeleteBatch = Math.max(this.counters.largestDeleteBatch, list.length);
-    for (const key of list) if (this.objects.delete(key)) this.index.invalidate();
+    for (const key of list) if (this.objects.delete(key)) this.index.deleted();
   }
 
   async list(options = {}) {
@@ -249,10 +265,11 @@ export class FakeR2 {
     const after = options.cursor ?? options.startAfter;
     let at = after !== undefined ? SortedKeys.after(sorted, after) : SortedKeys.after(sorted, prefix) - (this.objects.has(prefix) ? 1 : 0);
     const objects = [];
-    while (at < sorted.length && objects.length < limit && sorted[at].startsWith(prefix)) {
+    while ((at = SortedKeys.live(sorted, at, this.objects)) < sorted.length && objects.length < limit && sorted[at].startsWith(prefix)) {
       const key = sorted[at++];
       objects.push(this.#meta(key, this.objects.get(key), includeCustom));
     }
+    at = SortedKeys.live(sorted, at, this.objects);
     const truncated = at < sorted.length && sorted[at].startsWith(prefix);
     return truncated
       ? { objects, truncated: true, cursor: objects[objects.length - 1].key, delimitedPrefixes: [] }

@@ -13,6 +13,7 @@ use supportbot_persistence::store::memory::{
     block_on, MemoryKv, MemoryR2, MemoryStores, StoreSnapshot, VirtualClock,
 };
 use supportbot_persistence::store::{KvStore, LogSink, ObjectStore};
+use supportbot_persistence::PersistenceError;
 
 /// 2025-01-06T10:00:00Z
 pub const T0: i64 = 1_736_157_600_000;
@@ -137,19 +138,28 @@ pub fn all_keys(snapshot: &StoreSnapshot) -> BTreeSet<String> {
 
 /// Deletes every archive object and every archive KV entry (not storage calls that fail).
 pub fn lose_all_archives(stores: &MemoryStores) {
+    let prefixes = [ARCHIVE_META_PREFIX, USER_INDEX_PREFIX, ARCHIVE_INDEX_PREFIX];
+    lose_where(
+        stores,
+        |key| key.starts_with("conversations/"),
+        |key| prefixes.iter().any(|prefix| key.starts_with(prefix)),
+    );
+}
+
+/// Deletes the R2 objects and KV entries whose keys
+/// the predicates pick.
+pub fn lose_where(stores: &MemoryStores, r2: impl Fn(&str) -> bool, kv: impl Fn(&str) -> bool) {
     let snapshot = stores.snapshot();
-    let objects: Vec<String> = snapshot
-        .r2
-        .keys()
-        .filter(|key| key.starts_with("conversations/"))
-        .cloned()
-        .collect();
+    let objects: Vec<String> = snapshot.r2.keys().filter(|key| r2(key)).cloned().collect();
     block_on(stores.r2.delete(&objects)).unwrap();
-    for key in snapshot.kv.keys().filter(|key| {
-        [ARCHIVE_META_PREFIX, USER_INDEX_PREFIX, ARCHIVE_INDEX_PREFIX]
-            .iter()
-            .any(|prefix| key.starts_with(prefix))
-    }) {
+    for key in snapshot.kv.keys().filter(|key| kv(key)) {
         block_on(stores.kv.delete(key)).unwrap();
     }
+}
+
+/// Asserts that a run was refused for a call budget too small to make progress.
+pub fn assert_budget_refused<T: std::fmt::Debug>(result: Result<T, PersistenceError>) {
+    let err = result.unwrap_err();
+    assert_eq!(err.code(), "INVALID_INPUT");
+    assert!(err.to_string().contains("maxStorageCalls"), "{err}");
 }

@@ -77,7 +77,7 @@ pub fn read_message(mut reader: RawObject<'_>) -> Result<MessageView<'_>, FieldE
     let role = Role::parse(&role_name).ok_or_else(|| {
         FieldError::new(
             reader.path_of("role"),
-            format!("role {role_name} is not user, assistant or system"),
+            format!("role {role_name} is not user, assistant or system (found {role_name:?})"),
         )
     })?;
     let timestamp = reader.epoch_ms("timestamp")?;
