@@ -16,8 +16,8 @@
 mod clock;
 mod faults;
 mod kv;
-mod paging;
 mod r2;
+mod table;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -28,6 +28,7 @@ pub use clock::VirtualClock;
 pub use faults::{CallCounts, CallFilter, Faults, OperationKind};
 pub use kv::MemoryKv;
 pub use r2::MemoryR2;
+pub use table::{InMemory, Stored};
 
 use crate::store::{KvValue, StoredObject};
 
