@@ -1,5 +1,7 @@
 //! The ports in memory, for native tests: KV and R2 that behave like the real services
-//! (PLATFORM.md), a virtual clock, and fault injection over both stores.
+//! (PLATFORM.md), a virtual clock, and fault injection over both stores. A test double, built
+//! only for this crate's unit tests and with the `memory` feature (the integration tests, the
+//! native benchmark and the bench wasm build enable it); the shipped library never contains it.
 //!
 //! ```
 //! use supportbot_persistence::store::memory::{block_on, MemoryStores};

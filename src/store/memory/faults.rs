@@ -3,7 +3,6 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::rc::Rc;
 
 use crate::store::{Binding, FailureKind, StoreError};
@@ -21,18 +20,6 @@ pub enum OperationKind {
     Delete,
     /// KV `list` / R2 `list` (one page).
     List,
-}
-
-impl fmt::Display for OperationKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            OperationKind::Get => "get",
-            OperationKind::Head => "head",
-            OperationKind::Put => "put",
-            OperationKind::Delete => "delete",
-            OperationKind::List => "list",
-        })
-    }
 }
 
 /// Which calls a fault applies to; the default matches every call.

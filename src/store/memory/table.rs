@@ -35,7 +35,7 @@ pub trait Stored: Clone {
 
 /// What is stored under a key, and when (epoch s) it expires, if ever (KV's TTL; R2 objects
 /// never expire).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(super) struct Entry<S> {
     pub(super) stored: S,
     pub(super) expiration_s: Option<u64>,
