@@ -255,7 +255,7 @@ writeFileSync(nativeInput, JSON.stringify({
 const nativeArgs = JSON.stringify({ input: nativeInput, reps: REPS, ops: SMOKE ? {} : OPS });
 const profile = SMOKE ? [] : ["--release"];
 progress(`building and running (d) native Rust (cargo ${profile.join(" ") || "dev profile"})`);
-const native = spawnSync("cargo", ["run", ...profile, "--quiet", "--example", "bench_native", "--", nativeArgs], { cwd: ROOT, encoding: "utf8", maxBuffer: 64 << 20, stdio: ["ignore", "pipe", "inherit"] });
+const native = spawnSync("cargo", ["run", ...profile, "--quiet", "--features", "memory", "--example", "bench_native", "--", nativeArgs], { cwd: ROOT, encoding: "utf8", maxBuffer: 64 << 20, stdio: ["ignore", "pipe", "inherit"] });
 if (native.status !== 0) throw new Error(`bench_native failed with status ${native.status}`);
 const nativeReport = JSON.parse(native.stdout);
 for (const [workload, value] of Object.entries(nativeReport.workloads)) {

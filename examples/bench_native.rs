@@ -3,7 +3,7 @@
 //! object with the median milliseconds per operation and the storage calls per operation of
 //! every workload.
 //!
-//! `cargo run --release --example bench_native -- '{"input": "<path>", "reps": 5, "ops": {...}}'`
+//! `cargo run --release --features memory --example bench_native -- '{"input": "<path>", "reps": 5, "ops": {...}}'`
 
 use std::error::Error;
 use std::rc::Rc;

@@ -491,7 +491,7 @@ fn restore_world() -> (World, String) {
         .keys()
         .find(|key| key.contains("archive_s-2_"))
         .unwrap();
-    assert!(world.stores.r2.corrupt_body(s2, 30));
+    assert!(world.stores.r2.corrupt(s2, 30));
     world.stores.clock.advance_ms(RECOVERY_MS);
     (world, id)
 }
@@ -774,20 +774,20 @@ fn a_flipped_byte_anywhere_in_a_backup_is_refused_and_nothing_is_written() {
     assert!(data_len > 100, "{data_len}");
     // Every position: gzip header, deflate stream, CRC32 and size trailer.
     for position in 0..data_len {
-        assert!(world.stores.r2.corrupt_body(&data_key, position));
+        assert!(world.stores.r2.corrupt(&data_key, position));
         let err = world.restore(&id).unwrap_err();
         assert_eq!(err.code(), "CHECKSUM_MISMATCH", "data byte {position}");
         assert!(err.to_string().contains(&data_key), "{err}");
-        assert!(world.stores.r2.corrupt_body(&data_key, position));
+        assert!(world.stores.r2.corrupt(&data_key, position));
     }
     for position in 0..before.r2[&manifest_key].body.len() {
-        assert!(world.stores.r2.corrupt_body(&manifest_key, position));
+        assert!(world.stores.r2.corrupt(&manifest_key, position));
         let err = world.restore(&id).unwrap_err();
         assert!(
             ["CHECKSUM_MISMATCH", "CORRUPT_DATA", "UNSUPPORTED_FORMAT"].contains(&err.code()),
             "manifest byte {position}: {err}"
         );
-        assert!(world.stores.r2.corrupt_body(&manifest_key, position));
+        assert!(world.stores.r2.corrupt(&manifest_key, position));
     }
     assert_eq!(world.writes(), writes);
     assert_eq!(world.stores.snapshot(), before);
@@ -810,12 +810,12 @@ fn a_flipped_byte_anywhere_in_an_archive_is_never_returned_or_backed_up() {
         .chain(len - 12..len)
         .collect();
     for position in positions {
-        assert!(world.stores.r2.corrupt_body(&key, position));
+        assert!(world.stores.r2.corrupt(&key, position));
         let err = world.retrieve("s-1").unwrap_err();
         assert_eq!(err.code(), "CHECKSUM_MISMATCH", "byte {position}");
         let err = world.backup(&["s-1"]).unwrap_err();
         assert_eq!(err.code(), "CHECKSUM_MISMATCH", "byte {position}");
-        assert!(world.stores.r2.corrupt_body(&key, position));
+        assert!(world.stores.r2.corrupt(&key, position));
     }
     assert_eq!(world.stores.snapshot(), before);
     world.assert_acknowledged_retrievable("after the flips");

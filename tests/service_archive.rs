@@ -401,12 +401,12 @@ fn a_flipped_byte_is_a_checksum_mismatch_never_wrong_data() {
         .unwrap();
     let size = h.stores.snapshot().r2[&key].body.len();
     for position in [0, 3, 10, size / 2, size - 1] {
-        assert!(h.stores.r2.corrupt_body(&key, position));
+        assert!(h.stores.r2.corrupt(&key, position));
         let err = h.retrieve("s-1").unwrap_err();
         assert_eq!(err.code(), "CHECKSUM_MISMATCH", "byte {position}");
         assert!(err.to_string().contains("archive"), "{err}");
         // Flipping the same byte again restores the object.
-        assert!(h.stores.r2.corrupt_body(&key, position));
+        assert!(h.stores.r2.corrupt(&key, position));
         assert!(h.retrieve("s-1").unwrap().is_some(), "byte {position}");
     }
 }

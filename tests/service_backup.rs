@@ -384,7 +384,7 @@ fn a_flipped_byte_in_the_data_fails_verification_and_writes_nothing() {
     let id = h.backup(&["s1", "s2"]).unwrap();
     h.lose_all_archives();
     let data_key = backup_data_key(&BackupId::parse(&id).unwrap());
-    assert!(h.stores.r2.corrupt_body(&data_key, 40));
+    assert!(h.stores.r2.corrupt(&data_key, 40));
     let before = h.stores.snapshot();
     let err = h.restore(&id).unwrap_err();
     assert_eq!(err.code(), "CHECKSUM_MISMATCH");
@@ -396,7 +396,7 @@ fn a_flipped_byte_in_the_data_fails_verification_and_writes_nothing() {
 fn a_damaged_archive_is_never_backed_up() {
     let h = Harness::new();
     let (key, _) = h.archive("s1", None);
-    assert!(h.stores.r2.corrupt_body(&key, 20));
+    assert!(h.stores.r2.corrupt(&key, 20));
     let err = h.backup(&["s1"]).unwrap_err();
     assert_eq!(err.code(), "CHECKSUM_MISMATCH");
     assert!(!h
@@ -435,7 +435,7 @@ fn restore_repairs_a_damaged_archive_in_place() {
     let h = Harness::new();
     let (key, conversation) = h.archive("s1", None);
     let id = h.backup(&["s1"]).unwrap();
-    assert!(h.stores.r2.corrupt_body(&key, 20));
+    assert!(h.stores.r2.corrupt(&key, 20));
     assert_eq!(
         block_on(h.service.retrieve_archived_conversation("s1"))
             .unwrap_err()

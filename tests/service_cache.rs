@@ -321,7 +321,7 @@ fn corrupt_entries_are_logged_misses() {
     h.cache_embedding("t", &[1.0, 2.0], None).unwrap();
     h.cache_query("q", &json!({"a": 1})).unwrap();
     for key in h.stores.kv.keys() {
-        assert!(h.stores.kv.corrupt_value(&key, 1));
+        assert!(h.stores.kv.corrupt(&key, 1));
     }
     assert_eq!(h.embedding("t", None), None);
     assert_eq!(h.query("q"), None);

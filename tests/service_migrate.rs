@@ -587,10 +587,10 @@ fn a_flipped_byte_under_a_key_is_a_checksum_mismatch() {
     let (key, _) = h.archive("s-1", "u-1");
     let size = h.snapshot().r2[&key].body.len();
     for position in [0, 5, size / 2, size - 1] {
-        assert!(h.stores.r2.corrupt_body(&key, position));
+        assert!(h.stores.r2.corrupt(&key, position));
         let err = h.retrieve_by_key(&key).unwrap_err();
         assert_eq!(err.code(), "CHECKSUM_MISMATCH", "byte {position}");
-        assert!(h.stores.r2.corrupt_body(&key, position));
+        assert!(h.stores.r2.corrupt(&key, position));
     }
     assert!(h.retrieve_by_key(&key).unwrap().is_some());
 }

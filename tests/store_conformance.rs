@@ -1,12 +1,12 @@
 //! The port conformance suite against the in-memory adapter, natively. The same suite runs
 //! inside workerd against real local KV and R2 (through the JS adapters).
 //!
-//! Needs the `conformance` feature: `cargo test --features conformance --test store_conformance`.
-#![cfg(feature = "conformance")]
+//! Needs the `conformance` and `memory` features: `cargo test --features conformance,memory
+//! --test store_conformance`.
 
 use supportbot_persistence::service::legacy_suite::{run_legacy_conformance, LEGACY_CHECKS};
 use supportbot_persistence::store::conformance::{
-    run_kv_conformance, run_r2_conformance, ConformanceReport, KV_CHECKS, R2_CHECKS,
+    run_conformance, ConformanceReport, Kv, KV_CHECKS, R2, R2_CHECKS,
 };
 use supportbot_persistence::store::memory::{block_on, MemoryStores};
 
@@ -19,13 +19,21 @@ fn assert_all_passed(report: &ConformanceReport, expected_checks: usize) {
     assert_eq!(report.passed(), expected_checks);
 }
 
+/// Runs the KV and the R2 suite against `stores` under `prefix`; both must pass.
+fn assert_suites_pass(stores: &MemoryStores, prefix: &str) {
+    let kv = block_on(run_conformance(&Kv(&stores.kv), &stores.clock, prefix));
+    assert_all_passed(&kv, KV_CHECKS.len());
+    let r2 = block_on(run_conformance(&R2(&stores.r2), &stores.clock, prefix));
+    assert_all_passed(&r2, R2_CHECKS.len());
+}
+
 #[test]
-fn memory_kv_conforms() {
+fn memory_stores_conform_and_clean_up() {
+    assert_eq!((KV_CHECKS.len(), R2_CHECKS.len()), (13, 17));
     let stores = MemoryStores::new(START_MS, 1);
-    let report = block_on(run_kv_conformance(&stores.kv, &stores.clock, "suite/"));
-    assert_all_passed(&report, 13);
-    assert_eq!(KV_CHECKS.len(), 13);
-    // Every check cleaned up except the pagination one, whose keys carry a TTL.
+    assert_suites_pass(&stores, "suite/");
+    assert_eq!(stores.r2.keys(), Vec::<String>::new());
+    // Every check cleaned up except KV's pagination one, whose keys carry a TTL.
     let keys = stores.kv.keys();
     assert_eq!(keys.len(), 1001);
     assert!(keys
@@ -36,32 +44,17 @@ fn memory_kv_conforms() {
 }
 
 #[test]
-fn memory_r2_conforms_and_cleans_up() {
-    let stores = MemoryStores::new(START_MS, 1);
-    let report = block_on(run_r2_conformance(&stores.r2, &stores.clock, "suite/"));
-    assert_all_passed(&report, 17);
-    assert_eq!(R2_CHECKS.len(), 17);
-    assert_eq!(stores.r2.keys(), Vec::<String>::new());
-}
-
-#[test]
 fn two_runs_under_different_prefixes_share_one_namespace() {
     let stores = MemoryStores::new(START_MS, 1);
-    let first = block_on(run_kv_conformance(&stores.kv, &stores.clock, "run-1/"));
-    let second = block_on(run_kv_conformance(&stores.kv, &stores.clock, "run-2/"));
-    assert_all_passed(&first, KV_CHECKS.len());
-    assert_all_passed(&second, KV_CHECKS.len());
-    let first = block_on(run_r2_conformance(&stores.r2, &stores.clock, "run-1/"));
-    let second = block_on(run_r2_conformance(&stores.r2, &stores.clock, "run-2/"));
-    assert_all_passed(&first, R2_CHECKS.len());
-    assert_all_passed(&second, R2_CHECKS.len());
+    assert_suites_pass(&stores, "run-1/");
+    assert_suites_pass(&stores, "run-2/");
 }
 
 #[test]
 fn a_failing_store_is_reported_per_check() {
     let stores = MemoryStores::new(START_MS, 1);
     stores.faults.crash_after(0);
-    let report = block_on(run_r2_conformance(&stores.r2, &stores.clock, "suite/"));
+    let report = block_on(run_conformance(&R2(&stores.r2), &stores.clock, "suite/"));
     assert_eq!(report.passed(), 0);
     assert_eq!(report.failed(), R2_CHECKS.len());
     let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();

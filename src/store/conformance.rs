@@ -7,19 +7,20 @@
 //! memory adapter's own unit tests instead. Every check works under `prefix` + its name, so the
 //! suite can share a namespace; give each run its own prefix (e.g. with a timestamp), since the
 //! pagination checks leave their keys behind (KV ones with a TTL). Checks can run one at a time
-//! ([`run_kv_check`], [`run_r2_check`]) when a Worker's per-invocation operation limit matters.
+//! ([`run_check`]) when a Worker's per-invocation operation limit matters.
 
 mod kv;
 mod r2;
+mod shared;
 
 use std::fmt;
 
 use serde::Serialize;
 
-use crate::store::{Clock, KvStore, ObjectStore, Rng, StoreResult};
+use crate::store::{Clock, FailureKind, Rng, StoreResult};
 
-pub use kv::KV_CHECKS;
-pub use r2::R2_CHECKS;
+pub use kv::{Kv, KV_CHECKS};
+pub use r2::{R2, R2_CHECKS};
 
 /// How far (ms) a service's clock may be from the caller's clock in time checks.
 pub const CLOCK_TOLERANCE_MS: i64 = 60_000;
@@ -35,6 +36,14 @@ pub struct CheckOutcome {
 }
 
 impl CheckOutcome {
+    /// The outcome of check `name` that ended with `result`.
+    pub fn of(name: &str, result: Check) -> Self {
+        CheckOutcome {
+            name: name.to_owned(),
+            error: result.err(),
+        }
+    }
+
     /// Whether the check passed.
     pub fn passed(&self) -> bool {
         self.error.is_none()
@@ -78,64 +87,39 @@ impl fmt::Display for ConformanceReport {
     }
 }
 
-/// Runs every check of [`KV_CHECKS`] against `kv`; `clock` is the caller's time, against which
-/// reported expirations are judged.
-pub async fn run_kv_conformance<K: KvStore, C: Clock + Rng>(
-    kv: &K,
+/// The checks of one port, each known by name: [`Kv`] and [`R2`].
+pub trait Suite {
+    /// The names of the checks, in the order [`run_conformance`] runs them.
+    const CHECKS: &'static [&'static str];
+
+    /// Runs check `name` with every key under `scope`; `clock` is the caller's time, against
+    /// which the times the store reports are judged.
+    async fn run<C: Clock + Rng>(&self, clock: &C, scope: &str, name: &str) -> Check;
+}
+
+/// Runs every check of `suite` under `prefix`, one after the other.
+pub async fn run_conformance<S: Suite, C: Clock + Rng>(
+    suite: &S,
     clock: &C,
     prefix: &str,
 ) -> ConformanceReport {
-    let mut report = ConformanceReport::default();
-    for name in KV_CHECKS {
-        report
-            .checks
-            .push(run_kv_check(kv, clock, prefix, name).await);
+    let mut checks = Vec::with_capacity(S::CHECKS.len());
+    for name in S::CHECKS {
+        checks.push(run_check(suite, clock, prefix, name).await);
     }
-    report
+    ConformanceReport { checks }
 }
 
-/// Runs the KV check called `name` (one of [`KV_CHECKS`]) under `prefix` + `name` + `/`.
-pub async fn run_kv_check<K: KvStore, C: Clock + Rng>(
-    kv: &K,
+/// Runs the check of `suite` called `name` (one of its [`Suite::CHECKS`]) under `prefix` +
+/// `name` + `/`.
+pub async fn run_check<S: Suite, C: Clock + Rng>(
+    suite: &S,
     clock: &C,
     prefix: &str,
     name: &str,
 ) -> CheckOutcome {
     let scope = format!("{prefix}{name}/");
-    CheckOutcome {
-        name: name.to_owned(),
-        error: kv::run(kv, clock, &scope, name).await.err(),
-    }
-}
-
-/// Runs every check of [`R2_CHECKS`] against `r2`; `clock` is the caller's time, against which
-/// `uploaded` times are judged.
-pub async fn run_r2_conformance<R: ObjectStore, C: Clock + Rng>(
-    r2: &R,
-    clock: &C,
-    prefix: &str,
-) -> ConformanceReport {
-    let mut report = ConformanceReport::default();
-    for name in R2_CHECKS {
-        report
-            .checks
-            .push(run_r2_check(r2, clock, prefix, name).await);
-    }
-    report
-}
-
-/// Runs the R2 check called `name` (one of [`R2_CHECKS`]) under `prefix` + `name` + `/`.
-pub async fn run_r2_check<R: ObjectStore, C: Clock + Rng>(
-    r2: &R,
-    clock: &C,
-    prefix: &str,
-    name: &str,
-) -> CheckOutcome {
-    let scope = format!("{prefix}{name}/");
-    CheckOutcome {
-        name: name.to_owned(),
-        error: r2::run(r2, clock, &scope, name).await.err(),
-    }
+    CheckOutcome::of(name, suite.run(clock, &scope, name).await)
 }
 
 /// A check's result: `Err` says what differed.
@@ -166,6 +150,14 @@ pub(crate) fn ensure_eq<T: PartialEq + fmt::Debug>(what: &str, actual: T, expect
     ensure(actual == expected, || {
         format!("{what}: expected {expected:?}, got {actual:?}")
     })
+}
+
+/// Fails unless `outcome` is a failure of `kind`; `what` names the call.
+fn expect_failure<T: fmt::Debug>(what: &str, outcome: StoreResult<T>, kind: FailureKind) -> Check {
+    match outcome {
+        Ok(value) => Err(format!("{what} succeeded: {value:?}")),
+        Err(err) => ensure_eq(&format!("failure kind of {what} ({err})"), err.kind, kind),
+    }
 }
 
 /// Every byte value once.

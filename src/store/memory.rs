@@ -1,5 +1,7 @@
 //! The ports in memory, for native tests: KV and R2 that behave like the real services
-//! (PLATFORM.md), a virtual clock, and fault injection over both stores.
+//! (PLATFORM.md), a virtual clock, and fault injection over both stores. A test double, built
+//! only for this crate's unit tests and with the `memory` feature (the integration tests, the
+//! native benchmark and the bench wasm build enable it); the shipped library never contains it.
 //!
 //! ```
 //! use supportbot_persistence::store::memory::{block_on, MemoryStores};
@@ -16,8 +18,8 @@
 mod clock;
 mod faults;
 mod kv;
-mod paging;
 mod r2;
+mod table;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -28,6 +30,7 @@ pub use clock::VirtualClock;
 pub use faults::{CallCounts, CallFilter, Faults, OperationKind};
 pub use kv::MemoryKv;
 pub use r2::MemoryR2;
+pub use table::{InMemory, Stored};
 
 use crate::store::{KvValue, StoredObject};
 

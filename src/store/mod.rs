@@ -1,16 +1,17 @@
 //! Ports: the storage and time the service needs, as traits.
 //!
-//! The service is generic over these, so natively it runs against [`memory`] (which can fail
-//! the N-th call, fail transiently, corrupt bytes, and has a virtual clock) and in wasm against
-//! adapters over the real `KVNamespace` / `R2Bucket` bindings (`src/wasm/`). Every trait method
-//! behaves as the Cloudflare service does (PLATFORM.md): the in-memory adapter and the real
-//! bindings pass the same conformance suite.
+//! The service is generic over these, so natively it runs against `memory` (feature `memory`: a
+//! test double that can fail the N-th call, fail transiently, corrupt bytes, and has a virtual
+//! clock; never in the shipped build) and in wasm against adapters over the real `KVNamespace` /
+//! `R2Bucket` bindings (`src/wasm/`). Every trait method behaves as the Cloudflare service does
+//! (PLATFORM.md): the in-memory adapter and the real bindings pass the same conformance suite.
 //!
 //! Futures are not `Send`: a Worker isolate is single-threaded, and JS promises are not `Send`.
 #![allow(async_fn_in_trait)]
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+#[cfg(any(test, feature = "memory"))]
 pub mod memory;
 
 use std::collections::BTreeMap;

@@ -1,11 +1,13 @@
-//! Turning what a binding threw or rejected with into a [`StoreError`], and deciding whether a
-//! retry can help ([`classify_failure`]: the one place that knows the runtime's error texts).
+//! Making a call to a binding ([`BindingCall`]): turning what it threw or rejected with, or an
+//! answer its API does not allow, into a [`StoreError`], and deciding whether a retry can help
+//! ([`classify_failure`]: the one place that knows the runtime's error texts).
 
 use js_sys::Promise;
+use serde_json::Value;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
-use super::convert::json_to_js;
+use super::convert::{json_to_js, without_nulls};
 use crate::store::{Binding, FailureKind, StoreError, StoreResult};
 
 /// Phrases (lowercase) of failures a retry can cure. Sources: workerd's KV errors
@@ -99,47 +101,74 @@ pub fn store_error(binding: Binding, operation: &str, thrown: &JsValue) -> Store
     }
 }
 
-/// A [`StoreError`] for a binding that answered with something other than what its API
-/// promises (a missing field, a wrong type): retrying would get the same answer.
-pub fn unexpected_answer(binding: Binding, operation: &str, what: impl Into<String>) -> StoreError {
-    StoreError {
-        binding,
-        operation: operation.to_owned(),
-        kind: FailureKind::Rejected,
-        message: what.into(),
+/// One call to a binding, named in every error it can end in (`ARCHIVE_R2 put
+/// conversations/...`): the adapters' one way to make the call, read its answer and fail.
+pub struct BindingCall {
+    binding: Binding,
+    operation: String,
+}
+
+impl BindingCall {
+    /// Call `operation` (with its key or prefix: `get archive_meta:s-1`) to `binding`.
+    pub fn new(binding: Binding, operation: String) -> Self {
+        BindingCall { binding, operation }
     }
-}
 
-/// Maps a conversion check of `operation` that failed (its error text) to a [`StoreError`].
-pub fn invalid(binding: Binding, operation: &str) -> impl Fn(String) -> StoreError + '_ {
-    move |what| unexpected_answer(binding, operation, what)
-}
+    /// The call's options as a JS object, without the fields that are `null`: an absent
+    /// option is left out, as the bindings expect, rather than passed as `null`.
+    pub fn options(&self, options: Value) -> StoreResult<JsValue> {
+        let options = Value::Object(without_nulls(options));
+        self.check(json_to_js("options", &options))
+    }
 
-/// Maps a value thrown during `operation` (by a getter, say) to a [`StoreError`].
-pub fn thrown(binding: Binding, operation: &str) -> impl Fn(JsValue) -> StoreError + '_ {
-    move |err| store_error(binding, operation, &err)
-}
+    /// Awaits the promise a binding method returned; a synchronous throw (`call` is `Err`) and
+    /// a rejection both become this call's error.
+    pub async fn settle(&self, call: Result<Promise, JsValue>) -> StoreResult<JsValue> {
+        let promise = call.map_err(|thrown| self.thrown(thrown))?;
+        let settled = JsFuture::from(promise).await;
+        settled.map_err(|thrown| self.thrown(thrown))
+    }
 
-/// A JSON object of call options as a JS object; `operation` names the call in the error.
-pub fn options_object(
-    binding: Binding,
-    operation: &str,
-    fields: serde_json::Map<String, serde_json::Value>,
-) -> StoreResult<JsValue> {
-    json_to_js("options", &serde_json::Value::Object(fields)).map_err(invalid(binding, operation))
-}
+    /// [`settle`](Self::settle), the answer taken as the `T` the binding's API promises (its
+    /// fields are checked as they are read).
+    pub async fn answer<T: JsCast>(&self, call: Result<Promise, JsValue>) -> StoreResult<T> {
+        Ok(self.settle(call).await?.unchecked_into())
+    }
 
-/// Awaits the promise a binding method returned; a synchronous throw (`call` is `Err`) and a
-/// rejection both become a [`StoreError`].
-pub async fn settle(
-    binding: Binding,
-    operation: &str,
-    call: Result<Promise, JsValue>,
-) -> StoreResult<JsValue> {
-    let promise = call.map_err(|thrown| store_error(binding, operation, &thrown))?;
-    JsFuture::from(promise)
-        .await
-        .map_err(|thrown| store_error(binding, operation, &thrown))
+    /// The value a getter read (`getter` is `Err` when it threw).
+    pub fn value(&self, getter: Result<JsValue, JsValue>) -> StoreResult<JsValue> {
+        getter.map_err(|thrown| self.thrown(thrown))
+    }
+
+    /// The value a getter read, as `convert` checks it, naming it `what`.
+    pub fn read<T>(
+        &self,
+        what: &str,
+        getter: Result<JsValue, JsValue>,
+        convert: impl FnOnce(&str, &JsValue) -> Result<T, String>,
+    ) -> StoreResult<T> {
+        self.check(convert(what, &self.value(getter)?))
+    }
+
+    /// A conversion of the answer, whose error (its text) means the binding answered with
+    /// something other than what its API promises: retrying would get the same answer.
+    pub fn check<T>(&self, converted: Result<T, String>) -> StoreResult<T> {
+        converted.map_err(|what| self.unexpected(what))
+    }
+
+    /// This call's error for an answer its API does not allow, `what` saying how.
+    pub fn unexpected(&self, what: String) -> StoreError {
+        StoreError {
+            binding: self.binding,
+            operation: self.operation.clone(),
+            kind: FailureKind::Rejected,
+            message: what,
+        }
+    }
+
+    fn thrown(&self, thrown: JsValue) -> StoreError {
+        store_error(self.binding, &self.operation, &thrown)
+    }
 }
 
 #[cfg(test)]

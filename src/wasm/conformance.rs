@@ -18,9 +18,7 @@ use super::convert::json_to_js;
 use super::kv::JsKv;
 use super::r2::JsR2;
 use crate::service::legacy_suite::{run_legacy_conformance, LEGACY_CHECKS};
-use crate::store::conformance::{
-    run_kv_conformance, run_r2_conformance, CheckOutcome, KV_CHECKS, R2_CHECKS,
-};
+use crate::store::conformance::{run_conformance, CheckOutcome, Kv, KV_CHECKS, R2, R2_CHECKS};
 
 /// One check's outcome as JavaScript sees it: `{ name, ok, message }`, `message` empty when
 /// the check passed.
@@ -63,8 +61,8 @@ pub fn run_store_conformance(kv: KVNamespace, r2: R2Bucket, prefix: String) -> P
     future_to_promise(async move {
         let clock = JsClock::new();
         let (kv, r2) = (JsKv::new(kv), JsR2::new(r2));
-        let kv_report = run_kv_conformance(&kv, &clock, &prefix).await;
-        let r2_report = run_r2_conformance(&r2, &clock, &prefix).await;
+        let kv_report = run_conformance(&Kv(&kv), &clock, &prefix).await;
+        let r2_report = run_conformance(&R2(&r2), &clock, &prefix).await;
         let legacy_report = run_legacy_conformance(&kv, &r2, &clock).await;
         let results: Vec<CheckResult<'_>> = kv_report
             .checks

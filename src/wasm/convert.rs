@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use js_sys::{ArrayBuffer, Uint8Array, JSON};
-use serde_json::Value;
+use js_sys::{ArrayBuffer, Date, Uint8Array, JSON};
+use serde_json::{Map, Value};
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::error::PersistenceError;
@@ -68,6 +68,16 @@ pub fn present(value: JsValue) -> Option<JsValue> {
     }
 }
 
+/// `convert` for a value that may be absent (`null` or `undefined`): `None` then.
+pub fn optional<T>(
+    convert: impl FnOnce(&str, &JsValue) -> Result<T, String>,
+) -> impl FnOnce(&str, &JsValue) -> Result<Option<T>, String> {
+    move |what, value| match value.is_null() || value.is_undefined() {
+        true => Ok(None),
+        false => convert(what, value).map(Some),
+    }
+}
+
 /// A JS string property, or an error naming it.
 pub fn expect_string(what: &str, value: &JsValue) -> Result<String, String> {
     value
@@ -114,12 +124,20 @@ pub fn next_cursor(
 }
 
 /// A JS array, or an error naming it.
-pub fn expect_array(what: &str, value: JsValue) -> Result<js_sys::Array, String> {
-    if js_sys::Array::is_array(&value) {
-        Ok(value.unchecked_into())
+pub fn expect_array(what: &str, value: &JsValue) -> Result<js_sys::Array, String> {
+    if js_sys::Array::is_array(value) {
+        Ok(value.clone().unchecked_into())
     } else {
         Err(format!("{what} is {value:?}, expected an array"))
     }
+}
+
+/// A `Date` (R2's `uploaded`) in epoch milliseconds, or an error naming it.
+pub fn expect_date_ms(what: &str, value: &JsValue) -> Result<i64, String> {
+    let date = value
+        .dyn_ref::<Date>()
+        .ok_or_else(|| format!("{what} is {value:?}, expected a Date"))?;
+    js_number_to_i64(what, date.get_time())
 }
 
 /// The bytes of an `ArrayBuffer`, or an error naming it.
@@ -140,6 +158,17 @@ pub fn array_buffer_hex(what: &str, value: &JsValue) -> Result<String, String> {
 pub fn json_to_js(what: &str, value: &Value) -> Result<JsValue, String> {
     let text = serde_json::to_string(value).map_err(|err| format!("{what}: {err}"))?;
     JSON::parse(&text).map_err(|_| format!("{what}: JSON.parse refused {text}"))
+}
+
+/// The fields of a JSON object that are not `null` (a value that is no object has none).
+pub fn without_nulls(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(mut fields) => {
+            fields.retain(|_, field| !field.is_null());
+            fields
+        }
+        _ => Map::new(),
+    }
 }
 
 /// A JS value as JSON, through `JSON.stringify` (which drops functions and `undefined`).
@@ -223,9 +252,9 @@ mod tests {
         assert_eq!(expect_u64("size", &JsValue::from_f64(7.0)), Ok(7));
         assert!(expect_u64("size", &JsValue::from_f64(-7.0)).is_err());
         assert!(expect_u64("size", &"7".into()).is_err());
-        assert!(expect_array("keys", JsValue::UNDEFINED).is_err());
+        assert!(expect_array("keys", &JsValue::UNDEFINED).is_err());
         assert_eq!(
-            expect_array("keys", js_sys::Array::of1(&"a".into()).into()).map(|a| a.length()),
+            expect_array("keys", &js_sys::Array::of1(&"a".into()).into()).map(|a| a.length()),
             Ok(1)
         );
         assert_eq!(present(JsValue::NULL), None);

@@ -1,13 +1,13 @@
 //! [`JsKv`]: the [`KvStore`] port over a real Workers KV namespace.
 
 use js_sys::Uint8Array;
-use serde_json::{Map, Value};
+use serde_json::{json, Value};
 use wasm_bindgen::{JsCast, JsValue};
 
-use super::binding_failure::{invalid, options_object, settle, thrown};
+use super::binding_failure::BindingCall;
 use super::bindings::{KVNamespace, KVNamespaceGetWithMetadataResult, KVNamespaceListResult};
 use super::convert::{
-    array_buffer_bytes, expect_bool, js_to_json, next_cursor, present, u64_to_js_number,
+    array_buffer_bytes, expect_bool, js_to_json, next_cursor, optional, present, u64_to_js_number,
 };
 use crate::store::{
     Binding, KvListOptions, KvListPage, KvPutOptions, KvStore, KvValue, ListedKvKey, StoreResult,
@@ -30,33 +30,18 @@ impl JsKv {
     }
 }
 
-/// Metadata as `getWithMetadata` and `list` give it: absent, or any JSON value.
-fn metadata_from_js(operation: &str, what: &str, value: JsValue) -> StoreResult<Option<Value>> {
-    present(value)
-        .map(|metadata| js_to_json(what, &metadata))
-        .transpose()
-        .map_err(invalid(BINDING, operation))
-}
-
 /// The keys of a `list` page, converted with one `JSON.stringify` of the whole array rather
 /// than three property reads and a stringify per key (one crossing of the JS boundary
 /// instead of four per key; ~4 % of the CPU of listing 100 archives).
-fn listed_keys(operation: &str, keys: &JsValue) -> StoreResult<Vec<ListedKvKey>> {
-    let keys = match js_to_json("keys", keys).map_err(invalid(BINDING, operation))? {
-        Value::Array(keys) => keys,
-        other => {
-            let reason = format!("keys is {other}, expected an array");
-            return Err(invalid(BINDING, operation)(reason));
-        }
-    };
-    keys.into_iter()
-        .enumerate()
-        .map(|(index, entry)| listed_key(index, entry).map_err(invalid(BINDING, operation)))
-        .collect()
+fn listed_keys(what: &str, keys: &JsValue) -> Result<Vec<ListedKvKey>, String> {
+    match js_to_json(what, keys)? {
+        Value::Array(keys) => keys.into_iter().enumerate().map(listed_key).collect(),
+        other => Err(format!("{what} is {other}, expected an array")),
+    }
 }
 
 /// Key `index` of a `list` page, as JSON.
-fn listed_key(index: usize, entry: Value) -> Result<ListedKvKey, String> {
+fn listed_key((index, entry): (usize, Value)) -> Result<ListedKvKey, String> {
     let Value::Object(mut entry) = entry else {
         return Err(format!("keys[{index}] is {entry}, expected an object"));
     };
@@ -84,85 +69,55 @@ fn listed_key(index: usize, entry: Value) -> Result<ListedKvKey, String> {
 
 impl KvStore for JsKv {
     async fn get(&self, key: &str) -> StoreResult<Option<KvValue>> {
-        let operation = format!("get {key}");
-        let mut fields = Map::new();
-        fields.insert("type".into(), "arrayBuffer".into());
-        let options = options_object(BINDING, &operation, fields)?;
-        let answer = settle(
-            BINDING,
-            &operation,
-            self.namespace.get_with_metadata(key, &options),
-        )
-        .await?;
-        let Some(answer) = present(answer) else {
+        let call = BindingCall::new(BINDING, format!("get {key}"));
+        let options = call.options(json!({ "type": "arrayBuffer" }))?;
+        let answer = call.settle(self.namespace.get_with_metadata(key, &options));
+        let Some(answer) = present(answer.await?) else {
             return Ok(None);
         };
         let answer: KVNamespaceGetWithMetadataResult = answer.unchecked_into();
-        let thrown = thrown(BINDING, &operation);
-        let Some(value) = present(answer.value().map_err(&thrown)?) else {
+        let Some(value) = call.read("value", answer.value(), optional(array_buffer_bytes))? else {
             return Ok(None);
         };
-        let value = array_buffer_bytes("value", &value).map_err(invalid(BINDING, &operation))?;
-        let metadata =
-            metadata_from_js(&operation, "metadata", answer.metadata().map_err(&thrown)?)?;
+        let metadata = call.read("metadata", answer.metadata(), optional(js_to_json))?;
         Ok(Some(KvValue { value, metadata }))
     }
 
     async fn put(&self, key: &str, value: &[u8], options: KvPutOptions) -> StoreResult<()> {
-        let operation = format!("put {key}");
-        let mut fields = Map::new();
+        let call = BindingCall::new(BINDING, format!("put {key}"));
         if let Some(ttl) = options.expiration_ttl_secs {
             // JSON.parse would round a TTL above 2^53 - 1 silently.
-            u64_to_js_number("expirationTtl", ttl).map_err(invalid(BINDING, &operation))?;
-            fields.insert("expirationTtl".into(), ttl.into());
+            call.check(u64_to_js_number("expirationTtl", ttl))?;
         }
-        if let Some(metadata) = options.metadata {
-            fields.insert("metadata".into(), metadata);
-        }
-        let options = options_object(BINDING, &operation, fields)?;
+        let options = call.options(json!({
+            "expirationTtl": options.expiration_ttl_secs,
+            "metadata": options.metadata,
+        }))?;
         let body = Uint8Array::from(value);
-        settle(
-            BINDING,
-            &operation,
-            self.namespace.put(key, &body, &options),
-        )
-        .await?;
+        call.settle(self.namespace.put(key, &body, &options))
+            .await?;
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
-        let operation = format!("delete {key}");
-        settle(BINDING, &operation, self.namespace.delete(key)).await?;
+        let call = BindingCall::new(BINDING, format!("delete {key}"));
+        call.settle(self.namespace.delete(key)).await?;
         Ok(())
     }
 
     async fn list(&self, options: KvListOptions) -> StoreResult<KvListPage> {
-        let operation = format!("list prefix={}", options.prefix.as_deref().unwrap_or(""));
-        let mut fields = Map::new();
-        if let Some(prefix) = options.prefix {
-            fields.insert("prefix".into(), prefix.into());
-        }
-        if let Some(cursor) = options.cursor {
-            fields.insert("cursor".into(), cursor.into());
-        }
-        if let Some(limit) = options.limit {
-            fields.insert("limit".into(), limit.into());
-        }
-        let js_options = options_object(BINDING, &operation, fields)?;
-        let answer: KVNamespaceListResult =
-            settle(BINDING, &operation, self.namespace.list(&js_options))
-                .await?
-                .unchecked_into();
-        let thrown = thrown(BINDING, &operation);
-        let keys = listed_keys(&operation, &answer.keys().map_err(&thrown)?)?;
-        let list_complete = expect_bool("list_complete", &answer.list_complete().map_err(&thrown)?)
-            .map_err(invalid(BINDING, &operation))?;
-        let cursor = next_cursor(
-            "list_complete",
-            !list_complete,
-            answer.cursor().map_err(&thrown)?,
-        )
-        .map_err(invalid(BINDING, &operation))?;
+        let prefix = options.prefix.as_deref().unwrap_or("");
+        let call = BindingCall::new(BINDING, format!("list prefix={prefix}"));
+        let js_options = call.options(json!({
+            "prefix": options.prefix,
+            "cursor": options.cursor,
+            "limit": options.limit,
+        }))?;
+        let answer: KVNamespaceListResult = call.answer(self.namespace.list(&js_options)).await?;
+        let keys = call.read("keys", answer.keys(), listed_keys)?;
+        let list_complete = call.read("list_complete", answer.list_complete(), expect_bool)?;
+        let cursor = call.value(answer.cursor())?;
+        let cursor = call.check(next_cursor("list_complete", !list_complete, cursor))?;
         Ok(KvListPage {
             keys,
             list_complete,
@@ -185,7 +140,7 @@ mod tests {
                 {"name": "b", "metadata": null}, {"name": "c"}]"#,
         )
         .unwrap();
-        let keys = listed_keys("list", &page).unwrap();
+        let keys = listed_keys("keys", &page).unwrap();
         assert_eq!(
             keys,
             [
@@ -220,10 +175,10 @@ mod tests {
             ),
         ] {
             let page = js_sys::JSON::parse(&json!([{"name": "a"}, entry]).to_string()).unwrap();
-            let err = listed_keys("list", &page).unwrap_err();
-            assert!(err.to_string().contains(reason), "{err}");
+            let err = listed_keys("keys", &page).unwrap_err();
+            assert!(err.contains(reason), "{err}");
         }
-        let err = listed_keys("list", &JsValue::from_str("keys")).unwrap_err();
-        assert!(err.to_string().contains("expected an array"), "{err}");
+        let err = listed_keys("keys", &JsValue::from_str("keys")).unwrap_err();
+        assert!(err.contains("expected an array"), "{err}");
     }
 }

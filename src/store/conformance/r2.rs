@@ -2,18 +2,21 @@
 
 use std::collections::BTreeMap;
 
+use super::shared::{self, list_keys, list_pages, Listable};
+use super::Suite;
 use super::{
-    all_byte_values, ensure, ensure_eq, pad_key, Check, During, CLOCK_TOLERANCE_MS, MAX_PAGES,
-    ORDER_SUFFIXES, ORDER_SUFFIXES_SORTED, PAGINATION_KEYS, SAMPLE_TEXT,
+    all_byte_values, ensure, ensure_eq, expect_failure, pad_key, Check, During, CLOCK_TOLERANCE_MS,
+    SAMPLE_TEXT,
 };
 use crate::hash::sha256_hex;
+use crate::platform::R2_MAX_DELETE_KEYS;
 use crate::store::{
     Clock, FailureKind, ListedR2Object, ObjectListOptions, ObjectMeta, ObjectPutOptions,
-    ObjectStore, PutOutcome, Rng,
+    ObjectStore, PutOutcome, Rng, StoreResult, StoredObject,
 };
 
-/// The names of the R2 checks, in the order [`run_r2_conformance`](super::run_r2_conformance)
-/// runs them.
+/// The names of the R2 checks, in the order [`run_conformance`](super::run_conformance) runs
+/// them.
 pub const R2_CHECKS: &[&str] = &[
     "r2.binary_round_trip",
     "r2.text_round_trip",
@@ -34,37 +37,73 @@ pub const R2_CHECKS: &[&str] = &[
     "r2.oversized_metadata_rejected",
 ];
 
-/// Runs check `name` with every key under `scope`.
-pub(super) async fn run<R: ObjectStore, C: Clock + Rng>(
-    r2: &R,
-    clock: &C,
-    scope: &str,
-    name: &str,
-) -> Check {
-    match name {
-        "r2.binary_round_trip" => body_round_trip(r2, scope, &all_byte_values()).await,
-        "r2.text_round_trip" => body_round_trip(r2, scope, SAMPLE_TEXT.as_bytes()).await,
-        "r2.head_matches_put" => head_matches_put(r2, scope).await,
-        "r2.get_and_head_missing_are_none" => get_and_head_missing_are_none(r2, scope).await,
-        "r2.sha256_recorded" => sha256_recorded(r2, scope).await,
-        "r2.sha256_mismatch_rejected" => sha256_mismatch_rejected(r2, scope).await,
-        "r2.only_if_absent" => only_if_absent(r2, scope).await,
-        "r2.delete_many" => delete_many(r2, scope).await,
-        "r2.delete_missing_ok" => r2
-            .delete(&[format!("{scope}never-written")])
-            .await
-            .during("delete of a missing key"),
-        "r2.list_byte_order" => list_byte_order(r2, scope).await,
-        "r2.list_prefix_isolation" => list_prefix_isolation(r2, scope).await,
-        "r2.list_start_after" => list_start_after(r2, scope).await,
-        "r2.list_custom_metadata_only_with_include" => {
-            list_custom_metadata_only_with_include(r2, scope).await
+impl<R: ObjectStore> Suite for R2<'_, R> {
+    const CHECKS: &'static [&'static str] = R2_CHECKS;
+
+    async fn run<C: Clock + Rng>(&self, clock: &C, scope: &str, name: &str) -> Check {
+        let (r2, port) = (self.0, self);
+        match name {
+            "r2.binary_round_trip" => body_round_trip(r2, scope, &all_byte_values()).await,
+            "r2.text_round_trip" => body_round_trip(r2, scope, SAMPLE_TEXT.as_bytes()).await,
+            "r2.head_matches_put" => head_matches_put(r2, scope).await,
+            "r2.get_and_head_missing_are_none" => get_and_head_missing_are_none(r2, scope).await,
+            "r2.sha256_recorded" => sha256_recorded(r2, scope).await,
+            "r2.sha256_mismatch_rejected" => sha256_mismatch_rejected(r2, scope).await,
+            "r2.only_if_absent" => only_if_absent(r2, scope).await,
+            "r2.delete_many" => delete_many(port, scope).await,
+            "r2.delete_missing_ok" => shared::delete_missing_ok(port, scope).await,
+            "r2.list_byte_order" => shared::list_byte_order(port, scope).await,
+            "r2.list_prefix_isolation" => shared::list_prefix_isolation(port, scope).await,
+            "r2.list_start_after" => list_start_after(port, scope).await,
+            "r2.list_custom_metadata_only_with_include" => {
+                list_custom_metadata_only_with_include(r2, scope).await
+            }
+            "r2.list_pagination" => list_pagination(port, scope).await,
+            "r2.uploaded_ms_plausible" => uploaded_ms_plausible(port, clock, scope).await,
+            "r2.oversized_key_rejected" => oversized_key_rejected(r2, scope).await,
+            "r2.oversized_metadata_rejected" => oversized_metadata_rejected(r2, scope).await,
+            unknown => Err(format!("no R2 check is called {unknown:?}")),
         }
-        "r2.list_pagination" => list_pagination(r2, scope).await,
-        "r2.uploaded_ms_plausible" => uploaded_ms_plausible(r2, clock, scope).await,
-        "r2.oversized_key_rejected" => oversized_key_rejected(r2, scope).await,
-        "r2.oversized_metadata_rejected" => oversized_metadata_rejected(r2, scope).await,
-        unknown => Err(format!("no R2 check is called {unknown:?}")),
+    }
+}
+
+/// The R2 checks, over a bucket.
+pub struct R2<'a, R>(pub &'a R);
+
+impl<R: ObjectStore> Listable for R2<'_, R> {
+    type Listed = ListedR2Object;
+    const ENTRIES: &'static str = "objects";
+
+    fn key(listed: &ListedR2Object) -> &str {
+        &listed.key
+    }
+
+    async fn put(&self, key: &str, value: &[u8]) -> Check {
+        put_plain(self.0, key, value).await.map(drop)
+    }
+
+    async fn page(
+        &self,
+        prefix: &str,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> Result<(Vec<ListedR2Object>, Option<String>), String> {
+        let options = ObjectListOptions {
+            prefix: Some(prefix.to_owned()),
+            cursor,
+            limit,
+            ..ObjectListOptions::default()
+        };
+        let page = self.0.list(options).await.during("list")?;
+        let next = match page.truncated {
+            true => Some(page.cursor.ok_or("truncated is true but no cursor")?),
+            false => None,
+        };
+        Ok((page.objects, next))
+    }
+
+    async fn delete(&self, keys: &[String]) -> StoreResult<()> {
+        self.0.delete(keys).await
     }
 }
 
@@ -82,36 +121,42 @@ fn with_metadata(custom_metadata: BTreeMap<String, String>) -> ObjectPutOptions 
     }
 }
 
-/// The metadata of a put that must have stored its object.
-fn stored(outcome: PutOutcome, step: &str) -> Result<ObjectMeta, String> {
-    match outcome {
+/// The metadata of a put (`step`) that must have stored its object.
+async fn stored<R: ObjectStore>(
+    r2: &R,
+    step: &str,
+    key: &str,
+    body: &[u8],
+    options: ObjectPutOptions,
+) -> Result<ObjectMeta, String> {
+    match r2.put(key, body, options).await.during(step)? {
         PutOutcome::Stored(meta) => Ok(meta),
         PutOutcome::AlreadyExists => Err(format!("{step}: reported AlreadyExists")),
     }
 }
 
 async fn put_plain<R: ObjectStore>(r2: &R, key: &str, body: &[u8]) -> Result<ObjectMeta, String> {
-    let outcome = r2
-        .put(key, body, ObjectPutOptions::default())
-        .await
-        .during("put")?;
-    stored(outcome, "put")
+    stored(r2, "put", key, body, ObjectPutOptions::default()).await
+}
+
+/// What `get` reads under `key`, which must exist.
+async fn read<R: ObjectStore>(r2: &R, key: &str) -> Result<StoredObject, String> {
+    let object = r2.get(key).await.during("get")?;
+    object.ok_or_else(|| "get: object not found".to_owned())
+}
+
+/// What `head` reads under `key`, which must exist.
+async fn read_head<R: ObjectStore>(r2: &R, key: &str) -> Result<ObjectMeta, String> {
+    let meta = r2.head(key).await.during("head")?;
+    meta.ok_or_else(|| "head: object not found".to_owned())
 }
 
 async fn body_round_trip<R: ObjectStore>(r2: &R, scope: &str, body: &[u8]) -> Check {
     let key = format!("{scope}object");
-    let outcome = r2
-        .put(&key, body, with_metadata(sample_metadata()))
-        .await
-        .during("put")?;
-    let put_meta = stored(outcome, "put")?;
+    let put_meta = stored(r2, "put", &key, body, with_metadata(sample_metadata())).await?;
     ensure_eq("key reported by put", put_meta.key.as_str(), key.as_str())?;
     ensure_eq("size reported by put", put_meta.size, body.len() as u64)?;
-    let object = r2
-        .get(&key)
-        .await
-        .during("get")?
-        .ok_or("get: object not found")?;
+    let object = read(r2, &key).await?;
     ensure_eq("body read back", object.body.as_slice(), body)?;
     ensure_eq("size read back", object.meta.size, body.len() as u64)?;
     ensure_eq(
@@ -124,16 +169,9 @@ async fn body_round_trip<R: ObjectStore>(r2: &R, scope: &str, body: &[u8]) -> Ch
 
 async fn head_matches_put<R: ObjectStore>(r2: &R, scope: &str) -> Check {
     let key = format!("{scope}object");
-    let outcome = r2
-        .put(&key, b"twelve bytes", with_metadata(sample_metadata()))
-        .await
-        .during("put")?;
-    let put_meta = stored(outcome, "put")?;
-    let head = r2
-        .head(&key)
-        .await
-        .during("head")?
-        .ok_or("head: object not found")?;
+    let options = with_metadata(sample_metadata());
+    let put_meta = stored(r2, "put", &key, b"twelve bytes", options).await?;
+    let head = read_head(r2, &key).await?;
     ensure_eq("head key", head.key.as_str(), key.as_str())?;
     ensure_eq("head size", head.size, 12)?;
     ensure_eq(
@@ -151,16 +189,10 @@ async fn head_matches_put<R: ObjectStore>(r2: &R, scope: &str) -> Check {
 
 async fn get_and_head_missing_are_none<R: ObjectStore>(r2: &R, scope: &str) -> Check {
     let key = format!("{scope}never-written");
-    ensure_eq(
-        "get of a missing key",
-        r2.get(&key).await.during("get")?,
-        None,
-    )?;
-    ensure_eq(
-        "head of a missing key",
-        r2.head(&key).await.during("head")?,
-        None,
-    )
+    let read = r2.get(&key).await.during("get")?;
+    ensure_eq("get of a missing key", read, None)?;
+    let head = r2.head(&key).await.during("head")?;
+    ensure_eq("head of a missing key", head, None)
 }
 
 async fn sha256_recorded<R: ObjectStore>(r2: &R, scope: &str) -> Check {
@@ -171,32 +203,16 @@ async fn sha256_recorded<R: ObjectStore>(r2: &R, scope: &str) -> Check {
         sha256: Some(digest.clone()),
         ..ObjectPutOptions::default()
     };
-    let put_meta = stored(r2.put(&key, &body, options).await.during("put")?, "put")?;
-    ensure_eq(
-        "sha256 reported by put",
-        put_meta.sha256.as_deref(),
-        Some(digest.as_str()),
-    )?;
-    let head = r2
-        .head(&key)
-        .await
-        .during("head")?
-        .ok_or("head: object not found")?;
-    ensure_eq(
-        "sha256 reported by head",
-        head.sha256.as_deref(),
-        Some(digest.as_str()),
-    )?;
-    let object = r2
-        .get(&key)
-        .await
-        .during("get")?
-        .ok_or("get: object not found")?;
-    ensure_eq(
-        "sha256 reported by get",
-        object.meta.sha256.as_deref(),
-        Some(digest.as_str()),
-    )?;
+    let put_meta = stored(r2, "put", &key, &body, options).await?;
+    let head = read_head(r2, &key).await?;
+    let object = read(r2, &key).await?;
+    for (call, meta) in [("put", &put_meta), ("head", &head), ("get", &object.meta)] {
+        ensure_eq(
+            &format!("sha256 reported by {call}"),
+            meta.sha256.as_deref(),
+            Some(digest.as_str()),
+        )?;
+    }
     ensure_eq("body read back", object.body, body)?;
     r2.delete(&[key]).await.during("delete")
 }
@@ -207,48 +223,30 @@ async fn sha256_mismatch_rejected<R: ObjectStore>(r2: &R, scope: &str) -> Check 
         sha256: Some(sha256_hex(b"the body that was meant")),
         ..ObjectPutOptions::default()
     };
-    match r2.put(&key, b"the body that arrived", options).await {
-        Ok(outcome) => return Err(format!("put with a wrong sha256 succeeded: {outcome:?}")),
-        Err(err) => ensure_eq(
-            &format!("failure kind of a sha256 mismatch ({err})"),
-            err.kind,
-            FailureKind::Transient,
-        )?,
-    }
-    ensure_eq(
-        "head after the refused put",
-        r2.head(&key).await.during("head")?,
-        None,
-    )
+    let outcome = r2.put(&key, b"the body that arrived", options).await;
+    expect_failure("put with a wrong sha256", outcome, FailureKind::Transient)?;
+    let head = r2.head(&key).await.during("head")?;
+    ensure_eq("head after the refused put", head, None)
 }
 
 async fn only_if_absent<R: ObjectStore>(r2: &R, scope: &str) -> Check {
     let key = format!("{scope}manifest");
-    let first = ObjectPutOptions {
+    let version = |version: &str| ObjectPutOptions {
         only_if_absent: true,
-        custom_metadata: BTreeMap::from([("version".to_owned(), "first".to_owned())]),
+        custom_metadata: BTreeMap::from([("version".to_owned(), version.to_owned())]),
         ..ObjectPutOptions::default()
     };
-    stored(
-        r2.put(&key, b"first", first).await.during("first put")?,
-        "first put",
-    )?;
-    let second = ObjectPutOptions {
-        only_if_absent: true,
-        custom_metadata: BTreeMap::from([("version".to_owned(), "second".to_owned())]),
-        ..ObjectPutOptions::default()
-    };
-    let outcome = r2.put(&key, b"second", second).await.during("second put")?;
+    stored(r2, "first put", &key, b"first", version("first")).await?;
+    let outcome = r2
+        .put(&key, b"second", version("second"))
+        .await
+        .during("second put")?;
     ensure_eq(
         "outcome of the second put",
         outcome,
         PutOutcome::AlreadyExists,
     )?;
-    let object = r2
-        .get(&key)
-        .await
-        .during("get")?
-        .ok_or("get: object not found")?;
+    let object = read(r2, &key).await?;
     ensure_eq(
         "body after the second put",
         object.body.as_slice(),
@@ -256,113 +254,58 @@ async fn only_if_absent<R: ObjectStore>(r2: &R, scope: &str) -> Check {
     )?;
     ensure_eq(
         "metadata after the second put",
-        object
-            .meta
-            .custom_metadata
-            .get("version")
-            .map(String::as_str),
-        Some("first"),
+        object.meta.custom_metadata.get("version"),
+        Some(&"first".to_owned()),
     )?;
     r2.delete(&[key]).await.during("delete")
 }
 
-async fn delete_many<R: ObjectStore>(r2: &R, scope: &str) -> Check {
+async fn delete_many<R: ObjectStore>(port: &R2<'_, R>, scope: &str) -> Check {
     let keys: Vec<String> = (0..5).map(|i| format!("{scope}k{i}")).collect();
     for key in &keys {
-        put_plain(r2, key, key.as_bytes()).await?;
+        put_plain(port.0, key, key.as_bytes()).await?;
     }
     let mut doomed: Vec<String> = keys.iter().take(3).cloned().collect();
     doomed.push(format!("{scope}never-written"));
-    r2.delete(&doomed).await.during("delete of 4 keys")?;
-    ensure_eq("keys left", list_keys(r2, scope).await?, keys[3..].to_vec())?;
-    r2.delete(&keys[3..]).await.during("delete of 2 keys")?;
-    ensure_eq("keys left", list_keys(r2, scope).await?, Vec::new())
+    port.0.delete(&doomed).await.during("delete of 4 keys")?;
+    ensure_eq(
+        "keys left",
+        list_keys(port, scope).await?,
+        keys[3..].to_vec(),
+    )?;
+    port.0.delete(&keys[3..]).await.during("delete of 2 keys")?;
+    ensure_eq("keys left", list_keys(port, scope).await?, Vec::new())
 }
 
-async fn list_byte_order<R: ObjectStore>(r2: &R, scope: &str) -> Check {
-    for suffix in ORDER_SUFFIXES {
-        put_plain(r2, &format!("{scope}{suffix}"), suffix.as_bytes()).await?;
-    }
-    let expected: Vec<String> = ORDER_SUFFIXES_SORTED
-        .iter()
-        .map(|suffix| format!("{scope}{suffix}"))
-        .collect();
-    let page = r2
-        .list(ObjectListOptions {
-            prefix: Some(scope.to_owned()),
-            ..ObjectListOptions::default()
-        })
-        .await
-        .during("list")?;
-    ensure_eq("truncated of a 5-object listing", page.truncated, false)?;
-    let keys: Vec<String> = page.objects.into_iter().map(|object| object.key).collect();
-    ensure_eq("key order", keys, expected.clone())?;
-    r2.delete(&expected).await.during("delete")
-}
-
-async fn list_prefix_isolation<R: ObjectStore>(r2: &R, scope: &str) -> Check {
-    let keys: Vec<String> = ["o", "p/1", "p/2", "p2/1", "q/1"]
-        .iter()
-        .map(|suffix| format!("{scope}{suffix}"))
-        .collect();
-    for key in &keys {
-        put_plain(r2, key, b"x").await?;
-    }
-    ensure_eq(
-        "keys under \"p/\"",
-        list_keys(r2, &format!("{scope}p/")).await?,
-        keys[1..3].to_vec(),
-    )?;
-    ensure_eq(
-        "keys under \"p\"",
-        list_keys(r2, &format!("{scope}p")).await?,
-        keys[1..4].to_vec(),
-    )?;
-    ensure_eq(
-        "keys under \"z\"",
-        list_keys(r2, &format!("{scope}z")).await?,
-        Vec::new(),
-    )?;
-    r2.delete(&keys).await.during("delete")
-}
-
-async fn list_start_after<R: ObjectStore>(r2: &R, scope: &str) -> Check {
+async fn list_start_after<R: ObjectStore>(port: &R2<'_, R>, scope: &str) -> Check {
     let keys: Vec<String> = (1..=5).map(|i| format!("{scope}k{i}")).collect();
     for key in &keys {
-        put_plain(r2, key, b"x").await?;
+        put_plain(port.0, key, b"x").await?;
     }
-    let page = r2
-        .list(ObjectListOptions {
-            prefix: Some(scope.to_owned()),
-            start_after: Some(keys[1].clone()),
-            ..ObjectListOptions::default()
-        })
-        .await
-        .during("list")?;
+    let options = ObjectListOptions {
+        prefix: Some(scope.to_owned()),
+        start_after: Some(keys[1].clone()),
+        ..ObjectListOptions::default()
+    };
+    let page = port.0.list(options).await.during("list")?;
     let listed: Vec<String> = page.objects.into_iter().map(|object| object.key).collect();
     ensure_eq("keys after k2", listed, keys[2..].to_vec())?;
-    r2.delete(&keys).await.during("delete")
+    port.0.delete(&keys).await.during("delete")
 }
 
 async fn list_custom_metadata_only_with_include<R: ObjectStore>(r2: &R, scope: &str) -> Check {
     let key = format!("{scope}object");
-    r2.put(&key, b"x", with_metadata(sample_metadata()))
-        .await
-        .during("put")?;
+    stored(r2, "put", &key, b"x", with_metadata(sample_metadata())).await?;
     for include in [false, true] {
-        let page = r2
-            .list(ObjectListOptions {
-                prefix: Some(scope.to_owned()),
-                include_custom_metadata: include,
-                ..ObjectListOptions::default()
-            })
-            .await
-            .during("list")?;
+        let options = ObjectListOptions {
+            prefix: Some(scope.to_owned()),
+            include_custom_metadata: include,
+            ..ObjectListOptions::default()
+        };
+        let page = r2.list(options).await.during("list")?;
         let [object] = page.objects.as_slice() else {
-            return Err(format!(
-                "expected one listed object, got {:?}",
-                page.objects
-            ));
+            let objects = page.objects;
+            return Err(format!("expected one listed object, got {objects:?}"));
         };
         ensure_eq(
             &format!("listed custom metadata with include = {include}"),
@@ -373,139 +316,61 @@ async fn list_custom_metadata_only_with_include<R: ObjectStore>(r2: &R, scope: &
     r2.delete(&[key]).await.during("delete")
 }
 
-/// Writes more objects than a page holds, pages through them with the default limit and with a
-/// small one, then deletes them in calls of 1000 keys.
-async fn list_pagination<R: ObjectStore>(r2: &R, scope: &str) -> Check {
-    let expected: Vec<String> = (0..PAGINATION_KEYS)
-        .map(|i| format!("{scope}k{i:05}"))
-        .collect();
-    for key in &expected {
-        put_plain(r2, key, b"").await?;
+/// The shared pagination check, then the objects deleted in calls of 1000 keys.
+async fn list_pagination<R: ObjectStore>(port: &R2<'_, R>, scope: &str) -> Check {
+    let written = shared::list_pagination(port, scope, 400).await?;
+    for batch in written.chunks(R2_MAX_DELETE_KEYS) {
+        let step = format!("delete of {} keys", batch.len());
+        port.0.delete(batch).await.during(&step)?;
     }
-    for limit in [None, Some(400)] {
-        let (objects, pages) = list_pages(r2, scope, limit).await?;
-        let keys: Vec<String> = objects.into_iter().map(|object| object.key).collect();
-        let label = format!("keys listed with limit {limit:?}");
-        ensure_eq(&label, keys.len(), expected.len())?;
-        ensure(keys == expected, || {
-            format!("{label}: not the written keys in byte order (duplicates or gaps)")
-        })?;
-        ensure(pages >= 2, || {
-            format!("{label}: {pages} page(s) for {PAGINATION_KEYS} keys")
-        })?;
-    }
-    for batch in expected.chunks(1000) {
-        r2.delete(batch)
-            .await
-            .during(&format!("delete of {} keys", batch.len()))?;
-    }
-    ensure_eq(
-        "keys left after deleting all",
-        list_keys(r2, scope).await?,
-        Vec::new(),
-    )
+    let left = list_keys(port, scope).await?;
+    ensure_eq("keys left after deleting all", left, Vec::new())
 }
 
 async fn uploaded_ms_plausible<R: ObjectStore, C: Clock + Rng>(
-    r2: &R,
+    port: &R2<'_, R>,
     clock: &C,
     scope: &str,
 ) -> Check {
     let key = format!("{scope}object");
     let before = clock.now_ms();
-    let put_meta = put_plain(r2, &key, b"x").await?;
+    let put_meta = put_plain(port.0, &key, b"x").await?;
     let after = clock.now_ms();
     let earliest = before - CLOCK_TOLERANCE_MS;
     let latest = after + CLOCK_TOLERANCE_MS;
-    ensure((earliest..=latest).contains(&put_meta.uploaded_ms), || {
-        format!(
-            "uploaded {} ms is not within [{earliest}, {latest}]",
-            put_meta.uploaded_ms
-        )
+    let uploaded_ms = put_meta.uploaded_ms;
+    ensure((earliest..=latest).contains(&uploaded_ms), || {
+        format!("uploaded {uploaded_ms} ms is not within [{earliest}, {latest}]")
     })?;
-    let (listed, _) = list_pages(r2, scope, None).await?;
+    let (listed, _) = list_pages(port, scope, None).await?;
     let [object] = listed.as_slice() else {
         return Err(format!("expected one listed object, got {listed:?}"));
     };
     ensure_eq(
         "listed uploaded vs put uploaded",
         object.uploaded_ms,
-        put_meta.uploaded_ms,
+        uploaded_ms,
     )?;
     ensure_eq("listed size", object.size, 1)?;
-    r2.delete(&[key]).await.during("delete")
+    port.0.delete(&[key]).await.during("delete")
 }
 
 async fn oversized_key_rejected<R: ObjectStore>(r2: &R, scope: &str) -> Check {
-    let too_long = pad_key(scope, 1025);
-    match r2.put(&too_long, b"x", ObjectPutOptions::default()).await {
-        Ok(outcome) => Err(format!("put of a 1025-byte key succeeded: {outcome:?}")),
-        Err(err) => ensure_eq(
-            &format!("failure kind of a 1025-byte key ({err})"),
-            err.kind,
-            FailureKind::Rejected,
-        ),
-    }
+    let outcome = r2
+        .put(&pad_key(scope, 1025), b"x", ObjectPutOptions::default())
+        .await;
+    expect_failure("put of a 1025-byte key", outcome, FailureKind::Rejected)
 }
 
 async fn oversized_metadata_rejected<R: ObjectStore>(r2: &R, scope: &str) -> Check {
     let key = format!("{scope}object");
     let too_big = BTreeMap::from([("p".to_owned(), "x".repeat(9000))]);
-    match r2.put(&key, b"x", with_metadata(too_big)).await {
-        Ok(outcome) => {
-            return Err(format!(
-                "put with 9001 bytes of metadata succeeded: {outcome:?}"
-            ))
-        }
-        Err(err) => ensure_eq(
-            &format!("failure kind of 9001 bytes of metadata ({err})"),
-            err.kind,
-            FailureKind::Rejected,
-        )?,
-    }
-    ensure_eq(
-        "head after the refused put",
-        r2.head(&key).await.during("head")?,
-        None,
-    )
-}
-
-/// Every object under `prefix` (following cursors, each page at most `limit`) and how many
-/// pages it took.
-async fn list_pages<R: ObjectStore>(
-    r2: &R,
-    prefix: &str,
-    limit: Option<u32>,
-) -> Result<(Vec<ListedR2Object>, usize), String> {
-    let mut objects = Vec::new();
-    let mut cursor = None;
-    let cap = limit.unwrap_or(1000) as usize;
-    for pages in 1..=MAX_PAGES {
-        let page = r2
-            .list(ObjectListOptions {
-                prefix: Some(prefix.to_owned()),
-                cursor: cursor.take(),
-                limit,
-                ..ObjectListOptions::default()
-            })
-            .await
-            .during("list")?;
-        ensure(page.objects.len() <= cap, || {
-            format!(
-                "a page held {} objects, more than {cap}",
-                page.objects.len()
-            )
-        })?;
-        objects.extend(page.objects);
-        if !page.truncated {
-            return Ok((objects, pages));
-        }
-        cursor = Some(page.cursor.ok_or("truncated is true but no cursor")?);
-    }
-    Err(format!("listing did not complete within {MAX_PAGES} pages"))
-}
-
-async fn list_keys<R: ObjectStore>(r2: &R, prefix: &str) -> Result<Vec<String>, String> {
-    let (objects, _) = list_pages(r2, prefix, None).await?;
-    Ok(objects.into_iter().map(|object| object.key).collect())
+    let outcome = r2.put(&key, b"x", with_metadata(too_big)).await;
+    expect_failure(
+        "put with 9001 bytes of metadata",
+        outcome,
+        FailureKind::Rejected,
+    )?;
+    let head = r2.head(&key).await.during("head")?;
+    ensure_eq("head after the refused put", head, None)
 }

@@ -5,29 +5,34 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use super::*;
-use crate::store::memory::{block_on, MemoryStores};
+use crate::store::memory::{block_on, MemoryKv, MemoryR2, MemoryStores, VirtualClock};
 use crate::store::{
-    KvListOptions, KvListPage, KvPutOptions, KvValue, ObjectListOptions, ObjectListPage,
-    ObjectMeta, ObjectPutOptions, PutOutcome, StoredObject,
+    KvListOptions, KvListPage, KvPutOptions, KvStore, KvValue, ObjectListOptions, ObjectListPage,
+    ObjectMeta, ObjectPutOptions, ObjectStore, PutOutcome, StoreResult, StoredObject,
 };
 
 const PREFIX: &str = "conformance-test/";
 
-fn failed_names(report: &ConformanceReport) -> Vec<&str> {
-    report
-        .failures()
-        .into_iter()
-        .map(|check| check.name.as_str())
-        .collect()
+fn failed_names(report: &ConformanceReport) -> Vec<String> {
+    let failures = report.failures().into_iter();
+    failures.map(|check| check.name.clone()).collect()
 }
 
 #[test]
 fn memory_adapter_passes_every_check() {
     let stores = MemoryStores::new(1_700_000_000_000, 1);
-    let kv_report = block_on(run_kv_conformance(&stores.kv, &stores.clock, PREFIX));
-    let r2_report = block_on(run_r2_conformance(&stores.r2, &stores.clock, PREFIX));
-    assert_eq!(failed_names(&kv_report), Vec::<&str>::new(), "{kv_report}");
-    assert_eq!(failed_names(&r2_report), Vec::<&str>::new(), "{r2_report}");
+    let kv_report = block_on(run_conformance(&Kv(&stores.kv), &stores.clock, PREFIX));
+    let r2_report = block_on(run_conformance(&R2(&stores.r2), &stores.clock, PREFIX));
+    assert_eq!(
+        failed_names(&kv_report),
+        Vec::<String>::new(),
+        "{kv_report}"
+    );
+    assert_eq!(
+        failed_names(&r2_report),
+        Vec::<String>::new(),
+        "{r2_report}"
+    );
     assert_eq!(kv_report.passed(), KV_CHECKS.len());
     assert_eq!(r2_report.passed(), R2_CHECKS.len());
 }
@@ -35,12 +40,12 @@ fn memory_adapter_passes_every_check() {
 #[test]
 fn unknown_check_names_fail() {
     let stores = MemoryStores::new(0, 1);
-    let outcome = block_on(run_kv_check(&stores.kv, &stores.clock, PREFIX, "kv.nope"));
+    let outcome = block_on(run_check(&Kv(&stores.kv), &stores.clock, PREFIX, "kv.nope"));
     assert_eq!(
         outcome.error.as_deref(),
         Some("no KV check is called \"kv.nope\"")
     );
-    let outcome = block_on(run_r2_check(&stores.r2, &stores.clock, PREFIX, "r2.nope"));
+    let outcome = block_on(run_check(&R2(&stores.r2), &stores.clock, PREFIX, "r2.nope"));
     assert!(!outcome.passed());
 }
 
@@ -69,35 +74,21 @@ fn report_counts_and_prints_each_check() {
     );
 }
 
-/// A KV broken in one way, to show the suite notices.
-struct BrokenKv {
-    inner: crate::store::memory::MemoryKv,
-    breakage: KvBreakage,
+/// A store that alters the options of every `put` and `list` before passing them on: broken
+/// in one way, to show the suite notices.
+struct Broken<S, P, L> {
+    inner: S,
+    put: fn(&mut P),
+    list: fn(&mut L),
 }
 
-#[derive(Clone, Copy)]
-enum KvBreakage {
-    /// Raises a TTL under 60 s instead of refusing it.
-    ClampsShortTtl,
-    /// Starts every listing over, ignoring the cursor.
-    IgnoresCursor,
-    /// Drops the metadata of every put.
-    DropsMetadata,
-}
-
-impl KvStore for BrokenKv {
+impl KvStore for Broken<MemoryKv, KvPutOptions, KvListOptions> {
     async fn get(&self, key: &str) -> StoreResult<Option<KvValue>> {
         self.inner.get(key).await
     }
 
     async fn put(&self, key: &str, value: &[u8], mut options: KvPutOptions) -> StoreResult<()> {
-        match self.breakage {
-            KvBreakage::ClampsShortTtl => {
-                options.expiration_ttl_secs = options.expiration_ttl_secs.map(|ttl| ttl.max(60));
-            }
-            KvBreakage::DropsMetadata => options.metadata = None,
-            KvBreakage::IgnoresCursor => {}
-        }
+        (self.put)(&mut options);
         self.inner.put(key, value, options).await
     }
 
@@ -106,60 +97,12 @@ impl KvStore for BrokenKv {
     }
 
     async fn list(&self, mut options: KvListOptions) -> StoreResult<KvListPage> {
-        if let KvBreakage::IgnoresCursor = self.breakage {
-            options.cursor = None;
-        }
+        (self.list)(&mut options);
         self.inner.list(options).await
     }
 }
 
-fn kv_failures_with(breakage: KvBreakage) -> Vec<String> {
-    let stores = MemoryStores::new(1_700_000_000_000, 1);
-    stores.kv.set_write_rate_limit(false);
-    let broken = BrokenKv {
-        inner: stores.kv.clone(),
-        breakage,
-    };
-    let report = block_on(run_kv_conformance(&broken, &stores.clock, PREFIX));
-    failed_names(&report)
-        .into_iter()
-        .map(str::to_owned)
-        .collect()
-}
-
-#[test]
-fn kv_checks_catch_broken_adapters() {
-    assert_eq!(
-        kv_failures_with(KvBreakage::ClampsShortTtl),
-        ["kv.ttl_under_60_rejected"]
-    );
-    assert_eq!(
-        kv_failures_with(KvBreakage::IgnoresCursor),
-        ["kv.list_pagination"]
-    );
-    assert_eq!(
-        kv_failures_with(KvBreakage::DropsMetadata),
-        ["kv.metadata_round_trip", "kv.oversized_metadata_rejected"]
-    );
-}
-
-/// An R2 bucket broken in one way, to show the suite notices.
-struct BrokenR2 {
-    inner: crate::store::memory::MemoryR2,
-    breakage: R2Breakage,
-}
-
-#[derive(Clone, Copy)]
-enum R2Breakage {
-    /// Never checks nor records `sha256`.
-    IgnoresSha256,
-    /// Lists custom metadata even when not asked to.
-    AlwaysIncludesMetadata,
-    /// Overwrites even with `only_if_absent`.
-    IgnoresOnlyIfAbsent,
-}
-
-impl ObjectStore for BrokenR2 {
+impl ObjectStore for Broken<MemoryR2, ObjectPutOptions, ObjectListOptions> {
     async fn get(&self, key: &str) -> StoreResult<Option<StoredObject>> {
         self.inner.get(key).await
     }
@@ -174,11 +117,7 @@ impl ObjectStore for BrokenR2 {
         body: &[u8],
         mut options: ObjectPutOptions,
     ) -> StoreResult<PutOutcome> {
-        match self.breakage {
-            R2Breakage::IgnoresSha256 => options.sha256 = None,
-            R2Breakage::IgnoresOnlyIfAbsent => options.only_if_absent = false,
-            R2Breakage::AlwaysIncludesMetadata => {}
-        }
+        (self.put)(&mut options);
         self.inner.put(key, body, options).await
     }
 
@@ -187,39 +126,71 @@ impl ObjectStore for BrokenR2 {
     }
 
     async fn list(&self, mut options: ObjectListOptions) -> StoreResult<ObjectListPage> {
-        if let R2Breakage::AlwaysIncludesMetadata = self.breakage {
-            options.include_custom_metadata = true;
-        }
+        (self.list)(&mut options);
         self.inner.list(options).await
     }
 }
 
-fn r2_failures_with(breakage: R2Breakage) -> Vec<String> {
+/// Fresh stores, without the per-key write rate limit (broken adapters may write faster).
+fn unlimited_stores() -> MemoryStores {
     let stores = MemoryStores::new(1_700_000_000_000, 1);
+    stores.kv.set_write_rate_limit(false);
     stores.r2.set_write_rate_limit(false);
-    let broken = BrokenR2 {
-        inner: stores.r2.clone(),
-        breakage,
+    stores
+}
+
+/// The checks of `suite` that fail, judged by `clock`.
+fn failures<S: Suite>(suite: S, clock: &VirtualClock) -> Vec<String> {
+    failed_names(&block_on(run_conformance(&suite, clock, PREFIX)))
+}
+
+#[test]
+fn kv_checks_catch_broken_adapters() {
+    let failures = |put, list| {
+        let stores = unlimited_stores();
+        let inner = stores.kv.clone();
+        failures(Kv(&Broken { inner, put, list }), &stores.clock)
     };
-    let report = block_on(run_r2_conformance(&broken, &stores.clock, PREFIX));
-    failed_names(&report)
-        .into_iter()
-        .map(str::to_owned)
-        .collect()
+    // Raises a TTL under 60 s instead of refusing it.
+    let clamps_short_ttl = |options: &mut KvPutOptions| {
+        options.expiration_ttl_secs = options.expiration_ttl_secs.map(|ttl| ttl.max(60));
+    };
+    assert_eq!(
+        failures(clamps_short_ttl, |_| {}),
+        ["kv.ttl_under_60_rejected"]
+    );
+    // Starts every listing over, ignoring the cursor.
+    let ignores_cursor = |options: &mut KvListOptions| options.cursor = None;
+    assert_eq!(failures(|_| {}, ignores_cursor), ["kv.list_pagination"]);
+    let drops_metadata = |options: &mut KvPutOptions| options.metadata = None;
+    assert_eq!(
+        failures(drops_metadata, |_| {}),
+        ["kv.metadata_round_trip", "kv.oversized_metadata_rejected"]
+    );
 }
 
 #[test]
 fn r2_checks_catch_broken_adapters() {
+    let failures = |put, list| {
+        let stores = unlimited_stores();
+        let inner = stores.r2.clone();
+        failures(R2(&Broken { inner, put, list }), &stores.clock)
+    };
+    // Never checks nor records `sha256`.
+    let ignores_sha256 = |options: &mut ObjectPutOptions| options.sha256 = None;
     assert_eq!(
-        r2_failures_with(R2Breakage::IgnoresSha256),
+        failures(ignores_sha256, |_| {}),
         ["r2.sha256_recorded", "r2.sha256_mismatch_rejected"]
     );
+    let always_includes_metadata =
+        |options: &mut ObjectListOptions| options.include_custom_metadata = true;
     assert_eq!(
-        r2_failures_with(R2Breakage::AlwaysIncludesMetadata),
+        failures(|_| {}, always_includes_metadata),
         ["r2.list_custom_metadata_only_with_include"]
     );
+    let ignores_only_if_absent = |options: &mut ObjectPutOptions| options.only_if_absent = false;
     assert_eq!(
-        r2_failures_with(R2Breakage::IgnoresOnlyIfAbsent),
+        failures(ignores_only_if_absent, |_| {}),
         ["r2.only_if_absent"]
     );
 }

@@ -3,7 +3,6 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::rc::Rc;
 
 use crate::store::{Binding, FailureKind, StoreError};
@@ -23,18 +22,6 @@ pub enum OperationKind {
     List,
 }
 
-impl fmt::Display for OperationKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            OperationKind::Get => "get",
-            OperationKind::Head => "head",
-            OperationKind::Put => "put",
-            OperationKind::Delete => "delete",
-            OperationKind::List => "list",
-        })
-    }
-}
-
 /// Which calls a fault applies to; the default matches every call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CallFilter {
@@ -45,24 +32,11 @@ pub struct CallFilter {
 }
 
 impl CallFilter {
-    /// Every call.
-    pub fn any() -> Self {
-        CallFilter::default()
-    }
-
     /// Calls to `binding` only.
     pub fn binding(binding: Binding) -> Self {
         CallFilter {
             binding: Some(binding),
             operation: None,
-        }
-    }
-
-    /// Calls of `operation` only (to either binding).
-    pub fn operation(operation: OperationKind) -> Self {
-        CallFilter {
-            binding: None,
-            operation: Some(operation),
         }
     }
 
@@ -123,37 +97,8 @@ impl CallCounts {
     }
 }
 
-/// How an admitted call proceeds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Admission {
-    /// Carry the call out and report its result.
-    Proceed,
-    /// Carry the call out, then report a transient failure: the response of this call (its
-    /// number) was lost.
-    ProceedThenFail(u64),
-}
-
-impl Admission {
-    /// What the caller sees of a call that was carried out with `result`.
-    pub(crate) fn finish<T>(
-        self,
-        binding: Binding,
-        target: &str,
-        result: Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        match (self, result) {
-            (Admission::ProceedThenFail(call), Ok(_)) => Err(StoreError {
-                binding,
-                operation: target.to_owned(),
-                kind: FailureKind::Transient,
-                message: format!(
-                    "network connection lost after the request was sent (injected fault, call {call})"
-                ),
-            }),
-            (_, result) => result,
-        }
-    }
-}
+/// Why a store refuses a call: the kind of failure and the service's own message.
+pub(crate) type Refusal = (FailureKind, String);
 
 /// A burst of failures for the next matching calls.
 #[derive(Debug, Clone)]
@@ -240,14 +185,38 @@ impl Faults {
         self.state.borrow().counts.clone()
     }
 
-    /// Numbers the call, counts it, and decides whether a fault fails it. `target` names the
-    /// call in the error (`put conversations/...`).
-    pub(crate) fn admit(
+    /// Runs storage call `operation` on `binding`, named `target` in its errors (`put
+    /// conversations/...`): numbers and counts it, fails it if a fault says so, otherwise runs
+    /// `call`, whose response a fault may then lose.
+    pub(crate) fn run<T>(
         &self,
         binding: Binding,
         operation: OperationKind,
         target: &str,
-    ) -> Result<Admission, StoreError> {
+        call: impl FnOnce() -> Result<T, Refusal>,
+    ) -> Result<T, StoreError> {
+        let error = |(kind, message): Refusal| StoreError {
+            binding,
+            operation: target.to_owned(),
+            kind,
+            message,
+        };
+        let lost_response = self.admit(binding, operation).map_err(error)?;
+        let output = call().map_err(error)?;
+        match lost_response {
+            Some(call) => Err(error((
+                FailureKind::Transient,
+                format!(
+                    "network connection lost after the request was sent (injected fault, call {call})"
+                ),
+            ))),
+            None => Ok(output),
+        }
+    }
+
+    /// Numbers the call and counts it; the fault that fails it, if any, or else the call's
+    /// number if its response is to be lost.
+    fn admit(&self, binding: Binding, operation: OperationKind) -> Result<Option<u64>, Refusal> {
         let mut state = self.state.borrow_mut();
         state.calls += 1;
         let call = state.calls;
@@ -270,20 +239,13 @@ impl Faults {
         } else {
             None
         };
-        if let Some((kind, message)) = failure {
+        if let Some(failure) = failure {
             state.injected += 1;
-            return Err(StoreError {
-                binding,
-                operation: target.to_owned(),
-                kind,
-                message,
-            });
+            return Err(failure);
         }
-        if state.lose_response_at.remove(&call) {
-            state.injected += 1;
-            return Ok(Admission::ProceedThenFail(call));
-        }
-        Ok(Admission::Proceed)
+        let lost_response = state.lose_response_at.remove(&call);
+        state.injected += u64::from(lost_response);
+        Ok(lost_response.then_some(call))
     }
 }
 

@@ -133,9 +133,9 @@ fn corruption_flips_one_byte_and_checksums_catch_it() {
         ..ObjectPutOptions::default()
     };
     assert!(block_on(stores.r2.put("obj", &body, options)).is_ok());
-    assert!(stores.r2.corrupt_body("obj", 3));
-    assert!(!stores.r2.corrupt_body("obj", 99));
-    assert!(!stores.r2.corrupt_body("missing", 0));
+    assert!(stores.r2.corrupt("obj", 3));
+    assert!(!stores.r2.corrupt("obj", 99));
+    assert!(!stores.r2.corrupt("missing", 0));
     let read = block_on(stores.r2.get("obj")).unwrap().unwrap();
     assert_eq!(read.body[3], body[3] ^ 0xff);
     assert_eq!(read.meta.sha256.as_deref(), Some(digest.as_str()));
@@ -144,8 +144,8 @@ fn corruption_flips_one_byte_and_checksums_catch_it() {
     assert_eq!(err.code(), "CHECKSUM_MISMATCH");
 
     assert!(kv_put(&stores, "kv", b"abc").is_ok());
-    assert!(stores.kv.corrupt_value("kv", 0));
-    assert!(!stores.kv.corrupt_value("kv", 3));
+    assert!(stores.kv.corrupt("kv", 0));
+    assert!(!stores.kv.corrupt("kv", 3));
     assert_eq!(stores.kv.snapshot()["kv"].value, [b'a' ^ 0xff, b'b', b'c']);
 }
 
@@ -249,14 +249,28 @@ fn r2_second_write_to_a_key_within_a_second_gets_429() {
     assert!(r2_put(&stores, "k", b"2").is_ok());
 }
 
+/// The message of the refusal of `over_limit`, a call like `at_limit`, which succeeded, but one
+/// past a limit.
+fn refused_past_limit<T: std::fmt::Debug>(
+    at_limit: Result<T, StoreError>,
+    over_limit: Result<T, StoreError>,
+) -> String {
+    assert!(at_limit.is_ok(), "{at_limit:?}");
+    let err = over_limit.unwrap_err();
+    assert_eq!(err.kind, FailureKind::Rejected, "{err}");
+    err.message
+}
+
 #[test]
 fn kv_limits_are_enforced_at_their_boundaries() {
     let stores = stores();
     stores.kv.set_write_rate_limit(false);
-    assert!(kv_put(&stores, &"k".repeat(KV_MAX_KEY_BYTES), b"v").is_ok());
-    let err = kv_put(&stores, &"k".repeat(KV_MAX_KEY_BYTES + 1), b"v").unwrap_err();
+    let key_of = |length: usize| "k".repeat(length);
     assert_eq!(
-        err.message,
+        refused_past_limit(
+            kv_put(&stores, &key_of(KV_MAX_KEY_BYTES), b"v"),
+            kv_put(&stores, &key_of(KV_MAX_KEY_BYTES + 1), b"v")
+        ),
         "KV PUT failed: 414 UTF-8 encoded length of 513 exceeds key length limit of 512."
     );
     for bad in ["", ".", ".."] {
@@ -270,15 +284,12 @@ fn kv_limits_are_enforced_at_their_boundaries() {
         expiration_ttl_secs: None,
         metadata: Some(json!({ "p": "x".repeat(length - 8) })),
     };
-    assert!(block_on(stores.kv.put("m", b"v", metadata_of(KV_MAX_METADATA_BYTES))).is_ok());
-    let err = block_on(
-        stores
-            .kv
-            .put("m", b"v", metadata_of(KV_MAX_METADATA_BYTES + 1)),
-    )
-    .unwrap_err();
+    let put = |options| block_on(stores.kv.put("m", b"v", options));
     assert_eq!(
-        err.message,
+        refused_past_limit(
+            put(metadata_of(KV_MAX_METADATA_BYTES)),
+            put(metadata_of(KV_MAX_METADATA_BYTES + 1))
+        ),
         "KV PUT failed: 413 Metadata length of 1025 exceeds limit of 1024."
     );
     let too_big = vec![0_u8; KV_MAX_VALUE_BYTES + 1];
@@ -336,30 +347,27 @@ fn kv_list_pages_and_rejects_bad_arguments() {
 #[test]
 fn r2_limits_are_enforced_at_their_boundaries() {
     let stores = stores();
-    assert!(r2_put(&stores, &"k".repeat(R2_MAX_KEY_BYTES), b"v").is_ok());
-    assert_eq!(
-        kind_of(r2_put(&stores, &"k".repeat(R2_MAX_KEY_BYTES + 1), b"v")),
-        FailureKind::Rejected
+    let key_of = |length: usize| "k".repeat(length);
+    refused_past_limit(
+        r2_put(&stores, &key_of(R2_MAX_KEY_BYTES), b"v"),
+        r2_put(&stores, &key_of(R2_MAX_KEY_BYTES + 1), b"v"),
     );
     assert_eq!(kind_of(r2_put(&stores, "", b"v")), FailureKind::Rejected);
     let metadata_of = |length: usize| ObjectPutOptions {
         custom_metadata: BTreeMap::from([("p".to_owned(), "x".repeat(length - 1))]),
         ..ObjectPutOptions::default()
     };
-    assert!(block_on(stores.r2.put("m", b"v", metadata_of(R2_MAX_METADATA_BYTES))).is_ok());
-    let err = block_on(
-        stores
-            .r2
-            .put("n", b"v", metadata_of(R2_MAX_METADATA_BYTES + 1)),
-    )
-    .unwrap_err();
-    assert_eq!(err.kind, FailureKind::Rejected);
-    let keys: Vec<String> = (0..=R2_MAX_DELETE_KEYS).map(|i| format!("k{i}")).collect();
-    assert_eq!(
-        kind_of(block_on(stores.r2.delete(&keys))),
-        FailureKind::Rejected
+    refused_past_limit(
+        block_on(stores.r2.put("m", b"v", metadata_of(R2_MAX_METADATA_BYTES))),
+        block_on(
+            stores
+                .r2
+                .put("n", b"v", metadata_of(R2_MAX_METADATA_BYTES + 1)),
+        ),
     );
-    assert!(block_on(stores.r2.delete(&keys[..R2_MAX_DELETE_KEYS])).is_ok());
+    let keys: Vec<String> = (0..=R2_MAX_DELETE_KEYS).map(|i| format!("k{i}")).collect();
+    let delete = |keys: &[String]| block_on(stores.r2.delete(keys));
+    refused_past_limit(delete(&keys[..R2_MAX_DELETE_KEYS]), delete(&keys));
 }
 
 #[test]
