@@ -36,6 +36,7 @@ use serde_json::json;
 
 use super::log::OpLog;
 use super::run::{stop_reason, Run, RunBudget, RunStatus, StopReason};
+use super::walk::{KvPager, KvPosition};
 use super::DataPersistenceService;
 use crate::error::{PersistenceError, Result};
 use crate::keys::{
@@ -48,7 +49,7 @@ use crate::retention::{
     batch_r2_deletions, DeletionReason, ListedKvKey, PlannedDeletion, RetentionPlanner,
     RetentionReport, INDEX_ARCHIVE_KEY_FIELD,
 };
-use crate::store::{Clock, KvListOptions, KvStore, ObjectListOptions, ObjectStore, Rng};
+use crate::store::{Clock, KvStore, ObjectListOptions, ObjectStore, Rng};
 
 /// Most deleted keys listed in a report; counts and bytes cover all of them.
 pub const MAX_REPORTED_KEYS: usize = 1000;
@@ -96,15 +97,12 @@ enum SweepPosition {
     /// In the R2 phase: list after this key (`None`: from the first key).
     #[serde(rename = "r2", rename_all = "camelCase")]
     R2 { r2_start_after: Option<String> },
-    /// In the KV phase: list `kv_prefix` from `kv_cursor` (`None`: from its first key), and
-    /// in that page skip the keys before `kv_resume_at`, which a run that stopped part-way
-    /// through the page has handled already (absent in resume points of earlier versions).
+    /// In the KV phase: paging through `kv_prefix` at `at` (`{"kvCursor", "kvResumeAt"?}`).
     #[serde(rename = "kv", rename_all = "camelCase")]
     Kv {
         kv_prefix: String,
-        kv_cursor: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        kv_resume_at: Option<String>,
+        #[serde(flatten)]
+        at: KvPosition,
     },
 }
 
@@ -172,28 +170,22 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     .await
                 {
                     Ok(()) => {
-                        self.sweep_kv(&log, &mut sweep, &planner, 0, None, None)
+                        self.sweep_kv(&log, &mut sweep, &planner, 0, KvPosition::default())
                             .await
                     }
                     Err(stop) => Err(stop),
                 }
             }
-            SweepPosition::Kv {
-                kv_prefix,
-                kv_cursor,
-                kv_resume_at,
-            } => {
+            SweepPosition::Kv { kv_prefix, at } => {
                 // KV decisions need no R2 listing except to detect missing archives, which a
                 // resumed sweep does not attempt.
                 let planner = RetentionPlanner::new(&self.policy, now_ms, options);
                 // An unknown prefix (from another version): the KV phase starts over.
-                let (first, cursor, resume_at) =
-                    match KV_PREFIXES.iter().position(|prefix| *prefix == kv_prefix) {
-                        Some(first) => (first, kv_cursor, kv_resume_at),
-                        None => (0, None, None),
-                    };
-                self.sweep_kv(&log, &mut sweep, &planner, first, cursor, resume_at)
-                    .await
+                let (first, at) = match KV_PREFIXES.iter().position(|prefix| *prefix == kv_prefix) {
+                    Some(first) => (first, at),
+                    None => (0, KvPosition::default()),
+                };
+                self.sweep_kv(&log, &mut sweep, &planner, first, at).await
             }
         };
         self.finish_run(&log, &mut sweep.run, outcome).await;
@@ -323,87 +315,73 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         young.then(|| archive_key.to_owned())
     }
 
-    /// The KV phase: every page of each swept prefix, from `KV_PREFIXES[first]` at `cursor`,
-    /// skipping that first page's keys before `resume_at`. Pages are listed whole; when the
-    /// budget or the deadline runs out part-way through one, the resume point names the page
-    /// and the first key not yet handled, so the next run lists that page again and goes on
-    /// from there. (Listing only as many keys as the calls left could delete made a run with
-    /// a budget of 50 list 16 keys at a time, live ones included.)
+    /// The KV phase: every page of each swept prefix, from `KV_PREFIXES[first]` at `at`
+    /// (`super::walk`: pages listed whole, the resume point naming the page and the first key
+    /// not yet handled).
     async fn sweep_kv(
         &self,
         log: &OpLog<'_>,
         sweep: &mut Sweep,
         planner: &RetentionPlanner,
         first: usize,
-        mut cursor: Option<String>,
-        mut resume_at: Option<String>,
+        mut at: KvPosition,
     ) -> Result<(), StopReason> {
-        for prefix in KV_PREFIXES.iter().skip(first) {
-            loop {
+        for prefix in &KV_PREFIXES[first..] {
+            let mut pager = KvPager::new(prefix, std::mem::take(&mut at));
+            let outcome = self.sweep_kv_prefix(log, sweep, planner, &mut pager).await;
+            if outcome.is_err() {
                 sweep.run.position = SweepPosition::Kv {
                     kv_prefix: (*prefix).to_owned(),
-                    kv_cursor: cursor.clone(),
-                    kv_resume_at: resume_at.clone(),
+                    at: pager.at,
                 };
-                // The listing and at least one deletion.
-                sweep.run.afford(2, self.clock.now_ms())?;
-                sweep.run.spend(1);
-                let options = KvListOptions {
-                    prefix: Some((*prefix).to_owned()),
-                    cursor: cursor.clone(),
-                    limit: Some(MAX_LIST_LIMIT),
-                };
-                let mut page = self
-                    .kv_list(log, options)
-                    .await
-                    .map_err(|err| stop_reason(&err))?;
-                if let Some(resume_at) = resume_at.take() {
-                    // KV lists keys in UTF-8 byte order, which is how `str` compares.
-                    page.keys.retain(|entry| entry.name >= resume_at);
-                }
-                for deletion in planner.plan_kv_page(&page.keys) {
-                    // Should the run stop before this key is handled, it resumes at it.
-                    sweep.run.position = SweepPosition::Kv {
-                        kv_prefix: (*prefix).to_owned(),
-                        kv_cursor: cursor.clone(),
-                        kv_resume_at: Some(deletion.key.clone()),
-                    };
-                    let young_archive = self.young_archive_of(&deletion, &page.keys);
-                    let calls = if young_archive.is_some() { 2 } else { 1 };
-                    sweep.run.afford(calls, self.clock.now_ms())?;
-                    if let Some(archive_key) = young_archive {
-                        // Planned as pointing at a missing archive that is within its
-                        // retention: the listing may predate a restore that has since written
-                        // it. R2 is strongly consistent, so ask it before deleting.
-                        sweep.run.spend(1);
-                        match self.r2_head(log, &archive_key).await {
-                            Ok(None) => {}
-                            Ok(Some(_)) => continue,
-                            Err(err) => return Err(stop_reason(&err)),
-                        }
-                    }
+                return outcome;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every page of one KV prefix: the planner's deletions, one call each.
+    async fn sweep_kv_prefix(
+        &self,
+        log: &OpLog<'_>,
+        sweep: &mut Sweep,
+        planner: &RetentionPlanner,
+        pager: &mut KvPager,
+    ) -> Result<(), StopReason> {
+        while let Some(page) = self.next_kv_page(log, &mut sweep.run, pager, 1).await? {
+            for deletion in planner.plan_kv_page(&page) {
+                pager.claim(&deletion.key);
+                let young_archive = self.young_archive_of(&deletion, &page);
+                let calls = if young_archive.is_some() { 2 } else { 1 };
+                sweep.run.afford(calls, self.clock.now_ms())?;
+                if let Some(archive_key) = young_archive {
+                    // Planned as pointing at a missing archive that is within its retention:
+                    // the listing may predate a restore that has since written it. R2 is
+                    // strongly consistent, so ask it before deleting.
                     sweep.run.spend(1);
-                    match self.kv_delete(log, &deletion.key).await {
-                        Ok(()) => sweep.record(deletion),
-                        Err(err @ PersistenceError::CircuitOpen { .. }) => {
-                            return Err(stop_reason(&err))
-                        }
-                        Err(err) => {
-                            sweep.result.failed_deletions += 1;
-                            log.event(
-                                "warn",
-                                "KV delete failed; a later sweep retries",
-                                json!({ "key": deletion.key, "error": err.to_string() }),
-                            );
-                        }
+                    match self.r2_head(log, &archive_key).await {
+                        Ok(None) => {}
+                        Ok(Some(_)) => continue,
+                        Err(err) => return Err(stop_reason(&err)),
                     }
                 }
-                match page.cursor.filter(|_| !page.list_complete) {
-                    Some(next) => cursor = Some(next),
-                    None => break,
+                sweep.run.spend(1);
+                match self.kv_delete(log, &deletion.key).await {
+                    Ok(()) => sweep.record(deletion),
+                    Err(err @ PersistenceError::CircuitOpen { .. }) => {
+                        return Err(stop_reason(&err))
+                    }
+                    Err(err) => {
+                        sweep.result.failed_deletions += 1;
+                        log.event(
+                            "warn",
+                            "KV delete failed; a later sweep retries",
+                            json!({ "key": deletion.key, "error": err.to_string() }),
+                        );
+                    }
                 }
             }
-            cursor = None;
+            pager.page_done();
         }
         Ok(())
     }
@@ -430,8 +408,10 @@ mod tests {
         // Without a key to resume at, as earlier versions wrote it.
         let kv = SweepPosition::Kv {
             kv_prefix: "query:".into(),
-            kv_cursor: None,
-            kv_resume_at: None,
+            at: KvPosition {
+                kv_cursor: None,
+                kv_resume_at: None,
+            },
         };
         let text = json!(kv).to_string();
         assert_eq!(
@@ -441,8 +421,10 @@ mod tests {
         assert_eq!(serde_json::from_str::<SweepPosition>(&text).unwrap(), kv);
         let kv = SweepPosition::Kv {
             kv_prefix: "query:".into(),
-            kv_cursor: Some("c2".into()),
-            kv_resume_at: Some("query:ab".into()),
+            at: KvPosition {
+                kv_cursor: Some("c2".into()),
+                kv_resume_at: Some("query:ab".into()),
+            },
         };
         let text = json!(kv).to_string();
         assert_eq!(

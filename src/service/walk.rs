@@ -1,11 +1,12 @@
-//! A budgeted, resumable walk over the KV keys under one prefix, on the run driver
-//! (`super::run`), shared by the maintenance runs that visit every key of a prefix
-//! (`indexLegacyArchives`, `reindexUserArchives`).
+//! Budgeted, resumable paging through the KV keys under a prefix, on the run driver
+//! (`super::run`): [`KvPager`] for every job that lists KV prefixes page by page (the
+//! retention sweep's KV phase among them), and [`DataPersistenceService::walk`], the whole run
+//! of a job that visits every key of one prefix (`indexLegacyArchives`, `reindexUserArchives`).
 //!
-//! Pages of 1000 are listed whole; before each key that needs storage calls the caller
-//! [claims](KvWalk::claim) it, which checks the budget (keeping one call to save the resume
+//! Pages of 1000 are listed whole; before each key that needs storage calls the job
+//! [claims](KvPager::claim) it and checks the budget (keeping one call to save the resume
 //! point) and the deadline. When a run stops, its resume point is the page's KV cursor and the
-//! first key it did not handle, stored as JSON under the walk's own KV key; the next run lists
+//! first key it did not handle, stored as JSON under the job's own KV key; the next run lists
 //! that page again and skips the keys before it. A completed run that had resumed deletes the
 //! resume point. (Listing only as many keys as the calls left could handle made a run with a
 //! budget of 50 list 9 keys at a time, keys needing nothing included.)
@@ -20,10 +21,10 @@ use crate::error::Result;
 use crate::platform::MAX_LIST_LIMIT;
 use crate::store::{Clock, KvListOptions, KvStore, ListedKvKey, ObjectStore, Rng};
 
-/// Where an unfinished walk continues: `{"kvCursor": ..., "kvResumeAt"?: ...}`.
+/// Where paging through a KV prefix continues: `{"kvCursor": ..., "kvResumeAt"?: ...}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct WalkPosition {
+pub(super) struct KvPosition {
     /// KV list cursor of the page to list next (`None`: the prefix's first page).
     pub kv_cursor: Option<String>,
     /// In that page, the first key not yet handled, when a run stopped part-way through it
@@ -32,30 +33,55 @@ pub(super) struct WalkPosition {
     pub kv_resume_at: Option<String>,
 }
 
-/// One run of a walk: the driver's run over a [`WalkPosition`], and the page being handled.
-pub(super) struct KvWalk {
-    /// The run: budget, status, position.
-    pub run: Run<WalkPosition>,
+/// Pages through one KV prefix from a [`KvPosition`], which it keeps up to date.
+pub(super) struct KvPager {
+    prefix: &'static str,
+    /// Where a run that stopped now would continue.
+    pub at: KvPosition,
     /// The cursor of the page after the one being handled; `None` once the last page is out.
     next_cursor: Option<String>,
     finished: bool,
 }
 
-impl KvWalk {
-    /// Starts handling `key` of the current page, which may take up to `calls` calls: should
-    /// the run stop before it is done, it resumes at this key.
-    pub fn claim(&mut self, key: &str, calls: u32, now_ms: i64) -> Result<(), StopReason> {
-        self.run.position.kv_resume_at = Some(key.to_owned());
-        self.run.afford(calls, now_ms)
+impl KvPager {
+    /// Pages through `prefix` from `at`.
+    pub fn new(prefix: &'static str, at: KvPosition) -> Self {
+        KvPager {
+            prefix,
+            at,
+            next_cursor: None,
+            finished: false,
+        }
+    }
+
+    /// Starts handling `key` of the current page: should the run stop before it is done, it
+    /// resumes at this key.
+    pub fn claim(&mut self, key: &str) {
+        self.at.kv_resume_at = Some(key.to_owned());
     }
 
     /// Marks the current page handled.
     pub fn page_done(&mut self) {
-        self.run.position.kv_resume_at = None;
+        self.at.kv_resume_at = None;
         match self.next_cursor.take() {
-            Some(next) => self.run.position.kv_cursor = Some(next),
+            Some(next) => self.at.kv_cursor = Some(next),
             None => self.finished = true,
         }
+    }
+}
+
+/// One run of a walk over one prefix: the driver's run and the pager.
+pub(super) struct KvWalk {
+    /// The run: budget and status (its position is the pager's, stored when it stops).
+    pub run: Run<KvPosition>,
+    pager: KvPager,
+}
+
+impl KvWalk {
+    /// Starts handling `key` of the current page, which may take up to `calls` calls.
+    pub fn claim(&mut self, key: &str, calls: u32, now_ms: i64) -> Result<(), StopReason> {
+        self.pager.claim(key);
+        self.run.afford(calls, now_ms)
     }
 }
 
@@ -95,17 +121,17 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     ) -> Result<Report> {
         let log = &self.begin(job.operation);
         let mut report = Report::default();
-        let run = self
+        let run: Run<KvPosition> = self
             .start_run(log, budget, job.min_budget, Some(job.resume_key), job.name)
             .await?;
-        let mut walk = KvWalk {
-            run,
-            next_cursor: None,
-            finished: false,
-        };
+        let pager = KvPager::new(job.prefix, run.position.clone());
+        let mut walk = KvWalk { run, pager };
         let mut outcome = Ok(());
         while outcome.is_ok() {
-            let page = match self.next_walk_page(log, &mut walk, job).await {
+            let page = match self
+                .next_kv_page(log, &mut walk.run, &mut walk.pager, job.calls_per_key)
+                .await
+            {
                 Ok(Some(page)) => page,
                 Ok(None) => break,
                 Err(stopped) => {
@@ -120,41 +146,43 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 }
             }
             if outcome.is_ok() {
-                walk.page_done();
+                walk.pager.page_done();
             }
         }
+        walk.run.position = walk.pager.at;
         self.finish_run(log, &mut walk.run, outcome).await;
         *report.status_mut() = walk.run.status;
         log.event("info", job.done, json!(report));
         Ok(report)
     }
 
-    /// The next page of the job's prefix, without the keys a stopped run already handled;
-    /// `None` once every page is handled. Needs room for the listing and one key.
-    async fn next_walk_page(
+    /// The next page of `pager`'s prefix, without the keys a stopped run already handled;
+    /// `None` once every page is handled. Needs room in `run` for the listing and one key's
+    /// `calls_per_key`.
+    pub(super) async fn next_kv_page<P>(
         &self,
         log: &OpLog<'_>,
-        walk: &mut KvWalk,
-        job: &WalkJob,
+        run: &mut Run<P>,
+        pager: &mut KvPager,
+        calls_per_key: u32,
     ) -> Result<Option<Vec<ListedKvKey>>, StopReason> {
-        if walk.finished {
+        if pager.finished {
             return Ok(None);
         }
-        walk.run
-            .afford(1 + job.calls_per_key, self.clock.now_ms())?;
-        walk.run.spend(1);
+        run.afford(1 + calls_per_key, self.clock.now_ms())?;
+        run.spend(1);
         let options = KvListOptions {
-            prefix: Some(job.prefix.to_owned()),
-            cursor: walk.run.position.kv_cursor.clone(),
+            prefix: Some(pager.prefix.to_owned()),
+            cursor: pager.at.kv_cursor.clone(),
             limit: Some(MAX_LIST_LIMIT),
         };
         let page = self
             .kv_list(log, options)
             .await
             .map_err(|err| stop_reason(&err))?;
-        walk.next_cursor = page.cursor.filter(|_| !page.list_complete);
+        pager.next_cursor = page.cursor.filter(|_| !page.list_complete);
         let mut keys = page.keys;
-        if let Some(resume_at) = &walk.run.position.kv_resume_at {
+        if let Some(resume_at) = &pager.at.kv_resume_at {
             // KV lists keys in UTF-8 byte order, which is how `str` compares.
             keys.retain(|entry| entry.name >= *resume_at);
         }
@@ -173,24 +201,24 @@ mod tests {
     #[test]
     fn positions_are_camel_case_json_and_read_without_a_resume_key() {
         // As earlier versions wrote it: the whole page.
-        let position = WalkPosition {
+        let position = KvPosition {
             kv_cursor: Some("c1".into()),
             kv_resume_at: None,
         };
         let text = json_text(&position);
         assert_eq!(text, r#"{"kvCursor":"c1"}"#);
         assert_eq!(
-            serde_json::from_str::<WalkPosition>(&text).ok(),
+            serde_json::from_str::<KvPosition>(&text).ok(),
             Some(position)
         );
-        let position = WalkPosition {
+        let position = KvPosition {
             kv_cursor: None,
             kv_resume_at: Some("archive_meta:s1".into()),
         };
         let text = json_text(&position);
         assert_eq!(text, r#"{"kvCursor":null,"kvResumeAt":"archive_meta:s1"}"#);
         assert_eq!(
-            serde_json::from_str::<WalkPosition>(&text).ok(),
+            serde_json::from_str::<KvPosition>(&text).ok(),
             Some(position)
         );
     }
@@ -205,18 +233,17 @@ mod tests {
                 },
                 "k",
             ),
-            next_cursor: None,
-            finished: false,
+            pager: KvPager::new("p:", KvPosition::default()),
         };
         assert_eq!(walk.claim("key", 1, 100), Err(StopReason::Deadline));
-        assert_eq!(walk.run.position.kv_resume_at.as_deref(), Some("key"));
-        walk.next_cursor = Some("c2".into());
-        walk.page_done();
+        assert_eq!(walk.pager.at.kv_resume_at.as_deref(), Some("key"));
+        walk.pager.next_cursor = Some("c2".into());
+        walk.pager.page_done();
         assert_eq!(
-            (walk.run.position.kv_cursor.as_deref(), walk.finished),
+            (walk.pager.at.kv_cursor.as_deref(), walk.pager.finished),
             (Some("c2"), false)
         );
-        walk.page_done();
-        assert!(walk.finished && walk.run.position.kv_resume_at.is_none());
+        walk.pager.page_done();
+        assert!(walk.pager.finished && walk.pager.at.kv_resume_at.is_none());
     }
 }
