@@ -264,36 +264,27 @@ mod tests {
     // Computed independently (Python hashlib/hmac) from the framing documented in FORMAT.md.
     #[test]
     fn key_hashes_match_the_documented_framing() {
-        let plain = KeyHasher::plain();
-        assert_eq!(
-            plain.embedding_cache_hash(Some("text-embedding-3-small"), "hello"),
-            "bbab6f68eae0ca35f3f7387b0c8376a29a21a100a927e6964fe76fead7ebfc20"
-        );
-        assert_eq!(
+        let (plain, keyed) = (KeyHasher::plain(), keyed());
+        let model = Some("text-embedding-3-small");
+        let computed = [
+            plain.embedding_cache_hash(model, "hello"),
             plain.embedding_cache_hash(None, "hello"),
-            "5496c23a82ad4700cd929f0fe27d0ccf588ce8a589caffe7b10838ff8094541a"
-        );
-        assert_eq!(
             plain.query_cache_hash("hello world", false),
-            "5829222fde524daef25ae373937bf45bdfda2769f84289d1c1b1baac1ef2f526"
-        );
-        assert_eq!(
             plain.user_key(&user("user-1")),
-            "6899d87424c4d7e766b79d31322dd1d6cfde7f171d8d148631dd0ef80d364f01"
-        );
-        let keyed = keyed();
-        assert_eq!(
-            keyed.embedding_cache_hash(Some("text-embedding-3-small"), "hello"),
-            "c71d1fddb29f85f770d83027c8ec6361c29de10ecab602d0478432b7c5ee573c"
-        );
-        assert_eq!(
+            keyed.embedding_cache_hash(model, "hello"),
             keyed.query_cache_hash("  Hello \t World ", true),
-            "865b147600deb63f066246806fc604e8941a060063cdbf2bddde50e53696c7d4"
-        );
-        assert_eq!(
             keyed.user_key(&user("user-1")),
-            "8f6b27030b15bfc9e3440adab13e19043fa4574646bcf534a62ecbbe229c7e4c"
-        );
+        ];
+        let documented = [
+            "bbab6f68eae0ca35f3f7387b0c8376a29a21a100a927e6964fe76fead7ebfc20",
+            "5496c23a82ad4700cd929f0fe27d0ccf588ce8a589caffe7b10838ff8094541a",
+            "5829222fde524daef25ae373937bf45bdfda2769f84289d1c1b1baac1ef2f526",
+            "6899d87424c4d7e766b79d31322dd1d6cfde7f171d8d148631dd0ef80d364f01",
+            "c71d1fddb29f85f770d83027c8ec6361c29de10ecab602d0478432b7c5ee573c",
+            "865b147600deb63f066246806fc604e8941a060063cdbf2bddde50e53696c7d4",
+            "8f6b27030b15bfc9e3440adab13e19043fa4574646bcf534a62ecbbe229c7e4c",
+        ];
+        assert_eq!(computed, documented);
     }
 
     #[test]

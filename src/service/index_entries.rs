@@ -239,17 +239,21 @@ mod tests {
         assert_eq!(anonymous.index_keys, ["archive_index:8263842399999:s1"]);
     }
 
+    /// What `archive_meta:s1` holding `value` says.
+    fn location_of(value: &Value) -> Result<ArchiveLocation> {
+        read_archive_location(
+            "archive_meta:s1",
+            value.to_string().as_bytes(),
+            &session("s1"),
+        )
+    }
+
     #[test]
     fn reads_our_record() {
         let key = archive_object_key(&session("s1"), 1_736_157_600_000).unwrap();
         let sha = "ab".repeat(32);
         let value = json!({"key": key, "sessionId": "s1", "sha256": sha, "rawSize": 77});
-        let location = read_archive_location(
-            "archive_meta:s1",
-            value.to_string().as_bytes(),
-            &session("s1"),
-        )
-        .unwrap();
+        let location = location_of(&value).unwrap();
         assert_eq!(
             location,
             ArchiveLocation {
@@ -265,12 +269,7 @@ mod tests {
     fn reads_the_legacy_record() {
         let value = json!({"sessionId": "s1", "archivedAt": 1_736_157_600_000_i64,
                            "messageCount": 2, "summary": "", "topics": [], "duration": 5});
-        let location = read_archive_location(
-            "archive_meta:s1",
-            value.to_string().as_bytes(),
-            &session("s1"),
-        )
-        .unwrap();
+        let location = location_of(&value).unwrap();
         assert_eq!(
             location.key,
             "conversations/2025/1/archive_s1_1736157600000.json"
@@ -308,12 +307,7 @@ mod tests {
             (json!({"archivedAt": -5}), "archivedAt"),
         ];
         for (value, needle) in cases {
-            let err = read_archive_location(
-                "archive_meta:s1",
-                value.to_string().as_bytes(),
-                &session("s1"),
-            )
-            .unwrap_err();
+            let err = location_of(&value).unwrap_err();
             assert_eq!(err.code(), "CORRUPT_DATA", "{value}");
             assert!(err.to_string().contains("archive_meta:s1"), "{err}");
             assert!(err.to_string().contains(needle), "{value}: {err}");

@@ -333,29 +333,25 @@ mod tests {
         }
     }
 
-    fn legacy_location(session_id: &SessionId) -> ArchiveLocation {
-        ArchiveLocation {
-            key: legacy_archive_object_key(session_id, 1_733_011_200_000).unwrap(),
+    /// What the legacy record `value` of `s1`, whose object is `object`, gives.
+    fn legacy_metadata(value: &Value, object: &ObjectMeta) -> Result<ArchiveMetadata> {
+        let sid = SessionId::parse("s1").unwrap();
+        let location = ArchiveLocation {
+            key: legacy_archive_object_key(&sid, 1_733_011_200_000).unwrap(),
             sha256: None,
             raw_size: 0,
             legacy_archived_at: Some(1_733_011_200_000),
-        }
+        };
+        let value = value.to_string();
+        record_metadata("archive_meta:s1", value.as_bytes(), &sid, &location, object)
     }
 
     #[test]
     fn legacy_records_are_completed_from_the_object() {
-        let sid = SessionId::parse("s1").unwrap();
         let value = json!({"sessionId": "s1", "userId": "u-7", "archivedAt": 1_733_011_200_000_i64,
                            "messageCount": 2, "summary": "refund", "topics": ["billing"],
                            "duration": -1500});
-        let metadata = record_metadata(
-            "archive_meta:s1",
-            value.to_string().as_bytes(),
-            &sid,
-            &legacy_location(&sid),
-            &object(321, None),
-        )
-        .unwrap();
+        let metadata = legacy_metadata(&value, &object(321, None)).unwrap();
         assert_eq!(
             metadata,
             ArchiveMetadata {
@@ -374,14 +370,7 @@ mod tests {
         );
         let sha = "ab".repeat(32);
         let minimal = json!({"archivedAt": 5, "messageCount": 0, "userId": null});
-        let metadata = record_metadata(
-            "archive_meta:s1",
-            minimal.to_string().as_bytes(),
-            &sid,
-            &legacy_location(&sid),
-            &object(9, Some(&sha)),
-        )
-        .unwrap();
+        let metadata = legacy_metadata(&minimal, &object(9, Some(&sha))).unwrap();
         assert_eq!(metadata.sha256, sha);
         assert_eq!(metadata.user_id, None);
         assert_eq!((metadata.summary.as_str(), metadata.topics.len()), ("", 0));
@@ -389,20 +378,12 @@ mod tests {
 
     #[test]
     fn ill_typed_legacy_records_are_corrupt_data_naming_the_key() {
-        let sid = SessionId::parse("s1").unwrap();
         for value in [
             json!({"archivedAt": 5}),
             json!({"archivedAt": 5, "messageCount": -1}),
             json!({"archivedAt": 5, "messageCount": 1, "topics": "billing"}),
         ] {
-            let err = record_metadata(
-                "archive_meta:s1",
-                value.to_string().as_bytes(),
-                &sid,
-                &legacy_location(&sid),
-                &object(1, None),
-            )
-            .unwrap_err();
+            let err = legacy_metadata(&value, &object(1, None)).unwrap_err();
             assert_eq!(err.code(), "CORRUPT_DATA", "{value}");
             assert!(err.to_string().contains("archive_meta:s1"), "{err}");
         }

@@ -17,9 +17,8 @@
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::log::OpLog;
-use super::run::{stop_reason, RunBudget, RunReport, RunStatus, StopReason};
-use super::walk::{KvWalk, WalkJob};
+use super::run::{stop_reason, RunBudget, RunReport, RunStatus};
+use super::walk::WalkJob;
 use super::DataPersistenceService;
 use crate::error::{PersistenceError, Result};
 use crate::hash::KeyHasher;
@@ -28,7 +27,7 @@ use crate::keys::{
     ARCHIVE_INDEX_PREFIX, USER_REINDEX_CURSOR_KEY,
 };
 use crate::retention::INDEX_ARCHIVE_KEY_FIELD;
-use crate::store::{Clock, KvPutOptions, KvStore, ListedKvKey, ObjectStore, Rng};
+use crate::store::{Clock, KvPutOptions, KvStore, ObjectStore, Rng};
 
 /// Smallest call budget that lets a run make progress: reading the resume point, one list
 /// page, one put and saving the resume point.
@@ -129,56 +128,51 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// (`stoppedBy`). Errors: `INVALID_INPUT` naming `maxStorageCalls` below
     /// [`MIN_REINDEX_CALLS`].
     pub async fn reindex_user_archives(&self, budget: RunBudget) -> Result<ReindexReport> {
-        self.walk(&REINDEX_WALK, budget, async |log, walk, report, entry| {
-            self.reindex_entry(log, walk, report, entry).await
-        })
-        .await
-    }
-
-    /// Writes the user index entry of one `archive_index:` entry, if it names a user.
-    async fn reindex_entry(
-        &self,
-        log: &OpLog<'_>,
-        walk: &mut KvWalk,
-        report: &mut ReindexReport,
-        entry: &ListedKvKey,
-    ) -> Result<(), StopReason> {
-        let summary = entry.metadata.as_ref().and_then(Value::as_object);
-        let planned = summary.map(|summary| user_entry(&self.options.hasher, &entry.name, summary));
-        let (key, object_key) = match planned {
-            Some(Ok(Some(planned))) => planned,
-            Some(Ok(None)) => {
-                report.scanned += 1;
-                report.anonymous += 1;
-                return Ok(());
-            }
-            unreadable => {
-                report.scanned += 1;
-                report.unreadable += 1;
-                let error = match unreadable {
-                    Some(Err(err)) => err.to_string(),
-                    _ => "no listing summary".to_owned(),
+        // For each entry: the user index entry it calls for, if it names a user.
+        self.walk(
+            &REINDEX_WALK,
+            budget,
+            async |log, walk, report: &mut ReindexReport, entry| {
+                let summary = entry.metadata.as_ref().and_then(Value::as_object);
+                let planned =
+                    summary.map(|summary| user_entry(&self.options.hasher, &entry.name, summary));
+                let (key, object_key) = match planned {
+                    Some(Ok(Some(planned))) => planned,
+                    Some(Ok(None)) => {
+                        report.scanned += 1;
+                        report.anonymous += 1;
+                        return Ok(());
+                    }
+                    unreadable => {
+                        report.scanned += 1;
+                        report.unreadable += 1;
+                        let error = match unreadable {
+                            Some(Err(err)) => err.to_string(),
+                            _ => "no listing summary".to_owned(),
+                        };
+                        log.event(
+                            "warn",
+                            "skipped an archive_index entry whose summary cannot be read",
+                            json!({ "key": entry.name, "error": error }),
+                        );
+                        return Ok(());
+                    }
                 };
-                log.event(
-                    "warn",
-                    "skipped an archive_index entry whose summary cannot be read",
-                    json!({ "key": entry.name, "error": error }),
-                );
-                return Ok(());
-            }
-        };
-        walk.claim(&entry.name, 1, self.clock.now_ms())?;
-        report.scanned += 1;
-        walk.run.spend(1);
-        let options = KvPutOptions {
-            expiration_ttl_secs: None,
-            metadata: entry.metadata.clone(),
-        };
-        self.kv_put(log, &key, object_key.as_bytes(), options)
-            .await
-            .map_err(|err| stop_reason(&err))?;
-        report.written += 1;
-        Ok(())
+                walk.claim(&entry.name, 1, self.clock.now_ms())?;
+                report.scanned += 1;
+                walk.run.spend(1);
+                let options = KvPutOptions {
+                    expiration_ttl_secs: None,
+                    metadata: entry.metadata.clone(),
+                };
+                self.kv_put(log, &key, object_key.as_bytes(), options)
+                    .await
+                    .map_err(|err| stop_reason(&err))?;
+                report.written += 1;
+                Ok(())
+            },
+        )
+        .await
     }
 }
 
