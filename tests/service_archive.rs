@@ -279,20 +279,10 @@ fn a_kv_put_whose_response_was_lost_is_retried_after_the_rate_window() {
 #[test]
 fn listing_pages_through_one_users_archives_newest_first_with_one_list_per_page() {
     let h = Harness::new();
-    for i in 0..45 {
-        h.archive(
-            &memory(&format!("a-{i:02}"), "help"),
-            &session(&format!("a-{i:02}"), Some("alice")),
-        )
-        .unwrap();
-        h.stores.clock.advance_ms(1_000);
-    }
-    for i in 0..5 {
-        h.archive(
-            &memory(&format!("b-{i}"), "help"),
-            &session(&format!("b-{i}"), Some("bob")),
-        )
-        .unwrap();
+    let sessions = (0..45).map(|i| (format!("a-{i:02}"), "alice"));
+    for (sid, user) in sessions.chain((0..5).map(|i| (format!("b-{i}"), "bob"))) {
+        h.archive(&memory(&sid, "help"), &session(&sid, Some(user)))
+            .unwrap();
         h.stores.clock.advance_ms(1_000);
     }
 

@@ -84,6 +84,15 @@ impl Harness {
         block_on(self.service.restore_from_backup(id, None))
     }
 
+    /// Asserts that restoring `id` fails with `code` naming `what`, and writes nothing.
+    fn assert_restore_refused(&self, id: &str, code: &str, what: &str) {
+        let before = self.stores.snapshot();
+        let err = self.restore(id).unwrap_err();
+        assert_eq!(err.code(), code, "{err}");
+        assert!(err.to_string().contains(what), "{err}");
+        assert_eq!(self.stores.snapshot(), before);
+    }
+
     /// Deletes every archive object and every archive KV entry.
     fn lose_all_archives(&self) {
         lose_all_archives(&self.stores);
@@ -369,11 +378,7 @@ fn unknown_or_incomplete_backups_are_not_found() {
     let data_key = backup_data_key(&BackupId::parse(&id).unwrap());
     block_on(h.stores.r2.delete(std::slice::from_ref(&data_key))).unwrap();
     h.lose_all_archives();
-    let before = h.stores.snapshot();
-    let err = h.restore(&id).unwrap_err();
-    assert_eq!(err.code(), "NOT_FOUND");
-    assert!(err.to_string().contains(&data_key), "{err}");
-    assert_eq!(h.stores.snapshot(), before);
+    h.assert_restore_refused(&id, "NOT_FOUND", &data_key);
 }
 
 #[test]
@@ -385,11 +390,7 @@ fn a_flipped_byte_in_the_data_fails_verification_and_writes_nothing() {
     h.lose_all_archives();
     let data_key = backup_data_key(&BackupId::parse(&id).unwrap());
     assert!(h.stores.r2.corrupt(&data_key, 40));
-    let before = h.stores.snapshot();
-    let err = h.restore(&id).unwrap_err();
-    assert_eq!(err.code(), "CHECKSUM_MISMATCH");
-    assert!(err.to_string().contains(&data_key), "{err}");
-    assert_eq!(h.stores.snapshot(), before);
+    h.assert_restore_refused(&id, "CHECKSUM_MISMATCH", &data_key);
 }
 
 #[test]
@@ -507,10 +508,5 @@ fn a_legacy_backup_restores_verified() {
     ))
     .unwrap();
     h.lose_all_archives();
-    let before = h.stores.snapshot();
-    assert_eq!(
-        h.restore(id.as_str()).unwrap_err().code(),
-        "CHECKSUM_MISMATCH"
-    );
-    assert_eq!(h.stores.snapshot(), before);
+    h.assert_restore_refused(id.as_str(), "CHECKSUM_MISMATCH", "");
 }

@@ -85,21 +85,11 @@ fn degraded_with_one_failing_binding_unhealthy_with_both() {
 fn metrics_count_every_page() {
     let (stores, service) = setup();
     stores.kv.set_write_rate_limit(false);
-    for index in 0..1200 {
-        block_on(stores.kv.put(
-            &format!("embedding:{index:064x}"),
-            b"e",
-            KvPutOptions::default(),
-        ))
-        .unwrap();
-    }
-    for index in 0..1001 {
-        block_on(stores.kv.put(
-            &format!("query:{index:064x}"),
-            b"q",
-            KvPutOptions::default(),
-        ))
-        .unwrap();
+    for (prefix, count) in [("embedding", 1200), ("query", 1001)] {
+        for index in 0..count {
+            let key = format!("{prefix}:{index:064x}");
+            block_on(stores.kv.put(&key, b"e", KvPutOptions::default())).unwrap();
+        }
     }
     for index in 0..3 {
         let sid = SessionId::parse(&format!("s{index}")).unwrap();

@@ -483,10 +483,14 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> Suite<K, R, C> {
     }
 
     /// Two archives, the second with its key time off by a millisecond.
-    async fn two_archives(
+    /// Two archives of `user-9` (sessions `<name>-1`, `<name>-2`) and the earlier
+    /// implementation's backup `name` of both, its data altered after its checksum when
+    /// `damaged`.
+    async fn backed_up_pair(
         &self,
         name: &str,
-    ) -> Result<[(String, LegacyArchive, Readings); 2], String> {
+        damaged: bool,
+    ) -> Result<(String, [(String, LegacyArchive); 2]), String> {
         let mut made = Vec::new();
         for (index, offset) in [(1, 0), (2, 1)] {
             let session_id = self.session(&format!("{name}-{index}"));
@@ -495,15 +499,18 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> Suite<K, R, C> {
             let archive = self.write_archive(&session_id, "user-9", &readings).await?;
             made.push((session_id, archive, readings));
         }
-        made.try_into()
-            .map_err(|_| "two archives were not made".to_owned())
+        let entries: Vec<_> = made.iter().map(|(id, a, r)| (id.as_str(), a, r)).collect();
+        let backup_id = self.write_backup(name, &entries, damaged).await?;
+        let pair = made.into_iter().map(|(id, archive, _)| (id, archive));
+        let pair = pair.collect::<Vec<_>>().try_into();
+        Ok((
+            backup_id,
+            pair.map_err(|_| "two archives were not made".to_owned())?,
+        ))
     }
 
     async fn backup_restores(&self) -> Check {
-        let [(id1, a1, r1), (id2, a2, r2)] = self.two_archives("backed-up").await?;
-        let backup_id = self
-            .write_backup("ok", &[(&id1, &a1, &r1), (&id2, &a2, &r2)], false)
-            .await?;
+        let (backup_id, [(id1, a1), (id2, a2)]) = self.backed_up_pair("backed-up", false).await?;
         self.lose(&id1, &a1).await?;
         self.lose(&id2, &a2).await?;
         ensure_eq("retrieve after the loss", self.retrieve(&id1).await?, None)?;
@@ -539,10 +546,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> Suite<K, R, C> {
     }
 
     async fn damaged_backup(&self) -> Check {
-        let [(id1, a1, r1), (id2, a2, r2)] = self.two_archives("damaged").await?;
-        let backup_id = self
-            .write_backup("damaged", &[(&id1, &a1, &r1), (&id2, &a2, &r2)], true)
-            .await?;
+        let (backup_id, [(id1, a1), _]) = self.backed_up_pair("damaged", true).await?;
         self.lose(&id1, &a1).await?;
         let data_key = format!("backups/{backup_id}/data.json");
         let restored = self.service.restore_from_backup(&backup_id, None).await;
