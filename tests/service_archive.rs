@@ -50,6 +50,12 @@ impl Harness {
         self.stores.faults.counts()
     }
 
+    /// Archives a one-message conversation of session `s-1`; its R2 key.
+    fn archive_s1(&self) -> String {
+        self.archive(&memory("s-1", "x"), &session("s-1", None))
+            .unwrap()
+    }
+
     fn archive(&self, memory: &Value, session: &Value) -> supportbot_persistence::Result<String> {
         block_on(
             self.service
@@ -251,9 +257,7 @@ fn a_retried_put_whose_response_was_lost_is_not_a_collision() {
     let h = Harness::new();
     // The R2 put is the first call; it lands, but the service sees a network error and retries.
     h.stores.faults.lose_response_of_call(1);
-    let key = h
-        .archive(&memory("s-1", "x"), &session("s-1", None))
-        .unwrap();
+    let key = h.archive_s1();
     assert_eq!(
         key,
         archive_object_key(&SessionId::parse("s-1").unwrap(), T0).unwrap()
@@ -386,9 +390,7 @@ fn legacy_archives_of_the_typescript_implementation_are_retrievable() {
 #[test]
 fn a_flipped_byte_is_a_checksum_mismatch_never_wrong_data() {
     let h = Harness::new();
-    let key = h
-        .archive(&memory("s-1", "x"), &session("s-1", None))
-        .unwrap();
+    let key = h.archive_s1();
     let size = h.stores.snapshot().r2[&key].body.len();
     for position in [0, 3, 10, size / 2, size - 1] {
         assert!(h.stores.r2.corrupt(&key, position));
@@ -404,9 +406,7 @@ fn a_flipped_byte_is_a_checksum_mismatch_never_wrong_data() {
 #[test]
 fn metadata_pointing_at_a_missing_object_is_a_logged_miss() {
     let h = Harness::new();
-    let key = h
-        .archive(&memory("s-1", "x"), &session("s-1", None))
-        .unwrap();
+    let key = h.archive_s1();
     block_on(h.stores.r2.delete(std::slice::from_ref(&key))).unwrap();
     assert_eq!(h.retrieve("s-1").unwrap(), None);
     let warnings = h.lines.warnings();

@@ -138,14 +138,7 @@ fn backup_then_restore_brings_lost_archives_back() {
     assert!(snapshot.r2.contains_key(&key1) && snapshot.r2.contains_key(&key2));
     let index = archive_index_key(T0, &SessionId::parse("s1").unwrap()).unwrap();
     assert_eq!(snapshot.kv[&index].metadata.as_ref().unwrap()["key"], key1);
-    assert_eq!(
-        snapshot
-            .kv
-            .keys()
-            .filter(|k| k.starts_with("user_archives:"))
-            .count(),
-        1
-    );
+    assert_eq!(common::kv_keys_under(&h.stores, "user_archives:"), 1);
 }
 
 #[test]
@@ -485,14 +478,7 @@ fn a_legacy_backup_restores_verified() {
         snapshot.r2.contains_key(&key),
         "restored at the legacy manifest's time"
     );
-    assert_eq!(
-        snapshot
-            .kv
-            .keys()
-            .filter(|k| k.starts_with("user_archives:"))
-            .count(),
-        1
-    );
+    assert_eq!(common::kv_keys_under(&h.stores, "user_archives:"), 1);
 
     h.stores.clock.advance_ms(5_000);
     let again = h.stores.snapshot();

@@ -97,12 +97,14 @@ enum SweepPosition {
     /// In the R2 phase: list after this key (`None`: from the first key).
     #[serde(rename = "r2", rename_all = "camelCase")]
     R2 { r2_start_after: Option<String> },
-    /// In the KV phase: paging through `kv_prefix` at `at` (`{"kvCursor", "kvResumeAt"?}`).
+    /// In the KV phase: paging through `kv_prefix` at a [`KvPosition`] (flattened by hand:
+    /// `#[serde(flatten)]` in an internally tagged enum costs ~12 KB of wasm).
     #[serde(rename = "kv", rename_all = "camelCase")]
     Kv {
         kv_prefix: String,
-        #[serde(flatten)]
-        at: KvPosition,
+        kv_cursor: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kv_resume_at: Option<String>,
     },
 }
 
@@ -176,7 +178,15 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     Err(stop) => Err(stop),
                 }
             }
-            SweepPosition::Kv { kv_prefix, at } => {
+            SweepPosition::Kv {
+                kv_prefix,
+                kv_cursor,
+                kv_resume_at,
+            } => {
+                let at = KvPosition {
+                    kv_cursor,
+                    kv_resume_at,
+                };
                 // KV decisions need no R2 listing except to detect missing archives, which a
                 // resumed sweep does not attempt.
                 let planner = RetentionPlanner::new(&self.policy, now_ms, options);
@@ -332,7 +342,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             if outcome.is_err() {
                 sweep.run.position = SweepPosition::Kv {
                     kv_prefix: (*prefix).to_owned(),
-                    at: pager.at,
+                    kv_cursor: pager.at.kv_cursor,
+                    kv_resume_at: pager.at.kv_resume_at,
                 };
                 return outcome;
             }
@@ -408,10 +419,8 @@ mod tests {
         // Without a key to resume at, as earlier versions wrote it.
         let kv = SweepPosition::Kv {
             kv_prefix: "query:".into(),
-            at: KvPosition {
-                kv_cursor: None,
-                kv_resume_at: None,
-            },
+            kv_cursor: None,
+            kv_resume_at: None,
         };
         let text = json!(kv).to_string();
         assert_eq!(
@@ -421,10 +430,8 @@ mod tests {
         assert_eq!(serde_json::from_str::<SweepPosition>(&text).unwrap(), kv);
         let kv = SweepPosition::Kv {
             kv_prefix: "query:".into(),
-            at: KvPosition {
-                kv_cursor: Some("c2".into()),
-                kv_resume_at: Some("query:ab".into()),
-            },
+            kv_cursor: Some("c2".into()),
+            kv_resume_at: Some("query:ab".into()),
         };
         let text = json!(kv).to_string();
         assert_eq!(

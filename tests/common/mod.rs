@@ -157,6 +157,16 @@ pub fn lose_where(stores: &MemoryStores, r2: impl Fn(&str) -> bool, kv: impl Fn(
     }
 }
 
+/// How many KV keys start with `prefix`.
+pub fn kv_keys_under(stores: &MemoryStores, prefix: &str) -> usize {
+    let snapshot = stores.snapshot();
+    snapshot
+        .kv
+        .keys()
+        .filter(|key| key.starts_with(prefix))
+        .count()
+}
+
 /// Asserts that a run was refused for a call budget too small to make progress.
 pub fn assert_budget_refused<T: std::fmt::Debug>(result: Result<T, PersistenceError>) {
     let err = result.unwrap_err();
