@@ -10,16 +10,14 @@
 //! Plain-JSON archives of the earlier TypeScript implementation decode too.
 //!
 //! Memory: a Worker isolate has 128 MB, and archives may hold tens of MB of JSON. So JSON is
-//! read into views borrowing from its text (`view`), never into a `Value` tree; the document is
-//! serialized straight into the gzip encoder (and measured on the way), so the uncompressed
-//! document is never held; and the conversation JSON of a retrieved archive is cut out of the
-//! inflated document in place.
+//! read into the [`Borrowed`] form of the conversation model, never into a `Value` tree; the
+//! document is serialized straight into the gzip encoder (and measured on the way), so the
+//! uncompressed document is never held; and the conversation JSON of a retrieved archive is
+//! cut out of the inflated document in place.
 
 mod model;
-mod raw;
 mod summary;
 mod topics;
-mod view;
 
 use std::borrow::Cow;
 use std::io::{self, BufWriter, Write};
@@ -27,10 +25,10 @@ use std::ops::Range;
 
 use flate2::{write::GzEncoder, Compression};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 pub use model::{
-    ArchivedConversation, ChatMessage, ConversationMemory, JsonObject, Role, SessionState,
+    ArchivedConversation, Borrowed, ChatMessage, Conversation, ConversationMemory, Form,
+    JsonObject, KeptFields, Memory, Message, Owned, Part, ReadInto, Role, Session, SessionState,
 };
 pub use summary::{
     listing_summary, r2_custom_metadata, CUSTOM_RAW_SIZE_FIELD, CUSTOM_SHA256_FIELD,
@@ -38,10 +36,8 @@ pub use summary::{
 };
 pub use topics::extract_topics;
 
-use self::model::FieldError;
-use self::raw::{parse_item, RawObject};
-use self::topics::TopicFinder;
-use self::view::{ConversationView, MemoryView, MessageView, SessionView};
+use self::model::{check_conversation, check_epoch_ms, epoch_ms, read_conversation};
+use crate::codec::fields::{parse_item, FieldError, Fields};
 use crate::codec::gzip;
 use crate::error::{PersistenceError, Result};
 use crate::hash;
@@ -119,8 +115,8 @@ pub struct DecodedArchiveJson {
 
 /// A caller's conversation memory and session, checked, borrowing from their JSON text.
 pub struct ConversationInput<'a> {
-    memory: MemoryView<'a>,
-    session: SessionView<'a>,
+    memory: Memory<Borrowed<'a>>,
+    session: Session<Borrowed<'a>>,
     /// Bytes of JSON text the input was read from (about the document's size).
     text_len: usize,
 }
@@ -150,18 +146,43 @@ struct DocumentMetadata<'a> {
 /// The stored document, in the order its members are written.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Document<'v, 'a> {
+struct Document<'a, C> {
     format_version: u32,
-    metadata: DocumentMetadata<'v>,
-    conversation: ConversationView<'v, 'a>,
-}
-
-fn input_error(err: FieldError) -> PersistenceError {
-    PersistenceError::invalid_input(err.path, err.reason)
+    metadata: DocumentMetadata<'a>,
+    conversation: C,
 }
 
 fn stored_error(err: FieldError) -> PersistenceError {
-    PersistenceError::corrupt(WHAT, format!("{}: {}", err.path, err.reason))
+    err.corrupt(WHAT)
+}
+
+/// Everything a conversation given to the encoder must be that its types do not ensure: ids
+/// valid in storage keys (`INVALID_ID`), and what [`check_conversation`] checks
+/// (`INVALID_INPUT`).
+fn check_input<F: Form>(memory: &Memory<F>, session: &Session<F>) -> Result<()> {
+    SessionId::parse(&session.id)?;
+    if let Some(user_id) = &session.user_id {
+        UserId::parse(user_id)?;
+    }
+    check_conversation(memory, session).map_err(FieldError::invalid_input)
+}
+
+/// Reads and checks a memory and a session given as JSON text, in form `F`.
+fn read_input<'a, F: ReadInto<'a>>(
+    memory_json: &'a str,
+    session_json: &'a str,
+) -> Result<(Memory<F>, Session<F>)> {
+    fn object<'t>(field: &str, json: &'t str) -> Result<Fields<'t>> {
+        let item = parse_item(json)
+            .map_err(|err| PersistenceError::invalid_input(field, format!("is not JSON: {err}")))?;
+        Fields::from_item(field, item).map_err(FieldError::invalid_input)
+    }
+    let memory = model::read_memory(object("memory", memory_json)?);
+    let memory = memory.map_err(FieldError::invalid_input)?;
+    let session = model::read_session(object("session", session_json)?);
+    let session = session.map_err(FieldError::invalid_input)?;
+    check_input(&memory, &session)?;
+    Ok((memory, session))
 }
 
 /// Reads and checks the JSON text of a `ConversationMemory` and a `SessionState` given by a
@@ -175,18 +196,7 @@ pub fn read_conversation_input<'a>(
     memory_json: &'a str,
     session_json: &'a str,
 ) -> Result<ConversationInput<'a>> {
-    fn object<'t>(field: &str, json: &'t str) -> Result<RawObject<'t>> {
-        let item = parse_item(json)
-            .map_err(|err| PersistenceError::invalid_input(field, format!("is not JSON: {err}")))?;
-        RawObject::from_item(field, item).map_err(input_error)
-    }
-    let memory = view::read_memory(object("memory", memory_json)?).map_err(input_error)?;
-    let session = view::read_session(object("session", session_json)?).map_err(input_error)?;
-    SessionId::parse(&session.id)?;
-    if let Some(user_id) = &session.user_id {
-        UserId::parse(user_id)?;
-    }
-    view::check_membership(&memory, &session).map_err(input_error)?;
+    let (memory, session) = read_input(memory_json, session_json)?;
     Ok(ConversationInput {
         memory,
         session,
@@ -199,25 +209,7 @@ pub fn parse_conversation_input(
     memory_json: &str,
     session_json: &str,
 ) -> Result<(ConversationMemory, SessionState)> {
-    let input = read_conversation_input(memory_json, session_json)?;
-    let memory = input
-        .memory
-        .to_memory()
-        .map_err(|err| PersistenceError::invalid_input("memory", err.to_string()))?;
-    let session = input
-        .session
-        .to_session()
-        .map_err(|err| PersistenceError::invalid_input("session", err.to_string()))?;
-    Ok((memory, session))
-}
-
-/// Everything [`encode_archive`] requires of owned input that its types do not ensure.
-fn check_input(memory: &ConversationMemory, session: &SessionState) -> Result<()> {
-    SessionId::parse(&session.id)?;
-    if let Some(user_id) = &session.user_id {
-        UserId::parse(user_id)?;
-    }
-    model::check_conversation(memory, session).map_err(input_error)
+    read_input(memory_json, session_json)
 }
 
 /// Encodes a conversation and its session as an archive written at `archived_at_ms`,
@@ -235,12 +227,82 @@ pub fn encode_archive(
     max_archive_size: u64,
 ) -> Result<EncodedArchive> {
     check_input(memory, session)?;
-    let memory_json = serde_json::to_string(memory)
-        .map_err(|err| PersistenceError::invalid_input("memory", err.to_string()))?;
-    let session_json = serde_json::to_string(session)
-        .map_err(|err| PersistenceError::invalid_input("session", err.to_string()))?;
-    let input = read_conversation_input(&memory_json, &session_json)?;
-    encode_conversation(&input, archived_at_ms, level, max_archive_size)
+    encode(memory, session, 0, archived_at_ms, level, max_archive_size)
+}
+
+/// Encodes a caller's conversation (see [`read_conversation_input`]) as an archive written at
+/// `archived_at_ms`, gzip'd at `level` (0–9; [`gzip::DEFAULT_LEVEL`] is the usual choice).
+///
+/// The JSON document is measured while it is compressed and never held uncompressed (see
+/// `compress_document`). Fails with `ARCHIVE_TOO_LARGE` when it is larger than
+/// `max_archive_size` bytes, and with `INVALID_INPUT` on a bad `archived_at_ms` or `level`.
+pub fn encode_conversation(
+    input: &ConversationInput<'_>,
+    archived_at_ms: i64,
+    level: u32,
+    max_archive_size: u64,
+) -> Result<EncodedArchive> {
+    let (memory, session) = (&input.memory, &input.session);
+    encode(
+        memory,
+        session,
+        input.text_len,
+        archived_at_ms,
+        level,
+        max_archive_size,
+    )
+}
+
+/// Encodes a checked conversation; `size_hint` is about the document's size (0 if unknown).
+fn encode<F: Form>(
+    memory: &Memory<F>,
+    session: &Session<F>,
+    size_hint: usize,
+    archived_at_ms: i64,
+    level: u32,
+    max_archive_size: u64,
+) -> Result<EncodedArchive> {
+    check_epoch_ms(archived_at_ms)
+        .map_err(|reason| PersistenceError::invalid_input("archivedAt", reason))?;
+    let level = gzip::check_level(level)?;
+
+    let topics = extract_topics(&memory.messages);
+    // A session whose clock ran backwards lasted no time, rather than failing the archive.
+    let duration =
+        u64::try_from(session.last_activity.saturating_sub(session.created_at)).unwrap_or(0);
+    let message_count = memory.messages.len() as u64;
+    let document = Document {
+        format_version: FORMAT_VERSION,
+        metadata: DocumentMetadata {
+            session_id: &session.id,
+            user_id: session.user_id.as_deref(),
+            archived_at: archived_at_ms,
+            message_count,
+            summary: &memory.summary,
+            topics: &topics,
+            duration,
+        },
+        conversation: Conversation {
+            memory,
+            session_state: Some(session),
+        },
+    };
+
+    let (bytes, raw_size) = compress_document(&document, size_hint, level, max_archive_size)?;
+    let metadata = ArchiveMetadata {
+        session_id: session.id.to_string(),
+        user_id: session.user_id.as_deref().map(str::to_owned),
+        archived_at: archived_at_ms,
+        message_count,
+        summary: memory.summary.to_string(),
+        topics,
+        duration,
+        raw_size,
+        stored_size: bytes.len() as u64,
+        sha256: hash::sha256_hex(&bytes),
+        format_version: FORMAT_VERSION,
+    };
+    Ok(EncodedArchive { bytes, metadata })
 }
 
 /// Counts every byte written through it, passing them on to `inner` while the total stays
@@ -375,80 +437,6 @@ fn compress_document(
     }
 }
 
-/// The topics of the messages' texts. The finder (and its buffer, as large as the largest
-/// message) is gone before the document is compressed.
-fn message_topics(messages: &[MessageView<'_>]) -> Result<Vec<String>> {
-    let mut finder = TopicFinder::default();
-    for (index, message) in messages.iter().enumerate() {
-        if finder.is_complete() {
-            break;
-        }
-        let text = message.text().map_err(|err| {
-            PersistenceError::invalid_input(
-                format!("memory.messages[{index}].content"),
-                err.to_string(),
-            )
-        })?;
-        finder.add(&text);
-    }
-    Ok(finder.topics())
-}
-
-/// Encodes a caller's conversation (see [`read_conversation_input`]) as an archive written at
-/// `archived_at_ms`, gzip'd at `level` (0–9; [`gzip::DEFAULT_LEVEL`] is the usual choice).
-///
-/// The JSON document is measured while it is compressed and never held uncompressed (see
-/// `compress_document`). Fails with `ARCHIVE_TOO_LARGE` when it is larger than
-/// `max_archive_size` bytes, and with `INVALID_INPUT` on a bad `archived_at_ms` or `level`.
-pub fn encode_conversation(
-    input: &ConversationInput<'_>,
-    archived_at_ms: i64,
-    level: u32,
-    max_archive_size: u64,
-) -> Result<EncodedArchive> {
-    model::check_epoch_ms("archivedAt", archived_at_ms).map_err(input_error)?;
-    let level = gzip::check_level(level)?;
-    let (memory, session) = (&input.memory, &input.session);
-
-    let topics = message_topics(&memory.messages)?;
-    // A session whose clock ran backwards lasted no time, rather than failing the archive.
-    let duration =
-        u64::try_from(session.last_activity.saturating_sub(session.created_at)).unwrap_or(0);
-    let message_count = memory.messages.len() as u64;
-    let document = Document {
-        format_version: FORMAT_VERSION,
-        metadata: DocumentMetadata {
-            session_id: &session.id,
-            user_id: session.user_id.as_deref(),
-            archived_at: archived_at_ms,
-            message_count,
-            summary: &memory.summary,
-            topics: &topics,
-            duration,
-        },
-        conversation: ConversationView {
-            memory,
-            session: Some(session),
-        },
-    };
-
-    let (bytes, raw_size) = compress_document(&document, input.text_len, level, max_archive_size)?;
-    let metadata = ArchiveMetadata {
-        session_id: session.id.clone().into_owned(),
-        user_id: session.user_id.clone().map(Cow::into_owned),
-        archived_at: archived_at_ms,
-        message_count,
-        summary: memory.summary.clone().into_owned(),
-        topics,
-        duration,
-        raw_size,
-        stored_size: bytes.len() as u64,
-        sha256: hash::sha256_hex(&bytes),
-        format_version: FORMAT_VERSION,
-    };
-    Ok(EncodedArchive { bytes, metadata })
-}
-
 /// Whether `bytes` look like a plain JSON object (a legacy archive): `{` after optional
 /// whitespace.
 fn is_plain_json(bytes: &[u8]) -> bool {
@@ -476,22 +464,12 @@ fn stored_sha256(stored: &[u8], expected_sha256: Option<&str>) -> Result<String>
     }
 }
 
-/// A stored document read into views of its text.
-struct StoredDocument<'a> {
+/// A stored document read in form `F`.
+struct StoredDocument<'a, F: Form> {
     metadata: ArchiveMetadata,
-    memory: MemoryView<'a>,
-    session: Option<SessionView<'a>>,
+    conversation: Conversation<Memory<F>, Session<F>>,
     /// The text of the `conversation` member.
     conversation_text: &'a str,
-}
-
-impl StoredDocument<'_> {
-    fn conversation(&self) -> ConversationView<'_, '_> {
-        ConversationView {
-            memory: &self.memory,
-            session: self.session.as_ref(),
-        }
-    }
 }
 
 /// The document's text; an owned document keeps its buffer.
@@ -511,27 +489,30 @@ fn document_text(document: Cow<'_, [u8]>) -> Result<Cow<'_, str>> {
 /// Reads the `metadata` member of a stored document (`document_size` bytes, stored as
 /// `stored_size` bytes with checksum `sha256`).
 fn read_document_metadata(
-    raw: &RawValue,
+    mut fields: Fields<'_>,
     format_version: u32,
     document_size: usize,
     stored_size: u64,
     sha256: String,
 ) -> Result<ArchiveMetadata, FieldError> {
     let legacy = format_version == LEGACY_FORMAT_VERSION;
-    let mut fields = RawObject::new("metadata", raw)?;
     Ok(ArchiveMetadata {
         session_id: fields.string("sessionId")?.into_owned(),
         user_id: fields.optional_string("userId")?.map(Cow::into_owned),
-        archived_at: fields.epoch_ms("archivedAt")?,
+        archived_at: epoch_ms(&mut fields, "archivedAt")?,
         message_count: fields.count("messageCount")?,
         summary: fields
             .optional_string("summary")?
             .map(Cow::into_owned)
             .unwrap_or_default(),
-        topics: fields.strings("topics")?,
+        topics: fields
+            .strings("topics")?
+            .into_iter()
+            .map(Cow::into_owned)
+            .collect(),
         // The earlier implementation did not clamp a backwards clock.
         duration: if legacy {
-            u64::try_from(fields.integer("duration")?).unwrap_or(0)
+            u64::try_from(fields.number::<i64>("duration", "an integer")?).unwrap_or(0)
         } else {
             fields.count("duration")?
         },
@@ -543,43 +524,56 @@ fn read_document_metadata(
 }
 
 /// The members of a stored document and its format version.
-fn open_document(document: &str) -> Result<(RawObject<'_>, u32)> {
+fn open_document(document: &str) -> Result<(Fields<'_>, u32)> {
     let item = parse_item(document)
         .map_err(|err| PersistenceError::corrupt(WHAT, format!("JSON: {err}")))?;
-    let mut reader = RawObject::from_item("", item).map_err(stored_error)?;
-    let format_version = read_format_version(&mut reader)?;
-    Ok((reader, format_version))
+    let mut fields = Fields::from_item("", item).map_err(stored_error)?;
+    let format_version = read_format_version(&mut fields)?;
+    Ok((fields, format_version))
 }
 
 /// Reads the document inside a stored archive (see [`decode_archive`] for what is checked).
-fn read_stored_document<'a>(
+fn read_stored_document<'a, F: ReadInto<'a>>(
     document: &'a str,
     stored_size: u64,
     sha256: String,
-) -> Result<StoredDocument<'a>> {
-    let (reader, format_version) = open_document(document)?;
+) -> Result<StoredDocument<'a, F>> {
+    let (fields, format_version) = open_document(document)?;
     let legacy = format_version == LEGACY_FORMAT_VERSION;
 
-    let read = |mut reader: RawObject<'a>| -> Result<StoredDocument<'a>, FieldError> {
-        let metadata_raw = reader.object("metadata")?;
-        let conversation_raw = reader.required("conversation")?;
-        let (memory, session) = view::read_conversation("conversation", conversation_raw, legacy)?;
+    let read = |mut fields: Fields<'a>| -> Result<StoredDocument<'a, F>, FieldError> {
+        let metadata_raw = fields.object("metadata")?;
+        let conversation_raw = fields.required("conversation")?;
+        let conversation =
+            read_conversation(Fields::of("conversation", conversation_raw)?, legacy)?;
         let metadata = read_document_metadata(
-            metadata_raw,
+            Fields::of("metadata", metadata_raw)?,
             format_version,
             document.len(),
             stored_size,
             sha256,
         )?;
-        check_agreement(&metadata, &memory, session.as_ref())?;
+        let (memory, session) = (&conversation.memory, conversation.session_state.as_ref());
+        let session_ids =
+            session.map(|session: &Session<F>| (&*session.id, session.user_id.as_deref()));
+        check_identity(&metadata, &memory.session_id, session_ids)?;
+        if metadata.message_count != memory.messages.len() as u64 {
+            return Err(FieldError::new(
+                "metadata.messageCount",
+                format!(
+                    "{} differs from the {} messages of the conversation",
+                    metadata.message_count,
+                    memory.messages.len()
+                ),
+            ));
+        }
         Ok(StoredDocument {
             metadata,
-            memory,
-            session,
+            conversation,
             conversation_text: conversation_raw.get(),
         })
     };
-    read(reader).map_err(stored_error)
+    read(fields).map_err(stored_error)
 }
 
 /// Reads a document whose stored bytes passed their checksum, if it is in the current format:
@@ -591,44 +585,38 @@ fn read_stored_document<'a>(
 /// messages are not read one by one and re-serialized again. What identifies the conversation
 /// is still checked against the metadata: its `sessionId`, and its session's `id` and
 /// `userId`, read from the conversation's members (which also proves the document is JSON).
-fn read_checksummed_document(
-    document: &str,
+fn read_checksummed_document<'a>(
+    document: &'a str,
     stored_size: u64,
     sha256: String,
 ) -> Result<Option<(ArchiveMetadata, Range<usize>)>> {
-    let (mut reader, format_version) = open_document(document)?;
+    let (mut fields, format_version) = open_document(document)?;
     if format_version != FORMAT_VERSION {
         return Ok(None);
     }
-    let metadata_raw = reader.object("metadata").map_err(stored_error)?;
-    let conversation_raw = reader.object("conversation").map_err(stored_error)?;
-    let metadata = read_document_metadata(
-        metadata_raw,
-        format_version,
-        document.len(),
-        stored_size,
-        sha256,
-    )
-    .map_err(stored_error)?;
-    check_conversation_identity(&metadata, conversation_raw).map_err(stored_error)?;
-    let range = range_within(document, conversation_raw.get()).ok_or_else(|| {
+    let read = |fields: &mut Fields<'a>| -> Result<(ArchiveMetadata, &'a str), FieldError> {
+        let metadata_fields = fields.fields("metadata")?;
+        let conversation_raw = fields.object("conversation")?;
+        let metadata = read_document_metadata(
+            metadata_fields,
+            format_version,
+            document.len(),
+            stored_size,
+            sha256,
+        )?;
+        let mut conversation = Fields::of("conversation", conversation_raw)?;
+        let session_id = conversation.string("sessionId")?;
+        let mut session = conversation.fields("sessionState")?;
+        let id = session.string("id")?;
+        let user_id = session.optional_string("userId")?;
+        check_identity(&metadata, &session_id, Some((&id, user_id.as_deref())))?;
+        Ok((metadata, conversation_raw.get()))
+    };
+    let (metadata, conversation_text) = read(&mut fields).map_err(stored_error)?;
+    let range = range_within(document, conversation_text).ok_or_else(|| {
         PersistenceError::corrupt(WHAT, "conversation: not a slice of the document")
     })?;
     Ok(Some((metadata, range)))
-}
-
-/// Reads the conversation's `sessionId` and `sessionState.{id, userId}` from its members and
-/// checks them against `metadata` (what [`check_agreement`] checks but the message count).
-fn check_conversation_identity(
-    metadata: &ArchiveMetadata,
-    conversation: &RawValue,
-) -> Result<(), FieldError> {
-    let mut members = RawObject::new("conversation", conversation)?;
-    let session_id = members.string("sessionId")?;
-    let mut session = RawObject::new("conversation.sessionState", members.object("sessionState")?)?;
-    let id = session.string("id")?;
-    let user_id = session.optional_string("userId")?;
-    check_identity(metadata, &session_id, Some((&id, user_id.as_deref())))
 }
 
 /// Decodes a stored archive: gzip'd (this library) or plain JSON (the earlier TypeScript
@@ -648,14 +636,10 @@ pub fn decode_archive(
     let sha256 = stored_sha256(stored, expected_sha256)?;
     let document = unwrap_document(stored, expected_sha256.is_some(), max_archive_size)?;
     let document = document_text(document)?;
-    let read = read_stored_document(&document, stored.len() as u64, sha256)?;
-    let conversation = read
-        .conversation()
-        .to_conversation()
-        .map_err(|err| PersistenceError::corrupt(WHAT, format!("conversation: {err}")))?;
+    let read = read_stored_document::<Owned>(&document, stored.len() as u64, sha256)?;
     Ok(DecodedArchive {
         metadata: read.metadata,
-        conversation,
+        conversation: read.conversation,
     })
 }
 
@@ -686,15 +670,14 @@ pub fn decode_archive_json(
         }
     }
     let (metadata, conversation) = {
-        let read = read_stored_document(&document, stored.len() as u64, sha256)?;
-        let view = read.conversation();
+        let read = read_stored_document::<Borrowed>(&document, stored.len() as u64, sha256)?;
         let stored_text = read.conversation_text;
-        let in_place = serializes_to(&view, stored_text)
+        let in_place = serializes_to(&read.conversation, stored_text)
             .then(|| range_within(&document, stored_text))
             .flatten();
         let conversation = match in_place {
             Some(range) => Ok(range),
-            None => Err(serde_json::to_string(&view)
+            None => Err(serde_json::to_string(&read.conversation)
                 .map_err(|err| PersistenceError::corrupt(WHAT, format!("conversation: {err}")))?),
         };
         (read.metadata, conversation)
@@ -765,9 +748,9 @@ fn unwrap_document(stored: &[u8], verified: bool, max_archive_size: u64) -> Resu
 
 /// The document's `formatVersion`: [`LEGACY_FORMAT_VERSION`] when absent, `UNSUPPORTED_FORMAT`
 /// when newer than this library.
-fn read_format_version(reader: &mut RawObject<'_>) -> Result<u32> {
-    match reader
-        .optional_count("formatVersion")
+fn read_format_version(fields: &mut Fields<'_>) -> Result<u32> {
+    match fields
+        .optional_number::<u64>("formatVersion", "a non-negative integer")
         .map_err(stored_error)?
     {
         None => Ok(LEGACY_FORMAT_VERSION),
@@ -781,27 +764,6 @@ fn read_format_version(reader: &mut RawObject<'_>) -> Result<u32> {
             version,
         }),
     }
-}
-
-/// Checks that a stored archive's metadata describes its conversation.
-fn check_agreement(
-    metadata: &ArchiveMetadata,
-    memory: &MemoryView,
-    session: Option<&SessionView>,
-) -> Result<(), FieldError> {
-    let session_ids = session.map(|session| (session.id.as_ref(), session.user_id.as_deref()));
-    check_identity(metadata, &memory.session_id, session_ids)?;
-    if metadata.message_count != memory.messages.len() as u64 {
-        return Err(FieldError::new(
-            "metadata.messageCount",
-            format!(
-                "{} differs from the {} messages of the conversation",
-                metadata.message_count,
-                memory.messages.len()
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// Checks the ids that tie a conversation to its metadata: the conversation's `session_id`
