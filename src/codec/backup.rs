@@ -299,15 +299,18 @@ fn read_manifest(format_version: u64, mut fields: Record) -> Result<BackupManife
         total_size: fields.count("totalSize")?,
         data_sha256: fields.convert("dataSha256", Kind::String, sha256)?,
         sessions: objects(&mut fields, "sessions")?
-            .into_iter()
-            .map(|mut session| {
-                Ok(BackupSessionEntry {
-                    session_id: session.convert("sessionId", Kind::String, id(SessionId::parse))?,
-                    sha256: session.convert("sha256", Kind::String, sha256)?,
-                    size: session.count("size")?,
-                })
-            })
-            .collect::<Result<_, FieldError>>()?,
+            .iter_mut()
+            .map(read_session_entry)
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// A session's `sessionId`, `sha256` and `size`, as the manifest and the bundle record them.
+fn read_session_entry(session: &mut Record) -> Result<BackupSessionEntry, FieldError> {
+    Ok(BackupSessionEntry {
+        session_id: session.convert("sessionId", Kind::String, id(SessionId::parse))?,
+        sha256: session.convert("sha256", Kind::String, sha256)?,
+        size: session.count("size")?,
     })
 }
 
@@ -353,23 +356,20 @@ pub fn verify_backup(manifest: &BackupManifest, data_bytes: &[u8]) -> Result<Ver
 
     let mut embedded = Vec::new();
     for mut session in objects(&mut bundle, "sessions").map_err(in_bundle)? {
-        let mut read = || -> Result<_, FieldError> {
-            Ok((
-                session.convert("sessionId", Kind::String, id(SessionId::parse))?,
-                session.convert("sha256", Kind::String, sha256)?,
-                session.count("size")?,
-                session.string("archive")?.into_owned(),
-            ))
-        };
-        embedded.push(read().map_err(in_bundle)?);
+        let recorded = read_session_entry(&mut session).map_err(in_bundle)?;
+        let archive_json = session.string("archive").map_err(in_bundle)?;
+        embedded.push((recorded, archive_json.into_owned()));
     }
-    if let Some(id) = first_duplicate(embedded.iter().map(|(id, ..)| id)) {
+    if let Some(id) = first_duplicate(embedded.iter().map(|(recorded, _)| &recorded.session_id)) {
         return Err(corrupt(format!("session {id} appears twice")));
     }
     let mut matched = Vec::with_capacity(manifest.sessions.len());
     let mut absent = Vec::new();
     for entry in &manifest.sessions {
-        match embedded.iter().position(|(id, ..)| *id == entry.session_id) {
+        match embedded
+            .iter()
+            .position(|(recorded, _)| recorded.session_id == entry.session_id)
+        {
             Some(position) => matched.push((entry, embedded.remove(position))),
             None => absent.push(&entry.session_id),
         }
@@ -377,7 +377,7 @@ pub fn verify_backup(manifest: &BackupManifest, data_bytes: &[u8]) -> Result<Ver
     if !embedded.is_empty() {
         return Err(corrupt(format!(
             "sessions in the data but not in the manifest: {}",
-            join(embedded.iter().map(|(id, ..)| id))
+            join(embedded.iter().map(|(recorded, _)| &recorded.session_id))
         )));
     }
     if !absent.is_empty() {
@@ -388,17 +388,18 @@ pub fn verify_backup(manifest: &BackupManifest, data_bytes: &[u8]) -> Result<Ver
     }
 
     let mut sessions = Vec::with_capacity(matched.len());
-    for (entry, (session_id, sha256, size, archive_json)) in matched {
+    for (entry, (recorded, archive_json)) in matched {
+        let session_id = recorded.session_id;
         let session_what = format!("backup {} session {session_id}", manifest.backup_id);
-        verify_sha256(&session_what, archive_json.as_bytes(), &sha256)?;
+        verify_sha256(&session_what, archive_json.as_bytes(), &recorded.sha256)?;
         verify_sha256(&session_what, archive_json.as_bytes(), &entry.sha256)?;
         let actual_size = archive_json.len() as u64;
-        if size != actual_size || entry.size != actual_size {
+        if recorded.size != actual_size || entry.size != actual_size {
             return Err(PersistenceError::corrupt(
                 session_what,
                 format!(
-                    "archive is {actual_size} bytes, the data records {size} and the manifest {}",
-                    entry.size
+                    "archive is {actual_size} bytes, the data records {} and the manifest {}",
+                    recorded.size, entry.size
                 ),
             ));
         }

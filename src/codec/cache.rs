@@ -137,6 +137,16 @@ pub enum CacheLookup<T> {
     },
 }
 
+impl<T> CacheLookup<T> {
+    /// A hit converted by `convert`; an expired entry stays expired.
+    fn and_then<U>(self, convert: impl FnOnce(T) -> Result<U>) -> Result<CacheLookup<U>> {
+        match self {
+            Self::Hit(hit) => convert(hit).map(CacheLookup::Hit),
+            Self::Expired { expires_at_ms } => Ok(CacheLookup::Expired { expires_at_ms }),
+        }
+    }
+}
+
 /// Caller metadata of a cache entry (`{source, model, ...}`): a JSON object of bounded size.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CacheMetadata(Map<String, Value>);
@@ -269,18 +279,13 @@ pub fn decode_embedding_entry(
     bytes: &[u8],
     now_ms: i64,
 ) -> Result<CacheLookup<EmbeddingEntry>> {
-    let parts = match decode_embedding_parts(what, bytes, now_ms)? {
-        CacheLookup::Hit(parts) => parts,
-        CacheLookup::Expired { expires_at_ms } => {
-            return Ok(CacheLookup::Expired { expires_at_ms })
-        }
-    };
-    let metadata = CacheMetadata::parse_as(parts.metadata_json, stored_metadata_error(what))?;
-    Ok(CacheLookup::Hit(EmbeddingEntry {
-        times: parts.times,
-        metadata,
-        embedding: parts.embedding,
-    }))
+    decode_embedding_parts(what, bytes, now_ms)?.and_then(|parts| {
+        Ok(EmbeddingEntry {
+            times: parts.times,
+            metadata: CacheMetadata::parse_as(parts.metadata_json, stored_metadata_error(what))?,
+            embedding: parts.embedding,
+        })
+    })
 }
 
 /// What a cache read needs of an embedding entry: its values and the model it was cached for.
@@ -308,27 +313,23 @@ pub fn decode_embedding(
     bytes: &[u8],
     now_ms: i64,
 ) -> Result<CacheLookup<CachedEmbedding>> {
-    let parts = match decode_embedding_parts(what, bytes, now_ms)? {
-        CacheLookup::Hit(parts) => parts,
-        CacheLookup::Expired { expires_at_ms } => {
-            return Ok(CacheLookup::Expired { expires_at_ms })
+    decode_embedding_parts(what, bytes, now_ms)?.and_then(|parts| {
+        let json = parts.metadata_json;
+        // A struct also deserializes from an array: only an object is metadata.
+        if json.trim_start().starts_with('{') {
+            if let Ok(recorded) = serde_json::from_str::<RecordedModel<'_>>(json) {
+                return Ok(CachedEmbedding {
+                    values: parts.embedding,
+                    model: recorded.model.map(Cow::into_owned),
+                });
+            }
         }
-    };
-    let json = parts.metadata_json;
-    // A struct also deserializes from an array: only an object is metadata.
-    if json.trim_start().starts_with('{') {
-        if let Ok(recorded) = serde_json::from_str::<RecordedModel<'_>>(json) {
-            return Ok(CacheLookup::Hit(CachedEmbedding {
-                values: parts.embedding,
-                model: recorded.model.map(Cow::into_owned),
-            }));
-        }
-    }
-    // The full parse names what is wrong.
-    CacheMetadata::parse_as(json, stored_metadata_error(what))?;
-    Err(stored_metadata_error(what)(
-        "must be a JSON object whose model is a string".into(),
-    ))
+        // The full parse names what is wrong.
+        CacheMetadata::parse_as(json, stored_metadata_error(what))?;
+        Err(stored_metadata_error(what)(
+            "must be a JSON object whose model is a string".into(),
+        ))
+    })
 }
 
 /// How a problem with a stored entry's metadata is reported.

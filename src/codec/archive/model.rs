@@ -256,32 +256,11 @@ pub struct Conversation<M, S> {
 /// The conversation stored in an archive, owned.
 pub type ArchivedConversation = Conversation<ConversationMemory, SessionState>;
 
-/// The field names of [`Message`] (an `extra` map must not repeat them).
-const MESSAGE_FIELDS: [&str; 6] = [
-    "id",
-    "sessionId",
-    "content",
-    "role",
-    "timestamp",
-    "metadata",
-];
-/// The field names of a [`Conversation`] object.
-const CONVERSATION_FIELDS: [&str; 5] = [
-    "sessionId",
-    "messages",
-    "summary",
-    "context",
-    "sessionState",
-];
-/// The field names of [`Session`].
-const SESSION_FIELDS: [&str; 6] = [
-    "id",
-    "userId",
-    "status",
-    "createdAt",
-    "lastActivity",
-    "metadata",
-];
+/// The field names of [`Message`], [`Conversation`] and [`Session`] (an `extra` map must not
+/// repeat them), separated by spaces.
+const MESSAGE_FIELDS: &str = "id sessionId content role timestamp metadata";
+const CONVERSATION_FIELDS: &str = "sessionId messages summary context sessionState";
+const SESSION_FIELDS: &str = "id userId status createdAt lastActivity metadata";
 
 /// Why `ms` is not a time JavaScript's `Date` can hold from 1970 on, if it is not.
 pub fn check_epoch_ms(ms: i64) -> Result<(), String> {
@@ -403,9 +382,9 @@ pub fn read_conversation<'a, F: ReadInto<'a>>(
 fn check_extra<F: Form>(
     path: impl FnOnce() -> String,
     extra: &F::Extra,
-    known: &[&str],
+    known: &str,
 ) -> Result<(), FieldError> {
-    match known.iter().find(|name| F::has_field(extra, name)) {
+    match known.split(' ').find(|name| F::has_field(extra, name)) {
         Some(name) => Err(FieldError::new(
             format!("{}.{name}", path()),
             "is given twice: as a field and in `extra`",
@@ -428,8 +407,8 @@ pub fn check_conversation<F: Form>(
     ] {
         check_epoch_ms(ms).map_err(|reason| FieldError::new(path, reason))?;
     }
-    check_extra::<F>(|| "session".into(), &session.extra, &SESSION_FIELDS)?;
-    check_extra::<F>(|| "memory".into(), &memory.extra, &CONVERSATION_FIELDS)?;
+    check_extra::<F>(|| "session".into(), &session.extra, SESSION_FIELDS)?;
+    check_extra::<F>(|| "memory".into(), &memory.extra, CONVERSATION_FIELDS)?;
     let (session_id, memory_session_id) = (&*session.id, &*memory.session_id);
     if memory_session_id != session_id {
         return Err(FieldError::new(
@@ -453,7 +432,7 @@ pub fn check_conversation<F: Form>(
         let path = || format!("memory.messages[{index}]");
         check_epoch_ms(message.timestamp)
             .map_err(|reason| FieldError::new(format!("{}.timestamp", path()), reason))?;
-        check_extra::<F>(path, &message.extra, &MESSAGE_FIELDS)?;
+        check_extra::<F>(path, &message.extra, MESSAGE_FIELDS)?;
     }
     Ok(())
 }

@@ -11,83 +11,30 @@ use std::sync::OnceLock;
 use super::model::{Form, Message};
 
 /// Topics in the order they are reported, each with its keywords (words separated by spaces).
+#[rustfmt::skip] // A table: several keywords a line.
 const TOPICS: [(&str, &[&str]); 5] = [
-    (
-        "authentication",
-        &[
-            "password",
-            "passcode",
-            "login",
-            "log in",
-            "logged in",
-            "logging in",
-            "signin",
-            "sign in",
-            "signed in",
-            "2fa",
-            "mfa",
-            "two factor",
-            "authentication",
-            "authenticate",
-            "locked out",
-        ],
-    ),
-    (
-        "billing",
-        &[
-            "billing",
-            "payment",
-            "invoice",
-            "refund",
-            "charge",
-            "charged",
-            "subscription",
-            "receipt",
-            "credit card",
-        ],
-    ),
-    (
-        "technical-issue",
-        &[
-            "bug",
-            "error",
-            "crash",
-            "crashed",
-            "crashing",
-            "broken",
-            "not working",
-            "exception",
-            "glitch",
-            "outage",
-            "timeout",
-            "failure",
-        ],
-    ),
+    ("authentication", &[
+        "password", "passcode", "login", "log in", "logged in", "logging in", "signin",
+        "sign in", "signed in", "2fa", "mfa", "two factor", "authentication", "authenticate",
+        "locked out",
+    ]),
+    ("billing", &[
+        "billing", "payment", "invoice", "refund", "charge", "charged", "subscription",
+        "receipt", "credit card",
+    ]),
+    ("technical-issue", &[
+        "bug", "error", "crash", "crashed", "crashing", "broken", "not working", "exception",
+        "glitch", "outage", "timeout", "failure",
+    ]),
     // Plain "request" is not a keyword: "refund request" or "password reset request" are not
     // feature requests.
-    (
-        "feature-request",
-        &[
-            "feature",
-            "suggestion",
-            "suggest",
-            "enhancement",
-            "wishlist",
-            "would be nice",
-        ],
-    ),
-    (
-        "account-management",
-        &[
-            "account",
-            "profile",
-            "settings",
-            "username",
-            "email address",
-            "preferences",
-            "deactivate",
-        ],
-    ),
+    ("feature-request", &[
+        "feature", "suggestion", "suggest", "enhancement", "wishlist", "would be nice",
+    ]),
+    ("account-management", &[
+        "account", "profile", "settings", "username", "email address", "preferences",
+        "deactivate",
+    ]),
 ];
 
 /// The topics the messages touch, in the fixed order authentication, billing, technical-issue,
