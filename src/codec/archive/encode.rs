@@ -47,8 +47,8 @@ struct Document<'a, C> {
 ///
 /// Writes the same bytes as [`encode_conversation`] of the JSON text of `memory` and
 /// `session`. Fails with `ARCHIVE_TOO_LARGE` when the JSON document (before compression) is
-/// larger than `max_archive_size` bytes, and with the errors of [`super::read_conversation_input`] on
-/// input that does not hold together.
+/// larger than `max_archive_size` bytes, and with the errors of
+/// [`super::read_conversation_input`] on input that does not hold together.
 pub fn encode_archive(
     memory: &ConversationMemory,
     session: &SessionState,
@@ -60,8 +60,9 @@ pub fn encode_archive(
     encode(memory, session, 0, archived_at_ms, level, max_archive_size)
 }
 
-/// Encodes a caller's conversation (see [`super::read_conversation_input`]) as an archive written at
-/// `archived_at_ms`, gzip'd at `level` (0–9; [`gzip::DEFAULT_LEVEL`] is the usual choice).
+/// Encodes a caller's conversation (see [`super::read_conversation_input`]) as an archive
+/// written at `archived_at_ms`, gzip'd at `level` (0–9; [`gzip::DEFAULT_LEVEL`] is the usual
+/// choice).
 ///
 /// The JSON document is measured while it is compressed and never held uncompressed (see
 /// `compress_document`). Fails with `ARCHIVE_TOO_LARGE` when it is larger than

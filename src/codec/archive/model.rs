@@ -49,7 +49,8 @@ impl Role {
     }
 }
 
-/// What every part of a conversation can do: be written, printed, copied and compared.
+/// What every part of a conversation can do: be written, printed, copied and compared (the
+/// model's derives ask it of both forms).
 pub trait Part: Serialize + Debug + Clone + PartialEq {}
 
 impl<T: Serialize + Debug + Clone + PartialEq> Part for T {}
