@@ -71,16 +71,23 @@ fn gzip_declared_size(bytes: &[u8]) -> Option<u64> {
     Some(u64::from(u32::from_le_bytes(trailer.try_into().ok()?)))
 }
 
-/// The SHA-256 of `stored`: verified against `expected_sha256` when given
-/// (`CHECKSUM_MISMATCH`), computed otherwise.
-fn stored_sha256(stored: &[u8], expected_sha256: Option<&str>) -> Result<String> {
-    match expected_sha256 {
+/// The text of the document inside `stored` (see [`unwrap_document`]) and the SHA-256 of
+/// `stored`: verified against `expected_sha256` when given (`CHECKSUM_MISMATCH`), computed
+/// otherwise.
+fn open_stored<'s>(
+    stored: &'s [u8],
+    expected_sha256: Option<&str>,
+    max_archive_size: u64,
+) -> Result<(Cow<'s, str>, String)> {
+    let sha256 = match expected_sha256 {
         Some(expected) => {
             hash::verify_sha256(WHAT, stored, expected)?;
-            Ok(expected.to_ascii_lowercase())
+            expected.to_ascii_lowercase()
         }
-        None => Ok(hash::sha256_hex(stored)),
-    }
+        None => hash::sha256_hex(stored),
+    };
+    let document = unwrap_document(stored, expected_sha256.is_some(), max_archive_size)?;
+    Ok((document_text(document)?, sha256))
 }
 
 /// A stored document read in form `F`.
@@ -252,9 +259,7 @@ pub fn decode_archive(
     expected_sha256: Option<&str>,
     max_archive_size: u64,
 ) -> Result<DecodedArchive> {
-    let sha256 = stored_sha256(stored, expected_sha256)?;
-    let document = unwrap_document(stored, expected_sha256.is_some(), max_archive_size)?;
-    let document = document_text(document)?;
+    let (document, sha256) = open_stored(stored, expected_sha256, max_archive_size)?;
     let read = read_stored_document::<Owned>(&document, stored.len() as u64, sha256)?;
     Ok(DecodedArchive {
         metadata: read.metadata,
@@ -276,10 +281,9 @@ pub fn decode_archive_json(
     expected_sha256: Option<&str>,
     max_archive_size: u64,
 ) -> Result<DecodedArchiveJson> {
-    let sha256 = stored_sha256(stored, expected_sha256)?;
-    let document = unwrap_document(stored, expected_sha256.is_some(), max_archive_size)?;
-    let document = document_text(document)?;
-    if expected_sha256.is_some() {
+    let verified = expected_sha256.is_some();
+    let (document, sha256) = open_stored(stored, expected_sha256, max_archive_size)?;
+    if verified {
         if let Some((metadata, range)) =
             read_checksummed_document(&document, stored.len() as u64, sha256.clone())?
         {

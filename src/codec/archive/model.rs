@@ -283,25 +283,18 @@ pub fn epoch_ms(fields: &mut Fields<'_>, name: &str) -> Result<i64, FieldError> 
 
 /// Reads a message.
 fn read_message<'a, F: ReadInto<'a>>(mut fields: Fields<'a>) -> Result<Message<F>, FieldError> {
-    let id = F::text(fields.string("id")?);
-    let session_id = F::text(fields.string("sessionId")?);
-    let content = fields.convert("content", Kind::String, F::content)?;
-    let role_name = fields.string("role")?;
-    let role = Role::parse(&role_name).ok_or_else(|| {
-        FieldError::new(
-            fields.path_of("role"),
-            format!("{role_name:?} is not one of \"user\", \"assistant\", \"system\""),
-        )
-    })?;
-    let timestamp = epoch_ms(&mut fields, "timestamp")?;
-    let metadata = fields.optional_convert("metadata", Kind::Object, F::object)?;
     Ok(Message {
-        id,
-        session_id,
-        content,
-        role,
-        timestamp,
-        metadata,
+        id: F::text(fields.string("id")?),
+        session_id: F::text(fields.string("sessionId")?),
+        content: fields.convert("content", Kind::String, F::content)?,
+        role: fields.convert("role", Kind::String, |raw| {
+            let name = parse_str(raw).map_err(not_json)?;
+            Role::parse(&name).ok_or_else(|| {
+                format!("{name:?} is not one of \"user\", \"assistant\", \"system\"")
+            })
+        })?,
+        timestamp: epoch_ms(&mut fields, "timestamp")?,
+        metadata: fields.optional_convert("metadata", Kind::Object, F::object)?,
         extra: F::extra(fields)?,
     })
 }
@@ -342,19 +335,13 @@ pub fn read_memory<'a, F: ReadInto<'a>>(mut fields: Fields<'a>) -> Result<Memory
 
 /// Reads a session state.
 pub fn read_session<'a, F: ReadInto<'a>>(mut fields: Fields<'a>) -> Result<Session<F>, FieldError> {
-    let id = F::text(fields.string("id")?);
-    let user_id = fields.optional_string("userId")?.map(F::text);
-    let status = F::text(fields.string("status")?);
-    let created_at = epoch_ms(&mut fields, "createdAt")?;
-    let last_activity = epoch_ms(&mut fields, "lastActivity")?;
-    let metadata = fields.optional_convert("metadata", Kind::Object, F::object)?;
     Ok(Session {
-        id,
-        user_id,
-        status,
-        created_at,
-        last_activity,
-        metadata,
+        id: F::text(fields.string("id")?),
+        user_id: fields.optional_string("userId")?.map(F::text),
+        status: F::text(fields.string("status")?),
+        created_at: epoch_ms(&mut fields, "createdAt")?,
+        last_activity: epoch_ms(&mut fields, "lastActivity")?,
+        metadata: fields.optional_convert("metadata", Kind::Object, F::object)?,
         extra: F::extra(fields)?,
     })
 }
