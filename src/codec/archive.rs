@@ -10,27 +10,24 @@
 //! Plain-JSON archives of the earlier TypeScript implementation decode too.
 //!
 //! Memory: a Worker isolate has 128 MB, and archives may hold tens of MB of JSON. So JSON is
-//! read into views borrowing from its text (`view`), never into a `Value` tree; the document is
-//! serialized straight into the gzip encoder (and measured on the way), so the uncompressed
-//! document is never held; and the conversation JSON of a retrieved archive is cut out of the
-//! inflated document in place.
+//! read into the [`Borrowed`] form of the conversation model, never into a `Value` tree; the
+//! document is serialized straight into the gzip encoder (and measured on the way), so the
+//! uncompressed document is never held; and the conversation JSON of a retrieved archive is
+//! cut out of the inflated document in place.
 
+mod decode;
+mod encode;
 mod model;
-mod raw;
 mod summary;
 mod topics;
-mod view;
 
-use std::borrow::Cow;
-use std::io::{self, BufWriter, Write};
-use std::ops::Range;
-
-use flate2::{write::GzEncoder, Compression};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
+pub use decode::{decode_archive, decode_archive_json};
+pub use encode::{encode_archive, encode_conversation};
 pub use model::{
-    ArchivedConversation, ChatMessage, ConversationMemory, JsonObject, Role, SessionState,
+    ArchivedConversation, Borrowed, ChatMessage, Conversation, ConversationMemory, Form,
+    JsonObject, KeptFields, Memory, Message, Owned, Part, ReadInto, Role, Session, SessionState,
 };
 pub use summary::{
     listing_summary, r2_custom_metadata, CUSTOM_RAW_SIZE_FIELD, CUSTOM_SHA256_FIELD,
@@ -38,13 +35,9 @@ pub use summary::{
 };
 pub use topics::extract_topics;
 
-use self::model::FieldError;
-use self::raw::{parse_item, RawObject};
-use self::topics::TopicFinder;
-use self::view::{ConversationView, MemoryView, MessageView, SessionView};
-use crate::codec::gzip;
+use self::model::check_conversation;
+use crate::codec::fields::{parse_item, FieldError, Fields};
 use crate::error::{PersistenceError, Result};
-use crate::hash;
 use crate::keys::{SessionId, UserId};
 
 /// The archive format version this library writes and the newest it reads.
@@ -53,12 +46,6 @@ pub const FORMAT_VERSION: u32 = 1;
 /// The `formatVersion` reported for plain-JSON archives of the earlier TypeScript
 /// implementation, which carry none.
 pub const LEGACY_FORMAT_VERSION: u32 = 0;
-
-/// How errors about stored archives name the object.
-const WHAT: &str = "archive";
-
-/// Bytes serialized before they are handed to the gzip encoder (fewer, larger deflate calls).
-const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Everything known about an archive without reading its messages: the KV `archive_meta`
 /// record and the source of the listing and `customMetadata` forms.
@@ -119,8 +106,8 @@ pub struct DecodedArchiveJson {
 
 /// A caller's conversation memory and session, checked, borrowing from their JSON text.
 pub struct ConversationInput<'a> {
-    memory: MemoryView<'a>,
-    session: SessionView<'a>,
+    memory: Memory<Borrowed<'a>>,
+    session: Session<Borrowed<'a>>,
     /// Bytes of JSON text the input was read from (about the document's size).
     text_len: usize,
 }
@@ -132,36 +119,33 @@ impl ConversationInput<'_> {
     }
 }
 
-/// The `metadata` member of the stored document: the fields that do not describe the stored
-/// bytes themselves (those cannot be inside the bytes they describe).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct DocumentMetadata<'a> {
-    session_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user_id: Option<&'a str>,
-    archived_at: i64,
-    message_count: u64,
-    summary: &'a str,
-    topics: &'a [String],
-    duration: u64,
+/// Everything a conversation given to the encoder must be that its types do not ensure: ids
+/// valid in storage keys (`INVALID_ID`), and what [`check_conversation`] checks
+/// (`INVALID_INPUT`).
+fn check_input<F: Form>(memory: &Memory<F>, session: &Session<F>) -> Result<()> {
+    SessionId::parse(&session.id)?;
+    if let Some(user_id) = &session.user_id {
+        UserId::parse(user_id)?;
+    }
+    check_conversation(memory, session).map_err(FieldError::invalid_input)
 }
 
-/// The stored document, in the order its members are written.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Document<'v, 'a> {
-    format_version: u32,
-    metadata: DocumentMetadata<'v>,
-    conversation: ConversationView<'v, 'a>,
-}
-
-fn input_error(err: FieldError) -> PersistenceError {
-    PersistenceError::invalid_input(err.path, err.reason)
-}
-
-fn stored_error(err: FieldError) -> PersistenceError {
-    PersistenceError::corrupt(WHAT, format!("{}: {}", err.path, err.reason))
+/// Reads and checks a memory and a session given as JSON text, in form `F`.
+fn read_input<'a, F: ReadInto<'a>>(
+    memory_json: &'a str,
+    session_json: &'a str,
+) -> Result<(Memory<F>, Session<F>)> {
+    fn object<'t>(field: &str, json: &'t str) -> Result<Fields<'t>> {
+        let item = parse_item(json)
+            .map_err(|err| PersistenceError::invalid_input(field, format!("is not JSON: {err}")))?;
+        Fields::from_item(field, item).map_err(FieldError::invalid_input)
+    }
+    let memory = model::read_memory(object("memory", memory_json)?);
+    let memory = memory.map_err(FieldError::invalid_input)?;
+    let session = model::read_session(object("session", session_json)?);
+    let session = session.map_err(FieldError::invalid_input)?;
+    check_input(&memory, &session)?;
+    Ok((memory, session))
 }
 
 /// Reads and checks the JSON text of a `ConversationMemory` and a `SessionState` given by a
@@ -175,18 +159,7 @@ pub fn read_conversation_input<'a>(
     memory_json: &'a str,
     session_json: &'a str,
 ) -> Result<ConversationInput<'a>> {
-    fn object<'t>(field: &str, json: &'t str) -> Result<RawObject<'t>> {
-        let item = parse_item(json)
-            .map_err(|err| PersistenceError::invalid_input(field, format!("is not JSON: {err}")))?;
-        RawObject::from_item(field, item).map_err(input_error)
-    }
-    let memory = view::read_memory(object("memory", memory_json)?).map_err(input_error)?;
-    let session = view::read_session(object("session", session_json)?).map_err(input_error)?;
-    SessionId::parse(&session.id)?;
-    if let Some(user_id) = &session.user_id {
-        UserId::parse(user_id)?;
-    }
-    view::check_membership(&memory, &session).map_err(input_error)?;
+    let (memory, session) = read_input(memory_json, session_json)?;
     Ok(ConversationInput {
         memory,
         session,
@@ -199,647 +172,7 @@ pub fn parse_conversation_input(
     memory_json: &str,
     session_json: &str,
 ) -> Result<(ConversationMemory, SessionState)> {
-    let input = read_conversation_input(memory_json, session_json)?;
-    let memory = input
-        .memory
-        .to_memory()
-        .map_err(|err| PersistenceError::invalid_input("memory", err.to_string()))?;
-    let session = input
-        .session
-        .to_session()
-        .map_err(|err| PersistenceError::invalid_input("session", err.to_string()))?;
-    Ok((memory, session))
-}
-
-/// Everything [`encode_archive`] requires of owned input that its types do not ensure.
-fn check_input(memory: &ConversationMemory, session: &SessionState) -> Result<()> {
-    SessionId::parse(&session.id)?;
-    if let Some(user_id) = &session.user_id {
-        UserId::parse(user_id)?;
-    }
-    model::check_conversation(memory, session).map_err(input_error)
-}
-
-/// Encodes a conversation and its session as an archive written at `archived_at_ms`,
-/// gzip'd at `level` (0–9; [`gzip::DEFAULT_LEVEL`] is the usual choice).
-///
-/// Writes the same bytes as [`encode_conversation`] of the JSON text of `memory` and
-/// `session`. Fails with `ARCHIVE_TOO_LARGE` when the JSON document (before compression) is
-/// larger than `max_archive_size` bytes, and with the errors of [`read_conversation_input`] on
-/// input that does not hold together.
-pub fn encode_archive(
-    memory: &ConversationMemory,
-    session: &SessionState,
-    archived_at_ms: i64,
-    level: u32,
-    max_archive_size: u64,
-) -> Result<EncodedArchive> {
-    check_input(memory, session)?;
-    let memory_json = serde_json::to_string(memory)
-        .map_err(|err| PersistenceError::invalid_input("memory", err.to_string()))?;
-    let session_json = serde_json::to_string(session)
-        .map_err(|err| PersistenceError::invalid_input("session", err.to_string()))?;
-    let input = read_conversation_input(&memory_json, &session_json)?;
-    encode_conversation(&input, archived_at_ms, level, max_archive_size)
-}
-
-/// Counts every byte written through it, passing them on to `inner` while the total stays
-/// within `limit`; past the limit it drops `inner` (its output is no longer wanted) and only
-/// counts, so an oversized document is measured whole without being compressed whole.
-struct MeasuringWriter<W> {
-    inner: Option<W>,
-    count: u64,
-    limit: u64,
-}
-
-impl<W: Write> Write for MeasuringWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.count = self.count.saturating_add(buf.len() as u64);
-        if self.count > self.limit {
-            self.inner = None;
-        }
-        match &mut self.inner {
-            Some(inner) => inner.write_all(buf).map(|()| buf.len()),
-            None => Ok(buf.len()),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.as_mut().map_or(Ok(()), Write::flush)
-    }
-}
-
-/// Serializes `document` through `writer` (buffered: fewer, larger writes reach it).
-fn serialize_through<W: Write>(
-    document: &impl Serialize,
-    writer: MeasuringWriter<W>,
-) -> Result<MeasuringWriter<W>> {
-    let mut buffered = BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer);
-    serde_json::to_writer(&mut buffered, document).map_err(|err| {
-        if err.is_io() {
-            compression_error(err)
-        } else {
-            PersistenceError::invalid_input("memory", err.to_string())
-        }
-    })?;
-    buffered
-        .into_inner()
-        .map_err(|err| compression_error(err.into_error()))
-}
-
-/// Accepts only writes that continue `rest`, the text expected.
-struct MatchingWriter<'t> {
-    rest: &'t [u8],
-}
-
-impl Write for MatchingWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.rest.strip_prefix(buf) {
-            Some(rest) => {
-                self.rest = rest;
-                Ok(buf.len())
-            }
-            None => Err(io::Error::other("differs from the expected text")),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Whether serializing `value` gives exactly `expected` (compared as it is written, without
-/// holding the serialized text).
-fn serializes_to(value: &impl Serialize, expected: &str) -> bool {
-    let mut writer = MatchingWriter {
-        rest: expected.as_bytes(),
-    };
-    serde_json::to_writer(&mut writer, value).is_ok() && writer.rest.is_empty()
-}
-
-fn compression_error(err: impl ToString) -> PersistenceError {
-    PersistenceError::invalid_input("compression", err.to_string())
-}
-
-/// Serializes `document` straight into a gzip encoder at `level`: the gzip'd bytes and the
-/// document's size. `size_hint` is about the document's size (the input's JSON length). Fails
-/// with `ARCHIVE_TOO_LARGE` when the document is larger than `max_size` bytes.
-///
-/// One pass, measuring while compressing. Only when the hint already exceeds the limit is the
-/// document measured first, so that refusing it costs a serialization, not compressing
-/// `max_size` bytes.
-fn compress_document(
-    document: &impl Serialize,
-    size_hint: usize,
-    level: u32,
-    max_size: u64,
-) -> Result<(Vec<u8>, u64)> {
-    let too_large = |size: u64| PersistenceError::ArchiveTooLarge {
-        size,
-        limit: max_size,
-    };
-    if size_hint as u64 > max_size {
-        // The same writer type as below, without an encoder: one instance of the serializer.
-        let measured = serialize_through(
-            document,
-            MeasuringWriter::<GzEncoder<Vec<u8>>> {
-                inner: None,
-                count: 0,
-                limit: 0,
-            },
-        )?;
-        if measured.count > max_size {
-            return Err(too_large(measured.count));
-        }
-    }
-    // Chat text compresses to under a third of its JSON; start there to avoid regrowing, and
-    // never reserve for more than the limit allows.
-    let expected = u64::try_from(size_hint).unwrap_or(u64::MAX).min(max_size);
-    let capacity = usize::try_from(expected / 3)
-        .unwrap_or(0)
-        .saturating_add(64);
-    let encoder = GzEncoder::new(Vec::with_capacity(capacity), Compression::new(level));
-    let written = serialize_through(
-        document,
-        MeasuringWriter {
-            inner: Some(encoder),
-            count: 0,
-            limit: max_size,
-        },
-    )?;
-    match written.inner {
-        Some(encoder) if written.count <= max_size => {
-            Ok((encoder.finish().map_err(compression_error)?, written.count))
-        }
-        _ => Err(too_large(written.count)),
-    }
-}
-
-/// The topics of the messages' texts. The finder (and its buffer, as large as the largest
-/// message) is gone before the document is compressed.
-fn message_topics(messages: &[MessageView<'_>]) -> Result<Vec<String>> {
-    let mut finder = TopicFinder::default();
-    for (index, message) in messages.iter().enumerate() {
-        if finder.is_complete() {
-            break;
-        }
-        let text = message.text().map_err(|err| {
-            PersistenceError::invalid_input(
-                format!("memory.messages[{index}].content"),
-                err.to_string(),
-            )
-        })?;
-        finder.add(&text);
-    }
-    Ok(finder.topics())
-}
-
-/// Encodes a caller's conversation (see [`read_conversation_input`]) as an archive written at
-/// `archived_at_ms`, gzip'd at `level` (0–9; [`gzip::DEFAULT_LEVEL`] is the usual choice).
-///
-/// The JSON document is measured while it is compressed and never held uncompressed (see
-/// `compress_document`). Fails with `ARCHIVE_TOO_LARGE` when it is larger than
-/// `max_archive_size` bytes, and with `INVALID_INPUT` on a bad `archived_at_ms` or `level`.
-pub fn encode_conversation(
-    input: &ConversationInput<'_>,
-    archived_at_ms: i64,
-    level: u32,
-    max_archive_size: u64,
-) -> Result<EncodedArchive> {
-    model::check_epoch_ms("archivedAt", archived_at_ms).map_err(input_error)?;
-    let level = gzip::check_level(level)?;
-    let (memory, session) = (&input.memory, &input.session);
-
-    let topics = message_topics(&memory.messages)?;
-    // A session whose clock ran backwards lasted no time, rather than failing the archive.
-    let duration =
-        u64::try_from(session.last_activity.saturating_sub(session.created_at)).unwrap_or(0);
-    let message_count = memory.messages.len() as u64;
-    let document = Document {
-        format_version: FORMAT_VERSION,
-        metadata: DocumentMetadata {
-            session_id: &session.id,
-            user_id: session.user_id.as_deref(),
-            archived_at: archived_at_ms,
-            message_count,
-            summary: &memory.summary,
-            topics: &topics,
-            duration,
-        },
-        conversation: ConversationView {
-            memory,
-            session: Some(session),
-        },
-    };
-
-    let (bytes, raw_size) = compress_document(&document, input.text_len, level, max_archive_size)?;
-    let metadata = ArchiveMetadata {
-        session_id: session.id.clone().into_owned(),
-        user_id: session.user_id.clone().map(Cow::into_owned),
-        archived_at: archived_at_ms,
-        message_count,
-        summary: memory.summary.clone().into_owned(),
-        topics,
-        duration,
-        raw_size,
-        stored_size: bytes.len() as u64,
-        sha256: hash::sha256_hex(&bytes),
-        format_version: FORMAT_VERSION,
-    };
-    Ok(EncodedArchive { bytes, metadata })
-}
-
-/// Whether `bytes` look like a plain JSON object (a legacy archive): `{` after optional
-/// whitespace.
-fn is_plain_json(bytes: &[u8]) -> bool {
-    bytes
-        .iter()
-        .find(|byte| !byte.is_ascii_whitespace())
-        .is_some_and(|byte| *byte == b'{')
-}
-
-/// The uncompressed size a gzip member's trailer declares (modulo 2^32, as gzip stores it).
-fn gzip_declared_size(bytes: &[u8]) -> Option<u64> {
-    let trailer = bytes.get(bytes.len().checked_sub(4)?..)?;
-    Some(u64::from(u32::from_le_bytes(trailer.try_into().ok()?)))
-}
-
-/// The SHA-256 of `stored`: verified against `expected_sha256` when given
-/// (`CHECKSUM_MISMATCH`), computed otherwise.
-fn stored_sha256(stored: &[u8], expected_sha256: Option<&str>) -> Result<String> {
-    match expected_sha256 {
-        Some(expected) => {
-            hash::verify_sha256(WHAT, stored, expected)?;
-            Ok(expected.to_ascii_lowercase())
-        }
-        None => Ok(hash::sha256_hex(stored)),
-    }
-}
-
-/// A stored document read into views of its text.
-struct StoredDocument<'a> {
-    metadata: ArchiveMetadata,
-    memory: MemoryView<'a>,
-    session: Option<SessionView<'a>>,
-    /// The text of the `conversation` member.
-    conversation_text: &'a str,
-}
-
-impl StoredDocument<'_> {
-    fn conversation(&self) -> ConversationView<'_, '_> {
-        ConversationView {
-            memory: &self.memory,
-            session: self.session.as_ref(),
-        }
-    }
-}
-
-/// The document's text; an owned document keeps its buffer.
-fn document_text(document: Cow<'_, [u8]>) -> Result<Cow<'_, str>> {
-    let not_text =
-        |err: std::str::Utf8Error| PersistenceError::corrupt(WHAT, format!("JSON: {err}"));
-    match document {
-        Cow::Owned(bytes) => String::from_utf8(bytes)
-            .map(Cow::Owned)
-            .map_err(|err| not_text(err.utf8_error())),
-        Cow::Borrowed(bytes) => std::str::from_utf8(bytes)
-            .map(Cow::Borrowed)
-            .map_err(not_text),
-    }
-}
-
-/// Reads the `metadata` member of a stored document (`document_size` bytes, stored as
-/// `stored_size` bytes with checksum `sha256`).
-fn read_document_metadata(
-    raw: &RawValue,
-    format_version: u32,
-    document_size: usize,
-    stored_size: u64,
-    sha256: String,
-) -> Result<ArchiveMetadata, FieldError> {
-    let legacy = format_version == LEGACY_FORMAT_VERSION;
-    let mut fields = RawObject::new("metadata", raw)?;
-    Ok(ArchiveMetadata {
-        session_id: fields.string("sessionId")?.into_owned(),
-        user_id: fields.optional_string("userId")?.map(Cow::into_owned),
-        archived_at: fields.epoch_ms("archivedAt")?,
-        message_count: fields.count("messageCount")?,
-        summary: fields
-            .optional_string("summary")?
-            .map(Cow::into_owned)
-            .unwrap_or_default(),
-        topics: fields.strings("topics")?,
-        // The earlier implementation did not clamp a backwards clock.
-        duration: if legacy {
-            u64::try_from(fields.integer("duration")?).unwrap_or(0)
-        } else {
-            fields.count("duration")?
-        },
-        raw_size: document_size as u64,
-        stored_size,
-        sha256,
-        format_version,
-    })
-}
-
-/// The members of a stored document and its format version.
-fn open_document(document: &str) -> Result<(RawObject<'_>, u32)> {
-    let item = parse_item(document)
-        .map_err(|err| PersistenceError::corrupt(WHAT, format!("JSON: {err}")))?;
-    let mut reader = RawObject::from_item("", item).map_err(stored_error)?;
-    let format_version = read_format_version(&mut reader)?;
-    Ok((reader, format_version))
-}
-
-/// Reads the document inside a stored archive (see [`decode_archive`] for what is checked).
-fn read_stored_document<'a>(
-    document: &'a str,
-    stored_size: u64,
-    sha256: String,
-) -> Result<StoredDocument<'a>> {
-    let (reader, format_version) = open_document(document)?;
-    let legacy = format_version == LEGACY_FORMAT_VERSION;
-
-    let read = |mut reader: RawObject<'a>| -> Result<StoredDocument<'a>, FieldError> {
-        let metadata_raw = reader.object("metadata")?;
-        let conversation_raw = reader.required("conversation")?;
-        let (memory, session) = view::read_conversation("conversation", conversation_raw, legacy)?;
-        let metadata = read_document_metadata(
-            metadata_raw,
-            format_version,
-            document.len(),
-            stored_size,
-            sha256,
-        )?;
-        check_agreement(&metadata, &memory, session.as_ref())?;
-        Ok(StoredDocument {
-            metadata,
-            memory,
-            session,
-            conversation_text: conversation_raw.get(),
-        })
-    };
-    read(reader).map_err(stored_error)
-}
-
-/// Reads a document whose stored bytes passed their checksum, if it is in the current format:
-/// its metadata and where its `conversation` member lies. `None` for older formats, which
-/// [`read_stored_document`] converts.
-///
-/// The checksum proves these are the bytes written beside it, and the writers of this format
-/// (the encoder, and restore after checking a backup in full) check the messages first; so the
-/// messages are not read one by one and re-serialized again. What identifies the conversation
-/// is still checked against the metadata: its `sessionId`, and its session's `id` and
-/// `userId`, read from the conversation's members (which also proves the document is JSON).
-fn read_checksummed_document(
-    document: &str,
-    stored_size: u64,
-    sha256: String,
-) -> Result<Option<(ArchiveMetadata, Range<usize>)>> {
-    let (mut reader, format_version) = open_document(document)?;
-    if format_version != FORMAT_VERSION {
-        return Ok(None);
-    }
-    let metadata_raw = reader.object("metadata").map_err(stored_error)?;
-    let conversation_raw = reader.object("conversation").map_err(stored_error)?;
-    let metadata = read_document_metadata(
-        metadata_raw,
-        format_version,
-        document.len(),
-        stored_size,
-        sha256,
-    )
-    .map_err(stored_error)?;
-    check_conversation_identity(&metadata, conversation_raw).map_err(stored_error)?;
-    let range = range_within(document, conversation_raw.get()).ok_or_else(|| {
-        PersistenceError::corrupt(WHAT, "conversation: not a slice of the document")
-    })?;
-    Ok(Some((metadata, range)))
-}
-
-/// Reads the conversation's `sessionId` and `sessionState.{id, userId}` from its members and
-/// checks them against `metadata` (what [`check_agreement`] checks but the message count).
-fn check_conversation_identity(
-    metadata: &ArchiveMetadata,
-    conversation: &RawValue,
-) -> Result<(), FieldError> {
-    let mut members = RawObject::new("conversation", conversation)?;
-    let session_id = members.string("sessionId")?;
-    let mut session = RawObject::new("conversation.sessionState", members.object("sessionState")?)?;
-    let id = session.string("id")?;
-    let user_id = session.optional_string("userId")?;
-    check_identity(metadata, &session_id, Some((&id, user_id.as_deref())))
-}
-
-/// Decodes a stored archive: gzip'd (this library) or plain JSON (the earlier TypeScript
-/// implementation).
-///
-/// With `expected_sha256`, the stored bytes are verified first (`CHECKSUM_MISMATCH`).
-/// A document larger than `max_archive_size` bytes fails with `ARCHIVE_TOO_LARGE` when that is
-/// known before inflating (plain JSON, or a verified gzip trailer); otherwise inflating stops
-/// at the limit with `CORRUPT_DATA`. A `formatVersion` newer than [`FORMAT_VERSION`] fails with
-/// `UNSUPPORTED_FORMAT`; bytes that are not an archive, and metadata that disagrees with the
-/// conversation (sessionId, userId, messageCount), with `CORRUPT_DATA`.
-pub fn decode_archive(
-    stored: &[u8],
-    expected_sha256: Option<&str>,
-    max_archive_size: u64,
-) -> Result<DecodedArchive> {
-    let sha256 = stored_sha256(stored, expected_sha256)?;
-    let document = unwrap_document(stored, expected_sha256.is_some(), max_archive_size)?;
-    let document = document_text(document)?;
-    let read = read_stored_document(&document, stored.len() as u64, sha256)?;
-    let conversation = read
-        .conversation()
-        .to_conversation()
-        .map_err(|err| PersistenceError::corrupt(WHAT, format!("conversation: {err}")))?;
-    Ok(DecodedArchive {
-        metadata: read.metadata,
-        conversation,
-    })
-}
-
-/// [`decode_archive`], with the conversation as the JSON text [`conversation_to_json`] writes
-/// for it. For archives this library wrote, that text is the stored `conversation` member
-/// itself, cut out of the inflated document without another copy.
-///
-/// With `expected_sha256`, an archive in the current format is trusted to hold what the
-/// encoder wrote (see `read_checksummed_document`): its messages are not read one by one,
-/// so the conversation checks of [`decode_archive`] apply only to unverified and older
-/// archives.
-pub fn decode_archive_json(
-    stored: &[u8],
-    expected_sha256: Option<&str>,
-    max_archive_size: u64,
-) -> Result<DecodedArchiveJson> {
-    let sha256 = stored_sha256(stored, expected_sha256)?;
-    let document = unwrap_document(stored, expected_sha256.is_some(), max_archive_size)?;
-    let document = document_text(document)?;
-    if expected_sha256.is_some() {
-        if let Some((metadata, range)) =
-            read_checksummed_document(&document, stored.len() as u64, sha256.clone())?
-        {
-            return Ok(DecodedArchiveJson {
-                metadata,
-                conversation_json: cut_out(document, range),
-            });
-        }
-    }
-    let (metadata, conversation) = {
-        let read = read_stored_document(&document, stored.len() as u64, sha256)?;
-        let view = read.conversation();
-        let stored_text = read.conversation_text;
-        let in_place = serializes_to(&view, stored_text)
-            .then(|| range_within(&document, stored_text))
-            .flatten();
-        let conversation = match in_place {
-            Some(range) => Ok(range),
-            None => Err(serde_json::to_string(&view)
-                .map_err(|err| PersistenceError::corrupt(WHAT, format!("conversation: {err}")))?),
-        };
-        (read.metadata, conversation)
-    };
-    let conversation_json = match conversation {
-        Ok(range) => cut_out(document, range),
-        Err(text) => text,
-    };
-    Ok(DecodedArchiveJson {
-        metadata,
-        conversation_json,
-    })
-}
-
-/// Where `part`, a slice of `whole`, lies in it.
-fn range_within(whole: &str, part: &str) -> Option<Range<usize>> {
-    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
-    let range = start..start.checked_add(part.len())?;
-    // Within `whole` and on character boundaries: that range is `part` itself (same memory),
-    // so its bytes need no comparing.
-    whole.get(range.clone()).map(|_| range)
-}
-
-/// The text at `range` of `document` (checked by [`range_within`]), reusing an owned
-/// document's buffer.
-fn cut_out(document: Cow<'_, str>, range: Range<usize>) -> String {
-    match document {
-        Cow::Owned(mut text) => {
-            text.truncate(range.end);
-            text.drain(..range.start);
-            text
-        }
-        Cow::Borrowed(text) => text.get(range).unwrap_or_default().to_owned(),
-    }
-}
-
-/// The JSON document inside stored archive bytes: inflated from gzip, or the bytes themselves
-/// if they are plain JSON (legacy). `verified` says whether the bytes passed their checksum.
-fn unwrap_document(stored: &[u8], verified: bool, max_archive_size: u64) -> Result<Cow<'_, [u8]>> {
-    let too_large = |size: u64| PersistenceError::ArchiveTooLarge {
-        size,
-        limit: max_archive_size,
-    };
-    if is_plain_json(stored) {
-        if stored.len() as u64 > max_archive_size {
-            return Err(too_large(stored.len() as u64));
-        }
-        Ok(Cow::Borrowed(stored))
-    } else if gzip::is_gzip(stored) {
-        // Only a verified trailer is evidence of size; an unverified one may be corrupt.
-        if let Some(size) = gzip_declared_size(stored).filter(|_| verified) {
-            if size > max_archive_size {
-                return Err(too_large(size));
-            }
-        }
-        Ok(Cow::Owned(gzip::decompress(
-            WHAT,
-            stored,
-            max_archive_size,
-        )?))
-    } else {
-        Err(PersistenceError::corrupt(
-            WHAT,
-            "neither gzip (1f 8b) nor a JSON object",
-        ))
-    }
-}
-
-/// The document's `formatVersion`: [`LEGACY_FORMAT_VERSION`] when absent, `UNSUPPORTED_FORMAT`
-/// when newer than this library.
-fn read_format_version(reader: &mut RawObject<'_>) -> Result<u32> {
-    match reader
-        .optional_count("formatVersion")
-        .map_err(stored_error)?
-    {
-        None => Ok(LEGACY_FORMAT_VERSION),
-        Some(version) if version == u64::from(FORMAT_VERSION) => Ok(FORMAT_VERSION),
-        Some(0) => Err(PersistenceError::corrupt(
-            WHAT,
-            "formatVersion: 0 is not a format version",
-        )),
-        Some(version) => Err(PersistenceError::UnsupportedFormat {
-            what: WHAT.to_owned(),
-            version,
-        }),
-    }
-}
-
-/// Checks that a stored archive's metadata describes its conversation.
-fn check_agreement(
-    metadata: &ArchiveMetadata,
-    memory: &MemoryView,
-    session: Option<&SessionView>,
-) -> Result<(), FieldError> {
-    let session_ids = session.map(|session| (session.id.as_ref(), session.user_id.as_deref()));
-    check_identity(metadata, &memory.session_id, session_ids)?;
-    if metadata.message_count != memory.messages.len() as u64 {
-        return Err(FieldError::new(
-            "metadata.messageCount",
-            format!(
-                "{} differs from the {} messages of the conversation",
-                metadata.message_count,
-                memory.messages.len()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Checks the ids that tie a conversation to its metadata: the conversation's `session_id`
-/// and, when it has a session state, that session's `(id, userId)` (the user is not checked
-/// in legacy archives, whose metadata may lack it).
-fn check_identity(
-    metadata: &ArchiveMetadata,
-    session_id: &str,
-    session: Option<(&str, Option<&str>)>,
-) -> Result<(), FieldError> {
-    if metadata.session_id != session_id {
-        return Err(FieldError::new(
-            "metadata.sessionId",
-            format!(
-                "{:?} differs from conversation.sessionId {session_id:?}",
-                metadata.session_id
-            ),
-        ));
-    }
-    let Some((id, user_id)) = session else {
-        return Ok(());
-    };
-    if id != session_id {
-        return Err(FieldError::new(
-            "conversation.sessionState.id",
-            format!("{id:?} differs from conversation.sessionId {session_id:?}"),
-        ));
-    }
-    if metadata.format_version != LEGACY_FORMAT_VERSION && user_id != metadata.user_id.as_deref() {
-        return Err(FieldError::new(
-            "metadata.userId",
-            format!(
-                "{:?} differs from conversation.sessionState.userId {user_id:?}",
-                metadata.user_id
-            ),
-        ));
-    }
-    Ok(())
+    read_input(memory_json, session_json)
 }
 
 /// The archived conversation as JSON text for JavaScript (`JSON.parse` gives the memory's
@@ -857,6 +190,8 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
+    use crate::codec::gzip;
+    use crate::hash;
 
     const ARCHIVED_AT: i64 = 1_736_157_600_000;
     const LIMIT: u64 = 1 << 20;
@@ -1406,6 +741,7 @@ mod proptests {
     use serde_json::{json, Value};
 
     use super::*;
+    use crate::codec::gzip;
 
     const LIMIT: u64 = 1 << 22;
 

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::codec::archive::{decode_archive, extract_topics};
+use crate::codec::fields::{convert_member, FieldError, Fields, Kind, Member};
 use crate::codec::{gzip, json_text};
 use crate::error::{PersistenceError, Result};
 use crate::hash::{sha256_hex, verify_sha256};
@@ -239,28 +240,18 @@ pub fn encode_manifest(manifest: &BackupManifest) -> Result<Vec<u8>> {
 /// Errors: `CORRUPT_DATA` naming `what` and the field; `UNSUPPORTED_FORMAT` if written by a
 /// newer version.
 pub fn decode_manifest(what: &str, bytes: &[u8]) -> Result<BackupManifest> {
-    let mut fields = Fields::parse(what, bytes)?;
-    let format_version = fields.format_version()?;
-    let backup_id = fields.backup_id("backupId")?;
-    let created_at_ms = fields.epoch_ms("createdAt")?;
-    let user_id = fields.optional_user_id("userId")?;
-    let session_ids = fields.session_ids("sessionIds")?;
-    let missing_session_ids = fields.session_ids("missingSessionIds")?;
-    let total_size = fields.u64("totalSize")?;
-    let data_sha256 = fields.sha256("dataSha256")?;
-    let sessions = fields
-        .objects("sessions")?
-        .into_iter()
-        .map(|mut session| {
-            Ok(BackupSessionEntry {
-                session_id: session.session_id("sessionId")?,
-                sha256: session.sha256("sha256")?,
-                size: session.u64("size")?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut fields = open(what, bytes)?;
+    let format_version = read_format_version(what, &mut fields)?;
+    let manifest = read_manifest(format_version, fields).map_err(|err| err.corrupt(what))?;
 
     let corrupt = |reason: String| PersistenceError::corrupt(what, reason);
+    let BackupManifest {
+        session_ids,
+        missing_session_ids,
+        sessions,
+        total_size,
+        ..
+    } = &manifest;
     let listed: Vec<&SessionId> = sessions.iter().map(|entry| &entry.session_id).collect();
     if session_ids.iter().ne(listed.iter().copied()) {
         return Err(corrupt(format!(
@@ -269,7 +260,7 @@ pub fn decode_manifest(what: &str, bytes: &[u8]) -> Result<BackupManifest> {
             join(listed.iter().copied())
         )));
     }
-    if let Some(id) = first_duplicate(session_ids.iter().chain(&missing_session_ids)) {
+    if let Some(id) = first_duplicate(session_ids.iter().chain(missing_session_ids)) {
         return Err(corrupt(format!(
             "session {id} is listed twice in sessionIds/missingSessionIds"
         )));
@@ -277,21 +268,49 @@ pub fn decode_manifest(what: &str, bytes: &[u8]) -> Result<BackupManifest> {
     let sum = sessions
         .iter()
         .try_fold(0u64, |sum, entry| sum.checked_add(entry.size));
-    if sum != Some(total_size) {
+    if sum != Some(*total_size) {
         return Err(corrupt(format!(
             "totalSize {total_size} is not the sum of sessions[].size"
         )));
     }
+    Ok(manifest)
+}
+
+/// The fields of a manifest after its `formatVersion`, in the order they are checked.
+fn read_manifest(format_version: u64, mut fields: Record) -> Result<BackupManifest, FieldError> {
     Ok(BackupManifest {
         format_version,
-        backup_id,
-        created_at_ms,
-        user_id,
-        session_ids,
-        missing_session_ids,
-        total_size,
-        data_sha256,
-        sessions,
+        backup_id: fields.convert("backupId", Kind::String, id(BackupId::parse))?,
+        created_at_ms: epoch_ms(&mut fields, "createdAt")?,
+        user_id: match fields.member("userId") {
+            None | Some(Value::Null) => None,
+            Some(user_id) => {
+                let path = || fields.path_of("userId");
+                Some(convert_member(
+                    user_id,
+                    Kind::String,
+                    path,
+                    id(UserId::parse),
+                )?)
+            }
+        },
+        session_ids: session_ids(&mut fields, "sessionIds")?,
+        missing_session_ids: session_ids(&mut fields, "missingSessionIds")?,
+        total_size: fields.count("totalSize")?,
+        data_sha256: fields.convert("dataSha256", Kind::String, sha256)?,
+        sessions: objects(&mut fields, "sessions")?
+            .iter_mut()
+            .map(read_session_entry)
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// A session's `sessionId`, `sha256` and `size`, as the manifest and the bundle record them.
+fn read_session_entry(session: &mut Record) -> Result<BackupSessionEntry, FieldError> {
+    Ok(BackupSessionEntry {
+        session_id: session.convert("sessionId", Kind::String, id(SessionId::parse))?,
+        sha256: session.convert("sha256", Kind::String, sha256)?,
+        size: session.count("size")?,
     })
 }
 
@@ -315,17 +334,19 @@ pub fn verify_backup(manifest: &BackupManifest, data_bytes: &[u8]) -> Result<Ver
         .saturating_add(BUNDLE_OVERHEAD_PER_SESSION.saturating_mul(manifest.sessions.len() as u64))
         .saturating_add(BUNDLE_OVERHEAD);
     let bundle_json = gzip::decompress(&what, data_bytes, max_inflated)?;
-    let mut bundle = Fields::parse(&what, &bundle_json)?;
-    bundle.format_version()?;
+    let mut bundle = open(&what, &bundle_json)?;
+    read_format_version(&what, &mut bundle)?;
     let corrupt = |reason: String| PersistenceError::corrupt(what.as_str(), reason);
-    let backup_id = bundle.backup_id("backupId")?;
+    let in_bundle = |err: FieldError| err.corrupt(&what);
+    let backup_id = bundle.convert("backupId", Kind::String, id(BackupId::parse));
+    let backup_id = backup_id.map_err(in_bundle)?;
     if backup_id != manifest.backup_id {
         return Err(corrupt(format!(
             "backupId {backup_id} is not the manifest's {}",
             manifest.backup_id
         )));
     }
-    let created_at_ms = bundle.epoch_ms("createdAt")?;
+    let created_at_ms = epoch_ms(&mut bundle, "createdAt").map_err(in_bundle)?;
     if created_at_ms != manifest.created_at_ms {
         return Err(corrupt(format!(
             "createdAt {created_at_ms} is not the manifest's {}",
@@ -334,21 +355,21 @@ pub fn verify_backup(manifest: &BackupManifest, data_bytes: &[u8]) -> Result<Ver
     }
 
     let mut embedded = Vec::new();
-    for mut session in bundle.objects("sessions")? {
-        embedded.push((
-            session.session_id("sessionId")?,
-            session.sha256("sha256")?,
-            session.u64("size")?,
-            session.string("archive")?,
-        ));
+    for mut session in objects(&mut bundle, "sessions").map_err(in_bundle)? {
+        let recorded = read_session_entry(&mut session).map_err(in_bundle)?;
+        let archive_json = session.string("archive").map_err(in_bundle)?;
+        embedded.push((recorded, archive_json.into_owned()));
     }
-    if let Some(id) = first_duplicate(embedded.iter().map(|(id, ..)| id)) {
+    if let Some(id) = first_duplicate(embedded.iter().map(|(recorded, _)| &recorded.session_id)) {
         return Err(corrupt(format!("session {id} appears twice")));
     }
     let mut matched = Vec::with_capacity(manifest.sessions.len());
     let mut absent = Vec::new();
     for entry in &manifest.sessions {
-        match embedded.iter().position(|(id, ..)| *id == entry.session_id) {
+        match embedded
+            .iter()
+            .position(|(recorded, _)| recorded.session_id == entry.session_id)
+        {
             Some(position) => matched.push((entry, embedded.remove(position))),
             None => absent.push(&entry.session_id),
         }
@@ -356,7 +377,7 @@ pub fn verify_backup(manifest: &BackupManifest, data_bytes: &[u8]) -> Result<Ver
     if !embedded.is_empty() {
         return Err(corrupt(format!(
             "sessions in the data but not in the manifest: {}",
-            join(embedded.iter().map(|(id, ..)| id))
+            join(embedded.iter().map(|(recorded, _)| &recorded.session_id))
         )));
     }
     if !absent.is_empty() {
@@ -367,17 +388,18 @@ pub fn verify_backup(manifest: &BackupManifest, data_bytes: &[u8]) -> Result<Ver
     }
 
     let mut sessions = Vec::with_capacity(matched.len());
-    for (entry, (session_id, sha256, size, archive_json)) in matched {
+    for (entry, (recorded, archive_json)) in matched {
+        let session_id = recorded.session_id;
         let session_what = format!("backup {} session {session_id}", manifest.backup_id);
-        verify_sha256(&session_what, archive_json.as_bytes(), &sha256)?;
+        verify_sha256(&session_what, archive_json.as_bytes(), &recorded.sha256)?;
         verify_sha256(&session_what, archive_json.as_bytes(), &entry.sha256)?;
         let actual_size = archive_json.len() as u64;
-        if size != actual_size || entry.size != actual_size {
+        if recorded.size != actual_size || entry.size != actual_size {
             return Err(PersistenceError::corrupt(
                 session_what,
                 format!(
-                    "archive is {actual_size} bytes, the data records {size} and the manifest {}",
-                    entry.size
+                    "archive is {actual_size} bytes, the data records {} and the manifest {}",
+                    recorded.size, entry.size
                 ),
             ));
         }
@@ -462,21 +484,20 @@ pub fn manifest_shape(bytes: &[u8]) -> ManifestShape {
 ///
 /// Errors: `CORRUPT_DATA` naming `what` and the field.
 pub fn decode_legacy_manifest(what: &str, bytes: &[u8]) -> Result<LegacyBackupManifest> {
-    let mut fields = Fields::parse(what, bytes)?;
-    Ok(LegacyBackupManifest {
-        backup_id: fields.backup_id("backupId")?,
-        timestamp_ms: fields
-            .map
-            .remove("timestamp")
-            .and_then(|value| value.as_i64()),
-        session_ids: fields.session_ids("sessionIds")?,
-        total_size: fields
-            .map
-            .remove("totalSize")
-            .and_then(|value| value.as_u64()),
-        checksum: fields.sha256("checksum")?.to_ascii_lowercase(),
-        metadata: fields.map.remove("metadata"),
-    })
+    let mut fields = open(what, bytes)?;
+    let mut read = || -> Result<_, FieldError> {
+        Ok(LegacyBackupManifest {
+            backup_id: fields.convert("backupId", Kind::String, id(BackupId::parse))?,
+            timestamp_ms: fields.member("timestamp").and_then(|value| value.as_i64()),
+            session_ids: session_ids(&mut fields, "sessionIds")?,
+            total_size: fields.member("totalSize").and_then(|value| value.as_u64()),
+            checksum: fields
+                .convert("checksum", Kind::String, sha256)?
+                .to_ascii_lowercase(),
+            metadata: fields.member("metadata"),
+        })
+    };
+    read().map_err(|err| err.corrupt(what))
 }
 
 /// Verifies a legacy backup's `data.json` (a JSON array of `{sessionId, data, size}`) against
@@ -516,28 +537,28 @@ pub fn verify_legacy_backup(
     let entries = match parsed {
         Ok(Value::Array(entries)) => entries,
         Ok(other) => {
+            let kind = Kind::of_value(&other).with_article();
             return Err(PersistenceError::corrupt(
                 what,
-                format!("must be a JSON array, not {}", json_kind(&other)),
-            ))
+                format!("must be a JSON array, not {kind}"),
+            ));
         }
         Err(err) => return Err(PersistenceError::corrupt(what, format!("not JSON: {err}"))),
+    };
+    let read = |(index, entry)| -> Result<_, FieldError> {
+        let mut entry = Record::of(format!("[{index}]"), entry)?;
+        Ok(LegacyBackupSession {
+            session_id: entry.convert("sessionId", Kind::String, id(SessionId::parse))?,
+            conversation_json: match entry.required("data")? {
+                Value::String(text) => text,
+                other => other.to_string(),
+            },
+        })
     };
     entries
         .into_iter()
         .enumerate()
-        .map(|(index, entry)| {
-            let mut entry = Fields::of(&what, format!("[{index}]"), entry)?;
-            let session_id = entry.session_id("sessionId")?;
-            let conversation_json = match entry.take("data")? {
-                Value::String(text) => text,
-                other => other.to_string(),
-            };
-            Ok(LegacyBackupSession {
-                session_id,
-                conversation_json,
-            })
-        })
+        .map(|entry| read(entry).map_err(|err| err.corrupt(&what)))
         .collect()
 }
 
@@ -591,158 +612,68 @@ pub fn legacy_backup_document(what: &str, data_json: &str, archived_at_ms: i64) 
     Ok(json_text(&document))
 }
 
-/// A JSON object taken apart field by field; every error names `what` and the field's path.
-struct Fields<'a> {
-    what: &'a str,
-    path: String,
-    map: Map<String, Value>,
+/// A backup document read field by field.
+type Record = Fields<'static, Value>;
+
+/// Parses `bytes`, stored as `what`, as a JSON object to read field by field.
+fn open(what: &str, bytes: &[u8]) -> Result<Record> {
+    let value = serde_json::from_slice(bytes)
+        .map_err(|err| PersistenceError::corrupt(what, format!("not JSON: {err}")))?;
+    Record::of("", value)
+        .map_err(|err| PersistenceError::corrupt(what, format!("document: {}", err.reason)))
 }
 
-impl<'a> Fields<'a> {
-    /// Parses `bytes` as a JSON object.
-    fn parse(what: &'a str, bytes: &[u8]) -> Result<Self> {
-        let value = serde_json::from_slice(bytes)
-            .map_err(|err| PersistenceError::corrupt(what, format!("not JSON: {err}")))?;
-        Self::of(what, String::new(), value)
-    }
-
-    /// `value`, found at `path`, which must be an object.
-    fn of(what: &'a str, path: String, value: Value) -> Result<Self> {
-        match value {
-            Value::Object(map) => Ok(Self { what, path, map }),
-            other => Err(PersistenceError::corrupt(
-                what,
-                format!(
-                    "{}: must be an object, not {}",
-                    if path.is_empty() { "document" } else { &path },
-                    json_kind(&other)
-                ),
-            )),
-        }
-    }
-
-    fn path_of(&self, name: &str) -> String {
-        if self.path.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{}.{name}", self.path)
-        }
-    }
-
-    fn error(&self, name: &str, reason: impl std::fmt::Display) -> PersistenceError {
-        PersistenceError::corrupt(self.what, format!("{}: {reason}", self.path_of(name)))
-    }
-
-    fn take(&mut self, name: &str) -> Result<Value> {
-        self.map
-            .remove(name)
-            .ok_or_else(|| self.error(name, "missing"))
-    }
-
-    fn string(&mut self, name: &str) -> Result<String> {
-        match self.take(name)? {
-            Value::String(text) => Ok(text),
-            other => Err(self.error(name, format!("must be a string, not {}", json_kind(&other)))),
-        }
-    }
-
-    fn u64(&mut self, name: &str) -> Result<u64> {
-        let value = self.take(name)?;
-        value
-            .as_u64()
-            .ok_or_else(|| self.error(name, format!("must be a non-negative integer, not {value}")))
-    }
-
-    fn epoch_ms(&mut self, name: &str) -> Result<i64> {
-        let value = self.take(name)?;
-        value
-            .as_i64()
-            .filter(|ms| *ms >= 0)
-            .ok_or_else(|| self.error(name, format!("must be epoch milliseconds, not {value}")))
-    }
-
-    fn sha256(&mut self, name: &str) -> Result<String> {
-        let text = self.string(name)?;
-        if text.len() == 64 && text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
-            Ok(text)
-        } else {
-            Err(self.error(name, format!("{text:?} is not 64 hex digits")))
-        }
-    }
-
-    fn session_id(&mut self, name: &str) -> Result<SessionId> {
-        let text = self.string(name)?;
-        SessionId::parse(&text).map_err(|err| self.error(name, err))
-    }
-
-    /// A user id, or `None` when the member is absent or null.
-    fn optional_user_id(&mut self, name: &str) -> Result<Option<UserId>> {
-        match self.map.remove(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(text)) => UserId::parse(&text)
-                .map(Some)
-                .map_err(|err| self.error(name, err)),
-            Some(other) => {
-                Err(self.error(name, format!("must be a string, not {}", json_kind(&other))))
-            }
-        }
-    }
-
-    fn backup_id(&mut self, name: &str) -> Result<BackupId> {
-        let text = self.string(name)?;
-        BackupId::parse(&text).map_err(|err| self.error(name, err))
-    }
-
-    fn array(&mut self, name: &str) -> Result<Vec<Value>> {
-        match self.take(name)? {
-            Value::Array(items) => Ok(items),
-            other => Err(self.error(name, format!("must be an array, not {}", json_kind(&other)))),
-        }
-    }
-
-    fn session_ids(&mut self, name: &str) -> Result<Vec<SessionId>> {
-        self.array(name)?
-            .into_iter()
-            .enumerate()
-            .map(|(index, item)| {
-                let item_name = format!("{name}[{index}]");
-                match item {
-                    Value::String(text) => {
-                        SessionId::parse(&text).map_err(|err| self.error(&item_name, err))
-                    }
-                    other => Err(self.error(
-                        &item_name,
-                        format!("must be a string, not {}", json_kind(&other)),
-                    )),
-                }
+/// Checks `formatVersion`: 1 ..= [`BACKUP_FORMAT_VERSION`].
+fn read_format_version(what: &str, fields: &mut Record) -> Result<u64> {
+    match fields.count("formatVersion") {
+        Ok(0) => Err(FieldError::new("formatVersion", "0 is not a version").corrupt(what)),
+        Ok(version) if version > BACKUP_FORMAT_VERSION => {
+            Err(PersistenceError::UnsupportedFormat {
+                what: what.to_owned(),
+                version,
             })
-            .collect()
-    }
-
-    /// The array `name`, each item an object.
-    fn objects(&mut self, name: &str) -> Result<Vec<Fields<'a>>> {
-        let what = self.what;
-        let path = self.path_of(name);
-        self.array(name)?
-            .into_iter()
-            .enumerate()
-            .map(|(index, item)| Fields::of(what, format!("{path}[{index}]"), item))
-            .collect()
-    }
-
-    /// Checks `formatVersion`: 1 ..= [`BACKUP_FORMAT_VERSION`].
-    fn format_version(&mut self) -> Result<u64> {
-        match self.u64("formatVersion")? {
-            0 => Err(self.error("formatVersion", "0 is not a version")),
-            version if version > BACKUP_FORMAT_VERSION => {
-                Err(PersistenceError::UnsupportedFormat {
-                    what: self.what.to_owned(),
-                    version,
-                })
-            }
-            version => Ok(version),
         }
+        Ok(version) => Ok(version),
+        Err(err) => Err(err.corrupt(what)),
     }
+}
+
+/// Reads a JSON string as an id with `parse`.
+fn id<T>(parse: fn(&str) -> Result<T>) -> impl FnOnce(Value) -> Result<T, String> {
+    move |value| {
+        let text = value.into_str()?;
+        parse(&text).map_err(|err| err.to_string())
+    }
+}
+
+/// Reads a JSON string as a SHA-256 in hex.
+fn sha256(value: Value) -> Result<String, String> {
+    let text = value.into_str()?.into_owned();
+    if text.len() == 64 && text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        Ok(text)
+    } else {
+        Err(format!("{text:?} is not 64 hex digits"))
+    }
+}
+
+/// Epoch milliseconds: a non-negative integer.
+fn epoch_ms(fields: &mut Record, name: &str) -> Result<i64, FieldError> {
+    const WANTED: &str = "epoch milliseconds";
+    let ms: u64 = fields.number(name, WANTED)?;
+    i64::try_from(ms)
+        .map_err(|_| FieldError::new(fields.path_of(name), format!("must be {WANTED}, not {ms}")))
+}
+
+/// An array of session ids.
+fn session_ids(fields: &mut Record, name: &str) -> Result<Vec<SessionId>, FieldError> {
+    fields.items(name, |path, item| {
+        convert_member(item, Kind::String, || path, id(SessionId::parse))
+    })
+}
+
+/// An array of objects, each to read field by field.
+fn objects(fields: &mut Record, name: &str) -> Result<Vec<Record>, FieldError> {
+    fields.items(name, Record::of)
 }
 
 /// The first item that occurs twice.
@@ -753,17 +684,6 @@ fn first_duplicate<'a>(mut ids: impl Iterator<Item = &'a SessionId>) -> Option<&
 
 fn join<'a>(ids: impl Iterator<Item = &'a SessionId>) -> String {
     ids.map(SessionId::as_str).collect::<Vec<_>>().join(", ")
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::fields::{FieldError, Fields, Kind};
 use super::json_text;
 use crate::error::{PersistenceError, Result};
 use crate::platform::{KV_MAX_VALUE_BYTES, KV_MIN_EXPIRATION_TTL_SECS};
@@ -136,6 +137,16 @@ pub enum CacheLookup<T> {
     },
 }
 
+impl<T> CacheLookup<T> {
+    /// A hit converted by `convert`; an expired entry stays expired.
+    fn and_then<U>(self, convert: impl FnOnce(T) -> Result<U>) -> Result<CacheLookup<U>> {
+        match self {
+            Self::Hit(hit) => convert(hit).map(CacheLookup::Hit),
+            Self::Expired { expires_at_ms } => Ok(CacheLookup::Expired { expires_at_ms }),
+        }
+    }
+}
+
 /// Caller metadata of a cache entry (`{source, model, ...}`): a JSON object of bounded size.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CacheMetadata(Map<String, Value>);
@@ -183,10 +194,8 @@ impl CacheMetadata {
         let metadata = match serde_json::from_str::<Value>(json) {
             Ok(Value::Object(map)) => Self(map),
             Ok(other) => {
-                return Err(error(format!(
-                    "must be a JSON object, not {}",
-                    json_kind(&other)
-                )))
+                let kind = Kind::of_value(&other).with_article();
+                return Err(error(format!("must be a JSON object, not {kind}")));
             }
             Err(err) => return Err(error(format!("not JSON: {err}"))),
         };
@@ -270,18 +279,13 @@ pub fn decode_embedding_entry(
     bytes: &[u8],
     now_ms: i64,
 ) -> Result<CacheLookup<EmbeddingEntry>> {
-    let parts = match decode_embedding_parts(what, bytes, now_ms)? {
-        CacheLookup::Hit(parts) => parts,
-        CacheLookup::Expired { expires_at_ms } => {
-            return Ok(CacheLookup::Expired { expires_at_ms })
-        }
-    };
-    let metadata = CacheMetadata::parse_as(parts.metadata_json, stored_metadata_error(what))?;
-    Ok(CacheLookup::Hit(EmbeddingEntry {
-        times: parts.times,
-        metadata,
-        embedding: parts.embedding,
-    }))
+    decode_embedding_parts(what, bytes, now_ms)?.and_then(|parts| {
+        Ok(EmbeddingEntry {
+            times: parts.times,
+            metadata: CacheMetadata::parse_as(parts.metadata_json, stored_metadata_error(what))?,
+            embedding: parts.embedding,
+        })
+    })
 }
 
 /// What a cache read needs of an embedding entry: its values and the model it was cached for.
@@ -309,27 +313,23 @@ pub fn decode_embedding(
     bytes: &[u8],
     now_ms: i64,
 ) -> Result<CacheLookup<CachedEmbedding>> {
-    let parts = match decode_embedding_parts(what, bytes, now_ms)? {
-        CacheLookup::Hit(parts) => parts,
-        CacheLookup::Expired { expires_at_ms } => {
-            return Ok(CacheLookup::Expired { expires_at_ms })
+    decode_embedding_parts(what, bytes, now_ms)?.and_then(|parts| {
+        let json = parts.metadata_json;
+        // A struct also deserializes from an array: only an object is metadata.
+        if json.trim_start().starts_with('{') {
+            if let Ok(recorded) = serde_json::from_str::<RecordedModel<'_>>(json) {
+                return Ok(CachedEmbedding {
+                    values: parts.embedding,
+                    model: recorded.model.map(Cow::into_owned),
+                });
+            }
         }
-    };
-    let json = parts.metadata_json;
-    // A struct also deserializes from an array: only an object is metadata.
-    if json.trim_start().starts_with('{') {
-        if let Ok(recorded) = serde_json::from_str::<RecordedModel<'_>>(json) {
-            return Ok(CacheLookup::Hit(CachedEmbedding {
-                values: parts.embedding,
-                model: recorded.model.map(Cow::into_owned),
-            }));
-        }
-    }
-    // The full parse names what is wrong.
-    CacheMetadata::parse_as(json, stored_metadata_error(what))?;
-    Err(stored_metadata_error(what)(
-        "must be a JSON object whose model is a string".into(),
-    ))
+        // The full parse names what is wrong.
+        CacheMetadata::parse_as(json, stored_metadata_error(what))?;
+        Err(stored_metadata_error(what)(
+            "must be a JSON object whose model is a string".into(),
+        ))
+    })
 }
 
 /// How a problem with a stored entry's metadata is reported.
@@ -500,35 +500,21 @@ pub fn decode_query_entry(what: &str, text: &str, now_ms: i64) -> Result<CacheLo
             text.len()
         )));
     }
-    let mut entry = match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(entry)) => entry,
-        Ok(other) => {
-            return Err(corrupt(format!(
-                "entry must be a JSON object, not {}",
-                json_kind(&other)
-            )))
-        }
-        Err(err) => return Err(corrupt(format!("not JSON: {err}"))),
-    };
-    let times = times_from_object(what, &entry)?;
+    let entry =
+        serde_json::from_str::<Value>(text).map_err(|err| corrupt(format!("not JSON: {err}")))?;
+    let mut entry = open_entry(what, "entry must be a JSON object", entry)?;
+    let times = read_times(what, &mut entry)?;
     if times.is_expired(now_ms) {
         return Ok(CacheLookup::Expired {
             expires_at_ms: times.expires_at_ms,
         });
     }
-    let metadata = match entry.remove("metadata") {
-        Some(Value::Object(map)) => CacheMetadata(map),
-        Some(other) => {
-            return Err(corrupt(format!(
-                "metadata must be an object, not {}",
-                json_kind(&other)
-            )))
-        }
-        None => return Err(corrupt("missing field metadata".into())),
-    };
-    let value = entry
-        .remove("value")
-        .ok_or_else(|| corrupt("missing field value".into()))?;
+    let metadata = entry.optional_convert("metadata", Kind::Object, |metadata| match metadata {
+        Value::Object(map) => Ok(CacheMetadata(map)),
+        _ => Err(String::new()),
+    });
+    let metadata = stored_field(what, "metadata", metadata)?;
+    let value = stored_field(what, "value", Ok(entry.member("value")))?;
     Ok(CacheLookup::Hit(QueryEntry {
         times,
         metadata,
@@ -549,33 +535,51 @@ pub fn cache_list_metadata(times: EntryTimes) -> Value {
 ///
 /// Errors: `CORRUPT_DATA` naming `key` and the missing or ill-typed field.
 pub fn parse_cache_list_metadata(key: &str, metadata: &Value) -> Result<EntryTimes> {
-    match metadata {
-        Value::Object(map) => times_from_object(key, map),
-        other => Err(PersistenceError::corrupt(
-            key,
-            format!("list metadata must be an object, not {}", json_kind(other)),
-        )),
-    }
+    let mut fields = open_entry(key, "list metadata must be an object", metadata.clone())?;
+    read_times(key, &mut fields)
 }
 
-fn times_from_object(what: &str, object: &Map<String, Value>) -> Result<EntryTimes> {
-    let field = |name: &str| {
-        let value = object
-            .get(name)
-            .ok_or_else(|| PersistenceError::corrupt(what, format!("missing field {name}")))?;
-        value.as_i64().ok_or_else(|| {
-            PersistenceError::corrupt(
-                what,
-                format!("{name} must be an integer of epoch ms, not {value}"),
-            )
-        })
-    };
+/// A stored entry (or its list metadata) `value`, read from `what`, to read field by field;
+/// `not_object` says what it must be.
+fn open_entry(what: &str, not_object: &str, value: Value) -> Result<Fields<'static, Value>> {
+    let kind = Kind::of_value(&value);
+    Fields::of("", value).map_err(|_| {
+        PersistenceError::corrupt(what, format!("{not_object}, not {}", kind.with_article()))
+    })
+}
+
+/// The `createdAt` and `expiresAt` of a stored entry read from `what`.
+fn read_times(what: &str, entry: &mut Fields<'_, Value>) -> Result<EntryTimes> {
+    const WANTED: &str = "an integer of epoch ms";
     let times = EntryTimes {
-        created_at_ms: field("createdAt")?,
-        expires_at_ms: field("expiresAt")?,
+        created_at_ms: stored_field(
+            what,
+            "createdAt",
+            entry.optional_number("createdAt", WANTED),
+        )?,
+        expires_at_ms: stored_field(
+            what,
+            "expiresAt",
+            entry.optional_number("expiresAt", WANTED),
+        )?,
     };
     times.check_stored(what)?;
     Ok(times)
+}
+
+/// Field `name` of a stored entry read from `what`, in the words of this format's errors.
+fn stored_field<T>(what: &str, name: &str, read: Result<Option<T>, FieldError>) -> Result<T> {
+    match read {
+        Ok(Some(value)) => Ok(value),
+        Ok(None) => Err(PersistenceError::corrupt(
+            what,
+            format!("missing field {name}"),
+        )),
+        Err(err) => Err(PersistenceError::corrupt(
+            what,
+            format!("{} {}", err.path, err.reason),
+        )),
+    }
 }
 
 /// Checks an embedding to encode and returns its dimension count.
@@ -647,17 +651,6 @@ fn value_too_large(size: usize) -> PersistenceError {
         "value",
         format!("a {size}-byte entry exceeds KV's limit of {MAX_QUERY_ENTRY_BYTES} bytes"),
     )
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// Reads little-endian fields from the front of a byte slice; `None` when it runs out.

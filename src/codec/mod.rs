@@ -14,6 +14,7 @@
 pub mod archive;
 pub mod backup;
 pub mod cache;
+pub mod fields;
 pub mod gzip;
 
 use serde::Serialize;

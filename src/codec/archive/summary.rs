@@ -3,6 +3,7 @@
 //! the free-text summary is cut to fit, on a character boundary), and R2 `customMetadata`, so
 //! that an object can be identified, sized and checked from an R2 listing alone.
 
+use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -20,56 +21,47 @@ pub const CUSTOM_RAW_SIZE_FIELD: &str = "rawSize";
 /// metadata limit, less 1024 bytes left for `httpMetadata`.
 pub const R2_CUSTOM_METADATA_MAX_BYTES: usize = R2_MAX_METADATA_BYTES - 1024;
 
-/// One archive in a KV listing (see [`listing_summary`]).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
+/// One archive in a KV listing (see [`listing_summary`]): its metadata, with the topics and
+/// the summary that fit.
 struct ListingEntry<'a> {
+    metadata: &'a ArchiveMetadata,
     key: &'a str,
-    session_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    user_id: Option<&'a str>,
-    archived_at: i64,
-    message_count: u64,
-    duration: u64,
     topics: &'a [String],
-    raw_size: u64,
-    stored_size: u64,
-    sha256: &'a str,
-    format_version: u32,
     summary: &'a str,
     summary_truncated: bool,
 }
 
-impl<'a> ListingEntry<'a> {
-    fn new(
-        metadata: &'a ArchiveMetadata,
-        key: &'a str,
-        topics: &'a [String],
-        summary: &'a str,
-        summary_truncated: bool,
-    ) -> Self {
-        Self {
-            key,
-            session_id: &metadata.session_id,
-            user_id: metadata.user_id.as_deref(),
-            archived_at: metadata.archived_at,
-            message_count: metadata.message_count,
-            duration: metadata.duration,
-            topics,
-            raw_size: metadata.raw_size,
-            stored_size: metadata.stored_size,
-            sha256: &metadata.sha256,
-            format_version: metadata.format_version,
-            summary,
-            summary_truncated,
+impl Serialize for ListingEntry<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let metadata = self.metadata;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("key", self.key)?;
+        map.serialize_entry("sessionId", &metadata.session_id)?;
+        if let Some(user_id) = &metadata.user_id {
+            map.serialize_entry("userId", user_id)?;
         }
+        map.serialize_entry("archivedAt", &metadata.archived_at)?;
+        map.serialize_entry("messageCount", &metadata.message_count)?;
+        map.serialize_entry("duration", &metadata.duration)?;
+        map.serialize_entry("topics", self.topics)?;
+        map.serialize_entry("rawSize", &metadata.raw_size)?;
+        map.serialize_entry("storedSize", &metadata.stored_size)?;
+        map.serialize_entry("sha256", &metadata.sha256)?;
+        map.serialize_entry("formatVersion", &metadata.format_version)?;
+        map.serialize_entry("summary", self.summary)?;
+        map.serialize_entry("summaryTruncated", &self.summary_truncated)?;
+        map.end()
     }
 }
 
 /// The longest prefix of `text`, ending on a character boundary, for which `fits` holds;
 /// `fits` must be monotonic (a prefix of a fitting text fits) and no prefix longer than
 /// `max_bytes` is tried.
-fn longest_fitting_prefix(text: &str, max_bytes: usize, fits: impl Fn(&str) -> bool) -> &str {
+fn longest_fitting_prefix<'t>(
+    text: &'t str,
+    max_bytes: usize,
+    fits: impl Fn(&'t str) -> bool,
+) -> &'t str {
     let ends: Vec<usize> = text
         .char_indices()
         .map(|(start, _)| start)
@@ -91,6 +83,13 @@ fn longest_fitting_prefix(text: &str, max_bytes: usize, fits: impl Fn(&str) -> b
 /// `summaryTruncated` is true); topics are dropped only if even an empty summary does not fit.
 /// Fails with `INVALID_INPUT` when the key and ids alone exceed the limit.
 pub fn listing_summary(metadata: &ArchiveMetadata, archive_key: &str) -> Result<Value> {
+    let entry = |topics, summary, summary_truncated| ListingEntry {
+        metadata,
+        key: archive_key,
+        topics,
+        summary,
+        summary_truncated,
+    };
     let fits = |entry: &ListingEntry| {
         serde_json::to_vec(entry).is_ok_and(|json| json.len() <= KV_MAX_METADATA_BYTES)
     };
@@ -99,29 +98,17 @@ pub fn listing_summary(metadata: &ArchiveMetadata, archive_key: &str) -> Result<
             .map_err(|err| PersistenceError::invalid_input("archive metadata", err.to_string()))
     };
 
-    let whole = ListingEntry::new(
-        metadata,
-        archive_key,
-        &metadata.topics,
-        &metadata.summary,
-        false,
-    );
+    let whole = entry(&metadata.topics, &metadata.summary, false);
     if fits(&whole) {
         return to_value(whole);
     }
     let no_topics: &[String] = &[];
     for topics in [metadata.topics.as_slice(), no_topics] {
-        if fits(&ListingEntry::new(metadata, archive_key, topics, "", true)) {
+        if fits(&entry(topics, "", true)) {
             let summary = longest_fitting_prefix(&metadata.summary, KV_MAX_METADATA_BYTES, |cut| {
-                fits(&ListingEntry::new(metadata, archive_key, topics, cut, true))
+                fits(&entry(topics, cut, true))
             });
-            return to_value(ListingEntry::new(
-                metadata,
-                archive_key,
-                topics,
-                summary,
-                true,
-            ));
+            return to_value(entry(topics, summary, true));
         }
     }
     Err(PersistenceError::invalid_input(

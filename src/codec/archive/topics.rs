@@ -8,97 +8,46 @@
 
 use std::sync::OnceLock;
 
-use super::model::ChatMessage;
+use super::model::{Form, Message};
 
 /// Topics in the order they are reported, each with its keywords (words separated by spaces).
+#[rustfmt::skip] // A table: several keywords a line.
 const TOPICS: [(&str, &[&str]); 5] = [
-    (
-        "authentication",
-        &[
-            "password",
-            "passcode",
-            "login",
-            "log in",
-            "logged in",
-            "logging in",
-            "signin",
-            "sign in",
-            "signed in",
-            "2fa",
-            "mfa",
-            "two factor",
-            "authentication",
-            "authenticate",
-            "locked out",
-        ],
-    ),
-    (
-        "billing",
-        &[
-            "billing",
-            "payment",
-            "invoice",
-            "refund",
-            "charge",
-            "charged",
-            "subscription",
-            "receipt",
-            "credit card",
-        ],
-    ),
-    (
-        "technical-issue",
-        &[
-            "bug",
-            "error",
-            "crash",
-            "crashed",
-            "crashing",
-            "broken",
-            "not working",
-            "exception",
-            "glitch",
-            "outage",
-            "timeout",
-            "failure",
-        ],
-    ),
+    ("authentication", &[
+        "password", "passcode", "login", "log in", "logged in", "logging in", "signin",
+        "sign in", "signed in", "2fa", "mfa", "two factor", "authentication", "authenticate",
+        "locked out",
+    ]),
+    ("billing", &[
+        "billing", "payment", "invoice", "refund", "charge", "charged", "subscription",
+        "receipt", "credit card",
+    ]),
+    ("technical-issue", &[
+        "bug", "error", "crash", "crashed", "crashing", "broken", "not working", "exception",
+        "glitch", "outage", "timeout", "failure",
+    ]),
     // Plain "request" is not a keyword: "refund request" or "password reset request" are not
     // feature requests.
-    (
-        "feature-request",
-        &[
-            "feature",
-            "suggestion",
-            "suggest",
-            "enhancement",
-            "wishlist",
-            "would be nice",
-        ],
-    ),
-    (
-        "account-management",
-        &[
-            "account",
-            "profile",
-            "settings",
-            "username",
-            "email address",
-            "preferences",
-            "deactivate",
-        ],
-    ),
+    ("feature-request", &[
+        "feature", "suggestion", "suggest", "enhancement", "wishlist", "would be nice",
+    ]),
+    ("account-management", &[
+        "account", "profile", "settings", "username", "email address", "preferences",
+        "deactivate",
+    ]),
 ];
 
 /// The topics the messages touch, in the fixed order authentication, billing, technical-issue,
 /// feature-request, account-management, each at most once.
-pub fn extract_topics(messages: &[ChatMessage]) -> Vec<String> {
+pub fn extract_topics<F: Form>(messages: &[Message<F>]) -> Vec<String> {
     let mut finder = TopicFinder::default();
     for message in messages {
         if finder.is_complete() {
             break;
         }
-        finder.add(&message.content);
+        // The finder's buffer, as large as the largest message, is gone before the caller
+        // goes on (the encoder compresses next).
+        finder.add(&F::content_text(&message.content));
     }
     finder.topics()
 }
@@ -106,7 +55,7 @@ pub fn extract_topics(messages: &[ChatMessage]) -> Vec<String> {
 /// Collects the topics of texts given one at a time (see [`extract_topics`]), so that a text
 /// only needs to exist while it is looked at.
 #[derive(Default)]
-pub struct TopicFinder {
+struct TopicFinder {
     /// The topics found so far, bit `i` standing for `TOPICS[i]`.
     found: u8,
     /// The text being looked at, lowercased; kept so that the next ASCII text reuses its
@@ -124,7 +73,7 @@ const ALL_FOUND: u8 = u8::MAX >> (u8::BITS as usize - TOPICS.len());
 
 impl TopicFinder {
     /// Looks for topics in one more text.
-    pub fn add(&mut self, text: &str) {
+    fn add(&mut self, text: &str) {
         if self.is_complete() {
             return;
         }
@@ -142,12 +91,12 @@ impl TopicFinder {
     }
 
     /// Whether every topic has been found (more text cannot change the result).
-    pub fn is_complete(&self) -> bool {
+    fn is_complete(&self) -> bool {
         self.found == ALL_FOUND
     }
 
     /// The topics found, in their fixed order.
-    pub fn topics(&self) -> Vec<String> {
+    fn topics(&self) -> Vec<String> {
         TOPICS
             .iter()
             .enumerate()
@@ -242,7 +191,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
-    use crate::codec::archive::model::{JsonObject, Role};
+    use crate::codec::archive::model::{ChatMessage, JsonObject, Role};
 
     fn messages(texts: &[&str]) -> Vec<ChatMessage> {
         texts
