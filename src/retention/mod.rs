@@ -17,6 +17,7 @@
 mod archive_catalog;
 mod backup_sweep;
 mod decision;
+mod gfs;
 mod listed;
 mod planner;
 
@@ -26,6 +27,7 @@ mod proptests;
 pub use decision::{
     batch_r2_deletions, DeletionCounts, DeletionReason, PlannedDeletion, RetentionReport,
 };
+pub use gfs::{plan_backups, BackupFate, BackupVersion, GfsPolicy, KeepReason};
 pub use listed::{ListedKvKey, ListedR2Object};
 pub use planner::{RetentionOptions, RetentionPlanner};
 
