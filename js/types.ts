@@ -118,6 +118,8 @@ export interface PersistenceOptions {
   retry?: { maxAttempts?: number; baseDelayMs?: number; maxDelayMs?: number };
   /** Per-binding circuit breaker (opens after 5 consecutive failures, for 30 s). */
   circuitBreaker?: { failureThreshold?: number; openMs?: number };
+  /** Bounds of one backup pack, which is written and restored in one piece: archive JSON bytes (8 MiB, at most 32 MiB) and archives (250). */
+  backupPack?: { maxBytes?: number; maxSessions?: number };
 }
 
 /** The bindings the service uses (wrangler.toml). */

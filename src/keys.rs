@@ -68,6 +68,7 @@ const LEGACY_ARCHIVE_SUFFIX: &str = ".json";
 const BACKUP_DATA_FILE: &str = "data.json.gz";
 const LEGACY_BACKUP_DATA_FILE: &str = "data.json";
 const BACKUP_MANIFEST_FILE: &str = "manifest.json";
+const BACKUP_PACK_PREFIX: &str = "pack-";
 const BACKUP_ID_PREFIX: &str = "backup_";
 
 /// Why `value` cannot be an id, or `None` if it can.
@@ -476,6 +477,11 @@ pub fn backup_data_key(id: &BackupId) -> String {
     format!("{BACKUP_PREFIX}{id}/{BACKUP_DATA_FILE}")
 }
 
+/// R2 key of pack `index` of a format 2 backup: `backups/<backupId>/pack-<n>.json.gz`.
+pub fn backup_pack_key(id: &BackupId, index: u32) -> String {
+    format!("{BACKUP_PREFIX}{id}/{BACKUP_PACK_PREFIX}{index}{ARCHIVE_SUFFIX}")
+}
+
 /// R2 key of a backup's data as the earlier TypeScript implementation wrote it (plain JSON):
 /// `backups/<backupId>/data.json`.
 pub fn legacy_backup_data_key(id: &BackupId) -> String {
@@ -501,23 +507,34 @@ pub fn parse_backup_manifest_kv_key(key: &str) -> Option<BackupId> {
 /// Which object of a backup an R2 key names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackupObjectKind {
-    /// `data.json.gz`, the gzip'd data bundle.
+    /// `data.json.gz`, the gzip'd data bundle of a format 1 backup.
     Data,
+    /// `pack-<n>.json.gz`, one pack of a format 2 backup.
+    Pack(u32),
     /// `data.json`, plain JSON data from the earlier TypeScript implementation.
     LegacyData,
     /// `manifest.json`, the commit point.
     Manifest,
 }
 
-/// Parses a key built by [`backup_data_key`], [`legacy_backup_data_key`] or
-/// [`backup_manifest_object_key`]; `None` for anything else.
+/// The `<n>` of `pack-<n>.json.gz`: decimal, without leading zeros.
+fn parse_pack_index(file: &str) -> Option<u32> {
+    let digits = file
+        .strip_prefix(BACKUP_PACK_PREFIX)?
+        .strip_suffix(ARCHIVE_SUFFIX)?;
+    let index: u32 = digits.parse().ok()?;
+    (index.to_string() == digits).then_some(index)
+}
+
+/// Parses a key built by [`backup_data_key`], [`backup_pack_key`], [`legacy_backup_data_key`]
+/// or [`backup_manifest_object_key`]; `None` for anything else.
 pub fn parse_backup_object_key(key: &str) -> Option<(BackupId, BackupObjectKind)> {
     let (id_text, file) = key.strip_prefix(BACKUP_PREFIX)?.split_once('/')?;
     let kind = match file {
         BACKUP_DATA_FILE => BackupObjectKind::Data,
         LEGACY_BACKUP_DATA_FILE => BackupObjectKind::LegacyData,
         BACKUP_MANIFEST_FILE => BackupObjectKind::Manifest,
-        _ => return None,
+        _ => BackupObjectKind::Pack(parse_pack_index(file)?),
     };
     Some((BackupId::parse(id_text).ok()?, kind))
 }
@@ -904,9 +921,19 @@ mod tests {
         );
         assert_eq!(
             parse_backup_object_key("backups/b1/manifest.json"),
-            Some((id, BackupObjectKind::Manifest))
+            Some((id.clone(), BackupObjectKind::Manifest))
+        );
+        assert_eq!(backup_pack_key(&id, 12), "backups/b1/pack-12.json.gz");
+        assert_eq!(
+            parse_backup_object_key("backups/b1/pack-0.json.gz"),
+            Some((id, BackupObjectKind::Pack(0)))
         );
         for bad in [
+            "backups/b1/pack-.json.gz",
+            "backups/b1/pack-01.json.gz",
+            "backups/b1/pack-+1.json.gz",
+            "backups/b1/pack-4294967296.json.gz",
+            "backups/b1/pack-1.json",
             "backups/b1/other.json",
             "backups/b1/x/manifest.json",
             "backups//manifest.json",

@@ -18,17 +18,18 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::rc::Rc;
 
 use serde_json::{json, Value};
 use supportbot_persistence::keys::{
-    backup_data_key, backup_manifest_object_key, BackupId, ARCHIVE_INDEX_PREFIX,
+    backup_manifest_object_key, backup_pack_key, BackupId, ARCHIVE_INDEX_PREFIX,
     ARCHIVE_META_PREFIX, BACKUP_MANIFEST_PREFIX, USER_INDEX_PREFIX,
 };
 use supportbot_persistence::service::legacy_suite::{
     write_legacy_archive, write_legacy_backup, LegacyArchive, LegacyBackupEntry, Readings,
 };
 use supportbot_persistence::service::{
-    RetentionRun, RunBudget, MAX_CACHE_TEXT_BYTES, MIN_MIGRATION_CALLS,
+    PackBounds, RetentionRun, RunBudget, ServiceOptions, MAX_CACHE_TEXT_BYTES, MIN_MIGRATION_CALLS,
 };
 use supportbot_persistence::store::memory::{
     block_on, Faults, MemoryStores, OperationKind, StoreSnapshot,
@@ -38,8 +39,8 @@ use supportbot_persistence::store::{
 };
 
 use common::{
-    all_keys, conversation, lose_all_archives, memory_at, quiet_service, session_at, Service, DAY,
-    NOW,
+    all_keys, conversation, lose_all_archives, memory_at, quiet_service, service_over, session_at,
+    Discard, Service, DAY, NOW,
 };
 
 const MINUTE: i64 = 60_000;
@@ -128,6 +129,24 @@ impl World {
     fn at(now_ms: i64) -> Self {
         let stores = MemoryStores::new(now_ms, SEED);
         let service = quiet_service(&stores);
+        Self::over(stores, service)
+    }
+
+    /// A world whose service puts one archive in each backup pack.
+    fn one_archive_per_pack(now_ms: i64) -> Self {
+        let stores = MemoryStores::new(now_ms, SEED);
+        let options = ServiceOptions {
+            backup_pack: PackBounds {
+                max_bytes: 1 << 20,
+                max_sessions: 1,
+            },
+            ..ServiceOptions::default()
+        };
+        let service = service_over(&stores, Rc::new(Discard), Default::default(), options);
+        Self::over(stores, service)
+    }
+
+    fn over(stores: MemoryStores, service: Service) -> Self {
         World {
             stores,
             service,
@@ -410,6 +429,52 @@ fn backup_world() -> World {
     world
 }
 
+/// A createBackup of three packs failing at any call shows no backup, or one whose every pack
+/// is there and restores completely: the manifest, written last, is the commit point.
+#[test]
+fn create_backup_faults_across_packs_never_expose_an_incomplete_backup() {
+    let world_in_packs = || {
+        let mut world = World::one_archive_per_pack(NOW);
+        world.archive("s-1", Some("u-1"), "billing question");
+        world.archive("s-2", None, "login trouble");
+        world.archive("s-3", Some("u-2"), "refund please");
+        world
+    };
+    let calls = world_in_packs().calls_of(|world| {
+        world.backup(&BACKED_UP).unwrap();
+    });
+    // 3 × (KV get + R2 get), 1 KV get for the session without archive, 4 R2 puts, 1 KV put.
+    assert_eq!(calls, 12);
+    for fault in Fault::all(calls, true) {
+        let world = world_in_packs();
+        fault.plan(&world.stores.faults);
+        let result = world.backup(&BACKED_UP);
+        world.recover();
+        let context = format!("{fault} ({result:?})");
+        let after = world.stores.snapshot();
+        let visible = committed_backups(&after);
+        if let Ok(id) = &result {
+            assert_eq!(visible, BTreeSet::from([id.clone()]), "{context}");
+        }
+        assert!(visible.len() <= 1, "{context}: {visible:?}");
+        for id in &visible {
+            let backup_id = BackupId::parse(id).unwrap();
+            for index in 0..3 {
+                let key = backup_pack_key(&backup_id, index);
+                assert!(after.r2.contains_key(&key), "{context}: no {key}");
+            }
+            world.lose_all_archives();
+            world.stores.clock.advance_ms(RECOVERY_MS);
+            assert_eq!(
+                world.restore(id).unwrap(),
+                ["s-1", "s-2", "s-3"],
+                "{context}"
+            );
+            world.assert_acknowledged_retrievable(&format!("{context}, restored"));
+        }
+    }
+}
+
 /// A failed createBackup shows no backup, or one that restores completely; an acknowledged one
 /// always restores; archives are untouched either way.
 #[test]
@@ -457,8 +522,8 @@ fn create_backup_faults_never_expose_an_incomplete_backup() {
         // Whatever is visible is complete: its data is there and it restores every session.
         world.assert_no_entry_points_at_a_missing_object(&context);
         for id in &visible {
-            let data_key = backup_data_key(&BackupId::parse(id).unwrap());
-            assert!(after.r2.contains_key(&data_key), "{context}: no {data_key}");
+            let pack_key = backup_pack_key(&BackupId::parse(id).unwrap(), 0);
+            assert!(after.r2.contains_key(&pack_key), "{context}: no {pack_key}");
             world.lose_all_archives();
             world.stores.clock.advance_ms(RECOVERY_MS);
             assert_eq!(
@@ -757,8 +822,8 @@ fn retention_faults_delete_nothing_young_and_the_next_run_leaves_no_dangling_ent
 // ---------------------------------------------------------------------------------------------
 // Flipped bytes
 
-/// Every byte of a backup's data and manifest flipped in turn: restore refuses it (data:
-/// CHECKSUM_MISMATCH naming the data object) and writes nothing; never Ok with other data.
+/// Every byte of a backup's pack and manifest flipped in turn: restore refuses it (pack:
+/// CHECKSUM_MISMATCH naming the pack) and writes nothing; never Ok with other data.
 #[test]
 fn a_flipped_byte_anywhere_in_a_backup_is_refused_and_nothing_is_written() {
     let world = backup_world();
@@ -766,7 +831,7 @@ fn a_flipped_byte_anywhere_in_a_backup_is_refused_and_nothing_is_written() {
     world.lose_all_archives();
     world.stores.clock.advance_ms(RECOVERY_MS);
     let backup_id = BackupId::parse(&id).unwrap();
-    let data_key = backup_data_key(&backup_id);
+    let data_key = backup_pack_key(&backup_id, 0);
     let manifest_key = backup_manifest_object_key(&backup_id);
     let before = world.stores.snapshot();
     let writes = world.writes();
@@ -824,13 +889,13 @@ fn a_flipped_byte_anywhere_in_an_archive_is_never_returned_or_backed_up() {
 // ---------------------------------------------------------------------------------------------
 // Bad input
 
-/// Archives, a complete backup, a backup whose data object is gone, and cache entries.
+/// Archives, a complete backup, a backup whose pack is gone, and cache entries.
 fn bad_input_world() -> (World, String, String) {
     let world = backup_world();
     let complete = world.backup(&["s-1", "s-2"]).unwrap();
     world.stores.clock.advance_ms(1_500);
     let broken = world.backup(&["s-3"]).unwrap();
-    let data_key = backup_data_key(&BackupId::parse(&broken).unwrap());
+    let data_key = backup_pack_key(&BackupId::parse(&broken).unwrap(), 0);
     block_on(world.stores.r2.delete(std::slice::from_ref(&data_key))).unwrap();
     block_on(world.service.cache_embedding("hello", &[1.0, 2.0], None)).unwrap();
     block_on(world.service.cache_frequent_query("hello", "[1]", None)).unwrap();
@@ -994,8 +1059,8 @@ fn bad_input_is_refused_with_its_code_and_nothing_stored_is_lost() {
     let unknown = world.restore("backup_unknown");
     let manifest = "backups/backup_unknown/manifest.json";
     assert_refused("unknown backup", unknown, "NOT_FOUND", manifest);
-    // The manifest is there, its data object is not: NOT_FOUND naming the data object.
-    let broken_data = backup_data_key(&BackupId::parse(&broken).unwrap());
+    // The manifest is there, its pack is not: NOT_FOUND naming the pack.
+    let broken_data = backup_pack_key(&BackupId::parse(&broken).unwrap(), 0);
     assert_refused("no data", world.restore(&broken), "NOT_FOUND", &broken_data);
 
     for text in ["", " \n"] {

@@ -7,14 +7,16 @@ mod common;
 use std::rc::Rc;
 
 use serde_json::{json, Value};
+use supportbot_persistence::codec::backup::{encode_backup, encode_manifest, BackupSessionInput};
+use supportbot_persistence::codec::gzip;
 use supportbot_persistence::hash::sha256_hex;
 use supportbot_persistence::keys::{
     archive_index_key, archive_meta_key, archive_object_key, backup_data_key,
-    backup_manifest_object_key, legacy_archive_object_key, legacy_backup_data_key, BackupId,
-    SessionId,
+    backup_manifest_object_key, backup_pack_key, legacy_archive_object_key, legacy_backup_data_key,
+    BackupId, SessionId,
 };
 use supportbot_persistence::policy::DataRetentionPolicy;
-use supportbot_persistence::service::ServiceOptions;
+use supportbot_persistence::service::{PackBounds, ServiceOptions};
 use supportbot_persistence::store::memory::{block_on, MemoryStores};
 use supportbot_persistence::store::{KvPutOptions, KvStore, ObjectPutOptions, ObjectStore};
 
@@ -121,10 +123,17 @@ fn backup_then_restore_brings_lost_archives_back() {
         manifest_object.meta.custom_metadata["createdAt"],
         manifest["createdAt"].to_string()
     );
+    // One pack; the KV copy's list metadata describes the backup for listings and retention.
+    assert_eq!(manifest["formatVersion"], json!(2));
+    assert_eq!(manifest["kind"], json!("manual"));
+    assert_eq!(manifest["packs"].as_array().unwrap().len(), 1);
     let copy = &snapshot.kv[&format!("backup_manifest:{id}")];
     assert_eq!(
         copy.metadata,
-        Some(json!({"createdAt": manifest["createdAt"]}))
+        Some(
+            json!({"createdAt": manifest["createdAt"], "kind": "manual", "sessions": 2,
+                    "storedSize": manifest["packs"][0]["storedSize"]})
+        )
     );
 
     h.lose_all_archives();
@@ -211,8 +220,15 @@ fn a_backup_of_sessions_without_archives_is_made_empty_and_restores_nothing() {
     assert_eq!(manifest["missingSessionIds"], json!(["a", "b"]));
     assert_eq!(manifest["totalSize"], json!(0));
     let snapshot = h.stores.snapshot();
-    let backup_id = BackupId::parse(&id).unwrap();
-    assert!(snapshot.r2.contains_key(&backup_data_key(&backup_id)));
+    // No archive, no pack: the manifest alone is the (empty) backup.
+    assert_eq!(manifest["packs"], json!([]));
+    let prefix = format!("backups/{id}/");
+    let stored: Vec<&String> = snapshot
+        .r2
+        .keys()
+        .filter(|k| k.starts_with(&prefix))
+        .collect();
+    assert_eq!(stored, [&format!("{prefix}manifest.json")]);
     assert!(snapshot.kv.contains_key(&format!("backup_manifest:{id}")));
     assert!(!snapshot.kv.keys().any(|key| key.starts_with("archive_")));
     let objects = snapshot.r2.len();
@@ -368,22 +384,22 @@ fn unknown_or_incomplete_backups_are_not_found() {
 
     h.archive("s1", None);
     let id = h.backup(&["s1"]).unwrap();
-    let data_key = backup_data_key(&BackupId::parse(&id).unwrap());
-    block_on(h.stores.r2.delete(std::slice::from_ref(&data_key))).unwrap();
+    let pack_key = backup_pack_key(&BackupId::parse(&id).unwrap(), 0);
+    block_on(h.stores.r2.delete(std::slice::from_ref(&pack_key))).unwrap();
     h.lose_all_archives();
-    h.assert_restore_refused(&id, "NOT_FOUND", &data_key);
+    h.assert_restore_refused(&id, "NOT_FOUND", &pack_key);
 }
 
 #[test]
-fn a_flipped_byte_in_the_data_fails_verification_and_writes_nothing() {
+fn a_flipped_byte_in_a_pack_fails_verification_and_writes_nothing() {
     let h = Harness::new();
     h.archive("s1", None);
     h.archive("s2", None);
     let id = h.backup(&["s1", "s2"]).unwrap();
     h.lose_all_archives();
-    let data_key = backup_data_key(&BackupId::parse(&id).unwrap());
-    assert!(h.stores.r2.corrupt(&data_key, 40));
-    h.assert_restore_refused(&id, "CHECKSUM_MISMATCH", &data_key);
+    let pack_key = backup_pack_key(&BackupId::parse(&id).unwrap(), 0);
+    assert!(h.stores.r2.corrupt(&pack_key, 40));
+    h.assert_restore_refused(&id, "CHECKSUM_MISMATCH", &pack_key);
 }
 
 #[test]
@@ -495,4 +511,148 @@ fn a_legacy_backup_restores_verified() {
     .unwrap();
     h.lose_all_archives();
     h.assert_restore_refused(id.as_str(), "CHECKSUM_MISMATCH", "");
+}
+
+/// A harness whose backups hold at most two archives a pack.
+fn two_per_pack() -> Harness {
+    let stores = MemoryStores::new(T0, 7);
+    let options = ServiceOptions {
+        backup_pack: PackBounds {
+            max_bytes: 1024 * 1024,
+            max_sessions: 2,
+        },
+        ..ServiceOptions::default()
+    };
+    let service = Harness::service_over(&stores, options);
+    Harness { stores, service }
+}
+
+#[test]
+fn a_backup_larger_than_a_pack_is_written_and_restored_a_pack_at_a_time() {
+    let h = two_per_pack();
+    let sids = ["s1", "s2", "s3", "s4", "s5"];
+    let expected: Vec<Value> = sids.iter().map(|sid| h.archive(sid, None).1).collect();
+    let id = h.backup(&sids).unwrap();
+    let backup_id = BackupId::parse(&id).unwrap();
+    let manifest = manifest(&h, &id);
+    let packs = manifest["packs"].as_array().unwrap();
+    let listed: Vec<Vec<&str>> = packs
+        .iter()
+        .map(|pack| {
+            let sessions = pack["sessions"].as_array().unwrap();
+            sessions
+                .iter()
+                .map(|s| s["sessionId"].as_str().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(listed, [vec!["s1", "s2"], vec!["s3", "s4"], vec!["s5"]]);
+    let snapshot = h.stores.snapshot();
+    for (index, pack) in packs.iter().enumerate() {
+        let key = backup_pack_key(&backup_id, index as u32);
+        assert_eq!(pack["key"], json!(key));
+        let stored = &snapshot.r2[&key].body;
+        assert_eq!(pack["storedSize"], json!(stored.len()));
+        assert_eq!(pack["sha256"], json!(sha256_hex(stored)));
+    }
+
+    h.lose_all_archives();
+    assert_eq!(h.restore(&id).unwrap(), sids);
+    for (sid, conversation) in sids.iter().zip(&expected) {
+        assert_eq!(h.retrieve(sid).as_ref(), Some(conversation), "{sid}");
+    }
+
+    // Each pack is verified before any of its archives is written: a damaged second pack is
+    // refused naming it, and only the first pack's archives are back.
+    h.lose_all_archives();
+    let second = backup_pack_key(&backup_id, 1);
+    assert!(h.stores.r2.corrupt(&second, 30));
+    let err = h.restore(&id).unwrap_err();
+    assert_eq!(err.code(), "CHECKSUM_MISMATCH", "{err}");
+    assert!(err.to_string().contains(&second), "{err}");
+    let back: Vec<bool> = sids.iter().map(|sid| h.retrieve(sid).is_some()).collect();
+    assert_eq!(back, [true, true, false, false, false]);
+    // Repaired, the restore completes; a missing pack is NOT_FOUND naming it.
+    assert!(h.stores.r2.corrupt(&second, 30));
+    assert_eq!(h.restore(&id).unwrap(), sids);
+    let third = backup_pack_key(&backup_id, 2);
+    block_on(h.stores.r2.delete(std::slice::from_ref(&third))).unwrap();
+    h.assert_restore_refused(&id, "NOT_FOUND", &third);
+}
+
+/// Writes, as a format 1 writer did, a single-bundle backup of `sids`' stored archives.
+fn write_format_1_backup(h: &Harness, id: &str, sids: &[&str]) {
+    let backup_id = BackupId::parse(id).unwrap();
+    let snapshot = h.stores.snapshot();
+    let documents: Vec<(SessionId, Vec<u8>)> = sids
+        .iter()
+        .map(|sid| {
+            let key = snapshot
+                .r2
+                .keys()
+                .find(|k| k.contains(&format!("archive_{sid}_")))
+                .unwrap();
+            let body = &snapshot.r2[key].body;
+            let json = gzip::decompress(key, body, 1 << 20).unwrap();
+            (SessionId::parse(sid).unwrap(), json)
+        })
+        .collect();
+    let inputs: Vec<BackupSessionInput<'_>> = documents
+        .iter()
+        .map(|(session_id, json)| BackupSessionInput {
+            session_id,
+            archive_json: json,
+        })
+        .collect();
+    let encoded = encode_backup(&backup_id, T0, &inputs, &[], 6).unwrap();
+    let put = |key: String, body: &[u8]| {
+        block_on(h.stores.r2.put(&key, body, ObjectPutOptions::default())).unwrap();
+    };
+    put(backup_data_key(&backup_id), &encoded.data);
+    put(
+        backup_manifest_object_key(&backup_id),
+        &encode_manifest(&encoded.manifest).unwrap(),
+    );
+}
+
+#[test]
+fn a_single_bundle_backup_of_format_1_still_restores() {
+    let h = Harness::new();
+    let (_, first) = h.archive("s1", None);
+    let (_, second) = h.archive("s2", None);
+    write_format_1_backup(&h, "backup_format_1", &["s1", "s2"]);
+    h.lose_all_archives();
+    assert_eq!(h.restore("backup_format_1").unwrap(), ["s1", "s2"]);
+    assert_eq!(h.retrieve("s1"), Some(first));
+    assert_eq!(h.retrieve("s2"), Some(second));
+    // Its data is checked as it always was.
+    h.lose_all_archives();
+    let data_key = backup_data_key(&BackupId::parse("backup_format_1").unwrap());
+    assert!(h.stores.r2.corrupt(&data_key, 25));
+    h.assert_restore_refused("backup_format_1", "CHECKSUM_MISMATCH", &data_key);
+}
+
+#[test]
+fn an_incremental_backup_restores_with_its_parents() {
+    let h = two_per_pack();
+    h.archive("s1", None);
+    let full = h.backup(&["s1"]).unwrap();
+    h.archive("s2", None);
+    let incremental = h.backup(&["s2"]).unwrap();
+    // Made incremental to `full` as the backup Workflow records it.
+    let key = backup_manifest_object_key(&BackupId::parse(&incremental).unwrap());
+    let mut manifest = manifest(&h, &incremental);
+    manifest["parentBackupId"] = json!(full);
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    h.stores.clock.advance_ms(1_500);
+    block_on(h.stores.r2.put(&key, &bytes, ObjectPutOptions::default())).unwrap();
+
+    h.lose_all_archives();
+    assert_eq!(h.restore(&incremental).unwrap(), ["s1", "s2"]);
+    assert!(h.retrieve("s1").is_some() && h.retrieve("s2").is_some());
+    // A parent that is gone fails the restore, naming it, before anything is written.
+    h.lose_all_archives();
+    let parent_key = backup_manifest_object_key(&BackupId::parse(&full).unwrap());
+    block_on(h.stores.r2.delete(std::slice::from_ref(&parent_key))).unwrap();
+    h.assert_restore_refused(&incremental, "NOT_FOUND", &parent_key);
 }

@@ -24,6 +24,13 @@ use crate::error::{PersistenceError, Result};
 use crate::hash::{sha256_hex, verify_sha256};
 use crate::keys::{backup_data_key, legacy_backup_data_key, BackupId, SessionId, UserId};
 
+mod packs;
+
+pub use packs::{
+    decode_packed_manifest, encode_pack, verify_pack, BackupKind, PackRecord, PackedManifest,
+    PACKED_FORMAT_VERSION,
+};
+
 /// Version of the data bundle and manifest written by this code.
 pub const BACKUP_FORMAT_VERSION: u64 = 1;
 
@@ -146,42 +153,8 @@ pub fn encode_backup(
             format!("{created_at_ms} is before 1970"),
         ));
     }
-    let mut seen = HashSet::new();
-    let mut entries = Vec::with_capacity(sessions.len());
-    let mut texts = Vec::with_capacity(sessions.len());
-    for (index, session) in sessions.iter().enumerate() {
-        let field = || format!("sessions[{index}]");
-        if !seen.insert(session.session_id) {
-            return Err(PersistenceError::invalid_input(
-                field(),
-                format!("session {} is listed twice", session.session_id),
-            ));
-        }
-        let text = std::str::from_utf8(session.archive_json).map_err(|err| {
-            PersistenceError::invalid_input(
-                field(),
-                format!(
-                    "archive of session {} is not UTF-8: {err}",
-                    session.session_id
-                ),
-            )
-        })?;
-        serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|err| {
-            PersistenceError::invalid_input(
-                field(),
-                format!(
-                    "archive of session {} is not JSON: {err}",
-                    session.session_id
-                ),
-            )
-        })?;
-        entries.push(BackupSessionEntry {
-            session_id: session.session_id.clone(),
-            sha256: sha256_hex(session.archive_json),
-            size: session.archive_json.len() as u64,
-        });
-        texts.push(text);
-    }
+    let (entries, texts) = checked_sessions(sessions)?;
+    let seen: HashSet<&SessionId> = entries.iter().map(|entry| &entry.session_id).collect();
     if let Some((index, id)) = missing_session_ids
         .iter()
         .enumerate()
@@ -226,6 +199,35 @@ pub fn encode_backup(
         sessions: entries,
     };
     Ok(EncodedBackup { data, manifest })
+}
+
+/// The entries of `sessions` and their archive texts, checked: each archive UTF-8 JSON, no
+/// session twice. Errors: `INVALID_INPUT` naming `sessions[i]`.
+fn checked_sessions<'a>(
+    sessions: &[BackupSessionInput<'a>],
+) -> Result<(Vec<BackupSessionEntry>, Vec<&'a str>)> {
+    let mut seen = HashSet::new();
+    let mut entries = Vec::with_capacity(sessions.len());
+    let mut texts = Vec::with_capacity(sessions.len());
+    for (index, session) in sessions.iter().enumerate() {
+        let invalid =
+            |reason: String| PersistenceError::invalid_input(format!("sessions[{index}]"), reason);
+        let id = session.session_id;
+        if !seen.insert(id) {
+            return Err(invalid(format!("session {id} is listed twice")));
+        }
+        let text = std::str::from_utf8(session.archive_json)
+            .map_err(|err| invalid(format!("archive of session {id} is not UTF-8: {err}")))?;
+        serde_json::from_str::<IgnoredAny>(text)
+            .map_err(|err| invalid(format!("archive of session {id} is not JSON: {err}")))?;
+        entries.push(BackupSessionEntry {
+            session_id: id.clone(),
+            sha256: sha256_hex(session.archive_json),
+            size: session.archive_json.len() as u64,
+        });
+        texts.push(text);
+    }
+    Ok((entries, texts))
 }
 
 /// The manifest as JSON bytes.
@@ -447,8 +449,12 @@ pub struct LegacyBackupSession {
 /// comes from, as far as its first level tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ManifestShape {
-    /// A JSON object with `formatVersion`: this library's ([`decode_manifest`]).
+    /// A JSON object with a `formatVersion` below 2: a single-bundle backup of this library
+    /// ([`decode_manifest`]).
     Current,
+    /// A JSON object with a `formatVersion` of 2 or more: a multi-pack backup
+    /// ([`decode_packed_manifest`], which refuses a newer version).
+    Packed,
     /// A JSON object without `formatVersion`: the earlier TypeScript implementation's
     /// ([`decode_legacy_manifest`]).
     Legacy,
@@ -458,22 +464,27 @@ pub enum ManifestShape {
 
 /// The [`ManifestShape`] of `bytes`.
 pub fn manifest_shape(bytes: &[u8]) -> ManifestShape {
-    /// Whether the member is there at all (even as `null`), its value skipped unbuilt.
-    fn present<'de, D: serde::Deserializer<'de>>(value: D) -> Result<bool, D::Error> {
-        IgnoredAny::deserialize(value).map(|_| true)
+    /// `None` when the member is absent; else its value as a version number, if it is one.
+    fn version<'de, D: serde::Deserializer<'de>>(
+        value: D,
+    ) -> Result<Option<Option<u64>>, D::Error> {
+        Value::deserialize(value).map(|value| Some(value.as_u64()))
     }
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Version {
-        #[serde(default, deserialize_with = "present")]
-        format_version: bool,
+        #[serde(default, deserialize_with = "version")]
+        format_version: Option<Option<u64>>,
     }
     let is_object = bytes
         .iter()
         .find(|byte| !byte.is_ascii_whitespace())
         .is_some_and(|&byte| byte == b'{');
     match serde_json::from_slice::<Version>(bytes) {
-        Ok(version) if is_object && version.format_version => ManifestShape::Current,
+        Ok(Version {
+            format_version: Some(Some(version)),
+        }) if is_object && version >= PACKED_FORMAT_VERSION => ManifestShape::Packed,
+        Ok(version) if is_object && version.format_version.is_some() => ManifestShape::Current,
         Ok(_) if is_object => ManifestShape::Legacy,
         _ => ManifestShape::Unreadable,
     }

@@ -14,7 +14,7 @@ use crate::platform::Binding;
 #[derive(Debug)]
 struct BackupGroup {
     id: BackupId,
-    /// `data.json.gz` and legacy `data.json`.
+    /// `data.json.gz`, `pack-<n>.json.gz` and legacy `data.json`.
     data: Vec<ListedR2Object>,
     /// `manifest.json`, the commit point.
     manifest: Option<ListedR2Object>,
@@ -47,7 +47,7 @@ impl BackupSweep {
             manifest: None,
         });
         match kind {
-            BackupObjectKind::Data | BackupObjectKind::LegacyData => {
+            BackupObjectKind::Data | BackupObjectKind::Pack(_) | BackupObjectKind::LegacyData => {
                 group.data.push(object.clone())
             }
             BackupObjectKind::Manifest => group.manifest = Some(object.clone()),

@@ -288,8 +288,8 @@ mod tests {
     use super::*;
     use crate::keys::{
         archive_index_key, archive_meta_key, archive_object_key, backup_data_key,
-        backup_manifest_kv_key, backup_manifest_object_key, legacy_archive_object_key,
-        legacy_backup_data_key, user_index_key, BackupId, SessionId,
+        backup_manifest_kv_key, backup_manifest_object_key, backup_pack_key,
+        legacy_archive_object_key, legacy_backup_data_key, user_index_key, BackupId, SessionId,
     };
 
     const HOUR: i64 = 60 * 60 * 1000;
@@ -489,6 +489,37 @@ mod tests {
             [
                 (Binding::R2, backup_data_key(&stale).as_str(), reason),
                 (Binding::Kv, backup_manifest_kv_key(&stale).as_str(), reason),
+            ]
+        );
+    }
+
+    #[test]
+    fn packs_go_with_their_backup_or_as_orphans_after_the_grace_period() {
+        let grace = RetentionOptions::default().orphan_backup_grace_ms as i64;
+        let (old, orphan) = (backup("backup_old"), backup("backup_orphan"));
+        // Key order: `manifest.json` sorts before `pack-<n>.json.gz`.
+        let page = [
+            object(backup_manifest_object_key(&old), NOW - RETENTION),
+            object(backup_pack_key(&old, 0), NOW - RETENTION - 10),
+            object(backup_pack_key(&old, 1), NOW - RETENTION - 5),
+            object(backup_pack_key(&orphan, 0), NOW - grace),
+            object(backup_pack_key(&orphan, 1), NOW - grace),
+        ];
+        let mut planner = planner();
+        let mut planned = planner.plan_r2_page(&page).unwrap();
+        planned.extend(planner.finish_r2_listing());
+        let (past, orphaned) = (
+            DeletionReason::BackupPastRetention,
+            DeletionReason::OrphanBackupData,
+        );
+        assert_eq!(
+            keys_and_reasons(&planned),
+            [
+                (Binding::R2, backup_manifest_object_key(&old).as_str(), past),
+                (Binding::R2, backup_pack_key(&old, 0).as_str(), past),
+                (Binding::R2, backup_pack_key(&old, 1).as_str(), past),
+                (Binding::R2, backup_pack_key(&orphan, 0).as_str(), orphaned),
+                (Binding::R2, backup_pack_key(&orphan, 1).as_str(), orphaned),
             ]
         );
     }

@@ -1,23 +1,28 @@
 //! `createBackup` and `restoreFromBackup`.
 //!
-//! A backup bundles the newest archive document of each session (docs/FORMAT.md, "Backups").
+//! A backup holds the newest archive document of each session (docs/FORMAT.md, "Backups").
 //! Writes, in this order, each only after the previous succeeded:
-//! 1. R2 `backups/<id>/data.json.gz`, with its SHA-256;
+//! 1. R2 `backups/<id>/pack-<n>.json.gz`, n = 0, 1, ..., each with its SHA-256: the archives in
+//!    packs of at most `backupPack.maxSessions` archives and `backupPack.maxBytes` bytes of
+//!    JSON (a larger archive gets a pack of its own);
 //! 2. R2 `backups/<id>/manifest.json`, only if absent, with custom metadata `createdAt`: the
 //!    commit point. Before it exists the backup is invisible (restore says NOT_FOUND) and the
-//!    retention sweep removes the data after its grace period;
-//! 3. KV `backup_manifest:<id>`, a copy with list metadata `{createdAt}`. It is a cache: R2,
-//!    strongly consistent, holds the authoritative manifest, so a failure here is logged and
-//!    the committed backup is still returned.
+//!    retention sweep removes the packs after its grace period;
+//! 3. KV `backup_manifest:<id>`, a copy whose list metadata describes the backup (`createdAt`,
+//!    `kind`, `sessions`, `storedSize`). It is a cache: R2, strongly consistent, holds the
+//!    authoritative manifest, so a failure here is logged and the committed backup is still
+//!    returned.
 //!
-//! Memory: archives are read one session at a time, but the bundle is one gzip object, so
-//! every archive text of the backup is held at once, plus the bundle JSON and its compressed
-//! form: about three times the archives' total JSON size. That total is therefore limited to
-//! the policy's `maxArchiveSize` (ARCHIVE_TOO_LARGE), the same bound a restore needs to verify
-//! the bundle in one piece.
+//! Memory: archives are read one session at a time and held until their pack is written, so a
+//! backup of any size needs about three times one pack (its archive texts, the pack's JSON and
+//! its compressed form) plus the manifest; restore holds one pack, inflated, and one archive.
 //!
-//! Restore verifies the whole backup (every checksum) and prepares every archive before its
-//! first write. Each session's archive goes back under its original key, derived from the
+//! Backups of format 1 (one `data.json.gz` bundle, written before packs) and of the earlier
+//! TypeScript implementation stay restorable; they are verified whole, as they were written.
+//!
+//! Restore verifies the manifest first, then each pack (every checksum) and prepares its
+//! archives before the first write of that pack; an incremental backup restores the backups it
+//! depends on first, oldest first. Each session's archive goes back under its original key, derived from the
 //! archive's own `sessionId` and `archivedAt` (for the earlier TypeScript implementation's
 //! backups, `archivedAt` is the legacy manifest's `timestamp`), written only if absent, so
 //! restoring twice stores nothing twice. Then its KV entries, in archiving's order so that a
@@ -36,9 +41,10 @@ use super::log::OpLog;
 use super::DataPersistenceService;
 use crate::codec::archive::{decode_archive, listing_summary, r2_custom_metadata, ArchiveMetadata};
 use crate::codec::backup::{
-    decode_legacy_manifest, decode_manifest, encode_backup, encode_manifest,
-    legacy_backup_document, manifest_shape, verify_backup, verify_legacy_backup,
-    BackupSessionInput, LegacyBackupManifest, ManifestShape,
+    decode_legacy_manifest, decode_manifest, decode_packed_manifest, encode_pack,
+    legacy_backup_document, manifest_shape, verify_backup, verify_legacy_backup, verify_pack,
+    BackupKind, BackupSessionInput, LegacyBackupManifest, ManifestShape, PackRecord,
+    PackedManifest,
 };
 use crate::codec::gzip;
 use crate::error::{PersistenceError, Result};
@@ -75,6 +81,13 @@ fn check_manifest_id(what: &str, found: &BackupId, backup_id: &BackupId) -> Resu
     }
 }
 
+/// A backup whose manifest was read: a multi-pack one (read and verified a pack at a time), or
+/// the archives of a single-bundle one, all verified.
+enum ReadBackup {
+    Packed(PackedManifest),
+    Verified(Vec<RestorableArchive>),
+}
+
 /// One archive of a verified backup, ready to write back.
 struct RestorableArchive {
     object_key: String,
@@ -100,10 +113,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// made on the very archive backed up, and an archive of another user is reported as
     /// missing, not revealed. An archive that fails verification is reported as such
     /// (`CHECKSUM_MISMATCH` / `CORRUPT_DATA`) before its owner can be known. Costs 1 KV get
-    /// and 1 R2 get per session, then 2 R2 puts and 1 KV put. Errors: `INVALID_INPUT` (empty
-    /// list), `INVALID_ID`, `NOT_FOUND`, `ARCHIVE_TOO_LARGE` (archives larger than
-    /// `maxArchiveSize` together), `CHECKSUM_MISMATCH` / `CORRUPT_DATA` (a damaged archive is
-    /// never backed up), `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.
+    /// and 1 R2 get per session, then 1 R2 put per pack, 1 R2 put (the manifest) and 1 KV put.
+    /// Errors: `INVALID_INPUT` (empty list), `INVALID_ID`, `NOT_FOUND`, `CHECKSUM_MISMATCH` /
+    /// `CORRUPT_DATA` (a damaged archive is never backed up), `STORAGE_UNAVAILABLE` /
+    /// `CIRCUIT_OPEN`; a failure leaves no visible backup (orphan packs are swept by retention).
     pub async fn create_backup(
         &self,
         session_ids: &[String],
@@ -126,11 +139,11 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         }
         let created_at_ms = self.clock.now_ms();
         let backup_id = new_backup_id(created_at_ms, &self.clock.random_u64().to_be_bytes())?;
-        let limit = self.policy.max_archive_size_bytes;
-
-        let mut documents: Vec<(&SessionId, String)> = Vec::new();
+        let bounds = self.options.backup_pack;
+        let mut packs: Vec<PackRecord> = Vec::new();
+        let mut pending: Vec<(SessionId, String)> = Vec::new();
+        let mut pending_bytes: u64 = 0;
         let mut missing = Vec::new();
-        let mut total_size: u64 = 0;
         for session in &sessions {
             let found = self.newest_archive_document(&log, session).await?;
             let document = match (found, &owner) {
@@ -158,15 +171,57 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     });
                 }
             };
-            total_size = total_size.saturating_add(document.len() as u64);
-            if total_size > limit {
-                return Err(PersistenceError::ArchiveTooLarge {
-                    size: total_size,
-                    limit,
-                });
+            let size = document.len() as u64;
+            let full = pending.len() as u64 >= u64::from(bounds.max_sessions)
+                || pending_bytes.saturating_add(size) > bounds.max_bytes;
+            if full && !pending.is_empty() {
+                let record = self
+                    .put_pack(&log, &backup_id, created_at_ms, packs.len(), &pending)
+                    .await?;
+                packs.push(record);
+                pending.clear();
+                pending_bytes = 0;
             }
-            documents.push((session, document));
+            pending.push((session.clone(), document));
+            pending_bytes = pending_bytes.saturating_add(size);
         }
+        if !pending.is_empty() {
+            let record = self
+                .put_pack(&log, &backup_id, created_at_ms, packs.len(), &pending)
+                .await?;
+            packs.push(record);
+        }
+        let mut manifest =
+            PackedManifest::new(backup_id, created_at_ms, BackupKind::Manual, packs, missing);
+        // Every archive in it is the owner's (checked above): only the owner's restore reads it.
+        manifest.user_id = owner;
+        self.commit_manifest(&log, &manifest).await?;
+        log.event(
+            "info",
+            "backup created",
+            json!({
+                "backupId": manifest.backup_id.as_str(),
+                "sessions": manifest.session_ids.len(),
+                "missing": manifest.missing_session_ids.len(),
+                "packs": manifest.packs.len(),
+                "totalSize": manifest.total_size,
+            }),
+        );
+        Ok(manifest.backup_id.to_string())
+    }
+
+    /// Writes pack `index` of a backup, holding `documents` (session and archive JSON text):
+    /// its record for the manifest. Costs 1 R2 put.
+    async fn put_pack(
+        &self,
+        log: &OpLog<'_>,
+        backup_id: &BackupId,
+        created_at_ms: i64,
+        index: usize,
+        documents: &[(SessionId, String)],
+    ) -> Result<PackRecord> {
+        let index = u32::try_from(index)
+            .map_err(|_| PersistenceError::invalid_input("pack", "more than 2^32 packs"))?;
         let inputs: Vec<BackupSessionInput<'_>> = documents
             .iter()
             .map(|(session_id, document)| BackupSessionInput {
@@ -174,86 +229,71 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 archive_json: document.as_bytes(),
             })
             .collect();
-        let mut encoded = encode_backup(
-            &backup_id,
-            created_at_ms,
-            &inputs,
-            &missing,
-            self.options.compression_level,
-        )?;
-        drop(inputs);
-        drop(documents);
-        // Every archive in it is the owner's (checked above): only the owner's restore reads it.
-        encoded.manifest.user_id = owner;
-        let manifest_bytes = encode_manifest(&encoded.manifest)?;
-
-        let data_options = ObjectPutOptions {
+        let level = self.options.compression_level;
+        let (stored, record) = encode_pack(backup_id, created_at_ms, index, &inputs, level)?;
+        let options = ObjectPutOptions {
             content_type: Some(GZIP_CONTENT_TYPE.to_owned()),
-            sha256: Some(encoded.manifest.data_sha256.clone()),
+            sha256: Some(record.sha256.clone()),
             ..ObjectPutOptions::default()
         };
-        self.r2_put(
-            &log,
-            &backup_data_key(&backup_id),
-            &encoded.data,
-            data_options,
-        )
-        .await?;
-        let manifest_key = backup_manifest_object_key(&backup_id);
-        let manifest_options = ObjectPutOptions {
+        self.r2_put(log, &record.key, &stored, options).await?;
+        Ok(record)
+    }
+
+    /// Commits a backup whose packs are written: its manifest in R2, only if absent (the commit
+    /// point), then a copy in KV whose list metadata describes the backup (a failure there is
+    /// logged: R2 holds the authoritative manifest). Costs 1 R2 put (and 1 R2 get if the
+    /// manifest exists already) and 1 KV put. Errors: `CORRUPT_DATA` when another manifest
+    /// already exists under the id.
+    async fn commit_manifest(&self, log: &OpLog<'_>, manifest: &PackedManifest) -> Result<()> {
+        let bytes = manifest.encode()?;
+        let key = backup_manifest_object_key(&manifest.backup_id);
+        let created_at = manifest.created_at_ms;
+        let options = ObjectPutOptions {
             custom_metadata: BTreeMap::from([(
                 BACKUP_CREATED_AT_FIELD.to_owned(),
-                created_at_ms.to_string(),
+                created_at.to_string(),
             )]),
             content_type: Some(MANIFEST_CONTENT_TYPE.to_owned()),
-            sha256: Some(sha256_hex(&manifest_bytes)),
+            sha256: Some(sha256_hex(&bytes)),
             only_if_absent: true,
             ..ObjectPutOptions::default()
         };
-        let outcome = self
-            .r2_put(&log, &manifest_key, &manifest_bytes, manifest_options)
-            .await?;
-        if outcome == PutOutcome::AlreadyExists {
+        if self.r2_put(log, &key, &bytes, options).await? == PutOutcome::AlreadyExists {
             // Only an earlier attempt of this very call (its response lost) may have written it.
-            let existing = self.r2_get(&log, &manifest_key).await?;
-            if existing.is_none_or(|object| object.body != manifest_bytes) {
+            let existing = self.r2_get(log, &key).await?;
+            if existing.is_none_or(|object| object.body != bytes) {
                 return Err(PersistenceError::corrupt(
-                    manifest_key,
+                    key,
                     "another manifest already exists under this backup id; nothing was overwritten",
                 ));
             }
         }
+        let mut summary = json!({
+            BACKUP_CREATED_AT_FIELD: created_at,
+            "kind": manifest.kind,
+            "sessions": manifest.session_ids.len(),
+            "storedSize": manifest.packs.iter().map(|pack| pack.stored_size).sum::<u64>(),
+        });
+        if let Some(parent) = &manifest.parent_backup_id {
+            summary["parentBackupId"] = json!(parent.as_str());
+        }
+        if manifest.keep {
+            summary["keep"] = json!(true);
+        }
         let kv_options = KvPutOptions {
             expiration_ttl_secs: None,
-            metadata: Some(json!({ BACKUP_CREATED_AT_FIELD: created_at_ms })),
+            metadata: Some(summary),
         };
-        if let Err(err) = self
-            .kv_put(
-                &log,
-                &backup_manifest_kv_key(&backup_id),
-                &manifest_bytes,
-                kv_options,
-            )
-            .await
-        {
+        let kv_key = backup_manifest_kv_key(&manifest.backup_id);
+        if let Err(err) = self.kv_put(log, &kv_key, &bytes, kv_options).await {
             log.event(
                 "warn",
                 "backup committed, but its KV manifest copy was not written",
-                json!({ "backupId": backup_id.as_str(), "error": err.to_string() }),
+                json!({ "backupId": manifest.backup_id.as_str(), "error": err.to_string() }),
             );
         }
-        log.event(
-            "info",
-            "backup created",
-            json!({
-                "backupId": backup_id.as_str(),
-                "sessions": encoded.manifest.session_ids.len(),
-                "missing": encoded.manifest.missing_session_ids.len(),
-                "totalSize": encoded.manifest.total_size,
-                "storedSize": encoded.data.len(),
-            }),
-        );
-        Ok(backup_id.to_string())
+        Ok(())
     }
 
     /// Restores every session of a backup so it is retrievable again; returns their ids in
@@ -264,15 +304,19 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     ///
     /// Reads the R2 manifest (authoritative; the earlier TypeScript implementation's shape too),
     /// or, for a backup of that implementation whose R2 manifest is gone, the KV
-    /// `backup_manifest:<id>`; its data is `data.json`, checked against the manifest's
-    /// `checksum`. Everything is verified before the first write. Costs 2 R2 gets (plus 1 KV
-    /// get for a legacy backup without an R2 manifest), then per
-    /// session 1 R2 put, 1 KV get and up to 3 KV puts (1 R2 get more if the archive key is
-    /// taken). Errors: `INVALID_ID`; `NOT_FOUND` naming the manifest key when there is no
-    /// committed backup, or the data key when its data object is missing;
-    /// `CHECKSUM_MISMATCH` naming the data object or `backup <id> session <sid>`;
-    /// `CORRUPT_DATA` (malformed backup, or an intact different archive already under a
-    /// session's key, which is never overwritten); `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.
+    /// `backup_manifest:<id>`. A multi-pack backup is restored a pack at a time, each verified
+    /// before any of its archives is written (a damaged later pack therefore leaves the earlier
+    /// packs restored; restoring again after a repair completes it), after the backups it is
+    /// incremental to; a single-bundle one (format 1, or the earlier implementation's
+    /// `data.json`, checked against the manifest's `checksum`) is verified whole first. Costs
+    /// 1 R2 get for the manifest (plus 1 KV get for a legacy backup without an R2 manifest),
+    /// 1 R2 get per pack (or bundle) and per parent manifest, then per session 1 R2 put, 1 KV
+    /// get and up to 3 KV puts (1 R2 get more if the archive key is taken). Errors:
+    /// `INVALID_ID`; `NOT_FOUND` naming the manifest key when there is no committed backup
+    /// (or a parent's), or the pack or data key when it is missing; `CHECKSUM_MISMATCH` naming
+    /// the pack or data object or `backup <id> session <sid>`; `CORRUPT_DATA` (malformed
+    /// backup, or an intact different archive already under a session's key, which is never
+    /// overwritten); `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.
     pub async fn restore_from_backup(
         &self,
         backup_id: &str,
@@ -281,16 +325,26 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let log = self.begin("restoreFromBackup");
         let backup_id = BackupId::parse(backup_id)?;
         let owner = owner.map(UserId::parse).transpose()?;
-        let archives = self
+        let mut restored = Vec::new();
+        match self
             .read_verified_backup(&log, &backup_id, owner.as_ref())
-            .await?;
-        let mut restored = Vec::with_capacity(archives.len());
-        for archive in &archives {
-            let stored = self.restore_archive_object(&log, archive).await?;
-            self.restore_archive_entries(&log, &archive.object_key, &stored)
-                .await?;
-            restored.push(stored.session_id);
+            .await?
+        {
+            ReadBackup::Verified(archives) => {
+                self.write_restored(&log, &archives, &mut restored).await?
+            }
+            ReadBackup::Packed(manifest) => {
+                for manifest in self.with_parents(&log, manifest, owner.as_ref()).await? {
+                    for index in 0..manifest.packs.len() {
+                        let archives = self.read_verified_pack(&log, &manifest, index).await?;
+                        self.write_restored(&log, &archives, &mut restored).await?;
+                    }
+                }
+            }
         }
+        // A session in several packs of an incremental chain is restored once per archive.
+        let mut seen = std::collections::HashSet::new();
+        restored.retain(|session| seen.insert(session.clone()));
         log.event(
             "info",
             "backup restored",
@@ -349,12 +403,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         log: &OpLog<'_>,
         backup_id: &BackupId,
         owner: Option<&UserId>,
-    ) -> Result<Vec<RestorableArchive>> {
+    ) -> Result<ReadBackup> {
         let manifest_key = backup_manifest_object_key(backup_id);
-        let (what, manifest_bytes, legacy) = match self.r2_get(log, &manifest_key).await? {
+        let (what, manifest_bytes, shape) = match self.r2_get(log, &manifest_key).await? {
             Some(object) => {
-                let legacy = manifest_shape(&object.body) == ManifestShape::Legacy;
-                (manifest_key.clone(), object.body, legacy)
+                let shape = manifest_shape(&object.body);
+                (manifest_key.clone(), object.body, shape)
             }
             // Only a legacy backup, made for nobody, can have its manifest in KV alone.
             None if owner.is_some() => return Err(not_the_owners(backup_id)),
@@ -363,41 +417,43 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 match self.kv_get(log, &kv_key).await? {
                     // A copy of a current manifest without its R2 original was never
                     // committed, or was swept: no backup.
-                    Some(copy) if manifest_shape(&copy.value) != ManifestShape::Current => {
-                        (kv_key, copy.value, true)
+                    Some(copy)
+                        if !matches!(
+                            manifest_shape(&copy.value),
+                            ManifestShape::Current | ManifestShape::Packed
+                        ) =>
+                    {
+                        (kv_key, copy.value, ManifestShape::Legacy)
                     }
                     _ => return Err(PersistenceError::NotFound { key: manifest_key }),
                 }
             }
         };
-        if legacy {
+        if shape == ManifestShape::Legacy {
             if owner.is_some() {
                 return Err(not_the_owners(backup_id));
             }
             let manifest = decode_legacy_manifest(&what, &manifest_bytes)?;
             check_manifest_id(&what, &manifest.backup_id, backup_id)?;
-            return self.read_legacy_backup(log, &manifest).await;
+            return self
+                .read_legacy_backup(log, &manifest)
+                .await
+                .map(ReadBackup::Verified);
+        }
+        if shape == ManifestShape::Packed {
+            let manifest = decode_packed_manifest(&what, &manifest_bytes).and_then(|manifest| {
+                check_manifest_id(&what, &manifest.backup_id, backup_id).map(|()| manifest)
+            });
+            let owned_by = |manifest: &PackedManifest| manifest.user_id.clone();
+            return self
+                .owners_manifest(log, &what, manifest, owned_by, owner, backup_id)
+                .map(ReadBackup::Packed);
         }
         let manifest = decode_manifest(&what, &manifest_bytes).and_then(|manifest| {
             check_manifest_id(&what, &manifest.backup_id, backup_id).map(|()| manifest)
         });
-        let manifest = match (manifest, owner) {
-            (Ok(manifest), Some(owner)) if manifest.user_id.as_ref() != Some(owner) => {
-                return Err(not_the_owners(backup_id));
-            }
-            (Ok(manifest), _) => manifest,
-            // A manifest that cannot be read names no owner: to a user it is not theirs (so it
-            // tells nothing of another user's backup); the log keeps the reason.
-            (Err(err), Some(_)) => {
-                log.event(
-                    "warn",
-                    "unreadable backup manifest",
-                    json!({ "key": what, "code": err.code(), "error": err.to_string() }),
-                );
-                return Err(not_the_owners(backup_id));
-            }
-            (Err(err), None) => return Err(err),
-        };
+        let owned_by = |manifest: &crate::codec::backup::BackupManifest| manifest.user_id.clone();
+        let manifest = self.owners_manifest(log, &what, manifest, owned_by, owner, backup_id)?;
         let data_key = backup_data_key(backup_id);
         let Some(data) = self.r2_get(log, &data_key).await? else {
             return Err(PersistenceError::NotFound { key: data_key });
@@ -409,7 +465,111 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             .map(|session| {
                 self.prepare_restore(backup_id, &session.session_id, session.archive_json)
             })
+            .collect::<Result<_>>()
+            .map(ReadBackup::Verified)
+    }
+
+    /// The manifest read from `what` if `owner` may restore it (see [`not_the_owners`]): with an
+    /// owner, only a readable manifest made for that user (an unreadable one is logged and
+    /// answered as not theirs); without one, any manifest, its reading error as it is.
+    fn owners_manifest<M>(
+        &self,
+        log: &OpLog<'_>,
+        what: &str,
+        manifest: Result<M>,
+        owned_by: impl Fn(&M) -> Option<UserId>,
+        owner: Option<&UserId>,
+        backup_id: &BackupId,
+    ) -> Result<M> {
+        match (manifest, owner) {
+            (Ok(manifest), Some(owner)) if owned_by(&manifest).as_ref() != Some(owner) => {
+                Err(not_the_owners(backup_id))
+            }
+            (Ok(manifest), _) => Ok(manifest),
+            // A manifest that cannot be read names no owner: to a user it is not theirs (so it
+            // tells nothing of another user's backup); the log keeps the reason.
+            (Err(err), Some(_)) => {
+                log.event(
+                    "warn",
+                    "unreadable backup manifest",
+                    json!({ "key": what, "code": err.code(), "error": err.to_string() }),
+                );
+                Err(not_the_owners(backup_id))
+            }
+            (Err(err), None) => Err(err),
+        }
+    }
+
+    /// `manifest` and the chain of backups it is incremental to, oldest first, each readable
+    /// and `owner`'s (a chain that loops is `CORRUPT_DATA`). Costs 1 R2 get per parent.
+    async fn with_parents(
+        &self,
+        log: &OpLog<'_>,
+        manifest: PackedManifest,
+        owner: Option<&UserId>,
+    ) -> Result<Vec<PackedManifest>> {
+        let mut chain = vec![manifest];
+        while let Some(parent_id) = chain.last().and_then(|last| last.parent_backup_id.clone()) {
+            if chain.iter().any(|seen| seen.backup_id == parent_id) {
+                let what = backup_manifest_object_key(&parent_id);
+                return Err(PersistenceError::corrupt(
+                    what,
+                    "the chain of parents loops",
+                ));
+            }
+            match self.read_verified_backup(log, &parent_id, owner).await? {
+                ReadBackup::Packed(parent) => chain.push(parent),
+                ReadBackup::Verified(_) => {
+                    let what = backup_manifest_object_key(&parent_id);
+                    return Err(PersistenceError::corrupt(
+                        what,
+                        "a parent backup must have packs",
+                    ));
+                }
+            }
+        }
+        chain.reverse();
+        Ok(chain)
+    }
+
+    /// Reads pack `index` of a committed backup, verifies it against the manifest and prepares
+    /// its archives. Costs 1 R2 get. Errors: `NOT_FOUND` naming the pack when it is missing,
+    /// and as [`verify_pack`].
+    async fn read_verified_pack(
+        &self,
+        log: &OpLog<'_>,
+        manifest: &PackedManifest,
+        index: usize,
+    ) -> Result<Vec<RestorableArchive>> {
+        let key = &manifest.packs[index].key;
+        let Some(pack) = self.r2_get(log, key).await? else {
+            return Err(PersistenceError::NotFound { key: key.clone() });
+        };
+        // Fewer than 2^32 packs: the manifest lists them.
+        let sessions = verify_pack(manifest, index as u32, &pack.body)?;
+        sessions
+            .into_iter()
+            .map(|session| {
+                let backup_id = &manifest.backup_id;
+                self.prepare_restore(backup_id, &session.session_id, session.archive_json)
+            })
             .collect()
+    }
+
+    /// Writes verified archives back with their KV entries, noting each session restored.
+    async fn write_restored(
+        &self,
+        log: &OpLog<'_>,
+        archives: &[RestorableArchive],
+        restored: &mut Vec<String>,
+    ) -> Result<()> {
+        for archive in archives {
+            let stored = self.restore_archive_object(log, archive).await?;
+            self.restore_archive_entries(log, &archive.object_key, &stored)
+                .await?;
+            restored.push(stored.session_id);
+        }
+        Ok(())
     }
 
     /// Reads and verifies the data of a backup of the earlier TypeScript implementation

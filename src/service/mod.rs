@@ -32,7 +32,7 @@ pub use health::{
 };
 pub use log::{CallRecord, OpLog, Outcome};
 pub use migrate::{MigrationReport, MIN_MIGRATION_CALLS};
-pub use options::{BreakerPolicy, RetryPolicy, ServiceOptions};
+pub use options::{BreakerPolicy, PackBounds, RetryPolicy, ServiceOptions};
 pub use reindex::{ReindexReport, MIN_REINDEX_CALLS};
 pub use retention::{RetentionRun, MAX_REPORTED_KEYS, MIN_STORAGE_CALLS};
 pub use run::{RunBudget, RunStatus, StopReason};

@@ -59,6 +59,28 @@ impl Default for BreakerPolicy {
     }
 }
 
+/// How large one pack of a backup may grow: a pack is written, and restored, in one piece.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackBounds {
+    /// Most bytes of archive JSON in one pack (a larger archive gets a pack of its own).
+    pub max_bytes: u64,
+    /// Most archives in one pack.
+    pub max_sessions: u32,
+}
+
+impl Default for PackBounds {
+    fn default() -> Self {
+        PackBounds {
+            max_bytes: 8 * 1024 * 1024,
+            max_sessions: 250,
+        }
+    }
+}
+
+/// Largest accepted `backupPack.maxBytes`: a pack is held in memory, inflated and compressed,
+/// within a Worker's 128 MB.
+const MAX_PACK_BYTES: u64 = 32 * 1024 * 1024;
+
 /// Everything configurable about a service besides the retention policy.
 #[derive(Debug, Clone)]
 pub struct ServiceOptions {
@@ -78,6 +100,8 @@ pub struct ServiceOptions {
     pub debug: bool,
     /// Grace periods of the retention sweep.
     pub retention: RetentionOptions,
+    /// Bounds of one backup pack.
+    pub backup_pack: PackBounds,
 }
 
 impl Default for ServiceOptions {
@@ -91,6 +115,7 @@ impl Default for ServiceOptions {
             breaker: BreakerPolicy::default(),
             debug: false,
             retention: RetentionOptions::default(),
+            backup_pack: PackBounds::default(),
         }
     }
 }
@@ -106,6 +131,14 @@ struct OptionsJson {
     debug: Option<bool>,
     retry: Option<RetryJson>,
     circuit_breaker: Option<BreakerJson>,
+    backup_pack: Option<PackJson>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PackJson {
+    max_bytes: Option<u64>,
+    max_sessions: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +224,19 @@ impl ServiceOptions {
                 ));
             }
         }
+        if let Some(pack) = parsed.backup_pack {
+            let bounds = &mut options.backup_pack;
+            bounds.max_bytes = pack.max_bytes.unwrap_or(bounds.max_bytes);
+            bounds.max_sessions = pack.max_sessions.unwrap_or(bounds.max_sessions);
+            if !(1..=MAX_PACK_BYTES).contains(&bounds.max_bytes) {
+                let reason = format!("must be 1-{MAX_PACK_BYTES}");
+                return Err(invalid("backupPack.maxBytes", bounds.max_bytes, &reason));
+            }
+            if bounds.max_sessions == 0 {
+                let reason = "must be at least 1";
+                return Err(invalid("backupPack.maxSessions", 0, reason));
+            }
+        }
         Ok(options)
     }
 }
@@ -216,9 +262,17 @@ mod tests {
         let options = ServiceOptions::from_json(
             r#"{"hashSecret":"0123456789abcdef","compressionLevel":9,"normalizeQueries":false,
                 "embeddingModel":"m","debug":true,"retry":{"maxAttempts":2,"baseDelayMs":1,"maxDelayMs":5},
-                "circuitBreaker":{"failureThreshold":3,"openMs":100}}"#,
+                "circuitBreaker":{"failureThreshold":3,"openMs":100},
+                "backupPack":{"maxBytes":1024,"maxSessions":7}}"#,
         )
         .unwrap();
+        assert_eq!(
+            options.backup_pack,
+            PackBounds {
+                max_bytes: 1024,
+                max_sessions: 7
+            }
+        );
         assert!(options.hasher.is_keyed());
         assert_eq!(options.compression_level, 9);
         assert!(!options.normalize_queries);
@@ -252,6 +306,16 @@ mod tests {
                 "circuitBreaker.failureThreshold",
             ),
             (r#"{"embeddingModel":""}"#, "embeddingModel"),
+            (r#"{"backupPack":{"maxBytes":0}}"#, "backupPack.maxBytes"),
+            (
+                r#"{"backupPack":{"maxBytes":33554433}}"#,
+                "backupPack.maxBytes",
+            ),
+            (
+                r#"{"backupPack":{"maxSessions":0}}"#,
+                "backupPack.maxSessions",
+            ),
+            (r#"{"backupPack":{"size":1}}"#, "options"),
             (r#"{"colour":"red"}"#, "options"),
         ] {
             let err = ServiceOptions::from_json(json).unwrap_err();
