@@ -87,7 +87,8 @@ pub struct BackupManifest {
     pub sessions: Vec<BackupSessionEntry>,
 }
 
-/// A freshly encoded backup: store `data` first, then the manifest.
+/// A freshly encoded format 1 backup: store `data` first, then the manifest.
+#[cfg(any(test, feature = "conformance"))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedBackup {
     /// The gzip'd data bundle.
@@ -118,6 +119,7 @@ pub struct VerifiedBackup {
     pub missing_session_ids: Vec<SessionId>,
 }
 
+#[cfg(any(test, feature = "conformance"))]
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct DataBundle<'a> {
@@ -127,6 +129,7 @@ struct DataBundle<'a> {
     sessions: Vec<BundleSession<'a>>,
 }
 
+/// One session of a data bundle or pack as written: the archive JSON text as a string.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct BundleSession<'a> {
@@ -136,10 +139,13 @@ struct BundleSession<'a> {
     archive: &'a str,
 }
 
-/// Builds a backup's gzip'd data bundle (at gzip `level`) and its manifest.
+/// Builds a format 1 backup's gzip'd data bundle (at gzip `level`) and its manifest. Backups
+/// are written in packs (format 2) since; this writer is kept so that tests can store what
+/// earlier versions wrote and check it still restores.
 ///
 /// Errors: `INVALID_INPUT` naming `sessions[i]` for an archive that is not UTF-8 JSON or a
 /// session listed twice (or also as missing), or naming `createdAt` if it is negative.
+#[cfg(any(test, feature = "conformance"))]
 pub fn encode_backup(
     backup_id: &BackupId,
     created_at_ms: i64,
@@ -230,7 +236,8 @@ fn checked_sessions<'a>(
     Ok((entries, texts))
 }
 
-/// The manifest as JSON bytes.
+/// The format 1 manifest as JSON bytes.
+#[cfg(any(test, feature = "conformance"))]
 pub fn encode_manifest(manifest: &BackupManifest) -> Result<Vec<u8>> {
     serde_json::to_vec(manifest)
         .map_err(|err| PersistenceError::invalid_input("manifest", err.to_string()))

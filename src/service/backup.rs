@@ -22,14 +22,14 @@
 //!
 //! Restore verifies the manifest first, then each pack (every checksum) and prepares its
 //! archives before the first write of that pack; an incremental backup restores the backups it
-//! depends on first, oldest first. Each session's archive goes back under its original key, derived from the
-//! archive's own `sessionId` and `archivedAt` (for the earlier TypeScript implementation's
-//! backups, `archivedAt` is the legacy manifest's `timestamp`), written only if absent, so
-//! restoring twice stores nothing twice. Then its KV entries, in archiving's order so that a
-//! listed archive is always retrievable: `archive_meta:<sid>` (unless that already points at a
-//! newer archive of the session), then the global and per-user index entries. Finding
-//! `archive_meta` already pointing at the restored key means an earlier restore got that far;
-//! then only missing index entries are written.
+//! depends on first, oldest first. Each session's archive goes back under its original key,
+//! derived from the archive's own `sessionId` and `archivedAt` (for the earlier TypeScript
+//! implementation's backups, `archivedAt` is the legacy manifest's `timestamp`), written only
+//! if absent, so restoring twice stores nothing twice. Then its KV entries, in archiving's
+//! order so that a listed archive is always retrievable: `archive_meta:<sid>` (unless that
+//! already points at a newer archive of the session), then the global and per-user index
+//! entries. Finding `archive_meta` already pointing at the restored key means an earlier
+//! restore got that far; then only missing index entries are written.
 
 use std::collections::BTreeMap;
 

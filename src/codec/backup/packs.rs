@@ -14,8 +14,8 @@ use serde_json::Value;
 
 use super::{
     checked_sessions, epoch_ms, first_duplicate, id, join, objects, open, read_session_entry,
-    session_ids, sha256, BackupSession, BackupSessionEntry, BackupSessionInput, Record,
-    BUNDLE_OVERHEAD, BUNDLE_OVERHEAD_PER_SESSION,
+    session_ids, sha256, BackupSession, BackupSessionEntry, BackupSessionInput, BundleSession,
+    Record, BUNDLE_OVERHEAD, BUNDLE_OVERHEAD_PER_SESSION,
 };
 use crate::codec::fields::{FieldError, Kind, Member};
 use crate::codec::gzip;
@@ -137,16 +137,7 @@ struct Pack<'a> {
     backup_id: &'a BackupId,
     created_at: i64,
     pack: u32,
-    sessions: Vec<PackSession<'a>>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PackSession<'a> {
-    session_id: &'a SessionId,
-    sha256: &'a str,
-    size: u64,
-    archive: &'a str,
+    sessions: Vec<BundleSession<'a>>,
 }
 
 /// Builds pack `index` of a backup from `sessions` (at gzip `level`): its stored bytes and its
@@ -176,7 +167,7 @@ pub fn encode_pack(
         sessions: entries
             .iter()
             .zip(texts)
-            .map(|(entry, archive)| PackSession {
+            .map(|(entry, archive)| BundleSession {
                 session_id: &entry.session_id,
                 sha256: &entry.sha256,
                 size: entry.size,
