@@ -49,7 +49,7 @@ pub struct BackupSessionInput<'a> {
 }
 
 /// A session as recorded in a manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupSessionEntry {
     /// The session.

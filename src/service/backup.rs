@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::archive::{check_archive_session, ARCHIVE_CONTENT_TYPE};
+use super::archive::{check_archive_session, FetchedArchive, ARCHIVE_CONTENT_TYPE};
 use super::index_entries::{read_archive_location, recorded_sha256, ArchiveEntries};
 use super::log::OpLog;
 use super::DataPersistenceService;
@@ -79,6 +79,40 @@ fn check_manifest_id(what: &str, found: &BackupId, backup_id: &BackupId) -> Resu
             format!("belongs to backup {found}"),
         ))
     }
+}
+
+/// The archive document of `fetched`, an archive of `session`, as JSON text, checked against its
+/// recorded SHA-256 and decoded (a document that does not decode could never be restored, so it
+/// is never backed up), with the user ids it names (its metadata's and its session state's,
+/// which only a legacy archive may leave out or let disagree).
+pub(super) fn archive_document(
+    fetched: FetchedArchive,
+    session: &SessionId,
+) -> Result<(String, Vec<String>)> {
+    if let Some(expected) = &fetched.expected_sha256 {
+        verify_sha256(&fetched.key, &fetched.body, expected)?;
+    }
+    let document = if gzip::is_gzip(&fetched.body) {
+        gzip::decompress(&fetched.key, &fetched.body, fetched.read_limit)?
+    } else {
+        fetched.body
+    };
+    let limit = fetched.read_limit.max(document.len() as u64);
+    let decoded = decode_archive(&document, None, limit)?;
+    check_archive_session(&fetched.key, &decoded.metadata.session_id, session)?;
+    let user_ids = [
+        decoded.metadata.user_id,
+        decoded
+            .conversation
+            .session_state
+            .and_then(|state| state.user_id),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    String::from_utf8(document)
+        .map(|document| (document, user_ids))
+        .map_err(|err| PersistenceError::corrupt(fetched.key, err.to_string()))
 }
 
 /// A backup whose manifest was read: a multi-pack one (read and verified a pack at a time), or
@@ -212,7 +246,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
 
     /// Writes pack `index` of a backup, holding `documents` (session and archive JSON text):
     /// its record for the manifest. Costs 1 R2 put.
-    async fn put_pack(
+    pub(super) async fn put_pack(
         &self,
         log: &OpLog<'_>,
         backup_id: &BackupId,
@@ -245,7 +279,11 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// logged: R2 holds the authoritative manifest). Costs 1 R2 put (and 1 R2 get if the
     /// manifest exists already) and 1 KV put. Errors: `CORRUPT_DATA` when another manifest
     /// already exists under the id.
-    async fn commit_manifest(&self, log: &OpLog<'_>, manifest: &PackedManifest) -> Result<()> {
+    pub(super) async fn commit_manifest(
+        &self,
+        log: &OpLog<'_>,
+        manifest: &PackedManifest,
+    ) -> Result<()> {
         let bytes = manifest.encode()?;
         let key = backup_manifest_object_key(&manifest.backup_id);
         let created_at = manifest.created_at_ms;
@@ -353,10 +391,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         Ok(restored)
     }
 
-    /// The newest archive document of `session` as JSON text, checked against its recorded
-    /// SHA-256, with the user ids it names (its metadata's and its session state's, which only
-    /// a legacy archive may leave out or let disagree); `None` when the session has no archive
-    /// or its object is gone.
+    /// The newest archive document of `session` ([`archive_document`]); `None` when the
+    /// session has no archive or its object is gone.
     async fn newest_archive_document(
         &self,
         log: &OpLog<'_>,
@@ -365,31 +401,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let Some(fetched) = self.fetch_newest_archive(log, session).await? else {
             return Ok(None);
         };
-        if let Some(expected) = &fetched.expected_sha256 {
-            verify_sha256(&fetched.key, &fetched.body, expected)?;
-        }
-        let document = if gzip::is_gzip(&fetched.body) {
-            gzip::decompress(&fetched.key, &fetched.body, fetched.read_limit)?
-        } else {
-            fetched.body
-        };
-        // A document that does not decode could never be restored: refuse to back it up.
-        let limit = fetched.read_limit.max(document.len() as u64);
-        let decoded = decode_archive(&document, None, limit)?;
-        check_archive_session(&fetched.key, &decoded.metadata.session_id, session)?;
-        let user_ids = [
-            decoded.metadata.user_id,
-            decoded
-                .conversation
-                .session_state
-                .and_then(|state| state.user_id),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        String::from_utf8(document)
-            .map(|document| Some((document, user_ids)))
-            .map_err(|err| PersistenceError::corrupt(fetched.key, err.to_string()))
+        archive_document(fetched, session).map(Some)
     }
 
     /// Reads and verifies a whole backup and prepares each of its archives for writing; with

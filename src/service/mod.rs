@@ -8,6 +8,7 @@
 mod archive;
 mod archive_by_key;
 mod backup;
+mod backup_steps;
 mod cache;
 mod guard;
 mod health;
@@ -24,6 +25,9 @@ mod run;
 mod walk;
 
 pub use archive::{ArchiveListing, ARCHIVE_CONTENT_TYPE, DEFAULT_LIST_LIMIT};
+pub use backup_steps::{
+    BackupPlan, BackupRequest, CommitStep, PackSource, PackStep, PackStepReport, INDEX_LAG_MS,
+};
 pub use cache::MAX_CACHE_TEXT_BYTES;
 pub use guard::{BreakerState, StorageGuard};
 pub use health::{

@@ -24,7 +24,7 @@ use crate::store::{Clock, KvListOptions, KvStore, ListedKvKey, ObjectStore, Rng}
 /// Where paging through a KV prefix continues: `{"kvCursor": ..., "kvResumeAt"?: ...}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct KvPosition {
+pub struct KvPosition {
     /// KV list cursor of the page to list next (`None`: the prefix's first page).
     pub kv_cursor: Option<String>,
     /// In that page, the first key not yet handled, when a run stopped part-way through it

@@ -36,8 +36,9 @@ pub enum BackupKind {
     Automated,
 }
 
-/// One pack as the manifest records it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One pack as the manifest records it. (Deserialize: for the backup Workflow's state; a manifest
+/// is read with [`decode_packed_manifest`].)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PackRecord {
     /// Its R2 key, `backups/<backupId>/pack-<n>.json.gz`.

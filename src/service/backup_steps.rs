@@ -1,0 +1,555 @@
+//! The steps of an automated backup, each one invocation (a Cloudflare Workflow step, retried by
+//! the platform): [`plan`](DataPersistenceService::plan_backup) once, then one
+//! [pack](DataPersistenceService::backup_pack) per step until the source is exhausted, then
+//! [commit](DataPersistenceService::commit_backup). No step holds more than one pack, and each
+//! is idempotent: a retried step lists from the same position and writes its pack again under
+//! the same key (the same bytes while the archives are unchanged); the commit writes the
+//! manifest only if absent. A backup whose commit never ran is invisible, and retention sweeps
+//! its packs after the orphan grace period.
+//!
+//! Sources: the given sessions' newest archives; or an archive index, newest first — one
+//! user's, or every archive's — down to the archives made after `since`. An automated backup of
+//! the whole store without `since` is incremental to the newest earlier automated backup: it
+//! holds the archives made after that one's high-water mark. The high-water mark is set
+//! [`INDEX_LAG_MS`] before the backup's own time, because KV's index may show an archive up to
+//! ~60 s after it was made; an archive near the mark may so be in two backups, which restores
+//! harmlessly (restores never write anything twice).
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::archive::FetchedArchive;
+use super::backup::archive_document;
+use super::index_entries::recorded_sha256;
+use super::log::OpLog;
+use super::walk::KvPosition;
+use super::DataPersistenceService;
+use crate::codec::backup::{
+    decode_packed_manifest, manifest_shape, BackupKind, ManifestShape, PackRecord, PackedManifest,
+};
+use crate::error::{PersistenceError, Result};
+use crate::hash::sha256_hex;
+use crate::keys::{
+    archive_object_key, backup_manifest_object_key, new_backup_id, parse_archive_index_key,
+    parse_backup_manifest_kv_key, parse_user_index_key, user_index_prefix, BackupId, SessionId,
+    UserId, ARCHIVE_INDEX_PREFIX, BACKUP_MANIFEST_PREFIX,
+};
+use crate::platform::MAX_LIST_LIMIT;
+use crate::retention::{BACKUP_CREATED_AT_FIELD, INDEX_ARCHIVE_KEY_FIELD};
+use crate::store::{Clock, KvListOptions, KvStore, ListedKvKey, ObjectStore, Rng};
+
+/// How long before its own time an incremental backup's high-water mark is set: longer than KV
+/// takes to show a new index entry (~60 s).
+pub const INDEX_LAG_MS: i64 = 5 * 60_000;
+
+/// What an automated backup is asked to do (the Workflow's parameters).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackupRequest {
+    /// Back up the archives made after this time (epoch ms) instead of after the last automated
+    /// backup's high-water mark.
+    pub since: Option<i64>,
+    /// Back up these sessions' newest archives instead of an index.
+    pub session_ids: Option<Vec<String>>,
+    /// Back up this user's archives (their index), for them only.
+    pub user_id: Option<String>,
+    /// Keep the backup whatever the backup retention policy says.
+    #[serde(default)]
+    pub keep: bool,
+}
+
+/// What the plan step decided; every later step is given it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupPlan {
+    /// The backup's id.
+    pub backup_id: String,
+    /// Its time (epoch ms).
+    pub created_at: i64,
+    /// Archives made after this time are backed up; `None`: all.
+    pub since: Option<i64>,
+    /// The automated backup this one is incremental to.
+    pub parent_backup_id: Option<String>,
+    /// When that backup was made: archives of the index made after `since` but before this may
+    /// be in it already (see [`INDEX_LAG_MS`]), and are skipped when it holds them.
+    pub parent_created_at: Option<i64>,
+    /// The archive time up to which this backup is complete.
+    pub high_water_mark: Option<i64>,
+    /// The owner, for a backup of one user's archives.
+    pub user_id: Option<String>,
+    /// The sessions, for a backup of given sessions.
+    pub session_ids: Option<Vec<String>>,
+    /// Kept whatever the backup retention policy says.
+    pub keep: bool,
+    /// Most archives a pack step reads (each one storage call).
+    pub max_sessions: u32,
+}
+
+/// One pack step: pack `pack` of the plan's backup, from where the previous step stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PackStep {
+    /// The plan.
+    pub plan: BackupPlan,
+    /// The number of packs written by the steps before (the index this step's pack gets).
+    pub pack: u32,
+    /// Where the previous step stopped (`None` for the first step).
+    pub from: Option<PackSource>,
+}
+
+/// Where a pack step continues.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PackSource {
+    /// The sessions not backed up yet.
+    Sessions(Vec<String>),
+    /// The index position not handled yet.
+    Index(KvPosition),
+}
+
+/// What one pack step did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PackStepReport {
+    /// The pack written, for the manifest; `None` when there was nothing (left) to back up.
+    pub record: Option<PackRecord>,
+    /// Sessions asked for that had no archive.
+    pub missing_session_ids: Vec<String>,
+    /// Where the next step continues; `None` once the source is exhausted.
+    pub next: Option<PackSource>,
+}
+
+/// The commit step: the plan and every pack step's report, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitStep {
+    /// The plan.
+    pub plan: BackupPlan,
+    /// The packs written, in order.
+    pub packs: Vec<PackRecord>,
+    /// Sessions asked for that had no archive.
+    #[serde(default)]
+    pub missing_session_ids: Vec<String>,
+}
+
+/// An archive found in an index page, to put in a pack.
+struct Found {
+    session_id: SessionId,
+    archive_key: String,
+}
+
+/// The archive an index entry names: its session and its R2 key (from the list metadata, else
+/// from the key itself); `None` for an entry that is not an archive index entry.
+fn indexed_archive(entry: &ListedKvKey) -> Option<(Found, i64)> {
+    let (session_id, archived_at) = match parse_archive_index_key(&entry.name) {
+        Some(key) => (key.session_id, key.archived_at_ms),
+        None => {
+            let key = parse_user_index_key(&entry.name)?;
+            (key.session_id, key.archived_at_ms)
+        }
+    };
+    let named = entry
+        .metadata
+        .as_ref()
+        .and_then(|metadata| metadata.get(INDEX_ARCHIVE_KEY_FIELD))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let archive_key = match named {
+        Some(key) => key,
+        None => archive_object_key(&session_id, archived_at).ok()?,
+    };
+    Some((
+        Found {
+            session_id,
+            archive_key,
+        },
+        archived_at,
+    ))
+}
+
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
+    /// Plans an automated backup: its id and time, and, for a backup of the whole store without
+    /// `since`, the newest earlier automated backup it is incremental to. `max_sessions` bounds
+    /// what one pack step reads (at most `backupPack.maxSessions`).
+    ///
+    /// Costs, for an incremental backup, 1 KV list per 1000 backups and 1 R2 get. Errors:
+    /// `INVALID_INPUT` (`sessionIds` empty or given with `since`/`userId`, `maxSessions` 0),
+    /// `INVALID_ID`, `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.
+    pub async fn plan_backup(
+        &self,
+        request: BackupRequest,
+        max_sessions: u32,
+    ) -> Result<BackupPlan> {
+        let log = self.begin("planBackup");
+        if max_sessions == 0 {
+            return Err(PersistenceError::invalid_input(
+                "maxSessions",
+                "must be at least 1",
+            ));
+        }
+        if let Some(ids) = &request.session_ids {
+            if ids.is_empty() || request.since.is_some() || request.user_id.is_some() {
+                return Err(PersistenceError::invalid_input(
+                    "sessionIds",
+                    "must name at least one session, and not with since or userId",
+                ));
+            }
+            for id in ids {
+                SessionId::parse(id)?;
+            }
+        }
+        if let Some(user_id) = &request.user_id {
+            UserId::parse(user_id)?;
+        }
+        let created_at = self.clock.now_ms();
+        let backup_id = new_backup_id(created_at, &self.clock.random_u64().to_be_bytes())?;
+        let whole_store = request.session_ids.is_none() && request.user_id.is_none();
+        let parent = match (whole_store, request.since) {
+            (true, None) => self.last_automated_backup(&log).await?,
+            _ => None,
+        };
+        let since = request
+            .since
+            .or_else(|| parent.as_ref().and_then(|p| p.high_water_mark_ms));
+        let high_water_mark = request.session_ids.is_none().then(|| {
+            let mark = created_at.saturating_sub(INDEX_LAG_MS);
+            since.map_or(mark, |since| mark.max(since))
+        });
+        let plan = BackupPlan {
+            backup_id: backup_id.to_string(),
+            created_at,
+            since,
+            parent_created_at: parent.as_ref().map(|p| p.created_at_ms),
+            parent_backup_id: parent.map(|p| p.backup_id.to_string()),
+            high_water_mark,
+            user_id: request.user_id,
+            session_ids: request.session_ids,
+            keep: request.keep,
+            max_sessions: max_sessions.min(self.options.backup_pack.max_sessions),
+        };
+        log.event(
+            "info",
+            "backup planned",
+            json!({ "backupId": plan.backup_id,
+            "since": plan.since, "parentBackupId": plan.parent_backup_id }),
+        );
+        Ok(plan)
+    }
+
+    /// The newest committed automated backup, by its KV manifest copies' list metadata, read
+    /// from its R2 manifest; `None` when there is none (or it cannot be read: logged, and the
+    /// next backup is then a full one).
+    async fn last_automated_backup(&self, log: &OpLog<'_>) -> Result<Option<PackedManifest>> {
+        let mut newest: Option<(i64, BackupId)> = None;
+        let mut cursor = None;
+        loop {
+            let options = KvListOptions {
+                prefix: Some(BACKUP_MANIFEST_PREFIX.to_owned()),
+                cursor,
+                limit: Some(MAX_LIST_LIMIT),
+            };
+            let page = self.kv_list(log, options).await?;
+            for entry in &page.keys {
+                let metadata = entry.metadata.as_ref();
+                let automated = metadata.and_then(|m| m.get("kind")).and_then(Value::as_str)
+                    == Some("automated");
+                let created_at = metadata
+                    .and_then(|m| m.get(BACKUP_CREATED_AT_FIELD))
+                    .and_then(Value::as_i64);
+                let id = parse_backup_manifest_kv_key(&entry.name);
+                if let (true, Some(created_at), Some(id)) = (automated, created_at, id) {
+                    if newest.as_ref().is_none_or(|(time, _)| created_at > *time) {
+                        newest = Some((created_at, id));
+                    }
+                }
+            }
+            cursor = page.cursor.filter(|_| !page.list_complete);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        let Some((_, id)) = newest else {
+            return Ok(None);
+        };
+        let key = backup_manifest_object_key(&id);
+        let manifest = match self.r2_get(log, &key).await? {
+            Some(object) if manifest_shape(&object.body) == ManifestShape::Packed => {
+                decode_packed_manifest(&key, &object.body)
+            }
+            _ => Err(PersistenceError::NotFound { key: key.clone() }),
+        };
+        match manifest {
+            Ok(manifest) => Ok(Some(manifest)),
+            Err(err) => {
+                log.event(
+                    "warn",
+                    "the last automated backup cannot be read; backing up everything",
+                    json!({ "key": key, "error": err.to_string() }),
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Writes one pack of a planned backup from where the previous step stopped.
+    ///
+    /// Costs, for given sessions, 1 KV get and 1 R2 get per session; for an index, 1 KV list
+    /// and 1 R2 get per archive; then 1 R2 put. At most `plan.maxSessions` archives and
+    /// `backupPack.maxBytes` bytes of JSON (an archive larger than that alone). Errors:
+    /// `CHECKSUM_MISMATCH` / `CORRUPT_DATA` for a damaged archive (never backed up),
+    /// `NOT_FOUND` for an archive of another user in a user's backup, `INVALID_ID`,
+    /// `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.
+    pub async fn backup_pack(&self, step: PackStep) -> Result<PackStepReport> {
+        let log = self.begin("backupPack");
+        let plan = &step.plan;
+        let backup_id = BackupId::parse(&plan.backup_id)?;
+        let owner = plan.user_id.as_deref().map(UserId::parse).transpose()?;
+        let max_bytes = self.options.backup_pack.max_bytes;
+        let max_sessions = plan.max_sessions.max(1) as usize;
+        let mut documents: Vec<(SessionId, String)> = Vec::new();
+        let mut bytes: u64 = 0;
+        let mut missing = Vec::new();
+        let fits = |documents: &Vec<(SessionId, String)>, bytes: u64, size: u64, id: &SessionId| {
+            documents.is_empty()
+                || (documents.len() < max_sessions
+                    && bytes.saturating_add(size) <= max_bytes
+                    && !documents.iter().any(|(known, _)| known == id))
+        };
+        let next = match (&plan.session_ids, step.from) {
+            (Some(all), from) => {
+                let mut left = match from {
+                    Some(PackSource::Sessions(left)) => left,
+                    _ => all.clone(),
+                };
+                left.dedup();
+                let mut taken = 0;
+                for id in &left {
+                    let session = SessionId::parse(id)?;
+                    if taken >= max_sessions {
+                        break;
+                    }
+                    let Some(fetched) = self.fetch_newest_archive(&log, &session).await? else {
+                        missing.push(id.clone());
+                        taken += 1;
+                        continue;
+                    };
+                    let (document, _) = archive_document(fetched, &session)?;
+                    let size = document.len() as u64;
+                    if !fits(&documents, bytes, size, &session) {
+                        break;
+                    }
+                    bytes = bytes.saturating_add(size);
+                    documents.push((session, document));
+                    taken += 1;
+                }
+                let rest: Vec<String> = left.into_iter().skip(taken).collect();
+                (!rest.is_empty()).then_some(PackSource::Sessions(rest))
+            }
+            (None, from) => {
+                let at = match from {
+                    Some(PackSource::Index(at)) => at,
+                    _ => KvPosition::default(),
+                };
+                let prefix = match &owner {
+                    Some(owner) => user_index_prefix(&self.options.hasher.user_key(owner)),
+                    None => ARCHIVE_INDEX_PREFIX.to_owned(),
+                };
+                let options = KvListOptions {
+                    prefix: Some(prefix),
+                    cursor: at.kv_cursor.clone(),
+                    limit: Some(max_sessions.min(MAX_LIST_LIMIT as usize) as u32),
+                };
+                let page = self.kv_list(&log, options).await?;
+                let mut stopped_at = None;
+                let mut exhausted = false;
+                // The parent's archives, read once a step meets one that may be in it.
+                let mut parent_archives: Option<HashSet<(SessionId, String)>> = None;
+                for entry in &page.keys {
+                    if at
+                        .kv_resume_at
+                        .as_ref()
+                        .is_some_and(|resume| entry.name < *resume)
+                    {
+                        continue;
+                    }
+                    let Some((found, archived_at)) = indexed_archive(entry) else {
+                        continue;
+                    };
+                    // Newest first: the first archive not after `since` ends the source.
+                    if plan.since.is_some_and(|since| archived_at <= since) {
+                        exhausted = true;
+                        break;
+                    }
+                    let Some(fetched) = self.fetch_archive_by_key(&log, &found.archive_key).await?
+                    else {
+                        log.event(
+                            "warn",
+                            "index entry of a missing archive not backed up",
+                            json!({ "key": entry.name }),
+                        );
+                        continue;
+                    };
+                    let (document, user_ids) = archive_document(fetched, &found.session_id)?;
+                    if plan
+                        .parent_created_at
+                        .is_some_and(|made| archived_at <= made)
+                    {
+                        let parent = match &parent_archives {
+                            Some(parent) => parent,
+                            None => parent_archives.insert(self.parent_archives(&log, plan).await?),
+                        };
+                        let sha256 = sha256_hex(document.as_bytes());
+                        if parent.contains(&(found.session_id.clone(), sha256)) {
+                            continue;
+                        }
+                    }
+                    if let Some(owner) = &owner {
+                        if user_ids.is_empty() || user_ids.iter().any(|id| id != owner.as_str()) {
+                            return Err(PersistenceError::NotFound {
+                                key: format!(
+                                    "an archive of session {} owned by this user",
+                                    found.session_id
+                                ),
+                            });
+                        }
+                    }
+                    let size = document.len() as u64;
+                    if !fits(&documents, bytes, size, &found.session_id) {
+                        stopped_at = Some(entry.name.clone());
+                        break;
+                    }
+                    bytes = bytes.saturating_add(size);
+                    documents.push((found.session_id, document));
+                }
+                let next_page = page.cursor.filter(|_| !page.list_complete);
+                match (stopped_at, exhausted, next_page) {
+                    (Some(resume), _, _) => Some(PackSource::Index(KvPosition {
+                        kv_cursor: at.kv_cursor,
+                        kv_resume_at: Some(resume),
+                    })),
+                    (None, false, Some(cursor)) => Some(PackSource::Index(KvPosition {
+                        kv_cursor: Some(cursor),
+                        kv_resume_at: None,
+                    })),
+                    _ => None,
+                }
+            }
+        };
+        let record = if documents.is_empty() {
+            None
+        } else {
+            let created_at = plan.created_at;
+            let index = step.pack as usize;
+            Some(
+                self.put_pack(&log, &backup_id, created_at, index, &documents)
+                    .await?,
+            )
+        };
+        log.event(
+            "info",
+            "backup pack written",
+            json!({ "backupId": plan.backup_id,
+            "pack": step.pack, "archives": documents.len(), "done": next.is_none() }),
+        );
+        Ok(PackStepReport {
+            record,
+            missing_session_ids: missing,
+            next,
+        })
+    }
+
+    /// Commits a planned backup whose packs are written: its manifest, written only if absent.
+    /// Returns the backup id. Costs 1 R2 put (1 R2 get more when a retried commit finds its own
+    /// manifest) and 1 KV put. Errors: `INVALID_INPUT` naming `packs` when the records are not
+    /// this backup's packs in order, `CORRUPT_DATA` when another manifest has the id.
+    pub async fn commit_backup(&self, step: CommitStep) -> Result<String> {
+        let log = self.begin("commitBackup");
+        let plan = step.plan;
+        let backup_id = BackupId::parse(&plan.backup_id)?;
+        let missing = step
+            .missing_session_ids
+            .iter()
+            .map(|id| SessionId::parse(id))
+            .collect::<Result<Vec<_>>>()?;
+        let mut manifest = PackedManifest::new(
+            backup_id,
+            plan.created_at,
+            BackupKind::Automated,
+            step.packs,
+            missing,
+        );
+        manifest.user_id = plan.user_id.as_deref().map(UserId::parse).transpose()?;
+        manifest.parent_backup_id = plan
+            .parent_backup_id
+            .as_deref()
+            .map(BackupId::parse)
+            .transpose()?;
+        manifest.keep = plan.keep;
+        manifest.high_water_mark_ms = plan.high_water_mark;
+        // The records came back through the Workflow's state: check them as a reader would.
+        let bytes = manifest.encode()?;
+        decode_packed_manifest("packs", &bytes)
+            .map_err(|err| PersistenceError::invalid_input("packs", err.to_string()))?;
+        self.commit_manifest(&log, &manifest).await?;
+        log.event(
+            "info",
+            "backup committed",
+            json!({ "backupId": plan.backup_id,
+            "packs": manifest.packs.len(), "sessions": manifest.session_ids.len() }),
+        );
+        Ok(plan.backup_id)
+    }
+
+    /// Every archive (session and SHA-256 of its document) held by the backups `plan` is
+    /// incremental to that may hold archives made after `plan.since`: the parent, and its own
+    /// parents as long as they were made after `since` (backups made within [`INDEX_LAG_MS`] of
+    /// each other). Costs 1 R2 get per backup read.
+    async fn parent_archives(
+        &self,
+        log: &OpLog<'_>,
+        plan: &BackupPlan,
+    ) -> Result<HashSet<(SessionId, String)>> {
+        let mut held = HashSet::new();
+        let mut next = plan.parent_backup_id.clone();
+        let mut seen = HashSet::new();
+        while let Some(id) = next.take() {
+            if !seen.insert(id.clone()) {
+                break;
+            }
+            let key = backup_manifest_object_key(&BackupId::parse(&id)?);
+            let Some(object) = self.r2_get(log, &key).await? else {
+                return Err(PersistenceError::NotFound { key });
+            };
+            let manifest = decode_packed_manifest(&key, &object.body)?;
+            if plan
+                .since
+                .is_none_or(|since| manifest.created_at_ms > since)
+            {
+                next = manifest.parent_backup_id.map(|id| id.to_string());
+            }
+            let entries = manifest.packs.into_iter().flat_map(|pack| pack.sessions);
+            held.extend(entries.map(|entry| (entry.session_id, entry.sha256)));
+        }
+        Ok(held)
+    }
+
+    /// The archive object under `key`, as read for a backup; `None` when it is gone.
+    async fn fetch_archive_by_key(
+        &self,
+        log: &OpLog<'_>,
+        key: &str,
+    ) -> Result<Option<FetchedArchive>> {
+        let Some(object) = self.r2_get(log, key).await? else {
+            return Ok(None);
+        };
+        let expected_sha256 = recorded_sha256(&object.meta).map(str::to_owned);
+        Ok(Some(FetchedArchive {
+            key: key.to_owned(),
+            read_limit: self.policy.max_archive_size_bytes,
+            expected_sha256,
+            body: object.body,
+        }))
+    }
+}

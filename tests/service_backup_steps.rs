@@ -1,0 +1,235 @@
+//! The automated backup's steps (plan, one pack per step, commit) over the in-memory stores,
+//! driven as the backup Workflow drives them: packs bounded per step, idempotent retries,
+//! incremental backups, and nothing visible before the commit.
+
+#[allow(dead_code)]
+mod common;
+
+use serde_json::{json, Value};
+use supportbot_persistence::keys::{backup_manifest_object_key, backup_pack_key, BackupId};
+use supportbot_persistence::service::{
+    BackupPlan, BackupRequest, CommitStep, PackStep, PackStepReport, INDEX_LAG_MS,
+};
+use supportbot_persistence::store::memory::{block_on, MemoryStores};
+use supportbot_persistence::store::Clock;
+
+use common::{lose_all_archives, memory_at, quiet_service, session_at, Service, T0};
+
+struct Desk {
+    stores: MemoryStores,
+    service: Service,
+}
+
+impl Desk {
+    fn new() -> Self {
+        let stores = MemoryStores::new(T0, 11);
+        let service = quiet_service(&stores);
+        Desk { stores, service }
+    }
+
+    fn archive(&self, sid: &str, user: Option<&str>) {
+        let now = self.stores.clock.now_ms();
+        let memory = memory_at(sid, "a question about my order", [now - 1_000, now]);
+        let session = session_at(sid, user, now - 1_000, now);
+        block_on(
+            self.service
+                .archive_conversation(&memory.to_string(), &session.to_string()),
+        )
+        .unwrap();
+        self.stores.clock.advance_ms(1_500);
+    }
+
+    /// The pack steps of `plan` until the source is exhausted, each run twice (a retry) to
+    /// check it writes the same pack; their reports.
+    fn pack_steps(&self, plan: &BackupPlan) -> Vec<PackStepReport> {
+        let mut reports = Vec::new();
+        let mut from = None;
+        loop {
+            let written = reports
+                .iter()
+                .filter(|r: &&PackStepReport| r.record.is_some());
+            let step = PackStep {
+                plan: plan.clone(),
+                pack: written.count() as u32,
+                from: from.clone(),
+            };
+            let report = block_on(self.service.backup_pack(step.clone())).unwrap();
+            let written = self.stores.snapshot();
+            self.stores.clock.advance_ms(1_500);
+            let retried = block_on(self.service.backup_pack(step)).unwrap();
+            assert_eq!(retried, report, "a retried step does the same");
+            if let Some(record) = &report.record {
+                let again = &self.stores.snapshot().r2[&record.key];
+                assert_eq!(again.body, written.r2[&record.key].body, "same bytes");
+            }
+            from = report.next.clone();
+            reports.push(report);
+            if from.is_none() {
+                return reports;
+            }
+        }
+    }
+
+    /// A whole automated backup of `request`: its id and its steps' reports.
+    fn backup(&self, request: BackupRequest, max_sessions: u32) -> (String, Vec<PackStepReport>) {
+        let plan = block_on(self.service.plan_backup(request, max_sessions)).unwrap();
+        let reports = self.pack_steps(&plan);
+        let commit = CommitStep {
+            plan: plan.clone(),
+            packs: reports.iter().filter_map(|r| r.record.clone()).collect(),
+            missing_session_ids: reports
+                .iter()
+                .flat_map(|r| r.missing_session_ids.clone())
+                .collect(),
+        };
+        let id = block_on(self.service.commit_backup(commit)).unwrap();
+        self.stores.clock.advance_ms(1_500);
+        (id, reports)
+    }
+
+    fn manifest(&self, id: &str) -> Value {
+        let key = backup_manifest_object_key(&BackupId::parse(id).unwrap());
+        serde_json::from_slice(&self.stores.snapshot().r2[&key].body).unwrap()
+    }
+
+    fn sessions_of(&self, id: &str) -> Vec<String> {
+        let ids = self.manifest(id)["sessionIds"].as_array().unwrap().clone();
+        let mut ids: Vec<String> = ids.iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+        ids.sort();
+        ids
+    }
+}
+
+fn sids(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|n| format!("s-{n:02}")).collect()
+}
+
+#[test]
+fn the_whole_store_is_backed_up_a_bounded_pack_per_step_and_restores() {
+    let desk = Desk::new();
+    for sid in sids(0..7) {
+        desk.archive(&sid, Some("u-1"));
+    }
+    let (id, reports) = desk.backup(BackupRequest::default(), 3);
+    let sizes: Vec<usize> = reports
+        .iter()
+        .map(|r| r.record.as_ref().map_or(0, |p| p.sessions.len()))
+        .collect();
+    assert_eq!(sizes, [3, 3, 1]);
+    let manifest = desk.manifest(&id);
+    assert_eq!(manifest["kind"], json!("automated"));
+    assert!(manifest.get("parentBackupId").is_none());
+    assert_eq!(desk.sessions_of(&id), sids(0..7));
+    for index in 0..3 {
+        let key = backup_pack_key(&BackupId::parse(&id).unwrap(), index);
+        assert!(desk.stores.snapshot().r2.contains_key(&key), "{key}");
+    }
+    lose_all_archives(&desk.stores);
+    let mut restored = block_on(desk.service.restore_from_backup(&id, None)).unwrap();
+    restored.sort();
+    assert_eq!(restored, sids(0..7));
+}
+
+#[test]
+fn an_incremental_backup_holds_what_was_archived_after_the_last_one() {
+    let desk = Desk::new();
+    for sid in sids(0..4) {
+        desk.archive(&sid, None);
+    }
+    let (full, _) = desk.backup(BackupRequest::default(), 10);
+    // Three more archives, right after: the first four are within the high-water mark's lag,
+    // listed again, and skipped because the parent holds them.
+    for sid in sids(4..7) {
+        desk.archive(&sid, None);
+    }
+    let (incremental, _) = desk.backup(BackupRequest::default(), 2);
+    let manifest = desk.manifest(&incremental);
+    assert_eq!(manifest["parentBackupId"], json!(full));
+    assert_eq!(desk.sessions_of(&incremental), sids(4..7));
+    // Restoring the incremental one restores its parent first.
+    lose_all_archives(&desk.stores);
+    let mut restored = block_on(desk.service.restore_from_backup(&incremental, None)).unwrap();
+    restored.sort();
+    assert_eq!(restored, sids(0..7));
+    // Long after, with nothing new: an empty incremental backup of the second.
+    desk.stores.clock.advance_ms(INDEX_LAG_MS as u64 + 60_000);
+    let (third, _) = desk.backup(BackupRequest::default(), 2);
+    assert_eq!(desk.manifest(&third)["parentBackupId"], json!(incremental));
+    assert_eq!(desk.sessions_of(&third), Vec::<String>::new());
+}
+
+#[test]
+fn given_sessions_and_one_users_archives_are_backed_up_alone() {
+    let desk = Desk::new();
+    desk.archive("mine-1", Some("alice"));
+    desk.archive("theirs", Some("bob"));
+    desk.archive("mine-2", Some("alice"));
+    let request = BackupRequest {
+        user_id: Some("alice".into()),
+        ..BackupRequest::default()
+    };
+    let (id, _) = desk.backup(request, 1);
+    assert_eq!(desk.sessions_of(&id), ["mine-1", "mine-2"]);
+    assert_eq!(desk.manifest(&id)["userId"], json!("alice"));
+    let request = BackupRequest {
+        session_ids: Some(vec!["theirs".into(), "gone".into(), "mine-1".into()]),
+        ..BackupRequest::default()
+    };
+    let (id, reports) = desk.backup(request, 1);
+    assert_eq!(desk.sessions_of(&id), ["mine-1", "theirs"]);
+    assert_eq!(desk.manifest(&id)["missingSessionIds"], json!(["gone"]));
+    assert_eq!(reports.len(), 3);
+}
+
+#[test]
+fn nothing_is_visible_before_the_commit_and_bad_plans_are_refused() {
+    let desk = Desk::new();
+    desk.archive("s-1", None);
+    let plan = block_on(desk.service.plan_backup(BackupRequest::default(), 5)).unwrap();
+    let reports = desk.pack_steps(&plan);
+    assert_eq!(reports.len(), 1);
+    // Packs written, no manifest: no backup.
+    let err = block_on(desk.service.restore_from_backup(&plan.backup_id, None)).unwrap_err();
+    assert_eq!(err.code(), "NOT_FOUND");
+    // A commit with packs that are not this backup's, in order, is refused.
+    let mut packs: Vec<_> = reports.iter().filter_map(|r| r.record.clone()).collect();
+    packs[0].key = "backups/other/pack-0.json.gz".into();
+    let commit = CommitStep {
+        plan: plan.clone(),
+        packs,
+        missing_session_ids: vec![],
+    };
+    let err = block_on(desk.service.commit_backup(commit)).unwrap_err();
+    assert_eq!(err.code(), "INVALID_INPUT", "{err}");
+    for (request, field) in [
+        (
+            BackupRequest {
+                session_ids: Some(vec![]),
+                ..Default::default()
+            },
+            "sessionIds",
+        ),
+        (
+            BackupRequest {
+                session_ids: Some(vec!["s-1".into()]),
+                since: Some(1),
+                ..Default::default()
+            },
+            "sessionIds",
+        ),
+    ] {
+        let err = block_on(desk.service.plan_backup(request, 5)).unwrap_err();
+        assert_eq!(err.code(), "INVALID_INPUT", "{err}");
+        assert!(err.to_string().contains(field), "{err}");
+    }
+    let request = BackupRequest {
+        user_id: Some("bad\nuser".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        block_on(desk.service.plan_backup(request, 5))
+            .unwrap_err()
+            .code(),
+        "INVALID_ID"
+    );
+}
