@@ -6,11 +6,16 @@ import type {
   ArchiveMetadata,
   ArchivedConversation,
   BackupOptions,
+  BackupPlan,
+  BackupRequest,
   ConversationMemory,
   DataRetentionPolicy,
   HealthReport,
   MigrationReport,
   MigrationRunOptions,
+  PackRecord,
+  PackSource,
+  PackStepReport,
   PersistenceBindings,
   PersistenceOptions,
   ReindexReport,
@@ -350,6 +355,30 @@ export class DataPersistenceService {
    */
   async restoreFromBackup(backupId: string, options: BackupOptions = {}): Promise<string[]> {
     return this.#core.restoreFromBackup(String(backupId), ownerOption(options));
+  }
+
+  /**
+   * The first step of an automated backup (`BackupWorkflow`): its id and time and, for a backup
+   * of the whole store without `since`, the last automated backup it is incremental to. Each
+   * pack step then reads at most `maxSessions` archives (one storage call each). Costs 1 KV list
+   * per 1000 backups and 1 R2 get (incremental backups only).
+   */
+  async planBackup(request: BackupRequest = {}, maxSessions = 40): Promise<BackupPlan> {
+    return JSON.parse(await this.#core.planBackup(toJson("request", request), maxSessions)) as BackupPlan;
+  }
+
+  /**
+   * One pack step of a planned backup: writes the next pack from `from` (the previous step's
+   * `next`; null first) as pack number `pack` (the count of packs written before). Idempotent.
+   * Costs 1 R2 get per archive (plus 1 KV list, or 1 KV get per given session) and 1 R2 put.
+   */
+  async backupPack(plan: BackupPlan, pack: number, from: PackSource | null): Promise<PackStepReport> {
+    return JSON.parse(await this.#core.backupPack(toJson("step", { plan, pack, from }))) as PackStepReport;
+  }
+
+  /** The last step of a planned backup: writes its manifest (the commit point) if absent; resolves to the backup id. Costs 1 R2 put, 1 KV put. */
+  async commitBackup(plan: BackupPlan, packs: PackRecord[], missingSessionIds: string[] = []): Promise<string> {
+    return this.#core.commitBackup(toJson("commit", { plan, packs, missingSessionIds }));
   }
 
   /** Deletes what the policy says has expired, page by page; resumes where a time-boxed run stopped. */

@@ -19,4 +19,6 @@ export interface PersistenceEnv {
   PERSISTENCE_HASH_SECRET?: string;
   /** Read by optionsFromEnv: `"true"` turns on `debug` logging. */
   PERSISTENCE_DEBUG?: string;
+  /** Archives one BackupWorkflow pack step reads (default 40: one storage call each). */
+  BACKUP_STEP_ARCHIVES?: string;
 }

@@ -263,3 +263,50 @@ export interface ReindexReport {
   resumed: boolean;
   storageCalls: number;
 }
+
+/** What an automated backup backs up (the `BackupWorkflow`'s parameters). */
+export interface BackupRequest {
+  /** The archives made after this time (epoch ms); default: after the last automated backup's high-water mark (all, for the first). */
+  since?: number;
+  /** These sessions' newest archives instead of an index (not with `since` or `userId`). */
+  sessionIds?: string[];
+  /** This user's archives, in a backup only they may restore. */
+  userId?: string;
+  /** Keep the backup whatever the backup retention policy says. */
+  keep?: boolean;
+}
+
+/** One pack of a backup as its manifest records it (docs/FORMAT.md, "Manifest (format 2)"). */
+export interface PackRecord {
+  key: string;
+  sha256: string;
+  storedSize: number;
+  totalSize: number;
+  sessions: { sessionId: string; sha256: string; size: number }[];
+}
+
+/** The plan step's result: what every later step of one automated backup is given. */
+export interface BackupPlan {
+  backupId: string;
+  createdAt: number;
+  since: number | null;
+  parentBackupId: string | null;
+  parentCreatedAt: number | null;
+  highWaterMark: number | null;
+  userId: string | null;
+  sessionIds: string[] | null;
+  keep: boolean;
+  maxSessions: number;
+}
+
+/** Where the next pack step of a backup continues. */
+export type PackSource = { sessions: string[] } | { index: { kvCursor: string | null; kvResumeAt?: string } };
+
+/** What one pack step did. */
+export interface PackStepReport {
+  /** The pack written; null when nothing was (left) to back up. */
+  record: PackRecord | null;
+  missingSessionIds: string[];
+  /** Where the next step continues; null once everything is backed up. */
+  next: PackSource | null;
+}

@@ -8,6 +8,7 @@ import {
   isPersistenceError,
   optionsFromEnv,
   policyFromEnv,
+  type BackupRequest,
   type DataRetentionPolicy,
   type PersistenceEnv,
   type PersistenceOptions,
@@ -29,6 +30,10 @@ export interface ExampleEnv extends PersistenceEnv {
    * retries included; see retentionCallBudget.
    */
   RETENTION_STORAGE_CALLS?: string;
+  /** The automated backups (wrangler.toml `[[workflows]]`), one started per BACKUP_INTERVAL_HOURS. */
+  BACKUP_WORKFLOW: Workflow<BackupRequest>;
+  /** Hours between automated backups (default 24). */
+  BACKUP_INTERVAL_HOURS?: string;
 }
 
 /** Shortest AUTH_SECRET accepted. */

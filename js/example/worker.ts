@@ -3,10 +3,11 @@
 // the built dist/). Routes live in routes.ts, token checks in auth.ts.
 import { runtime, type ExampleEnv } from "./config.js";
 import { errorResponse, toHttpError } from "./http.js";
+import { startScheduledBackup } from "./backup.js";
 import { runScheduledRetention } from "./retention.js";
 import { route } from "./routes.js";
 
-export { SessionMemoryDO } from "supportbot-persistence";
+export { BackupWorkflow, SessionMemoryDO } from "supportbot-persistence";
 
 export default {
   async fetch(request: Request, env: ExampleEnv): Promise<Response> {
@@ -18,6 +19,11 @@ export default {
   },
 
   async scheduled(controller: ScheduledController, env: ExampleEnv): Promise<void> {
-    await runScheduledRetention(controller.cron, env);
+    // Independent: a failed sweep does not stop the backup, nor the other way round.
+    const [retention, backup] = await Promise.allSettled([
+      runScheduledRetention(controller.cron, env),
+      startScheduledBackup(env, controller.scheduledTime),
+    ]);
+    for (const outcome of [retention, backup]) if (outcome.status === "rejected") throw outcome.reason;
   },
 } satisfies ExportedHandler<ExampleEnv>;

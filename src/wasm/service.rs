@@ -120,6 +120,15 @@ fn utf8(field: &str, bytes: Vec<u8>) -> Result<String, PersistenceError> {
         .map_err(|err| PersistenceError::invalid_input(field, format!("is not UTF-8: {err}")))
 }
 
+/// `text` read as a `T`; INVALID_INPUT naming `field` and what does not fit.
+fn from_json<T: serde::de::DeserializeOwned>(
+    field: &str,
+    text: &str,
+) -> Result<T, PersistenceError> {
+    serde_json::from_str(text)
+        .map_err(|err| PersistenceError::invalid_input(field, err.to_string()))
+}
+
 /// `null` for absent (wasm-bindgen would give `undefined`, which the API does not promise).
 fn json_or_null(found: Option<String>) -> JsValue {
     found.map_or(JsValue::NULL, JsValue::from)
@@ -303,6 +312,41 @@ impl BoundService {
                 .into_iter()
                 .map(JsValue::from)
                 .collect::<js_sys::Array>())
+        })
+    }
+
+    /// The plan step of an automated backup (`BackupWorkflow`): its id, time, and what it is
+    /// incremental to, as JSON text, for the request (JSON text: `{since?, sessionIds?,
+    /// userId?, keep?}`) and `max_sessions` archives per pack step.
+    #[wasm_bindgen(js_name = planBackup)]
+    pub fn plan_backup(&self, request_json: String, max_sessions: f64) -> Promise {
+        spawn(&self.service, Operation::Backup, async move |service| {
+            let request = from_json("request", &request_json)?;
+            let max_sessions = integer_arg("maxSessions", max_sessions, 1, u32::MAX.into())?;
+            // At most u32::MAX: checked above.
+            let plan = service.plan_backup(request, max_sessions as u32).await?;
+            Ok(json_text(&plan))
+        })
+    }
+
+    /// One pack step of an automated backup (JSON text `{plan, pack, from}`); its report as
+    /// JSON text.
+    #[wasm_bindgen(js_name = backupPack)]
+    pub fn backup_pack(&self, step_json: String) -> Promise {
+        spawn(&self.service, Operation::Backup, async move |service| {
+            let report = service.backup_pack(from_json("step", &step_json)?).await?;
+            Ok(json_text(&report))
+        })
+    }
+
+    /// The commit step of an automated backup (JSON text `{plan, packs, missingSessionIds}`);
+    /// resolves to the backup id.
+    #[wasm_bindgen(js_name = commitBackup)]
+    pub fn commit_backup(&self, commit_json: String) -> Promise {
+        spawn(&self.service, Operation::Backup, async move |service| {
+            service
+                .commit_backup(from_json("commit", &commit_json)?)
+                .await
         })
     }
 

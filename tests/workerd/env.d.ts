@@ -1,12 +1,15 @@
 // Bindings of wrangler.toml as seen by tests (`import { env } from "cloudflare:workers"`).
 /// <reference types="@cloudflare/vitest-plugin/types" />
-import type { PersistenceEnv } from "supportbot-persistence";
+import type { BackupRequest, PersistenceEnv } from "supportbot-persistence";
 
 declare global {
   namespace Cloudflare {
     interface GlobalProps {
       mainModule: typeof import("../../js/example/worker.js");
     }
-    interface Env extends PersistenceEnv {}
+    interface Env extends PersistenceEnv {
+      BACKUP_WORKFLOW: Workflow<BackupRequest>;
+      BACKUP_INTERVAL_HOURS?: string;
+    }
   }
 }

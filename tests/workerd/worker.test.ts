@@ -279,16 +279,23 @@ describe("the cron handler", () => {
     const logged = vi.spyOn(console, "log");
     try {
       const controller = createScheduledController({ cron: "0 */6 * * *" });
+      // The cron also starts this interval's backup (tests/workerd/backup_workflow.test.ts): one line each.
+      const lastOf = (prefix: string) =>
+        logged.mock.calls
+          .map((call) => JSON.parse(String(call[0])) as { event?: string; storageCalls?: number })
+          .filter((line) => line.event?.startsWith(prefix))
+          .at(-1);
       await worker.scheduled(controller, testEnv);
-      const first = JSON.parse(String(logged.mock.calls.at(-1)?.[0]));
+      const first = lastOf("retention_")!;
       expect(first).toMatchObject({ event: "retention_run", cron: "0 */6 * * *", complete: true });
+      expect(lastOf("backup_")).toMatchObject({ event: expect.stringMatching(/^backup_(started|skipped)$/) });
       // RETENTION_STORAGE_CALLS 45 = 2 own calls + 21 calls of up to 2 attempts each.
       expect(first.storageCalls).toBeLessThanOrEqual(21);
       expect(first).not.toHaveProperty("keys");
       expect(Number(await env.CHAT_KV.get(LAST_RUN_KEY))).toBeGreaterThan(Date.now() - 60_000);
 
       await worker.scheduled(controller, testEnv);
-      const second = JSON.parse(String(logged.mock.calls.at(-1)?.[0]));
+      const second = lastOf("retention_")!;
       expect(second).toMatchObject({ event: "retention_skipped", cleanupIntervalMs: 3_600_000 });
     } finally {
       logged.mockRestore();

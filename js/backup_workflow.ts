@@ -1,0 +1,57 @@
+// BackupWorkflow: an automated backup of any size as a Cloudflare Workflow. One step plans it,
+// one step per pack writes a bounded pack (so no invocation's memory, CPU or subrequests grow
+// with the backup), the last step commits the manifest. The platform persists each step's
+// result and retries a failed step; every step is idempotent (docs/FORMAT.md, "Backups").
+import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep } from "cloudflare:workers";
+import { DataPersistenceService, optionsFromEnv, policyFromEnv } from "./api.js";
+import type { PersistenceEnv } from "./env.js";
+import type { BackupRequest, PackRecord, PackSource } from "./types.js";
+
+/** Archives one pack step reads when `BACKUP_STEP_ARCHIVES` is unset: one storage call each, within the free plan's 50 subrequests with retries. */
+export const DEFAULT_STEP_ARCHIVES = 40;
+
+/** What a finished backup instance reports (its `output`). */
+export interface BackupOutcome {
+  backupId: string;
+  packs: number;
+  archives: number;
+  missingSessionIds: string[];
+  parentBackupId: string | null;
+}
+
+/** The archives one pack step may read: `BACKUP_STEP_ARCHIVES` (a positive integer), else the default. */
+function stepArchives(env: PersistenceEnv): number {
+  const text = env.BACKUP_STEP_ARCHIVES;
+  if (text === undefined || text === "") return DEFAULT_STEP_ARCHIVES;
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 1) throw new Error(`INVALID_CONFIG: BACKUP_STEP_ARCHIVES: ${JSON.stringify(text)} is not a positive integer`);
+  return value;
+}
+
+/**
+ * Backs up, given `{ since?, sessionIds?, userId?, keep? }`, the archives made since the last
+ * automated backup (incrementally; all of them the first time), or the given sessions, or one
+ * user's: one pack per step, then the manifest. An instance that dies before its last step leaves
+ * no visible backup; retention sweeps its packs.
+ */
+export class BackupWorkflow extends WorkflowEntrypoint<PersistenceEnv, BackupRequest> {
+  override async run(event: Readonly<WorkflowEvent<BackupRequest>>, step: WorkflowStep): Promise<BackupOutcome> {
+    const service = new DataPersistenceService(this.env, policyFromEnv(this.env), optionsFromEnv(this.env));
+    const request = event.payload ?? {};
+    const plan = await step.do("plan", async () => service.planBackup(request, stepArchives(this.env)));
+    const packs: PackRecord[] = [];
+    const missingSessionIds: string[] = [];
+    let from: PackSource | null = null;
+    // Step names are deterministic, so a replay after a failure finds each finished step's result.
+    for (let n = 0; ; n++) {
+      const report = await step.do(`pack ${n}`, async () => service.backupPack(plan, packs.length, from));
+      if (report.record) packs.push(report.record);
+      missingSessionIds.push(...report.missingSessionIds);
+      from = report.next;
+      if (from === null) break;
+    }
+    const backupId = await step.do("commit", async () => service.commitBackup(plan, packs, missingSessionIds));
+    const archives = packs.reduce((sum, pack) => sum + pack.sessions.length, 0);
+    return { backupId, packs: packs.length, archives, missingSessionIds, parentBackupId: plan.parentBackupId };
+  }
+}
