@@ -193,6 +193,22 @@ test("the walkthrough, over HTTP against wrangler dev", async () => {
   assert.equal(cron.status, 200, await cron.text());
   const logged = await waitFor(() => /"event":"retention_run"/.test(output));
   assert.ok(logged, `no retention_run log line in:\n${output}`);
+  // ... and starts this interval's automated backup (BackupWorkflow), which commits a backup.
+  const started = await waitFor(() => /"event":"backup_started"/.test(output));
+  assert.ok(started, `no backup_started log line in:\n${output}`);
+  const instanceId = /"event":"backup_started","instanceId":"([^"]+)"/.exec(output)[1];
+  const explorer = `${base}/cdn-cgi/local/explorer/api/workflows/supportbot-backup/instances/${instanceId}`;
+  let instance;
+  const finished = await waitFor(async () => {
+    instance = (await (await fetch(explorer)).json()).result;
+    return instance?.status === "complete" || instance?.status === "errored";
+  }, 30_000);
+  assert.ok(finished, `instance ${instanceId}: ${JSON.stringify(instance)}`);
+  assert.equal(instance.status, "complete", JSON.stringify(instance.error));
+  // Its last step committed the manifest of every archive so far, a pack per step.
+  assert.match(instance.output.backupId, /^backup_\d{13}_[0-9a-f]+$/);
+  assert.ok(instance.output.archives >= 1 && instance.output.packs >= 1, JSON.stringify(instance.output));
+  assert.deepEqual(instance.steps.map((step) => step.name.replace(/-\d+$/, "")).filter((name) => !name.startsWith("pack")), ["plan", "commit"]);
 
   // Forged tokens and another user's session.
   const forged = await mintToken("alice", "not-the-secret-but-long-enough-000000000");
@@ -212,7 +228,7 @@ test("the walkthrough, over HTTP against wrangler dev", async () => {
 async function waitFor(predicate, timeoutMs = 5000) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (predicate()) return true;
+    if (await predicate()) return true;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   return predicate();
