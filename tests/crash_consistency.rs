@@ -146,6 +146,21 @@ impl World {
         Self::over(stores, service)
     }
 
+    /// Asserts that the visible backup `id` has its `packs` packs and, once every archive is
+    /// lost, restores the three sessions of `backup_world` as acknowledged.
+    fn assert_backup_restores(&self, context: &str, id: &str, packs: u32) {
+        let stored = self.stores.snapshot();
+        for index in 0..packs {
+            let key = backup_pack_key(&BackupId::parse(id).unwrap(), index);
+            assert!(stored.r2.contains_key(&key), "{context}: no {key}");
+        }
+        self.lose_all_archives();
+        self.stores.clock.advance_ms(RECOVERY_MS);
+        let restored = self.restore(id).unwrap();
+        assert_eq!(restored, ["s-1", "s-2", "s-3"], "{context}");
+        self.assert_acknowledged_retrievable(&format!("{context}, restored"));
+    }
+
     fn over(stores: MemoryStores, service: Service) -> Self {
         World {
             stores,
@@ -458,19 +473,7 @@ fn create_backup_faults_across_packs_never_expose_an_incomplete_backup() {
         }
         assert!(visible.len() <= 1, "{context}: {visible:?}");
         for id in &visible {
-            let backup_id = BackupId::parse(id).unwrap();
-            for index in 0..3 {
-                let key = backup_pack_key(&backup_id, index);
-                assert!(after.r2.contains_key(&key), "{context}: no {key}");
-            }
-            world.lose_all_archives();
-            world.stores.clock.advance_ms(RECOVERY_MS);
-            assert_eq!(
-                world.restore(id).unwrap(),
-                ["s-1", "s-2", "s-3"],
-                "{context}"
-            );
-            world.assert_acknowledged_retrievable(&format!("{context}, restored"));
+            world.assert_backup_restores(&context, id, 3);
         }
     }
 }
@@ -522,16 +525,7 @@ fn create_backup_faults_never_expose_an_incomplete_backup() {
         // Whatever is visible is complete: its data is there and it restores every session.
         world.assert_no_entry_points_at_a_missing_object(&context);
         for id in &visible {
-            let pack_key = backup_pack_key(&BackupId::parse(id).unwrap(), 0);
-            assert!(after.r2.contains_key(&pack_key), "{context}: no {pack_key}");
-            world.lose_all_archives();
-            world.stores.clock.advance_ms(RECOVERY_MS);
-            assert_eq!(
-                world.restore(id).unwrap(),
-                ["s-1", "s-2", "s-3"],
-                "{context}"
-            );
-            world.assert_acknowledged_retrievable(&format!("{context}, restored"));
+            world.assert_backup_restores(&context, id, 1);
         }
     }
 }

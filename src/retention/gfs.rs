@@ -181,6 +181,16 @@ mod tests {
     /// 2026-06-01T12:00:00Z, a Monday.
     const JUNE_1: i64 = 1_780_315_200_000;
 
+    /// A policy keeping the last `last`, `daily` days, `weekly` weeks and `monthly` months.
+    fn keep(last: u32, daily: u32, weekly: u32, monthly: u32) -> GfsPolicy {
+        GfsPolicy {
+            keep_last: last,
+            keep_daily: daily,
+            keep_weekly: weekly,
+            keep_monthly: monthly,
+        }
+    }
+
     fn version(id: &str, created_at_ms: i64) -> BackupVersion {
         BackupVersion {
             id: id.into(),
@@ -213,12 +223,7 @@ mod tests {
         let backups: Vec<BackupVersion> = (0..10)
             .map(|n| version(&format!("b{n}"), JUNE_1 + 6 * 3_600_000 - n * DAY / 2))
             .collect();
-        let policy = GfsPolicy {
-            keep_last: 1,
-            keep_daily: 3,
-            keep_weekly: 2,
-            keep_monthly: 2,
-        };
+        let policy = keep(1, 3, 2, 2);
         use KeepReason::*;
         assert_eq!(
             kept(&plan_backups(&policy, &backups)),
@@ -237,12 +242,7 @@ mod tests {
     fn a_rule_with_count_left_keeps_the_oldest_backup() {
         // Two backups on one day: daily 3 keeps the newest, and the oldest as the history's end.
         let backups = [version("new", JUNE_1 + 1), version("old", JUNE_1)];
-        let policy = GfsPolicy {
-            keep_last: 0,
-            keep_daily: 3,
-            keep_weekly: 0,
-            keep_monthly: 0,
-        };
+        let policy = keep(0, 3, 0, 0);
         let fates = plan_backups(&policy, &backups);
         assert!(fates.iter().all(BackupFate::kept), "{fates:?}");
     }
@@ -259,12 +259,7 @@ mod tests {
         backups[1].parent = Some("full".into());
         backups[2].parent = Some("inc-1".into());
         backups[3].pinned = true;
-        let policy = GfsPolicy {
-            keep_last: 1,
-            keep_daily: 0,
-            keep_weekly: 0,
-            keep_monthly: 0,
-        };
+        let policy = keep(1, 0, 0, 0);
         use KeepReason::*;
         assert_eq!(
             kept(&plan_backups(&policy, &backups)),
@@ -281,15 +276,7 @@ mod tests {
     fn a_policy_of_zeros_deletes_everything_but_pinned_backups() {
         let mut backups = vec![version("a", JUNE_1), version("b", JUNE_1 - DAY)];
         backups[1].pinned = true;
-        let fates = plan_backups(
-            &GfsPolicy {
-                keep_last: 0,
-                keep_daily: 0,
-                keep_weekly: 0,
-                keep_monthly: 0,
-            },
-            &backups,
-        );
+        let fates = plan_backups(&keep(0, 0, 0, 0), &backups);
         assert_eq!(kept(&fates), [("b", vec![KeepReason::Pinned])]);
     }
 
@@ -301,12 +288,7 @@ mod tests {
         let mut dangling = version("z", JUNE_1 - 2 * DAY);
         dangling.parent = Some("gone".into());
         backups.push(dangling);
-        let policy = GfsPolicy {
-            keep_last: 3,
-            keep_daily: 0,
-            keep_weekly: 0,
-            keep_monthly: 0,
-        };
+        let policy = keep(3, 0, 0, 0);
         let fates = plan_backups(&policy, &backups);
         assert_eq!(fates.len(), 3);
         assert!(fates.iter().all(BackupFate::kept), "{fates:?}");
