@@ -381,6 +381,20 @@ export class DataPersistenceService {
     return this.#core.commitBackup(toJson("commit", { plan, packs, missingSessionIds }));
   }
 
+  /**
+   * What a restore of `backupId` restores, a step at a time (`RestoreWorkflow`): `[backupId,
+   * packs]` of the backups of its chain, oldest first. Reads and checks the manifests only (a
+   * format 1 backup, one bundle, counts as one pack and is verified whole here).
+   */
+  async planRestore(backupId: string, options: BackupOptions = {}): Promise<[string, number][]> {
+    return JSON.parse(await this.#core.planRestore(String(backupId), ownerOption(options))) as [string, number][];
+  }
+
+  /** Restores one pack of a backup, verified before its first write; resolves to its session ids. Idempotent. */
+  async restorePack(backupId: string, pack: number, options: BackupOptions = {}): Promise<string[]> {
+    return this.#core.restorePack(String(backupId), pack, ownerOption(options));
+  }
+
   /** Deletes what the policy says has expired, page by page; resumes where a time-boxed run stopped. */
   async enforceRetentionPolicy(options: RetentionRunOptions = {}): Promise<RetentionReport> {
     return runJob<RetentionReport>(this.#core, "enforceRetentionPolicy", options);

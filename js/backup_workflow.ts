@@ -5,7 +5,7 @@
 import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep } from "cloudflare:workers";
 import { DataPersistenceService, optionsFromEnv, policyFromEnv } from "./api.js";
 import type { PersistenceEnv } from "./env.js";
-import type { BackupRequest, PackRecord, PackSource } from "./types.js";
+import type { BackupRequest, PackRecord, PackSource, RestoreRequest } from "./types.js";
 
 /** Archives one pack step reads when `BACKUP_STEP_ARCHIVES` is unset: one storage call each, within the free plan's 50 subrequests with retries. */
 export const DEFAULT_STEP_ARCHIVES = 40;
@@ -53,5 +53,38 @@ export class BackupWorkflow extends WorkflowEntrypoint<PersistenceEnv, BackupReq
     const backupId = await step.do("commit", async () => service.commitBackup(plan, packs, missingSessionIds));
     const archives = packs.reduce((sum, pack) => sum + pack.sessions.length, 0);
     return { backupId, packs: packs.length, archives, missingSessionIds, parentBackupId: plan.parentBackupId };
+  }
+}
+
+/** What a finished restore instance reports (its `output`). */
+export interface RestoreOutcome {
+  backupId: string;
+  /** The backups restored, oldest first: the chain an incremental backup depends on, then it. */
+  backups: string[];
+  packs: number;
+  restoredSessions: number;
+}
+
+/**
+ * Restores a backup of any size, given `{ backupId, userId? }`: one step reads the chain of
+ * manifests, then one step per pack restores that pack (verified before its first write), the
+ * parents of an incremental backup first. Every step is idempotent, so a retried or repeated
+ * restore writes nothing twice.
+ */
+export class RestoreWorkflow extends WorkflowEntrypoint<PersistenceEnv, RestoreRequest> {
+  override async run(event: Readonly<WorkflowEvent<RestoreRequest>>, step: WorkflowStep): Promise<RestoreOutcome> {
+    const service = new DataPersistenceService(this.env, policyFromEnv(this.env), optionsFromEnv(this.env));
+    const { backupId, userId } = event.payload;
+    const owner = userId === undefined ? {} : { userId };
+    const chain = await step.do("plan", async () => service.planRestore(backupId, owner));
+    const sessions = new Set<string>();
+    let packs = 0;
+    for (const [id, count] of chain) {
+      for (let n = 0; n < count; n++, packs++) {
+        const restored = await step.do(`restore ${id} pack ${n}`, async () => service.restorePack(id, n, owner));
+        for (const session of restored) sessions.add(session);
+      }
+    }
+    return { backupId, backups: chain.map(([id]) => id), packs, restoredSessions: sessions.size };
   }
 }

@@ -310,3 +310,10 @@ export interface PackStepReport {
   /** Where the next step continues; null once everything is backed up. */
   next: PackSource | null;
 }
+
+/** What the `RestoreWorkflow` restores. */
+export interface RestoreRequest {
+  backupId: string;
+  /** Only a backup made for this user (as `restoreFromBackup(id, {userId})`). */
+  userId?: string;
+}

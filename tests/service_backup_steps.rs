@@ -233,3 +233,36 @@ fn nothing_is_visible_before_the_commit_and_bad_plans_are_refused() {
         "INVALID_ID"
     );
 }
+
+#[test]
+fn a_restore_runs_a_pack_at_a_time_along_the_chain() {
+    let desk = Desk::new();
+    for sid in sids(0..5) {
+        desk.archive(&sid, None);
+    }
+    let (full, _) = desk.backup(BackupRequest::default(), 2);
+    for sid in sids(5..7) {
+        desk.archive(&sid, None);
+    }
+    let (incremental, _) = desk.backup(BackupRequest::default(), 2);
+    let chain = block_on(desk.service.plan_restore(&incremental, None)).unwrap();
+    assert_eq!(chain, [(full.clone(), 3), (incremental.clone(), 1)]);
+    lose_all_archives(&desk.stores);
+    let mut restored = Vec::new();
+    for (id, packs) in &chain {
+        for index in 0..*packs {
+            restored.extend(block_on(desk.service.restore_pack(id, index, None)).unwrap());
+        }
+    }
+    restored.sort();
+    assert_eq!(restored, sids(0..7));
+    // Idempotent (the index's order: newest first), and a pack the backup does not have is
+    // refused naming it.
+    assert_eq!(
+        block_on(desk.service.restore_pack(&incremental, 0, None)).unwrap(),
+        ["s-06", "s-05"]
+    );
+    let err = block_on(desk.service.restore_pack(&incremental, 1, None)).unwrap_err();
+    assert_eq!(err.code(), "INVALID_INPUT", "{err}");
+    assert!(err.to_string().contains("pack 1"), "{err}");
+}

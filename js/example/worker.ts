@@ -7,7 +7,7 @@ import { startScheduledBackup } from "./backup.js";
 import { runScheduledRetention } from "./retention.js";
 import { route } from "./routes.js";
 
-export { BackupWorkflow, SessionMemoryDO } from "supportbot-persistence";
+export { BackupWorkflow, RestoreWorkflow, SessionMemoryDO } from "supportbot-persistence";
 
 export default {
   async fetch(request: Request, env: ExampleEnv): Promise<Response> {

@@ -512,6 +512,69 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         }
     }
 
+    /// What a restore of `backup_id` restores, a step at a time (for the restore Workflow): the
+    /// backups of its chain, oldest first, each with its number of packs (a single-bundle
+    /// backup counts as one). Reads and checks the manifests only; with `owner`, as
+    /// [`Self::restore_from_backup`]. Costs 1 R2 get per backup of the chain (the bundle too for
+    /// a single-bundle backup, which is verified whole here).
+    pub async fn plan_restore(
+        &self,
+        backup_id: &str,
+        owner: Option<&str>,
+    ) -> Result<Vec<(String, usize)>> {
+        let log = self.begin("planRestore");
+        let backup_id = BackupId::parse(backup_id)?;
+        let owner = owner.map(UserId::parse).transpose()?;
+        match self
+            .read_verified_backup(&log, &backup_id, owner.as_ref())
+            .await?
+        {
+            ReadBackup::Verified(_) => Ok(vec![(backup_id.to_string(), 1)]),
+            ReadBackup::Packed(manifest) => Ok(self
+                .with_parents(&log, manifest, owner.as_ref())
+                .await?
+                .into_iter()
+                .map(|m| (m.backup_id.to_string(), m.packs.len()))
+                .collect()),
+        }
+    }
+
+    /// Restores pack `index` of backup `backup_id` alone (of a single-bundle backup, index 0
+    /// restores it whole), verified before its first write; returns its sessions. Idempotent.
+    /// Costs 1 R2 get for the manifest and 1 for the pack, then as a restore per session.
+    pub async fn restore_pack(
+        &self,
+        backup_id: &str,
+        index: usize,
+        owner: Option<&str>,
+    ) -> Result<Vec<String>> {
+        let log = self.begin("restorePack");
+        let backup_id = BackupId::parse(backup_id)?;
+        let owner = owner.map(UserId::parse).transpose()?;
+        let archives = match self
+            .read_verified_backup(&log, &backup_id, owner.as_ref())
+            .await?
+        {
+            ReadBackup::Verified(archives) if index == 0 => archives,
+            ReadBackup::Packed(manifest) if index < manifest.packs.len() => {
+                self.read_verified_pack(&log, &manifest, index).await?
+            }
+            _ => {
+                let reason = format!("backup {backup_id} has no pack {index}");
+                return Err(PersistenceError::invalid_input("pack", reason));
+            }
+        };
+        let mut restored = Vec::with_capacity(archives.len());
+        self.write_restored(&log, &archives, &mut restored).await?;
+        log.event(
+            "info",
+            "backup pack restored",
+            json!({ "backupId": backup_id.as_str(),
+            "pack": index, "sessions": restored.len() }),
+        );
+        Ok(restored)
+    }
+
     /// `manifest` and the chain of backups it is incremental to, oldest first, each readable
     /// and `owner`'s (a chain that loops is `CORRUPT_DATA`). Costs 1 R2 get per parent.
     async fn with_parents(

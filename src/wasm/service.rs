@@ -350,6 +350,31 @@ impl BoundService {
         })
     }
 
+    /// What a restore of `backup_id` restores, a step at a time: `[[backupId, packs], ...]` of
+    /// its chain, oldest first, as JSON text.
+    #[wasm_bindgen(js_name = planRestore)]
+    pub fn plan_restore(&self, backup_id: String, user_id: Option<String>) -> Promise {
+        spawn(&self.service, Operation::Restore, async move |service| {
+            let units = service.plan_restore(&backup_id, user_id.as_deref()).await?;
+            Ok(json_text(&units))
+        })
+    }
+
+    /// Restores one pack of a backup; resolves to its session ids.
+    #[wasm_bindgen(js_name = restorePack)]
+    pub fn restore_pack(&self, backup_id: String, pack: f64, user_id: Option<String>) -> Promise {
+        spawn(&self.service, Operation::Restore, async move |service| {
+            let index = integer_arg("pack", pack, 0, u32::MAX.into())? as usize; // Checked.
+            let restored = service
+                .restore_pack(&backup_id, index, user_id.as_deref())
+                .await?;
+            Ok(restored
+                .into_iter()
+                .map(JsValue::from)
+                .collect::<js_sys::Array>())
+        })
+    }
+
     /// The health report as JSON text (never rejects: failures are reported in it).
     #[wasm_bindgen(js_name = healthCheck)]
     pub fn health_check(&self) -> Promise {

@@ -103,13 +103,24 @@ describe("BackupWorkflow", () => {
     }
   }, 300_000);
 
-  it("an incremental backup after 100 more archives holds exactly those 100", async () => {
+  it("an incremental backup after 100 more archives holds exactly those 100, and the RestoreWorkflow restores it with its parent", async () => {
     const more = Array.from({ length: 100 }, (_, i) => `wf-more-${String(i).padStart(3, "0")}`);
-    await archiveAll(more);
+    const originals = await archiveAll(more);
     const { output, manifest } = await runBackup("wf-incremental");
     expect(output.parentBackupId).toBe(full);
     expect(manifest.parentBackupId).toBe(full);
     expect(manifest.sessionIds.slice().sort()).toEqual(more);
+
+    await loseEverything();
+    await using restore = await introspectWorkflowInstance(env.RESTORE_WORKFLOW, "wf-restore");
+    await env.RESTORE_WORKFLOW.create({ id: "wf-restore", params: { backupId: output.backupId } });
+    await restore.waitForStatus("complete");
+    const outcome = (await restore.getOutput()) as { backups: string[]; packs: number; restoredSessions: number };
+    expect(outcome.backups).toEqual([full, output.backupId]);
+    expect(outcome.restoredSessions).toBe(2600);
+    expect(outcome.packs).toBe(Math.ceil(2500 / STEP_ARCHIVES) + manifest.packs.length);
+    for (const id of [more[0]!, more[99]!]) expect(await service.retrieveArchivedConversation(id)).toEqual(originals.get(id));
+    expect(await service.retrieveArchivedConversation(first[1234]!)).not.toBeNull();
   }, 300_000);
 
   it("a step that fails once is retried, and the backup is complete", async () => {

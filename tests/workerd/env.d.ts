@@ -1,6 +1,6 @@
 // Bindings of wrangler.toml as seen by tests (`import { env } from "cloudflare:workers"`).
 /// <reference types="@cloudflare/vitest-plugin/types" />
-import type { BackupRequest, PersistenceEnv } from "supportbot-persistence";
+import type { BackupRequest, PersistenceEnv, RestoreRequest } from "supportbot-persistence";
 
 declare global {
   namespace Cloudflare {
@@ -9,6 +9,7 @@ declare global {
     }
     interface Env extends PersistenceEnv {
       BACKUP_WORKFLOW: Workflow<BackupRequest>;
+      RESTORE_WORKFLOW: Workflow<RestoreRequest>;
       BACKUP_INTERVAL_HOURS?: string;
     }
   }
