@@ -4,6 +4,7 @@ import * as wasm from "./wasm/supportbot_persistence.js";
 import type {
   ArchiveList,
   ArchiveMetadata,
+  ArchiveUIMessagesOptions,
   ArchivedConversation,
   BackupOptions,
   BackupPlan,
@@ -24,6 +25,7 @@ import type {
   SessionState,
   StorageMetrics,
   StorageMetricsOptions,
+  UIMessage,
 } from "./types.js";
 
 export type * from "./types.js";
@@ -200,6 +202,44 @@ function estimatedJsonBytes(messages: unknown[]): number {
   return bytes;
 }
 
+/** About the UTF-8 size of UIMessages' JSON (see estimatedJsonBytes): each part's `text` counts, plus its other fields. */
+function estimatedUIMessageBytes(messages: unknown[]): number {
+  let bytes = 1024;
+  for (const message of messages) {
+    bytes += 256;
+    const parts = (message as { parts?: unknown } | null)?.parts;
+    if (!Array.isArray(parts)) continue;
+    for (const part of parts) {
+      const text = (part as { text?: unknown } | null)?.text;
+      bytes += 128 + (typeof text === "string" ? text.length : 0);
+    }
+  }
+  return bytes;
+}
+
+/** A JsonInput of about `expectedBytes`, filled by `fill`; freed if `fill` throws. */
+function jsonInput(expectedBytes: number, fill: (writer: JsonInputWriter) => void): wasm.JsonInput {
+  const input = new wasm.JsonInput(expectedBytes);
+  try {
+    const writer = new JsonInputWriter(input, expectedBytes);
+    fill(writer);
+    writer.finish();
+    return input;
+  } catch (error) {
+    input.free();
+    throw error;
+  }
+}
+
+/** Writes the items of `array` (the value at `field`) comma-separated, one JSON.stringify each. */
+function writeItems(writer: JsonInputWriter, field: string, array: unknown[]): void {
+  for (let i = 0; i < array.length; i++) {
+    // A hole or undefined is null, as JSON.stringify writes it inside an array.
+    const json = toJson(`${field}[${i}]`, array[i] ?? null);
+    writer.write(i === 0 ? json : `,${json}`);
+  }
+}
+
 /**
  * The memory's JSON text, handed to wasm a message at a time (JsonInput in
  * src/wasm/service.rs), so a large conversation never exists here as one string: V8 keeps
@@ -211,28 +251,35 @@ function memoryInput(memory: unknown): wasm.JsonInput {
   const record = memory as Record<string, unknown> | null;
   const messages = record?.messages;
   const expectedBytes = Array.isArray(messages) ? estimatedJsonBytes(messages) : 0;
-  const input = new wasm.JsonInput(expectedBytes);
-  const writer = new JsonInputWriter(input, expectedBytes);
-  try {
+  return jsonInput(expectedBytes, (writer) => {
     if (typeof memory !== "object" || memory === null || Array.isArray(memory) || !Array.isArray(messages) || typeof record!.toJSON === "function") {
       writer.write(toJson("memory", memory));
     } else {
       const { messages: _messages, ...rest } = record!;
       const restJson = toJson("memory", rest);
       writer.write('{"messages":[');
-      for (let i = 0; i < messages.length; i++) {
-        // A hole or undefined is null, as JSON.stringify writes it inside an array.
-        const json = toJson(`memory.messages[${i}]`, messages[i] ?? null);
-        writer.write(i === 0 ? json : `,${json}`);
-      }
+      writeItems(writer, "memory.messages", messages);
       writer.write(`]${restJson === "{}" ? "" : `,${restJson.slice(1, -1)}`}}`);
     }
-    writer.finish();
-    return input;
-  } catch (error) {
-    input.free();
-    throw error;
-  }
+  });
+}
+
+/**
+ * The JSON text of UIMessages, handed to wasm a message at a time as memoryInput does. The
+ * value is the one JSON.stringify(messages) gives; anything but an array without a toJSON
+ * method is stringified whole, and Rust names what is wrong (`messages: must be an array`).
+ */
+function uiMessagesInput(messages: unknown): wasm.JsonInput {
+  const items = Array.isArray(messages) && typeof (messages as { toJSON?: unknown }).toJSON !== "function" ? messages : null;
+  return jsonInput(items === null ? 0 : estimatedUIMessageBytes(items), (writer) => {
+    if (items === null) {
+      writer.write(toJson("messages", messages));
+    } else {
+      writer.write("[");
+      writeItems(writer, "messages", items);
+      writer.write("]");
+    }
+  });
 }
 
 /** Embeddings cross as one Float64Array copy; Rust rejects NaN and infinities by index. */
@@ -306,6 +353,32 @@ export class DataPersistenceService {
   async retrieveArchivedConversation(sessionId: string): Promise<ArchivedConversation | null> {
     const json: string | null = await this.#core.retrieveArchivedConversation(String(sessionId));
     return json === null ? null : (JSON.parse(json) as ArchivedConversation);
+  }
+
+  /**
+   * Archives AI SDK UIMessages as the conversation of `sessionId`, an archive like any other
+   * (listed, backed up and swept as `archiveConversation`'s): every part and metadata is kept
+   * and `retrieveUIMessages` gives them back as given; topics come from the text parts, the
+   * duration from `metadata.createdAt` (docs/FORMAT.md, "UIMessage conversations"). Resolves to
+   * the archive's R2 key. Bad input is INVALID_INPUT naming the path (`messages[3].parts`),
+   * a bad session or user id INVALID_ID. Costs 1 R2 put and 2-3 KV puts.
+   */
+  async archiveUIMessages<Message extends UIMessage<unknown, { type: string }>>(
+    sessionId: string,
+    messages: readonly Message[],
+    options: ArchiveUIMessagesOptions = {},
+  ): Promise<string> {
+    return this.#core.archiveUIMessages(String(sessionId), uiMessagesInput(messages), toJson("options", options));
+  }
+
+  /**
+   * The newest archive of a session as UIMessages, checksum-verified, or null: those given to
+   * `archiveUIMessages` as they were given; messages archived by `archiveConversation` as
+   * `{id, role, parts: [{type: "text", text: content}], metadata}`. Costs 1 KV get and 1 R2 get.
+   */
+  async retrieveUIMessages<Message extends UIMessage<unknown, { type: string }> = UIMessage>(sessionId: string): Promise<Message[] | null> {
+    const json: string | null = await this.#core.retrieveUIMessages(String(sessionId));
+    return json === null ? null : (JSON.parse(json) as Message[]);
   }
 
   /** One page of archive summaries, newest first (all users when `userId` is omitted). Costs 1 KV list. */

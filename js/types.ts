@@ -43,6 +43,37 @@ export interface ArchivedConversation extends ConversationMemory {
 }
 
 /**
+ * One part of a {@link UIMessage}: an object with a `type` (`"text"`, `"reasoning"`,
+ * `"tool-<name>"`, `"dynamic-tool"`, `"file"`, `"source-url"`, `"source-document"`,
+ * `"data-<name>"`, `"step-start"`, or one a later AI SDK adds). Archives keep every part as
+ * given; only `text` and `reasoning` parts are read (their `text` must be a string).
+ */
+export interface UIMessagePart {
+  type: string;
+  [field: string]: unknown;
+}
+
+/**
+ * An AI SDK (v5 and later) `UIMessage`, structurally: the AI SDK's own `UIMessage` types, with
+ * their metadata, data parts and tools, are assignable to it (this package does not depend on
+ * `ai`). Unknown members are archived and retrieved as given.
+ */
+export interface UIMessage<Metadata = unknown, Part extends { type: string } = UIMessagePart> {
+  id: string;
+  role: "system" | "user" | "assistant";
+  metadata?: Metadata;
+  parts: Part[];
+}
+
+/** Options of `archiveUIMessages`. */
+export interface ArchiveUIMessagesOptions {
+  /** The conversation's user: the archive is listed under it (`listArchivedConversations(userId)`). */
+  userId?: string;
+  /** The archive's summary, as `ConversationMemory.summary` (`""` when omitted). */
+  summary?: string;
+}
+
+/**
  * The fields of one archive's listing entry (from KV list metadata; no storage read per entry).
  * Without an index signature, so Durable Object RPC can carry it ({@link ArchivePage}).
  */

@@ -20,6 +20,7 @@ mod encode;
 mod model;
 mod summary;
 mod topics;
+mod ui_messages;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,10 @@ pub use summary::{
     R2_CUSTOM_METADATA_MAX_BYTES,
 };
 pub use topics::extract_topics;
+pub use ui_messages::{
+    read_ui_messages_input, ui_messages_json, TEXT_PART_SEPARATOR, UI_MESSAGE_FIELD,
+    UI_SESSION_STATUS,
+};
 
 use self::model::check_conversation;
 use crate::codec::fields::{parse_item, FieldError, Fields};

@@ -155,7 +155,8 @@ pub enum Conventions {
 }
 
 impl Conventions {
-    fn missing(self) -> &'static str {
+    /// Why a required value is absent.
+    pub fn missing(self) -> &'static str {
         match self {
             Self::Archive => "is missing",
             Self::Record => "missing",
@@ -393,47 +394,43 @@ pub fn parse_item(text: &str) -> Result<Item<'_, &RawValue>, serde_json::Error> 
 }
 
 /// Reads the object items of an array in one pass, handing each to `read` as it is parsed
-/// (the first [`FieldError`] stops the parse and is kept in `failure`).
-struct ObjectItems<'p, F> {
+/// (the first [`FieldError`] stops the parse and is kept in `failure`); its value is the
+/// number of items. One instance for every caller (`read` is a trait object): each instance of
+/// a serde visitor carries its own copy of the JSON parser, which weighs in the `.wasm`.
+struct ObjectItems<'p, 'de> {
     path: &'p str,
-    read: F,
+    read: &'p mut dyn FnMut(Fields<'de>) -> Result<(), FieldError>,
     failure: &'p mut Option<FieldError>,
 }
 
-impl<'de, T, F> DeserializeSeed<'de> for ObjectItems<'_, F>
-where
-    F: FnMut(Fields<'de>) -> Result<T, FieldError>,
-{
-    type Value = Vec<T>;
+impl<'de> DeserializeSeed<'de> for ObjectItems<'_, 'de> {
+    type Value = usize;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_seq(self)
     }
 }
 
-impl<'de, T, F> Visitor<'de> for ObjectItems<'_, F>
-where
-    F: FnMut(Fields<'de>) -> Result<T, FieldError>,
-{
-    type Value = Vec<T>;
+impl<'de> Visitor<'de> for ObjectItems<'_, 'de> {
+    type Value = usize;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an array")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut count = 0_usize;
         while let Some(item) = seq.next_element::<Item<'de, &'de RawValue>>()? {
-            let path = format!("{}[{}]", self.path, items.len());
-            match Fields::from_item(path, item).and_then(&mut self.read) {
-                Ok(read) => items.push(read),
+            let path = format!("{}[{count}]", self.path);
+            match Fields::from_item(path, item).and_then(&mut *self.read) {
+                Ok(()) => count += 1,
                 Err(err) => {
                     *self.failure = Some(err);
                     return Err(de::Error::custom("an item is not what it must be"));
                 }
             }
         }
-        Ok(items)
+        Ok(count)
     }
 }
 
@@ -490,6 +487,11 @@ impl<'a, M: Member<'a>> Fields<'a, M> {
                 Err(FieldError::new(path, reason))
             }
         }
+    }
+
+    /// The path of this object.
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     /// The path of field `name` of this object.
@@ -628,6 +630,33 @@ impl<'a, M: Member<'a>> Fields<'a, M> {
     }
 }
 
+/// `raw`, which must be an array of objects, read item by item by `read` as each is parsed
+/// (so that the members of all items are never held at once); `path` names the array.
+pub fn object_items<'a, T>(
+    path: impl Into<String>,
+    raw: &'a RawValue,
+    mut read: impl FnMut(Fields<'a>) -> Result<T, FieldError>,
+) -> Result<Vec<T>, FieldError> {
+    let path = path.into();
+    let raw = convert_member(raw, Kind::Array, || path.clone(), Ok)?;
+    let mut items = Vec::new();
+    let mut failure = None;
+    let seed = ObjectItems {
+        path: &path,
+        read: &mut |fields| {
+            items.push(read(fields)?);
+            Ok(())
+        },
+        failure: &mut failure,
+    };
+    let parsed = seed.deserialize(&mut serde_json::Deserializer::from_str(raw.get()));
+    match (parsed, failure) {
+        (_, Some(err)) => Err(err),
+        (Ok(_), None) => Ok(items),
+        (Err(err), None) => Err(FieldError::new(path, not_json(err))),
+    }
+}
+
 impl<'a> Fields<'a> {
     /// A required array of objects, each read by `read` as soon as it is parsed (so that the
     /// members of all items are never held at once).
@@ -636,20 +665,8 @@ impl<'a> Fields<'a> {
         name: &str,
         read: impl FnMut(Fields<'a>) -> Result<T, FieldError>,
     ) -> Result<Vec<T>, FieldError> {
-        let raw = self.convert(name, Kind::Array, Ok)?;
-        let path = self.path_of(name);
-        let mut failure = None;
-        let seed = ObjectItems {
-            path: &path,
-            read,
-            failure: &mut failure,
-        };
-        let parsed = seed.deserialize(&mut serde_json::Deserializer::from_str(raw.get()));
-        match (parsed, failure) {
-            (_, Some(err)) => Err(err),
-            (Ok(items), None) => Ok(items),
-            (Err(err), None) => Err(FieldError::new(path, not_json(err))),
-        }
+        let raw = self.required(name)?;
+        object_items(self.path_of(name), raw, read)
     }
 
     /// The fields not read, in their original order, each converted by `keep` (which says
@@ -667,6 +684,13 @@ impl<'a> Fields<'a> {
             })
             .collect()
     }
+}
+
+/// `value` written as a kept value (owned, in the form [`verbatim`] keeps).
+pub fn to_verbatim<T: Serialize + ?Sized>(value: &T) -> Result<Verbatim<'static>, String> {
+    serde_json::value::to_raw_value(value)
+        .map(|raw| Verbatim(Cow::Owned(raw)))
+        .map_err(|err| err.to_string())
 }
 
 /// `raw` as it is kept: borrowed when its text is what serde_json writes for it, else

@@ -94,11 +94,23 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         // Borrows from the caller's text: the conversation is never copied whole.
         let input = read_conversation_input(memory_json, session_json)?;
         // Read once: the key, the metadata and the index entries must all carry the same time.
-        let mut archived_at_ms = self.clock.now_ms();
+        self.archive_input(&log, &input, self.clock.now_ms()).await
+    }
+
+    /// Stores a checked conversation as an archive written at `archived_at_ms` (the one clock
+    /// reading of the call; the next millisecond when another archive of the session holds
+    /// that key): the object, then its record and index entries. The one writer of archives,
+    /// whatever shape the caller gave the conversation in; returns the R2 key.
+    pub(super) async fn archive_input(
+        &self,
+        log: &OpLog<'_>,
+        input: &ConversationInput<'_>,
+        mut archived_at_ms: i64,
+    ) -> Result<String> {
         for _ in 0..MAX_KEY_COLLISIONS {
-            let plan = self.plan_archive(&input, archived_at_ms)?;
-            if self.put_archive_object(&log, &plan).await? {
-                self.put_archive_entries(&log, &plan).await?;
+            let plan = self.plan_archive(input, archived_at_ms)?;
+            if self.put_archive_object(log, &plan).await? {
+                self.put_archive_entries(log, &plan).await?;
                 log.event(
                     "info",
                     "archived",
@@ -199,8 +211,20 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// data); `UNSUPPORTED_FORMAT`; `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.
     pub async fn retrieve_archived_conversation(&self, session_id: &str) -> Result<Option<String>> {
         let log = self.begin("retrieveArchivedConversation");
+        let found = self.newest_conversation(&log, session_id).await?;
+        Ok(found.map(|(_, conversation_json)| conversation_json))
+    }
+
+    /// The R2 key and the conversation JSON text of the newest archive of `session_id`,
+    /// verified (see [`Self::retrieve_archived_conversation`]); `None` when the session has no
+    /// archive or its object is gone.
+    pub(super) async fn newest_conversation(
+        &self,
+        log: &OpLog<'_>,
+        session_id: &str,
+    ) -> Result<Option<(String, String)>> {
         let session_id = SessionId::parse(session_id)?;
-        let Some(fetched) = self.fetch_newest_archive(&log, &session_id).await? else {
+        let Some(fetched) = self.fetch_newest_archive(log, &session_id).await? else {
             return Ok(None);
         };
         let decoded = decode_archive_json(
@@ -214,7 +238,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             "retrieved",
             json!({ "key": fetched.key, "formatVersion": decoded.metadata.format_version }),
         );
-        Ok(Some(decoded.conversation_json))
+        Ok(Some((fetched.key, decoded.conversation_json)))
     }
 
     /// The stored bytes of the newest archive of `session_id` and what to check them against;

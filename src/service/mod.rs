@@ -22,6 +22,7 @@ mod options;
 mod reindex;
 mod retention;
 mod run;
+mod ui_messages;
 mod walk;
 
 pub use archive::{ArchiveListing, ARCHIVE_CONTENT_TYPE, DEFAULT_LIST_LIMIT};

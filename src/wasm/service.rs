@@ -196,6 +196,33 @@ impl BoundService {
         })
     }
 
+    /// Archives the AI SDK UIMessages of session `session_id`, whose JSON array was filled into
+    /// `messages` (see [`JsonInput`]), with the options `{userId?, summary?}` as JSON text;
+    /// resolves to the R2 key of the archive.
+    #[wasm_bindgen(js_name = archiveUIMessages)]
+    pub fn archive_ui_messages(
+        &self,
+        session_id: String,
+        messages: JsonInput,
+        options_json: String,
+    ) -> Promise {
+        spawn(&self.service, Operation::Archive, async move |service| {
+            let messages_json = utf8("messages", messages.bytes)?;
+            service
+                .archive_ui_messages(&session_id, &messages_json, &options_json)
+                .await
+        })
+    }
+
+    /// The newest archive of a session as the JSON text of a UIMessage array, or `null`.
+    #[wasm_bindgen(js_name = retrieveUIMessages)]
+    pub fn retrieve_ui_messages(&self, session_id: String) -> Promise {
+        spawn(&self.service, Operation::Archive, async move |service| {
+            let found = service.retrieve_ui_messages(&session_id).await?;
+            Ok(json_or_null(found))
+        })
+    }
+
     /// One page of archive summaries, newest first, as JSON text.
     #[wasm_bindgen(js_name = listArchivedConversations)]
     pub fn list_archived_conversations(

@@ -130,8 +130,8 @@ impl<'a> ReadInto<'a> for Owned {
 pub struct Borrowed<'a>(PhantomData<&'a str>);
 
 /// Unknown fields kept as JSON text, in document order.
-#[derive(Debug, Clone, PartialEq)]
-pub struct KeptFields<'a>(Vec<(Cow<'a, str>, Verbatim<'a>)>);
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct KeptFields<'a>(pub(super) Vec<(Cow<'a, str>, Verbatim<'a>)>);
 
 impl Serialize for KeptFields<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -281,18 +281,20 @@ pub fn epoch_ms(fields: &mut Fields<'_>, name: &str) -> Result<i64, FieldError> 
     Ok(ms)
 }
 
+/// Reads a role given as a JSON string.
+pub(super) fn read_role(raw: &RawValue) -> Result<Role, String> {
+    let name = parse_str(raw).map_err(not_json)?;
+    Role::parse(&name)
+        .ok_or_else(|| format!("role {name} is not user, assistant or system (found {name:?})"))
+}
+
 /// Reads a message.
 fn read_message<'a, F: ReadInto<'a>>(mut fields: Fields<'a>) -> Result<Message<F>, FieldError> {
     Ok(Message {
         id: F::text(fields.string("id")?),
         session_id: F::text(fields.string("sessionId")?),
         content: fields.convert("content", Kind::String, F::content)?,
-        role: fields.convert("role", Kind::String, |raw| {
-            let name = parse_str(raw).map_err(not_json)?;
-            Role::parse(&name).ok_or_else(|| {
-                format!("role {name} is not user, assistant or system (found {name:?})")
-            })
-        })?,
+        role: fields.convert("role", Kind::String, read_role)?,
         timestamp: epoch_ms(&mut fields, "timestamp")?,
         metadata: fields.optional_convert("metadata", Kind::Object, F::object)?,
         extra: F::extra(fields)?,
