@@ -87,6 +87,25 @@ impl Desk {
         (id, reports)
     }
 
+    /// Archives `first`, backs them up, archives `then` and backs up again (`per_pack` archives a
+    /// step): the ids of the full backup and of the incremental one.
+    fn full_then_incremental(
+        &self,
+        first: std::ops::Range<usize>,
+        then: std::ops::Range<usize>,
+        per_pack: u32,
+    ) -> (String, String) {
+        for sid in sids(first) {
+            self.archive(&sid, None);
+        }
+        let (full, _) = self.backup(BackupRequest::default(), per_pack);
+        for sid in sids(then) {
+            self.archive(&sid, None);
+        }
+        let (incremental, _) = self.backup(BackupRequest::default(), per_pack);
+        (full, incremental)
+    }
+
     fn manifest(&self, id: &str) -> Value {
         let key = backup_manifest_object_key(&BackupId::parse(id).unwrap());
         serde_json::from_slice(&self.stores.snapshot().r2[&key].body).unwrap()
@@ -133,16 +152,9 @@ fn the_whole_store_is_backed_up_a_bounded_pack_per_step_and_restores() {
 #[test]
 fn an_incremental_backup_holds_what_was_archived_after_the_last_one() {
     let desk = Desk::new();
-    for sid in sids(0..4) {
-        desk.archive(&sid, None);
-    }
-    let (full, _) = desk.backup(BackupRequest::default(), 10);
-    // Three more archives, right after: the first four are within the high-water mark's lag,
-    // listed again, and skipped because the parent holds them.
-    for sid in sids(4..7) {
-        desk.archive(&sid, None);
-    }
-    let (incremental, _) = desk.backup(BackupRequest::default(), 2);
+    // Three more archives right after the first four: those are within the high-water mark's
+    // lag, listed again, and skipped because the parent holds them.
+    let (full, incremental) = desk.full_then_incremental(0..4, 4..7, 2);
     let manifest = desk.manifest(&incremental);
     assert_eq!(manifest["parentBackupId"], json!(full));
     assert_eq!(desk.sessions_of(&incremental), sids(4..7));
@@ -237,14 +249,7 @@ fn nothing_is_visible_before_the_commit_and_bad_plans_are_refused() {
 #[test]
 fn a_restore_runs_a_pack_at_a_time_along_the_chain() {
     let desk = Desk::new();
-    for sid in sids(0..5) {
-        desk.archive(&sid, None);
-    }
-    let (full, _) = desk.backup(BackupRequest::default(), 2);
-    for sid in sids(5..7) {
-        desk.archive(&sid, None);
-    }
-    let (incremental, _) = desk.backup(BackupRequest::default(), 2);
+    let (full, incremental) = desk.full_then_incremental(0..5, 5..7, 2);
     let chain = block_on(desk.service.plan_restore(&incremental, None)).unwrap();
     assert_eq!(chain, [(full.clone(), 3), (incremental.clone(), 1)]);
     lose_all_archives(&desk.stores);

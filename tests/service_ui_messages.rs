@@ -223,12 +223,15 @@ fn archives_of_chat_messages_read_as_text_parts() {
 }
 
 #[test]
-fn sessions_without_archives_and_bad_ids() {
+fn bad_ids_are_refused_before_any_call_and_unknown_sessions_are_none() {
     let h = Harness::new();
+    let codes: Vec<&str> = ["a/b", "..", "", "a b"]
+        .iter()
+        .map(|bad| h.retrieve(bad).unwrap_err().code())
+        .collect();
+    assert_eq!(codes, ["INVALID_ID"; 4]);
+    assert_eq!(h.stores.faults.counts().total(), 0, "no call for a bad id");
     assert_eq!(h.retrieve("never-archived").unwrap(), None);
-    for bad in ["a/b", "..", "", "a b"] {
-        assert_eq!(h.retrieve(bad).unwrap_err().code(), "INVALID_ID", "{bad:?}");
-    }
     assert_eq!(
         h.stores.faults.counts().total(),
         1,

@@ -750,7 +750,8 @@ mod proptests {
 
     const LIMIT: u64 = 1 << 22;
 
-    fn json_value() -> impl Strategy<Value = Value> {
+    /// Any JSON value, nested up to three levels (shared with `ui_messages`' property tests).
+    pub(super) fn json_value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::from),

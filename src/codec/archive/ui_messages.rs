@@ -773,27 +773,10 @@ mod proptests {
     use serde_json::{json, Value};
 
     use super::*;
+    use crate::codec::archive::proptests::json_value;
     use crate::codec::archive::{decode_archive_json, encode_conversation};
 
     const LIMIT: u64 = 1 << 22;
-
-    fn json_value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            // Eighths are exact in binary and decimal, so they survive any float printer.
-            (-1_000_000_i32..1_000_000).prop_map(|n| Value::from(f64::from(n) / 8.0)),
-            any::<String>().prop_map(Value::from),
-        ];
-        leaf.prop_recursive(3, 16, 4, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
-                prop::collection::vec((any::<String>(), inner), 0..4)
-                    .prop_map(|pairs| Value::Object(pairs.into_iter().collect())),
-            ]
-        })
-    }
 
     /// A part: a text part, or any other type with any fields.
     fn part() -> impl Strategy<Value = Value> {
