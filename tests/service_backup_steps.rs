@@ -184,7 +184,12 @@ fn given_sessions_and_one_users_archives_are_backed_up_alone() {
     assert_eq!(desk.sessions_of(&id), ["mine-1", "mine-2"]);
     assert_eq!(desk.manifest(&id)["userId"], json!("alice"));
     let request = BackupRequest {
-        session_ids: Some(vec!["theirs".into(), "gone".into(), "mine-1".into()]),
+        session_ids: Some(vec![
+            "theirs".into(),
+            "gone".into(),
+            "theirs".into(),
+            "mine-1".into(),
+        ]),
         ..BackupRequest::default()
     };
     let (id, reports) = desk.backup(request, 1);

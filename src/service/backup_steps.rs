@@ -200,12 +200,19 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 SessionId::parse(id)?;
             }
         }
+        // Each session once, in the order given.
+        let mut seen = HashSet::new();
+        let session_ids: Option<Vec<String>> = request.session_ids.map(|ids| {
+            ids.into_iter()
+                .filter(|id| seen.insert(id.clone()))
+                .collect()
+        });
         if let Some(user_id) = &request.user_id {
             UserId::parse(user_id)?;
         }
         let created_at = self.clock.now_ms();
         let backup_id = new_backup_id(created_at, &self.clock.random_u64().to_be_bytes())?;
-        let whole_store = request.session_ids.is_none() && request.user_id.is_none();
+        let whole_store = session_ids.is_none() && request.user_id.is_none();
         let parent = match (whole_store, request.since) {
             (true, None) => self.last_automated_backup(&log).await?,
             _ => None,
@@ -213,7 +220,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let since = request
             .since
             .or_else(|| parent.as_ref().and_then(|p| p.high_water_mark_ms));
-        let high_water_mark = request.session_ids.is_none().then(|| {
+        let high_water_mark = session_ids.is_none().then(|| {
             let mark = created_at.saturating_sub(INDEX_LAG_MS);
             since.map_or(mark, |since| mark.max(since))
         });
@@ -225,7 +232,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             parent_backup_id: parent.map(|p| p.backup_id.to_string()),
             high_water_mark,
             user_id: request.user_id,
-            session_ids: request.session_ids,
+            session_ids,
             keep: request.keep,
             max_sessions: max_sessions.min(self.options.backup_pack.max_sessions),
         };
@@ -319,11 +326,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         };
         let next = match (&plan.session_ids, step.from) {
             (Some(all), from) => {
-                let mut left = match from {
+                let left = match from {
                     Some(PackSource::Sessions(left)) => left,
                     _ => all.clone(),
                 };
-                left.dedup();
                 let mut taken = 0;
                 for id in &left {
                     let session = SessionId::parse(id)?;
