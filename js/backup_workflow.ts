@@ -16,6 +16,8 @@ export interface BackupOutcome {
   packs: number;
   archives: number;
   missingSessionIds: string[];
+  /** Archives left out because they could not be read (each logged). */
+  unreadableArchives: string[];
   parentBackupId: string | null;
 }
 
@@ -41,18 +43,20 @@ export class BackupWorkflow extends WorkflowEntrypoint<PersistenceEnv, BackupReq
     const plan = await step.do("plan", async () => service.planBackup(request, stepArchives(this.env)));
     const packs: PackRecord[] = [];
     const missingSessionIds: string[] = [];
+    const unreadableArchives: string[] = [];
     let from: PackSource | null = null;
     // Step names are deterministic, so a replay after a failure finds each finished step's result.
     for (let n = 0; ; n++) {
       const report = await step.do(`pack ${n}`, async () => service.backupPack(plan, packs.length, from));
       if (report.record) packs.push(report.record);
       missingSessionIds.push(...report.missingSessionIds);
+      unreadableArchives.push(...report.unreadableArchives);
       from = report.next;
       if (from === null) break;
     }
     const backupId = await step.do("commit", async () => service.commitBackup(plan, packs, missingSessionIds));
     const archives = packs.reduce((sum, pack) => sum + pack.sessions.length, 0);
-    return { backupId, packs: packs.length, archives, missingSessionIds, parentBackupId: plan.parentBackupId };
+    return { backupId, packs: packs.length, archives, missingSessionIds, unreadableArchives, parentBackupId: plan.parentBackupId };
   }
 }
 

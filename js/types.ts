@@ -328,6 +328,8 @@ export interface BackupPlan {
   sessionIds: string[] | null;
   keep: boolean;
   maxSessions: number;
+  /** A backup of the whole store without `since`: the next such backup is incremental to it. */
+  chained: boolean;
 }
 
 /** Where the next pack step of a backup continues. */
@@ -340,6 +342,8 @@ export interface PackStepReport {
   missingSessionIds: string[];
   /** Where the next step continues; null once everything is backed up. */
   next: PackSource | null;
+  /** Archives that could not be read (damaged): left out and logged, so they do not stop the backup. */
+  unreadableArchives: string[];
 }
 
 /** What the `RestoreWorkflow` restores. */

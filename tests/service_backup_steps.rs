@@ -8,12 +8,12 @@ mod common;
 use serde_json::{json, Value};
 use supportbot_persistence::keys::{backup_manifest_object_key, backup_pack_key, BackupId};
 use supportbot_persistence::service::{
-    BackupPlan, BackupRequest, CommitStep, PackStep, PackStepReport, INDEX_LAG_MS,
+    BackupPlan, BackupRequest, CommitStep, PackStep, PackStepReport, RunBudget, INDEX_LAG_MS,
 };
 use supportbot_persistence::store::memory::{block_on, MemoryStores};
 use supportbot_persistence::store::Clock;
 
-use common::{lose_all_archives, memory_at, quiet_service, session_at, Service, T0};
+use common::{lose_all_archives, memory_at, quiet_service, session_at, Service, DAY, T0};
 
 struct Desk {
     stores: MemoryStores,
@@ -275,4 +275,83 @@ fn a_restore_runs_a_pack_at_a_time_along_the_chain() {
     let err = block_on(desk.service.restore_pack(&incremental, 1, None)).unwrap_err();
     assert_eq!(err.code(), "INVALID_INPUT", "{err}");
     assert!(err.to_string().contains("pack 1"), "{err}");
+}
+
+#[test]
+fn only_backups_of_the_whole_store_continue_the_chain() {
+    let desk = Desk::new();
+    desk.archive("alice-1", Some("alice"));
+    desk.archive("bob-0", Some("bob"));
+    let (full, _) = desk.backup(BackupRequest::default(), 10);
+    desk.archive("bob-1", Some("bob"));
+    let alices = BackupRequest {
+        user_id: Some("alice".into()),
+        ..BackupRequest::default()
+    };
+    desk.backup(alices, 10);
+    let from_time = BackupRequest {
+        since: Some(T0 + 3_600_000),
+        ..BackupRequest::default()
+    };
+    desk.backup(from_time, 10);
+    // The next backup of the whole store chains to the full one, so bob-1 is in it.
+    let (next, _) = desk.backup(BackupRequest::default(), 10);
+    assert_eq!(desk.manifest(&next)["parentBackupId"], json!(full));
+    assert!(desk.sessions_of(&next).contains(&"bob-1".to_owned()));
+}
+
+#[test]
+fn a_damaged_archive_is_left_out_and_reported_without_stopping_the_backup() {
+    let desk = Desk::new();
+    for sid in sids(0..3) {
+        desk.archive(&sid, None);
+    }
+    let snapshot = desk.stores.snapshot();
+    let damaged = snapshot
+        .r2
+        .keys()
+        .find(|key| key.contains("archive_s-01_"))
+        .unwrap()
+        .clone();
+    assert!(desk.stores.r2.corrupt(&damaged, 20));
+    let (id, reports) = desk.backup(BackupRequest::default(), 10);
+    let unreadable: Vec<String> = reports
+        .iter()
+        .flat_map(|r| r.unreadable_archives.clone())
+        .collect();
+    assert_eq!(unreadable, [damaged]);
+    assert_eq!(desk.sessions_of(&id), ["s-00", "s-02"]);
+}
+
+#[test]
+fn retention_keeps_the_backups_a_newer_one_depends_on_and_those_made_to_keep() {
+    let desk = Desk::new();
+    desk.archive("s-1", None);
+    let (full, _) = desk.backup(BackupRequest::default(), 10);
+    let pinned = BackupRequest {
+        session_ids: Some(vec!["s-1".into()]),
+        keep: true,
+        ..BackupRequest::default()
+    };
+    let (kept, _) = desk.backup(pinned, 10);
+    desk.stores.clock.advance_ms(80 * DAY as u64);
+    desk.archive("s-2", None);
+    let (incremental, _) = desk.backup(BackupRequest::default(), 10);
+    // Past archiveRetention (90 days) for the full backup and the kept one, not the incremental.
+    desk.stores.clock.advance_ms(11 * DAY as u64);
+    let run = block_on(desk.service.enforce_retention_policy(RunBudget::default())).unwrap();
+    assert!(run.status.complete, "{run:?}");
+    let stored = desk.stores.snapshot();
+    for id in [&full, &kept] {
+        let key = backup_manifest_object_key(&BackupId::parse(id).unwrap());
+        assert!(stored.r2.contains_key(&key), "{key} deleted");
+        assert!(
+            stored.kv.contains_key(&format!("backup_manifest:{id}")),
+            "{id}'s copy"
+        );
+    }
+    lose_all_archives(&desk.stores);
+    let mut restored = block_on(desk.service.restore_from_backup(&incremental, None)).unwrap();
+    restored.sort();
+    assert_eq!(restored, ["s-1", "s-2"]);
 }

@@ -264,12 +264,13 @@ const CRON_BUDGET: RunBudget = RunBudget {
 fn a_budgeted_run_lists_whole_kv_pages_of_live_entries() {
     let (stores, service) = query_entries(0, 2500);
     let run = block_on(service.enforce_retention_policy(CRON_BUDGET)).unwrap();
-    // 1 get (resume point), 2 R2 lists, 3 pages of query:, 1 list of each other prefix.
+    // 1 get (resume point), 1 KV list of the backups to protect, 2 R2 lists, 3 pages of
+    // query:, 1 list of each other prefix.
     assert!(run.status.complete, "{run:?}");
-    assert_eq!(run.status.storage_calls, 1 + 2 + 3 + 5);
+    assert_eq!(run.status.storage_calls, 1 + 1 + 2 + 3 + 5);
     assert_eq!(
         stores.faults.counts().of(Binding::Kv, OperationKind::List),
-        8
+        9
     );
 }
 
@@ -287,9 +288,9 @@ fn a_run_stopped_mid_page_resumes_at_the_first_key_it_did_not_handle() {
             runs.push(run);
             break;
         }
-        // One listing of the page (the first run also lists the empty `embedding:`), then as
-        // many deletions as the budget allows.
-        assert_eq!(lists, if runs.is_empty() { 2 } else { 1 });
+        // The backups to protect, one listing of the page (the first run also lists the empty
+        // `embedding:`), then as many deletions as the budget allows.
+        assert_eq!(lists, if runs.is_empty() { 3 } else { 2 });
         assert_eq!(run.status.stopped_by, Some(StopReason::CallBudget));
         let deleted = runs
             .iter()
@@ -305,10 +306,11 @@ fn a_run_stopped_mid_page_resumes_at_the_first_key_it_did_not_handle() {
         runs.push(run);
         assert!(runs.len() < 20, "no progress");
     }
-    // Of the 50 calls, the first run spends 1 on the resume point's get, 4 on lists and keeps 1
-    // for its put: 44 deletions. A resumed run lists once: 47.
+    // Of the 50 calls, the first run spends 1 on the resume point's get, 5 on lists (the
+    // backups to protect among them) and keeps 1 for its put: 43 deletions. A resumed run lists
+    // twice: 46.
     let per_run: Vec<u64> = runs.iter().map(|run| run.report.deleted.total()).collect();
-    assert_eq!(per_run, [44, 47, 47, 47, 47, 47, 21]);
+    assert_eq!(per_run, [43, 46, 46, 46, 46, 46, 27]);
     let deleted: u64 = runs.iter().map(|run| run.report.deleted.total()).sum();
     assert_eq!(deleted, 300);
     let left = all_keys(&stores.snapshot());
@@ -332,11 +334,11 @@ fn a_resumed_run_does_not_go_back_over_keys_before_its_resume_point() {
     let first = block_on(service.enforce_retention_policy(CRON_BUDGET)).unwrap();
     assert_eq!(
         (first.failed_deletions, first.report.deleted.total()),
-        (1, 43)
+        (1, 42)
     );
     stores.clock.advance_ms(60_000);
     let second = block_on(service.enforce_retention_policy(CRON_BUDGET)).unwrap();
-    assert_eq!(second.report.deleted.total(), 47, "{second:?}");
+    assert_eq!(second.report.deleted.total(), 46, "{second:?}");
     let failed = format!("query:{:064x}", 0);
     assert!(all_keys(&stores.snapshot()).contains(&failed));
 }

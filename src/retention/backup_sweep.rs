@@ -2,7 +2,7 @@
 //! whether data is an orphan depends on a manifest that sorts after it and may arrive on the
 //! next listing page.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::decision::{DeletionReason, PlannedDeletion};
 use super::listed::ListedR2Object;
@@ -26,6 +26,9 @@ pub(super) struct BackupSweep {
     pending: Option<BackupGroup>,
     /// Backups whose R2 objects this sweep deleted, so their KV manifest copies go with them.
     deleted: BTreeMap<BackupId, DeletionReason>,
+    /// Backups kept whatever their age: a newer backup is incremental to them (restoring it
+    /// needs them), or they were made with `keep: true`.
+    pub(super) protected: BTreeSet<BackupId>,
 }
 
 impl BackupSweep {
@@ -62,11 +65,13 @@ impl BackupSweep {
         let Some(manifest) = &group.manifest else {
             return self.sweep_orphan(group, limits);
         };
-        if !has_aged(
-            backup_time(&group.data, manifest),
-            limits.now_ms,
-            limits.archive_retention_ms,
-        ) {
+        if self.protected.contains(&group.id)
+            || !has_aged(
+                backup_time(&group.data, manifest),
+                limits.now_ms,
+                limits.archive_retention_ms,
+            )
+        {
             return Vec::new();
         }
         let reason = DeletionReason::BackupPastRetention;

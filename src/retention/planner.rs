@@ -14,8 +14,8 @@ use crate::codec::cache::parse_cache_list_metadata;
 use crate::error::{PersistenceError, Result};
 use crate::keys::{
     parse_archive_index_key, parse_archive_meta_key, parse_archive_object_key,
-    parse_backup_manifest_kv_key, parse_backup_object_key, parse_user_index_key, ARCHIVE_PREFIX,
-    BACKUP_PREFIX, EMBEDDING_PREFIX, QUERY_PREFIX,
+    parse_backup_manifest_kv_key, parse_backup_object_key, parse_user_index_key, BackupId,
+    ARCHIVE_PREFIX, BACKUP_PREFIX, EMBEDDING_PREFIX, QUERY_PREFIX,
 };
 use crate::platform::Binding;
 use crate::policy::DataRetentionPolicy;
@@ -87,6 +87,12 @@ impl RetentionPlanner {
             settled_r2_key: None,
             r2_finished: false,
         }
+    }
+
+    /// Keeps the backups `ids` whatever their age (and their KV manifest copies): those a
+    /// newer backup is incremental to, and those made with `keep: true`.
+    pub fn protect_backups(&mut self, ids: impl IntoIterator<Item = BackupId>) {
+        self.backups.protected.extend(ids);
     }
 
     /// A planner that continues an earlier sweep whose R2 listing was decided up to and
@@ -231,6 +237,9 @@ impl RetentionPlanner {
         } else if let Some(index_key) = parse_archive_index_key(name) {
             self.index_entry_reason(metadata, Some(index_key.archived_at_ms))
         } else if let Some(backup_id) = parse_backup_manifest_kv_key(name) {
+            if self.backups.protected.contains(&backup_id) {
+                return None;
+            }
             self.backups.deleted_reason(&backup_id).or_else(|| {
                 let created_at = metadata?.get(BACKUP_CREATED_AT_FIELD)?.as_i64()?;
                 has_aged(

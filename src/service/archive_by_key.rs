@@ -63,7 +63,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// the object's checksum when that is larger. A checksum is verified before inflating, so
     /// the size written beside it is trusted and an archive stays readable after
     /// `maxArchiveSize` is lowered (as through `retrieveArchivedConversation`).
-    fn read_limit(&self, meta: &ObjectMeta, checksummed: bool) -> u64 {
+    pub(super) fn read_limit(&self, meta: &ObjectMeta, checksummed: bool) -> u64 {
         let recorded = meta
             .custom_metadata
             .get(CUSTOM_RAW_SIZE_FIELD)

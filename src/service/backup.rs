@@ -36,6 +36,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::archive::{check_archive_session, FetchedArchive, ARCHIVE_CONTENT_TYPE};
+use super::backup_steps::CHAINED_FIELD;
 use super::index_entries::{read_archive_location, recorded_sha256, ArchiveEntries};
 use super::log::OpLog;
 use super::DataPersistenceService;
@@ -229,7 +230,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             PackedManifest::new(backup_id, created_at_ms, BackupKind::Manual, packs, missing);
         // Every archive in it is the owner's (checked above): only the owner's restore reads it.
         manifest.user_id = owner;
-        self.commit_manifest(&log, &manifest).await?;
+        self.commit_manifest(&log, &manifest, false).await?;
         log.event(
             "info",
             "backup created",
@@ -283,6 +284,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         &self,
         log: &OpLog<'_>,
         manifest: &PackedManifest,
+        chained: bool,
     ) -> Result<()> {
         let bytes = manifest.encode()?;
         let key = backup_manifest_object_key(&manifest.backup_id);
@@ -318,6 +320,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         }
         if manifest.keep {
             summary["keep"] = json!(true);
+        }
+        if chained {
+            summary[CHAINED_FIELD] = json!(true);
         }
         let kv_options = KvPutOptions {
             expiration_ttl_secs: None,

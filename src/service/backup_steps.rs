@@ -44,6 +44,10 @@ use crate::store::{Clock, KvListOptions, KvStore, ListedKvKey, ObjectStore, Rng}
 /// takes to show a new index entry (~60 s).
 pub const INDEX_LAG_MS: i64 = 5 * 60_000;
 
+/// Field of a backup's KV manifest copy's list metadata: `true` for a backup the next automated
+/// backup of the whole store is incremental to.
+pub const CHAINED_FIELD: &str = "chained";
+
 /// What an automated backup is asked to do (the Workflow's parameters).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -85,6 +89,10 @@ pub struct BackupPlan {
     pub keep: bool,
     /// Most archives a pack step reads (each one storage call).
     pub max_sessions: u32,
+    /// A backup of the whole store made without `since`: the next such backup is incremental
+    /// to it. Backups of a user, of given sessions or from a given time never are.
+    #[serde(default)]
+    pub chained: bool,
 }
 
 /// One pack step: pack `pack` of the plan's backup, from where the previous step stopped.
@@ -119,6 +127,9 @@ pub struct PackStepReport {
     pub missing_session_ids: Vec<String>,
     /// Where the next step continues; `None` once the source is exhausted.
     pub next: Option<PackSource>,
+    /// Archives of the index that could not be read (damaged, or larger than they may be):
+    /// left out of the backup and logged, so that they do not stop it.
+    pub unreadable_archives: Vec<String>,
 }
 
 /// The commit step: the plan and every pack step's report, in order.
@@ -235,6 +246,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             session_ids,
             keep: request.keep,
             max_sessions: max_sessions.min(self.options.backup_pack.max_sessions),
+            chained: whole_store && request.since.is_none(),
         };
         log.event(
             "info",
@@ -245,7 +257,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         Ok(plan)
     }
 
-    /// The newest committed automated backup, by its KV manifest copies' list metadata, read
+    /// The newest committed backup of the chain (list metadata [`CHAINED_FIELD`]), read
     /// from its R2 manifest; `None` when there is none (or it cannot be read: logged, and the
     /// next backup is then a full one).
     async fn last_automated_backup(&self, log: &OpLog<'_>) -> Result<Option<PackedManifest>> {
@@ -260,8 +272,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             let page = self.kv_list(log, options).await?;
             for entry in &page.keys {
                 let metadata = entry.metadata.as_ref();
-                let automated = metadata.and_then(|m| m.get("kind")).and_then(Value::as_str)
-                    == Some("automated");
+                // Only a backup of the whole store without a given `since` continues the chain.
+                let automated =
+                    metadata.and_then(|m| m.get(CHAINED_FIELD)) == Some(&Value::Bool(true));
                 let created_at = metadata
                     .and_then(|m| m.get(BACKUP_CREATED_AT_FIELD))
                     .and_then(Value::as_i64);
@@ -318,6 +331,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let mut documents: Vec<(SessionId, String)> = Vec::new();
         let mut bytes: u64 = 0;
         let mut missing = Vec::new();
+        let mut unreadable_archives: Vec<String> = Vec::new();
         let fits = |documents: &Vec<(SessionId, String)>, bytes: u64, size: u64, id: &SessionId| {
             documents.is_empty()
                 || (documents.len() < max_sessions
@@ -330,10 +344,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     Some(PackSource::Sessions(left)) => left,
                     _ => all.clone(),
                 };
+                // A given session costs 2 calls (its KV record, then the archive): half as many
+                // a step as from an index, so a step stays within the same subrequests.
+                let budget = max_sessions.div_ceil(2);
                 let mut taken = 0;
                 for id in &left {
                     let session = SessionId::parse(id)?;
-                    if taken >= max_sessions {
+                    if taken >= budget {
                         break;
                     }
                     let Some(fetched) = self.fetch_newest_archive(&log, &session).await? else {
@@ -370,6 +387,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 let page = self.kv_list(&log, options).await?;
                 let mut stopped_at = None;
                 let mut exhausted = false;
+                let unreadable = &mut unreadable_archives;
                 // The parent's archives, read once a step meets one that may be in it.
                 let mut parent_archives: Option<HashSet<(SessionId, String)>> = None;
                 for entry in &page.keys {
@@ -397,7 +415,21 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                         );
                         continue;
                     };
-                    let (document, user_ids) = archive_document(fetched, &found.session_id)?;
+                    let (document, user_ids) = match archive_document(fetched, &found.session_id) {
+                        Ok(read) => read,
+                        Err(
+                            err @ (PersistenceError::StorageUnavailable { .. }
+                            | PersistenceError::CircuitOpen { .. }),
+                        ) => return Err(err),
+                        // One damaged archive must not keep every later backup from committing:
+                        // it is left out, logged and reported.
+                        Err(err) => {
+                            log.event("error", "archive not backed up: it cannot be read",
+                                json!({ "key": found.archive_key, "code": err.code(), "error": err.to_string() }));
+                            unreadable.push(found.archive_key);
+                            continue;
+                        }
+                    };
                     if plan
                         .parent_created_at
                         .is_some_and(|made| archived_at <= made)
@@ -463,6 +495,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             record,
             missing_session_ids: missing,
             next,
+            unreadable_archives,
         })
     }
 
@@ -498,7 +531,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let bytes = manifest.encode()?;
         decode_packed_manifest("packs", &bytes)
             .map_err(|err| PersistenceError::invalid_input("packs", err.to_string()))?;
-        self.commit_manifest(&log, &manifest).await?;
+        self.commit_manifest(&log, &manifest, plan.chained).await?;
         log.event(
             "info",
             "backup committed",
@@ -551,9 +584,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             return Ok(None);
         };
         let expected_sha256 = recorded_sha256(&object.meta).map(str::to_owned);
+        // As retrieval reads it: a size recorded with the checksum is trusted, so an archive
+        // stays readable after maxArchiveSize is lowered.
+        let read_limit = self.read_limit(&object.meta, expected_sha256.is_some());
         Ok(Some(FetchedArchive {
             key: key.to_owned(),
-            read_limit: self.policy.max_archive_size_bytes,
+            read_limit,
             expected_sha256,
             body: object.body,
         }))

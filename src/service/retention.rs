@@ -32,7 +32,7 @@
 //! entries.
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::log::OpLog;
 use super::run::{stop_reason, Run, RunBudget, RunStatus, StopReason};
@@ -40,16 +40,16 @@ use super::walk::{KvPager, KvPosition};
 use super::DataPersistenceService;
 use crate::error::{PersistenceError, Result};
 use crate::keys::{
-    parse_archive_object_key, ARCHIVE_INDEX_PREFIX, ARCHIVE_META_PREFIX, ARCHIVE_PREFIX,
-    BACKUP_MANIFEST_PREFIX, BACKUP_PREFIX, EMBEDDING_PREFIX, QUERY_PREFIX, RETENTION_CURSOR_KEY,
-    USER_INDEX_PREFIX,
+    parse_archive_object_key, parse_backup_manifest_kv_key, BackupId, ARCHIVE_INDEX_PREFIX,
+    ARCHIVE_META_PREFIX, ARCHIVE_PREFIX, BACKUP_MANIFEST_PREFIX, BACKUP_PREFIX, EMBEDDING_PREFIX,
+    QUERY_PREFIX, RETENTION_CURSOR_KEY, USER_INDEX_PREFIX,
 };
 use crate::platform::{MAX_LIST_LIMIT, R2_MAX_DELETE_KEYS};
 use crate::retention::{
     batch_r2_deletions, DeletionReason, ListedKvKey, PlannedDeletion, RetentionPlanner,
     RetentionReport, INDEX_ARCHIVE_KEY_FIELD,
 };
-use crate::store::{Clock, KvStore, ObjectListOptions, ObjectStore, Rng};
+use crate::store::{Clock, KvListOptions, KvStore, ObjectListOptions, ObjectStore, Rng};
 
 /// Most deleted keys listed in a report; counts and bytes cover all of them.
 pub const MAX_REPORTED_KEYS: usize = 1000;
@@ -159,6 +159,15 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         };
         let now_ms = self.clock.now_ms();
         let options = self.options.retention;
+        let protected = match self.protected_backups(&log, &mut sweep).await {
+            Ok(protected) => protected,
+            Err(stopped) => {
+                self.finish_run(&log, &mut sweep.run, Err(stopped)).await;
+                let mut run = sweep.result;
+                run.status = sweep.run.status;
+                return Ok(run);
+            }
+        };
         let outcome = match sweep.run.position.clone() {
             SweepPosition::R2 { r2_start_after } => {
                 let mut planner = match r2_start_after.clone() {
@@ -167,6 +176,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     }
                     None => RetentionPlanner::new(&self.policy, now_ms, options),
                 };
+                planner.protect_backups(protected);
                 match self
                     .sweep_r2(&log, &mut sweep, &mut planner, r2_start_after)
                     .await
@@ -189,7 +199,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 };
                 // KV decisions need no R2 listing except to detect missing archives, which a
                 // resumed sweep does not attempt.
-                let planner = RetentionPlanner::new(&self.policy, now_ms, options);
+                let mut planner = RetentionPlanner::new(&self.policy, now_ms, options);
+                planner.protect_backups(protected);
                 // An unknown prefix (from another version): the KV phase starts over.
                 let (first, at) = match KV_PREFIXES.iter().position(|prefix| *prefix == kv_prefix) {
                     Some(first) => (first, at),
@@ -214,6 +225,46 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             }),
         );
         Ok(run)
+    }
+
+    /// The backups no age deletes, from the list metadata of the KV manifest copies: every
+    /// backup a newer one is incremental to (`parentBackupId`: restoring that one needs it), and
+    /// every backup made with `keep: true`. Costs 1 KV list per 1000 backups.
+    async fn protected_backups(
+        &self,
+        log: &OpLog<'_>,
+        sweep: &mut Sweep,
+    ) -> Result<Vec<BackupId>, StopReason> {
+        let mut protected = Vec::new();
+        let mut cursor = None;
+        loop {
+            sweep.run.afford(2, self.clock.now_ms())?;
+            sweep.run.spend(1);
+            let options = KvListOptions {
+                prefix: Some(BACKUP_MANIFEST_PREFIX.to_owned()),
+                cursor,
+                limit: Some(MAX_LIST_LIMIT),
+            };
+            let page = self
+                .kv_list(log, options)
+                .await
+                .map_err(|err| stop_reason(&err))?;
+            for entry in &page.keys {
+                let metadata = entry.metadata.as_ref();
+                let parent = metadata
+                    .and_then(|m| m.get("parentBackupId"))
+                    .and_then(Value::as_str)
+                    .and_then(|id| BackupId::parse(id).ok());
+                protected.extend(parent);
+                if metadata.and_then(|m| m.get("keep")) == Some(&Value::Bool(true)) {
+                    protected.extend(parse_backup_manifest_kv_key(&entry.name));
+                }
+            }
+            cursor = page.cursor.filter(|_| !page.list_complete);
+            if cursor.is_none() {
+                return Ok(protected);
+            }
+        }
     }
 
     /// The R2 phase: every page of `backups/` then `conversations/` after `start_after`.

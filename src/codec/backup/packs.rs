@@ -102,12 +102,13 @@ impl PackedManifest {
         packs: Vec<PackRecord>,
         missing_session_ids: Vec<SessionId>,
     ) -> Self {
-        let mut session_ids: Vec<SessionId> = Vec::new();
-        for entry in packs.iter().flat_map(|pack| &pack.sessions) {
-            if !session_ids.contains(&entry.session_id) {
-                session_ids.push(entry.session_id.clone());
-            }
-        }
+        let mut seen = std::collections::HashSet::new();
+        let session_ids: Vec<SessionId> = packs
+            .iter()
+            .flat_map(|pack| &pack.sessions)
+            .filter(|entry| seen.insert(&entry.session_id))
+            .map(|entry| entry.session_id.clone())
+            .collect();
         PackedManifest {
             format_version: PACKED_FORMAT_VERSION,
             backup_id,
