@@ -330,6 +330,8 @@ export interface BackupPlan {
   maxSessions: number;
   /** A backup of the whole store without `since`: the next such backup is incremental to it. */
   chained: boolean;
+  /** When its chain's full backup was made (a chain grows for a week, then a full backup starts the next). */
+  chainStart: number;
 }
 
 /** Where the next pack step of a backup continues. */

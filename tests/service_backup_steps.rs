@@ -334,11 +334,12 @@ fn retention_keeps_the_backups_a_newer_one_depends_on_and_those_made_to_keep() {
         ..BackupRequest::default()
     };
     let (kept, _) = desk.backup(pinned, 10);
-    desk.stores.clock.advance_ms(80 * DAY as u64);
+    desk.stores.clock.advance_ms(6 * DAY as u64);
     desk.archive("s-2", None);
     let (incremental, _) = desk.backup(BackupRequest::default(), 10);
+    assert_eq!(desk.manifest(&incremental)["parentBackupId"], json!(full));
     // Past archiveRetention (90 days) for the full backup and the kept one, not the incremental.
-    desk.stores.clock.advance_ms(11 * DAY as u64);
+    desk.stores.clock.advance_ms(85 * DAY as u64);
     let run = block_on(desk.service.enforce_retention_policy(RunBudget::default())).unwrap();
     assert!(run.status.complete, "{run:?}");
     let stored = desk.stores.snapshot();
@@ -354,4 +355,25 @@ fn retention_keeps_the_backups_a_newer_one_depends_on_and_those_made_to_keep() {
     let mut restored = block_on(desk.service.restore_from_backup(&incremental, None)).unwrap();
     restored.sort();
     assert_eq!(restored, ["s-1", "s-2"]);
+}
+
+#[test]
+fn a_chain_that_began_a_week_ago_ends_with_a_full_backup() {
+    let desk = Desk::new();
+    desk.archive("s-1", None);
+    let (first, _) = desk.backup(BackupRequest::default(), 10);
+    desk.stores.clock.advance_ms(3 * DAY as u64);
+    desk.archive("s-2", None);
+    let (second, _) = desk.backup(BackupRequest::default(), 10);
+    assert_eq!(desk.manifest(&second)["parentBackupId"], json!(first));
+    desk.stores.clock.advance_ms(5 * DAY as u64);
+    desk.archive("s-3", None);
+    let (third, _) = desk.backup(BackupRequest::default(), 10);
+    // Eight days after the chain's first backup: a full one, holding everything.
+    assert!(desk.manifest(&third).get("parentBackupId").is_none());
+    assert_eq!(desk.sessions_of(&third), ["s-1", "s-2", "s-3"]);
+    desk.stores.clock.advance_ms(DAY as u64);
+    desk.archive("s-4", None);
+    let (fourth, _) = desk.backup(BackupRequest::default(), 10);
+    assert_eq!(desk.manifest(&fourth)["parentBackupId"], json!(third));
 }

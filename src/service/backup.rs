@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::archive::{check_archive_session, FetchedArchive, ARCHIVE_CONTENT_TYPE};
-use super::backup_steps::CHAINED_FIELD;
+use super::backup_steps::{CHAINED_FIELD, CHAIN_START_FIELD};
 use super::index_entries::{read_archive_location, recorded_sha256, ArchiveEntries};
 use super::log::OpLog;
 use super::DataPersistenceService;
@@ -230,7 +230,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             PackedManifest::new(backup_id, created_at_ms, BackupKind::Manual, packs, missing);
         // Every archive in it is the owner's (checked above): only the owner's restore reads it.
         manifest.user_id = owner;
-        self.commit_manifest(&log, &manifest, false).await?;
+        self.commit_manifest(&log, &manifest, None).await?;
         log.event(
             "info",
             "backup created",
@@ -284,7 +284,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         &self,
         log: &OpLog<'_>,
         manifest: &PackedManifest,
-        chained: bool,
+        chain_start: Option<i64>,
     ) -> Result<()> {
         let bytes = manifest.encode()?;
         let key = backup_manifest_object_key(&manifest.backup_id);
@@ -321,8 +321,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         if manifest.keep {
             summary["keep"] = json!(true);
         }
-        if chained {
+        if let Some(start) = chain_start {
             summary[CHAINED_FIELD] = json!(true);
+            summary[CHAIN_START_FIELD] = json!(start);
         }
         let kv_options = KvPutOptions {
             expiration_ttl_secs: None,
@@ -598,6 +599,18 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 ));
             }
             match self.read_verified_backup(log, &parent_id, owner).await? {
+                // A parent is older than its child: anything else is a damaged or forged chain.
+                ReadBackup::Packed(parent)
+                    if chain
+                        .last()
+                        .is_some_and(|child| parent.created_at_ms >= child.created_at_ms) =>
+                {
+                    let what = backup_manifest_object_key(&parent_id);
+                    return Err(PersistenceError::corrupt(
+                        what,
+                        "is not older than its child",
+                    ));
+                }
                 ReadBackup::Packed(parent) => chain.push(parent),
                 ReadBackup::Verified(_) => {
                     let what = backup_manifest_object_key(&parent_id);

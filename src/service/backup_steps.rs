@@ -48,6 +48,12 @@ pub const INDEX_LAG_MS: i64 = 5 * 60_000;
 /// backup of the whole store is incremental to.
 pub const CHAINED_FIELD: &str = "chained";
 
+/// Field of a chained backup's KV list metadata: when its chain's full backup was made.
+pub const CHAIN_START_FIELD: &str = "chainStart";
+
+/// How long a chain of incremental backups grows before the next backup is a full one.
+pub const FULL_BACKUP_EVERY_MS: i64 = 7 * 24 * 60 * 60 * 1000;
+
 /// What an automated backup is asked to do (the Workflow's parameters).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -93,6 +99,9 @@ pub struct BackupPlan {
     /// to it. Backups of a user, of given sessions or from a given time never are.
     #[serde(default)]
     pub chained: bool,
+    /// When the chain this backup continues (or starts) began.
+    #[serde(default)]
+    pub chain_start: i64,
 }
 
 /// One pack step: pack `pack` of the plan's backup, from where the previous step stopped.
@@ -224,16 +233,25 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let created_at = self.clock.now_ms();
         let backup_id = new_backup_id(created_at, &self.clock.random_u64().to_be_bytes())?;
         let whole_store = session_ids.is_none() && request.user_id.is_none();
-        let parent = match (whole_store, request.since) {
-            (true, None) => self.last_automated_backup(&log).await?,
-            _ => None,
+        let chained = whole_store && request.since.is_none();
+        // A chain that began a week ago ends: this backup is full and starts the next one, so
+        // that a restore reads a bounded chain and retention can let old chains go.
+        let last = match chained {
+            true => self.last_automated_backup(&log).await?,
+            false => None,
+        };
+        let (parent, chain_start) = match last {
+            Some((parent, start)) if created_at.saturating_sub(start) < FULL_BACKUP_EVERY_MS => {
+                (Some(parent), start)
+            }
+            _ => (None, created_at),
         };
         let since = request
             .since
             .or_else(|| parent.as_ref().and_then(|p| p.high_water_mark_ms));
         let high_water_mark = session_ids.is_none().then(|| {
             let mark = created_at.saturating_sub(INDEX_LAG_MS);
-            since.map_or(mark, |since| mark.max(since))
+            since.map_or(mark, |since| mark.max(since)).min(created_at)
         });
         let plan = BackupPlan {
             backup_id: backup_id.to_string(),
@@ -246,7 +264,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             session_ids,
             keep: request.keep,
             max_sessions: max_sessions.min(self.options.backup_pack.max_sessions),
-            chained: whole_store && request.since.is_none(),
+            chained,
+            chain_start,
         };
         log.event(
             "info",
@@ -260,8 +279,11 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// The newest committed backup of the chain (list metadata [`CHAINED_FIELD`]), read
     /// from its R2 manifest; `None` when there is none (or it cannot be read: logged, and the
     /// next backup is then a full one).
-    async fn last_automated_backup(&self, log: &OpLog<'_>) -> Result<Option<PackedManifest>> {
-        let mut newest: Option<(i64, BackupId)> = None;
+    async fn last_automated_backup(
+        &self,
+        log: &OpLog<'_>,
+    ) -> Result<Option<(PackedManifest, i64)>> {
+        let mut newest: Option<(i64, BackupId, i64)> = None;
         let mut cursor = None;
         loop {
             let options = KvListOptions {
@@ -280,8 +302,15 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     .and_then(Value::as_i64);
                 let id = parse_backup_manifest_kv_key(&entry.name);
                 if let (true, Some(created_at), Some(id)) = (automated, created_at, id) {
-                    if newest.as_ref().is_none_or(|(time, _)| created_at > *time) {
-                        newest = Some((created_at, id));
+                    if newest
+                        .as_ref()
+                        .is_none_or(|(time, _, _)| created_at > *time)
+                    {
+                        let chain_start = metadata
+                            .and_then(|m| m.get(CHAIN_START_FIELD))
+                            .and_then(Value::as_i64)
+                            .unwrap_or(created_at);
+                        newest = Some((created_at, id, chain_start));
                     }
                 }
             }
@@ -290,7 +319,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 break;
             }
         }
-        let Some((_, id)) = newest else {
+        let Some((_, id, chain_start)) = newest else {
             return Ok(None);
         };
         let key = backup_manifest_object_key(&id);
@@ -301,7 +330,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             _ => Err(PersistenceError::NotFound { key: key.clone() }),
         };
         match manifest {
-            Ok(manifest) => Ok(Some(manifest)),
+            Ok(manifest) => Ok(Some((manifest, chain_start))),
             Err(err) => {
                 log.event(
                     "warn",
@@ -531,7 +560,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let bytes = manifest.encode()?;
         decode_packed_manifest("packs", &bytes)
             .map_err(|err| PersistenceError::invalid_input("packs", err.to_string()))?;
-        self.commit_manifest(&log, &manifest, plan.chained).await?;
+        let chain_start = plan.chained.then_some(plan.chain_start);
+        self.commit_manifest(&log, &manifest, chain_start).await?;
         log.event(
             "info",
             "backup committed",

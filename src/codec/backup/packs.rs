@@ -282,6 +282,14 @@ fn read_pack_record(pack: &mut Record) -> Result<PackRecord, FieldError> {
 
 /// What is inconsistent in a manifest that parsed, if anything.
 fn check_manifest(manifest: &PackedManifest) -> Result<(), String> {
+    if let Some(mark) = manifest.high_water_mark_ms {
+        if mark > manifest.created_at_ms {
+            return Err(format!(
+                "highWaterMark {mark} is after createdAt {}",
+                manifest.created_at_ms
+            ));
+        }
+    }
     let mut sum: u64 = 0;
     for (index, pack) in manifest.packs.iter().enumerate() {
         let expected = backup_pack_key(&manifest.backup_id, index as u32);
