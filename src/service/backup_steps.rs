@@ -154,6 +154,31 @@ pub struct CommitStep {
     pub missing_session_ids: Vec<String>,
 }
 
+/// The archives of the pack a step is filling, within its bounds.
+struct Pack {
+    documents: Vec<(SessionId, String)>,
+    bytes: u64,
+    max_bytes: u64,
+    max_sessions: usize,
+}
+
+impl Pack {
+    /// Adds an archive document if the pack has room for it (an empty pack always has) and
+    /// does not hold the session already; whether it did.
+    fn take(&mut self, session: SessionId, document: String) -> bool {
+        let size = document.len() as u64;
+        let fits = self.documents.is_empty()
+            || (self.documents.len() < self.max_sessions
+                && self.bytes.saturating_add(size) <= self.max_bytes
+                && !self.documents.iter().any(|(known, _)| *known == session));
+        if fits {
+            self.bytes = self.bytes.saturating_add(size);
+            self.documents.push((session, document));
+        }
+        fits
+    }
+}
+
 /// An archive found in an index page, to put in a pack.
 struct Found {
     session_id: SessionId,
@@ -355,155 +380,34 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let plan = &step.plan;
         let backup_id = BackupId::parse(&plan.backup_id)?;
         let owner = plan.user_id.as_deref().map(UserId::parse).transpose()?;
-        let max_bytes = self.options.backup_pack.max_bytes;
-        let max_sessions = plan.max_sessions.max(1) as usize;
-        let mut documents: Vec<(SessionId, String)> = Vec::new();
-        let mut bytes: u64 = 0;
-        let mut missing = Vec::new();
-        let mut unreadable_archives: Vec<String> = Vec::new();
-        let fits = |documents: &Vec<(SessionId, String)>, bytes: u64, size: u64, id: &SessionId| {
-            documents.is_empty()
-                || (documents.len() < max_sessions
-                    && bytes.saturating_add(size) <= max_bytes
-                    && !documents.iter().any(|(known, _)| known == id))
+        let mut pack = Pack {
+            documents: Vec::new(),
+            bytes: 0,
+            max_bytes: self.options.backup_pack.max_bytes,
+            max_sessions: plan.max_sessions.max(1) as usize,
         };
+        let mut missing = Vec::new();
+        let mut unreadable_archives = Vec::new();
         let next = match (&plan.session_ids, step.from) {
             (Some(all), from) => {
                 let left = match from {
                     Some(PackSource::Sessions(left)) => left,
                     _ => all.clone(),
                 };
-                // A given session costs 2 calls (its KV record, then the archive): half as many
-                // a step as from an index, so a step stays within the same subrequests.
-                let budget = max_sessions.div_ceil(2);
-                let mut taken = 0;
-                for id in &left {
-                    let session = SessionId::parse(id)?;
-                    if taken >= budget {
-                        break;
-                    }
-                    let Some(fetched) = self.fetch_newest_archive(&log, &session).await? else {
-                        missing.push(id.clone());
-                        taken += 1;
-                        continue;
-                    };
-                    let (document, _) = archive_document(fetched, &session)?;
-                    let size = document.len() as u64;
-                    if !fits(&documents, bytes, size, &session) {
-                        break;
-                    }
-                    bytes = bytes.saturating_add(size);
-                    documents.push((session, document));
-                    taken += 1;
-                }
-                let rest: Vec<String> = left.into_iter().skip(taken).collect();
-                (!rest.is_empty()).then_some(PackSource::Sessions(rest))
+                self.pack_sessions(&log, left, &mut pack, &mut missing)
+                    .await?
             }
             (None, from) => {
                 let at = match from {
                     Some(PackSource::Index(at)) => at,
                     _ => KvPosition::default(),
                 };
-                let prefix = match &owner {
-                    Some(owner) => user_index_prefix(&self.options.hasher.user_key(owner)),
-                    None => ARCHIVE_INDEX_PREFIX.to_owned(),
-                };
-                let options = KvListOptions {
-                    prefix: Some(prefix),
-                    cursor: at.kv_cursor.clone(),
-                    limit: Some(max_sessions.min(MAX_LIST_LIMIT as usize) as u32),
-                };
-                let page = self.kv_list(&log, options).await?;
-                let mut stopped_at = None;
-                let mut exhausted = false;
                 let unreadable = &mut unreadable_archives;
-                // The parent's archives, read once a step meets one that may be in it.
-                let mut parent_archives: Option<HashSet<(SessionId, String)>> = None;
-                for entry in &page.keys {
-                    if at
-                        .kv_resume_at
-                        .as_ref()
-                        .is_some_and(|resume| entry.name < *resume)
-                    {
-                        continue;
-                    }
-                    let Some((found, archived_at)) = indexed_archive(entry) else {
-                        continue;
-                    };
-                    // Newest first: the first archive not after `since` ends the source.
-                    if plan.since.is_some_and(|since| archived_at <= since) {
-                        exhausted = true;
-                        break;
-                    }
-                    let Some(fetched) = self.fetch_archive_by_key(&log, &found.archive_key).await?
-                    else {
-                        log.event(
-                            "warn",
-                            "index entry of a missing archive not backed up",
-                            json!({ "key": entry.name }),
-                        );
-                        continue;
-                    };
-                    let (document, user_ids) = match archive_document(fetched, &found.session_id) {
-                        Ok(read) => read,
-                        Err(
-                            err @ (PersistenceError::StorageUnavailable { .. }
-                            | PersistenceError::CircuitOpen { .. }),
-                        ) => return Err(err),
-                        // One damaged archive must not keep every later backup from committing:
-                        // it is left out, logged and reported.
-                        Err(err) => {
-                            log.event("error", "archive not backed up: it cannot be read",
-                                json!({ "key": found.archive_key, "code": err.code(), "error": err.to_string() }));
-                            unreadable.push(found.archive_key);
-                            continue;
-                        }
-                    };
-                    if plan
-                        .parent_created_at
-                        .is_some_and(|made| archived_at <= made)
-                    {
-                        let parent = match &parent_archives {
-                            Some(parent) => parent,
-                            None => parent_archives.insert(self.parent_archives(&log, plan).await?),
-                        };
-                        let sha256 = sha256_hex(document.as_bytes());
-                        if parent.contains(&(found.session_id.clone(), sha256)) {
-                            continue;
-                        }
-                    }
-                    if let Some(owner) = &owner {
-                        if user_ids.is_empty() || user_ids.iter().any(|id| id != owner.as_str()) {
-                            return Err(PersistenceError::NotFound {
-                                key: format!(
-                                    "an archive of session {} owned by this user",
-                                    found.session_id
-                                ),
-                            });
-                        }
-                    }
-                    let size = document.len() as u64;
-                    if !fits(&documents, bytes, size, &found.session_id) {
-                        stopped_at = Some(entry.name.clone());
-                        break;
-                    }
-                    bytes = bytes.saturating_add(size);
-                    documents.push((found.session_id, document));
-                }
-                let next_page = page.cursor.filter(|_| !page.list_complete);
-                match (stopped_at, exhausted, next_page) {
-                    (Some(resume), _, _) => Some(PackSource::Index(KvPosition {
-                        kv_cursor: at.kv_cursor,
-                        kv_resume_at: Some(resume),
-                    })),
-                    (None, false, Some(cursor)) => Some(PackSource::Index(KvPosition {
-                        kv_cursor: Some(cursor),
-                        kv_resume_at: None,
-                    })),
-                    _ => None,
-                }
+                self.pack_index(&log, plan, owner.as_ref(), at, &mut pack, unreadable)
+                    .await?
             }
         };
+        let documents = pack.documents;
         let record = if documents.is_empty() {
             None
         } else {
@@ -526,6 +430,136 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             next,
             unreadable_archives,
         })
+    }
+
+    /// Fills `pack` with the newest archives of the sessions `left`, in order (sessions without
+    /// one go to `missing`); where the next step continues. A given session costs 2 calls (its
+    /// KV record, then the archive): half as many a step as from an index.
+    async fn pack_sessions(
+        &self,
+        log: &OpLog<'_>,
+        left: Vec<String>,
+        pack: &mut Pack,
+        missing: &mut Vec<String>,
+    ) -> Result<Option<PackSource>> {
+        let budget = pack.max_sessions.div_ceil(2);
+        let mut taken = 0;
+        for id in &left {
+            let session = SessionId::parse(id)?;
+            if taken >= budget {
+                break;
+            }
+            let Some(fetched) = self.fetch_newest_archive(log, &session).await? else {
+                missing.push(id.clone());
+                taken += 1;
+                continue;
+            };
+            let (document, _) = archive_document(fetched, &session)?;
+            if !pack.take(session, document) {
+                break;
+            }
+            taken += 1;
+        }
+        let rest: Vec<String> = left.into_iter().skip(taken).collect();
+        Ok((!rest.is_empty()).then_some(PackSource::Sessions(rest)))
+    }
+
+    /// Fills `pack` from one page of the archive index (`owner`'s, or every archive's) at `at`,
+    /// newest first, down to the plan's `since`; where the next step continues. Archives that
+    /// cannot be read go to `unreadable` (logged); those a parent backup of the plan holds
+    /// already are skipped.
+    async fn pack_index(
+        &self,
+        log: &OpLog<'_>,
+        plan: &BackupPlan,
+        owner: Option<&UserId>,
+        at: KvPosition,
+        pack: &mut Pack,
+        unreadable: &mut Vec<String>,
+    ) -> Result<Option<PackSource>> {
+        let prefix = match owner {
+            Some(owner) => user_index_prefix(&self.options.hasher.user_key(owner)),
+            None => ARCHIVE_INDEX_PREFIX.to_owned(),
+        };
+        let options = KvListOptions {
+            prefix: Some(prefix),
+            cursor: at.kv_cursor.clone(),
+            limit: Some(pack.max_sessions.min(MAX_LIST_LIMIT as usize) as u32),
+        };
+        let page = self.kv_list(log, options).await?;
+        // The parents' archives, read once a step meets one that may be in them.
+        let mut parent_archives: Option<HashSet<(SessionId, String)>> = None;
+        for entry in &page.keys {
+            let resumed = at.kv_resume_at.as_ref();
+            if resumed.is_some_and(|resume| entry.name < *resume) {
+                continue;
+            }
+            let Some((found, archived_at)) = indexed_archive(entry) else {
+                continue;
+            };
+            // Newest first: the first archive not after `since` ends the source.
+            if plan.since.is_some_and(|since| archived_at <= since) {
+                return Ok(None);
+            }
+            let Some(fetched) = self.fetch_archive_by_key(log, &found.archive_key).await? else {
+                log.event(
+                    "warn",
+                    "index entry of a missing archive not backed up",
+                    json!({ "key": entry.name }),
+                );
+                continue;
+            };
+            let (document, user_ids) = match archive_document(fetched, &found.session_id) {
+                Ok(read) => read,
+                Err(
+                    err @ (PersistenceError::StorageUnavailable { .. }
+                    | PersistenceError::CircuitOpen { .. }),
+                ) => return Err(err),
+                // One damaged archive must not keep every later backup from committing: it is
+                // left out, logged and reported.
+                Err(err) => {
+                    let fields = json!({ "key": found.archive_key, "code": err.code(),
+                        "error": err.to_string() });
+                    log.event("error", "archive not backed up: it cannot be read", fields);
+                    unreadable.push(found.archive_key);
+                    continue;
+                }
+            };
+            if plan
+                .parent_created_at
+                .is_some_and(|made| archived_at <= made)
+            {
+                let parent = match &parent_archives {
+                    Some(parent) => parent,
+                    None => parent_archives.insert(self.parent_archives(log, plan).await?),
+                };
+                let sha256 = sha256_hex(document.as_bytes());
+                if parent.contains(&(found.session_id.clone(), sha256)) {
+                    continue;
+                }
+            }
+            if let Some(owner) = owner {
+                if user_ids.is_empty() || user_ids.iter().any(|id| id != owner.as_str()) {
+                    let session = &found.session_id;
+                    return Err(PersistenceError::NotFound {
+                        key: format!("an archive of session {session} owned by this user"),
+                    });
+                }
+            }
+            if !pack.take(found.session_id, document) {
+                return Ok(Some(PackSource::Index(KvPosition {
+                    kv_cursor: at.kv_cursor,
+                    kv_resume_at: Some(entry.name.clone()),
+                })));
+            }
+        }
+        let next_page = page.cursor.filter(|_| !page.list_complete);
+        Ok(next_page.map(|cursor| {
+            PackSource::Index(KvPosition {
+                kv_cursor: Some(cursor),
+                kv_resume_at: None,
+            })
+        }))
     }
 
     /// Commits a planned backup whose packs are written: its manifest, written only if absent.
