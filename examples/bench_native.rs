@@ -422,7 +422,7 @@ impl Bench {
             populated,
             |(stores, service), _| {
                 stores.clock.advance_ms(1000);
-                block_on(service.create_backup(&ids, None))?;
+                block_on(service.create_backup(&ids, None, false))?;
                 Ok(())
             },
             |(stores, _)| stores.clone(),
@@ -430,7 +430,7 @@ impl Bench {
         // Restore into fresh stores holding only the backup, as after losing the archives.
         let restore_setup = || -> Outcome<(MemoryStores, Service, String)> {
             let (stores, service) = populated()?;
-            let backup_id = block_on(service.create_backup(&ids, None))?;
+            let backup_id = block_on(service.create_backup(&ids, None, false))?;
             let snapshot = stores.snapshot();
             let (fresh, fresh_service) = self.fresh()?;
             fresh.clock.set_ms(stores.clock.now_ms() + 1000);

@@ -6,12 +6,14 @@ import type {
   ArchiveMetadata,
   ArchiveUIMessagesOptions,
   ArchivedConversation,
+  BackupList,
   BackupOptions,
   BackupPlan,
   BackupRequest,
   ConversationMemory,
   DataRetentionPolicy,
   HealthReport,
+  ListBackupsOptions,
   MigrationReport,
   MigrationRunOptions,
   PackRecord,
@@ -114,10 +116,17 @@ function invalidInput(field: string, reason: string): PersistenceError {
  * `sub`) is an error, not "no user": that would turn the ownership check off. Rust checks the
  * string itself (INVALID_ID).
  */
-function ownerOption(options: BackupOptions): string | undefined {
+function ownerOption(options: { userId?: string }): string | undefined {
   if (!("userId" in options)) return undefined;
   if (typeof options.userId !== "string") throw invalidInput("userId", `must be a string, not ${options.userId === null ? "null" : typeof options.userId}`);
   return options.userId;
+}
+
+/** The `keep` of createBackup's options: a boolean when given. */
+function keepOption(options: BackupOptions): boolean {
+  if (options.keep === undefined) return false;
+  if (typeof options.keep !== "boolean") throw invalidInput("keep", `must be a boolean, not ${options.keep === null ? "null" : typeof options.keep}`);
+  return options.keep;
 }
 
 const utf8 = new TextEncoder();
@@ -319,7 +328,7 @@ function checkBindings(bindings: PersistenceBindings | undefined): PersistenceBi
 }
 
 /** The maintenance jobs of the core's run driver: each takes a call budget and a time budget. */
-type RunJob = "enforceRetentionPolicy" | "indexLegacyArchives" | "reindexUserArchives" | "getStorageMetrics";
+type RunJob = "enforceRetentionPolicy" | "previewRetentionPolicy" | "indexLegacyArchives" | "reindexUserArchives" | "getStorageMetrics";
 
 /** Runs `job` within the budget of its options (checked by the core); its report. */
 async function runJob<Report>(core: wasm.DataPersistenceService, job: RunJob, options: { maxStorageCalls?: number; timeBudgetMs?: number }): Promise<Report> {
@@ -418,7 +427,7 @@ export class DataPersistenceService {
    */
   async createBackup(sessionIds: string[], options: BackupOptions = {}): Promise<string> {
     if (!Array.isArray(sessionIds)) throw invalidInput("sessionIds", "must be an array of session ids");
-    return this.#core.createBackup(sessionIds.map(String), ownerOption(options));
+    return this.#core.createBackup(sessionIds.map(String), ownerOption(options), keepOption(options));
   }
 
   /**
@@ -470,7 +479,19 @@ export class DataPersistenceService {
 
   /** Deletes what the policy says has expired, page by page; resumes where a time-boxed run stopped. */
   async enforceRetentionPolicy(options: RetentionRunOptions = {}): Promise<RetentionReport> {
-    return runJob<RetentionReport>(this.#core, "enforceRetentionPolicy", options);
+    if (options.dryRun !== undefined && typeof options.dryRun !== "boolean") throw invalidInput("dryRun", `must be a boolean, not ${typeof options.dryRun}`);
+    return runJob<RetentionReport>(this.#core, options.dryRun === true ? "previewRetentionPolicy" : "enforceRetentionPolicy", options);
+  }
+
+  /**
+   * One page of backups, newest first (those made for `userId` when given), each with its size,
+   * sessions, kind and whether (and why) the backup policy keeps it. Costs 1 KV list (of up to
+   * 1000 index entries); KV shows a new backup within ~60 s.
+   */
+  async listBackups(options: ListBackupsOptions = {}): Promise<BackupList> {
+    const owner = "userId" in options ? ownerOption(options) : undefined;
+    const json: string = await this.#core.listBackups(owner, options.limit ?? 20, options.cursor ?? undefined);
+    return JSON.parse(json) as BackupList;
   }
 
   /**

@@ -131,6 +131,17 @@ export interface DataRetentionPolicy {
   cleanupInterval: number;
   /** Largest archive, in bytes of JSON (50 MiB). */
   maxArchiveSize: number;
+  /**
+   * Backup rotation, with restic `forget` semantics: the newest `backupKeepLast` backups, and the
+   * newest backup of each of the last `backupKeepDaily` days, `backupKeepWeekly` ISO weeks and
+   * `backupKeepMonthly` months (defaults 0, 7, 4, 12; whole numbers, 0 turns a rule off). Backups
+   * made with `keep: true`, those a kept incremental backup depends on and the newest automated
+   * one are always kept. All four 0: backups are kept for `archiveRetention` instead.
+   */
+  backupKeepLast: number;
+  backupKeepDaily: number;
+  backupKeepWeekly: number;
+  backupKeepMonthly: number;
 }
 
 /** Behaviour beyond the retention policy. */
@@ -169,7 +180,16 @@ export interface RetentionRunOptions {
   maxStorageCalls?: number;
   /** Stop after about this many milliseconds of wall time. */
   timeBudgetMs?: number;
+  /**
+   * Delete nothing: report what a whole sweep from the start would delete, and `backups`, each
+   * committed backup kept or deleted with its reasons. Reads only; the sweep's resume point is
+   * neither read nor moved.
+   */
+  dryRun?: boolean;
 }
+
+/** Why the backup policy keeps a backup. */
+export type BackupKeepReason = "last" | "daily" | "weekly" | "monthly" | "pinned" | "parent" | "chainHead" | "withinRetention";
 
 /** Why the retention sweep deleted something. */
 export type DeletionReason =
@@ -200,6 +220,53 @@ export interface RetentionReport {
   /** True when this run continued an unfinished one. */
   resumed: boolean;
   storageCalls: number;
+  /** Present (true) on a dry run: the counts and keys are what a sweep would delete. */
+  dryRun?: true;
+  /** Dry run only: every committed backup listed (at most 1000), kept (with its reasons) or not. */
+  backups?: { backupId: string; createdAt: number; kept: boolean; reasons: BackupKeepReason[] }[];
+  /** Dry run only: present (true) when more backups were decided than `backups` lists. */
+  backupsTruncated?: true;
+}
+
+/** One backup of `listBackups`. */
+export interface BackupSummary {
+  backupId: string;
+  /** When it was made (epoch ms). */
+  createdAt: number;
+  /** `manual` (createBackup) or `automated` (BackupWorkflow). */
+  kind: "manual" | "automated";
+  /** Holds only what changed since `parentBackupId`, and restores with it. */
+  incremental: boolean;
+  parentBackupId?: string;
+  sessionCount: number;
+  /** Bytes of its packs in R2. */
+  storedSize: number;
+  /** Made for one user (createBackup with `userId`). */
+  forUser: boolean;
+  /** Made with `keep: true`. */
+  keep: boolean;
+  /** Whether the backup policy keeps it; false: the next retention run deletes it. */
+  kept: boolean;
+  reasons: BackupKeepReason[];
+}
+
+/** A page of `listBackups`, newest first. */
+export interface BackupList {
+  backups: BackupSummary[];
+  /** Pass to the next call; absent on the last page. */
+  cursor?: string;
+  /** True when no page follows (a page may hold fewer than `limit` backups while this is false). */
+  listComplete: boolean;
+}
+
+/** Options of `listBackups`. */
+export interface ListBackupsOptions {
+  /** Backups a page (1 to 1000, default 20). */
+  limit?: number;
+  /** The previous page's cursor. */
+  cursor?: string;
+  /** Only backups made for this user (createBackup with `userId`). */
+  userId?: string;
 }
 
 /** The spec's health report, from real probes of both bindings. */
@@ -248,6 +315,8 @@ export interface BackupOptions {
    * claim never turns the check off.
    */
   userId?: string;
+  /** createBackup: the backup policy never deletes this backup (it follows the policy otherwise). */
+  keep?: boolean;
 }
 
 /** Limits of one `indexLegacyArchives` or `reindexUserArchives` run (as for retention runs). */

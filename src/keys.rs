@@ -33,6 +33,8 @@ pub const QUERY_PREFIX: &str = "query:";
 pub const ARCHIVE_META_PREFIX: &str = "archive_meta:";
 /// KV prefix of backup manifests.
 pub const BACKUP_MANIFEST_PREFIX: &str = "backup_manifest:";
+/// KV prefix of the newest-first index of backups (`listBackups`, the backup rotation).
+pub const BACKUP_INDEX_PREFIX: &str = "backup_index:";
 /// KV prefix of the per-user archive index.
 pub const USER_INDEX_PREFIX: &str = "user_archives:";
 /// KV prefix of the global archive index (every archive, newest first).
@@ -504,6 +506,26 @@ pub fn parse_backup_manifest_kv_key(key: &str) -> Option<BackupId> {
     BackupId::parse(key.strip_prefix(BACKUP_MANIFEST_PREFIX)?).ok()
 }
 
+/// KV key of a backup's entry in the newest-first index of backups, so that one
+/// `list({prefix: "backup_index:"})` returns backups newest first:
+/// `backup_index:<13-digit (9999999999999 - createdAtMs)>:<backupId>`. Fails with
+/// `INVALID_INPUT` (field `createdAt`) outside 0..=[`MAX_KEY_TIME_MS`].
+pub fn backup_index_key(id: &BackupId, created_at_ms: i64) -> Result<String> {
+    check_key_time("createdAt", created_at_ms)?;
+    let newest_first = MAX_KEY_TIME_MS - created_at_ms;
+    Ok(format!("{BACKUP_INDEX_PREFIX}{newest_first:013}:{id}"))
+}
+
+/// The backup and creation time of a key built by [`backup_index_key`]; `None` for anything
+/// else.
+pub fn parse_backup_index_key(key: &str) -> Option<(BackupId, i64)> {
+    let (inverted_ms, id) = key.strip_prefix(BACKUP_INDEX_PREFIX)?.split_once(':')?;
+    Some((
+        BackupId::parse(id).ok()?,
+        MAX_KEY_TIME_MS - parse_time_field(inverted_ms)?,
+    ))
+}
+
 /// Which object of a backup an R2 key names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackupObjectKind {
@@ -945,6 +967,29 @@ mod tests {
     }
 
     #[test]
+    fn backup_index_keys_sort_newest_first_and_parse_back() {
+        let backup = |id: &str| BackupId::parse(id).unwrap();
+        let old = backup("backup_a");
+        let new = backup("backup_b");
+        let old_key = backup_index_key(&old, JAN_2025).unwrap();
+        let new_key = backup_index_key(&new, JAN_2025 + 1).unwrap();
+        assert_eq!(old_key, "backup_index:8263842399876:backup_a");
+        assert!(new_key < old_key);
+        assert_eq!(parse_backup_index_key(&old_key), Some((old, JAN_2025)));
+        assert_eq!(parse_backup_index_key(&new_key), Some((new, JAN_2025 + 1)));
+        for bad in [
+            "backup_index:826384239987:backup_a",
+            "backup_index:8263842399876",
+            "backup_index:8263842399876:a/b",
+            "backup_manifest:backup_a",
+        ] {
+            assert_eq!(parse_backup_index_key(bad), None, "{bad}");
+        }
+        let err = backup_index_key(&backup("b"), -1).unwrap_err();
+        assert!(err.to_string().contains("createdAt"), "{err}");
+    }
+
+    #[test]
     fn new_backup_ids_carry_padded_time_and_nonce() {
         let id = new_backup_id(JAN_2025, &[0xde, 0xad, 0x01]).unwrap();
         assert_eq!(id.as_str(), "backup_1736157600123_dead01");
@@ -981,6 +1026,7 @@ mod tests {
             user_index_key(USER_KEY, 0, &s).unwrap(),
             archive_index_key(0, &s).unwrap(),
             backup_manifest_kv_key(&b),
+            backup_index_key(&b, 0).unwrap(),
             embedding_key(USER_KEY),
             query_key(USER_KEY),
         ];

@@ -6,15 +6,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{PersistenceError, Result};
 use crate::platform::JS_MAX_SAFE_INTEGER;
+use crate::retention::GfsPolicy;
 
 const HOUR_MS: u64 = 60 * 60 * 1000;
 const DAY_MS: u64 = 24 * HOUR_MS;
 const MIB: u64 = 1024 * 1024;
 
-/// How long data lives and how large archives may be. All durations are milliseconds.
+/// How long data lives, how large archives may be and which backups retention keeps. Durations
+/// are milliseconds; the `backupKeep*` fields are counts (restic `forget` rules, see
+/// [`crate::retention::GfsPolicy`]).
 ///
 /// JSON names are the spec's: `conversationTTL`, `cacheTTL`, `archiveRetention`,
-/// `cleanupInterval`, `maxArchiveSize`.
+/// `cleanupInterval`, `maxArchiveSize`; then `backupKeepLast`, `backupKeepDaily`,
+/// `backupKeepWeekly`, `backupKeepMonthly`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataRetentionPolicy {
@@ -24,7 +28,8 @@ pub struct DataRetentionPolicy {
     /// How long a cache entry is kept (default 24 hours).
     #[serde(rename = "cacheTTL")]
     pub cache_ttl_ms: u64,
-    /// How long an archive or backup is kept (default 90 days).
+    /// How long an archive is kept (default 90 days); also how long a backup is kept when every
+    /// `backupKeep*` count is 0.
     #[serde(rename = "archiveRetention")]
     pub archive_retention_ms: u64,
     /// How often cleanup runs (default 1 hour).
@@ -33,6 +38,18 @@ pub struct DataRetentionPolicy {
     /// Largest serialized archive, in bytes (default 50 MiB).
     #[serde(rename = "maxArchiveSize")]
     pub max_archive_size_bytes: u64,
+    /// Backups kept as the newest ones (default 0).
+    #[serde(rename = "backupKeepLast")]
+    pub backup_keep_last: u64,
+    /// Days whose newest backup is kept (default 7).
+    #[serde(rename = "backupKeepDaily")]
+    pub backup_keep_daily: u64,
+    /// ISO weeks whose newest backup is kept (default 4).
+    #[serde(rename = "backupKeepWeekly")]
+    pub backup_keep_weekly: u64,
+    /// Months whose newest backup is kept (default 12).
+    #[serde(rename = "backupKeepMonthly")]
+    pub backup_keep_monthly: u64,
 }
 
 impl Default for DataRetentionPolicy {
@@ -43,91 +60,190 @@ impl Default for DataRetentionPolicy {
             archive_retention_ms: 90 * DAY_MS,
             cleanup_interval_ms: HOUR_MS,
             max_archive_size_bytes: 50 * MIB,
+            backup_keep_last: 0,
+            backup_keep_daily: 7,
+            backup_keep_weekly: 4,
+            backup_keep_monthly: 12,
         }
     }
 }
 
-/// Checks one policy value: zero is meaningless for every field (a zero retention would delete
-/// everything at once), and JavaScript must be able to hold it exactly.
-fn check_value(field: &str, value: u64) -> Result<u64> {
-    let reason = if value == 0 {
-        "must be greater than zero".to_owned()
-    } else if value > JS_MAX_SAFE_INTEGER {
-        format!("exceeds Number.MAX_SAFE_INTEGER ({JS_MAX_SAFE_INTEGER})")
-    } else {
-        return Ok(value);
-    };
-    Err(PersistenceError::InvalidConfig {
-        variable: field.to_owned(),
-        value: value.to_string(),
-        reason,
-    })
+/// Largest `backupKeep*` count (the planner counts in `u32`).
+const MAX_KEEP_COUNT: u64 = u32::MAX as u64;
+
+/// What a policy field measures, which decides its range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quantity {
+    /// A duration or size: zero is meaningless (a zero retention would delete everything at
+    /// once); at most `Number.MAX_SAFE_INTEGER`. Its variable is a decimal in `unit`s.
+    Amount { unit: u64 },
+    /// A number of backups: zero turns the rule off; at most [`MAX_KEEP_COUNT`]. Its variable
+    /// is a whole number.
+    Count,
+}
+
+/// Selects one field of a policy.
+type FieldAccess = fn(&mut DataRetentionPolicy) -> &mut u64;
+
+/// One policy field: its JSON name, its environment variable and its range.
+pub struct PolicyField {
+    /// Its JSON name (`Partial<DataRetentionPolicy>` in TypeScript).
+    pub json: &'static str,
+    /// Its name in wrangler.toml `[vars]`.
+    pub name: &'static str,
+    quantity: Quantity,
+    field: FieldAccess,
+}
+
+const fn amount(
+    json: &'static str,
+    name: &'static str,
+    unit: u64,
+    field: FieldAccess,
+) -> PolicyField {
+    PolicyField {
+        json,
+        name,
+        quantity: Quantity::Amount { unit },
+        field,
+    }
+}
+
+const fn count(json: &'static str, name: &'static str, field: FieldAccess) -> PolicyField {
+    PolicyField {
+        json,
+        name,
+        quantity: Quantity::Count,
+        field,
+    }
+}
+
+/// Every policy field, the one list of their JSON names and `[vars]` (the TypeScript side reads
+/// the names through `policyVarNames`). `MB` means MiB (2^20 bytes).
+pub const ENV_VARS: [PolicyField; 9] = [
+    amount("conversationTTL", "SESSION_TTL_HOURS", HOUR_MS, |p| {
+        &mut p.conversation_ttl_ms
+    }),
+    amount("cacheTTL", "CACHE_TTL_HOURS", HOUR_MS, |p| {
+        &mut p.cache_ttl_ms
+    }),
+    amount("archiveRetention", "ARCHIVE_RETENTION_DAYS", DAY_MS, |p| {
+        &mut p.archive_retention_ms
+    }),
+    amount("cleanupInterval", "CLEANUP_INTERVAL_HOURS", HOUR_MS, |p| {
+        &mut p.cleanup_interval_ms
+    }),
+    amount("maxArchiveSize", "MAX_ARCHIVE_SIZE_MB", MIB, |p| {
+        &mut p.max_archive_size_bytes
+    }),
+    count("backupKeepLast", "BACKUP_KEEP_LAST", |p| {
+        &mut p.backup_keep_last
+    }),
+    count("backupKeepDaily", "BACKUP_KEEP_DAILY", |p| {
+        &mut p.backup_keep_daily
+    }),
+    count("backupKeepWeekly", "BACKUP_KEEP_WEEKLY", |p| {
+        &mut p.backup_keep_weekly
+    }),
+    count("backupKeepMonthly", "BACKUP_KEEP_MONTHLY", |p| {
+        &mut p.backup_keep_monthly
+    }),
+];
+
+impl PolicyField {
+    /// Checks a value of this field, named `name` in the error (the JSON name or the variable).
+    fn check(&self, name: &str, value: u64) -> Result<u64> {
+        let reason = match self.quantity {
+            Quantity::Amount { .. } if value == 0 => "must be greater than zero".to_owned(),
+            Quantity::Amount { .. } if value > JS_MAX_SAFE_INTEGER => {
+                format!("exceeds Number.MAX_SAFE_INTEGER ({JS_MAX_SAFE_INTEGER})")
+            }
+            Quantity::Count if value > MAX_KEEP_COUNT => format!("exceeds {MAX_KEEP_COUNT}"),
+            _ => return Ok(value),
+        };
+        Err(PersistenceError::InvalidConfig {
+            variable: name.to_owned(),
+            value: value.to_string(),
+            reason,
+        })
+    }
+
+    /// Parses this field's environment variable.
+    fn parse_var(&self, text: &str) -> Result<u64> {
+        match self.quantity {
+            Quantity::Amount { unit } => parse_scaled_decimal(self.name, text, unit),
+            Quantity::Count => parse_count(self.name, text),
+        }
+    }
 }
 
 impl DataRetentionPolicy {
     /// Checks every field; fails with `INVALID_CONFIG` naming the first bad field (by its JSON
     /// name) and its value.
     pub fn validate(&self) -> Result<()> {
-        check_value("conversationTTL", self.conversation_ttl_ms)?;
-        check_value("cacheTTL", self.cache_ttl_ms)?;
-        check_value("archiveRetention", self.archive_retention_ms)?;
-        check_value("cleanupInterval", self.cleanup_interval_ms)?;
-        check_value("maxArchiveSize", self.max_archive_size_bytes)?;
+        let mut copy = *self;
+        for field in &ENV_VARS {
+            field.check(field.json, *(field.field)(&mut copy))?;
+        }
         Ok(())
     }
-}
 
-/// Selects one field of a policy.
-type FieldAccess = fn(&mut DataRetentionPolicy) -> &mut u64;
-
-/// One environment variable and how its value becomes a policy field.
-pub struct EnvVar {
-    /// Its name in wrangler.toml `[vars]`.
-    pub name: &'static str,
-    /// Milliseconds (or bytes) per unit of the variable.
-    unit: u64,
-    field: FieldAccess,
-}
-
-impl EnvVar {
-    const fn new(name: &'static str, unit: u64, field: FieldAccess) -> Self {
-        EnvVar { name, unit, field }
+    /// The backup rotation rules (restic `forget`); all zero means backups follow
+    /// `archiveRetention` instead.
+    pub fn gfs(&self) -> GfsPolicy {
+        // `validate` keeps every count within u32.
+        let count = |value: u64| u32::try_from(value).unwrap_or(u32::MAX);
+        GfsPolicy {
+            keep_last: count(self.backup_keep_last),
+            keep_daily: count(self.backup_keep_daily),
+            keep_weekly: count(self.backup_keep_weekly),
+            keep_monthly: count(self.backup_keep_monthly),
+        }
     }
 }
 
-/// The variables of the spec's `wrangler.toml` `[vars]`, the one list of their names (the
-/// TypeScript side reads it through `policyVarNames`). `MB` means MiB (2^20 bytes).
-pub const ENV_VARS: [EnvVar; 5] = [
-    EnvVar::new("SESSION_TTL_HOURS", HOUR_MS, |p| &mut p.conversation_ttl_ms),
-    EnvVar::new("CACHE_TTL_HOURS", HOUR_MS, |p| &mut p.cache_ttl_ms),
-    EnvVar::new("ARCHIVE_RETENTION_DAYS", DAY_MS, |p| {
-        &mut p.archive_retention_ms
-    }),
-    EnvVar::new("CLEANUP_INTERVAL_HOURS", HOUR_MS, |p| {
-        &mut p.cleanup_interval_ms
-    }),
-    EnvVar::new("MAX_ARCHIVE_SIZE_MB", MIB, |p| {
-        &mut p.max_archive_size_bytes
-    }),
-];
-
-/// Builds a policy from the Worker's environment variables, looked up through `lookup`:
-/// `SESSION_TTL_HOURS`, `CACHE_TTL_HOURS`, `ARCHIVE_RETENTION_DAYS`, `CLEANUP_INTERVAL_HOURS`
-/// and `MAX_ARCHIVE_SIZE_MB` (MiB). An absent variable keeps its default.
+/// Builds a policy from the Worker's environment variables, looked up through `lookup`: the
+/// names of [`ENV_VARS`]. An absent variable keeps its default.
 ///
-/// A value is a plain decimal number, optionally with a fraction (`"24"`, `"0.5"`), surrounded
-/// by optional whitespace; it is converted exactly and rounded to the nearest millisecond (or
-/// byte). Anything else fails with `INVALID_CONFIG` naming the variable and its value: an empty,
-/// non-numeric, signed, exponent, `NaN` or `Infinity` value, a value that rounds to zero, or one
-/// beyond `Number.MAX_SAFE_INTEGER` milliseconds (bytes).
+/// A duration or size is a plain decimal number, optionally with a fraction (`"24"`, `"0.5"`),
+/// surrounded by optional whitespace; it is converted exactly and rounded to the nearest
+/// millisecond (or byte). A `BACKUP_KEEP_*` count is a whole number, 0 included. Anything else
+/// fails with `INVALID_CONFIG` naming the variable and its value: an empty, non-numeric, signed,
+/// exponent, `NaN` or `Infinity` value, a duration that rounds to zero, a fractional count, or
+/// a value out of range.
 pub fn from_env_vars(lookup: impl Fn(&str) -> Option<String>) -> Result<DataRetentionPolicy> {
     let mut policy = DataRetentionPolicy::default();
     for var in &ENV_VARS {
         if let Some(text) = lookup(var.name) {
-            *(var.field)(&mut policy) = parse_scaled_decimal(var.name, &text, var.unit)?;
+            *(var.field)(&mut policy) = var.parse_var(&text)?;
         }
     }
     Ok(policy)
+}
+
+/// Parses a `BACKUP_KEEP_*` value: a whole, non-negative number within [`MAX_KEEP_COUNT`].
+fn parse_count(variable: &str, text: &str) -> Result<u64> {
+    let invalid = |reason: String| PersistenceError::InvalidConfig {
+        variable: variable.to_owned(),
+        value: text.to_owned(),
+        reason,
+    };
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(invalid("is empty".to_owned()));
+    }
+    if trimmed.starts_with('-') {
+        return Err(invalid("must not be negative".to_owned()));
+    }
+    if !trimmed.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(invalid("is not a whole number such as \"7\"".to_owned()));
+    }
+    match trimmed.trim_start_matches('0').parse::<u64>() {
+        Ok(value) if value <= MAX_KEEP_COUNT => Ok(value),
+        // All zeros trims to nothing.
+        Err(_) if trimmed.bytes().all(|byte| byte == b'0') => Ok(0),
+        _ => Err(invalid(format!("exceeds {MAX_KEEP_COUNT}"))),
+    }
 }
 
 /// Parses `text` as a plain decimal and returns `round(text * unit)`, exactly.
@@ -178,79 +294,26 @@ fn parse_scaled_decimal(variable: &str, text: &str, unit: u64) -> Result<u64> {
 /// A partial policy, as JavaScript passes `Partial<DataRetentionPolicy>`: each present field
 /// replaces the base value. JSON names are the spec's; unknown names are rejected so a typo
 /// (`cacheTtl`) does not silently keep a default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "RawOverrides")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PolicyOverrides {
-    /// Replaces `conversationTTL` (ms).
-    pub conversation_ttl_ms: Option<u64>,
-    /// Replaces `cacheTTL` (ms).
-    pub cache_ttl_ms: Option<u64>,
-    /// Replaces `archiveRetention` (ms).
-    pub archive_retention_ms: Option<u64>,
-    /// Replaces `cleanupInterval` (ms).
-    pub cleanup_interval_ms: Option<u64>,
-    /// Replaces `maxArchiveSize` (bytes).
-    pub max_archive_size_bytes: Option<u64>,
-}
-
-/// The JSON shape of [`PolicyOverrides`], before each number is checked under its field name.
-/// A present `null` is kept (as `Some(Value::Null)`) so it is rejected, not taken for absent.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawOverrides {
-    #[serde(rename = "conversationTTL", default, deserialize_with = "present")]
-    conversation_ttl: Option<serde_json::Value>,
-    #[serde(rename = "cacheTTL", default, deserialize_with = "present")]
-    cache_ttl: Option<serde_json::Value>,
-    #[serde(rename = "archiveRetention", default, deserialize_with = "present")]
-    archive_retention: Option<serde_json::Value>,
-    #[serde(rename = "cleanupInterval", default, deserialize_with = "present")]
-    cleanup_interval: Option<serde_json::Value>,
-    #[serde(rename = "maxArchiveSize", default, deserialize_with = "present")]
-    max_archive_size: Option<serde_json::Value>,
-}
-
-/// Deserializes a field that is present, whatever its value (including `null`).
-fn present<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> std::result::Result<Option<serde_json::Value>, D::Error> {
-    serde_json::Value::deserialize(deserializer).map(Some)
+    /// `(index into ENV_VARS, value)` of every present field.
+    values: Vec<(usize, u64)>,
 }
 
 /// A JSON number that is a whole, non-negative value JavaScript holds exactly; zero and range
 /// are checked later by [`DataRetentionPolicy::validate`].
-fn override_value(field: &str, value: Option<serde_json::Value>) -> Result<Option<u64>> {
-    let Some(value) = value else {
-        return Ok(None);
-    };
+fn override_value(field: &str, value: &serde_json::Value) -> Result<u64> {
     let whole = value.as_u64().or_else(|| {
         // JS may hand over 3600000 as 3600000.0; accept integral floats only.
         let float = value.as_f64()?;
         let integral = (0.0..=JS_MAX_SAFE_INTEGER as f64).contains(&float) && float.fract() == 0.0;
         integral.then_some(float as u64)
     });
-    match whole {
-        Some(number) => Ok(Some(number)),
-        None => Err(PersistenceError::InvalidConfig {
-            variable: field.to_owned(),
-            value: value.to_string(),
-            reason: "must be a whole, non-negative number".to_owned(),
-        }),
-    }
-}
-
-impl TryFrom<RawOverrides> for PolicyOverrides {
-    type Error = PersistenceError;
-
-    fn try_from(raw: RawOverrides) -> Result<Self> {
-        Ok(Self {
-            conversation_ttl_ms: override_value("conversationTTL", raw.conversation_ttl)?,
-            cache_ttl_ms: override_value("cacheTTL", raw.cache_ttl)?,
-            archive_retention_ms: override_value("archiveRetention", raw.archive_retention)?,
-            cleanup_interval_ms: override_value("cleanupInterval", raw.cleanup_interval)?,
-            max_archive_size_bytes: override_value("maxArchiveSize", raw.max_archive_size)?,
-        })
-    }
+    whole.ok_or_else(|| PersistenceError::InvalidConfig {
+        variable: field.to_owned(),
+        value: value.to_string(),
+        reason: "must be a whole, non-negative number".to_owned(),
+    })
 }
 
 impl PolicyOverrides {
@@ -266,27 +329,38 @@ impl PolicyOverrides {
         };
         let value: serde_json::Value =
             serde_json::from_str(json).map_err(|err| invalid(err.to_string()))?;
-        // serde would also accept an array for a struct; JavaScript passes an object.
-        if !value.is_object() {
+        let serde_json::Value::Object(fields) = value else {
             return Err(invalid("must be a JSON object".to_owned()));
+        };
+        let mut values = Vec::with_capacity(fields.len());
+        for (name, value) in &fields {
+            let Some(index) = ENV_VARS.iter().position(|field| field.json == name) else {
+                let known: Vec<&str> = ENV_VARS.iter().map(|field| field.json).collect();
+                return Err(invalid(format!(
+                    "unknown field `{name}`, expected one of {}",
+                    known.join(", ")
+                )));
+            };
+            values.push((index, override_value(name, value)?));
         }
-        let raw = RawOverrides::deserialize(value).map_err(|err| invalid(err.to_string()))?;
-        Self::try_from(raw)
+        Ok(Self { values })
+    }
+
+    /// The override of the field with JSON name `json`, if present.
+    pub fn get(&self, json: &str) -> Option<u64> {
+        let index = ENV_VARS.iter().position(|field| field.json == json)?;
+        self.values
+            .iter()
+            .find(|(at, _)| *at == index)
+            .map(|(_, value)| *value)
     }
 
     /// `base` with every present override applied, validated.
     pub fn apply(&self, base: DataRetentionPolicy) -> Result<DataRetentionPolicy> {
-        let policy = DataRetentionPolicy {
-            conversation_ttl_ms: self.conversation_ttl_ms.unwrap_or(base.conversation_ttl_ms),
-            cache_ttl_ms: self.cache_ttl_ms.unwrap_or(base.cache_ttl_ms),
-            archive_retention_ms: self
-                .archive_retention_ms
-                .unwrap_or(base.archive_retention_ms),
-            cleanup_interval_ms: self.cleanup_interval_ms.unwrap_or(base.cleanup_interval_ms),
-            max_archive_size_bytes: self
-                .max_archive_size_bytes
-                .unwrap_or(base.max_archive_size_bytes),
-        };
+        let mut policy = base;
+        for (index, value) in &self.values {
+            *(ENV_VARS[*index].field)(&mut policy) = *value;
+        }
         policy.validate()?;
         Ok(policy)
     }
@@ -342,7 +416,8 @@ mod tests {
             json,
             "{\"conversationTTL\":604800000,\"cacheTTL\":86400000,\
              \"archiveRetention\":7776000000,\"cleanupInterval\":3600000,\
-             \"maxArchiveSize\":52428800}"
+             \"maxArchiveSize\":52428800,\"backupKeepLast\":0,\"backupKeepDaily\":7,\
+             \"backupKeepWeekly\":4,\"backupKeepMonthly\":12}"
         );
         let back: DataRetentionPolicy = serde_json::from_str(&json).unwrap();
         assert_eq!(back, DataRetentionPolicy::default());
@@ -358,6 +433,7 @@ mod tests {
             ("maxArchiveSize", |p| &mut p.max_archive_size_bytes),
         ];
         for (name, field) in cases {
+            assert!(ENV_VARS.iter().any(|var| var.json == name));
             for (bad, reason) in [
                 (0, "must be greater than zero"),
                 (
@@ -375,6 +451,100 @@ mod tests {
             *field(&mut policy) = JS_MAX_SAFE_INTEGER;
             assert!(policy.validate().is_ok());
         }
+    }
+
+    #[test]
+    fn backup_keep_counts_allow_zero_and_default_to_daily_weekly_monthly() {
+        let defaults = DataRetentionPolicy::default().gfs();
+        assert_eq!(
+            (
+                defaults.keep_last,
+                defaults.keep_daily,
+                defaults.keep_weekly,
+                defaults.keep_monthly
+            ),
+            (0, 7, 4, 12)
+        );
+        let policy = from_env_vars(env(&[
+            ("BACKUP_KEEP_LAST", "3"),
+            ("BACKUP_KEEP_DAILY", "0"),
+            ("BACKUP_KEEP_WEEKLY", " 000 "),
+            ("BACKUP_KEEP_MONTHLY", "4294967295"),
+        ]))
+        .unwrap();
+        assert!(policy.validate().is_ok());
+        let gfs = policy.gfs();
+        assert_eq!(
+            (
+                gfs.keep_last,
+                gfs.keep_daily,
+                gfs.keep_weekly,
+                gfs.keep_monthly
+            ),
+            (3, 0, 0, u32::MAX)
+        );
+        let zero = PolicyOverrides::from_json(r#"{"backupKeepDaily": 0, "backupKeepLast": 2.0}"#)
+            .unwrap()
+            .apply(DataRetentionPolicy::default())
+            .unwrap();
+        assert_eq!((zero.backup_keep_daily, zero.backup_keep_last), (0, 2));
+    }
+
+    #[test]
+    fn backup_keep_counts_reject_negative_fractional_and_huge_values_by_name() {
+        let cases = [
+            ("BACKUP_KEEP_DAILY", "-1", "must not be negative"),
+            (
+                "BACKUP_KEEP_WEEKLY",
+                "1.5",
+                "is not a whole number such as \"7\"",
+            ),
+            (
+                "BACKUP_KEEP_MONTHLY",
+                "12.0",
+                "is not a whole number such as \"7\"",
+            ),
+            ("BACKUP_KEEP_LAST", "", "is empty"),
+            (
+                "BACKUP_KEEP_LAST",
+                "seven",
+                "is not a whole number such as \"7\"",
+            ),
+            ("BACKUP_KEEP_LAST", "4294967296", "exceeds 4294967295"),
+            (
+                "BACKUP_KEEP_LAST",
+                "99999999999999999999999",
+                "exceeds 4294967295",
+            ),
+        ];
+        for (name, text, reason) in cases {
+            let (variable, value, why) =
+                config_error(from_env_vars(env(&[(name, text)])).unwrap_err());
+            assert_eq!(
+                (variable.as_str(), value.as_str(), why.as_str()),
+                (name, text, reason)
+            );
+        }
+        for (json, field) in [
+            (r#"{"backupKeepDaily": -1}"#, "backupKeepDaily"),
+            (r#"{"backupKeepWeekly": 0.5}"#, "backupKeepWeekly"),
+        ] {
+            let (variable, _, reason) = config_error(PolicyOverrides::from_json(json).unwrap_err());
+            assert_eq!(
+                (variable.as_str(), reason.as_str()),
+                (field, "must be a whole, non-negative number")
+            );
+        }
+        let (variable, _, reason) = config_error(
+            PolicyOverrides::from_json(r#"{"backupKeepMonthly": 4294967296}"#)
+                .unwrap()
+                .apply(DataRetentionPolicy::default())
+                .unwrap_err(),
+        );
+        assert_eq!(
+            (variable.as_str(), reason.as_str()),
+            ("backupKeepMonthly", "exceeds 4294967295")
+        );
     }
 
     #[test]
@@ -403,6 +573,7 @@ mod tests {
                 archive_retention_ms: 2_592_000_000,
                 cleanup_interval_ms: 900_000,
                 max_archive_size_bytes: 1_572_864,
+                ..DataRetentionPolicy::default()
             }
         );
     }
@@ -547,14 +718,6 @@ mod tests {
         let (_, _, reason) =
             config_error(PolicyOverrides::from_json(r#"{"cacheTtl": 5}"#).unwrap_err());
         assert!(reason.contains("cacheTtl"), "{reason}");
-    }
-
-    #[test]
-    fn overrides_deserialize_through_serde_too() {
-        let overrides: PolicyOverrides = serde_json::from_str(r#"{"cacheTTL": 5}"#).unwrap();
-        assert_eq!(overrides.cache_ttl_ms, Some(5));
-        let err = serde_json::from_str::<PolicyOverrides>(r#"{"cacheTTL": -5}"#).unwrap_err();
-        assert!(err.to_string().contains("cacheTTL"), "{err}");
     }
 }
 

@@ -79,7 +79,7 @@ impl Harness {
 
     fn backup(&self, sids: &[&str]) -> supportbot_persistence::Result<String> {
         let ids: Vec<String> = sids.iter().map(|s| (*s).to_owned()).collect();
-        block_on(self.service.create_backup(&ids, None))
+        block_on(self.service.create_backup(&ids, None, false))
     }
 
     fn restore(&self, id: &str) -> supportbot_persistence::Result<Vec<String>> {
@@ -235,7 +235,11 @@ fn a_backup_of_sessions_without_archives_is_made_empty_and_restores_nothing() {
     assert_eq!(h.restore(&id).unwrap(), Vec::<String>::new());
     assert_eq!(h.stores.snapshot().r2.len(), objects, "nothing restored");
     // For a user, a session without an archive is still refused, and nothing is written.
-    let err = block_on(h.service.create_backup(&["a".to_owned()], Some("alice"))).unwrap_err();
+    let err = block_on(
+        h.service
+            .create_backup(&["a".to_owned()], Some("alice"), false),
+    )
+    .unwrap_err();
     assert_eq!(err.code(), "NOT_FOUND");
     assert_eq!(h.stores.snapshot().r2.len(), objects);
 }
@@ -249,7 +253,7 @@ fn a_backup_for_a_user_takes_only_that_users_archives_and_all_of_them() {
     h.archive("nobodys", None);
     let owned = |sids: &[&str], owner: &str| {
         let ids: Vec<String> = sids.iter().map(|s| (*s).to_owned()).collect();
-        block_on(h.service.create_backup(&ids, Some(owner)))
+        block_on(h.service.create_backup(&ids, Some(owner), false))
     };
     let objects = || h.stores.snapshot().r2.len();
     let before = objects();
@@ -353,7 +357,11 @@ fn a_legacy_archive_is_a_users_only_when_every_user_id_it_names_is_theirs() {
     legacy("disagreeing", Some("u-1"), Some("u-2"));
     legacy("anonymous", None, None);
     let owned = |sid: &str, owner: &str| {
-        block_on(h.service.create_backup(&[sid.to_owned()], Some(owner))).map(|_| ())
+        block_on(
+            h.service
+                .create_backup(&[sid.to_owned()], Some(owner), false),
+        )
+        .map(|_| ())
     };
     assert_eq!(owned("state-only", "u-1"), Ok(()));
     for (sid, owner) in [

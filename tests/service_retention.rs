@@ -264,13 +264,13 @@ const CRON_BUDGET: RunBudget = RunBudget {
 fn a_budgeted_run_lists_whole_kv_pages_of_live_entries() {
     let (stores, service) = query_entries(0, 2500);
     let run = block_on(service.enforce_retention_policy(CRON_BUDGET)).unwrap();
-    // 1 get (resume point), 1 KV list of the backups to protect, 2 R2 lists, 3 pages of
-    // query:, 1 list of each other prefix.
+    // 1 get (resume point), 1 KV list of the backup index to decide backups, 2 R2 lists,
+    // 3 pages of query:, 1 list of each of the other 6 KV prefixes.
     assert!(run.status.complete, "{run:?}");
-    assert_eq!(run.status.storage_calls, 1 + 1 + 2 + 3 + 5);
+    assert_eq!(run.status.storage_calls, 1 + 1 + 2 + 3 + 6);
     assert_eq!(
         stores.faults.counts().of(Binding::Kv, OperationKind::List),
-        9
+        10
     );
 }
 

@@ -318,10 +318,11 @@ fn backups_restore_and_retention_treat_them_as_any_archive() {
     let h = Harness::new();
     h.archive("chat-1", &ui_messages(), &json!({"userId": "user-1"}))
         .unwrap();
-    let backup_id = block_on(
-        h.service
-            .create_backup(&["chat-1".to_owned()], Some("user-1")),
-    )
+    let backup_id = block_on(h.service.create_backup(
+        &["chat-1".to_owned()],
+        Some("user-1"),
+        false,
+    ))
     .unwrap();
     lose_all_archives(&h.stores);
     assert_eq!(h.retrieve("chat-1").unwrap(), None);

@@ -189,6 +189,15 @@ const createBackup: Handler = async (context) => {
   return json({ backupId, sessionIds }, 201);
 };
 
+/** The caller's own backups (those made for them), newest first, with whether each is kept. */
+const listBackups: Handler = async ({ url, rt, userId }) => {
+  const limit = check.intParam("limit", url.searchParams.get("limit"), 1, 100, 20);
+  const cursorParam = url.searchParams.get("cursor");
+  const cursor = cursorParam === null ? undefined : check.text("cursor", cursorParam, 8192);
+  const page = await rt.service.listBackups({ userId, limit, ...(cursor !== undefined && { cursor }) });
+  return json({ backups: page.backups, cursor: page.cursor ?? null, listComplete: page.listComplete });
+};
+
 /**
  * KV key under which earlier versions of this Worker recorded a backup's owner, before the
  * manifest held it. Only read: such records expire archiveRetention after their backup.
@@ -222,7 +231,7 @@ const ROUTES: Route[] = [
   { pattern: "/users/:userId/archives", auth: true, methods: { GET: listArchives } },
   { pattern: "/cache/embeddings", auth: true, methods: { POST: serviceOnly(CACHE_WRITE, cacheEmbedding), GET: getEmbedding } },
   { pattern: "/cache/queries", auth: true, methods: { POST: serviceOnly(CACHE_WRITE, cacheQuery), GET: getQuery } },
-  { pattern: "/backups", auth: true, methods: { POST: createBackup } },
+  { pattern: "/backups", auth: true, methods: { POST: createBackup, GET: listBackups } },
   { pattern: "/backups/:backupId/restore", auth: true, methods: { POST: restoreBackup } },
 ];
 

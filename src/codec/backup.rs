@@ -25,11 +25,13 @@ use crate::hash::{sha256_hex, verify_sha256};
 use crate::keys::{backup_data_key, legacy_backup_data_key, BackupId, SessionId, UserId};
 
 mod packs;
+mod summary;
 
 pub use packs::{
     decode_packed_manifest, encode_pack, verify_pack, BackupKind, PackRecord, PackedManifest,
     PACKED_FORMAT_VERSION,
 };
+pub use summary::BackupSummary;
 
 /// Version of the data bundle and manifest written by this code.
 pub const BACKUP_FORMAT_VERSION: u64 = 1;

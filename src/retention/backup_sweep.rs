@@ -4,10 +4,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::Serialize;
+
 use super::decision::{DeletionReason, PlannedDeletion};
+use super::gfs::KeepReason;
 use super::listed::ListedR2Object;
 use super::{has_aged, Limits, BACKUP_CREATED_AT_FIELD};
-use crate::keys::{BackupId, BackupObjectKind};
+use crate::keys::{
+    parse_backup_manifest_kv_key, parse_backup_object_key, BackupId, BackupObjectKind,
+};
 use crate::platform::Binding;
 
 /// The objects listed so far under one `backups/<id>/`.
@@ -20,16 +25,76 @@ struct BackupGroup {
     manifest: Option<ListedR2Object>,
 }
 
+/// What the backup index decided before the sweep (`super::gfs`): every indexed backup's
+/// reasons to stay (none: the policy deletes it), and the backups outside the index that a
+/// kept one depends on. A backup in neither (made before the index, or not yet visible in KV)
+/// is decided by age.
+#[derive(Debug, Clone, Default)]
+pub struct BackupDecisions {
+    /// Indexed backups and why they are kept (empty: deleted).
+    pub decided: BTreeMap<BackupId, Vec<KeepReason>>,
+    /// Backups outside the index that a kept one depends on.
+    pub protected: BTreeSet<BackupId>,
+}
+
+impl BackupDecisions {
+    /// Why backup `id`, made at `created_at_ms`, stays (empty: it goes).
+    pub(super) fn reasons(
+        &self,
+        id: &BackupId,
+        created_at_ms: i64,
+        limits: &Limits,
+    ) -> Vec<KeepReason> {
+        if let Some(reasons) = self.decided.get(id) {
+            return reasons.clone();
+        }
+        if self.protected.contains(id) {
+            vec![KeepReason::Parent]
+        } else if !has_aged(created_at_ms, limits.now_ms, limits.archive_retention_ms) {
+            vec![KeepReason::WithinRetention]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// The fate of one committed backup in a sweep, as a dry run reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupFateReport {
+    /// The backup.
+    pub backup_id: BackupId,
+    /// When it was made (epoch ms).
+    pub created_at: i64,
+    /// Whether it stays.
+    pub kept: bool,
+    /// Why it stays; empty when it goes.
+    pub reasons: Vec<KeepReason>,
+}
+
 /// Gathers the objects of one backup at a time and decides each backup once it is complete.
 #[derive(Debug, Default)]
 pub(super) struct BackupSweep {
     pending: Option<BackupGroup>,
-    /// Backups whose R2 objects this sweep deleted, so their KV manifest copies go with them.
+    /// Backups whose R2 objects this sweep deleted, so their KV entries go with them: committed
+    /// ones once the delete of their manifest succeeded ([`BackupSweep::confirm_deleted`]).
     deleted: BTreeMap<BackupId, DeletionReason>,
-    /// Backups kept whatever their age: a newer backup is incremental to them (restoring it
-    /// needs them), or they were made with `keep: true`.
-    pub(super) protected: BTreeSet<BackupId>,
+    /// Committed backups this sweep listed in R2: while one's deletion is not confirmed, its
+    /// KV entries stay, or the next run would no longer find it in the index.
+    listed: BTreeSet<BackupId>,
+    /// Backups whose KV manifest copy failed to delete: their index entry stays, so the next
+    /// run finds the backup again and deletes both.
+    entry_failed: BTreeSet<BackupId>,
+    /// What the backup index decided.
+    pub(super) decisions: BackupDecisions,
+    /// The first [`MAX_REPORTED_FATES`] committed backups decided, in key order.
+    pub(super) fates: Vec<BackupFateReport>,
+    /// Whether more backups were decided than `fates` holds.
+    pub(super) fates_truncated: bool,
 }
+
+/// Most backup fates a sweep keeps for its report.
+const MAX_REPORTED_FATES: usize = 1000;
 
 impl BackupSweep {
     /// Whether some backup's objects are gathered but not yet decided.
@@ -65,13 +130,21 @@ impl BackupSweep {
         let Some(manifest) = &group.manifest else {
             return self.sweep_orphan(group, limits);
         };
-        if self.protected.contains(&group.id)
-            || !has_aged(
-                backup_time(&group.data, manifest),
-                limits.now_ms,
-                limits.archive_retention_ms,
-            )
-        {
+        let created_at = backup_time(&group.data, manifest);
+        let reasons = self.decisions.reasons(&group.id, created_at, limits);
+        let kept = !reasons.is_empty();
+        self.listed.insert(group.id.clone());
+        if self.fates.len() < MAX_REPORTED_FATES {
+            self.fates.push(BackupFateReport {
+                backup_id: group.id.clone(),
+                created_at,
+                kept,
+                reasons,
+            });
+        } else {
+            self.fates_truncated = true;
+        }
+        if kept {
             return Vec::new();
         }
         let reason = DeletionReason::BackupPastRetention;
@@ -80,7 +153,6 @@ impl BackupSweep {
         // than a visible backup whose data is gone.
         let mut doomed = vec![manifest.clone()];
         doomed.extend(group.data);
-        self.deleted.insert(group.id, reason);
         r2_deletions(doomed, reason)
     }
 
@@ -108,15 +180,40 @@ impl BackupSweep {
         r2_deletions(old_enough, DeletionReason::OrphanBackupData)
     }
 
+    /// Records that `deletion` succeeded: a committed backup's manifest gone means its KV
+    /// entries can go.
+    pub(super) fn confirm_deleted(&mut self, deletion: &PlannedDeletion) {
+        if let Some((id, BackupObjectKind::Manifest)) = parse_backup_object_key(&deletion.key) {
+            self.deleted.insert(id, deletion.reason);
+        }
+    }
+
     /// Why this sweep deleted the R2 objects of backup `id`, if it did.
     pub(super) fn deleted_reason(&self, id: &BackupId) -> Option<DeletionReason> {
         self.deleted.get(id).copied()
     }
+
+    /// Records that deleting the KV entry `key` failed.
+    pub(super) fn kv_delete_failed(&mut self, key: &str) {
+        if let Some(id) = parse_backup_manifest_kv_key(key) {
+            self.entry_failed.insert(id);
+        }
+    }
+
+    /// Whether deleting backup `id`'s KV manifest copy failed in this sweep.
+    pub(super) fn entry_failed(&self, id: &BackupId) -> bool {
+        self.entry_failed.contains(id)
+    }
+
+    /// Whether this sweep listed committed backup `id` in R2 (and has not deleted it).
+    pub(super) fn still_listed(&self, id: &BackupId) -> bool {
+        self.listed.contains(id) && !self.deleted.contains_key(id)
+    }
 }
 
 /// When a committed backup counts as made: the newest of its objects' upload times and the
-/// `createdAt` (decimal epoch ms) in its manifest's custom metadata, so that no object of a
-/// deleted backup is younger than the retention.
+/// `createdAt` (decimal epoch ms) in its manifest's custom metadata, so that under the age rule
+/// no object of a deleted backup is younger than the retention.
 fn backup_time(data: &[ListedR2Object], manifest: &ListedR2Object) -> i64 {
     let created_at = manifest
         .custom_metadata

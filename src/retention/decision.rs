@@ -12,7 +12,8 @@ pub enum DeletionReason {
     ExpiredCacheEntry,
     /// A conversation archive older than `archiveRetention`.
     ArchivePastRetention,
-    /// An object of a committed backup older than `archiveRetention`, or its KV manifest copy.
+    /// An object of a committed backup the backup policy no longer keeps (rotation, or age when
+    /// every `backupKeep*` count is 0), or one of its KV entries.
     BackupPastRetention,
     /// Backup data that never got a manifest and is older than the grace period.
     OrphanBackupData,

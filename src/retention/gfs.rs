@@ -7,16 +7,19 @@
 //! count left when it reaches the oldest backup keeps that one too, so the history kept reaches
 //! as far back as the counts allow. A backup made with `keep: true` is always kept, and so is
 //! every backup a kept incremental one depends on (its parent, that one's parent, ...), or it
-//! could not be restored.
+//! could not be restored, and the newest backup of the automated chain, which the next
+//! automated backup (perhaps running now) is incremental to. With every count 0 the rotation
+//! is off and a backup is kept while it is younger than `archiveRetention`, as before rotation.
 //!
-//! Applying the plan and planning again over what it kept deletes nothing more (a property the
-//! tests check), so a sweep that stops part-way and resumes cannot delete more than one
-//! uninterrupted sweep would.
+//! The decisions are made by a [`BackupWalk`] fed one backup at a time, newest first, so a
+//! listing can be decided page by page (its state fits in a cursor). Applying the plan and
+//! planning again over what it kept deletes nothing more (a property the tests check), so a
+//! sweep that stops part-way and resumes cannot delete more than one uninterrupted sweep would.
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Datelike};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// How many backups each rule keeps (0: the rule keeps none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +32,45 @@ pub struct GfsPolicy {
     pub keep_weekly: u32,
     /// The newest backup of each of the last `keep_monthly` months that have one.
     pub keep_monthly: u32,
+}
+
+impl GfsPolicy {
+    fn counts(&self) -> [u32; 4] {
+        [
+            self.keep_last,
+            self.keep_daily,
+            self.keep_weekly,
+            self.keep_monthly,
+        ]
+    }
+}
+
+/// How backups are decided: by rotation, or, when every rotation count is 0, by age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupRules {
+    /// restic's rules.
+    Rotation(GfsPolicy),
+    /// Kept while younger than `retention_ms` at `now_ms`.
+    Age {
+        /// The time of the decision (epoch ms).
+        now_ms: i64,
+        /// How long a backup is kept (ms).
+        retention_ms: u64,
+    },
+}
+
+impl BackupRules {
+    /// `policy`'s rotation, or its age rule when every count is 0.
+    pub fn new(policy: GfsPolicy, now_ms: i64, retention_ms: u64) -> Self {
+        if policy.counts() == [0; 4] {
+            BackupRules::Age {
+                now_ms,
+                retention_ms,
+            }
+        } else {
+            BackupRules::Rotation(policy)
+        }
+    }
 }
 
 /// Why a backup is kept.
@@ -47,6 +89,10 @@ pub enum KeepReason {
     Pinned,
     /// A kept incremental backup depends on it.
     Parent,
+    /// The newest backup of the automated chain: the next automated backup builds on it.
+    ChainHead,
+    /// Rotation is off and it is younger than `archiveRetention`.
+    WithinRetention,
 }
 
 /// A backup as the planner sees it.
@@ -60,6 +106,8 @@ pub struct BackupVersion {
     pub parent: Option<String>,
     /// Made with `keep: true`: never deleted by the policy.
     pub pinned: bool,
+    /// Part of the automated chain (the next automated backup may be incremental to it).
+    pub chained: bool,
 }
 
 /// The fate of one backup: kept, with every reason, or deleted (no reason).
@@ -78,19 +126,111 @@ impl BackupFate {
     }
 }
 
-/// One rule: its reason, its count left and the bucket of the last backup it kept.
-struct Rule {
-    reason: KeepReason,
-    left: u32,
-    last: Option<i64>,
+/// The rotation rules in walking order, with the reason each gives.
+const RULES: [KeepReason; 4] = [
+    KeepReason::Last,
+    KeepReason::Daily,
+    KeepReason::Weekly,
+    KeepReason::Monthly,
+];
+
+/// A walk over backups newest first (ties: by id, ascending, as the backup index lists them):
+/// what each rule has left and the bucket it kept last, and the parents still to keep. Its
+/// JSON is part of `listBackups`' cursor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupWalk {
+    /// Backups decided so far: the next one's place, the `last` rule's bucket.
+    seen: u64,
+    /// Count left per rule of [`RULES`].
+    left: [u32; 4],
+    /// Bucket of the last backup each rule kept.
+    last: [Option<i64>; 4],
+    /// Whether the newest backup of the automated chain has been seen.
+    head_seen: bool,
+    /// Parents of kept backups not reached yet.
+    parents: BTreeSet<String>,
 }
 
-/// The bucket of a backup made at `ms` under `reason`'s rule; `index` (its place, newest
+impl BackupWalk {
+    /// A walk from the newest backup under `rules`.
+    pub fn new(rules: &BackupRules) -> Self {
+        let left = match rules {
+            BackupRules::Rotation(policy) => policy.counts(),
+            BackupRules::Age { .. } => [0; 4],
+        };
+        BackupWalk {
+            seen: 0,
+            left,
+            last: [None; 4],
+            head_seen: false,
+            parents: BTreeSet::new(),
+        }
+    }
+
+    /// Decides the next backup (older than every one decided so far); `oldest` says it is the
+    /// last of the whole listing. Returns why it is kept, empty when it is deleted.
+    pub fn decide(
+        &mut self,
+        rules: &BackupRules,
+        backup: &BackupVersion,
+        oldest: bool,
+    ) -> Vec<KeepReason> {
+        let mut reasons = Vec::new();
+        if backup.pinned {
+            reasons.push(KeepReason::Pinned);
+        }
+        match rules {
+            BackupRules::Rotation(_) => {
+                let place = self.seen;
+                for (rule, reason) in RULES.iter().enumerate() {
+                    if self.left[rule] == 0 {
+                        continue;
+                    }
+                    let bucket = bucket(*reason, backup.created_at_ms, place);
+                    if self.last[rule] != Some(bucket) || oldest {
+                        self.last[rule] = Some(bucket);
+                        self.left[rule] -= 1;
+                        reasons.push(*reason);
+                    }
+                }
+            }
+            BackupRules::Age {
+                now_ms,
+                retention_ms,
+            } => {
+                if !super::has_aged(backup.created_at_ms, *now_ms, *retention_ms) {
+                    reasons.push(KeepReason::WithinRetention);
+                }
+            }
+        }
+        if backup.chained && !self.head_seen {
+            self.head_seen = true;
+            reasons.push(KeepReason::ChainHead);
+        }
+        if self.parents.remove(&backup.id) {
+            reasons.push(KeepReason::Parent);
+        }
+        if !reasons.is_empty() {
+            self.parents.extend(backup.parent.clone());
+        }
+        self.seen += 1;
+        reasons
+    }
+
+    /// Parents of kept backups the walk has not reached (older than every backup decided, or
+    /// missing from the listing): they must be kept too.
+    pub fn pending_parents(&self) -> &BTreeSet<String> {
+        &self.parents
+    }
+}
+
+/// The bucket of a backup made at `ms` under `reason`'s rule; `place` (its place, newest
 /// first) makes every backup a bucket of its own for `last`. A time chrono cannot represent
 /// falls in a bucket of its own too, so it is never merged with another backup's.
-fn bucket(reason: KeepReason, ms: i64, index: usize) -> i64 {
+fn bucket(reason: KeepReason, ms: i64, place: u64) -> i64 {
+    let own = i64::MIN + i64::try_from(place).unwrap_or(i64::MAX / 2);
     let Some(time) = DateTime::from_timestamp_millis(ms) else {
-        return i64::MIN + index as i64;
+        return own;
     };
     let (year, month) = (i64::from(time.year()), i64::from(time.month()));
     match reason {
@@ -100,74 +240,29 @@ fn bucket(reason: KeepReason, ms: i64, index: usize) -> i64 {
             i64::from(week.year()) * 100 + i64::from(week.week())
         }
         KeepReason::Monthly => year * 100 + month,
-        _ => index as i64,
+        _ => own,
     }
 }
 
-/// Decides, for every backup in `backups` (any order), whether `policy` keeps it and why; the
-/// fates come newest first (ties: by id, descending), one per backup.
-pub fn plan_backups(policy: &GfsPolicy, backups: &[BackupVersion]) -> Vec<BackupFate> {
+/// Decides, for every backup in `backups` (any order), whether `rules` keep it and why; the
+/// fates come newest first (ties: by id, ascending), one per backup.
+pub fn plan_backups(rules: &BackupRules, backups: &[BackupVersion]) -> Vec<BackupFate> {
     let mut order: Vec<&BackupVersion> = backups.iter().collect();
-    order.sort_by(|a, b| (b.created_at_ms, &b.id).cmp(&(a.created_at_ms, &a.id)));
-    let mut rules = [
-        (KeepReason::Last, policy.keep_last),
-        (KeepReason::Daily, policy.keep_daily),
-        (KeepReason::Weekly, policy.keep_weekly),
-        (KeepReason::Monthly, policy.keep_monthly),
-    ]
-    .map(|(reason, left)| Rule {
-        reason,
-        left,
-        last: None,
+    order.sort_by(|a, b| {
+        b.created_at_ms
+            .cmp(&a.created_at_ms)
+            .then_with(|| a.id.cmp(&b.id))
     });
+    let mut walk = BackupWalk::new(rules);
     let oldest = order.len().saturating_sub(1);
-    let mut fates: Vec<BackupFate> = order
+    order
         .iter()
         .enumerate()
-        .map(|(index, backup)| {
-            let mut reasons = Vec::new();
-            if backup.pinned {
-                reasons.push(KeepReason::Pinned);
-            }
-            for rule in rules.iter_mut().filter(|rule| rule.left > 0) {
-                let bucket = bucket(rule.reason, backup.created_at_ms, index);
-                if rule.last != Some(bucket) || index == oldest {
-                    rule.last = Some(bucket);
-                    rule.left -= 1;
-                    reasons.push(rule.reason);
-                }
-            }
-            BackupFate {
-                id: backup.id.clone(),
-                reasons,
-            }
+        .map(|(index, backup)| BackupFate {
+            id: backup.id.clone(),
+            reasons: walk.decide(rules, backup, index == oldest),
         })
-        .collect();
-    keep_parents(&order, &mut fates);
-    fates
-}
-
-/// Keeps every backup a kept one depends on, however deep the chain (a chain that loops or
-/// names a missing backup ends there).
-fn keep_parents(order: &[&BackupVersion], fates: &mut [BackupFate]) {
-    let place: HashMap<&str, usize> = order
-        .iter()
-        .enumerate()
-        .map(|(index, backup)| (backup.id.as_str(), index))
-        .collect();
-    for start in 0..order.len() {
-        let mut at = start;
-        while fates[at].kept() {
-            let Some(parent) = order[at].parent.as_deref().and_then(|id| place.get(id)) else {
-                break;
-            };
-            if fates[*parent].reasons.contains(&KeepReason::Parent) {
-                break;
-            }
-            fates[*parent].reasons.push(KeepReason::Parent);
-            at = *parent;
-        }
-    }
+        .collect()
 }
 
 #[cfg(test)]
@@ -181,14 +276,14 @@ mod tests {
     /// 2026-06-01T12:00:00Z, a Monday.
     const JUNE_1: i64 = 1_780_315_200_000;
 
-    /// A policy keeping the last `last`, `daily` days, `weekly` weeks and `monthly` months.
-    fn keep(last: u32, daily: u32, weekly: u32, monthly: u32) -> GfsPolicy {
-        GfsPolicy {
+    /// Rotation keeping the last `last`, `daily` days, `weekly` weeks and `monthly` months.
+    fn keep(last: u32, daily: u32, weekly: u32, monthly: u32) -> BackupRules {
+        BackupRules::Rotation(GfsPolicy {
             keep_last: last,
             keep_daily: daily,
             keep_weekly: weekly,
             keep_monthly: monthly,
-        }
+        })
     }
 
     fn version(id: &str, created_at_ms: i64) -> BackupVersion {
@@ -197,6 +292,7 @@ mod tests {
             created_at_ms,
             parent: None,
             pinned: false,
+            chained: false,
         }
     }
 
@@ -273,11 +369,74 @@ mod tests {
     }
 
     #[test]
-    fn a_policy_of_zeros_deletes_everything_but_pinned_backups() {
+    fn rotation_of_zeros_deletes_everything_but_pinned_backups() {
         let mut backups = vec![version("a", JUNE_1), version("b", JUNE_1 - DAY)];
         backups[1].pinned = true;
         let fates = plan_backups(&keep(0, 0, 0, 0), &backups);
         assert_eq!(kept(&fates), [("b", vec![KeepReason::Pinned])]);
+    }
+
+    #[test]
+    fn a_policy_of_zeros_turns_rotation_off_for_the_age_rule() {
+        let zeros = GfsPolicy {
+            keep_last: 0,
+            keep_daily: 0,
+            keep_weekly: 0,
+            keep_monthly: 0,
+        };
+        let rules = BackupRules::new(zeros, JUNE_1, 10 * DAY as u64);
+        assert_eq!(
+            rules,
+            BackupRules::Age {
+                now_ms: JUNE_1,
+                retention_ms: 10 * DAY as u64
+            }
+        );
+        let mut backups = vec![
+            version("young", JUNE_1 - 10 * DAY + 1),
+            version("old", JUNE_1 - 10 * DAY),
+            version("older", JUNE_1 - 30 * DAY),
+        ];
+        backups[0].parent = Some("older".into());
+        use KeepReason::*;
+        assert_eq!(
+            kept(&plan_backups(&rules, &backups)),
+            [("young", vec![WithinRetention]), ("older", vec![Parent])]
+        );
+        let daily = GfsPolicy {
+            keep_daily: 1,
+            ..zeros
+        };
+        assert_eq!(
+            BackupRules::new(daily, JUNE_1, 1),
+            BackupRules::Rotation(daily)
+        );
+    }
+
+    #[test]
+    fn the_newest_backup_of_the_automated_chain_is_kept() {
+        // Daily 1 keeps the manual backup made after it on the same day; the chain's head
+        // stays for the automated backup that may be running on top of it.
+        let mut backups = vec![
+            version("manual", JUNE_1 + 2),
+            version("auto-2", JUNE_1 + 1),
+            version("auto-1", JUNE_1 - DAY),
+        ];
+        backups[1].chained = true;
+        backups[2].chained = true;
+        use KeepReason::*;
+        assert_eq!(
+            kept(&plan_backups(&keep(0, 1, 0, 0), &backups)),
+            [("manual", vec![Daily]), ("auto-2", vec![ChainHead])]
+        );
+    }
+
+    #[test]
+    fn ties_are_walked_by_id_ascending_as_the_index_lists_them() {
+        let backups = [version("b", JUNE_1), version("a", JUNE_1)];
+        let fates = plan_backups(&keep(1, 0, 0, 0), &backups);
+        assert_eq!(kept(&fates), [("a", vec![KeepReason::Last])]);
+        assert_eq!(fates[1].id, "b");
     }
 
     #[test]
@@ -300,14 +459,19 @@ mod tests {
 mod proptests {
     use proptest::prelude::*;
 
+    use std::collections::HashMap;
+
     use super::*;
 
-    fn histories() -> impl Strategy<Value = (GfsPolicy, Vec<BackupVersion>)> {
+    fn histories() -> impl Strategy<Value = (BackupRules, Vec<BackupVersion>)> {
         let policy = (0u32..5, 0u32..8, 0u32..5, 0u32..13).prop_map(|(l, d, w, m)| GfsPolicy {
             keep_last: l,
             keep_daily: d,
             keep_weekly: w,
             keep_monthly: m,
+        });
+        let policy = (policy, 0i64..1_000 * 86_400_000).prop_map(|(policy, now)| {
+            BackupRules::new(policy, 1_700_000_000_000 + now, 90 * 86_400_000)
         });
         // Up to 60 backups over ~3 years, some incremental to an older one, some pinned.
         let backups = prop::collection::vec(
@@ -315,19 +479,21 @@ mod proptests {
                 0i64..1_000 * 86_400_000,
                 prop::option::of(0usize..60),
                 prop::bool::weighted(0.05),
+                prop::bool::weighted(0.3),
             ),
             0..60,
         )
         .prop_map(|raw| {
             raw.iter()
                 .enumerate()
-                .map(|(n, (offset, parent, pinned))| BackupVersion {
+                .map(|(n, (offset, parent, pinned, chained))| BackupVersion {
                     id: format!("b{n:02}"),
                     created_at_ms: 1_700_000_000_000 + offset,
                     parent: parent
                         .filter(|p| *p < raw.len() && raw[*p].0 < *offset)
                         .map(|p| format!("b{p:02}")),
                     pinned: *pinned,
+                    chained: *chained,
                 })
                 .collect()
         });
@@ -365,18 +531,40 @@ mod proptests {
         }
 
         #[test]
-        fn each_rule_keeps_at_most_its_count((policy, backups) in histories()) {
-            let fates = plan_backups(&policy, &backups);
+        fn each_rule_keeps_at_most_its_count((rules, backups) in histories()) {
+            let fates = plan_backups(&rules, &backups);
             prop_assert_eq!(fates.len(), backups.len());
-            for (reason, count) in [
-                (KeepReason::Last, policy.keep_last),
-                (KeepReason::Daily, policy.keep_daily),
-                (KeepReason::Weekly, policy.keep_weekly),
-                (KeepReason::Monthly, policy.keep_monthly),
-            ] {
-                let kept = fates.iter().filter(|fate| fate.reasons.contains(&reason)).count();
+            let counts = match rules {
+                BackupRules::Rotation(policy) => policy.counts(),
+                BackupRules::Age { .. } => [0; 4],
+            };
+            for (reason, count) in RULES.iter().zip(counts) {
+                let kept = fates.iter().filter(|fate| fate.reasons.contains(reason)).count();
                 prop_assert!(kept <= count as usize, "{reason:?}: {kept} > {count}");
             }
+            let heads = fates.iter().filter(|fate| fate.reasons.contains(&KeepReason::ChainHead));
+            prop_assert_eq!(heads.count(), usize::from(backups.iter().any(|b| b.chained)));
+        }
+
+        #[test]
+        fn a_walk_resumed_from_its_json_at_any_page_decides_the_same(
+            (rules, backups) in histories(),
+            page in 1usize..7,
+        ) {
+            let whole = plan_backups(&rules, &backups);
+            let mut order = backups.clone();
+            order.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms).then_with(|| a.id.cmp(&b.id)));
+            let mut state = serde_json::to_string(&BackupWalk::new(&rules)).unwrap();
+            let mut paged = Vec::new();
+            for (n, chunk) in order.chunks(page).enumerate() {
+                let mut walk: BackupWalk = serde_json::from_str(&state).unwrap();
+                for (i, backup) in chunk.iter().enumerate() {
+                    let oldest = n * page + i + 1 == order.len();
+                    paged.push(BackupFate { id: backup.id.clone(), reasons: walk.decide(&rules, backup, oldest) });
+                }
+                state = serde_json::to_string(&walk).unwrap();
+            }
+            prop_assert_eq!(paged, whole);
         }
     }
 }

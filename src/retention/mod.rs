@@ -24,10 +24,13 @@ mod planner;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod proptests;
 
+pub use backup_sweep::{BackupDecisions, BackupFateReport};
 pub use decision::{
     batch_r2_deletions, DeletionCounts, DeletionReason, PlannedDeletion, RetentionReport,
 };
-pub use gfs::{plan_backups, BackupFate, BackupVersion, GfsPolicy, KeepReason};
+pub use gfs::{
+    plan_backups, BackupFate, BackupRules, BackupVersion, BackupWalk, GfsPolicy, KeepReason,
+};
 pub use listed::{ListedKvKey, ListedR2Object};
 pub use planner::{RetentionOptions, RetentionPlanner};
 
@@ -59,8 +62,8 @@ fn has_aged(time_ms: i64, now_ms: i64, limit_ms: u64) -> bool {
     i128::from(now_ms) - i128::from(time_ms) >= i128::from(limit_ms)
 }
 
-/// Plans a whole sweep at once over complete listings: the R2 listing in key order, then the KV
-/// listing. The same as feeding a [`RetentionPlanner`] page by page, however the pages are cut.
+/// Plans a whole sweep at once over complete listings, as if every R2 deletion succeeded: the R2
+/// listing in key order, then the KV listing. The same as feeding a [`RetentionPlanner`] page by page, however the pages are cut.
 ///
 /// Errors: `INVALID_INPUT` naming `r2Page[i].key` if `r2_listing` is not in strictly increasing
 /// key order.
@@ -74,6 +77,7 @@ pub fn plan_retention(
     let mut planner = RetentionPlanner::new(policy, now_ms, options);
     let mut planned = planner.plan_r2_page(r2_listing)?;
     planned.extend(planner.finish_r2_listing());
+    planner.confirm_all(&planned);
     planned.extend(planner.plan_kv_page(kv_listing));
     Ok(planned)
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use super::archive_catalog::ArchiveCatalog;
-use super::backup_sweep::BackupSweep;
+use super::backup_sweep::{BackupDecisions, BackupFateReport, BackupSweep};
 use super::decision::{DeletionReason, PlannedDeletion};
 use super::listed::{ListedKvKey, ListedR2Object};
 use super::{has_aged, Limits, BACKUP_CREATED_AT_FIELD, INDEX_ARCHIVE_KEY_FIELD};
@@ -14,8 +14,8 @@ use crate::codec::cache::parse_cache_list_metadata;
 use crate::error::{PersistenceError, Result};
 use crate::keys::{
     parse_archive_index_key, parse_archive_meta_key, parse_archive_object_key,
-    parse_backup_manifest_kv_key, parse_backup_object_key, parse_user_index_key, BackupId,
-    ARCHIVE_PREFIX, BACKUP_PREFIX, EMBEDDING_PREFIX, QUERY_PREFIX,
+    parse_backup_index_key, parse_backup_manifest_kv_key, parse_backup_object_key,
+    parse_user_index_key, BackupId, ARCHIVE_PREFIX, BACKUP_PREFIX, EMBEDDING_PREFIX, QUERY_PREFIX,
 };
 use crate::platform::Binding;
 use crate::policy::DataRetentionPolicy;
@@ -89,10 +89,16 @@ impl RetentionPlanner {
         }
     }
 
-    /// Keeps the backups `ids` whatever their age (and their KV manifest copies): those a
-    /// newer backup is incremental to, and those made with `keep: true`.
-    pub fn protect_backups(&mut self, ids: impl IntoIterator<Item = BackupId>) {
-        self.backups.protected.extend(ids);
+    /// Decides backups by what the backup index decided (see [`BackupDecisions`]); without
+    /// this, every backup is decided by age.
+    pub fn decide_backups(&mut self, decisions: BackupDecisions) {
+        self.backups.decisions = decisions;
+    }
+
+    /// The committed backups this planner has decided so far (at most 1000, in key order), and
+    /// whether there were more.
+    pub fn backup_fates(&self) -> (&[BackupFateReport], bool) {
+        (&self.backups.fates, self.backups.fates_truncated)
     }
 
     /// A planner that continues an earlier sweep whose R2 listing was decided up to and
@@ -237,21 +243,62 @@ impl RetentionPlanner {
         } else if let Some(index_key) = parse_archive_index_key(name) {
             self.index_entry_reason(metadata, Some(index_key.archived_at_ms))
         } else if let Some(backup_id) = parse_backup_manifest_kv_key(name) {
-            if self.backups.protected.contains(&backup_id) {
+            let created_at = metadata
+                .and_then(|metadata| metadata.get(BACKUP_CREATED_AT_FIELD))
+                .and_then(Value::as_i64);
+            self.backup_entry_reason(&backup_id, created_at)
+        } else if let Some((backup_id, created_at)) = parse_backup_index_key(name) {
+            if self.backups.entry_failed(&backup_id) {
                 return None;
             }
-            self.backups.deleted_reason(&backup_id).or_else(|| {
-                let created_at = metadata?.get(BACKUP_CREATED_AT_FIELD)?.as_i64()?;
-                has_aged(
-                    created_at,
-                    self.limits.now_ms,
-                    self.limits.archive_retention_ms,
-                )
-                .then_some(DeletionReason::BackupPastRetention)
-            })
+            self.backup_entry_reason(&backup_id, Some(created_at))
         } else {
             None
         }
+    }
+
+    /// A KV entry of a backup (its manifest copy or index entry) goes with the backup: when
+    /// this sweep deleted it, or, for a backup this sweep did not find in R2 (deleted by an
+    /// earlier run that stopped before its KV phase), when the policy does not keep it. It
+    /// stays while the backup's R2 objects do (a failed delete: the next run decides it again
+    /// from the index), and when its time is unknown.
+    fn backup_entry_reason(
+        &self,
+        id: &BackupId,
+        created_at_ms: Option<i64>,
+    ) -> Option<DeletionReason> {
+        if let Some(reason) = self.backups.deleted_reason(id) {
+            return Some(reason);
+        }
+        if self.backups.still_listed(id) {
+            return None;
+        }
+        let reasons = self
+            .backups
+            .decisions
+            .reasons(id, created_at_ms?, &self.limits);
+        reasons
+            .is_empty()
+            .then_some(DeletionReason::BackupPastRetention)
+    }
+
+    /// Records that `deletion`, planned by this planner, succeeded: a backup's KV entries are
+    /// planned for deletion only once its manifest is gone.
+    pub fn confirm_deleted(&mut self, deletion: &PlannedDeletion) {
+        self.backups.confirm_deleted(deletion);
+    }
+
+    /// Records that deleting the KV key `key`, planned by this planner, failed (the index
+    /// entry of a backup whose manifest copy stays is kept with it).
+    pub fn kv_delete_failed(&mut self, key: &str) {
+        self.backups.kv_delete_failed(key);
+    }
+
+    /// [`confirm_deleted`](Self::confirm_deleted) for each of `deletions`.
+    pub fn confirm_all(&mut self, deletions: &[PlannedDeletion]) {
+        deletions
+            .iter()
+            .for_each(|deletion| self.confirm_deleted(deletion));
     }
 
     /// An index entry dangles when the archive it names is past retention (so it is deleted,
@@ -447,6 +494,7 @@ mod tests {
         let mut planner = planner();
         let mut planned = planner.plan_r2_page(&page).unwrap();
         planned.extend(planner.finish_r2_listing());
+        planner.confirm_all(&planned);
         planned.extend(planner.plan_kv_page(&[
             kv(backup_manifest_kv_key(&old), None),
             kv(backup_manifest_kv_key(&young), None),
@@ -488,6 +536,7 @@ mod tests {
         let mut planner = planner();
         let mut planned = planner.plan_r2_page(&page).unwrap();
         planned.extend(planner.finish_r2_listing());
+        planner.confirm_all(&planned);
         planned.extend(planner.plan_kv_page(&[
             kv(backup_manifest_kv_key(&stale), None),
             kv(backup_manifest_kv_key(&running), None),

@@ -383,6 +383,7 @@ fn plan_paged(world: &World, sweep: &Sweep, spec: &WorldSpec) -> Vec<PlannedDele
         planned.extend(planner.plan_r2_page(page).unwrap());
     }
     planned.extend(planner.finish_r2_listing());
+    planner.confirm_all(&planned);
     for page in pages(&world.kv, &spec.kv_cuts) {
         planned.extend(planner.plan_kv_page(page));
     }
@@ -541,6 +542,7 @@ proptest! {
         let world = build(&spec, &sweep);
         let mut planner = RetentionPlanner::new(&sweep.policy(), sweep.now, sweep.options());
         let mut planned = planner.plan_r2_page(&world.r2).unwrap();
+        planner.confirm_all(&planned);
         // Not finished: the listing might go on.
         planned.extend(planner.plan_kv_page(&world.kv));
         let survivors = without(&world, &planned);

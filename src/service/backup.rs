@@ -8,10 +8,11 @@
 //! 2. R2 `backups/<id>/manifest.json`, only if absent, with custom metadata `createdAt`: the
 //!    commit point. Before it exists the backup is invisible (restore says NOT_FOUND) and the
 //!    retention sweep removes the packs after its grace period;
-//! 3. KV `backup_manifest:<id>`, a copy whose list metadata describes the backup (`createdAt`,
-//!    `kind`, `sessions`, `storedSize`). It is a cache: R2, strongly consistent, holds the
-//!    authoritative manifest, so a failure here is logged and the committed backup is still
-//!    returned.
+//! 3. KV `backup_manifest:<id>`, a copy of the manifest, and `backup_index:<inverted time>:<id>`,
+//!    the newest-first index `listBackups` and the backup rotation read; the list metadata of
+//!    both is the backup's summary (`codec::backup::BackupSummary`). They are derived: R2,
+//!    strongly consistent, holds the authoritative manifest, so a failure here is logged and
+//!    the committed backup is still returned (a backup missing from the index is kept by age).
 //!
 //! Memory: archives are read one session at a time and held until their pack is written, so a
 //! backup of any size needs about three times one pack (its archive texts, the pack's JSON and
@@ -36,7 +37,6 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::archive::{check_archive_session, FetchedArchive, ARCHIVE_CONTENT_TYPE};
-use super::backup_steps::{CHAINED_FIELD, CHAIN_START_FIELD};
 use super::index_entries::{read_archive_location, recorded_sha256, ArchiveEntries};
 use super::log::OpLog;
 use super::DataPersistenceService;
@@ -44,15 +44,16 @@ use crate::codec::archive::{decode_archive, listing_summary, r2_custom_metadata,
 use crate::codec::backup::{
     decode_legacy_manifest, decode_manifest, decode_packed_manifest, encode_pack,
     legacy_backup_document, manifest_shape, verify_backup, verify_legacy_backup, verify_pack,
-    BackupKind, BackupSessionInput, LegacyBackupManifest, ManifestShape, PackRecord,
+    BackupKind, BackupSessionInput, BackupSummary, LegacyBackupManifest, ManifestShape, PackRecord,
     PackedManifest,
 };
 use crate::codec::gzip;
 use crate::error::{PersistenceError, Result};
 use crate::hash::{sha256_hex, verify_sha256};
 use crate::keys::{
-    archive_object_key, backup_data_key, backup_manifest_kv_key, backup_manifest_object_key,
-    legacy_backup_data_key, new_backup_id, parse_archive_object_key, BackupId, SessionId, UserId,
+    archive_object_key, backup_data_key, backup_index_key, backup_manifest_kv_key,
+    backup_manifest_object_key, legacy_backup_data_key, new_backup_id, parse_archive_object_key,
+    BackupId, SessionId, UserId,
 };
 use crate::retention::BACKUP_CREATED_AT_FIELD;
 use crate::store::{Clock, KvPutOptions, KvStore, ObjectPutOptions, ObjectStore, PutOutcome, Rng};
@@ -148,14 +149,16 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// made on the very archive backed up, and an archive of another user is reported as
     /// missing, not revealed. An archive that fails verification is reported as such
     /// (`CHECKSUM_MISMATCH` / `CORRUPT_DATA`) before its owner can be known. Costs 1 KV get
-    /// and 1 R2 get per session, then 1 R2 put per pack, 1 R2 put (the manifest) and 1 KV put.
+    /// and 1 R2 get per session, then 1 R2 put per pack, 1 R2 put (the manifest) and 2 KV puts.
     /// Errors: `INVALID_INPUT` (empty list), `INVALID_ID`, `NOT_FOUND`, `CHECKSUM_MISMATCH` /
     /// `CORRUPT_DATA` (a damaged archive is never backed up), `STORAGE_UNAVAILABLE` /
     /// `CIRCUIT_OPEN`; a failure leaves no visible backup (orphan packs are swept by retention).
+    /// With `keep`, the backup policy never deletes it (it follows the policy otherwise).
     pub async fn create_backup(
         &self,
         session_ids: &[String],
         owner: Option<&str>,
+        keep: bool,
     ) -> Result<String> {
         let log = self.begin("createBackup");
         if session_ids.is_empty() {
@@ -230,6 +233,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             PackedManifest::new(backup_id, created_at_ms, BackupKind::Manual, packs, missing);
         // Every archive in it is the owner's (checked above): only the owner's restore reads it.
         manifest.user_id = owner;
+        manifest.keep = keep;
         self.commit_manifest(&log, &manifest, None).await?;
         log.event(
             "info",
@@ -277,8 +281,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
 
     /// Commits a backup whose packs are written: its manifest in R2, only if absent (the commit
     /// point), then a copy in KV whose list metadata describes the backup (a failure there is
-    /// logged: R2 holds the authoritative manifest). Costs 1 R2 put (and 1 R2 get if the
-    /// manifest exists already) and 1 KV put. Errors: `CORRUPT_DATA` when another manifest
+    /// logged: R2 holds the authoritative manifest), and its entry in the backup index. Costs
+    /// 1 R2 put (and 1 R2 get if the manifest exists already) and 2 KV puts. Errors: `CORRUPT_DATA` when another manifest
     /// already exists under the id.
     pub(super) async fn commit_manifest(
         &self,
@@ -289,6 +293,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let bytes = manifest.encode()?;
         let key = backup_manifest_object_key(&manifest.backup_id);
         let created_at = manifest.created_at_ms;
+        let index_key = backup_index_key(&manifest.backup_id, created_at)?;
         let options = ObjectPutOptions {
             custom_metadata: BTreeMap::from([(
                 BACKUP_CREATED_AT_FIELD.to_owned(),
@@ -309,33 +314,29 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 ));
             }
         }
-        let mut summary = json!({
-            BACKUP_CREATED_AT_FIELD: created_at,
-            "kind": manifest.kind,
-            "sessions": manifest.session_ids.len(),
-            "storedSize": manifest.packs.iter().map(|pack| pack.stored_size).sum::<u64>(),
-        });
-        if let Some(parent) = &manifest.parent_backup_id {
-            summary["parentBackupId"] = json!(parent.as_str());
-        }
-        if manifest.keep {
-            summary["keep"] = json!(true);
-        }
-        if let Some(start) = chain_start {
-            summary[CHAINED_FIELD] = json!(true);
-            summary[CHAIN_START_FIELD] = json!(start);
-        }
-        let kv_options = KvPutOptions {
-            expiration_ttl_secs: None,
-            metadata: Some(summary),
-        };
-        let kv_key = backup_manifest_kv_key(&manifest.backup_id);
-        if let Err(err) = self.kv_put(log, &kv_key, &bytes, kv_options).await {
-            log.event(
-                "warn",
-                "backup committed, but its KV manifest copy was not written",
-                json!({ "backupId": manifest.backup_id.as_str(), "error": err.to_string() }),
-            );
+        let user_key = manifest
+            .user_id
+            .as_ref()
+            .map(|user| self.options.hasher.user_key(user));
+        let summary = BackupSummary::of_manifest(manifest, chain_start, user_key);
+        // Both entries are read from listings only; the manifest copy also holds the manifest
+        // (for backups of the earlier implementation whose R2 manifest is gone).
+        let entries = [
+            (backup_manifest_kv_key(&manifest.backup_id), &bytes[..]),
+            (index_key, &b""[..]),
+        ];
+        for (kv_key, value) in entries {
+            let kv_options = KvPutOptions {
+                expiration_ttl_secs: None,
+                metadata: Some(json!(summary)),
+            };
+            if let Err(err) = self.kv_put(log, &kv_key, value, kv_options).await {
+                log.event(
+                    "warn",
+                    "backup committed, but a KV entry of it was not written",
+                    json!({ "key": kv_key, "error": err.to_string() }),
+                );
+            }
         }
         Ok(())
     }

@@ -33,23 +33,15 @@ use crate::error::{PersistenceError, Result};
 use crate::hash::sha256_hex;
 use crate::keys::{
     archive_object_key, backup_manifest_object_key, new_backup_id, parse_archive_index_key,
-    parse_backup_manifest_kv_key, parse_user_index_key, user_index_prefix, BackupId, SessionId,
-    UserId, ARCHIVE_INDEX_PREFIX, BACKUP_MANIFEST_PREFIX,
+    parse_user_index_key, user_index_prefix, BackupId, SessionId, UserId, ARCHIVE_INDEX_PREFIX,
 };
 use crate::platform::MAX_LIST_LIMIT;
-use crate::retention::{BACKUP_CREATED_AT_FIELD, INDEX_ARCHIVE_KEY_FIELD};
+use crate::retention::INDEX_ARCHIVE_KEY_FIELD;
 use crate::store::{Clock, KvListOptions, KvStore, ListedKvKey, ObjectStore, Rng};
 
 /// How long before its own time an incremental backup's high-water mark is set: longer than KV
 /// takes to show a new index entry (~60 s).
 pub const INDEX_LAG_MS: i64 = 5 * 60_000;
-
-/// Field of a backup's KV manifest copy's list metadata: `true` for a backup the next automated
-/// backup of the whole store is incremental to.
-pub const CHAINED_FIELD: &str = "chained";
-
-/// Field of a chained backup's KV list metadata: when its chain's full backup was made.
-pub const CHAIN_START_FIELD: &str = "chainStart";
 
 /// How long a chain of incremental backups grows before the next backup is a full one.
 pub const FULL_BACKUP_EVERY_MS: i64 = 7 * 24 * 60 * 60 * 1000;
@@ -301,50 +293,14 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         Ok(plan)
     }
 
-    /// The newest committed backup of the chain (list metadata [`CHAINED_FIELD`]), read
-    /// from its R2 manifest; `None` when there is none (or it cannot be read: logged, and the
-    /// next backup is then a full one).
+    /// The newest committed backup of the chain (from the backup index), read from its R2
+    /// manifest, and when its chain started; `None` when there is none (or it cannot be read:
+    /// logged, and the next backup is then a full one).
     async fn last_automated_backup(
         &self,
         log: &OpLog<'_>,
     ) -> Result<Option<(PackedManifest, i64)>> {
-        let mut newest: Option<(i64, BackupId, i64)> = None;
-        let mut cursor = None;
-        loop {
-            let options = KvListOptions {
-                prefix: Some(BACKUP_MANIFEST_PREFIX.to_owned()),
-                cursor,
-                limit: Some(MAX_LIST_LIMIT),
-            };
-            let page = self.kv_list(log, options).await?;
-            for entry in &page.keys {
-                let metadata = entry.metadata.as_ref();
-                // Only a backup of the whole store without a given `since` continues the chain.
-                let automated =
-                    metadata.and_then(|m| m.get(CHAINED_FIELD)) == Some(&Value::Bool(true));
-                let created_at = metadata
-                    .and_then(|m| m.get(BACKUP_CREATED_AT_FIELD))
-                    .and_then(Value::as_i64);
-                let id = parse_backup_manifest_kv_key(&entry.name);
-                if let (true, Some(created_at), Some(id)) = (automated, created_at, id) {
-                    if newest
-                        .as_ref()
-                        .is_none_or(|(time, _, _)| created_at > *time)
-                    {
-                        let chain_start = metadata
-                            .and_then(|m| m.get(CHAIN_START_FIELD))
-                            .and_then(Value::as_i64)
-                            .unwrap_or(created_at);
-                        newest = Some((created_at, id, chain_start));
-                    }
-                }
-            }
-            cursor = page.cursor.filter(|_| !page.list_complete);
-            if cursor.is_none() {
-                break;
-            }
-        }
-        let Some((_, id, chain_start)) = newest else {
+        let Some((id, chain_start)) = self.newest_chained_backup(log).await? else {
             return Ok(None);
         };
         let key = backup_manifest_object_key(&id);

@@ -8,6 +8,7 @@
 mod archive;
 mod archive_by_key;
 mod backup;
+mod backup_index;
 mod backup_steps;
 mod cache;
 mod guard;
@@ -26,6 +27,7 @@ mod ui_messages;
 mod walk;
 
 pub use archive::{ArchiveListing, ARCHIVE_CONTENT_TYPE, DEFAULT_LIST_LIMIT};
+pub use backup_index::{BackupListing, ListedBackup};
 pub use backup_steps::{
     BackupPlan, BackupRequest, CommitStep, PackSource, PackStep, PackStepReport, INDEX_LAG_MS,
 };

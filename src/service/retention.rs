@@ -5,8 +5,13 @@
 //! A sweep has two phases. R2 first: `backups/` then `conversations/`, pages of 1000 in key
 //! order with custom metadata, each page's deletions sent at once in `delete(keys)` batches of
 //! at most 1000 keys. Then KV: `embedding:`, `query:`, `archive_meta:`, `user_archives:`,
-//! `archive_index:`, `backup_manifest:`, one `delete` call per key (the binding has no bulk
-//! delete). No value is ever read: every decision comes from the listings.
+//! `archive_index:`, `backup_manifest:`, `backup_index:`, one `delete` call per key (the binding
+//! has no bulk delete). No value is ever read: every decision comes from the listings.
+//!
+//! Backups: before the R2 phase, every run lists the backup index (1 KV list per 1000 backups)
+//! and decides each backup under the backup policy (`crate::retention::gfs`: restic's rotation,
+//! or age when every `backupKeep*` count is 0); a backup the index does not list yet is
+//! decided by age.
 //!
 //! Deletion order: an archive object goes in the R2 phase, the index and metadata entries that
 //! point at it in the KV phase of the same sweep (by the archive time they name, so even a
@@ -32,7 +37,7 @@
 //! entries.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::log::OpLog;
 use super::run::{stop_reason, Run, RunBudget, RunStatus, StopReason};
@@ -40,16 +45,16 @@ use super::walk::{KvPager, KvPosition};
 use super::DataPersistenceService;
 use crate::error::{PersistenceError, Result};
 use crate::keys::{
-    parse_archive_object_key, parse_backup_manifest_kv_key, BackupId, ARCHIVE_INDEX_PREFIX,
-    ARCHIVE_META_PREFIX, ARCHIVE_PREFIX, BACKUP_MANIFEST_PREFIX, BACKUP_PREFIX, EMBEDDING_PREFIX,
-    QUERY_PREFIX, RETENTION_CURSOR_KEY, USER_INDEX_PREFIX,
+    parse_archive_object_key, ARCHIVE_INDEX_PREFIX, ARCHIVE_META_PREFIX, ARCHIVE_PREFIX,
+    BACKUP_INDEX_PREFIX, BACKUP_MANIFEST_PREFIX, BACKUP_PREFIX, EMBEDDING_PREFIX, QUERY_PREFIX,
+    RETENTION_CURSOR_KEY, USER_INDEX_PREFIX,
 };
 use crate::platform::{MAX_LIST_LIMIT, R2_MAX_DELETE_KEYS};
 use crate::retention::{
-    batch_r2_deletions, DeletionReason, ListedKvKey, PlannedDeletion, RetentionPlanner,
-    RetentionReport, INDEX_ARCHIVE_KEY_FIELD,
+    batch_r2_deletions, BackupFateReport, DeletionReason, ListedKvKey, PlannedDeletion,
+    RetentionPlanner, RetentionReport, INDEX_ARCHIVE_KEY_FIELD,
 };
-use crate::store::{Clock, KvListOptions, KvStore, ObjectListOptions, ObjectStore, Rng};
+use crate::store::{Clock, KvStore, ObjectListOptions, ObjectStore, Rng};
 
 /// Most deleted keys listed in a report; counts and bytes cover all of them.
 pub const MAX_REPORTED_KEYS: usize = 1000;
@@ -61,14 +66,16 @@ pub const MIN_STORAGE_CALLS: u32 = 5;
 /// R2 prefixes swept, in key order (the planner needs the listing sorted).
 const R2_PREFIXES: [&str; 2] = [BACKUP_PREFIX, ARCHIVE_PREFIX];
 
-/// KV prefixes swept.
-const KV_PREFIXES: [&str; 6] = [
+/// KV prefixes swept. The backup index comes last: the backup decisions of every run are made
+/// from it, so a backup's other entries must go before its index entry does.
+const KV_PREFIXES: [&str; 7] = [
     EMBEDDING_PREFIX,
     QUERY_PREFIX,
     ARCHIVE_META_PREFIX,
     USER_INDEX_PREFIX,
     ARCHIVE_INDEX_PREFIX,
     BACKUP_MANIFEST_PREFIX,
+    BACKUP_INDEX_PREFIX,
 ];
 
 /// What one run of `enforceRetentionPolicy` did, as JSON for JavaScript:
@@ -88,6 +95,21 @@ pub struct RetentionRun {
     /// Whether the sweep completed, why it stopped, whether it resumed, its storage calls.
     #[serde(flatten)]
     pub status: RunStatus,
+    /// A dry run (`preview_retention_policy`): the keys and counts are what a sweep would
+    /// delete; nothing was.
+    #[serde(skip_serializing_if = "is_false")]
+    pub dry_run: bool,
+    /// In a dry run, every committed backup the sweep listed (at most 1000), kept or deleted
+    /// with the backup policy's reasons.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backups: Option<Vec<BackupFateReport>>,
+    /// True when a dry run decided more backups than `backups` lists.
+    #[serde(skip_serializing_if = "is_false")]
+    pub backups_truncated: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 /// Where an unfinished sweep continues, stored as JSON under [`RETENTION_CURSOR_KEY`].
@@ -136,31 +158,43 @@ impl Sweep {
 impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
     /// Runs (or continues) a retention sweep within `budget` and reports what it deleted.
     ///
-    /// Costs 1 KV get (the resume point), 1 list per page of each swept prefix, 1 R2 delete
-    /// per 1000 deleted objects, 1 KV delete per deleted KV key, and 1 KV put or delete for the
-    /// resume point when the run stops early or completes a resumed sweep. Storage failures
-    /// never fail the call: they stop the run (`stoppedBy`) or are counted
-    /// (`failedDeletions`). Errors: `INVALID_INPUT` naming `maxStorageCalls` below
-    /// [`MIN_STORAGE_CALLS`].
+    /// Costs 1 KV get (the resume point), 1 list per page of each swept prefix (and of the
+    /// backup index, read first), 1 R2 delete per 1000 deleted objects, 1 KV delete per
+    /// deleted KV key, and 1 KV put or delete for the resume point when the run stops early or
+    /// completes a resumed sweep. Storage failures never fail the call: they stop the run
+    /// (`stoppedBy`) or are counted (`failedDeletions`). Errors: `INVALID_INPUT` naming
+    /// `maxStorageCalls` below [`MIN_STORAGE_CALLS`].
     pub async fn enforce_retention_policy(&self, budget: RunBudget) -> Result<RetentionRun> {
+        self.retention_sweep(budget, false).await
+    }
+
+    /// What a whole retention sweep from the start would delete, deleting nothing: the report
+    /// of [`enforce_retention_policy`](Self::enforce_retention_policy) with `dryRun: true` and
+    /// `backups`, each committed backup kept or deleted with the backup policy's reasons.
+    /// Reads only (the lists, and an R2 head per index entry found pointing at a missing young
+    /// archive); neither reads nor moves the sweep's resume point. A run stopped by `budget`
+    /// reports what it saw (`complete: false`).
+    pub async fn preview_retention_policy(&self, budget: RunBudget) -> Result<RetentionRun> {
+        self.retention_sweep(budget, true).await
+    }
+
+    async fn retention_sweep(&self, budget: RunBudget, dry_run: bool) -> Result<RetentionRun> {
         let log = self.begin("enforceRetentionPolicy");
+        let resume_key = (!dry_run).then_some(RETENTION_CURSOR_KEY);
         let run = self
-            .start_run(
-                &log,
-                budget,
-                MIN_STORAGE_CALLS,
-                Some(RETENTION_CURSOR_KEY),
-                "retention",
-            )
+            .start_run(&log, budget, MIN_STORAGE_CALLS, resume_key, "retention")
             .await?;
         let mut sweep = Sweep {
             run,
-            result: RetentionRun::default(),
+            result: RetentionRun {
+                dry_run,
+                ..RetentionRun::default()
+            },
         };
         let now_ms = self.clock.now_ms();
         let options = self.options.retention;
-        let protected = match self.protected_backups(&log, &mut sweep).await {
-            Ok(protected) => protected,
+        let decisions = match self.decide_indexed_backups(&log, &mut sweep.run).await {
+            Ok(decisions) => decisions,
             Err(stopped) => {
                 self.finish_run(&log, &mut sweep.run, Err(stopped)).await;
                 let mut run = sweep.result;
@@ -168,21 +202,24 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 return Ok(run);
             }
         };
-        let outcome = match sweep.run.position.clone() {
+        let position = sweep.run.position.clone();
+        let mut planner = match &position {
+            SweepPosition::R2 {
+                r2_start_after: Some(after),
+            } => RetentionPlanner::resuming_r2_after(&self.policy, now_ms, options, after.clone()),
+            // A sweep resumed in its KV phase needs no R2 listing except to detect missing
+            // archives, which it does not attempt.
+            _ => RetentionPlanner::new(&self.policy, now_ms, options),
+        };
+        planner.decide_backups(decisions);
+        let outcome = match position {
             SweepPosition::R2 { r2_start_after } => {
-                let mut planner = match r2_start_after.clone() {
-                    Some(after) => {
-                        RetentionPlanner::resuming_r2_after(&self.policy, now_ms, options, after)
-                    }
-                    None => RetentionPlanner::new(&self.policy, now_ms, options),
-                };
-                planner.protect_backups(protected);
                 match self
                     .sweep_r2(&log, &mut sweep, &mut planner, r2_start_after)
                     .await
                 {
                     Ok(()) => {
-                        self.sweep_kv(&log, &mut sweep, &planner, 0, KvPosition::default())
+                        self.sweep_kv(&log, &mut sweep, &mut planner, 0, KvPosition::default())
                             .await
                     }
                     Err(stop) => Err(stop),
@@ -197,24 +234,30 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     kv_cursor,
                     kv_resume_at,
                 };
-                // KV decisions need no R2 listing except to detect missing archives, which a
-                // resumed sweep does not attempt.
-                let mut planner = RetentionPlanner::new(&self.policy, now_ms, options);
-                planner.protect_backups(protected);
                 // An unknown prefix (from another version): the KV phase starts over.
                 let (first, at) = match KV_PREFIXES.iter().position(|prefix| *prefix == kv_prefix) {
                     Some(first) => (first, at),
                     None => (0, KvPosition::default()),
                 };
-                self.sweep_kv(&log, &mut sweep, &planner, first, at).await
+                self.sweep_kv(&log, &mut sweep, &mut planner, first, at)
+                    .await
             }
         };
+        if dry_run {
+            let (fates, truncated) = planner.backup_fates();
+            sweep.result.backups = Some(fates.to_vec());
+            sweep.result.backups_truncated = truncated;
+        }
         self.finish_run(&log, &mut sweep.run, outcome).await;
         let mut run = sweep.result;
         run.status = sweep.run.status;
         log.event(
             "info",
-            "retention run",
+            if run.dry_run {
+                "retention dry run (nothing deleted)"
+            } else {
+                "retention run"
+            },
             json!({
                 "deleted": run.report.deleted,
                 "bytesFreed": run.report.bytes_freed,
@@ -225,46 +268,6 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             }),
         );
         Ok(run)
-    }
-
-    /// The backups no age deletes, from the list metadata of the KV manifest copies: every
-    /// backup a newer one is incremental to (`parentBackupId`: restoring that one needs it), and
-    /// every backup made with `keep: true`. Costs 1 KV list per 1000 backups.
-    async fn protected_backups(
-        &self,
-        log: &OpLog<'_>,
-        sweep: &mut Sweep,
-    ) -> Result<Vec<BackupId>, StopReason> {
-        let mut protected = Vec::new();
-        let mut cursor = None;
-        loop {
-            sweep.run.afford(2, self.clock.now_ms())?;
-            sweep.run.spend(1);
-            let options = KvListOptions {
-                prefix: Some(BACKUP_MANIFEST_PREFIX.to_owned()),
-                cursor,
-                limit: Some(MAX_LIST_LIMIT),
-            };
-            let page = self
-                .kv_list(log, options)
-                .await
-                .map_err(|err| stop_reason(&err))?;
-            for entry in &page.keys {
-                let metadata = entry.metadata.as_ref();
-                let parent = metadata
-                    .and_then(|m| m.get("parentBackupId"))
-                    .and_then(Value::as_str)
-                    .and_then(|id| BackupId::parse(id).ok());
-                protected.extend(parent);
-                if metadata.and_then(|m| m.get("keep")) == Some(&Value::Bool(true)) {
-                    protected.extend(parse_backup_manifest_kv_key(&entry.name));
-                }
-            }
-            cursor = page.cursor.filter(|_| !page.list_complete);
-            if cursor.is_none() {
-                return Ok(protected);
-            }
-        }
     }
 
     /// The R2 phase: every page of `backups/` then `conversations/` after `start_after`.
@@ -319,7 +322,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 if next.is_none() && last_prefix {
                     planned.extend(planner.finish_r2_listing());
                 }
-                self.delete_r2(log, sweep, planned).await?;
+                self.delete_r2(log, sweep, planner, planned).await?;
                 match next {
                     Some(next) => cursor = Some(next),
                     None => break,
@@ -334,8 +337,16 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         &self,
         log: &OpLog<'_>,
         sweep: &mut Sweep,
+        planner: &mut RetentionPlanner,
         planned: Vec<PlannedDeletion>,
     ) -> Result<(), StopReason> {
+        if sweep.result.dry_run {
+            planner.confirm_all(&planned);
+            planned
+                .into_iter()
+                .for_each(|deletion| sweep.record(deletion));
+            return Ok(());
+        }
         let batches = batch_r2_deletions(&planned, R2_MAX_DELETE_KEYS);
         if batches.len() as u64 > u64::from(sweep.run.calls_left()) {
             return Err(StopReason::CallBudget);
@@ -345,9 +356,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             let settled: Vec<PlannedDeletion> = deletions.by_ref().take(batch.len()).collect();
             sweep.run.spend(1);
             match self.r2_delete(log, &batch).await {
-                Ok(()) => settled
-                    .into_iter()
-                    .for_each(|deletion| sweep.record(deletion)),
+                Ok(()) => settled.into_iter().for_each(|deletion| {
+                    planner.confirm_deleted(&deletion);
+                    sweep.record(deletion)
+                }),
                 Err(err @ PersistenceError::CircuitOpen { .. }) => return Err(stop_reason(&err)),
                 Err(err) => {
                     sweep.result.failed_deletions += batch.len() as u64;
@@ -383,7 +395,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         &self,
         log: &OpLog<'_>,
         sweep: &mut Sweep,
-        planner: &RetentionPlanner,
+        planner: &mut RetentionPlanner,
         first: usize,
         mut at: KvPosition,
     ) -> Result<(), StopReason> {
@@ -407,14 +419,15 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         &self,
         log: &OpLog<'_>,
         sweep: &mut Sweep,
-        planner: &RetentionPlanner,
+        planner: &mut RetentionPlanner,
         pager: &mut KvPager,
     ) -> Result<(), StopReason> {
         while let Some(page) = self.next_kv_page(log, &mut sweep.run, pager, 1).await? {
             for deletion in planner.plan_kv_page(&page) {
                 pager.claim(&deletion.key);
                 let young_archive = self.young_archive_of(&deletion, &page);
-                let calls = if young_archive.is_some() { 2 } else { 1 };
+                // A dry run deletes nothing; it still asks R2 about a young archive.
+                let calls = u32::from(young_archive.is_some()) + u32::from(!sweep.result.dry_run);
                 sweep.run.afford(calls, self.clock.now_ms())?;
                 if let Some(archive_key) = young_archive {
                     // Planned as pointing at a missing archive that is within its retention:
@@ -427,6 +440,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                         Err(err) => return Err(stop_reason(&err)),
                     }
                 }
+                if sweep.result.dry_run {
+                    sweep.record(deletion);
+                    continue;
+                }
                 sweep.run.spend(1);
                 match self.kv_delete(log, &deletion.key).await {
                     Ok(()) => sweep.record(deletion),
@@ -435,6 +452,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     }
                     Err(err) => {
                         sweep.result.failed_deletions += 1;
+                        planner.kv_delete_failed(&deletion.key);
                         log.event(
                             "warn",
                             "KV delete failed; a later sweep retries",

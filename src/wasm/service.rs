@@ -319,11 +319,34 @@ impl BoundService {
     /// Backs up the newest archives of `session_ids`, all of them `user_id`'s when it is
     /// given; resolves to the backup id.
     #[wasm_bindgen(js_name = createBackup)]
-    pub fn create_backup(&self, session_ids: Vec<String>, user_id: Option<String>) -> Promise {
+    pub fn create_backup(
+        &self,
+        session_ids: Vec<String>,
+        user_id: Option<String>,
+        keep: bool,
+    ) -> Promise {
         spawn(&self.service, Operation::Backup, async move |service| {
             service
-                .create_backup(&session_ids, user_id.as_deref())
+                .create_backup(&session_ids, user_id.as_deref(), keep)
                 .await
+        })
+    }
+
+    /// One page of backups, newest first, with the backup policy's decisions, as JSON text.
+    #[wasm_bindgen(js_name = listBackups)]
+    pub fn list_backups(
+        &self,
+        user_id: Option<String>,
+        limit: f64,
+        cursor: Option<String>,
+    ) -> Promise {
+        spawn(&self.service, Operation::Backup, async move |service| {
+            let max = MAX_LIST_LIMIT.into();
+            let limit = integer_arg("limit", limit, 1, max)? as u32; // At most 1000: checked.
+            let listing = service
+                .list_backups(user_id.as_deref(), limit, cursor.as_deref())
+                .await?;
+            Ok(json_text(&listing))
         })
     }
 
@@ -433,7 +456,7 @@ impl BoundService {
         time_budget_ms: Option<f64>,
     ) -> Promise {
         let operation = match job.as_str() {
-            "enforceRetentionPolicy" => Operation::Retention,
+            "enforceRetentionPolicy" | "previewRetentionPolicy" => Operation::Retention,
             "getStorageMetrics" => Operation::Metrics,
             _ => Operation::Archive,
         };
@@ -455,6 +478,9 @@ impl BoundService {
                 "enforceRetentionPolicy" => {
                     json_text(&service.enforce_retention_policy(budget).await?)
                 }
+                "previewRetentionPolicy" => {
+                    json_text(&service.preview_retention_policy(budget).await?)
+                }
                 "getStorageMetrics" => json_text(&service.get_storage_metrics(budget).await?),
                 "indexLegacyArchives" => json_text(&service.index_legacy_archives(budget).await?),
                 "reindexUserArchives" => json_text(&service.reindex_user_archives(budget).await?),
@@ -469,7 +495,8 @@ impl BoundService {
     }
 }
 
-/// The names of the wrangler.toml `[vars]` that [`policy_from_vars`] reads (the spec's five).
+/// The names of the wrangler.toml `[vars]` that [`policy_from_vars`] reads (the spec's five and
+/// the four `BACKUP_KEEP_*`).
 #[wasm_bindgen(js_name = policyVarNames)]
 pub fn policy_var_names() -> Vec<String> {
     policy::ENV_VARS

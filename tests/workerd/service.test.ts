@@ -354,6 +354,10 @@ describe("integration", () => {
       archiveRetention: 90 * DAY,
       cleanupInterval: 60 * 60 * 1000,
       maxArchiveSize: 30 * 1024 * 1024,
+      backupKeepLast: 0,
+      backupKeepDaily: 7,
+      backupKeepWeekly: 4,
+      backupKeepMonthly: 12,
     });
     expect(() => policyFromEnv({ CACHE_TTL_HOURS: "-3" })).toThrow(/CACHE_TTL_HOURS/);
   });

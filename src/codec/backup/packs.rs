@@ -27,7 +27,7 @@ use crate::keys::{backup_pack_key, BackupId, SessionId, UserId};
 pub const PACKED_FORMAT_VERSION: u64 = 2;
 
 /// Who made a backup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum BackupKind {
     /// `createBackup`, called by the application.

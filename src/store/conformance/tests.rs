@@ -165,7 +165,11 @@ fn kv_checks_catch_broken_adapters() {
     let drops_metadata = |options: &mut KvPutOptions| options.metadata = None;
     assert_eq!(
         failures(drops_metadata, |_| {}),
-        ["kv.metadata_round_trip", "kv.oversized_metadata_rejected"]
+        [
+            "kv.metadata_round_trip",
+            "kv.empty_value_with_metadata",
+            "kv.oversized_metadata_rejected"
+        ]
     );
 }
 
