@@ -1,18 +1,19 @@
 // `npm run bench`: every contender side by side on the same seeded inputs, in this one Node
-// process (plus fresh child processes for cold start and peak memory, and the native Rust
+// process (plus fresh child processes for cold start, peak memory and the backup steps' memory, and the native Rust
 // contender). Prints Markdown tables of absolute figures, ratios and the issue's targets;
 // `--write` also writes bench/RESULTS.md; `--smoke` runs one iteration of everything on small
 // inputs and never fails on a target (CI checks that the harness works, not timings).
 import { execFileSync, spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir, cpus } from "node:os";
+import { serialize } from "node:v8";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { fileURLToPath } from "node:url";
 
-import { FakeKV, FakeR2, VirtualClock, freshBindings } from "./lib/bindings.mjs";
-import { conversation, embedding, queryAndResult, rng, shortKey, withSession } from "./lib/data.mjs";
-import { measure, median } from "./lib/measure.mjs";
+import { VirtualClock, backupOnly, freshBindings } from "./lib/bindings.mjs";
+import { conversation, embedding, queryAndResult, rng, shortKey, uiMessages, withSession } from "./lib/data.mjs";
+import { measure, median, stepRecorder } from "./lib/measure.mjs";
 import * as library from "./contenders/library.mjs";
 import * as legacy from "./contenders/legacy.mjs";
 import * as bestPractice from "./contenders/best_practice.mjs";
@@ -43,12 +44,15 @@ const CONTENDERS = [
 ];
 
 const SIZES = SMOKE
-  ? { conversations: [20, 200, 2000].map((n) => [String(n), Math.max(2, n / 100)]), list: 10, pageSize: 4, retention: { embeddings: 20, queries: 50, archives: 30 }, backup: 5, peakBytes: 1_000_000, coldStarts: 1 }
-  : { conversations: [20, 200, 2000].map((n) => [String(n), n]), list: 500, pageSize: 100, retention: { embeddings: 2000, queries: 5000, archives: 3000 }, backup: 100, peakBytes: 50_000_000, coldStarts: 7 };
+  ? { conversations: [20, 200, 2000].map((n) => [String(n), Math.max(2, n / 100)]), list: 10, pageSize: 4, retention: { embeddings: 20, queries: 50, archives: 30 }, backup: 5, peakBytes: 1_000_000, coldStarts: 1, ui: [200, 2000].map((n) => [String(n), n / 100]), workflowBackup: 100 }
+  : { conversations: [20, 200, 2000].map((n) => [String(n), n]), list: 500, pageSize: 100, retention: { embeddings: 2000, queries: 5000, archives: 3000 }, backup: 100, peakBytes: 50_000_000, coldStarts: 7, ui: [200, 2000].map((n) => [String(n), n]), workflowBackup: 10_000 };
+// Archives a backup pack step reads: BackupWorkflow's default (DEFAULT_STEP_ARCHIVES in
+// js/backup_workflow.ts, `BACKUP_STEP_ARCHIVES` unset).
+const STEP_ARCHIVES = 40;
 const REPS = SMOKE ? 1 : 5;
 const OPS = SMOKE
   ? new Proxy({}, { get: () => 1 })
-  : { "archive-20": 200, "archive-200": 50, "archive-2000": 8, "retrieve-20": 200, "retrieve-200": 50, "retrieve-2000": 8, "embed-put-768": 1000, "embed-get-768": 5000, "embed-miss-768": 5000, "embed-put-1536": 1000, "embed-get-1536": 5000, "embed-miss-1536": 5000, "query-hit": 2000, "query-miss": 2000, "hash-short": 20000, "list-500": 3 };
+  : { "archive-20": 200, "archive-200": 50, "archive-2000": 8, "retrieve-20": 200, "retrieve-200": 50, "retrieve-2000": 8, "embed-put-768": 1000, "embed-get-768": 5000, "embed-miss-768": 5000, "embed-put-1536": 1000, "embed-get-1536": 5000, "embed-miss-1536": 5000, "query-hit": 2000, "query-miss": 2000, "hash-short": 20000, "list-500": 3, "ui-archive-200": 50, "ui-archive-2000": 8, "ui-retrieve-200": 50, "ui-retrieve-2000": 8 };
 
 // ---------------------------------------------------------------- inputs (seeded)
 progress(`generating inputs${SMOKE ? " (smoke sizes)" : ""}`);
@@ -63,6 +67,8 @@ const embeddingSets = Object.fromEntries(
 const queries = Array.from({ length: SMOKE ? 3 : 300 }, (_, i) => queryAndResult(random, i));
 const missQueries = Array.from({ length: SMOKE ? 3 : 300 }, (_, i) => `${shortKey(random, i)} never asked ${i}`);
 const shortKeys = Array.from({ length: 500 }, (_, i) => shortKey(random, i));
+const uiConversations = Object.fromEntries(SIZES.ui.map(([label, count]) => [label, uiMessages(random, count, START_MS - DAY)]));
+const uiBytes = Object.fromEntries(Object.entries(uiConversations).map(([label, messages]) => [label, Buffer.byteLength(JSON.stringify(messages))]));
 const conversationBytes = Object.fromEntries(Object.entries(conversations).map(([label, c]) => [label, JSON.stringify(c.memory).length]));
 
 // ---------------------------------------------------------------- JS workloads
@@ -96,6 +102,36 @@ async function runJsWorkloads({ id, Class }) {
         if (found?.messages?.length !== memory.messages.length) throw new Error(`${id}: retrieve returned ${found?.messages?.length} messages`);
       },
     }));
+  }
+
+  // AI SDK UIMessages (issue 17), for the contenders that speak them.
+  if (Class.prototype.archiveUI) {
+    for (const [label] of SIZES.ui) {
+      const messages = uiConversations[label];
+      const sessionId = `ui-${label}`;
+      record(`ui-archive-${label}`, id, await measure({
+        reps: REPS, ops: OPS[`ui-archive-${label}`], warmup: !SMOKE,
+        setup: () => setupWith(Class),
+        op: async ({ contender }) => {
+          clock.now += 1000;
+          await contender.archiveUI(sessionId, messages, "user-ui");
+        },
+      }));
+      record(`ui-retrieve-${label}`, id, await measure({
+        reps: REPS, ops: OPS[`ui-retrieve-${label}`], warmup: !SMOKE,
+        setup: async () => {
+          const state = setupWith(Class);
+          await state.contender.archiveUI(sessionId, messages, "user-ui");
+          // Lossless, checked untimed: every part and metadata back as given.
+          if (JSON.stringify(await state.contender.retrieveUI(sessionId)) !== JSON.stringify(messages)) throw new Error(`${id}: UIMessages ${label} came back changed`);
+          return state;
+        },
+        op: async ({ contender }) => {
+          const found = await contender.retrieveUI(sessionId);
+          if (found?.length !== messages.length) throw new Error(`${id}: retrieveUI returned ${found?.length} messages`);
+        },
+      }));
+    }
   }
 
   const metadata = { model: "bge-base", source: "knowledge_base" };
@@ -220,13 +256,7 @@ async function runJsWorkloads({ id, Class }) {
   }));
   record("restore-100", id, await measure({
     reps: Math.min(REPS, 3), ops: 1, warmup: !SMOKE,
-    setup: () => {
-      const kv = new FakeKV(clock);
-      const r2 = new FakeR2(clock, { checked: SMOKE });
-      for (const [key, value] of backedUp.bindings.ARCHIVE_R2.objects) if (key.startsWith(`backups/${backupId}/`)) r2.objects.set(key, value);
-      for (const [key, value] of backedUp.bindings.CHAT_KV.entries) if (key.startsWith(`backup_manifest:${backupId}`)) kv.entries.set(key, value);
-      return setupWith(Class, { CHAT_KV: kv, ARCHIVE_R2: r2 });
-    },
+    setup: () => setupWith(Class, backupOnly(backedUp.bindings, backupId, clock, { checked: SMOKE })),
     op: async ({ contender }) => {
       const restored = await contender.restore(backupId);
       if (restored.length !== SIZES.backup) throw new Error(`${id}: restored ${restored.length} of ${SIZES.backup}`);
@@ -239,8 +269,58 @@ for (const contender of CONTENDERS) {
   await runJsWorkloads(contender);
 }
 
-// ---------------------------------------------------------------- (d) native Rust
+// ---------------------------------------------------------------- backups of the whole store (issue 14)
+// (a) as BackupWorkflow and RestoreWorkflow drive it, a step at a time, each step timed as the
+// invocation it is on Workflows; (c) naively, the whole backup and the whole restore each in one
+// invocation. Each writes its own archives first (untimed); the stores are also written to disk
+// so fresh processes can measure each step's memory.
 const workDir = mkdtempSync(join(tmpdir(), "supportbot-bench-"));
+const workflowSteps = {}; // workflowSteps[contender id] = {backup: steps, restore: steps}
+const storesFiles = {};
+for (const { id, Class } of CONTENDERS.filter(({ Class }) => Class.prototype.workflowBackup || Class.prototype.backupAll)) {
+  progress(`backup and restore of ${SIZES.workflowBackup} sessions, ${id === "a" ? "as Workflow steps" : "naively in one invocation"}`);
+  const { bindings, contender } = setupWith(Class);
+  clock.now = START_MS;
+  for (let i = 0; i < SIZES.workflowBackup; i++) {
+    clock.now += 1;
+    const { memory, session } = withSession(pool[i % pool.length], `wf-${i}`, `user-${i % 200}`);
+    await contender.archive(memory, session);
+  }
+  clock.now += 60 * 60 * 1000;
+  storesFiles[id] = join(workDir, `stores-${id}.bin`);
+  writeFileSync(storesFiles[id], serialize({ now: clock.now, kv: [...bindings.CHAT_KV.entries], r2: [...bindings.ARCHIVE_R2.objects] }));
+  const backup = stepRecorder(bindings);
+  const backupId = id === "a"
+    ? (await contender.workflowBackup(backup.step, STEP_ARCHIVES)).backupId
+    : await backup.step("backup", () => contender.backupAll());
+  clock.now += 1000;
+  const restoredBindings = backupOnly(bindings, backupId, clock, { checked: SMOKE });
+  const restorer = new Class(restoredBindings);
+  const restore = stepRecorder(restoredBindings);
+  const restored = id === "a" ? await restorer.workflowRestore(restore.step, backupId) : await restore.step("restore", () => restorer.restore(backupId));
+  if (restored.length !== SIZES.workflowBackup) throw new Error(`${id}: restored ${restored.length} of ${SIZES.workflowBackup} sessions`);
+  workflowSteps[id] = { backup: backup.steps, restore: restore.steps };
+  for (const [kind, steps] of Object.entries(workflowSteps[id])) {
+    const total = steps.reduce((sum, step) => sum + step.cpuMs, 0);
+    record(`${kind}-10k`, id, { cpuMs: total, wallMs: steps.reduce((sum, step) => sum + step.wallMs, 0), counters: sumCounters(steps.map((step) => step.calls)) });
+  }
+}
+const workflowMemory = {};
+for (const [id, name] of [["a", "library"], ["c", "best_practice"]]) {
+  progress(`peak memory of ${name}'s backup and restore steps (fresh process)`);
+  workflowMemory[id] = JSON.parse(
+    execFileSync(process.execPath, ["--expose-gc", "--max-old-space-size=8192", join(ROOT, "bench/child/backup_memory.mjs"), name, storesFiles[id], String(STEP_ARCHIVES)], { encoding: "utf8", maxBuffer: 1 << 20 }),
+  );
+  if (workflowMemory[id].restored !== SIZES.workflowBackup) throw new Error(`${name}: restored ${workflowMemory[id].restored} sessions in the memory run`);
+}
+
+/** The storage calls and bytes of several steps, added up. */
+function sumCounters(list) {
+  const add = (a, b) => Object.fromEntries(Object.keys(b).map((kind) => [kind, (a?.[kind] ?? 0) + b[kind]]));
+  return list.reduce((sum, c) => ({ kv: add(sum.kv, c.kv), r2: add(sum.r2, c.r2), kvBytes: sum.kvBytes + c.kvBytes, r2Bytes: sum.r2Bytes + c.r2Bytes }), { kv: undefined, r2: undefined, kvBytes: 0, r2Bytes: 0 });
+}
+
+// ---------------------------------------------------------------- (d) native Rust
 const nativeInput = join(workDir, "input.json");
 writeFileSync(nativeInput, JSON.stringify({
   startMs: START_MS,
@@ -344,6 +424,8 @@ const WORKLOADS = [
   ["list-500", `list a user's ${SIZES.list} archives (pages of ${SIZES.pageSize})`],
   ["retention-10k", `retention sweep, ${SIZES.retention.embeddings + SIZES.retention.queries + SIZES.retention.archives} entries, 30 % expired`],
   ["backup-100", `backup of ${SIZES.backup} sessions`], ["restore-100", `restore of ${SIZES.backup} sessions`],
+  ["backup-10k", `backup of ${SIZES.workflowBackup} sessions: (a) all Workflow steps, (c) one invocation`], ["restore-10k", `restore of ${SIZES.workflowBackup} sessions: (a) all Workflow steps, (c) one invocation`],
+  ...SIZES.ui.flatMap(([label]) => [[`ui-archive-${label}`, `archive ${label} UIMessages (${fmtBytes(uiBytes[label])} JSON)`], [`ui-retrieve-${label}`, `retrieve ${label} UIMessages`]]),
 ];
 
 const lines = [];
@@ -396,6 +478,67 @@ for (const [id, label] of [["a", "(a) library"], ["b", "(b) legacy TS"], ["c", "
   const m = peakMemory[id];
   out(`| ${label}: peak RSS growth archiving ${fmtBytes(m.inputBytes)} (${m.messages} msgs) | ${fmtBytes(m.peakGrowth)} = ${(m.peakGrowth / m.inputBytes).toFixed(2)}× input (archive took ${fmtMs(m.archiveMs)}, stored ${fmtBytes(m.storedBytes)}) |`);
 }
+out();
+
+// Backups of the whole store, a step at a time: what one step costs against the Workers plans.
+// Limits (PLATFORM.md): a step or invocation gets 10 ms of CPU and 50 subrequests on the free
+// plan, 30 s (by default; up to 5 min) and 10 000 subrequests on the paid plan, 128 MB of memory
+// on both; a step's result is at most 1 MiB.
+const PLANS = { free: { cpuMs: 10, calls: 50, bytes: 128 * 2 ** 20 }, paid: { cpuMs: 30_000, calls: 10_000, bytes: 128 * 2 ** 20 } };
+const STEP_RESULT_LIMIT = 2 ** 20;
+function stepSummary(steps, memory) {
+  const work = steps.filter((step) => step.name !== "plan" && step.name !== "commit");
+  const pick = (key) => work.map((step) => step[key]);
+  const totalCpu = steps.reduce((sum, step) => sum + step.cpuMs, 0);
+  const worst = { cpuMs: Math.max(...steps.map((step) => step.cpuMs)), calls: Math.max(...steps.map((step) => step.callCount)), bytes: memory.growth, resultBytes: Math.max(...steps.map((step) => step.resultBytes)) };
+  const within = (plan) => {
+    const over = [];
+    if (worst.cpuMs > plan.cpuMs) over.push(`CPU ${fmtMs(worst.cpuMs)} > ${fmtMs(plan.cpuMs)}`);
+    if (worst.calls > plan.calls) over.push(`${worst.calls} subrequests > ${plan.calls}`);
+    if (worst.bytes > plan.bytes) over.push(`memory ${fmtBytes(worst.bytes)} > ${plan.bytes / 2 ** 20} MiB`);
+    if (worst.resultBytes > STEP_RESULT_LIMIT) over.push(`step result ${fmtBytes(worst.resultBytes)} > 1 MiB`);
+    return over.length === 0 ? "within" : `**over**: ${over.join(", ")}`;
+  };
+  return {
+    steps: steps.length,
+    work: work.length,
+    totalCpu,
+    cpuPerSession: totalCpu / SIZES.workflowBackup,
+    packsPerSecond: work.length / (totalCpu / 1000),
+    stepCpu: `${fmtMs(median(pick("cpuMs")))} / ${fmtMs(Math.max(...pick("cpuMs")))}`,
+    stepCalls: `${median(pick("callCount"))} / ${Math.max(...pick("callCount"))}`,
+    edgeSteps: steps.filter((step) => step.name === "plan" || step.name === "commit").map((step) => `${step.name} ${fmtMs(step.cpuMs)}, ${step.callCount} calls`).join("; ") || "—",
+    memory: `${fmtBytes(memory.growth)} (${memory.name})`,
+    resultBytes: fmtBytes(worst.resultBytes),
+    free: within(PLANS.free),
+    paid: within(PLANS.paid),
+  };
+}
+const columns = [
+  ["(a) backup, Workflow steps", stepSummary(workflowSteps.a.backup, workflowMemory.a.backupPeak)],
+  ["(a) restore, Workflow steps", stepSummary(workflowSteps.a.restore, workflowMemory.a.restorePeak)],
+  ["(c) naive backup, one invocation", stepSummary(workflowSteps.c.backup, workflowMemory.c.backupPeak)],
+  ["(c) naive restore, one invocation", stepSummary(workflowSteps.c.restore, workflowMemory.c.restorePeak)],
+];
+out(`## Backup and restore of ${SIZES.workflowBackup} archived sessions, a step at a time`);
+out();
+out(`(a) runs planBackup, backupPack (${STEP_ARCHIVES} archives a step, BackupWorkflow's default) and commitBackup, then planRestore and restorePack, as BackupWorkflow and RestoreWorkflow do; (c) reads every archive, builds one bundle, gzips and puts it, and restores it, each in one invocation. A "pack step" of (c) is its whole invocation. ` +
+  `Peak memory is the largest peak RSS growth of a step in a fresh process (of the plan, the commit, the first three pack steps and every 50th; (a)'s wasm memory ends at ${fmtBytes(workflowMemory.a.wasmMemory)}). Limits: free plan 10 ms CPU, 50 subrequests, 128 MB a step; paid 30 s CPU (default), 10 000 subrequests, 128 MB; a step's result ≤ 1 MiB.`);
+out();
+out(`| measure | ${columns.map(([title]) => title).join(" | ")} |`);
+out(`|---|${columns.map(() => "---").join("|")}|`);
+const row = (title, format) => out(`| ${title} | ${columns.map(([, summary]) => format(summary)).join(" | ")} |`);
+row("steps (pack steps)", (x) => `${x.steps} (${x.work})`);
+row("CPU in all", (x) => fmtMs(x.totalCpu));
+row("CPU per session", (x) => fmtMs(x.cpuPerSession));
+row("packs per CPU-second", (x) => x.packsPerSecond.toFixed(1));
+row("pack step CPU: median / max", (x) => x.stepCpu);
+row("pack step storage calls: median / max", (x) => x.stepCalls);
+row("plan and commit steps", (x) => x.edgeSteps);
+row("peak memory growth of a step (largest)", (x) => x.memory);
+row("largest step result (JSON)", (x) => x.resultBytes);
+row("every step within the free plan", (x) => x.free);
+row("every step within the paid plan", (x) => x.paid);
 out();
 
 // ---------------------------------------------------------------- targets
@@ -457,6 +600,12 @@ target(".wasm ≤ 250 KB gzipped", `${fmtBytes(wasmSize.gzip)} (${wasmSize.gzip}
 target("cold start (compile + instantiate) ≤ 15 ms", fmtMs(coldStart.totalMs), coldStart.totalMs <= 15);
 const peakRatio = peakMemory.a.peakGrowth / peakMemory.a.inputBytes;
 target(`archiving ${fmtBytes(peakMemory.a.inputBytes)}: peak RSS growth ≤ 3× input`, `${fmtRatio(peakRatio)} (${fmtBytes(peakMemory.a.peakGrowth)})`, peakRatio <= 3);
+
+const uiSizes = SIZES.ui.map(([label]) => label);
+const uiArchiveRatios = uiSizes.map((s) => cpu(`ui-archive-${s}`, "a") / cpu(`ui-archive-${s}`, "c"));
+target("UIMessage archive CPU ≤ 0.8× (c)", uiSizes.map((s, i) => `${s} msgs ${fmtRatio(uiArchiveRatios[i])}`).join(", "), uiArchiveRatios.every((r) => r <= 0.8));
+const uiRetrieveRatios = uiSizes.map((s) => cpu(`ui-retrieve-${s}`, "a") / cpu(`ui-retrieve-${s}`, "c"));
+target("UIMessage retrieve CPU ≤ 1.0× (c)", uiSizes.map((s, i) => `${s} msgs ${fmtRatio(uiRetrieveRatios[i])}`).join(", "), uiRetrieveRatios.every((r) => r <= 1.0));
 
 out("## Targets");
 out();

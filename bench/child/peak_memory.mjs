@@ -1,9 +1,9 @@
 // Peak RSS growth while one contender archives a conversation of about `bytes` bytes of JSON,
 // in a fresh process (node --expose-gc peak_memory.mjs <contender> <bytes>). A worker thread
 // samples the process RSS every millisecond, so the peak inside synchronous wasm is seen too.
-import { Worker } from "node:worker_threads";
 import { freshBindings, VirtualClock } from "../lib/bindings.mjs";
 import { conversation, rng } from "../lib/data.mjs";
+import { rssSampler } from "../lib/rss.mjs";
 
 const [contenderName, bytesArg] = process.argv.slice(2);
 const targetBytes = Number(bytesArg);
@@ -25,32 +25,13 @@ const count = Math.max(2, Math.round(targetBytes / perMessage));
 const { memory, session } = conversation(rng(7), "big-session", "user-big", count, clock.now - 86_400_000);
 const inputBytes = Buffer.byteLength(JSON.stringify(memory)) + Buffer.byteLength(JSON.stringify(session));
 
-const shared = new Float64Array(new SharedArrayBuffer(16));
-const sampler = new Worker(
-  `const { workerData } = require("node:worker_threads");
-   const peak = new Float64Array(workerData);
-   const tick = () => { const rss = process.memoryUsage.rss(); if (rss > peak[0]) peak[0] = rss; if (peak[1] === 0) setTimeout(tick, 1); };
-   tick();`,
-  { eval: true, workerData: shared.buffer },
-);
-await new Promise((resolve) => setTimeout(resolve, 50));
+const sampler = await rssSampler();
 const bindings = freshBindings(clock);
 const contender = new Contender(bindings);
-globalThis.gc();
-await new Promise((resolve) => setTimeout(resolve, 20));
-globalThis.gc();
-const rssBefore = process.memoryUsage.rss();
-shared[0] = rssBefore;
-const started = performance.now();
-await contender.archive(memory, session);
-const archiveMs = performance.now() - started;
-const rssAfter = process.memoryUsage.rss();
-await new Promise((resolve) => setTimeout(resolve, 5));
-shared[1] = 1;
-await sampler.terminate();
-const peak = Math.max(shared[0], rssAfter);
+const { before: rssBefore, after: rssAfter, peak, growth, ms: archiveMs } = await sampler.measure(() => contender.archive(memory, session));
+await sampler.stop();
 // The library's wasm linear memory: it grows to the archive's peak and never shrinks.
 const wasmMemory = contenderName === "library" ? (await import("../../dist/wasm/supportbot_persistence.js")).initSync({ module: new Uint8Array(0) }).memory.buffer.byteLength : undefined;
 process.stdout.write(
-  JSON.stringify({ contender: contenderName, inputBytes, messages: count, rssBefore, rssAfter, peakRss: peak, peakGrowth: peak - rssBefore, archiveMs, wasmMemory, storedBytes: bindings.ARCHIVE_R2.counters.bytesWritten }),
+  JSON.stringify({ contender: contenderName, inputBytes, messages: count, rssBefore, rssAfter, peakRss: peak, peakGrowth: growth, archiveMs, wasmMemory, storedBytes: bindings.ARCHIVE_R2.counters.bytesWritten }),
 );

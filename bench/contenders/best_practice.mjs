@@ -99,6 +99,29 @@ export class BestPracticeContender {
     return this.#store({ formatVersion: 1, metadata, conversation: { ...memory, sessionState: session } }, archivedAt, userKey);
   }
 
+  /**
+   * AI SDK UIMessages as one archive document, stored as they are (JSON.stringify, gzip,
+   * SHA-256); the duration from the messages' `metadata.createdAt`.
+   */
+  async archiveUI(sessionId, messages, userId) {
+    const archivedAt = Date.now();
+    const times = messages.map((message) => message.metadata?.createdAt).filter((time) => typeof time === "number");
+    const metadata = {
+      sessionId,
+      userId,
+      archivedAt,
+      messageCount: messages.length,
+      summary: "",
+      duration: times.length > 0 ? Math.max(...times) - Math.min(...times) : 0,
+    };
+    const userKey = userId === undefined ? undefined : await sha256Hex(`user\0${userId}`);
+    return this.#store({ formatVersion: 1, metadata, conversation: { sessionId, messages } }, archivedAt, userKey);
+  }
+
+  async retrieveUI(sessionId) {
+    return (await this.retrieve(sessionId))?.messages ?? null;
+  }
+
   async #readArchive(key, sha256) {
     const object = await this.r2.get(key);
     if (!object) return null;
@@ -157,7 +180,6 @@ export class BestPracticeContender {
 
   /** Bundles the archive documents as they are (JSON text, not re-parsed), data first, manifest last. */
   async backup(sessionIds) {
-    const backupId = `backup_${Date.now()}`;
     const texts = [];
     const included = [];
     for (const sessionId of sessionIds) {
@@ -167,6 +189,32 @@ export class BestPracticeContender {
       texts.push(decoder.decode(json));
       included.push(sessionId);
     }
+    return this.#putBundle(texts, included);
+  }
+
+  /**
+   * Every archive in the bucket, naively in one invocation: list R2 (checksums come with the
+   * listing's custom metadata), read and verify each archive, one bundle, gzip, put.
+   */
+  async backupAll() {
+    const texts = [];
+    const included = [];
+    let cursor;
+    do {
+      const page = await this.r2.list({ prefix: "conversations/", cursor, include: ["customMetadata"] });
+      for (const object of page.objects) {
+        const json = await this.#readArchive(object.key, object.customMetadata.sha256);
+        if (!json) continue;
+        texts.push(decoder.decode(json));
+        included.push(object.customMetadata.sessionId);
+      }
+      cursor = page.truncated ? page.cursor : undefined;
+    } while (cursor);
+    return this.#putBundle(texts, included);
+  }
+
+  async #putBundle(texts, included) {
+    const backupId = `backup_${Date.now()}`;
     const data = `{"backupId":${JSON.stringify(backupId)},"archives":[${texts.join(",")}]}`;
     const body = await gzip(encoder.encode(data));
     const sha256 = await sha256Hex(body);

@@ -294,6 +294,14 @@ export function freshBindings(clock, options) {
   return { CHAT_KV: new FakeKV(clock), ARCHIVE_R2: new FakeR2(clock, options) };
 }
 
+/** Fresh bindings holding only backup `backupId` (its R2 objects and KV manifest copy), as after losing the archives. */
+export function backupOnly(bindings, backupId, clock, options) {
+  const fresh = freshBindings(clock, options);
+  for (const [key, value] of bindings.ARCHIVE_R2.objects) if (key.startsWith(`backups/${backupId}/`)) fresh.ARCHIVE_R2.objects.set(key, value);
+  for (const [key, value] of bindings.CHAT_KV.entries) if (key.startsWith(`backup_manifest:${backupId}`)) fresh.CHAT_KV.entries.set(key, value);
+  return fresh;
+}
+
 /** Calls and bytes of both bindings: {kv: {get,...}, r2: {...}, kvBytes, r2Bytes, ...}. */
 export function snapshotCounters(bindings) {
   const kv = bindings.CHAT_KV.counters;

@@ -192,3 +192,62 @@ export function queryAndResult(random, i) {
 export function shortKey(random, i) {
   return `${chatText(random, 3 + Math.floor(random() * 5))} ${i}`;
 }
+
+const TOOLS = ["searchKnowledgeBase", "lookupOrder", "createTicket"];
+
+/** The input and output of one tool call, shaped like what a support agent's tools exchange. */
+function toolCall(random, name) {
+  if (name === "searchKnowledgeBase") {
+    return {
+      input: { query: chatText(random, 5 + Math.floor(random() * 8)), limit: 3 },
+      output: {
+        results: Array.from({ length: 3 }, () => ({
+          url: `https://${pick(random, DOMAINS)}/kb/${Math.floor(random() * 900)}`,
+          title: chatText(random, 4 + Math.floor(random() * 5)),
+          snippet: chatText(random, 40 + Math.floor(random() * 60)),
+          score: Math.round(random() * 1000) / 1000,
+        })),
+      },
+    };
+  }
+  if (name === "lookupOrder") {
+    const id = `#${Math.floor(1e7 + random() * 9e7)}`;
+    return {
+      input: { orderId: id },
+      output: { orderId: id, status: pick(random, ["shipped", "pending", "delivered", "returned"]), total: Math.round(random() * 50000) / 100, items: Array.from({ length: 1 + Math.floor(random() * 3) }, () => ({ sku: `SKU-${Math.floor(random() * 1e5)}`, name: `${pick(random, PRODUCTS)} ${chatText(random, 2)}`, quantity: 1 + Math.floor(random() * 3) })) },
+    };
+  }
+  return { input: { subject: chatText(random, 6), body: chatText(random, 30 + Math.floor(random() * 40)), priority: pick(random, ["low", "normal", "high"]) }, output: { ticketId: `T-${Math.floor(random() * 1e6)}`, queue: "billing" } };
+}
+
+/**
+ * `count` AI SDK UIMessages alternating user and assistant: user turns are one text part;
+ * assistant turns a step-start, a reasoning part, usually a tool call (output-available, a few
+ * in output-error) and its step, then the answer's text part, sometimes a source-url. Metadata
+ * carries createdAt, and on assistant turns the model and token counts.
+ */
+export function uiMessages(random, count, startMs) {
+  const messages = [];
+  let time = startMs;
+  for (let i = 0; i < count; i++) {
+    time += 2000 + Math.floor(random() * 60000);
+    if (i % 2 === 0) {
+      messages.push({ id: `ui_${i}`, role: "user", metadata: { createdAt: time }, parts: [{ type: "text", text: chatText(random, 8 + Math.floor(random() * 35)) }] });
+      continue;
+    }
+    const parts = [{ type: "step-start" }, { type: "reasoning", text: chatText(random, 20 + Math.floor(random() * 80)), state: "done" }];
+    if (random() < 0.7) {
+      const name = pick(random, TOOLS);
+      const { input, output } = toolCall(random, name);
+      const toolCallId = `call_${Math.floor(random() * 1e12).toString(36)}`;
+      parts.push(random() < 0.1
+        ? { type: `tool-${name}`, toolCallId, state: "output-error", input, errorText: `Tool ${name} failed: ${chatText(random, 8)}` }
+        : { type: `tool-${name}`, toolCallId, state: "output-available", input, output });
+      parts.push({ type: "step-start" });
+    }
+    parts.push({ type: "text", text: chatText(random, 30 + Math.floor(random() * 120)), state: "done" });
+    if (random() < 0.3) parts.push({ type: "source-url", sourceId: `src_${i}`, url: `https://${pick(random, DOMAINS)}/kb/${Math.floor(random() * 900)}`, title: chatText(random, 5) });
+    messages.push({ id: `ui_${i}`, role: "assistant", metadata: { createdAt: time, model: pick(random, MODELS), totalTokens: 200 + Math.floor(random() * 2000) }, parts });
+  }
+  return messages;
+}

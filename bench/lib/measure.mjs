@@ -45,3 +45,25 @@ function perOp(counters, ops) {
     r2LargestDeleteBatch: counters.r2LargestDeleteBatch,
   };
 }
+
+/**
+ * A stand-in for a Workflow's `step.do(name, fn)` that runs each step once and records its
+ * process CPU, wall time, storage calls (all kinds, both bindings) and the size of its result
+ * as JSON (Workflows persist it, ≤ 1 MiB a step). `steps` lists them in order.
+ */
+export function stepRecorder(bindings) {
+  const steps = [];
+  const step = async (name, fn) => {
+    resetCounters(bindings);
+    const cpuStart = process.cpuUsage();
+    const wallStart = performance.now();
+    const result = await fn();
+    const wallMs = performance.now() - wallStart;
+    const used = process.cpuUsage(cpuStart);
+    const calls = snapshotCounters(bindings);
+    const callCount = [calls.kv, calls.r2].flatMap((kinds) => Object.values(kinds)).reduce((sum, n) => sum + n, 0);
+    steps.push({ name, cpuMs: (used.user + used.system) / 1000, wallMs, calls, callCount, resultBytes: Buffer.byteLength(JSON.stringify(result ?? null)) });
+    return result;
+  };
+  return { step, steps };
+}
