@@ -163,6 +163,10 @@ test("the walkthrough, over HTTP against wrangler dev", async () => {
   response = await call("POST", "/backups", alice, { sessionIds: ["s1"] });
   assert.equal(response.status, 201, JSON.stringify(response.body));
   const { backupId } = response.body;
+  response = await call("GET", "/backups", alice);
+  assert.equal(response.status, 200, JSON.stringify(response.body));
+  const listed = response.body.backups.find((backup) => backup.backupId === backupId);
+  assert.deepEqual([listed?.forUser, listed?.sessionCount, listed?.kept], [true, 1, true], JSON.stringify(response.body));
   response = await call("POST", `/backups/${backupId}/restore`, alice);
   assert.equal(response.status, 200, JSON.stringify(response.body));
   assert.deepEqual(response.body.restoredSessions, ["s1"]);
