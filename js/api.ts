@@ -22,6 +22,7 @@ import type {
   PersistenceBindings,
   PersistenceOptions,
   ReindexReport,
+  RestorePackOptions,
   RetentionReport,
   RetentionRunOptions,
   SessionState,
@@ -472,9 +473,14 @@ export class DataPersistenceService {
     return JSON.parse(await this.#core.planRestore(String(backupId), ownerOption(options))) as [string, number][];
   }
 
-  /** Restores one pack of a backup, verified before its first write; resolves to its session ids. Idempotent. */
-  async restorePack(backupId: string, pack: number, options: BackupOptions = {}): Promise<string[]> {
-    return this.#core.restorePack(String(backupId), pack, ownerOption(options));
+  /**
+   * Restores one pack of a backup, or the archives `first` to `first + count - 1` of it (fewer at
+   * its end; none past it), the whole pack verified before the first write; resolves to their
+   * session ids. Idempotent. Costs 2 R2 gets, then per archive 1 R2 put, 1 KV get and up to 3 KV
+   * puts, so `count` bounds a step's subrequests.
+   */
+  async restorePack(backupId: string, pack: number, options: RestorePackOptions = {}): Promise<string[]> {
+    return this.#core.restorePack(String(backupId), pack, ownerOption(options), options.first, options.count);
   }
 
   /** Deletes what the policy says has expired, page by page; resumes where a time-boxed run stopped. */

@@ -10,6 +10,12 @@ import type { BackupRequest, PackRecord, PackSource, RestoreRequest } from "./ty
 /** Archives one pack step reads when `BACKUP_STEP_ARCHIVES` is unset: one storage call each, within the free plan's 50 subrequests with retries. */
 export const DEFAULT_STEP_ARCHIVES = 40;
 
+/**
+ * Archives one restore step writes when `RESTORE_STEP_SESSIONS` is unset: 2 R2 gets, then up to
+ * 5 storage calls each (R2 put, KV get, 3 KV puts), within the free plan's 50 subrequests.
+ */
+export const DEFAULT_RESTORE_STEP_SESSIONS = 9;
+
 /** What a finished backup instance reports (its `output`). */
 export interface BackupOutcome {
   backupId: string;
@@ -21,12 +27,12 @@ export interface BackupOutcome {
   parentBackupId: string | null;
 }
 
-/** The archives one pack step may read: `BACKUP_STEP_ARCHIVES` (a positive integer), else the default. */
-function stepArchives(env: PersistenceEnv): number {
-  const text = env.BACKUP_STEP_ARCHIVES;
-  if (text === undefined || text === "") return DEFAULT_STEP_ARCHIVES;
+/** The `[vars]` entry `name` as a positive integer, else `fallback` when it is unset. */
+function stepSize(env: PersistenceEnv, name: "BACKUP_STEP_ARCHIVES" | "RESTORE_STEP_SESSIONS", fallback: number): number {
+  const text = env[name];
+  if (text === undefined || text === "") return fallback;
   const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 1) throw new Error(`INVALID_CONFIG: BACKUP_STEP_ARCHIVES: ${JSON.stringify(text)} is not a positive integer`);
+  if (!Number.isSafeInteger(value) || value < 1) throw new Error(`INVALID_CONFIG: ${name}: ${JSON.stringify(text)} is not a positive integer`);
   return value;
 }
 
@@ -40,7 +46,7 @@ export class BackupWorkflow extends WorkflowEntrypoint<PersistenceEnv, BackupReq
   override async run(event: Readonly<WorkflowEvent<BackupRequest>>, step: WorkflowStep): Promise<BackupOutcome> {
     const service = new DataPersistenceService(this.env, policyFromEnv(this.env), optionsFromEnv(this.env));
     const request = event.payload ?? {};
-    const plan = await step.do("plan", async () => service.planBackup(request, stepArchives(this.env)));
+    const plan = await step.do("plan", async () => service.planBackup(request, stepSize(this.env, "BACKUP_STEP_ARCHIVES", DEFAULT_STEP_ARCHIVES)));
     const packs: PackRecord[] = [];
     const missingSessionIds: string[] = [];
     const unreadableArchives: string[] = [];
@@ -71,22 +77,27 @@ export interface RestoreOutcome {
 
 /**
  * Restores a backup of any size, given `{ backupId, userId? }`: one step reads the chain of
- * manifests, then one step per pack restores that pack (verified before its first write), the
- * parents of an incremental backup first. Every step is idempotent, so a retried or repeated
- * restore writes nothing twice.
+ * manifests, then each step restores the next `RESTORE_STEP_SESSIONS` archives of a pack (the
+ * whole pack verified before the step's first write), the parents of an incremental backup
+ * first. Every step is idempotent, so a retried or repeated restore writes nothing twice.
  */
 export class RestoreWorkflow extends WorkflowEntrypoint<PersistenceEnv, RestoreRequest> {
   override async run(event: Readonly<WorkflowEvent<RestoreRequest>>, step: WorkflowStep): Promise<RestoreOutcome> {
     const service = new DataPersistenceService(this.env, policyFromEnv(this.env), optionsFromEnv(this.env));
     const { backupId, userId } = event.payload;
     const owner = userId === undefined ? {} : { userId };
+    const perStep = stepSize(this.env, "RESTORE_STEP_SESSIONS", DEFAULT_RESTORE_STEP_SESSIONS);
     const chain = await step.do("plan", async () => service.planRestore(backupId, owner));
     const sessions = new Set<string>();
     let packs = 0;
     for (const [id, count] of chain) {
       for (let n = 0; n < count; n++, packs++) {
-        const restored = await step.do(`restore ${id} pack ${n}`, async () => service.restorePack(id, n, owner));
-        for (const session of restored) sessions.add(session);
+        // A slice shorter than asked is the pack's end.
+        for (let first = 0; ; first += perStep) {
+          const restored = await step.do(`restore ${id} pack ${n} from ${first}`, async () => service.restorePack(id, n, { ...owner, first, count: perStep }));
+          for (const session of restored) sessions.add(session);
+          if (restored.length < perStep) break;
+        }
       }
     }
     return { backupId, backups: chain.map(([id]) => id), packs, restoredSessions: sessions.size };

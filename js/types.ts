@@ -259,6 +259,14 @@ export interface BackupList {
   listComplete: boolean;
 }
 
+/** Options of `restorePack`: its owner, and which of the pack's archives (by position). */
+export interface RestorePackOptions extends BackupOptions {
+  /** Position in the pack of the first archive to restore (default 0). */
+  first?: number;
+  /** How many archives to restore (default: to the pack's end). */
+  count?: number;
+}
+
 /** Options of `listBackups`. */
 export interface ListBackupsOptions {
   /** Backups a page (1 to 1000, default 20). */

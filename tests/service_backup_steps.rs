@@ -260,8 +260,16 @@ fn a_restore_runs_a_pack_at_a_time_along_the_chain() {
     lose_all_archives(&desk.stores);
     let mut restored = Vec::new();
     for (id, packs) in &chain {
+        // A step per archive, as a RestoreWorkflow with RESTORE_STEP_SESSIONS = 1 runs it.
         for index in 0..*packs {
-            restored.extend(block_on(desk.service.restore_pack(id, index, None)).unwrap());
+            for first in 0.. {
+                let step = desk.service.restore_pack(id, index, None, first..first + 1);
+                let sessions = block_on(step).unwrap();
+                if sessions.is_empty() {
+                    break;
+                }
+                restored.extend(sessions);
+            }
         }
     }
     restored.sort();
@@ -269,10 +277,19 @@ fn a_restore_runs_a_pack_at_a_time_along_the_chain() {
     // Idempotent (the index's order: newest first), and a pack the backup does not have is
     // refused naming it.
     assert_eq!(
-        block_on(desk.service.restore_pack(&incremental, 0, None)).unwrap(),
+        block_on(
+            desk.service
+                .restore_pack(&incremental, 0, None, 0..usize::MAX)
+        )
+        .unwrap(),
         ["s-06", "s-05"]
     );
-    let err = block_on(desk.service.restore_pack(&incremental, 1, None)).unwrap_err();
+    // A slice of a pack: its archives at those positions, fewer at the pack's end.
+    let slice = |range| block_on(desk.service.restore_pack(&incremental, 0, None, range)).unwrap();
+    assert_eq!(slice(1..2), ["s-05"]);
+    assert_eq!(slice(1..9), ["s-05"]);
+    assert!(slice(2..3).is_empty() && slice(5..1).is_empty());
+    let err = block_on(desk.service.restore_pack(&incremental, 1, None, 0..1)).unwrap_err();
     assert_eq!(err.code(), "INVALID_INPUT", "{err}");
     assert!(err.to_string().contains("pack 1"), "{err}");
 }

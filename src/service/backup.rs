@@ -546,14 +546,19 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         }
     }
 
-    /// Restores pack `index` of backup `backup_id` alone (of a single-bundle backup, index 0
-    /// restores it whole), verified before its first write; returns its sessions. Idempotent.
-    /// Costs 1 R2 get for the manifest and 1 for the pack, then as a restore per session.
+    /// Restores archives `slice` (positions in the pack) of pack `index` of backup `backup_id`
+    /// (of a single-bundle backup, index 0 is the bundle), the whole pack verified before the
+    /// first write; returns their sessions, one per archive (fewer than the slice asks at the
+    /// pack's end). Idempotent. Costs 1 R2 get for the manifest and 1 for the pack, then as a
+    /// restore per archive (1 R2 put, 1 KV get, up to 3 KV puts): a slice bounds a step's
+    /// subrequests. Errors: `INVALID_INPUT` naming `pack` for a pack the backup does not have,
+    /// and as `restoreFromBackup`.
     pub async fn restore_pack(
         &self,
         backup_id: &str,
         index: usize,
         owner: Option<&str>,
+        slice: std::ops::Range<usize>,
     ) -> Result<Vec<String>> {
         let log = self.begin("restorePack");
         let backup_id = BackupId::parse(backup_id)?;
@@ -571,13 +576,15 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 return Err(PersistenceError::invalid_input("pack", reason));
             }
         };
-        let mut restored = Vec::with_capacity(archives.len());
-        self.write_restored(&log, &archives, &mut restored).await?;
+        let end = slice.end.min(archives.len());
+        let chosen = archives.get(slice.start.min(end)..end).unwrap_or_default();
+        let mut restored = Vec::with_capacity(chosen.len());
+        self.write_restored(&log, chosen, &mut restored).await?;
         log.event(
             "info",
             "backup pack restored",
-            json!({ "backupId": backup_id.as_str(),
-            "pack": index, "sessions": restored.len() }),
+            json!({ "backupId": backup_id.as_str(), "pack": index,
+            "from": slice.start, "sessions": restored.len() }),
         );
         Ok(restored)
     }

@@ -410,13 +410,27 @@ impl BoundService {
         })
     }
 
-    /// Restores one pack of a backup; resolves to its session ids.
+    /// Restores archives `first..first + count` of one pack of a backup (the whole pack when
+    /// they are omitted); resolves to their session ids.
     #[wasm_bindgen(js_name = restorePack)]
-    pub fn restore_pack(&self, backup_id: String, pack: f64, user_id: Option<String>) -> Promise {
+    pub fn restore_pack(
+        &self,
+        backup_id: String,
+        pack: f64,
+        user_id: Option<String>,
+        first: Option<f64>,
+        count: Option<f64>,
+    ) -> Promise {
         spawn(&self.service, Operation::Restore, async move |service| {
-            let index = integer_arg("pack", pack, 0, u32::MAX.into())? as usize; // Checked.
+            let max = u32::MAX.into();
+            // Each checked to fit u32, so to fit usize.
+            let index = integer_arg("pack", pack, 0, max)? as usize;
+            let first = first.map(|n| integer_arg("first", n, 0, max)).transpose()?;
+            let count = count.map(|n| integer_arg("count", n, 1, max)).transpose()?;
+            let start = first.unwrap_or(0) as usize;
+            let end = count.map_or(usize::MAX, |count| start.saturating_add(count as usize));
             let restored = service
-                .restore_pack(&backup_id, index, user_id.as_deref())
+                .restore_pack(&backup_id, index, user_id.as_deref(), start..end)
                 .await?;
             Ok(restored
                 .into_iter()
