@@ -16,9 +16,9 @@ use supportbot_persistence::service::{
     BackupListing, BackupRequest, CommitStep, PackStep, RunBudget, ServiceOptions,
 };
 use supportbot_persistence::store::memory::{block_on, MemoryStores, OperationKind};
-use supportbot_persistence::store::{Binding, Clock, KvStore};
+use supportbot_persistence::store::{Binding, KvStore};
 
-use common::{memory_at, service_over, session_at, Discard, Service, DAY, T0};
+use common::{archive_now, service_over, Discard, Service, DAY, T0};
 
 struct Desk {
     stores: MemoryStores,
@@ -47,15 +47,7 @@ impl Desk {
     }
 
     fn archive(&self, sid: &str, user: Option<&str>) {
-        let now = self.stores.clock.now_ms();
-        let memory = memory_at(sid, "where is my parcel", [now - 1_000, now]);
-        let session = session_at(sid, user, now - 1_000, now);
-        block_on(
-            self.service
-                .archive_conversation(&memory.to_string(), &session.to_string()),
-        )
-        .unwrap();
-        self.stores.clock.advance_ms(1_500);
+        archive_now(&self.stores, &self.service, sid, user, "where is my parcel");
     }
 
     /// A manual backup made at `at_ms`.

@@ -11,9 +11,8 @@ use supportbot_persistence::service::{
     BackupPlan, BackupRequest, CommitStep, PackStep, PackStepReport, RunBudget, INDEX_LAG_MS,
 };
 use supportbot_persistence::store::memory::{block_on, MemoryStores};
-use supportbot_persistence::store::Clock;
 
-use common::{lose_all_archives, memory_at, quiet_service, session_at, Service, DAY, T0};
+use common::{archive_now, lose_all_archives, quiet_service, Service, DAY, T0};
 
 struct Desk {
     stores: MemoryStores,
@@ -28,15 +27,13 @@ impl Desk {
     }
 
     fn archive(&self, sid: &str, user: Option<&str>) {
-        let now = self.stores.clock.now_ms();
-        let memory = memory_at(sid, "a question about my order", [now - 1_000, now]);
-        let session = session_at(sid, user, now - 1_000, now);
-        block_on(
-            self.service
-                .archive_conversation(&memory.to_string(), &session.to_string()),
-        )
-        .unwrap();
-        self.stores.clock.advance_ms(1_500);
+        archive_now(
+            &self.stores,
+            &self.service,
+            sid,
+            user,
+            "a question about my order",
+        );
     }
 
     /// The pack steps of `plan` until the source is exhausted, each run twice (a retry) to

@@ -118,6 +118,22 @@ pub fn session_at(sid: &str, user: Option<&str>, created_at: i64, last_activity:
     session
 }
 
+/// Archives a one-line conversation of `sid` (for `user`) ending now, then moves the clock on
+/// 1.5 s, so successive archives get distinct times and KV writes stay under 1/s per key.
+pub fn archive_now(
+    stores: &MemoryStores,
+    service: &Service,
+    sid: &str,
+    user: Option<&str>,
+    text: &str,
+) {
+    let now = supportbot_persistence::store::Clock::now_ms(&stores.clock);
+    let memory = memory_at(sid, text, [now - 1_000, now]);
+    let session = session_at(sid, user, now - 1_000, now);
+    block_on(service.archive_conversation(&memory.to_string(), &session.to_string())).unwrap();
+    stores.clock.advance_ms(1_500);
+}
+
 /// What retrieving an archive of `memory` and `session` must return: the memory plus
 /// `sessionState`.
 pub fn conversation(memory: &Value, session: &Value) -> Value {
