@@ -221,20 +221,35 @@ pub fn from_env_vars(lookup: impl Fn(&str) -> Option<String>) -> Result<DataRete
     Ok(policy)
 }
 
-/// Parses a `BACKUP_KEEP_*` value: a whole, non-negative number within [`MAX_KEEP_COUNT`].
-fn parse_count(variable: &str, text: &str) -> Result<u64> {
-    let invalid = |reason: String| PersistenceError::InvalidConfig {
+/// The `INVALID_CONFIG` error of variable `variable` whose value `text` fails for `reason`.
+fn invalid_var(variable: &str, text: &str, reason: String) -> PersistenceError {
+    PersistenceError::InvalidConfig {
         variable: variable.to_owned(),
         value: text.to_owned(),
         reason,
-    };
+    }
+}
+
+/// `text` without surrounding whitespace, refused when empty or negative.
+fn unsigned_text<'a>(variable: &str, text: &'a str) -> Result<&'a str> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
-        return Err(invalid("is empty".to_owned()));
+        return Err(invalid_var(variable, text, "is empty".to_owned()));
     }
     if trimmed.starts_with('-') {
-        return Err(invalid("must not be negative".to_owned()));
+        return Err(invalid_var(
+            variable,
+            text,
+            "must not be negative".to_owned(),
+        ));
     }
+    Ok(trimmed)
+}
+
+/// Parses a `BACKUP_KEEP_*` value: a whole, non-negative number within [`MAX_KEEP_COUNT`].
+fn parse_count(variable: &str, text: &str) -> Result<u64> {
+    let invalid = |reason: String| invalid_var(variable, text, reason);
+    let trimmed = unsigned_text(variable, text)?;
     if !trimmed.bytes().all(|byte| byte.is_ascii_digit()) {
         return Err(invalid("is not a whole number such as \"7\"".to_owned()));
     }
@@ -248,18 +263,8 @@ fn parse_count(variable: &str, text: &str) -> Result<u64> {
 
 /// Parses `text` as a plain decimal and returns `round(text * unit)`, exactly.
 fn parse_scaled_decimal(variable: &str, text: &str, unit: u64) -> Result<u64> {
-    let invalid = |reason: String| PersistenceError::InvalidConfig {
-        variable: variable.to_owned(),
-        value: text.to_owned(),
-        reason,
-    };
-    let trimmed = text.trim();
-    if trimmed.is_empty() {
-        return Err(invalid("is empty".to_owned()));
-    }
-    if trimmed.starts_with('-') {
-        return Err(invalid("must not be negative".to_owned()));
-    }
+    let invalid = |reason: String| invalid_var(variable, text, reason);
+    let trimmed = unsigned_text(variable, text)?;
     let (whole, fraction) = trimmed.split_once('.').unwrap_or((trimmed, ""));
     let all_digits = |part: &str| part.bytes().all(|byte| byte.is_ascii_digit());
     if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) {

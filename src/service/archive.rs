@@ -308,14 +308,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         cursor: Option<&str>,
     ) -> Result<ArchiveListing> {
         let log = self.begin("listArchivedConversations");
-        if !(1..=MAX_LIST_LIMIT).contains(&limit) {
-            return Err(PersistenceError::not_integer_in(
-                "limit",
-                limit,
-                1,
-                MAX_LIST_LIMIT.into(),
-            ));
-        }
+        check_page_limit(limit)?;
         if cursor == Some("") {
             return Err(PersistenceError::invalid_input(
                 "cursor",
@@ -360,6 +353,15 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             list_complete: page.list_complete,
         })
     }
+}
+
+/// A listing's `limit`: 1..=1000, what one KV list returns at most.
+pub(super) fn check_page_limit(limit: u32) -> Result<()> {
+    if (1..=MAX_LIST_LIMIT).contains(&limit) {
+        return Ok(());
+    }
+    let max = MAX_LIST_LIMIT.into();
+    Err(PersistenceError::not_integer_in("limit", limit, 1, max))
 }
 
 /// An archive object as read, before verification.

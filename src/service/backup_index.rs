@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::archive::check_page_limit;
 use super::log::OpLog;
 use super::run::{stop_reason, Run, StopReason};
 use super::DataPersistenceService;
@@ -166,14 +167,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         cursor: Option<&str>,
     ) -> Result<BackupListing> {
         let log = self.begin("listBackups");
-        if !(1..=MAX_LIST_LIMIT).contains(&limit) {
-            return Err(PersistenceError::not_integer_in(
-                "limit",
-                limit,
-                1,
-                MAX_LIST_LIMIT.into(),
-            ));
-        }
+        check_page_limit(limit)?;
         let owner = match user_id {
             Some(user) => Some(self.options.hasher.user_key(&UserId::parse(user)?)),
             None => None,
