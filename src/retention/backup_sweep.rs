@@ -156,28 +156,23 @@ impl BackupSweep {
         r2_deletions(doomed, reason)
     }
 
-    /// Deletes the data of a backup that never got its manifest, once it is past the grace
-    /// period: younger data may belong to a backup still being written.
+    /// Deletes the data of a backup that never got its manifest once all of it is past the
+    /// grace period: a backup still being written (a Workflow writes a pack a step, for as long
+    /// as it runs) has a younger pack, and must not lose its first packs before its commit.
     fn sweep_orphan(&mut self, group: BackupGroup, limits: &Limits) -> Vec<PlannedDeletion> {
-        let data_count = group.data.len();
-        let old_enough: Vec<ListedR2Object> = group
-            .data
-            .into_iter()
-            .filter(|data| {
-                has_aged(
-                    data.uploaded_ms,
-                    limits.now_ms,
-                    limits.orphan_backup_grace_ms,
-                )
-            })
-            .collect();
-        // Its KV manifest copy goes only when nothing of the backup is left that may be in
-        // progress.
-        if !old_enough.is_empty() && old_enough.len() == data_count {
-            self.deleted
-                .insert(group.id, DeletionReason::OrphanBackupData);
+        let stalled = group.data.iter().all(|data| {
+            has_aged(
+                data.uploaded_ms,
+                limits.now_ms,
+                limits.orphan_backup_grace_ms,
+            )
+        });
+        if !stalled || group.data.is_empty() {
+            return Vec::new();
         }
-        r2_deletions(old_enough, DeletionReason::OrphanBackupData)
+        self.deleted
+            .insert(group.id, DeletionReason::OrphanBackupData);
+        r2_deletions(group.data, DeletionReason::OrphanBackupData)
     }
 
     /// Records that `deletion` succeeded: a committed backup's manifest gone means its KV

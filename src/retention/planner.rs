@@ -23,8 +23,8 @@ use crate::policy::DataRetentionPolicy;
 /// Knobs of a sweep that the policy does not carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionOptions {
-    /// Backup data without a manifest is left alone until it is this old (ms): its backup may
-    /// still be running. Default 1 hour.
+    /// Backup data without a manifest is left alone until all of it is this old (ms): its
+    /// backup may still be running. Default 24 hours.
     pub orphan_backup_grace_ms: u64,
     /// An index entry whose archive is missing from the listing is left alone until the
     /// archive time it names is this old (ms), so an archive written after the listing went
@@ -40,7 +40,8 @@ impl Default for RetentionOptions {
     fn default() -> Self {
         const HOUR_MS: u64 = 60 * 60 * 1000;
         Self {
-            orphan_backup_grace_ms: HOUR_MS,
+            // A backup Workflow instance stalled this long (retries, an outage) is given up.
+            orphan_backup_grace_ms: 24 * HOUR_MS,
             missing_archive_grace_ms: HOUR_MS,
             max_tracked_archive_keys: 50_000,
         }
