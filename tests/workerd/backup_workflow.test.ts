@@ -3,7 +3,7 @@
 // is the commit point.
 import { createScheduledController, introspectWorkflowInstance } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { DataPersistenceService, type ArchivedConversation, type ConversationMemory, type SessionState } from "supportbot-persistence";
 import { backupInstanceId } from "../../js/example/backup.js";
 import type { ExampleEnv } from "../../js/example/config.js";
@@ -140,7 +140,7 @@ describe("BackupWorkflow", () => {
     expect((await service.restoreFromBackup(output.backupId)).sort()).toEqual(ids);
   }, 60_000);
 
-  it("an instance terminated mid-way leaves no visible backup", async () => {
+  it("an instance terminated mid-way leaves no visible backup, and retention removes its packs a day later", async () => {
     const ids = ["wf-stop-1", "wf-stop-2", "wf-stop-3"];
     await archiveAll(ids);
     await using instance = await introspectWorkflowInstance(env.BACKUP_WORKFLOW, "wf-stopped");
@@ -156,6 +156,18 @@ describe("BackupWorkflow", () => {
     expect(await env.ARCHIVE_R2.head(`backups/${plan.backupId}/pack-0.json.gz`)).not.toBeNull();
     expect(await env.ARCHIVE_R2.head(`backups/${plan.backupId}/manifest.json`)).toBeNull();
     await expect(service.restoreFromBackup(plan.backupId)).rejects.toMatchObject({ code: "NOT_FOUND" });
+    // Within the grace (a running instance writes packs for as long as it runs) they stay.
+    await service.enforceRetentionPolicy();
+    expect(await env.ARCHIVE_R2.head(`backups/${plan.backupId}/pack-0.json.gz`)).not.toBeNull();
+    // A day later (the clock the library reads; R2 keeps the packs' real upload time) they go.
+    vi.useFakeTimers({ now: Date.now() + 25 * 3_600_000, toFake: ["Date"] });
+    try {
+      const report = await service.enforceRetentionPolicy();
+      expect(report.keys).toContainEqual(expect.objectContaining({ key: `backups/${plan.backupId}/pack-0.json.gz`, reason: "orphan_backup_data" }));
+    } finally {
+      vi.useRealTimers();
+    }
+    expect(await env.ARCHIVE_R2.head(`backups/${plan.backupId}/pack-0.json.gz`)).toBeNull();
   }, 60_000);
 
   it("the cron starts one backup per interval, under an id naming the interval", async () => {
