@@ -9,6 +9,7 @@ import type {
   BackupList,
   BackupOptions,
   BackupPlan,
+  BackupSummary,
   BackupRequest,
   ConversationMemory,
   DataRetentionPolicy,
@@ -491,13 +492,15 @@ export class DataPersistenceService {
 
   /**
    * One page of backups, newest first (those made for `userId` when given), each with its size,
-   * sessions, kind and whether (and why) the backup policy keeps it. Costs 1 KV list (of up to
+   * sessions, kind and whether (and why) the backup policy keeps it: an array with `.cursor` and
+   * `.listComplete`, like `listArchivedConversations`. Costs 1 KV list (of up to
    * 1000 index entries); KV shows a new backup within ~60 s.
    */
   async listBackups(options: ListBackupsOptions = {}): Promise<BackupList> {
     const owner = "userId" in options ? ownerOption(options) : undefined;
     const json: string = await this.#core.listBackups(owner, options.limit ?? 20, options.cursor ?? undefined);
-    return JSON.parse(json) as BackupList;
+    const page = JSON.parse(json) as { backups: BackupSummary[]; cursor?: string; listComplete: boolean };
+    return Object.assign(page.backups, { cursor: page.cursor, listComplete: page.listComplete });
   }
 
   /**

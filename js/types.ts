@@ -250,14 +250,13 @@ export interface BackupSummary {
   reasons: BackupKeepReason[];
 }
 
-/** A page of `listBackups`, newest first. */
-export interface BackupList {
-  backups: BackupSummary[];
+/** A page of `listBackups`: the backups, newest first, with the paging of `ArchiveList`. */
+export type BackupList = BackupSummary[] & {
   /** Pass to the next call; absent on the last page. */
   cursor?: string;
   /** True when no page follows (a page may hold fewer than `limit` backups while this is false). */
   listComplete: boolean;
-}
+};
 
 /** Options of `restorePack`: its owner, and which of the pack's archives (by position). */
 export interface RestorePackOptions extends BackupOptions {

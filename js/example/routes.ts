@@ -195,7 +195,7 @@ const listBackups: Handler = async ({ url, rt, userId }) => {
   const cursorParam = url.searchParams.get("cursor");
   const cursor = cursorParam === null ? undefined : check.text("cursor", cursorParam, 8192);
   const page = await rt.service.listBackups({ userId, limit, ...(cursor !== undefined && { cursor }) });
-  return json({ backups: page.backups, cursor: page.cursor ?? null, listComplete: page.listComplete });
+  return json({ backups: Array.from(page), cursor: page.cursor ?? null, listComplete: page.listComplete });
 };
 
 /**

@@ -25,8 +25,8 @@ async function listAll(limit: number, userId?: string): Promise<BackupSummary[]>
   let cursor: string | undefined;
   do {
     const page = await service.listBackups({ limit, ...(cursor && { cursor }), ...(userId && { userId }) });
-    expect(page.backups.length).toBeLessThanOrEqual(limit);
-    backups.push(...page.backups);
+    expect(page.length).toBeLessThanOrEqual(limit);
+    backups.push(...page);
     cursor = page.cursor;
     expect(page.listComplete).toBe(cursor === undefined);
   } while (cursor);
