@@ -22,6 +22,7 @@ mod options;
 mod reindex;
 mod retention;
 mod run;
+mod segments;
 mod ui_messages;
 mod walk;
 
