@@ -70,7 +70,7 @@ function sameIds(expected: readonly UIMessage[], found: readonly UIMessage[] | n
  *
  * The session id is the agent's name (`this.name`); override `chatSessionId()` to change it.
  */
-export class PersistentChatAgent<Env extends ChatPersistenceEnv = ChatPersistenceEnv, State = unknown> extends AIChatAgent<Env, State> {
+export class PersistentChatAgent<Env extends ChatPersistenceEnv = ChatPersistenceEnv, State = unknown> extends AIChatAgent<Env & Cloudflare.Env, State> {
   /** Budget, in bytes of message JSON, of the messages kept in the Durable Object's SQLite. */
   maxHotBytes: number | undefined = undefined;
   /** The newest messages always kept in SQLite (and, alone, an offload trigger at twice as many). */

@@ -12,6 +12,21 @@ export class SupportChat extends PersistentChatAgent<Env> {
   override maxHotBytes: number | undefined = 1024 * 1024;
   /** Tests set it to make the clear after a verified archive throw (a crash between the two). */
   failClear = false;
+  /** The most message bytes SQLite held, measured after each SDK write and before any offload. */
+  peakHotBytes = 0;
+  segmentsWritten = 0;
+
+  override chatUserId(): string | undefined {
+    return `owner-of-${this.name}`;
+  }
+
+  override async offloadIfNeeded(): Promise<string | null> {
+    const held = this.messages.reduce((sum, m) => sum + new TextEncoder().encode(JSON.stringify(m)).byteLength, 0);
+    this.peakHotBytes = Math.max(this.peakHotBytes, held);
+    const key = await super.offloadIfNeeded();
+    if (key !== null) this.segmentsWritten++;
+    return key;
+  }
 
   override async onChatMessage(): Promise<Response> {
     return new Response("no model in tests");

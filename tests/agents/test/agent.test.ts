@@ -2,10 +2,11 @@
 // restores and offloads its conversation. Messages are injected through the SDK's
 // persistMessages; no model is called.
 import { env } from "cloudflare:workers";
-import { runInDurableObject } from "cloudflare:test";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { getAgentByName } from "agents";
 import type { UIMessage } from "ai";
 import { expect, it } from "vitest";
+import { DataPersistenceService } from "supportbot-persistence";
 import type { SupportChat } from "../src/index.js";
 
 const encoder = new TextEncoder();
@@ -79,9 +80,15 @@ it("offload: 5000 messages of ~2 KB under maxHotBytes 1 MB stay under budget, an
   const all = range(5000, 1900);
   expect(bytes(all) / all.length).toBeGreaterThan(1900);
   const { maxHot, history, held } = await runInDurableObject(stub, async (chat: SupportChat) => {
-    const maxHot = await inject(chat, all);
-    return { maxHot, history: await chat.loadFullHistory(), held: chat.messages.length };
+    const started = Date.now();
+    await inject(chat, all);
+    const injectedMs = Date.now() - started;
+    const loadStarted = Date.now();
+    const history = await chat.loadFullHistory();
+    console.log(JSON.stringify({ measured: "offload", messages: all.length, bytes: bytes(all), segments: chat.segmentsWritten, peakHotBytes: chat.peakHotBytes, injectedMs, loadFullHistoryMs: Date.now() - loadStarted }));
+    return { maxHot: chat.peakHotBytes, history, held: chat.messages.length };
   });
+  expect(maxHot).toBeGreaterThan(512 * 1024);
   expect(maxHot).toBeLessThanOrEqual(1024 * 1024);
   expect(held).toBeLessThan(all.length);
   expect(history.map((m) => m.id)).toEqual(all.map((m) => m.id));
@@ -99,7 +106,9 @@ it("a single 3 MB conversation offloads, archives whole and restores whole", asy
   const all = range(1500, 1950);
   expect(bytes(all)).toBeGreaterThan(3_000_000);
   const key = await runInDurableObject(stub, async (chat: SupportChat) => {
-    expect(await inject(chat, all)).toBeLessThanOrEqual(1024 * 1024);
+    await inject(chat, all);
+    expect(chat.peakHotBytes).toBeLessThanOrEqual(1024 * 1024);
+    expect(chat.segmentsWritten).toBeGreaterThan(2);
     return chat.archiveChat({ userId: "user-3" });
   });
   expect(key).toContain("archive_chat-3mb_");
@@ -132,4 +141,28 @@ it("bad configuration is INVALID_INPUT naming the field", async () => {
     chat.maxHotBytes = undefined;
     await expect(chat.restoreChat("")).rejects.toThrow(/^INVALID_INPUT: sessionId/);
   });
+});
+
+it("archiveAfterIdle: the scheduled check archives an idle chat (owned by chatUserId) and not a busy one", async () => {
+  const stub = await agent("chat-idle");
+  const all = range(10);
+  await runInDurableObject(stub, async (chat: SupportChat) => {
+    chat.archiveAfterIdle = 1_000;
+    await inject(chat, all);
+    expect(chat.getSchedules().filter((s) => s.callback === "archiveIfIdle")).toHaveLength(1);
+    await chat.archiveIfIdle(); // before it is due: reschedules, archives nothing
+    expect(chat.messages).toHaveLength(10);
+  });
+  await new Promise((resolve) => setTimeout(resolve, 2_100));
+  await runDurableObjectAlarm(stub);
+  const held = await runInDurableObject(stub, (chat: SupportChat) => chat.messages.length);
+  expect(held).toBe(0);
+  const listed = await new DataPersistenceService(env).listArchivedConversations("owner-of-chat-idle");
+  expect(listed.map((archive) => archive.sessionId)).toEqual(["chat-idle"]);
+  const restored = await runInDurableObject(await agent("chat-idle-restored"), async (chat: SupportChat) => {
+    chat.maxHotBytes = undefined;
+    await chat.restoreChat("chat-idle");
+    return structuredClone(chat.messages);
+  });
+  expect(restored).toEqual(all);
 });
