@@ -117,7 +117,14 @@ export class PersistentChatAgent<Env extends ChatPersistenceEnv = ChatPersistenc
   async offloadIfNeeded(): Promise<string | null> {
     const maxHotBytes = positiveInteger("maxHotBytes", this.maxHotBytes);
     const keep = positiveInteger("keepRecentMessages", this.keepRecentMessages) ?? 0;
-    const messages = [...this.messages];
+    let messages = [...this.messages];
+    // A crash after a segment was recorded but before SQLite was trimmed: finish the trim.
+    const lastOffloaded = await this.ctx.storage.get<string>(LAST_OFFLOADED);
+    const done = lastOffloaded === undefined ? -1 : messages.findIndex((message) => message.id === lastOffloaded);
+    if (done >= 0) {
+      messages = messages.slice(done + 1);
+      await this.keepOnly(messages, false);
+    }
     const sizes = maxHotBytes === undefined ? [] : messages.map(messageBytes);
     let hot = sizes.reduce((sum, size) => sum + size, 0);
     const overBytes = maxHotBytes !== undefined && hot > (maxHotBytes * 3) / 4;
@@ -144,19 +151,24 @@ export class PersistentChatAgent<Env extends ChatPersistenceEnv = ChatPersistenc
         throw chatError("ARCHIVE_UNVERIFIED", `segment ${key} did not read back the ${cold.length} messages offloaded; nothing was removed`);
       }
       await this.ctx.storage.put({ [segmentStorageKey(seq)]: key, [SEGMENT_COUNT]: seq, [LAST_OFFLOADED]: cold[cold.length - 1]!.id });
-      await this.keepOnly(hot);
+      await this.keepOnly(hot, false);
       return key;
     } finally {
       this.#offloading = false;
     }
   }
 
-  /** Removes every persisted message but `kept` (the newest ones) through the SDK's own trimming. */
-  private async keepOnly(kept: UIMessage[]): Promise<void> {
+  /**
+   * Removes every persisted message but `kept` (the newest ones) through the SDK's own trimming.
+   * Without `broadcast`, connected clients are not sent the shortened list: an offload moves
+   * messages, it does not take them from the conversation a client shows.
+   */
+  private async keepOnly(kept: UIMessage[], broadcast: boolean): Promise<void> {
     const limit = this.maxPersistedMessages;
     this.maxPersistedMessages = kept.length;
     try {
-      await super.persistMessages(kept);
+      const everyone = broadcast ? [] : [...this.getConnections()].map((connection) => connection.id);
+      await super.persistMessages(kept, everyone);
     } finally {
       this.maxPersistedMessages = limit;
     }
@@ -167,7 +179,7 @@ export class PersistentChatAgent<Env extends ChatPersistenceEnv = ChatPersistenc
    * `maxPersistedMessages` 0). Called by archiveChat only after the archive verified.
    */
   protected async clearPersistedMessages(): Promise<void> {
-    await this.keepOnly([]);
+    await this.keepOnly([], true);
   }
 
   /** The whole conversation in order: the offloaded segments (read from R2, verified), then the messages in SQLite. Costs 1 R2 get per segment. */

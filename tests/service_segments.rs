@@ -2,7 +2,7 @@
 //! archive of the one kind under `<sessionId>:segment-<n>`, read back by its key; a user's
 //! listing never shows it; the global archive index (whole-store backups) holds it; backups,
 //! restores and retention treat it as any archive; bad input is INVALID_INPUT naming the field
-//! with no storage call; and every storage call of a segment write failing in turn loses nothing.
+//! with no storage call. Faults at each storage call of a segment write: crash_consistency.rs.
 
 #[allow(dead_code)]
 mod common;
@@ -11,7 +11,6 @@ use serde_json::{json, Value};
 use supportbot_persistence::keys::ARCHIVE_INDEX_PREFIX;
 use supportbot_persistence::service::RunBudget;
 use supportbot_persistence::store::memory::{block_on, MemoryStores};
-use supportbot_persistence::store::FailureKind;
 
 use common::{all_keys, lose_all_archives, quiet_service, Service, DAY, T0};
 
@@ -115,49 +114,4 @@ fn bad_input_names_the_field_and_makes_no_storage_call() {
     let err = block_on(service.retrieve_ui_messages_by_key("segments/chat-1")).unwrap_err();
     assert!(err.to_string().contains("archiveKey"), "{err}");
     assert_eq!(stores.faults.counts().total(), 0);
-}
-
-/// Each storage call of a segment write refused, or failing once, in turn: a refusal is an
-/// error (the agent keeps the messages), a transient failure is retried; whenever a key is
-/// returned the segment reads back whole; earlier segments are untouched.
-#[test]
-fn segment_write_faults_lose_nothing() {
-    let calls = {
-        let (stores, service) = harness();
-        block_on(service.archive_segment("chat-1", 1, &messages(0, 5).to_string())).unwrap();
-        stores.faults.calls()
-    };
-    assert_eq!(calls, 3, "1 R2 put, 2 KV puts");
-    for n in 1..=calls {
-        for kind in [FailureKind::Rejected, FailureKind::Transient] {
-            let (stores, service) = harness();
-            let earlier =
-                block_on(service.archive_segment("chat-1", 1, &messages(0, 5).to_string()))
-                    .unwrap();
-            stores.clock.advance_ms(1_500);
-            let base = stores.faults.calls();
-            stores.faults.fail_call(base + n, kind);
-            let result =
-                block_on(service.archive_segment("chat-1", 2, &messages(5, 9).to_string()));
-            stores.faults.clear();
-            stores.clock.advance_ms(120_000);
-            let context = format!("call {n} {kind:?}: {result:?}");
-            match kind {
-                FailureKind::Transient => assert!(result.is_ok(), "{context}"),
-                _ => assert_eq!(
-                    result.as_ref().unwrap_err().code(),
-                    "STORAGE_UNAVAILABLE",
-                    "{context}"
-                ),
-            }
-            if let Ok(key) = &result {
-                assert_eq!(by_key(&service, key), Some(messages(5, 9)), "{context}");
-            }
-            assert_eq!(
-                by_key(&service, &earlier),
-                Some(messages(0, 5)),
-                "{context}"
-            );
-        }
-    }
 }
