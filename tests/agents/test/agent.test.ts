@@ -93,6 +93,14 @@ it("offload: 5000 messages of ~2 KB under maxHotBytes 1 MB stay under budget, an
   expect(held).toBeLessThan(all.length);
   expect(history.map((m) => m.id)).toEqual(all.map((m) => m.id));
   expect(history).toEqual(all);
+  // A client resends the whole conversation it shows: offloaded messages do not come back.
+  const after = await runInDurableObject(stub, async (chat: SupportChat) => {
+    const held = chat.messages.length;
+    await chat.persistMessages([...all]);
+    return { held, now: chat.messages.length, history: (await chat.loadFullHistory()).map((m) => m.id) };
+  });
+  expect(after.now).toBe(after.held);
+  expect(after.history).toEqual(all.map((m) => m.id));
   // Segments are archives (in the global index that whole-store backups walk) but never a user's conversations.
   const indexed = await env.CHAT_KV.list({ prefix: "archive_index:" });
   expect(indexed.keys.filter((k) => k.name.includes("chat-offload:segment-")).length).toBeGreaterThan(0);
@@ -165,4 +173,43 @@ it("archiveAfterIdle: the scheduled check archives an idle chat (owned by chatUs
     return structuredClone(chat.messages);
   });
   expect(restored).toEqual(all);
+});
+
+it("a crash after a segment was recorded but before SQLite was trimmed loses and duplicates nothing", async () => {
+  const stub = await agent("chat-trim-crash");
+  const all = range(1200, 1900);
+  const outcome = await runInDurableObject(stub, async (chat: SupportChat) => {
+    // The SDK's own persistMessages (below PersistentChatAgent) fails once while trimming.
+    const sdk = Object.getPrototypeOf(Object.getPrototypeOf(Object.getPrototypeOf(chat))) as { persistMessages: (...args: unknown[]) => Promise<void> };
+    const original = sdk.persistMessages;
+    let crashed = false;
+    sdk.persistMessages = async function (this: SupportChat, ...args: unknown[]) {
+      if (!crashed && this.maxPersistedMessages !== undefined && this.maxPersistedMessages > 0) {
+        crashed = true;
+        throw new Error("crash before the trim");
+      }
+      return original.apply(this, args);
+    };
+    let failure = "";
+    try {
+      try {
+        await inject(chat, all);
+      } catch (error) {
+        failure = String(error);
+      }
+      const heldAfterCrash = chat.messages.length;
+      const historyAfterCrash = (await chat.loadFullHistory()).map((m) => m.id);
+      await inject(chat, all.slice(historyAfterCrash.length));
+      return { failure, heldAfterCrash, historyAfterCrash, history: await chat.loadFullHistory(), held: chat.messages.length };
+    } finally {
+      sdk.persistMessages = original;
+    }
+  });
+  expect(outcome.failure).toContain("crash before the trim");
+  const ids = all.map((m) => m.id);
+  expect(outcome.historyAfterCrash).toEqual(ids.slice(0, outcome.historyAfterCrash.length));
+  // The interrupted trim left offloaded messages in SQLite too; they were trimmed later.
+  expect(outcome.heldAfterCrash).toBe(outcome.historyAfterCrash.length);
+  expect(outcome.held).toBeLessThan(outcome.heldAfterCrash);
+  expect(outcome.history).toEqual(all);
 });
