@@ -28,6 +28,7 @@ const SEGMENT_COUNT = `${STATE}segmentCount`;
 const SEGMENT_KEY_PREFIX = `${STATE}segment:`;
 const LAST_OFFLOADED = `${STATE}lastOffloadedId`;
 const ARCHIVE_KEY = `${STATE}archiveKey`;
+const ARCHIVING_KEY = `${STATE}archiving`;
 const LAST_ACTIVITY = `${STATE}lastActivity`;
 const IDLE_SCHEDULED = `${STATE}idleScheduled`;
 const IDLE_RETRY_SECONDS = 60;
@@ -207,6 +208,8 @@ export class PersistentChatAgent<Env extends ChatPersistenceEnv = ChatPersistenc
    */
   async archiveChat(options: { userId?: string } = {}): Promise<string> {
     if (options.userId !== undefined && typeof options.userId !== "string") throw chatError("INVALID_INPUT", "userId: must be a string");
+    const finished = await this.finishInterruptedArchive();
+    if (finished !== null) return finished;
     const history = await this.loadFullHistory();
     if (history.length === 0) throw chatError("NOT_FOUND", `session ${this.chatSessionId()} has no messages to archive`);
     const service = this.persistence();
@@ -214,11 +217,37 @@ export class PersistentChatAgent<Env extends ChatPersistenceEnv = ChatPersistenc
     if (!sameIds(history, await service.retrieveUIMessagesByKey<UIMessage>(key))) {
       throw chatError("ARCHIVE_UNVERIFIED", `archive ${key} did not read back the ${history.length} messages; nothing was cleared`);
     }
+    // Recorded before the clear: should the segment records outlive it (a crash), the next
+    // call finishes instead of archiving the segments alone as a newer, partial archive.
+    await this.ctx.storage.put(ARCHIVING_KEY, key);
     await this.clearPersistedMessages();
-    const segments = await this.ctx.storage.list({ prefix: SEGMENT_KEY_PREFIX });
-    await this.ctx.storage.delete([...segments.keys(), SEGMENT_COUNT, LAST_OFFLOADED]);
-    await this.ctx.storage.put(ARCHIVE_KEY, key);
+    await this.forgetSegments(key);
     return key;
+  }
+
+  /**
+   * Drops the segment records once the archive `key` holds the whole conversation and the
+   * messages were cleared (the segment objects stay in R2 until retention).
+   */
+  protected async forgetSegments(key: string): Promise<void> {
+    const segments = await this.ctx.storage.list({ prefix: SEGMENT_KEY_PREFIX });
+    await this.ctx.storage.delete([...segments.keys(), SEGMENT_COUNT, LAST_OFFLOADED, ARCHIVING_KEY]);
+    await this.ctx.storage.put(ARCHIVE_KEY, key);
+  }
+
+  /**
+   * An archiveChat interrupted after its clear: finishes it and returns its key. One
+   * interrupted before its clear (messages still held) is dropped, to archive anew.
+   */
+  private async finishInterruptedArchive(): Promise<string | null> {
+    const pending = await this.ctx.storage.get<string>(ARCHIVING_KEY);
+    if (pending === undefined) return null;
+    if (this.messages.length > 0) {
+      await this.ctx.storage.delete(ARCHIVING_KEY);
+      return null;
+    }
+    await this.forgetSegments(pending);
+    return pending;
   }
 
   /**
@@ -229,6 +258,7 @@ export class PersistentChatAgent<Env extends ChatPersistenceEnv = ChatPersistenc
    */
   async restoreChat(sessionId: string): Promise<number> {
     if (typeof sessionId !== "string" || sessionId.length === 0) throw chatError("INVALID_INPUT", "sessionId: must be a non-empty string");
+    await this.finishInterruptedArchive();
     if (this.messages.length > 0 || (await this.ctx.storage.get(SEGMENT_COUNT)) !== undefined) {
       throw chatError("CONFLICT", `the agent holds messages; archive them before restoring ${sessionId}`);
     }

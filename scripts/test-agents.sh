@@ -21,5 +21,8 @@ else
   mkdir -p node_modules/supportbot-persistence
   tar -xzf supportbot-persistence.tgz -C node_modules/supportbot-persistence --strip-components=1
 fi
+# Vitest caches transformed modules by content: one cached while the package was broken (a
+# failed build) would outlive the fix.
+rm -rf node_modules/.vitest-cache node_modules/.vite
 ./node_modules/.bin/tsc -p tsconfig.json
 ./node_modules/.bin/vitest run

@@ -32,6 +32,17 @@ export class SupportChat extends PersistentChatAgent<Env> {
     return new Response("no model in tests");
   }
 
+  /** Tests set it to make forgetting the segment records after the clear throw once. */
+  failForget = false;
+
+  protected override async forgetSegments(key: string): Promise<void> {
+    if (this.failForget) {
+      this.failForget = false;
+      throw new Error("crash before the segment records were dropped");
+    }
+    await super.forgetSegments(key);
+  }
+
   protected override async clearPersistedMessages(): Promise<void> {
     if (this.failClear) throw new Error("crash before the clear");
     await super.clearPersistedMessages();

@@ -213,3 +213,30 @@ it("a crash after a segment was recorded but before SQLite was trimmed loses and
   expect(outcome.held).toBeLessThan(outcome.heldAfterCrash);
   expect(outcome.history).toEqual(all);
 });
+
+it("a crash after the clear but before the segment records were dropped: the next archiveChat finishes, never a partial archive", async () => {
+  const stub = await agent("chat-forget-crash");
+  const all = range(800, 1900);
+  const { first, second } = await runInDurableObject(stub, async (chat: SupportChat) => {
+    await inject(chat, all);
+    expect(chat.segmentsWritten).toBeGreaterThan(0);
+    chat.failForget = true;
+    let first = "";
+    await chat.archiveChat({ userId: "user-5" }).catch((error: unknown) => {
+      first = String(error);
+    });
+    expect(first).toContain("crash before the segment records were dropped");
+    expect(chat.messages).toEqual([]);
+    return { first, second: await chat.archiveChat({ userId: "user-5" }) };
+  });
+  expect(first).not.toBe("");
+  const newest = await new DataPersistenceService(env).retrieveUIMessages("chat-forget-crash");
+  expect(newest).toEqual(all);
+  expect(second).toContain("archive_chat-forget-crash_");
+  const restored = await runInDurableObject(stub, async (chat: SupportChat) => {
+    chat.maxHotBytes = undefined;
+    await chat.restoreChat("chat-forget-crash");
+    return chat.messages.length;
+  });
+  expect(restored).toBe(all.length);
+});
