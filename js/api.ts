@@ -392,6 +392,28 @@ export class DataPersistenceService {
     return json === null ? null : (JSON.parse(json) as Message[]);
   }
 
+  /**
+   * Archives UIMessages as segment `seq` (1..=999999) of `sessionId`: an archive of the session
+   * id `<sessionId>:segment-<6-digit seq>` that records no user, so it is backed up, swept and
+   * found by session like any archive but never listed as a conversation of its own
+   * (docs/FORMAT.md, "Segments"). Used by `supportbot-persistence/agents` to offload the oldest
+   * messages of a live conversation. Resolves to the segment's R2 key. Costs 1 R2 put and 2 KV puts.
+   */
+  async archiveSegment<Message extends UIMessage<unknown, { type: string }>>(sessionId: string, seq: number, messages: readonly Message[]): Promise<string> {
+    if (!Number.isSafeInteger(seq) || seq < 0) throw invalidInput("seq", `${String(seq)} is not a segment number (1..=999999)`);
+    return this.#core.archiveSegment(String(sessionId), Math.min(seq, 2 ** 32 - 1), uiMessagesInput(messages));
+  }
+
+  /**
+   * The archive or segment stored under an R2 key (as archiveUIMessages or archiveSegment
+   * returned it) as UIMessages, checksum-verified, or null when nothing is stored there. Reads
+   * R2 only (strongly consistent). Costs 1 R2 get.
+   */
+  async retrieveUIMessagesByKey<Message extends UIMessage<unknown, { type: string }> = UIMessage>(archiveKey: string): Promise<Message[] | null> {
+    const json: string | null = await this.#core.retrieveUIMessagesByKey(String(archiveKey));
+    return json === null ? null : (JSON.parse(json) as Message[]);
+  }
+
   /** One page of archive summaries, newest first (all users when `userId` is omitted). Costs 1 KV list. */
   async listArchivedConversations(userId?: string, limit = 20, cursor?: string): Promise<ArchiveList> {
     const json: string = await this.#core.listArchivedConversations(userId ?? undefined, limit, cursor ?? undefined);

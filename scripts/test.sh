@@ -70,6 +70,7 @@ run_layer "built package in Node" tests node --test "tests/node/*.test.mjs"
 run_layer "end-to-end (wrangler dev)" tests node --test "tests/e2e/*.test.mjs"
 run_layer "benchmark smoke (1 iteration)" none bash scripts/bench.sh --smoke
 run_layer "packaging (npm pack, consumer)" tests bash scripts/test-packaging.sh
+run_layer "agents SDK (npm pack, AIChatAgent)" tests bash scripts/test-agents.sh
 
 printf '\n== summary\n'
 printf '%s\n' "${SUMMARY[@]}"

@@ -218,6 +218,53 @@ id_type!(
     "1 to 128 bytes of ASCII letters, digits and `- _ . : @`, not starting with `.` and never containing `..`."
 );
 
+/// Separator between a session id and a segment number in a segment's session id.
+const SEGMENT_SEPARATOR: &str = ":segment-";
+/// Digits of a segment number in a segment's session id (so segments sort in order).
+const SEGMENT_DIGITS: usize = 6;
+/// Largest segment number: [`SEGMENT_DIGITS`] decimal digits.
+pub const MAX_SEGMENT_SEQ: u32 = 999_999;
+
+/// The session id under which segment `seq` (1..=[`MAX_SEGMENT_SEQ`]) of `session` is archived:
+/// `<sessionId>:segment-<6-digit seq>` (docs/FORMAT.md "Segments"). A segment is an archive of
+/// the one kind, so backups, retention and erasure by session id prefix find it.
+///
+/// Fails with `INVALID_INPUT` naming `seq` out of range, or `sessionId` when it is too long to
+/// leave room for the suffix (more than 113 bytes).
+pub fn segment_session_id(session: &SessionId, seq: u32) -> Result<SessionId> {
+    if !(1..=MAX_SEGMENT_SEQ).contains(&seq) {
+        return Err(PersistenceError::invalid_input(
+            "seq",
+            format!("{seq} is not a segment number (1..={MAX_SEGMENT_SEQ})"),
+        ));
+    }
+    let room = MAX_ID_LEN - SEGMENT_SEPARATOR.len() - SEGMENT_DIGITS;
+    if session.as_str().len() > room {
+        return Err(PersistenceError::invalid_input(
+            "sessionId",
+            format!("is longer than {room} bytes, too long to hold segments"),
+        ));
+    }
+    SessionId::parse(&format!(
+        "{session}{SEGMENT_SEPARATOR}{seq:0width$}",
+        width = SEGMENT_DIGITS
+    ))
+}
+
+/// The parent session and number of a segment's session id built by [`segment_session_id`];
+/// `None` for any other session id.
+pub fn parse_segment_session_id(value: &str) -> Option<(&str, u32)> {
+    let (parent, digits) = value.rsplit_once(SEGMENT_SEPARATOR)?;
+    if parent.is_empty()
+        || digits.len() != SEGMENT_DIGITS
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let seq: u32 = digits.parse().ok()?;
+    (seq >= 1).then_some((parent, seq))
+}
+
 /// Checks that `ms` fits a 13-digit time field; `field` names it in the error.
 fn check_key_time(field: &str, ms: i64) -> Result<()> {
     if (0..=MAX_KEY_TIME_MS).contains(&ms) {
@@ -872,6 +919,36 @@ mod tests {
         ] {
             assert_eq!(parse_user_index_key(&bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn segment_session_ids_name_their_session_and_sort_by_number() {
+        let first = segment_session_id(&session("s1"), 1).unwrap();
+        assert_eq!(first.as_str(), "s1:segment-000001");
+        assert_eq!(parse_segment_session_id(first.as_str()), Some(("s1", 1)));
+        let later = segment_session_id(&session("s1"), 12).unwrap();
+        assert!(first < later);
+        assert_eq!(parse_segment_session_id("s1"), None);
+        assert_eq!(parse_segment_session_id("s1:segment-000000"), None);
+        assert_eq!(parse_segment_session_id("s1:segment-12"), None);
+        let err = segment_session_id(&session("s1"), 0).unwrap_err();
+        assert_eq!(
+            (err.code(), err.to_string().contains("seq")),
+            ("INVALID_INPUT", true)
+        );
+        let err = segment_session_id(&session("s1"), MAX_SEGMENT_SEQ + 1).unwrap_err();
+        assert_eq!(err.code(), "INVALID_INPUT");
+        let long = session(&"a".repeat(114));
+        let err = segment_session_id(&long, 1).unwrap_err();
+        assert!(err.to_string().contains("sessionId"), "{err}");
+        let longest = session(&"a".repeat(113));
+        assert_eq!(
+            segment_session_id(&longest, MAX_SEGMENT_SEQ)
+                .unwrap()
+                .as_str()
+                .len(),
+            MAX_ID_LEN
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Deterministic fault injection over the in-memory stores. For createBackup, restoreFromBackup
 //! and enforceRetentionPolicy, each storage call the operation makes in turn (1) is the last one
 //! before the Worker dies, (2) is refused (non-retryable), (3) takes effect but its response is
-//! lost, or (4) fails transiently once; archiveConversation gets (2)–(4) (its crashes are covered
+//! lost, or (4) fails transiently once (so does archiveSegment, the Agents SDK offload);
+//! archiveConversation gets (2)–(4) (its crashes are covered
 //! by `service_archive.rs`). With the faults cleared afterwards: every acknowledged archive is
 //! retrievable and verifies, no backup is visible unless complete, a failed restore leaves every
 //! session restored or as it was, and retention deletes nothing young and leaves no entry
@@ -433,6 +434,89 @@ fn archive_faults_lose_nothing_acknowledged() {
             );
             world.acknowledged.remove("s-1");
         }
+        world.assert_acknowledged_retrievable(&context);
+        world.assert_listed_retrievable(&context);
+        world.assert_no_entry_points_at_a_missing_object(&context);
+    }
+}
+
+/// UIMessages of one offloaded segment (the Agents SDK integration).
+fn segment_messages(from: usize, to: usize) -> Value {
+    (from..to)
+        .map(|i| json!({"id": format!("m{i}"), "role": "user", "parts": [{"type": "text", "text": format!("m {i}")}]}))
+        .collect()
+}
+
+fn segment_by_key(world: &World, key: &str) -> Option<Value> {
+    block_on(world.service.retrieve_ui_messages_by_key(key))
+        .unwrap()
+        .map(|text| serde_json::from_str(&text).unwrap())
+}
+
+/// Every fault of every kind, crashes included, at each storage call of a segment write
+/// (`archiveSegment`, the offload of `supportbot-persistence/agents`): an acknowledged segment
+/// reads back whole by its key, the earlier segment and archives stay byte for byte, a refused
+/// call is an error (the agent keeps the messages), a transient one is retried, and no entry
+/// points at a missing object.
+#[test]
+fn segment_faults_lose_nothing_acknowledged() {
+    let segment_world = || {
+        let world = archive_world();
+        let first = block_on(world.service.archive_segment(
+            "s-1",
+            1,
+            &segment_messages(0, 4).to_string(),
+        ))
+        .unwrap();
+        world.stores.clock.advance_ms(1_500);
+        (world, first)
+    };
+    let calls = {
+        let (world, _) = segment_world();
+        world.calls_of(|world| {
+            block_on(
+                world
+                    .service
+                    .archive_segment("s-1", 2, &segment_messages(4, 9).to_string()),
+            )
+            .unwrap();
+        })
+    };
+    assert_eq!(calls, 3);
+    for fault in Fault::all(calls, true) {
+        let (world, first) = segment_world();
+        let before = world.stores.snapshot();
+        fault.plan(&world.stores.faults);
+        let result = block_on(world.service.archive_segment(
+            "s-1",
+            2,
+            &segment_messages(4, 9).to_string(),
+        ));
+        match fault {
+            Fault::Reject(_) | Fault::CrashAfter(_) | Fault::LoseResponse(_) if result.is_err() => {
+            }
+            Fault::FailOnce(_) => assert!(result.is_ok(), "{fault}: {result:?}"),
+            Fault::Reject(_) => panic!("{fault}: a refused call was acknowledged: {result:?}"),
+            _ => {}
+        }
+        world.recover();
+        let context = format!("{fault} ({result:?})");
+        let after = world.stores.snapshot();
+        for (key, object) in &before.r2 {
+            assert_eq!(after.r2.get(key), Some(object), "{context}: {key}");
+        }
+        if let Ok(key) = &result {
+            assert_eq!(
+                segment_by_key(&world, key),
+                Some(segment_messages(4, 9)),
+                "{context}"
+            );
+        }
+        assert_eq!(
+            segment_by_key(&world, &first),
+            Some(segment_messages(0, 4)),
+            "{context}"
+        );
         world.assert_acknowledged_retrievable(&context);
         world.assert_listed_retrievable(&context);
         world.assert_no_entry_points_at_a_missing_object(&context);

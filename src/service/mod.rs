@@ -23,6 +23,7 @@ mod options;
 mod reindex;
 mod retention;
 mod run;
+mod segments;
 mod ui_messages;
 mod walk;
 

@@ -223,6 +223,27 @@ impl BoundService {
         })
     }
 
+    /// Archives the UIMessages filled into `messages` as segment `seq` of session `session_id`
+    /// (the Agents SDK offload); resolves to the R2 key of the segment's archive.
+    #[wasm_bindgen(js_name = archiveSegment)]
+    pub fn archive_segment(&self, session_id: String, seq: u32, messages: JsonInput) -> Promise {
+        spawn(&self.service, Operation::Archive, async move |service| {
+            let messages_json = utf8("messages", messages.bytes)?;
+            service
+                .archive_segment(&session_id, seq, &messages_json)
+                .await
+        })
+    }
+
+    /// The archive or segment under an R2 key as the JSON text of a UIMessage array, or `null`.
+    #[wasm_bindgen(js_name = retrieveUIMessagesByKey)]
+    pub fn retrieve_ui_messages_by_key(&self, archive_key: String) -> Promise {
+        spawn(&self.service, Operation::Archive, async move |service| {
+            let found = service.retrieve_ui_messages_by_key(&archive_key).await?;
+            Ok(json_or_null(found))
+        })
+    }
+
     /// One page of archive summaries, newest first, as JSON text.
     #[wasm_bindgen(js_name = listArchivedConversations)]
     pub fn list_archived_conversations(

@@ -9,6 +9,7 @@ use super::{
     SAMPLE_TEXT,
 };
 use crate::hash::sha256_hex;
+use crate::keys::{archive_object_key, segment_session_id, SessionId};
 use crate::platform::R2_MAX_DELETE_KEYS;
 use crate::store::{
     Clock, FailureKind, ListedR2Object, ObjectListOptions, ObjectMeta, ObjectPutOptions,
@@ -35,6 +36,7 @@ pub const R2_CHECKS: &[&str] = &[
     "r2.uploaded_ms_plausible",
     "r2.oversized_key_rejected",
     "r2.oversized_metadata_rejected",
+    "r2.segment_keys_list_in_order",
 ];
 
 impl<R: ObjectStore> Suite for R2<'_, R> {
@@ -62,6 +64,7 @@ impl<R: ObjectStore> Suite for R2<'_, R> {
             "r2.uploaded_ms_plausible" => uploaded_ms_plausible(port, clock, scope).await,
             "r2.oversized_key_rejected" => oversized_key_rejected(r2, scope).await,
             "r2.oversized_metadata_rejected" => oversized_metadata_rejected(r2, scope).await,
+            "r2.segment_keys_list_in_order" => segment_keys_list_in_order(port, scope).await,
             unknown => Err(format!("no R2 check is called {unknown:?}")),
         }
     }
@@ -373,4 +376,39 @@ async fn oversized_metadata_rejected<R: ObjectStore>(r2: &R, scope: &str) -> Che
     )?;
     let head = r2.head(&key).await.during("head")?;
     ensure_eq("head after the refused put", head, None)
+}
+
+/// Segments of the Agents SDK offload (`<sessionId>:segment-<n>`, docs/FORMAT.md "Segments"):
+/// their archive keys (with `:`) are stored and read back as written, and a listing of the
+/// session's segment prefix gives them in segment order, without the session's own archive.
+async fn segment_keys_list_in_order<R: ObjectStore>(port: &R2<'_, R>, scope: &str) -> Check {
+    let session = SessionId::parse("chat-1").map_err(|err| err.to_string())?;
+    let segment_key = |seq: u32, at_ms: i64| -> Result<String, String> {
+        let id = segment_session_id(&session, seq).map_err(|err| err.to_string())?;
+        let key = archive_object_key(&id, at_ms).map_err(|err| err.to_string())?;
+        Ok(format!("{scope}{key}"))
+    };
+    const AT_MS: i64 = 1_736_157_600_000;
+    let keys = [segment_key(1, AT_MS)?, segment_key(2, AT_MS - 1)?];
+    let archive = archive_object_key(&session, AT_MS).map_err(|err| err.to_string())?;
+    let archive = format!("{scope}{archive}");
+    for key in [&keys[1], &archive, &keys[0]] {
+        port.put(key, key.as_bytes()).await?;
+    }
+    let prefix = format!("{scope}conversations/2025/01/archive_chat-1:segment-");
+    ensure_eq(
+        "segment keys listed",
+        list_keys(port, &prefix).await?,
+        keys.to_vec(),
+    )?;
+    for key in &keys {
+        let object = read(port.0, key).await?;
+        ensure_eq(
+            "segment body read back",
+            object.body.as_slice(),
+            key.as_bytes(),
+        )?;
+    }
+    let all: Vec<String> = keys.iter().cloned().chain([archive]).collect();
+    port.delete(&all).await.during("delete")
 }
