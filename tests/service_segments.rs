@@ -70,7 +70,8 @@ fn backups_restores_and_retention_treat_segments_as_archives() {
     let (stores, service) = harness();
     let key = block_on(service.archive_segment("chat-1", 1, &messages(0, 5).to_string())).unwrap();
     let backup =
-        block_on(service.create_backup(&["chat-1:segment-000001".to_owned()], None, false)).unwrap();
+        block_on(service.create_backup(&["chat-1:segment-000001".to_owned()], None, false))
+            .unwrap();
     lose_all_archives(&stores);
     assert_eq!(by_key(&service, &key), None);
     stores.clock.advance_ms(2_000);
