@@ -356,3 +356,48 @@ fn index_failures_after_the_commit_leave_the_backup_whole() {
         ["s-2"]
     );
 }
+
+#[test]
+fn backups_outside_the_index_keep_their_pins_and_parents() {
+    let desk = Desk::new(rotation(1, 0));
+    let pinned = desk.manual_at(JUNE_1 - 4 * DAY, None, true);
+    let full = desk.automated_at(JUNE_1 - 3 * DAY);
+    desk.archive("s-3", None);
+    let middle = desk.automated_at(JUNE_1 - 2 * DAY);
+    desk.archive("s-4", Some("u-1"));
+    let newest = desk.automated_at(JUNE_1 - DAY);
+    // Made before the index existed: only their `backup_manifest:` entries describe them.
+    for id in [&pinned, &middle] {
+        let index_key = desk
+            .stores
+            .snapshot()
+            .kv
+            .keys()
+            .find(|key| key.starts_with(BACKUP_INDEX_PREFIX) && key.ends_with(id.as_str()))
+            .cloned()
+            .unwrap();
+        block_on(desk.stores.kv.delete(&index_key)).unwrap();
+    }
+    // Long past `archiveRetention`: age alone would delete the two outside the index, and the
+    // rotation (keep 1) every indexed one but the newest.
+    desk.stores.clock.set_ms(JUNE_1 + 200 * DAY);
+    let preview = block_on(desk.service.preview_retention_policy(RunBudget::default())).unwrap();
+    let fates = reasons_by_id(json!(preview)["backups"].as_array().unwrap());
+    assert_eq!(
+        fates,
+        BTreeMap::from([
+            (newest.clone(), json!(["last", "chainHead"])),
+            (middle.clone(), json!(["parent"])),
+            (full.clone(), json!(["parent"])),
+            (pinned.clone(), json!(["pinned"])),
+        ])
+    );
+    desk.sweep();
+    let r2 = desk.stores.snapshot().r2;
+    for id in [&pinned, &full, &middle, &newest] {
+        let manifest = backup_manifest_object_key(&BackupId::parse(id).unwrap());
+        assert!(r2.contains_key(&manifest), "{id}");
+    }
+    let restored = block_on(desk.service.restore_from_backup(&newest, None)).unwrap();
+    assert_eq!(restored.len(), 4, "{restored:?}");
+}

@@ -25,13 +25,15 @@ struct BackupGroup {
     manifest: Option<ListedR2Object>,
 }
 
-/// What the backup index decided before the sweep (`super::gfs`): every indexed backup's
-/// reasons to stay (none: the policy deletes it), and the backups outside the index that a
-/// kept one depends on. A backup in neither (made before the index, or not yet visible in KV)
-/// is decided by age.
+/// What was decided before the sweep: every indexed backup's reasons to stay under the
+/// rotation (`super::gfs`; none: the policy deletes it), and for backups outside the index
+/// (made before it, or whose index entry failed to write) those pinned by their KV manifest
+/// copy and those a backup depends on. Any other backup (or one not yet visible in KV) is
+/// decided by age.
 #[derive(Debug, Clone, Default)]
 pub struct BackupDecisions {
-    /// Indexed backups and why they are kept (empty: deleted).
+    /// Indexed backups, and pinned ones outside the index, and why they are kept (empty:
+    /// deleted).
     pub decided: BTreeMap<BackupId, Vec<KeepReason>>,
     /// Backups outside the index that a kept one depends on.
     pub protected: BTreeSet<BackupId>,

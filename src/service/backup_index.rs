@@ -17,7 +17,10 @@ use super::DataPersistenceService;
 use crate::codec::backup::{BackupKind, BackupSummary};
 use crate::error::{PersistenceError, Result};
 use crate::hash::to_hex;
-use crate::keys::{parse_backup_index_key, BackupId, UserId, BACKUP_INDEX_PREFIX};
+use crate::keys::{
+    parse_backup_index_key, parse_backup_manifest_kv_key, BackupId, UserId, BACKUP_INDEX_PREFIX,
+    BACKUP_MANIFEST_PREFIX,
+};
 use crate::platform::MAX_LIST_LIMIT;
 use crate::retention::{BackupDecisions, BackupRules, BackupVersion, BackupWalk, KeepReason};
 use crate::store::{Clock, KvListOptions, KvListPage, KvStore, ObjectStore, Rng};
@@ -133,6 +136,36 @@ impl IndexEntry {
     }
 }
 
+/// Records what keeps backup `id`, which the index does not list, from its `backup_manifest:`
+/// list metadata (a summary, or the earlier `{parentBackupId?, keep?}`): made with `keep`, it
+/// is pinned; its parent stays whatever the rotation decided for it, since restoring `id`
+/// needs it. Neither depends on whether `id` itself stays: a chain then goes from its newest
+/// backup back, one run at a time.
+fn protect_unindexed(
+    decisions: &mut BackupDecisions,
+    id: BackupId,
+    metadata: Option<&serde_json::Value>,
+) {
+    let field = |name: &str| metadata.and_then(|metadata| metadata.get(name));
+    if let Some(parent) = field("parentBackupId")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|parent| BackupId::parse(parent).ok())
+    {
+        match decisions.decided.get_mut(&parent) {
+            Some(reasons) if !reasons.contains(&KeepReason::Parent) => {
+                reasons.push(KeepReason::Parent)
+            }
+            Some(_) => {}
+            None => {
+                decisions.protected.insert(parent);
+            }
+        }
+    }
+    if field("keep") == Some(&serde_json::Value::Bool(true)) {
+        decisions.decided.insert(id, vec![KeepReason::Pinned]);
+    }
+}
+
 /// The entries of a page with whether each is the oldest backup of the whole index.
 fn entries(page: &KvListPage) -> impl Iterator<Item = (&str, IndexEntry, bool)> {
     let last = page.keys.len().saturating_sub(1);
@@ -237,8 +270,11 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         })
     }
 
-    /// Decides every indexed backup under the backup policy, for a retention run: 1 KV list per
-    /// 1000 backups, each afforded by `run`.
+    /// Decides every backup a retention run may delete: the indexed ones under the backup
+    /// policy, then those outside the index (committed before it existed, or whose index entry
+    /// failed to write), which keep what their `backup_manifest:` entry says: made with `keep`,
+    /// or a parent of any of them. Costs 1 KV list per 1000 backups of each prefix, each
+    /// afforded by `run`.
     pub(super) async fn decide_indexed_backups<P>(
         &self,
         log: &OpLog<'_>,
@@ -249,12 +285,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let mut decisions = BackupDecisions::default();
         let mut cursor = None;
         loop {
-            run.afford(2, self.clock.now_ms())?;
-            run.spend(1);
             let page = self
-                .backup_index_page(log, cursor)
-                .await
-                .map_err(|err| stop_reason(&err))?;
+                .afforded_page(log, run, BACKUP_INDEX_PREFIX, cursor)
+                .await?;
             for (_, entry, oldest) in entries(&page) {
                 let reasons = walk.decide(&rules, &entry.version(), oldest);
                 decisions.decided.insert(entry.id, reasons);
@@ -269,7 +302,43 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             .iter()
             .filter_map(|id| BackupId::parse(id).ok())
             .collect();
-        Ok(decisions)
+        loop {
+            let page = self
+                .afforded_page(log, run, BACKUP_MANIFEST_PREFIX, cursor)
+                .await?;
+            for key in &page.keys {
+                let Some(id) = parse_backup_manifest_kv_key(&key.name) else {
+                    continue;
+                };
+                if !decisions.decided.contains_key(&id) {
+                    protect_unindexed(&mut decisions, id, key.metadata.as_ref());
+                }
+            }
+            cursor = page.cursor.filter(|_| !page.list_complete);
+            if cursor.is_none() {
+                return Ok(decisions);
+            }
+        }
+    }
+
+    /// One page of `prefix` for a retention run, afforded by `run`.
+    async fn afforded_page<P>(
+        &self,
+        log: &OpLog<'_>,
+        run: &mut Run<P>,
+        prefix: &str,
+        cursor: Option<String>,
+    ) -> Result<KvListPage, StopReason> {
+        run.afford(2, self.clock.now_ms())?;
+        run.spend(1);
+        let options = KvListOptions {
+            prefix: Some(prefix.to_owned()),
+            cursor,
+            limit: Some(MAX_LIST_LIMIT),
+        };
+        self.kv_list(log, options)
+            .await
+            .map_err(|err| stop_reason(&err))
     }
 
     /// The newest backup of the automated chain and when its chain started, from the index

@@ -8,10 +8,11 @@
 //! `archive_index:`, `backup_manifest:`, `backup_index:`, one `delete` call per key (the binding
 //! has no bulk delete). No value is ever read: every decision comes from the listings.
 //!
-//! Backups: before the R2 phase, every run lists the backup index (1 KV list per 1000 backups)
-//! and decides each backup under the backup policy (`crate::retention::gfs`: restic's rotation,
-//! or age when every `backupKeep*` count is 0); a backup the index does not list yet is
-//! decided by age.
+//! Backups: before the R2 phase, every run lists the backup index and the KV manifest copies
+//! (2 KV lists per 1000 backups) and decides each indexed backup under the backup policy
+//! (`crate::retention::gfs`: restic's rotation, or age when every `backupKeep*` count is 0);
+//! a backup the index does not list (made before it) is decided by age unless its manifest
+//! copy pins it or another backup is incremental to it.
 //!
 //! Deletion order: an archive object goes in the R2 phase, the index and metadata entries that
 //! point at it in the KV phase of the same sweep (by the archive time they name, so even a
