@@ -391,3 +391,55 @@ fn a_chain_that_began_a_week_ago_ends_with_a_full_backup() {
     let (fourth, _) = desk.backup(BackupRequest::default(), 10);
     assert_eq!(desk.manifest(&fourth)["parentBackupId"], json!(third));
 }
+
+#[test]
+fn a_backup_too_old_to_commit_safely_is_refused_and_its_packs_are_swept() {
+    const HOUR: i64 = 3_600_000;
+    let desk = Desk::new();
+    desk.archive("s-1", None);
+    let plan = block_on(desk.service.plan_backup(BackupRequest::default(), 5)).unwrap();
+    let reports = desk.pack_steps(&plan);
+    let commit = CommitStep {
+        plan: plan.clone(),
+        packs: reports.iter().filter_map(|r| r.record.clone()).collect(),
+        missing_session_ids: vec![],
+    };
+    // Retention sweeps an uncommitted backup's packs once all are older than 24 h; its steps
+    // stop an hour before that.
+    desk.stores.clock.set_ms(plan.created_at + 23 * HOUR + 1);
+    let err = block_on(desk.service.commit_backup(commit.clone())).unwrap_err();
+    assert_eq!(err.code(), "INVALID_INPUT", "{err}");
+    assert!(err.to_string().contains("plan.createdAt"), "{err}");
+    let step = PackStep {
+        plan: plan.clone(),
+        pack: 0,
+        from: None,
+    };
+    let err = block_on(desk.service.backup_pack(step)).unwrap_err();
+    assert!(err.to_string().contains("plan.createdAt"), "{err}");
+    desk.stores.clock.set_ms(plan.created_at + 25 * HOUR);
+    let run = block_on(desk.service.enforce_retention_policy(RunBudget::default())).unwrap();
+    assert!(run.status.complete, "{run:?}");
+    assert!(
+        !desk
+            .stores
+            .snapshot()
+            .r2
+            .keys()
+            .any(|key| key.contains(&plan.backup_id)),
+        "the packs are swept"
+    );
+    // Just within the bound, a commit succeeds.
+    let plan = block_on(desk.service.plan_backup(BackupRequest::default(), 5)).unwrap();
+    let reports = desk.pack_steps(&plan);
+    desk.stores.clock.set_ms(plan.created_at + 23 * HOUR);
+    let commit = CommitStep {
+        plan: plan.clone(),
+        packs: reports.iter().filter_map(|r| r.record.clone()).collect(),
+        missing_session_ids: vec![],
+    };
+    assert_eq!(
+        block_on(desk.service.commit_backup(commit)).unwrap(),
+        plan.backup_id
+    );
+}

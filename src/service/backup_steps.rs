@@ -43,6 +43,10 @@ use crate::store::{Clock, KvListOptions, KvStore, ListedKvKey, ObjectStore, Rng}
 /// takes to show a new index entry (~60 s).
 pub const INDEX_LAG_MS: i64 = 5 * 60_000;
 
+/// How long before the orphan grace ends a backup's steps stop: room for clock skew between
+/// invocations and for a retention sweep that listed the packs before the commit.
+pub const COMMIT_MARGIN_MS: i64 = 60 * 60 * 1000;
+
 /// How long a chain of incremental backups grows before the next backup is a full one.
 pub const FULL_BACKUP_EVERY_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
@@ -334,6 +338,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     pub async fn backup_pack(&self, step: PackStep) -> Result<PackStepReport> {
         let log = self.begin("backupPack");
         let plan = &step.plan;
+        self.check_within_orphan_grace(plan)?;
         let backup_id = BackupId::parse(&plan.backup_id)?;
         let owner = plan.user_id.as_deref().map(UserId::parse).transpose()?;
         let mut pack = Pack {
@@ -521,10 +526,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// Commits a planned backup whose packs are written: its manifest, written only if absent.
     /// Returns the backup id. Costs 1 R2 put (1 R2 get more when a retried commit finds its own
     /// manifest) and 1 KV put. Errors: `INVALID_INPUT` naming `packs` when the records are not
-    /// this backup's packs in order, `CORRUPT_DATA` when another manifest has the id.
+    /// this backup's packs in order, or `plan.createdAt` when the plan is too old to commit
+    /// (see [`Self::check_within_orphan_grace`]), `CORRUPT_DATA` when another manifest has the
+    /// id.
     pub async fn commit_backup(&self, step: CommitStep) -> Result<String> {
         let log = self.begin("commitBackup");
         let plan = step.plan;
+        self.check_within_orphan_grace(&plan)?;
         let backup_id = BackupId::parse(&plan.backup_id)?;
         let missing = step
             .missing_session_ids
@@ -559,6 +567,35 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             "packs": manifest.packs.len(), "sessions": manifest.session_ids.len() }),
         );
         Ok(plan.backup_id)
+    }
+
+    /// Refuses a step of a backup planned so long ago that retention may have swept its first
+    /// packs as orphans (all of an uncommitted backup's objects older than the orphan grace):
+    /// committing it would make visible a backup that cannot restore. Every pack is written
+    /// after the plan, so a plan younger than the grace (less [`COMMIT_MARGIN_MS`] for clocks and
+    /// a sweep in flight) has none swept. Such an instance (a Workflow paused or retrying for a
+    /// day) fails; its packs are swept and the next backup starts afresh.
+    fn check_within_orphan_grace(&self, plan: &BackupPlan) -> Result<()> {
+        let grace =
+            i64::try_from(self.options.retention.orphan_backup_grace_ms).unwrap_or(i64::MAX);
+        let deadline = plan
+            .created_at
+            .saturating_add(grace)
+            .saturating_sub(COMMIT_MARGIN_MS.min(grace / 2));
+        let now = self.clock.now_ms();
+        if now <= deadline {
+            return Ok(());
+        }
+        Err(PersistenceError::invalid_input(
+            "plan.createdAt",
+            format!(
+                "backup {} was planned {} min ago, past the {} min within which it must commit \
+                 (its packs may already be swept as orphans); start a new backup",
+                plan.backup_id,
+                (now - plan.created_at) / 60_000,
+                (deadline - plan.created_at) / 60_000,
+            ),
+        ))
     }
 
     /// Every archive (session and SHA-256 of its document) held by the backups `plan` is
