@@ -92,9 +92,12 @@ export class RestoreWorkflow extends WorkflowEntrypoint<PersistenceEnv, RestoreR
     let packs = 0;
     for (const [id, count] of chain) {
       for (let n = 0; n < count; n++, packs++) {
-        // A slice shorter than asked is the pack's end.
+        // A slice shorter than asked is the pack's end. The slice's size is in the step's name:
+        // a replay after RESTORE_STEP_SESSIONS changed reruns the slices (restores are
+        // idempotent) rather than read an old, shorter slice as the pack's end.
         for (let first = 0; ; first += perStep) {
-          const restored = await step.do(`restore ${id} pack ${n} from ${first}`, async () => service.restorePack(id, n, { ...owner, first, count: perStep }));
+          const slice = `restore ${id} pack ${n} sessions ${first}+${perStep}`;
+          const restored = await step.do(slice, async () => service.restorePack(id, n, { ...owner, first, count: perStep }));
           for (const session of restored) sessions.add(session);
           if (restored.length < perStep) break;
         }

@@ -15,8 +15,8 @@ use supportbot_persistence::policy::DataRetentionPolicy;
 use supportbot_persistence::service::{
     BackupListing, BackupRequest, CommitStep, PackStep, RunBudget, ServiceOptions,
 };
-use supportbot_persistence::store::memory::{block_on, MemoryStores, OperationKind};
-use supportbot_persistence::store::{Binding, KvStore};
+use supportbot_persistence::store::memory::{block_on, CallFilter, MemoryStores, OperationKind};
+use supportbot_persistence::store::{Binding, FailureKind, KvPutOptions, KvStore};
 
 use common::{archive_now, service_over, Discard, Service, DAY, T0};
 
@@ -400,4 +400,60 @@ fn backups_outside_the_index_keep_their_pins_and_parents() {
     }
     let restored = block_on(desk.service.restore_from_backup(&newest, None)).unwrap();
     assert_eq!(restored.len(), 4, "{restored:?}");
+}
+
+#[test]
+fn a_backup_whose_r2_delete_failed_keeps_its_kv_entries_through_resumed_runs() {
+    let desk = Desk::new(rotation(1, 0));
+    let old = desk.manual_at(JUNE_1 - DAY, None, false);
+    let newest = desk.manual_at(JUNE_1, None, false);
+    // Expired cache entries, enough that a budgeted run stops in the KV phase before it
+    // reaches the backups' entries.
+    for n in 0..120 {
+        let options = KvPutOptions {
+            expiration_ttl_secs: None,
+            metadata: Some(json!({"createdAt": JUNE_1 - DAY, "expiresAt": JUNE_1})),
+        };
+        block_on(
+            desk.stores
+                .kv
+                .put(&format!("query:{n:064x}"), b"v", options),
+        )
+        .unwrap();
+    }
+    desk.stores.clock.set_ms(JUNE_1 + 60_000);
+    // The delete of the old backup's R2 objects fails, for this run only.
+    desk.stores.faults.fail_next(
+        1,
+        FailureKind::Rejected,
+        CallFilter::call(Binding::R2, OperationKind::Delete),
+    );
+    let budget = RunBudget {
+        max_storage_calls: Some(40),
+        deadline_ms: None,
+    };
+    let first = block_on(desk.service.enforce_retention_policy(budget)).unwrap();
+    assert!(!first.status.complete, "{:?}", first.status);
+    assert!(first.failed_deletions > 0 && desk.exists(&old));
+    // The resumed runs start in the KV phase: they never list the old backup in R2, whose
+    // manifest is still there, so its KV entries stay (the policy still decides it).
+    loop {
+        desk.stores.clock.advance_ms(60_000);
+        let run = block_on(desk.service.enforce_retention_policy(budget)).unwrap();
+        assert!(run.status.resumed, "{run:?}");
+        if run.status.complete {
+            break;
+        }
+    }
+    assert!(
+        desk.exists(&old),
+        "the old backup is whole and still indexed"
+    );
+    assert_eq!(
+        reasons_by_id(&desk.list_all(None, 10)),
+        BTreeMap::from([(newest.clone(), json!(["last"])), (old.clone(), json!([]))])
+    );
+    // The next run from the start deletes it, R2 first.
+    desk.sweep();
+    assert!(!desk.exists(&old) && desk.exists(&newest));
 }

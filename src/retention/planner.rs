@@ -258,6 +258,20 @@ impl RetentionPlanner {
         }
     }
 
+    /// For a KV entry of a backup planned because the policy no longer keeps the backup, when
+    /// this sweep did not delete the backup's R2 objects (a run resumed past `backups/`, or one
+    /// that did not find them): that backup. Its manifest must be absent from R2 before the
+    /// entry goes, since a delete that failed in an earlier run leaves it there, and a backup
+    /// in R2 without its index entry would no longer be decided by the policy.
+    pub fn unconfirmed_backup(&self, deletion: &PlannedDeletion) -> Option<BackupId> {
+        if deletion.store != Binding::Kv || deletion.reason != DeletionReason::BackupPastRetention {
+            return None;
+        }
+        let id = parse_backup_manifest_kv_key(&deletion.key)
+            .or_else(|| parse_backup_index_key(&deletion.key).map(|(id, _)| id))?;
+        self.backups.deleted_reason(&id).is_none().then_some(id)
+    }
+
     /// A KV entry of a backup (its manifest copy or index entry) goes with the backup: when
     /// this sweep deleted it, or, for a backup this sweep did not find in R2 (deleted by an
     /// earlier run that stopped before its KV phase), when the policy does not keep it. It

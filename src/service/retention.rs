@@ -37,6 +37,8 @@
 //! `RetentionOptions::max_tracked_archive_keys`) and at most [`MAX_REPORTED_KEYS`] report
 //! entries.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -46,9 +48,9 @@ use super::walk::{KvPager, KvPosition};
 use super::DataPersistenceService;
 use crate::error::{PersistenceError, Result};
 use crate::keys::{
-    parse_archive_object_key, ARCHIVE_INDEX_PREFIX, ARCHIVE_META_PREFIX, ARCHIVE_PREFIX,
-    BACKUP_INDEX_PREFIX, BACKUP_MANIFEST_PREFIX, BACKUP_PREFIX, EMBEDDING_PREFIX, QUERY_PREFIX,
-    RETENTION_CURSOR_KEY, USER_INDEX_PREFIX,
+    backup_manifest_object_key, parse_archive_object_key, BackupId, ARCHIVE_INDEX_PREFIX,
+    ARCHIVE_META_PREFIX, ARCHIVE_PREFIX, BACKUP_INDEX_PREFIX, BACKUP_MANIFEST_PREFIX,
+    BACKUP_PREFIX, EMBEDDING_PREFIX, QUERY_PREFIX, RETENTION_CURSOR_KEY, USER_INDEX_PREFIX,
 };
 use crate::platform::{MAX_LIST_LIMIT, R2_MAX_DELETE_KEYS};
 use crate::retention::{
@@ -144,6 +146,8 @@ impl Default for SweepPosition {
 struct Sweep {
     run: Run<SweepPosition>,
     result: RetentionRun,
+    /// Backups whose manifest this run asked R2 about (`true`: it is there).
+    manifests_in_r2: BTreeMap<BackupId, bool>,
 }
 
 impl Sweep {
@@ -191,6 +195,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 dry_run,
                 ..RetentionRun::default()
             },
+            manifests_in_r2: BTreeMap::new(),
         };
         let now_ms = self.clock.now_ms();
         let options = self.options.retention;
@@ -371,6 +376,44 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         Ok(())
     }
 
+    /// Whether R2 still holds what the KV entry `deletion` describes, so it stays: for an index
+    /// entry planned as pointing at a missing archive that is within its retention, the archive
+    /// (the listing may predate a restore that has since written it); for the entry of a backup
+    /// this run did not delete, its manifest (an earlier run's delete of it may have failed).
+    /// R2 is strongly consistent: 1 R2 head, once per backup.
+    async fn still_in_r2(
+        &self,
+        log: &OpLog<'_>,
+        sweep: &mut Sweep,
+        planner: &RetentionPlanner,
+        deletion: &PlannedDeletion,
+        page: &[ListedKvKey],
+    ) -> Result<bool, StopReason> {
+        let backup = planner.unconfirmed_backup(deletion);
+        if let Some(present) = backup.as_ref().and_then(|id| sweep.manifests_in_r2.get(id)) {
+            return Ok(*present);
+        }
+        let Some(key) = self
+            .young_archive_of(deletion, page)
+            .or_else(|| backup.as_ref().map(backup_manifest_object_key))
+        else {
+            return Ok(false);
+        };
+        // A dry run deletes nothing; it still asks R2.
+        let calls = 1 + u32::from(!sweep.result.dry_run);
+        sweep.run.afford(calls, self.clock.now_ms())?;
+        sweep.run.spend(1);
+        let present = self
+            .r2_head(log, &key)
+            .await
+            .map_err(|err| stop_reason(&err))?
+            .is_some();
+        if let Some(id) = backup {
+            sweep.manifests_in_r2.insert(id, present);
+        }
+        Ok(present)
+    }
+
     /// For an index entry planned as dangling, the key of the archive it points at when that
     /// archive is still within its retention (so it was planned missing, not expired).
     fn young_archive_of(&self, deletion: &PlannedDeletion, page: &[ListedKvKey]) -> Option<String> {
@@ -426,25 +469,17 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         while let Some(page) = self.next_kv_page(log, &mut sweep.run, pager, 1).await? {
             for deletion in planner.plan_kv_page(&page) {
                 pager.claim(&deletion.key);
-                let young_archive = self.young_archive_of(&deletion, &page);
-                // A dry run deletes nothing; it still asks R2 about a young archive.
-                let calls = u32::from(young_archive.is_some()) + u32::from(!sweep.result.dry_run);
-                sweep.run.afford(calls, self.clock.now_ms())?;
-                if let Some(archive_key) = young_archive {
-                    // Planned as pointing at a missing archive that is within its retention:
-                    // the listing may predate a restore that has since written it. R2 is
-                    // strongly consistent, so ask it before deleting.
-                    sweep.run.spend(1);
-                    match self.r2_head(log, &archive_key).await {
-                        Ok(None) => {}
-                        Ok(Some(_)) => continue,
-                        Err(err) => return Err(stop_reason(&err)),
-                    }
+                if self
+                    .still_in_r2(log, sweep, planner, &deletion, &page)
+                    .await?
+                {
+                    continue;
                 }
                 if sweep.result.dry_run {
                     sweep.record(deletion);
                     continue;
                 }
+                sweep.run.afford(1, self.clock.now_ms())?;
                 sweep.run.spend(1);
                 match self.kv_delete(log, &deletion.key).await {
                     Ok(()) => sweep.record(deletion),
