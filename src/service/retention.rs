@@ -551,6 +551,7 @@ mod tests {
         let mut sweep = Sweep {
             run: Run::for_test(RunBudget::default(), "k"),
             result: RetentionRun::default(),
+            manifests_in_r2: BTreeMap::new(),
         };
         for index in 0..MAX_REPORTED_KEYS + 5 {
             sweep.record(PlannedDeletion {
