@@ -18,3 +18,11 @@ export CI="${CI:-}"
 step() {
   if [ -n "${NO_COLOR:-}" ] || [ ! -t 1 ]; then printf '\n== %s\n' "$*"; else printf '\n\033[1m== %s\033[0m\n' "$*"; fi
 }
+
+# Packs the library with `npm pack` into the consumer project $1 as supportbot-persistence.tgz
+# (the name its package.json depends on).
+pack_into() {
+  local tarball
+  tarball="$(npm pack --silent --ignore-scripts --pack-destination "$1" | tail -n 1)"
+  mv "$1/$tarball" "$1/supportbot-persistence.tgz"
+}

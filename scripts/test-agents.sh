@@ -8,8 +8,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 
 CONSUMER=tests/agents
-tarball="$(npm pack --silent --ignore-scripts --pack-destination "$CONSUMER" | tail -n 1)"
-mv "$CONSUMER/$tarball" "$CONSUMER/supportbot-persistence.tgz"
+pack_into "$CONSUMER"
 cd "$CONSUMER"
 stamp=node_modules/.lock-installed
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then

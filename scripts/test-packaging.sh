@@ -6,8 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 
 CONSUMER=tests/packaging
-tarball="$(npm pack --silent --ignore-scripts --pack-destination "$CONSUMER" | tail -n 1)"
-mv "$CONSUMER/$tarball" "$CONSUMER/supportbot-persistence.tgz"
+pack_into "$CONSUMER"
 cd "$CONSUMER"
 # --prefer-offline: the devDependencies are the root project's, already in npm's cache.
 # npm does not re-extract a file: dependency whose version is unchanged; drop the old copy.

@@ -415,11 +415,7 @@ fn archive_faults_lose_nothing_acknowledged() {
         }
         world.recover();
         let context = format!("{fault} ({result:?})");
-        // Every archive stored before is still there, byte for byte, superseded or not.
-        let after = world.stores.snapshot();
-        for (key, object) in &before.r2 {
-            assert_eq!(after.r2.get(key), Some(object), "{context}: {key}");
-        }
+        assert_r2_objects_kept(&before, &world, &context);
         if result.is_err() {
             // The failed attempt may have reached archive_meta: then its (complete) archive is
             // the newest; otherwise the acknowledged one still is.
@@ -445,6 +441,15 @@ fn segment_messages(from: usize, to: usize) -> Value {
     (from..to)
         .map(|i| json!({"id": format!("m{i}"), "role": "user", "parts": [{"type": "text", "text": format!("m {i}")}]}))
         .collect()
+}
+
+/// Every R2 object stored `before` a faulted call is there still, byte for byte, superseded
+/// or not.
+fn assert_r2_objects_kept(before: &StoreSnapshot, world: &World, context: &str) {
+    let after = world.stores.snapshot();
+    for (key, object) in &before.r2 {
+        assert_eq!(after.r2.get(key), Some(object), "{context}: {key}");
+    }
 }
 
 fn segment_by_key(world: &World, key: &str) -> Option<Value> {
@@ -501,10 +506,7 @@ fn segment_faults_lose_nothing_acknowledged() {
         }
         world.recover();
         let context = format!("{fault} ({result:?})");
-        let after = world.stores.snapshot();
-        for (key, object) in &before.r2 {
-            assert_eq!(after.r2.get(key), Some(object), "{context}: {key}");
-        }
+        assert_r2_objects_kept(&before, &world, &context);
         if let Ok(key) = &result {
             assert_eq!(
                 segment_by_key(&world, key),
