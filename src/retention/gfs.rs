@@ -219,6 +219,18 @@ impl BackupWalk {
 
     /// Parents of kept backups the walk has not reached (older than every backup decided, or
     /// missing from the listing): they must be kept too.
+    /// Whether this walk could have come from [`BackupWalk::new`] under `rules` and decisions:
+    /// no rule has more left than it started with, and each pending parent was named by a
+    /// backup decided before. A cursor passed back by a caller is checked with it.
+    pub fn may_follow(&self, rules: &BackupRules) -> bool {
+        let start = BackupWalk::new(rules).left;
+        self.left
+            .iter()
+            .zip(start)
+            .all(|(left, start)| *left <= start)
+            && self.parents.len() as u64 <= self.seen
+    }
+
     pub fn pending_parents(&self) -> &BTreeSet<String> {
         &self.parents
     }

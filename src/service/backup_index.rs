@@ -86,11 +86,13 @@ impl ListPosition {
         to_hex(json!(self).to_string().as_bytes())
     }
 
-    fn decode(cursor: &str) -> Result<Self> {
+    /// Reads a cursor `encode` made while the policy's rules were `rules`.
+    fn decode(cursor: &str, rules: &BackupRules) -> Result<Self> {
         let invalid = || {
             PersistenceError::invalid_input(
                 "cursor",
-                "is not a cursor listBackups returned (pass the last page's cursor as it was)",
+                "is not a cursor listBackups returned under this backup policy (pass the last \
+                 page's cursor as it was)",
             )
         };
         if cursor.len() % 2 != 0 {
@@ -100,7 +102,12 @@ impl ListPosition {
             .step_by(2)
             .map(|at| u8::from_str_radix(cursor.get(at..at + 2)?, 16).ok())
             .collect();
-        serde_json::from_slice(&bytes.ok_or_else(invalid)?).map_err(|_| invalid())
+        let position: Self =
+            serde_json::from_slice(&bytes.ok_or_else(invalid)?).map_err(|_| invalid())?;
+        if !position.walk.may_follow(rules) {
+            return Err(invalid());
+        }
+        Ok(position)
     }
 }
 
@@ -207,7 +214,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         };
         let rules = self.backup_rules();
         let mut at = match cursor {
-            Some(cursor) => ListPosition::decode(cursor)?,
+            Some(cursor) => ListPosition::decode(cursor, &rules)?,
             None => ListPosition {
                 kv: None,
                 after: None,
@@ -398,11 +405,47 @@ mod tests {
             after: Some("backup_index:1:backup_a".into()),
             walk: BackupWalk::new(&rules),
         };
-        assert_eq!(ListPosition::decode(&position.encode()).unwrap(), position);
+        assert_eq!(
+            ListPosition::decode(&position.encode(), &rules).unwrap(),
+            position
+        );
+        // A walk that has decided an incremental backup carries its parent.
+        let mut walked = position.clone();
+        let child = BackupVersion {
+            id: "backup_b".into(),
+            created_at_ms: 2,
+            parent: Some("backup_a".into()),
+            pinned: false,
+            chained: true,
+        };
+        assert!(!walked.walk.decide(&rules, &child, false).is_empty());
+        assert_eq!(walked.walk.pending_parents().len(), 1);
+        assert_eq!(
+            ListPosition::decode(&walked.encode(), &rules).unwrap(),
+            walked
+        );
+        // More left than the policy allows (it changed, or the cursor was made up), or a parent
+        // no decided backup named: refused.
+        let fewer = BackupRules::Rotation(GfsPolicy {
+            keep_last: 1,
+            keep_daily: 1,
+            keep_weekly: 0,
+            keep_monthly: 0,
+        });
+        let mut forged = json!(position);
+        forged["walk"]["parents"] = json!(["backup_x"]);
+        let forged = to_hex(forged.to_string().as_bytes());
+        let refused = [
+            ListPosition::decode(&position.encode(), &fewer),
+            ListPosition::decode(&forged, &rules),
+        ];
         for bad in ["", "z", "zz", "7b7d", "abc"] {
-            let err = ListPosition::decode(bad).unwrap_err();
+            let err = ListPosition::decode(bad, &rules).unwrap_err();
             assert_eq!(err.code(), "INVALID_INPUT", "{bad}");
             assert!(err.to_string().contains("cursor"), "{err}");
+        }
+        for result in refused {
+            assert_eq!(result.unwrap_err().code(), "INVALID_INPUT");
         }
     }
 }
