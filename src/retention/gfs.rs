@@ -217,8 +217,6 @@ impl BackupWalk {
         reasons
     }
 
-    /// Parents of kept backups the walk has not reached (older than every backup decided, or
-    /// missing from the listing): they must be kept too.
     /// Whether this walk could have come from [`BackupWalk::new`] under `rules` and decisions:
     /// no rule has more left than it started with, and each pending parent was named by a
     /// backup decided before. A cursor passed back by a caller is checked with it.
@@ -231,6 +229,8 @@ impl BackupWalk {
             && self.parents.len() as u64 <= self.seen
     }
 
+    /// Parents of kept backups the walk has not reached (older than every backup decided, or
+    /// missing from the listing): they must be kept too.
     pub fn pending_parents(&self) -> &BTreeSet<String> {
         &self.parents
     }
