@@ -221,7 +221,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 walk: BackupWalk::new(&rules),
             },
         };
-        let page = self.backup_index_page(&log, at.kv.clone()).await?;
+        let page = self
+            .kv_prefix_page(&log, BACKUP_INDEX_PREFIX, at.kv.clone())
+            .await?;
         let mut backups = Vec::new();
         for (name, entry, oldest) in entries(&page) {
             if at.after.as_deref().is_some_and(|after| name <= after) {
@@ -282,7 +284,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// failed to write), which keep what their `backup_manifest:` entry says: made with `keep`,
     /// or a parent of any of them. Costs 1 KV list per 1000 backups of each prefix, each
     /// afforded by `run`.
-    pub(super) async fn decide_indexed_backups<P>(
+    pub(super) async fn backup_decisions<P>(
         &self,
         log: &OpLog<'_>,
         run: &mut Run<P>,
@@ -338,12 +340,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     ) -> Result<KvListPage, StopReason> {
         run.afford(2, self.clock.now_ms())?;
         run.spend(1);
-        let options = KvListOptions {
-            prefix: Some(prefix.to_owned()),
-            cursor,
-            limit: Some(MAX_LIST_LIMIT),
-        };
-        self.kv_list(log, options)
+        self.kv_prefix_page(log, prefix, cursor)
             .await
             .map_err(|err| stop_reason(&err))
     }
@@ -356,7 +353,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     ) -> Result<Option<(BackupId, i64)>> {
         let mut cursor = None;
         loop {
-            let page = self.backup_index_page(log, cursor).await?;
+            let page = self
+                .kv_prefix_page(log, BACKUP_INDEX_PREFIX, cursor)
+                .await?;
             for (_, entry, _) in entries(&page) {
                 if let Some(summary) = entry.summary.filter(|summary| summary.chained) {
                     let start = summary.chain_start_ms.unwrap_or(entry.created_at_ms);
@@ -370,13 +369,15 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         }
     }
 
-    async fn backup_index_page(
+    /// One page (up to 1000 keys) of the KV keys starting with `prefix`.
+    async fn kv_prefix_page(
         &self,
         log: &OpLog<'_>,
+        prefix: &str,
         cursor: Option<String>,
     ) -> Result<KvListPage> {
         let options = KvListOptions {
-            prefix: Some(BACKUP_INDEX_PREFIX.to_owned()),
+            prefix: Some(prefix.to_owned()),
             cursor,
             limit: Some(MAX_LIST_LIMIT),
         };

@@ -199,7 +199,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         };
         let now_ms = self.clock.now_ms();
         let options = self.options.retention;
-        let decisions = match self.decide_indexed_backups(&log, &mut sweep.run).await {
+        let decisions = match self.backup_decisions(&log, &mut sweep.run).await {
             Ok(decisions) => decisions,
             Err(stopped) => {
                 self.finish_run(&log, &mut sweep.run, Err(stopped)).await;
