@@ -3,7 +3,8 @@
 // with the backup), the last step commits the manifest. The platform persists each step's
 // result and retries a failed step; every step is idempotent (docs/FORMAT.md, "Backups").
 import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep } from "cloudflare:workers";
-import { DataPersistenceService, optionsFromEnv, policyFromEnv } from "./api.js";
+import { NonRetryableError } from "cloudflare:workflows";
+import { DataPersistenceService, isPersistenceError, optionsFromEnv, policyFromEnv } from "./api.js";
 import type { PersistenceEnv } from "./env.js";
 import type { BackupRequest, PackRecord, PackSource, RestoreRequest } from "./types.js";
 
@@ -27,6 +28,23 @@ export interface BackupOutcome {
   parentBackupId: string | null;
 }
 
+/** Codes a retry may cure: the storage was down, or its circuit breaker open. */
+const TRANSIENT_CODES: ReadonlySet<string> = new Set(["STORAGE_UNAVAILABLE", "CIRCUIT_OPEN"]);
+
+/**
+ * Runs a step's work; a library error no retry can cure (bad input, a plan too old to commit,
+ * damaged data) fails the instance at once as a NonRetryableError ("CODE: message") instead of
+ * waiting through the platform's retries.
+ */
+async function failFastUnlessTransient<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    if (isPersistenceError(error) && !TRANSIENT_CODES.has(error.code)) throw new NonRetryableError(`${error.code}: ${error.message}`);
+    throw error;
+  }
+}
+
 /** The `[vars]` entry `name` as a positive integer, else `fallback` when it is unset. */
 function stepSize(env: PersistenceEnv, name: "BACKUP_STEP_ARCHIVES" | "RESTORE_STEP_SESSIONS", fallback: number): number {
   const text = env[name];
@@ -46,21 +64,21 @@ export class BackupWorkflow extends WorkflowEntrypoint<PersistenceEnv, BackupReq
   override async run(event: Readonly<WorkflowEvent<BackupRequest>>, step: WorkflowStep): Promise<BackupOutcome> {
     const service = new DataPersistenceService(this.env, policyFromEnv(this.env), optionsFromEnv(this.env));
     const request = event.payload ?? {};
-    const plan = await step.do("plan", async () => service.planBackup(request, stepSize(this.env, "BACKUP_STEP_ARCHIVES", DEFAULT_STEP_ARCHIVES)));
+    const plan = await step.do("plan", () => failFastUnlessTransient(() => service.planBackup(request, stepSize(this.env, "BACKUP_STEP_ARCHIVES", DEFAULT_STEP_ARCHIVES))));
     const packs: PackRecord[] = [];
     const missingSessionIds: string[] = [];
     const unreadableArchives: string[] = [];
     let from: PackSource | null = null;
     // Step names are deterministic, so a replay after a failure finds each finished step's result.
     for (let n = 0; ; n++) {
-      const report = await step.do(`pack ${n}`, async () => service.backupPack(plan, packs.length, from));
+      const report = await step.do(`pack ${n}`, () => failFastUnlessTransient(() => service.backupPack(plan, packs.length, from)));
       if (report.record) packs.push(report.record);
       missingSessionIds.push(...report.missingSessionIds);
       unreadableArchives.push(...report.unreadableArchives);
       from = report.next;
       if (from === null) break;
     }
-    const backupId = await step.do("commit", async () => service.commitBackup(plan, packs, missingSessionIds));
+    const backupId = await step.do("commit", () => failFastUnlessTransient(() => service.commitBackup(plan, packs, missingSessionIds)));
     const archives = packs.reduce((sum, pack) => sum + pack.sessions.length, 0);
     return { backupId, packs: packs.length, archives, missingSessionIds, unreadableArchives, parentBackupId: plan.parentBackupId };
   }
@@ -87,7 +105,7 @@ export class RestoreWorkflow extends WorkflowEntrypoint<PersistenceEnv, RestoreR
     const { backupId, userId } = event.payload;
     const owner = userId === undefined ? {} : { userId };
     const perStep = stepSize(this.env, "RESTORE_STEP_SESSIONS", DEFAULT_RESTORE_STEP_SESSIONS);
-    const chain = await step.do("plan", async () => service.planRestore(backupId, owner));
+    const chain = await step.do("plan", () => failFastUnlessTransient(() => service.planRestore(backupId, owner)));
     const sessions = new Set<string>();
     let packs = 0;
     for (const [id, count] of chain) {
@@ -97,7 +115,7 @@ export class RestoreWorkflow extends WorkflowEntrypoint<PersistenceEnv, RestoreR
         // idempotent) rather than read an old, shorter slice as the pack's end.
         for (let first = 0; ; first += perStep) {
           const slice = `restore ${id} pack ${n} sessions ${first}+${perStep}`;
-          const restored = await step.do(slice, async () => service.restorePack(id, n, { ...owner, first, count: perStep }));
+          const restored = await step.do(slice, () => failFastUnlessTransient(() => service.restorePack(id, n, { ...owner, first, count: perStep })));
           for (const session of restored) sessions.add(session);
           if (restored.length < perStep) break;
         }

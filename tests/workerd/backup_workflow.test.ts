@@ -170,6 +170,26 @@ describe("BackupWorkflow", () => {
     expect(await env.ARCHIVE_R2.head(`backups/${plan.backupId}/pack-0.json.gz`)).toBeNull();
   }, 60_000);
 
+  it("a backup planned more than a day ago is refused at its first pack, and the instance fails without retrying", async () => {
+    const ids = ["wf-stale-1"];
+    await archiveAll(ids);
+    // The plan step's result, as an instance stalled for a day would replay it.
+    const plan = await service.planBackup({ sessionIds: ids }, STEP_ARCHIVES);
+    const stale = { ...plan, createdAt: plan.createdAt - 24 * 3_600_000 };
+    await using instance = await introspectWorkflowInstance(env.BACKUP_WORKFLOW, "wf-stale");
+    await instance.modify(async (m) => {
+      await m.mockStepResult({ name: "plan" }, stale);
+    });
+    await env.BACKUP_WORKFLOW.create({ id: "wf-stale", params: { sessionIds: ids } });
+    // Retried, the step would wait out the platform's retry delays (minutes) first.
+    await instance.waitForStatus("errored");
+    const error = await instance.getError();
+    expect(error.message).toContain("INVALID_INPUT");
+    expect(error.message).toContain("plan.createdAt");
+    expect(await env.ARCHIVE_R2.head(`backups/${plan.backupId}/pack-0.json.gz`)).toBeNull();
+    expect(await env.ARCHIVE_R2.head(`backups/${plan.backupId}/manifest.json`)).toBeNull();
+  }, 60_000);
+
   it("the cron starts one backup per interval, under an id naming the interval", async () => {
     const scheduledTime = Date.UTC(2026, 7, 1, 6);
     const id = backupInstanceId(scheduledTime, 24 * 3_600_000);
