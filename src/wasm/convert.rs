@@ -10,7 +10,7 @@ use wasm_bindgen::{JsCast, JsValue};
 
 use crate::error::PersistenceError;
 use crate::hash;
-use crate::platform::JS_MAX_SAFE_INTEGER;
+use crate::platform::{JS_MAX_SAFE_INTEGER, MAX_LIST_LIMIT};
 
 /// `value` as a JS number, refused above [`JS_MAX_SAFE_INTEGER`], where it would silently round.
 pub fn u64_to_js_number(what: &str, value: u64) -> Result<f64, String> {
@@ -32,6 +32,13 @@ pub fn integer_arg(field: &str, value: f64, min: u64, max: u64) -> Result<u64, P
     }
     // Integral and within `min..=max` (at most 2^53 - 1 for every caller), so the cast is exact.
     Ok(value as u64)
+}
+
+/// A listing's `limit` argument: an integer in 1..=1000 (one KV or R2 page).
+pub fn page_limit_arg(limit: f64) -> Result<u32, PersistenceError> {
+    let max = MAX_LIST_LIMIT.into();
+    // At most 1000: checked.
+    Ok(integer_arg("limit", limit, 1, max)? as u32)
 }
 
 /// A JS number that must be a non-negative integer (a size, a count, epoch seconds).

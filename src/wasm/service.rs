@@ -15,14 +15,14 @@ use wasm_bindgen_futures::future_to_promise;
 
 use super::bindings::{KVNamespace, R2Bucket};
 use super::clock::JsClock;
-use super::convert::integer_arg;
+use super::convert::{integer_arg, page_limit_arg};
 use super::js_error::{to_js_error_in, Operation};
 use super::kv::JsKv;
 use super::log::ConsoleLog;
 use super::r2::JsR2;
 use crate::codec::json_text;
 use crate::error::PersistenceError;
-use crate::platform::{JS_MAX_SAFE_INTEGER, MAX_LIST_LIMIT};
+use crate::platform::JS_MAX_SAFE_INTEGER;
 use crate::policy::{self, DataRetentionPolicy, PolicyOverrides};
 use crate::service::{DataPersistenceService, RunBudget, ServiceOptions};
 use crate::store::Clock;
@@ -253,8 +253,7 @@ impl BoundService {
         cursor: Option<String>,
     ) -> Promise {
         spawn(&self.service, Operation::Archive, async move |service| {
-            let max = MAX_LIST_LIMIT.into();
-            let limit = integer_arg("limit", limit, 1, max)? as u32; // At most 1000: checked.
+            let limit = page_limit_arg(limit)?;
             let listing = service
                 .list_archived_conversations(user_id.as_deref(), limit, cursor.as_deref())
                 .await?;
@@ -362,8 +361,7 @@ impl BoundService {
         cursor: Option<String>,
     ) -> Promise {
         spawn(&self.service, Operation::Backup, async move |service| {
-            let max = MAX_LIST_LIMIT.into();
-            let limit = integer_arg("limit", limit, 1, max)? as u32; // At most 1000: checked.
+            let limit = page_limit_arg(limit)?;
             let listing = service
                 .list_backups(user_id.as_deref(), limit, cursor.as_deref())
                 .await?;
