@@ -13,6 +13,7 @@ import type {
   BackupRequest,
   ConversationMemory,
   DataRetentionPolicy,
+  EncryptionKey,
   HealthReport,
   ListBackupsOptions,
   MigrationReport,
@@ -44,6 +45,8 @@ export const ERROR_CODES = [
   "ARCHIVE_TOO_LARGE",
   "CORRUPT_DATA",
   "UNSUPPORTED_FORMAT",
+  "KEY_UNAVAILABLE",
+  "DECRYPTION_FAILED",
   "STORAGE_UNAVAILABLE",
   "CIRCUIT_OPEN",
 ] as const;
@@ -597,7 +600,8 @@ export class DataPersistenceIntegration {
  * PersistenceOptions from Worker env, so every part of a Worker (its fetch handler, its
  * SessionMemoryDO, its cron) builds the service the same way: `PERSISTENCE_HASH_SECRET` (a
  * Worker secret: `wrangler secret put PERSISTENCE_HASH_SECRET`) → `hashSecret`, and
- * `PERSISTENCE_DEBUG = "true"` → `debug`. Services built with different hash secrets do not
+ * `PERSISTENCE_ENCRYPTION_KEYS` (a Worker secret: a JSON array of `{id, key}`, newest first) →
+ * `encryptionKeys`, and `PERSISTENCE_DEBUG = "true"` → `debug`. Services built with different hash secrets do not
  * see each other's user indexes and caches: after changing the secret, run
  * `reindexUserArchives()` until `complete`.
  */
@@ -608,6 +612,11 @@ export function optionsFromEnv(env: object): PersistenceOptions {
   if (secret !== undefined) {
     if (typeof secret !== "string") throw invalidConfig("PERSISTENCE_HASH_SECRET", "", "must be a string (a Worker secret)");
     options.hashSecret = secret;
+  }
+  const keys = source.PERSISTENCE_ENCRYPTION_KEYS;
+  if (keys !== undefined) {
+    if (typeof keys !== "string") throw invalidConfig("PERSISTENCE_ENCRYPTION_KEYS", "", "must be a string (a Worker secret holding a JSON array)");
+    options.encryptionKeys = JSON.parse(wasm.encryptionKeysFromSecret(keys)) as EncryptionKey[];
   }
   const debug = source.PERSISTENCE_DEBUG;
   if (debug !== undefined) {

@@ -17,6 +17,8 @@ export interface PersistenceEnv {
   MAX_ARCHIVE_SIZE_MB?: string;
   /** Read by optionsFromEnv: the `hashSecret` (a Worker secret, at least 16 bytes). */
   PERSISTENCE_HASH_SECRET?: string;
+  /** Read by optionsFromEnv: the `encryptionKeys` (a Worker secret: JSON `[{"id","key"}]`, newest first). */
+  PERSISTENCE_ENCRYPTION_KEYS?: string;
   /** Read by optionsFromEnv: `"true"` turns on `debug` logging. */
   PERSISTENCE_DEBUG?: string;
   /** Archives one BackupWorkflow pack step reads (default 40: one storage call each). */

@@ -162,6 +162,18 @@ export interface PersistenceOptions {
   circuitBreaker?: { failureThreshold?: number; openMs?: number };
   /** Bounds of one backup pack, which is written and restored in one piece: archive JSON bytes (8 MiB, at most 32 MiB) and archives (250). */
   backupPack?: { maxBytes?: number; maxSessions?: number };
+  /**
+   * Key-encryption keys, newest first: `key` is base64 of 32 random bytes. With them, every
+   * archive, backup and summary is encrypted at rest (README "Encryption"); keep them in a Worker
+   * secret (`PERSISTENCE_ENCRYPTION_KEYS`, read by optionsFromEnv). Never logged or echoed.
+   */
+  encryptionKeys?: EncryptionKey[];
+}
+
+/** A key-encryption key: its id (recorded beside every data key it wraps) and base64 of 32 bytes. */
+export interface EncryptionKey {
+  id: string;
+  key: string;
 }
 
 /** The bindings the service uses (wrangler.toml). */

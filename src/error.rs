@@ -90,6 +90,26 @@ pub enum PersistenceError {
         version: u64,
     },
 
+    /// Encrypted data needs a key-encryption key that is not configured (`encryptionKeys`).
+    #[error("key unavailable: {what} needs {key_id}, which is not configured or no longer exists")]
+    KeyUnavailable {
+        /// The object or data key that could not be opened.
+        what: String,
+        /// Which key: a key-encryption key's id, or a data key's object and id (never key
+        /// material).
+        key_id: String,
+    },
+
+    /// Encrypted bytes failed authentication: damaged, moved to another key or session, or
+    /// encrypted under another key. No data is returned.
+    #[error("decryption failed for {what}: {reason}")]
+    DecryptionFailed {
+        /// The object that failed.
+        what: String,
+        /// Why.
+        reason: String,
+    },
+
     /// A storage binding failed (after retries, where retrying applies).
     #[error("storage unavailable: {binding} {operation} failed: {reason}")]
     StorageUnavailable {
@@ -148,6 +168,8 @@ error_codes! {
     ArchiveTooLarge => "ARCHIVE_TOO_LARGE",
     CorruptData => "CORRUPT_DATA",
     UnsupportedFormat => "UNSUPPORTED_FORMAT",
+    KeyUnavailable => "KEY_UNAVAILABLE",
+    DecryptionFailed => "DECRYPTION_FAILED",
     StorageUnavailable => "STORAGE_UNAVAILABLE",
     CircuitOpen => "CIRCUIT_OPEN",
 }
@@ -223,6 +245,14 @@ mod tests {
             PersistenceError::UnsupportedFormat {
                 what: "w".into(),
                 version: 9,
+            },
+            PersistenceError::KeyUnavailable {
+                what: "w".into(),
+                key_id: "k1".into(),
+            },
+            PersistenceError::DecryptionFailed {
+                what: "w".into(),
+                reason: "r".into(),
             },
             PersistenceError::StorageUnavailable {
                 binding: "CHAT_KV".into(),

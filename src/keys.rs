@@ -25,6 +25,9 @@ use crate::time::utc_year_month;
 pub const ARCHIVE_PREFIX: &str = "conversations/";
 /// R2 prefix of backup objects.
 pub const BACKUP_PREFIX: &str = "backups/";
+/// R2 prefix of the wrapped data keys of encryption at rest (`keys/users/<userKey>.json`,
+/// `keys/sessions/<sessionId>.json`).
+pub const DATA_KEY_PREFIX: &str = "keys/";
 /// KV prefix of cached embeddings.
 pub const EMBEDDING_PREFIX: &str = "embedding:";
 /// KV prefix of cached query results.
@@ -67,6 +70,8 @@ const MAX_BACKUP_NONCE_LEN: usize = 32;
 const ARCHIVE_FILE_PREFIX: &str = "archive_";
 const ARCHIVE_SUFFIX: &str = ".json.gz";
 const LEGACY_ARCHIVE_SUFFIX: &str = ".json";
+/// Appended to an archive key for the encrypted archive of the same session and time.
+const ENCRYPTED_SUFFIX: &str = ".enc";
 const BACKUP_DATA_FILE: &str = "data.json.gz";
 const LEGACY_BACKUP_DATA_FILE: &str = "data.json";
 const BACKUP_MANIFEST_FILE: &str = "manifest.json";
@@ -307,6 +312,46 @@ pub fn archive_object_key(session: &SessionId, archived_at_ms: i64) -> Result<St
     ))
 }
 
+/// R2 key of an encrypted archive: [`archive_object_key`] with `.enc` appended. Its own key, so
+/// that encrypting a stored plaintext archive writes a new object before the old one goes.
+pub fn encrypted_archive_object_key(session: &SessionId, archived_at_ms: i64) -> Result<String> {
+    Ok(archive_object_key(session, archived_at_ms)? + ENCRYPTED_SUFFIX)
+}
+
+/// R2 key of a user's wrapped data key, `keys/users/<userKey>.json` (`user_key` is the hashed
+/// user id, never the raw one).
+pub fn user_data_key_object(user_key: &str) -> String {
+    format!("{DATA_KEY_PREFIX}{}.json", user_data_key_ref(user_key))
+}
+
+/// The reference an encryption header records for a user's data key: `users/<userKey>`.
+pub fn user_data_key_ref(user_key: &str) -> String {
+    format!("users/{user_key}")
+}
+
+/// The reference an encryption header records for the data key of a session without a user:
+/// `sessions/<sessionId>`.
+pub fn session_data_key_ref(session: &SessionId) -> String {
+    format!("sessions/{session}")
+}
+
+/// R2 key of the data key a header's reference names: `keys/<reference>.json`; `None` unless
+/// the reference is `users/<64 hex digits>` or `sessions/<valid session id>`.
+pub fn data_key_object_of_ref(reference: &str) -> Option<String> {
+    let valid = match reference.split_once('/')? {
+        ("users", user_key) => is_user_key(user_key),
+        ("sessions", session) => SessionId::parse(session).is_ok(),
+        _ => false,
+    };
+    valid.then(|| format!("{DATA_KEY_PREFIX}{reference}.json"))
+}
+
+/// The reference of a key built by [`data_key_object_of_ref`].
+pub fn parse_data_key_object(key: &str) -> Option<&str> {
+    let reference = key.strip_prefix(DATA_KEY_PREFIX)?.strip_suffix(".json")?;
+    data_key_object_of_ref(reference).map(|_| reference)
+}
+
 /// R2 key the earlier TypeScript implementation used for an archive:
 /// `conversations/<year>/<unpadded month>/archive_<sessionId>_<archivedAtMs>.json`, in the
 /// month folder of `archived_at_ms`.
@@ -370,12 +415,21 @@ pub struct ArchiveObjectKey {
     pub archived_at_ms: i64,
     /// Whether the key has the earlier TypeScript implementation's form (plain JSON object).
     pub legacy: bool,
+    /// Whether it is an encrypted archive's key ([`encrypted_archive_object_key`]).
+    pub encrypted: bool,
 }
 
 /// Parses a key built by [`archive_object_key`] or [`legacy_archive_object_key`]; `None` for
 /// anything else, including keys whose year or month disagree with the time they carry (for a
 /// legacy key: are not one of its [`legacy_archive_folders`]).
 pub fn parse_archive_object_key(key: &str) -> Option<ArchiveObjectKey> {
+    if let Some(plain) = key.strip_suffix(ENCRYPTED_SUFFIX) {
+        let parsed = parse_archive_object_key(plain).filter(|parsed| !parsed.legacy)?;
+        return Some(ArchiveObjectKey {
+            encrypted: true,
+            ..parsed
+        });
+    }
     let file = key.strip_prefix(ARCHIVE_PREFIX)?.rsplit('/').next()?;
     let (stem, legacy) = match file.strip_suffix(ARCHIVE_SUFFIX) {
         Some(stem) => (stem, false),
@@ -404,6 +458,7 @@ pub fn parse_archive_object_key(key: &str) -> Option<ArchiveObjectKey> {
         session_id,
         archived_at_ms,
         legacy,
+        encrypted: false,
     })
 }
 
@@ -779,6 +834,37 @@ mod tests {
     }
 
     #[test]
+    fn data_key_objects_are_named_by_their_reference() {
+        let user_key = "ab".repeat(32);
+        let object = user_data_key_object(&user_key);
+        assert_eq!(object, format!("keys/users/{user_key}.json"));
+        assert_eq!(
+            data_key_object_of_ref(&user_data_key_ref(&user_key)),
+            Some(object.clone())
+        );
+        assert_eq!(
+            parse_data_key_object(&object),
+            Some(format!("users/{user_key}").as_str())
+        );
+        let session_ref = session_data_key_ref(&session("s:1"));
+        assert_eq!(
+            data_key_object_of_ref(&session_ref).as_deref(),
+            Some("keys/sessions/s:1.json")
+        );
+        for bad in [
+            "users/AB",
+            "users/../x",
+            "sessions/a b",
+            "other/x",
+            "users",
+            "",
+        ] {
+            assert_eq!(data_key_object_of_ref(bad), None, "{bad}");
+        }
+        assert_eq!(parse_data_key_object("keys/users/x.json"), None);
+    }
+
+    #[test]
     fn parses_current_and_legacy_archive_keys() {
         let parsed =
             parse_archive_object_key("conversations/2025/01/archive_s_1_1736157600123.json.gz")
@@ -788,8 +874,25 @@ mod tests {
             ArchiveObjectKey {
                 session_id: session("s_1"),
                 archived_at_ms: JAN_2025,
-                legacy: false
+                legacy: false,
+                encrypted: false,
             }
+        );
+        let encrypted = encrypted_archive_object_key(&session("s_1"), JAN_2025).unwrap();
+        assert_eq!(
+            encrypted,
+            "conversations/2025/01/archive_s_1_1736157600123.json.gz.enc"
+        );
+        assert_eq!(
+            parse_archive_object_key(&encrypted),
+            Some(ArchiveObjectKey {
+                encrypted: true,
+                ..parsed.clone()
+            })
+        );
+        assert_eq!(
+            parse_archive_object_key("conversations/2025/1/archive_s_1_1736157600123.json.enc"),
+            None
         );
         let legacy =
             parse_archive_object_key("conversations/2025/1/archive_s_1_1736157600123.json")
@@ -1210,7 +1313,7 @@ mod proptests {
             prop_assert!(key.len() <= R2_MAX_KEY_BYTES);
             prop_assert_eq!(
                 parse_archive_object_key(&key),
-                Some(ArchiveObjectKey { session_id: session, archived_at_ms: ms, legacy })
+                Some(ArchiveObjectKey { session_id: session, archived_at_ms: ms, legacy, encrypted: false })
             );
         }
 

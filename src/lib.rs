@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+pub mod crypto;
 pub mod error;
 pub mod hash;
 pub mod keys;

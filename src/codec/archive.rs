@@ -24,15 +24,15 @@ mod ui_messages;
 
 use serde::{Deserialize, Serialize};
 
-pub use decode::{decode_archive, decode_archive_json};
+pub use decode::{decode_archive, decode_archive_json, decode_decrypted_archive_json};
 pub use encode::{encode_archive, encode_conversation};
 pub use model::{
     ArchivedConversation, Borrowed, ChatMessage, Conversation, ConversationMemory, Form,
     JsonObject, KeptFields, Memory, Message, Owned, Part, ReadInto, Role, Session, SessionState,
 };
 pub use summary::{
-    listing_summary, r2_custom_metadata, CUSTOM_RAW_SIZE_FIELD, CUSTOM_SHA256_FIELD,
-    R2_CUSTOM_METADATA_MAX_BYTES,
+    listing_entry, listing_summary, r2_custom_metadata, SummaryForm, CUSTOM_RAW_SIZE_FIELD,
+    CUSTOM_SHA256_FIELD, ENCRYPTED_SUMMARY_FIELD, R2_CUSTOM_METADATA_MAX_BYTES,
 };
 pub use topics::extract_topics;
 pub use ui_messages::{
@@ -80,6 +80,10 @@ pub struct ArchiveMetadata {
     pub sha256: String,
     /// The format version of the stored object ([`LEGACY_FORMAT_VERSION`] for legacy archives).
     pub format_version: u32,
+    /// With encryption at rest: `summary` is empty and this holds it, encrypted (base64 of an
+    /// encryption envelope under the owner's data key; docs/FORMAT.md, "Encryption").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted_summary: Option<String>,
 }
 
 /// An encoded archive, ready to store.

@@ -24,17 +24,22 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::encryption::{sealed_summary_overhead, ENCRYPTED_CONTENT_TYPE};
 use super::index_entries::{read_archive_location, recorded_sha256, ArchiveEntries};
 use super::log::OpLog;
 use super::DataPersistenceService;
 use crate::codec::archive::{
-    decode_archive_json, encode_conversation, r2_custom_metadata, read_conversation_input,
-    ConversationInput, EncodedArchive,
+    encode_conversation, listing_entry, r2_custom_metadata, read_conversation_input,
+    ConversationInput, EncodedArchive, SummaryForm, ENCRYPTED_SUMMARY_FIELD,
 };
+use crate::crypto::aead::NONCE_LEN;
+use crate::crypto::envelope;
+use crate::crypto::keyring::KeyRing;
 use crate::error::{PersistenceError, Result};
+use crate::hash::sha256_hex;
 use crate::keys::{
-    archive_meta_key, archive_object_key, parse_archive_index_key, parse_user_index_key,
-    user_index_prefix, SessionId, UserId, ARCHIVE_INDEX_PREFIX,
+    archive_meta_key, archive_object_key, encrypted_archive_object_key, parse_archive_index_key,
+    parse_user_index_key, user_index_prefix, SessionId, UserId, ARCHIVE_INDEX_PREFIX,
 };
 use crate::platform::MAX_LIST_LIMIT;
 use crate::store::{
@@ -75,6 +80,7 @@ struct ArchivePlan {
     encoded: EncodedArchive,
     custom_metadata: BTreeMap<String, String>,
     entries: ArchiveEntries,
+    content_type: &'static str,
 }
 
 impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
@@ -108,7 +114,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         mut archived_at_ms: i64,
     ) -> Result<String> {
         for _ in 0..MAX_KEY_COLLISIONS {
-            let plan = self.plan_archive(input, archived_at_ms)?;
+            let mut plan = self.plan_archive(input, archived_at_ms)?;
+            if let Some(ring) = self.key_ring() {
+                plan = self.seal_archive(log, ring, plan).await?;
+            }
             if self.put_archive_object(log, &plan).await? {
                 self.put_archive_entries(log, &plan).await?;
                 log.event(
@@ -149,6 +158,54 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             encoded,
             custom_metadata,
             entries,
+            content_type: ARCHIVE_CONTENT_TYPE,
+        })
+    }
+
+    /// The plan of the same archive encrypted under its owner's data key (made on first use):
+    /// the gzip'd document sealed under the encrypted archive key, and the summary encrypted
+    /// in its metadata record and listing entries. Costs 1 R2 get (and the first time, 1 R2
+    /// put).
+    async fn seal_archive(
+        &self,
+        log: &OpLog<'_>,
+        ring: &KeyRing,
+        plan: ArchivePlan,
+    ) -> Result<ArchivePlan> {
+        let mut metadata = plan.encoded.metadata;
+        let session = SessionId::parse(&metadata.session_id)?;
+        let reference = self.key_reference(&session, metadata.user_id.as_deref())?;
+        let dek = self.data_key_for_write(log, ring, &reference).await?;
+        let object_key = encrypted_archive_object_key(&session, metadata.archived_at)?;
+        let nonce = self.secure_random::<NONCE_LEN>()?;
+        let bytes = envelope::seal(
+            &dek,
+            &reference,
+            nonce,
+            &object_key,
+            session.as_str(),
+            &plan.encoded.bytes,
+        )
+        .await;
+        metadata.sha256 = sha256_hex(&bytes);
+        metadata.stored_size = bytes.len() as u64;
+        // The listing entry holds as much of the summary as fits once encrypted.
+        let form = SummaryForm::Sealed(sealed_summary_overhead(&reference));
+        let (mut listing, kept) = listing_entry(&metadata, &object_key, form)?;
+        let summary = std::mem::take(&mut metadata.summary);
+        let listed = summary.get(..kept).unwrap_or_default();
+        let seal = |text| self.seal_summary(&dek, &reference, &object_key, &session, text);
+        listing[ENCRYPTED_SUMMARY_FIELD] = Value::String(seal(listed).await?);
+        metadata.encrypted_summary = Some(seal(&summary).await?);
+        let custom_metadata = r2_custom_metadata(&metadata)?.into_iter().collect();
+        let entries =
+            ArchiveEntries::with_listing(&self.options.hasher, &object_key, &metadata, listing)?;
+        Ok(ArchivePlan {
+            object_key,
+            encoded: EncodedArchive { bytes, metadata },
+            custom_metadata,
+            entries,
+            content_type: ENCRYPTED_CONTENT_TYPE,
         })
     }
 
@@ -159,7 +216,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let sha256 = &plan.encoded.metadata.sha256;
         let options = ObjectPutOptions {
             custom_metadata: plan.custom_metadata.clone(),
-            content_type: Some(ARCHIVE_CONTENT_TYPE.to_owned()),
+            content_type: Some(plan.content_type.to_owned()),
             content_encoding: None,
             sha256: Some(sha256.clone()),
             only_if_absent: true,
@@ -227,11 +284,15 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let Some(fetched) = self.fetch_newest_archive(log, &session_id).await? else {
             return Ok(None);
         };
-        let decoded = decode_archive_json(
-            &fetched.body,
-            fetched.expected_sha256.as_deref(),
-            fetched.read_limit,
-        )?;
+        let decoded = self
+            .decode_stored_archive(
+                log,
+                &fetched.key,
+                &fetched.body,
+                fetched.expected_sha256.as_deref(),
+                fetched.read_limit,
+            )
+            .await?;
         drop(fetched.body);
         check_archive_session(&fetched.key, &decoded.metadata.session_id, &session_id)?;
         log.debug(
@@ -331,7 +392,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 },
             )
             .await?;
-        let archives = page
+        let mut archives: Vec<Value> = page
             .keys
             .into_iter()
             .filter_map(|entry| match entry.metadata {
@@ -347,6 +408,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 }),
             })
             .collect();
+        self.reveal_summaries(&log, &mut archives).await;
         Ok(ArchiveListing {
             archives,
             cursor: page.cursor.filter(|_| !page.list_complete),

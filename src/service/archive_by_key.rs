@@ -11,7 +11,7 @@ use serde_json::json;
 use super::archive::check_archive_session;
 use super::index_entries::recorded_sha256;
 use super::DataPersistenceService;
-use crate::codec::archive::{decode_archive_json, CUSTOM_RAW_SIZE_FIELD};
+use crate::codec::archive::CUSTOM_RAW_SIZE_FIELD;
 use crate::error::{PersistenceError, Result};
 use crate::keys::parse_archive_object_key;
 use crate::store::{Clock, KvStore, ObjectMeta, ObjectStore, Rng};
@@ -42,11 +42,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             return Ok(None);
         };
         let expected_sha256 = recorded_sha256(&object.meta);
-        let decoded = decode_archive_json(
-            &object.body,
-            expected_sha256,
-            self.read_limit(&object.meta, expected_sha256.is_some()),
-        )?;
+        let read_limit = self.read_limit(&object.meta, expected_sha256.is_some());
+        let decoded = self
+            .decode_stored_archive(&log, archive_key, &object.body, expected_sha256, read_limit)
+            .await?;
         check_archive_session(
             archive_key,
             &decoded.metadata.session_id,

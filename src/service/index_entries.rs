@@ -47,6 +47,18 @@ impl ArchiveEntries {
     /// The entries of the archive stored under `object_key` with `metadata`; user keys are
     /// hashed with `hasher`, so no raw user id reaches a key.
     pub fn new(hasher: &KeyHasher, object_key: &str, metadata: &ArchiveMetadata) -> Result<Self> {
+        let listing = listing_summary(metadata, object_key)?;
+        Self::with_listing(hasher, object_key, metadata, listing)
+    }
+
+    /// [`Self::new`] with the listing summary given (an encrypted archive's, whose summary
+    /// the caller encrypted).
+    pub fn with_listing(
+        hasher: &KeyHasher,
+        object_key: &str,
+        metadata: &ArchiveMetadata,
+        listing: Value,
+    ) -> Result<Self> {
         let session_id = SessionId::parse(&metadata.session_id)?;
         let record = serde_json::to_vec(&ArchiveRecord {
             key: object_key,
@@ -68,7 +80,7 @@ impl ArchiveEntries {
             meta_key: archive_meta_key(&session_id),
             record,
             index_keys,
-            summary: listing_summary(metadata, object_key)?,
+            summary: listing,
         })
     }
 

@@ -166,6 +166,7 @@ fn record_metadata(
         stored_size: object.size,
         sha256: recorded_sha256(object).unwrap_or_default().to_owned(),
         format_version: LEGACY_FORMAT_VERSION,
+        encrypted_summary: None,
     })
 }
 
@@ -366,6 +367,7 @@ mod tests {
                 stored_size: 321,
                 sha256: String::new(),
                 format_version: 0,
+                encrypted_summary: None,
             }
         );
         let sha = "ab".repeat(32);

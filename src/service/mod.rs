@@ -11,6 +11,7 @@ mod backup;
 mod backup_index;
 mod backup_steps;
 mod cache;
+mod encryption;
 mod guard;
 mod health;
 mod index_entries;
@@ -65,6 +66,7 @@ pub struct DataPersistenceService<K, R, C> {
     policy: DataRetentionPolicy,
     options: ServiceOptions,
     guard: StorageGuard,
+    data_keys: encryption::DataKeyCache,
 }
 
 impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
@@ -87,6 +89,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             policy,
             options,
             guard,
+            data_keys: encryption::DataKeyCache::default(),
         })
     }
 

@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use crate::codec::gzip;
+use crate::crypto::keyring::KeyRing;
 use crate::error::{PersistenceError, Result};
 use crate::hash::KeyHasher;
 use crate::retention::RetentionOptions;
@@ -102,6 +103,9 @@ pub struct ServiceOptions {
     pub retention: RetentionOptions,
     /// Bounds of one backup pack.
     pub backup_pack: PackBounds,
+    /// The key-encryption keys, newest first: with them, everything written is encrypted at
+    /// rest (`crate::crypto`); without, nothing is, and encrypted data cannot be read.
+    pub encryption: Option<KeyRing>,
 }
 
 impl Default for ServiceOptions {
@@ -116,6 +120,7 @@ impl Default for ServiceOptions {
             debug: false,
             retention: RetentionOptions::default(),
             backup_pack: PackBounds::default(),
+            encryption: None,
         }
     }
 }
@@ -132,6 +137,7 @@ struct OptionsJson {
     retry: Option<RetryJson>,
     circuit_breaker: Option<BreakerJson>,
     backup_pack: Option<PackJson>,
+    encryption_keys: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,6 +242,9 @@ impl ServiceOptions {
                 let reason = "must be at least 1";
                 return Err(invalid("backupPack.maxSessions", 0, reason));
             }
+        }
+        if let Some(keys) = parsed.encryption_keys {
+            options.encryption = Some(KeyRing::from_value("encryptionKeys", &keys)?);
         }
         Ok(options)
     }

@@ -203,6 +203,7 @@ mod tests {
             stored_size: 200,
             sha256: "ab".repeat(32),
             format_version: 1,
+            encrypted_summary: None,
         };
         let archived = ArchiveEntries::new(&hasher, OBJECT, &metadata).unwrap();
         let written = archived.summary.as_object().unwrap();

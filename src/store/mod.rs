@@ -235,6 +235,9 @@ pub trait Clock {
 pub trait Rng {
     /// A uniformly random 64-bit value (request ids, backoff jitter, backup id nonces).
     fn random_u64(&self) -> u64;
+    /// Fills `out` from a cryptographically secure source (data keys, encryption nonces), or
+    /// says why it cannot; never falls back to a weaker source.
+    fn fill_secure(&self, out: &mut [u8]) -> Result<(), String>;
 }
 
 /// Where structured log lines go (`console.log` in a Worker).

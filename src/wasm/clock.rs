@@ -91,7 +91,22 @@ impl Rng for JsClock {
     fn random_u64(&self) -> u64 {
         RANDOM_POOL.with_borrow_mut(RandomPool::next_u64)
     }
+
+    fn fill_secure(&self, out: &mut [u8]) -> Result<(), String> {
+        // Not from the pool: key material is drawn for its use alone, and a failure is an
+        // error here, never Math.random().
+        for chunk in out.chunks_mut(MAX_RANDOM_VALUES_BYTES) {
+            let buffer = Uint8Array::new_with_length(chunk.len() as u32);
+            get_random_values(&buffer)
+                .map_err(|_| "crypto.getRandomValues is not available here".to_owned())?;
+            buffer.copy_to(chunk);
+        }
+        Ok(())
+    }
 }
+
+/// Most bytes one `crypto.getRandomValues` call fills.
+const MAX_RANDOM_VALUES_BYTES: usize = 65_536;
 
 #[cfg(test)]
 mod tests {

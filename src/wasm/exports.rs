@@ -5,6 +5,7 @@ use wasm_bindgen::prelude::*;
 
 use super::js_error::{to_js_error, to_js_error_in, Operation};
 use crate::codec::archive::read_conversation_input;
+use crate::crypto::keyring::KeyRing;
 use crate::{hash, time, PersistenceError};
 
 /// SHA-256 of the UTF-8 bytes of `text`, as 64 lowercase hex characters.
@@ -37,6 +38,19 @@ pub fn invalid_config_error(variable: String, value: String, reason: String) -> 
     };
     to_js_error_in(Operation::Config, &err)
 }
+
+/// The key-encryption keys of the Worker secret `PERSISTENCE_ENCRYPTION_KEYS` (JSON text of
+/// `[{id, key}]`, newest first), checked, as the `encryptionKeys` option takes them (JSON
+/// text). Throws `INVALID_CONFIG` naming the variable and the entry; never echoes a key.
+#[wasm_bindgen(js_name = encryptionKeysFromSecret)]
+pub fn encryption_keys_from_secret(text: &str) -> Result<String, JsValue> {
+    KeyRing::from_text(ENCRYPTION_KEYS_VAR, text)
+        .map(|ring| ring.to_value().to_string())
+        .map_err(|err| to_js_error_in(Operation::Config, &err))
+}
+
+/// The Worker secret holding the key-encryption keys.
+const ENCRYPTION_KEYS_VAR: &str = "PERSISTENCE_ENCRYPTION_KEYS";
 
 /// The error codes this library can raise, in a stable order.
 #[wasm_bindgen(js_name = errorCodes)]

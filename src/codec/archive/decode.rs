@@ -146,6 +146,7 @@ fn read_document_metadata(
         stored_size,
         sha256,
         format_version,
+        encrypted_summary: None,
     })
 }
 
@@ -283,9 +284,40 @@ pub fn decode_archive_json(
 ) -> Result<DecodedArchiveJson> {
     let verified = expected_sha256.is_some();
     let (document, sha256) = open_stored(stored, expected_sha256, max_archive_size)?;
+    decode_document_json(document, stored.len() as u64, sha256, verified)
+}
+
+/// [`decode_archive_json`] of an encrypted archive: `gzipped` is what its stored bytes
+/// (`stored_size` of them, whose SHA-256 `sha256` the caller verified before decrypting)
+/// decrypted to. Trusted like any verified archive: authenticated decryption proves these
+/// are the bytes the encoder wrote.
+pub fn decode_decrypted_archive_json(
+    gzipped: &[u8],
+    stored_size: u64,
+    sha256: &str,
+    max_archive_size: u64,
+) -> Result<DecodedArchiveJson> {
+    if !gzip::is_gzip(gzipped) {
+        return Err(PersistenceError::corrupt(
+            WHAT,
+            "decrypted bytes are not gzip",
+        ));
+    }
+    let document = document_text(unwrap_document(gzipped, true, max_archive_size)?)?;
+    decode_document_json(document, stored_size, sha256.to_ascii_lowercase(), true)
+}
+
+/// The conversation of a document read from `stored_size` stored bytes with checksum `sha256`
+/// (`verified`: checked against a recorded one).
+fn decode_document_json(
+    document: Cow<'_, str>,
+    stored_size: u64,
+    sha256: String,
+    verified: bool,
+) -> Result<DecodedArchiveJson> {
     if verified {
         if let Some((metadata, range)) =
-            read_checksummed_document(&document, stored.len() as u64, sha256.clone())?
+            read_checksummed_document(&document, stored_size, sha256.clone())?
         {
             return Ok(DecodedArchiveJson {
                 metadata,
@@ -294,7 +326,7 @@ pub fn decode_archive_json(
         }
     }
     let (metadata, conversation) = {
-        let read = read_stored_document::<Borrowed>(&document, stored.len() as u64, sha256)?;
+        let read = read_stored_document::<Borrowed>(&document, stored_size, sha256)?;
         let stored_text = read.conversation_text;
         let in_place = serializes_to(&read.conversation, stored_text)
             .then(|| range_within(&document, stored_text))

@@ -132,6 +132,7 @@ fn encode<F: Form>(
         stored_size: bytes.len() as u64,
         sha256: hash::sha256_hex(&bytes),
         format_version: FORMAT_VERSION,
+        encrypted_summary: None,
     };
     Ok(EncodedArchive { bytes, metadata })
 }

@@ -29,6 +29,17 @@ struct ListingEntry<'a> {
     topics: &'a [String],
     summary: &'a str,
     summary_truncated: bool,
+    form: SummaryForm,
+}
+
+/// How a listing entry carries the summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SummaryForm {
+    /// As text, `summary`.
+    Plain,
+    /// Encrypted, `encryptedSummary`: base64 of the summary plus this many bytes (the
+    /// encryption's header and tag).
+    Sealed(usize),
 }
 
 impl Serialize for ListingEntry<'_> {
@@ -48,7 +59,13 @@ impl Serialize for ListingEntry<'_> {
         map.serialize_entry("storedSize", &metadata.stored_size)?;
         map.serialize_entry("sha256", &metadata.sha256)?;
         map.serialize_entry("formatVersion", &metadata.format_version)?;
-        map.serialize_entry("summary", self.summary)?;
+        match self.form {
+            SummaryForm::Plain => map.serialize_entry("summary", self.summary)?,
+            SummaryForm::Sealed(overhead) => map.serialize_entry(
+                ENCRYPTED_SUMMARY_FIELD,
+                &SEALED_PLACEHOLDER.repeat((overhead + self.summary.len()).div_ceil(3) * 4),
+            )?,
+        }
         map.serialize_entry("summaryTruncated", &self.summary_truncated)?;
         map.end()
     }
@@ -83,12 +100,30 @@ fn longest_fitting_prefix<'t>(
 /// `summaryTruncated` is true); topics are dropped only if even an empty summary does not fit.
 /// Fails with `INVALID_INPUT` when the key and ids alone exceed the limit.
 pub fn listing_summary(metadata: &ArchiveMetadata, archive_key: &str) -> Result<Value> {
+    listing_entry(metadata, archive_key, SummaryForm::Plain).map(|(entry, _)| entry)
+}
+
+/// The listing entry field holding an encrypted summary.
+pub const ENCRYPTED_SUMMARY_FIELD: &str = "encryptedSummary";
+
+/// What a [`SummaryForm::Sealed`] entry holds until the caller puts the encrypted summary in.
+const SEALED_PLACEHOLDER: &str = "=";
+
+/// [`listing_summary`] in `form`, and how many bytes of the summary it holds. For
+/// [`SummaryForm::Sealed`], `encryptedSummary` holds a placeholder as long as the encrypted
+/// prefix will be: the caller encrypts that prefix and puts it in its place.
+pub fn listing_entry(
+    metadata: &ArchiveMetadata,
+    archive_key: &str,
+    form: SummaryForm,
+) -> Result<(Value, usize)> {
     let entry = |topics, summary, summary_truncated| ListingEntry {
         metadata,
         key: archive_key,
         topics,
         summary,
         summary_truncated,
+        form,
     };
     let fits = |entry: &ListingEntry| {
         serde_json::to_vec(entry).is_ok_and(|json| json.len() <= KV_MAX_METADATA_BYTES)
@@ -100,7 +135,7 @@ pub fn listing_summary(metadata: &ArchiveMetadata, archive_key: &str) -> Result<
 
     let whole = entry(&metadata.topics, &metadata.summary, false);
     if fits(&whole) {
-        return to_value(whole);
+        return Ok((to_value(whole)?, metadata.summary.len()));
     }
     let no_topics: &[String] = &[];
     for topics in [metadata.topics.as_slice(), no_topics] {
@@ -108,7 +143,7 @@ pub fn listing_summary(metadata: &ArchiveMetadata, archive_key: &str) -> Result<
             let summary = longest_fitting_prefix(&metadata.summary, KV_MAX_METADATA_BYTES, |cut| {
                 fits(&entry(topics, cut, true))
             });
-            return to_value(entry(topics, summary, true));
+            return Ok((to_value(entry(topics, summary, true))?, summary.len()));
         }
     }
     Err(PersistenceError::invalid_input(
@@ -176,6 +211,7 @@ mod tests {
             stored_size: 900,
             sha256: "ab".repeat(32),
             format_version: 1,
+            encrypted_summary: None,
         }
     }
 

@@ -86,6 +86,16 @@ impl Rng for VirtualClock {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
+
+    /// The same sequence, eight bytes a draw: deterministic, for tests only (this clock is a
+    /// test double; the wasm clock draws from `crypto.getRandomValues`).
+    fn fill_secure(&self, out: &mut [u8]) -> Result<(), String> {
+        for chunk in out.chunks_mut(8) {
+            let draw = self.random_u64().to_le_bytes();
+            chunk.copy_from_slice(&draw[..chunk.len()]);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

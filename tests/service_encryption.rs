@@ -1,0 +1,459 @@
+//! Encryption at rest over the in-memory stores: nothing of a conversation's text is stored
+//! readable, everything reads back equal, tampering and moved ciphertexts are refused with a
+//! code, keys are made once per owner, and missing or wrong keys say so.
+
+#[allow(dead_code)]
+mod common;
+
+use std::rc::Rc;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use flate2::read::GzDecoder;
+use serde_json::{json, Value};
+use supportbot_persistence::policy::DataRetentionPolicy;
+use supportbot_persistence::service::ServiceOptions;
+use supportbot_persistence::store::memory::{block_on, MemoryStores, StoreSnapshot};
+use supportbot_persistence::store::{ObjectPutOptions, ObjectStore};
+
+use common::{conversation, memory_at, service_over, session_at, Discard, Service, T0};
+
+const KEY_2026: [u8; 32] = [0x26; 32];
+const KEY_2025: [u8; 32] = [0x25; 32];
+
+fn keys(entries: &[(&str, [u8; 32])]) -> Value {
+    Value::Array(
+        entries
+            .iter()
+            .map(|(id, key)| json!({"id": id, "key": STANDARD.encode(key)}))
+            .collect(),
+    )
+}
+
+fn options_with(entries: &[(&str, [u8; 32])]) -> ServiceOptions {
+    ServiceOptions::from_json(&json!({ "encryptionKeys": keys(entries) }).to_string()).unwrap()
+}
+
+fn service(stores: &MemoryStores, entries: &[(&str, [u8; 32])]) -> Service {
+    let options = if entries.is_empty() {
+        ServiceOptions::default()
+    } else {
+        options_with(entries)
+    };
+    service_over(
+        stores,
+        Rc::new(Discard),
+        DataRetentionPolicy::default(),
+        options,
+    )
+}
+
+/// A conversation of `sid` whose every text holds `marker`.
+fn marked(sid: &str, user: Option<&str>, marker: &str) -> (Value, Value) {
+    let mut memory = memory_at(
+        sid,
+        &format!("my order {marker} never arrived"),
+        [T0, T0 + 5_000],
+    );
+    memory["summary"] = json!(format!("Customer {marker} asked about a refund"));
+    memory["context"] = json!({"note": format!("address {marker}")});
+    (memory, session_at(sid, user, T0, T0 + 5_000))
+}
+
+fn archive(service: &Service, memory: &Value, session: &Value) -> String {
+    block_on(service.archive_conversation(&memory.to_string(), &session.to_string())).unwrap()
+}
+
+fn retrieve(service: &Service, sid: &str) -> supportbot_persistence::Result<Option<Value>> {
+    block_on(service.retrieve_archived_conversation(sid))
+        .map(|found| found.map(|text| serde_json::from_str(&text).unwrap()))
+}
+
+/// Every readable form `bytes` could reveal `marker` in: as is, inflated when gzip, and
+/// base64 at each of the three alignments.
+fn reveals(bytes: &[u8], marker: &str) -> bool {
+    let contains = |haystack: &[u8], needle: &[u8]| {
+        haystack
+            .windows(needle.len())
+            .any(|window| window == needle)
+    };
+    if contains(bytes, marker.as_bytes()) {
+        return true;
+    }
+    for shift in 0..3 {
+        let padded = format!("{}{marker}", "x".repeat(shift));
+        let encoded = STANDARD.encode(padded.as_bytes());
+        // The characters that depend on the marker alone.
+        let core = &encoded[(shift * 4).div_ceil(3) + 1..encoded.len() - 4];
+        if contains(bytes, core.as_bytes()) {
+            return true;
+        }
+    }
+    let mut inflated = Vec::new();
+    if bytes.starts_with(&[0x1f, 0x8b])
+        && std::io::Read::read_to_end(&mut GzDecoder::new(bytes), &mut inflated).is_ok()
+    {
+        return reveals(&inflated, marker);
+    }
+    false
+}
+
+/// Where `marker` can be read in what is stored: R2 bodies and custom metadata, KV values and
+/// metadata.
+fn places_revealing(snapshot: &StoreSnapshot, marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (key, object) in &snapshot.r2 {
+        if reveals(&object.body, marker) {
+            found.push(format!("R2 {key} body"));
+        }
+        for (name, value) in &object.meta.custom_metadata {
+            if reveals(value.as_bytes(), marker) {
+                found.push(format!("R2 {key} customMetadata.{name}"));
+            }
+        }
+    }
+    for (key, value) in &snapshot.kv {
+        if reveals(&value.value, marker) {
+            found.push(format!("KV {key} value"));
+        }
+        if let Some(metadata) = &value.metadata {
+            if reveals(metadata.to_string().as_bytes(), marker) {
+                found.push(format!("KV {key} metadata"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_scan_finds_a_marker_in_every_form() {
+    let marker = "MARKER-7f3a9c";
+    assert!(reveals(marker.as_bytes(), marker));
+    for prefix in ["", "a", "ab"] {
+        let encoded = STANDARD.encode(format!("{prefix}{marker} and more"));
+        assert!(reveals(encoded.as_bytes(), marker), "{prefix}");
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, marker.as_bytes()).unwrap();
+    assert!(reveals(&gz.finish().unwrap(), marker));
+    assert!(!reveals(b"nothing here", marker));
+}
+
+#[test]
+fn no_conversation_text_is_stored_readable_and_everything_reads_back() {
+    let stores = MemoryStores::new(T0, 7);
+    let service = service(&stores, &[("k2026", KEY_2026)]);
+    let cases = [
+        ("s-alice-1", Some("alice@example.com"), "MARKER-a1c3"),
+        ("s-alice-2", Some("alice@example.com"), "MARKER-a2d4"),
+        ("s-anon", None, "MARKER-e5f6"),
+    ];
+    let mut keys = Vec::new();
+    for (sid, user, marker) in cases {
+        let (memory, session) = marked(sid, user, marker);
+        let key = archive(&service, &memory, &session);
+        assert!(key.ends_with(".json.gz.enc"), "{key}");
+        keys.push(key);
+        assert_eq!(
+            retrieve(&service, sid).unwrap(),
+            Some(conversation(&memory, &session))
+        );
+        stores.clock.advance_ms(1_500);
+    }
+    let snapshot = stores.snapshot();
+    for (_, _, marker) in cases {
+        assert_eq!(
+            places_revealing(&snapshot, marker),
+            Vec::<String>::new(),
+            "{marker}"
+        );
+    }
+    // One data key per user, one for the session without a user.
+    let data_keys: Vec<&String> = snapshot
+        .r2
+        .keys()
+        .filter(|k| k.starts_with("keys/"))
+        .collect();
+    assert_eq!(data_keys.len(), 2, "{data_keys:?}");
+    assert!(data_keys
+        .iter()
+        .any(|k| k.as_str() == "keys/sessions/s-anon.json"));
+
+    // Listings decrypt the summaries.
+    let listing =
+        block_on(service.list_archived_conversations(Some("alice@example.com"), 10, None)).unwrap();
+    let summaries: Vec<&str> = listing
+        .archives
+        .iter()
+        .map(|a| a["summary"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        summaries,
+        [
+            "Customer MARKER-a2d4 asked about a refund",
+            "Customer MARKER-a1c3 asked about a refund"
+        ]
+    );
+    assert!(listing
+        .archives
+        .iter()
+        .all(|a| a.get("encryptedSummary").is_none()));
+    let global = block_on(service.list_archived_conversations(None, 10, None)).unwrap();
+    assert_eq!(global.archives.len(), 3);
+    assert_eq!(
+        global.archives[0]["summary"],
+        "Customer MARKER-e5f6 asked about a refund"
+    );
+    // By key, from R2 alone.
+    let by_key = block_on(service.retrieve_archive(&keys[2]))
+        .unwrap()
+        .unwrap();
+    assert!(by_key.contains("MARKER-e5f6"));
+
+    // A service in another isolate (empty cache) reads the same.
+    let other = service_over(
+        &stores,
+        Rc::new(Discard),
+        DataRetentionPolicy::default(),
+        options_with(&[("k2026", KEY_2026)]),
+    );
+    let (memory, session) = marked("s-alice-1", Some("alice@example.com"), "MARKER-a1c3");
+    assert_eq!(
+        retrieve(&other, "s-alice-1").unwrap(),
+        Some(conversation(&memory, &session))
+    );
+}
+
+#[test]
+fn a_long_summary_is_cut_in_the_listing_and_whole_in_the_record() {
+    let stores = MemoryStores::new(T0, 7);
+    let service = service(&stores, &[("k2026", KEY_2026)]);
+    let (mut memory, session) = marked("s-long", Some("bob"), "MARKER-long");
+    let long = format!("MARKER-long {}", "word ".repeat(400));
+    memory["summary"] = json!(long);
+    archive(&service, &memory, &session);
+    let listing = block_on(service.list_archived_conversations(Some("bob"), 10, None)).unwrap();
+    let listed = listing.archives[0]["summary"].as_str().unwrap();
+    assert_eq!(listing.archives[0]["summaryTruncated"], true);
+    assert!(
+        long.starts_with(listed) && listed.len() > 200 && listed.len() < long.len(),
+        "{}",
+        listed.len()
+    );
+    let snapshot = stores.snapshot();
+    for value in snapshot.kv.values() {
+        assert!(value
+            .metadata
+            .as_ref()
+            .is_none_or(|m| m.to_string().len() <= 1024));
+    }
+    assert_eq!(
+        places_revealing(&snapshot, "MARKER-long"),
+        Vec::<String>::new()
+    );
+    let retrieved = retrieve(&service, "s-long").unwrap().unwrap();
+    assert_eq!(retrieved["summary"], json!(long));
+}
+
+#[test]
+fn plaintext_archives_stay_readable_once_keys_are_configured() {
+    let stores = MemoryStores::new(T0, 7);
+    let (memory, session) = marked("s-old", Some("carol"), "MARKER-old");
+    let key = archive(&service(&stores, &[]), &memory, &session);
+    assert!(key.ends_with(".json.gz"));
+    let encrypted = service(&stores, &[("k2026", KEY_2026)]);
+    assert_eq!(
+        retrieve(&encrypted, "s-old").unwrap(),
+        Some(conversation(&memory, &session))
+    );
+    let listing = block_on(encrypted.list_archived_conversations(Some("carol"), 10, None)).unwrap();
+    assert_eq!(
+        listing.archives[0]["summary"],
+        "Customer MARKER-old asked about a refund"
+    );
+}
+
+#[test]
+fn tampering_and_moved_ciphertexts_fail_with_a_code_never_wrong_data() {
+    let stores = MemoryStores::new(T0, 7);
+    let service = service(&stores, &[("k2026", KEY_2026)]);
+    let (memory, session) = marked("s-t", Some("dave"), "MARKER-t");
+    let key = archive(&service, &memory, &session);
+    let stored = stores.snapshot().r2[&key].clone();
+    let len = stored.body.len();
+    // Header (magic, version, reference, DEK id, nonce), ciphertext, tag.
+    for position in [0, 4, 5, 10, 80, 100, len / 2, len - 8, len - 1] {
+        let mut bytes = stored.body.clone();
+        bytes[position] ^= 0x01;
+        // Rewritten with a matching SHA-256, as an attacker with write access would.
+        put_raw(&stores, &key, &bytes);
+        let err = retrieve(&service, "s-t").unwrap_err();
+        assert!(
+            [
+                "DECRYPTION_FAILED",
+                "CORRUPT_DATA",
+                "UNSUPPORTED_FORMAT",
+                "KEY_UNAVAILABLE"
+            ]
+            .contains(&err.code()),
+            "byte {position}: {err}"
+        );
+        let by_key = block_on(service.retrieve_archive(&key)).unwrap_err();
+        assert_eq!(by_key.code(), err.code(), "byte {position}");
+    }
+    // A damaged body whose recorded checksum was kept: the checksum is checked first.
+    let mut damaged = stored.body.clone();
+    damaged[len / 2] ^= 0x01;
+    stores.clock.advance_ms(1_100);
+    block_on(stores.r2.put(
+        &key,
+        &damaged,
+        ObjectPutOptions {
+            custom_metadata: stored.meta.custom_metadata.clone(),
+            ..ObjectPutOptions::default()
+        },
+    ))
+    .unwrap();
+    assert_eq!(
+        retrieve(&service, "s-t").unwrap_err().code(),
+        "CHECKSUM_MISMATCH"
+    );
+
+    // The intact ciphertext copied to another session's archive key.
+    put_raw(&stores, &key, &stored.body);
+    let (other_memory, other_session) = marked("s-u", Some("dave"), "MARKER-u");
+    stores.clock.advance_ms(1_500);
+    let other_key = archive(&service, &other_memory, &other_session);
+    put_raw(&stores, &other_key, &stored.body);
+    assert_eq!(
+        retrieve(&service, "s-u").unwrap_err().code(),
+        "DECRYPTION_FAILED"
+    );
+    assert_eq!(
+        retrieve(&service, "s-t").unwrap(),
+        Some(conversation(&memory, &session))
+    );
+}
+
+/// Stores `bytes` under `key` with their own SHA-256 recorded, as the archive writer does.
+fn put_raw(stores: &MemoryStores, key: &str, bytes: &[u8]) {
+    // R2 and KV take one write a second per key.
+    stores.clock.advance_ms(1_100);
+    let sha = supportbot_persistence::hash::sha256_hex(bytes);
+    let mut custom = stores.snapshot().r2[key].meta.custom_metadata.clone();
+    custom.insert("sha256".into(), sha.clone());
+    block_on(stores.r2.put(
+        key,
+        bytes,
+        ObjectPutOptions {
+            custom_metadata: custom,
+            sha256: Some(sha),
+            ..ObjectPutOptions::default()
+        },
+    ))
+    .unwrap();
+    // The KV record checks against its own copy: point it at these bytes too.
+    let meta_key = format!(
+        "archive_meta:{}",
+        supportbot_persistence::keys::parse_archive_object_key(key)
+            .unwrap()
+            .session_id
+    );
+    let record = stores.snapshot().kv[&meta_key].clone();
+    let mut value: Value = serde_json::from_slice(&record.value).unwrap();
+    if value["key"] == key {
+        value["sha256"] = json!(supportbot_persistence::hash::sha256_hex(bytes));
+        block_on(supportbot_persistence::store::KvStore::put(
+            &stores.kv,
+            &meta_key,
+            value.to_string().as_bytes(),
+            Default::default(),
+        ))
+        .unwrap();
+    }
+}
+
+#[test]
+fn missing_or_wrong_keys_are_named_and_never_echoed() {
+    let stores = MemoryStores::new(T0, 7);
+    let (memory, session) = marked("s-k", Some("erin"), "MARKER-k");
+    archive(&service(&stores, &[("k2025", KEY_2025)]), &memory, &session);
+
+    let without = retrieve(&service(&stores, &[]), "s-k").unwrap_err();
+    assert_eq!(without.code(), "KEY_UNAVAILABLE");
+    let other_kek = retrieve(&service(&stores, &[("k2026", KEY_2026)]), "s-k").unwrap_err();
+    assert_eq!(other_kek.code(), "KEY_UNAVAILABLE");
+    assert!(other_kek.to_string().contains("\"k2025\""), "{other_kek}");
+    let same_id_other_bytes =
+        retrieve(&service(&stores, &[("k2025", KEY_2026)]), "s-k").unwrap_err();
+    assert_eq!(same_id_other_bytes.code(), "DECRYPTION_FAILED");
+    for err in [&without, &other_kek, &same_id_other_bytes] {
+        for key in [KEY_2025, KEY_2026] {
+            assert!(!err.to_string().contains(&STANDARD.encode(key)), "{err}");
+        }
+    }
+    // The newest KEK first, the old one still configured: reads, and new owners get the new KEK.
+    let both = service(&stores, &[("k2026", KEY_2026), ("k2025", KEY_2025)]);
+    assert_eq!(
+        retrieve(&both, "s-k").unwrap(),
+        Some(conversation(&memory, &session))
+    );
+    let (memory2, session2) = marked("s-new", Some("frank"), "MARKER-n");
+    archive(&both, &memory2, &session2);
+    let snapshot = stores.snapshot();
+    let wrapped: Value = serde_json::from_slice(
+        &snapshot
+            .r2
+            .iter()
+            .find(|(k, o)| {
+                k.starts_with("keys/users/")
+                    && !o.body.is_empty()
+                    && serde_json::from_slice::<Value>(&o.body).unwrap()["kekId"] == "k2026"
+            })
+            .unwrap()
+            .1
+            .body,
+    )
+    .unwrap();
+    assert_eq!(wrapped["kekId"], "k2026");
+
+    // A destroyed data key: the archive is unreadable, with a code.
+    let keys_now: Vec<String> = snapshot
+        .r2
+        .keys()
+        .filter(|k| k.starts_with("keys/"))
+        .cloned()
+        .collect();
+    block_on(stores.r2.delete(&keys_now)).unwrap();
+    let fresh = service(&stores, &[("k2026", KEY_2026), ("k2025", KEY_2025)]);
+    assert_eq!(
+        retrieve(&fresh, "s-k").unwrap_err().code(),
+        "KEY_UNAVAILABLE"
+    );
+}
+
+#[test]
+fn one_data_key_per_owner_whichever_service_makes_it() {
+    let stores = MemoryStores::new(T0, 7);
+    let first = service(&stores, &[("k2026", KEY_2026)]);
+    let second = service(&stores, &[("k2026", KEY_2026)]);
+    for (index, service) in [&first, &second, &first, &second].into_iter().enumerate() {
+        let sid = format!("s-{index}");
+        let (memory, session) = marked(&sid, Some("gina"), "MARKER-g");
+        archive(service, &memory, &session);
+        stores.clock.advance_ms(1_500);
+    }
+    let snapshot = stores.snapshot();
+    assert_eq!(
+        snapshot
+            .r2
+            .keys()
+            .filter(|k| k.starts_with("keys/"))
+            .count(),
+        1
+    );
+    for index in 0..4 {
+        assert!(retrieve(&first, &format!("s-{index}")).unwrap().is_some());
+        assert!(retrieve(&second, &format!("s-{index}")).unwrap().is_some());
+    }
+}
