@@ -124,7 +124,7 @@ fn backup_then_restore_brings_lost_archives_back() {
         manifest["createdAt"].to_string()
     );
     // One pack; the KV copy's list metadata describes the backup for listings and retention.
-    assert_eq!(manifest["formatVersion"], json!(2));
+    assert_eq!(manifest["formatVersion"], json!(3));
     assert_eq!(manifest["kind"], json!("manual"));
     assert_eq!(manifest["packs"].as_array().unwrap().len(), 1);
     let copy = &snapshot.kv[&format!("backup_manifest:{id}")];
