@@ -8,6 +8,8 @@
 //! and so does `jq -j '.sessions[0].archive' | sha256sum`. Embedding the document as a JSON value
 //! would make the checksum depend on one serializer's number and key formatting; embedding the
 //! stored `.json.gz` as base64 would hide the document from `jq` and defeat the outer gzip.
+//! (Format 3 packs do carry archives as stored, base64, since archives are to be opaque to
+//! backups: see `packs`.)
 //!
 //! Layouts and a shell recipe to check a backup: docs/FORMAT.md ("Backups").
 

@@ -1,10 +1,11 @@
 //! `createBackup` and `restoreFromBackup`.
 //!
-//! A backup holds the newest archive document of each session (docs/FORMAT.md, "Backups").
-//! Writes, in this order, each only after the previous succeeded:
-//! 1. R2 `backups/<id>/pack-<n>.json.gz`, n = 0, 1, ..., each with its SHA-256: the archives in
-//!    packs of at most `backupPack.maxSessions` archives and `backupPack.maxBytes` bytes of
-//!    JSON (a larger archive gets a pack of its own);
+//! A backup holds the newest archive of each session as stored, with its key and metadata
+//! record, never decoded (docs/FORMAT.md, "Backups"). Writes, in this order, each only after
+//! the previous succeeded:
+//! 1. R2 `backups/<id>/pack-<n>.json`, n = 0, 1, ..., each with its SHA-256: the archives in
+//!    packs (format 3) of at most `backupPack.maxSessions` archives and `backupPack.maxBytes`
+//!    bytes of stored archives (a larger archive gets a pack of its own);
 //! 2. R2 `backups/<id>/manifest.json`, only if absent, with custom metadata `createdAt`: the
 //!    commit point. Before it exists the backup is invisible (restore says NOT_FOUND) and the
 //!    retention sweep removes the packs after its grace period;
@@ -15,22 +16,25 @@
 //!    the committed backup is still returned (a backup missing from the index is kept by age).
 //!
 //! Memory: archives are read one session at a time and held until their pack is written, so a
-//! backup of any size needs about three times one pack (its archive texts, the pack's JSON and
-//! its compressed form) plus the manifest; restore holds one pack, inflated, and one archive.
+//! backup of any size needs about 2.5 times one pack (the stored archives, and the pack's JSON
+//! with their base64) plus the manifest; restore about three times one pack.
 //!
-//! Backups of format 1 (one `data.json.gz` bundle, written before packs) and of the earlier
-//! TypeScript implementation stay restorable; they are verified whole, as they were written.
+//! Backups of format 2 (archive documents in gzip'd packs), format 1 (one `data.json.gz`
+//! bundle) and of the earlier TypeScript implementation stay restorable; format 1 and legacy
+//! ones are verified whole, as they were written.
 //!
 //! Restore verifies the manifest first, then each pack (every checksum) and prepares its
 //! archives before the first write of that pack; an incremental backup restores the backups it
-//! depends on first, oldest first. Each session's archive goes back under its original key,
+//! depends on first, oldest first. An archive backed up as stored goes back byte for byte under
+//! the key it was backed up from, with the customMetadata archiving gives it; one backed up as
+//! its document (format 1 and 2, legacy archives) is gzip'd again under its original key,
 //! derived from the archive's own `sessionId` and `archivedAt` (for the earlier TypeScript
-//! implementation's backups, `archivedAt` is the legacy manifest's `timestamp`), written only
-//! if absent, so restoring twice stores nothing twice. Then its KV entries, in archiving's
-//! order so that a listed archive is always retrievable: `archive_meta:<sid>` (unless that
-//! already points at a newer archive of the session), then the global and per-user index
-//! entries. Finding `archive_meta` already pointing at the restored key means an earlier
-//! restore got that far; then only missing index entries are written.
+//! implementation's backups, `archivedAt` is the legacy manifest's `timestamp`). Either is
+//! written only if absent, so restoring twice stores nothing twice. Then its KV entries, in
+//! archiving's order so that a listed archive is always retrievable: `archive_meta:<sid>`
+//! (unless that already points at a newer archive of the session), then the global and
+//! per-user index entries. Finding `archive_meta` already pointing at the restored key means an
+//! earlier restore got that far; then only missing index entries are written.
 
 use std::collections::BTreeMap;
 
@@ -230,11 +234,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// made all the same, empty, as the earlier implementation made it (a nightly job backing
     /// up whatever ids it has relies on getting an id): restoring it restores nothing. With
     /// `owner` (a user id), every session must
-    /// have an archive that names `owner` as its user (in its metadata and its session state;
-    /// a legacy archive may name it in only one, but never another user), or nothing is
+    /// have an archive that names `owner` as its user (in its metadata record; a legacy
+    /// archive, read as its document, in its metadata or its session state, never another
+    /// user), or nothing is
     /// written and the call fails with NOT_FOUND naming the first that has none: the check is
     /// made on the very archive backed up, and an archive of another user is reported as
-    /// missing, not revealed. An archive that fails verification is reported as such
+    /// missing, not revealed. An archive that fails
+    /// verification is reported as such
     /// (`CHECKSUM_MISMATCH` / `CORRUPT_DATA`) before its owner can be known. Costs 1 KV get
     /// and 1 R2 get per session, then 1 R2 put per pack, 1 R2 put (the manifest) and 2 KV puts.
     /// Errors: `INVALID_INPUT` (empty list), `INVALID_ID`, `NOT_FOUND`, `CHECKSUM_MISMATCH` /

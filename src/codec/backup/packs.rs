@@ -8,7 +8,8 @@
 //! stored bytes (base64), so that a backup never decodes an archive (archives will be
 //! encrypted, opaque to backups) and a restore writes the very same bytes back under the very
 //! same key. The pack itself is plain JSON: its archives are compressed already, and gzip of
-//! their base64 would cost ~50 times the CPU of the base64 to save its third (bench/NOTES.md).
+//! their base64 would cost ~50 times the CPU of the base64 to save its third (measured:
+//! docs/FORMAT.md, "Pack (format 3)").
 //! Archives of the earlier implementation (plain JSON, no recorded checksum) are carried as
 //! their document text, as format 2 carried every archive, and restored as format 2 restores
 //! them.
