@@ -229,9 +229,9 @@ pub fn seal_archives(stores: &MemoryStores, sid: &str) {
     for (key, entry) in &snapshot.kv {
         let mut metadata = entry.metadata.clone();
         let mut value = entry.value.clone();
-        let listed = metadata.as_mut().is_some_and(|metadata| reseal(metadata));
+        let listed = metadata.as_mut().is_some_and(&reseal);
         let mut record = serde_json::from_slice::<Value>(&entry.value).ok();
-        if key.starts_with(ARCHIVE_META_PREFIX) && record.as_mut().is_some_and(|r| reseal(r)) {
+        if key.starts_with(ARCHIVE_META_PREFIX) && record.as_mut().is_some_and(&reseal) {
             value = serde_json::to_vec(&record).unwrap();
         } else if !listed {
             continue;
