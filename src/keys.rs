@@ -76,6 +76,8 @@ const BACKUP_DATA_FILE: &str = "data.json.gz";
 const LEGACY_BACKUP_DATA_FILE: &str = "data.json";
 const BACKUP_MANIFEST_FILE: &str = "manifest.json";
 const BACKUP_PACK_PREFIX: &str = "pack-";
+/// Suffix of a format 3 pack: plain JSON (its archives are compressed already).
+const BACKUP_PACK_SUFFIX: &str = ".json";
 const BACKUP_ID_PREFIX: &str = "backup_";
 
 /// Why `value` cannot be an id, or `None` if it can.
@@ -581,8 +583,15 @@ pub fn backup_data_key(id: &BackupId) -> String {
     format!("{BACKUP_PREFIX}{id}/{BACKUP_DATA_FILE}")
 }
 
-/// R2 key of pack `index` of a format 2 backup: `backups/<backupId>/pack-<n>.json.gz`.
+/// R2 key of pack `index` of a backup as written today (format 3, plain JSON):
+/// `backups/<backupId>/pack-<n>.json`.
 pub fn backup_pack_key(id: &BackupId, index: u32) -> String {
+    format!("{BACKUP_PREFIX}{id}/{BACKUP_PACK_PREFIX}{index}{BACKUP_PACK_SUFFIX}")
+}
+
+/// R2 key of pack `index` of a format 2 backup (gzip'd JSON):
+/// `backups/<backupId>/pack-<n>.json.gz`.
+pub fn gzip_backup_pack_key(id: &BackupId, index: u32) -> String {
     format!("{BACKUP_PREFIX}{id}/{BACKUP_PACK_PREFIX}{index}{ARCHIVE_SUFFIX}")
 }
 
@@ -633,7 +642,7 @@ pub fn parse_backup_index_key(key: &str) -> Option<(BackupId, i64)> {
 pub enum BackupObjectKind {
     /// `data.json.gz`, the gzip'd data bundle of a format 1 backup.
     Data,
-    /// `pack-<n>.json.gz`, one pack of a format 2 backup.
+    /// `pack-<n>.json` (format 3) or `pack-<n>.json.gz` (format 2), one pack of a backup.
     Pack(u32),
     /// `data.json`, plain JSON data from the earlier TypeScript implementation.
     LegacyData,
@@ -641,16 +650,18 @@ pub enum BackupObjectKind {
     Manifest,
 }
 
-/// The `<n>` of `pack-<n>.json.gz`: decimal, without leading zeros.
+/// The `<n>` of `pack-<n>.json` or `pack-<n>.json.gz`: decimal, without leading zeros.
 fn parse_pack_index(file: &str) -> Option<u32> {
-    let digits = file
-        .strip_prefix(BACKUP_PACK_PREFIX)?
-        .strip_suffix(ARCHIVE_SUFFIX)?;
+    let name = file.strip_prefix(BACKUP_PACK_PREFIX)?;
+    let digits = name
+        .strip_suffix(ARCHIVE_SUFFIX)
+        .or_else(|| name.strip_suffix(BACKUP_PACK_SUFFIX))?;
     let index: u32 = digits.parse().ok()?;
     (index.to_string() == digits).then_some(index)
 }
 
-/// Parses a key built by [`backup_data_key`], [`backup_pack_key`], [`legacy_backup_data_key`]
+/// Parses a key built by [`backup_data_key`], [`backup_pack_key`], [`gzip_backup_pack_key`],
+/// [`legacy_backup_data_key`]
 /// or [`backup_manifest_object_key`]; `None` for anything else.
 pub fn parse_backup_object_key(key: &str) -> Option<(BackupId, BackupObjectKind)> {
     let (id_text, file) = key.strip_prefix(BACKUP_PREFIX)?.split_once('/')?;
@@ -1125,17 +1136,24 @@ mod tests {
             parse_backup_object_key("backups/b1/manifest.json"),
             Some((id.clone(), BackupObjectKind::Manifest))
         );
-        assert_eq!(backup_pack_key(&id, 12), "backups/b1/pack-12.json.gz");
+        assert_eq!(backup_pack_key(&id, 12), "backups/b1/pack-12.json");
+        assert_eq!(gzip_backup_pack_key(&id, 12), "backups/b1/pack-12.json.gz");
         assert_eq!(
             parse_backup_object_key("backups/b1/pack-0.json.gz"),
-            Some((id, BackupObjectKind::Pack(0)))
+            Some((id.clone(), BackupObjectKind::Pack(0)))
+        );
+        assert_eq!(
+            parse_backup_object_key("backups/b1/pack-7.json"),
+            Some((id, BackupObjectKind::Pack(7)))
         );
         for bad in [
             "backups/b1/pack-.json.gz",
             "backups/b1/pack-01.json.gz",
             "backups/b1/pack-+1.json.gz",
             "backups/b1/pack-4294967296.json.gz",
-            "backups/b1/pack-1.json",
+            "backups/b1/pack-01.json",
+            "backups/b1/pack-1.json.gz.json",
+            "backups/b1/pack-1",
             "backups/b1/other.json",
             "backups/b1/x/manifest.json",
             "backups//manifest.json",

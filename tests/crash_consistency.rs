@@ -155,8 +155,9 @@ impl World {
         Self::over(stores, service)
     }
 
-    /// Asserts that the visible backup `id` has its `packs` packs and, once every archive is
-    /// lost, restores the three sessions of `backup_world` as acknowledged.
+    /// Asserts that the visible backup `id` has its `packs` packs (format 3) and, once every
+    /// archive is lost, restores the three sessions of `backup_world` as acknowledged, each
+    /// archive byte for byte as it was stored.
     fn assert_backup_restores(&self, context: &str, id: &str, packs: u32) {
         let stored = self.stores.snapshot();
         for index in 0..packs {
@@ -168,6 +169,11 @@ impl World {
         let restored = self.restore(id).unwrap();
         assert_eq!(restored, ["s-1", "s-2", "s-3"], "{context}");
         self.assert_acknowledged_retrievable(&format!("{context}, restored"));
+        let after = self.stores.snapshot();
+        for (key, object) in stored.r2.range("conversations/".to_owned()..) {
+            let back = after.r2.get(key).map(|restored| &restored.body);
+            assert!(back == Some(&object.body), "{context}: {key} not as stored");
+        }
     }
 
     fn over(stores: MemoryStores, service: Service) -> Self {

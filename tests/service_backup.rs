@@ -124,7 +124,7 @@ fn backup_then_restore_brings_lost_archives_back() {
         manifest["createdAt"].to_string()
     );
     // One pack; the KV copy's list metadata describes the backup for listings and retention.
-    assert_eq!(manifest["formatVersion"], json!(2));
+    assert_eq!(manifest["formatVersion"], json!(3));
     assert_eq!(manifest["kind"], json!("manual"));
     assert_eq!(manifest["packs"].as_array().unwrap().len(), 1);
     let copy = &snapshot.kv[&format!("backup_manifest:{id}")];
@@ -663,4 +663,109 @@ fn an_incremental_backup_restores_with_its_parents() {
     let parent_key = backup_manifest_object_key(&BackupId::parse(&full).unwrap());
     block_on(h.stores.r2.delete(std::slice::from_ref(&parent_key))).unwrap();
     h.assert_restore_refused(&incremental, "NOT_FOUND", &parent_key);
+}
+
+/// Archives whose stored bytes cannot be decoded (as encrypted ones will be) but verify
+/// against their recorded SHA-256 are backed up and restored byte for byte, under their own
+/// keys, with their KV entries as they were: a backup never decodes an archive.
+#[test]
+fn archives_are_backed_up_and_restored_as_stored_never_decoded() {
+    let h = Harness::new();
+    h.archive("s1", Some("user-1"));
+    h.archive("s2", None);
+    h.archive("s3", Some("user-1"));
+    common::seal_archives(&h.stores, "s1");
+    common::seal_archives(&h.stores, "s3");
+    let before = h.stores.snapshot();
+    let id = h.backup(&["s1", "s2", "s3"]).unwrap();
+    let owned = block_on(h.service.create_backup(
+        &["s1".into(), "s3".into()],
+        Some("user-1"),
+        false,
+    ))
+    .unwrap();
+
+    // The pack holds the stored bytes themselves, base64, beside their key and record.
+    let manifest = manifest(&h, &id);
+    assert_eq!(manifest["formatVersion"], json!(3));
+    let pack_key = manifest["packs"][0]["key"].as_str().unwrap().to_owned();
+    assert_eq!(pack_key, backup_pack_key(&BackupId::parse(&id).unwrap(), 0));
+    let pack: Value = serde_json::from_slice(&h.stores.snapshot().r2[&pack_key].body).unwrap();
+    let s1_key = archive_object_key(&SessionId::parse("s1").unwrap(), T0).unwrap();
+    let entry = &pack["sessions"][0];
+    assert_eq!(entry["key"], s1_key);
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(entry["archive"].as_str().unwrap())
+        .unwrap();
+    assert!(bytes == before.r2[&s1_key].body);
+    assert!(bytes.starts_with(b"SEALED"));
+    let record: Value = serde_json::from_slice(&before.kv["archive_meta:s1"].value).unwrap();
+    let mut metadata = record.clone();
+    metadata.as_object_mut().unwrap().remove("key");
+    assert_eq!(entry["metadata"], metadata);
+    assert_eq!(entry["sha256"], record["sha256"]);
+
+    for backup in [&id, &owned] {
+        h.lose_all_archives();
+        h.stores.clock.advance_ms(5_000);
+        let restored = match backup == &owned {
+            true => block_on(h.service.restore_from_backup(backup, Some("user-1"))).unwrap(),
+            false => h.restore(backup).unwrap(),
+        };
+        assert_eq!(restored.len(), if backup == &owned { 2 } else { 3 });
+        let after = h.stores.snapshot();
+        let mut expected = before.clone();
+        if backup == &owned {
+            expected.r2.retain(|key, _| !key.contains("_s2_"));
+            expected.kv.retain(|key, _| !key.ends_with(":s2"));
+        }
+        common::assert_archives_as_before(&expected, &after);
+    }
+}
+
+/// A backup written in format 2 (archive documents in gzip'd packs) still restores.
+#[test]
+fn a_format_2_backup_still_restores() {
+    use supportbot_persistence::codec::backup::{
+        encode_gzip_pack, BackupKind, PackedManifest, GZIP_PACKED_FORMAT_VERSION,
+    };
+    let h = Harness::new();
+    let (key1, conversation1) = h.archive("s1", Some("user-1"));
+    let snapshot = h.stores.snapshot();
+    let document = gzip::decompress("t", &snapshot.r2[&key1].body, 1 << 20).unwrap();
+    let backup_id = BackupId::parse("backup_1736157700000_00ff").unwrap();
+    let s1 = SessionId::parse("s1").unwrap();
+    let input = BackupSessionInput {
+        session_id: &s1,
+        archive_json: &document,
+    };
+    let (pack, record) = encode_gzip_pack(&backup_id, T0 + 1, 0, &[input], 6).unwrap();
+    let mut manifest = PackedManifest::new(
+        backup_id.clone(),
+        T0 + 1,
+        BackupKind::Manual,
+        vec![record.clone()],
+        vec![],
+    );
+    manifest.format_version = GZIP_PACKED_FORMAT_VERSION;
+    assert!(record.key.ends_with("pack-0.json.gz"));
+    block_on(
+        h.stores
+            .r2
+            .put(&record.key, &pack, ObjectPutOptions::default()),
+    )
+    .unwrap();
+    let key = backup_manifest_object_key(&backup_id);
+    block_on(h.stores.r2.put(
+        &key,
+        &manifest.encode().unwrap(),
+        ObjectPutOptions::default(),
+    ))
+    .unwrap();
+    h.lose_all_archives();
+    h.stores.clock.advance_ms(5_000);
+    assert_eq!(h.restore(backup_id.as_str()).unwrap(), ["s1"]);
+    assert_eq!(h.retrieve("s1"), Some(conversation1));
+    assert!(h.stores.snapshot().r2.contains_key(&key1));
 }

@@ -443,3 +443,117 @@ fn a_backup_too_old_to_commit_safely_is_refused_and_its_packs_are_swept() {
         plan.backup_id
     );
 }
+
+impl Desk {
+    /// Restores `id` and the backups it depends on a pack step at a time, as the restore
+    /// Workflow does; the sessions restored.
+    fn restore_in_steps(&self, id: &str, owner: Option<&str>) -> Vec<String> {
+        let mut restored = Vec::new();
+        for (id, packs) in block_on(self.service.plan_restore(id, owner)).unwrap() {
+            for index in 0..packs {
+                let step = self.service.restore_pack(&id, index, owner, 0..usize::MAX);
+                restored.extend(block_on(step).unwrap());
+            }
+        }
+        restored
+    }
+}
+
+/// The Workflow's steps back up archives whose stored bytes cannot be decoded (as encrypted
+/// ones will be) as stored, from given sessions, a user's index and the whole store's, and
+/// restore them byte for byte under their own keys with their KV entries as they were; also an
+/// older archive of a session whose summary its listing had to cut (its record describes the
+/// newer one): its restored listing entries are as they were, cut and saying so.
+#[test]
+fn steps_back_up_and_restore_archives_as_stored_never_decoded() {
+    let desk = Desk::new();
+    desk.archive("plain", None);
+    desk.archive("sealed", Some("u-1"));
+    let long = json!({"sessionId": "long", "messages": [], "summary": "word ".repeat(400),
+                      "context": {}});
+    for _ in 0..2 {
+        let now = supportbot_persistence::store::Clock::now_ms(&desk.stores.clock);
+        let session = common::session_at("long", Some("u-1"), now - 1_000, now);
+        block_on(
+            desk.service
+                .archive_conversation(&long.to_string(), &session.to_string()),
+        )
+        .unwrap();
+        desk.stores.clock.advance_ms(1_500);
+    }
+    common::seal_archives(&desk.stores, "sealed");
+    common::seal_archives(&desk.stores, "long");
+    let before = desk.stores.snapshot();
+    let cut = before
+        .kv
+        .iter()
+        .filter(|(key, _)| key.starts_with("archive_index:") && key.ends_with(":long"))
+        .all(|(_, entry)| entry.metadata.as_ref().unwrap()["summaryTruncated"] == json!(true));
+    assert!(cut, "the long summary is cut in its listing entries");
+
+    let requests = [
+        (BackupRequest::default(), None, 4),
+        (
+            BackupRequest {
+                user_id: Some("u-1".into()),
+                ..BackupRequest::default()
+            },
+            Some("u-1"),
+            3,
+        ),
+        (
+            BackupRequest {
+                session_ids: Some(vec!["sealed".into(), "long".into(), "plain".into()]),
+                ..BackupRequest::default()
+            },
+            None,
+            3,
+        ),
+    ];
+    // Every backup made of the same archives first; each then restored into empty stores.
+    let backups: Vec<_> = requests
+        .into_iter()
+        .map(|(request, owner, archives)| {
+            let context = format!("{request:?}");
+            (desk.backup(request, 40).0, owner, archives, context)
+        })
+        .collect();
+    for (id, owner, archives, context) in backups {
+        let manifest = desk.manifest(&id);
+        assert_eq!(manifest["formatVersion"], json!(3), "{context}");
+        let listed: usize = manifest["packs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|pack| pack["sessions"].as_array().unwrap().len())
+            .sum();
+        assert_eq!(listed, archives, "{context}");
+        lose_all_archives(&desk.stores);
+        desk.stores.clock.advance_ms(5_000);
+        let restored = desk.restore_in_steps(&id, owner);
+        assert_eq!(restored.len(), archives, "{context}: {restored:?}");
+        let mut expected = before.clone();
+        if archives == 3 {
+            // Given sessions: each one's newest archive; a user's: not the anonymous one.
+            let older_long = before
+                .r2
+                .keys()
+                .find(|key| key.contains("_long_"))
+                .unwrap()
+                .clone();
+            let keep_older = owner.is_some();
+            expected.r2.retain(|key, _| {
+                (keep_older || *key != older_long) && (owner.is_none() || !key.contains("_plain_"))
+            });
+            expected.kv.retain(|key, entry| {
+                let older = entry
+                    .metadata
+                    .as_ref()
+                    .is_some_and(|m| m["key"] == json!(older_long));
+                (keep_older || !older || key.starts_with("archive_meta:"))
+                    && (owner.is_none() || !key.ends_with(":plain"))
+            });
+        }
+        common::assert_archives_as_before(&expected, &desk.stores.snapshot());
+    }
+}

@@ -12,11 +12,15 @@ use base64::Engine;
 use flate2::read::GzDecoder;
 use serde_json::{json, Value};
 use supportbot_persistence::policy::DataRetentionPolicy;
-use supportbot_persistence::service::ServiceOptions;
+use supportbot_persistence::service::{
+    BackupRequest, CommitStep, PackStep, ServiceOptions, INDEX_LAG_MS,
+};
 use supportbot_persistence::store::memory::{block_on, MemoryStores, StoreSnapshot};
 use supportbot_persistence::store::{ObjectPutOptions, ObjectStore};
 
-use common::{conversation, memory_at, service_over, session_at, Discard, Service, T0};
+use common::{
+    conversation, lose_all_archives, memory_at, service_over, session_at, Discard, Service, T0,
+};
 
 const KEY_2026: [u8; 32] = [0x26; 32];
 const KEY_2025: [u8; 32] = [0x25; 32];
@@ -222,6 +226,105 @@ fn no_conversation_text_is_stored_readable_and_everything_reads_back() {
         retrieve(&other, "s-alice-1").unwrap(),
         Some(conversation(&memory, &session))
     );
+}
+
+/// Backups of encrypted archives (made at once, and by the Workflow's steps) hold no readable
+/// conversation text, and restoring them after every archive was lost gives back what was
+/// archived: retrieval, listings with their summaries, and the stored bytes themselves.
+#[test]
+fn backups_hold_no_plaintext_and_restore_what_was_archived() {
+    let stores = MemoryStores::new(T0, 9);
+    let service = service(&stores, &[("k2026", KEY_2026)]);
+    let cases = [
+        ("s-bob-1", Some("bob@example.com"), "MARKER-b0b1"),
+        ("s-bob-2", Some("bob@example.com"), "MARKER-b0b2"),
+        ("s-nobody", None, "MARKER-n0b0"),
+    ];
+    let mut sids = Vec::new();
+    for (sid, user, marker) in cases {
+        let (memory, session) = marked(sid, user, marker);
+        archive(&service, &memory, &session);
+        sids.push(sid.to_owned());
+        stores.clock.advance_ms(1_500);
+    }
+    let archived = stores.snapshot();
+    let at_once = block_on(service.create_backup(&sids, None, false)).unwrap();
+    stores.clock.advance_ms(INDEX_LAG_MS as u64 + 1_000);
+    let plan = block_on(service.plan_backup(BackupRequest::default(), 2)).unwrap();
+    let mut packs = Vec::new();
+    let mut from = None;
+    loop {
+        let step = PackStep {
+            plan: plan.clone(),
+            pack: packs.len() as u32,
+            from,
+        };
+        let report = block_on(service.backup_pack(step)).unwrap();
+        packs.extend(report.record);
+        from = report.next;
+        if from.is_none() {
+            break;
+        }
+    }
+    assert!(packs.len() >= 2, "{packs:?}");
+    let commit = CommitStep {
+        plan,
+        packs,
+        missing_session_ids: Vec::new(),
+    };
+    let by_steps = block_on(service.commit_backup(commit)).unwrap();
+    let backed_up = stores.snapshot();
+    assert!(backed_up.r2.keys().any(|key| key.starts_with("backups/")));
+    for (_, _, marker) in cases {
+        assert_eq!(
+            places_revealing(&backed_up, marker),
+            Vec::<String>::new(),
+            "{marker}"
+        );
+    }
+
+    let listed = |service: &Service| {
+        block_on(service.list_archived_conversations(Some("bob@example.com"), 10, None))
+            .unwrap()
+            .archives
+    };
+    let listing_before = listed(&service);
+    for backup in [&at_once, &by_steps] {
+        lose_all_archives(&stores);
+        assert_eq!(retrieve(&service, "s-bob-1").unwrap(), None);
+        let mut restored = if backup == &at_once {
+            block_on(service.restore_from_backup(backup, None)).unwrap()
+        } else {
+            let mut restored = Vec::new();
+            for (id, count) in block_on(service.plan_restore(backup, None)).unwrap() {
+                for index in 0..count {
+                    let step = service.restore_pack(&id, index, None, 0..usize::MAX);
+                    restored.extend(block_on(step).unwrap());
+                }
+            }
+            restored
+        };
+        restored.sort();
+        let mut expected = sids.clone();
+        expected.sort();
+        assert_eq!(restored, expected, "{backup}");
+        let now = stores.snapshot();
+        for (key, object) in archived.r2.iter().filter(|(k, _)| k.ends_with(".enc")) {
+            assert_eq!(now.r2[key].body, object.body, "{key} restored as stored");
+        }
+        for (sid, user, marker) in cases {
+            let (memory, session) = marked(sid, user, marker);
+            assert_eq!(
+                retrieve(&service, sid).unwrap(),
+                Some(conversation(&memory, &session)),
+                "{sid} from {backup}"
+            );
+        }
+        assert_eq!(listed(&service), listing_before, "{backup}");
+        for (_, _, marker) in cases {
+            assert_eq!(places_revealing(&now, marker), Vec::<String>::new());
+        }
+    }
 }
 
 #[test]

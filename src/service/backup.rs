@@ -1,10 +1,11 @@
 //! `createBackup` and `restoreFromBackup`.
 //!
-//! A backup holds the newest archive document of each session (docs/FORMAT.md, "Backups").
-//! Writes, in this order, each only after the previous succeeded:
-//! 1. R2 `backups/<id>/pack-<n>.json.gz`, n = 0, 1, ..., each with its SHA-256: the archives in
-//!    packs of at most `backupPack.maxSessions` archives and `backupPack.maxBytes` bytes of
-//!    JSON (a larger archive gets a pack of its own);
+//! A backup holds the newest archive of each session as stored, with its key and metadata
+//! record, never decoded (docs/FORMAT.md, "Backups"). Writes, in this order, each only after
+//! the previous succeeded:
+//! 1. R2 `backups/<id>/pack-<n>.json`, n = 0, 1, ..., each with its SHA-256: the archives in
+//!    packs (format 3) of at most `backupPack.maxSessions` archives and `backupPack.maxBytes`
+//!    bytes of stored archives (a larger archive gets a pack of its own);
 //! 2. R2 `backups/<id>/manifest.json`, only if absent, with custom metadata `createdAt`: the
 //!    commit point. Before it exists the backup is invisible (restore says NOT_FOUND) and the
 //!    retention sweep removes the packs after its grace period;
@@ -15,28 +16,32 @@
 //!    the committed backup is still returned (a backup missing from the index is kept by age).
 //!
 //! Memory: archives are read one session at a time and held until their pack is written, so a
-//! backup of any size needs about three times one pack (its archive texts, the pack's JSON and
-//! its compressed form) plus the manifest; restore holds one pack, inflated, and one archive.
+//! backup of any size needs about 2.5 times one pack (the stored archives, and the pack's JSON
+//! with their base64) plus the manifest; restore about three times one pack.
 //!
-//! Backups of format 1 (one `data.json.gz` bundle, written before packs) and of the earlier
-//! TypeScript implementation stay restorable; they are verified whole, as they were written.
+//! Backups of format 2 (archive documents in gzip'd packs), format 1 (one `data.json.gz`
+//! bundle) and of the earlier TypeScript implementation stay restorable; format 1 and legacy
+//! ones are verified whole, as they were written.
 //!
 //! Restore verifies the manifest first, then each pack (every checksum) and prepares its
 //! archives before the first write of that pack; an incremental backup restores the backups it
-//! depends on first, oldest first. Each session's archive goes back under its original key,
+//! depends on first, oldest first. An archive backed up as stored goes back byte for byte under
+//! the key it was backed up from, with the customMetadata archiving gives it; one backed up as
+//! its document (format 1 and 2, legacy archives) is gzip'd again under its original key,
 //! derived from the archive's own `sessionId` and `archivedAt` (for the earlier TypeScript
-//! implementation's backups, `archivedAt` is the legacy manifest's `timestamp`), written only
-//! if absent, so restoring twice stores nothing twice. Then its KV entries, in archiving's
-//! order so that a listed archive is always retrievable: `archive_meta:<sid>` (unless that
-//! already points at a newer archive of the session), then the global and per-user index
-//! entries. Finding `archive_meta` already pointing at the restored key means an earlier
-//! restore got that far; then only missing index entries are written.
+//! implementation's backups, `archivedAt` is the legacy manifest's `timestamp`). Either is
+//! written only if absent, so restoring twice stores nothing twice. Then its KV entries, in
+//! archiving's order so that a listed archive is always retrievable: `archive_meta:<sid>`
+//! (unless that already points at a newer archive of the session), then the global and
+//! per-user index entries. Finding `archive_meta` already pointing at the restored key means an
+//! earlier restore got that far; then only missing index entries are written.
 
 use std::collections::BTreeMap;
 
 use serde_json::json;
 
 use super::archive::{check_archive_session, FetchedArchive, ARCHIVE_CONTENT_TYPE};
+use super::encryption::ENCRYPTED_CONTENT_TYPE;
 use super::index_entries::{read_archive_location, recorded_sha256, ArchiveEntries};
 use super::log::OpLog;
 use super::DataPersistenceService;
@@ -44,23 +49,23 @@ use crate::codec::archive::{decode_archive, listing_summary, r2_custom_metadata,
 use crate::codec::backup::{
     decode_legacy_manifest, decode_manifest, decode_packed_manifest, encode_pack,
     legacy_backup_document, manifest_shape, verify_backup, verify_legacy_backup, verify_pack,
-    BackupKind, BackupSessionInput, BackupSummary, LegacyBackupManifest, ManifestShape, PackRecord,
-    PackedManifest,
+    BackupKind, BackupSummary, LegacyBackupManifest, ManifestShape, PackRecord, PackedManifest,
 };
+use crate::codec::backup::{PackEntry, StoredArchive};
 use crate::codec::gzip;
 use crate::error::{PersistenceError, Result};
 use crate::hash::{sha256_hex, verify_sha256};
 use crate::keys::{
-    archive_object_key, backup_data_key, backup_index_key, backup_manifest_kv_key,
-    backup_manifest_object_key, legacy_backup_data_key, new_backup_id, parse_archive_object_key,
-    BackupId, SessionId, UserId,
+    archive_meta_key, archive_object_key, backup_data_key, backup_index_key,
+    backup_manifest_kv_key, backup_manifest_object_key, legacy_backup_data_key, new_backup_id,
+    parse_archive_object_key, BackupId, SessionId, UserId,
 };
 use crate::retention::BACKUP_CREATED_AT_FIELD;
 use crate::store::{Clock, KvPutOptions, KvStore, ObjectPutOptions, ObjectStore, PutOutcome, Rng};
 
 /// Content type of backup data and restored archives: gzip bytes, served as they are stored.
 const GZIP_CONTENT_TYPE: &str = ARCHIVE_CONTENT_TYPE;
-/// Content type of manifests.
+/// Content type of manifests and (format 3) packs.
 const MANIFEST_CONTENT_TYPE: &str = "application/json";
 
 /// What a restore for one user gets for a backup made for someone else, for nobody, or not
@@ -117,6 +122,62 @@ pub(super) fn archive_document(
         .map_err(|err| PersistenceError::corrupt(fetched.key, err.to_string()))
 }
 
+/// An archive read for a backup: what goes into its pack, and the user ids it names.
+pub(super) struct BackupArchive {
+    /// As stored (current archives), or as its document (the earlier implementation's).
+    pub entry: PackEntry,
+    /// The user ids the archive names: its metadata's; for a document, its session state's too.
+    user_ids: Vec<String>,
+}
+
+impl BackupArchive {
+    /// A stored archive, its metadata checked against its bytes: what restore will check.
+    /// Errors: `CORRUPT_DATA` naming `what`.
+    pub fn stored(what: &str, archive: StoredArchive) -> Result<Self> {
+        archive
+            .check()
+            .map_err(|reason| PersistenceError::corrupt(what, reason))?;
+        let user_ids = archive.metadata.user_id.iter().cloned().collect();
+        Ok(BackupArchive {
+            entry: PackEntry::Stored(archive),
+            user_ids,
+        })
+    }
+
+    /// An archive of the earlier implementation (no recorded checksum), as its document
+    /// ([`archive_document`]), which packs and restores as format 2 did.
+    pub fn document(fetched: FetchedArchive, session: &SessionId) -> Result<Self> {
+        let (archive_json, user_ids) = archive_document(fetched, session)?;
+        Ok(BackupArchive {
+            entry: PackEntry::Document(crate::codec::backup::BackupSession {
+                session_id: session.clone(),
+                archive_json,
+            }),
+            user_ids,
+        })
+    }
+
+    /// Whether it names a user and every user it names is `owner`.
+    pub fn is_owned_by(&self, owner: &UserId) -> bool {
+        !self.user_ids.is_empty() && self.user_ids.iter().all(|id| id == owner.as_str())
+    }
+
+    /// The SHA-256 a manifest lists for it (of the stored bytes, or of the document text).
+    pub fn sha256(&self) -> String {
+        match &self.entry {
+            PackEntry::Stored(stored) => stored.metadata.sha256.to_ascii_lowercase(),
+            PackEntry::Document(document) => sha256_hex(document.archive_json.as_bytes()),
+        }
+    }
+}
+
+/// The metadata an `archive_meta:<sid>` record of this library holds (its `key` aside).
+/// Errors: `CORRUPT_DATA` naming `meta_key`.
+pub(super) fn record_metadata(meta_key: &str, value: &[u8]) -> Result<ArchiveMetadata> {
+    serde_json::from_slice(value)
+        .map_err(|err| PersistenceError::corrupt(meta_key, err.to_string()))
+}
+
 /// A backup whose manifest was read: a multi-pack one (read and verified a pack at a time), or
 /// the archives of a single-bundle one, all verified.
 enum ReadBackup {
@@ -127,12 +188,43 @@ enum ReadBackup {
 /// One archive of a verified backup, ready to write back.
 struct RestorableArchive {
     object_key: String,
-    /// The archive JSON text exactly as backed up.
-    document: String,
-    /// The gzip'd document, the object body.
+    /// The archive JSON text exactly as backed up; `None` for an archive backed up as stored.
+    document: Option<String>,
+    /// The object body: the stored bytes as backed up, or the gzip'd document.
     bytes: Vec<u8>,
     metadata: ArchiveMetadata,
+    /// The metadata's summary was cut to fit a listing (see [`StoredArchive`]).
+    summary_truncated: bool,
     custom_metadata: BTreeMap<String, String>,
+}
+
+/// Everything the restore of an archive backed up as stored writes, computed before the first
+/// write without decoding it: its bytes go back as they are, under their own key, with the
+/// customMetadata archiving gives them; its KV entries come from its metadata. The pack was
+/// verified (each archive's bytes against their SHA-256, its metadata against them).
+fn prepare_stored_restore(
+    backup_id: &BackupId,
+    stored: StoredArchive,
+) -> Result<RestorableArchive> {
+    let what = format!("backup {backup_id} session {}", stored.session_id);
+    let metadata = ArchiveMetadata {
+        sha256: stored.metadata.sha256.to_ascii_lowercase(),
+        ..stored.metadata
+    };
+    let custom_metadata = r2_custom_metadata(&metadata)?.into_iter().collect();
+    listing_summary(&metadata, &stored.key)?;
+    if let Some(user_id) = &metadata.user_id {
+        UserId::parse(user_id)
+            .map_err(|err| PersistenceError::corrupt(what.as_str(), err.to_string()))?;
+    }
+    Ok(RestorableArchive {
+        object_key: stored.key,
+        document: None,
+        bytes: stored.bytes,
+        metadata,
+        summary_truncated: stored.summary_truncated,
+        custom_metadata,
+    })
 }
 
 impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
@@ -143,11 +235,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// made all the same, empty, as the earlier implementation made it (a nightly job backing
     /// up whatever ids it has relies on getting an id): restoring it restores nothing. With
     /// `owner` (a user id), every session must
-    /// have an archive that names `owner` as its user (in its metadata and its session state;
-    /// a legacy archive may name it in only one, but never another user), or nothing is
+    /// have an archive that names `owner` as its user (in its metadata record; a legacy
+    /// archive, read as its document, in its metadata or its session state, never another
+    /// user), or nothing is
     /// written and the call fails with NOT_FOUND naming the first that has none: the check is
     /// made on the very archive backed up, and an archive of another user is reported as
-    /// missing, not revealed. An archive that fails verification is reported as such
+    /// missing, not revealed. An archive that fails
+    /// verification is reported as such
     /// (`CHECKSUM_MISMATCH` / `CORRUPT_DATA`) before its owner can be known. Costs 1 KV get
     /// and 1 R2 get per session, then 1 R2 put per pack, 1 R2 put (the manifest) and 2 KV puts.
     /// Errors: `INVALID_INPUT` (empty list), `INVALID_ID`, `NOT_FOUND`, `CHECKSUM_MISMATCH` /
@@ -179,23 +273,19 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let backup_id = new_backup_id(created_at_ms, &self.clock.random_u64().to_be_bytes())?;
         let bounds = self.options.backup_pack;
         let mut packs: Vec<PackRecord> = Vec::new();
-        let mut pending: Vec<(SessionId, String)> = Vec::new();
+        let mut pending: Vec<PackEntry> = Vec::new();
         let mut pending_bytes: u64 = 0;
         let mut missing = Vec::new();
         for session in &sessions {
-            let found = self.newest_archive_document(&log, session).await?;
-            let document = match (found, &owner) {
-                (Some((document, _)), None) => document,
+            let found = self.newest_archive_for_backup(&log, session).await?;
+            let archive = match (found, &owner) {
+                (Some(archive), None) => archive,
                 (None, None) => {
                     missing.push(session.clone());
                     continue;
                 }
                 // Every user id it names is the owner's, and it names one.
-                (Some((document, user_ids)), Some(owner))
-                    if !user_ids.is_empty() && user_ids.iter().all(|id| id == owner.as_str()) =>
-                {
-                    document
-                }
+                (Some(archive), Some(owner)) if archive.is_owned_by(owner) => archive,
                 (found, Some(_)) => {
                     if found.is_some() {
                         log.event(
@@ -209,7 +299,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     });
                 }
             };
-            let size = document.len() as u64;
+            let size = archive.entry.size();
             let full = pending.len() as u64 >= u64::from(bounds.max_sessions)
                 || pending_bytes.saturating_add(size) > bounds.max_bytes;
             if full && !pending.is_empty() {
@@ -220,7 +310,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 pending.clear();
                 pending_bytes = 0;
             }
-            pending.push((session.clone(), document));
+            pending.push(archive.entry);
             pending_bytes = pending_bytes.saturating_add(size);
         }
         if !pending.is_empty() {
@@ -249,29 +339,21 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         Ok(manifest.backup_id.to_string())
     }
 
-    /// Writes pack `index` of a backup, holding `documents` (session and archive JSON text):
-    /// its record for the manifest. Costs 1 R2 put.
+    /// Writes pack `index` of a backup (format 3), holding `entries`: its record for the
+    /// manifest. Costs 1 R2 put.
     pub(super) async fn put_pack(
         &self,
         log: &OpLog<'_>,
         backup_id: &BackupId,
         created_at_ms: i64,
         index: usize,
-        documents: &[(SessionId, String)],
+        entries: &[PackEntry],
     ) -> Result<PackRecord> {
         let index = u32::try_from(index)
             .map_err(|_| PersistenceError::invalid_input("pack", "more than 2^32 packs"))?;
-        let inputs: Vec<BackupSessionInput<'_>> = documents
-            .iter()
-            .map(|(session_id, document)| BackupSessionInput {
-                session_id,
-                archive_json: document.as_bytes(),
-            })
-            .collect();
-        let level = self.options.compression_level;
-        let (stored, record) = encode_pack(backup_id, created_at_ms, index, &inputs, level)?;
+        let (stored, record) = encode_pack(backup_id, created_at_ms, index, entries)?;
         let options = ObjectPutOptions {
-            content_type: Some(GZIP_CONTENT_TYPE.to_owned()),
+            content_type: Some(MANIFEST_CONTENT_TYPE.to_owned()),
             sha256: Some(record.sha256.clone()),
             ..ObjectPutOptions::default()
         };
@@ -398,17 +480,58 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         Ok(restored)
     }
 
-    /// The newest archive document of `session` ([`archive_document`]); `None` when the
-    /// session has no archive or its object is gone.
-    async fn newest_archive_document(
+    /// The newest archive of `session` as a backup takes it; `None` when the session has no
+    /// archive or its object is gone (logged). A current archive is taken as stored, with the
+    /// metadata of its `archive_meta` record, its bytes checked against the record's SHA-256
+    /// and never decoded; an archive of the earlier implementation (a record without `key`, no
+    /// checksum) is found as retrieval finds it and taken as its document. Costs 1 KV get and
+    /// 1 R2 get (for such a legacy archive not under the key of its `archivedAt`, the R2 lists
+    /// of `find_legacy_archive` and 1 R2 get more). Errors: `CHECKSUM_MISMATCH` /
+    /// `CORRUPT_DATA` for a damaged archive or record.
+    pub(super) async fn newest_archive_for_backup(
         &self,
         log: &OpLog<'_>,
         session: &SessionId,
-    ) -> Result<Option<(String, Vec<String>)>> {
-        let Some(fetched) = self.fetch_newest_archive(log, session).await? else {
+    ) -> Result<Option<BackupArchive>> {
+        let meta_key = archive_meta_key(session);
+        let Some(record) = self.kv_get(log, &meta_key).await? else {
             return Ok(None);
         };
-        archive_document(fetched, session).map(Some)
+        let location = read_archive_location(&meta_key, &record.value, session)?;
+        let mut key = location.key;
+        let mut stored = self.r2_get(log, &key).await?;
+        if let (None, Some(archived_at)) = (&stored, location.legacy_archived_at) {
+            if let Some(found) = self.find_legacy_archive(log, session, archived_at).await? {
+                key = found.key;
+                stored = self.r2_get(log, &key).await?;
+            }
+        }
+        let Some(object) = stored else {
+            log.event(
+                "warn",
+                "archive metadata points at a missing object",
+                json!({ "metaKey": meta_key, "key": key }),
+            );
+            return Ok(None);
+        };
+        let Some(expected) = location.sha256 else {
+            let fetched = FetchedArchive {
+                expected_sha256: recorded_sha256(&object.meta).map(str::to_owned),
+                read_limit: self.policy.max_archive_size_bytes.max(location.raw_size),
+                key,
+                body: object.body,
+            };
+            return BackupArchive::document(fetched, session).map(Some);
+        };
+        verify_sha256(&key, &object.body, &expected)?;
+        let archive = StoredArchive {
+            session_id: session.clone(),
+            key,
+            metadata: record_metadata(&meta_key, &record.value)?,
+            summary_truncated: false,
+            bytes: object.body,
+        };
+        BackupArchive::stored(&meta_key, archive).map(Some)
     }
 
     /// Reads and verifies a whole backup and prepares each of its archives for writing; with
@@ -647,12 +770,15 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             return Err(PersistenceError::NotFound { key: key.clone() });
         };
         // Fewer than 2^32 packs: the manifest lists them.
-        let sessions = verify_pack(manifest, index as u32, &pack.body)?;
-        sessions
+        let entries = verify_pack(manifest, index as u32, &pack.body)?;
+        let backup_id = &manifest.backup_id;
+        entries
             .into_iter()
-            .map(|session| {
-                let backup_id = &manifest.backup_id;
-                self.prepare_restore(backup_id, &session.session_id, session.archive_json)
+            .map(|entry| match entry {
+                PackEntry::Stored(stored) => prepare_stored_restore(backup_id, stored),
+                PackEntry::Document(session) => {
+                    self.prepare_restore(backup_id, &session.session_id, session.archive_json)
+                }
             })
             .collect()
     }
@@ -666,7 +792,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     ) -> Result<()> {
         for archive in archives {
             let stored = self.restore_archive_object(log, archive).await?;
-            self.restore_archive_entries(log, &archive.object_key, &stored)
+            let truncated = archive.summary_truncated;
+            self.restore_archive_entries(log, &archive.object_key, &stored, truncated)
                 .await?;
             restored.push(stored.session_id);
         }
@@ -738,9 +865,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         }
         Ok(RestorableArchive {
             object_key,
-            document,
+            document: Some(document),
             bytes,
             metadata,
+            summary_truncated: false,
             custom_metadata,
         })
     }
@@ -753,9 +881,15 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         archive: &RestorableArchive,
     ) -> Result<ArchiveMetadata> {
         let key = &archive.object_key;
+        let encrypted = parse_archive_object_key(key).is_some_and(|parsed| parsed.encrypted);
+        let content_type = if encrypted {
+            ENCRYPTED_CONTENT_TYPE
+        } else {
+            GZIP_CONTENT_TYPE
+        };
         let put = |only_if_absent| ObjectPutOptions {
             custom_metadata: archive.custom_metadata.clone(),
-            content_type: Some(GZIP_CONTENT_TYPE.to_owned()),
+            content_type: Some(content_type.to_owned()),
             content_encoding: None,
             sha256: Some(archive.metadata.sha256.clone()),
             only_if_absent,
@@ -784,13 +918,20 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             self.r2_put(log, key, &archive.bytes, put(false)).await?;
             return Ok(archive.metadata.clone());
         }
-        // Intact, compressed differently (another level): the same document is already there.
+        // Intact, compressed differently (another level, or by a restore of format 1 or 2): the
+        // same document is already there. (An archive backed up as stored is only inflated
+        // here, when its key holds other bytes; an encrypted one never matches.)
         let limit = self
             .policy
             .max_archive_size_bytes
             .max(archive.metadata.raw_size);
-        let same_document = gzip::decompress(key, &existing.body, limit)
-            .is_ok_and(|document| document == archive.document.as_bytes());
+        let inflate = |bytes: &[u8]| gzip::decompress(key, bytes, limit).ok();
+        let ours = match &archive.document {
+            Some(document) => Some(document.as_bytes().to_vec()),
+            None => inflate(&archive.bytes),
+        };
+        let same_document =
+            ours.is_some_and(|ours| inflate(&existing.body).is_some_and(|theirs| theirs == ours));
         if !same_document {
             return Err(PersistenceError::corrupt(
                 key.as_str(),
@@ -818,9 +959,14 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         log: &OpLog<'_>,
         object_key: &str,
         metadata: &ArchiveMetadata,
+        summary_truncated: bool,
     ) -> Result<()> {
         let session_id = SessionId::parse(&metadata.session_id)?;
-        let entries = ArchiveEntries::new(&self.options.hasher, object_key, metadata)?;
+        let mut entries = ArchiveEntries::new(&self.options.hasher, object_key, metadata)?;
+        if summary_truncated {
+            // Rebuilt from a cut listing summary: the listing must still say it is cut.
+            entries.summary["summaryTruncated"] = json!(true);
+        }
         let current = match self.kv_get(log, &entries.meta_key).await? {
             Some(record) => {
                 read_archive_location(&entries.meta_key, &record.value, &session_id).ok()

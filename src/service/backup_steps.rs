@@ -21,19 +21,22 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::archive::FetchedArchive;
-use super::backup::archive_document;
-use super::index_entries::recorded_sha256;
+use super::backup::{record_metadata, BackupArchive};
+use super::index_entries::{read_archive_location, recorded_sha256};
 use super::log::OpLog;
 use super::walk::KvPosition;
 use super::DataPersistenceService;
+use crate::codec::archive::ArchiveMetadata;
 use crate::codec::backup::{
-    decode_packed_manifest, manifest_shape, BackupKind, ManifestShape, PackRecord, PackedManifest,
+    decode_packed_manifest, manifest_shape, pack_key, BackupKind, ManifestShape, PackEntry,
+    PackRecord, PackedManifest, StoredArchive, GZIP_PACKED_FORMAT_VERSION,
 };
 use crate::error::{PersistenceError, Result};
-use crate::hash::sha256_hex;
+use crate::hash::verify_sha256;
 use crate::keys::{
-    archive_object_key, backup_manifest_object_key, new_backup_id, parse_archive_index_key,
-    parse_user_index_key, user_index_prefix, BackupId, SessionId, UserId, ARCHIVE_INDEX_PREFIX,
+    archive_meta_key, archive_object_key, backup_manifest_object_key, new_backup_id,
+    parse_archive_index_key, parse_user_index_key, user_index_prefix, BackupId, SessionId, UserId,
+    ARCHIVE_INDEX_PREFIX,
 };
 use crate::platform::MAX_LIST_LIMIT;
 use crate::retention::INDEX_ARCHIVE_KEY_FIELD;
@@ -152,27 +155,52 @@ pub struct CommitStep {
 
 /// The archives of the pack a step is filling, within its bounds.
 struct Pack {
-    documents: Vec<(SessionId, String)>,
+    entries: Vec<PackEntry>,
     bytes: u64,
     max_bytes: u64,
     max_sessions: usize,
 }
 
 impl Pack {
-    /// Adds an archive document if the pack has room for it (an empty pack always has) and
-    /// does not hold the session already; whether it did.
-    fn take(&mut self, session: SessionId, document: String) -> bool {
-        let size = document.len() as u64;
-        let fits = self.documents.is_empty()
-            || (self.documents.len() < self.max_sessions
+    /// Adds an archive if the pack has room for it (an empty pack always has) and does not
+    /// hold the session already; whether it did.
+    fn take(&mut self, entry: PackEntry) -> bool {
+        let size = entry.size();
+        let fits = self.entries.is_empty()
+            || (self.entries.len() < self.max_sessions
                 && self.bytes.saturating_add(size) <= self.max_bytes
-                && !self.documents.iter().any(|(known, _)| *known == session));
+                && !self
+                    .entries
+                    .iter()
+                    .any(|known| known.session_id() == entry.session_id()));
         if fits {
             self.bytes = self.bytes.saturating_add(size);
-            self.documents.push((session, document));
+            self.entries.push(entry);
         }
         fits
     }
+}
+
+/// How an index entry's archive is described before its object is read.
+enum Described {
+    /// A current archive, by its metadata (and whether its summary was cut to fit a listing).
+    Stored(ArchiveMetadata, bool),
+    /// An archive of the earlier implementation, or one nothing describes: read as its
+    /// document.
+    Document,
+}
+
+/// The metadata an index entry's list metadata (the listing summary) gives of the archive
+/// under `key`, and whether its summary was cut (or its topics emptied) to fit; `None` when
+/// it has none for that key. Uncut, it is the whole [`ArchiveMetadata`].
+fn listed_metadata(entry: &ListedKvKey, key: &str) -> Option<(ArchiveMetadata, bool)> {
+    let listed = entry.metadata.as_ref()?;
+    if listed.get(INDEX_ARCHIVE_KEY_FIELD).and_then(Value::as_str) != Some(key) {
+        return None;
+    }
+    let truncated = listed.get("summaryTruncated").and_then(Value::as_bool) != Some(false);
+    let metadata = serde_json::from_value::<ArchiveMetadata>(listed.clone()).ok()?;
+    Some((metadata, truncated))
 }
 
 /// An archive found in an index page, to put in a pack.
@@ -342,7 +370,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let backup_id = BackupId::parse(&plan.backup_id)?;
         let owner = plan.user_id.as_deref().map(UserId::parse).transpose()?;
         let mut pack = Pack {
-            documents: Vec::new(),
+            entries: Vec::new(),
             bytes: 0,
             max_bytes: self.options.backup_pack.max_bytes,
             max_sessions: plan.max_sessions.max(1) as usize,
@@ -368,14 +396,14 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     .await?
             }
         };
-        let documents = pack.documents;
-        let record = if documents.is_empty() {
+        let entries = pack.entries;
+        let record = if entries.is_empty() {
             None
         } else {
             let created_at = plan.created_at;
             let index = step.pack as usize;
             Some(
-                self.put_pack(&log, &backup_id, created_at, index, &documents)
+                self.put_pack(&log, &backup_id, created_at, index, &entries)
                     .await?,
             )
         };
@@ -383,7 +411,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             "info",
             "backup pack written",
             json!({ "backupId": plan.backup_id,
-            "pack": step.pack, "archives": documents.len(), "done": next.is_none() }),
+            "pack": step.pack, "archives": entries.len(), "done": next.is_none() }),
         );
         Ok(PackStepReport {
             record,
@@ -410,13 +438,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             if taken >= budget {
                 break;
             }
-            let Some(fetched) = self.fetch_newest_archive(log, &session).await? else {
+            let Some(archive) = self.newest_archive_for_backup(log, &session).await? else {
                 missing.push(id.clone());
                 taken += 1;
                 continue;
             };
-            let (document, _) = archive_document(fetched, &session)?;
-            if !pack.take(session, document) {
+            if !pack.take(archive.entry) {
                 break;
             }
             taken += 1;
@@ -462,6 +489,21 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             if plan.since.is_some_and(|since| archived_at <= since) {
                 return Ok(None);
             }
+            let described = match listed_metadata(entry, &found.archive_key) {
+                Some((metadata, false)) if metadata.format_version > 0 => {
+                    Described::Stored(metadata, false)
+                }
+                Some((metadata, _)) if metadata.format_version == 0 => Described::Document,
+                // Cut to fit the listing, or not there: the session's record has it whole if
+                // it still describes this archive (1 KV get).
+                listed => match self.record_of(log, &found).await? {
+                    Some(metadata) => Described::Stored(metadata, false),
+                    None => match listed {
+                        Some((metadata, truncated)) => Described::Stored(metadata, truncated),
+                        None => Described::Document,
+                    },
+                },
+            };
             let Some(fetched) = self.fetch_archive_by_key(log, &found.archive_key).await? else {
                 log.event(
                     "warn",
@@ -470,8 +512,24 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 );
                 continue;
             };
-            let (document, user_ids) = match archive_document(fetched, &found.session_id) {
-                Ok(read) => read,
+            let archive = match described {
+                Described::Stored(metadata, summary_truncated) => {
+                    let key = fetched.key;
+                    verify_sha256(&key, &fetched.body, &metadata.sha256).and_then(|()| {
+                        let archive = StoredArchive {
+                            session_id: found.session_id.clone(),
+                            key: key.clone(),
+                            metadata,
+                            summary_truncated,
+                            bytes: fetched.body,
+                        };
+                        BackupArchive::stored(&key, archive)
+                    })
+                }
+                Described::Document => BackupArchive::document(fetched, &found.session_id),
+            };
+            let archive = match archive {
+                Ok(archive) => archive,
                 Err(
                     err @ (PersistenceError::StorageUnavailable { .. }
                     | PersistenceError::CircuitOpen { .. }),
@@ -494,20 +552,19 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     Some(parent) => parent,
                     None => parent_archives.insert(self.parent_archives(log, plan).await?),
                 };
-                let sha256 = sha256_hex(document.as_bytes());
-                if parent.contains(&(found.session_id.clone(), sha256)) {
+                if parent.contains(&(found.session_id.clone(), archive.sha256())) {
                     continue;
                 }
             }
             if let Some(owner) = owner {
-                if user_ids.is_empty() || user_ids.iter().any(|id| id != owner.as_str()) {
+                if !archive.is_owned_by(owner) {
                     let session = &found.session_id;
                     return Err(PersistenceError::NotFound {
                         key: format!("an archive of session {session} owned by this user"),
                     });
                 }
             }
-            if !pack.take(found.session_id, document) {
+            if !pack.take(archive.entry) {
                 return Ok(Some(PackSource::Index(KvPosition {
                     kv_cursor: at.kv_cursor,
                     kv_resume_at: Some(entry.name.clone()),
@@ -554,6 +611,20 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             .transpose()?;
         manifest.keep = plan.keep;
         manifest.high_water_mark_ms = plan.high_water_mark;
+        // Packs written by a step of the version before (an instance that ran across the
+        // update) are format 2's: the manifest says so. A mix of both fails the check below.
+        let gzip_packs = !manifest.packs.is_empty()
+            && manifest.packs.iter().enumerate().all(|(index, pack)| {
+                pack.key
+                    == pack_key(
+                        GZIP_PACKED_FORMAT_VERSION,
+                        &manifest.backup_id,
+                        index as u32,
+                    )
+            });
+        if gzip_packs {
+            manifest.format_version = GZIP_PACKED_FORMAT_VERSION;
+        }
         // The records came back through the Workflow's state: check them as a reader would.
         let bytes = manifest.encode()?;
         decode_packed_manifest("packs", &bytes)
@@ -629,6 +700,21 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             held.extend(entries.map(|entry| (entry.session_id, entry.sha256)));
         }
         Ok(held)
+    }
+
+    /// The metadata `archive_meta:<sid>` records for the archive `found`, when it is this
+    /// library's record of that very archive (not of a newer one, not the earlier
+    /// implementation's); `None` otherwise, an unreadable record included. Costs 1 KV get.
+    async fn record_of(&self, log: &OpLog<'_>, found: &Found) -> Result<Option<ArchiveMetadata>> {
+        let meta_key = archive_meta_key(&found.session_id);
+        let Some(record) = self.kv_get(log, &meta_key).await? else {
+            return Ok(None);
+        };
+        let describes_it = read_archive_location(&meta_key, &record.value, &found.session_id)
+            .is_ok_and(|location| location.key == found.archive_key && location.sha256.is_some());
+        Ok(describes_it
+            .then(|| record_metadata(&meta_key, &record.value).ok())
+            .flatten())
     }
 
     /// The archive object under `key`, as read for a backup; `None` when it is gone.

@@ -189,3 +189,82 @@ pub fn assert_budget_refused<T: std::fmt::Debug>(result: Result<T, PersistenceEr
     assert_eq!(err.code(), "INVALID_INPUT");
     assert!(err.to_string().contains("maxStorageCalls"), "{err}");
 }
+
+/// Replaces every archive of `sid` with bytes that are neither gzip nor JSON, as an encrypting
+/// writer would store them, and updates what records their checksum and size (R2 `sha256` and
+/// customMetadata, the `archive_meta:` record, the index entries' list metadata) so that they
+/// verify. A backup that decodes archives cannot take them; one that keeps them as stored can.
+pub fn seal_archives(stores: &MemoryStores, sid: &str) {
+    use supportbot_persistence::hash::sha256_hex;
+    use supportbot_persistence::store::{KvPutOptions, ObjectPutOptions};
+    let snapshot = stores.snapshot();
+    let mut sealed = std::collections::BTreeMap::new();
+    for (key, object) in &snapshot.r2 {
+        if !key.contains(&format!("/archive_{sid}_")) {
+            continue;
+        }
+        let mut bytes = b"SEALED\x00".to_vec();
+        bytes.extend(object.body.iter().map(|byte| byte ^ 0x5a));
+        let sha256 = sha256_hex(&bytes);
+        let mut custom_metadata = object.meta.custom_metadata.clone();
+        custom_metadata.insert("sha256".into(), sha256.clone());
+        let options = ObjectPutOptions {
+            custom_metadata,
+            content_type: Some("application/gzip".into()),
+            content_encoding: None,
+            sha256: Some(sha256.clone()),
+            only_if_absent: false,
+        };
+        block_on(stores.r2.put(key, &bytes, options)).unwrap();
+        sealed.insert(key.clone(), (sha256, bytes.len()));
+    }
+    let reseal = |value: &mut Value| {
+        let Some((sha256, size)) = value["key"].as_str().and_then(|key| sealed.get(key)) else {
+            return false;
+        };
+        value["sha256"] = json!(sha256);
+        value["storedSize"] = json!(size);
+        true
+    };
+    for (key, entry) in &snapshot.kv {
+        let mut metadata = entry.metadata.clone();
+        let mut value = entry.value.clone();
+        let listed = metadata.as_mut().is_some_and(&reseal);
+        let mut record = serde_json::from_slice::<Value>(&entry.value).ok();
+        if key.starts_with(ARCHIVE_META_PREFIX) && record.as_mut().is_some_and(&reseal) {
+            value = serde_json::to_vec(&record).unwrap();
+        } else if !listed {
+            continue;
+        }
+        let options = KvPutOptions {
+            expiration_ttl_secs: None,
+            metadata,
+        };
+        block_on(stores.kv.put(key, &value, options)).unwrap();
+    }
+}
+
+/// Asserts that every archive object and archive KV entry of `before` is in `after` exactly:
+/// the same bytes, checksum and customMetadata under the same key, the same values and list
+/// metadata.
+pub fn assert_archives_as_before(before: &StoreSnapshot, after: &StoreSnapshot) {
+    for (key, object) in before
+        .r2
+        .iter()
+        .filter(|(k, _)| k.starts_with("conversations/"))
+    {
+        let restored = after.r2.get(key).unwrap_or_else(|| panic!("{key} missing"));
+        assert!(restored.body == object.body, "{key}: other bytes");
+        assert_eq!(restored.meta.sha256, object.meta.sha256, "{key}");
+        assert_eq!(
+            restored.meta.custom_metadata, object.meta.custom_metadata,
+            "{key}"
+        );
+    }
+    let prefixes = [ARCHIVE_META_PREFIX, USER_INDEX_PREFIX, ARCHIVE_INDEX_PREFIX];
+    for (key, entry) in &before.kv {
+        if prefixes.iter().any(|prefix| key.starts_with(prefix)) {
+            assert_eq!(after.kv.get(key), Some(entry), "{key}");
+        }
+    }
+}

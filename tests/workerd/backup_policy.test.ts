@@ -83,7 +83,7 @@ describe("the backup policy", () => {
     expect(run.dryRun).toBeUndefined();
     expect(run.backups).toBeUndefined();
     expect(await env.ARCHIVE_R2.head(`backups/${middle}/manifest.json`)).toBeNull();
-    expect(await env.ARCHIVE_R2.head(`backups/${middle}/pack-0.json.gz`)).toBeNull();
+    expect(await env.ARCHIVE_R2.head(`backups/${middle}/pack-0.json`)).toBeNull();
     expect(await env.CHAT_KV.get(`backup_manifest:${middle}`)).toBeNull();
     expect(await env.ARCHIVE_R2.head(`backups/${pinned}/manifest.json`)).not.toBeNull();
     expect(await env.ARCHIVE_R2.head(`backups/${newest}/manifest.json`)).not.toBeNull();

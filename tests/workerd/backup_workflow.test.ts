@@ -153,21 +153,21 @@ describe("BackupWorkflow", () => {
     await instance.waitForStepResult({ name: "pack 0" });
     await (await env.BACKUP_WORKFLOW.get("wf-stopped")).terminate();
     await instance.waitForStatus("terminated");
-    expect(await env.ARCHIVE_R2.head(`backups/${plan.backupId}/pack-0.json.gz`)).not.toBeNull();
+    expect(await env.ARCHIVE_R2.head(`backups/${plan.backupId}/pack-0.json`)).not.toBeNull();
     expect(await env.ARCHIVE_R2.head(`backups/${plan.backupId}/manifest.json`)).toBeNull();
     await expect(service.restoreFromBackup(plan.backupId)).rejects.toMatchObject({ code: "NOT_FOUND" });
     // Within the grace (a running instance writes packs for as long as it runs) they stay.
     await service.enforceRetentionPolicy();
-    expect(await env.ARCHIVE_R2.head(`backups/${plan.backupId}/pack-0.json.gz`)).not.toBeNull();
+    expect(await env.ARCHIVE_R2.head(`backups/${plan.backupId}/pack-0.json`)).not.toBeNull();
     // A day later (the clock the library reads; R2 keeps the packs' real upload time) they go.
     vi.useFakeTimers({ now: Date.now() + 25 * 3_600_000, toFake: ["Date"] });
     try {
       const report = await service.enforceRetentionPolicy();
-      expect(report.keys).toContainEqual(expect.objectContaining({ key: `backups/${plan.backupId}/pack-0.json.gz`, reason: "orphan_backup_data" }));
+      expect(report.keys).toContainEqual(expect.objectContaining({ key: `backups/${plan.backupId}/pack-0.json`, reason: "orphan_backup_data" }));
     } finally {
       vi.useRealTimers();
     }
-    expect(await env.ARCHIVE_R2.head(`backups/${plan.backupId}/pack-0.json.gz`)).toBeNull();
+    expect(await env.ARCHIVE_R2.head(`backups/${plan.backupId}/pack-0.json`)).toBeNull();
   }, 60_000);
 
   it("a backup planned more than a day ago is refused at its first pack, and the instance fails without retrying", async () => {
@@ -186,7 +186,7 @@ describe("BackupWorkflow", () => {
     const error = await instance.getError();
     expect(error.message).toContain("INVALID_INPUT");
     expect(error.message).toContain("plan.createdAt");
-    expect(await env.ARCHIVE_R2.head(`backups/${plan.backupId}/pack-0.json.gz`)).toBeNull();
+    expect(await env.ARCHIVE_R2.head(`backups/${plan.backupId}/pack-0.json`)).toBeNull();
     expect(await env.ARCHIVE_R2.head(`backups/${plan.backupId}/manifest.json`)).toBeNull();
   }, 60_000);
 

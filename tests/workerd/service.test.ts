@@ -270,7 +270,7 @@ describe("backups", () => {
     expect(await codeOf(service.restoreFromBackup("backup_nope"))).toBe("NOT_FOUND");
     await service.archiveConversation(conversation("bk-c", "u").memory, conversation("bk-c", "u").session);
     const backupId = await service.createBackup(["bk-c"]);
-    const dataKey = `backups/${backupId}/pack-0.json.gz`;
+    const dataKey = `backups/${backupId}/pack-0.json`;
     const data = new Uint8Array(await (await env.ARCHIVE_R2.get(dataKey))!.arrayBuffer());
     data[20]! ^= 0x01;
     await env.ARCHIVE_R2.put(dataKey, data);

@@ -99,8 +99,26 @@ fn longest_fitting_prefix<'t>(
 /// sha256, formatVersion, summary, summaryTruncated}`. A summary that does not fit is cut (and
 /// `summaryTruncated` is true); topics are dropped only if even an empty summary does not fit.
 /// Fails with `INVALID_INPUT` when the key and ids alone exceed the limit.
+///
+/// For an encrypted archive's metadata (its summary only in `encryptedSummary`, as a restore
+/// or a re-index has it, without the keys), the entry carries that encrypted summary when it
+/// fits, and otherwise none, with `summaryTruncated` true: a ciphertext cannot be cut.
 pub fn listing_summary(metadata: &ArchiveMetadata, archive_key: &str) -> Result<Value> {
-    listing_entry(metadata, archive_key, SummaryForm::Plain).map(|(entry, _)| entry)
+    let (mut entry, _) = listing_entry(metadata, archive_key, SummaryForm::Plain)?;
+    let (Some(sealed), Value::Object(fields)) = (&metadata.encrypted_summary, &mut entry) else {
+        return Ok(entry);
+    };
+    fields.remove("summary");
+    fields.insert(
+        ENCRYPTED_SUMMARY_FIELD.to_owned(),
+        Value::String(sealed.clone()),
+    );
+    let fits = serde_json::to_vec(fields).is_ok_and(|json| json.len() <= KV_MAX_METADATA_BYTES);
+    if !fits {
+        fields.remove(ENCRYPTED_SUMMARY_FIELD);
+        fields.insert("summaryTruncated".to_owned(), Value::Bool(true));
+    }
+    Ok(entry)
 }
 
 /// The listing entry field holding an encrypted summary.

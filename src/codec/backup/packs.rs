@@ -1,30 +1,61 @@
-//! Format 2 backups: the archives in several gzip'd packs (`pack-<n>.json.gz`), each bounded in
-//! bytes and sessions and checked by its own SHA-256, and a manifest, written last as the commit
-//! point, that lists every pack. A backup of any size is then written and restored one pack at
-//! a time: memory holds one pack, never the whole backup. Format 1 backups (one data bundle)
-//! stay readable through the parent module.
+//! Multi-pack backups: the archives in several packs (`pack-<n>.json`, format 3; format 2 wrote
+//! gzip'd `pack-<n>.json.gz`), each bounded in bytes and sessions and checked by its own
+//! SHA-256, and a manifest, written last as the commit point, that lists every pack. A backup
+//! of any size is then written and restored one pack at a time: memory holds one pack, never
+//! the whole backup. Format 1 backups (one data bundle) stay readable through the parent module.
 //!
-//! A pack is a format 1 data bundle with its index (`"pack": n`); the manifest records, per
-//! pack, its key, the SHA-256 and size of its stored bytes, and the sessions in it. A session
-//! appears at most once in a pack; an incremental backup may hold two archives of one session
-//! in different packs. Layouts: docs/FORMAT.md ("Backups", "Format 2").
+//! A format 3 pack holds each archive **as stored**: its R2 key, its metadata record and its
+//! stored bytes (base64), so that a backup never decodes an archive (archives will be
+//! encrypted, opaque to backups) and a restore writes the very same bytes back under the very
+//! same key. The pack itself is plain JSON: its archives are compressed already, and gzip of
+//! their base64 would cost ~50 times the CPU of the base64 to save its third (measured:
+//! docs/FORMAT.md, "Pack (format 3)").
+//! Archives of the earlier implementation (plain JSON, no recorded checksum) are carried as
+//! their document text, as format 2 carried every archive, and restored as format 2 restores
+//! them.
+//!
+//! A format 2 pack is a format 1 data bundle with its index (`"pack": n`). The manifest
+//! records, per pack, its key, the SHA-256 and size of its stored bytes, and the sessions in
+//! it. A session appears at most once in a pack; an incremental backup may hold two archives
+//! of one session in different packs. Layouts: docs/FORMAT.md ("Backups").
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use serde::Serialize;
 use serde_json::Value;
 
+#[cfg(any(test, feature = "conformance"))]
+use super::{checked_sessions, BackupSessionInput, BundleSession};
 use super::{
-    checked_sessions, epoch_ms, first_duplicate, id, join, objects, open, read_session_entry,
-    session_ids, sha256, BackupSession, BackupSessionEntry, BackupSessionInput, BundleSession,
-    Record, BUNDLE_OVERHEAD, BUNDLE_OVERHEAD_PER_SESSION,
+    epoch_ms, first_duplicate, id, join, objects, open, read_session_entry, session_ids, sha256,
+    BackupSession, BackupSessionEntry, Record, BUNDLE_OVERHEAD, BUNDLE_OVERHEAD_PER_SESSION,
 };
-use crate::codec::fields::{FieldError, Kind, Member};
+use crate::codec::archive::ArchiveMetadata;
+use crate::codec::fields::{convert_member, FieldError, Kind, Member};
 use crate::codec::gzip;
 use crate::error::{PersistenceError, Result};
 use crate::hash::{sha256_hex, verify_sha256};
-use crate::keys::{backup_pack_key, BackupId, SessionId, UserId};
+use crate::keys::{
+    archive_object_key, backup_pack_key, encrypted_archive_object_key, gzip_backup_pack_key,
+    BackupId, SessionId, UserId,
+};
 
-/// Version of the packs and manifests of multi-pack backups.
-pub const PACKED_FORMAT_VERSION: u64 = 2;
+/// Version of the packs and manifests of the multi-pack backups written today: archives as
+/// stored, plain JSON packs.
+pub const PACKED_FORMAT_VERSION: u64 = 3;
+
+/// Version of the earlier multi-pack backups: archive documents inflated, gzip'd packs. Read,
+/// and committed by a backup Workflow instance whose packs were written as such.
+pub const GZIP_PACKED_FORMAT_VERSION: u64 = 2;
+
+/// The key of pack `index` of a backup of `format_version` (2 or 3).
+pub fn pack_key(format_version: u64, backup_id: &BackupId, index: u32) -> String {
+    if format_version == GZIP_PACKED_FORMAT_VERSION {
+        gzip_backup_pack_key(backup_id, index)
+    } else {
+        backup_pack_key(backup_id, index)
+    }
+}
 
 /// Who made a backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -41,13 +72,13 @@ pub enum BackupKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PackRecord {
-    /// Its R2 key, `backups/<backupId>/pack-<n>.json.gz`.
+    /// Its R2 key, `backups/<backupId>/pack-<n>.json` (format 2: `pack-<n>.json.gz`).
     pub key: String,
     /// SHA-256 (hex) of its stored bytes.
     pub sha256: String,
     /// Length of its stored bytes.
     pub stored_size: u64,
-    /// Sum of its sessions' `size` (archive JSON text, before compression).
+    /// Sum of its sessions' `size` (format 3: stored archive bytes; format 2: archive JSON text).
     pub total_size: u64,
     /// Per-session checksums and sizes, in pack order.
     pub sessions: Vec<BackupSessionEntry>,
@@ -57,7 +88,7 @@ pub struct PackRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PackedManifest {
-    /// [`PACKED_FORMAT_VERSION`].
+    /// [`PACKED_FORMAT_VERSION`], or [`GZIP_PACKED_FORMAT_VERSION`] for an earlier backup.
     pub format_version: u64,
     /// The backup.
     pub backup_id: BackupId,
@@ -85,7 +116,7 @@ pub struct PackedManifest {
     pub missing_session_ids: Vec<SessionId>,
     /// Sum of the packs' `totalSize`.
     pub total_size: u64,
-    /// The packs, in order: `packs[n]` is `pack-<n>.json.gz`.
+    /// The packs, in order: `packs[n]` is `pack-<n>.json` (format 2: `pack-<n>.json.gz`).
     pub packs: Vec<PackRecord>,
 }
 
@@ -94,7 +125,7 @@ fn is_false(value: &bool) -> bool {
 }
 
 impl PackedManifest {
-    /// A manifest of `packs` with the session lists and totals they imply.
+    /// A format 3 manifest of `packs` with the session lists and totals they imply.
     pub fn new(
         backup_id: BackupId,
         created_at_ms: i64,
@@ -132,37 +163,242 @@ impl PackedManifest {
     }
 }
 
+/// One archive of a pack, as a backup puts it in and a restore gets it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PackEntry {
+    /// An archive as stored (format 3): written back byte for byte under its key.
+    Stored(StoredArchive),
+    /// An archive document as JSON text (every archive of a format 2 pack; an archive of the
+    /// earlier implementation in format 3): encoded again on restore.
+    Document(BackupSession),
+}
+
+impl PackEntry {
+    /// The archive's session.
+    pub fn session_id(&self) -> &SessionId {
+        match self {
+            PackEntry::Stored(stored) => &stored.session_id,
+            PackEntry::Document(document) => &document.session_id,
+        }
+    }
+
+    /// The bytes it takes in a pack's bounds: the stored bytes, or the document text.
+    pub fn size(&self) -> u64 {
+        match self {
+            PackEntry::Stored(stored) => stored.bytes.len() as u64,
+            PackEntry::Document(document) => document.archive_json.len() as u64,
+        }
+    }
+}
+
+/// An archive exactly as R2 stores it, with what its KV entries are rebuilt from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredArchive {
+    /// The session.
+    pub session_id: SessionId,
+    /// Its R2 key, `archive_object_key(sessionId, metadata.archivedAt)`.
+    pub key: String,
+    /// Its metadata record (as in KV `archive_meta:<sid>`); `sha256` and `storedSize` describe
+    /// `bytes`.
+    pub metadata: ArchiveMetadata,
+    /// `metadata` came from a KV listing entry whose `summary` was cut (or `topics` emptied)
+    /// to fit, the archive's own record describing a newer archive: restored entries say so.
+    pub summary_truncated: bool,
+    /// The stored bytes, opaque.
+    pub bytes: Vec<u8>,
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Pack<'a> {
+struct Pack<'a, S> {
     format_version: u64,
     backup_id: &'a BackupId,
     created_at: i64,
     pack: u32,
-    sessions: Vec<BundleSession<'a>>,
+    sessions: Vec<S>,
 }
 
-/// Builds pack `index` of a backup from `sessions` (at gzip `level`): its stored bytes and its
-/// record for the manifest.
+/// A format 3 pack entry as written, in its documented member order.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum EntryOut<'a> {
+    #[serde(rename_all = "camelCase")]
+    Stored {
+        session_id: &'a SessionId,
+        sha256: &'a str,
+        size: u64,
+        key: &'a str,
+        metadata: &'a ArchiveMetadata,
+        #[serde(skip_serializing_if = "is_false")]
+        summary_truncated: bool,
+        archive: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    Document {
+        session_id: &'a SessionId,
+        sha256: String,
+        size: u64,
+        document: &'a str,
+    },
+}
+
+/// Builds pack `index` of a backup (format 3) from `entries`: its stored bytes (plain JSON)
+/// and its record for the manifest. A stored archive's checksum is taken from its metadata,
+/// which the caller checked against the bytes when it read them: nothing is hashed twice.
 ///
-/// Errors: `INVALID_INPUT` naming `sessions[i]` for an archive that is not UTF-8 JSON or a
-/// session listed twice, or naming `createdAt` if it is negative.
+/// Errors: `INVALID_INPUT` naming `sessions[i]` for a session listed twice, a document that is
+/// not JSON, or a stored archive whose metadata does not describe it (session, size, key), or
+/// naming `createdAt` if it is negative.
 pub fn encode_pack(
     backup_id: &BackupId,
     created_at_ms: i64,
     index: u32,
-    sessions: &[BackupSessionInput<'_>],
-    level: u32,
+    entries: &[PackEntry],
 ) -> Result<(Vec<u8>, PackRecord)> {
+    check_created_at(created_at_ms)?;
+    let mut records = Vec::with_capacity(entries.len());
+    let mut sessions = Vec::with_capacity(entries.len());
+    for (position, entry) in entries.iter().enumerate() {
+        let invalid = |reason: String| {
+            PersistenceError::invalid_input(format!("sessions[{position}]"), reason)
+        };
+        let session_id = entry.session_id();
+        if records
+            .iter()
+            .any(|known: &BackupSessionEntry| known.session_id == *session_id)
+        {
+            return Err(invalid(format!("session {session_id} is listed twice")));
+        }
+        let out = match entry {
+            PackEntry::Stored(stored) => {
+                check_stored(stored).map_err(invalid)?;
+                EntryOut::Stored {
+                    session_id,
+                    sha256: &stored.metadata.sha256,
+                    size: stored.bytes.len() as u64,
+                    key: &stored.key,
+                    metadata: &stored.metadata,
+                    summary_truncated: stored.summary_truncated,
+                    archive: BASE64.encode(&stored.bytes),
+                }
+            }
+            PackEntry::Document(document) => {
+                let text = &document.archive_json;
+                serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|err| {
+                    invalid(format!(
+                        "archive of session {session_id} is not JSON: {err}"
+                    ))
+                })?;
+                EntryOut::Document {
+                    session_id,
+                    sha256: sha256_hex(text.as_bytes()),
+                    size: text.len() as u64,
+                    document: text,
+                }
+            }
+        };
+        let (sha256, size) = match &out {
+            EntryOut::Stored { sha256, size, .. } => ((*sha256).to_owned(), *size),
+            EntryOut::Document { sha256, size, .. } => (sha256.clone(), *size),
+        };
+        records.push(BackupSessionEntry {
+            session_id: session_id.clone(),
+            sha256,
+            size,
+        });
+        sessions.push(out);
+    }
+    let pack = Pack {
+        format_version: PACKED_FORMAT_VERSION,
+        backup_id,
+        created_at: created_at_ms,
+        pack: index,
+        sessions,
+    };
+    let stored = serde_json::to_vec(&pack)
+        .map_err(|err| PersistenceError::invalid_input("pack", err.to_string()))?;
+    let record = PackRecord {
+        key: backup_pack_key(backup_id, index),
+        sha256: sha256_hex(&stored),
+        stored_size: stored.len() as u64,
+        total_size: records.iter().map(|entry| entry.size).sum(),
+        sessions: records,
+    };
+    Ok((stored, record))
+}
+
+impl StoredArchive {
+    /// What about the archive its metadata does not describe, if anything (see
+    /// [`check_stored`]): a backup checks this before packing it, as restore will.
+    pub fn check(&self) -> Result<(), String> {
+        check_stored(self)
+    }
+}
+
+/// What about a stored archive its metadata does not describe, if anything: its session, its
+/// size, its checksum's form, and its key (the one `archivedAt` gives, so that the index
+/// entries rebuilt from the metadata name it).
+fn check_stored(stored: &StoredArchive) -> Result<(), String> {
+    let metadata = &stored.metadata;
+    let session_id = &stored.session_id;
+    if metadata.session_id != session_id.as_str() {
+        return Err(format!(
+            "metadata.sessionId {:?} is not {:?}",
+            metadata.session_id,
+            session_id.as_str()
+        ));
+    }
+    if metadata.stored_size != stored.bytes.len() as u64 {
+        return Err(format!(
+            "metadata.storedSize {} is not the {} bytes stored",
+            metadata.stored_size,
+            stored.bytes.len()
+        ));
+    }
+    sha256(Value::from(metadata.sha256.as_str()))
+        .map_err(|err| format!("metadata.sha256: {err}"))?;
+    let expected = archive_object_key(session_id, metadata.archived_at)
+        .map_err(|err| format!("metadata.archivedAt: {err}"))?;
+    // An encrypted archive's key is the same with `.enc` appended.
+    let encrypted = encrypted_archive_object_key(session_id, metadata.archived_at)
+        .map_err(|err| format!("metadata.archivedAt: {err}"))?;
+    if stored.key != expected && stored.key != encrypted {
+        return Err(format!(
+            "key {:?} is not {expected:?} (nor {encrypted:?}), the key of metadata.archivedAt",
+            stored.key
+        ));
+    }
+    Ok(())
+}
+
+fn check_created_at(created_at_ms: i64) -> Result<()> {
     if created_at_ms < 0 {
         return Err(PersistenceError::invalid_input(
             "createdAt",
             format!("{created_at_ms} is before 1970"),
         ));
     }
+    Ok(())
+}
+
+/// Builds pack `index` of a format 2 backup (archive documents, gzip'd at `level`). Backups are
+/// written in format 3 since; this writer is kept so that tests can store what earlier versions
+/// wrote and check it still restores.
+///
+/// Errors: `INVALID_INPUT` naming `sessions[i]` for an archive that is not UTF-8 JSON or a
+/// session listed twice, or naming `createdAt` if it is negative.
+#[cfg(any(test, feature = "conformance"))]
+pub fn encode_gzip_pack(
+    backup_id: &BackupId,
+    created_at_ms: i64,
+    index: u32,
+    sessions: &[BackupSessionInput<'_>],
+    level: u32,
+) -> Result<(Vec<u8>, PackRecord)> {
+    check_created_at(created_at_ms)?;
     let (entries, texts) = checked_sessions(sessions)?;
     let pack = Pack {
-        format_version: PACKED_FORMAT_VERSION,
+        format_version: GZIP_PACKED_FORMAT_VERSION,
         backup_id,
         created_at: created_at_ms,
         pack: index,
@@ -181,7 +417,7 @@ pub fn encode_pack(
         .map_err(|err| PersistenceError::invalid_input("pack", err.to_string()))?;
     let stored = gzip::compress(&json, level)?;
     let record = PackRecord {
-        key: backup_pack_key(backup_id, index),
+        key: gzip_backup_pack_key(backup_id, index),
         sha256: sha256_hex(&stored),
         stored_size: stored.len() as u64,
         total_size: entries.iter().map(|entry| entry.size).sum(),
@@ -202,15 +438,15 @@ pub fn decode_packed_manifest(what: &str, bytes: &[u8]) -> Result<PackedManifest
     let format_version = fields
         .count("formatVersion")
         .map_err(|err| err.corrupt(what))?;
-    if format_version != PACKED_FORMAT_VERSION {
+    if !(GZIP_PACKED_FORMAT_VERSION..=PACKED_FORMAT_VERSION).contains(&format_version) {
         return Err(unsupported_or_corrupt(what, format_version));
     }
-    let manifest = read_manifest(fields).map_err(|err| err.corrupt(what))?;
+    let manifest = read_manifest(format_version, fields).map_err(|err| err.corrupt(what))?;
     check_manifest(&manifest).map_err(|reason| PersistenceError::corrupt(what, reason))?;
     Ok(manifest)
 }
 
-/// A version other than 2 where one was required: newer is unsupported, older is damage.
+/// A version other than the one required (2 or 3): newer is unsupported, older is damage.
 fn unsupported_or_corrupt(what: &str, version: u64) -> PersistenceError {
     if version > PACKED_FORMAT_VERSION {
         PersistenceError::UnsupportedFormat {
@@ -218,15 +454,15 @@ fn unsupported_or_corrupt(what: &str, version: u64) -> PersistenceError {
             version,
         }
     } else {
-        let reason = format!("{version} is not {PACKED_FORMAT_VERSION}");
+        let reason = format!("{version} is not a version of multi-pack backups");
         FieldError::new("formatVersion", reason).corrupt(what)
     }
 }
 
-fn read_manifest(mut fields: Record) -> Result<PackedManifest, FieldError> {
+fn read_manifest(format_version: u64, mut fields: Record) -> Result<PackedManifest, FieldError> {
     let backup_id = fields.convert("backupId", Kind::String, id(BackupId::parse))?;
     Ok(PackedManifest {
-        format_version: PACKED_FORMAT_VERSION,
+        format_version,
         created_at_ms: epoch_ms(&mut fields, "createdAt")?,
         kind: fields.convert("kind", Kind::String, |value| {
             match value.into_str()?.as_ref() {
@@ -292,7 +528,7 @@ fn check_manifest(manifest: &PackedManifest) -> Result<(), String> {
     }
     let mut sum: u64 = 0;
     for (index, pack) in manifest.packs.iter().enumerate() {
-        let expected = backup_pack_key(&manifest.backup_id, index as u32);
+        let expected = pack_key(manifest.format_version, &manifest.backup_id, index as u32);
         if pack.key != expected {
             return Err(format!(
                 "packs[{index}].key: {:?} is not {expected:?}",
@@ -351,18 +587,17 @@ fn check_manifest(manifest: &PackedManifest) -> Result<(), String> {
 }
 
 /// Verifies pack `index` of a backup, read as `stored`, against the manifest, and returns its
-/// sessions in pack order with their exact archive texts.
+/// archives in pack order: as stored (format 3), or as document texts (format 2, and archives
+/// of the earlier implementation in format 3). Each archive's bytes are hashed once, against
+/// the checksum the manifest lists; nothing is inflated but a format 2 pack.
 ///
 /// Errors: `CHECKSUM_MISMATCH` naming the pack's key when the stored bytes do not hash to its
 /// recorded SHA-256, or naming `backup <id> session <sessionId>` when an archive does not hash
-/// to its checksum; `CORRUPT_DATA` naming the pack when it does not inflate or parse, or
-/// disagrees with the manifest (id, time, index, sessions, sizes); `INVALID_INPUT` naming
-/// `pack` for an index the manifest does not have.
-pub fn verify_pack(
-    manifest: &PackedManifest,
-    index: u32,
-    stored: &[u8],
-) -> Result<Vec<BackupSession>> {
+/// to its checksum; `CORRUPT_DATA` naming the pack when it does not parse (or inflate), or
+/// disagrees with the manifest (id, time, index, sessions, sizes), or an archive's metadata
+/// does not describe it (session, size, checksum, key); `INVALID_INPUT` naming `pack` for an
+/// index the manifest does not have.
+pub fn verify_pack(manifest: &PackedManifest, index: u32, stored: &[u8]) -> Result<Vec<PackEntry>> {
     let record = manifest.packs.get(index as usize).ok_or_else(|| {
         PersistenceError::invalid_input("pack", format!("backup has no pack {index}"))
     })?;
@@ -378,18 +613,26 @@ pub fn verify_pack(
             ),
         ));
     }
-    // Archives are embedded as JSON strings, which escaping at most doubles.
-    let max_inflated = record
-        .total_size
-        .saturating_mul(2)
-        .saturating_add(BUNDLE_OVERHEAD_PER_SESSION.saturating_mul(record.sessions.len() as u64))
-        .saturating_add(BUNDLE_OVERHEAD);
-    let json = gzip::decompress(what, stored, max_inflated)?;
-    let mut pack = open(what, &json)?;
+    let inflated;
+    let json = if manifest.format_version == GZIP_PACKED_FORMAT_VERSION {
+        // Archives are embedded as JSON strings, which escaping at most doubles.
+        let max_inflated = record
+            .total_size
+            .saturating_mul(2)
+            .saturating_add(
+                BUNDLE_OVERHEAD_PER_SESSION.saturating_mul(record.sessions.len() as u64),
+            )
+            .saturating_add(BUNDLE_OVERHEAD);
+        inflated = gzip::decompress(what, stored, max_inflated)?;
+        &inflated[..]
+    } else {
+        stored
+    };
+    let mut pack = open(what, json)?;
     let version = pack
         .count("formatVersion")
         .map_err(|err| err.corrupt(what))?;
-    if version != PACKED_FORMAT_VERSION {
+    if version != manifest.format_version {
         return Err(unsupported_or_corrupt(what, version));
     }
     let corrupt = |reason: String| PersistenceError::corrupt(what, reason);
@@ -412,7 +655,7 @@ pub fn verify_pack(
             "backupId, createdAt and pack {found:?} are not the manifest's {expected:?}"
         )));
     }
-    let mut sessions = Vec::with_capacity(record.sessions.len());
+    let mut entries = Vec::with_capacity(record.sessions.len());
     let embedded = objects(&mut pack, "sessions").map_err(in_pack)?;
     if embedded.len() != record.sessions.len() {
         return Err(corrupt(format!(
@@ -430,28 +673,88 @@ pub fn verify_pack(
                 recorded.session_id, recorded.size, listed.session_id, listed.size
             )));
         }
-        let archive_json = session.string("archive").map_err(in_pack)?.into_owned();
         let session_what = format!(
             "backup {} session {}",
             manifest.backup_id, listed.session_id
         );
-        verify_sha256(&session_what, archive_json.as_bytes(), &listed.sha256)?;
-        if archive_json.len() as u64 != listed.size {
-            return Err(PersistenceError::corrupt(
-                session_what,
-                format!(
-                    "archive is {} bytes, the manifest records {}",
-                    archive_json.len(),
-                    listed.size
-                ),
-            ));
-        }
-        sessions.push(BackupSession {
-            session_id: recorded.session_id,
-            archive_json,
-        });
+        // Format 2 has only documents (`archive`); format 3 a stored archive, or a `document`.
+        let document = match manifest.format_version {
+            GZIP_PACKED_FORMAT_VERSION => Some(session.string("archive").map_err(in_pack)?),
+            _ => match session.member("document") {
+                Some(value) => {
+                    let path = session.path_of("document");
+                    let text = convert_member(
+                        value,
+                        Kind::String,
+                        || path,
+                        |value| value.into_str().map(|text| text.into_owned()),
+                    );
+                    Some(std::borrow::Cow::Owned(text.map_err(in_pack)?))
+                }
+                None => None,
+            },
+        };
+        let entry = match document {
+            None => {
+                let archive = read_stored(&mut session, recorded).map_err(in_pack)?;
+                verify_sha256(&session_what, &archive.bytes, &listed.sha256)?;
+                check_size(&session_what, archive.bytes.len(), listed.size)?;
+                check_stored(&archive)
+                    .map_err(|reason| PersistenceError::corrupt(session_what.as_str(), reason))?;
+                PackEntry::Stored(archive)
+            }
+            Some(archive_json) => {
+                let archive_json = archive_json.into_owned();
+                verify_sha256(&session_what, archive_json.as_bytes(), &listed.sha256)?;
+                check_size(&session_what, archive_json.len(), listed.size)?;
+                PackEntry::Document(BackupSession {
+                    session_id: recorded.session_id,
+                    archive_json,
+                })
+            }
+        };
+        entries.push(entry);
     }
-    Ok(sessions)
+    Ok(entries)
+}
+
+/// A format 3 entry's stored archive: `key`, `metadata`, `summaryTruncated` and the base64
+/// `archive` decoded, not yet checked.
+fn read_stored(
+    session: &mut Record,
+    recorded: BackupSessionEntry,
+) -> Result<StoredArchive, FieldError> {
+    let key = session.string("key")?.into_owned();
+    let metadata = session.convert("metadata", Kind::Object, |value| {
+        serde_json::from_value::<ArchiveMetadata>(value).map_err(|err| err.to_string())
+    })?;
+    let summary_truncated = session
+        .optional_convert("summaryTruncated", Kind::Boolean, |value| {
+            Ok(value == Value::Bool(true))
+        })?
+        .unwrap_or(false);
+    let archive_path = session.path_of("archive");
+    let bytes = BASE64
+        .decode(session.string("archive")?.as_bytes())
+        .map_err(|err| FieldError::new(archive_path, format!("not base64: {err}")))?;
+    Ok(StoredArchive {
+        session_id: recorded.session_id,
+        key,
+        metadata,
+        summary_truncated,
+        bytes,
+    })
+}
+
+/// `CORRUPT_DATA` naming `what` when an archive is not the size the manifest records.
+fn check_size(what: &str, actual: usize, recorded: u64) -> Result<()> {
+    if actual as u64 == recorded {
+        return Ok(());
+    }
+    Err(PersistenceError::corrupt(
+        what,
+        format!("archive is {actual} bytes, the manifest records {recorded}"),
+    ))
 }
 
 #[cfg(test)]
@@ -483,18 +786,26 @@ mod tests {
         }
     }
 
-    /// Two packs (s1, s2 | s3) and their manifest, with `gone` missing.
+    fn document(id: &str, text: &str) -> PackEntry {
+        PackEntry::Document(BackupSession {
+            session_id: sid(id),
+            archive_json: text.to_owned(),
+        })
+    }
+
+    /// Two format 2 packs (s1, s2 | s3) and their manifest, with `gone` missing.
     fn backup() -> (Vec<Vec<u8>>, PackedManifest) {
         let (s1, s2, s3) = (sid("s1"), sid("s2"), sid("s3"));
-        let first = encode_pack(&bid(), T0, 0, &[input(&s1, A1), input(&s2, A2)], 6).unwrap();
-        let second = encode_pack(&bid(), T0, 1, &[input(&s3, A3)], 6).unwrap();
-        let manifest = PackedManifest::new(
+        let first = encode_gzip_pack(&bid(), T0, 0, &[input(&s1, A1), input(&s2, A2)], 6).unwrap();
+        let second = encode_gzip_pack(&bid(), T0, 1, &[input(&s3, A3)], 6).unwrap();
+        let mut manifest = PackedManifest::new(
             bid(),
             T0,
             BackupKind::Automated,
             vec![first.1, second.1],
             vec![sid("gone")],
         );
+        manifest.format_version = GZIP_PACKED_FORMAT_VERSION;
         (vec![first.0, second.0], manifest)
     }
 
@@ -553,13 +864,9 @@ mod tests {
     fn every_pack_verifies_and_gives_back_the_exact_archives() {
         let (packs, manifest) = backup();
         let first = verify_pack(&manifest, 0, &packs[0]).unwrap();
-        let texts: Vec<(&str, &str)> = first
-            .iter()
-            .map(|s| (s.session_id.as_str(), s.archive_json.as_str()))
-            .collect();
-        assert_eq!(texts, [("s1", A1), ("s2", A2)]);
+        assert_eq!(first, [document("s1", A1), document("s2", A2)]);
         let second = verify_pack(&manifest, 1, &packs[1]).unwrap();
-        assert_eq!(second[0].archive_json, A3);
+        assert_eq!(second, [document("s3", A3)]);
         let err = verify_pack(&manifest, 2, &packs[1]).unwrap_err();
         assert_eq!(err.code(), "INVALID_INPUT", "{err}");
     }
@@ -642,7 +949,7 @@ mod tests {
             assert!(err.to_string().contains(needle), "{err} lacks {needle}");
         }
         let mut newer = good.clone();
-        newer["formatVersion"] = json!(3);
+        newer["formatVersion"] = json!(4);
         assert_eq!(decode(&newer).unwrap_err().code(), "UNSUPPORTED_FORMAT");
         let mut older = good;
         older["formatVersion"] = json!(1);
@@ -652,19 +959,214 @@ mod tests {
     #[test]
     fn a_session_twice_in_one_pack_is_refused_but_allowed_across_packs() {
         let s1 = sid("s1");
-        let err = encode_pack(&bid(), T0, 0, &[input(&s1, A1), input(&s1, A1)], 6).unwrap_err();
+        let err =
+            encode_gzip_pack(&bid(), T0, 0, &[input(&s1, A1), input(&s1, A1)], 6).unwrap_err();
         assert_eq!(err.code(), "INVALID_INPUT", "{err}");
-        let first = encode_pack(&bid(), T0, 0, &[input(&s1, A1)], 6).unwrap().1;
-        let second = encode_pack(&bid(), T0, 1, &[input(&s1, A1)], 6).unwrap().1;
-        let manifest = PackedManifest::new(
+        let first = encode_gzip_pack(&bid(), T0, 0, &[input(&s1, A1)], 6)
+            .unwrap()
+            .1;
+        let second = encode_gzip_pack(&bid(), T0, 1, &[input(&s1, A1)], 6)
+            .unwrap()
+            .1;
+        let mut manifest = PackedManifest::new(
             bid(),
             T0,
             BackupKind::Automated,
             vec![first, second],
             vec![],
         );
+        manifest.format_version = GZIP_PACKED_FORMAT_VERSION;
         assert_eq!(manifest.session_ids, [s1]);
         let text = manifest.encode().unwrap();
         assert_eq!(decode_packed_manifest("m", &text).unwrap(), manifest);
+    }
+
+    /// Bytes that are not gzip nor JSON, as an encrypted archive's are.
+    fn opaque(seed: u8, len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ 0xa5)
+            .collect()
+    }
+
+    fn stored(id: &str, archived_at: i64, bytes: Vec<u8>) -> StoredArchive {
+        let metadata = ArchiveMetadata {
+            session_id: id.to_owned(),
+            user_id: Some("alice".into()),
+            archived_at,
+            message_count: 2,
+            summary: "a summary".into(),
+            topics: vec!["billing".into()],
+            duration: 5,
+            raw_size: 1000,
+            stored_size: bytes.len() as u64,
+            sha256: sha256_hex(&bytes),
+            format_version: 1,
+        };
+        StoredArchive {
+            session_id: sid(id),
+            key: archive_object_key(&sid(id), archived_at).unwrap(),
+            metadata,
+            summary_truncated: false,
+            bytes,
+        }
+    }
+
+    /// One format 3 pack: s1 as stored (opaque bytes), s2 as stored with a cut summary, s3 a
+    /// legacy document; and its manifest.
+    fn stored_backup() -> (Vec<u8>, PackedManifest, Vec<PackEntry>) {
+        let mut cut = stored("s2", T0 + 1, opaque(2, 300));
+        cut.summary_truncated = true;
+        let entries = vec![
+            PackEntry::Stored(stored("s1", T0, opaque(1, 100))),
+            PackEntry::Stored(cut),
+            document("s3", A3),
+        ];
+        let (bytes, record) = encode_pack(&bid(), T0 + 10, 0, &entries).unwrap();
+        let manifest =
+            PackedManifest::new(bid(), T0 + 10, BackupKind::Manual, vec![record], vec![]);
+        (bytes, manifest, entries)
+    }
+
+    #[test]
+    fn a_format_3_pack_gives_back_the_stored_bytes_their_keys_and_metadata_exactly() {
+        let (bytes, manifest, entries) = stored_backup();
+        assert_eq!(manifest.format_version, 3);
+        assert_eq!(manifest.packs[0].key, "backups/backup_1/pack-0.json");
+        let text = manifest.encode().unwrap();
+        assert_eq!(decode_packed_manifest("m", &text).unwrap(), manifest);
+        // The manifest lists the stored bytes' checksums and sizes.
+        let first = match &entries[0] {
+            PackEntry::Stored(first) => first.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            manifest.packs[0].sessions[0].sha256,
+            sha256_hex(&first.bytes)
+        );
+        assert_eq!(manifest.packs[0].sessions[0].size, 100);
+        assert_eq!(manifest.total_size, 100 + 300 + A3.len() as u64);
+        // Plain JSON, documented member order, base64 of the stored bytes.
+        let value: Value = serde_json::from_slice(&bytes).unwrap();
+        let entry = value["sessions"][0].as_object().unwrap();
+        let names: Vec<&str> = entry.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            ["sessionId", "sha256", "size", "key", "metadata", "archive"]
+        );
+        assert_eq!(value["sessions"][0]["archive"], BASE64.encode(&first.bytes));
+        assert_eq!(value["sessions"][0]["metadata"]["storedSize"], 100);
+        assert_eq!(value["sessions"][1]["summaryTruncated"], true);
+        let legacy = value["sessions"][2].as_object().unwrap();
+        let names: Vec<&str> = legacy.keys().map(String::as_str).collect();
+        assert_eq!(names, ["sessionId", "sha256", "size", "document"]);
+        assert_eq!(verify_pack(&manifest, 0, &bytes).unwrap(), entries);
+    }
+
+    #[test]
+    fn every_single_byte_corruption_of_a_format_3_pack_is_a_checksum_mismatch() {
+        let (bytes, manifest, _) = stored_backup();
+        for position in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[position] ^= 0x01;
+            let err = verify_pack(&manifest, 0, &damaged).unwrap_err();
+            assert_eq!(err.code(), "CHECKSUM_MISMATCH", "byte {position}");
+            assert!(err.to_string().contains("pack-0.json"), "{err}");
+        }
+    }
+
+    /// The pack re-hashed into the manifest after `edit`: only the checks inside it remain.
+    fn verify_edited(edit: &dyn Fn(&mut Value)) -> PersistenceError {
+        let (bytes, mut manifest, _) = stored_backup();
+        let mut value: Value = serde_json::from_slice(&bytes).unwrap();
+        edit(&mut value);
+        let bytes = serde_json::to_vec(&value).unwrap();
+        manifest.packs[0].sha256 = sha256_hex(&bytes);
+        manifest.packs[0].stored_size = bytes.len() as u64;
+        verify_pack(&manifest, 0, &bytes).unwrap_err()
+    }
+
+    #[test]
+    fn a_format_3_archive_that_does_not_match_its_checksum_or_metadata_is_refused() {
+        let other = BASE64.encode(opaque(9, 100));
+        let err = verify_edited(&|v| v["sessions"][0]["archive"] = json!(other));
+        assert_eq!(err.code(), "CHECKSUM_MISMATCH", "{err}");
+        assert!(
+            err.to_string().contains("backup backup_1 session s1"),
+            "{err}"
+        );
+        let cases: Vec<(PersistenceError, &str)> = vec![
+            (
+                verify_edited(&|v| v["sessions"][0]["archive"] = json!("**")),
+                "not base64",
+            ),
+            (
+                verify_edited(&|v| v["sessions"][0]["metadata"]["storedSize"] = json!(7)),
+                "metadata.storedSize",
+            ),
+            (
+                verify_edited(&|v| v["sessions"][0]["metadata"]["sessionId"] = json!("s9")),
+                "metadata.sessionId",
+            ),
+            (
+                verify_edited(&|v| v["sessions"][0]["metadata"]["archivedAt"] = json!(T0 + 5)),
+                "the key of metadata.archivedAt",
+            ),
+            (
+                verify_edited(&|v| v["sessions"][0]["key"] = json!("backups/x")),
+                "key",
+            ),
+            (
+                verify_edited(&|v| {
+                    v["sessions"][0].as_object_mut().unwrap().remove("metadata");
+                }),
+                "metadata: missing",
+            ),
+            (
+                verify_edited(&|v| v["sessions"][0]["metadata"]["topics"] = json!("billing")),
+                "metadata",
+            ),
+            (
+                verify_edited(&|v| v["formatVersion"] = json!(2)),
+                "formatVersion",
+            ),
+        ];
+        for (err, needle) in cases {
+            assert_eq!(err.code(), "CORRUPT_DATA", "{err}");
+            assert!(err.to_string().contains(needle), "{err} lacks {needle}");
+        }
+    }
+
+    #[test]
+    fn a_stored_archive_its_metadata_does_not_describe_is_never_packed() {
+        let mut wrong_size = stored("s1", T0, opaque(1, 10));
+        wrong_size.metadata.stored_size = 11;
+        let mut wrong_key = stored("s1", T0, opaque(1, 10));
+        wrong_key.key = archive_object_key(&sid("s1"), T0 + 1).unwrap();
+        let mut wrong_session = stored("s1", T0, opaque(1, 10));
+        wrong_session.session_id = sid("s2");
+        for archive in [wrong_size, wrong_key, wrong_session] {
+            let err = encode_pack(&bid(), T0, 0, &[PackEntry::Stored(archive)]).unwrap_err();
+            assert_eq!(err.code(), "INVALID_INPUT", "{err}");
+            assert!(err.to_string().contains("sessions[0]"), "{err}");
+        }
+        let twice = [
+            PackEntry::Stored(stored("s1", T0, opaque(1, 10))),
+            document("s1", A1),
+        ];
+        assert_eq!(
+            encode_pack(&bid(), T0, 0, &twice).unwrap_err().code(),
+            "INVALID_INPUT"
+        );
+    }
+
+    #[test]
+    fn format_2_and_format_3_manifests_name_their_own_pack_keys() {
+        let (_, manifest, _) = stored_backup();
+        let mut value = serde_json::to_value(&manifest).unwrap();
+        value["packs"][0]["key"] = json!("backups/backup_1/pack-0.json.gz");
+        let err = decode(&value).unwrap_err();
+        assert!(err.to_string().contains("packs[0].key"), "{err}");
+        value["formatVersion"] = json!(2);
+        assert_eq!(decode(&value).unwrap().format_version, 2);
     }
 }
