@@ -1001,6 +1001,7 @@ mod tests {
             stored_size: bytes.len() as u64,
             sha256: sha256_hex(&bytes),
             format_version: 1,
+            encrypted_summary: None,
         };
         StoredArchive {
             session_id: sid(id),
