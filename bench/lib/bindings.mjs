@@ -228,6 +228,7 @@ export class FakeR2 {
   async put(key, value, options = {}) {
     this.counters.calls.put++;
     if (options.onlyIf?.etagDoesNotMatch === "*" && this.objects.has(key)) return null;
+    if (options.onlyIf?.etagMatches !== undefined && this.objects.get(key)?.etag !== options.onlyIf.etagMatches) return null;
     const body = toBytes(value);
     let sha256;
     if (options.sha256 !== undefined) {

@@ -220,13 +220,14 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             content_encoding: None,
             sha256: Some(sha256.clone()),
             only_if_absent: true,
+            if_etag_matches: None,
         };
         match self
             .r2_put(log, &plan.object_key, &plan.encoded.bytes, options)
             .await?
         {
             PutOutcome::Stored(_) => Ok(true),
-            PutOutcome::AlreadyExists => {
+            PutOutcome::AlreadyExists | PutOutcome::Changed => {
                 let existing = self.r2_head(log, &plan.object_key).await?;
                 let ours = existing
                     .as_ref()

@@ -893,6 +893,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             content_encoding: None,
             sha256: Some(archive.metadata.sha256.clone()),
             only_if_absent,
+            if_etag_matches: None,
         };
         if let PutOutcome::Stored(_) = self.r2_put(log, key, &archive.bytes, put(true)).await? {
             return Ok(archive.metadata.clone());

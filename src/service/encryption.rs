@@ -141,7 +141,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 Ok(dek)
             }
             // Another Worker made this owner's key first: use that one.
-            PutOutcome::AlreadyExists => self
+            PutOutcome::AlreadyExists | PutOutcome::Changed => self
                 .read_data_key(log, ring, &object_key, None)
                 .await?
                 .ok_or_else(|| PersistenceError::StorageUnavailable {

@@ -334,6 +334,7 @@ mod tests {
             uploaded_ms: 0,
             custom_metadata: [(CUSTOM_SHA256_FIELD.to_owned(), "cc".to_owned())].into(),
             sha256: None,
+            etag: None,
         };
         assert_eq!(recorded_sha256(&meta), Some("cc"));
         meta.sha256 = Some("dd".into());

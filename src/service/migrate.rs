@@ -269,6 +269,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     uploaded_ms: found.uploaded_ms,
                     custom_metadata: found.custom_metadata.unwrap_or_default(),
                     sha256: None,
+                    etag: None,
                 });
             }
         }
@@ -331,6 +332,7 @@ mod tests {
             uploaded_ms: 0,
             custom_metadata: BTreeMap::new(),
             sha256: sha256.map(str::to_owned),
+            etag: None,
         }
     }
 

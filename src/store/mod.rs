@@ -142,6 +142,9 @@ pub struct ObjectMeta {
     pub custom_metadata: BTreeMap<String, String>,
     /// The SHA-256 R2 recorded, when the object was written with one (hex).
     pub sha256: Option<String>,
+    /// R2's `etag` of this version of the object, for a conditional put
+    /// ([`ObjectPutOptions::if_etag_matches`]); `None` only from stores that have none.
+    pub etag: Option<String>,
 }
 
 /// An R2 object read with `get`.
@@ -166,6 +169,9 @@ pub struct ObjectPutOptions {
     pub sha256: Option<String>,
     /// Write only if no object has this key (`onlyIf: { etagDoesNotMatch: "*" }`).
     pub only_if_absent: bool,
+    /// Write only if the object under the key is still the version with this etag
+    /// (`onlyIf: { etagMatches }`): never when it changed or was deleted meanwhile.
+    pub if_etag_matches: Option<String>,
 }
 
 /// What an R2 `put` did.
@@ -175,6 +181,8 @@ pub enum PutOutcome {
     Stored(ObjectMeta),
     /// `only_if_absent` was set and an object already had the key; nothing was written.
     AlreadyExists,
+    /// `if_etag_matches` was set and the object changed or is gone; nothing was written.
+    Changed,
 }
 
 /// Options of an R2 `list`.

@@ -72,6 +72,7 @@ fn object_meta(call: &BindingCall, object: &R2Object) -> StoreResult<ObjectMeta>
         uploaded_ms: listed.uploaded_ms,
         custom_metadata: listed.custom_metadata.unwrap_or_default(),
         sha256,
+        etag: call.read("etag", object.etag(), optional(expect_string))?,
     })
 }
 
@@ -111,7 +112,11 @@ impl ObjectStore for JsR2 {
             "customMetadata": (!metadata.is_empty()).then_some(metadata),
             "httpMetadata": (!http_metadata.is_empty()).then_some(http_metadata),
             "sha256": options.sha256,
-            "onlyIf": options.only_if_absent.then(|| json!({ "etagDoesNotMatch": "*" })),
+            "onlyIf": match (&options.if_etag_matches, options.only_if_absent) {
+                (Some(etag), _) => Some(json!({ "etagMatches": etag })),
+                (None, true) => Some(json!({ "etagDoesNotMatch": "*" })),
+                (None, false) => None,
+            },
         }))?;
         let js_body = Uint8Array::from(body);
         let answer = call.settle(self.bucket.put(key, &js_body, &js_options));
@@ -121,6 +126,7 @@ impl ObjectStore for JsR2 {
                 object.unchecked_ref(),
             )?)),
             // R2 answers null only when an onlyIf condition failed.
+            None if options.if_etag_matches.is_some() => Ok(PutOutcome::Changed),
             None if options.only_if_absent => Ok(PutOutcome::AlreadyExists),
             None => {
                 Err(call.unexpected("put answered null without an onlyIf condition".to_owned()))

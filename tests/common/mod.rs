@@ -214,6 +214,7 @@ pub fn seal_archives(stores: &MemoryStores, sid: &str) {
             content_encoding: None,
             sha256: Some(sha256.clone()),
             only_if_absent: false,
+            if_etag_matches: None,
         };
         block_on(stores.r2.put(key, &bytes, options)).unwrap();
         sealed.insert(key.clone(), (sha256, bytes.len()));

@@ -26,6 +26,7 @@ pub const R2_CHECKS: &[&str] = &[
     "r2.sha256_recorded",
     "r2.sha256_mismatch_rejected",
     "r2.only_if_absent",
+    "r2.put_if_etag_matches",
     "r2.delete_many",
     "r2.delete_missing_ok",
     "r2.list_byte_order",
@@ -52,6 +53,7 @@ impl<R: ObjectStore> Suite for R2<'_, R> {
             "r2.sha256_recorded" => sha256_recorded(r2, scope).await,
             "r2.sha256_mismatch_rejected" => sha256_mismatch_rejected(r2, scope).await,
             "r2.only_if_absent" => only_if_absent(r2, scope).await,
+            "r2.put_if_etag_matches" => put_if_etag_matches(r2, scope).await,
             "r2.delete_many" => delete_many(port, scope).await,
             "r2.delete_missing_ok" => shared::delete_missing_ok(port, scope).await,
             "r2.list_byte_order" => shared::list_byte_order(port, scope).await,
@@ -134,7 +136,7 @@ async fn stored<R: ObjectStore>(
 ) -> Result<ObjectMeta, String> {
     match r2.put(key, body, options).await.during(step)? {
         PutOutcome::Stored(meta) => Ok(meta),
-        PutOutcome::AlreadyExists => Err(format!("{step}: reported AlreadyExists")),
+        refused => Err(format!("{step}: reported {refused:?}")),
     }
 }
 
@@ -261,6 +263,61 @@ async fn only_if_absent<R: ObjectStore>(r2: &R, scope: &str) -> Check {
         Some(&"first".to_owned()),
     )?;
     r2.delete(&[key]).await.during("delete")
+}
+
+/// A put conditioned on an etag writes over that version only: never over a newer one, and
+/// never brings back an object deleted meanwhile (what rewrapping a data key relies on).
+async fn put_if_etag_matches<R: ObjectStore>(r2: &R, scope: &str) -> Check {
+    let key = format!("{scope}data-key");
+    let if_matches = |etag: &Option<String>| ObjectPutOptions {
+        if_etag_matches: Some(etag.clone().unwrap_or_default()),
+        ..ObjectPutOptions::default()
+    };
+    let first = stored(r2, "first put", &key, b"first", ObjectPutOptions::default()).await?;
+    if first.etag.is_none() {
+        return Err("first put: no etag".to_owned());
+    }
+    let second = stored(
+        r2,
+        "put over the first",
+        &key,
+        b"second",
+        if_matches(&first.etag),
+    )
+    .await?;
+    let stale = r2
+        .put(&key, b"third", if_matches(&first.etag))
+        .await
+        .during("put over a stale etag")?;
+    ensure_eq(
+        "outcome of the put over a stale etag",
+        stale,
+        PutOutcome::Changed,
+    )?;
+    let object = read(r2, &key).await?;
+    ensure_eq(
+        "body after the stale put",
+        object.body.as_slice(),
+        b"second".as_slice(),
+    )?;
+    ensure_eq("etag of the body read", &object.meta.etag, &second.etag)?;
+    r2.delete(std::slice::from_ref(&key))
+        .await
+        .during("delete")?;
+    let gone = r2
+        .put(&key, b"again", if_matches(&second.etag))
+        .await
+        .during("put over a deleted object")?;
+    ensure_eq(
+        "outcome of the put over a deleted object",
+        gone,
+        PutOutcome::Changed,
+    )?;
+    ensure_eq(
+        "head after the put over a deleted object",
+        r2.head(&key).await.during("head")?,
+        None,
+    )
 }
 
 async fn delete_many<R: ObjectStore>(port: &R2<'_, R>, scope: &str) -> Check {

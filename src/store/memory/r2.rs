@@ -103,7 +103,12 @@ impl ObjectStore for MemoryR2 {
             }
             let sha256 = options.sha256.as_deref();
             let sha256 = sha256.map(|sha| check_sha256(sha, body)).transpose()?;
-            if options.only_if_absent && table.entries.contains_key(key) {
+            if let Some(etag) = &options.if_etag_matches {
+                let current = table.entries.get(key).map(|entry| &entry.stored.meta.etag);
+                if current.is_none_or(|current| current.as_ref() != Some(etag)) {
+                    return Ok(PutOutcome::Changed);
+                }
+            } else if options.only_if_absent && table.entries.contains_key(key) {
                 return Ok(PutOutcome::AlreadyExists);
             }
             let meta = ObjectMeta {
@@ -112,6 +117,9 @@ impl ObjectStore for MemoryR2 {
                 uploaded_ms: now_ms,
                 custom_metadata: options.custom_metadata,
                 sha256,
+                // R2's etag of a single-part upload is the body's MD5; any digest of the body
+                // behaves the same for conditions.
+                etag: Some(sha256_hex(body)[..32].to_owned()),
             };
             let entry = Entry {
                 stored: StoredObject {

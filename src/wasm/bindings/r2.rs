@@ -53,6 +53,10 @@ extern "C" {
     #[wasm_bindgen(method, catch, getter)]
     pub fn uploaded(this: &R2Object) -> Result<JsValue, JsValue>;
 
+    /// `etag`: the version's etag, for `onlyIf: { etagMatches }`.
+    #[wasm_bindgen(method, catch, getter)]
+    pub fn etag(this: &R2Object) -> Result<JsValue, JsValue>;
+
     /// `customMetadata`: a string record; absent from `list` without `include`.
     #[wasm_bindgen(method, catch, getter, js_name = customMetadata)]
     pub fn custom_metadata(this: &R2Object) -> Result<JsValue, JsValue>;
