@@ -53,6 +53,15 @@ pub const LEGACY_INDEX_CURSOR_KEY: &str = "migration:legacy_archives:cursor";
 /// KV key holding where an unfinished rebuild of the per-user index continues (JSON,
 /// service::reindex). Outside every prefix the retention sweep lists.
 pub const USER_REINDEX_CURSOR_KEY: &str = "migration:user_archives:cursor";
+/// KV key holding where an unfinished rewrap of the data keys continues (JSON,
+/// service::rotation).
+pub const KEY_ROTATION_CURSOR_KEY: &str = "encryption:rotation:cursor";
+/// KV key recording the KEK every data key was last found wrapped by, after a complete
+/// rotation (JSON, service::rotation).
+pub const KEY_ROTATION_STATE_KEY: &str = "encryption:rotation:state";
+/// KV key holding where an unfinished encryption of plaintext archives continues (JSON,
+/// service::encrypt_existing).
+pub const ENCRYPT_EXISTING_CURSOR_KEY: &str = "encryption:existing:cursor";
 
 /// Longest accepted id, in bytes.
 pub const MAX_ID_LEN: usize = 128;

@@ -1465,3 +1465,158 @@ fn legacy_backup_restore_faults_are_completed_by_a_rerun() {
         world.assert_no_entry_points_at_a_missing_object(&context);
     }
 }
+
+/// Service options with the KEKs `keys` (`(id, byte)`: 32 times that byte), newest first.
+fn encryption_options(keys: &[(&str, u8)]) -> ServiceOptions {
+    let keys: Vec<Value> = keys
+        .iter()
+        .map(|(id, byte)| {
+            let key: String = base64_of(&[*byte; 32]);
+            json!({ "id": id, "key": key })
+        })
+        .collect();
+    ServiceOptions::from_json(&json!({ "encryptionKeys": keys }).to_string()).unwrap()
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A world whose archives were written in plaintext (two users, a session without one, and
+/// an older archive of s-1), now served with a key configured.
+fn plaintext_world() -> World {
+    let mut world = World::at(NOW);
+    world.archive("s-1", Some("u-1"), "older version");
+    world.archive("s-2", Some("u-2"), "other user");
+    world.archive("s-3", None, "no user");
+    world.archive("s-1", Some("u-1"), "newest version");
+    world.service = service_over(
+        &world.stores,
+        Rc::new(Discard),
+        DataRetentionPolicy::default(),
+        encryption_options(&[("k1", 1)]),
+    );
+    world
+}
+
+/// Every storage call of encryptExistingArchives crashing, refused, answered but lost, or
+/// failing once: at that moment every acknowledged archive is still retrievable and every
+/// listed one too; runs after recovery complete, leaving only encrypted archives.
+#[test]
+fn encrypt_existing_faults_lose_no_archive_and_the_runs_complete() {
+    let encrypt = |world: &World| {
+        block_on(
+            world
+                .service
+                .encrypt_existing_archives(RunBudget::default()),
+        )
+        .unwrap()
+    };
+    let calls = plaintext_world().calls_of(|world| {
+        let report = encrypt(world);
+        assert!(
+            report.status.complete && report.encrypted == 4,
+            "{report:?}"
+        );
+    });
+    for fault in Fault::all(calls, true) {
+        let world = plaintext_world();
+        fault.plan(&world.stores.faults);
+        let first = encrypt(&world);
+        world.recover();
+        let context = format!("{fault} (first run {first:?})");
+        world.assert_acknowledged_retrievable(&context);
+        world.assert_listed_retrievable(&context);
+        world.assert_no_entry_points_at_a_missing_object(&context);
+        let mut runs = 0;
+        while !encrypt(&world).status.complete {
+            runs += 1;
+            assert!(runs < 3, "{context}: the runs do not complete");
+            world.stores.clock.advance_ms(RECOVERY_MS);
+        }
+        world.assert_acknowledged_retrievable(&context);
+        world.assert_listed_retrievable(&context);
+        world.assert_no_entry_points_at_a_missing_object(&context);
+        let snapshot = world.stores.snapshot();
+        let archives: Vec<&String> = snapshot
+            .r2
+            .keys()
+            .filter(|k| k.starts_with("conversations/"))
+            .collect();
+        assert_eq!(archives.len(), 4, "{context}: {archives:?}");
+        assert!(
+            archives.iter().all(|key| key.ends_with(".enc")),
+            "{context}: {archives:?}"
+        );
+    }
+}
+
+/// A world whose data keys are wrapped by k1, served with k2 (newest) and k1.
+fn rotation_world() -> World {
+    let mut world = World::at(NOW);
+    world.service = service_over(
+        &world.stores,
+        Rc::new(Discard),
+        DataRetentionPolicy::default(),
+        encryption_options(&[("k1", 1)]),
+    );
+    world.archive("s-1", Some("u-1"), "first user");
+    world.archive("s-2", Some("u-2"), "second user");
+    world.archive("s-3", None, "no user");
+    world.service = service_over(
+        &world.stores,
+        Rc::new(Discard),
+        DataRetentionPolicy::default(),
+        encryption_options(&[("k2", 2), ("k1", 1)]),
+    );
+    world
+}
+
+/// Every storage call of rotateEncryptionKeys crashing, refused, answered but lost, or failing
+/// once: every archive stays readable (with both KEKs), the runs after recovery complete, and
+/// then the old KEK can be removed.
+#[test]
+fn rotation_faults_leave_every_archive_readable_and_the_runs_complete() {
+    let rotate = |world: &World| {
+        block_on(world.service.rotate_encryption_keys(RunBudget::default())).unwrap()
+    };
+    let calls = rotation_world().calls_of(|world| {
+        let report = rotate(world);
+        assert!(
+            report.status.complete && report.rewrapped == 3,
+            "{report:?}"
+        );
+    });
+    for fault in Fault::all(calls, true) {
+        let mut world = rotation_world();
+        fault.plan(&world.stores.faults);
+        let first = rotate(&world);
+        world.recover();
+        let context = format!("{fault} (first run {first:?})");
+        world.assert_acknowledged_retrievable(&context);
+        let mut runs = 0;
+        loop {
+            let report = rotate(&world);
+            if report.status.complete {
+                assert_eq!(
+                    report.key_unavailable + report.damaged,
+                    0,
+                    "{context}: {report:?}"
+                );
+                break;
+            }
+            runs += 1;
+            assert!(runs < 3, "{context}: the runs do not complete");
+            world.stores.clock.advance_ms(RECOVERY_MS);
+        }
+        world.service = service_over(
+            &world.stores,
+            Rc::new(Discard),
+            DataRetentionPolicy::default(),
+            encryption_options(&[("k2", 2)]),
+        );
+        world.assert_acknowledged_retrievable(&format!("{context}, with k2 alone"));
+        world.assert_listed_retrievable(&context);
+    }
+}

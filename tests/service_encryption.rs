@@ -12,11 +12,16 @@ use base64::Engine;
 use flate2::read::GzDecoder;
 use serde_json::{json, Value};
 use supportbot_persistence::policy::DataRetentionPolicy;
+use supportbot_persistence::service::DataPersistenceService;
 use supportbot_persistence::service::{
-    BackupRequest, CommitStep, PackStep, ServiceOptions, INDEX_LAG_MS,
+    BackupRequest, CommitStep, PackStep, RunBudget, ServiceOptions, INDEX_LAG_MS,
+    MIN_ENCRYPT_EXISTING_CALLS, MIN_ROTATION_CALLS,
 };
-use supportbot_persistence::store::memory::{block_on, MemoryStores, StoreSnapshot};
-use supportbot_persistence::store::{ObjectPutOptions, ObjectStore};
+use supportbot_persistence::store::memory::{block_on, MemoryR2, MemoryStores, StoreSnapshot};
+use supportbot_persistence::store::{
+    ObjectListOptions, ObjectListPage, ObjectMeta, ObjectPutOptions, ObjectStore, PutOutcome,
+    StoreResult, StoredObject,
+};
 
 use common::{
     conversation, lose_all_archives, memory_at, service_over, session_at, Discard, Service, T0,
@@ -559,4 +564,306 @@ fn one_data_key_per_owner_whichever_service_makes_it() {
         assert!(retrieve(&first, &format!("s-{index}")).unwrap().is_some());
         assert!(retrieve(&second, &format!("s-{index}")).unwrap().is_some());
     }
+}
+
+fn budget(calls: Option<u32>) -> RunBudget {
+    RunBudget {
+        max_storage_calls: calls,
+        deadline_ms: None,
+    }
+}
+
+/// The KEK ids the data key objects are wrapped by, by object.
+fn wrapping_keks(stores: &MemoryStores) -> Vec<String> {
+    let snapshot = stores.snapshot();
+    let keks = snapshot
+        .r2
+        .iter()
+        .filter(|(key, _)| key.starts_with("keys/"));
+    keks.map(|(_, object)| {
+        let wrapped: Value = serde_json::from_slice(&object.body).unwrap();
+        wrapped["kekId"].as_str().unwrap().to_owned()
+    })
+    .collect()
+}
+
+/// Rotation rewraps every data key (and only them: archives are not rewritten), resumes at
+/// any budget, records its completion so the next run costs 1 KV get, and after it the old
+/// KEK can go; a key wrapped by a KEK that is not configured is reported and left alone.
+#[test]
+fn rotation_rewraps_every_data_key_and_never_an_archive() {
+    let stores = MemoryStores::new(T0, 5);
+    let old = service(&stores, &[("k2025", KEY_2025)]);
+    let cases = [
+        ("s-r1", Some("rita@example.com"), "MARKER-r1"),
+        ("s-r2", Some("sam@example.com"), "MARKER-r2"),
+        ("s-r3", None, "MARKER-r3"),
+        ("s-r4", None, "MARKER-r4"),
+    ];
+    for (sid, user, marker) in cases {
+        let (memory, session) = marked(sid, user, marker);
+        archive(&old, &memory, &session);
+        stores.clock.advance_ms(1_500);
+    }
+    assert_eq!(wrapping_keks(&stores), ["k2025"; 4]);
+    let archives_before: Vec<(String, Vec<u8>)> = stores
+        .snapshot()
+        .r2
+        .iter()
+        .filter(|(key, _)| key.starts_with("conversations/"))
+        .map(|(key, object)| (key.clone(), object.body.clone()))
+        .collect();
+
+    let both = service(&stores, &[("k2026", KEY_2026), ("k2025", KEY_2025)]);
+    // At the smallest budget, run after run, until complete.
+    let mut reports = Vec::new();
+    loop {
+        let report =
+            block_on(both.rotate_encryption_keys(budget(Some(MIN_ROTATION_CALLS)))).unwrap();
+        assert!(
+            report.status.storage_calls <= MIN_ROTATION_CALLS,
+            "{report:?}"
+        );
+        reports.push(report.clone());
+        if report.status.complete {
+            break;
+        }
+        assert!(reports.len() < 10, "{reports:?}");
+    }
+    let rewrapped: u64 = reports.iter().map(|r| r.rewrapped).sum();
+    assert_eq!(rewrapped, 4, "{reports:?}");
+    assert!(reports
+        .iter()
+        .all(|r| r.key_unavailable + r.damaged + r.changed == 0));
+    assert_eq!(wrapping_keks(&stores), ["k2026"; 4]);
+    let archives_after: Vec<(String, Vec<u8>)> = stores
+        .snapshot()
+        .r2
+        .iter()
+        .filter(|(key, _)| key.starts_with("conversations/"))
+        .map(|(key, object)| (key.clone(), object.body.clone()))
+        .collect();
+    assert_eq!(archives_after, archives_before, "no archive rewritten");
+
+    // Recorded: the next run reads one KV key and stops.
+    let again = block_on(both.rotate_encryption_keys(budget(None))).unwrap();
+    assert!(again.up_to_date && again.status.complete, "{again:?}");
+    assert_eq!((again.scanned, again.status.storage_calls), (0, 2));
+
+    // The old KEK can go: everything reads with the new one alone.
+    let new_only = service(&stores, &[("k2026", KEY_2026)]);
+    for (sid, user, marker) in cases {
+        let (memory, session) = marked(sid, user, marker);
+        assert_eq!(
+            retrieve(&new_only, sid).unwrap(),
+            Some(conversation(&memory, &session))
+        );
+    }
+    let listing = block_on(new_only.list_archived_conversations(None, 10, None)).unwrap();
+    assert!(listing.archives.iter().all(|a| a["summary"]
+        .as_str()
+        .is_some_and(|s| s.contains("MARKER-r"))));
+
+    // A newer KEK, configured without the one a key is wrapped by: that key is reported and
+    // left as it is; the state is not recorded, so the next run looks again.
+    let (memory, session) = marked("s-r5", Some("tess@example.com"), "MARKER-r5");
+    archive(&old, &memory, &session);
+    let partial = service(&stores, &[("k2027", [0x27; 32]), ("k2026", KEY_2026)]);
+    let report = block_on(partial.rotate_encryption_keys(budget(None))).unwrap();
+    assert_eq!(
+        (report.scanned, report.rewrapped, report.key_unavailable),
+        (5, 4, 1),
+        "{report:?}"
+    );
+    assert!(report.status.complete && !report.up_to_date);
+    let next = block_on(partial.rotate_encryption_keys(budget(None))).unwrap();
+    assert!(!next.up_to_date, "{next:?}");
+    assert_eq!((next.already_current, next.key_unavailable), (4, 1));
+
+    // Without keys there is nothing to rotate.
+    let plain = service(&stores, &[]);
+    let err = block_on(plain.rotate_encryption_keys(budget(None))).unwrap_err();
+    assert_eq!(err.code(), "INVALID_CONFIG");
+}
+
+/// Turning encryption on for a store with plaintext archives: they stay readable, and
+/// encryptExistingArchives (resumable at its smallest budget) rewrites each one encrypted,
+/// points its record and index entries at it and deletes the plaintext; listings and
+/// retrieval are as before, and nothing readable is left.
+#[test]
+fn existing_archives_are_encrypted_in_place_and_read_the_same() {
+    let stores = MemoryStores::new(T0, 3);
+    let plain = service(&stores, &[]);
+    let cases = [
+        ("s-e1", Some("una@example.com"), "MARKER-e1"),
+        ("s-e2", Some("una@example.com"), "MARKER-e2"),
+        ("s-e3", None, "MARKER-e3"),
+    ];
+    for (sid, user, marker) in cases {
+        let (memory, session) = marked(sid, user, marker);
+        archive(&plain, &memory, &session);
+        stores.clock.advance_ms(1_500);
+    }
+    // An older archive of s-e1 beside its newest: both are encrypted, the record stays on
+    // the newest.
+    let (older_memory, older_session) = marked("s-e1", Some("una@example.com"), "MARKER-e0");
+    stores.clock.advance_ms(1_500);
+    let (memory, session) = marked("s-e1", Some("una@example.com"), "MARKER-e1");
+    archive(&plain, &older_memory, &older_session);
+    stores.clock.advance_ms(1_500);
+    archive(&plain, &memory, &session);
+    stores.clock.advance_ms(1_500);
+
+    let keyed = service(&stores, &[("k2026", KEY_2026)]);
+    let listed = |service: &Service, user: Option<&str>| {
+        block_on(service.list_archived_conversations(user, 10, None))
+            .unwrap()
+            .archives
+            .into_iter()
+            .map(|mut entry| {
+                // What a caller compares: everything but the storage details encryption
+                // changes.
+                for field in ["key", "sha256", "storedSize"] {
+                    entry.as_object_mut().unwrap().remove(field);
+                }
+                entry
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = (
+        listed(&plain, None),
+        listed(&plain, Some("una@example.com")),
+    );
+    assert_eq!(before.0.len(), 5);
+    // Readable before the run, with the keys configured.
+    assert_eq!(
+        retrieve(&keyed, "s-e1").unwrap(),
+        Some(conversation(&memory, &session))
+    );
+
+    let mut reports = Vec::new();
+    loop {
+        let report =
+            block_on(keyed.encrypt_existing_archives(budget(Some(MIN_ENCRYPT_EXISTING_CALLS))))
+                .unwrap();
+        assert!(
+            report.status.storage_calls <= MIN_ENCRYPT_EXISTING_CALLS,
+            "{report:?}"
+        );
+        reports.push(report.clone());
+        // Readable between runs.
+        for (sid, user, marker) in cases {
+            let (memory, session) = marked(sid, user, marker);
+            assert_eq!(
+                retrieve(&keyed, sid).unwrap(),
+                Some(conversation(&memory, &session)),
+                "{sid} after run {}",
+                reports.len()
+            );
+        }
+        if report.status.complete {
+            break;
+        }
+        assert!(reports.len() < 20, "{reports:?}");
+        stores.clock.advance_ms(1_500);
+    }
+    let encrypted: u64 = reports.iter().map(|r| r.encrypted).sum();
+    assert_eq!(encrypted, 5, "{reports:?}");
+    let snapshot = stores.snapshot();
+    let archive_keys: Vec<&String> = snapshot
+        .r2
+        .keys()
+        .filter(|key| key.starts_with("conversations/"))
+        .collect();
+    assert_eq!(archive_keys.len(), 5);
+    assert!(
+        archive_keys.iter().all(|key| key.ends_with(".enc")),
+        "{archive_keys:?}"
+    );
+    for marker in ["MARKER-e0", "MARKER-e1", "MARKER-e2", "MARKER-e3"] {
+        assert_eq!(places_revealing(&snapshot, marker), Vec::<String>::new());
+    }
+    assert_eq!(listed(&keyed, None), before.0);
+    assert_eq!(listed(&keyed, Some("una@example.com")), before.1);
+    for (sid, user, marker) in cases {
+        let (memory, session) = marked(sid, user, marker);
+        assert_eq!(
+            retrieve(&keyed, sid).unwrap(),
+            Some(conversation(&memory, &session))
+        );
+    }
+    // Done: a second run changes nothing.
+    let again = block_on(keyed.encrypt_existing_archives(budget(None))).unwrap();
+    assert_eq!(
+        (again.encrypted, again.already_encrypted),
+        (0, 5),
+        "{again:?}"
+    );
+    assert_eq!(stores.snapshot(), snapshot);
+    let err = block_on(plain.encrypt_existing_archives(budget(None))).unwrap_err();
+    assert_eq!(err.code(), "INVALID_CONFIG");
+}
+
+/// R2 where every data key is destroyed just before a rewrap of it reaches the bucket, as
+/// an erasure running beside the rotation would destroy it.
+struct ErasedDuringRotation(MemoryR2);
+
+impl ObjectStore for ErasedDuringRotation {
+    async fn get(&self, key: &str) -> StoreResult<Option<StoredObject>> {
+        self.0.get(key).await
+    }
+    async fn head(&self, key: &str) -> StoreResult<Option<ObjectMeta>> {
+        self.0.head(key).await
+    }
+    async fn put(
+        &self,
+        key: &str,
+        body: &[u8],
+        options: ObjectPutOptions,
+    ) -> StoreResult<PutOutcome> {
+        if options.if_etag_matches.is_some() {
+            self.0.delete(&[key.to_owned()]).await?;
+        }
+        self.0.put(key, body, options).await
+    }
+    async fn delete(&self, keys: &[String]) -> StoreResult<()> {
+        self.0.delete(keys).await
+    }
+    async fn list(&self, options: ObjectListOptions) -> StoreResult<ObjectListPage> {
+        self.0.list(options).await
+    }
+}
+
+/// A data key destroyed while the rotation rewraps it stays destroyed (the rewrap is
+/// conditional on the version read), and the run says so.
+#[test]
+fn a_data_key_destroyed_during_rotation_is_never_brought_back() {
+    let stores = MemoryStores::new(T0, 4);
+    let old = service(&stores, &[("k2025", KEY_2025)]);
+    let (memory, session) = marked("s-gone", Some("gone@example.com"), "MARKER-g");
+    archive(&old, &memory, &session);
+    let rotating = DataPersistenceService::new(
+        stores.kv.clone(),
+        ErasedDuringRotation(stores.r2.clone()),
+        stores.clock.clone(),
+        Rc::new(Discard),
+        DataRetentionPolicy::default(),
+        options_with(&[("k2026", KEY_2026), ("k2025", KEY_2025)]),
+    )
+    .unwrap();
+    let report = block_on(rotating.rotate_encryption_keys(budget(None))).unwrap();
+    assert_eq!(
+        (report.scanned, report.changed, report.rewrapped),
+        (1, 1, 0),
+        "{report:?}"
+    );
+    assert!(!stores
+        .snapshot()
+        .r2
+        .keys()
+        .any(|key| key.starts_with("keys/")));
+    // (A service that never held the key: caches live as long as their service.)
+    let fresh = service(&stores, &[("k2026", KEY_2026), ("k2025", KEY_2025)]);
+    let err = retrieve(&fresh, "s-gone").unwrap_err();
+    assert_eq!(err.code(), "KEY_UNAVAILABLE", "{err}");
 }

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::encryption::{sealed_summary_overhead, ENCRYPTED_CONTENT_TYPE};
+use super::encryption::{content_nonce, sealed_summary_overhead, ENCRYPTED_CONTENT_TYPE};
 use super::index_entries::{read_archive_location, recorded_sha256, ArchiveEntries};
 use super::log::OpLog;
 use super::DataPersistenceService;
@@ -75,12 +75,21 @@ pub struct ArchiveListing {
 }
 
 /// Everything written for one archive, computed before the first write.
-struct ArchivePlan {
-    object_key: String,
-    encoded: EncodedArchive,
-    custom_metadata: BTreeMap<String, String>,
-    entries: ArchiveEntries,
-    content_type: &'static str,
+pub(super) struct ArchivePlan {
+    pub object_key: String,
+    pub encoded: EncodedArchive,
+    pub custom_metadata: BTreeMap<String, String>,
+    pub entries: ArchiveEntries,
+    pub content_type: &'static str,
+}
+
+/// Where the nonce of an encrypted archive body comes from.
+pub(super) enum BodyNonce {
+    /// The secure random source: every new archive.
+    Random,
+    /// The data key, the object key and the body ([`content_nonce`]): an archive encrypted
+    /// again after a crash comes out byte for byte the same, so its retry finds its own object.
+    DerivedFromContent,
 }
 
 impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
@@ -116,7 +125,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         for _ in 0..MAX_KEY_COLLISIONS {
             let mut plan = self.plan_archive(input, archived_at_ms)?;
             if let Some(ring) = self.key_ring() {
-                plan = self.seal_archive(log, ring, plan).await?;
+                plan = self
+                    .seal_archive(log, ring, plan, BodyNonce::Random)
+                    .await?;
             }
             if self.put_archive_object(log, &plan).await? {
                 self.put_archive_entries(log, &plan).await?;
@@ -166,18 +177,22 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// the gzip'd document sealed under the encrypted archive key, and the summary encrypted
     /// in its metadata record and listing entries. Costs 1 R2 get (and the first time, 1 R2
     /// put).
-    async fn seal_archive(
+    pub(super) async fn seal_archive(
         &self,
         log: &OpLog<'_>,
         ring: &KeyRing,
         plan: ArchivePlan,
+        body_nonce: BodyNonce,
     ) -> Result<ArchivePlan> {
         let mut metadata = plan.encoded.metadata;
         let session = SessionId::parse(&metadata.session_id)?;
         let reference = self.key_reference(&session, metadata.user_id.as_deref())?;
         let dek = self.data_key_for_write(log, ring, &reference).await?;
         let object_key = encrypted_archive_object_key(&session, metadata.archived_at)?;
-        let nonce = self.secure_random::<NONCE_LEN>()?;
+        let nonce = match body_nonce {
+            BodyNonce::Random => self.secure_random::<NONCE_LEN>()?,
+            BodyNonce::DerivedFromContent => content_nonce(&dek, &object_key, &plan.encoded.bytes),
+        };
         let bytes = envelope::seal(
             &dek,
             &reference,
@@ -212,7 +227,11 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// Writes the archive object if its key is free. `Ok(false)` when another archive (other
     /// bytes) holds the key; `Ok(true)` when ours is stored, including when an earlier attempt
     /// of this same call stored it and only its response was lost.
-    async fn put_archive_object(&self, log: &OpLog<'_>, plan: &ArchivePlan) -> Result<bool> {
+    pub(super) async fn put_archive_object(
+        &self,
+        log: &OpLog<'_>,
+        plan: &ArchivePlan,
+    ) -> Result<bool> {
         let sha256 = &plan.encoded.metadata.sha256;
         let options = ObjectPutOptions {
             custom_metadata: plan.custom_metadata.clone(),

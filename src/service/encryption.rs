@@ -127,13 +127,11 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         };
         let nonce = self.secure_random::<NONCE_LEN>()?;
         let wrapped = wrap(&object_key, &dek, ring.newest(), nonce, self.clock.now_ms()).await;
-        let body = wrapped.encode();
         let options = ObjectPutOptions {
-            content_type: Some(DATA_KEY_CONTENT_TYPE.to_owned()),
-            sha256: Some(crate::hash::sha256_hex(&body)),
             only_if_absent: true,
-            ..ObjectPutOptions::default()
+            ..data_key_put_options(&wrapped)
         };
+        let body = wrapped.encode();
         match self.r2_put(log, &object_key, &body, options).await? {
             PutOutcome::Stored(_) => {
                 log.event("info", "made a data key", json!({ "key": object_key }));
@@ -310,6 +308,41 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         String::from_utf8(text).map_err(|_| PersistenceError::corrupt(&what, "not UTF-8"))
     }
 }
+
+/// The nonce of an archive body encrypted under `dek` as `object_key`, derived from them and
+/// the body: HMAC-SHA-256 under the data key of a label, the key and the body's SHA-256, cut
+/// to 12 bytes. Two different bodies get the same nonce only by a 96-bit collision, as with
+/// random nonces; the same body under the same key gets the same ciphertext, which reveals
+/// nothing the key does not already (what `encryptExistingArchives` relies on to be
+/// crash-consistent).
+pub(super) fn content_nonce(dek: &DataKey, object_key: &str, body: &[u8]) -> [u8; NONCE_LEN] {
+    use hmac::{Hmac, KeyInit, Mac};
+    use sha2::{Digest, Sha256};
+    // HMAC takes a key of any length: a 32-byte key is used as it is.
+    let mut mac = Hmac::<Sha256>::new_from_slice(&dek.key.0).unwrap_or_else(|_| unreachable!());
+    mac.update(b"supportbot-persistence/archive-nonce/v1\0");
+    mac.update(object_key.as_bytes());
+    mac.update(b"\0");
+    mac.update(&Sha256::digest(body));
+    let tag = mac.finalize().into_bytes();
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce.copy_from_slice(&tag[..NONCE_LEN]);
+    nonce
+}
+
+/// How a wrapped data key is stored: JSON, with its checksum and, as custom metadata, the id
+/// of the KEK wrapping it (so that a rotation tells current keys from a listing alone).
+pub(super) fn data_key_put_options(wrapped: &WrappedKey) -> ObjectPutOptions {
+    ObjectPutOptions {
+        content_type: Some(DATA_KEY_CONTENT_TYPE.to_owned()),
+        sha256: Some(crate::hash::sha256_hex(&wrapped.encode())),
+        custom_metadata: [(KEK_ID_FIELD.to_owned(), wrapped.kek_id.clone())].into(),
+        ..ObjectPutOptions::default()
+    }
+}
+
+/// The custom metadata field of a data key object naming the KEK that wraps it.
+pub(super) const KEK_ID_FIELD: &str = "kekId";
 
 /// The R2 key of the data key `reference` names; `CORRUPT_DATA` for a reference no key has.
 fn data_key_object(reference: &str) -> Result<String> {

@@ -22,6 +22,8 @@ pub struct OpLog<'a> {
     operation: &'static str,
     debug: bool,
     attempts: Cell<u32>,
+    /// Calls made (a retried call counts once; a call the breaker refused, not at all).
+    calls: Cell<u32>,
     failed_attempts: Cell<u32>,
     storage_ms: Cell<i64>,
 }
@@ -82,6 +84,7 @@ impl<'a> OpLog<'a> {
             operation,
             debug,
             attempts: Cell::new(0),
+            calls: Cell::new(0),
             failed_attempts: Cell::new(0),
             storage_ms: Cell::new(0),
         }
@@ -96,6 +99,9 @@ impl<'a> OpLog<'a> {
     /// not succeed, or always with `debug`.
     pub fn call(&self, record: &CallRecord<'_>) {
         self.attempts.set(self.attempts.get().saturating_add(1));
+        if record.attempt == 1 && record.outcome != Outcome::CircuitOpen {
+            self.calls.set(self.calls.get().saturating_add(1));
+        }
         self.storage_ms
             .set(self.storage_ms.get().saturating_add(record.elapsed_ms));
         if record.outcome != Outcome::Ok {
@@ -120,6 +126,11 @@ impl<'a> OpLog<'a> {
             line.insert("error".into(), json!(error));
         }
         self.emit(line);
+    }
+
+    /// Storage calls made so far, as run budgets count them: a retried call once.
+    pub fn storage_calls(&self) -> u32 {
+        self.calls.get()
     }
 
     /// Logs an event of the operation itself (its result, a skipped item, a report).

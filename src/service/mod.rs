@@ -11,6 +11,7 @@ mod backup;
 mod backup_index;
 mod backup_steps;
 mod cache;
+mod encrypt_existing;
 mod encryption;
 mod guard;
 mod health;
@@ -23,6 +24,7 @@ mod migrate;
 mod options;
 mod reindex;
 mod retention;
+mod rotation;
 mod run;
 mod segments;
 mod ui_messages;
@@ -34,6 +36,7 @@ pub use backup_steps::{
     BackupPlan, BackupRequest, CommitStep, PackSource, PackStep, PackStepReport, INDEX_LAG_MS,
 };
 pub use cache::MAX_CACHE_TEXT_BYTES;
+pub use encrypt_existing::{EncryptExistingReport, MIN_ENCRYPT_EXISTING_CALLS};
 pub use guard::{BreakerState, StorageGuard};
 pub use health::{
     BreakerStates, CacheMetrics, HealthDetails, HealthLatencies, HealthReport, HealthStatus,
@@ -44,6 +47,7 @@ pub use migrate::{MigrationReport, MIN_MIGRATION_CALLS};
 pub use options::{BreakerPolicy, PackBounds, RetryPolicy, ServiceOptions};
 pub use reindex::{ReindexReport, MIN_REINDEX_CALLS};
 pub use retention::{RetentionRun, MAX_REPORTED_KEYS, MIN_STORAGE_CALLS};
+pub use rotation::{RotationReport, MIN_ROTATION_CALLS};
 pub use run::{RunBudget, RunStatus, StopReason};
 
 use std::rc::Rc;

@@ -517,6 +517,10 @@ impl BoundService {
                 "getStorageMetrics" => json_text(&service.get_storage_metrics(budget).await?),
                 "indexLegacyArchives" => json_text(&service.index_legacy_archives(budget).await?),
                 "reindexUserArchives" => json_text(&service.reindex_user_archives(budget).await?),
+                "encryptExistingArchives" => {
+                    json_text(&service.encrypt_existing_archives(budget).await?)
+                }
+                "rotateEncryptionKeys" => json_text(&service.rotate_encryption_keys(budget).await?),
                 other => {
                     return Err(PersistenceError::invalid_input(
                         "job",

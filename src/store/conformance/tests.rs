@@ -200,8 +200,5 @@ fn r2_checks_catch_broken_adapters() {
         ["r2.only_if_absent"]
     );
     let ignores_etag = |options: &mut ObjectPutOptions| options.if_etag_matches = None;
-    assert_eq!(
-        failures(ignores_etag, |_| {}),
-        ["r2.put_if_etag_matches"]
-    );
+    assert_eq!(failures(ignores_etag, |_| {}), ["r2.put_if_etag_matches"]);
 }
