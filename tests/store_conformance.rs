@@ -29,7 +29,7 @@ fn assert_suites_pass(stores: &MemoryStores, prefix: &str) {
 
 #[test]
 fn memory_stores_conform_and_clean_up() {
-    assert_eq!((KV_CHECKS.len(), R2_CHECKS.len()), (14, 18));
+    assert_eq!((KV_CHECKS.len(), R2_CHECKS.len()), (14, 19));
     let stores = MemoryStores::new(START_MS, 1);
     assert_suites_pass(&stores, "suite/");
     assert_eq!(stores.r2.keys(), Vec::<String>::new());

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::hash::sha256_hex;
 use crate::keys::{archive_object_key, segment_session_id, SessionId};
-use crate::platform::R2_MAX_DELETE_KEYS;
+use crate::platform::{R2_MAX_DELETE_KEYS, SAME_KEY_WRITE_INTERVAL_MS};
 use crate::store::{
     Clock, FailureKind, ListedR2Object, ObjectListOptions, ObjectMeta, ObjectPutOptions,
     ObjectStore, PutOutcome, Rng, StoreResult, StoredObject,
@@ -53,7 +53,7 @@ impl<R: ObjectStore> Suite for R2<'_, R> {
             "r2.sha256_recorded" => sha256_recorded(r2, scope).await,
             "r2.sha256_mismatch_rejected" => sha256_mismatch_rejected(r2, scope).await,
             "r2.only_if_absent" => only_if_absent(r2, scope).await,
-            "r2.put_if_etag_matches" => put_if_etag_matches(r2, scope).await,
+            "r2.put_if_etag_matches" => put_if_etag_matches(r2, clock, scope).await,
             "r2.delete_many" => delete_many(port, scope).await,
             "r2.delete_missing_ok" => shared::delete_missing_ok(port, scope).await,
             "r2.list_byte_order" => shared::list_byte_order(port, scope).await,
@@ -267,7 +267,11 @@ async fn only_if_absent<R: ObjectStore>(r2: &R, scope: &str) -> Check {
 
 /// A put conditioned on an etag writes over that version only: never over a newer one, and
 /// never brings back an object deleted meanwhile (what rewrapping a data key relies on).
-async fn put_if_etag_matches<R: ObjectStore>(r2: &R, scope: &str) -> Check {
+async fn put_if_etag_matches<R: ObjectStore, C: Clock + Rng>(
+    r2: &R,
+    clock: &C,
+    scope: &str,
+) -> Check {
     let key = format!("{scope}data-key");
     let if_matches = |etag: &Option<String>| ObjectPutOptions {
         if_etag_matches: Some(etag.clone().unwrap_or_default()),
@@ -277,6 +281,8 @@ async fn put_if_etag_matches<R: ObjectStore>(r2: &R, scope: &str) -> Check {
     if first.etag.is_none() {
         return Err("first put: no etag".to_owned());
     }
+    // R2 takes one write a second per key.
+    clock.sleep(SAME_KEY_WRITE_INTERVAL_MS).await;
     let second = stored(
         r2,
         "put over the first",
