@@ -24,6 +24,8 @@ import type {
   PersistenceBindings,
   PersistenceOptions,
   ReindexReport,
+  RotationReport,
+  EncryptExistingReport,
   RestorePackOptions,
   RetentionReport,
   RetentionRunOptions,
@@ -333,7 +335,14 @@ function checkBindings(bindings: PersistenceBindings | undefined): PersistenceBi
 }
 
 /** The maintenance jobs of the core's run driver: each takes a call budget and a time budget. */
-type RunJob = "enforceRetentionPolicy" | "previewRetentionPolicy" | "indexLegacyArchives" | "reindexUserArchives" | "getStorageMetrics";
+type RunJob =
+  | "enforceRetentionPolicy"
+  | "previewRetentionPolicy"
+  | "indexLegacyArchives"
+  | "reindexUserArchives"
+  | "rotateEncryptionKeys"
+  | "encryptExistingArchives"
+  | "getStorageMetrics";
 
 /** Runs `job` within the budget of its options (checked by the core); its report. */
 async function runJob<Report>(core: wasm.DataPersistenceService, job: RunJob, options: { maxStorageCalls?: number; timeBudgetMs?: number }): Promise<Report> {
@@ -559,6 +568,31 @@ export class DataPersistenceService {
    */
   async reindexUserArchives(options: MigrationRunOptions = {}): Promise<ReindexReport> {
     return runJob<ReindexReport>(this.#core, "reindexUserArchives", options);
+  }
+
+  /**
+   * Rewraps every data key under the newest of `encryptionKeys` (or continues an unfinished
+   * run), never rewriting an archive; a data key destroyed or changed meanwhile is left as it
+   * is. After a complete run with `keyUnavailable` and `damaged` both 0, the older keys can be
+   * removed from the secret. A complete run is recorded, so later runs cost 1 KV get (2 with
+   * the resume point) until a newer key is added: safe to call from every cron run. Costs 1 R2
+   * list per 1000 data keys, and per key not yet current 1 R2 get and 1 R2 put.
+   * INVALID_CONFIG when no keys are configured.
+   */
+  async rotateEncryptionKeys(options: MigrationRunOptions = {}): Promise<RotationReport> {
+    return runJob<RotationReport>(this.#core, "rotateEncryptionKeys", options);
+  }
+
+  /**
+   * Rewrites every plaintext archive encrypted (or continues an unfinished run): run it until
+   * `complete` after turning encryption on for a store that has archives (they stay readable
+   * meanwhile). Each archive: the encrypted copy is written, then its record and index entries
+   * point at it, then the plaintext is deleted, so a run stopped or killed anywhere loses
+   * nothing and the next one finishes it. Costs 1 R2 list per 1000 archives and up to 10
+   * storage calls per plaintext archive. INVALID_CONFIG when no keys are configured.
+   */
+  async encryptExistingArchives(options: MigrationRunOptions = {}): Promise<EncryptExistingReport> {
+    return runJob<EncryptExistingReport>(this.#core, "encryptExistingArchives", options);
   }
 
   /** Probes R2 and KV (one read each); never rejects. The spec calls it on DataPersistenceIntegration. */

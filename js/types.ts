@@ -338,11 +338,15 @@ export interface BackupOptions {
   keep?: boolean;
 }
 
-/** Limits of one `indexLegacyArchives` or `reindexUserArchives` run (as for retention runs). */
+/**
+ * Limits of one maintenance run (`indexLegacyArchives`, `reindexUserArchives`,
+ * `rotateEncryptionKeys`, `encryptExistingArchives`), as for retention runs.
+ */
 export interface MigrationRunOptions {
   /**
    * Stop after about this many storage calls (at least 8 for indexLegacyArchives, 4 for
-   * reindexUserArchives; a retried call counts once, see RetentionRunOptions).
+   * reindexUserArchives, 6 for rotateEncryptionKeys, 13 for encryptExistingArchives; a
+   * retried call counts once, see RetentionRunOptions).
    */
   maxStorageCalls?: number;
   /** Stop after about this many milliseconds of wall time. */
@@ -376,6 +380,52 @@ export interface ReindexReport {
   anonymous: number;
   /** Entries whose listing summary could not be read (logged with the key). */
   unreadable: number;
+  complete: boolean;
+  stoppedBy: "call_budget" | "deadline" | "circuit_open" | "storage_error" | null;
+  /** True when this run continued an unfinished one. */
+  resumed: boolean;
+  storageCalls: number;
+}
+
+/** What one `rotateEncryptionKeys` run did; `complete` is false when it stopped early and the next run resumes. */
+export interface RotationReport {
+  /** The id of the key-encryption key every data key is rewrapped to (the newest). */
+  newestKeyId: string;
+  /** Data key objects listed. */
+  scanned: number;
+  /** Data keys rewrapped under the newest key. */
+  rewrapped: number;
+  /** Data keys it already wrapped. */
+  alreadyCurrent: number;
+  /** Data keys wrapped by a key that is not configured (logged with its id): that key must stay. */
+  keyUnavailable: number;
+  /** Data key objects that cannot be read or unwrapped (logged with their R2 key). */
+  damaged: number;
+  /** Data keys destroyed or rewritten while this run rewrapped them, left as they are. */
+  changed: number;
+  /** True when a complete rotation to the newest key was recorded before: nothing else was read. */
+  upToDate: boolean;
+  complete: boolean;
+  stoppedBy: "call_budget" | "deadline" | "circuit_open" | "storage_error" | null;
+  /** True when this run continued an unfinished one. */
+  resumed: boolean;
+  storageCalls: number;
+}
+
+/** What one `encryptExistingArchives` run did; `complete` is false when it stopped early and the next run resumes. */
+export interface EncryptExistingReport {
+  /** Archive objects listed. */
+  scanned: number;
+  /** Plaintext archives rewritten encrypted (their plaintext deleted). */
+  encrypted: number;
+  /** Archives that were encrypted already. */
+  alreadyEncrypted: number;
+  /** Archives of the earlier TypeScript implementation, left as they are. */
+  legacy: number;
+  /** Archives that fail verification, left as they are (logged with their key). */
+  damaged: number;
+  /** Archives whose encrypted key holds another archive, left as they are (logged). */
+  conflicts: number;
   complete: boolean;
   stoppedBy: "call_budget" | "deadline" | "circuit_open" | "storage_error" | null;
   /** True when this run continued an unfinished one. */

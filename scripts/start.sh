@@ -17,6 +17,10 @@ DEV_AUTH_SECRET="dev-only-auth-secret-do-not-deploy-0123456789"
 # The hash secret of cache and user-index keys (PERSISTENCE_HASH_SECRET, a Worker secret in
 # production), so local runs exercise the keyed (HMAC) key path like a deployment should.
 DEV_HASH_SECRET="dev-only-hash-secret-do-not-deploy"
+# The key-encryption keys (PERSISTENCE_ENCRYPTION_KEYS, a Worker secret in production: README
+# "Encryption"), so local runs store every archive encrypted like a deployment should. The key is
+# base64 of the 32 bytes "dev-only-encryption-key-01234567": public, so never deploy with it.
+DEV_ENCRYPTION_KEYS='[{"id":"dev-only","key":"ZGV2LW9ubHktZW5jcnlwdGlvbi1rZXktMDEyMzQ1Njc="}]'
 
 if [ -z "${SKIP_BUILD:-}" ]; then
   bash scripts/setup.sh
@@ -24,4 +28,5 @@ if [ -z "${SKIP_BUILD:-}" ]; then
 fi
 step "wrangler dev on http://localhost:${PORT:-8787}"
 exec wrangler dev --port "${PORT:-8787}" --ip 127.0.0.1 --persist-to "${PERSIST_TO:-.wrangler/state}" --test-scheduled \
-  --var "AUTH_SECRET:$DEV_AUTH_SECRET" --var "PERSISTENCE_HASH_SECRET:$DEV_HASH_SECRET" "$@"
+  --var "AUTH_SECRET:$DEV_AUTH_SECRET" --var "PERSISTENCE_HASH_SECRET:$DEV_HASH_SECRET" \
+  --var "PERSISTENCE_ENCRYPTION_KEYS:$DEV_ENCRYPTION_KEYS" "$@"

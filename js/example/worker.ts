@@ -4,6 +4,7 @@
 import { runtime, type ExampleEnv } from "./config.js";
 import { errorResponse, toHttpError } from "./http.js";
 import { startScheduledBackup } from "./backup.js";
+import { runScheduledKeyRotation } from "./key_rotation.js";
 import { runScheduledRetention } from "./retention.js";
 import { route } from "./routes.js";
 
@@ -19,9 +20,15 @@ export default {
   },
 
   async scheduled(controller: ScheduledController, env: ExampleEnv): Promise<void> {
-    // Independent: a failed sweep does not stop the backup, nor the other way round.
+    // Independent: a failed sweep does not stop the backup, nor the other way round. The key
+    // rotation follows the sweep, with the storage calls it left.
+    const maintenance = async () => {
+      const retention = await runScheduledRetention(controller.cron, env);
+      const spent = retention.event === "retention_run" ? retention.storageCalls : 0;
+      await runScheduledKeyRotation(controller.cron, env, runtime(env).retention.maxStorageCalls - spent);
+    };
     const [retention, backup] = await Promise.allSettled([
-      runScheduledRetention(controller.cron, env),
+      maintenance(),
       startScheduledBackup(env, controller.scheduledTime),
     ]);
     for (const outcome of [retention, backup]) if (outcome.status === "rejected") throw outcome.reason;

@@ -150,11 +150,14 @@ test("the walkthrough, over HTTP against wrangler dev", async () => {
 
   response = await call("POST", "/sessions/s1/archive", alice);
   assert.equal(response.status, 200, JSON.stringify(response.body));
-  assert.match(response.body.archiveKey, /^conversations\/.*archive_s1_/);
+  // npm start configures a (dev-only) encryption key: the archive is stored encrypted.
+  assert.match(response.body.archiveKey, /^conversations\/.*archive_s1_\d+\.json\.gz\.enc$/);
 
   response = await call("GET", "/users/alice/archives?limit=10", alice);
   assert.equal(response.status, 200);
   assert.deepEqual(response.body.archives.map((a) => a.sessionId), ["s1"]);
+  // Its summary is stored encrypted and listed decrypted.
+  assert.deepEqual(response.body.archives.map((a) => [a.summary, a.encryptedSummary]), [["Password reset", undefined]]);
 
   response = await call("GET", "/sessions/s1/archive", alice);
   assert.equal(response.status, 200);
@@ -197,6 +200,10 @@ test("the walkthrough, over HTTP against wrangler dev", async () => {
   assert.equal(cron.status, 200, await cron.text());
   const logged = await waitFor(() => /"event":"retention_run"/.test(output));
   assert.ok(logged, `no retention_run log line in:\n${output}`);
+  // ... then rotates the data keys to the newest key (the only one: all current at once).
+  const rotated = await waitFor(() => /"event":"key_rotation_run".*"complete":true/.test(output));
+  assert.ok(rotated, `no complete key_rotation_run log line in:\n${output}`);
+  assert.match(output, /"event":"key_rotation_run"[^\n]*"keyUnavailable":0/);
   // ... and starts this interval's automated backup (BackupWorkflow), which commits a backup.
   const started = await waitFor(() => /"event":"backup_started"/.test(output));
   assert.ok(started, `no backup_started log line in:\n${output}`);
