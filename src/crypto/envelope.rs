@@ -6,8 +6,8 @@
 //!        | nonce (12 bytes) | ciphertext | tag (16 bytes)
 //! ```
 //!
-//! The key reference names the data key's object (`keys/<reference>.json`); it is empty where
-//! the owner is known from the context (an encrypted summary beside its archive's metadata).
+//! The key reference names the data key's object (`keys/<reference>.json`), in archives and
+//! in encrypted summaries alike.
 //! The associated data is the whole header followed by the storage key, a zero byte and the
 //! session id, so that changing any header byte, or copying the bytes to another key or
 //! session, fails authentication.
@@ -38,7 +38,7 @@ pub struct DataKey {
 pub struct Envelope<'a> {
     /// The header's bytes (authenticated).
     pub header: &'a [u8],
-    /// Which key object holds the data key (`""`: known from the context).
+    /// Which key object holds the data key: `keys/<key_ref>.json`.
     pub key_ref: &'a str,
     /// The data key's id.
     pub dek_id: [u8; DEK_ID_LEN],
