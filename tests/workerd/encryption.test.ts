@@ -439,4 +439,69 @@ describe("encryption at rest", () => {
       await expect(decryptArchive(wrongKek, env.ARCHIVE_R2, key)).rejects.toThrow();
     }
   });
+
+  it("rotates every data key to a new KEK with real R2 etags, touching no archive; the old KEK can then go", async () => {
+    const NEW_ID = "k-workerd-2027";
+    const NEW_KEK = btoa(String.fromCharCode(...new Uint8Array(32).fill(0x27)));
+    const cases = [marked("enc-rotate-1", "rotating-user", "MARKER-rot1"), marked("enc-rotate-2", undefined, "MARKER-rot2")];
+    const keys = [];
+    for (const { memory, session } of cases) keys.push(await encrypted().archiveConversation(memory, session));
+    const dataKeys = [];
+    for (const key of keys) {
+      const body = new Uint8Array(await (await env.ARCHIVE_R2.get(key))!.arrayBuffer());
+      dataKeys.push(`keys/${latin1(body.subarray(6, 6 + body[5]!))}.json`);
+    }
+    const archivesBefore = await Promise.all(keys.map(async (key) => sha256Hex(new Uint8Array(await (await env.ARCHIVE_R2.get(key))!.arrayBuffer()))));
+    const both = new DataPersistenceService(env, {}, { encryptionKeys: [{ id: NEW_ID, key: NEW_KEK }, { id: KEK_ID, key: KEK }] });
+    let report = await both.rotateEncryptionKeys({ maxStorageCalls: 6 });
+    for (let runs = 0; !report.complete; runs++) {
+      expect(runs, JSON.stringify(report)).toBeLessThan(50);
+      expect(report.storageCalls).toBeLessThanOrEqual(6);
+      report = await both.rotateEncryptionKeys({ maxStorageCalls: 6 });
+    }
+    expect(report.newestKeyId).toBe(NEW_ID);
+    for (const dataKey of dataKeys) {
+      const object = (await env.ARCHIVE_R2.get(dataKey))!;
+      expect((await object.json<{ kekId: string }>()).kekId, dataKey).toBe(NEW_ID);
+      expect(object.customMetadata?.kekId, dataKey).toBe(NEW_ID);
+    }
+    const archivesAfter = await Promise.all(keys.map(async (key) => sha256Hex(new Uint8Array(await (await env.ARCHIVE_R2.get(key))!.arrayBuffer()))));
+    expect(archivesAfter).toEqual(archivesBefore);
+    const newOnly = new DataPersistenceService(env, {}, { encryptionKeys: [{ id: NEW_ID, key: NEW_KEK }] });
+    for (const [i, sid] of ["enc-rotate-1", "enc-rotate-2"].entries()) {
+      expect(await newOnly.retrieveArchivedConversation(sid)).toEqual(expected(cases[i]!));
+    }
+    // Without the new KEK, a rotated key is unavailable, named by its KEK id.
+    const oldOnly = encrypted();
+    await expect(oldOnly.retrieveArchivedConversation("enc-rotate-1")).rejects.toThrow(NEW_ID);
+  });
+
+  it("encrypts the archives of a store written before keys were configured, reading the same", async () => {
+    const plain = new DataPersistenceService(env);
+    const cases = [marked("enc-existing-1", "existing-user", "MARKER-ex1"), marked("enc-existing-2", undefined, "MARKER-ex2")];
+    const plainKeys = [];
+    for (const { memory, session } of cases) plainKeys.push(await plain.archiveConversation(memory, session));
+    expect(plainKeys.every((key) => key.endsWith(".json.gz"))).toBe(true);
+    const listedBefore = (await plain.listArchivedConversations("existing-user")).map((a) => [a.sessionId, a.summary]);
+    const keyed = encrypted();
+    let report = await keyed.encryptExistingArchives({ maxStorageCalls: 13 });
+    for (let runs = 0; !report.complete; runs++) {
+      expect(runs, JSON.stringify(report)).toBeLessThan(200);
+      report = await keyed.encryptExistingArchives({ maxStorageCalls: 13 });
+    }
+    for (const key of plainKeys) {
+      expect(await env.ARCHIVE_R2.head(key), key).toBeNull();
+      const sealed = (await env.ARCHIVE_R2.get(`${key}.enc`))!;
+      expect(sealed, key).not.toBeNull();
+      expect(latin1(new Uint8Array(await sealed.arrayBuffer()).subarray(0, 4))).toBe("SBPE");
+    }
+    for (const [i, sid] of ["enc-existing-1", "enc-existing-2"].entries()) {
+      expect(await keyed.retrieveArchivedConversation(sid)).toEqual(expected(cases[i]!));
+    }
+    const listedAfter = await keyed.listArchivedConversations("existing-user");
+    expect(listedAfter.map((a) => [a.sessionId, a.summary])).toEqual(listedBefore);
+    expect(listedAfter.every((a) => a.key.endsWith(".enc"))).toBe(true);
+    const record = await env.CHAT_KV.get<{ summary: string; encryptedSummary?: string }>("archive_meta:enc-existing-1", "json");
+    expect([record?.summary, typeof record?.encryptedSummary]).toEqual(["", "string"]);
+  });
 });
