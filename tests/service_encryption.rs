@@ -867,3 +867,95 @@ fn a_data_key_destroyed_during_rotation_is_never_brought_back() {
     let err = retrieve(&fresh, "s-gone").unwrap_err();
     assert_eq!(err.code(), "KEY_UNAVAILABLE", "{err}");
 }
+
+/// The 32 bytes of the data key stored under `object_key`, unwrapped here with the KEK bytes
+/// (independently of the library), to look for them in logs.
+fn unwrapped_data_key(stores: &MemoryStores, object_key: &str, kek: &[u8; 32]) -> Vec<u8> {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    let wrapped: Value = serde_json::from_slice(&stores.snapshot().r2[object_key].body).unwrap();
+    let field = |name: &str| wrapped[name].as_str().unwrap().to_owned();
+    let aad = [
+        "supportbot-persistence/data-key/v1",
+        object_key,
+        &field("dekId"),
+        &field("kekId"),
+    ]
+    .join("\0");
+    let cipher = aes_gcm::Aes256Gcm::new(kek.into());
+    let nonce = STANDARD.decode(field("nonce")).unwrap();
+    let sealed = STANDARD.decode(field("wrappedKey")).unwrap();
+    let payload = Payload {
+        msg: &sealed,
+        aad: aad.as_bytes(),
+    };
+    cipher
+        .decrypt(aes_gcm::Nonce::from_slice(&nonce), payload)
+        .unwrap()
+}
+
+/// With debug logging on, through archiving, reading, listing, a backup and its restore, a
+/// rotation, the encryption of an existing archive and the key errors: no log line holds a
+/// KEK or a data key, in base64 or hex.
+#[test]
+fn no_key_material_reaches_a_log_line() {
+    let stores = MemoryStores::new(T0, 13);
+    let lines = Rc::new(common::Lines::default());
+    let logged = |keys: &[(&str, [u8; 32])]| {
+        let mut options = options_with(keys);
+        options.debug = true;
+        service_over(
+            &stores,
+            lines.clone(),
+            DataRetentionPolicy::default(),
+            options,
+        )
+    };
+    let plain = service_over(
+        &stores,
+        lines.clone(),
+        DataRetentionPolicy::default(),
+        ServiceOptions::default(),
+    );
+    let (memory, session) = marked("s-log-0", Some("lou@example.com"), "MARKER-l0");
+    archive(&plain, &memory, &session);
+    stores.clock.advance_ms(1_500);
+    let old = logged(&[("k2025", KEY_2025)]);
+    let (memory, session) = marked("s-log-1", Some("lou@example.com"), "MARKER-l1");
+    archive(&old, &memory, &session);
+    stores.clock.advance_ms(1_500);
+    retrieve(&old, "s-log-1").unwrap();
+    block_on(old.list_archived_conversations(Some("lou@example.com"), 10, None)).unwrap();
+    let backup = block_on(old.create_backup(&["s-log-1".to_owned()], None, false)).unwrap();
+    lose_all_archives(&stores);
+    block_on(old.restore_from_backup(&backup, None)).unwrap();
+    block_on(old.encrypt_existing_archives(budget(None))).unwrap();
+    let both = logged(&[("k2026", KEY_2026), ("k2025", KEY_2025)]);
+    block_on(both.rotate_encryption_keys(budget(None))).unwrap();
+    retrieve(&logged(&[("k2025", KEY_2025)]), "s-log-1").unwrap_err();
+    retrieve(&logged(&[("k2025", KEY_2026)]), "s-log-1").unwrap_err();
+
+    let snapshot = stores.snapshot();
+    let data_key_objects: Vec<&String> = snapshot
+        .r2
+        .keys()
+        .filter(|key| key.starts_with("keys/"))
+        .collect();
+    assert_eq!(data_key_objects.len(), 1);
+    let dek = unwrapped_data_key(&stores, data_key_objects[0], &KEY_2026);
+    let secrets: Vec<Vec<u8>> = vec![KEY_2025.to_vec(), KEY_2026.to_vec(), dek];
+    let log = lines.0.borrow().join("\n");
+    for operation in [
+        "rotateEncryptionKeys",
+        "encryptExistingArchives",
+        "restoreFromBackup",
+    ] {
+        assert!(log.contains(operation), "{operation} logged nothing");
+    }
+    for secret in &secrets {
+        let hex: String = secret.iter().map(|byte| format!("{byte:02x}")).collect();
+        assert!(!log.contains(&hex), "a key in hex is logged");
+        assert!(!reveals(log.as_bytes(), &String::from_utf8_lossy(secret)));
+        let base64 = STANDARD.encode(secret);
+        assert!(!log.contains(&base64[..40]), "a key in base64 is logged");
+    }
+}
