@@ -139,7 +139,7 @@ impl BackupArchive {
             .map_err(|reason| PersistenceError::corrupt(what, reason))?;
         let user_ids = archive.metadata.user_id.iter().cloned().collect();
         Ok(BackupArchive {
-            entry: PackEntry::Stored(archive),
+            entry: PackEntry::Stored(Box::new(archive)),
             user_ids,
         })
     }
@@ -775,7 +775,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         entries
             .into_iter()
             .map(|entry| match entry {
-                PackEntry::Stored(stored) => prepare_stored_restore(backup_id, stored),
+                PackEntry::Stored(stored) => prepare_stored_restore(backup_id, *stored),
                 PackEntry::Document(session) => {
                     self.prepare_restore(backup_id, &session.session_id, session.archive_json)
                 }

@@ -167,7 +167,7 @@ impl PackedManifest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PackEntry {
     /// An archive as stored (format 3): written back byte for byte under its key.
-    Stored(StoredArchive),
+    Stored(Box<StoredArchive>),
     /// An archive document as JSON text (every archive of a format 2 pack; an archive of the
     /// earlier implementation in format 3): encoded again on restore.
     Document(BackupSession),
@@ -701,7 +701,7 @@ pub fn verify_pack(manifest: &PackedManifest, index: u32, stored: &[u8]) -> Resu
                 check_size(&session_what, archive.bytes.len(), listed.size)?;
                 check_stored(&archive)
                     .map_err(|reason| PersistenceError::corrupt(session_what.as_str(), reason))?;
-                PackEntry::Stored(archive)
+                PackEntry::Stored(Box::new(archive))
             }
             Some(archive_json) => {
                 let archive_json = archive_json.into_owned();
@@ -1018,8 +1018,8 @@ mod tests {
         let mut cut = stored("s2", T0 + 1, opaque(2, 300));
         cut.summary_truncated = true;
         let entries = vec![
-            PackEntry::Stored(stored("s1", T0, opaque(1, 100))),
-            PackEntry::Stored(cut),
+            PackEntry::Stored(Box::new(stored("s1", T0, opaque(1, 100)))),
+            PackEntry::Stored(Box::new(cut)),
             document("s3", A3),
         ];
         let (bytes, record) = encode_pack(&bid(), T0 + 10, 0, &entries).unwrap();
@@ -1037,7 +1037,7 @@ mod tests {
         assert_eq!(decode_packed_manifest("m", &text).unwrap(), manifest);
         // The manifest lists the stored bytes' checksums and sizes.
         let first = match &entries[0] {
-            PackEntry::Stored(first) => first.clone(),
+            PackEntry::Stored(first) => (**first).clone(),
             other => panic!("{other:?}"),
         };
         assert_eq!(
@@ -1146,12 +1146,13 @@ mod tests {
         let mut wrong_session = stored("s1", T0, opaque(1, 10));
         wrong_session.session_id = sid("s2");
         for archive in [wrong_size, wrong_key, wrong_session] {
-            let err = encode_pack(&bid(), T0, 0, &[PackEntry::Stored(archive)]).unwrap_err();
+            let err =
+                encode_pack(&bid(), T0, 0, &[PackEntry::Stored(Box::new(archive))]).unwrap_err();
             assert_eq!(err.code(), "INVALID_INPUT", "{err}");
             assert!(err.to_string().contains("sessions[0]"), "{err}");
         }
         let twice = [
-            PackEntry::Stored(stored("s1", T0, opaque(1, 10))),
+            PackEntry::Stored(Box::new(stored("s1", T0, opaque(1, 10)))),
             document("s1", A1),
         ];
         assert_eq!(
