@@ -126,7 +126,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             key: SecretKey(self.secure_random::<KEY_LEN>()?),
         };
         let nonce = self.secure_random::<NONCE_LEN>()?;
-        let wrapped = wrap(&object_key, &dek, ring.newest(), nonce, self.clock.now_ms()).await;
+        let wrapped = wrap(&object_key, &dek, ring.newest(), nonce, self.clock.now_ms()).await?;
         let body = wrapped.encode();
         let options = ObjectPutOptions {
             content_type: Some(DATA_KEY_CONTENT_TYPE.to_owned()),
@@ -223,7 +223,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             session.as_str(),
             summary.as_bytes(),
         )
-        .await;
+        .await?;
         Ok(STANDARD.encode(sealed))
     }
 
