@@ -110,6 +110,16 @@ pub enum PersistenceError {
         reason: String,
     },
 
+    /// The cipher could not run: the runtime has no `crypto.subtle`, or it refused an AES-GCM
+    /// call. Nothing was encrypted or decrypted, and nothing was stored.
+    #[error("encryption unavailable for {what}: {reason}")]
+    CryptoUnavailable {
+        /// The object being encrypted or decrypted (never key material).
+        what: String,
+        /// The runtime's error.
+        reason: String,
+    },
+
     /// A storage binding failed (after retries, where retrying applies).
     #[error("storage unavailable: {binding} {operation} failed: {reason}")]
     StorageUnavailable {
@@ -170,6 +180,7 @@ error_codes! {
     UnsupportedFormat => "UNSUPPORTED_FORMAT",
     KeyUnavailable => "KEY_UNAVAILABLE",
     DecryptionFailed => "DECRYPTION_FAILED",
+    CryptoUnavailable => "CRYPTO_UNAVAILABLE",
     StorageUnavailable => "STORAGE_UNAVAILABLE",
     CircuitOpen => "CIRCUIT_OPEN",
 }
@@ -251,6 +262,10 @@ mod tests {
                 key_id: "k1".into(),
             },
             PersistenceError::DecryptionFailed {
+                what: "w".into(),
+                reason: "r".into(),
+            },
+            PersistenceError::CryptoUnavailable {
                 what: "w".into(),
                 reason: "r".into(),
             },

@@ -19,6 +19,11 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     to_hex(&Sha256::digest(bytes))
 }
 
+/// SHA-256 of `bytes`, the 32 raw bytes.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
 /// SHA-256 of the UTF-8 bytes of `text` as 64 lowercase hex characters.
 pub fn hash_text(text: &str) -> String {
     sha256_hex(text.as_bytes())

@@ -14,7 +14,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use super::aead::{self, SecretKey, KEY_LEN, NONCE_LEN};
+use super::aead::{self, OpenError, SecretKey, KEY_LEN, NONCE_LEN};
 use super::envelope::{DataKey, DEK_ID_LEN};
 use super::keyring::{Kek, KeyRing};
 use crate::error::{PersistenceError, Result};
@@ -72,30 +72,34 @@ impl WrappedKey {
     }
 }
 
-/// Wraps `dek` with `kek` for the object `object_key`, made at `created_at_ms`.
+/// Wraps `dek` with `kek` for the object `object_key`, made at `created_at_ms`:
+/// `CRYPTO_UNAVAILABLE` naming `object_key` when the cipher cannot run.
 pub async fn wrap(
     object_key: &str,
     dek: &DataKey,
     kek: &Kek,
     nonce: [u8; NONCE_LEN],
     created_at_ms: i64,
-) -> WrappedKey {
+) -> Result<WrappedKey> {
     let dek_id = to_hex(&dek.id);
     let aad = wrap_aad(object_key, &dek_id, &kek.id);
-    let sealed = aead::seal(&kek.key, &nonce, &aad, &dek.key.0).await;
-    WrappedKey {
+    let sealed = aead::seal(&kek.key, &nonce, &aad, &dek.key.0)
+        .await
+        .map_err(|unavailable| unavailable.for_object(object_key))?;
+    Ok(WrappedKey {
         format_version: WRAPPED_KEY_VERSION,
         dek_id,
         kek_id: kek.id.clone(),
         nonce: STANDARD.encode(nonce),
         wrapped_key: STANDARD.encode(sealed),
         created_at: created_at_ms,
-    }
+    })
 }
 
 /// Unwraps the data key stored under `object_key` with the KEK it names: `KEY_UNAVAILABLE`
 /// when that KEK is not in `ring`, `DECRYPTION_FAILED` when it does not authenticate (a KEK
-/// with that id but other bytes, or a changed object), `CORRUPT_DATA` when malformed.
+/// with that id but other bytes, or a changed object), `CORRUPT_DATA` when malformed,
+/// `CRYPTO_UNAVAILABLE` when the cipher cannot run.
 pub async fn unwrap(ring: &KeyRing, object_key: &str, wrapped: &WrappedKey) -> Result<DataKey> {
     let corrupt = |reason: &str| PersistenceError::corrupt(object_key, reason);
     let kek = ring
@@ -116,13 +120,16 @@ pub async fn unwrap(ring: &KeyRing, object_key: &str, wrapped: &WrappedKey) -> R
     let aad = wrap_aad(object_key, &wrapped.dek_id, &wrapped.kek_id);
     let key = aead::open(&kek.key, &nonce, &aad, &sealed)
         .await
-        .map_err(|_| PersistenceError::DecryptionFailed {
-            what: object_key.to_owned(),
-            reason: format!(
-                "the data key does not authenticate under key-encryption key {:?} (another key \
-                 with that id, or the object was changed)",
-                wrapped.kek_id
-            ),
+        .map_err(|err| match err {
+            OpenError::AuthenticationFailed => PersistenceError::DecryptionFailed {
+                what: object_key.to_owned(),
+                reason: format!(
+                    "the data key does not authenticate under key-encryption key {:?} (another \
+                     key with that id, or the object was changed)",
+                    wrapped.kek_id
+                ),
+            },
+            OpenError::Unavailable(unavailable) => unavailable.for_object(object_key),
         })?;
     let key: [u8; KEY_LEN] = key
         .try_into()
@@ -154,13 +161,10 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    #[cfg(target_arch = "wasm32")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
-
     use serde_json::json;
 
     use super::*;
-    use crate::store::memory::block_on;
+    use crate::crypto::cipher_test;
 
     const OBJECT: &str = "keys/sessions/s1.json";
 
@@ -180,63 +184,67 @@ mod tests {
         }
     }
 
-    #[test]
-    fn wraps_and_unwraps_with_any_configured_kek() {
-        let ring = ring();
-        for kek_id in ["new", "old"] {
-            let kek = ring.get(kek_id).unwrap();
-            let wrapped = block_on(wrap(OBJECT, &dek(), kek, [4; NONCE_LEN], 5));
-            assert_eq!(wrapped.kek_id, kek_id);
-            let stored = WrappedKey::decode(OBJECT, &wrapped.encode()).unwrap();
-            assert_eq!(block_on(unwrap(&ring, OBJECT, &stored)).unwrap(), dek());
-            assert!(!String::from_utf8(wrapped.encode())
-                .unwrap()
-                .contains(&STANDARD.encode([7u8; 32])));
+    cipher_test! {
+        fn wraps_and_unwraps_with_any_configured_kek() {
+            let ring = ring();
+            for kek_id in ["new", "old"] {
+                let kek = ring.get(kek_id).unwrap();
+                let wrapped = wrap(OBJECT, &dek(), kek, [4; NONCE_LEN], 5).await.unwrap();
+                assert_eq!(wrapped.kek_id, kek_id);
+                let stored = WrappedKey::decode(OBJECT, &wrapped.encode()).unwrap();
+                assert_eq!(unwrap(&ring, OBJECT, &stored).await.unwrap(), dek());
+                assert!(!String::from_utf8(wrapped.encode())
+                    .unwrap()
+                    .contains(&STANDARD.encode([7u8; 32])));
+            }
         }
     }
 
-    #[test]
-    fn refuses_a_missing_kek_a_moved_or_changed_key() {
-        let ring = ring();
-        let wrapped = block_on(wrap(OBJECT, &dek(), ring.newest(), [4; NONCE_LEN], 5));
-        let only_old = KeyRing::from_value(
-            "k",
-            &json!([{"id": "old", "key": STANDARD.encode([2u8; 32])}]),
-        )
-        .unwrap();
-        let err = block_on(unwrap(&only_old, OBJECT, &wrapped)).unwrap_err();
-        assert_eq!(err.code(), "KEY_UNAVAILABLE");
-        assert!(err.to_string().contains("\"new\""), "{err}");
-        let err = block_on(unwrap(&ring, "keys/sessions/s2.json", &wrapped)).unwrap_err();
-        assert_eq!(err.code(), "DECRYPTION_FAILED");
-        let relabelled = WrappedKey {
-            dek_id: "cd".repeat(16),
-            ..wrapped.clone()
-        };
-        assert_eq!(
-            block_on(unwrap(&ring, OBJECT, &relabelled))
-                .unwrap_err()
-                .code(),
-            "DECRYPTION_FAILED"
-        );
-        let bad_nonce = WrappedKey {
-            nonce: "AAAA".into(),
-            ..wrapped.clone()
-        };
-        assert_eq!(
-            block_on(unwrap(&ring, OBJECT, &bad_nonce))
-                .unwrap_err()
-                .code(),
-            "CORRUPT_DATA"
-        );
-        let newer = br#"{"formatVersion":2,"dekId":"","kekId":"","nonce":"","wrappedKey":"","createdAt":0}"#;
-        assert_eq!(
-            WrappedKey::decode(OBJECT, newer).unwrap_err().code(),
-            "UNSUPPORTED_FORMAT"
-        );
-        assert_eq!(
-            WrappedKey::decode(OBJECT, b"{}").unwrap_err().code(),
-            "CORRUPT_DATA"
-        );
+    cipher_test! {
+        fn refuses_a_missing_kek_a_moved_or_changed_key() {
+            let ring = ring();
+            let wrapped = wrap(OBJECT, &dek(), ring.newest(), [4; NONCE_LEN], 5)
+                .await
+                .unwrap();
+            let only_old = KeyRing::from_value(
+                "k",
+                &json!([{"id": "old", "key": STANDARD.encode([2u8; 32])}]),
+            )
+            .unwrap();
+            let err = unwrap(&only_old, OBJECT, &wrapped).await.unwrap_err();
+            assert_eq!(err.code(), "KEY_UNAVAILABLE");
+            assert!(err.to_string().contains("\"new\""), "{err}");
+            let err = unwrap(&ring, "keys/sessions/s2.json", &wrapped)
+                .await
+                .unwrap_err();
+            assert_eq!(err.code(), "DECRYPTION_FAILED");
+            let relabelled = WrappedKey {
+                dek_id: "cd".repeat(16),
+                ..wrapped.clone()
+            };
+            assert_eq!(
+                unwrap(&ring, OBJECT, &relabelled).await.unwrap_err()
+                    .code(),
+                "DECRYPTION_FAILED"
+            );
+            let bad_nonce = WrappedKey {
+                nonce: "AAAA".into(),
+                ..wrapped.clone()
+            };
+            assert_eq!(
+                unwrap(&ring, OBJECT, &bad_nonce).await.unwrap_err()
+                    .code(),
+                "CORRUPT_DATA"
+            );
+            let newer = br#"{"formatVersion":2,"dekId":"","kekId":"","nonce":"","wrappedKey":"","createdAt":0}"#;
+            assert_eq!(
+                WrappedKey::decode(OBJECT, newer).unwrap_err().code(),
+                "UNSUPPORTED_FORMAT"
+            );
+            assert_eq!(
+                WrappedKey::decode(OBJECT, b"{}").unwrap_err().code(),
+                "CORRUPT_DATA"
+            );
+        }
     }
 }

@@ -12,7 +12,7 @@
 //! session id, so that changing any header byte, or copying the bytes to another key or
 //! session, fails authentication.
 
-use super::aead::{self, AuthenticationFailed, SecretKey, NONCE_LEN, TAG_LEN};
+use super::aead::{self, OpenError, SecretKey, NONCE_LEN, TAG_LEN};
 use crate::error::{PersistenceError, Result};
 
 /// First bytes of every encrypted object.
@@ -58,7 +58,8 @@ pub fn overhead(key_ref_len: usize) -> usize {
     MAGIC.len() + 2 + key_ref_len + DEK_ID_LEN + NONCE_LEN + TAG_LEN
 }
 
-/// Encrypts `plaintext`, stored under `storage_key` for `session_id`.
+/// Encrypts `plaintext`, stored under `storage_key` for `session_id`: `CRYPTO_UNAVAILABLE`
+/// naming `storage_key` when the cipher cannot run.
 pub async fn seal(
     dek: &DataKey,
     key_ref: &str,
@@ -66,7 +67,7 @@ pub async fn seal(
     storage_key: &str,
     session_id: &str,
     plaintext: &[u8],
-) -> Vec<u8> {
+) -> Result<Vec<u8>> {
     let key_ref = &key_ref.as_bytes()[..key_ref.len().min(MAX_KEY_REF_LEN)];
     let mut out = Vec::with_capacity(overhead(key_ref.len()) + plaintext.len());
     out.extend_from_slice(MAGIC);
@@ -76,8 +77,11 @@ pub async fn seal(
     out.extend_from_slice(&dek.id);
     out.extend_from_slice(&nonce);
     let aad = associated_data(&out, storage_key, session_id);
-    out.extend_from_slice(&aead::seal(&dek.key, &nonce, &aad, plaintext).await);
-    out
+    let sealed = aead::seal(&dek.key, &nonce, &aad, plaintext)
+        .await
+        .map_err(|unavailable| unavailable.for_object(storage_key))?;
+    out.extend_from_slice(&sealed);
+    Ok(out)
 }
 
 /// Reads the header of an encrypted object (`what` names it in errors): `CORRUPT_DATA` when
@@ -122,7 +126,7 @@ pub fn parse<'a>(what: &str, bytes: &'a [u8]) -> Result<Envelope<'a>> {
 
 /// Decrypts `envelope`, stored under `storage_key` for `session_id`, with `dek`:
 /// `DECRYPTION_FAILED` naming `what` when authentication fails (damaged, moved, or another
-/// key).
+/// key), `CRYPTO_UNAVAILABLE` when the cipher cannot run.
 pub async fn open(
     what: &str,
     envelope: &Envelope<'_>,
@@ -133,11 +137,14 @@ pub async fn open(
     let aad = associated_data(envelope.header, storage_key, session_id);
     aead::open(&dek.key, &envelope.nonce, &aad, envelope.sealed)
         .await
-        .map_err(|AuthenticationFailed| PersistenceError::DecryptionFailed {
-            what: what.to_owned(),
-            reason: "authentication failed: the bytes were changed, moved to another key or \
-                     session, or encrypted under another key"
-                .to_owned(),
+        .map_err(|err| match err {
+            OpenError::AuthenticationFailed => PersistenceError::DecryptionFailed {
+                what: what.to_owned(),
+                reason: "authentication failed: the bytes were changed, moved to another key or \
+                         session, or encrypted under another key"
+                    .to_owned(),
+            },
+            OpenError::Unavailable(unavailable) => unavailable.for_object(what),
         })
 }
 
@@ -153,11 +160,8 @@ fn associated_data(header: &[u8], storage_key: &str, session_id: &str) -> Vec<u8
 
 #[cfg(test)]
 mod tests {
-    #[cfg(target_arch = "wasm32")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
-
     use super::*;
-    use crate::store::memory::block_on;
+    use crate::crypto::cipher_test;
 
     fn dek() -> DataKey {
         DataKey {
@@ -168,59 +172,57 @@ mod tests {
 
     const KEY: &str = "conversations/2025/01/archive_s1_1.json.gz.enc";
 
-    fn sealed() -> Vec<u8> {
-        block_on(seal(
-            &dek(),
-            "users/ab",
-            [5; NONCE_LEN],
-            KEY,
-            "s1",
-            b"plain",
-        ))
+    async fn sealed() -> Vec<u8> {
+        seal(&dek(), "users/ab", [5; NONCE_LEN], KEY, "s1", b"plain")
+            .await
+            .unwrap()
     }
 
-    #[test]
-    fn round_trips_with_its_header() {
-        let bytes = sealed();
-        assert_eq!(bytes.len(), overhead(8) + 5);
-        assert!(is_encrypted(&bytes));
-        let envelope = parse("k", &bytes).unwrap();
-        assert_eq!(envelope.key_ref, "users/ab");
-        assert_eq!(envelope.dek_id, [9; DEK_ID_LEN]);
-        assert_eq!(envelope.nonce, [5; NONCE_LEN]);
-        assert_eq!(
-            block_on(open("k", &envelope, &dek(), KEY, "s1")).unwrap(),
-            b"plain"
-        );
-    }
-
-    #[test]
-    fn any_flipped_byte_or_other_place_fails() {
-        let bytes = sealed();
-        for index in 0..bytes.len() {
-            let mut flipped = bytes.clone();
-            flipped[index] ^= 0x20;
-            let outcome = parse("k", &flipped)
-                .map(|envelope| block_on(open("k", &envelope, &dek(), KEY, "s1")));
-            let code = match outcome {
-                Ok(Ok(_)) => panic!("byte {index} flipped still decrypted"),
-                Ok(Err(err)) | Err(err) => err.code(),
-            };
-            assert!(
-                ["DECRYPTION_FAILED", "CORRUPT_DATA", "UNSUPPORTED_FORMAT"].contains(&code),
-                "{index}: {code}"
-            );
-        }
-        let envelope = parse("k", &bytes).unwrap();
-        for (key, session) in [(KEY, "s2"), ("conversations/other.json.gz.enc", "s1")] {
-            let err = block_on(open("k", &envelope, &dek(), key, session)).unwrap_err();
-            assert_eq!(err.code(), "DECRYPTION_FAILED");
-        }
-        for cut in [0, 4, 6, 20, bytes.len() - 6] {
+    cipher_test! {
+        fn round_trips_with_its_header() {
+            let bytes = sealed().await;
+            assert_eq!(bytes.len(), overhead(8) + 5);
+            assert!(is_encrypted(&bytes));
+            let envelope = parse("k", &bytes).unwrap();
+            assert_eq!(envelope.key_ref, "users/ab");
+            assert_eq!(envelope.dek_id, [9; DEK_ID_LEN]);
+            assert_eq!(envelope.nonce, [5; NONCE_LEN]);
             assert_eq!(
-                parse("k", &bytes[..cut]).unwrap_err().code(),
-                "CORRUPT_DATA"
+                open("k", &envelope, &dek(), KEY, "s1").await.unwrap(),
+                b"plain"
             );
+        }
+    }
+
+    cipher_test! {
+        fn any_flipped_byte_or_other_place_fails() {
+            let bytes = sealed().await;
+            for index in 0..bytes.len() {
+                let mut flipped = bytes.clone();
+                flipped[index] ^= 0x20;
+                let code = match parse("k", &flipped) {
+                    Ok(envelope) => match open("k", &envelope, &dek(), KEY, "s1").await {
+                        Ok(_) => panic!("byte {index} flipped still decrypted"),
+                        Err(err) => err.code(),
+                    },
+                    Err(err) => err.code(),
+                };
+                assert!(
+                    ["DECRYPTION_FAILED", "CORRUPT_DATA", "UNSUPPORTED_FORMAT"].contains(&code),
+                    "{index}: {code}"
+                );
+            }
+            let envelope = parse("k", &bytes).unwrap();
+            for (key, session) in [(KEY, "s2"), ("conversations/other.json.gz.enc", "s1")] {
+                let err = open("k", &envelope, &dek(), key, session).await.unwrap_err();
+                assert_eq!(err.code(), "DECRYPTION_FAILED");
+            }
+            for cut in [0, 4, 6, 20, bytes.len() - 6] {
+                assert_eq!(
+                    parse("k", &bytes[..cut]).unwrap_err().code(),
+                    "CORRUPT_DATA"
+                );
+            }
         }
     }
 }

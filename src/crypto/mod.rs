@@ -10,3 +10,25 @@ pub mod aead;
 pub mod data_key;
 pub mod envelope;
 pub mod keyring;
+
+/// A test whose body awaits the cipher: in wasm a `wasm_bindgen_test` on the JS event loop,
+/// where `crypto.subtle`'s promises resolve; natively a `#[test]` that polls it to the end
+/// (`aes-gcm` never waits).
+#[cfg(test)]
+macro_rules! cipher_test {
+    ($(#[$meta:meta])* fn $name:ident() $body:block) => {
+        $(#[$meta])*
+        #[cfg(target_arch = "wasm32")]
+        #[wasm_bindgen_test::wasm_bindgen_test]
+        async fn $name() $body
+
+        $(#[$meta])*
+        #[cfg(not(target_arch = "wasm32"))]
+        #[test]
+        fn $name() {
+            crate::store::memory::block_on(async $body)
+        }
+    };
+}
+#[cfg(test)]
+use cipher_test;

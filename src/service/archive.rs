@@ -201,7 +201,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             session.as_str(),
             &plan.encoded.bytes,
         )
-        .await;
+        .await?;
         metadata.sha256 = sha256_hex(&bytes);
         metadata.stored_size = bytes.len() as u64;
         // The listing entry holds as much of the summary as fits once encrypted.

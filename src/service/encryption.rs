@@ -94,16 +94,15 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         })
     }
 
-    /// `n` secure random bytes; `STORAGE_UNAVAILABLE`-free: a failing source is
-    /// `INVALID_CONFIG` (the runtime has no `crypto.getRandomValues`).
+    /// `N` secure random bytes (keys, key ids, nonces); a failing source (the runtime has no
+    /// `crypto.getRandomValues`) is `CRYPTO_UNAVAILABLE`: there is no weaker fallback.
     pub(super) fn secure_random<const N: usize>(&self) -> Result<[u8; N]> {
         let mut bytes = [0u8; N];
         self.clock
             .fill_secure(&mut bytes)
-            .map_err(|reason| PersistenceError::InvalidConfig {
-                variable: "encryptionKeys".to_owned(),
-                value: String::new(),
-                reason: format!("no secure random source: {reason}"),
+            .map_err(|reason| PersistenceError::CryptoUnavailable {
+                what: "secure random bytes".to_owned(),
+                reason,
             })?;
         Ok(bytes)
     }
@@ -126,7 +125,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             key: SecretKey(self.secure_random::<KEY_LEN>()?),
         };
         let nonce = self.secure_random::<NONCE_LEN>()?;
-        let wrapped = wrap(&object_key, &dek, ring.newest(), nonce, self.clock.now_ms()).await;
+        let wrapped = wrap(&object_key, &dek, ring.newest(), nonce, self.clock.now_ms()).await?;
         let options = ObjectPutOptions {
             only_if_absent: true,
             ..data_key_put_options(&wrapped)
@@ -221,7 +220,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             session.as_str(),
             summary.as_bytes(),
         )
-        .await;
+        .await?;
         Ok(STANDARD.encode(sealed))
     }
 

@@ -296,7 +296,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         }
         let dek = unwrap(ring, &object.key, &wrapped).await?;
         let nonce = self.secure_random::<NONCE_LEN>()?;
-        let rewrapped = wrap(&object.key, &dek, newest, nonce, wrapped.created_at).await;
+        let rewrapped = wrap(&object.key, &dek, newest, nonce, wrapped.created_at).await?;
         let options = ObjectPutOptions {
             if_etag_matches: Some(stored.meta.etag.clone().unwrap_or_default()),
             ..data_key_put_options(&rewrapped)

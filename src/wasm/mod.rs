@@ -2,7 +2,8 @@
 //! values and Rust lives here. Names follow the spec's camelCase API via `js_name`.
 //!
 //! Raw bindings ([`bindings`]) are kept apart from the adapters that turn them into the store
-//! ports ([`kv::JsKv`], [`r2::JsR2`], [`clock::JsClock`], [`log::ConsoleLog`]).
+//! ports ([`kv::JsKv`], [`r2::JsR2`], [`clock::JsClock`], [`log::ConsoleLog`]) or the
+//! crate's cipher ([`subtle`]).
 // Keys and JS values arrive from storage and callers: parsing them must never panic (a panic
 // traps the wasm instance).
 #![deny(
@@ -26,3 +27,4 @@ pub mod kv;
 pub mod log;
 pub mod r2;
 mod service;
+pub mod subtle;

@@ -3,11 +3,14 @@
 //!
 //! Nothing here converts or validates: every method `catch`es (a throw becomes an `Err`), and
 //! every property whose value the runtime could get wrong is read as a `JsValue`, so the safe
-//! adapters (`super::kv`, `super::r2`, `super::clock`, `super::log`) check it without panicking.
+//! adapters (`super::kv`, `super::r2`, `super::clock`, `super::log`,
+//! `super::subtle`) check it without panicking.
 
 pub mod global;
 pub mod kv;
 pub mod r2;
+pub mod subtle;
 
 pub use kv::{KVNamespace, KVNamespaceGetWithMetadataResult, KVNamespaceListResult};
 pub use r2::{R2Bucket, R2Checksums, R2Object, R2ObjectBody, R2Objects};
+pub use subtle::SubtleCrypto;
