@@ -25,7 +25,7 @@ mod ui_messages;
 use serde::{Deserialize, Serialize};
 
 pub use decode::{decode_archive, decode_archive_json, decode_decrypted_archive_json};
-pub use encode::{encode_archive, encode_conversation};
+pub use encode::{encode_archive, encode_conversation, encode_conversation_to_encrypt};
 pub use model::{
     ArchivedConversation, Borrowed, ChatMessage, Conversation, ConversationMemory, Form,
     JsonObject, KeptFields, Memory, Message, Owned, Part, ReadInto, Role, Session, SessionState,
@@ -91,7 +91,8 @@ pub struct ArchiveMetadata {
 pub struct EncodedArchive {
     /// The object body: gzip'd JSON.
     pub bytes: Vec<u8>,
-    /// Its metadata, including the checksum of `bytes`.
+    /// Its metadata, including the checksum of `bytes` (left empty by
+    /// [`encode_conversation_to_encrypt`]: the checksum recorded is the encrypted bytes').
     pub metadata: ArchiveMetadata,
 }
 

@@ -29,8 +29,9 @@ use super::index_entries::{read_archive_location, recorded_sha256, ArchiveEntrie
 use super::log::OpLog;
 use super::DataPersistenceService;
 use crate::codec::archive::{
-    encode_conversation, listing_entry, r2_custom_metadata, read_conversation_input,
-    ConversationInput, EncodedArchive, SummaryForm, ENCRYPTED_SUMMARY_FIELD,
+    encode_conversation, encode_conversation_to_encrypt, listing_entry, r2_custom_metadata,
+    read_conversation_input, ConversationInput, EncodedArchive, SummaryForm,
+    ENCRYPTED_SUMMARY_FIELD,
 };
 use crate::crypto::aead::NONCE_LEN;
 use crate::crypto::envelope;
@@ -123,12 +124,19 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         mut archived_at_ms: i64,
     ) -> Result<String> {
         for _ in 0..MAX_KEY_COLLISIONS {
-            let mut plan = self.plan_archive(input, archived_at_ms)?;
-            if let Some(ring) = self.key_ring() {
-                plan = self
-                    .seal_archive(log, ring, plan, BodyNonce::Random)
-                    .await?;
-            }
+            let plan = match self.key_ring() {
+                None => self.plan_archive(input, archived_at_ms)?,
+                Some(ring) => {
+                    let encoded = encode_conversation_to_encrypt(
+                        input,
+                        archived_at_ms,
+                        self.options.compression_level,
+                        self.policy.max_archive_size_bytes,
+                    )?;
+                    self.seal_archive(log, ring, encoded, BodyNonce::Random)
+                        .await?
+                }
+            };
             if self.put_archive_object(log, &plan).await? {
                 self.put_archive_entries(log, &plan).await?;
                 log.event(
@@ -173,25 +181,28 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         })
     }
 
-    /// The plan of the same archive encrypted under its owner's data key (made on first use):
-    /// the gzip'd document sealed under the encrypted archive key, and the summary encrypted
-    /// in its metadata record and listing entries. Costs 1 R2 get (and the first time, 1 R2
-    /// put).
+    /// The plan of the archive `encoded` (its gzip'd document and metadata) encrypted under its
+    /// owner's data key (made on first use): the document sealed under the encrypted archive
+    /// key, and the summary encrypted in its metadata record and listing entries. Costs 1 R2
+    /// get (and the first time, 1 R2 put).
     pub(super) async fn seal_archive(
         &self,
         log: &OpLog<'_>,
         ring: &KeyRing,
-        plan: ArchivePlan,
+        encoded: EncodedArchive,
         body_nonce: BodyNonce,
     ) -> Result<ArchivePlan> {
-        let mut metadata = plan.encoded.metadata;
+        let EncodedArchive {
+            bytes: gzipped,
+            mut metadata,
+        } = encoded;
         let session = SessionId::parse(&metadata.session_id)?;
         let reference = self.key_reference(&session, metadata.user_id.as_deref())?;
         let dek = self.data_key_for_write(log, ring, &reference).await?;
         let object_key = encrypted_archive_object_key(&session, metadata.archived_at)?;
         let nonce = match body_nonce {
             BodyNonce::Random => self.secure_random::<NONCE_LEN>()?,
-            BodyNonce::DerivedFromContent => content_nonce(&dek, &object_key, &plan.encoded.bytes),
+            BodyNonce::DerivedFromContent => content_nonce(&dek, &object_key, &gzipped),
         };
         let bytes = envelope::seal(
             &dek,
@@ -199,7 +210,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             nonce,
             &object_key,
             session.as_str(),
-            &plan.encoded.bytes,
+            &gzipped,
         )
         .await?;
         metadata.sha256 = sha256_hex(&bytes);

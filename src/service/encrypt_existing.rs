@@ -24,17 +24,14 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::archive::{ArchivePlan, BodyNonce, ARCHIVE_CONTENT_TYPE};
-use super::index_entries::{read_archive_location, recorded_sha256, ArchiveEntries};
+use super::archive::{ArchivePlan, BodyNonce};
+use super::index_entries::{read_archive_location, recorded_sha256};
 use super::log::OpLog;
 use super::run::{stop_reason, Run, RunBudget, RunReport, RunStatus, StopReason};
 use super::DataPersistenceService;
-use crate::codec::archive::{
-    decode_archive, r2_custom_metadata, EncodedArchive, CUSTOM_RAW_SIZE_FIELD,
-};
+use crate::codec::archive::{decode_archive, EncodedArchive, CUSTOM_RAW_SIZE_FIELD};
 use crate::crypto::keyring::KeyRing;
 use crate::error::{PersistenceError, Result};
-use crate::hash::sha256_hex;
 use crate::keys::{
     archive_meta_key, encrypted_archive_object_key, parse_archive_object_key, ArchiveObjectKey,
     ARCHIVE_PREFIX, ENCRYPT_EXISTING_CURSOR_KEY,
@@ -223,19 +220,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             ));
         }
         metadata.stored_size = stored.body.len() as u64;
-        metadata.sha256 = sha256_hex(&stored.body);
-        let plan = ArchivePlan {
-            object_key: key.clone(),
-            custom_metadata: r2_custom_metadata(&metadata)?.into_iter().collect(),
-            entries: ArchiveEntries::new(&self.options.hasher, key, &metadata)?,
-            encoded: EncodedArchive {
-                bytes: stored.body,
-                metadata,
-            },
-            content_type: ARCHIVE_CONTENT_TYPE,
+        let encoded = EncodedArchive {
+            bytes: stored.body,
+            metadata,
         };
         let sealed = self
-            .seal_archive(log, ring, plan, BodyNonce::DerivedFromContent)
+            .seal_archive(log, ring, encoded, BodyNonce::DerivedFromContent)
             .await?;
         debug_assert_eq!(
             Ok(&sealed.object_key),

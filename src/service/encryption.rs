@@ -98,12 +98,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// `crypto.getRandomValues`) is `CRYPTO_UNAVAILABLE`: there is no weaker fallback.
     pub(super) fn secure_random<const N: usize>(&self) -> Result<[u8; N]> {
         let mut bytes = [0u8; N];
-        self.clock
-            .fill_secure(&mut bytes)
-            .map_err(|reason| PersistenceError::CryptoUnavailable {
+        self.clock.fill_secure(&mut bytes).map_err(|reason| {
+            PersistenceError::CryptoUnavailable {
                 what: "secure random bytes".to_owned(),
                 reason,
-            })?;
+            }
+        })?;
         Ok(bytes)
     }
 

@@ -57,7 +57,8 @@ pub fn encode_archive(
     max_archive_size: u64,
 ) -> Result<EncodedArchive> {
     check_input(memory, session)?;
-    encode(memory, session, 0, archived_at_ms, level, max_archive_size)
+    let encoded = encode(memory, session, 0, archived_at_ms, level, max_archive_size)?;
+    Ok(with_checksum(encoded))
 }
 
 /// Encodes a caller's conversation (see [`super::read_conversation_input`]) as an archive
@@ -74,17 +75,46 @@ pub fn encode_conversation(
     max_archive_size: u64,
 ) -> Result<EncodedArchive> {
     let (memory, session) = (&input.memory, &input.session);
+    let size_hint = input.text_len;
+    let encoded = encode(
+        memory,
+        session,
+        size_hint,
+        archived_at_ms,
+        level,
+        max_archive_size,
+    )?;
+    Ok(with_checksum(encoded))
+}
+
+/// [`encode_conversation`] for an archive that is encrypted before it is stored: the metadata's
+/// `sha256` is left empty, since only the stored (encrypted) bytes' checksum is recorded.
+pub fn encode_conversation_to_encrypt(
+    input: &ConversationInput<'_>,
+    archived_at_ms: i64,
+    level: u32,
+    max_archive_size: u64,
+) -> Result<EncodedArchive> {
+    let (memory, session) = (&input.memory, &input.session);
+    let size_hint = input.text_len;
     encode(
         memory,
         session,
-        input.text_len,
+        size_hint,
         archived_at_ms,
         level,
         max_archive_size,
     )
 }
 
-/// Encodes a checked conversation; `size_hint` is about the document's size (0 if unknown).
+/// `encoded` with the SHA-256 of its bytes in its metadata.
+fn with_checksum(mut encoded: EncodedArchive) -> EncodedArchive {
+    encoded.metadata.sha256 = hash::sha256_hex(&encoded.bytes);
+    encoded
+}
+
+/// Encodes a checked conversation, without the checksum (see [`with_checksum`]); `size_hint` is
+/// about the document's size (0 if unknown).
 fn encode<F: Form>(
     memory: &Memory<F>,
     session: &Session<F>,
@@ -130,7 +160,7 @@ fn encode<F: Form>(
         duration,
         raw_size,
         stored_size: bytes.len() as u64,
-        sha256: hash::sha256_hex(&bytes),
+        sha256: String::new(),
         format_version: FORMAT_VERSION,
         encrypted_summary: None,
     };
