@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `npm run bench [-- --write]`: builds the package (unless SKIP_BUILD=1) and runs bench/run.mjs,
-# every contender side by side in one Node 22 process, the native Rust one as a cargo example.
+# every contender side by side in one Node 22 process, the native Rust one as a cargo example,
+# then bench/encryption.mjs (what encryption at rest costs, bench/NOTES.md "Encryption").
 # `--smoke` (CI, scripts/test.sh): one iteration on tiny inputs over the dist/ already built;
 # it checks that the harness works and never fails on a target.
 set -euo pipefail
@@ -13,4 +14,6 @@ if [ -z "${SKIP_BUILD:-}" ] && { [ -z "$smoke" ] || [ ! -f dist/node.js ]; }; th
   bash scripts/build.sh
 fi
 step "benchmark${smoke:+ (smoke)}"
-exec node bench/run.mjs "$@"
+node bench/run.mjs "$@"
+step "benchmark: encryption${smoke:+ (smoke)}"
+node bench/encryption.mjs ${smoke:+--smoke}
