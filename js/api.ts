@@ -589,7 +589,7 @@ export class DataPersistenceService {
    * `complete` after turning encryption on for a store that has archives (they stay readable
    * meanwhile). Each archive: the encrypted copy is written, then its record and index entries
    * point at it, then the plaintext is deleted, so a run stopped or killed anywhere loses
-   * nothing and the next one finishes it. Costs 1 R2 list per 1000 archives and up to 10
+   * nothing and the next one finishes it. Costs 1 R2 list per 1000 archives and up to 13
    * storage calls per plaintext archive. INVALID_CONFIG when no keys are configured.
    */
   async encryptExistingArchives(options: MigrationRunOptions = {}): Promise<EncryptExistingReport> {

@@ -345,7 +345,7 @@ export interface BackupOptions {
 export interface MigrationRunOptions {
   /**
    * Stop after about this many storage calls (at least 8 for indexLegacyArchives, 4 for
-   * reindexUserArchives, 6 for rotateEncryptionKeys, 13 for encryptExistingArchives; a
+   * reindexUserArchives, 6 for rotateEncryptionKeys, 16 for encryptExistingArchives; a
    * retried call counts once, see RetentionRunOptions).
    */
   maxStorageCalls?: number;
@@ -422,6 +422,8 @@ export interface EncryptExistingReport {
   alreadyEncrypted: number;
   /** Archives of the earlier TypeScript implementation, left as they are. */
   legacy: number;
+  /** Plaintext archives past archiveRetention, left for the retention sweep to delete. */
+  expired: number;
   /** Archives that fail verification, left as they are (logged with their key). */
   damaged: number;
   /** Archives whose encrypted key holds another archive, left as they are (logged). */

@@ -19,8 +19,8 @@ use supportbot_persistence::service::{
 };
 use supportbot_persistence::store::memory::{block_on, MemoryR2, MemoryStores, StoreSnapshot};
 use supportbot_persistence::store::{
-    ObjectListOptions, ObjectListPage, ObjectMeta, ObjectPutOptions, ObjectStore, PutOutcome,
-    StoreResult, StoredObject,
+    KvPutOptions, KvStore, ObjectListOptions, ObjectListPage, ObjectMeta, ObjectPutOptions,
+    ObjectStore, PutOutcome, StoreResult, StoredObject,
 };
 
 use common::{
@@ -714,6 +714,14 @@ fn existing_archives_are_encrypted_in_place_and_read_the_same() {
     archive(&plain, &memory, &session);
     stores.clock.advance_ms(1_500);
 
+    let plain_keys: Vec<String> = stores
+        .snapshot()
+        .r2
+        .keys()
+        .filter(|key| key.starts_with("conversations/"))
+        .cloned()
+        .collect();
+    let stale_record = stores.snapshot().kv["archive_meta:s-e2"].clone();
     let keyed = service(&stores, &[("k2026", KEY_2026)]);
     let listed = |service: &Service, user: Option<&str>| {
         block_on(service.list_archived_conversations(user, 10, None))
@@ -792,6 +800,32 @@ fn existing_archives_are_encrypted_in_place_and_read_the_same() {
             Some(conversation(&memory, &session))
         );
     }
+    // Keys handed out before stay valid: by key, and through a record KV has not updated
+    // yet (here put back as it was).
+    for key in &plain_keys {
+        let by_key = block_on(keyed.retrieve_archive(key)).unwrap();
+        assert!(
+            by_key.is_some_and(|text| text.contains("MARKER-e")),
+            "{key}"
+        );
+    }
+    let (memory2, session2) = marked("s-e2", Some("una@example.com"), "MARKER-e2");
+    let options = KvPutOptions {
+        expiration_ttl_secs: None,
+        metadata: stale_record.metadata.clone(),
+    };
+    block_on(
+        stores
+            .kv
+            .put("archive_meta:s-e2", &stale_record.value, options),
+    )
+    .unwrap();
+    assert_eq!(
+        retrieve(&keyed, "s-e2").unwrap(),
+        Some(conversation(&memory2, &session2))
+    );
+    stores.clock.advance_ms(1_500);
+    let snapshot = stores.snapshot();
     // Done: a second run changes nothing.
     let again = block_on(keyed.encrypt_existing_archives(budget(None))).unwrap();
     assert_eq!(
@@ -961,4 +995,44 @@ fn no_key_material_reaches_a_log_line() {
         let base64 = STANDARD.encode(secret);
         assert!(!log.contains(&base64[..40]), "a key in base64 is logged");
     }
+}
+
+/// encryptExistingArchives never makes an older archive the newest: here KV at this location
+/// still shows the record of a plaintext archive while R2 already holds the session's newer
+/// (encrypted) one, as in the minute after it was archived elsewhere. Archives past
+/// archiveRetention are left to retention.
+#[test]
+fn encrypting_an_older_archive_never_overwrites_a_newer_record() {
+    let stores = MemoryStores::new(T0, 21);
+    let plain = service(&stores, &[]);
+    let (older, session) = marked("s-race", Some("rae@example.com"), "MARKER-old");
+    archive(&plain, &older, &session);
+    let stale = stores.snapshot().kv["archive_meta:s-race"].clone();
+    stores.clock.advance_ms(1_500);
+    let keyed = service(&stores, &[("k2026", KEY_2026)]);
+    let (newer, session2) = marked("s-race", Some("rae@example.com"), "MARKER-new");
+    archive(&keyed, &newer, &session2);
+    stores.clock.advance_ms(1_500);
+    let options = KvPutOptions {
+        expiration_ttl_secs: None,
+        metadata: stale.metadata.clone(),
+    };
+    block_on(stores.kv.put("archive_meta:s-race", &stale.value, options)).unwrap();
+    let report = block_on(keyed.encrypt_existing_archives(budget(None))).unwrap();
+    assert_eq!(report.encrypted, 1, "{report:?}");
+    assert_eq!(
+        stores.snapshot().kv["archive_meta:s-race"].value,
+        stale.value,
+        "the record was not switched to the older archive"
+    );
+
+    // An archive past retention is not encrypted (nor kept alive by new index entries).
+    let old_store = MemoryStores::new(T0, 22);
+    let plain = service(&old_store, &[]);
+    let (memory, session) = marked("s-aged", None, "MARKER-aged");
+    archive(&plain, &memory, &session);
+    old_store.clock.advance_ms(91 * 24 * 3_600_000);
+    let keyed = service(&old_store, &[("k2026", KEY_2026)]);
+    let report = block_on(keyed.encrypt_existing_archives(budget(None))).unwrap();
+    assert_eq!((report.expired, report.encrypted), (1, 0), "{report:?}");
 }

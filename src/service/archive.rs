@@ -347,7 +347,16 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             return Ok(None);
         };
         let mut location = read_archive_location(&meta_key, &record.value, session_id)?;
-        let mut stored = self.r2_get(log, &location.key).await?;
+        let mut stored = match self.get_archive_object(log, &location.key).await? {
+            Some((key, object)) if key != location.key => {
+                // Encrypted since the record was read: only R2's checksum describes it.
+                location.key = key;
+                location.sha256 = None;
+                location.raw_size = self.read_limit(&object.meta, true);
+                Some(object)
+            }
+            found => found.map(|(_, object)| object),
+        };
         if let (None, Some(archived_at)) = (&stored, location.legacy_archived_at) {
             let found = self
                 .find_legacy_archive(log, session_id, archived_at)

@@ -38,9 +38,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 format!("{quoted:?} is not an archive key (conversations/YYYY/MM/archive_<sessionId>_<ms>.json.gz)"),
             )
         })?;
-        let Some(object) = self.r2_get(&log, archive_key).await? else {
+        let Some((archive_key, object)) = self.get_archive_object(&log, archive_key).await? else {
             return Ok(None);
         };
+        let archive_key = archive_key.as_str();
         let expected_sha256 = recorded_sha256(&object.meta);
         let read_limit = self.read_limit(&object.meta, expected_sha256.is_some());
         let decoded = self

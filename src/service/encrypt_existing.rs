@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::archive::{ArchivePlan, BodyNonce};
+use super::backup_steps::INDEX_LAG_MS;
 use super::index_entries::{read_archive_location, recorded_sha256};
 use super::log::OpLog;
 use super::run::{stop_reason, Run, RunBudget, RunReport, RunStatus, StopReason};
@@ -33,8 +34,8 @@ use crate::codec::archive::{decode_archive, EncodedArchive, CUSTOM_RAW_SIZE_FIEL
 use crate::crypto::keyring::KeyRing;
 use crate::error::{PersistenceError, Result};
 use crate::keys::{
-    archive_meta_key, encrypted_archive_object_key, parse_archive_object_key, ArchiveObjectKey,
-    ARCHIVE_PREFIX, ENCRYPT_EXISTING_CURSOR_KEY,
+    archive_meta_key, archive_object_key, encrypted_archive_object_key, parse_archive_object_key,
+    ArchiveObjectKey, SessionId, ARCHIVE_PREFIX, ENCRYPT_EXISTING_CURSOR_KEY,
 };
 use crate::platform::MAX_LIST_LIMIT;
 use crate::store::{Clock, KvStore, ListedR2Object, ObjectListOptions, ObjectStore, Rng};
@@ -43,10 +44,11 @@ use crate::store::{Clock, KvStore, ListedR2Object, ObjectListOptions, ObjectStor
 /// page, one archive encrypted ([`CALLS_PER_ARCHIVE`]) and saving the resume point.
 pub const MIN_ENCRYPT_EXISTING_CALLS: u32 = 3 + CALLS_PER_ARCHIVE;
 
-/// Most calls one archive takes: 1 R2 get (the archive), 1 R2 get and maybe 1 R2 put (its
-/// owner's data key, the first time), 1 R2 put (1 R2 head more when a crashed run wrote it),
-/// 1 KV get and 1 KV put (`archive_meta`), 2 KV puts (index entries), 1 R2 delete.
-const CALLS_PER_ARCHIVE: u32 = 10;
+/// Most calls one archive takes: 1 R2 get (the archive); 1 R2 get of its owner's data key (the
+/// first time 1 R2 put more, and 1 R2 get again when another Worker made it first); 1 R2 put
+/// (1 R2 head more when a crashed run wrote it); 1 KV get, up to 2 R2 lists and 1 KV put
+/// (`archive_meta`); 2 KV puts (index entries); 1 R2 delete.
+const CALLS_PER_ARCHIVE: u32 = 13;
 
 /// Where a run continues: the last archive object handled.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,8 +58,8 @@ struct EncryptPosition {
 }
 
 /// What one run of `encryptExistingArchives` did, as JSON for JavaScript: `{"scanned": n,
-/// "encrypted": n, "alreadyEncrypted": n, "legacy": n, "damaged": n, "conflicts": n,
-/// "complete": true, "stoppedBy": null, "resumed": false, "storageCalls": n}`.
+/// "encrypted": n, "alreadyEncrypted": n, "legacy": n, "expired": n, "damaged": n,
+/// "conflicts": n, "complete": true, "stoppedBy": null, "resumed": false, "storageCalls": n}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EncryptExistingReport {
@@ -69,6 +71,9 @@ pub struct EncryptExistingReport {
     pub already_encrypted: u64,
     /// Archives of the earlier implementation, left as they are.
     pub legacy: u64,
+    /// Plaintext archives past `archiveRetention`, left for the retention sweep to delete
+    /// (encrypting them would only keep them, and their index entries, one sweep longer).
+    pub expired: u64,
     /// Archives that fail verification (checksum, document), left as they are and logged.
     pub damaged: u64,
     /// Archives whose encrypted key holds another archive, left as they are and logged.
@@ -97,7 +102,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// store that has archives; plaintext archives stay readable meanwhile.
     ///
     /// Costs 1 KV get (the resume point), 1 R2 list per 1000 archives, and per plaintext
-    /// archive up to 10 calls (see the module docs); plus 1 KV put or delete for the resume
+    /// archive up to 13 calls (see the module docs); plus 1 KV put or delete for the resume
     /// point. Storage failures stop the run (`stoppedBy`). Errors: `INVALID_CONFIG` naming
     /// `encryptionKeys` when none are configured; `INVALID_INPUT` naming `maxStorageCalls`
     /// below [`MIN_ENCRYPT_EXISTING_CALLS`].
@@ -156,6 +161,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 match &parsed {
                     Some(parsed) if parsed.encrypted => report.already_encrypted += 1,
                     Some(parsed) if parsed.legacy => report.legacy += 1,
+                    Some(parsed) if self.past_retention(parsed.archived_at_ms) => {
+                        report.expired += 1;
+                    }
                     Some(parsed) => {
                         run.afford(CALLS_PER_ARCHIVE, self.clock.now_ms())?;
                         let calls_before = log.storage_calls();
@@ -260,7 +268,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let points_here = current
             .and_then(|record| read_archive_location(&meta_key, &record.value, &session_id).ok())
             .is_some_and(|location| location.key == plain_key || location.key == sealed.object_key);
-        if points_here {
+        let archived_at = sealed.encoded.metadata.archived_at;
+        if points_here
+            && !self
+                .newer_archive_just_made(log, &session_id, archived_at)
+                .await?
+        {
             self.put_archive_record(log, entries).await?;
         }
         for index_key in &entries.index_keys {
@@ -270,8 +283,60 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     }
 }
 
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
+    /// Whether an archive made at `archived_at_ms` is past `archiveRetention`.
+    fn past_retention(&self, archived_at_ms: i64) -> bool {
+        let age = i128::from(self.clock.now_ms()) - i128::from(archived_at_ms);
+        age >= i128::from(self.policy.archive_retention_ms)
+    }
+
+    /// Whether R2 holds an archive of `session` newer than `archived_at_ms` made within KV's
+    /// propagation delay: its `archive_meta` may not be visible here yet, and must not be
+    /// overwritten with an older archive's. Costs 1 R2 list (2 near a month's start): the
+    /// month folders of the last [`INDEX_LAG_MS`].
+    async fn newer_archive_just_made(
+        &self,
+        log: &OpLog<'_>,
+        session: &SessionId,
+        archived_at_ms: i64,
+    ) -> Result<bool> {
+        let now = self.clock.now_ms();
+        let mut prefixes = Vec::with_capacity(2);
+        for time in [now.saturating_sub(INDEX_LAG_MS), now] {
+            let key = archive_object_key(session, time)?;
+            // `conversations/YYYY/MM/archive_<sessionId>_`: the key up to its time.
+            let prefix = key
+                .get(..=key.rfind('_').unwrap_or(0))
+                .unwrap_or(&key)
+                .to_owned();
+            if !prefixes.contains(&prefix) {
+                prefixes.push(prefix);
+            }
+        }
+        for prefix in prefixes {
+            let options = ObjectListOptions {
+                prefix: Some(prefix),
+                limit: Some(MAX_LIST_LIMIT),
+                ..ObjectListOptions::default()
+            };
+            let page = self.r2_list(log, options).await?;
+            let newer = page
+                .objects
+                .iter()
+                .filter_map(|o| parse_archive_object_key(&o.key));
+            if newer
+                .into_iter()
+                .any(|o| o.session_id == *session && o.archived_at_ms > archived_at_ms)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
 /// The session of an archive key this job built.
-fn parsed_session(key: &str) -> Result<crate::keys::SessionId> {
+fn parsed_session(key: &str) -> Result<SessionId> {
     parse_archive_object_key(key)
         .map(|parsed| parsed.session_id)
         .ok_or_else(|| PersistenceError::corrupt(key, "is not an archive key"))

@@ -27,10 +27,12 @@ use crate::crypto::keyring::KeyRing;
 use crate::error::{PersistenceError, Result};
 use crate::hash::{to_hex, verify_sha256};
 use crate::keys::{
-    data_key_object_of_ref, parse_archive_object_key, session_data_key_ref, user_data_key_ref,
-    SessionId, UserId,
+    data_key_object_of_ref, encrypted_archive_object_key, parse_archive_object_key,
+    session_data_key_ref, user_data_key_ref, SessionId, UserId,
 };
-use crate::store::{Binding, Clock, KvStore, ObjectPutOptions, ObjectStore, PutOutcome, Rng};
+use crate::store::{
+    Binding, Clock, KvStore, ObjectPutOptions, ObjectStore, PutOutcome, Rng, StoredObject,
+};
 
 /// Content type of encrypted archive objects.
 pub const ENCRYPTED_CONTENT_TYPE: &str = "application/octet-stream";
@@ -197,6 +199,34 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         self.read_data_key(log, ring, &object_key, Some(dek_id))
             .await?
             .ok_or_else(|| destroyed(&object_key, dek_id))
+    }
+
+    /// The object under the archive key `key`, or, when a plaintext archive's key holds
+    /// nothing, its encrypted copy (`encryptExistingArchives` replaced it): keys handed out
+    /// before (kept by callers, segments, a KV record not yet updated everywhere) stay valid.
+    /// Returns the key the object was found under. Costs 1 R2 get, 2 on such a miss.
+    pub(super) async fn get_archive_object(
+        &self,
+        log: &OpLog<'_>,
+        key: &str,
+    ) -> Result<Option<(String, StoredObject)>> {
+        if let Some(object) = self.r2_get(log, key).await? {
+            return Ok(Some((key.to_owned(), object)));
+        }
+        let Some(parsed) = parse_archive_object_key(key).filter(|p| !p.encrypted && !p.legacy)
+        else {
+            return Ok(None);
+        };
+        let encrypted = encrypted_archive_object_key(&parsed.session_id, parsed.archived_at_ms)?;
+        let found = self.r2_get(log, &encrypted).await?;
+        if found.is_some() {
+            log.event(
+                "info",
+                "archive read under its encrypted key",
+                json!({ "key": key, "encryptedKey": encrypted }),
+            );
+        }
+        Ok(found.map(|object| (encrypted, object)))
     }
 
     /// Encrypts `summary` of the archive under `archive_key`, as `encryptedSummary` holds it:

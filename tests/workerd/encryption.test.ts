@@ -484,10 +484,10 @@ describe("encryption at rest", () => {
     expect(plainKeys.every((key) => key.endsWith(".json.gz"))).toBe(true);
     const listedBefore = (await plain.listArchivedConversations("existing-user")).map((a) => [a.sessionId, a.summary]);
     const keyed = encrypted();
-    let report = await keyed.encryptExistingArchives({ maxStorageCalls: 13 });
+    let report = await keyed.encryptExistingArchives({ maxStorageCalls: 16 });
     for (let runs = 0; !report.complete; runs++) {
       expect(runs, JSON.stringify(report)).toBeLessThan(200);
-      report = await keyed.encryptExistingArchives({ maxStorageCalls: 13 });
+      report = await keyed.encryptExistingArchives({ maxStorageCalls: 16 });
     }
     for (const key of plainKeys) {
       expect(await env.ARCHIVE_R2.head(key), key).toBeNull();
