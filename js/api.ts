@@ -427,7 +427,11 @@ export class DataPersistenceService {
     return json === null ? null : (JSON.parse(json) as Message[]);
   }
 
-  /** One page of archive summaries, newest first (all users when `userId` is omitted). Costs 1 KV list. */
+  /**
+   * One page of archive summaries, newest first (all users when `userId` is omitted). Costs 1 KV
+   * list; with encryption on, 1 R2 get more per data key of the page this service has not yet
+   * unwrapped (a user's page: 1 at most; a global page: one per owner on it).
+   */
   async listArchivedConversations(userId?: string, limit = 20, cursor?: string): Promise<ArchiveList> {
     const json: string = await this.#core.listArchivedConversations(userId ?? undefined, limit, cursor ?? undefined);
     const page = JSON.parse(json) as { archives: ArchiveMetadata[]; cursor?: string; listComplete: boolean };

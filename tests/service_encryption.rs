@@ -649,6 +649,27 @@ fn rotation_rewraps_every_data_key_and_never_an_archive() {
     let again = block_on(both.rotate_encryption_keys(budget(None))).unwrap();
     assert!(again.up_to_date && again.status.complete, "{again:?}");
     assert_eq!((again.scanned, again.status.storage_calls), (0, 2));
+    // A day later the record is no longer trusted: a key made meanwhile by an isolate still on
+    // the old secret would be found. Every key is listed again (current ones cost no get).
+    stores.clock.advance_ms(25 * 3_600_000);
+    let (memory, session) = marked("s-r-late", Some("late@example.com"), "MARKER-rlate");
+    archive(&old, &memory, &session);
+    let recheck = block_on(both.rotate_encryption_keys(budget(None))).unwrap();
+    assert!(
+        !recheck.up_to_date && recheck.status.complete,
+        "{recheck:?}"
+    );
+    assert_eq!(
+        (recheck.scanned, recheck.already_current, recheck.rewrapped),
+        (5, 4, 1),
+        "{recheck:?}"
+    );
+    let data_key_gets = recheck.status.storage_calls;
+    assert_eq!(
+        data_key_gets,
+        2 + 1 + 2 + 1,
+        "resume point, state, list, get+put, record"
+    );
 
     // The old KEK can go: everything reads with the new one alone.
     let new_only = service(&stores, &[("k2026", KEY_2026)]);
@@ -672,13 +693,13 @@ fn rotation_rewraps_every_data_key_and_never_an_archive() {
     let report = block_on(partial.rotate_encryption_keys(budget(None))).unwrap();
     assert_eq!(
         (report.scanned, report.rewrapped, report.key_unavailable),
-        (5, 4, 1),
+        (6, 5, 1),
         "{report:?}"
     );
     assert!(report.status.complete && !report.up_to_date);
     let next = block_on(partial.rotate_encryption_keys(budget(None))).unwrap();
     assert!(!next.up_to_date, "{next:?}");
-    assert_eq!((next.already_current, next.key_unavailable), (4, 1));
+    assert_eq!((next.already_current, next.key_unavailable), (5, 1));
 
     // Without keys there is nothing to rotate.
     let plain = service(&stores, &[]);
@@ -1035,4 +1056,33 @@ fn encrypting_an_older_archive_never_overwrites_a_newer_record() {
     let keyed = service(&old_store, &[("k2026", KEY_2026)]);
     let report = block_on(keyed.encrypt_existing_archives(budget(None))).unwrap();
     assert_eq!((report.expired, report.encrypted), (1, 0), "{report:?}");
+}
+
+/// The segments of an offloaded conversation are encrypted under the conversation's own data
+/// key: one key for the whole conversation, none made per segment.
+#[test]
+fn segments_share_their_conversation_data_key() {
+    let stores = MemoryStores::new(T0, 23);
+    let service = service(&stores, &[("k2026", KEY_2026)]);
+    let messages = |marker: &str| {
+        json!([{"id": "m1", "role": "user", "parts": [{"type": "text", "text": marker}]}])
+            .to_string()
+    };
+    let first = block_on(service.archive_segment("chat-9", 1, &messages("MARKER-seg1"))).unwrap();
+    let second = block_on(service.archive_segment("chat-9", 2, &messages("MARKER-seg2"))).unwrap();
+    assert!(first.ends_with(".enc") && second.ends_with(".enc"));
+    let snapshot = stores.snapshot();
+    let data_keys: Vec<&String> = snapshot
+        .r2
+        .keys()
+        .filter(|key| key.starts_with("keys/"))
+        .collect();
+    assert_eq!(data_keys, ["keys/sessions/chat-9.json"]);
+    for marker in ["MARKER-seg1", "MARKER-seg2"] {
+        assert_eq!(places_revealing(&snapshot, marker), Vec::<String>::new());
+    }
+    let back = block_on(service.retrieve_archive(&second))
+        .unwrap()
+        .unwrap();
+    assert!(back.contains("MARKER-seg2"));
 }

@@ -59,7 +59,8 @@ pub fn overhead(key_ref_len: usize) -> usize {
 }
 
 /// Encrypts `plaintext`, stored under `storage_key` for `session_id`: `CRYPTO_UNAVAILABLE`
-/// naming `storage_key` when the cipher cannot run.
+/// naming `storage_key` when the cipher cannot run, `INVALID_INPUT` for a key reference longer
+/// than the header's length byte holds (none the library builds is).
 pub async fn seal(
     dek: &DataKey,
     key_ref: &str,
@@ -68,7 +69,13 @@ pub async fn seal(
     session_id: &str,
     plaintext: &[u8],
 ) -> Result<Vec<u8>> {
-    let key_ref = &key_ref.as_bytes()[..key_ref.len().min(MAX_KEY_REF_LEN)];
+    if key_ref.len() > MAX_KEY_REF_LEN {
+        return Err(PersistenceError::invalid_input(
+            "keyReference",
+            format!("is {} bytes, over {MAX_KEY_REF_LEN}", key_ref.len()),
+        ));
+    }
+    let key_ref = key_ref.as_bytes();
     let mut out = Vec::with_capacity(overhead(key_ref.len()) + plaintext.len());
     out.extend_from_slice(MAGIC);
     out.push(ENVELOPE_VERSION);

@@ -398,7 +398,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// archives without one. `limit` is 1..=1000 (the TypeScript default is
     /// [`DEFAULT_LIST_LIMIT`]); `cursor` comes from the previous page.
     ///
-    /// Costs exactly 1 KV list, whatever the page holds. KV listings are eventually consistent:
+    /// Costs 1 KV list, whatever the page holds; with encryption on, plus 1 R2 get per data
+    /// key of the page not yet unwrapped by this service (a user's page: 1 at most; a global
+    /// page: one per owner on it). KV listings are eventually consistent:
     /// an archive may take up to ~60 s to appear. Archives of the earlier TypeScript
     /// implementation appear only once indexed (it wrote no index). Errors: `INVALID_INPUT`
     /// (`limit`, `cursor`), `INVALID_ID` (`userId`), `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.

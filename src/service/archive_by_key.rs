@@ -25,7 +25,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// against the SHA-256 R2 recorded for it; `None` when no object is stored there.
     ///
     /// Strongly consistent: reads R2 only, so it finds an archive the moment its key was
-    /// returned, wherever it was written. Costs 1 R2 get. Errors: `INVALID_INPUT` naming
+    /// returned, wherever it was written. Costs 1 R2 get; 2 when nothing is under a plaintext
+    /// archive's key (its encrypted copy is read, see `get_archive_object`). Errors: `INVALID_INPUT` naming
     /// `archiveKey` for anything but an archive key (before any storage call);
     /// `CHECKSUM_MISMATCH` or `CORRUPT_DATA` when the stored archive is damaged or holds another
     /// session (never wrong data); `UNSUPPORTED_FORMAT`; `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.

@@ -28,7 +28,7 @@ use crate::error::{PersistenceError, Result};
 use crate::hash::{to_hex, verify_sha256};
 use crate::keys::{
     data_key_object_of_ref, encrypted_archive_object_key, parse_archive_object_key,
-    session_data_key_ref, user_data_key_ref, SessionId, UserId,
+    parse_segment_session_id, session_data_key_ref, user_data_key_ref, SessionId, UserId,
 };
 use crate::store::{
     Binding, Clock, KvStore, ObjectPutOptions, ObjectStore, PutOutcome, Rng, StoredObject,
@@ -82,7 +82,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     }
 
     /// The reference of the data key that encrypts what belongs to `session` of `user_id`:
-    /// the user's key, or the session's own when it has no user.
+    /// the user's key, or the session's own when it has no user; a segment of a conversation
+    /// (`<sessionId>:segment-<n>`, archived without a user) uses its conversation's, so one
+    /// key covers the whole conversation and no key is made per segment.
     pub(super) fn key_reference(
         &self,
         session: &SessionId,
@@ -92,7 +94,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             Some(user_id) => {
                 user_data_key_ref(&self.options.hasher.user_key(&UserId::parse(user_id)?))
             }
-            None => session_data_key_ref(session),
+            None => match parse_segment_session_id(session.as_str()) {
+                Some((conversation, _)) => session_data_key_ref(&SessionId::parse(conversation)?),
+                None => session_data_key_ref(session),
+            },
         })
     }
 
@@ -339,17 +344,21 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
 }
 
 /// The nonce of an archive body encrypted under `dek` as `object_key`, derived from them and
-/// the body: HMAC-SHA-256 under the data key of a label, the key and the body's SHA-256, cut
-/// to 12 bytes. Two different bodies get the same nonce only by a 96-bit collision, as with
+/// the body: HMAC-SHA-256, under a subkey of the data key (so the AES key itself keys no other
+/// function), of the key and the body's SHA-256, cut to 12 bytes. Two different bodies get the same nonce only by a 96-bit collision, as with
 /// random nonces; the same body under the same key gets the same ciphertext, which reveals
 /// nothing the key does not already (what `encryptExistingArchives` relies on to be
 /// crash-consistent).
 pub(super) fn content_nonce(dek: &DataKey, object_key: &str, body: &[u8]) -> [u8; NONCE_LEN] {
     use hmac::{Hmac, KeyInit, Mac};
     use sha2::{Digest, Sha256};
-    // HMAC takes a key of any length: a 32-byte key is used as it is.
-    let mut mac = Hmac::<Sha256>::new_from_slice(&dek.key.0).unwrap_or_else(|_| unreachable!());
-    mac.update(b"supportbot-persistence/archive-nonce/v1\0");
+    // HMAC takes a key of any length.
+    let hmac = |key: &[u8]| Hmac::<Sha256>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    // HKDF-Expand(DEK, label), one block: the subkey of the nonce derivation.
+    let mut expand = hmac(&dek.key.0);
+    expand.update(b"supportbot-persistence/archive-nonce/v1\x01");
+    let subkey = expand.finalize().into_bytes();
+    let mut mac = hmac(&subkey);
     mac.update(object_key.as_bytes());
     mac.update(b"\0");
     mac.update(&Sha256::digest(body));

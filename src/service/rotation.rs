@@ -12,8 +12,11 @@
 //! The position is the last data key object handled (R2 lists in key order, `startAfter` it),
 //! with the KEK the run rewraps to: when the newest KEK changes between runs, a rotation
 //! starts over. A complete run records that KEK under [`KEY_ROTATION_STATE_KEY`], so that the
-//! next run (the example's cron runs one after retention) answers at once while it is still
-//! the newest: 1 KV get.
+//! next runs (the example's cron runs one after retention) answer at once while it is still
+//! the newest (2 KV gets: the resume point and the record) — for [`ROTATION_RECHECK_MS`]
+//! only: an isolate still running the previous secret during a gradual deployment makes new
+//! data keys wrapped by the previous KEK, so after a day the run lists every key again
+//! (rewrapping what it finds; keys already current cost nothing but the list).
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -32,6 +35,9 @@ use crate::store::{
     Clock, KvPutOptions, KvStore, ListedR2Object, ObjectListOptions, ObjectPutOptions, ObjectStore,
     PutOutcome, Rng,
 };
+
+/// How long a recorded complete rotation is trusted before a run checks every key again.
+pub const ROTATION_RECHECK_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Smallest call budget that lets a run make progress: reading the state and the resume
 /// point, one list page, one data key read and written, and saving the resume point.
@@ -108,10 +114,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// `budget`; reports what it did. After a complete run with no `keyUnavailable` and no
     /// `damaged` key, the older KEKs can be removed from `encryptionKeys`.
     ///
-    /// Costs 1 KV get (the state; a run that finds the newest KEK recorded stops there), 1 KV
-    /// get (the resume point), 1 R2 list per 1000 data keys, and per key not yet current 1 R2
+    /// Costs 1 KV get (the resume point), 1 KV get (the state; a run that finds a complete
+    /// rotation to the newest KEK recorded within [`ROTATION_RECHECK_MS`] stops there), 1 R2 list per 1000 data keys, and per key not yet current 1 R2
     /// get and 1 R2 put; plus 1 KV put or delete for the resume point, and 1 KV put for the
-    /// state when a run completes with every key current. Storage failures stop the run
+    /// state when a run completes with every key current (within the budget). Storage failures stop the run
     /// (`stoppedBy`). Errors: `INVALID_CONFIG` naming `encryptionKeys` when none are
     /// configured; `INVALID_INPUT` naming `maxStorageCalls` below [`MIN_ROTATION_CALLS`].
     pub async fn rotate_encryption_keys(&self, budget: RunBudget) -> Result<RotationReport> {
@@ -155,15 +161,19 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let outcome = self.rotate_pages(log, ring, &mut run, &mut report).await;
         self.finish_run(log, &mut run, outcome).await;
         report.status = run.status;
-        if report.all_current() {
+        let call_left = budget
+            .max_storage_calls
+            .is_none_or(|max| report.status.storage_calls < max);
+        if report.all_current() && call_left {
             self.record_rotation(log, &mut report, &newest).await;
         }
         log.event("info", "data keys rotated", json!(report));
         Ok(report)
     }
 
-    /// Whether a complete rotation to `newest` is recorded. Costs 1 KV get; a failure reads
-    /// as "not recorded" (the run then checks every key, which is harmless).
+    /// Whether a complete rotation to `newest` was recorded less than [`ROTATION_RECHECK_MS`]
+    /// ago. Costs 1 KV get; a failure reads as "not recorded" (the run then checks every key,
+    /// which is harmless).
     async fn rotation_recorded(
         &self,
         log: &OpLog<'_>,
@@ -172,8 +182,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     ) -> bool {
         run.spend(1);
         match self.kv_get(log, KEY_ROTATION_STATE_KEY).await {
-            Ok(Some(stored)) => serde_json::from_slice::<RotationState>(&stored.value)
-                .is_ok_and(|state| state.kek_id == newest),
+            Ok(Some(stored)) => {
+                serde_json::from_slice::<RotationState>(&stored.value).is_ok_and(|state| {
+                    let age = self.clock.now_ms().saturating_sub(state.completed_at);
+                    state.kek_id == newest && (0..ROTATION_RECHECK_MS).contains(&age)
+                })
+            }
             Ok(None) => false,
             Err(err) => {
                 log.event(
