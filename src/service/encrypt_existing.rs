@@ -144,18 +144,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         report: &mut EncryptExistingReport,
     ) -> Result<(), StopReason> {
         loop {
-            run.afford(1, self.clock.now_ms())?;
-            run.spend(1);
-            let options = ObjectListOptions {
-                prefix: Some(ARCHIVE_PREFIX.to_owned()),
-                start_after: run.position.after.clone(),
-                limit: Some(MAX_LIST_LIMIT),
-                ..ObjectListOptions::default()
-            };
+            let after = run.position.after.clone();
             let page = self
-                .r2_list(log, options)
-                .await
-                .map_err(|err| stop_reason(&err))?;
+                .next_r2_page(log, run, ARCHIVE_PREFIX, after, false)
+                .await?;
             for object in &page.objects {
                 let parsed = parse_archive_object_key(&object.key);
                 match &parsed {

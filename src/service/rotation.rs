@@ -30,10 +30,8 @@ use crate::crypto::data_key::{unwrap, wrap, WrappedKey};
 use crate::crypto::keyring::KeyRing;
 use crate::error::{PersistenceError, Result};
 use crate::keys::{DATA_KEY_PREFIX, KEY_ROTATION_CURSOR_KEY, KEY_ROTATION_STATE_KEY};
-use crate::platform::MAX_LIST_LIMIT;
 use crate::store::{
-    Clock, KvPutOptions, KvStore, ListedR2Object, ObjectListOptions, ObjectPutOptions, ObjectStore,
-    PutOutcome, Rng,
+    Clock, KvPutOptions, KvStore, ListedR2Object, ObjectPutOptions, ObjectStore, PutOutcome, Rng,
 };
 
 /// How long a recorded complete rotation is trusted before a run checks every key again.
@@ -231,19 +229,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         report: &mut RotationReport,
     ) -> Result<(), StopReason> {
         loop {
-            run.afford(1, self.clock.now_ms())?;
-            run.spend(1);
-            let options = ObjectListOptions {
-                prefix: Some(DATA_KEY_PREFIX.to_owned()),
-                start_after: run.position.after.clone(),
-                limit: Some(MAX_LIST_LIMIT),
-                include_custom_metadata: true,
-                ..ObjectListOptions::default()
-            };
+            let after = run.position.after.clone();
             let page = self
-                .r2_list(log, options)
-                .await
-                .map_err(|err| stop_reason(&err))?;
+                .next_r2_page(log, run, DATA_KEY_PREFIX, after, true)
+                .await?;
             for object in &page.objects {
                 let listed_kek = object
                     .custom_metadata

@@ -19,7 +19,9 @@ use super::run::{stop_reason, Run, RunBudget, RunReport, StopReason};
 use super::DataPersistenceService;
 use crate::error::Result;
 use crate::platform::MAX_LIST_LIMIT;
-use crate::store::{Clock, KvListOptions, KvStore, ListedKvKey, ObjectStore, Rng};
+use crate::store::{
+    Clock, KvListOptions, KvStore, ListedKvKey, ObjectListOptions, ObjectListPage, ObjectStore, Rng,
+};
 
 /// Where paging through a KV prefix continues: `{"kvCursor": ..., "kvResumeAt"?: ...}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,6 +189,34 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             keys.retain(|entry| entry.name >= *resume_at);
         }
         Ok(Some(keys))
+    }
+}
+
+impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
+    /// The next page (up to 1000) of the R2 objects under `prefix` after the key `after`, with
+    /// their custom metadata when `with_metadata`, for a run that walks R2 in key order
+    /// (rotation, `encryptExistingArchives`): afforded and counted against `run`; a failed
+    /// listing stops it.
+    pub(super) async fn next_r2_page<P>(
+        &self,
+        log: &OpLog<'_>,
+        run: &mut Run<P>,
+        prefix: &str,
+        after: Option<String>,
+        with_metadata: bool,
+    ) -> Result<ObjectListPage, StopReason> {
+        run.afford(1, self.clock.now_ms())?;
+        run.spend(1);
+        let options = ObjectListOptions {
+            prefix: Some(prefix.to_owned()),
+            start_after: after,
+            limit: Some(MAX_LIST_LIMIT),
+            include_custom_metadata: with_metadata,
+            ..ObjectListOptions::default()
+        };
+        self.r2_list(log, options)
+            .await
+            .map_err(|err| stop_reason(&err))
     }
 }
 
