@@ -69,6 +69,32 @@ fn marked(sid: &str, user: Option<&str>, marker: &str) -> (Value, Value) {
     (memory, session_at(sid, user, T0, T0 + 5_000))
 }
 
+/// A conversation to archive: session id, user id, the marker its texts hold.
+type Case = (&'static str, Option<&'static str>, &'static str);
+
+/// Archives each case through `service`, a second and a half apart; their R2 keys.
+fn archive_cases(stores: &MemoryStores, service: &Service, cases: &[Case]) -> Vec<String> {
+    let mut keys = Vec::new();
+    for (sid, user, marker) in cases {
+        let (memory, session) = marked(sid, *user, marker);
+        keys.push(archive(service, &memory, &session));
+        stores.clock.advance_ms(1_500);
+    }
+    keys
+}
+
+/// Every case retrieves through `service` as it was archived.
+fn assert_cases_retrievable(service: &Service, cases: &[Case], context: &str) {
+    for (sid, user, marker) in cases {
+        let (memory, session) = marked(sid, *user, marker);
+        assert_eq!(
+            retrieve(service, sid).unwrap(),
+            Some(conversation(&memory, &session)),
+            "{sid}: {context}"
+        );
+    }
+}
+
 fn archive(service: &Service, memory: &Value, session: &Value) -> String {
     block_on(service.archive_conversation(&memory.to_string(), &session.to_string())).unwrap()
 }
@@ -157,18 +183,12 @@ fn no_conversation_text_is_stored_readable_and_everything_reads_back() {
         ("s-alice-2", Some("alice@example.com"), "MARKER-a2d4"),
         ("s-anon", None, "MARKER-e5f6"),
     ];
-    let mut keys = Vec::new();
-    for (sid, user, marker) in cases {
-        let (memory, session) = marked(sid, user, marker);
-        let key = archive(&service, &memory, &session);
-        assert!(key.ends_with(".json.gz.enc"), "{key}");
-        keys.push(key);
-        assert_eq!(
-            retrieve(&service, sid).unwrap(),
-            Some(conversation(&memory, &session))
-        );
-        stores.clock.advance_ms(1_500);
-    }
+    let keys = archive_cases(&stores, &service, &cases);
+    assert!(
+        keys.iter().all(|key| key.ends_with(".json.gz.enc")),
+        "{keys:?}"
+    );
+    assert_cases_retrievable(&service, &cases, "after archiving");
     let snapshot = stores.snapshot();
     for (_, _, marker) in cases {
         assert_eq!(
@@ -245,13 +265,8 @@ fn backups_hold_no_plaintext_and_restore_what_was_archived() {
         ("s-bob-2", Some("bob@example.com"), "MARKER-b0b2"),
         ("s-nobody", None, "MARKER-n0b0"),
     ];
-    let mut sids = Vec::new();
-    for (sid, user, marker) in cases {
-        let (memory, session) = marked(sid, user, marker);
-        archive(&service, &memory, &session);
-        sids.push(sid.to_owned());
-        stores.clock.advance_ms(1_500);
-    }
+    archive_cases(&stores, &service, &cases);
+    let sids: Vec<String> = cases.iter().map(|(sid, _, _)| (*sid).to_owned()).collect();
     let archived = stores.snapshot();
     let at_once = block_on(service.create_backup(&sids, None, false)).unwrap();
     stores.clock.advance_ms(INDEX_LAG_MS as u64 + 1_000);
@@ -317,14 +332,7 @@ fn backups_hold_no_plaintext_and_restore_what_was_archived() {
         for (key, object) in archived.r2.iter().filter(|(k, _)| k.ends_with(".enc")) {
             assert_eq!(now.r2[key].body, object.body, "{key} restored as stored");
         }
-        for (sid, user, marker) in cases {
-            let (memory, session) = marked(sid, user, marker);
-            assert_eq!(
-                retrieve(&service, sid).unwrap(),
-                Some(conversation(&memory, &session)),
-                "{sid} from {backup}"
-            );
-        }
+        assert_cases_retrievable(&service, &cases, &format!("restored from {backup}"));
         assert_eq!(listed(&service), listing_before, "{backup}");
         for (_, _, marker) in cases {
             assert_eq!(places_revealing(&now, marker), Vec::<String>::new());
@@ -600,11 +608,7 @@ fn rotation_rewraps_every_data_key_and_never_an_archive() {
         ("s-r3", None, "MARKER-r3"),
         ("s-r4", None, "MARKER-r4"),
     ];
-    for (sid, user, marker) in cases {
-        let (memory, session) = marked(sid, user, marker);
-        archive(&old, &memory, &session);
-        stores.clock.advance_ms(1_500);
-    }
+    archive_cases(&stores, &old, &cases);
     assert_eq!(wrapping_keks(&stores), ["k2025"; 4]);
     let archives_before: Vec<(String, Vec<u8>)> = stores
         .snapshot()
@@ -673,13 +677,7 @@ fn rotation_rewraps_every_data_key_and_never_an_archive() {
 
     // The old KEK can go: everything reads with the new one alone.
     let new_only = service(&stores, &[("k2026", KEY_2026)]);
-    for (sid, user, marker) in cases {
-        let (memory, session) = marked(sid, user, marker);
-        assert_eq!(
-            retrieve(&new_only, sid).unwrap(),
-            Some(conversation(&memory, &session))
-        );
-    }
+    assert_cases_retrievable(&new_only, &cases, "with the new KEK alone");
     let listing = block_on(new_only.list_archived_conversations(None, 10, None)).unwrap();
     assert!(listing.archives.iter().all(|a| a["summary"]
         .as_str()
@@ -720,11 +718,7 @@ fn existing_archives_are_encrypted_in_place_and_read_the_same() {
         ("s-e2", Some("una@example.com"), "MARKER-e2"),
         ("s-e3", None, "MARKER-e3"),
     ];
-    for (sid, user, marker) in cases {
-        let (memory, session) = marked(sid, user, marker);
-        archive(&plain, &memory, &session);
-        stores.clock.advance_ms(1_500);
-    }
+    archive_cases(&stores, &plain, &cases);
     // An older archive of s-e1 beside its newest: both are encrypted, the record stays on
     // the newest.
     let (older_memory, older_session) = marked("s-e1", Some("una@example.com"), "MARKER-e0");
@@ -781,15 +775,7 @@ fn existing_archives_are_encrypted_in_place_and_read_the_same() {
         );
         reports.push(report.clone());
         // Readable between runs.
-        for (sid, user, marker) in cases {
-            let (memory, session) = marked(sid, user, marker);
-            assert_eq!(
-                retrieve(&keyed, sid).unwrap(),
-                Some(conversation(&memory, &session)),
-                "{sid} after run {}",
-                reports.len()
-            );
-        }
+        assert_cases_retrievable(&keyed, &cases, &format!("after run {}", reports.len()));
         if report.status.complete {
             break;
         }
@@ -814,13 +800,7 @@ fn existing_archives_are_encrypted_in_place_and_read_the_same() {
     }
     assert_eq!(listed(&keyed, None), before.0);
     assert_eq!(listed(&keyed, Some("una@example.com")), before.1);
-    for (sid, user, marker) in cases {
-        let (memory, session) = marked(sid, user, marker);
-        assert_eq!(
-            retrieve(&keyed, sid).unwrap(),
-            Some(conversation(&memory, &session))
-        );
-    }
+    assert_cases_retrievable(&keyed, &cases, "after the runs");
     // Keys handed out before stay valid: by key, and through a record KV has not updated
     // yet (here put back as it was).
     for key in &plain_keys {

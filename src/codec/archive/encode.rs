@@ -74,16 +74,7 @@ pub fn encode_conversation(
     level: u32,
     max_archive_size: u64,
 ) -> Result<EncodedArchive> {
-    let (memory, session) = (&input.memory, &input.session);
-    let size_hint = input.text_len;
-    let encoded = encode(
-        memory,
-        session,
-        size_hint,
-        archived_at_ms,
-        level,
-        max_archive_size,
-    )?;
+    let encoded = encode_conversation_to_encrypt(input, archived_at_ms, level, max_archive_size)?;
     Ok(with_checksum(encoded))
 }
 
