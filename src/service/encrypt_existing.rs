@@ -205,10 +205,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             return Ok(Converted::Gone);
         };
         let recorded = recorded_sha256(&stored.meta).map(str::to_owned);
-        // It was accepted when archived: a since lowered maxArchiveSize does not lose it.
-        let raw_size = stored.meta.custom_metadata.get(CUSTOM_RAW_SIZE_FIELD);
-        let raw_size = raw_size.and_then(|size| size.parse().ok()).unwrap_or(0);
-        let limit = self.policy.max_archive_size_bytes.max(raw_size);
+        let limit = self.read_limit(&stored.meta, recorded.is_some());
         let decoded = decode_archive(&stored.body, recorded.as_deref(), limit)?;
         let mut metadata = decoded.metadata;
         if metadata.session_id != parsed.session_id.as_str()
