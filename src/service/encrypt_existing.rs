@@ -30,7 +30,7 @@ use super::index_entries::{read_archive_location, recorded_sha256};
 use super::log::OpLog;
 use super::run::{stop_reason, Run, RunBudget, RunReport, RunStatus, StopReason};
 use super::DataPersistenceService;
-use crate::codec::archive::{decode_archive, EncodedArchive, CUSTOM_RAW_SIZE_FIELD};
+use crate::codec::archive::{decode_archive, EncodedArchive};
 use crate::crypto::keyring::KeyRing;
 use crate::error::{PersistenceError, Result};
 use crate::keys::{
