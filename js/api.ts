@@ -506,11 +506,11 @@ export class DataPersistenceService {
 
   /**
    * What a restore of `backupId` restores, a step at a time (`RestoreWorkflow`): `[backupId,
-   * packs]` of the backups of its chain, oldest first. Reads and checks the manifests only (a
-   * format 1 backup, one bundle, counts as one pack and is verified whole here).
+   * packs, archivesPerPack]` of the backups of its chain, oldest first. Reads and checks the
+   * manifests only (a format 1 backup, one bundle, counts as one pack and is verified whole here).
    */
-  async planRestore(backupId: string, options: BackupOptions = {}): Promise<[string, number][]> {
-    return JSON.parse(await this.#core.planRestore(String(backupId), ownerOption(options))) as [string, number][];
+  async planRestore(backupId: string, options: BackupOptions = {}): Promise<[string, number, number[]][]> {
+    return JSON.parse(await this.#core.planRestore(String(backupId), ownerOption(options))) as [string, number, number[]][];
   }
 
   /**

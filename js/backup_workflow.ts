@@ -108,16 +108,18 @@ export class RestoreWorkflow extends WorkflowEntrypoint<PersistenceEnv, RestoreR
     const chain = await step.do("plan", () => failFastUnlessTransient(() => service.planRestore(backupId, owner)));
     const sessions = new Set<string>();
     let packs = 0;
-    for (const [id, count] of chain) {
+    for (const [id, count, archivesPerPack] of chain) {
       for (let n = 0; n < count; n++, packs++) {
-        // A slice shorter than asked is the pack's end. The slice's size is in the step's name:
-        // a replay after RESTORE_STEP_SESSIONS changed reruns the slices (restores are
-        // idempotent) rather than read an old, shorter slice as the pack's end.
-        for (let first = 0; ; first += perStep) {
+        // The plan knows each pack's archives (a plan persisted by an earlier version does not:
+        // then a slice shorter than asked is the pack's end). The slice's size is in the step's
+        // name: a replay after RESTORE_STEP_SESSIONS changed reruns the slices (restores are
+        // idempotent) rather than take an old slice for another.
+        const archives = archivesPerPack?.[n];
+        for (let first = 0; archives === undefined || first < archives; first += perStep) {
           const slice = `restore ${id} pack ${n} sessions ${first}+${perStep}`;
           const restored = await step.do(slice, () => failFastUnlessTransient(() => service.restorePack(id, n, { ...owner, first, count: perStep })));
           for (const session of restored) sessions.add(session);
-          if (restored.length < perStep) break;
+          if (archives === undefined && restored.length < perStep) break;
         }
       }
     }

@@ -253,18 +253,23 @@ fn a_restore_runs_a_pack_at_a_time_along_the_chain() {
     let desk = Desk::new();
     let (full, incremental) = desk.full_then_incremental(0..5, 5..7, 2);
     let chain = block_on(desk.service.plan_restore(&incremental, None)).unwrap();
-    assert_eq!(chain, [(full.clone(), 3), (incremental.clone(), 1)]);
+    // Five archives two a pack, then two in one pack: the plan says how many each pack holds.
+    assert_eq!(
+        chain,
+        [
+            (full.clone(), 3, vec![2, 2, 1]),
+            (incremental.clone(), 1, vec![2])
+        ]
+    );
     lose_all_archives(&desk.stores);
     let mut restored = Vec::new();
-    for (id, packs) in &chain {
+    for (id, packs, archives) in &chain {
         // A step per archive, as a RestoreWorkflow with RESTORE_STEP_SESSIONS = 1 runs it.
         for index in 0..*packs {
-            for first in 0.. {
+            for first in 0..archives[index] {
                 let step = desk.service.restore_pack(id, index, None, first..first + 1);
                 let sessions = block_on(step).unwrap();
-                if sessions.is_empty() {
-                    break;
-                }
+                assert_eq!(sessions.len(), 1, "{id} pack {index} archive {first}");
                 restored.extend(sessions);
             }
         }
@@ -449,7 +454,7 @@ impl Desk {
     /// Workflow does; the sessions restored.
     fn restore_in_steps(&self, id: &str, owner: Option<&str>) -> Vec<String> {
         let mut restored = Vec::new();
-        for (id, packs) in block_on(self.service.plan_restore(id, owner)).unwrap() {
+        for (id, packs, _) in block_on(self.service.plan_restore(id, owner)).unwrap() {
             for index in 0..packs {
                 let step = self.service.restore_pack(&id, index, owner, 0..usize::MAX);
                 restored.extend(block_on(step).unwrap());

@@ -316,7 +316,7 @@ fn backups_hold_no_plaintext_and_restore_what_was_archived() {
             block_on(service.restore_from_backup(backup, None)).unwrap()
         } else {
             let mut restored = Vec::new();
-            for (id, count) in block_on(service.plan_restore(backup, None)).unwrap() {
+            for (id, count, _) in block_on(service.plan_restore(backup, None)).unwrap() {
                 for index in 0..count {
                     let step = service.restore_pack(&id, index, None, 0..usize::MAX);
                     restored.extend(block_on(step).unwrap());

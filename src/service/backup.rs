@@ -644,14 +644,15 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
 
     /// What a restore of `backup_id` restores, a step at a time (for the restore Workflow): the
     /// backups of its chain, oldest first, each with its number of packs (a single-bundle
-    /// backup counts as one). Reads and checks the manifests only; with `owner`, as
+    /// backup counts as one) and the number of archives in each pack, so that the Workflow
+    /// knows every slice in advance. Reads and checks the manifests only; with `owner`, as
     /// [`Self::restore_from_backup`]. Costs 1 R2 get per backup of the chain (the bundle too for
     /// a single-bundle backup, which is verified whole here).
     pub async fn plan_restore(
         &self,
         backup_id: &str,
         owner: Option<&str>,
-    ) -> Result<Vec<(String, usize)>> {
+    ) -> Result<Vec<(String, usize, Vec<usize>)>> {
         let log = self.begin("planRestore");
         let backup_id = BackupId::parse(backup_id)?;
         let owner = owner.map(UserId::parse).transpose()?;
@@ -659,12 +660,17 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             .read_verified_backup(&log, &backup_id, owner.as_ref())
             .await?
         {
-            ReadBackup::Verified(_) => Ok(vec![(backup_id.to_string(), 1)]),
+            ReadBackup::Verified(archives) => {
+                Ok(vec![(backup_id.to_string(), 1, vec![archives.len()])])
+            }
             ReadBackup::Packed(manifest) => Ok(self
                 .with_parents(&log, manifest, owner.as_ref())
                 .await?
                 .into_iter()
-                .map(|m| (m.backup_id.to_string(), m.packs.len()))
+                .map(|m| {
+                    let sessions = m.packs.iter().map(|pack| pack.sessions.len()).collect();
+                    (m.backup_id.to_string(), m.packs.len(), sessions)
+                })
                 .collect()),
         }
     }

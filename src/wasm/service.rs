@@ -419,8 +419,8 @@ impl BoundService {
         })
     }
 
-    /// What a restore of `backup_id` restores, a step at a time: `[[backupId, packs], ...]` of
-    /// its chain, oldest first, as JSON text.
+    /// What a restore of `backup_id` restores, a step at a time: `[[backupId, packs,
+    /// [archives of each pack]], ...]` of its chain, oldest first, as JSON text.
     #[wasm_bindgen(js_name = planRestore)]
     pub fn plan_restore(&self, backup_id: String, user_id: Option<String>) -> Promise {
         spawn(&self.service, Operation::Restore, async move |service| {
