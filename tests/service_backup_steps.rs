@@ -264,9 +264,10 @@ fn a_restore_runs_a_pack_at_a_time_along_the_chain() {
     lose_all_archives(&desk.stores);
     let mut restored = Vec::new();
     for (id, packs, archives) in &chain {
+        assert_eq!(archives.len(), *packs);
         // A step per archive, as a RestoreWorkflow with RESTORE_STEP_SESSIONS = 1 runs it.
-        for index in 0..*packs {
-            for first in 0..archives[index] {
+        for (index, count) in archives.iter().enumerate() {
+            for first in 0..*count {
                 let step = desk.service.restore_pack(id, index, None, first..first + 1);
                 let sessions = block_on(step).unwrap();
                 assert_eq!(sessions.len(), 1, "{id} pack {index} archive {first}");
