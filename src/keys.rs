@@ -28,6 +28,10 @@ pub const BACKUP_PREFIX: &str = "backups/";
 /// R2 prefix of the wrapped data keys of encryption at rest (`keys/users/<userKey>.json`,
 /// `keys/sessions/<sessionId>.json`).
 pub const DATA_KEY_PREFIX: &str = "keys/";
+/// R2 prefix of erasure tombstones (`erasures/<userKey>.json`, service::tombstone).
+pub const ERASURE_PREFIX: &str = "erasures/";
+/// KV prefix of the resume points of unfinished erasures (`erasure:cursor:<userKey>`).
+pub const ERASURE_CURSOR_PREFIX: &str = "erasure:cursor:";
 /// KV prefix of cached embeddings.
 pub const EMBEDDING_PREFIX: &str = "embedding:";
 /// KV prefix of cached query results.
@@ -361,6 +365,23 @@ pub fn data_key_object_of_ref(reference: &str) -> Option<String> {
 pub fn parse_data_key_object(key: &str) -> Option<&str> {
     let reference = key.strip_prefix(DATA_KEY_PREFIX)?.strip_suffix(".json")?;
     data_key_object_of_ref(reference).map(|_| reference)
+}
+
+/// R2 key of the erasure tombstone of a user, `erasures/<userKey>.json` (`user_key` is the
+/// hashed user id, never the raw one).
+pub fn erasure_tombstone_key(user_key: &str) -> String {
+    format!("{ERASURE_PREFIX}{user_key}.json")
+}
+
+/// The user key of a key built by [`erasure_tombstone_key`].
+pub fn parse_erasure_tombstone_key(key: &str) -> Option<&str> {
+    let user_key = key.strip_prefix(ERASURE_PREFIX)?.strip_suffix(".json")?;
+    is_user_key(user_key).then_some(user_key)
+}
+
+/// KV key of the resume point of an unfinished erasure of a user, `erasure:cursor:<userKey>`.
+pub fn erasure_cursor_key(user_key: &str) -> String {
+    format!("{ERASURE_CURSOR_PREFIX}{user_key}")
 }
 
 /// R2 key the earlier TypeScript implementation used for an archive:

@@ -25,11 +25,13 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::encryption::{content_nonce, sealed_summary_overhead, ENCRYPTED_CONTENT_TYPE};
-use super::index_entries::{read_archive_location, recorded_sha256, ArchiveEntries};
+use super::index_entries::{
+    archive_custom_metadata, read_archive_location, recorded_sha256, ArchiveEntries,
+};
 use super::log::OpLog;
 use super::DataPersistenceService;
 use crate::codec::archive::{
-    encode_conversation, encode_conversation_to_encrypt, listing_entry, r2_custom_metadata,
+    encode_conversation, encode_conversation_to_encrypt, listing_entry,
     read_conversation_input, ConversationInput, EncodedArchive, SummaryForm,
     ENCRYPTED_SUMMARY_FIELD,
 };
@@ -170,7 +172,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             self.policy.max_archive_size_bytes,
         )?;
         let object_key = archive_object_key(&session_id, archived_at_ms)?;
-        let custom_metadata = r2_custom_metadata(&encoded.metadata)?.into_iter().collect();
+        let custom_metadata = archive_custom_metadata(&self.options.hasher, &encoded.metadata)?;
         let entries = ArchiveEntries::new(&self.options.hasher, &object_key, &encoded.metadata)?;
         Ok(ArchivePlan {
             object_key,
@@ -223,7 +225,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let seal = |text| self.seal_summary(&dek, &reference, &object_key, &session, text);
         listing[ENCRYPTED_SUMMARY_FIELD] = Value::String(seal(listed).await?);
         metadata.encrypted_summary = Some(seal(&summary).await?);
-        let custom_metadata = r2_custom_metadata(&metadata)?.into_iter().collect();
+        let custom_metadata = archive_custom_metadata(&self.options.hasher, &metadata)?;
         let entries =
             ArchiveEntries::with_listing(&self.options.hasher, &object_key, &metadata, listing)?;
         Ok(ArchivePlan {

@@ -42,10 +42,12 @@ use serde_json::json;
 
 use super::archive::{check_archive_session, FetchedArchive, ARCHIVE_CONTENT_TYPE};
 use super::encryption::ENCRYPTED_CONTENT_TYPE;
-use super::index_entries::{read_archive_location, recorded_sha256, ArchiveEntries};
+use super::index_entries::{
+    archive_custom_metadata, read_archive_location, recorded_sha256, ArchiveEntries,
+};
 use super::log::OpLog;
 use super::DataPersistenceService;
-use crate::codec::archive::{decode_archive, listing_summary, r2_custom_metadata, ArchiveMetadata};
+use crate::codec::archive::{decode_archive, listing_summary, ArchiveMetadata};
 use crate::codec::backup::{
     decode_legacy_manifest, decode_manifest, decode_packed_manifest, encode_pack,
     legacy_backup_document, manifest_shape, verify_backup, verify_legacy_backup, verify_pack,
@@ -54,7 +56,7 @@ use crate::codec::backup::{
 use crate::codec::backup::{PackEntry, StoredArchive};
 use crate::codec::gzip;
 use crate::error::{PersistenceError, Result};
-use crate::hash::{sha256_hex, verify_sha256};
+use crate::hash::{sha256_hex, verify_sha256, KeyHasher};
 use crate::keys::{
     archive_meta_key, archive_object_key, backup_data_key, backup_index_key,
     backup_manifest_kv_key, backup_manifest_object_key, legacy_backup_data_key, new_backup_id,
@@ -203,6 +205,7 @@ struct RestorableArchive {
 /// customMetadata archiving gives them; its KV entries come from its metadata. The pack was
 /// verified (each archive's bytes against their SHA-256, its metadata against them).
 fn prepare_stored_restore(
+    hasher: &KeyHasher,
     backup_id: &BackupId,
     stored: StoredArchive,
 ) -> Result<RestorableArchive> {
@@ -211,12 +214,12 @@ fn prepare_stored_restore(
         sha256: stored.metadata.sha256.to_ascii_lowercase(),
         ..stored.metadata
     };
-    let custom_metadata = r2_custom_metadata(&metadata)?.into_iter().collect();
-    listing_summary(&metadata, &stored.key)?;
     if let Some(user_id) = &metadata.user_id {
         UserId::parse(user_id)
             .map_err(|err| PersistenceError::corrupt(what.as_str(), err.to_string()))?;
     }
+    let custom_metadata = archive_custom_metadata(hasher, &metadata)?;
+    listing_summary(&metadata, &stored.key)?;
     Ok(RestorableArchive {
         object_key: stored.key,
         document: None,
@@ -781,7 +784,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         entries
             .into_iter()
             .map(|entry| match entry {
-                PackEntry::Stored(stored) => prepare_stored_restore(backup_id, *stored),
+                PackEntry::Stored(stored) => {
+                    prepare_stored_restore(&self.options.hasher, backup_id, *stored)
+                }
                 PackEntry::Document(session) => {
                     self.prepare_restore(backup_id, &session.session_id, session.archive_json)
                 }
@@ -863,12 +868,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         metadata.stored_size = bytes.len() as u64;
         metadata.sha256 = sha256_hex(&bytes);
         let object_key = archive_object_key(session_id, metadata.archived_at)?;
-        let custom_metadata = r2_custom_metadata(&metadata)?.into_iter().collect();
         // Computed now so that no write happens for a session whose entries cannot be built.
         listing_summary(&metadata, &object_key)?;
         if let Some(user_id) = &metadata.user_id {
             UserId::parse(user_id)?;
         }
+        let custom_metadata = archive_custom_metadata(&self.options.hasher, &metadata)?;
         Ok(RestorableArchive {
             object_key,
             document: Some(document),

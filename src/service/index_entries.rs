@@ -5,13 +5,17 @@
 //! tell which archive an entry points at. None gets a KV `expirationTtl`: retention deletes
 //! them with their archive.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::log::OpLog;
 use super::DataPersistenceService;
 
-use crate::codec::archive::{listing_summary, ArchiveMetadata, CUSTOM_SHA256_FIELD};
+use crate::codec::archive::{
+    listing_summary, r2_custom_metadata, ArchiveMetadata, CUSTOM_SHA256_FIELD,
+};
 use crate::error::{PersistenceError, Result};
 use crate::hash::KeyHasher;
 use crate::keys::{
@@ -19,6 +23,25 @@ use crate::keys::{
     user_index_key, SessionId, UserId,
 };
 use crate::store::{Clock, KvPutOptions, KvStore, ObjectMeta, ObjectStore, Rng};
+
+/// Custom metadata field of an archive object naming its owner by hashed user key, so that an
+/// erasure finds a user's archives from an R2 listing alone, whatever KV shows.
+pub(super) const OWNER_KEY_FIELD: &str = "userKey";
+
+/// The R2 custom metadata of an archive object: what `r2_custom_metadata` gives it, plus its
+/// owner's hashed key ([`OWNER_KEY_FIELD`]) when it has one (docs/FORMAT.md "R2 customMetadata").
+pub(super) fn archive_custom_metadata(
+    hasher: &KeyHasher,
+    metadata: &ArchiveMetadata,
+) -> Result<BTreeMap<String, String>> {
+    let mut fields: BTreeMap<String, String> =
+        r2_custom_metadata(metadata)?.into_iter().collect();
+    if let Some(user_id) = &metadata.user_id {
+        let user_key = hasher.user_key(&UserId::parse(user_id)?);
+        fields.insert(OWNER_KEY_FIELD.to_owned(), user_key);
+    }
+    Ok(fields)
+}
 
 /// The `archive_meta:<sid>` record this library writes: the archive's metadata and R2 key.
 #[derive(Serialize)]

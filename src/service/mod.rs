@@ -27,6 +27,7 @@ mod retention;
 mod rotation;
 mod run;
 mod segments;
+mod tombstone;
 mod ui_messages;
 mod walk;
 

@@ -444,7 +444,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         mut at: KvPosition,
     ) -> Result<(), StopReason> {
         for prefix in &KV_PREFIXES[first..] {
-            let mut pager = KvPager::new(prefix, std::mem::take(&mut at));
+            let mut pager = KvPager::new(*prefix, std::mem::take(&mut at));
             let outcome = self.sweep_kv_prefix(log, sweep, planner, &mut pager).await;
             if outcome.is_err() {
                 sweep.run.position = SweepPosition::Kv {

@@ -82,7 +82,7 @@ pub(super) struct Run<P> {
     /// Where the job would continue if the run stopped now.
     pub position: P,
     /// The KV key of the resume point; `None` for a run that never resumes (metrics).
-    resume_key: Option<&'static str>,
+    resume_key: Option<String>,
     /// What the log calls the job ("retention", "migration", ...).
     name: &'static str,
 }
@@ -95,7 +95,7 @@ impl<P: Default> Run<P> {
             budget,
             status: RunStatus::default(),
             position: P::default(),
-            resume_key: Some(resume_key),
+            resume_key: Some(resume_key.to_owned()),
             name: "test",
         }
     }
@@ -142,7 +142,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         log: &OpLog<'_>,
         budget: RunBudget,
         minimum: u32,
-        resume_key: Option<&'static str>,
+        resume_key: Option<&str>,
         name: &'static str,
     ) -> Result<Run<P>> {
         if let Some(max) = budget.max_storage_calls.filter(|max| *max < minimum) {
@@ -155,7 +155,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             budget,
             status: RunStatus::default(),
             position: P::default(),
-            resume_key,
+            resume_key: resume_key.map(str::to_owned),
             name,
         };
         let Some(key) = resume_key else {
@@ -194,9 +194,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     ) {
         run.status.complete = outcome.is_ok();
         run.status.stopped_by = outcome.err();
-        let (Some(key), name) = (run.resume_key, run.name) else {
+        let (Some(key), name) = (run.resume_key.clone(), run.name) else {
             return;
         };
+        let key = key.as_str();
         if run.status.complete {
             if run.status.resumed {
                 run.spend(1);
@@ -232,7 +233,7 @@ mod tests {
 
     use super::*;
 
-    fn run(max: Option<u32>, resume_key: Option<&'static str>) -> Run<()> {
+    fn run(max: Option<u32>, resume_key: Option<&str>) -> Run<()> {
         Run {
             budget: RunBudget {
                 max_storage_calls: max,
@@ -240,7 +241,7 @@ mod tests {
             },
             status: RunStatus::default(),
             position: (),
-            resume_key,
+            resume_key: resume_key.map(str::to_owned),
             name: "test",
         }
     }

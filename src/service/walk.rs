@@ -37,7 +37,7 @@ pub struct KvPosition {
 
 /// Pages through one KV prefix from a [`KvPosition`], which it keeps up to date.
 pub(super) struct KvPager {
-    prefix: &'static str,
+    prefix: String,
     /// Where a run that stopped now would continue.
     pub at: KvPosition,
     /// The cursor of the page after the one being handled; `None` once the last page is out.
@@ -47,9 +47,9 @@ pub(super) struct KvPager {
 
 impl KvPager {
     /// Pages through `prefix` from `at`.
-    pub fn new(prefix: &'static str, at: KvPosition) -> Self {
+    pub fn new(prefix: impl Into<String>, at: KvPosition) -> Self {
         KvPager {
-            prefix,
+            prefix: prefix.into(),
             at,
             next_cursor: None,
             finished: false,
@@ -174,7 +174,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         run.afford(1 + calls_per_key, self.clock.now_ms())?;
         run.spend(1);
         let options = KvListOptions {
-            prefix: Some(pager.prefix.to_owned()),
+            prefix: Some(pager.prefix.clone()),
             cursor: pager.at.kv_cursor.clone(),
             limit: Some(MAX_LIST_LIMIT),
         };
