@@ -1620,3 +1620,138 @@ fn rotation_faults_leave_every_archive_readable_and_the_runs_complete() {
         world.assert_listed_retrievable(&context);
     }
 }
+
+/// A world where u-1 has three archives (s-1 twice, s-4) and a backup made for them, u-2 one,
+/// and a session without a user one; served with encryption when `encrypted`.
+fn erasure_world(encrypted: bool) -> World {
+    let mut world = World::at(NOW);
+    if encrypted {
+        world.service = service_over(
+            &world.stores,
+            Rc::new(Discard),
+            DataRetentionPolicy::default(),
+            encryption_options(&[("k1", 1)]),
+        );
+    }
+    world.archive("s-1", Some("u-1"), "first of u-1");
+    world.archive("s-2", Some("u-2"), "of u-2");
+    world.archive("s-3", None, "of nobody");
+    world.archive("s-1", Some("u-1"), "newest of u-1");
+    world.archive("s-4", Some("u-1"), "second of u-1");
+    let sids = ["s-1".to_owned(), "s-4".to_owned()];
+    block_on(world.service.create_backup(&sids, Some("u-1"), false)).unwrap();
+    world.stores.clock.advance_ms(1_500);
+    world
+}
+
+/// What is stored of anyone but u-1 (keys, bodies, metadata), ignoring erasure bookkeeping.
+fn not_of_u1(snapshot: &StoreSnapshot) -> BTreeMap<String, String> {
+    let user_key = supportbot_persistence::hash::KeyHasher::default()
+        .user_key(&supportbot_persistence::keys::UserId::parse("u-1").unwrap());
+    let u1_backups: BTreeSet<String> = snapshot
+        .kv
+        .iter()
+        .filter(|(_, value)| {
+            value.metadata.as_ref().and_then(|m| m.get("userKey")) == Some(&json!(user_key))
+        })
+        .filter_map(|(name, _)| name.rsplit(':').next().map(str::to_owned))
+        .collect();
+    let of_u1 = |name: &str| {
+        name.contains(&user_key)
+            || name.contains("erasure")
+            || ["s-1", "s-4"]
+                .iter()
+                .any(|sid| name.contains(&format!("_{sid}_")) || name.ends_with(&format!(":{sid}")))
+            || u1_backups.iter().any(|id| name.contains(id.as_str()))
+    };
+    let kv = snapshot
+        .kv
+        .iter()
+        .map(|(name, value)| (name, format!("{:?}{:?}", value.value, value.metadata)));
+    let r2 = snapshot.r2.iter().map(|(name, object)| {
+        (
+            name,
+            format!("{:?}{:?}", object.body, object.meta.custom_metadata),
+        )
+    });
+    kv.chain(r2)
+        .filter(|(name, _)| !of_u1(name))
+        .map(|(name, value)| (name.clone(), value))
+        .collect()
+}
+
+/// Every storage call of eraseUserData crashing, refused, answered but lost, or failing once:
+/// nothing of anyone else is ever deleted or changed; once the tombstone is written, no
+/// listing or retrieval shows u-1's archives; the runs after recovery complete, leaving what
+/// one clean run leaves.
+#[test]
+fn erasure_faults_resume_to_a_complete_receipt_and_touch_no_one_else() {
+    for encrypted in [false, true] {
+        let erase = |world: &World| {
+            block_on(world.service.erase_user_data("u-1", RunBudget::default())).unwrap()
+        };
+        let (clean, clean_receipt) = {
+            let world = erasure_world(encrypted);
+            let receipt = erase(&world);
+            assert!(
+                receipt.status.complete && receipt.archives_deleted == 3,
+                "{receipt:?}"
+            );
+            (all_keys(&world.stores.snapshot()), receipt)
+        };
+        let calls = erasure_world(encrypted).calls_of(|world| {
+            erase(world);
+        });
+        for fault in Fault::all(calls, true) {
+            let world = erasure_world(encrypted);
+            let others = not_of_u1(&world.stores.snapshot());
+            fault.plan(&world.stores.faults);
+            let first = erase(&world);
+            world.recover();
+            let context = format!("{fault}, encrypted {encrypted} (first run {first:?})");
+            assert_eq!(not_of_u1(&world.stores.snapshot()), others, "{context}");
+            let tombstoned = world
+                .stores
+                .snapshot()
+                .r2
+                .keys()
+                .any(|k| k.starts_with("erasures/"));
+            if tombstoned {
+                let listed = block_on(world.service.list_archived_conversations(
+                    Some("u-1"),
+                    100,
+                    None,
+                ));
+                assert_eq!(listed.unwrap().archives, Vec::<Value>::new(), "{context}");
+                for sid in ["s-1", "s-4"] {
+                    assert_eq!(world.retrieve(sid).unwrap(), None, "{context}: {sid}");
+                }
+            }
+            for sid in ["s-2", "s-3"] {
+                assert!(world.retrieve(sid).unwrap().is_some(), "{context}: {sid}");
+            }
+            let mut runs = 0;
+            let last = loop {
+                let receipt = erase(&world);
+                if receipt.status.complete {
+                    break receipt;
+                }
+                runs += 1;
+                assert!(runs < 3, "{context}: the runs do not complete");
+                world.stores.clock.advance_ms(RECOVERY_MS);
+            };
+            assert_eq!(not_of_u1(&world.stores.snapshot()), others, "{context}");
+            let left: BTreeSet<String> = all_keys(&world.stores.snapshot())
+                .into_iter()
+                .filter(|key| !key.starts_with("erasure"))
+                .collect();
+            let expected: BTreeSet<String> = clean
+                .iter()
+                .filter(|key| !key.starts_with("erasure"))
+                .cloned()
+                .collect();
+            assert_eq!(left, expected, "{context}: {last:?}");
+            assert_eq!(last.user_key, clean_receipt.user_key);
+        }
+    }
+}

@@ -9,7 +9,6 @@ use std::rc::Rc;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use flate2::read::GzDecoder;
 use serde_json::{json, Value};
 use supportbot_persistence::policy::DataRetentionPolicy;
 use supportbot_persistence::service::DataPersistenceService;
@@ -17,14 +16,15 @@ use supportbot_persistence::service::{
     BackupRequest, CommitStep, PackStep, RunBudget, ServiceOptions, INDEX_LAG_MS,
     MIN_ENCRYPT_EXISTING_CALLS, MIN_ROTATION_CALLS,
 };
-use supportbot_persistence::store::memory::{block_on, MemoryR2, MemoryStores, StoreSnapshot};
+use supportbot_persistence::store::memory::{block_on, MemoryR2, MemoryStores};
 use supportbot_persistence::store::{
     KvPutOptions, KvStore, ObjectListOptions, ObjectListPage, ObjectMeta, ObjectPutOptions,
     ObjectStore, PutOutcome, StoreResult, StoredObject,
 };
 
 use common::{
-    conversation, lose_all_archives, memory_at, service_over, session_at, Discard, Service, T0,
+    conversation, lose_all_archives, memory_at, places_revealing, reveals, service_over,
+    session_at, Discard, Service, T0,
 };
 
 const KEY_2026: [u8; 32] = [0x26; 32];
@@ -102,62 +102,6 @@ fn archive(service: &Service, memory: &Value, session: &Value) -> String {
 fn retrieve(service: &Service, sid: &str) -> supportbot_persistence::Result<Option<Value>> {
     block_on(service.retrieve_archived_conversation(sid))
         .map(|found| found.map(|text| serde_json::from_str(&text).unwrap()))
-}
-
-/// Every readable form `bytes` could reveal `marker` in: as is, inflated when gzip, and
-/// base64 at each of the three alignments.
-fn reveals(bytes: &[u8], marker: &str) -> bool {
-    let contains = |haystack: &[u8], needle: &[u8]| {
-        haystack
-            .windows(needle.len())
-            .any(|window| window == needle)
-    };
-    if contains(bytes, marker.as_bytes()) {
-        return true;
-    }
-    for shift in 0..3 {
-        let padded = format!("{}{marker}", "x".repeat(shift));
-        let encoded = STANDARD.encode(padded.as_bytes());
-        // The characters that depend on the marker alone.
-        let core = &encoded[(shift * 4).div_ceil(3) + 1..encoded.len() - 4];
-        if contains(bytes, core.as_bytes()) {
-            return true;
-        }
-    }
-    let mut inflated = Vec::new();
-    if bytes.starts_with(&[0x1f, 0x8b])
-        && std::io::Read::read_to_end(&mut GzDecoder::new(bytes), &mut inflated).is_ok()
-    {
-        return reveals(&inflated, marker);
-    }
-    false
-}
-
-/// Where `marker` can be read in what is stored: R2 bodies and custom metadata, KV values and
-/// metadata.
-fn places_revealing(snapshot: &StoreSnapshot, marker: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for (key, object) in &snapshot.r2 {
-        if reveals(&object.body, marker) {
-            found.push(format!("R2 {key} body"));
-        }
-        for (name, value) in &object.meta.custom_metadata {
-            if reveals(value.as_bytes(), marker) {
-                found.push(format!("R2 {key} customMetadata.{name}"));
-            }
-        }
-    }
-    for (key, value) in &snapshot.kv {
-        if reveals(&value.value, marker) {
-            found.push(format!("KV {key} value"));
-        }
-        if let Some(metadata) = &value.metadata {
-            if reveals(metadata.to_string().as_bytes(), marker) {
-                found.push(format!("KV {key} metadata"));
-            }
-        }
-    }
-    found
 }
 
 #[test]

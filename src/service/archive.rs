@@ -29,11 +29,11 @@ use super::index_entries::{
     archive_custom_metadata, read_archive_location, recorded_sha256, ArchiveEntries,
 };
 use super::log::OpLog;
+use super::tombstone::ErasureCheck;
 use super::DataPersistenceService;
 use crate::codec::archive::{
-    encode_conversation, encode_conversation_to_encrypt, listing_entry,
-    read_conversation_input, ConversationInput, EncodedArchive, SummaryForm,
-    ENCRYPTED_SUMMARY_FIELD,
+    encode_conversation, encode_conversation_to_encrypt, listing_entry, read_conversation_input,
+    ConversationInput, EncodedArchive, SummaryForm, ENCRYPTED_SUMMARY_FIELD,
 };
 use crate::crypto::aead::NONCE_LEN;
 use crate::crypto::envelope;
@@ -317,15 +317,18 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let Some(fetched) = self.fetch_newest_archive(log, &session_id).await? else {
             return Ok(None);
         };
-        let decoded = self
-            .decode_stored_archive(
+        let Some(decoded) = self
+            .decode_unless_erased(
                 log,
                 &fetched.key,
                 &fetched.body,
                 fetched.expected_sha256.as_deref(),
                 fetched.read_limit,
             )
-            .await?;
+            .await?
+        else {
+            return Ok(None);
+        };
         drop(fetched.body);
         check_archive_session(&fetched.key, &decoded.metadata.session_id, &session_id)?;
         log.debug(
@@ -420,10 +423,11 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 "must not be empty (omit it for the first page)",
             ));
         }
-        let prefix = match user_id {
-            Some(user_id) => {
-                user_index_prefix(&self.options.hasher.user_key(&UserId::parse(user_id)?))
-            }
+        let listing_user = user_id
+            .map(|user_id| UserId::parse(user_id).map(|user| self.options.hasher.user_key(&user)))
+            .transpose()?;
+        let prefix = match &listing_user {
+            Some(user_key) => user_index_prefix(user_key),
             None => ARCHIVE_INDEX_PREFIX.to_owned(),
         };
         let page = self
@@ -452,7 +456,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 }),
             })
             .collect();
+        let mut erasures = ErasureCheck::default();
+        let listing_user = listing_user.as_deref();
+        self.hide_erased(&log, &mut erasures, listing_user, &mut archives)
+            .await?;
         self.reveal_summaries(&log, &mut archives).await;
+        self.hide_unreadable_erased(&erasures, listing_user, &mut archives);
         Ok(ArchiveListing {
             archives,
             cursor: page.cursor.filter(|_| !page.list_complete),

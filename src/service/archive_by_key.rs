@@ -45,9 +45,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let archive_key = archive_key.as_str();
         let expected_sha256 = recorded_sha256(&object.meta);
         let read_limit = self.read_limit(&object.meta, expected_sha256.is_some());
-        let decoded = self
-            .decode_stored_archive(&log, archive_key, &object.body, expected_sha256, read_limit)
-            .await?;
+        let Some(decoded) = self
+            .decode_unless_erased(&log, archive_key, &object.body, expected_sha256, read_limit)
+            .await?
+        else {
+            return Ok(None);
+        };
         check_archive_session(
             archive_key,
             &decoded.metadata.session_id,

@@ -46,6 +46,7 @@ use super::index_entries::{
     archive_custom_metadata, read_archive_location, recorded_sha256, ArchiveEntries,
 };
 use super::log::OpLog;
+use super::tombstone::ErasureCheck;
 use super::DataPersistenceService;
 use crate::codec::archive::{decode_archive, listing_summary, ArchiveMetadata};
 use crate::codec::backup::{
@@ -228,6 +229,27 @@ fn prepare_stored_restore(
         summary_truncated: stored.summary_truncated,
         custom_metadata,
     })
+}
+
+/// What a restore did: the sessions it restored (one per archive written back) and those it
+/// skipped because an erasure of their user covers them.
+#[derive(Debug, Default)]
+pub struct RestoreTally {
+    /// Restored sessions, in restore order.
+    pub restored: Vec<String>,
+    /// Sessions of erased users, not restored.
+    pub skipped: Vec<String>,
+    erasures: ErasureCheck,
+}
+
+impl RestoreTally {
+    /// Keeps each session once in each list.
+    fn dedup(&mut self) {
+        for sessions in [&mut self.restored, &mut self.skipped] {
+            let mut seen = std::collections::HashSet::new();
+            sessions.retain(|session| seen.insert(session.clone()));
+        }
+    }
 }
 
 impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
@@ -452,35 +474,45 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         backup_id: &str,
         owner: Option<&str>,
     ) -> Result<Vec<String>> {
+        Ok(self.restore_backup(backup_id, owner).await?.restored)
+    }
+
+    /// [`Self::restore_from_backup`], also telling the sessions it skipped because their
+    /// user's erasure covers them (`skipped`, each once).
+    pub async fn restore_backup(
+        &self,
+        backup_id: &str,
+        owner: Option<&str>,
+    ) -> Result<RestoreTally> {
         let log = self.begin("restoreFromBackup");
         let backup_id = BackupId::parse(backup_id)?;
         let owner = owner.map(UserId::parse).transpose()?;
-        let mut restored = Vec::new();
+        let mut tally = RestoreTally::default();
         match self
             .read_verified_backup(&log, &backup_id, owner.as_ref())
             .await?
         {
             ReadBackup::Verified(archives) => {
-                self.write_restored(&log, &archives, &mut restored).await?
+                self.write_restored(&log, &archives, &mut tally).await?
             }
             ReadBackup::Packed(manifest) => {
                 for manifest in self.with_parents(&log, manifest, owner.as_ref()).await? {
                     for index in 0..manifest.packs.len() {
                         let archives = self.read_verified_pack(&log, &manifest, index).await?;
-                        self.write_restored(&log, &archives, &mut restored).await?;
+                        self.write_restored(&log, &archives, &mut tally).await?;
                     }
                 }
             }
         }
         // A session in several packs of an incremental chain is restored once per archive.
-        let mut seen = std::collections::HashSet::new();
-        restored.retain(|session| seen.insert(session.clone()));
+        tally.dedup();
         log.event(
             "info",
             "backup restored",
-            json!({ "backupId": backup_id.as_str(), "sessions": restored.len() }),
+            json!({ "backupId": backup_id.as_str(), "sessions": tally.restored.len(),
+                    "skippedErased": tally.skipped.len() }),
         );
-        Ok(restored)
+        Ok(tally)
     }
 
     /// The newest archive of `session` as a backup takes it; `None` when the session has no
@@ -692,6 +724,21 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         owner: Option<&str>,
         slice: std::ops::Range<usize>,
     ) -> Result<Vec<String>> {
+        Ok(self
+            .restore_pack_slice(backup_id, index, owner, slice)
+            .await?
+            .restored)
+    }
+
+    /// [`Self::restore_pack`], also telling the sessions it skipped because their user's
+    /// erasure covers them.
+    pub async fn restore_pack_slice(
+        &self,
+        backup_id: &str,
+        index: usize,
+        owner: Option<&str>,
+        slice: std::ops::Range<usize>,
+    ) -> Result<RestoreTally> {
         let log = self.begin("restorePack");
         let backup_id = BackupId::parse(backup_id)?;
         let owner = owner.map(UserId::parse).transpose()?;
@@ -710,15 +757,16 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         };
         let end = slice.end.min(archives.len());
         let chosen = archives.get(slice.start.min(end)..end).unwrap_or_default();
-        let mut restored = Vec::with_capacity(chosen.len());
-        self.write_restored(&log, chosen, &mut restored).await?;
+        let mut tally = RestoreTally::default();
+        self.write_restored(&log, chosen, &mut tally).await?;
         log.event(
             "info",
             "backup pack restored",
             json!({ "backupId": backup_id.as_str(), "pack": index,
-            "from": slice.start, "sessions": restored.len() }),
+            "from": slice.start, "sessions": tally.restored.len(),
+            "skippedErased": tally.skipped.len() }),
         );
-        Ok(restored)
+        Ok(tally)
     }
 
     /// `manifest` and the chain of backups it is incremental to, oldest first, each readable
@@ -794,19 +842,30 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             .collect()
     }
 
-    /// Writes verified archives back with their KV entries, noting each session restored.
+    /// Writes verified archives back with their KV entries, noting each session restored;
+    /// an archive its user's erasure covers is not written, and its session is noted as
+    /// skipped (1 R2 head per user met, the first time `tally` meets them).
     async fn write_restored(
         &self,
         log: &OpLog<'_>,
         archives: &[RestorableArchive],
-        restored: &mut Vec<String>,
+        tally: &mut RestoreTally,
     ) -> Result<()> {
         for archive in archives {
+            let metadata = &archive.metadata;
+            let user_id = metadata.user_id.as_deref();
+            if self
+                .is_erased(log, &mut tally.erasures, user_id, metadata.archived_at)
+                .await?
+            {
+                tally.skipped.push(metadata.session_id.clone());
+                continue;
+            }
             let stored = self.restore_archive_object(log, archive).await?;
             let truncated = archive.summary_truncated;
             self.restore_archive_entries(log, &archive.object_key, &stored, truncated)
                 .await?;
-            restored.push(stored.session_id);
+            tally.restored.push(stored.session_id);
         }
         Ok(())
     }

@@ -52,6 +52,14 @@ impl DataKeyCache {
         self.0.borrow().get(&cache_key(object_key, dek_id)).cloned()
     }
 
+    /// Drops every cached key read from `object_key` (an erasure destroyed it).
+    pub fn forget(&self, object_key: &str) {
+        let prefix = format!("{object_key}#");
+        self.0
+            .borrow_mut()
+            .retain(|key, _| !key.starts_with(&prefix));
+    }
+
     fn insert(&self, object_key: &str, dek: &DataKey) {
         let mut keys = self.0.borrow_mut();
         if keys.len() >= MAX_CACHED_KEYS {

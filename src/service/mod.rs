@@ -13,6 +13,7 @@ mod backup_steps;
 mod cache;
 mod encrypt_existing;
 mod encryption;
+mod erasure;
 mod guard;
 mod health;
 mod index_entries;
@@ -32,12 +33,14 @@ mod ui_messages;
 mod walk;
 
 pub use archive::{ArchiveListing, ARCHIVE_CONTENT_TYPE, DEFAULT_LIST_LIMIT};
+pub use backup::RestoreTally;
 pub use backup_index::{BackupListing, ListedBackup};
 pub use backup_steps::{
     BackupPlan, BackupRequest, CommitStep, PackSource, PackStep, PackStepReport, INDEX_LAG_MS,
 };
 pub use cache::MAX_CACHE_TEXT_BYTES;
 pub use encrypt_existing::{EncryptExistingReport, MIN_ENCRYPT_EXISTING_CALLS};
+pub use erasure::{ErasureReceipt, RetainedBackup, MIN_ERASURE_CALLS};
 pub use guard::{BreakerState, StorageGuard};
 pub use health::{
     BreakerStates, CacheMetrics, HealthDetails, HealthLatencies, HealthReport, HealthStatus,

@@ -5,6 +5,9 @@ use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::rc::Rc;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use flate2::read::GzDecoder;
 use serde_json::{json, Value};
 use supportbot_persistence::keys::{ARCHIVE_INDEX_PREFIX, ARCHIVE_META_PREFIX, USER_INDEX_PREFIX};
 use supportbot_persistence::policy::DataRetentionPolicy;
@@ -268,4 +271,60 @@ pub fn assert_archives_as_before(before: &StoreSnapshot, after: &StoreSnapshot) 
             assert_eq!(after.kv.get(key), Some(entry), "{key}");
         }
     }
+}
+
+/// Every readable form `bytes` could reveal `marker` in: as is, inflated when gzip, and
+/// base64 at each of the three alignments.
+pub fn reveals(bytes: &[u8], marker: &str) -> bool {
+    let contains = |haystack: &[u8], needle: &[u8]| {
+        haystack
+            .windows(needle.len())
+            .any(|window| window == needle)
+    };
+    if contains(bytes, marker.as_bytes()) {
+        return true;
+    }
+    for shift in 0..3 {
+        let padded = format!("{}{marker}", "x".repeat(shift));
+        let encoded = STANDARD.encode(padded.as_bytes());
+        // The characters that depend on the marker alone.
+        let core = &encoded[(shift * 4).div_ceil(3) + 1..encoded.len() - 4];
+        if contains(bytes, core.as_bytes()) {
+            return true;
+        }
+    }
+    let mut inflated = Vec::new();
+    if bytes.starts_with(&[0x1f, 0x8b])
+        && std::io::Read::read_to_end(&mut GzDecoder::new(bytes), &mut inflated).is_ok()
+    {
+        return reveals(&inflated, marker);
+    }
+    false
+}
+
+/// Where `marker` can be read in what is stored: R2 bodies and custom metadata, KV values and
+/// metadata.
+pub fn places_revealing(snapshot: &StoreSnapshot, marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for (key, object) in &snapshot.r2 {
+        if reveals(&object.body, marker) {
+            found.push(format!("R2 {key} body"));
+        }
+        for (name, value) in &object.meta.custom_metadata {
+            if reveals(value.as_bytes(), marker) {
+                found.push(format!("R2 {key} customMetadata.{name}"));
+            }
+        }
+    }
+    for (key, value) in &snapshot.kv {
+        if reveals(&value.value, marker) {
+            found.push(format!("KV {key} value"));
+        }
+        if let Some(metadata) = &value.metadata {
+            if reveals(metadata.to_string().as_bytes(), marker) {
+                found.push(format!("KV {key} metadata"));
+            }
+        }
+    }
+    found
 }

@@ -1,0 +1,425 @@
+//! Erasure of one person's data over the in-memory stores: after a complete `eraseUserData`
+//! nothing of theirs is stored readable anywhere (with encryption: what remains inside others'
+//! backups no longer decrypts), everyone else's data is byte for byte as it was, and from the
+//! tombstone on no listing, retrieval or restore shows the erased data, even mid-sweep.
+
+#[allow(dead_code)]
+mod common;
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::{json, Value};
+use supportbot_persistence::hash::KeyHasher;
+use supportbot_persistence::keys::UserId;
+use supportbot_persistence::policy::DataRetentionPolicy;
+use supportbot_persistence::service::{
+    ErasureReceipt, RunBudget, ServiceOptions, MIN_ERASURE_CALLS,
+};
+use supportbot_persistence::store::memory::{block_on, MemoryStores, StoreSnapshot};
+
+use common::{
+    assert_budget_refused, memory_at, places_revealing, service_over, session_at, Discard, Service,
+    T0,
+};
+
+const ALICE: &str = "alice@example.com";
+const BOB: &str = "bob@example.com";
+
+fn options(encrypted: bool) -> ServiceOptions {
+    if !encrypted {
+        return ServiceOptions::default();
+    }
+    let keys = json!([{"id": "k1", "key": STANDARD.encode([7u8; 32])}]);
+    ServiceOptions::from_json(&json!({ "encryptionKeys": keys }).to_string()).unwrap()
+}
+
+fn service(stores: &MemoryStores, encrypted: bool) -> Service {
+    service_over(
+        stores,
+        Rc::new(Discard),
+        DataRetentionPolicy::default(),
+        options(encrypted),
+    )
+}
+
+fn user_key(user: &str) -> String {
+    KeyHasher::default().user_key(&UserId::parse(user).unwrap())
+}
+
+/// Archives a conversation of `sid` for `user` whose texts hold `marker`; 1.5 s pass.
+fn archive(stores: &MemoryStores, service: &Service, sid: &str, user: Option<&str>, marker: &str) {
+    let mut memory = memory_at(
+        sid,
+        &format!("my card {marker} was charged twice"),
+        [T0, T0 + 1],
+    );
+    memory["summary"] = json!(format!("Refund for {marker}"));
+    let session = session_at(sid, user, T0, T0 + 1);
+    block_on(service.archive_conversation(&memory.to_string(), &session.to_string())).unwrap();
+    stores.clock.advance_ms(1_500);
+}
+
+/// Alice: two conversations (one archived twice) and an Agents conversation with a segment;
+/// Bob: one; a session without a user. A backup made for Alice and one of every session.
+/// Returns the shared backup's id.
+fn populate(stores: &MemoryStores, service: &Service) -> String {
+    archive(stores, service, "s-a1", Some(ALICE), "ALICE-one");
+    archive(stores, service, "s-a2", Some(ALICE), "ALICE-two");
+    archive(stores, service, "s-b1", Some(BOB), "BOB-one");
+    archive(stores, service, "s-n1", None, "NOBODY-one");
+    archive(stores, service, "s-a1", Some(ALICE), "ALICE-three");
+    let text =
+        |t: &str| json!([{"id": "u1", "role": "user", "parts": [{"type": "text", "text": t}]}]);
+    block_on(service.archive_segment("chat-a", 1, &text("ALICE-segment").to_string())).unwrap();
+    stores.clock.advance_ms(1_500);
+    let options = json!({ "userId": ALICE }).to_string();
+    block_on(service.archive_ui_messages("chat-a", &text("ALICE-chat").to_string(), &options))
+        .unwrap();
+    stores.clock.advance_ms(1_500);
+    let alices: Vec<String> = ["s-a1", "s-a2"].map(String::from).to_vec();
+    block_on(service.create_backup(&alices, Some(ALICE), false)).unwrap();
+    stores.clock.advance_ms(1_500);
+    let everyone: Vec<String> = ["s-a1", "s-b1", "s-n1", "chat-a"]
+        .map(String::from)
+        .to_vec();
+    let shared = block_on(service.create_backup(&everyone, None, false)).unwrap();
+    stores.clock.advance_ms(1_500);
+    shared
+}
+
+const ALICE_MARKERS: [&str; 5] = [
+    "ALICE-one",
+    "ALICE-two",
+    "ALICE-three",
+    "ALICE-segment",
+    "ALICE-chat",
+];
+
+fn erase(service: &Service, user: &str, calls: Option<u32>) -> ErasureReceipt {
+    let budget = RunBudget {
+        max_storage_calls: calls,
+        deadline_ms: None,
+    };
+    block_on(service.erase_user_data(user, budget)).unwrap()
+}
+
+/// Every stored key that is Alice's: named by her user key or one of her sessions.
+fn alices_keys(snapshot: &StoreSnapshot) -> Vec<String> {
+    let key = user_key(ALICE);
+    let hers = |name: &str| {
+        (name.contains(&key) && !name.starts_with("erasures/"))
+            || ["s-a1", "s-a2", "chat-a"].iter().any(|sid| {
+                name.contains(&format!("_{sid}_"))
+                    || name.ends_with(&format!(":{sid}"))
+                    || name.contains(&format!("{sid}:segment"))
+                    || name.ends_with(&format!("/{sid}.json"))
+            })
+    };
+    snapshot
+        .kv
+        .keys()
+        .chain(snapshot.r2.keys())
+        .filter(|name| hers(name))
+        .cloned()
+        .collect()
+}
+
+/// The stored entries that are not Alice's, her backup's, or the tombstone.
+fn others(snapshot: &StoreSnapshot, alices_backup: Option<&str>) -> BTreeMap<String, Vec<u8>> {
+    let mine = alices_keys(snapshot);
+    let excluded = |name: &str| {
+        mine.iter().any(|key| key == name)
+            || name.starts_with("erasures/")
+            || name.starts_with("erasure:")
+            || alices_backup.is_some_and(|id| name.contains(id))
+    };
+    let mut entries = BTreeMap::new();
+    for (key, value) in &snapshot.kv {
+        if !excluded(key) {
+            let metadata = value
+                .metadata
+                .as_ref()
+                .map(Value::to_string)
+                .unwrap_or_default();
+            entries.insert(
+                format!("KV {key}"),
+                [value.value.clone(), metadata.into_bytes()].concat(),
+            );
+        }
+    }
+    for (key, object) in &snapshot.r2 {
+        if !excluded(key) {
+            let meta = format!("{:?}", object.meta.custom_metadata);
+            entries.insert(
+                format!("R2 {key}"),
+                [object.body.clone(), meta.into_bytes()].concat(),
+            );
+        }
+    }
+    entries
+}
+
+/// The id of the backup made for Alice.
+fn alices_backup(snapshot: &StoreSnapshot) -> String {
+    let key = user_key(ALICE);
+    snapshot
+        .kv
+        .iter()
+        .find(|(name, value)| {
+            name.starts_with("backup_index:")
+                && value.metadata.as_ref().and_then(|m| m.get("userKey")) == Some(&json!(key))
+        })
+        .map(|(name, _)| name.rsplit(':').next().unwrap().to_owned())
+        .unwrap()
+}
+
+fn listed(service: &Service, user: Option<&str>) -> Vec<String> {
+    block_on(service.list_archived_conversations(user, 1000, None))
+        .unwrap()
+        .archives
+        .iter()
+        .map(|entry| entry["sessionId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn a_complete_erasure_leaves_nothing_of_the_user_and_touches_no_one_else() {
+    for encrypted in [false, true] {
+        let context = if encrypted { "encrypted" } else { "plaintext" };
+        let stores = MemoryStores::new(T0, 3);
+        let service = service(&stores, encrypted);
+        let shared = populate(&stores, &service);
+        let before = stores.snapshot();
+        let backup = alices_backup(&before);
+        assert!(!alices_keys(&before).is_empty());
+
+        let receipt = erase(&service, ALICE, None);
+        assert!(receipt.status.complete, "{context}: {receipt:?}");
+        assert_eq!(receipt.user_key, user_key(ALICE));
+        assert_eq!(receipt.archives_deleted, 5, "{context}: {receipt:?}");
+        assert_eq!(receipt.backups_deleted, 1, "{context}: {receipt:?}");
+        // The user's key, and the segment's conversation key.
+        assert_eq!(
+            receipt.keys_destroyed,
+            if encrypted { 2 } else { 0 },
+            "{context}"
+        );
+        assert!(receipt.erased_at.is_some());
+        let after = stores.snapshot();
+        assert_eq!(alices_keys(&after), Vec::<String>::new(), "{context}");
+        assert!(
+            !after.r2.keys().any(|key| key.contains(&backup)),
+            "{context}"
+        );
+        assert_eq!(
+            others(&after, None),
+            others(&before, Some(&backup)),
+            "{context}"
+        );
+        // The receipt names no raw id, and the tombstone holds none.
+        let tombstone = &after.r2[&format!("erasures/{}.json", user_key(ALICE))];
+        assert!(!String::from_utf8_lossy(&tombstone.body).contains("alice"));
+        assert!(!serde_json::to_string(&receipt).unwrap().contains("alice"));
+
+        let readable: Vec<String> = ALICE_MARKERS
+            .iter()
+            .flat_map(|marker| places_revealing(&after, marker))
+            .collect();
+        if encrypted {
+            assert_eq!(readable, Vec::<String>::new(), "{context}");
+            assert!(receipt.backups_retained.is_empty());
+        } else {
+            // Only inside the shared backup, which the receipt names.
+            assert!(!readable.is_empty());
+            let pack = format!("backups/{shared}/");
+            assert!(
+                readable.iter().all(|place| place.contains(&pack)),
+                "{readable:?}"
+            );
+            assert_eq!(receipt.backups_retained.len(), 1, "{receipt:?}");
+            assert_eq!(receipt.backups_retained[0].backup_id, shared);
+            assert_eq!(receipt.backups_retained[0].sessions, 2);
+        }
+        for marker in ["BOB-one", "NOBODY-one"] {
+            assert!(!places_revealing(&after, marker).is_empty() || encrypted);
+        }
+        assert_eq!(listed(&service, Some(BOB)), ["s-b1"]);
+        assert!(block_on(service.retrieve_archived_conversation("s-b1"))
+            .unwrap()
+            .is_some());
+
+        // Erasing again is harmless, and so is erasing someone unknown.
+        let again = erase(&service, ALICE, None);
+        assert!(
+            again.status.complete && again.archives_deleted == 0,
+            "{again:?}"
+        );
+        let unknown = erase(&service, "nobody@example.com", None);
+        assert!(unknown.status.complete, "{unknown:?}");
+        assert_eq!(
+            (
+                unknown.archives_deleted,
+                unknown.index_entries_deleted,
+                unknown.backups_deleted
+            ),
+            (0, 0, 0)
+        );
+    }
+}
+
+/// With a budget that stops the run right after the tombstone, nothing is deleted yet, and
+/// still no listing, retrieval or restore shows Alice's data; what she archives afterwards is
+/// hers again (with encryption: under a new data key).
+#[test]
+fn from_the_tombstone_on_nothing_erased_is_shown_and_new_archives_start_afresh() {
+    for encrypted in [false, true] {
+        let context = if encrypted { "encrypted" } else { "plaintext" };
+        let stores = MemoryStores::new(T0, 5);
+        let service = service(&stores, encrypted);
+        let shared = populate(&stores, &service);
+        let old_key = stores
+            .snapshot()
+            .r2
+            .get(&format!("keys/users/{}.json", user_key(ALICE)))
+            .cloned();
+        assert_eq!(old_key.is_some(), encrypted);
+        let receipt = erase(&service, ALICE, Some(MIN_ERASURE_CALLS));
+        assert!(!receipt.status.complete, "{context}: {receipt:?}");
+        assert!(receipt.erased_at.is_some());
+        assert!(
+            !alices_keys(&stores.snapshot()).is_empty(),
+            "{context}: the sweep has not ended"
+        );
+
+        assert_eq!(
+            listed(&service, Some(ALICE)),
+            Vec::<String>::new(),
+            "{context}"
+        );
+        let everyone = listed(&service, None);
+        assert!(
+            !everyone.iter().any(|sid| sid.starts_with("s-a")),
+            "{context}: {everyone:?}"
+        );
+        assert!(everyone.contains(&"s-b1".to_owned()));
+        for sid in ["s-a1", "s-a2"] {
+            let found = block_on(service.retrieve_archived_conversation(sid)).unwrap();
+            assert_eq!(found, None, "{context}: {sid}");
+        }
+        // Restoring the backup of everyone brings back everyone but Alice.
+        let tally = block_on(service.restore_backup(&shared, None)).unwrap();
+        assert!(tally.restored.contains(&"s-b1".to_owned()), "{tally:?}");
+        assert!(
+            !tally.restored.contains(&"s-a1".to_owned()),
+            "{context}: {tally:?}"
+        );
+        assert!(
+            tally.skipped.contains(&"s-a1".to_owned()),
+            "{context}: {tally:?}"
+        );
+
+        // A new conversation of Alice's is hers again.
+        stores.clock.advance_ms(1_000);
+        archive(&stores, &service, "s-a3", Some(ALICE), "ALICE-new");
+        assert_eq!(listed(&service, Some(ALICE)), ["s-a3"], "{context}");
+        assert!(block_on(service.retrieve_archived_conversation("s-a3"))
+            .unwrap()
+            .is_some());
+        if encrypted {
+            let new_key =
+                stores.snapshot().r2[&format!("keys/users/{}.json", user_key(ALICE))].clone();
+            assert_ne!(
+                Some(new_key.body),
+                old_key.map(|key| key.body),
+                "a new data key"
+            );
+        }
+        // The rest of the erasure, resumed by the cron, spares what came after the tombstone.
+        let receipts = block_on(service.resume_erasures(RunBudget::default())).unwrap();
+        assert_eq!(receipts.len(), 1, "{receipts:?}");
+        assert!(receipts[0].status.complete && receipts[0].status.resumed);
+        assert_eq!(listed(&service, Some(ALICE)), ["s-a3"], "{context}");
+        assert!(block_on(service.retrieve_archived_conversation("s-a3"))
+            .unwrap()
+            .is_some());
+        assert!(block_on(service.retrieve_archived_conversation("s-a1"))
+            .unwrap()
+            .is_none());
+        assert!(block_on(service.resume_erasures(RunBudget::default()))
+            .unwrap()
+            .is_empty());
+    }
+}
+
+/// An erasure run in the smallest budgets, resumed until complete, ends where one run does.
+#[test]
+fn an_erasure_in_small_steps_ends_as_one_run_does() {
+    let whole = {
+        let stores = MemoryStores::new(T0, 11);
+        let service = service(&stores, true);
+        populate(&stores, &service);
+        let receipt = erase(&service, ALICE, None);
+        (stores.snapshot(), receipt)
+    };
+    let stores = MemoryStores::new(T0, 11);
+    let service = service(&stores, true);
+    populate(&stores, &service);
+    assert_budget_refused(block_on(service.erase_user_data(
+        ALICE,
+        RunBudget {
+            max_storage_calls: Some(MIN_ERASURE_CALLS - 1),
+            deadline_ms: None,
+        },
+    )));
+    let mut runs = 0;
+    let receipt = loop {
+        let receipt = erase(&service, ALICE, Some(MIN_ERASURE_CALLS));
+        runs += 1;
+        assert!(runs < 200, "never completes: {receipt:?}");
+        if receipt.status.complete {
+            break receipt;
+        }
+    };
+    assert!(runs > 3, "{runs}");
+    let (snapshot, one_run) = whole;
+    let strip = |s: &StoreSnapshot| -> Vec<String> {
+        s.kv.keys()
+            .chain(s.r2.keys())
+            .filter(|k| !k.starts_with("erasure"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(strip(&stores.snapshot()), strip(&snapshot));
+    assert_eq!(
+        (
+            receipt.archives_deleted,
+            receipt.backups_deleted,
+            receipt.keys_destroyed
+        ),
+        (
+            one_run.archives_deleted,
+            one_run.backups_deleted,
+            one_run.keys_destroyed
+        )
+    );
+}
+
+/// Archives whose KV entries never made it (KV lags, or a crash) are found by their recorded
+/// owner in R2; a user id that is invalid is refused before anything is written.
+#[test]
+fn archives_missing_from_kv_are_found_by_their_recorded_owner() {
+    let stores = MemoryStores::new(T0, 13);
+    let service = service(&stores, false);
+    archive(&stores, &service, "s-a1", Some(ALICE), "ALICE-one");
+    archive(&stores, &service, "s-b1", Some(BOB), "BOB-one");
+    common::lose_where(&stores, |_| false, |key| key.contains("s-a1"));
+    let receipt = erase(&service, ALICE, None);
+    assert_eq!(receipt.archives_deleted, 1, "{receipt:?}");
+    assert!(places_revealing(&stores.snapshot(), "ALICE-one").is_empty());
+    assert!(!places_revealing(&stores.snapshot(), "BOB-one").is_empty());
+    let err = block_on(service.erase_user_data("", RunBudget::default())).unwrap_err();
+    assert_eq!(err.code(), "INVALID_ID");
+}
