@@ -14,6 +14,8 @@ import type {
   ConversationMemory,
   DataRetentionPolicy,
   EncryptionKey,
+  ErasureReceipt,
+  ErasureRunOptions,
   HealthReport,
   ListBackupsOptions,
   MigrationReport,
@@ -27,6 +29,7 @@ import type {
   RotationReport,
   EncryptExistingReport,
   RestorePackOptions,
+  RestoredSessions,
   RetentionReport,
   RetentionRunOptions,
   SessionState,
@@ -346,6 +349,12 @@ type RunJob =
   | "getStorageMetrics";
 
 /** Runs `job` within the budget of its options (checked by the core); its report. */
+/** A restore's outcome from the core (`{restored, skipped}` JSON) as `RestoredSessions`. */
+function restoredSessions(json: string): RestoredSessions {
+  const { restored, skipped } = JSON.parse(json) as { restored: string[]; skipped: string[] };
+  return Object.defineProperty(restored, "skippedSessionIds", { value: skipped, enumerable: false }) as RestoredSessions;
+}
+
 async function runJob<Report>(core: wasm.DataPersistenceService, job: RunJob, options: { maxStorageCalls?: number; timeBudgetMs?: number }): Promise<Report> {
   return JSON.parse(await core.runJob(job, options.maxStorageCalls, options.timeBudgetMs)) as Report;
 }
@@ -476,8 +485,8 @@ export class DataPersistenceService {
    * `userId`, only a backup `createBackup` made for that user: another user's, one made for
    * nobody, or none is NOT_FOUND (the same answer, so backup ids cannot be probed).
    */
-  async restoreFromBackup(backupId: string, options: BackupOptions = {}): Promise<string[]> {
-    return this.#core.restoreFromBackup(String(backupId), ownerOption(options));
+  async restoreFromBackup(backupId: string, options: BackupOptions = {}): Promise<RestoredSessions> {
+    return restoredSessions(await this.#core.restoreFromBackup(String(backupId), ownerOption(options)));
   }
 
   /**
@@ -519,8 +528,8 @@ export class DataPersistenceService {
    * session ids. Idempotent. Costs 2 R2 gets, then per archive 1 R2 put, 1 KV get and up to 3 KV
    * puts, so `count` bounds a step's subrequests.
    */
-  async restorePack(backupId: string, pack: number, options: RestorePackOptions = {}): Promise<string[]> {
-    return this.#core.restorePack(String(backupId), pack, ownerOption(options), options.first, options.count);
+  async restorePack(backupId: string, pack: number, options: RestorePackOptions = {}): Promise<RestoredSessions> {
+    return restoredSessions(await this.#core.restorePack(String(backupId), pack, ownerOption(options), options.first, options.count));
   }
 
   /** Deletes what the policy says has expired, page by page; resumes where a time-boxed run stopped. */
@@ -598,6 +607,26 @@ export class DataPersistenceService {
    */
   async encryptExistingArchives(options: MigrationRunOptions = {}): Promise<EncryptExistingReport> {
     return runJob<EncryptExistingReport>(this.#core, "encryptExistingArchives", options);
+  }
+
+  /**
+   * Erases everything stored of `userId` (GDPR Art. 17), or continues an unfinished erasure of
+   * them: first a tombstone (from then on no listing, retrieval, restore or import shows their
+   * archives), then their data key (with encryption: every copy anywhere becomes unreadable),
+   * their archives (found through their index, the global index and each archive's recorded
+   * owner in R2), the archives' records and index entries, and the backups made for them.
+   * Idempotent and resumable: a receipt with `complete: false` is continued by the next call or
+   * by `resumeErasures`. Erasing an unknown user is not an error. Costs about 5 storage calls
+   * per archive, 5 per backup made for the user, and 1 list per 1000 keys of the indexes, of R2
+   * archives and of backups (README "Data rights and migration").
+   */
+  async eraseUserData(userId: string, options: ErasureRunOptions = {}): Promise<ErasureReceipt> {
+    return JSON.parse(await this.#core.eraseUserData(String(userId), options.maxStorageCalls, options.timeBudgetMs)) as ErasureReceipt;
+  }
+
+  /** Continues every unfinished erasure (run it from a cron) within the budget; their receipts. */
+  async resumeErasures(options: ErasureRunOptions = {}): Promise<ErasureReceipt[]> {
+    return JSON.parse(await this.#core.resumeErasures(options.maxStorageCalls, options.timeBudgetMs)) as ErasureReceipt[];
   }
 
   /** Probes R2 and KV (one read each); never rejects. The spec calls it on DataPersistenceIntegration. */

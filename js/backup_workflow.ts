@@ -91,6 +91,14 @@ export interface RestoreOutcome {
   backups: string[];
   packs: number;
   restoredSessions: number;
+  /** Sessions not restored because an erasure of their user covers them. */
+  skippedSessions: number;
+}
+
+/** What one restore step did: the sessions it restored, and those of erased users it skipped. */
+interface SliceOutcome {
+  restored: string[];
+  skippedSessionIds: string[];
 }
 
 /**
@@ -107,6 +115,7 @@ export class RestoreWorkflow extends WorkflowEntrypoint<PersistenceEnv, RestoreR
     const perStep = stepSize(this.env, "RESTORE_STEP_SESSIONS", DEFAULT_RESTORE_STEP_SESSIONS);
     const chain = await step.do("plan", () => failFastUnlessTransient(() => service.planRestore(backupId, owner)));
     const sessions = new Set<string>();
+    const skipped = new Set<string>();
     let packs = 0;
     for (const [id, count, archivesPerPack] of chain) {
       for (let n = 0; n < count; n++, packs++) {
@@ -117,12 +126,22 @@ export class RestoreWorkflow extends WorkflowEntrypoint<PersistenceEnv, RestoreR
         const archives = archivesPerPack?.[n];
         for (let first = 0; archives === undefined || first < archives; first += perStep) {
           const slice = `restore ${id} pack ${n} sessions ${first}+${perStep}`;
-          const restored = await step.do(slice, () => failFastUnlessTransient(() => service.restorePack(id, n, { ...owner, first, count: perStep })));
+          // Step outputs are stored as JSON: the skipped sessions travel as a member, not as
+          // the array's non-enumerable property. A step an earlier version ran returned the
+          // restored array alone.
+          const outcome: string[] | SliceOutcome = await step.do(slice, () =>
+            failFastUnlessTransient(async (): Promise<SliceOutcome> => {
+              const sessions = await service.restorePack(id, n, { ...owner, first, count: perStep });
+              return { restored: [...sessions], skippedSessionIds: sessions.skippedSessionIds };
+            }),
+          );
+          const { restored, skippedSessionIds } = Array.isArray(outcome) ? { restored: outcome, skippedSessionIds: [] } : outcome;
           for (const session of restored) sessions.add(session);
-          if (archives === undefined && restored.length < perStep) break;
+          for (const session of skippedSessionIds) skipped.add(session);
+          if (archives === undefined && restored.length + skippedSessionIds.length < perStep) break;
         }
       }
     }
-    return { backupId, backups: chain.map(([id]) => id), packs, restoredSessions: sessions.size };
+    return { backupId, backups: chain.map(([id]) => id), packs, restoredSessions: sessions.size, skippedSessions: skipped.size };
   }
 }

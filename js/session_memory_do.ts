@@ -231,6 +231,28 @@ export class SessionMemoryDO extends DurableObject<PersistenceEnv> {
     }
   }
 
+  /**
+   * Forgets the session if `userId` owns it (an erasure of that user): its live messages and the
+   * owner row an archived session keeps are deleted, and its alarm cancelled. Resolves to
+   * whether anything was deleted; a session of another user, or none, is left as it is.
+   */
+  async forgetUser(userId: string): Promise<boolean> {
+    try {
+      if (typeof userId !== "string" || userId.length === 0) throw sessionError("INVALID_INPUT", "userId: must be a non-empty string");
+      return await this.exclusive(async () => {
+        const session = this.readSession();
+        if (!session || session.user_id !== userId) return false;
+        await this.ctx.storage.deleteAlarm();
+        await this.ctx.storage.deleteAll();
+        this.createTables();
+        log("session_forgotten", {});
+        return true;
+      });
+    } catch (error) {
+      throw coded(error);
+    }
+  }
+
   /** One page of `userId`'s archives, newest first (`limit` 20, 1..=1000). */
   async listArchivedConversations(userId: string, options: { limit?: number; cursor?: string } = {}): Promise<ArchivePage> {
     try {

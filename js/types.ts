@@ -412,6 +412,55 @@ export interface RotationReport {
   storageCalls: number;
 }
 
+/** A backup that still holds sessions of an erased user, and why (`ErasureReceipt.backupsRetained`). */
+export interface RetainedBackup {
+  backupId: string;
+  /** How many of the user's sessions it holds. */
+  sessions: number;
+  /** `"shared"`: an unencrypted backup of several users, not rewritten; restores skip the user's sessions while the tombstone stands, and backup retention deletes it in time. */
+  reason: string;
+}
+
+/**
+ * What `eraseUserData` has done for one user, over all its runs so far; `complete` is false when
+ * it stopped early (the next call, or `resumeErasures`, continues it).
+ */
+export interface ErasureReceipt {
+  /** The user's hashed key (never the raw id): names their tombstone, `erasures/<userKey>.json`. */
+  userKey: string;
+  /** When the erasure began (epoch ms): everything of the user archived up to then is erased; null if no run got to write the tombstone. */
+  erasedAt: number | null;
+  /** Archive objects deleted (segments of the user's conversations included). */
+  archivesDeleted: number;
+  /** KV records and index entries of those archives deleted. */
+  indexEntriesDeleted: number;
+  /** Backups made for the user, deleted. */
+  backupsDeleted: number;
+  /** Data keys destroyed (with encryption): the user's, and their conversations' segment keys. */
+  keysDestroyed: number;
+  /** Without encryption: backups of several users that still hold some of this user's sessions. */
+  backupsRetained: RetainedBackup[];
+  complete: boolean;
+  stoppedBy: "call_budget" | "deadline" | "circuit_open" | "storage_error" | null;
+  /** True when this run continued an unfinished erasure. */
+  resumed: boolean;
+  storageCalls: number;
+}
+
+/** Options of `eraseUserData` and `resumeErasures`: the run's budget (at least 11 storage calls). */
+export interface ErasureRunOptions {
+  /** Stop after about this many storage calls (at least 11; a retried call counts once). */
+  maxStorageCalls?: number;
+  /** Stop after about this many milliseconds of wall time. */
+  timeBudgetMs?: number;
+}
+
+/**
+ * Session ids a restore wrote back; `skippedSessionIds` (not enumerable, so the array compares
+ * as a plain array) lists those it did not restore because their user's erasure covers them.
+ */
+export type RestoredSessions = string[] & { readonly skippedSessionIds: string[] };
+
 /** What one `encryptExistingArchives` run did; `complete` is false when it stopped early and the next run resumes. */
 export interface EncryptExistingReport {
   /** Archive objects listed. */

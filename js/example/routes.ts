@@ -7,6 +7,7 @@
 import { isPersistenceError, libraryVersion, type ArchivedConversation, type SessionMemoryDO } from "supportbot-persistence";
 import { authenticate, type TokenClaims } from "./auth.js";
 import type { ExampleEnv, Runtime } from "./config.js";
+import { eraseUser, registerSession } from "./erasure.js";
 import { HttpError, json, readJsonBody } from "./http.js";
 import * as check from "./validate.js";
 
@@ -29,7 +30,7 @@ interface Route {
   pattern: string;
   /** Whether the route needs a bearer token. */
   auth: boolean;
-  methods: Partial<Record<"GET" | "POST", Handler>>;
+  methods: Partial<Record<"GET" | "POST" | "DELETE", Handler>>;
 }
 
 type SessionMessage = Parameters<SessionMemoryDO["addMessage"]>[0];
@@ -89,7 +90,7 @@ const health: Handler = async ({ rt }) => {
 const metrics: Handler = async ({ rt }) =>
   json(await rt.metrics.integration.getStorageMetrics({ maxStorageCalls: rt.metrics.maxStorageCalls }));
 
-const addMessage: Handler = async ({ request, env, params, userId }) => {
+const addMessage: Handler = async ({ request, env, rt, params, userId }) => {
   const sessionId = check.id("sessionId", params.sessionId);
   const body = check.object(await readJsonBody(request), ["role", "content", "id", "metadata", "summary"]);
   const message: SessionMessage = {
@@ -103,6 +104,8 @@ const addMessage: Handler = async ({ request, env, params, userId }) => {
   if (metadata !== undefined) message.metadata = metadata;
   const summary = check.optionalText("body.summary", body.summary, check.MAX_SUMMARY_CHARS);
   const messageCount = await sessionStub(env, sessionId).addMessage(message, summary === undefined ? { userId } : { userId, summary });
+  // The session's first message made it the user's: record it, for an erasure of the user.
+  if (messageCount === 1) await registerSession(env, rt, userId, sessionId);
   return json({ sessionId, messageId: message.id, messageCount }, 201);
 };
 
@@ -127,9 +130,25 @@ const getArchive: Handler = async (context) => {
   return json(archived);
 };
 
-const restoreSession: Handler = async ({ env, params, userId }) => {
+const restoreSession: Handler = async ({ env, rt, params, userId }) => {
   const sessionId = check.id("sessionId", params.sessionId);
-  return json(await sessionStub(env, sessionId).restoreSession(sessionId, { userId }));
+  const context = await sessionStub(env, sessionId).restoreSession(sessionId, { userId });
+  await registerSession(env, rt, userId, sessionId);
+  return json(context);
+};
+
+/**
+ * Erases everything stored of a user (their own token, or a service token): 200 with the
+ * receipt when complete, 202 with the receipt so far when the cron must finish it.
+ */
+const eraseUserData: Handler = async ({ env, rt, params, userId, role }) => {
+  const target = check.userId("userId", params.userId);
+  if (role !== "service" && target !== userId) throw new HttpError(403, "FORBIDDEN", "you can erase only your own data (or use a service token)");
+  const erasure = await eraseUser(env, rt, target);
+  if (erasure.erasedAt === null) {
+    throw new HttpError(503, "STORAGE_UNAVAILABLE", `the erasure could not begin (${erasure.stoppedBy ?? "no tombstone written"}); try again`);
+  }
+  return json(erasure, erasure.complete ? 200 : 202);
 };
 
 const listArchives: Handler = async ({ url, rt, params, userId }) => {
@@ -228,6 +247,7 @@ const ROUTES: Route[] = [
   { pattern: "/sessions/:sessionId/context", auth: true, methods: { GET: getContext } },
   { pattern: "/sessions/:sessionId/archive", auth: true, methods: { POST: archiveSession, GET: getArchive } },
   { pattern: "/sessions/:sessionId/restore", auth: true, methods: { POST: restoreSession } },
+  { pattern: "/users/:userId", auth: true, methods: { DELETE: eraseUserData } },
   { pattern: "/users/:userId/archives", auth: true, methods: { GET: listArchives } },
   { pattern: "/cache/embeddings", auth: true, methods: { POST: serviceOnly(CACHE_WRITE, cacheEmbedding), GET: getEmbedding } },
   { pattern: "/cache/queries", auth: true, methods: { POST: serviceOnly(CACHE_WRITE, cacheQuery), GET: getQuery } },

@@ -4,6 +4,7 @@
 import { runtime, type ExampleEnv } from "./config.js";
 import { errorResponse, toHttpError } from "./http.js";
 import { startScheduledBackup } from "./backup.js";
+import { runScheduledErasures } from "./erasure.js";
 import { runScheduledKeyRotation } from "./key_rotation.js";
 import { runScheduledRetention } from "./retention.js";
 import { route } from "./routes.js";
@@ -21,11 +22,13 @@ export default {
 
   async scheduled(controller: ScheduledController, env: ExampleEnv): Promise<void> {
     // Independent: a failed sweep does not stop the backup, nor the other way round. The key
-    // rotation follows the sweep, with the storage calls it left.
+    // rotation follows the sweep, then unfinished erasures, each with the storage calls left.
     const maintenance = async () => {
       const retention = await runScheduledRetention(controller.cron, env);
-      const spent = retention.event === "retention_run" ? retention.storageCalls : 0;
-      await runScheduledKeyRotation(controller.cron, env, runtime(env).retention.maxStorageCalls - spent);
+      let callsLeft = runtime(env).retention.maxStorageCalls - (retention.event === "retention_run" ? retention.storageCalls : 0);
+      const rotation = await runScheduledKeyRotation(controller.cron, env, callsLeft);
+      callsLeft -= rotation.event === "key_rotation_run" ? rotation.storageCalls : 0;
+      await runScheduledErasures(controller.cron, env, callsLeft);
     };
     const [retention, backup] = await Promise.allSettled([
       maintenance(),

@@ -24,7 +24,7 @@ use crate::codec::json_text;
 use crate::error::PersistenceError;
 use crate::platform::JS_MAX_SAFE_INTEGER;
 use crate::policy::{self, DataRetentionPolicy, PolicyOverrides};
-use crate::service::{DataPersistenceService, RunBudget, ServiceOptions};
+use crate::service::{DataPersistenceService, RestoreTally, RunBudget, ServiceOptions};
 use crate::store::Clock;
 
 type Service = DataPersistenceService<JsKv, JsR2, JsClock>;
@@ -370,17 +370,41 @@ impl BoundService {
     }
 
     /// Restores a backup after verifying it whole, only one made for `user_id` when it is
-    /// given; resolves to the restored session ids.
+    /// given; resolves to the restored and skipped session ids as JSON text (`tally_json`).
     #[wasm_bindgen(js_name = restoreFromBackup)]
     pub fn restore_from_backup(&self, backup_id: String, user_id: Option<String>) -> Promise {
         spawn(&self.service, Operation::Restore, async move |service| {
-            let restored = service
-                .restore_from_backup(&backup_id, user_id.as_deref())
-                .await?;
-            Ok(restored
-                .into_iter()
-                .map(JsValue::from)
-                .collect::<js_sys::Array>())
+            let tally = service.restore_backup(&backup_id, user_id.as_deref()).await?;
+            Ok(tally_json(&tally))
+        })
+    }
+
+    /// Erases everything stored of `user_id` (or continues its unfinished erasure) within the
+    /// budget (as `runJob`); resolves to the receipt as JSON text.
+    #[wasm_bindgen(js_name = eraseUserData)]
+    pub fn erase_user_data(
+        &self,
+        user_id: String,
+        max_storage_calls: Option<f64>,
+        time_budget_ms: Option<f64>,
+    ) -> Promise {
+        spawn(&self.service, Operation::Archive, async move |service| {
+            let budget = run_budget(&service, max_storage_calls, time_budget_ms)?;
+            Ok(json_text(&service.erase_user_data(&user_id, budget).await?))
+        })
+    }
+
+    /// Continues every unfinished erasure within the budget (as `runJob`); resolves to their
+    /// receipts as JSON text (an array).
+    #[wasm_bindgen(js_name = resumeErasures)]
+    pub fn resume_erasures(
+        &self,
+        max_storage_calls: Option<f64>,
+        time_budget_ms: Option<f64>,
+    ) -> Promise {
+        spawn(&self.service, Operation::Archive, async move |service| {
+            let budget = run_budget(&service, max_storage_calls, time_budget_ms)?;
+            Ok(json_text(&service.resume_erasures(budget).await?))
         })
     }
 
@@ -430,7 +454,8 @@ impl BoundService {
     }
 
     /// Restores archives `first..first + count` of one pack of a backup (the whole pack when
-    /// they are omitted); resolves to their session ids.
+    /// they are omitted); resolves to their restored and skipped session ids as JSON text
+    /// (`tally_json`).
     #[wasm_bindgen(js_name = restorePack)]
     pub fn restore_pack(
         &self,
@@ -448,13 +473,10 @@ impl BoundService {
             let count = count.map(|n| integer_arg("count", n, 1, max)).transpose()?;
             let start = first.unwrap_or(0) as usize;
             let end = count.map_or(usize::MAX, |count| start.saturating_add(count as usize));
-            let restored = service
-                .restore_pack(&backup_id, index, user_id.as_deref(), start..end)
+            let tally = service
+                .restore_pack_slice(&backup_id, index, user_id.as_deref(), start..end)
                 .await?;
-            Ok(restored
-                .into_iter()
-                .map(JsValue::from)
-                .collect::<js_sys::Array>())
+            Ok(tally_json(&tally))
         })
     }
 
@@ -494,19 +516,7 @@ impl BoundService {
             _ => Operation::Archive,
         };
         spawn(&self.service, operation, async move |service| {
-            let max_storage_calls = max_storage_calls
-                .map(|calls| integer_arg("maxStorageCalls", calls, 1, u32::MAX.into()))
-                .transpose()?
-                .map(|calls| calls as u32); // At most u32::MAX: checked above.
-            let now_ms = service.clock().now_ms();
-            let deadline_ms = time_budget_ms
-                .map(|ms| integer_arg("timeBudgetMs", ms, 1, JS_MAX_SAFE_INTEGER))
-                .transpose()?
-                .map(|ms| now_ms.saturating_add_unsigned(ms));
-            let budget = RunBudget {
-                max_storage_calls,
-                deadline_ms,
-            };
+            let budget = run_budget(&service, max_storage_calls, time_budget_ms)?;
             Ok(match job.as_str() {
                 "enforceRetentionPolicy" => {
                     json_text(&service.enforce_retention_policy(budget).await?)
@@ -530,6 +540,35 @@ impl BoundService {
             })
         })
     }
+}
+
+/// The budget of a run from its JavaScript options: at most `max_storage_calls` storage calls
+/// (1..=2^32-1) and `time_budget_ms` milliseconds from now (1..=2^53-1), each INVALID_INPUT
+/// naming it otherwise.
+fn run_budget(
+    service: &Service,
+    max_storage_calls: Option<f64>,
+    time_budget_ms: Option<f64>,
+) -> Result<RunBudget, PersistenceError> {
+    let max_storage_calls = max_storage_calls
+        .map(|calls| integer_arg("maxStorageCalls", calls, 1, u32::MAX.into()))
+        .transpose()?
+        .map(|calls| calls as u32); // At most u32::MAX: checked above.
+    let now_ms = service.clock().now_ms();
+    let deadline_ms = time_budget_ms
+        .map(|ms| integer_arg("timeBudgetMs", ms, 1, JS_MAX_SAFE_INTEGER))
+        .transpose()?
+        .map(|ms| now_ms.saturating_add_unsigned(ms));
+    Ok(RunBudget {
+        max_storage_calls,
+        deadline_ms,
+    })
+}
+
+/// A restore's outcome as JSON text: `{"restored": [...], "skipped": [...]}` (sessions of
+/// erased users).
+fn tally_json(tally: &RestoreTally) -> String {
+    json_text(&serde_json::json!({ "restored": tally.restored, "skipped": tally.skipped }))
 }
 
 /// The names of the wrangler.toml `[vars]` that [`policy_from_vars`] reads (the spec's five and

@@ -302,3 +302,64 @@ describe("the cron handler", () => {
     }
   });
 });
+
+describe("DELETE /users/:userId", () => {
+  it("erases the caller's data and clears their sessions' Durable Objects; others get 403, bad ids 400", async () => {
+    const erin = await signToken(key, "erin@example.com");
+    const frank = await signToken(key, "frank");
+    for (const sid of ["erase-live", "erase-archived"]) {
+      expect((await call("POST", `/sessions/${sid}/messages`, erin, { role: "user", content: `secret of ${sid}` })).status).toBe(201);
+    }
+    expect((await call("POST", "/sessions/erase-archived/archive", erin)).status).toBe(200);
+    expect((await call("POST", "/sessions/frank-1/messages", frank, { role: "user", content: "frank's" })).status).toBe(201);
+
+    const refused = await call("DELETE", `/users/${encodeURIComponent("erin@example.com")}`, frank);
+    expect([refused.status, refused.body.error?.code]).toEqual([403, "FORBIDDEN"]);
+    const bad = await call("DELETE", "/users/%00", erin);
+    expect([bad.status, bad.body.error?.code]).toEqual([400, "INVALID_ID"]);
+
+    const erased = await call("DELETE", `/users/${encodeURIComponent("erin@example.com")}`, erin);
+    expect(erased.status).toBe(200);
+    expect(erased.body).toMatchObject({ complete: true, archivesDeleted: 1, sessionsCleared: 2 });
+    expect(JSON.stringify(erased.body)).not.toContain("erin");
+    // The Durable Objects no longer hold the sessions: a new first message starts afresh.
+    for (const sid of ["erase-live", "erase-archived"]) {
+      const context = await call("GET", `/sessions/${sid}/context`, erin);
+      expect([context.status, context.body.error?.code]).toEqual([404, "NOT_FOUND"]);
+    }
+    const listed = await call("GET", `/users/${encodeURIComponent("erin@example.com")}/archives`, erin);
+    expect(listed.body.archives).toEqual([]);
+    expect((await call("GET", "/sessions/frank-1/context", frank)).status).toBe(200);
+    // A service token may erase anyone; a second erasure is harmless.
+    const again = await call("DELETE", `/users/${encodeURIComponent("erin@example.com")}`, indexer);
+    expect(again.status).toBe(200);
+    expect(again.body).toMatchObject({ complete: true, archivesDeleted: 0, sessionsCleared: 0 });
+  });
+
+  it("answers 202 with the receipt so far when the budget runs out, and the cron finishes it", async () => {
+    const gina = await signToken(key, "gina");
+    for (let i = 0; i < 4; i++) {
+      await call("POST", `/sessions/gina-${i}/messages`, gina, { role: "user", content: `note ${i}` });
+      expect((await call("POST", `/sessions/gina-${i}/archive`, gina)).status).toBe(200);
+    }
+    // 2 own calls + 11 calls of up to 2 attempts: the smallest budget an erasure accepts.
+    const tight: ExampleEnv = { ...testEnv, RETENTION_STORAGE_CALLS: "24" };
+    const partial = await call("DELETE", "/users/gina", gina, undefined, tight);
+    expect(partial.status).toBe(202);
+    expect(partial.body).toMatchObject({ complete: false, stoppedBy: "call_budget" });
+    expect((await call("GET", "/users/gina/archives", gina)).body.archives).toEqual([]);
+    await env.CHAT_KV.delete(LAST_RUN_KEY);
+    const logged = vi.spyOn(console, "log");
+    try {
+      for (let run = 0; run < 5; run++) await worker.scheduled(createScheduledController({ cron: "0 */6 * * *" }), testEnv);
+      const erasures = logged.mock.calls
+        .map((line) => JSON.parse(String(line[0])) as { event?: string; receipts?: { complete: boolean; archivesDeleted: number }[] })
+        .filter((line) => line.event === "erasures_run");
+      expect(erasures.flatMap((line) => line.receipts ?? []).some((receipt) => receipt.complete)).toBe(true);
+    } finally {
+      logged.mockRestore();
+    }
+    const service = new DataPersistenceService(env);
+    for (let i = 0; i < 4; i++) expect(await service.retrieveArchivedConversation(`gina-${i}`)).toBeNull();
+  });
+});
