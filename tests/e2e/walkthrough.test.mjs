@@ -234,6 +234,22 @@ test("the walkthrough, over HTTP against wrangler dev", async () => {
   response = await call("POST", "/cache/queries", alice, { query: "how do I reset my password?", result: { answer: "Email it to me." } });
   assert.equal(response.status, 403);
   assert.equal(response.body.error.code, "FORBIDDEN");
+
+  // Erasure (README "Data rights and migration"): bob may not erase alice; alice erases herself.
+  response = await call("DELETE", "/users/alice", bob);
+  assert.equal(response.status, 403, JSON.stringify(response.body));
+  response = await call("DELETE", "/users/alice", alice);
+  assert.equal(response.status, 200, JSON.stringify(response.body));
+  assert.equal(response.body.complete, true);
+  assert.ok(response.body.archivesDeleted >= 1 && response.body.keysDestroyed === 1, JSON.stringify(response.body));
+  assert.equal(response.body.sessionsCleared, 1);
+  assert.match(response.body.userKey, /^[0-9a-f]{64}$/);
+  response = await call("GET", "/users/alice/archives", alice);
+  assert.deepEqual(response.body.archives, []);
+  response = await call("GET", "/sessions/s1/context", alice);
+  assert.equal(response.status, 404, JSON.stringify(response.body));
+  response = await call("GET", "/sessions/s1/archive", alice);
+  assert.equal(response.status, 404, JSON.stringify(response.body));
 });
 
 async function waitFor(predicate, timeoutMs = 5000) {
