@@ -293,9 +293,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// `sessionState`), verified against its checksum; `None` when the session has no archive
     /// or its object is gone.
     ///
-    /// Reads archives of the earlier TypeScript implementation too (plain JSON, no checksum),
-    /// also when its object key's time or month differs from the recorded `archivedAt`
-    /// (`super::legacy`). Costs 1 KV get and 1 R2 get; for such a legacy archive, 1 R2 list
+    /// `None` too when an erasure of its user covers it (`super::tombstone`). Reads archives of
+    /// the earlier TypeScript implementation too (plain JSON, no checksum), also when its
+    /// object key's time or month differs from the recorded `archivedAt` (`super::legacy`).
+    /// Costs 1 KV get and 1 R2 get, 1 R2 head for an archive with a user (its tombstone); for such a legacy archive, 1 R2 list
     /// per candidate month folder (2 at most) and 1 R2 get more. Errors: `INVALID_ID`;
     /// `CHECKSUM_MISMATCH` or `CORRUPT_DATA` when the stored archive is damaged (never wrong
     /// data); `UNSUPPORTED_FORMAT`; `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.
@@ -403,7 +404,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// archives without one. `limit` is 1..=1000 (the TypeScript default is
     /// [`DEFAULT_LIST_LIMIT`]); `cursor` comes from the previous page.
     ///
-    /// Costs 1 KV list, whatever the page holds; with encryption on, plus 1 R2 get per data
+    /// Entries an erasure covers (`super::tombstone`) are left out. Costs 1 KV list, whatever
+    /// the page holds, and 1 R2 head per user on the page (their tombstone; 1 for a user's
+    /// listing); with encryption on, plus 1 R2 get per data
     /// key of the page not yet unwrapped by this service (a user's page: 1 at most; a global
     /// page: one per owner on it). KV listings are eventually consistent:
     /// an archive may take up to ~60 s to appear. Archives of the earlier TypeScript

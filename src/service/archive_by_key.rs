@@ -22,7 +22,8 @@ const QUOTED_KEY_CHARS: usize = 64;
 impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
     /// The archive stored under `archive_key` (as `archiveConversation` returned it, or a
     /// legacy key of the earlier TypeScript implementation) as conversation JSON text, verified
-    /// against the SHA-256 R2 recorded for it; `None` when no object is stored there.
+    /// against the SHA-256 R2 recorded for it; `None` when no object is stored there, or an
+    /// erasure of its user covers it (1 R2 head more for an archive with a user).
     ///
     /// Strongly consistent: reads R2 only, so it finds an archive the moment its key was
     /// returned, wherever it was written. Costs 1 R2 get; 2 when nothing is under a plaintext

@@ -374,7 +374,9 @@ impl BoundService {
     #[wasm_bindgen(js_name = restoreFromBackup)]
     pub fn restore_from_backup(&self, backup_id: String, user_id: Option<String>) -> Promise {
         spawn(&self.service, Operation::Restore, async move |service| {
-            let tally = service.restore_backup(&backup_id, user_id.as_deref()).await?;
+            let tally = service
+                .restore_backup(&backup_id, user_id.as_deref())
+                .await?;
             Ok(tally_json(&tally))
         })
     }
