@@ -417,7 +417,7 @@ export interface RetainedBackup {
   backupId: string;
   /** How many of the user's sessions it holds. */
   sessions: number;
-  /** `"shared"`: an unencrypted backup of several users, not rewritten; restores skip the user's sessions while the tombstone stands, and backup retention deletes it in time. */
+  /** `"shared"`: a backup of several users, not rewritten, where their conversations stay readable; `"shared, encrypted"`: the same, but they no longer decrypt. Restores skip the user's sessions while the tombstone stands; backup retention deletes it in time. */
   reason: string;
 }
 
@@ -438,7 +438,7 @@ export interface ErasureReceipt {
   backupsDeleted: number;
   /** Data keys destroyed (with encryption): the user's, and their conversations' segment keys. */
   keysDestroyed: number;
-  /** Without encryption: backups of several users that still hold some of this user's sessions. */
+  /** Backups of several users that still hold some of this user's sessions, and why. */
   backupsRetained: RetainedBackup[];
   complete: boolean;
   stoppedBy: "call_budget" | "deadline" | "circuit_open" | "storage_error" | null;

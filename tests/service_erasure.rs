@@ -228,20 +228,22 @@ fn a_complete_erasure_leaves_nothing_of_the_user_and_touches_no_one_else() {
             .iter()
             .flat_map(|marker| places_revealing(&after, marker))
             .collect();
+        // The shared backup stays, named by the receipt with why.
+        assert_eq!(receipt.backups_retained.len(), 1, "{receipt:?}");
+        assert_eq!(receipt.backups_retained[0].backup_id, shared);
+        assert_eq!(receipt.backups_retained[0].sessions, 2);
         if encrypted {
             assert_eq!(readable, Vec::<String>::new(), "{context}");
-            assert!(receipt.backups_retained.is_empty());
+            assert_eq!(receipt.backups_retained[0].reason, "shared, encrypted");
         } else {
-            // Only inside the shared backup, which the receipt names.
+            // Only inside the shared backup.
             assert!(!readable.is_empty());
             let pack = format!("backups/{shared}/");
             assert!(
                 readable.iter().all(|place| place.contains(&pack)),
                 "{readable:?}"
             );
-            assert_eq!(receipt.backups_retained.len(), 1, "{receipt:?}");
-            assert_eq!(receipt.backups_retained[0].backup_id, shared);
-            assert_eq!(receipt.backups_retained[0].sessions, 2);
+            assert_eq!(receipt.backups_retained[0].reason, "shared");
         }
         for marker in ["BOB-one", "NOBODY-one"] {
             assert!(!places_revealing(&after, marker).is_empty() || encrypted);

@@ -17,10 +17,11 @@
 //!    (`userKey`) is the user, or segments of their conversations, whatever KV shows — KV
 //!    listings may lag a minute behind writes.
 //! 6. **Backups** (`backup_index:`): backups made for the user are deleted (manifest first,
-//!    which un-commits it, then packs and KV copies). Without encryption, a backup of others
-//!    holding some of the user's sessions is not rewritten: the receipt names it with the
-//!    count (`backupsRetained`), restore skips those sessions while the tombstone stands, and
-//!    backup retention deletes it in time. With encryption their copies are unreadable.
+//!    which un-commits it, then packs and KV copies). A backup of several users holding some
+//!    of the user's sessions is not rewritten (packs and manifests are immutable once
+//!    committed): the receipt names it with the count (`backupsRetained`) and why, restore
+//!    skips those sessions while the tombstone stands, and backup retention deletes it in
+//!    time. With encryption their archives in it no longer decrypt.
 //! 7. **Complete**: the tombstone records `completedAt`.
 //!
 //! Nothing but the user's own is deleted: an archive is the user's by its index entry under
@@ -75,6 +76,14 @@ enum Phase {
     Complete,
 }
 
+/// Why a backup of several users keeps the user's sessions: it is not encrypted (they stay
+/// readable in it until backup retention deletes it; restores skip them while the tombstone
+/// stands).
+const SHARED: &str = "shared";
+/// ... or it is, and their archives in it can no longer be decrypted; their pack entries'
+/// metadata (user id, session ids, times, topics) remain until backup retention deletes it.
+const SHARED_ENCRYPTED: &str = "shared, encrypted";
+
 /// A backup that still holds some of the user's sessions after the erasure, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -83,7 +92,8 @@ pub struct RetainedBackup {
     pub backup_id: String,
     /// How many of the user's sessions it holds.
     pub sessions: u64,
-    /// Why it stays: `"shared"` (it holds other users' sessions too and is not encrypted).
+    /// Why it stays: `"shared"` (it holds other users' sessions too, not encrypted) or
+    /// `"shared, encrypted"` (their archives in it no longer decrypt).
     pub reason: String,
 }
 
@@ -139,7 +149,7 @@ pub struct ErasureReceipt {
     pub backups_deleted: u64,
     /// Data keys destroyed: the user's, and those of their conversations' segments.
     pub keys_destroyed: u64,
-    /// Unencrypted backups of several users that still hold some of the user's sessions.
+    /// Backups of several users that still hold some of the user's sessions, and why.
     pub backups_retained: Vec<RetainedBackup>,
     /// Whether the run completed, why it stopped, whether it resumed, its storage calls.
     #[serde(flatten)]
@@ -544,8 +554,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         Ok(())
     }
 
-    /// Deletes the backups made for the user; without encryption, notes the backups of
-    /// others that hold some of the user's sessions.
+    /// Deletes the backups made for the user; notes the backups of several users that hold
+    /// some of the user's sessions (1 KV get of each one's manifest copy).
     async fn erase_backups(
         &self,
         log: &OpLog<'_>,
@@ -575,7 +585,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                             .await
                             .map_err(stop)?;
                         run.position.counts.backups_deleted += 1;
-                    } else if self.key_ring().is_none() && !run.position.sessions.is_empty() {
+                    } else if !run.position.sessions.is_empty() {
                         pager.claim(&entry.name);
                         self.afford(run, 1)?;
                         let manifest = self
@@ -587,10 +597,14 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                             .unwrap_or_default();
                         let retained = &mut run.position.counts.backups_retained;
                         if held > 0 && !retained.iter().any(|b| b.backup_id == backup_id.as_str()) {
+                            let reason = match self.key_ring() {
+                                Some(_) => SHARED_ENCRYPTED,
+                                None => SHARED,
+                            };
                             retained.push(RetainedBackup {
                                 backup_id: backup_id.to_string(),
                                 sessions: held,
-                                reason: "shared".to_owned(),
+                                reason: reason.to_owned(),
                             });
                         }
                     }
