@@ -425,3 +425,37 @@ fn archives_missing_from_kv_are_found_by_their_recorded_owner() {
     let err = block_on(service.erase_user_data("", RunBudget::default())).unwrap_err();
     assert_eq!(err.code(), "INVALID_ID");
 }
+
+/// A global listing page of many users reads every tombstone with one R2 list, not a head per
+/// user, and hides exactly the erased users' archives.
+#[test]
+fn a_global_page_of_many_users_lists_the_tombstones_once() {
+    use supportbot_persistence::store::memory::OperationKind;
+    use supportbot_persistence::store::Binding;
+    let stores = MemoryStores::new(T0, 17);
+    let service = service(&stores, false);
+    for i in 0..6 {
+        archive(
+            &stores,
+            &service,
+            &format!("s-{i}"),
+            Some(&format!("user-{i}")),
+            "TEXT",
+        );
+    }
+    erase(&service, "user-1", None);
+    erase(&service, "user-4", Some(MIN_ERASURE_CALLS));
+    let counts = stores.faults.counts();
+    let mut everyone = listed(&service, None);
+    everyone.sort();
+    assert_eq!(everyone, ["s-0", "s-2", "s-3", "s-5"]);
+    let spent = stores.faults.counts().since(&counts);
+    assert_eq!(spent.of(Binding::R2, OperationKind::List), 1);
+    assert_eq!(spent.of(Binding::R2, OperationKind::Head), 0);
+    // A user's page: one head.
+    let counts = stores.faults.counts();
+    assert_eq!(listed(&service, Some("user-4")), Vec::<String>::new());
+    assert_eq!(listed(&service, Some("user-5")), ["s-5"]);
+    let spent = stores.faults.counts().since(&counts);
+    assert_eq!(spent.of(Binding::R2, OperationKind::Head), 2);
+}

@@ -405,8 +405,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// [`DEFAULT_LIST_LIMIT`]); `cursor` comes from the previous page.
     ///
     /// Entries an erasure covers (`super::tombstone`) are left out. Costs 1 KV list, whatever
-    /// the page holds, and 1 R2 head per user on the page (their tombstone; 1 for a user's
-    /// listing); with encryption on, plus 1 R2 get per data
+    /// the page holds, and the reading of the page's users' tombstones (`hide_erased`: 1 R2
+    /// head for a user's listing); with encryption on, plus 1 R2 get per data
     /// key of the page not yet unwrapped by this service (a user's page: 1 at most; a global
     /// page: one per owner on it). KV listings are eventually consistent:
     /// an archive may take up to ~60 s to appear. Archives of the earlier TypeScript

@@ -10,7 +10,7 @@
 //! of the user is erased when it was archived at or before `erasedAt`; what the user archives
 //! afterwards is theirs again, under a new data key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -22,8 +22,11 @@ use crate::codec::json_text;
 use crate::crypto::envelope;
 use crate::error::{PersistenceError, Result};
 use crate::hash::KeyHasher;
-use crate::keys::{erasure_tombstone_key, UserId};
-use crate::store::{Clock, KvStore, ObjectMeta, ObjectPutOptions, ObjectStore, Rng};
+use crate::keys::{erasure_tombstone_key, parse_erasure_tombstone_key, UserId, ERASURE_PREFIX};
+use crate::platform::MAX_LIST_LIMIT;
+use crate::store::{
+    Clock, KvStore, ObjectListOptions, ObjectMeta, ObjectPutOptions, ObjectStore, Rng,
+};
 
 /// Custom metadata field of a tombstone: when the erasure began (decimal epoch ms).
 const ERASED_AT_FIELD: &str = "erasedAt";
@@ -88,6 +91,10 @@ impl Tombstone {
         archived_at_ms <= self.erased_at
     }
 }
+
+/// Users on a listing page whose tombstones are read one by one (1 R2 head each); a page of
+/// more users lists every tombstone instead (1 R2 list per 1000 erased users).
+const HEADS_BEFORE_LISTING: usize = 3;
 
 /// The tombstones one operation has read, by user key, so that each is read once however many
 /// archives of its user the operation meets.
@@ -210,8 +217,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
 
     /// Drops from a listing page the entries that are erased: their user's tombstone covers
     /// them (`listing_user`: the user key of a user's listing, whose entries are all theirs;
-    /// else each entry's `userId`). Costs 1 R2 head per user on the page (1 for a user's
-    /// listing). Call [`Self::hide_unreadable_erased`] after the summaries are revealed.
+    /// else each entry's `userId`). Costs 1 R2 head for a user's listing; for a page of
+    /// several users, 1 R2 head per user up to [`HEADS_BEFORE_LISTING`], else 1 R2 list per
+    /// 1000 tombstones. Call [`Self::hide_unreadable_erased`] after the summaries are revealed.
     pub(super) async fn hide_erased(
         &self,
         log: &OpLog<'_>,
@@ -219,6 +227,15 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         listing_user: Option<&str>,
         archives: &mut Vec<Value>,
     ) -> Result<()> {
+        if listing_user.is_none() {
+            let users: BTreeSet<String> = archives
+                .iter()
+                .filter_map(|entry| entry_user_key(&self.options.hasher, entry))
+                .collect();
+            if users.len() > HEADS_BEFORE_LISTING {
+                self.list_tombstones(log, check, &users).await?;
+            }
+        }
         let mut kept = Vec::with_capacity(archives.len());
         for entry in archives.drain(..) {
             let user_key = match listing_user {
@@ -260,6 +277,52 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             };
             !user_key.is_some_and(|user_key| matches!(check.0.get(&user_key), Some(Some(_))))
         });
+    }
+
+    /// Reads every tombstone (1 R2 list per 1000) into `check` for the `wanted` users, those
+    /// without one as not erased.
+    async fn list_tombstones(
+        &self,
+        log: &OpLog<'_>,
+        check: &mut ErasureCheck,
+        wanted: &BTreeSet<String>,
+    ) -> Result<()> {
+        let mut after = None;
+        loop {
+            let listing = ObjectListOptions {
+                prefix: Some(ERASURE_PREFIX.to_owned()),
+                start_after: after.take(),
+                limit: Some(MAX_LIST_LIMIT),
+                include_custom_metadata: true,
+                ..ObjectListOptions::default()
+            };
+            let page = self.r2_list(log, listing).await?;
+            for object in &page.objects {
+                let Some(user_key) = parse_erasure_tombstone_key(&object.key) else {
+                    continue;
+                };
+                if wanted.contains(user_key) {
+                    let meta = ObjectMeta {
+                        key: object.key.clone(),
+                        size: object.size,
+                        uploaded_ms: object.uploaded_ms,
+                        custom_metadata: object.custom_metadata.clone().unwrap_or_default(),
+                        sha256: None,
+                        etag: None,
+                    };
+                    let tombstone = Tombstone::from_meta(user_key, &meta)?;
+                    check.0.insert(user_key.to_owned(), Some(tombstone));
+                }
+            }
+            if !page.truncated {
+                break;
+            }
+            after = page.objects.last().map(|object| object.key.clone());
+        }
+        for user_key in wanted {
+            check.0.entry(user_key.clone()).or_insert(None);
+        }
+        Ok(())
     }
 
     /// The tombstone of `user_key`, read once per `check`.
