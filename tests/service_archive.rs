@@ -147,9 +147,11 @@ fn archive_round_trips_and_writes_object_before_entries() {
         (
             cost.of(Binding::Kv, OperationKind::Get),
             cost.of(Binding::R2, OperationKind::Get),
+            cost.of(Binding::R2, OperationKind::Head),
             cost.total()
         ),
-        (1, 1, 2)
+        // The record, the archive, and the user's erasure tombstone.
+        (1, 1, 1, 3)
     );
 }
 
@@ -302,9 +304,14 @@ fn listing_pages_through_one_users_archives_newest_first_with_one_list_per_page(
         ))
         .unwrap();
         let cost = h.counts().since(&before);
+        // One KV list, and the R2 head of the user's erasure tombstone.
         assert_eq!(
-            (cost.of(Binding::Kv, OperationKind::List), cost.total()),
-            (1, 1)
+            (
+                cost.of(Binding::Kv, OperationKind::List),
+                cost.of(Binding::R2, OperationKind::Head),
+                cost.total()
+            ),
+            (1, 1, 2)
         );
         pages.push(page.archives.len());
         seen.extend(

@@ -569,9 +569,14 @@ fn an_archive_is_retrieved_by_its_key_from_r2_alone() {
     let before = h.counts();
     assert_eq!(h.retrieve_by_key(&key).unwrap().unwrap(), expected);
     let cost = h.counts().since(&before);
+    // The archive, and the R2 head of its user's erasure tombstone: R2 alone.
     assert_eq!(
-        (cost.of(Binding::R2, OperationKind::Get), cost.total()),
-        (1, 1)
+        (
+            cost.of(Binding::R2, OperationKind::Get),
+            cost.of(Binding::R2, OperationKind::Head),
+            cost.total()
+        ),
+        (1, 1, 2)
     );
     assert_eq!(h.retrieve("s-1"), None, "the session lookup needs KV");
 

@@ -46,7 +46,7 @@ use super::index_entries::{
     archive_custom_metadata, read_archive_location, recorded_sha256, ArchiveEntries,
 };
 use super::log::OpLog;
-use super::tombstone::ErasureCheck;
+use super::tombstone::{ErasureCheck, RESTORE_HEADS_BEFORE_LISTING};
 use super::DataPersistenceService;
 use crate::codec::archive::{decode_archive, listing_summary, ArchiveMetadata};
 use crate::codec::backup::{
@@ -844,13 +844,27 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
 
     /// Writes verified archives back with their KV entries, noting each session restored;
     /// an archive its user's erasure covers is not written, and its session is noted as
-    /// skipped (1 R2 head per user met, the first time `tally` meets them).
+    /// skipped (the users' tombstones: 1 R2 head for one user not met before, 1 R2 list per
+    /// 1000 tombstones for more).
     async fn write_restored(
         &self,
         log: &OpLog<'_>,
         archives: &[RestorableArchive],
         tally: &mut RestoreTally,
     ) -> Result<()> {
+        let users = archives
+            .iter()
+            .filter_map(|archive| archive.metadata.user_id.as_deref())
+            .filter_map(|user_id| UserId::parse(user_id).ok())
+            .map(|user| self.options.hasher.user_key(&user))
+            .collect();
+        self.preload_tombstones(
+            log,
+            &mut tally.erasures,
+            users,
+            RESTORE_HEADS_BEFORE_LISTING,
+        )
+        .await?;
         for archive in archives {
             let metadata = &archive.metadata;
             let user_id = metadata.user_id.as_deref();

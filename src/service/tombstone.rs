@@ -96,6 +96,10 @@ impl Tombstone {
 /// more users lists every tombstone instead (1 R2 list per 1000 erased users).
 const HEADS_BEFORE_LISTING: usize = 3;
 
+/// The same for the archives one restore call writes: a restore step must stay within its
+/// subrequests, so more than one user means one listing.
+pub(super) const RESTORE_HEADS_BEFORE_LISTING: usize = 1;
+
 /// The tombstones one operation has read, by user key, so that each is read once however many
 /// archives of its user the operation meets.
 #[derive(Debug, Default)]
@@ -228,13 +232,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         archives: &mut Vec<Value>,
     ) -> Result<()> {
         if listing_user.is_none() {
-            let users: BTreeSet<String> = archives
+            let users = archives
                 .iter()
                 .filter_map(|entry| entry_user_key(&self.options.hasher, entry))
                 .collect();
-            if users.len() > HEADS_BEFORE_LISTING {
-                self.list_tombstones(log, check, &users).await?;
-            }
+            self.preload_tombstones(log, check, users, HEADS_BEFORE_LISTING)
+                .await?;
         }
         let mut kept = Vec::with_capacity(archives.len());
         for entry in archives.drain(..) {
@@ -277,6 +280,23 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             };
             !user_key.is_some_and(|user_key| matches!(check.0.get(&user_key), Some(Some(_))))
         });
+    }
+
+    /// Reads the tombstones of `users` into `check` at once by listing them all (1 R2 list per
+    /// 1000 tombstones) when more than `max_heads` of them are not read yet; else leaves them
+    /// to be read one by one (1 R2 head each) as they are met.
+    pub(super) async fn preload_tombstones(
+        &self,
+        log: &OpLog<'_>,
+        check: &mut ErasureCheck,
+        mut users: BTreeSet<String>,
+        max_heads: usize,
+    ) -> Result<()> {
+        users.retain(|user_key| !check.0.contains_key(user_key));
+        if users.len() > max_heads {
+            self.list_tombstones(log, check, &users).await?;
+        }
+        Ok(())
     }
 
     /// Reads every tombstone (1 R2 list per 1000) into `check` for the `wanted` users, those

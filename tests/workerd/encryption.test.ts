@@ -280,7 +280,7 @@ describe("encryption at rest", () => {
     expect(await reveals(utf8(JSON.stringify(aliceBefore[0])), "MARKER-a2d4f0")).toBe(true);
     const stored = await env.ARCHIVE_R2.head(keys[0]!);
     expect(stored?.httpMetadata?.contentType).toBe("application/octet-stream");
-    expect(Object.keys(stored?.customMetadata ?? {}).sort()).toEqual(["archivedAt", "duration", "formatVersion", "messageCount", "rawSize", "sessionId", "sha256"]);
+    expect(Object.keys(stored?.customMetadata ?? {}).sort()).toEqual(["archivedAt", "duration", "formatVersion", "messageCount", "rawSize", "sessionId", "sha256", "userKey"]);
     const storedBytes = await Promise.all(keys.map(async (k) => new Uint8Array(await (await env.ARCHIVE_R2.get(k))!.arrayBuffer())));
     expect(stored?.customMetadata?.sha256).toBe(await sha256Hex(storedBytes[0]!));
 

@@ -48,9 +48,10 @@ describe("archives", () => {
     expect(key).toMatch(/^conversations\/\d{4}\/\d{2}\/archive_round-trip_\d{13}\.json\.gz$/);
     const stored = await env.ARCHIVE_R2.head(key);
     expect(stored?.customMetadata?.sha256).toMatch(/^[0-9a-f]{64}$/);
-    // Identity, size and checksum only: the summary and topics live in the document and KV.
+    // Identity, size, checksum and the owner's hashed key only: the summary and topics live in
+    // the document and KV.
     expect(Object.keys(stored?.customMetadata ?? {}).sort()).toEqual(
-      ["archivedAt", "duration", "formatVersion", "messageCount", "rawSize", "sessionId", "sha256"],
+      ["archivedAt", "duration", "formatVersion", "messageCount", "rawSize", "sessionId", "sha256", "userKey"],
     );
     expect(stored?.customMetadata?.messageCount).toBe(String(memory.messages.length));
     const back = await service.retrieveArchivedConversation("round-trip");
