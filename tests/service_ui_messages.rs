@@ -127,13 +127,15 @@ fn ui_messages_round_trip_are_listed_and_cost_what_an_archive_costs() {
     let before = h.stores.faults.counts();
     assert_eq!(h.retrieve("chat-1").unwrap(), Some(messages.clone()));
     let cost = h.stores.faults.counts().since(&before);
+    // As an archive: the record, the object, and the R2 head of its user's erasure tombstone.
     assert_eq!(
         (
             cost.of(Binding::Kv, OperationKind::Get),
             cost.of(Binding::R2, OperationKind::Get),
+            cost.of(Binding::R2, OperationKind::Head),
             cost.total()
         ),
-        (1, 1, 2)
+        (1, 1, 1, 3)
     );
 
     for user in [Some("user-1"), None] {
