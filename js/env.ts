@@ -23,6 +23,6 @@ export interface PersistenceEnv {
   PERSISTENCE_DEBUG?: string;
   /** Archives one BackupWorkflow pack step reads (default 40: one storage call each). */
   BACKUP_STEP_ARCHIVES?: string;
-  /** Archives one RestoreWorkflow step restores (default 9: up to 47 subrequests). */
+  /** Archives one RestoreWorkflow step restores (default 9: up to 48 subrequests). */
   RESTORE_STEP_SESSIONS?: string;
 }
