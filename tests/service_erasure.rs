@@ -459,3 +459,36 @@ fn a_global_page_of_many_users_lists_the_tombstones_once() {
     let spent = stores.faults.counts().since(&counts);
     assert_eq!(spent.of(Binding::R2, OperationKind::Head), 2);
 }
+
+/// An index entry of the user that names another user's archive (damaged, or forged) never
+/// makes the erasure delete that archive.
+#[test]
+fn an_entry_naming_another_archive_deletes_only_what_is_the_users() {
+    use supportbot_persistence::store::{KvPutOptions, KvStore};
+    let stores = MemoryStores::new(T0, 19);
+    let service = service(&stores, false);
+    archive(&stores, &service, "s-b1", Some(BOB), "BOB-one");
+    let bobs = stores
+        .snapshot()
+        .r2
+        .keys()
+        .find(|key| key.contains("s-b1"))
+        .cloned()
+        .unwrap();
+    let forged = format!("user_archives:{}:8263842399999:s-a9", user_key(ALICE));
+    let options = KvPutOptions {
+        metadata: Some(json!({ "key": bobs, "sessionId": "s-a9", "archivedAt": T0 })),
+        ..KvPutOptions::default()
+    };
+    block_on(stores.kv.put(&forged, bobs.as_bytes(), options)).unwrap();
+    let receipt = erase(&service, ALICE, None);
+    assert!(receipt.status.complete, "{receipt:?}");
+    assert!(
+        stores.snapshot().r2.contains_key(&bobs),
+        "bob's archive was deleted"
+    );
+    assert!(block_on(service.retrieve_archived_conversation("s-b1"))
+        .unwrap()
+        .is_some());
+    assert!(!stores.snapshot().kv.contains_key(&forged));
+}

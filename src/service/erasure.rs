@@ -499,7 +499,14 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         run.afford(CALLS_PER_ARCHIVE + 1, self.clock.now_ms())?;
         let mut objects = vec![plain.clone()];
         objects.extend(encrypted_archive_object_key(session, time).ok());
-        objects.extend(doomed.listed_key.map(str::to_owned));
+        // A listed key is taken only when it is this very archive's (a damaged entry must
+        // never make the erasure delete another object).
+        let listed = doomed.listed_key.filter(|key| {
+            parse_archive_object_key(key).is_some_and(|parsed| {
+                parsed.session_id == *session && parsed.archived_at_ms == time
+            })
+        });
+        objects.extend(listed.map(str::to_owned));
         let segment_of = parse_segment_session_id(session.as_str())
             .and_then(|(parent, _)| SessionId::parse(parent).ok());
         let segment_key = segment_of
