@@ -22,7 +22,10 @@ use crate::codec::json_text;
 use crate::crypto::envelope;
 use crate::error::{PersistenceError, Result};
 use crate::hash::KeyHasher;
-use crate::keys::{erasure_tombstone_key, parse_erasure_tombstone_key, UserId, ERASURE_PREFIX};
+use crate::keys::{
+    erasure_tombstone_key, parse_archive_object_key, parse_erasure_tombstone_key, UserId,
+    ERASURE_PREFIX,
+};
 use crate::platform::MAX_LIST_LIMIT;
 use crate::store::{
     Clock, KvStore, ObjectListOptions, ObjectMeta, ObjectPutOptions, ObjectStore, Rng,
@@ -92,6 +95,11 @@ impl Tombstone {
     }
 }
 
+/// How long after an erasure began an archive may still have been written under the data key
+/// it destroys (the key is deleted by the call after the tombstone's, retried at most for
+/// seconds): such an archive can never be read, and its listing entry is hidden.
+const KEY_DESTRUCTION_WINDOW_MS: i64 = 60_000;
+
 /// Users on a listing page whose tombstones are read one by one (1 R2 head each); a page of
 /// more users lists every tombstone instead (1 R2 list per 1000 erased users).
 const HEADS_BEFORE_LISTING: usize = 3;
@@ -160,9 +168,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     }
 
     /// Decodes an archive's stored bytes (`decode_stored_archive`) unless it is erased: its
-    /// user has a tombstone covering it, or it is encrypted under a destroyed key of a user
-    /// with a tombstone (an archive written while the erasure destroyed the key). `None` when
-    /// erased (logged). Costs 1 R2 head when the archive has a user, besides the decoding.
+    /// user has a tombstone covering it, or its data key is unavailable and it was archived
+    /// by a user with a tombstone at most [`KEY_DESTRUCTION_WINDOW_MS`] after the erasure
+    /// began (written under the key the erasure was destroying). `None` when erased (logged).
+    /// Costs 1 R2 head when the archive has a user, besides the decoding.
     pub(super) async fn decode_unless_erased(
         &self,
         log: &OpLog<'_>,
@@ -181,12 +190,16 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 let sealed_for = envelope::parse(key, stored)
                     .ok()
                     .and_then(|sealed| sealed.key_ref.strip_prefix("users/").map(str::to_owned));
-                if let Some(user_key) = sealed_for {
-                    if self
-                        .tombstone_of(log, &mut check, &user_key)
-                        .await?
-                        .is_some()
-                    {
+                let archived_at = parse_archive_object_key(key).map(|parsed| parsed.archived_at_ms);
+                if let (Some(user_key), Some(archived_at)) = (sealed_for, archived_at) {
+                    let erased = self.tombstone_of(log, &mut check, &user_key).await?;
+                    let within = |tombstone: &Tombstone| {
+                        archived_at
+                            <= tombstone
+                                .erased_at
+                                .saturating_add(KEY_DESTRUCTION_WINDOW_MS)
+                    };
+                    if erased.is_some_and(within) {
                         log.event(
                             "info",
                             "archive erased (its data key is destroyed)",
@@ -261,9 +274,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         Ok(())
     }
 
-    /// Drops the entries whose summary could not be decrypted and whose user has a tombstone:
-    /// archives written under the data key an erasure destroyed while it began. Reads nothing:
-    /// `check` holds every tombstone of the page after [`Self::hide_erased`].
+    /// Drops the entries whose summary could not be decrypted and that were archived within
+    /// [`KEY_DESTRUCTION_WINDOW_MS`] after their user's erasure began: archives written under
+    /// the data key the erasure was destroying. Reads nothing: `check` holds every tombstone
+    /// of the page after [`Self::hide_erased`].
     pub(super) fn hide_unreadable_erased(
         &self,
         check: &ErasureCheck,
@@ -278,7 +292,15 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 Some(user_key) => Some(user_key.to_owned()),
                 None => entry_user_key(&self.options.hasher, entry),
             };
-            !user_key.is_some_and(|user_key| matches!(check.0.get(&user_key), Some(Some(_))))
+            let archived_at = entry.get("archivedAt").and_then(Value::as_i64);
+            let under_destroyed_key = |tombstone: &Tombstone| {
+                archived_at.is_some_and(|archived_at| {
+                    archived_at <= tombstone.erased_at.saturating_add(KEY_DESTRUCTION_WINDOW_MS)
+                })
+            };
+            !user_key.is_some_and(|user_key| {
+                matches!(check.0.get(&user_key), Some(Some(tombstone)) if under_destroyed_key(tombstone))
+            })
         });
     }
 
