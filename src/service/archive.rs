@@ -31,9 +31,8 @@ use super::index_entries::{
 use super::log::OpLog;
 use super::DataPersistenceService;
 use crate::codec::archive::{
-    encode_conversation, encode_conversation_to_encrypt, listing_entry,
-    read_conversation_input, ConversationInput, EncodedArchive, SummaryForm,
-    ENCRYPTED_SUMMARY_FIELD,
+    encode_conversation, encode_conversation_to_encrypt, listing_entry, read_conversation_input,
+    ConversationInput, EncodedArchive, SummaryForm, ENCRYPTED_SUMMARY_FIELD,
 };
 use crate::crypto::aead::NONCE_LEN;
 use crate::crypto::envelope;

@@ -34,8 +34,7 @@ pub(super) fn archive_custom_metadata(
     hasher: &KeyHasher,
     metadata: &ArchiveMetadata,
 ) -> Result<BTreeMap<String, String>> {
-    let mut fields: BTreeMap<String, String> =
-        r2_custom_metadata(metadata)?.into_iter().collect();
+    let mut fields: BTreeMap<String, String> = r2_custom_metadata(metadata)?.into_iter().collect();
     if let Some(user_id) = &metadata.user_id {
         let user_key = hasher.user_key(&UserId::parse(user_id)?);
         fields.insert(OWNER_KEY_FIELD.to_owned(), user_key);

@@ -195,7 +195,8 @@ mod tests {
         };
         let read = Tombstone::from_meta("k", &meta).unwrap();
         assert_eq!((read.erased_at, read.completed_at), (5, Some(9)));
-        meta.custom_metadata.insert("erasedAt".into(), "soon".into());
+        meta.custom_metadata
+            .insert("erasedAt".into(), "soon".into());
         let err = Tombstone::from_meta("k", &meta).unwrap_err();
         assert_eq!(err.code(), "CORRUPT_DATA");
         assert!(err.to_string().contains("erasures/x.json"), "{err}");

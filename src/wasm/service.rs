@@ -27,17 +27,17 @@ use crate::policy::{self, DataRetentionPolicy, PolicyOverrides};
 use crate::service::{DataPersistenceService, RunBudget, ServiceOptions};
 use crate::store::Clock;
 
-type Service = DataPersistenceService<JsKv, JsR2, JsClock>;
+pub(super) type Service = DataPersistenceService<JsKv, JsR2, JsClock>;
 
 /// The persistence service bound to a Worker's `CHAT_KV` and `ARCHIVE_R2`.
 #[wasm_bindgen(js_name = DataPersistenceService)]
 pub struct BoundService {
-    service: Rc<Service>,
+    pub(super) service: Rc<Service>,
 }
 
 /// Runs `work` on a clone of the service and turns its result into a Promise; errors become
 /// `PersistenceError`s whose message starts with the operation's prefix.
-fn spawn<F, Fut, T>(service: &Rc<Service>, operation: Operation, work: F) -> Promise
+pub(super) fn spawn<F, Fut, T>(service: &Rc<Service>, operation: Operation, work: F) -> Promise
 where
     F: FnOnce(Rc<Service>) -> Fut + 'static,
     Fut: Future<Output = Result<T, PersistenceError>> + 'static,
@@ -494,19 +494,7 @@ impl BoundService {
             _ => Operation::Archive,
         };
         spawn(&self.service, operation, async move |service| {
-            let max_storage_calls = max_storage_calls
-                .map(|calls| integer_arg("maxStorageCalls", calls, 1, u32::MAX.into()))
-                .transpose()?
-                .map(|calls| calls as u32); // At most u32::MAX: checked above.
-            let now_ms = service.clock().now_ms();
-            let deadline_ms = time_budget_ms
-                .map(|ms| integer_arg("timeBudgetMs", ms, 1, JS_MAX_SAFE_INTEGER))
-                .transpose()?
-                .map(|ms| now_ms.saturating_add_unsigned(ms));
-            let budget = RunBudget {
-                max_storage_calls,
-                deadline_ms,
-            };
+            let budget = budget_args(&service, max_storage_calls, time_budget_ms)?;
             Ok(match job.as_str() {
                 "enforceRetentionPolicy" => {
                     json_text(&service.enforce_retention_policy(budget).await?)
@@ -530,6 +518,29 @@ impl BoundService {
             })
         })
     }
+}
+
+/// The budget of a run from its JavaScript options: at most `max_storage_calls` storage calls
+/// (1..=2^32-1) and `time_budget_ms` milliseconds from now (1..=2^53-1), each INVALID_INPUT
+/// naming it otherwise.
+pub(super) fn budget_args(
+    service: &Service,
+    max_storage_calls: Option<f64>,
+    time_budget_ms: Option<f64>,
+) -> Result<RunBudget, PersistenceError> {
+    let max_storage_calls = max_storage_calls
+        .map(|calls| integer_arg("maxStorageCalls", calls, 1, u32::MAX.into()))
+        .transpose()?
+        .map(|calls| calls as u32); // At most u32::MAX: checked above.
+    let now_ms = service.clock().now_ms();
+    let deadline_ms = time_budget_ms
+        .map(|ms| integer_arg("timeBudgetMs", ms, 1, JS_MAX_SAFE_INTEGER))
+        .transpose()?
+        .map(|ms| now_ms.saturating_add_unsigned(ms));
+    Ok(RunBudget {
+        max_storage_calls,
+        deadline_ms,
+    })
 }
 
 /// The names of the wrangler.toml `[vars]` that [`policy_from_vars`] reads (the spec's five and
