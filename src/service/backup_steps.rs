@@ -26,7 +26,7 @@ use super::index_entries::{read_archive_location, recorded_sha256};
 use super::log::OpLog;
 use super::walk::KvPosition;
 use super::DataPersistenceService;
-use crate::codec::archive::ArchiveMetadata;
+use crate::codec::archive::{ArchiveMetadata, ENCRYPTED_SUMMARY_FIELD};
 use crate::codec::backup::{
     decode_packed_manifest, manifest_shape, pack_key, BackupKind, ManifestShape, PackEntry,
     PackRecord, PackedManifest, StoredArchive, GZIP_PACKED_FORMAT_VERSION,
@@ -192,14 +192,22 @@ enum Described {
 
 /// The metadata an index entry's list metadata (the listing summary) gives of the archive
 /// under `key`, and whether its summary was cut (or its topics emptied) to fit; `None` when
-/// it has none for that key. Uncut, it is the whole [`ArchiveMetadata`].
+/// it has none for that key. Uncut, it is the whole [`ArchiveMetadata`]. An encrypted
+/// archive's entry has no `summary` but `encryptedSummary`, as its record has `summary: ""`
+/// beside the whole one encrypted.
 fn listed_metadata(entry: &ListedKvKey, key: &str) -> Option<(ArchiveMetadata, bool)> {
     let listed = entry.metadata.as_ref()?;
     if listed.get(INDEX_ARCHIVE_KEY_FIELD).and_then(Value::as_str) != Some(key) {
         return None;
     }
     let truncated = listed.get("summaryTruncated").and_then(Value::as_bool) != Some(false);
-    let metadata = serde_json::from_value::<ArchiveMetadata>(listed.clone()).ok()?;
+    let mut listed = listed.clone();
+    if let Some(fields) = listed.as_object_mut() {
+        if !fields.contains_key("summary") && fields.contains_key(ENCRYPTED_SUMMARY_FIELD) {
+            fields.insert("summary".to_owned(), Value::String(String::new()));
+        }
+    }
+    let metadata = serde_json::from_value::<ArchiveMetadata>(listed).ok()?;
     Some((metadata, truncated))
 }
 
