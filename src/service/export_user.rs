@@ -20,7 +20,7 @@ use super::log::OpLog;
 use super::walk::{KvPager, KvPosition};
 use super::DataPersistenceService;
 use crate::codec::export::{conversation_line, user_end_line, LineDigest};
-use crate::error::Result;
+use crate::error::{PersistenceError, Result};
 use crate::keys::{user_index_prefix, UserId};
 use crate::store::{Clock, KvStore, ListedKvKey, ObjectStore, Rng};
 
@@ -141,7 +141,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         }
         let read = self
             .read_archive_by_key(log, &found.archive_key, &found.session_id)
-            .await?;
+            .await
+            .map_err(|err| naming_archive(&found.archive_key, err))?;
         let Some((key, decoded)) = read else {
             export.skipped_missing += 1;
             log.event(
@@ -170,5 +171,35 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             metadata,
             &decoded.conversation_json,
         )))
+    }
+}
+
+/// `err` naming the archive `key` it is about (the decoder names only the part it read).
+fn naming_archive(key: &str, err: PersistenceError) -> PersistenceError {
+    let named = |what: String| match what.contains(key) {
+        true => what,
+        false => format!("{key} ({what})"),
+    };
+    match err {
+        PersistenceError::ChecksumMismatch {
+            what,
+            expected,
+            actual,
+        } => PersistenceError::ChecksumMismatch {
+            what: named(what),
+            expected,
+            actual,
+        },
+        PersistenceError::CorruptData { what, reason } => PersistenceError::CorruptData {
+            what: named(what),
+            reason,
+        },
+        PersistenceError::UnsupportedFormat { what, version } => {
+            PersistenceError::UnsupportedFormat {
+                what: named(what),
+                version,
+            }
+        }
+        other => other,
     }
 }

@@ -29,6 +29,8 @@
 //! a storage failure, and reports `nextLine`; importing the same stream again with `fromLine`
 //! continues there (the lines before are only hashed, for the end line).
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use serde_json::json;
 
@@ -38,6 +40,7 @@ use super::log::OpLog;
 use super::run::{stop_reason, Run, RunBudget, RunStatus, StopReason};
 use super::tombstone::ErasureCheck;
 use super::DataPersistenceService;
+use crate::codec::archive::ArchiveMetadata;
 use crate::codec::backup::PackEntry;
 use crate::codec::export::{
     is_end_line, line_name, read_import_line, EndLine, ImportLine, ImportedObject, LineDigest,
@@ -136,12 +139,20 @@ pub struct StoreImport {
     erasures: ErasureCheck,
     /// Users `erasures` was asked about since it was last emptied.
     erasure_checks: u32,
+    /// Sessions whose `archive_meta` record this import wrote (a dry run: would have), with
+    /// the time of the archive it names: an older archive of the session later in the stream
+    /// (newest first) leaves it alone without relying on KV showing the write already.
+    recorded: BTreeMap<String, i64>,
     report: ImportReport,
     stopped: Option<StopReason>,
 }
 
 /// Users an import remembers the tombstones of, at most: then it reads them again.
 const MAX_REMEMBERED_TOMBSTONES: u32 = 1000;
+
+/// Sessions an import remembers writing the record of, at most: then it starts afresh (and,
+/// for older archives of those sessions, relies on what KV shows).
+const MAX_REMEMBERED_RECORDS: usize = 10_000;
 
 /// What writing a line found, besides the counts.
 enum Imported {
@@ -175,6 +186,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             digest: LineDigest::default(),
             erasures: ErasureCheck::default(),
             erasure_checks: 0,
+            recorded: BTreeMap::new(),
             report,
             stopped: None,
         })
@@ -420,7 +432,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             false => import.report.archives_already_present += 1,
         }
         let entries = self
-            .import_entries(log, &archive, &stored, written, import.options.dry_run)
+            .import_entries(log, import, &archive, &stored, written)
             .await;
         match entries {
             Ok(count) => {
@@ -456,11 +468,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     async fn import_entries(
         &self,
         log: &OpLog<'_>,
+        import: &mut StoreImport,
         archive: &RestorableArchive,
-        stored: &crate::codec::archive::ArchiveMetadata,
+        stored: &ArchiveMetadata,
         object_written: bool,
-        dry_run: bool,
     ) -> Result<u64> {
+        let dry_run = import.options.dry_run;
         let key = archive.object_key();
         let session = SessionId::parse(&stored.session_id)?;
         let mut entries = ArchiveEntries::new(&self.options.hasher, key, stored)?;
@@ -483,12 +496,22 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let newer = current
             .and_then(|location| parse_archive_object_key(&location.key))
             .is_some_and(|current| current.archived_at_ms > stored.archived_at);
+        let by_this_import = import.recorded.get(&stored.session_id).copied();
+        let newer = newer || by_this_import.is_some_and(|at| at >= stored.archived_at);
         let mut written = 0;
         if !recorded && !newer {
             if !dry_run {
                 self.put_archive_record(log, &entries).await?;
             }
             written += 1;
+        }
+        if !newer {
+            if import.recorded.len() >= MAX_REMEMBERED_RECORDS {
+                import.recorded.clear();
+            }
+            import
+                .recorded
+                .insert(stored.session_id.clone(), stored.archived_at);
         }
         for index_key in &entries.index_keys {
             if !object_written {
