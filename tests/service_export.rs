@@ -28,7 +28,7 @@ use supportbot_persistence::store::{Clock, ObjectPutOptions, ObjectStore};
 
 use common::{
     archive_now, import_stream, ndjson_lines, service_over, store_export, stored_content,
-    user_export, verified_end_line, Discard, Service, StoredContent, NOW,
+    user_export, verified_end_line, Discard, Service, NOW,
 };
 
 const KEK: [u8; 32] = [0x42; 32];
