@@ -49,7 +49,16 @@ pub struct LineDigest {
 impl LineDigest {
     /// Takes one line, its bytes as written (with its `\n`).
     pub fn add(&mut self, line: &[u8]) {
+        self.add_parts(line, false);
+    }
+
+    /// Takes one line given without its `\n`, and that newline unless it is a stream's last,
+    /// unended line.
+    pub fn add_parts(&mut self, line: &[u8], newline: bool) {
         self.hasher.update(line);
+        if newline {
+            self.hasher.update(b"\n");
+        }
         self.count += 1;
     }
 

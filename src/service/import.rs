@@ -250,7 +250,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let skipped = line_no < import.options.from_line;
         if skipped && !is_end_line(line_no, bytes)? {
             import.report.ended = false;
-            add_line(&mut import.digest, bytes, terminated);
+            import.digest.add_parts(bytes, terminated);
             return Ok(true);
         }
         let line = read_import_line(line_no, bytes)?;
@@ -291,7 +291,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             Imported::Stopped(reason) => return Ok(stop(import, reason, line_no)),
         }
         import.report.ended = false;
-        add_line(&mut import.digest, bytes, terminated);
+        import.digest.add_parts(bytes, terminated);
         Ok(true)
     }
 
@@ -542,20 +542,6 @@ fn erasure_check(import: &mut StoreImport) -> &mut ErasureCheck {
         import.erasures = ErasureCheck::default();
     }
     &mut import.erasures
-}
-
-/// Hashes a line as the stream holds it: its bytes and, unless it is the stream's unended last
-/// line, its `\n`.
-fn add_line(digest: &mut LineDigest, bytes: &[u8], terminated: bool) {
-    match terminated {
-        true => {
-            let mut line = Vec::with_capacity(bytes.len() + 1);
-            line.extend_from_slice(bytes);
-            line.push(b'\n');
-            digest.add(&line);
-        }
-        false => digest.add(bytes),
-    }
 }
 
 /// Checks an end line against the lines since the previous one, and takes what it says.
