@@ -658,10 +658,13 @@ export class DataPersistenceService {
    * one archive and one chunk of about 64 KiB; nothing is read before the stream is. A damaged
    * archive errors the stream with its code (CHECKSUM_MISMATCH, CORRUPT_DATA, KEY_UNAVAILABLE,
    * ...): an export never leaves something out silently. Costs 1 R2 head, 1 KV list per 1000
-   * archives and 1 R2 get per archive. Throws INVALID_ID for a bad user id.
+   * archives and 1 R2 get per archive. Throws INVALID_ID for a bad user id (INVALID_INPUT for
+   * one that is not a string).
    */
   exportUserData(userId: string): ReadableStream<Uint8Array> {
-    return pullStream(this.#core.exportUserData(String(userId)) as unknown as ChunkSource);
+    // Not String(userId): `undefined` would export the user named "undefined".
+    if (typeof userId !== "string") throw invalidInput("userId", `must be a string, not ${userId === null ? "null" : typeof userId}`);
+    return pullStream(this.#core.exportUserData(userId) as unknown as ChunkSource);
   }
 
   /**

@@ -173,7 +173,8 @@ describe("exportUserData", () => {
       expect((line.metadata as { summary: string }).summary).toBe(`Summary of ${line.sessionId as string}`);
       expect((line.key as string).endsWith(".json.gz.enc")).toBe(true);
     }
-    expect(() => service.exportUserData("")).toThrow(/INVALID_ID|invalid userId/);
+    expect(() => service.exportUserData("")).toThrow(/invalid userId/);
+    expect(() => service.exportUserData(undefined as unknown as string)).toThrow(/userId: must be a string/);
   });
 });
 
