@@ -784,3 +784,38 @@ fn an_import_within_a_small_budget_stops_and_continues_from_its_next_line() {
         .unwrap();
     assert!(err.to_string().contains("maxStorageCalls"), "{err}");
 }
+
+#[test]
+fn a_damaged_archive_is_listed_in_the_store_exports_end_line_and_a_legacy_one_exported() {
+    let source = source(false);
+    // The earlier implementation's archive, in its owner's export too.
+    let (lee, _) = user_export(&source.service, "lee").unwrap();
+    let lines = ndjson_lines(&lee);
+    assert_eq!(verified_end_line(&lee)["count"], 1);
+    let line = parse(&lines[0]);
+    assert_eq!(line["sessionId"], "legacy-1");
+    assert_eq!(
+        Some(line["conversation"].clone()),
+        retrieve(&source.service, "legacy-1")
+    );
+
+    let damaged = source
+        .stores
+        .snapshot()
+        .r2
+        .keys()
+        .find(|key| key.contains("archive_b-1_"))
+        .unwrap()
+        .clone();
+    assert!(source.stores.r2.corrupt(&damaged, 25));
+    let stream = store_export(&source.service, unlimited(), None);
+    let end = verified_end_line(&stream);
+    assert_eq!(end["unreadable"], json!([damaged]));
+    assert_eq!(end["complete"], true);
+    assert!(!String::from_utf8_lossy(&stream).contains("\"sessionId\":\"b-1\""));
+    let (_, service) = target(&source);
+    let report = import_all(&service, &stream);
+    assert_eq!(report.export_unreadable, [damaged]);
+    assert_eq!(report.archives_written, 6);
+    assert_eq!(retrieve(&service, "b-1"), None);
+}
