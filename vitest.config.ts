@@ -7,8 +7,14 @@ export default defineConfig({
   plugins: [
     cloudflareTest({
       wrangler: { configPath: "./wrangler.toml" },
-      // vitest's own runner imports node:* modules inside the test isolate.
-      miniflare: { compatibilityFlags: ["nodejs_compat"] },
+      miniflare: {
+        // vitest's own runner imports node:* modules inside the test isolate.
+        compatibilityFlags: ["nodejs_compat"],
+        // A second pair of bindings to export from and a third to import into
+        // (tests/workerd/export.test.ts); test config only, never deployed.
+        kvNamespaces: ["CHAT_KV_EXPORT", "CHAT_KV_IMPORT"],
+        r2Buckets: ["ARCHIVE_R2_EXPORT", "ARCHIVE_R2_IMPORT"],
+      },
     }),
   ],
   test: {

@@ -28,6 +28,9 @@ import type {
   ReindexReport,
   RotationReport,
   EncryptExistingReport,
+  ExportStoreOptions,
+  ImportReport,
+  ImportStoreOptions,
   RestorePackOptions,
   RestoredSessions,
   RetentionReport,
@@ -338,6 +341,52 @@ function checkBindings(bindings: PersistenceBindings | undefined): PersistenceBi
   return bindings;
 }
 
+/** Bytes of a stream handed to an import at once: a larger chunk is handed over in parts, so wasm memory holds at most this plus one line. */
+const IMPORT_PUSH_BYTES = 1 << 20;
+
+/** A stateful reader in wasm whose `next()` gives the next chunk of an export, or null at its end. */
+interface ChunkSource {
+  next(): Promise<Uint8Array | null>;
+  free(): void;
+}
+
+/**
+ * A ReadableStream over `source` that pulls one chunk at a time when the consumer reads (nothing
+ * is read ahead: highWaterMark 0), and frees it once the stream is done, errored or cancelled.
+ */
+function pullStream(source: ChunkSource): ReadableStream<Uint8Array> {
+  let freed = false;
+  const free = () => {
+    if (!freed) {
+      freed = true;
+      source.free();
+    }
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let chunk: Uint8Array | null;
+        try {
+          chunk = await source.next();
+        } catch (error) {
+          free();
+          throw error;
+        }
+        if (chunk === null) {
+          free();
+          controller.close();
+        } else {
+          controller.enqueue(chunk);
+        }
+      },
+      cancel() {
+        free();
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
 /** The maintenance jobs of the core's run driver: each takes a call budget and a time budget. */
 type RunJob =
   | "enforceRetentionPolicy"
@@ -627,6 +676,81 @@ export class DataPersistenceService {
   /** Continues every unfinished erasure (run it from a cron) within the budget; their receipts. */
   async resumeErasures(options: ErasureRunOptions = {}): Promise<ErasureReceipt[]> {
     return JSON.parse(await this.#core.resumeErasures(options.maxStorageCalls, options.timeBudgetMs)) as ErasureReceipt[];
+  }
+
+  /**
+   * Everything stored of one person (GDPR Art. 20), as NDJSON: a `conversation` line per archive
+   * of theirs (found through their index, read from R2, checksum-verified and decrypted exactly
+   * as `retrieveArchive` reads it), newest first, then an `end` line with the count of lines
+   * before it and the SHA-256 of their bytes (docs/FORMAT.md, "Exports"). Archives an erasure
+   * covers are left out. Memory stays bounded whatever the count: one page of 1000 index entries,
+   * one archive and one chunk of about 64 KiB; nothing is read before the stream is. A damaged
+   * archive errors the stream with its code (CHECKSUM_MISMATCH, CORRUPT_DATA, KEY_UNAVAILABLE,
+   * ...): an export never leaves something out silently. Costs 1 R2 head, 1 KV list per 1000
+   * archives and 1 R2 get per archive. Throws INVALID_ID for a bad user id (INVALID_INPUT for
+   * one that is not a string).
+   */
+  exportUserData(userId: string): ReadableStream<Uint8Array> {
+    // Not String(userId): `undefined` would export the user named "undefined".
+    if (typeof userId !== "string") throw invalidInput("userId", `must be a string, not ${userId === null ? "null" : typeof userId}`);
+    return pullStream(this.#core.exportUserData(userId) as unknown as ChunkSource);
+  }
+
+  /**
+   * The whole store as NDJSON, for `importStore` into another environment's bindings: every
+   * erasure tombstone and data key (`object` lines), then every archive of the global index as
+   * stored (`archive` lines, encrypted ones staying encrypted; `document` lines for the earlier
+   * implementation's), then an `end` line (docs/FORMAT.md, "Exports"). Archives an erasure
+   * covers are left out; indexes are rebuilt by the import; backups are not exported (the target
+   * makes its own). Within `maxStorageCalls`/`timeBudgetMs` the export ends early with
+   * `complete: false` and a `cursor` in its end line: pass it as `cursor` to continue exactly
+   * there. A damaged archive is left out and listed in the end line's `unreadable`. Costs 1 list
+   * per 1000 keys, 1 R2 get per object and archive (+1 KV get when its listing summary was cut),
+   * 1 R2 head per user per page (tombstones). Throws INVALID_INPUT for bad options.
+   */
+  exportStore(options: ExportStoreOptions = {}): ReadableStream<Uint8Array> {
+    if (options.cursor !== undefined && typeof options.cursor !== "string") throw invalidInput("cursor", `must be a string, not ${options.cursor === null ? "null" : typeof options.cursor}`);
+    return pullStream(this.#core.exportStore(options.maxStorageCalls, options.timeBudgetMs, options.cursor) as unknown as ChunkSource);
+  }
+
+  /**
+   * Writes an `exportStore` stream into this service's bindings, line by line: each line is
+   * verified (its bytes against its `sha256` and size) before anything of it is written; objects
+   * and archives are written only if absent, archives with their KV record and index entries
+   * (under this service's hash secret), so importing twice stores nothing twice. Archives a
+   * tombstone in the target covers are skipped. Each end line is checked against the lines
+   * before it. With `dryRun`, nothing is written and the report says what would be. A bad line
+   * rejects with CORRUPT_DATA or CHECKSUM_MISMATCH naming it (1-based); the lines before it stay
+   * written, and importing again once it is fixed completes the import. A stream without an end
+   * line resolves with `ended: false`, `complete: false`. Within `maxStorageCalls`/`timeBudgetMs`
+   * the import stops before a line and reports `nextLine`: import the same stream again with
+   * `fromLine: nextLine`. Memory: one chunk (at most 1 MiB at a time) and one line.
+   */
+  async importStore(stream: ReadableStream<Uint8Array>, options: ImportStoreOptions = {}): Promise<ImportReport> {
+    if (typeof (stream as { getReader?: unknown } | null)?.getReader !== "function") throw invalidInput("stream", "must be a ReadableStream of bytes (Uint8Array chunks)");
+    if (options.dryRun !== undefined && typeof options.dryRun !== "boolean") throw invalidInput("dryRun", `must be a boolean, not ${options.dryRun === null ? "null" : typeof options.dryRun}`);
+    const importer = this.#core.importStore(options.dryRun === true, options.fromLine, options.maxStorageCalls, options.timeBudgetMs);
+    const reader = stream.getReader();
+    try {
+      let more = true;
+      while (more) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (!(value instanceof Uint8Array)) throw invalidInput("stream", `must yield Uint8Array chunks, not ${value === null ? "null" : typeof value}`);
+        for (let at = 0; more && at < value.length; at += IMPORT_PUSH_BYTES) {
+          more = (await importer.push(value.subarray(at, at + IMPORT_PUSH_BYTES))) as boolean;
+        }
+      }
+      // Stopped early (a budget): the rest of the stream is not read.
+      if (!more) await reader.cancel();
+      return JSON.parse((await importer.finish()) as string) as ImportReport;
+    } catch (error) {
+      await reader.cancel(error).catch(() => {});
+      throw error;
+    } finally {
+      reader.releaseLock();
+      importer.free();
+    }
   }
 
   /** Probes R2 and KV (one read each); never rejects. The spec calls it on DataPersistenceIntegration. */

@@ -543,3 +543,121 @@ export interface RestoreRequest {
   /** Only a backup made for this user (as `restoreFromBackup(id, {userId})`). */
   userId?: string;
 }
+
+/** Why a run stopped before its job was complete. */
+export type StopReason = "call_budget" | "deadline" | "circuit_open" | "storage_error";
+
+/** The `metadata` of an archive document (docs/FORMAT.md, "The document"). */
+export interface ArchiveDocumentMetadata {
+  sessionId: string;
+  userId?: string;
+  /** Epoch ms. */
+  archivedAt: number;
+  messageCount: number;
+  /** Decrypted, whatever is stored. */
+  summary: string;
+  topics: string[];
+  duration: number;
+}
+
+/** A line of `exportUserData`: one archive of the person, verified and decrypted. */
+export interface ConversationExportLine {
+  type: "conversation";
+  /** The archive's R2 key. */
+  key: string;
+  sessionId: string;
+  /** Epoch ms. */
+  archivedAt: number;
+  metadata: ArchiveDocumentMetadata;
+  /** The conversation as `retrieveArchive` returns it. */
+  conversation: ArchivedConversation;
+}
+
+/**
+ * The last line of every export: how many lines came before it and the SHA-256 (lowercase hex)
+ * of their bytes, newlines included (`head -n -1 export.ndjson | sha256sum`). A store export's
+ * also says whether it reached the end of the store, and where the next export continues.
+ */
+export interface ExportEndLine {
+  type: "end";
+  count: number;
+  sha256: string;
+  /** exportStore only: the export reached the end of the store. */
+  complete?: boolean;
+  /** exportStore only: pass it as `cursor` to continue; null when complete. */
+  cursor?: string | null;
+  /** exportStore only, when it stopped early: why. */
+  stoppedBy?: StopReason;
+  /** exportStore only: archives and objects left out because they cannot be read (damaged). */
+  unreadable?: string[];
+}
+
+/** Options of `exportStore`: a run's budget, and where to continue. */
+export interface ExportStoreOptions {
+  /** Stop (after a whole line) before this many storage calls are exceeded; at least 4. */
+  maxStorageCalls?: number;
+  /** Stop (after a whole line) after about this many milliseconds of wall time. */
+  timeBudgetMs?: number;
+  /** The `cursor` of an earlier export's end line: continue exactly where it stopped. */
+  cursor?: string;
+}
+
+/** Options of `importStore`. */
+export interface ImportStoreOptions {
+  /** Write nothing: report what an import would write (heads and gets only). */
+  dryRun?: boolean;
+  /** Stop before a line that would exceed this many storage calls; at least 10. */
+  maxStorageCalls?: number;
+  /** Stop before the next line after about this many milliseconds of wall time. */
+  timeBudgetMs?: number;
+  /**
+   * The first line to import (1-based): an earlier, stopped import's `nextLine`, given the same
+   * stream again. The lines before it are read and hashed (for the end line), not imported.
+   */
+  fromLine?: number;
+}
+
+/**
+ * What `importStore` did (with `dryRun`: would do). `complete` is true when every line was
+ * imported and the stream ended with an end line that verified.
+ */
+export interface ImportReport {
+  /** Lines read, end lines and lines before `fromLine` included. */
+  lines: number;
+  /** Archives written (dry run: that would be). */
+  archivesWritten: number;
+  /** Archives already in the target, the same bytes (or the same document). */
+  archivesAlreadyPresent: number;
+  /** Archives whose key holds another intact archive: kept, never overwritten (see `conflicts`). */
+  archivesConflicting: number;
+  /** Tombstones and data keys written (dry run: that would be). */
+  objectsWritten: number;
+  /** Tombstones and data keys already in the target (the same erasure, the same data key). */
+  objectsAlreadyPresent: number;
+  /** Tombstones and data keys whose key holds another one: kept (see `conflicts`). */
+  objectsConflicting: number;
+  /** Archives (and data keys) a tombstone in the target covers: not written. */
+  skippedErased: number;
+  /** `archive_meta` records and user and global index entries written (dry run: that would be). */
+  indexEntriesWritten: number;
+  /** The first 100 keys counted as conflicting. */
+  conflicts: string[];
+  /** End lines verified (one per export the stream concatenates). */
+  endLines: number;
+  /** The stream's last line was an end line that verified; false: it was cut short. */
+  ended: boolean;
+  /** The last end line's `complete`: the export reached the end of the source store. */
+  exportComplete: boolean;
+  /** The last end line's `cursor`: pass it to `exportStore` on the source to export the rest. */
+  exportCursor: string | null;
+  /** What the end lines list as left out of the export (unreadable in the source). */
+  exportUnreadable: string[];
+  /** When the run stopped early: the first line not imported (pass it as `fromLine`). */
+  nextLine: number | null;
+  dryRun: boolean;
+  complete: boolean;
+  stoppedBy: StopReason | null;
+  /** Always false: an import keeps no resume point (see `nextLine`). */
+  resumed: boolean;
+  storageCalls: number;
+}

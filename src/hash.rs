@@ -44,6 +44,35 @@ pub fn verify_sha256(what: &str, bytes: &[u8], expected_hex: &str) -> Result<()>
     }
 }
 
+/// SHA-256 over bytes given a part at a time (the lines of an export stream), so that what is
+/// hashed never has to be held whole.
+#[derive(Clone, Default)]
+pub struct StreamHasher(Sha256);
+
+impl StreamHasher {
+    /// A hasher that has seen nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Hashes `bytes` after everything given before.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The SHA-256 of everything given so far, as 64 lowercase hex characters (the hasher
+    /// goes on from there).
+    pub fn hex(&self) -> String {
+        to_hex(&self.0.clone().finalize())
+    }
+}
+
+impl fmt::Debug for StreamHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StreamHasher")
+    }
+}
+
 /// Lowercase hex of `bytes`.
 pub fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -206,6 +235,19 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+
+    #[test]
+    fn a_stream_hasher_hashes_its_parts_as_one() {
+        let mut hasher = StreamHasher::new();
+        assert_eq!(hasher.hex(), hash_text(""));
+        hasher.update(b"{\"a\":1}\n");
+        hasher.update(b"");
+        hasher.update(b"{\"b\":2}\n");
+        assert_eq!(hasher.hex(), hash_text("{\"a\":1}\n{\"b\":2}\n"));
+        // Reading the digest does not end the hash.
+        hasher.update(b"x");
+        assert_eq!(hasher.hex(), hash_text("{\"a\":1}\n{\"b\":2}\nx"));
+    }
 
     // FIPS 180-2 / NIST CSRC example vectors.
     #[test]

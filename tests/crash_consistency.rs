@@ -1,13 +1,13 @@
-//! Deterministic fault injection over the in-memory stores. For createBackup, restoreFromBackup
-//! and enforceRetentionPolicy, each storage call the operation makes in turn (1) is the last one
-//! before the Worker dies, (2) is refused (non-retryable), (3) takes effect but its response is
-//! lost, or (4) fails transiently once (so does archiveSegment, the Agents SDK offload);
-//! archiveConversation gets (2)–(4) (its crashes are covered
-//! by `service_archive.rs`). With the faults cleared afterwards: every acknowledged archive is
-//! retrievable and verifies, no backup is visible unless complete, a failed restore leaves every
-//! session restored or as it was, and retention deletes nothing young and leaves no entry
-//! pointing at a missing object. The earlier implementation's archives (keys off their recorded
-//! time, across a month's end) and backups (R2 manifest.json of its shape) go through the same
+//! Deterministic fault injection over the in-memory stores. For createBackup, restoreFromBackup,
+//! enforceRetentionPolicy and importStore, each storage call the operation makes in turn (1) is
+//! the last one before the Worker dies, (2) is refused (non-retryable), (3) takes effect but its
+//! response is lost, or (4) fails transiently once (so does archiveSegment, the Agents SDK
+//! offload); archiveConversation gets (2)–(4) (its crashes are covered by `service_archive.rs`).
+//! With the faults cleared afterwards: every acknowledged archive is retrievable and verifies,
+//! no backup is visible unless complete, a failed restore leaves every session restored or as
+//! it was, retention deletes nothing young and leaves no entry pointing at a missing object,
+//! and an import run again completes to exactly what one import stores. The earlier
+//! implementation's archives (keys off their recorded time, across a month's end) and backups (R2 manifest.json of its shape) go through the same
 //! faults when read, indexed and restored. Also: flipped bytes are CHECKSUM_MISMATCH, never
 //! wrong data, and bad input is refused with its code without losing anything stored.
 //!
@@ -31,7 +31,8 @@ use supportbot_persistence::service::legacy_suite::{
     write_legacy_archive, write_legacy_backup, LegacyArchive, LegacyBackupEntry, Readings,
 };
 use supportbot_persistence::service::{
-    PackBounds, RetentionRun, RunBudget, ServiceOptions, MAX_CACHE_TEXT_BYTES, MIN_MIGRATION_CALLS,
+    PackBounds, RetentionRun, RunBudget, ServiceOptions, StopReason, MAX_CACHE_TEXT_BYTES,
+    MIN_MIGRATION_CALLS,
 };
 use supportbot_persistence::store::memory::{
     block_on, Faults, MemoryStores, OperationKind, StoreSnapshot,
@@ -1755,5 +1756,144 @@ fn erasure_faults_resume_to_a_complete_receipt_and_touch_no_one_else() {
             assert_eq!(left, expected, "{context}: {last:?}");
             assert_eq!(last.user_key, clean_receipt.user_key);
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// importStore
+
+/// An encrypted store export of two users' archives (one session archived twice), a session
+/// without a user, and an erasure tombstone: what each import world imports.
+fn import_source() -> (World, Vec<u8>) {
+    let mut source = World::at(NOW);
+    source.service = service_over(
+        &source.stores,
+        Rc::new(Discard),
+        DataRetentionPolicy::default(),
+        encryption_options(&[("k1", 1)]),
+    );
+    source.archive("s-1", Some("u-1"), "older version");
+    source.archive("s-2", Some("u-2"), "other user");
+    source.archive("s-3", None, "no user");
+    source.archive("s-1", Some("u-1"), "newest version");
+    let user_key = supportbot_persistence::hash::KeyHasher::plain()
+        .user_key(&supportbot_persistence::keys::UserId::parse("u-9").unwrap());
+    let body = json!({"formatVersion": 1, "userKey": user_key, "erasedAt": NOW,
+                      "completedAt": NOW})
+    .to_string();
+    let options = supportbot_persistence::store::ObjectPutOptions {
+        custom_metadata: [
+            ("erasedAt".to_owned(), NOW.to_string()),
+            ("completedAt".to_owned(), NOW.to_string()),
+        ]
+        .into(),
+        content_type: Some("application/json".into()),
+        ..Default::default()
+    };
+    let key = format!("erasures/{user_key}.json");
+    block_on(source.stores.r2.put(&key, body.as_bytes(), options)).unwrap();
+    let stream = common::store_export(&source.service, RunBudget::default(), None);
+    (source, stream)
+}
+
+/// Empty stores with a service holding the source's KEK, told which users to list.
+fn import_world() -> World {
+    let mut world = World::at(NOW + HOUR);
+    world.service = service_over(
+        &world.stores,
+        Rc::new(Discard),
+        DataRetentionPolicy::default(),
+        encryption_options(&[("k1", 1)]),
+    );
+    world.users = ["u-1", "u-2"].map(String::from).into();
+    world
+}
+
+fn import(world: &World, stream: &[u8]) -> supportbot_persistence::service::ImportReport {
+    common::import_stream(
+        &world.service,
+        stream,
+        Default::default(),
+        RunBudget::default(),
+        700,
+    )
+    .unwrap()
+}
+
+/// Every storage call of an import crashing, refused, answered but lost, or failing once: the
+/// import stops (or retries) without an error, nothing it leaves is listed but missing, and
+/// importing again completes it to exactly what an import without faults stores; a further
+/// import writes nothing.
+#[test]
+fn import_faults_are_completed_by_a_rerun_and_nothing_is_stored_twice() {
+    let (source, stream) = import_source();
+    let reference = import_world();
+    let calls = reference.calls_of(|world| {
+        let report = import(world, &stream);
+        assert!(report.status.complete, "{report:?}");
+        assert_eq!((report.archives_written, report.objects_written), (4, 4));
+    });
+    let imported = common::stored_content(&reference.stores);
+    for fault in Fault::all(calls, true) {
+        let world = import_world();
+        fault.plan(&world.stores.faults);
+        let first = import(&world, &stream);
+        match fault {
+            Fault::FailOnce(_) | Fault::LoseResponse(_) => {
+                // Retried: a lost put finds its own write.
+                assert!(first.status.complete, "{fault}: {first:?}");
+            }
+            Fault::CrashAfter(n) if n == calls => assert!(first.status.complete, "{fault}"),
+            Fault::CrashAfter(_) | Fault::Reject(_) => {
+                assert!(!first.status.complete, "{fault}: {first:?}");
+                assert_eq!(first.status.stopped_by, Some(StopReason::StorageError));
+                assert!(first.next_line.is_some(), "{fault}: {first:?}");
+            }
+        }
+        world.recover();
+        let context = format!("{fault} (first import {first:?})");
+        world.assert_no_entry_points_at_a_missing_object(&context);
+        world.assert_listed_retrievable(&context);
+
+        let rerun = import(&world, &stream);
+        assert!(rerun.status.complete, "{context}: rerun {rerun:?}");
+        assert_eq!(common::stored_content(&world.stores), imported, "{context}");
+        for sid in ["s-1", "s-2", "s-3"] {
+            let expected = block_on(source.service.retrieve_archived_conversation(sid)).unwrap();
+            let found = block_on(world.service.retrieve_archived_conversation(sid)).unwrap();
+            assert_eq!(found, expected, "{context}: {sid}");
+        }
+        world.stores.clock.advance_ms(RECOVERY_MS);
+        // Conditional puts find their objects; nothing else is written.
+        let again = import(&world, &stream);
+        assert_eq!(
+            common::stored_content(&world.stores),
+            imported,
+            "{context}: a third import changed something"
+        );
+        let kv_puts = world
+            .stores
+            .faults
+            .counts()
+            .of(Binding::Kv, OperationKind::Put);
+        let again_kv = import(&world, &stream);
+        assert_eq!(
+            world
+                .stores
+                .faults
+                .counts()
+                .of(Binding::Kv, OperationKind::Put),
+            kv_puts,
+            "{context}: {again_kv:?}"
+        );
+        assert_eq!(
+            (
+                again.archives_written,
+                again.objects_written,
+                again.index_entries_written
+            ),
+            (0, 0, 0),
+            "{context}: {again:?}"
+        );
     }
 }

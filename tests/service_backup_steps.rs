@@ -563,3 +563,61 @@ fn steps_back_up_and_restore_archives_as_stored_never_decoded() {
         common::assert_archives_as_before(&expected, &desk.stores.snapshot());
     }
 }
+
+/// An index backup of an encrypted store takes every archive the index lists, an older one of
+/// a session included: its listing entry (no `summary`, an `encryptedSummary`) describes it,
+/// where the session's record now describes the newer one.
+#[test]
+fn an_index_backup_of_an_encrypted_store_takes_superseded_archives_too() {
+    use std::rc::Rc;
+
+    let stores = MemoryStores::new(T0, 11);
+    let keys = json!([{"id": "k1", "key": "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVoxMjM0NTY="}]);
+    let options = supportbot_persistence::service::ServiceOptions::from_json(
+        &json!({ "encryptionKeys": keys }).to_string(),
+    )
+    .unwrap();
+    let service = common::service_over(
+        &stores,
+        Rc::new(common::Discard),
+        Default::default(),
+        options,
+    );
+    let desk = Desk { stores, service };
+    desk.archive("twice", Some("u-1"));
+    desk.archive("other", Some("u-2"));
+    desk.archive("twice", Some("u-1"));
+    let before = desk.stores.snapshot();
+    let archives: Vec<String> = before
+        .r2
+        .keys()
+        .filter(|key| key.starts_with("conversations/"))
+        .cloned()
+        .collect();
+    assert_eq!(archives.len(), 3);
+    assert!(archives.iter().all(|key| key.ends_with(".json.gz.enc")));
+
+    let (id, reports) = desk.backup(BackupRequest::default(), 40);
+    let unreadable: Vec<&String> = reports
+        .iter()
+        .flat_map(|r| &r.unreadable_archives)
+        .collect();
+    assert!(unreadable.is_empty(), "{unreadable:?}");
+    let packed: usize = desk.manifest(&id)["packs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pack| pack["sessions"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(packed, 3);
+    lose_all_archives(&desk.stores);
+    desk.stores.clock.advance_ms(5_000);
+    block_on(desk.service.restore_from_backup(&id, None)).unwrap();
+    let after = desk.stores.snapshot();
+    for key in &archives {
+        assert!(
+            after.r2[key].body == before.r2[key].body,
+            "{key} not restored as stored"
+        );
+    }
+}

@@ -3,7 +3,7 @@
 // list or back it up (403 otherwise); a backup is restored only by the user it was made for
 // (404 for anyone else, as for a missing one). The caches every user is served from are written
 // only with a service token (role "service"); any signed-in user reads them, and /metrics is
-// for service tokens only.
+// for service tokens only. A user's export is for that user or a service token.
 import { isPersistenceError, libraryVersion, type ArchivedConversation, type SessionMemoryDO } from "supportbot-persistence";
 import { authenticate, type TokenClaims } from "./auth.js";
 import type { ExampleEnv, Runtime } from "./config.js";
@@ -161,6 +161,42 @@ const listArchives: Handler = async ({ url, rt, params, userId }) => {
   return json({ archives: Array.from(page), cursor: page.cursor ?? null, listComplete: page.listComplete });
 };
 
+/** The file name an export is saved as: the user id in characters safe in any file system. */
+export function exportFileName(userId: string): string {
+  return `supportbot-export-${userId.replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 64)}.ndjson`;
+}
+
+/**
+ * A person's copy of their data (exportUserData), streamed as NDJSON: for the user themselves or
+ * a service token. The first chunk is read before answering, so that a failure before any data
+ * is an HTTP error; one after it cuts the body short, which its missing end line shows.
+ */
+const exportUser: Handler = async ({ rt, params, userId, role }) => {
+  const owner = check.userId("userId", params.userId);
+  if (owner !== userId && role !== "service") throw new HttpError(403, "FORBIDDEN", "you can export only your own data");
+  const reader = rt.service.exportUserData(owner).getReader();
+  const first = await reader.read();
+  const body = new ReadableStream<Uint8Array>(
+    {
+      start(controller) {
+        if (first.done) controller.close();
+        else controller.enqueue(first.value);
+      },
+      async pull(controller) {
+        const { done, value } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  const headers = { "content-type": "application/x-ndjson", "content-disposition": `attachment; filename="${exportFileName(owner)}"` };
+  return new Response(body, { headers });
+};
+
 const cacheEmbedding: Handler = async ({ request, rt }) => {
   const body = check.object(await readJsonBody(request), ["text", "embedding", "model", "source"]);
   const text = check.text("body.text", body.text, check.MAX_TEXT_CHARS);
@@ -249,6 +285,7 @@ const ROUTES: Route[] = [
   { pattern: "/sessions/:sessionId/restore", auth: true, methods: { POST: restoreSession } },
   { pattern: "/users/:userId", auth: true, methods: { DELETE: eraseUserData } },
   { pattern: "/users/:userId/archives", auth: true, methods: { GET: listArchives } },
+  { pattern: "/users/:userId/export", auth: true, methods: { GET: exportUser } },
   { pattern: "/cache/embeddings", auth: true, methods: { POST: serviceOnly(CACHE_WRITE, cacheEmbedding), GET: getEmbedding } },
   { pattern: "/cache/queries", auth: true, methods: { POST: serviceOnly(CACHE_WRITE, cacheQuery), GET: getQuery } },
   { pattern: "/backups", auth: true, methods: { POST: createBackup, GET: listBackups } },

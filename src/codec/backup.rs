@@ -34,8 +34,9 @@ mod summary;
 #[cfg(any(test, feature = "conformance"))]
 pub use packs::encode_gzip_pack;
 pub use packs::{
-    decode_packed_manifest, encode_pack, pack_key, verify_pack, BackupKind, PackEntry, PackRecord,
-    PackedManifest, StoredArchive, GZIP_PACKED_FORMAT_VERSION, PACKED_FORMAT_VERSION,
+    decode_packed_manifest, encode_pack, encode_pack_entry, pack_key, read_pack_entry, verify_pack,
+    BackupKind, PackEntry, PackRecord, PackedManifest, StoredArchive, GZIP_PACKED_FORMAT_VERSION,
+    PACKED_FORMAT_VERSION,
 };
 pub use summary::BackupSummary;
 

@@ -14,6 +14,7 @@
 pub mod archive;
 pub mod backup;
 pub mod cache;
+pub mod export;
 pub mod fields;
 pub mod gzip;
 

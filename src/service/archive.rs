@@ -321,6 +321,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let Some(decoded) = self
             .decode_unless_erased(
                 log,
+                &mut ErasureCheck::default(),
                 &fetched.key,
                 &fetched.body,
                 fetched.expected_sha256.as_deref(),

@@ -10,10 +10,12 @@ use serde_json::json;
 
 use super::archive::check_archive_session;
 use super::index_entries::recorded_sha256;
+use super::log::OpLog;
+use super::tombstone::ErasureCheck;
 use super::DataPersistenceService;
-use crate::codec::archive::CUSTOM_RAW_SIZE_FIELD;
+use crate::codec::archive::{DecodedArchiveJson, CUSTOM_RAW_SIZE_FIELD};
 use crate::error::{PersistenceError, Result};
-use crate::keys::parse_archive_object_key;
+use crate::keys::{parse_archive_object_key, SessionId};
 use crate::store::{Clock, KvStore, ObjectMeta, ObjectStore, Rng};
 
 /// Longest part of a refused `archiveKey` quoted in the error.
@@ -40,28 +42,60 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 format!("{quoted:?} is not an archive key (conversations/YYYY/MM/archive_<sessionId>_<ms>.json.gz)"),
             )
         })?;
-        let Some((archive_key, object)) = self.get_archive_object(&log, archive_key).await? else {
-            return Ok(None);
-        };
-        let archive_key = archive_key.as_str();
-        let expected_sha256 = recorded_sha256(&object.meta);
-        let read_limit = self.read_limit(&object.meta, expected_sha256.is_some());
-        let Some(decoded) = self
-            .decode_unless_erased(&log, archive_key, &object.body, expected_sha256, read_limit)
+        let Some((archive_key, decoded)) = self
+            .read_archive_by_key(
+                &log,
+                archive_key,
+                &parsed.session_id,
+                Some(&mut ErasureCheck::default()),
+            )
             .await?
         else {
             return Ok(None);
         };
-        check_archive_session(
-            archive_key,
-            &decoded.metadata.session_id,
-            &parsed.session_id,
-        )?;
         log.debug(
             "retrieved",
             json!({ "key": archive_key, "formatVersion": decoded.metadata.format_version }),
         );
         Ok(Some(decoded.conversation_json))
+    }
+
+    /// The archive of `session` under the archive key `key` (or its encrypted copy, see
+    /// `get_archive_object`), checked against the SHA-256 R2 recorded for it, decrypted and
+    /// decoded, with the key it was found under; `None` when nothing is stored there, or, with
+    /// `erasures`, when an erasure covers it (`decode_unless_erased`; a caller that checks
+    /// erasures itself passes `None`). Costs as [`Self::retrieve_archive`]. Errors as
+    /// `decode_stored_archive`, and `CORRUPT_DATA` when it holds another session.
+    pub(super) async fn read_archive_by_key(
+        &self,
+        log: &OpLog<'_>,
+        key: &str,
+        session: &SessionId,
+        erasures: Option<&mut ErasureCheck>,
+    ) -> Result<Option<(String, DecodedArchiveJson)>> {
+        let Some((archive_key, object)) = self.get_archive_object(log, key).await? else {
+            return Ok(None);
+        };
+        let expected_sha256 = recorded_sha256(&object.meta);
+        let read_limit = self.read_limit(&object.meta, expected_sha256.is_some());
+        let (body, key) = (&object.body, archive_key.as_str());
+        let decoded = match erasures {
+            Some(check) => {
+                let decoded = self
+                    .decode_unless_erased(log, check, key, body, expected_sha256, read_limit)
+                    .await?;
+                let Some(decoded) = decoded else {
+                    return Ok(None);
+                };
+                decoded
+            }
+            None => {
+                self.decode_stored_archive(log, key, body, expected_sha256, read_limit)
+                    .await?
+            }
+        };
+        check_archive_session(&archive_key, &decoded.metadata.session_id, session)?;
+        Ok(Some((archive_key, decoded)))
     }
 
     /// Largest size the object may inflate to: the policy's limit, or the size recorded with

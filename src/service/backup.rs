@@ -160,6 +160,11 @@ impl BackupArchive {
         })
     }
 
+    /// The user ids it names (none for an archive without a user).
+    pub fn user_ids(&self) -> &[String] {
+        &self.user_ids
+    }
+
     /// Whether it names a user and every user it names is `owner`.
     pub fn is_owned_by(&self, owner: &UserId) -> bool {
         !self.user_ids.is_empty() && self.user_ids.iter().all(|id| id == owner.as_str())
@@ -188,8 +193,8 @@ enum ReadBackup {
     Verified(Vec<RestorableArchive>),
 }
 
-/// One archive of a verified backup, ready to write back.
-struct RestorableArchive {
+/// One archive of a verified backup (or of an import), ready to write back.
+pub(super) struct RestorableArchive {
     object_key: String,
     /// The archive JSON text exactly as backed up; `None` for an archive backed up as stored.
     document: Option<String>,
@@ -211,13 +216,21 @@ fn prepare_stored_restore(
     stored: StoredArchive,
 ) -> Result<RestorableArchive> {
     let what = format!("backup {backup_id} session {}", stored.session_id);
+    prepare_stored(hasher, &what, stored)
+}
+
+/// [`prepare_stored_restore`] of an archive that `what` names in errors.
+pub(super) fn prepare_stored(
+    hasher: &KeyHasher,
+    what: &str,
+    stored: StoredArchive,
+) -> Result<RestorableArchive> {
     let metadata = ArchiveMetadata {
         sha256: stored.metadata.sha256.to_ascii_lowercase(),
         ..stored.metadata
     };
     if let Some(user_id) = &metadata.user_id {
-        UserId::parse(user_id)
-            .map_err(|err| PersistenceError::corrupt(what.as_str(), err.to_string()))?;
+        UserId::parse(user_id).map_err(|err| PersistenceError::corrupt(what, err.to_string()))?;
     }
     let custom_metadata = archive_custom_metadata(hasher, &metadata)?;
     listing_summary(&metadata, &stored.key)?;
@@ -248,6 +261,47 @@ impl RestoreTally {
         for sessions in [&mut self.restored, &mut self.skipped] {
             let mut seen = std::collections::HashSet::new();
             sessions.retain(|session| seen.insert(session.clone()));
+        }
+    }
+}
+
+impl RestorableArchive {
+    /// The R2 key it goes back under.
+    pub fn object_key(&self) -> &str {
+        &self.object_key
+    }
+
+    /// Its metadata (describing the bytes written).
+    pub fn metadata(&self) -> &ArchiveMetadata {
+        &self.metadata
+    }
+
+    /// Whether its listing entries say their summary was cut.
+    pub fn summary_truncated(&self) -> bool {
+        self.summary_truncated
+    }
+}
+
+/// What writing a restored archive's object found.
+pub(super) enum RestoredObject {
+    /// It was written (or replaced a damaged one): the metadata of what is stored now.
+    Written(ArchiveMetadata),
+    /// The same archive was there already: the metadata of what is stored.
+    Present(ArchiveMetadata),
+    /// Another intact archive is under its key; nothing was written.
+    Different,
+}
+
+impl RestoredObject {
+    /// The metadata of what is stored, or, for [`RestoredObject::Different`], the error a
+    /// restore reports: an intact archive is never overwritten.
+    fn stored(self, key: &str) -> Result<ArchiveMetadata> {
+        match self {
+            RestoredObject::Written(metadata) | RestoredObject::Present(metadata) => Ok(metadata),
+            RestoredObject::Different => Err(PersistenceError::corrupt(
+                key,
+                "holds a different archive than the backup; it was not overwritten",
+            )),
         }
     }
 }
@@ -875,7 +929,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 tally.skipped.push(metadata.session_id.clone());
                 continue;
             }
-            let stored = self.restore_archive_object(log, archive).await?;
+            let stored = self
+                .restore_archive_object(log, archive)
+                .await?
+                .stored(&archive.object_key)?;
             let truncated = archive.summary_truncated;
             self.restore_archive_entries(log, &archive.object_key, &stored, truncated)
                 .await?;
@@ -918,6 +975,16 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         document: String,
     ) -> Result<RestorableArchive> {
         let what = format!("backup {backup_id} session {session_id}");
+        self.prepare_document(&what, session_id, document)
+    }
+
+    /// [`Self::prepare_restore`] of a document that `what` names in errors.
+    pub(super) fn prepare_document(
+        &self,
+        what: &str,
+        session_id: &SessionId,
+        document: String,
+    ) -> Result<RestorableArchive> {
         // It was accepted when archived: a since lowered maxArchiveSize does not lose it.
         let limit = self
             .policy
@@ -926,7 +993,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let decoded =
             decode_archive(document.as_bytes(), None, limit).map_err(|err| match err {
                 PersistenceError::CorruptData { reason, .. } => {
-                    PersistenceError::corrupt(what.as_str(), reason)
+                    PersistenceError::corrupt(what, reason)
                 }
                 other => other,
             })?;
@@ -957,13 +1024,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         })
     }
 
-    /// Stores a restored archive if its key is free; returns the metadata of what is stored
-    /// under the key afterwards.
-    async fn restore_archive_object(
+    /// Stores a restored archive if its key is free (or holds a damaged one), and says what it
+    /// found.
+    pub(super) async fn restore_archive_object(
         &self,
         log: &OpLog<'_>,
         archive: &RestorableArchive,
-    ) -> Result<ArchiveMetadata> {
+    ) -> Result<RestoredObject> {
         let key = &archive.object_key;
         let encrypted = parse_archive_object_key(key).is_some_and(|parsed| parsed.encrypted);
         let content_type = if encrypted {
@@ -980,17 +1047,17 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             if_etag_matches: None,
         };
         if let PutOutcome::Stored(_) = self.r2_put(log, key, &archive.bytes, put(true)).await? {
-            return Ok(archive.metadata.clone());
+            return Ok(RestoredObject::Written(archive.metadata.clone()));
         }
         let existing = self.r2_get(log, key).await?;
         let Some(existing) = existing else {
             // Deleted between the two calls: it is ours to write.
             self.r2_put(log, key, &archive.bytes, put(false)).await?;
-            return Ok(archive.metadata.clone());
+            return Ok(RestoredObject::Written(archive.metadata.clone()));
         };
         let actual = sha256_hex(&existing.body);
         if actual == archive.metadata.sha256 {
-            return Ok(archive.metadata.clone());
+            return Ok(RestoredObject::Present(archive.metadata.clone()));
         }
         let intact = recorded_sha256(&existing.meta)
             .is_some_and(|recorded| recorded.eq_ignore_ascii_case(&actual));
@@ -1001,7 +1068,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 json!({ "key": key }),
             );
             self.r2_put(log, key, &archive.bytes, put(false)).await?;
-            return Ok(archive.metadata.clone());
+            return Ok(RestoredObject::Written(archive.metadata.clone()));
         }
         // Intact, compressed differently (another level, or by a restore of format 1 or 2): the
         // same document is already there. (An archive backed up as stored is only inflated
@@ -1018,16 +1085,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let same_document =
             ours.is_some_and(|ours| inflate(&existing.body).is_some_and(|theirs| theirs == ours));
         if !same_document {
-            return Err(PersistenceError::corrupt(
-                key.as_str(),
-                "holds a different archive than the backup; it was not overwritten",
-            ));
+            return Ok(RestoredObject::Different);
         }
-        Ok(ArchiveMetadata {
+        Ok(RestoredObject::Present(ArchiveMetadata {
             stored_size: existing.body.len() as u64,
             sha256: actual,
             ..archive.metadata.clone()
-        })
+        }))
     }
 
     /// Writes `archive_meta:<sid>` and then the index entries of a restored archive, so that

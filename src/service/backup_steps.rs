@@ -26,7 +26,7 @@ use super::index_entries::{read_archive_location, recorded_sha256};
 use super::log::OpLog;
 use super::walk::KvPosition;
 use super::DataPersistenceService;
-use crate::codec::archive::ArchiveMetadata;
+use crate::codec::archive::{ArchiveMetadata, ENCRYPTED_SUMMARY_FIELD};
 use crate::codec::backup::{
     decode_packed_manifest, manifest_shape, pack_key, BackupKind, ManifestShape, PackEntry,
     PackRecord, PackedManifest, StoredArchive, GZIP_PACKED_FORMAT_VERSION,
@@ -192,26 +192,46 @@ enum Described {
 
 /// The metadata an index entry's list metadata (the listing summary) gives of the archive
 /// under `key`, and whether its summary was cut (or its topics emptied) to fit; `None` when
-/// it has none for that key. Uncut, it is the whole [`ArchiveMetadata`].
+/// it has none for that key. Uncut, it is the whole [`ArchiveMetadata`]. An encrypted
+/// archive's entry has no `summary` but `encryptedSummary`, as its record has `summary: ""`
+/// beside the whole one encrypted.
 fn listed_metadata(entry: &ListedKvKey, key: &str) -> Option<(ArchiveMetadata, bool)> {
     let listed = entry.metadata.as_ref()?;
     if listed.get(INDEX_ARCHIVE_KEY_FIELD).and_then(Value::as_str) != Some(key) {
         return None;
     }
     let truncated = listed.get("summaryTruncated").and_then(Value::as_bool) != Some(false);
-    let metadata = serde_json::from_value::<ArchiveMetadata>(listed.clone()).ok()?;
+    let mut listed = listed.clone();
+    if let Some(fields) = listed.as_object_mut() {
+        if !fields.contains_key("summary") && fields.contains_key(ENCRYPTED_SUMMARY_FIELD) {
+            fields.insert("summary".to_owned(), Value::String(String::new()));
+        }
+    }
+    let metadata = serde_json::from_value::<ArchiveMetadata>(listed).ok()?;
     Some((metadata, truncated))
 }
 
 /// An archive found in an index page, to put in a pack.
-struct Found {
-    session_id: SessionId,
-    archive_key: String,
+pub(super) struct Found {
+    /// Its session.
+    pub session_id: SessionId,
+    /// Its R2 key.
+    pub archive_key: String,
+}
+
+/// An index entry's archive as a backup (or a store export) takes it.
+pub(super) enum IndexedArchive {
+    /// Read and checked: as stored, or as its document.
+    Read(BackupArchive),
+    /// Its object is gone (logged).
+    Missing,
+    /// It cannot be read (damaged, larger than it may be): logged.
+    Unreadable,
 }
 
 /// The archive an index entry names: its session and its R2 key (from the list metadata, else
 /// from the key itself); `None` for an entry that is not an archive index entry.
-fn indexed_archive(entry: &ListedKvKey) -> Option<(Found, i64)> {
+pub(super) fn indexed_archive(entry: &ListedKvKey) -> Option<(Found, i64)> {
     let (session_id, archived_at) = match parse_archive_index_key(&entry.name) {
         Some(key) => (key.session_id, key.archived_at_ms),
         None => {
@@ -489,57 +509,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             if plan.since.is_some_and(|since| archived_at <= since) {
                 return Ok(None);
             }
-            let described = match listed_metadata(entry, &found.archive_key) {
-                Some((metadata, false)) if metadata.format_version > 0 => {
-                    Described::Stored(metadata, false)
-                }
-                Some((metadata, _)) if metadata.format_version == 0 => Described::Document,
-                // Cut to fit the listing, or not there: the session's record has it whole if
-                // it still describes this archive (1 KV get).
-                listed => match self.record_of(log, &found).await? {
-                    Some(metadata) => Described::Stored(metadata, false),
-                    None => match listed {
-                        Some((metadata, truncated)) => Described::Stored(metadata, truncated),
-                        None => Described::Document,
-                    },
-                },
-            };
-            let Some(fetched) = self.fetch_archive_by_key(log, &found.archive_key).await? else {
-                log.event(
-                    "warn",
-                    "index entry of a missing archive not backed up",
-                    json!({ "key": entry.name }),
-                );
-                continue;
-            };
-            let archive = match described {
-                Described::Stored(metadata, summary_truncated) => {
-                    let key = fetched.key;
-                    verify_sha256(&key, &fetched.body, &metadata.sha256).and_then(|()| {
-                        let archive = StoredArchive {
-                            session_id: found.session_id.clone(),
-                            key: key.clone(),
-                            metadata,
-                            summary_truncated,
-                            bytes: fetched.body,
-                        };
-                        BackupArchive::stored(&key, archive)
-                    })
-                }
-                Described::Document => BackupArchive::document(fetched, &found.session_id),
-            };
-            let archive = match archive {
-                Ok(archive) => archive,
-                Err(
-                    err @ (PersistenceError::StorageUnavailable { .. }
-                    | PersistenceError::CircuitOpen { .. }),
-                ) => return Err(err),
-                // One damaged archive must not keep every later backup from committing: it is
-                // left out, logged and reported.
-                Err(err) => {
-                    let fields = json!({ "key": found.archive_key, "code": err.code(),
-                        "error": err.to_string() });
-                    log.event("error", "archive not backed up: it cannot be read", fields);
+            let archive = match self.read_indexed_archive(log, entry, &found).await? {
+                IndexedArchive::Read(archive) => archive,
+                IndexedArchive::Missing => continue,
+                IndexedArchive::Unreadable => {
                     unreadable.push(found.archive_key);
                     continue;
                 }
@@ -700,6 +673,75 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             held.extend(entries.map(|entry| (entry.session_id, entry.sha256)));
         }
         Ok(held)
+    }
+
+    /// The archive of the index entry `entry` (which names `found`), as a backup packs it:
+    /// as stored, with the metadata the entry's listing summary gives when it is whole, else
+    /// the session's `archive_meta` record if it describes this very archive, else the cut
+    /// listing summary (`summaryTruncated`); an archive of the earlier implementation (or one
+    /// nothing describes) as its document. Its bytes are checked against that metadata. Costs
+    /// 1 R2 get, and 1 KV get when the listing summary was cut or is missing. Errors: only
+    /// `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`; a damaged archive is [`IndexedArchive::Unreadable`].
+    pub(super) async fn read_indexed_archive(
+        &self,
+        log: &OpLog<'_>,
+        entry: &ListedKvKey,
+        found: &Found,
+    ) -> Result<IndexedArchive> {
+        let described = match listed_metadata(entry, &found.archive_key) {
+            Some((metadata, false)) if metadata.format_version > 0 => {
+                Described::Stored(metadata, false)
+            }
+            Some((metadata, _)) if metadata.format_version == 0 => Described::Document,
+            // Cut to fit the listing, or not there: the session's record has it whole if
+            // it still describes this archive (1 KV get).
+            listed => match self.record_of(log, found).await? {
+                Some(metadata) => Described::Stored(metadata, false),
+                None => match listed {
+                    Some((metadata, truncated)) => Described::Stored(metadata, truncated),
+                    None => Described::Document,
+                },
+            },
+        };
+        let Some(fetched) = self.fetch_archive_by_key(log, &found.archive_key).await? else {
+            log.event(
+                "warn",
+                "index entry of a missing archive skipped",
+                json!({ "key": entry.name }),
+            );
+            return Ok(IndexedArchive::Missing);
+        };
+        let archive = match described {
+            Described::Stored(metadata, summary_truncated) => {
+                let key = fetched.key;
+                verify_sha256(&key, &fetched.body, &metadata.sha256).and_then(|()| {
+                    let archive = StoredArchive {
+                        session_id: found.session_id.clone(),
+                        key: key.clone(),
+                        metadata,
+                        summary_truncated,
+                        bytes: fetched.body,
+                    };
+                    BackupArchive::stored(&key, archive)
+                })
+            }
+            Described::Document => BackupArchive::document(fetched, &found.session_id),
+        };
+        match archive {
+            Ok(archive) => Ok(IndexedArchive::Read(archive)),
+            Err(
+                err @ (PersistenceError::StorageUnavailable { .. }
+                | PersistenceError::CircuitOpen { .. }),
+            ) => Err(err),
+            // One damaged archive must not keep every later backup from committing: it is
+            // left out, logged and reported.
+            Err(err) => {
+                let fields = json!({ "key": found.archive_key, "code": err.code(),
+                    "error": err.to_string() });
+                log.event("error", "archive skipped: it cannot be read", fields);
+                Ok(IndexedArchive::Unreadable)
+            }
+        }
     }
 
     /// The metadata `archive_meta:<sid>` records for the archive `found`, when it is this

@@ -14,8 +14,11 @@ mod cache;
 mod encrypt_existing;
 mod encryption;
 mod erasure;
+mod export_store;
+mod export_user;
 mod guard;
 mod health;
+mod import;
 mod index_entries;
 mod legacy;
 #[cfg(any(test, feature = "conformance"))]
@@ -28,6 +31,8 @@ mod retention;
 mod rotation;
 mod run;
 mod segments;
+// Its writer, the erasure (`eraseUserData`), is built on another branch of issue 16; until the
+// two meet, only the readers here (exports, import) use it.
 mod tombstone;
 mod ui_messages;
 mod walk;
@@ -41,11 +46,14 @@ pub use backup_steps::{
 pub use cache::MAX_CACHE_TEXT_BYTES;
 pub use encrypt_existing::{EncryptExistingReport, MIN_ENCRYPT_EXISTING_CALLS};
 pub use erasure::{ErasureReceipt, RetainedBackup, MIN_ERASURE_CALLS};
+pub use export_store::{StoreExport, MIN_EXPORT_STORE_CALLS};
+pub use export_user::{UserExport, EXPORT_CHUNK_BYTES};
 pub use guard::{BreakerState, StorageGuard};
 pub use health::{
     BreakerStates, CacheMetrics, HealthDetails, HealthLatencies, HealthReport, HealthStatus,
     StorageMetrics, StorageTotals,
 };
+pub use import::{ImportOptions, ImportReport, StoreImport, MIN_IMPORT_CALLS};
 pub use log::{CallRecord, OpLog, Outcome};
 pub use migrate::{MigrationReport, MIN_MIGRATION_CALLS};
 pub use options::{BreakerPolicy, PackBounds, RetryPolicy, ServiceOptions};
@@ -123,10 +131,20 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
 
     /// Starts the log of one public operation under a fresh request id.
     fn begin(&self, operation: &'static str) -> OpLog<'_> {
-        let request_id = format!("{:016x}", self.clock.random_u64());
+        self.continue_op(operation, &self.new_request_id())
+    }
+
+    /// A fresh request id.
+    fn new_request_id(&self) -> String {
+        format!("{:016x}", self.clock.random_u64())
+    }
+
+    /// The log of one more call of an operation that spans calls (the reads of an export
+    /// stream, the chunks of an import), under the request id its first call drew.
+    fn continue_op(&self, operation: &'static str, request_id: &str) -> OpLog<'_> {
         OpLog::new(
             self.log_sink.as_ref(),
-            request_id,
+            request_id.to_owned(),
             operation,
             self.options.debug,
         )

@@ -101,6 +101,28 @@ impl<P: Default> Run<P> {
     }
 }
 
+impl<P: Default> Run<P> {
+    /// A run of the job `name` from `P::default()` that keeps no resume point (the caller
+    /// carries its position, as an export's cursor): [`DataPersistenceService::start_run`]
+    /// without the KV read, so it starts synchronously. `budget` must allow at least `minimum`
+    /// calls. Errors: `INVALID_INPUT` naming `maxStorageCalls`.
+    pub fn new(budget: RunBudget, minimum: u32, name: &'static str) -> Result<Self> {
+        if let Some(max) = budget.max_storage_calls.filter(|max| *max < minimum) {
+            return Err(PersistenceError::invalid_input(
+                "maxStorageCalls",
+                format!("{max} is below {minimum}, the least one run needs"),
+            ));
+        }
+        Ok(Run {
+            budget,
+            status: RunStatus::default(),
+            position: P::default(),
+            resume_key: None,
+            name,
+        })
+    }
+}
+
 impl<P> Run<P> {
     /// Counts `calls` storage calls made by the job.
     pub fn spend(&mut self, calls: u32) {
@@ -145,19 +167,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         resume_key: Option<&str>,
         name: &'static str,
     ) -> Result<Run<P>> {
-        if let Some(max) = budget.max_storage_calls.filter(|max| *max < minimum) {
-            return Err(PersistenceError::invalid_input(
-                "maxStorageCalls",
-                format!("{max} is below {minimum}, the least one run needs"),
-            ));
-        }
-        let mut run = Run {
-            budget,
-            status: RunStatus::default(),
-            position: P::default(),
-            resume_key: resume_key.map(str::to_owned),
-            name,
-        };
+        let mut run = Run::new(budget, minimum, name)?;
+        run.resume_key = resume_key.map(str::to_owned);
         let Some(key) = resume_key else {
             return Ok(run);
         };

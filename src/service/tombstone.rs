@@ -175,12 +175,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     pub(super) async fn decode_unless_erased(
         &self,
         log: &OpLog<'_>,
+        check: &mut ErasureCheck,
         key: &str,
         stored: &[u8],
         expected_sha256: Option<&str>,
         read_limit: u64,
     ) -> Result<Option<DecodedArchiveJson>> {
-        let mut check = ErasureCheck::default();
         let decoded = match self
             .decode_stored_archive(log, key, stored, expected_sha256, read_limit)
             .await
@@ -192,7 +192,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     .and_then(|sealed| sealed.key_ref.strip_prefix("users/").map(str::to_owned));
                 let archived_at = parse_archive_object_key(key).map(|parsed| parsed.archived_at_ms);
                 if let (Some(user_key), Some(archived_at)) = (sealed_for, archived_at) {
-                    let erased = self.tombstone_of(log, &mut check, &user_key).await?;
+                    let erased = self.tombstone_of(log, check, &user_key).await?;
                     let within = |tombstone: &Tombstone| {
                         archived_at
                             <= tombstone
@@ -216,7 +216,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         if self
             .is_erased(
                 log,
-                &mut check,
+                check,
                 metadata.user_id.as_deref(),
                 metadata.archived_at,
             )

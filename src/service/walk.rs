@@ -62,6 +62,11 @@ impl KvPager {
         self.at.kv_resume_at = Some(key.to_owned());
     }
 
+    /// Whether every page was handled.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
     /// Marks the current page handled.
     pub fn page_done(&mut self) {
         self.at.kv_resume_at = None;
@@ -173,22 +178,33 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         }
         run.afford(1 + calls_per_key, self.clock.now_ms())?;
         run.spend(1);
+        self.list_kv_page(log, pager)
+            .await
+            .map(Some)
+            .map_err(|err| stop_reason(&err))
+    }
+
+    /// Lists the page `pager` is at (1 KV list), without the keys a stopped run already
+    /// handled, for a job without a budget (a person's export); [`Self::next_kv_page`] for a
+    /// run. Call only while the pager is not [finished](KvPager::is_finished).
+    pub(super) async fn list_kv_page(
+        &self,
+        log: &OpLog<'_>,
+        pager: &mut KvPager,
+    ) -> Result<Vec<ListedKvKey>> {
         let options = KvListOptions {
             prefix: Some(pager.prefix.clone()),
             cursor: pager.at.kv_cursor.clone(),
             limit: Some(MAX_LIST_LIMIT),
         };
-        let page = self
-            .kv_list(log, options)
-            .await
-            .map_err(|err| stop_reason(&err))?;
+        let page = self.kv_list(log, options).await?;
         pager.next_cursor = page.cursor.filter(|_| !page.list_complete);
         let mut keys = page.keys;
         if let Some(resume_at) = &pager.at.kv_resume_at {
             // KV lists keys in UTF-8 byte order, which is how `str` compares.
             keys.retain(|entry| entry.name >= *resume_at);
         }
-        Ok(Some(keys))
+        Ok(keys)
     }
 }
 

@@ -20,6 +20,8 @@ pub(crate) enum Operation {
     Retention,
     Metrics,
     Config,
+    Export,
+    Import,
 }
 
 impl Operation {
@@ -34,6 +36,8 @@ impl Operation {
             Operation::Retention => "Retention operation failed",
             Operation::Metrics => "Metrics operation failed",
             Operation::Config => "Configuration failed",
+            Operation::Export => "Export operation failed",
+            Operation::Import => "Import operation failed",
         }
     }
 }

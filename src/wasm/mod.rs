@@ -21,6 +21,7 @@ pub mod clock;
 #[cfg(feature = "conformance")]
 mod conformance;
 mod convert;
+mod export;
 mod exports;
 mod js_error;
 pub mod kv;

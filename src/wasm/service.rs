@@ -27,17 +27,17 @@ use crate::policy::{self, DataRetentionPolicy, PolicyOverrides};
 use crate::service::{DataPersistenceService, RestoreTally, RunBudget, ServiceOptions};
 use crate::store::Clock;
 
-type Service = DataPersistenceService<JsKv, JsR2, JsClock>;
+pub(super) type Service = DataPersistenceService<JsKv, JsR2, JsClock>;
 
 /// The persistence service bound to a Worker's `CHAT_KV` and `ARCHIVE_R2`.
 #[wasm_bindgen(js_name = DataPersistenceService)]
 pub struct BoundService {
-    service: Rc<Service>,
+    pub(super) service: Rc<Service>,
 }
 
 /// Runs `work` on a clone of the service and turns its result into a Promise; errors become
 /// `PersistenceError`s whose message starts with the operation's prefix.
-fn spawn<F, Fut, T>(service: &Rc<Service>, operation: Operation, work: F) -> Promise
+pub(super) fn spawn<F, Fut, T>(service: &Rc<Service>, operation: Operation, work: F) -> Promise
 where
     F: FnOnce(Rc<Service>) -> Fut + 'static,
     Fut: Future<Output = Result<T, PersistenceError>> + 'static,
@@ -391,7 +391,7 @@ impl BoundService {
         time_budget_ms: Option<f64>,
     ) -> Promise {
         spawn(&self.service, Operation::Archive, async move |service| {
-            let budget = run_budget(&service, max_storage_calls, time_budget_ms)?;
+            let budget = budget_args(&service, max_storage_calls, time_budget_ms)?;
             Ok(json_text(&service.erase_user_data(&user_id, budget).await?))
         })
     }
@@ -405,7 +405,7 @@ impl BoundService {
         time_budget_ms: Option<f64>,
     ) -> Promise {
         spawn(&self.service, Operation::Archive, async move |service| {
-            let budget = run_budget(&service, max_storage_calls, time_budget_ms)?;
+            let budget = budget_args(&service, max_storage_calls, time_budget_ms)?;
             Ok(json_text(&service.resume_erasures(budget).await?))
         })
     }
@@ -518,7 +518,7 @@ impl BoundService {
             _ => Operation::Archive,
         };
         spawn(&self.service, operation, async move |service| {
-            let budget = run_budget(&service, max_storage_calls, time_budget_ms)?;
+            let budget = budget_args(&service, max_storage_calls, time_budget_ms)?;
             Ok(match job.as_str() {
                 "enforceRetentionPolicy" => {
                     json_text(&service.enforce_retention_policy(budget).await?)
@@ -547,7 +547,7 @@ impl BoundService {
 /// The budget of a run from its JavaScript options: at most `max_storage_calls` storage calls
 /// (1..=2^32-1) and `time_budget_ms` milliseconds from now (1..=2^53-1), each INVALID_INPUT
 /// naming it otherwise.
-fn run_budget(
+pub(super) fn budget_args(
     service: &Service,
     max_storage_calls: Option<f64>,
     time_budget_ms: Option<f64>,

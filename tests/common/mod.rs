@@ -2,7 +2,7 @@
 //! in-memory stores, builders of the conversations they archive, and views of what is stored.
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use base64::engine::general_purpose::STANDARD;
@@ -11,7 +11,9 @@ use flate2::read::GzDecoder;
 use serde_json::{json, Value};
 use supportbot_persistence::keys::{ARCHIVE_INDEX_PREFIX, ARCHIVE_META_PREFIX, USER_INDEX_PREFIX};
 use supportbot_persistence::policy::DataRetentionPolicy;
-use supportbot_persistence::service::{DataPersistenceService, ServiceOptions};
+use supportbot_persistence::service::{
+    DataPersistenceService, ImportOptions, ImportReport, RunBudget, ServiceOptions,
+};
 use supportbot_persistence::store::memory::{
     block_on, MemoryKv, MemoryR2, MemoryStores, StoreSnapshot, VirtualClock,
 };
@@ -327,4 +329,96 @@ pub fn places_revealing(snapshot: &StoreSnapshot, marker: &str) -> Vec<String> {
         }
     }
     found
+}
+
+/// Reads a person's whole export, chunk by chunk; the chunks' sizes besides.
+pub fn user_export(
+    service: &Service,
+    user: &str,
+) -> Result<(Vec<u8>, Vec<usize>), PersistenceError> {
+    let mut export = service.export_user_data(user)?;
+    let (mut bytes, mut chunks) = (Vec::new(), Vec::new());
+    while let Some(chunk) = block_on(service.next_user_export_chunk(&mut export))? {
+        chunks.push(chunk.len());
+        bytes.extend(chunk);
+    }
+    Ok((bytes, chunks))
+}
+
+/// Reads a whole store export within `budget`, from `cursor`.
+pub fn store_export(service: &Service, budget: RunBudget, cursor: Option<&str>) -> Vec<u8> {
+    let mut export = service.export_store(budget, cursor).unwrap();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = block_on(service.next_store_export_chunk(&mut export)).unwrap() {
+        bytes.extend(chunk);
+    }
+    bytes
+}
+
+/// Imports `stream`, handed over in chunks of `chunk` bytes.
+pub fn import_stream(
+    service: &Service,
+    stream: &[u8],
+    options: ImportOptions,
+    budget: RunBudget,
+    chunk: usize,
+) -> Result<ImportReport, PersistenceError> {
+    let mut import = service.import_store(options, budget)?;
+    for part in stream.chunks(chunk.max(1)) {
+        if !block_on(service.import_chunk(&mut import, part))? {
+            break;
+        }
+    }
+    block_on(service.finish_import(import))
+}
+
+/// The lines of an NDJSON stream, each with its newline.
+pub fn ndjson_lines(stream: &[u8]) -> Vec<Vec<u8>> {
+    stream
+        .split_inclusive(|byte| *byte == b'\n')
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// Checks a stream's last line against the lines before it (`count`, `sha256` of their bytes)
+/// and returns it.
+pub fn verified_end_line(stream: &[u8]) -> Value {
+    let lines = ndjson_lines(stream);
+    let (end, before) = lines.split_last().expect("an empty stream");
+    let end: Value = serde_json::from_slice(end).unwrap();
+    assert_eq!(end["type"], "end", "{end}");
+    assert_eq!(end["count"], json!(before.len()), "{end}");
+    let hashed: Vec<u8> = before.concat();
+    assert_eq!(
+        end["sha256"],
+        json!(supportbot_persistence::hash::sha256_hex(&hashed)),
+        "{end}"
+    );
+    end
+}
+
+/// What a store holds, without the times and etags R2 gives each write: every object's
+/// body, checksum and custom metadata, every KV entry's value and list metadata.
+pub type StoredContent = (
+    BTreeMap<String, (Vec<u8>, Option<String>, BTreeMap<String, String>)>,
+    BTreeMap<String, (Vec<u8>, Option<Value>)>,
+);
+
+/// The [`StoredContent`] of `stores`.
+pub fn stored_content(stores: &MemoryStores) -> StoredContent {
+    let snapshot = stores.snapshot();
+    let r2 = snapshot
+        .r2
+        .into_iter()
+        .map(|(key, object)| {
+            let meta = object.meta;
+            (key, (object.body, meta.sha256, meta.custom_metadata))
+        })
+        .collect();
+    let kv = snapshot
+        .kv
+        .into_iter()
+        .map(|(key, entry)| (key, (entry.value, entry.metadata)))
+        .collect();
+    (r2, kv)
 }

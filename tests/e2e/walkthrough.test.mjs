@@ -3,6 +3,7 @@
 // the README walkthrough steps over HTTP, including the cron handler and forged tokens, and always
 // stops the process group. Needs a built dist/ (npm test builds it first).
 import { execFileSync, spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -162,6 +163,20 @@ test("the walkthrough, over HTTP against wrangler dev", async () => {
   response = await call("GET", "/sessions/s1/archive", alice);
   assert.equal(response.status, 200);
   assert.equal(response.body.messages.length, 2);
+
+  // Alice's copy of her data: a line per archive (decrypted), then the count and SHA-256 of the
+  // lines before it, as `head -n -1 alice.ndjson | sha256sum` checks it.
+  const exported = await fetch(`${base}/users/alice/export`, { headers: { authorization: `Bearer ${alice}` } });
+  assert.equal(exported.status, 200);
+  assert.equal(exported.headers.get("content-type"), "application/x-ndjson");
+  assert.equal(exported.headers.get("content-disposition"), 'attachment; filename="supportbot-export-alice.ndjson"');
+  const ndjson = Buffer.from(await exported.arrayBuffer());
+  const endAt = ndjson.lastIndexOf(10, ndjson.length - 2) + 1;
+  const end = JSON.parse(ndjson.subarray(endAt).toString("utf8"));
+  const lines = ndjson.subarray(0, endAt).toString("utf8").trimEnd().split("\n").map((line) => JSON.parse(line));
+  assert.deepEqual([end.type, end.count, end.sha256], ["end", 1, createHash("sha256").update(ndjson.subarray(0, endAt)).digest("hex")]);
+  assert.deepEqual(lines.map((line) => [line.type, line.sessionId, line.metadata.summary, line.conversation.messages.length]), [["conversation", "s1", "Password reset", 2]]);
+  assert.equal((await call("GET", "/users/alice/export", bob)).status, 403);
 
   response = await call("POST", "/backups", alice, { sessionIds: ["s1"] });
   assert.equal(response.status, 201, JSON.stringify(response.body));

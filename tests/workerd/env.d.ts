@@ -11,6 +11,11 @@ declare global {
       BACKUP_WORKFLOW: Workflow<BackupRequest>;
       RESTORE_WORKFLOW: Workflow<RestoreRequest>;
       BACKUP_INTERVAL_HOURS?: string;
+      // Test config only (vitest.config.ts): a store to export from and one to import into.
+      CHAT_KV_EXPORT: KVNamespace;
+      ARCHIVE_R2_EXPORT: R2Bucket;
+      CHAT_KV_IMPORT: KVNamespace;
+      ARCHIVE_R2_IMPORT: R2Bucket;
     }
   }
 }

@@ -269,34 +269,7 @@ pub fn encode_pack(
         {
             return Err(invalid(format!("session {session_id} is listed twice")));
         }
-        let out = match entry {
-            PackEntry::Stored(stored) => {
-                check_stored(stored).map_err(invalid)?;
-                EntryOut::Stored {
-                    session_id,
-                    sha256: &stored.metadata.sha256,
-                    size: stored.bytes.len() as u64,
-                    key: &stored.key,
-                    metadata: &stored.metadata,
-                    summary_truncated: stored.summary_truncated,
-                    archive: BASE64.encode(&stored.bytes),
-                }
-            }
-            PackEntry::Document(document) => {
-                let text = &document.archive_json;
-                serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|err| {
-                    invalid(format!(
-                        "archive of session {session_id} is not JSON: {err}"
-                    ))
-                })?;
-                EntryOut::Document {
-                    session_id,
-                    sha256: sha256_hex(text.as_bytes()),
-                    size: text.len() as u64,
-                    document: text,
-                }
-            }
-        };
+        let out = entry_out(entry).map_err(invalid)?;
         let (sha256, size) = match &out {
             EntryOut::Stored { sha256, size, .. } => ((*sha256).to_owned(), *size),
             EntryOut::Document { sha256, size, .. } => (sha256.clone(), *size),
@@ -325,6 +298,45 @@ pub fn encode_pack(
         sessions: records,
     };
     Ok((stored, record))
+}
+
+/// `entry` as a pack holds it; what is wrong with it otherwise (a stored archive its metadata
+/// does not describe, a document that is not JSON).
+fn entry_out(entry: &PackEntry) -> Result<EntryOut<'_>, String> {
+    Ok(match entry {
+        PackEntry::Stored(stored) => {
+            check_stored(stored)?;
+            EntryOut::Stored {
+                session_id: &stored.session_id,
+                sha256: &stored.metadata.sha256,
+                size: stored.bytes.len() as u64,
+                key: &stored.key,
+                metadata: &stored.metadata,
+                summary_truncated: stored.summary_truncated,
+                archive: BASE64.encode(&stored.bytes),
+            }
+        }
+        PackEntry::Document(document) => {
+            let session_id = &document.session_id;
+            let text = &document.archive_json;
+            serde_json::from_str::<serde::de::IgnoredAny>(text)
+                .map_err(|err| format!("archive of session {session_id} is not JSON: {err}"))?;
+            EntryOut::Document {
+                session_id,
+                sha256: sha256_hex(text.as_bytes()),
+                size: text.len() as u64,
+                document: text,
+            }
+        }
+    })
+}
+
+/// One entry exactly as a format 3 pack writes it (compact JSON, in its documented member
+/// order), for a line of a store export. Errors: `INVALID_INPUT` naming `what`, as
+/// [`encode_pack`] for one entry.
+pub fn encode_pack_entry(entry: &PackEntry, what: &str) -> Result<Vec<u8>> {
+    let out = entry_out(entry).map_err(|reason| PersistenceError::invalid_input(what, reason))?;
+    serde_json::to_vec(&out).map_err(|err| PersistenceError::invalid_input(what, err.to_string()))
 }
 
 impl StoredArchive {
@@ -677,45 +689,76 @@ pub fn verify_pack(manifest: &PackedManifest, index: u32, stored: &[u8]) -> Resu
             "backup {} session {}",
             manifest.backup_id, listed.session_id
         );
-        // Format 2 has only documents (`archive`); format 3 a stored archive, or a `document`.
-        let document = match manifest.format_version {
-            GZIP_PACKED_FORMAT_VERSION => Some(session.string("archive").map_err(in_pack)?),
-            _ => match session.member("document") {
-                Some(value) => {
-                    let path = session.path_of("document");
-                    let text = convert_member(
-                        value,
-                        Kind::String,
-                        || path,
-                        |value| value.into_str().map(|text| text.into_owned()),
-                    );
-                    Some(std::borrow::Cow::Owned(text.map_err(in_pack)?))
-                }
-                None => None,
-            },
-        };
-        let entry = match document {
-            None => {
-                let archive = read_stored(&mut session, recorded).map_err(in_pack)?;
-                verify_sha256(&session_what, &archive.bytes, &listed.sha256)?;
-                check_size(&session_what, archive.bytes.len(), listed.size)?;
-                check_stored(&archive)
-                    .map_err(|reason| PersistenceError::corrupt(session_what.as_str(), reason))?;
-                PackEntry::Stored(Box::new(archive))
-            }
-            Some(archive_json) => {
-                let archive_json = archive_json.into_owned();
-                verify_sha256(&session_what, archive_json.as_bytes(), &listed.sha256)?;
-                check_size(&session_what, archive_json.len(), listed.size)?;
-                PackEntry::Document(BackupSession {
-                    session_id: recorded.session_id,
-                    archive_json,
-                })
-            }
-        };
+        let documents_only = manifest.format_version == GZIP_PACKED_FORMAT_VERSION;
+        let entry =
+            read_entry_archive(&mut session, recorded, documents_only, what, &session_what)?;
         entries.push(entry);
     }
     Ok(entries)
+}
+
+/// Reads and verifies one format 3 pack entry given as a JSON object (`sessionId`, `sha256`,
+/// `size`, then `key`, `metadata`, [`summaryTruncated`] and `archive`, or `document`; other
+/// members are ignored), exactly as a restore checks the entries of a pack: what a store
+/// export's archive lines hold. Errors name `what`: `CORRUPT_DATA` for a missing or ill-typed
+/// member or a stored archive its metadata does not describe, `CHECKSUM_MISMATCH` when the
+/// archive's bytes do not hash to `sha256` (checked before their size).
+pub fn read_pack_entry(entry: Value, what: &str) -> Result<PackEntry> {
+    let mut entry = Record::of("", entry).map_err(|err| err.corrupt(what))?;
+    let recorded = read_session_entry(&mut entry).map_err(|err| err.corrupt(what))?;
+    read_entry_archive(&mut entry, recorded, false, what, what)
+}
+
+/// The archive of a pack entry whose `sessionId`, `sha256` and `size` were read as `recorded`:
+/// a document (every entry of a format 2 pack, `documents_only`; a `document` of format 3) or
+/// a stored archive, verified against `recorded` (`CHECKSUM_MISMATCH` / `CORRUPT_DATA` naming
+/// `archive_what`) and, stored, against its metadata. Field errors are `CORRUPT_DATA` naming
+/// `what`.
+fn read_entry_archive(
+    session: &mut Record,
+    recorded: BackupSessionEntry,
+    documents_only: bool,
+    what: &str,
+    archive_what: &str,
+) -> Result<PackEntry> {
+    let in_pack = |err: FieldError| err.corrupt(what);
+    // Format 2 has only documents (`archive`); format 3 a stored archive, or a `document`.
+    let document = match documents_only {
+        true => Some(session.string("archive").map_err(in_pack)?),
+        false => match session.member("document") {
+            Some(value) => {
+                let path = session.path_of("document");
+                let text = convert_member(
+                    value,
+                    Kind::String,
+                    || path,
+                    |value| value.into_str().map(|text| text.into_owned()),
+                );
+                Some(std::borrow::Cow::Owned(text.map_err(in_pack)?))
+            }
+            None => None,
+        },
+    };
+    let (sha256, size) = (recorded.sha256.clone(), recorded.size);
+    Ok(match document {
+        None => {
+            let archive = read_stored(session, recorded).map_err(in_pack)?;
+            verify_sha256(archive_what, &archive.bytes, &sha256)?;
+            check_size(archive_what, archive.bytes.len(), size)?;
+            check_stored(&archive)
+                .map_err(|reason| PersistenceError::corrupt(archive_what, reason))?;
+            PackEntry::Stored(Box::new(archive))
+        }
+        Some(archive_json) => {
+            let archive_json = archive_json.into_owned();
+            verify_sha256(archive_what, archive_json.as_bytes(), &sha256)?;
+            check_size(archive_what, archive_json.len(), size)?;
+            PackEntry::Document(BackupSession {
+                session_id: recorded.session_id,
+                archive_json,
+            })
+        }
+    })
 }
 
 /// A format 3 entry's stored archive: `key`, `metadata`, `summaryTruncated` and the base64
