@@ -37,7 +37,7 @@ use super::index_entries::{read_archive_location, OWNER_KEY_FIELD};
 use super::log::OpLog;
 use super::run::{stop_reason, Run, RunBudget, RunReport, RunStatus, StopReason};
 use super::tombstone::{Tombstone, COMPLETED_AT_FIELD};
-use super::walk::{KvPager, KvPosition};
+use super::walk::KvPosition;
 use super::DataPersistenceService;
 use crate::error::Result;
 use crate::keys::{
@@ -377,48 +377,43 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         prefix: String,
     ) -> Result<(), StopReason> {
         let users_own = prefix != ARCHIVE_INDEX_PREFIX;
-        let mut pager = KvPager::new(prefix, std::mem::take(&mut run.position.kv));
-        let outcome = async {
-            while let Some(page) = self
-                .next_kv_page(log, run, &mut pager, CALLS_PER_ARCHIVE)
-                .await?
-            {
-                for entry in &page {
-                    let (session, archived_at_ms) = if users_own {
-                        let Some(parsed) = parse_user_index_key(&entry.name) else {
-                            continue;
-                        };
-                        (parsed.session_id, parsed.archived_at_ms)
-                    } else {
-                        let Some(parsed) = parse_archive_index_key(&entry.name) else {
-                            continue;
-                        };
-                        let owner = entry_user_id(entry.metadata.as_ref());
-                        let theirs = owner.is_some_and(|user_id| {
-                            UserId::parse(user_id)
-                                .is_ok_and(|user| self.options.hasher.user_key(&user) == user_key)
-                        });
-                        if !theirs && !is_their_segment(&run.position, &parsed.session_id) {
-                            continue;
-                        }
-                        (parsed.session_id, parsed.archived_at_ms)
+        self.for_each_kv_key(
+            log,
+            run,
+            kv_position,
+            prefix,
+            CALLS_PER_ARCHIVE,
+            async |run, pager, entry| {
+                let (session, archived_at_ms) = if users_own {
+                    let Some(parsed) = parse_user_index_key(&entry.name) else {
+                        return Ok(());
                     };
-                    pager.claim(&entry.name);
-                    let doomed = Doomed {
-                        session,
-                        archived_at_ms,
-                        listed_key: entry_key(entry.metadata.as_ref()),
+                    (parsed.session_id, parsed.archived_at_ms)
+                } else {
+                    let Some(parsed) = parse_archive_index_key(&entry.name) else {
+                        return Ok(());
                     };
-                    self.erase_archive(log, user_key, run, &doomed, Some(&entry.name))
-                        .await?;
-                }
-                pager.page_done();
-            }
-            Ok(())
-        }
-        .await;
-        run.position.kv = pager.at;
-        outcome
+                    let owner = entry_user_id(entry.metadata.as_ref());
+                    let theirs = owner.is_some_and(|user_id| {
+                        UserId::parse(user_id)
+                            .is_ok_and(|user| self.options.hasher.user_key(&user) == user_key)
+                    });
+                    if !theirs && !is_their_segment(&run.position, &parsed.session_id) {
+                        return Ok(());
+                    }
+                    (parsed.session_id, parsed.archived_at_ms)
+                };
+                pager.claim(&entry.name);
+                let doomed = Doomed {
+                    session,
+                    archived_at_ms,
+                    listed_key: entry_key(entry.metadata.as_ref()),
+                };
+                self.erase_archive(log, user_key, run, &doomed, Some(&entry.name))
+                    .await
+            },
+        )
+        .await
     }
 
     /// Erases the archives R2 holds of the user: by their recorded owner, or as segments of
@@ -570,59 +565,63 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         run: &mut Run<ErasurePosition>,
     ) -> Result<(), StopReason> {
         let stop = |err: crate::error::PersistenceError| stop_reason(&err);
-        let mut pager = KvPager::new(BACKUP_INDEX_PREFIX, std::mem::take(&mut run.position.kv));
-        let outcome = async {
-            while let Some(page) = self
-                .next_kv_page(log, run, &mut pager, CALLS_PER_BACKUP)
-                .await?
-            {
-                for entry in &page {
-                    let Some((backup_id, _)) = parse_backup_index_key(&entry.name) else {
-                        continue;
-                    };
-                    let made_for = entry
-                        .metadata
-                        .as_ref()
-                        .and_then(|summary| summary.get("userKey"))
-                        .and_then(Value::as_str);
-                    if made_for == Some(user_key) {
-                        pager.claim(&entry.name);
-                        self.afford(run, CALLS_PER_BACKUP)?;
-                        self.delete_backup(log, &backup_id, &entry.name)
-                            .await
-                            .map_err(stop)?;
-                        run.position.counts.backups_deleted += 1;
-                    } else if !run.position.sessions.is_empty() {
-                        pager.claim(&entry.name);
-                        self.afford(run, 1)?;
-                        let manifest = self
-                            .kv_get(log, &backup_manifest_kv_key(&backup_id))
-                            .await
-                            .map_err(stop)?;
-                        let held = manifest
-                            .map(|manifest| held_sessions(&manifest.value, &run.position.sessions))
-                            .unwrap_or_default();
-                        let retained = &mut run.position.counts.backups_retained;
-                        if held > 0 && !retained.iter().any(|b| b.backup_id == backup_id.as_str()) {
-                            let reason = match self.key_ring() {
-                                Some(_) => SHARED_ENCRYPTED,
-                                None => SHARED,
-                            };
-                            retained.push(RetainedBackup {
-                                backup_id: backup_id.to_string(),
-                                sessions: held,
-                                reason: reason.to_owned(),
-                            });
-                        }
-                    }
+        let prefix = BACKUP_INDEX_PREFIX;
+        self.for_each_kv_key(
+            log,
+            run,
+            kv_position,
+            prefix,
+            CALLS_PER_BACKUP,
+            async |run, pager, entry| {
+                let Some((backup_id, _)) = parse_backup_index_key(&entry.name) else {
+                    return Ok(());
+                };
+                let made_for = entry
+                    .metadata
+                    .as_ref()
+                    .and_then(|summary| summary.get("userKey"))
+                    .and_then(Value::as_str);
+                if made_for == Some(user_key) {
+                    pager.claim(&entry.name);
+                    self.afford(run, CALLS_PER_BACKUP)?;
+                    self.delete_backup(log, &backup_id, &entry.name)
+                        .await
+                        .map_err(stop)?;
+                    run.position.counts.backups_deleted += 1;
+                } else if !run.position.sessions.is_empty() {
+                    pager.claim(&entry.name);
+                    self.afford(run, 1)?;
+                    let manifest = self
+                        .kv_get(log, &backup_manifest_kv_key(&backup_id))
+                        .await
+                        .map_err(stop)?;
+                    let held = manifest
+                        .map(|manifest| held_sessions(&manifest.value, &run.position.sessions))
+                        .unwrap_or_default();
+                    self.note_retained(&mut run.position.counts, &backup_id, held);
                 }
-                pager.page_done();
-            }
-            Ok(())
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// Notes in the receipt that the backup `backup_id` of several users still holds `held`
+    /// of the user's sessions (once per backup), with why.
+    fn note_retained(&self, counts: &mut ErasureCounts, backup_id: &BackupId, held: u64) {
+        let retained = &mut counts.backups_retained;
+        if held == 0 || retained.iter().any(|b| b.backup_id == backup_id.as_str()) {
+            return;
         }
-        .await;
-        run.position.kv = pager.at;
-        outcome
+        let reason = match self.key_ring() {
+            Some(_) => SHARED_ENCRYPTED,
+            None => SHARED,
+        };
+        retained.push(RetainedBackup {
+            backup_id: backup_id.to_string(),
+            sessions: held,
+            reason: reason.to_owned(),
+        });
     }
 
     /// Deletes one backup: its manifest first (after which it no longer exists: never listed
@@ -660,6 +659,11 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         );
         Ok(())
     }
+}
+
+/// Where a KV phase of an erasure continues.
+fn kv_position(position: &mut ErasurePosition) -> &mut KvPosition {
+    &mut position.kv
 }
 
 /// The `userId` a listing entry's metadata names.

@@ -209,6 +209,42 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
 }
 
 impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
+    /// Visits every key under `prefix` from the position `kv_of` finds in the run's position
+    /// (which it keeps up to date), page by page, within `run`: the part of a job that pages
+    /// through one KV prefix among others (an erasure's phases). `visit` [claims](KvPager::claim)
+    /// a key before spending calls on it; each page leaves room for `calls_per_key`.
+    pub(super) async fn for_each_kv_key<P>(
+        &self,
+        log: &OpLog<'_>,
+        run: &mut Run<P>,
+        kv_of: fn(&mut P) -> &mut KvPosition,
+        prefix: impl Into<String>,
+        calls_per_key: u32,
+        mut visit: impl AsyncFnMut(&mut Run<P>, &mut KvPager, &ListedKvKey) -> Result<(), StopReason>,
+    ) -> Result<(), StopReason> {
+        let mut pager = KvPager::new(prefix, std::mem::take(kv_of(&mut run.position)));
+        let mut outcome = Ok(());
+        'pages: loop {
+            let page = match self.next_kv_page(log, run, &mut pager, calls_per_key).await {
+                Ok(Some(page)) => page,
+                Ok(None) => break,
+                Err(stopped) => {
+                    outcome = Err(stopped);
+                    break;
+                }
+            };
+            for entry in &page {
+                if let Err(stopped) = visit(run, &mut pager, entry).await {
+                    outcome = Err(stopped);
+                    break 'pages;
+                }
+            }
+            pager.page_done();
+        }
+        *kv_of(&mut run.position) = pager.at;
+        outcome
+    }
+
     /// The next page (up to 1000) of the R2 objects under `prefix` after the key `after`, with
     /// their custom metadata when `with_metadata`, for a run that walks R2 in key order
     /// (rotation, `encryptExistingArchives`): afforded and counted against `run`; a failed
