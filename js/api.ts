@@ -397,13 +397,13 @@ type RunJob =
   | "encryptExistingArchives"
   | "getStorageMetrics";
 
-/** Runs `job` within the budget of its options (checked by the core); its report. */
 /** A restore's outcome from the core (`{restored, skipped}` JSON) as `RestoredSessions`. */
 function restoredSessions(json: string): RestoredSessions {
   const { restored, skipped } = JSON.parse(json) as { restored: string[]; skipped: string[] };
   return Object.defineProperty(restored, "skippedSessionIds", { value: skipped, enumerable: false }) as RestoredSessions;
 }
 
+/** Runs `job` within the budget of its options (checked by the core); its report. */
 async function runJob<Report>(core: wasm.DataPersistenceService, job: RunJob, options: { maxStorageCalls?: number; timeBudgetMs?: number }): Promise<Report> {
   return JSON.parse(await core.runJob(job, options.maxStorageCalls, options.timeBudgetMs)) as Report;
 }

@@ -447,9 +447,9 @@ export interface ErasureReceipt {
   storageCalls: number;
 }
 
-/** Options of `eraseUserData` and `resumeErasures`: the run's budget (at least 11 storage calls). */
+/** Options of `eraseUserData` and `resumeErasures`: the run's budget (at least 10 storage calls). */
 export interface ErasureRunOptions {
-  /** Stop after about this many storage calls (at least 11; a retried call counts once). */
+  /** Stop after about this many storage calls (at least 10; a retried call counts once). */
   maxStorageCalls?: number;
   /** Stop after about this many milliseconds of wall time. */
   timeBudgetMs?: number;

@@ -492,3 +492,105 @@ fn an_entry_naming_another_archive_deletes_only_what_is_the_users() {
         .is_some());
     assert!(!stores.snapshot().kv.contains_key(&forged));
 }
+
+/// A failure between the tombstone and the data key's destruction leaves the key in place until
+/// the erasure resumes; what the user archives meanwhile (under the doomed key) is erased with
+/// the rest, never left unreadable and listed, and what comes after is theirs under a new key.
+#[test]
+fn a_failure_before_the_key_is_destroyed_leaves_nothing_unreadable_behind() {
+    use supportbot_persistence::store::memory::{CallFilter, OperationKind};
+    use supportbot_persistence::store::{Binding, FailureKind};
+    let stores = MemoryStores::new(T0, 23);
+    let service = service(&stores, true);
+    archive(&stores, &service, "s-a1", Some(ALICE), "ALICE-one");
+    // The data key's head is refused: the run stops after the tombstone.
+    let filter = CallFilter::call(Binding::R2, OperationKind::Head);
+    stores.faults.fail_next(1, FailureKind::Rejected, filter);
+    let first = erase(&service, ALICE, None);
+    assert!(!first.status.complete, "{first:?}");
+    stores.clock.advance_ms(120_000);
+    archive(&stores, &service, "s-a2", Some(ALICE), "ALICE-meanwhile");
+    let done = erase(&service, ALICE, None);
+    assert!(done.status.complete && done.status.resumed, "{done:?}");
+    assert!(done.erased_at > first.erased_at, "{done:?}");
+    assert_eq!(done.archives_deleted, 2, "{done:?}");
+    for sid in ["s-a1", "s-a2"] {
+        assert_eq!(
+            block_on(service.retrieve_archived_conversation(sid)).unwrap(),
+            None
+        );
+    }
+    assert_eq!(listed(&service, Some(ALICE)), Vec::<String>::new());
+    let snapshot = stores.snapshot();
+    assert!(places_revealing(&snapshot, "ALICE").is_empty());
+    assert!(
+        !snapshot.r2.keys().any(|key| key.contains("s-a")),
+        "{:?}",
+        snapshot.r2.keys()
+    );
+    stores.clock.advance_ms(1_000);
+    archive(&stores, &service, "s-a3", Some(ALICE), "ALICE-after");
+    assert!(block_on(service.retrieve_archived_conversation("s-a3"))
+        .unwrap()
+        .is_some());
+}
+
+/// A resume point left behind by a finished erasure (its delete failed, or KV showed an old
+/// one) never turns a later erasure into a no-op under the old date.
+#[test]
+fn a_stale_resume_point_does_not_hide_a_new_erasure() {
+    use supportbot_persistence::store::{KvPutOptions, KvStore};
+    let stores = MemoryStores::new(T0, 29);
+    let service = service(&stores, false);
+    archive(&stores, &service, "s-a1", Some(ALICE), "ALICE-one");
+    let cursor = format!("erasure:cursor:{}", user_key(ALICE));
+    // A run stopped mid-sweep saves its position; then the erasure completes.
+    let stopped = erase(&service, ALICE, Some(MIN_ERASURE_CALLS));
+    assert!(!stopped.status.complete);
+    let saved = stores.snapshot().kv[&cursor].value.clone();
+    while !erase(&service, ALICE, Some(MIN_ERASURE_CALLS))
+        .status
+        .complete
+    {}
+    // Ten days later the old position is back (a lost delete), and Alice asks again.
+    stores.clock.advance_ms(10 * 24 * 60 * 60 * 1000);
+    block_on(stores.kv.put(&cursor, &saved, KvPutOptions::default())).unwrap();
+    archive(&stores, &service, "s-a2", Some(ALICE), "ALICE-later");
+    let again = erase(&service, ALICE, None);
+    assert!(again.status.complete, "{again:?}");
+    assert!(again.erased_at > stopped.erased_at, "{again:?}");
+    assert_eq!(again.archives_deleted, 1, "{again:?}");
+    assert_eq!(listed(&service, Some(ALICE)), Vec::<String>::new());
+    assert!(places_revealing(&stores.snapshot(), "ALICE-later").is_empty());
+}
+
+/// An archive of the earlier implementation, stored a few ms off its recorded time and indexed
+/// by `indexLegacyArchives`, is erased with its record.
+#[test]
+fn a_legacy_archive_is_erased_with_its_record() {
+    use supportbot_persistence::service::legacy_suite::{write_legacy_archive, Readings};
+    let stores = MemoryStores::new(T0, 31);
+    let service = service(&stores, false);
+    let readings = Readings::after(T0 - 24 * 60 * 60 * 1000, 3, 3);
+    let legacy = block_on(write_legacy_archive(
+        &stores.kv, &stores.r2, "legacy-1", "lee", &readings,
+    ))
+    .unwrap();
+    let indexed = block_on(service.index_legacy_archives(RunBudget::default())).unwrap();
+    assert!(
+        indexed.status.complete && indexed.indexed == 1,
+        "{indexed:?}"
+    );
+    let receipt = erase(&service, "lee", None);
+    assert!(
+        receipt.status.complete && receipt.archives_deleted == 1,
+        "{receipt:?}"
+    );
+    let snapshot = stores.snapshot();
+    assert!(!snapshot.r2.contains_key(&legacy.key));
+    assert!(
+        !snapshot.kv.keys().any(|key| key.contains("legacy-1")),
+        "{:?}",
+        snapshot.kv.keys()
+    );
+}

@@ -13,7 +13,10 @@ import { RETENTION_TIME_BUDGET_MS, runtime, type ExampleEnv, type Runtime } from
 
 const REGISTRY_PREFIX = "example/user_sessions/";
 /** The service's MIN_ERASURE_CALLS: with fewer calls left, the cron's erasures wait for the next run. */
-export const MIN_ERASURE_CALLS = 11;
+export const MIN_ERASURE_CALLS = 10;
+
+/** Durable Objects cleared at once (and session records deleted per R2 call). */
+const DO_CALLS_AT_ONCE = 50;
 
 const hex = (bytes: ArrayBuffer) => Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, "0")).join("");
 
@@ -45,21 +48,30 @@ export type UserErasure = ErasureReceipt & { sessionsCleared: number };
 
 /**
  * Erases `userId`: first their SessionMemoryDOs (live messages and owner rows, found through the
- * session records), then everything the library stores of them, within the cron's storage call
- * budget; the cron continues an erasure that did not complete. Idempotent.
+ * session records; each one's record deleted once it is cleared, so a retried request picks up
+ * where this one stopped), then everything the library stores of them, within the cron's
+ * storage call budget; the cron continues an erasure that did not complete. Idempotent. The
+ * Durable Object calls and record deletes are subrequests besides that budget: a user with
+ * many live sessions needs the paid plan's subrequests, or several requests.
  */
 export async function eraseUser(env: ExampleEnv, rt: Runtime, userId: string): Promise<UserErasure> {
   const prefix = await registryPrefix(rt, userId);
   const sessions = await recordedSessions(env, prefix);
-  const cleared = await Promise.all(
-    [...sessions.keys()].map((sessionId) => env.SESSION_MEMORY.get(env.SESSION_MEMORY.idFromName(sessionId)).forgetUser(userId)),
-  );
+  let cleared = 0;
+  // A bounded number of Durable Object calls at a time; each session's record goes once its
+  // object is cleared (R2 deletes at most 1000 keys a call).
+  const ids = [...sessions.keys()];
+  for (let first = 0; first < ids.length; first += DO_CALLS_AT_ONCE) {
+    const batch = ids.slice(first, first + DO_CALLS_AT_ONCE);
+    const forgotten = await Promise.all(batch.map((sessionId) => env.SESSION_MEMORY.get(env.SESSION_MEMORY.idFromName(sessionId)).forgetUser(userId)));
+    cleared += forgotten.filter(Boolean).length;
+    await env.ARCHIVE_R2.delete(batch.map((sessionId) => sessions.get(sessionId)!));
+  }
   const receipt = await rt.retention.service.eraseUserData(userId, {
     maxStorageCalls: rt.retention.maxStorageCalls,
     timeBudgetMs: RETENTION_TIME_BUDGET_MS,
   });
-  if (sessions.size > 0) await env.ARCHIVE_R2.delete([...sessions.values()]);
-  return { ...receipt, sessionsCleared: cleared.filter(Boolean).length };
+  return { ...receipt, sessionsCleared: cleared };
 }
 
 /** What the cron's erasures did, as logged. */

@@ -50,9 +50,11 @@ use crate::keys::{
 };
 use crate::store::{Clock, KvStore, ObjectListOptions, ObjectStore, Rng};
 
-/// Smallest call budget that lets a run make progress: the resume point read and saved, the
-/// tombstone, the data key's head and delete, one list page and one archive.
-pub const MIN_ERASURE_CALLS: u32 = 6 + CALLS_PER_ARCHIVE;
+/// Smallest call budget with which every run makes progress, a resumed one included: the
+/// resume point read and saved, the tombstone checked, a list page, and one archive's calls
+/// with a listed entry (the first run spends as much on the tombstone, the data key's head and
+/// delete and the tombstone's new date).
+pub const MIN_ERASURE_CALLS: u32 = 4 + CALLS_PER_ARCHIVE + 1;
 
 /// Calls erasing one archive takes: its objects deleted (1 R2 delete), its record read and
 /// deleted, its two index entries deleted (one more when it was listed under another key).
@@ -250,7 +252,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let mut run: Run<ErasurePosition> = self
             .start_run(log, budget, MIN_ERASURE_CALLS, Some(&resume_key), "erasure")
             .await?;
-        let outcome = self.erase_phases(log, user_key, &mut run).await;
+        let outcome = match self.check_resume_point(log, user_key, &mut run).await {
+            Ok(()) => self.erase_phases(log, user_key, &mut run).await,
+            Err(stopped) => Err(stopped),
+        };
         self.finish_run(log, &mut run, outcome).await;
         let ErasurePosition {
             erased_at, counts, ..
@@ -269,6 +274,37 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         Ok(receipt)
     }
 
+    /// Keeps a resumed position only when the tombstone agrees that its erasure is unfinished
+    /// (same `erasedAt`, no `completedAt`): a resume point left behind by a finished erasure
+    /// (its delete failed, or KV showed an old one) must not turn a new erasure into a no-op
+    /// under an old date. Costs 1 R2 head when resuming past the tombstone.
+    async fn check_resume_point(
+        &self,
+        log: &OpLog<'_>,
+        user_key: &str,
+        run: &mut Run<ErasurePosition>,
+    ) -> Result<(), StopReason> {
+        let Some(erased_at) = run.position.erased_at.filter(|_| run.status.resumed) else {
+            return Ok(());
+        };
+        self.afford(run, 1)?;
+        let tombstone = self
+            .read_tombstone(log, user_key)
+            .await
+            .map_err(|err| stop_reason(&err))?;
+        let unfinished =
+            tombstone.is_some_and(|t| t.erased_at == erased_at && t.completed_at.is_none());
+        if !unfinished {
+            log.event(
+                "warn",
+                "ignoring the resume point of an erasure that is no longer unfinished",
+                json!({ "userKey": user_key, "erasedAt": erased_at }),
+            );
+            run.position = ErasurePosition::default();
+        }
+        Ok(())
+    }
+
     /// Runs the phases from the run's position until the erasure is complete or must stop.
     async fn erase_phases(
         &self,
@@ -279,9 +315,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         loop {
             let next = match run.position.phase {
                 Phase::Tombstone => {
-                    // The tombstone and the data key's destruction in one run: an archive made
-                    // after the tombstone must be under a new key, never under the doomed one.
-                    run.afford(3, self.clock.now_ms())?;
+                    // The tombstone, the data key's destruction and the tombstone's new date in
+                    // one run when the budget allows (a failure between them is healed by the
+                    // new date, below).
+                    run.afford(4, self.clock.now_ms())?;
                     self.afford(run, 1)?;
                     let erased_at = self.clock.now_ms();
                     let tombstone = Tombstone::new(user_key, erased_at);
@@ -292,7 +329,18 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     Phase::DataKey
                 }
                 Phase::DataKey => {
+                    run.afford(3, self.clock.now_ms())?;
                     self.destroy_user_key(log, user_key, run).await?;
+                    // Dated after the key is gone: every archive under the destroyed key was
+                    // made (its time read) before, so the tombstone covers it, and every archive
+                    // made after it is under a new key — also when a failure left the key in
+                    // place for a while after the first tombstone.
+                    self.afford(run, 1)?;
+                    let erased_at = self.clock.now_ms();
+                    self.put_tombstone(log, &Tombstone::new(user_key, erased_at))
+                        .await
+                        .map_err(|err| stop_reason(&err))?;
+                    run.position.erased_at = Some(erased_at);
                     Phase::UserIndex
                 }
                 Phase::UserIndex => {
@@ -512,6 +560,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         }
         objects.sort();
         objects.dedup();
+        run.spend(1);
         self.r2_delete(log, &objects).await.map_err(stop)?;
         if let Some(parent) = segment_key {
             self.data_keys
@@ -525,10 +574,16 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         run.position.counts.archives_deleted += 1;
 
         let meta_key = archive_meta_key(session);
+        run.spend(1);
         let record = self.kv_get(log, &meta_key).await.map_err(stop)?;
         let points_here = record.is_some_and(|record| {
-            read_archive_location(&meta_key, &record.value, session)
-                .is_ok_and(|location| objects.contains(&location.key))
+            read_archive_location(&meta_key, &record.value, session).is_ok_and(|location| {
+                // A record of the earlier implementation names its object by a time that may
+                // be a few ms off the key's: it is the user's by the user id it records.
+                objects.contains(&location.key)
+                    || (location.legacy_archived_at.is_some()
+                        && self.record_names_user(&record.value, user_key))
+            })
         });
         let mut entries = vec![archive_index_key(time, session).unwrap_or_default()];
         if segment_of.is_none() {
@@ -543,9 +598,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         entries.retain(|entry| !entry.is_empty());
         entries.sort();
         entries.dedup();
-        // The object delete and the record read, then one delete per entry.
-        run.spend(2 + entries.len() as u32);
         for entry in &entries {
+            run.spend(1);
             self.kv_delete(log, entry).await.map_err(stop)?;
         }
         run.position.counts.index_entries_deleted += entries.len() as u64;
@@ -554,6 +608,16 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         }
         run.position.erased.insert(plain);
         Ok(())
+    }
+
+    /// Whether an `archive_meta` record names the user (by the `userId` it records).
+    fn record_names_user(&self, record: &[u8], user_key: &str) -> bool {
+        let Ok(record) = serde_json::from_slice::<Value>(record) else {
+            return false;
+        };
+        entry_user_id(Some(&record))
+            .and_then(|user_id| UserId::parse(user_id).ok())
+            .is_some_and(|user| self.options.hasher.user_key(&user) == user_key)
     }
 
     /// Deletes the backups made for the user; notes the backups of several users that hold

@@ -31,8 +31,6 @@ mod retention;
 mod rotation;
 mod run;
 mod segments;
-// Its writer, the erasure (`eraseUserData`), is built on another branch of issue 16; until the
-// two meet, only the readers here (exports, import) use it.
 mod tombstone;
 mod ui_messages;
 mod walk;

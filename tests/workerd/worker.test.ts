@@ -342,8 +342,8 @@ describe("DELETE /users/:userId", () => {
       await call("POST", `/sessions/gina-${i}/messages`, gina, { role: "user", content: `note ${i}` });
       expect((await call("POST", `/sessions/gina-${i}/archive`, gina)).status).toBe(200);
     }
-    // 2 own calls + 11 calls of up to 2 attempts: the smallest budget an erasure accepts.
-    const tight: ExampleEnv = { ...testEnv, RETENTION_STORAGE_CALLS: "24" };
+    // 2 own calls + 10 calls of up to 2 attempts: the smallest budget an erasure accepts.
+    const tight: ExampleEnv = { ...testEnv, RETENTION_STORAGE_CALLS: "22" };
     const partial = await call("DELETE", "/users/gina", gina, undefined, tight);
     expect(partial.status).toBe(202);
     expect(partial.body).toMatchObject({ complete: false, stoppedBy: "call_budget" });
