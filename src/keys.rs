@@ -373,6 +373,13 @@ pub fn erasure_tombstone_key(user_key: &str) -> String {
     format!("{ERASURE_PREFIX}{user_key}.json")
 }
 
+/// R2 key of the erasure tombstone of a conversation whose segments an erasure deleted,
+/// `erasures/conversations/<sessionId>.json`: segments record no user, so restores and imports
+/// recognise an erased user's segments by it.
+pub fn conversation_tombstone_key(session: &SessionId) -> String {
+    format!("{ERASURE_PREFIX}conversations/{session}.json")
+}
+
 /// The user key of a key built by [`erasure_tombstone_key`].
 pub fn parse_erasure_tombstone_key(key: &str) -> Option<&str> {
     let user_key = key.strip_prefix(ERASURE_PREFIX)?.strip_suffix(".json")?;

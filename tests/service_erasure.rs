@@ -109,14 +109,16 @@ fn erase(service: &Service, user: &str, calls: Option<u32>) -> ErasureReceipt {
 /// Every stored key that is Alice's: named by her user key or one of her sessions.
 fn alices_keys(snapshot: &StoreSnapshot) -> Vec<String> {
     let key = user_key(ALICE);
+    // Tombstones stay (a hashed key, session ids and times; no personal data).
     let hers = |name: &str| {
-        (name.contains(&key) && !name.starts_with("erasures/"))
-            || ["s-a1", "s-a2", "chat-a"].iter().any(|sid| {
-                name.contains(&format!("_{sid}_"))
-                    || name.ends_with(&format!(":{sid}"))
-                    || name.contains(&format!("{sid}:segment"))
-                    || name.ends_with(&format!("/{sid}.json"))
-            })
+        !name.starts_with("erasures/") && name.contains(&key)
+            || !name.starts_with("erasures/")
+                && ["s-a1", "s-a2", "chat-a"].iter().any(|sid| {
+                    name.contains(&format!("_{sid}_"))
+                        || name.ends_with(&format!(":{sid}"))
+                        || name.contains(&format!("{sid}:segment"))
+                        || name.ends_with(&format!("/{sid}.json"))
+                })
     };
     snapshot
         .kv
@@ -593,4 +595,62 @@ fn a_legacy_archive_is_erased_with_its_record() {
         "{:?}",
         snapshot.kv.keys()
     );
+}
+
+/// Segments of an erased user's Agents SDK conversation record no user; their conversation's
+/// tombstone keeps a restore of an older backup, or an import of an older store export, from
+/// bringing them back.
+#[test]
+fn segments_do_not_come_back_from_older_backups_or_exports() {
+    use supportbot_persistence::service::ImportOptions;
+    for encrypted in [false, true] {
+        let stores = MemoryStores::new(T0, 37);
+        let service = service(&stores, encrypted);
+        populate(&stores, &service);
+        let segment = "chat-a:segment-000001".to_owned();
+        let backup =
+            block_on(service.create_backup(std::slice::from_ref(&segment), None, false)).unwrap();
+        let exported = common::store_export(&service, RunBudget::default(), None);
+        let segment_key = stores
+            .snapshot()
+            .r2
+            .keys()
+            .find(|key| key.contains("segment-000001"))
+            .cloned()
+            .unwrap();
+        let receipt = erase(&service, ALICE, None);
+        assert!(receipt.status.complete, "{receipt:?}");
+        assert!(!stores.snapshot().r2.contains_key(&segment_key));
+
+        let tally = block_on(service.restore_backup(&backup, None)).unwrap();
+        assert_eq!(tally.restored, Vec::<String>::new(), "{tally:?}");
+        assert_eq!(tally.skipped, std::slice::from_ref(&segment));
+        let report = common::import_stream(
+            &service,
+            &exported,
+            ImportOptions::default(),
+            RunBudget::default(),
+            1 << 16,
+        )
+        .unwrap();
+        assert!(report.skipped_erased >= 1, "{report:?}");
+        let snapshot = stores.snapshot();
+        assert!(
+            !snapshot.r2.contains_key(&segment_key),
+            "encrypted {encrypted}"
+        );
+        assert!(places_revealing(&snapshot, "ALICE-segment").is_empty());
+        assert!(
+            !snapshot.r2.contains_key("keys/sessions/chat-a.json"),
+            "encrypted {encrypted}"
+        );
+        assert!(!snapshot
+            .r2
+            .contains_key(&format!("keys/users/{}.json", user_key(ALICE))));
+        assert_eq!(
+            block_on(service.retrieve_ui_messages_by_key(&segment_key)).unwrap(),
+            None
+        );
+        assert!(!listed(&service, None).contains(&segment));
+    }
 }

@@ -923,7 +923,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             let metadata = &archive.metadata;
             let user_id = metadata.user_id.as_deref();
             if self
-                .is_erased(log, &mut tally.erasures, user_id, metadata.archived_at)
+                .is_erased_archive(
+                    log,
+                    &mut tally.erasures,
+                    &metadata.session_id,
+                    user_id,
+                    metadata.archived_at,
+                )
                 .await?
             {
                 tally.skipped.push(metadata.session_id.clone());

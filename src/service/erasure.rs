@@ -57,7 +57,8 @@ use crate::store::{Clock, KvStore, ObjectListOptions, ObjectStore, Rng};
 pub const MIN_ERASURE_CALLS: u32 = 4 + CALLS_PER_ARCHIVE + 1;
 
 /// Calls erasing one archive takes: its objects deleted (1 R2 delete), its record read and
-/// deleted, its two index entries deleted (one more when it was listed under another key).
+/// deleted, its two index entries deleted (one more when it was listed under another key; a
+/// segment has no user entry, but its conversation's tombstone is written once).
 const CALLS_PER_ARCHIVE: u32 = 5;
 
 /// Calls deleting one backup may take: its objects listed, its manifest deleted, its packs
@@ -560,6 +561,18 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         }
         objects.sort();
         objects.dedup();
+        if let Some(parent) = segment_key {
+            // First the conversation's tombstone: restores and imports of older copies of its
+            // segments (which record no user) recognise them by it.
+            let erased_at = run
+                .position
+                .erased_at
+                .unwrap_or_else(|| self.clock.now_ms());
+            run.spend(1);
+            self.put_conversation_tombstone(log, parent, &Tombstone::new(user_key, erased_at))
+                .await
+                .map_err(stop)?;
+        }
         run.spend(1);
         self.r2_delete(log, &objects).await.map_err(stop)?;
         if let Some(parent) = segment_key {

@@ -473,9 +473,20 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 return Ok(None);
             }
         };
-        for user_id in archive.user_ids() {
+        // A segment records no user: its conversation's tombstone speaks for it.
+        let owners: Vec<Option<&str>> = match archive.user_ids() {
+            [] => vec![None],
+            users => users.iter().map(|user| Some(user.as_str())).collect(),
+        };
+        for user_id in owners {
             let erased = self
-                .is_erased(log, &mut export.erasures, Some(user_id), archived_at)
+                .is_erased_archive(
+                    log,
+                    &mut export.erasures,
+                    found.session_id.as_str(),
+                    user_id,
+                    archived_at,
+                )
                 .await;
             match erased {
                 Ok(false) => {}

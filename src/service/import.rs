@@ -48,7 +48,7 @@ use crate::codec::export::{
 };
 use crate::crypto::data_key::WrappedKey;
 use crate::error::{PersistenceError, Result};
-use crate::keys::{parse_archive_object_key, SessionId};
+use crate::keys::{parse_archive_object_key, parse_data_key_object, SessionId};
 use crate::store::{
     Clock, KvStore, ObjectMeta, ObjectPutOptions, ObjectStore, PutOutcome, Rng, StoredObject,
 };
@@ -322,6 +322,31 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 Err(err) => return storage_stop(err),
             }
         }
+        // A conversation's segment key made before an erasure of its user: destroyed too.
+        let segment_key_of = match &object.kind {
+            ObjectKind::DataKey {
+                created_at,
+                user_key: None,
+                ..
+            } => parse_data_key_object(&object.key)
+                .and_then(|reference| reference.strip_prefix("sessions/"))
+                .and_then(|session| SessionId::parse(session).ok())
+                .map(|session| (session, *created_at)),
+            _ => None,
+        };
+        if let Some((conversation, created_at)) = segment_key_of {
+            let erased = self
+                .conversation_erased(log, erasure_check(import), &conversation, created_at)
+                .await;
+            match erased {
+                Ok(true) => {
+                    import.report.skipped_erased += 1;
+                    return Ok(Imported::Done);
+                }
+                Ok(false) => {}
+                Err(err) => return storage_stop(err),
+            }
+        }
         let existing = if import.options.dry_run {
             match self.r2_get(log, &object.key).await {
                 Ok(existing) => existing,
@@ -392,9 +417,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         };
         let metadata = archive.metadata();
         let erased = self
-            .is_erased(
+            .is_erased_archive(
                 log,
                 erasure_check(import),
+                &metadata.session_id,
                 metadata.user_id.as_deref(),
                 metadata.archived_at,
             )

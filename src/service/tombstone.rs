@@ -23,8 +23,8 @@ use crate::crypto::envelope;
 use crate::error::{PersistenceError, Result};
 use crate::hash::KeyHasher;
 use crate::keys::{
-    erasure_tombstone_key, parse_archive_object_key, parse_erasure_tombstone_key, UserId,
-    ERASURE_PREFIX,
+    conversation_tombstone_key, erasure_tombstone_key, parse_archive_object_key,
+    parse_erasure_tombstone_key, parse_segment_session_id, SessionId, UserId, ERASURE_PREFIX,
 };
 use crate::platform::MAX_LIST_LIMIT;
 use crate::store::{
@@ -128,9 +128,19 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         }
     }
 
-    /// Writes (or replaces) a tombstone. Costs 1 R2 put.
+    /// Writes (or replaces) a user's tombstone. Costs 1 R2 put.
     pub(super) async fn put_tombstone(&self, log: &OpLog<'_>, tombstone: &Tombstone) -> Result<()> {
         let key = erasure_tombstone_key(&tombstone.user_key);
+        self.put_tombstone_at(log, &key, tombstone).await
+    }
+
+    /// Writes `tombstone` under `key`. Costs 1 R2 put.
+    async fn put_tombstone_at(
+        &self,
+        log: &OpLog<'_>,
+        key: &str,
+        tombstone: &Tombstone,
+    ) -> Result<()> {
         let body = json_text(tombstone);
         let mut custom_metadata =
             BTreeMap::from([(ERASED_AT_FIELD.to_owned(), tombstone.erased_at.to_string())]);
@@ -143,7 +153,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             custom_metadata,
             ..ObjectPutOptions::default()
         };
-        self.r2_put(log, &key, body.as_bytes(), options).await?;
+        self.r2_put(log, key, body.as_bytes(), options).await?;
         Ok(())
     }
 
@@ -165,6 +175,66 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             .tombstone_of(log, check, &user_key)
             .await?
             .is_some_and(|tombstone| tombstone.covers(archived_at_ms)))
+    }
+
+    /// Whether the archive of `session_id` (of `user_id`) made at `archived_at_ms` is erased:
+    /// its user's tombstone covers it, or, for a segment (`<sid>:segment-<n>`, which records no
+    /// user), its conversation's tombstone does. Costs 1 R2 head the first time `check` meets
+    /// a user or a conversation.
+    pub(super) async fn is_erased_archive(
+        &self,
+        log: &OpLog<'_>,
+        check: &mut ErasureCheck,
+        session_id: &str,
+        user_id: Option<&str>,
+        archived_at_ms: i64,
+    ) -> Result<bool> {
+        if user_id.is_some() {
+            return self.is_erased(log, check, user_id, archived_at_ms).await;
+        }
+        let Some(parent) = parse_segment_session_id(session_id)
+            .and_then(|(parent, _)| SessionId::parse(parent).ok())
+        else {
+            return Ok(false);
+        };
+        self.conversation_erased(log, check, &parent, archived_at_ms)
+            .await
+    }
+
+    /// Whether an erasure covers what the conversation `parent` stored at `at_ms` (its
+    /// segments, its segment data key). Costs 1 R2 head the first time `check` meets it.
+    pub(super) async fn conversation_erased(
+        &self,
+        log: &OpLog<'_>,
+        check: &mut ErasureCheck,
+        parent: &SessionId,
+        at_ms: i64,
+    ) -> Result<bool> {
+        let key = conversation_tombstone_key(parent);
+        if !check.0.contains_key(&key) {
+            let tombstone = match self.r2_head(log, &key).await? {
+                Some(meta) => Some(Tombstone::from_meta("", &meta)?),
+                None => None,
+            };
+            check.0.insert(key.clone(), tombstone);
+        }
+        Ok(check
+            .0
+            .get(&key)
+            .and_then(Option::as_ref)
+            .is_some_and(|tombstone| tombstone.covers(at_ms)))
+    }
+
+    /// Writes the tombstone of a conversation whose segments an erasure deletes (its body
+    /// names the user by key, as the user's own). Costs 1 R2 put.
+    pub(super) async fn put_conversation_tombstone(
+        &self,
+        log: &OpLog<'_>,
+        conversation: &SessionId,
+        tombstone: &Tombstone,
+    ) -> Result<()> {
+        self.put_tombstone_at(log, &conversation_tombstone_key(conversation), tombstone)
+            .await
     }
 
     /// Decodes an archive's stored bytes (`decode_stored_archive`) unless it is erased: its
@@ -214,9 +284,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         };
         let metadata = &decoded.metadata;
         if self
-            .is_erased(
+            .is_erased_archive(
                 log,
                 check,
+                &metadata.session_id,
                 metadata.user_id.as_deref(),
                 metadata.archived_at,
             )
