@@ -133,6 +133,11 @@ describe("eraseUserData in workerd", () => {
       const user = `racer-${round}@example.com`;
       await persistence.archiveConversation(...conversation(`race-${round}-old`, user, `OLD-${round}`));
       const keyObject = async (key: string) => (await env.ARCHIVE_R2.get(key))?.text();
+      // Every data key that exists before the erasure (the user's among them).
+      const oldDekIds = new Set<string>();
+      for (const object of (await env.ARCHIVE_R2.list({ prefix: "keys/users/" })).objects) {
+        oldDekIds.add((JSON.parse((await keyObject(object.key))!) as { dekId: string }).dekId);
+      }
       // Stagger the two calls differently each round so that they interleave differently.
       const archiving = (async () => {
         for (let i = 0; i < round; i++) await Promise.resolve();
@@ -143,12 +148,15 @@ describe("eraseUserData in workerd", () => {
       const current = await keyObject(`keys/users/${receipt.userKey}.json`);
       const retrieved = await persistence.retrieveArchive(archiveKey);
       if (retrieved !== null) {
-        // Readable: then under a data key made after the erasure began.
+        // Readable: then under a data key made after the old one was destroyed, never the old.
         expect(current, `round ${round}`).toBeDefined();
-        const made = JSON.parse(current!) as { createdAt: number };
-        expect(made.createdAt).toBeGreaterThanOrEqual(receipt.erasedAt!);
+        const dekId = (JSON.parse(current!) as { dekId: string }).dekId;
+        expect(oldDekIds.has(dekId), `round ${round}: readable under the destroyed key`).toBe(false);
         expect(JSON.stringify(retrieved)).toContain(`NEW-${round}`);
       }
+      // Listed exactly when readable: never an entry of something that cannot be read.
+      const listed = [...(await persistence.listArchivedConversations(user))].map((entry) => entry.sessionId);
+      expect(listed.includes(`race-${round}-new`), `round ${round}: ${listed}`).toBe(retrieved !== null);
       // The old conversation is gone either way.
       expect(await persistence.retrieveArchivedConversation(`race-${round}-old`)).toBeNull();
     }
