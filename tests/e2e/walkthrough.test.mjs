@@ -254,10 +254,16 @@ test("the walkthrough, over HTTP against wrangler dev", async () => {
   response = await call("DELETE", "/users/alice", bob);
   assert.equal(response.status, 403, JSON.stringify(response.body));
   response = await call("DELETE", "/users/alice", alice);
+  // Her session's Durable Object is cleared at once; the erasure itself may need more than one
+  // request's call budget (202): asking again continues it, as the cron would.
+  assert.equal(response.body.sessionsCleared, 1, JSON.stringify(response.body));
+  for (let again = 0; response.status === 202 && again < 5; again++) {
+    assert.equal(response.body.complete, false);
+    response = await call("DELETE", "/users/alice", alice);
+  }
   assert.equal(response.status, 200, JSON.stringify(response.body));
   assert.equal(response.body.complete, true);
   assert.ok(response.body.archivesDeleted >= 1 && response.body.keysDestroyed === 1, JSON.stringify(response.body));
-  assert.equal(response.body.sessionsCleared, 1);
   assert.match(response.body.userKey, /^[0-9a-f]{64}$/);
   response = await call("GET", "/users/alice/archives", alice);
   assert.deepEqual(response.body.archives, []);
