@@ -273,7 +273,7 @@ impl<'a> Member<'a> for Value {
 }
 
 /// A string borrowed from the document when it has no escapes.
-struct CowStr<'a>(Cow<'a, str>);
+pub(crate) struct CowStr<'a>(pub(crate) Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for CowStr<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -33,7 +33,7 @@ use super::tombstone::ErasureCheck;
 use super::DataPersistenceService;
 use crate::codec::archive::{
     encode_conversation, encode_conversation_to_encrypt, listing_entry, read_conversation_input,
-    ConversationInput, EncodedArchive, SummaryForm, ENCRYPTED_SUMMARY_FIELD,
+    ConversationInput, EncodedArchive, SummaryForm, View, ENCRYPTED_SUMMARY_FIELD,
 };
 use crate::crypto::aead::NONCE_LEN;
 use crate::crypto::envelope;
@@ -84,6 +84,26 @@ pub(super) struct ArchivePlan {
     pub custom_metadata: BTreeMap<String, String>,
     pub entries: ArchiveEntries,
     pub content_type: &'static str,
+}
+
+/// What a retrieval gives of an archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Shape {
+    /// The conversation (`retrieveArchivedConversation`, `retrieveArchive`).
+    Conversation,
+    /// Its messages as UIMessages (`retrieveUIMessages`, `retrieveUIMessagesByKey`).
+    UiMessages,
+}
+
+impl Shape {
+    /// The codec's view of this shape for the archive under `key` (which names it in errors
+    /// about its messages).
+    pub(super) fn view(self, key: &str) -> View<'_> {
+        match self {
+            Shape::Conversation => View::Conversation,
+            Shape::UiMessages => View::UiMessages(key),
+        }
+    }
 }
 
 /// Where the nonce of an encrypted archive body comes from.
@@ -302,18 +322,19 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// data); `UNSUPPORTED_FORMAT`; `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.
     pub async fn retrieve_archived_conversation(&self, session_id: &str) -> Result<Option<String>> {
         let log = self.begin("retrieveArchivedConversation");
-        let found = self.newest_conversation(&log, session_id).await?;
-        Ok(found.map(|(_, conversation_json)| conversation_json))
+        self.newest_archive_json(&log, session_id, Shape::Conversation)
+            .await
     }
 
-    /// The R2 key and the conversation JSON text of the newest archive of `session_id`,
-    /// verified (see [`Self::retrieve_archived_conversation`]); `None` when the session has no
-    /// archive or its object is gone.
-    pub(super) async fn newest_conversation(
+    /// The newest archive of `session_id` as JSON text of `shape`, verified (see
+    /// [`Self::retrieve_archived_conversation`]); `None` when the session has no archive or its
+    /// object is gone.
+    pub(super) async fn newest_archive_json(
         &self,
         log: &OpLog<'_>,
         session_id: &str,
-    ) -> Result<Option<(String, String)>> {
+        shape: Shape,
+    ) -> Result<Option<String>> {
         let session_id = SessionId::parse(session_id)?;
         let Some(fetched) = self.fetch_newest_archive(log, &session_id).await? else {
             return Ok(None);
@@ -325,6 +346,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 &fetched.body,
                 fetched.expected_sha256.as_deref(),
                 fetched.read_limit,
+                shape.view(&fetched.key),
             )
             .await?
         else {
@@ -336,7 +358,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             "retrieved",
             json!({ "key": fetched.key, "formatVersion": decoded.metadata.format_version }),
         );
-        Ok(Some((fetched.key, decoded.conversation_json)))
+        Ok(Some(decoded.json))
     }
 
     /// The stored bytes of the newest archive of `session_id` and what to check them against;

@@ -8,8 +8,9 @@
 
 use serde_json::json;
 
-use super::archive::check_archive_session;
+use super::archive::{check_archive_session, Shape};
 use super::index_entries::recorded_sha256;
+use super::log::OpLog;
 use super::DataPersistenceService;
 use crate::codec::archive::CUSTOM_RAW_SIZE_FIELD;
 use crate::error::{PersistenceError, Result};
@@ -33,6 +34,18 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// session (never wrong data); `UNSUPPORTED_FORMAT`; `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.
     pub async fn retrieve_archive(&self, archive_key: &str) -> Result<Option<String>> {
         let log = self.begin("retrieveArchive");
+        self.archive_json_by_key(&log, archive_key, Shape::Conversation)
+            .await
+    }
+
+    /// The archive stored under `archive_key` as JSON text of `shape`, verified (see
+    /// [`Self::retrieve_archive`]); `None` when no object is stored there or it is erased.
+    pub(super) async fn archive_json_by_key(
+        &self,
+        log: &OpLog<'_>,
+        archive_key: &str,
+        shape: Shape,
+    ) -> Result<Option<String>> {
         let parsed = parse_archive_object_key(archive_key).ok_or_else(|| {
             let quoted: String = archive_key.chars().take(QUOTED_KEY_CHARS).collect();
             PersistenceError::invalid_input(
@@ -40,14 +53,21 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 format!("{quoted:?} is not an archive key (conversations/YYYY/MM/archive_<sessionId>_<ms>.json.gz)"),
             )
         })?;
-        let Some((archive_key, object)) = self.get_archive_object(&log, archive_key).await? else {
+        let Some((archive_key, object)) = self.get_archive_object(log, archive_key).await? else {
             return Ok(None);
         };
         let archive_key = archive_key.as_str();
         let expected_sha256 = recorded_sha256(&object.meta);
         let read_limit = self.read_limit(&object.meta, expected_sha256.is_some());
         let Some(decoded) = self
-            .decode_unless_erased(&log, archive_key, &object.body, expected_sha256, read_limit)
+            .decode_unless_erased(
+                log,
+                archive_key,
+                &object.body,
+                expected_sha256,
+                read_limit,
+                shape.view(archive_key),
+            )
             .await?
         else {
             return Ok(None);
@@ -61,7 +81,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             "retrieved",
             json!({ "key": archive_key, "formatVersion": decoded.metadata.format_version }),
         );
-        Ok(Some(decoded.conversation_json))
+        Ok(Some(decoded.json))
     }
 
     /// Largest size the object may inflate to: the policy's limit, or the size recorded with

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::log::OpLog;
 use super::DataPersistenceService;
-use crate::codec::archive::{DecodedArchiveJson, ENCRYPTED_SUMMARY_FIELD};
+use crate::codec::archive::{DecodedArchiveJson, View, ENCRYPTED_SUMMARY_FIELD};
 use crate::codec::json_text;
 use crate::crypto::envelope;
 use crate::error::{PersistenceError, Result};
@@ -159,10 +159,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             .is_some_and(|tombstone| tombstone.covers(archived_at_ms)))
     }
 
-    /// Decodes an archive's stored bytes (`decode_stored_archive`) unless it is erased: its
-    /// user has a tombstone covering it, or it is encrypted under a destroyed key of a user
-    /// with a tombstone (an archive written while the erasure destroyed the key). `None` when
-    /// erased (logged). Costs 1 R2 head when the archive has a user, besides the decoding.
+    /// Decodes an archive's stored bytes in `view` (`decode_stored_archive`) unless it is
+    /// erased: its user has a tombstone covering it, or it is encrypted under a destroyed key of
+    /// a user with a tombstone (an archive written while the erasure destroyed the key). `None`
+    /// when erased (logged). Costs 1 R2 head when the archive has a user, besides the decoding.
     pub(super) async fn decode_unless_erased(
         &self,
         log: &OpLog<'_>,
@@ -170,10 +170,11 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         stored: &[u8],
         expected_sha256: Option<&str>,
         read_limit: u64,
+        view: View<'_>,
     ) -> Result<Option<DecodedArchiveJson>> {
         let mut check = ErasureCheck::default();
         let decoded = match self
-            .decode_stored_archive(log, key, stored, expected_sha256, read_limit)
+            .decode_stored_archive(log, key, stored, expected_sha256, read_limit, view)
             .await
         {
             Ok(decoded) => decoded,

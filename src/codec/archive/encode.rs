@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::model::{check_epoch_ms, Conversation, ConversationMemory, Form, Memory, Session};
 use super::{
     check_input, extract_topics, ArchiveMetadata, ConversationInput, EncodedArchive, SessionState,
-    FORMAT_VERSION,
+    FORMAT_VERSION, TEXT_IN_PARTS_FORMAT_VERSION,
 };
 use crate::codec::gzip;
 use crate::error::{PersistenceError, Result};
@@ -123,8 +123,18 @@ fn encode<F: Form>(
     let duration =
         u64::try_from(session.last_activity.saturating_sub(session.created_at)).unwrap_or(0);
     let message_count = memory.messages.len() as u64;
+    // The oldest format that holds the document, so that older readers read what they can.
+    let format_version = if memory
+        .messages
+        .iter()
+        .any(|message| F::content_in_parts(&message.content))
+    {
+        TEXT_IN_PARTS_FORMAT_VERSION
+    } else {
+        FORMAT_VERSION
+    };
     let document = Document {
-        format_version: FORMAT_VERSION,
+        format_version,
         metadata: DocumentMetadata {
             session_id: &session.id,
             user_id: session.user_id.as_deref(),
@@ -152,7 +162,7 @@ fn encode<F: Form>(
         raw_size,
         stored_size: bytes.len() as u64,
         sha256: String::new(),
-        format_version: FORMAT_VERSION,
+        format_version,
         encrypted_summary: None,
     };
     Ok(EncodedArchive { bytes, metadata })
