@@ -5,9 +5,13 @@
 //! document (which keeps each text only in its part), again from the stored parts when the
 //! message is read as a chat message. One function for both, so they cannot disagree.
 
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::codec::fields::{object_items, FieldError, Fields, Kind};
+use crate::codec::fields::{object_items, parse_str, CowStr, FieldError, Fields, Kind};
 
 /// What joins the texts of a message's `text` parts in its `content`.
 pub const TEXT_PART_SEPARATOR: &str = "\n\n";
@@ -15,10 +19,29 @@ pub const TEXT_PART_SEPARATOR: &str = "\n\n";
 /// The member of an archived message's `metadata` that holds its UIMessage.
 pub const UI_MESSAGE_FIELD: &str = "uiMessage";
 
-/// The texts of the `text` parts of `parts` (at `path`), joined by [`TEXT_PART_SEPARATOR`].
-/// Checks that `parts` is an array of objects with a string `type`, and that `text` and
-/// `reasoning` parts have a string `text`.
-pub fn text_of_parts(path: String, parts: &RawValue) -> Result<String, FieldError> {
+/// The texts of the `text` parts of `parts` (at the path `path` gives), joined by
+/// [`TEXT_PART_SEPARATOR`]. Checks that `parts` is an array of objects with a string `type`,
+/// and that `text` and `reasoning` parts have a string `text`.
+pub fn text_of_parts(
+    path: impl FnOnce() -> String,
+    parts: &RawValue,
+) -> Result<String, FieldError> {
+    // Parts are most of a conversation: read them in one pass that holds nothing but the text,
+    // and let the reader below name what is wrong with parts that pass cannot read.
+    let mut content = String::new();
+    let seed = PartsSeed {
+        content: &mut content,
+        texts: 0,
+    };
+    match seed.deserialize(&mut serde_json::Deserializer::from_str(parts.get())) {
+        Ok(()) => Ok(content),
+        Err(_) => checked_text_of_parts(path(), parts),
+    }
+}
+
+/// [`text_of_parts`], reading each part field by field: the error names the path of what is
+/// wrong.
+fn checked_text_of_parts(path: String, parts: &RawValue) -> Result<String, FieldError> {
     let mut content = String::new();
     let mut texts = 0_usize;
     object_items(path, parts, |mut part| {
@@ -55,7 +78,103 @@ pub fn content_in_parts(
     let parts = Fields::of(path.clone(), ui_message)?
         .member("parts")
         .ok_or_else(missing)?;
-    text_of_parts(format!("{path}.parts"), parts)
+    text_of_parts(|| format!("{path}.parts"), parts)
+}
+
+/// Appends the texts of the parts to `content` (see [`text_of_parts`]); fails on anything
+/// [`checked_text_of_parts`] would refuse, and on repeated members (which it reads by their
+/// last value).
+struct PartsSeed<'c> {
+    content: &'c mut String,
+    texts: usize,
+}
+
+/// Why the one pass stops; the checked reader says what is wrong.
+fn unreadable<E: de::Error>() -> E {
+    E::custom("a part the one pass does not read")
+}
+
+impl<'de> DeserializeSeed<'de> for PartsSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PartsSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of parts")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(part) = seq.next_element::<Part<'de>>()? {
+            let Some(kind) = part.kind else {
+                return Err(unreadable());
+            };
+            if !matches!(&*kind, "text" | "reasoning") {
+                continue;
+            }
+            let text = part
+                .text
+                .and_then(|raw| parse_str(raw).ok())
+                .ok_or_else(unreadable)?;
+            if kind == "text" {
+                if self.texts > 0 {
+                    self.content.push_str(TEXT_PART_SEPARATOR);
+                }
+                self.content.push_str(&text);
+                self.texts += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `type` (a string) and `text` (any JSON value) of a part; nothing else is kept.
+struct Part<'de> {
+    kind: Option<Cow<'de, str>>,
+    text: Option<&'de RawValue>,
+}
+
+impl<'de> serde::Deserialize<'de> for Part<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(PartVisitor)
+    }
+}
+
+struct PartVisitor;
+
+impl<'de> Visitor<'de> for PartVisitor {
+    type Value = Part<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a part")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Part<'de>, A::Error> {
+        let mut part = Part {
+            kind: None,
+            text: None,
+        };
+        while let Some(CowStr(name)) = map.next_key()? {
+            match &*name {
+                // Only a string: null (absent) and other types are the checked reader's to name.
+                "type" if part.kind.is_none() => {
+                    let CowStr(kind) = map.next_value()?;
+                    part.kind = Some(kind);
+                }
+                "text" if part.text.is_none() => part.text = Some(map.next_value()?),
+                "type" | "text" => return Err(unreadable()),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(part)
+    }
 }
 
 #[cfg(test)]
@@ -74,8 +193,66 @@ mod tests {
         let parts = raw(
             r#"[{"type":"text","text":"a\n\nb"},{"type":"reasoning","text":"no"},{"type":"step-start"},{"type":"text","text":""},{"type":"text","text":"c"}]"#,
         );
-        assert_eq!(text_of_parts("p".into(), parts).unwrap(), "a\n\nb\n\n\n\nc");
-        assert_eq!(text_of_parts("p".into(), raw("[]")).unwrap(), "");
+        assert_eq!(
+            text_of_parts(|| "p".into(), parts).unwrap(),
+            "a\n\nb\n\n\n\nc"
+        );
+        assert_eq!(text_of_parts(|| "p".into(), raw("[]")).unwrap(), "");
+    }
+
+    /// The one pass and the checked reader agree: the same text, or the checked reader's error.
+    #[test]
+    fn parts_the_one_pass_does_not_read_are_left_to_the_checked_reader() {
+        let cases = [
+            (r#"[{"type":"text","text":"a","type":"text"}]"#, Ok("a")),
+            (
+                r#"[{"type":"step-start","type":"text","text":"b"}]"#,
+                Ok("b"),
+            ),
+            (r#"[{"text":"x","type":"text","text":"y"}]"#, Ok("y")),
+            (r#"[{"type":"tool-x","text":5}]"#, Ok("")),
+            (r#"[{"type":"reasoning","text":"r"}]"#, Ok("")),
+            (r#"[{"type":"text","text":"\u00e9 \"q\""}]"#, Ok("é \"q\"")),
+            (
+                r#"[{"type":null,"text":"x"}]"#,
+                Err("p[0].type: is missing"),
+            ),
+            (
+                r#"[{"type":"text","text":null}]"#,
+                Err("p[0].text: is missing"),
+            ),
+            (r#"[{"type":"reasoning"}]"#, Err("p[0].text: is missing")),
+            (
+                r#"[{"type":7}]"#,
+                Err("p[0].type: must be a string, found number"),
+            ),
+            (
+                r#"[{"type":"text","text":["a"]}]"#,
+                Err("p[0].text: must be a string, found array"),
+            ),
+            (
+                r#"[{"type":"data-x"},"part"]"#,
+                Err("p[1]: must be an object, found string"),
+            ),
+            (
+                r#"{"type":"text"}"#,
+                Err("p: must be an array, found object"),
+            ),
+            (r#"[{"type":"text","text":"\ud800"}]"#, Err("p[0].text")),
+        ];
+        for (parts, expected) in cases {
+            let read = text_of_parts(|| "p".into(), raw(parts));
+            let checked = checked_text_of_parts("p".into(), raw(parts));
+            assert_eq!(read, checked, "{parts}");
+            match expected {
+                Ok(text) => assert_eq!(read.unwrap(), text, "{parts}"),
+                Err(needle) => {
+                    let err = read.unwrap_err();
+                    let err = format!("{}: {}", err.path, err.reason);
+                    assert!(err.contains(needle), "{err} lacks {needle}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -83,8 +83,9 @@ fn read_ui_message<'a>(
 ) -> std::result::Result<(Message<Borrowed<'a>>, Option<i64>), FieldError> {
     let id = fields.string("id")?;
     let role = fields.convert("role", Kind::String, read_role)?;
+    // Named only in errors: built when one is.
     let path = fields.path().to_owned();
-    let parts_path = fields.path_of("parts");
+    let parts_path = || format!("{path}.parts");
     let kept = KeptFields(fields.rest(verbatim)?);
     let member = |name: &str| {
         kept.0
@@ -94,11 +95,11 @@ fn read_ui_message<'a>(
             .filter(|raw| Kind::of_raw(raw) != Kind::Null)
     };
     let parts = member("parts")
-        .ok_or_else(|| FieldError::new(parts_path.clone(), Conventions::Archive.missing()))?;
+        .ok_or_else(|| FieldError::new(parts_path(), Conventions::Archive.missing()))?;
     let content = text_of_parts(parts_path, parts)?;
     let created_at = member("metadata").and_then(created_at);
     let metadata = to_verbatim(&ArchivedMetadata { ui_message: &kept })
-        .map_err(|reason| FieldError::new(path, reason))?;
+        .map_err(|reason| FieldError::new(path.as_str(), reason))?;
     let message = Message {
         id,
         session_id: Cow::Borrowed(session_id),
