@@ -26,8 +26,11 @@ mod ui_messages;
 
 use serde::{Deserialize, Serialize};
 
-pub use decode::{decode_archive, decode_archive_json, decode_decrypted_archive_json, View};
-pub use encode::{encode_archive, encode_conversation, encode_conversation_to_encrypt};
+pub use decode::{
+    decode_archive, decode_archive_json, decode_decrypted_archive_json,
+    decode_verified_archive_json, View,
+};
+pub use encode::{encode_archive, encode_conversation, encode_conversation_without_checksum};
 pub use model::{
     ArchivedConversation, Borrowed, ChatMessage, Content, Conversation, ConversationMemory, Form,
     JsonObject, KeptFields, Layout, Memory, Message, Owned, Part, ReadInto, Role, Session,
@@ -58,6 +61,9 @@ pub const TEXT_IN_PARTS_FORMAT_VERSION: u32 = 2;
 
 /// The newest format version this library reads.
 pub const NEWEST_FORMAT_VERSION: u32 = TEXT_IN_PARTS_FORMAT_VERSION;
+
+/// How errors about a stored archive's bytes name it.
+pub const ARCHIVE_NAME: &str = "archive";
 
 /// The `formatVersion` reported for plain-JSON archives of the earlier TypeScript
 /// implementation, which carry none.
@@ -103,7 +109,7 @@ pub struct EncodedArchive {
     /// The object body: gzip'd JSON.
     pub bytes: Vec<u8>,
     /// Its metadata, including the checksum of `bytes` (left empty by
-    /// [`encode_conversation_to_encrypt`]: the checksum recorded is the encrypted bytes').
+    /// [`encode_conversation_without_checksum`] for its caller to fill in).
     pub metadata: ArchiveMetadata,
 }
 

@@ -32,14 +32,14 @@ use super::log::OpLog;
 use super::tombstone::ErasureCheck;
 use super::DataPersistenceService;
 use crate::codec::archive::{
-    encode_conversation, encode_conversation_to_encrypt, listing_entry, read_conversation_input,
+    encode_conversation_without_checksum, listing_entry, read_conversation_input,
     ConversationInput, EncodedArchive, SummaryForm, View, ENCRYPTED_SUMMARY_FIELD,
 };
 use crate::crypto::aead::NONCE_LEN;
 use crate::crypto::envelope;
 use crate::crypto::keyring::KeyRing;
 use crate::error::{PersistenceError, Result};
-use crate::hash::sha256_hex;
+use crate::hash::sha256_hex_of_object;
 use crate::keys::{
     archive_meta_key, archive_object_key, encrypted_archive_object_key, parse_archive_index_key,
     parse_user_index_key, user_index_prefix, SessionId, UserId, ARCHIVE_INDEX_PREFIX,
@@ -146,15 +146,15 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         mut archived_at_ms: i64,
     ) -> Result<String> {
         for _ in 0..MAX_KEY_COLLISIONS {
+            let encoded = encode_conversation_without_checksum(
+                input,
+                archived_at_ms,
+                self.options.compression_level,
+                self.policy.max_archive_size_bytes,
+            )?;
             let plan = match self.key_ring() {
-                None => self.plan_archive(input, archived_at_ms)?,
+                None => self.plan_archive(input, encoded).await?,
                 Some(ring) => {
-                    let encoded = encode_conversation_to_encrypt(
-                        input,
-                        archived_at_ms,
-                        self.options.compression_level,
-                        self.policy.max_archive_size_bytes,
-                    )?;
                     self.seal_archive(log, ring, encoded, BodyNonce::Random)
                         .await?
                 }
@@ -182,16 +182,16 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         })
     }
 
-    /// Encodes the archive for `archived_at_ms` and derives every key and metadata from it.
-    fn plan_archive(&self, input: &ConversationInput, archived_at_ms: i64) -> Result<ArchivePlan> {
+    /// The plan of the plaintext archive `encoded` (of `input`, without its checksum): its
+    /// checksum, every key and metadata.
+    async fn plan_archive(
+        &self,
+        input: &ConversationInput<'_>,
+        mut encoded: EncodedArchive,
+    ) -> Result<ArchivePlan> {
         let session_id = SessionId::parse(input.session_id())?;
-        let encoded = encode_conversation(
-            input,
-            archived_at_ms,
-            self.options.compression_level,
-            self.policy.max_archive_size_bytes,
-        )?;
-        let object_key = archive_object_key(&session_id, archived_at_ms)?;
+        encoded.metadata.sha256 = sha256_hex_of_object(&encoded.bytes).await;
+        let object_key = archive_object_key(&session_id, encoded.metadata.archived_at)?;
         let custom_metadata = archive_custom_metadata(&self.options.hasher, &encoded.metadata)?;
         let entries = ArchiveEntries::new(&self.options.hasher, &object_key, &encoded.metadata)?;
         Ok(ArchivePlan {
@@ -235,7 +235,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             &gzipped,
         )
         .await?;
-        metadata.sha256 = sha256_hex(&bytes);
+        metadata.sha256 = sha256_hex_of_object(&bytes).await;
         metadata.stored_size = bytes.len() as u64;
         // The listing entry holds as much of the summary as fits once encrypted.
         let form = SummaryForm::Sealed(sealed_summary_overhead(&reference));

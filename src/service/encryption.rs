@@ -18,15 +18,15 @@ use serde_json::{json, Value};
 use super::log::OpLog;
 use super::DataPersistenceService;
 use crate::codec::archive::{
-    decode_archive_json, decode_decrypted_archive_json, DecodedArchiveJson, View,
-    ENCRYPTED_SUMMARY_FIELD,
+    decode_archive_json, decode_decrypted_archive_json, decode_verified_archive_json,
+    DecodedArchiveJson, View, ARCHIVE_NAME, ENCRYPTED_SUMMARY_FIELD,
 };
 use crate::crypto::aead::{SecretKey, KEY_LEN, NONCE_LEN};
 use crate::crypto::data_key::{unwrap, wrap, WrappedKey};
 use crate::crypto::envelope::{self, DataKey, DEK_ID_LEN};
 use crate::crypto::keyring::KeyRing;
 use crate::error::{PersistenceError, Result};
-use crate::hash::{to_hex, verify_sha256};
+use crate::hash::{to_hex, verify_sha256_of_object};
 use crate::keys::{
     data_key_object_of_ref, encrypted_archive_object_key, parse_archive_object_key,
     parse_segment_session_id, session_data_key_ref, user_data_key_ref, SessionId, UserId,
@@ -282,12 +282,16 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         view: View<'_>,
     ) -> Result<DecodedArchiveJson> {
         if !envelope::is_encrypted(stored) {
-            return decode_archive_json(stored, expected_sha256, read_limit, view);
+            let Some(sha256) = expected_sha256 else {
+                return decode_archive_json(stored, None, read_limit, view);
+            };
+            verify_sha256_of_object(ARCHIVE_NAME, stored, sha256).await?;
+            return decode_verified_archive_json(stored, sha256, read_limit, view);
         }
         let sha256 = expected_sha256.ok_or_else(|| {
             PersistenceError::corrupt(key, "encrypted, but no SHA-256 is recorded")
         })?;
-        verify_sha256(key, stored, sha256)?;
+        verify_sha256_of_object(key, stored, sha256).await?;
         let session = parse_archive_object_key(key)
             .ok_or_else(|| {
                 PersistenceError::corrupt(key, "encrypted, but not under an archive key")

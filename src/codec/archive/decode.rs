@@ -23,7 +23,7 @@ use crate::error::{PersistenceError, Result};
 use crate::hash;
 
 /// How errors about stored archives name the object.
-const WHAT: &str = "archive";
+const WHAT: &str = super::ARCHIVE_NAME;
 
 /// What a retrieval gives of an archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,6 +303,19 @@ pub fn decode_archive_json(
     let verified = expected_sha256.is_some();
     let (document, sha256) = open_stored(stored, expected_sha256, max_archive_size)?;
     decode_document_view(document, stored.len() as u64, sha256, verified, view)
+}
+
+/// [`decode_archive_json`] of stored bytes whose SHA-256, `sha256`, the caller verified
+/// against the recorded one (hashing them where it is cheapest, `hash::sha256_hex_of_object`).
+pub fn decode_verified_archive_json(
+    stored: &[u8],
+    sha256: &str,
+    max_archive_size: u64,
+    view: View<'_>,
+) -> Result<DecodedArchiveJson> {
+    let document = document_text(unwrap_document(stored, true, max_archive_size)?)?;
+    let sha256 = sha256.to_ascii_lowercase();
+    decode_document_view(document, stored.len() as u64, sha256, true, view)
 }
 
 /// [`decode_archive_json`] of an encrypted archive: `gzipped` is what its stored bytes

@@ -74,13 +74,15 @@ pub fn encode_conversation(
     level: u32,
     max_archive_size: u64,
 ) -> Result<EncodedArchive> {
-    let encoded = encode_conversation_to_encrypt(input, archived_at_ms, level, max_archive_size)?;
+    let encoded =
+        encode_conversation_without_checksum(input, archived_at_ms, level, max_archive_size)?;
     Ok(with_checksum(encoded))
 }
 
-/// [`encode_conversation`] for an archive that is encrypted before it is stored: the metadata's
-/// `sha256` is left empty, since only the stored (encrypted) bytes' checksum is recorded.
-pub fn encode_conversation_to_encrypt(
+/// [`encode_conversation`] without the checksum: the metadata's `sha256` is left empty for the
+/// caller, who records the checksum of what it stores (these bytes, hashed where it is
+/// cheapest, or the encrypted ones).
+pub fn encode_conversation_without_checksum(
     input: &ConversationInput<'_>,
     archived_at_ms: i64,
     level: u32,
