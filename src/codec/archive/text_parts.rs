@@ -68,6 +68,28 @@ pub fn content_in_parts(
     message_path: &str,
     metadata: Option<&RawValue>,
 ) -> Result<String, FieldError> {
+    // The parts are most of the metadata: reach them in the pass that reads their text, and
+    // take metadata that pass does not read field by field, which names what is wrong.
+    if let Some(metadata) = metadata {
+        let mut content = String::new();
+        let seed = MetadataSeed {
+            content: &mut content,
+        };
+        if seed
+            .deserialize(&mut serde_json::Deserializer::from_str(metadata.get()))
+            .is_ok()
+        {
+            return Ok(content);
+        }
+    }
+    checked_content_in_parts(message_path, metadata)
+}
+
+/// [`content_in_parts`], reading the metadata field by field.
+fn checked_content_in_parts(
+    message_path: &str,
+    metadata: Option<&RawValue>,
+) -> Result<String, FieldError> {
     let missing = || FieldError::new(format!("{message_path}.content"), "is missing");
     let metadata = metadata.filter(|raw| Kind::of_raw(raw) == Kind::Object);
     let ui_message = metadata
@@ -79,6 +101,95 @@ pub fn content_in_parts(
         .member("parts")
         .ok_or_else(missing)?;
     text_of_parts(|| format!("{path}.parts"), parts)
+}
+
+/// Appends the texts of the parts of `{"uiMessage": {"parts": [...], ...}, ...}` to `content`;
+/// fails on anything else, and on a repeated `uiMessage` or `parts` (which
+/// [`checked_content_in_parts`] reads by their last value).
+struct MetadataSeed<'c> {
+    content: &'c mut String,
+}
+
+impl<'de> DeserializeSeed<'de> for MetadataSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MetadataSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("the metadata of an archived UIMessage")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut found = false;
+        while let Some(CowStr(name)) = map.next_key()? {
+            if name != UI_MESSAGE_FIELD {
+                map.next_value::<IgnoredAny>()?;
+            } else if found {
+                return Err(unreadable());
+            } else {
+                let seed = UiMessageSeed {
+                    content: &mut *self.content,
+                };
+                map.next_value_seed(seed)?;
+                found = true;
+            }
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(unreadable())
+        }
+    }
+}
+
+/// The UIMessage of [`MetadataSeed`]: appends the texts of its `parts`.
+struct UiMessageSeed<'c> {
+    content: &'c mut String,
+}
+
+impl<'de> DeserializeSeed<'de> for UiMessageSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for UiMessageSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an archived UIMessage")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut found = false;
+        while let Some(CowStr(name)) = map.next_key()? {
+            if name != "parts" {
+                map.next_value::<IgnoredAny>()?;
+            } else if found {
+                return Err(unreadable());
+            } else {
+                let seed = PartsSeed {
+                    content: &mut *self.content,
+                    texts: 0,
+                };
+                map.next_value_seed(seed)?;
+                found = true;
+            }
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(unreadable())
+        }
+    }
 }
 
 /// Appends the texts of the parts to `content` (see [`text_of_parts`]); fails on anything
@@ -253,6 +364,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The one pass and the checked reader agree on metadata too.
+    #[test]
+    fn metadata_the_one_pass_does_not_read_is_left_to_the_checked_reader() {
+        for metadata in [
+            r#"{"uiMessage":{"metadata":{"parts":1},"parts":[{"type":"text","text":"a"}]},"x":[]}"#,
+            r#"{"uiMessage":{"parts":[{"type":"text","text":"a"}],"parts":[]}}"#,
+            r#"{"uiMessage":{"parts":[]},"uiMessage":{"parts":[{"type":"text","text":"b"}]}}"#,
+            r#"{"uiMessage":{"parts":null}}"#,
+            r#"{"uiMessage":[]}"#,
+            r#"{"other":{"parts":[]}}"#,
+            r#"{"uiMessage":{"parts":[{"type":"text"}]}}"#,
+            "[]",
+        ] {
+            let read = content_in_parts("m", Some(raw(metadata)));
+            assert_eq!(
+                read,
+                checked_content_in_parts("m", Some(raw(metadata))),
+                "{metadata}"
+            );
+        }
+        assert_eq!(
+            content_in_parts(
+                "m",
+                Some(raw(
+                    r#"{"uiMessage":{"metadata":{"parts":1},"parts":[{"type":"text","text":"a"}]},"x":[]}"#
+                ))
+            ),
+            Ok("a".to_owned())
+        );
     }
 
     #[test]
