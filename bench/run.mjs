@@ -2,7 +2,8 @@
 // process (plus fresh child processes for cold start, peak memory and the backup steps' memory, and the native Rust
 // contender). Prints Markdown tables of absolute figures, ratios and the issue's targets;
 // `--write` also writes bench/RESULTS.md; `--smoke` runs one iteration of everything on small
-// inputs and never fails on a target (CI checks that the harness works, not timings).
+// inputs and never fails on a target (CI checks that the harness works, not timings); `--ui`
+// runs only the UIMessage rows of (a) and (c) and their targets (`node bench/run.mjs --ui`).
 import { execFileSync, spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir, cpus } from "node:os";
