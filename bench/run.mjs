@@ -2,7 +2,8 @@
 // process (plus fresh child processes for cold start, peak memory and the backup steps' memory, and the native Rust
 // contender). Prints Markdown tables of absolute figures, ratios and the issue's targets;
 // `--write` also writes bench/RESULTS.md; `--smoke` runs one iteration of everything on small
-// inputs and never fails on a target (CI checks that the harness works, not timings).
+// inputs and never fails on a target (CI checks that the harness works, not timings); `--ui`
+// runs only the UIMessage rows of (a) and (c) and their targets (`node bench/run.mjs --ui`).
 import { execFileSync, spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir, cpus } from "node:os";
@@ -21,6 +22,9 @@ import * as bestPractice from "./contenders/best_practice.mjs";
 const args = new Set(process.argv.slice(2));
 const SMOKE = args.has("--smoke");
 const WRITE = args.has("--write");
+// `--ui`: only the UIMessage rows of the contenders that speak them, and their two targets
+// (issue 17); a quick before/after check, not a substitute for the full run.
+const UI_ONLY = args.has("--ui");
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const print = console.log.bind(console);
 const progress = (text) => process.stderr.write(`bench: ${text}\n`);
@@ -79,6 +83,37 @@ function setupWith(Class, bindings = freshBindings(clock, { checked: SMOKE }), p
   return { bindings, contender: new Class(bindings, policy) };
 }
 
+/** AI SDK UIMessages (issue 17), for the contenders that speak them. */
+async function runUiWorkloads({ id, Class }) {
+  if (!Class.prototype.archiveUI) return;
+  for (const [label] of SIZES.ui) {
+    const messages = uiConversations[label];
+    const sessionId = `ui-${label}`;
+    record(`ui-archive-${label}`, id, await measure({
+      reps: REPS, ops: OPS[`ui-archive-${label}`], warmup: !SMOKE,
+      setup: () => setupWith(Class),
+      op: async ({ contender }) => {
+        clock.now += 1000;
+        await contender.archiveUI(sessionId, messages, "user-ui");
+      },
+    }));
+    record(`ui-retrieve-${label}`, id, await measure({
+      reps: REPS, ops: OPS[`ui-retrieve-${label}`], warmup: !SMOKE,
+      setup: async () => {
+        const state = setupWith(Class);
+        await state.contender.archiveUI(sessionId, messages, "user-ui");
+        // Lossless, checked untimed: every part and metadata back as given.
+        if (JSON.stringify(await state.contender.retrieveUI(sessionId)) !== JSON.stringify(messages)) throw new Error(`${id}: UIMessages ${label} came back changed`);
+        return state;
+      },
+      op: async ({ contender }) => {
+        const found = await contender.retrieveUI(sessionId);
+        if (found?.length !== messages.length) throw new Error(`${id}: retrieveUI returned ${found?.length} messages`);
+      },
+    }));
+  }
+}
+
 async function runJsWorkloads({ id, Class }) {
   for (const [label] of SIZES.conversations) {
     const { memory, session } = conversations[label];
@@ -104,35 +139,7 @@ async function runJsWorkloads({ id, Class }) {
     }));
   }
 
-  // AI SDK UIMessages (issue 17), for the contenders that speak them.
-  if (Class.prototype.archiveUI) {
-    for (const [label] of SIZES.ui) {
-      const messages = uiConversations[label];
-      const sessionId = `ui-${label}`;
-      record(`ui-archive-${label}`, id, await measure({
-        reps: REPS, ops: OPS[`ui-archive-${label}`], warmup: !SMOKE,
-        setup: () => setupWith(Class),
-        op: async ({ contender }) => {
-          clock.now += 1000;
-          await contender.archiveUI(sessionId, messages, "user-ui");
-        },
-      }));
-      record(`ui-retrieve-${label}`, id, await measure({
-        reps: REPS, ops: OPS[`ui-retrieve-${label}`], warmup: !SMOKE,
-        setup: async () => {
-          const state = setupWith(Class);
-          await state.contender.archiveUI(sessionId, messages, "user-ui");
-          // Lossless, checked untimed: every part and metadata back as given.
-          if (JSON.stringify(await state.contender.retrieveUI(sessionId)) !== JSON.stringify(messages)) throw new Error(`${id}: UIMessages ${label} came back changed`);
-          return state;
-        },
-        op: async ({ contender }) => {
-          const found = await contender.retrieveUI(sessionId);
-          if (found?.length !== messages.length) throw new Error(`${id}: retrieveUI returned ${found?.length} messages`);
-        },
-      }));
-    }
-  }
+  await runUiWorkloads({ id, Class });
 
   const metadata = { model: "bge-base", source: "knowledge_base" };
   for (const dims of ["768", "1536"]) {
@@ -262,6 +269,28 @@ async function runJsWorkloads({ id, Class }) {
       if (restored.length !== SIZES.backup) throw new Error(`${id}: restored ${restored.length} of ${SIZES.backup}`);
     },
   }));
+}
+
+if (UI_ONLY) {
+  for (const contender of CONTENDERS) {
+    progress(`running ${contender.label}: UIMessage rows`);
+    await runUiWorkloads(contender);
+  }
+  const ms = (workload, id) => results[workload]?.[id]?.cpuMs;
+  const stored = (workload, id) => (results[workload]?.[id]?.counters?.r2Bytes ?? NaN) / 1e3;
+  print("| workload | (a) library | (c) best-practice TS | a / c | R2 bytes written (a, c) |\n|---|---|---|---|---|");
+  for (const [label] of SIZES.ui) {
+    for (const kind of ["archive", "retrieve"]) {
+      const workload = `ui-${kind}-${label}`;
+      const written = kind === "archive" ? `${stored(workload, "a").toFixed(1)} KB, ${stored(workload, "c").toFixed(1)} KB` : "";
+      print(`| ${kind} ${label} UIMessages (${(uiBytes[label] / 1e6).toFixed(2)} MB JSON) | ${ms(workload, "a").toFixed(2)} ms | ${ms(workload, "c").toFixed(2)} ms | ${(ms(workload, "a") / ms(workload, "c")).toFixed(2)}× | ${written} |`);
+    }
+  }
+  for (const [kind, limit] of [["archive", 0.8], ["retrieve", 1.0]]) {
+    const ratios = SIZES.ui.map(([label]) => ms(`ui-${kind}-${label}`, "a") / ms(`ui-${kind}-${label}`, "c"));
+    print(`UIMessage ${kind} CPU ≤ ${limit.toFixed(1)}× (c): ${ratios.map((r) => `${r.toFixed(2)}×`).join(", ")} — ${ratios.every((r) => r <= limit) ? "met" : "MISSED"}`);
+  }
+  process.exit(0);
 }
 
 for (const contender of CONTENDERS) {

@@ -1,7 +1,11 @@
 //! Decodes archives made by hand with the recipe in docs/FORMAT.md ("Archives"):
 //! `archive_v1.json` written as text, gzip'd with `gzip -n -k archive_v1.json`, checksum
-//! recorded with `sha256sum archive_v1.json.gz > archive_v1.json.gz.sha256`; and a plain-JSON
-//! archive as the earlier TypeScript implementation wrote it.
+//! recorded with `sha256sum archive_v1.json.gz > archive_v1.json.gz.sha256`; a plain-JSON
+//! archive as the earlier TypeScript implementation wrote it; and `ui_messages_v1.json.gz`, the
+//! UIMessages of `ui_messages_v1.input.json` as `archiveUIMessages` stored them before it kept
+//! each text once (format 1: each text in its message's `content` and in its part), written by
+//! that encoder (session `chat-7f3a`, options `{"userId":"user-42","summary":"Double charge
+//! refunded."}`, at 1736157600000, gzip level 6), checksum recorded with `sha256sum`.
 //!
 //! The fixtures are compiled in, so these tests also run under wasm-bindgen-test.
 
@@ -10,7 +14,9 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use serde_json::{json, Value};
 use supportbot_persistence::codec::archive::{
-    decode_archive, encode_archive, extract_topics, Role, FORMAT_VERSION, LEGACY_FORMAT_VERSION,
+    decode_archive, decode_archive_json, encode_archive, encode_conversation, extract_topics,
+    read_ui_messages_input, Role, View, FORMAT_VERSION, LEGACY_FORMAT_VERSION,
+    TEXT_IN_PARTS_FORMAT_VERSION,
 };
 use supportbot_persistence::codec::gzip;
 
@@ -19,6 +25,11 @@ const ARCHIVE_V1_GZ: &[u8] = include_bytes!("fixtures/archive/archive_v1.json.gz
 /// `sha256sum` output: the digest, two spaces, the file name.
 const ARCHIVE_V1_SHA256SUM: &str = include_str!("fixtures/archive/archive_v1.json.gz.sha256");
 const LEGACY_ARCHIVE: &[u8] = include_bytes!("fixtures/archive/legacy_archive.json");
+const UI_MESSAGES_V1_GZ: &[u8] = include_bytes!("fixtures/archive/ui_messages_v1.json.gz");
+const UI_MESSAGES_V1_SHA256SUM: &str =
+    include_str!("fixtures/archive/ui_messages_v1.json.gz.sha256");
+/// The UIMessages archived in it, as `JSON.stringify` writes them (and a final newline).
+const UI_MESSAGES_V1_INPUT: &str = include_str!("fixtures/archive/ui_messages_v1.input.json");
 
 const LIMIT: u64 = 1 << 20;
 
@@ -131,4 +142,114 @@ fn legacy_plain_json_archive_decodes() {
     assert_eq!(memory.context["orderId"], "o-991");
     let session = decoded.conversation.session_state.as_ref().unwrap();
     assert_eq!(session.status, "active");
+}
+
+fn digest_of(sha256sum: &str) -> &str {
+    sha256sum
+        .split_whitespace()
+        .next()
+        .expect("the .sha256 file holds a digest")
+}
+
+/// The texts of the fixture's messages, as chat messages' content (its text parts joined by a
+/// blank line).
+const UI_MESSAGES_V1_CONTENTS: [&str; 6] = [
+    "My invoice shows a double charge.\n\nSee the attached PDF.",
+    "You were charged twice; the refund is on its way.\n\n\n\nGrüße 👋 — \"quoted\", tab\tand \\ backslash",
+    "",
+    "Thanks!",
+    "\n\nand one more",
+    "Anything else?",
+];
+
+#[test]
+fn ui_messages_archived_in_format_1_read_as_they_always_did() {
+    let sha256 = digest_of(UI_MESSAGES_V1_SHA256SUM);
+    let input = UI_MESSAGES_V1_INPUT.trim_end();
+    // Verified or not: the UIMessages as they were given, byte for byte.
+    for expected in [Some(sha256), None] {
+        let decoded = decode_archive_json(
+            UI_MESSAGES_V1_GZ,
+            expected,
+            LIMIT,
+            View::UiMessages("fixture"),
+        )
+        .unwrap();
+        assert_eq!(decoded.json, input);
+        let metadata = &decoded.metadata;
+        assert_eq!(metadata.format_version, FORMAT_VERSION);
+        assert_eq!(metadata.session_id, "chat-7f3a");
+        assert_eq!(metadata.user_id.as_deref(), Some("user-42"));
+        assert_eq!(metadata.message_count, 6);
+        assert_eq!(metadata.topics, ["billing"]);
+        assert_eq!(metadata.duration, 60_000);
+        assert_eq!(metadata.sha256, sha256);
+    }
+    // As a conversation: the stored member, each text in `content` and in its part.
+    let document: Value =
+        serde_json::from_slice(&gzip::decompress("t", UI_MESSAGES_V1_GZ, LIMIT).unwrap()).unwrap();
+    let conversation =
+        decode_archive_json(UI_MESSAGES_V1_GZ, Some(sha256), LIMIT, View::Conversation).unwrap();
+    let conversation: Value = serde_json::from_str(&conversation.json).unwrap();
+    assert_eq!(conversation, document["conversation"]);
+    let contents: Vec<&Value> = conversation["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|message| &message["content"])
+        .collect();
+    assert_eq!(contents, UI_MESSAGES_V1_CONTENTS);
+    assert_eq!(
+        conversation["messages"][1]["metadata"]["uiMessage"]["parts"][13]["text"],
+        "You were charged twice; the refund is on its way."
+    );
+    let owned = decode_archive(UI_MESSAGES_V1_GZ, Some(sha256), LIMIT).unwrap();
+    let owned: Vec<&str> = owned
+        .conversation
+        .memory
+        .messages
+        .iter()
+        .map(|message| message.content.as_str())
+        .collect();
+    assert_eq!(owned, UI_MESSAGES_V1_CONTENTS);
+}
+
+/// The same UIMessages archived today: each text once (format 2), a smaller document, and
+/// every reading of it the same as of the format 1 archive.
+#[test]
+fn ui_messages_archived_today_read_as_the_format_1_archive() {
+    let sha256 = digest_of(UI_MESSAGES_V1_SHA256SUM);
+    let options = r#"{"userId":"user-42","summary":"Double charge refunded."}"#;
+    let input = read_ui_messages_input(
+        "chat-7f3a",
+        UI_MESSAGES_V1_INPUT.trim_end(),
+        options,
+        1_736_157_600_000,
+    )
+    .unwrap();
+    let archive =
+        encode_conversation(&input, 1_736_157_600_000, gzip::DEFAULT_LEVEL, LIMIT).unwrap();
+    let today = &archive.metadata;
+    assert_eq!(today.format_version, TEXT_IN_PARTS_FORMAT_VERSION);
+    let before = decode_archive(UI_MESSAGES_V1_GZ, Some(sha256), LIMIT)
+        .unwrap()
+        .metadata;
+    assert!(today.raw_size < before.raw_size, "{today:?} {before:?}");
+    let described = |metadata: &supportbot_persistence::codec::archive::ArchiveMetadata| {
+        (
+            metadata.session_id.clone(),
+            metadata.user_id.clone(),
+            metadata.archived_at,
+            metadata.message_count,
+            metadata.summary.clone(),
+            metadata.topics.clone(),
+            metadata.duration,
+        )
+    };
+    assert_eq!(described(today), described(&before));
+    for view in [View::UiMessages("fixture"), View::Conversation] {
+        let now = decode_archive_json(&archive.bytes, Some(&today.sha256), LIMIT, view).unwrap();
+        let then = decode_archive_json(UI_MESSAGES_V1_GZ, Some(sha256), LIMIT, view).unwrap();
+        assert_eq!(now.json, then.json, "{view:?}");
+    }
 }

@@ -8,10 +8,11 @@ mod common;
 use std::rc::Rc;
 
 use serde_json::{json, Value};
+use supportbot_persistence::codec::gzip;
 use supportbot_persistence::policy::DataRetentionPolicy;
 use supportbot_persistence::service::{RunBudget, ServiceOptions};
 use supportbot_persistence::store::memory::{block_on, MemoryStores, OperationKind};
-use supportbot_persistence::store::{Binding, FailureKind};
+use supportbot_persistence::store::{Binding, FailureKind, ObjectPutOptions, ObjectStore};
 
 use common::{
     lose_all_archives, memory_at, quiet_service, service_over, session_at, Lines, Service, DAY, T0,
@@ -169,17 +170,72 @@ fn ui_messages_round_trip_are_listed_and_cost_what_an_archive_costs() {
     );
 }
 
-/// The stores after archiving the same conversation once through each call, from the same
-/// start: the same calls, and byte for byte the same objects, records and index entries.
+/// What describes an archive's bytes rather than its conversation: the members of its records
+/// and listing entries, and of its object's custom metadata, that differ between the two
+/// layouts of the same conversation.
+const DESCRIBING_THE_BYTES: [&str; 4] = ["rawSize", "storedSize", "sha256", "formatVersion"];
+
+/// KV entries or R2 objects by key, as JSON values to compare.
+type Entries = Vec<(String, Value)>;
+
+/// The stores with the archive objects as their documents, and what describes the bytes left
+/// out, so that two layouts of the same conversation compare (`drop_content`: leave out the
+/// messages' `content` too).
+fn by_conversation(stores: &MemoryStores, drop_content: bool) -> (Entries, Entries) {
+    let without_sizes = |value: &mut Value| {
+        if let Some(object) = value.as_object_mut() {
+            for field in DESCRIBING_THE_BYTES {
+                object.shift_remove(field);
+            }
+        }
+    };
+    let snapshot = stores.snapshot();
+    let kv = snapshot
+        .kv
+        .into_iter()
+        .map(|(key, stored)| {
+            let mut value = serde_json::from_slice(&stored.value)
+                .unwrap_or_else(|_| Value::String(String::from_utf8(stored.value).unwrap()));
+            without_sizes(&mut value);
+            let mut metadata = stored.metadata.unwrap_or(Value::Null);
+            without_sizes(&mut metadata);
+            (key, json!({"value": value, "metadata": metadata}))
+        })
+        .collect();
+    let r2 = snapshot
+        .r2
+        .into_iter()
+        .map(|(key, stored)| {
+            let document = gzip::decompress("t", &stored.body, 1 << 20).unwrap();
+            let mut document: Value = serde_json::from_slice(&document).unwrap();
+            without_sizes(&mut document);
+            if drop_content {
+                for message in document["conversation"]["messages"].as_array_mut().unwrap() {
+                    message.as_object_mut().unwrap().shift_remove("content");
+                }
+            }
+            let mut custom = json!(stored.meta.custom_metadata);
+            without_sizes(&mut custom);
+            (key, json!({"document": document, "customMetadata": custom}))
+        })
+        .collect();
+    (kv, r2)
+}
+
+/// The same conversation archived through each call, from the same start: the same calls,
+/// keys, records, index entries and custom metadata, and the same document but for where the
+/// text is: archiveConversation stores the conversation retrieveArchivedConversation gives
+/// (format 1, each text in `content` and in its part), archiveUIMessages stores each text once
+/// (format 2, without `content`). Both read back alike, either way.
 #[test]
-fn the_same_keys_bytes_and_calls_as_archive_conversation() {
+fn the_same_keys_calls_and_conversation_as_archive_conversation() {
     let through_ui = Harness::new();
     through_ui
         .archive("chat-1", &ui_messages(), &json!({"userId": "user-1"}))
         .unwrap();
     let calls = through_ui.stores.faults.counts();
-    let stored = through_ui.stores.snapshot();
-    let mut memory = through_ui.retrieve_conversation("chat-1");
+    let conversation = through_ui.retrieve_conversation("chat-1");
+    let mut memory = conversation.clone();
     let session = memory
         .as_object_mut()
         .unwrap()
@@ -194,7 +250,23 @@ fn the_same_keys_bytes_and_calls_as_archive_conversation() {
     )
     .unwrap();
     assert_eq!(calls, through_chat.stores.faults.counts());
-    assert_eq!(stored, through_chat.stores.snapshot());
+    let (ui_kv, ui_r2) = by_conversation(&through_ui.stores, false);
+    let (chat_kv, chat_r2) = by_conversation(&through_chat.stores, true);
+    assert_eq!(ui_kv, chat_kv);
+    assert_eq!(ui_r2, chat_r2);
+    let format = |h: &Harness| {
+        let listed = h.listed(None);
+        (
+            listed[0]["formatVersion"].clone(),
+            listed[0]["rawSize"].as_u64().unwrap(),
+        )
+    };
+    let (ui_format, ui_size) = format(&through_ui);
+    let (chat_format, chat_size) = format(&through_chat);
+    assert_eq!((ui_format, chat_format), (json!(2), json!(1)));
+    assert!(ui_size < chat_size, "{ui_size} < {chat_size}");
+
+    assert_eq!(through_chat.retrieve_conversation("chat-1"), conversation);
     assert_eq!(
         through_chat.retrieve("chat-1").unwrap(),
         Some(ui_messages())
@@ -295,24 +367,38 @@ fn bad_input_is_refused_before_any_write() {
 
 #[test]
 fn too_large_ui_conversations_write_nothing() {
-    let stores = MemoryStores::new(T0, SEED);
-    let policy = DataRetentionPolicy {
-        max_archive_size_bytes: 2_000,
-        ..DataRetentionPolicy::default()
-    };
-    let service = service_over(
-        &stores,
-        Rc::new(Lines::default()),
-        policy,
-        ServiceOptions::default(),
-    );
     let messages = json!([{"id": "1", "role": "user",
-                           "parts": [{"type": "text", "text": "x".repeat(1_500)}]}]);
-    let err =
-        block_on(service.archive_ui_messages("chat-1", &messages.to_string(), "{}")).unwrap_err();
-    // The text is stored twice (content and parts): the document is measured, not the input.
-    assert_eq!(err.code(), "ARCHIVE_TOO_LARGE");
+                           "parts": [{"type": "text", "text": "x".repeat(1_500)}]}])
+    .to_string();
+    let archive_with_limit = |limit: u64| {
+        let stores = MemoryStores::new(T0, SEED);
+        let policy = DataRetentionPolicy {
+            max_archive_size_bytes: limit,
+            ..DataRetentionPolicy::default()
+        };
+        let service = service_over(
+            &stores,
+            Rc::new(Lines::default()),
+            policy,
+            ServiceOptions::default(),
+        );
+        let archived = block_on(service.archive_ui_messages("chat-1", &messages, "{}"));
+        (archived, stores)
+    };
+    let (archived, stores) = archive_with_limit(1 << 20);
+    archived.unwrap();
+    let raw_size = block_on(quiet_service(&stores).list_archived_conversations(None, 10, None))
+        .unwrap()
+        .archives[0]["rawSize"]
+        .as_u64()
+        .unwrap();
+    // The document is measured, not the input: it holds the text once, and more around it.
+    assert!(raw_size > messages.len() as u64 + 200, "{raw_size}");
+    let (archived, stores) = archive_with_limit(raw_size - 1);
+    assert_eq!(archived.unwrap_err().code(), "ARCHIVE_TOO_LARGE");
     assert_eq!(stores.faults.counts().total(), 0);
+    let (archived, _) = archive_with_limit(raw_size);
+    archived.unwrap();
 }
 
 #[test]
@@ -390,4 +476,42 @@ fn a_failing_call_loses_no_acknowledged_ui_archive() {
             }
         }
     }
+}
+
+/// An archive `archiveUIMessages` wrote before each text was kept once (format 1: each text in
+/// its message's `content` and in its part; see tests/archive_fixture.rs) reads as it always
+/// did, as UIMessages and as a conversation.
+#[test]
+fn archives_of_the_earlier_layout_read_as_they_always_did() {
+    const STORED: &[u8] = include_bytes!("fixtures/archive/ui_messages_v1.json.gz");
+    const SHA256SUM: &str = include_str!("fixtures/archive/ui_messages_v1.json.gz.sha256");
+    const INPUT: &str = include_str!("fixtures/archive/ui_messages_v1.input.json");
+    let h = Harness::new();
+    let key = "conversations/2025/01/archive_chat-7f3a_1736157600000.json.gz";
+    let sha256 = SHA256SUM.split_whitespace().next().unwrap();
+    let raw_size = gzip::decompress("t", STORED, 1 << 20).unwrap().len();
+    let options = ObjectPutOptions {
+        custom_metadata: [
+            ("sha256".to_owned(), sha256.to_owned()),
+            ("rawSize".to_owned(), raw_size.to_string()),
+        ]
+        .into(),
+        sha256: Some(sha256.to_owned()),
+        ..ObjectPutOptions::default()
+    };
+    block_on(h.stores.r2.put(key, STORED, options)).unwrap();
+
+    let messages = block_on(h.service.retrieve_ui_messages_by_key(key))
+        .unwrap()
+        .unwrap();
+    assert_eq!(messages, INPUT.trim_end());
+    let conversation: Value =
+        serde_json::from_str(&block_on(h.service.retrieve_archive(key)).unwrap().unwrap()).unwrap();
+    let document: Value =
+        serde_json::from_slice(&gzip::decompress("t", STORED, 1 << 20).unwrap()).unwrap();
+    assert_eq!(conversation, document["conversation"]);
+    assert_eq!(
+        conversation["messages"][0]["content"],
+        "My invoice shows a double charge.\n\nSee the attached PDF."
+    );
 }

@@ -3,7 +3,8 @@
 //!
 //! The stored object is `gzip(JSON)` of
 //! `{"formatVersion":1,"metadata":{...},"conversation":{...,"sessionState":{...}}}`, readable
-//! with `gunzip | jq`. Its SHA-256 is taken over the stored (compressed) bytes, so
+//! with `gunzip | jq` (`formatVersion` 2 when UIMessages keep their text only in their parts,
+//! see `ui_messages`). Its SHA-256 is taken over the stored (compressed) bytes, so
 //! `sha256sum` on the downloaded object checks it, and it travels beside the object (R2
 //! `customMetadata`, KV), never inside it. The size limit applies to the JSON before
 //! compression, so what an archive may hold does not depend on how well it compresses.
@@ -19,34 +20,50 @@ mod decode;
 mod encode;
 mod model;
 mod summary;
+mod text_parts;
 mod topics;
 mod ui_messages;
 
 use serde::{Deserialize, Serialize};
 
-pub use decode::{decode_archive, decode_archive_json, decode_decrypted_archive_json};
-pub use encode::{encode_archive, encode_conversation, encode_conversation_to_encrypt};
+pub use decode::{
+    decode_archive, decode_archive_json, decode_decrypted_archive_json,
+    decode_verified_archive_json, View,
+};
+pub use encode::{encode_archive, encode_conversation, encode_conversation_without_checksum};
 pub use model::{
-    ArchivedConversation, Borrowed, ChatMessage, Conversation, ConversationMemory, Form,
-    JsonObject, KeptFields, Memory, Message, Owned, Part, ReadInto, Role, Session, SessionState,
+    ArchivedConversation, Borrowed, ChatMessage, Content, Conversation, ConversationMemory, Form,
+    JsonObject, KeptFields, Layout, Memory, Message, Owned, Part, ReadInto, Role, Session,
+    SessionState,
 };
 pub use summary::{
     listing_entry, listing_summary, r2_custom_metadata, SummaryForm, CUSTOM_RAW_SIZE_FIELD,
     CUSTOM_SHA256_FIELD, ENCRYPTED_SUMMARY_FIELD, R2_CUSTOM_METADATA_MAX_BYTES,
 };
+pub use text_parts::{TEXT_PART_SEPARATOR, UI_MESSAGE_FIELD};
 pub use topics::extract_topics;
-pub use ui_messages::{
-    read_ui_messages_input, ui_messages_json, TEXT_PART_SEPARATOR, UI_MESSAGE_FIELD,
-    UI_SESSION_STATUS,
-};
+pub use ui_messages::{read_ui_messages_input, ui_messages_json, UI_SESSION_STATUS};
 
 use self::model::check_conversation;
 use crate::codec::fields::{parse_item, FieldError, Fields};
 use crate::error::{PersistenceError, Result};
 use crate::keys::{SessionId, UserId};
 
-/// The archive format version this library writes and the newest it reads.
+/// The format version of a document whose every message holds its `content`: what
+/// `archiveConversation` writes.
 pub const FORMAT_VERSION: u32 = 1;
+
+/// The format version of a document in which a message may leave out `content` because its
+/// UIMessage's parts hold the text (docs/FORMAT.md, "UIMessage conversations"): what
+/// `archiveUIMessages` writes. A reader of format 1 refuses it (`UNSUPPORTED_FORMAT`) rather
+/// than read those messages without their text.
+pub const TEXT_IN_PARTS_FORMAT_VERSION: u32 = 2;
+
+/// The newest format version this library reads.
+pub const NEWEST_FORMAT_VERSION: u32 = TEXT_IN_PARTS_FORMAT_VERSION;
+
+/// How errors about a stored archive's bytes name it.
+pub const ARCHIVE_NAME: &str = "archive";
 
 /// The `formatVersion` reported for plain-JSON archives of the earlier TypeScript
 /// implementation, which carry none.
@@ -92,7 +109,7 @@ pub struct EncodedArchive {
     /// The object body: gzip'd JSON.
     pub bytes: Vec<u8>,
     /// Its metadata, including the checksum of `bytes` (left empty by
-    /// [`encode_conversation_to_encrypt`]: the checksum recorded is the encrypted bytes').
+    /// [`encode_conversation_without_checksum`] for its caller to fill in).
     pub metadata: ArchiveMetadata,
 }
 
@@ -105,13 +122,14 @@ pub struct DecodedArchive {
     pub conversation: ArchivedConversation,
 }
 
-/// A decoded archive whose conversation stays JSON text (what JavaScript is handed).
+/// A decoded archive as JSON text (what JavaScript is handed), in the [`View`] asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodedArchiveJson {
     /// The archive's metadata; sizes and checksum describe the bytes that were decoded.
     pub metadata: ArchiveMetadata,
-    /// The archived conversation as [`conversation_to_json`] writes it.
-    pub conversation_json: String,
+    /// The archived conversation as [`conversation_to_json`] writes it ([`View::Conversation`]),
+    /// or its messages as UIMessages, the JSON text of an array ([`View::UiMessages`]).
+    pub json: String,
 }
 
 /// A caller's conversation memory and session, checked, borrowing from their JSON text.
@@ -396,10 +414,10 @@ mod tests {
     fn conversation_json_is_cut_from_the_document_or_rewritten() {
         let archive = encoded();
         let owned = decode_archive(&archive.bytes, None, LIMIT).unwrap();
-        let text = decode_archive_json(&archive.bytes, None, LIMIT).unwrap();
+        let text = decode_archive_json(&archive.bytes, None, LIMIT, View::Conversation).unwrap();
         assert_eq!(text.metadata, owned.metadata);
         assert_eq!(
-            text.conversation_json,
+            text.json,
             conversation_to_json(&owned.conversation).unwrap()
         );
 
@@ -412,17 +430,17 @@ mod tests {
             "metadata": {"sessionId": "s-1", "archivedAt": 4, "messageCount": 1,
             "topics": [], "duration": 1}}"#;
         let owned = decode_archive(legacy.as_bytes(), None, LIMIT).unwrap();
-        let text = decode_archive_json(legacy.as_bytes(), None, LIMIT).unwrap();
+        let text = decode_archive_json(legacy.as_bytes(), None, LIMIT, View::Conversation).unwrap();
         assert_eq!(text.metadata, owned.metadata);
         assert_eq!(
-            text.conversation_json,
+            text.json,
             r#"{"sessionId":"s-1","messages":[{"id":"m","sessionId":"s-1","content":"bug!","role":"user","timestamp":3}],"summary":"","context":{"f":1.5},"sessionState":{"id":"s-1","status":"x","createdAt":1,"lastActivity":2}}"#
         );
         assert_eq!(
-            text.conversation_json,
+            text.json,
             conversation_to_json(&owned.conversation).unwrap()
         );
-        let err = decode_archive_json(legacy.as_bytes(), None, 10).unwrap_err();
+        let err = decode_archive_json(legacy.as_bytes(), None, 10, View::Conversation).unwrap_err();
         assert_eq!(err.code(), "ARCHIVE_TOO_LARGE");
     }
 
@@ -430,8 +448,10 @@ mod tests {
     fn checksummed_archives_are_cut_without_reading_messages() {
         let archive = encoded();
         let sha256 = archive.metadata.sha256.as_str();
-        let unverified = decode_archive_json(&archive.bytes, None, LIMIT).unwrap();
-        let verified = decode_archive_json(&archive.bytes, Some(sha256), LIMIT).unwrap();
+        let unverified =
+            decode_archive_json(&archive.bytes, None, LIMIT, View::Conversation).unwrap();
+        let verified =
+            decode_archive_json(&archive.bytes, Some(sha256), LIMIT, View::Conversation).unwrap();
         assert_eq!(verified, unverified);
 
         // Written by another hand, spaced and reordered: verified, the conversation comes back
@@ -444,11 +464,12 @@ mod tests {
         let bytes = gzip::compress(by_hand.as_bytes(), 6).unwrap();
         let sha256 = hash::sha256_hex(&bytes);
         let as_stored = &by_hand[by_hand.find(r#"{"messages""#).unwrap()..by_hand.len() - 1];
-        let verified = decode_archive_json(&bytes, Some(&sha256), LIMIT).unwrap();
-        assert_eq!(verified.conversation_json, as_stored);
-        let unverified = decode_archive_json(&bytes, None, LIMIT).unwrap();
+        let verified =
+            decode_archive_json(&bytes, Some(&sha256), LIMIT, View::Conversation).unwrap();
+        assert_eq!(verified.json, as_stored);
+        let unverified = decode_archive_json(&bytes, None, LIMIT, View::Conversation).unwrap();
         assert!(unverified
-            .conversation_json
+            .json
             .starts_with(r#"{"sessionId":"s-1","messages":[{"id":"m""#));
         assert_eq!(verified.metadata, unverified.metadata);
 
@@ -468,7 +489,8 @@ mod tests {
             let bytes = gzip_json(&document);
             let sha256 = hash::sha256_hex(&bytes);
             for expected in [Some(sha256.as_str()), None] {
-                let err = decode_archive_json(&bytes, expected, LIMIT).unwrap_err();
+                let err =
+                    decode_archive_json(&bytes, expected, LIMIT, View::Conversation).unwrap_err();
                 assert_eq!(err.code(), "CORRUPT_DATA", "{pointer}");
                 assert!(err.to_string().contains(path), "{pointer}: {err}");
             }
@@ -480,10 +502,11 @@ mod tests {
             "metadata": {"sessionId": "s-1", "archivedAt": 4, "messageCount": 0,
             "topics": [], "duration": 1}}"#;
         let legacy_sha256 = hash::sha256_hex(legacy);
-        let text = decode_archive_json(legacy, Some(&legacy_sha256), LIMIT).unwrap();
+        let text =
+            decode_archive_json(legacy, Some(&legacy_sha256), LIMIT, View::Conversation).unwrap();
         assert_eq!(text.metadata.format_version, LEGACY_FORMAT_VERSION);
         assert_eq!(
-            text.conversation_json,
+            text.json,
             r#"{"sessionId":"s-1","messages":[],"summary":"","context":{"f":1.5}}"#
         );
 
@@ -491,7 +514,13 @@ mod tests {
         let mut document = stored_document();
         document["conversation"] = json!([1]);
         let bytes = gzip_json(&document);
-        let err = decode_archive_json(&bytes, Some(&hash::sha256_hex(&bytes)), LIMIT).unwrap_err();
+        let err = decode_archive_json(
+            &bytes,
+            Some(&hash::sha256_hex(&bytes)),
+            LIMIT,
+            View::Conversation,
+        )
+        .unwrap_err();
         assert_eq!(err.code(), "CORRUPT_DATA");
         assert!(err.to_string().contains("conversation"), "{err}");
     }
@@ -637,15 +666,18 @@ mod tests {
     #[test]
     fn newer_format_is_unsupported() {
         let mut document = stored_document();
-        document["formatVersion"] = json!(2);
+        document["formatVersion"] = json!(NEWEST_FORMAT_VERSION + 1);
         let err = decode_archive(&gzip_json(&document), None, LIMIT).unwrap_err();
         assert_eq!(
             err,
             PersistenceError::UnsupportedFormat {
                 what: "archive".into(),
-                version: 2
+                version: u64::from(NEWEST_FORMAT_VERSION + 1)
             }
         );
+        document["formatVersion"] = json!(u64::MAX);
+        let err = decode_archive(&gzip_json(&document), None, LIMIT).unwrap_err();
+        assert_eq!(err.code(), "UNSUPPORTED_FORMAT");
         document["formatVersion"] = json!(0);
         let err = decode_archive(&gzip_json(&document), None, LIMIT).unwrap_err();
         assert_eq!(err.code(), "CORRUPT_DATA");
@@ -912,10 +944,10 @@ mod proptests {
 
             // Retrieval hands over the same text the owned conversation gives.
             let json_decoded =
-                decode_archive_json(&archive.bytes, Some(&archive.metadata.sha256), LIMIT).unwrap();
+                decode_archive_json(&archive.bytes, Some(&archive.metadata.sha256), LIMIT, View::Conversation).unwrap();
             prop_assert_eq!(&json_decoded.metadata, &archive.metadata);
             prop_assert_eq!(
-                json_decoded.conversation_json,
+                json_decoded.json,
                 conversation_to_json(&decoded.conversation).unwrap()
             );
 

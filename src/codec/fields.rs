@@ -273,7 +273,7 @@ impl<'a> Member<'a> for Value {
 }
 
 /// A string borrowed from the document when it has no escapes.
-struct CowStr<'a>(Cow<'a, str>);
+pub(crate) struct CowStr<'a>(pub(crate) Cow<'a, str>);
 
 impl<'de> Deserialize<'de> for CowStr<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -707,68 +707,107 @@ pub fn verbatim(raw: &RawValue) -> Result<Verbatim<'_>, String> {
 }
 
 /// Whether valid JSON text is exactly what serde_json's compact writer gives for the value it
-/// holds: no whitespace; numbers that are integers of at most 18 digits (other numbers pass
-/// through `f64`, whose printing may differ); string escapes only where serde_json escapes,
-/// spelled as it spells them.
+/// holds: no whitespace; integers of at most 18 digits (longer ones may pass through `f64`);
+/// other numbers as serde_json writes the `f64` it reads them as (the shortest text that
+/// reads back the same, e.g. `2.5`, `1.0`, `1e-7`); string escapes only where serde_json
+/// escapes, spelled as it spells them.
 fn is_canonical(text: &[u8]) -> bool {
-    // The common case, a string without escapes (e.g. message content), in one quick pass.
-    if text.first() == Some(&b'"') && !text.contains(&b'\\') {
-        return true;
-    }
-    let mut bytes = text.iter().copied().peekable();
-    while let Some(byte) = bytes.next() {
-        match byte {
-            b'"' if !canonical_string_rest(&mut bytes) => return false,
-            b' ' | b'\t' | b'\n' | b'\r' => return false,
-            b'-' | b'0'..=b'9' => {
-                let negative = byte == b'-';
-                let mut first_digit = (!negative).then_some(byte);
-                let mut digits = usize::from(!negative);
-                while let Some(digit) = bytes.next_if(u8::is_ascii_digit) {
-                    first_digit.get_or_insert(digit);
-                    digits += 1;
-                }
-                // A fraction or exponent makes it a float; "-0" is read as the float -0.0.
-                let is_float = matches!(bytes.peek(), Some(b'.' | b'e' | b'E'));
-                if is_float || digits > 18 || (negative && first_digit == Some(b'0')) {
-                    return false;
-                }
-            }
-            _ => {}
+    let mut at = 0;
+    while let Some(&byte) = text.get(at) {
+        let end = match byte {
+            b'"' => canonical_string_end(text, at + 1),
+            b' ' | b'\t' | b'\n' | b'\r' => None,
+            b'-' | b'0'..=b'9' => canonical_number_end(text, at),
+            _ => Some(at + 1),
+        };
+        match end {
+            Some(end) => at = end,
+            None => return false,
         }
     }
     true
 }
 
-/// Scans the rest of a string after its opening quote; whether its escapes are canonical.
-fn canonical_string_rest(bytes: &mut impl Iterator<Item = u8>) -> bool {
-    while let Some(byte) = bytes.next() {
-        match byte {
-            b'"' => return true,
-            b'\\' => match bytes.next() {
-                Some(b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't') => {}
-                Some(b'u') => {
-                    let hex = [bytes.next(), bytes.next(), bytes.next(), bytes.next()];
-                    let [Some(b'0'), Some(b'0'), Some(high @ b'0'..=b'1'), Some(low)] = hex else {
-                        return false;
-                    };
-                    let low = match low {
-                        b'0'..=b'9' => low - b'0',
-                        b'a'..=b'f' => low - b'a' + 10,
-                        _ => return false,
-                    };
-                    let code = (high - b'0') * 16 + low;
-                    // serde_json writes these five as \b \t \n \f \r.
-                    if matches!(code, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
-                        return false;
-                    }
-                }
-                _ => return false,
-            },
-            _ => {}
+/// Where the first `"` or `\\` at or after `from` is, eight bytes at a time (string content is
+/// most of a document).
+fn next_quote_or_backslash(text: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = u64::MAX / 255;
+    let has_byte = |word: u64, byte: u8| {
+        let matched = word ^ (ONES * u64::from(byte));
+        matched.wrapping_sub(ONES) & !matched & (ONES << 7)
+    };
+    let rest = text.get(from..)?;
+    let mut words = rest.chunks_exact(8);
+    let mut offset = from;
+    for word in &mut words {
+        let word = u64::from_le_bytes(word.try_into().ok()?);
+        let found = has_byte(word, b'"') | has_byte(word, b'\\');
+        if found != 0 {
+            // The lowest flagged byte is a true match (a borrow only flags bytes above one).
+            return Some(offset + found.trailing_zeros() as usize / 8);
         }
+        offset += 8;
     }
-    false
+    let tail = words
+        .remainder()
+        .iter()
+        .position(|byte| matches!(byte, b'"' | b'\\'));
+    tail.map(|at| offset + at)
+}
+
+/// Where the string whose content starts at `from` ends (after its closing quote), if its
+/// escapes are spelled as serde_json spells them.
+fn canonical_string_end(text: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    loop {
+        at = next_quote_or_backslash(text, at)?;
+        if text.get(at) == Some(&b'"') {
+            return Some(at + 1);
+        }
+        at += match *text.get(at + 1)? {
+            b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't' => 2,
+            b'u' => {
+                let [b'0', b'0', high @ b'0'..=b'1', low] = *text.get(at + 2..at + 6)? else {
+                    return None;
+                };
+                let low = match low {
+                    b'0'..=b'9' => low - b'0',
+                    b'a'..=b'f' => low - b'a' + 10,
+                    _ => return None,
+                };
+                // serde_json writes these five as \b \t \n \f \r.
+                if matches!((high - b'0') * 16 + low, 0x08 | 0x09 | 0x0a | 0x0c | 0x0d) {
+                    return None;
+                }
+                6
+            }
+            _ => return None,
+        };
+    }
+}
+
+/// Where the number starting at `from` ends, if serde_json writes the value it reads as this
+/// text.
+fn canonical_number_end(text: &[u8], from: usize) -> Option<usize> {
+    let rest = text.get(from..)?;
+    let length = rest
+        .iter()
+        .position(|byte| !matches!(byte, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'))
+        .unwrap_or(rest.len());
+    let number = rest.get(..length)?;
+    let digits = number.strip_prefix(b"-").unwrap_or(number);
+    if !digits.iter().any(|byte| matches!(byte, b'.' | b'e' | b'E')) {
+        // "-0" is read as the float -0.0.
+        let negative_zero = digits.len() < number.len() && digits.first() == Some(&b'0');
+        return (digits.len() <= 18 && !negative_zero).then_some(from + length);
+    }
+    let value: f64 = serde_json::from_slice(number).ok()?;
+    // The longest text serde_json writes for an f64 (ryu's) is 24 bytes.
+    let mut written = [0_u8; 32];
+    let mut unwritten = &mut written[..];
+    serde_json::to_writer(&mut unwritten, &value).ok()?;
+    let left = unwritten.len();
+    (written.get(..written.len() - left)? == number).then_some(from + length)
 }
 
 #[cfg(test)]
@@ -793,6 +832,9 @@ mod tests {
             r#"{"a":[1,-2,null,true,false,"x\"\\\n\t\u001f é 😀"],"b":{}}"#,
             "123456789012345678",
             r#""\b\f\r""#,
+            // Floats as serde_json writes them.
+            "[1.0,2.5,-0.0,0.001,1e-7,1e+21,123.45,-1.5e+300]",
+            r#"{"score":0.873,"total":199.99}"#,
         ];
         for text in borrowed {
             let kept = verbatim(raw(text)).unwrap();
@@ -803,7 +845,11 @@ mod tests {
             r#"{ "a" : 1 }"#,
             "[1.0, 2.5]",
             "1e21",
+            "-1.5e300",
             "1E+2",
+            "2.50",
+            "1.0e0",
+            "0.1000000000000000055511151231257827",
             "-0",
             "12345678901234567890",
             r#""\u0041\/""#,
@@ -892,5 +938,75 @@ mod tests {
             Fields::of("x", raw("[]")).err().unwrap(),
             FieldError::new("x", "must be an object, found array")
         );
+    }
+}
+
+#[cfg(test)]
+#[cfg(not(target_arch = "wasm32"))] // proptest runs natively only
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A number as JavaScript, serde_json or a hand may write it.
+    fn number_text() -> impl Strategy<Value = String> {
+        let float = prop_oneof![
+            any::<f64>().prop_filter("finite", |x| x.is_finite()),
+            (-100_000_i64..100_000, 0_u32..6)
+                .prop_map(|(n, scale)| n as f64 / 10_f64.powi(scale as i32)),
+        ];
+        prop_oneof![
+            float
+                .clone()
+                .prop_map(|x| serde_json::to_string(&x).unwrap()),
+            float.clone().prop_map(|x| format!("{x:e}")),
+            float.clone().prop_map(|x| format!("{x:E}")),
+            float.prop_map(|x| format!("{x}")),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            (0_u32..4).prop_map(|zeros| format!("-0{}", ".0".repeat(zeros.min(1) as usize))),
+        ]
+    }
+
+    proptest! {
+        /// A kept value is what the `Value`-based reader wrote for it, whether borrowed or not.
+        #[test]
+        fn kept_numbers_are_written_as_serde_json_writes_them(numbers in prop::collection::vec(number_text(), 1..6)) {
+            let text = format!("[{}]", numbers.join(","));
+            // serde_json refuses some (out of range); they are not kept either.
+            if let Ok(value) = serde_json::from_str::<Value>(&text) {
+                let raw: &RawValue = serde_json::from_str(&text).unwrap();
+                let kept = verbatim(raw).unwrap();
+                prop_assert_eq!(kept.raw().get(), value.to_string());
+            }
+        }
+
+        #[test]
+        fn kept_strings_are_written_as_serde_json_writes_them(
+            text in any::<String>(),
+            escape_every in 1_usize..5,
+        ) {
+            // The string, then the same with some characters as \u escapes.
+            let plain = serde_json::to_string(&text).unwrap();
+            let escaped: String = text
+                .chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i % escape_every == 0 && (c as u32) < 0x10000 {
+                        format!("\\u{:04x}", c as u32)
+                    } else {
+                        {
+                            let quoted = serde_json::to_string(&c.to_string()).unwrap();
+                            quoted[1..quoted.len() - 1].to_owned()
+                        }
+                    }
+                })
+                .collect();
+            for text in [plain.clone(), format!("\"{escaped}\"")] {
+                let raw: &RawValue = serde_json::from_str(&text).unwrap();
+                let kept = verbatim(raw).unwrap();
+                prop_assert_eq!(kept.raw().get(), plain.as_str());
+            }
+        }
     }
 }

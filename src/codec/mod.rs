@@ -12,6 +12,7 @@
 )]
 
 pub mod archive;
+pub mod ascii_json;
 pub mod backup;
 pub mod cache;
 pub mod export;

@@ -11,9 +11,9 @@ pub mod data_key;
 pub mod envelope;
 pub mod keyring;
 
-/// A test whose body awaits the cipher: in wasm a `wasm_bindgen_test` on the JS event loop,
-/// where `crypto.subtle`'s promises resolve; natively a `#[test]` that polls it to the end
-/// (`aes-gcm` never waits).
+/// A test whose body awaits the cipher (or a digest): in wasm a `wasm_bindgen_test` on the JS
+/// event loop, where `crypto.subtle`'s promises resolve; natively a `#[test]` that polls it to
+/// the end (`aes-gcm` and `sha2` never wait).
 #[cfg(test)]
 macro_rules! cipher_test {
     ($(#[$meta:meta])* fn $name:ident() $body:block) => {
@@ -31,4 +31,4 @@ macro_rules! cipher_test {
     };
 }
 #[cfg(test)]
-use cipher_test;
+pub(crate) use cipher_test;

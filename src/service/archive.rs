@@ -32,14 +32,14 @@ use super::log::OpLog;
 use super::tombstone::ErasureCheck;
 use super::DataPersistenceService;
 use crate::codec::archive::{
-    encode_conversation, encode_conversation_to_encrypt, listing_entry, read_conversation_input,
-    ConversationInput, EncodedArchive, SummaryForm, ENCRYPTED_SUMMARY_FIELD,
+    encode_conversation_without_checksum, listing_entry, read_conversation_input,
+    ConversationInput, EncodedArchive, SummaryForm, View, ENCRYPTED_SUMMARY_FIELD,
 };
 use crate::crypto::aead::NONCE_LEN;
 use crate::crypto::envelope;
 use crate::crypto::keyring::KeyRing;
 use crate::error::{PersistenceError, Result};
-use crate::hash::sha256_hex;
+use crate::hash::sha256_hex_of_object;
 use crate::keys::{
     archive_meta_key, archive_object_key, encrypted_archive_object_key, parse_archive_index_key,
     parse_user_index_key, user_index_prefix, SessionId, UserId, ARCHIVE_INDEX_PREFIX,
@@ -86,6 +86,26 @@ pub(super) struct ArchivePlan {
     pub content_type: &'static str,
 }
 
+/// What a retrieval gives of an archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Shape {
+    /// The conversation (`retrieveArchivedConversation`, `retrieveArchive`).
+    Conversation,
+    /// Its messages as UIMessages (`retrieveUIMessages`, `retrieveUIMessagesByKey`).
+    UiMessages,
+}
+
+impl Shape {
+    /// The codec's view of this shape for the archive under `key` (which names it in errors
+    /// about its messages).
+    pub(super) fn view(self, key: &str) -> View<'_> {
+        match self {
+            Shape::Conversation => View::Conversation,
+            Shape::UiMessages => View::UiMessages(key),
+        }
+    }
+}
+
 /// Where the nonce of an encrypted archive body comes from.
 pub(super) enum BodyNonce {
     /// The secure random source: every new archive.
@@ -126,15 +146,15 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         mut archived_at_ms: i64,
     ) -> Result<String> {
         for _ in 0..MAX_KEY_COLLISIONS {
+            let encoded = encode_conversation_without_checksum(
+                input,
+                archived_at_ms,
+                self.options.compression_level,
+                self.policy.max_archive_size_bytes,
+            )?;
             let plan = match self.key_ring() {
-                None => self.plan_archive(input, archived_at_ms)?,
+                None => self.plan_archive(input, encoded).await?,
                 Some(ring) => {
-                    let encoded = encode_conversation_to_encrypt(
-                        input,
-                        archived_at_ms,
-                        self.options.compression_level,
-                        self.policy.max_archive_size_bytes,
-                    )?;
                     self.seal_archive(log, ring, encoded, BodyNonce::Random)
                         .await?
                 }
@@ -162,16 +182,16 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         })
     }
 
-    /// Encodes the archive for `archived_at_ms` and derives every key and metadata from it.
-    fn plan_archive(&self, input: &ConversationInput, archived_at_ms: i64) -> Result<ArchivePlan> {
+    /// The plan of the plaintext archive `encoded` (of `input`, without its checksum): its
+    /// checksum, every key and metadata.
+    async fn plan_archive(
+        &self,
+        input: &ConversationInput<'_>,
+        mut encoded: EncodedArchive,
+    ) -> Result<ArchivePlan> {
         let session_id = SessionId::parse(input.session_id())?;
-        let encoded = encode_conversation(
-            input,
-            archived_at_ms,
-            self.options.compression_level,
-            self.policy.max_archive_size_bytes,
-        )?;
-        let object_key = archive_object_key(&session_id, archived_at_ms)?;
+        encoded.metadata.sha256 = sha256_hex_of_object(&encoded.bytes).await;
+        let object_key = archive_object_key(&session_id, encoded.metadata.archived_at)?;
         let custom_metadata = archive_custom_metadata(&self.options.hasher, &encoded.metadata)?;
         let entries = ArchiveEntries::new(&self.options.hasher, &object_key, &encoded.metadata)?;
         Ok(ArchivePlan {
@@ -215,7 +235,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             &gzipped,
         )
         .await?;
-        metadata.sha256 = sha256_hex(&bytes);
+        metadata.sha256 = sha256_hex_of_object(&bytes).await;
         metadata.stored_size = bytes.len() as u64;
         // The listing entry holds as much of the summary as fits once encrypted.
         let form = SummaryForm::Sealed(sealed_summary_overhead(&reference));
@@ -302,18 +322,19 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// data); `UNSUPPORTED_FORMAT`; `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.
     pub async fn retrieve_archived_conversation(&self, session_id: &str) -> Result<Option<String>> {
         let log = self.begin("retrieveArchivedConversation");
-        let found = self.newest_conversation(&log, session_id).await?;
-        Ok(found.map(|(_, conversation_json)| conversation_json))
+        self.newest_archive_json(&log, session_id, Shape::Conversation)
+            .await
     }
 
-    /// The R2 key and the conversation JSON text of the newest archive of `session_id`,
-    /// verified (see [`Self::retrieve_archived_conversation`]); `None` when the session has no
-    /// archive or its object is gone.
-    pub(super) async fn newest_conversation(
+    /// The newest archive of `session_id` as JSON text of `shape`, verified (see
+    /// [`Self::retrieve_archived_conversation`]); `None` when the session has no archive or its
+    /// object is gone.
+    pub(super) async fn newest_archive_json(
         &self,
         log: &OpLog<'_>,
         session_id: &str,
-    ) -> Result<Option<(String, String)>> {
+        shape: Shape,
+    ) -> Result<Option<String>> {
         let session_id = SessionId::parse(session_id)?;
         let Some(fetched) = self.fetch_newest_archive(log, &session_id).await? else {
             return Ok(None);
@@ -326,6 +347,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 &fetched.body,
                 fetched.expected_sha256.as_deref(),
                 fetched.read_limit,
+                shape.view(&fetched.key),
             )
             .await?
         else {
@@ -337,7 +359,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             "retrieved",
             json!({ "key": fetched.key, "formatVersion": decoded.metadata.format_version }),
         );
-        Ok(Some((fetched.key, decoded.conversation_json)))
+        Ok(Some(decoded.json))
     }
 
     /// The stored bytes of the newest archive of `session_id` and what to check them against;

@@ -8,7 +8,7 @@
 
 use serde_json::json;
 
-use super::archive::check_archive_session;
+use super::archive::{check_archive_session, Shape};
 use super::index_entries::recorded_sha256;
 use super::log::OpLog;
 use super::tombstone::ErasureCheck;
@@ -35,6 +35,18 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// session (never wrong data); `UNSUPPORTED_FORMAT`; `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.
     pub async fn retrieve_archive(&self, archive_key: &str) -> Result<Option<String>> {
         let log = self.begin("retrieveArchive");
+        self.archive_json_by_key(&log, archive_key, Shape::Conversation)
+            .await
+    }
+
+    /// The archive stored under `archive_key` as JSON text of `shape`, verified (see
+    /// [`Self::retrieve_archive`]); `None` when no object is stored there or it is erased.
+    pub(super) async fn archive_json_by_key(
+        &self,
+        log: &OpLog<'_>,
+        archive_key: &str,
+        shape: Shape,
+    ) -> Result<Option<String>> {
         let parsed = parse_archive_object_key(archive_key).ok_or_else(|| {
             let quoted: String = archive_key.chars().take(QUOTED_KEY_CHARS).collect();
             PersistenceError::invalid_input(
@@ -44,10 +56,11 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         })?;
         let Some((archive_key, decoded)) = self
             .read_archive_by_key(
-                &log,
+                log,
                 archive_key,
                 &parsed.session_id,
                 Some(&mut ErasureCheck::default()),
+                shape,
             )
             .await?
         else {
@@ -57,21 +70,22 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             "retrieved",
             json!({ "key": archive_key, "formatVersion": decoded.metadata.format_version }),
         );
-        Ok(Some(decoded.conversation_json))
+        Ok(Some(decoded.json))
     }
 
     /// The archive of `session` under the archive key `key` (or its encrypted copy, see
-    /// `get_archive_object`), checked against the SHA-256 R2 recorded for it, decrypted and
-    /// decoded, with the key it was found under; `None` when nothing is stored there, or, with
-    /// `erasures`, when an erasure covers it (`decode_unless_erased`; a caller that checks
-    /// erasures itself passes `None`). Costs as [`Self::retrieve_archive`]. Errors as
-    /// `decode_stored_archive`, and `CORRUPT_DATA` when it holds another session.
+    /// `get_archive_object`) as JSON text of `shape`, checked against the SHA-256 R2 recorded
+    /// for it, decrypted and decoded, with the key it was found under; `None` when nothing is
+    /// stored there, or, with `erasures`, when an erasure covers it (`decode_unless_erased`; a
+    /// caller that checks erasures itself passes `None`). Costs as [`Self::retrieve_archive`].
+    /// Errors as `decode_stored_archive`, and `CORRUPT_DATA` when it holds another session.
     pub(super) async fn read_archive_by_key(
         &self,
         log: &OpLog<'_>,
         key: &str,
         session: &SessionId,
         erasures: Option<&mut ErasureCheck>,
+        shape: Shape,
     ) -> Result<Option<(String, DecodedArchiveJson)>> {
         let Some((archive_key, object)) = self.get_archive_object(log, key).await? else {
             return Ok(None);
@@ -79,10 +93,11 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let expected_sha256 = recorded_sha256(&object.meta);
         let read_limit = self.read_limit(&object.meta, expected_sha256.is_some());
         let (body, key) = (&object.body, archive_key.as_str());
+        let view = shape.view(key);
         let decoded = match erasures {
             Some(check) => {
                 let decoded = self
-                    .decode_unless_erased(log, check, key, body, expected_sha256, read_limit)
+                    .decode_unless_erased(log, check, key, body, expected_sha256, read_limit, view)
                     .await?;
                 let Some(decoded) = decoded else {
                     return Ok(None);
@@ -90,7 +105,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 decoded
             }
             None => {
-                self.decode_stored_archive(log, key, body, expected_sha256, read_limit)
+                self.decode_stored_archive(log, key, body, expected_sha256, read_limit, view)
                     .await?
             }
         };

@@ -18,14 +18,15 @@ use serde_json::{json, Value};
 use super::log::OpLog;
 use super::DataPersistenceService;
 use crate::codec::archive::{
-    decode_archive_json, decode_decrypted_archive_json, DecodedArchiveJson, ENCRYPTED_SUMMARY_FIELD,
+    decode_archive_json, decode_decrypted_archive_json, decode_verified_archive_json,
+    DecodedArchiveJson, View, ARCHIVE_NAME, ENCRYPTED_SUMMARY_FIELD,
 };
 use crate::crypto::aead::{SecretKey, KEY_LEN, NONCE_LEN};
 use crate::crypto::data_key::{unwrap, wrap, WrappedKey};
 use crate::crypto::envelope::{self, DataKey, DEK_ID_LEN};
 use crate::crypto::keyring::KeyRing;
 use crate::error::{PersistenceError, Result};
-use crate::hash::{to_hex, verify_sha256};
+use crate::hash::{to_hex, verify_sha256_of_object};
 use crate::keys::{
     data_key_object_of_ref, encrypted_archive_object_key, parse_archive_object_key,
     parse_segment_session_id, session_data_key_ref, user_data_key_ref, SessionId, UserId,
@@ -267,9 +268,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         Ok(STANDARD.encode(sealed))
     }
 
-    /// Decodes an archive's stored bytes, decrypting them first when they are encrypted. The
-    /// stored SHA-256 is checked before anything else; an encrypted archive without one is
-    /// refused. Errors as `decode_archive_json`, plus `KEY_UNAVAILABLE` and
+    /// Decodes an archive's stored bytes in `view`, decrypting them first when they are
+    /// encrypted. The stored SHA-256 is checked before anything else; an encrypted archive
+    /// without one is refused. Errors as `decode_archive_json`, plus `KEY_UNAVAILABLE` and
     /// `DECRYPTION_FAILED` naming `key`.
     pub(super) async fn decode_stored_archive(
         &self,
@@ -278,14 +279,19 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         stored: &[u8],
         expected_sha256: Option<&str>,
         read_limit: u64,
+        view: View<'_>,
     ) -> Result<DecodedArchiveJson> {
         if !envelope::is_encrypted(stored) {
-            return decode_archive_json(stored, expected_sha256, read_limit);
+            let Some(sha256) = expected_sha256 else {
+                return decode_archive_json(stored, None, read_limit, view);
+            };
+            verify_sha256_of_object(ARCHIVE_NAME, stored, sha256).await?;
+            return decode_verified_archive_json(stored, sha256, read_limit, view);
         }
         let sha256 = expected_sha256.ok_or_else(|| {
             PersistenceError::corrupt(key, "encrypted, but no SHA-256 is recorded")
         })?;
-        verify_sha256(key, stored, sha256)?;
+        verify_sha256_of_object(key, stored, sha256).await?;
         let session = parse_archive_object_key(key)
             .ok_or_else(|| {
                 PersistenceError::corrupt(key, "encrypted, but not under an archive key")
@@ -296,7 +302,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             .data_key_for_read(log, key, sealed.key_ref, &sealed.dek_id)
             .await?;
         let gzipped = envelope::open(key, &sealed, &dek, key, session.as_str()).await?;
-        decode_decrypted_archive_json(&gzipped, stored.len() as u64, sha256, read_limit)
+        decode_decrypted_archive_json(&gzipped, stored.len() as u64, sha256, read_limit, view)
     }
 
     /// Replaces each listed archive's `encryptedSummary` by its `summary`, decrypted. An entry

@@ -15,6 +15,7 @@ use std::vec::IntoIter;
 
 use serde_json::json;
 
+use super::archive::Shape;
 use super::backup_steps::indexed_archive;
 use super::log::OpLog;
 use super::walk::{KvPager, KvPosition};
@@ -140,7 +141,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             return Ok(None);
         }
         let read = self
-            .read_archive_by_key(log, &found.archive_key, &found.session_id, None)
+            .read_archive_by_key(
+                log,
+                &found.archive_key,
+                &found.session_id,
+                None,
+                Shape::Conversation,
+            )
             .await
             .map_err(|err| naming_archive(&found.archive_key, err))?;
         let Some((key, decoded)) = read else {
@@ -166,11 +173,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             export.skipped_erased += 1;
             return Ok(None);
         }
-        Ok(Some(conversation_line(
-            &key,
-            metadata,
-            &decoded.conversation_json,
-        )))
+        Ok(Some(conversation_line(&key, metadata, &decoded.json)))
     }
 }
 

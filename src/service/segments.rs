@@ -9,8 +9,8 @@
 //! session finds it by the session id prefix. It records no user: a user's listing shows one
 //! entry per conversation (its archive), never its segments.
 
+use super::archive::Shape;
 use super::DataPersistenceService;
-use crate::codec::archive::ui_messages_json;
 use crate::error::Result;
 use crate::keys::{segment_session_id, SessionId};
 use crate::store::{Clock, KvStore, ObjectStore, Rng};
@@ -44,9 +44,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// Costs 1 R2 get. Errors: those of `retrieve_archive`; `CORRUPT_DATA` naming the key when
     /// a message cannot be read.
     pub async fn retrieve_ui_messages_by_key(&self, archive_key: &str) -> Result<Option<String>> {
-        let Some(conversation_json) = self.retrieve_archive(archive_key).await? else {
-            return Ok(None);
-        };
-        ui_messages_json(&conversation_json, archive_key).map(Some)
+        // Logged as the retrieval of an archive by its key, which it is.
+        let log = self.begin("retrieveArchive");
+        self.archive_json_by_key(&log, archive_key, Shape::UiMessages)
+            .await
     }
 }

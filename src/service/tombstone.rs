@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::log::OpLog;
 use super::DataPersistenceService;
-use crate::codec::archive::{DecodedArchiveJson, ENCRYPTED_SUMMARY_FIELD};
+use crate::codec::archive::{DecodedArchiveJson, View, ENCRYPTED_SUMMARY_FIELD};
 use crate::codec::json_text;
 use crate::crypto::envelope;
 use crate::error::{PersistenceError, Result};
@@ -237,11 +237,14 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             .await
     }
 
-    /// Decodes an archive's stored bytes (`decode_stored_archive`) unless it is erased: its
+    /// Decodes an archive's stored bytes in `view` (`decode_stored_archive`) unless it is erased: its
     /// user has a tombstone covering it, or its data key is unavailable and it was archived
     /// by a user with a tombstone at most [`KEY_DESTRUCTION_WINDOW_MS`] after the erasure
     /// began (written under the key the erasure was destroying). `None` when erased (logged).
     /// Costs 1 R2 head when the archive has a user, besides the decoding.
+    // `decode_stored_archive`'s arguments and the erasure check: bundling them would only
+    // move the list into a struct built at each of the two call sites.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn decode_unless_erased(
         &self,
         log: &OpLog<'_>,
@@ -250,9 +253,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         stored: &[u8],
         expected_sha256: Option<&str>,
         read_limit: u64,
+        view: View<'_>,
     ) -> Result<Option<DecodedArchiveJson>> {
         let decoded = match self
-            .decode_stored_archive(log, key, stored, expected_sha256, read_limit)
+            .decode_stored_archive(log, key, stored, expected_sha256, read_limit, view)
             .await
         {
             Ok(decoded) => decoded,

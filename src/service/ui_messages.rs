@@ -6,10 +6,11 @@
 //! stored by the one writer of archives (`archive_input`), so keys, checksums, write order,
 //! indexes, listing, backups and retention are those of `archiveConversation`, and a crash
 //! leaves what one of its crashes leaves. Retrieval reads the newest archive as
-//! `retrieveArchivedConversation` does and only reshapes its messages.
+//! `retrieveArchivedConversation` does, as UIMessages (`codec::archive::View::UiMessages`).
 
+use super::archive::Shape;
 use super::DataPersistenceService;
-use crate::codec::archive::{read_ui_messages_input, ui_messages_json};
+use crate::codec::archive::read_ui_messages_input;
 use crate::error::Result;
 use crate::store::{Clock, KvStore, ObjectStore, Rng};
 
@@ -46,10 +47,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// cannot be read.
     pub async fn retrieve_ui_messages(&self, session_id: &str) -> Result<Option<String>> {
         let log = self.begin("retrieveUIMessages");
-        let Some((key, conversation_json)) = self.newest_conversation(&log, session_id).await?
-        else {
-            return Ok(None);
-        };
-        ui_messages_json(&conversation_json, &key).map(Some)
+        self.newest_archive_json(&log, session_id, Shape::UiMessages)
+            .await
     }
 }

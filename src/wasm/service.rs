@@ -20,6 +20,7 @@ use super::js_error::{to_js_error_in, Operation};
 use super::kv::JsKv;
 use super::log::ConsoleLog;
 use super::r2::JsR2;
+use crate::codec::ascii_json::ascii_json;
 use crate::codec::json_text;
 use crate::error::PersistenceError;
 use crate::platform::JS_MAX_SAFE_INTEGER;
@@ -134,6 +135,12 @@ fn json_or_null(found: Option<String>) -> JsValue {
     found.map_or(JsValue::NULL, JsValue::from)
 }
 
+/// An archive's JSON text (a conversation or UIMessages, up to tens of MB), or `null`, in ASCII
+/// (`ascii_json`): JavaScript decodes it ~4× faster than UTF-8 with a few other characters.
+fn archive_json_or_null(found: Option<String>) -> JsValue {
+    json_or_null(found.map(ascii_json))
+}
+
 fn optional_json(value: Option<String>) -> Option<String> {
     value.filter(|text| !text.is_empty())
 }
@@ -192,7 +199,7 @@ impl BoundService {
     pub fn retrieve_archived_conversation(&self, session_id: String) -> Promise {
         spawn(&self.service, Operation::Archive, async move |service| {
             let found = service.retrieve_archived_conversation(&session_id).await?;
-            Ok(json_or_null(found))
+            Ok(archive_json_or_null(found))
         })
     }
 
@@ -219,7 +226,7 @@ impl BoundService {
     pub fn retrieve_ui_messages(&self, session_id: String) -> Promise {
         spawn(&self.service, Operation::Archive, async move |service| {
             let found = service.retrieve_ui_messages(&session_id).await?;
-            Ok(json_or_null(found))
+            Ok(archive_json_or_null(found))
         })
     }
 
@@ -240,7 +247,7 @@ impl BoundService {
     pub fn retrieve_ui_messages_by_key(&self, archive_key: String) -> Promise {
         spawn(&self.service, Operation::Archive, async move |service| {
             let found = service.retrieve_ui_messages_by_key(&archive_key).await?;
-            Ok(json_or_null(found))
+            Ok(archive_json_or_null(found))
         })
     }
 
@@ -496,7 +503,7 @@ impl BoundService {
     pub fn retrieve_archive(&self, archive_key: String) -> Promise {
         spawn(&self.service, Operation::Archive, async move |service| {
             let found = service.retrieve_archive(&archive_key).await?;
-            Ok(json_or_null(found))
+            Ok(archive_json_or_null(found))
         })
     }
 

@@ -1,5 +1,6 @@
 //! AES-256-GCM over the runtime's `crypto.subtle`: the wasm backend of
-//! [`crate::crypto::aead`], byte-identical to the native one (ciphertext ‖ 16-byte tag).
+//! [`crate::crypto::aead`], byte-identical to the native one (ciphertext ‖ 16-byte tag); and
+//! SHA-256 of large inputs for [`crate::hash::sha256_hex_of_object`] (`sha256_digest`).
 //!
 //! Each key is imported once (`importKey` costs ~10 µs a call in Node) and its `CryptoKey`
 //! kept, non-extractable, in a small per-isolate cache named by the SHA-256 of the key: the
@@ -45,6 +46,23 @@ pub async fn seal(
         .await
         .map_err(|rejected| failed("encrypt", &rejected))?;
     Ok(Uint8Array::new(&buffer).to_vec())
+}
+
+/// `crypto.subtle.digest("SHA-256", bytes)`: the 32 bytes of the digest.
+pub async fn sha256_digest(bytes: &[u8]) -> Result<[u8; 32], CipherUnavailable> {
+    let subtle = subtle()?;
+    let promise = subtle
+        .digest("SHA-256", bytes)
+        .map_err(|thrown| failed("digest", &thrown))?;
+    let buffer = JsFuture::from(promise)
+        .await
+        .map_err(|rejected| failed("digest", &rejected))?;
+    Uint8Array::new(&buffer)
+        .to_vec()
+        .try_into()
+        .map_err(|digest: Vec<u8>| CipherUnavailable {
+            reason: format!("crypto.subtle.digest gave {} bytes, not 32", digest.len()),
+        })
 }
 
 /// `crypto.subtle.decrypt` with AES-GCM: `AuthenticationFailed` when it rejects with an

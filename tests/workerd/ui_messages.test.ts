@@ -82,6 +82,25 @@ describe("UIMessage archives", () => {
     expect(conversation?.sessionState?.userId).toBe("ui-user");
   });
 
+  it("round-trips a long conversation, texts of every kind, and messages with toJSON", async () => {
+    const texts = ["plain", "two\n\nparagraphs", "", "Grüße 👋 — 請", '"quoted" \\ back\tslash', "\u0000\u001f"];
+    const messages: UIMessage[] = Array.from({ length: 150 }, (_, i) => ({
+      id: `long-${i}`,
+      role: i % 2 === 0 ? "user" : "assistant",
+      metadata: { createdAt: T0 + i * 1000 },
+      parts: [{ type: "text", text: texts[i % texts.length]! }, { type: "text", text: texts[(i + 1) % texts.length]! }],
+    }));
+    // Stringified alone, as JSON.stringify of the message would: toJSON is given the key "".
+    const withToJson = { toJSON: (key: string) => ({ id: `to-json-${JSON.stringify(key)}`, role: "user", parts: [{ type: "text", text: "from toJSON" }] }) };
+    const key = await service.archiveUIMessages("ui-long", [...messages, withToJson as unknown as UIMessage]);
+    const back = await service.retrieveUIMessagesByKey(key);
+    expect(back?.slice(0, 150)).toEqual(messages);
+    expect(back?.[150]).toEqual({ id: 'to-json-""', role: "user", parts: [{ type: "text", text: "from toJSON" }] });
+    const conversation = await service.retrieveArchive(key);
+    expect(conversation?.messages[1]?.content).toBe(`${texts[1]}\n\n${texts[2]}`);
+    expect(conversation?.messages[3]?.content).toBe(`${texts[3]}\n\n${texts[4]}`);
+  });
+
   it("reads archives of ChatMessages as one text part each", async () => {
     const sessionId = "ui-from-chat";
     await service.archiveConversation(
@@ -114,6 +133,18 @@ describe("UIMessage archives", () => {
       [[ok, { id: "2", role: "user", parts: [{ text: "no type" }] }], "messages[1].parts[0].type: is missing"],
     ];
     for (const [messages, needle] of cases) {
+      const [code, message] = (await codeAndMessage(service.archiveUIMessages("ui-bad", messages as UIMessage[]))) ?? [];
+      expect(code).toBe("INVALID_INPUT");
+      expect(message).toContain(needle);
+    }
+    // Messages are stringified a run at a time; a value JSON cannot hold is still named by its index.
+    const many = (index: number, bad: unknown) => Array.from({ length: 150 }, (_, i) => (i === index ? bad : ok));
+    const unserializable: [unknown, string][] = [
+      [many(70, { ...ok, big: 1n }), "messages[70]: cannot be serialized to JSON"],
+      [many(3, () => ok), "messages[3]: must be a JSON value, got function"],
+      [many(140, null), "messages[140]: must be an object, found null"],
+    ];
+    for (const [messages, needle] of unserializable) {
       const [code, message] = (await codeAndMessage(service.archiveUIMessages("ui-bad", messages as UIMessage[]))) ?? [];
       expect(code).toBe("INVALID_INPUT");
       expect(message).toContain(needle);

@@ -1,7 +1,8 @@
 //! Reading stored archives: gzip'd documents of this library and plain-JSON documents of the
 //! earlier TypeScript implementation, read into the [`Borrowed`] form of the model (or the
 //! [`Owned`] one when asked), and the conversation JSON of a verified archive cut out of the
-//! inflated document in place.
+//! inflated document in place. A format 2 document reads as the format 1 document it stands
+//! for: each message's content is given back from its UIMessage's parts.
 
 use std::borrow::Cow;
 use std::io::{self, Write};
@@ -9,10 +10,12 @@ use std::ops::Range;
 
 use serde::Serialize;
 
-use super::model::{epoch_ms, read_conversation, Borrowed, Conversation, Form, Memory, Owned};
-use super::model::{ReadInto, Session};
+use super::model::{epoch_ms, read_conversation, Borrowed, Conversation, Form, Layout, Memory};
+use super::model::{Owned, ReadInto, Session};
+use super::ui_messages::{ui_messages_json, ui_messages_of_verified_document};
 use super::{
     ArchiveMetadata, DecodedArchive, DecodedArchiveJson, FORMAT_VERSION, LEGACY_FORMAT_VERSION,
+    NEWEST_FORMAT_VERSION,
 };
 use crate::codec::fields::{parse_item, FieldError, Fields};
 use crate::codec::gzip;
@@ -20,7 +23,17 @@ use crate::error::{PersistenceError, Result};
 use crate::hash;
 
 /// How errors about stored archives name the object.
-const WHAT: &str = "archive";
+const WHAT: &str = super::ARCHIVE_NAME;
+
+/// What a retrieval gives of an archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View<'a> {
+    /// The conversation: the memory's fields plus `sessionState`.
+    Conversation,
+    /// The messages as AI SDK UIMessages (`ui_messages_json`); a message that cannot be read
+    /// as one is `CORRUPT_DATA` naming the given name (the archive's key).
+    UiMessages(&'a str),
+}
 
 fn stored_error(err: FieldError) -> PersistenceError {
     err.corrupt(WHAT)
@@ -114,7 +127,7 @@ fn document_text(document: Cow<'_, [u8]>) -> Result<Cow<'_, str>> {
 
 /// Reads the `metadata` member of a stored document (`document_size` bytes, stored as
 /// `stored_size` bytes with checksum `sha256`).
-fn read_document_metadata(
+pub(super) fn read_document_metadata(
     mut fields: Fields<'_>,
     format_version: u32,
     document_size: usize,
@@ -166,13 +179,17 @@ fn read_stored_document<'a, F: ReadInto<'a>>(
     sha256: String,
 ) -> Result<StoredDocument<'a, F>> {
     let (fields, format_version) = open_document(document)?;
-    let legacy = format_version == LEGACY_FORMAT_VERSION;
+    let layout = match format_version {
+        LEGACY_FORMAT_VERSION => Layout::Legacy,
+        FORMAT_VERSION => Layout::Contents,
+        _ => Layout::TextInParts,
+    };
 
     let read = |mut fields: Fields<'a>| -> Result<StoredDocument<'a, F>, FieldError> {
         let metadata_raw = fields.object("metadata")?;
         let conversation_raw = fields.required("conversation")?;
         let conversation =
-            read_conversation(Fields::of("conversation", conversation_raw)?, legacy)?;
+            read_conversation(Fields::of("conversation", conversation_raw)?, layout)?;
         let metadata = read_document_metadata(
             Fields::of("metadata", metadata_raw)?,
             format_version,
@@ -203,9 +220,9 @@ fn read_stored_document<'a, F: ReadInto<'a>>(
     read(fields).map_err(stored_error)
 }
 
-/// Reads a document whose stored bytes passed their checksum, if it is in the current format:
-/// its metadata and where its `conversation` member lies. `None` for older formats, which
-/// [`read_stored_document`] converts.
+/// Reads a document whose stored bytes passed their checksum, if it is of format 1: its
+/// metadata and where its `conversation` member lies. `None` for other formats, which
+/// [`read_stored_document`] converts (a format 2 conversation is not stored as it reads).
 ///
 /// The checksum proves these are the bytes written beside it, and the writers of this format
 /// (the encoder, and restore after checking a backup in full) check the messages first; so the
@@ -252,9 +269,9 @@ fn read_checksummed_document<'a>(
 /// With `expected_sha256`, the stored bytes are verified first (`CHECKSUM_MISMATCH`).
 /// A document larger than `max_archive_size` bytes fails with `ARCHIVE_TOO_LARGE` when that is
 /// known before inflating (plain JSON, or a verified gzip trailer); otherwise inflating stops
-/// at the limit with `CORRUPT_DATA`. A `formatVersion` newer than [`FORMAT_VERSION`] fails with
-/// `UNSUPPORTED_FORMAT`; bytes that are not an archive, and metadata that disagrees with the
-/// conversation (sessionId, userId, messageCount), with `CORRUPT_DATA`.
+/// at the limit with `CORRUPT_DATA`. A `formatVersion` newer than [`NEWEST_FORMAT_VERSION`]
+/// fails with `UNSUPPORTED_FORMAT`; bytes that are not an archive, and metadata that disagrees
+/// with the conversation (sessionId, userId, messageCount), with `CORRUPT_DATA`.
 pub fn decode_archive(
     stored: &[u8],
     expected_sha256: Option<&str>,
@@ -273,18 +290,32 @@ pub fn decode_archive(
 /// is the stored `conversation` member itself, cut out of the inflated document without
 /// another copy.
 ///
-/// With `expected_sha256`, an archive in the current format is trusted to hold what the
-/// encoder wrote (see `read_checksummed_document`): its messages are not read one by one,
-/// so the conversation checks of [`decode_archive`] apply only to unverified and older
-/// archives.
+/// With `expected_sha256`, an archive this library wrote is trusted to hold what the encoder
+/// wrote (see `read_checksummed_document` and `ui_messages::stored`): its messages are not read
+/// one by one, so the conversation checks of [`decode_archive`] apply only to unverified and
+/// older archives.
 pub fn decode_archive_json(
     stored: &[u8],
     expected_sha256: Option<&str>,
     max_archive_size: u64,
+    view: View<'_>,
 ) -> Result<DecodedArchiveJson> {
     let verified = expected_sha256.is_some();
     let (document, sha256) = open_stored(stored, expected_sha256, max_archive_size)?;
-    decode_document_json(document, stored.len() as u64, sha256, verified)
+    decode_document_view(document, stored.len() as u64, sha256, verified, view)
+}
+
+/// [`decode_archive_json`] of stored bytes whose SHA-256, `sha256`, the caller verified
+/// against the recorded one (hashing them where it is cheapest, `hash::sha256_hex_of_object`).
+pub fn decode_verified_archive_json(
+    stored: &[u8],
+    sha256: &str,
+    max_archive_size: u64,
+    view: View<'_>,
+) -> Result<DecodedArchiveJson> {
+    let document = document_text(unwrap_document(stored, true, max_archive_size)?)?;
+    let sha256 = sha256.to_ascii_lowercase();
+    decode_document_view(document, stored.len() as u64, sha256, true, view)
 }
 
 /// [`decode_archive_json`] of an encrypted archive: `gzipped` is what its stored bytes
@@ -296,6 +327,7 @@ pub fn decode_decrypted_archive_json(
     stored_size: u64,
     sha256: &str,
     max_archive_size: u64,
+    view: View<'_>,
 ) -> Result<DecodedArchiveJson> {
     if !gzip::is_gzip(gzipped) {
         return Err(PersistenceError::corrupt(
@@ -304,7 +336,34 @@ pub fn decode_decrypted_archive_json(
         ));
     }
     let document = document_text(unwrap_document(gzipped, true, max_archive_size)?)?;
-    decode_document_json(document, stored_size, sha256.to_ascii_lowercase(), true)
+    let sha256 = sha256.to_ascii_lowercase();
+    decode_document_view(document, stored_size, sha256, true, view)
+}
+
+/// A document read from `stored_size` stored bytes with checksum `sha256` (`verified`: checked
+/// against a recorded one) in `view`.
+fn decode_document_view(
+    document: Cow<'_, str>,
+    stored_size: u64,
+    sha256: String,
+    verified: bool,
+    view: View<'_>,
+) -> Result<DecodedArchiveJson> {
+    let View::UiMessages(what) = view else {
+        return decode_document_json(document, stored_size, sha256, verified);
+    };
+    if verified {
+        if let Some((metadata, json)) =
+            ui_messages_of_verified_document(&document, stored_size, &sha256)
+        {
+            return Ok(DecodedArchiveJson { metadata, json });
+        }
+    }
+    let decoded = decode_document_json(document, stored_size, sha256, verified)?;
+    Ok(DecodedArchiveJson {
+        json: ui_messages_json(&decoded.json, what)?,
+        metadata: decoded.metadata,
+    })
 }
 
 /// The conversation of a document read from `stored_size` stored bytes with checksum `sha256`
@@ -321,7 +380,7 @@ fn decode_document_json(
         {
             return Ok(DecodedArchiveJson {
                 metadata,
-                conversation_json: cut_out(document, range),
+                json: cut_out(document, range),
             });
         }
     }
@@ -338,14 +397,11 @@ fn decode_document_json(
         };
         (read.metadata, conversation)
     };
-    let conversation_json = match conversation {
+    let json = match conversation {
         Ok(range) => cut_out(document, range),
         Err(text) => text,
     };
-    Ok(DecodedArchiveJson {
-        metadata,
-        conversation_json,
-    })
+    Ok(DecodedArchiveJson { metadata, json })
 }
 
 /// Where `part`, a slice of `whole`, lies in it.
@@ -410,7 +466,12 @@ fn read_format_version(fields: &mut Fields<'_>) -> Result<u32> {
         .map_err(stored_error)?
     {
         None => Ok(LEGACY_FORMAT_VERSION),
-        Some(version) if version == u64::from(FORMAT_VERSION) => Ok(FORMAT_VERSION),
+        Some(version @ 1..) if version <= u64::from(NEWEST_FORMAT_VERSION) => {
+            u32::try_from(version).map_err(|_| PersistenceError::UnsupportedFormat {
+                what: WHAT.to_owned(),
+                version,
+            })
+        }
         Some(0) => Err(PersistenceError::corrupt(
             WHAT,
             "formatVersion: 0 is not a format version",
@@ -425,7 +486,7 @@ fn read_format_version(fields: &mut Fields<'_>) -> Result<u32> {
 /// Checks the ids that tie a conversation to its metadata: the conversation's `session_id`
 /// and, when it has a session state, that session's `(id, userId)` (the user is not checked
 /// in legacy archives, whose metadata may lack it).
-fn check_identity(
+pub(super) fn check_identity(
     metadata: &ArchiveMetadata,
     session_id: &str,
     session: Option<(&str, Option<&str>)>,

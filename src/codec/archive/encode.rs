@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::model::{check_epoch_ms, Conversation, ConversationMemory, Form, Memory, Session};
 use super::{
     check_input, extract_topics, ArchiveMetadata, ConversationInput, EncodedArchive, SessionState,
-    FORMAT_VERSION,
+    FORMAT_VERSION, TEXT_IN_PARTS_FORMAT_VERSION,
 };
 use crate::codec::gzip;
 use crate::error::{PersistenceError, Result};
@@ -74,13 +74,15 @@ pub fn encode_conversation(
     level: u32,
     max_archive_size: u64,
 ) -> Result<EncodedArchive> {
-    let encoded = encode_conversation_to_encrypt(input, archived_at_ms, level, max_archive_size)?;
+    let encoded =
+        encode_conversation_without_checksum(input, archived_at_ms, level, max_archive_size)?;
     Ok(with_checksum(encoded))
 }
 
-/// [`encode_conversation`] for an archive that is encrypted before it is stored: the metadata's
-/// `sha256` is left empty, since only the stored (encrypted) bytes' checksum is recorded.
-pub fn encode_conversation_to_encrypt(
+/// [`encode_conversation`] without the checksum: the metadata's `sha256` is left empty for the
+/// caller, who records the checksum of what it stores (these bytes, hashed where it is
+/// cheapest, or the encrypted ones).
+pub fn encode_conversation_without_checksum(
     input: &ConversationInput<'_>,
     archived_at_ms: i64,
     level: u32,
@@ -123,8 +125,18 @@ fn encode<F: Form>(
     let duration =
         u64::try_from(session.last_activity.saturating_sub(session.created_at)).unwrap_or(0);
     let message_count = memory.messages.len() as u64;
+    // The oldest format that holds the document, so that older readers read what they can.
+    let format_version = if memory
+        .messages
+        .iter()
+        .any(|message| F::content_in_parts(&message.content))
+    {
+        TEXT_IN_PARTS_FORMAT_VERSION
+    } else {
+        FORMAT_VERSION
+    };
     let document = Document {
-        format_version: FORMAT_VERSION,
+        format_version,
         metadata: DocumentMetadata {
             session_id: &session.id,
             user_id: session.user_id.as_deref(),
@@ -152,7 +164,7 @@ fn encode<F: Form>(
         raw_size,
         stored_size: bytes.len() as u64,
         sha256: String::new(),
-        format_version: FORMAT_VERSION,
+        format_version,
         encrypted_summary: None,
     };
     Ok(EncodedArchive { bytes, metadata })

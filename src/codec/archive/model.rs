@@ -7,6 +7,10 @@
 //! `String`s and `Value`s: what [`super::decode_archive`] returns and tests build. Fields this
 //! library does not know are kept in `extra` and written back unchanged, so data added by newer
 //! callers survives an archive round trip.
+//!
+//! A message's content is always known, but not always written: an archived UIMessage keeps its
+//! text in its parts, and a document written from it leaves `content` out ([`Content::InParts`],
+//! format 2); reading such a document gives the content back ([`Layout::TextInParts`]).
 
 use std::borrow::Cow;
 use std::fmt::Debug;
@@ -17,7 +21,10 @@ use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::codec::fields::{not_json, parse_str, verbatim, FieldError, Fields, Kind, Verbatim};
+use super::text_parts::content_in_parts;
+use crate::codec::fields::{
+    convert_member, not_json, parse_str, to_verbatim, verbatim, FieldError, Fields, Kind, Verbatim,
+};
 
 /// A JSON object: field name to value, in document order.
 pub type JsonObject = Map<String, Value>;
@@ -68,6 +75,9 @@ pub trait Form: Debug + Clone + PartialEq {
 
     /// The text of a message's content.
     fn content_text(content: &Self::Content) -> Cow<'_, str>;
+    /// Whether a message's content is kept in its UIMessage's parts, so not written as its
+    /// `content` member.
+    fn content_in_parts(content: &Self::Content) -> bool;
     /// Whether `extra` holds a field `name`.
     fn has_field(extra: &Self::Extra, name: &str) -> bool;
 }
@@ -78,6 +88,8 @@ pub trait ReadInto<'a>: Form {
     fn text(text: Cow<'a, str>) -> Self::Text;
     /// A JSON string, the content of a message.
     fn content(raw: &'a RawValue) -> Result<Self::Content, String>;
+    /// The content of a stored message that keeps its text in its parts, from that text.
+    fn content_from_parts(text: String) -> Result<Self::Content, String>;
     /// A JSON object kept as given.
     fn object(raw: &'a RawValue) -> Result<Self::Object, String>;
     /// The fields of an object that were not read.
@@ -98,6 +110,10 @@ impl Form for Owned {
         Cow::Borrowed(content)
     }
 
+    fn content_in_parts(_: &String) -> bool {
+        false
+    }
+
     fn has_field(extra: &JsonObject, name: &str) -> bool {
         extra.contains_key(name)
     }
@@ -110,6 +126,10 @@ impl<'a> ReadInto<'a> for Owned {
 
     fn content(raw: &'a RawValue) -> Result<String, String> {
         parse_str(raw).map(Cow::into_owned).map_err(not_json)
+    }
+
+    fn content_from_parts(text: String) -> Result<String, String> {
+        Ok(text)
     }
 
     fn object(raw: &'a RawValue) -> Result<JsonObject, String> {
@@ -133,6 +153,25 @@ pub struct Borrowed<'a>(PhantomData<&'a str>);
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct KeptFields<'a>(pub(super) Vec<(Cow<'a, str>, Verbatim<'a>)>);
 
+/// A message's content in the borrowed form.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Content<'a> {
+    /// A JSON string, written as the message's `content`.
+    Given(Verbatim<'a>),
+    /// The text of the message's UIMessage parts (`text_parts`): they hold it, so a document
+    /// leaves `content` out (format 2) rather than store the text twice.
+    InParts(String),
+}
+
+impl Serialize for Content<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Content::Given(text) => text.serialize(serializer),
+            Content::InParts(text) => serializer.serialize_str(text),
+        }
+    }
+}
+
 impl Serialize for KeptFields<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_map(self.0.iter().map(|(name, value)| (name, value)))
@@ -141,13 +180,20 @@ impl Serialize for KeptFields<'_> {
 
 impl<'a> Form for Borrowed<'a> {
     type Text = Cow<'a, str>;
-    type Content = Verbatim<'a>;
+    type Content = Content<'a>;
     type Object = Verbatim<'a>;
     type Extra = KeptFields<'a>;
 
-    fn content_text<'c>(content: &'c Verbatim<'a>) -> Cow<'c, str> {
-        // Content is kept only once serde_json has read it as a string (see `verbatim`).
-        parse_str(content.raw()).unwrap_or_default()
+    fn content_text<'c>(content: &'c Content<'a>) -> Cow<'c, str> {
+        match content {
+            // Content is kept only once serde_json has read it as a string (see `verbatim`).
+            Content::Given(text) => parse_str(text.raw()).unwrap_or_default(),
+            Content::InParts(text) => Cow::Borrowed(text),
+        }
+    }
+
+    fn content_in_parts(content: &Content<'a>) -> bool {
+        matches!(content, Content::InParts(_))
     }
 
     fn has_field(extra: &KeptFields<'a>, name: &str) -> bool {
@@ -160,8 +206,13 @@ impl<'a> ReadInto<'a> for Borrowed<'a> {
         text
     }
 
-    fn content(raw: &'a RawValue) -> Result<Verbatim<'a>, String> {
-        verbatim(raw)
+    fn content(raw: &'a RawValue) -> Result<Content<'a>, String> {
+        verbatim(raw).map(Content::Given)
+    }
+
+    fn content_from_parts(text: String) -> Result<Content<'a>, String> {
+        // Written back as `content`: read, a format 2 message is the format 1 message it stands for.
+        to_verbatim(&text).map(Content::Given)
     }
 
     fn object(raw: &'a RawValue) -> Result<Verbatim<'a>, String> {
@@ -181,7 +232,8 @@ pub struct Message<F: Form> {
     pub id: F::Text,
     /// The session the message belongs to.
     pub session_id: F::Text,
-    /// The message text.
+    /// The message text; not written when its UIMessage's parts hold it (format 2).
+    #[serde(skip_serializing_if = "F::content_in_parts")]
     pub content: F::Content,
     /// Who wrote it.
     pub role: Role,
@@ -288,15 +340,57 @@ pub(super) fn read_role(raw: &RawValue) -> Result<Role, String> {
         .ok_or_else(|| format!("role {name} is not user, assistant or system (found {name:?})"))
 }
 
-/// Reads a message.
-fn read_message<'a, F: ReadInto<'a>>(mut fields: Fields<'a>) -> Result<Message<F>, FieldError> {
+/// What a conversation read may leave out, by where it comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// A caller's memory, or a document of format 1: every message has its `content`.
+    Contents,
+    /// A document of the earlier implementation (format 0), or conversation JSON of any
+    /// archive: as [`Layout::Contents`], and `sessionState` may be missing.
+    Legacy,
+    /// A document of format 2: a message may leave out `content` when its
+    /// `metadata.uiMessage.parts` hold its text (see `text_parts`).
+    TextInParts,
+}
+
+/// Reads a message laid out as `layout` says.
+fn read_message<'a, F: ReadInto<'a>>(
+    mut fields: Fields<'a>,
+    layout: Layout,
+) -> Result<Message<F>, FieldError> {
+    let id = F::text(fields.string("id")?);
+    let session_id = F::text(fields.string("sessionId")?);
+    let content = match fields.member("content") {
+        Some(raw) => Some(convert_member(
+            raw,
+            Kind::String,
+            || fields.path_of("content"),
+            F::content,
+        )?),
+        None if layout == Layout::TextInParts => None,
+        None => return Err(FieldError::new(fields.path_of("content"), "is missing")),
+    };
+    let role = fields.convert("role", Kind::String, read_role)?;
+    let timestamp = epoch_ms(&mut fields, "timestamp")?;
+    let metadata_raw = fields.member("metadata");
+    let content = match content {
+        Some(content) => content,
+        None => {
+            let text = content_in_parts(fields.path(), metadata_raw)?;
+            F::content_from_parts(text)
+                .map_err(|reason| FieldError::new(fields.path_of("content"), reason))?
+        }
+    };
+    let metadata = metadata_raw
+        .map(|raw| convert_member(raw, Kind::Object, || fields.path_of("metadata"), F::object))
+        .transpose()?;
     Ok(Message {
-        id: F::text(fields.string("id")?),
-        session_id: F::text(fields.string("sessionId")?),
-        content: fields.convert("content", Kind::String, F::content)?,
-        role: fields.convert("role", Kind::String, read_role)?,
-        timestamp: epoch_ms(&mut fields, "timestamp")?,
-        metadata: fields.optional_convert("metadata", Kind::Object, F::object)?,
+        id,
+        session_id,
+        content,
+        role,
+        timestamp,
+        metadata,
         extra: F::extra(fields)?,
     })
 }
@@ -305,9 +399,10 @@ fn read_message<'a, F: ReadInto<'a>>(mut fields: Fields<'a>) -> Result<Message<F
 /// `sessionState` must have been taken out before.
 fn read_memory_fields<'a, F: ReadInto<'a>>(
     mut fields: Fields<'a>,
+    layout: Layout,
 ) -> Result<Memory<F>, FieldError> {
     let session_id = F::text(fields.string("sessionId")?);
-    let messages = fields.object_items("messages", read_message)?;
+    let messages = fields.object_items("messages", |message| read_message(message, layout))?;
     let summary = F::text(fields.optional_string("summary")?.unwrap_or_default());
     let context = match fields.optional_convert("context", Kind::Object, F::object)? {
         Some(context) => context,
@@ -332,7 +427,7 @@ pub fn read_memory<'a, F: ReadInto<'a>>(mut fields: Fields<'a>) -> Result<Memory
         "sessionState",
         "is reserved: the archive stores the session under this name",
     )?;
-    read_memory_fields(fields)
+    read_memory_fields(fields, Layout::Contents)
 }
 
 /// Reads a session state.
@@ -348,13 +443,12 @@ pub fn read_session<'a, F: ReadInto<'a>>(mut fields: Fields<'a>) -> Result<Sessi
     })
 }
 
-/// Reads a stored conversation: its memory and its `sessionState`, which is required unless
-/// `legacy`.
+/// Reads a stored conversation laid out as `layout` says: its memory and its `sessionState`.
 pub fn read_conversation<'a, F: ReadInto<'a>>(
     mut fields: Fields<'a>,
-    legacy: bool,
+    layout: Layout,
 ) -> Result<Conversation<Memory<F>, Session<F>>, FieldError> {
-    let session = if legacy {
+    let session = if layout == Layout::Legacy {
         fields.optional_convert("sessionState", Kind::Object, Ok)?
     } else {
         Some(fields.object("sessionState")?)
@@ -363,7 +457,7 @@ pub fn read_conversation<'a, F: ReadInto<'a>>(
         .map(|raw| read_session(Fields::of(fields.path_of("sessionState"), raw)?))
         .transpose()?;
     Ok(Conversation {
-        memory: read_memory_fields(fields)?,
+        memory: read_memory_fields(fields, layout)?,
         session_state,
     })
 }
@@ -453,7 +547,7 @@ mod tests {
 
     fn read(value: &Value) -> Result<ChatMessage, FieldError> {
         let text = value.to_string();
-        read_message(object("m", &text))
+        read_message(object("m", &text), Layout::Contents)
     }
 
     fn message(session_id: &str) -> ChatMessage {
@@ -535,9 +629,9 @@ mod tests {
     #[test]
     fn a_borrowed_message_writes_what_its_owned_message_writes() {
         let text = r#"{"id":"m\n1","sessionId":"s1","content":"say \"hi\"\n","role":"system","timestamp":5,"x":{ "f": 1.50 },"metadata":null}"#;
-        let view: Message<Borrowed> = read_message(object("m", text)).unwrap();
+        let view: Message<Borrowed> = read_message(object("m", text), Layout::Contents).unwrap();
         assert_eq!(Borrowed::content_text(&view.content), "say \"hi\"\n");
-        let owned: ChatMessage = read_message(object("m", text)).unwrap();
+        let owned: ChatMessage = read_message(object("m", text), Layout::Contents).unwrap();
         let owned = serde_json::to_string(&owned).unwrap();
         assert_eq!(serde_json::to_string(&view).unwrap(), owned);
         assert_eq!(
@@ -571,11 +665,51 @@ mod tests {
         );
         let text = r#"{"id":"m","sessionId":"s","content":"\ud800","role":"user","timestamp":1}"#;
         for err in [
-            read_message::<Borrowed>(object("m", text)).err().unwrap(),
-            read_message::<Owned>(object("m", text)).err().unwrap(),
+            read_message::<Borrowed>(object("m", text), Layout::Contents)
+                .err()
+                .unwrap(),
+            read_message::<Owned>(object("m", text), Layout::Contents)
+                .err()
+                .unwrap(),
         ] {
             assert_eq!(err.path, "m.content");
         }
+    }
+
+    #[test]
+    fn a_message_may_keep_its_text_in_its_parts_only_in_format_2() {
+        let text = r#"{"id":"m","sessionId":"s1","role":"user","timestamp":5,"metadata":{"uiMessage":{"parts":[{"type":"text","text":"a"},{"type":"step-start"},{"type":"text","text":"b\n\nc"}]}}}"#;
+        let err = read_message::<Borrowed>(object("m", text), Layout::Contents)
+            .err()
+            .unwrap();
+        assert_eq!(err, FieldError::new("m.content", "is missing"));
+        assert_eq!(
+            read_message::<Owned>(object("m", text), Layout::Legacy).unwrap_err(),
+            err
+        );
+
+        // Read, it is the message with its content: both forms write it with `content`.
+        let view: Message<Borrowed> = read_message(object("m", text), Layout::TextInParts).unwrap();
+        let owned: ChatMessage = read_message(object("m", text), Layout::TextInParts).unwrap();
+        assert_eq!(owned.content, "a\n\nb\n\nc");
+        assert_eq!(Borrowed::content_text(&view.content), owned.content);
+        let written = serde_json::to_value(&view).unwrap();
+        assert_eq!(written, serde_json::to_value(&owned).unwrap());
+        assert_eq!(written["content"], "a\n\nb\n\nc");
+
+        // A message that has its content reads as in format 1.
+        let with_content = text.replace(r#""role""#, r#""content":"own","role""#);
+        let owned: ChatMessage =
+            read_message(object("m", &with_content), Layout::TextInParts).unwrap();
+        assert_eq!(owned.content, "own");
+
+        // Kept in its parts (as archiving UIMessages keeps it), it is not written.
+        let mut view = view;
+        view.content = Content::InParts("a\n\nb\n\nc".into());
+        assert_eq!(Borrowed::content_text(&view.content), "a\n\nb\n\nc");
+        let written = serde_json::to_value(&view).unwrap();
+        assert_eq!(written.get("content"), None);
+        assert_eq!(written["role"], "user");
     }
 
     #[test]
@@ -603,14 +737,15 @@ mod tests {
     #[test]
     fn stored_conversation_needs_session_state_unless_legacy() {
         let text = r#"{"sessionId":"s1","messages":[],"summary":"","context":{}}"#;
-        let err = read_conversation::<Borrowed>(object("conversation", text), false)
+        let err = read_conversation::<Borrowed>(object("conversation", text), Layout::Contents)
             .err()
             .unwrap();
         assert_eq!(
             err,
             FieldError::new("conversation.sessionState", "is missing")
         );
-        let read = read_conversation::<Borrowed>(object("conversation", text), true).unwrap();
+        let read =
+            read_conversation::<Borrowed>(object("conversation", text), Layout::Legacy).unwrap();
         assert!(read.session_state.is_none());
     }
 

@@ -1,4 +1,5 @@
-//! `crypto.subtle` (the Web Crypto API's `SubtleCrypto`): the AES-GCM of envelope encryption.
+//! `crypto.subtle` (the Web Crypto API's `SubtleCrypto`): the AES-GCM of envelope encryption,
+//! and the SHA-256 of stored objects.
 
 use js_sys::{Array, Object, Promise};
 use wasm_bindgen::prelude::*;
@@ -41,4 +42,9 @@ extern "C" {
         key: &JsValue,
         data: &[u8],
     ) -> Result<Promise, JsValue>;
+
+    /// `subtle.digest(algorithm, data)`: resolves to an `ArrayBuffer`; `data` is copied before
+    /// it returns.
+    #[wasm_bindgen(method, catch)]
+    pub fn digest(this: &SubtleCrypto, algorithm: &str, data: &[u8]) -> Result<Promise, JsValue>;
 }
