@@ -320,13 +320,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     // one run when the budget allows (a failure between them is healed by the
                     // new date, below).
                     run.afford(4, self.clock.now_ms())?;
-                    self.afford(run, 1)?;
-                    let erased_at = self.clock.now_ms();
-                    let tombstone = Tombstone::new(user_key, erased_at);
-                    self.put_tombstone(log, &tombstone)
-                        .await
-                        .map_err(|err| stop_reason(&err))?;
-                    run.position.erased_at = Some(erased_at);
+                    self.date_tombstone(log, user_key, run).await?;
                     Phase::DataKey
                 }
                 Phase::DataKey => {
@@ -336,12 +330,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     // made (its time read) before, so the tombstone covers it, and every archive
                     // made after it is under a new key — also when a failure left the key in
                     // place for a while after the first tombstone.
-                    self.afford(run, 1)?;
-                    let erased_at = self.clock.now_ms();
-                    self.put_tombstone(log, &Tombstone::new(user_key, erased_at))
-                        .await
-                        .map_err(|err| stop_reason(&err))?;
-                    run.position.erased_at = Some(erased_at);
+                    self.date_tombstone(log, user_key, run).await?;
                     Phase::UserIndex
                 }
                 Phase::UserIndex => {
@@ -381,6 +370,23 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             run.position.phase = next;
             run.position.kv = KvPosition::default();
         }
+    }
+
+    /// Writes the user's tombstone with `erasedAt` = now, which the erasure then covers
+    /// (1 R2 put).
+    async fn date_tombstone(
+        &self,
+        log: &OpLog<'_>,
+        user_key: &str,
+        run: &mut Run<ErasurePosition>,
+    ) -> Result<(), StopReason> {
+        self.afford(run, 1)?;
+        let erased_at = self.clock.now_ms();
+        self.put_tombstone(log, &Tombstone::new(user_key, erased_at))
+            .await
+            .map_err(|err| stop_reason(&err))?;
+        run.position.erased_at = Some(erased_at);
+        Ok(())
     }
 
     /// Checks that `calls` more calls fit, and counts them.
