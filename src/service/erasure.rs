@@ -7,7 +7,9 @@
 //!    `erasedAt` as gone, whatever the sweep has reached.
 //! 2. **Data key**: the user's `keys/users/<userKey>.json` is deleted, so every copy of their
 //!    encrypted archives — in backups, replicas, exports — is unreadable from here on; the
-//!    user's next archive makes a new key.
+//!    user's next archive makes a new key. The tombstone is then dated again, so that it
+//!    covers every archive made under the destroyed key (a resumed run first checks that the
+//!    tombstone still describes its unfinished erasure).
 //! 3. **User index** (`user_archives:<userKey>:`): each listed archive is deleted with its
 //!    record (`archive_meta:<sid>`, only when it points at that very archive) and index entries.
 //! 4. **Global index** (`archive_index:`): archives whose listing metadata names the user (one
@@ -26,7 +28,8 @@
 //!
 //! Nothing but the user's own is deleted: an archive is the user's by its index entry under
 //! the user's key, its listing metadata's `userId`, its recorded owner key, or being a segment
-//! of one of their sessions; a record is deleted only when it points at such an archive.
+//! of one of their sessions (whose conversation gets a tombstone of its own first, as
+//! segments record no user); a record is deleted only when it points at such an archive.
 
 use std::collections::BTreeSet;
 
