@@ -2,8 +2,8 @@
 # `npm run bench [-- --write]`: builds the package (unless SKIP_BUILD=1) and runs bench/run.mjs,
 # every contender side by side in one Node 22 process, the native Rust one as a cargo example,
 # then bench/encryption.mjs (what encryption at rest costs, bench/NOTES.md "Encryption"),
-# bench/erasure.mjs (what erasing a user costs, "Erasure") and bench/export.mjs (exports and
-# imports, "Export and import").
+# bench/erasure.mjs (what erasing a user costs, "Erasure"), bench/export.mjs (exports and
+# imports, "Export and import") and bench/offload.mjs (an Agents SDK segment, "Offload").
 # `--smoke` (CI, scripts/test.sh): one iteration on tiny inputs over the dist/ already built;
 # it checks that the harness works and never fails on a target.
 set -euo pipefail
@@ -23,3 +23,5 @@ step "benchmark: erasure${smoke:+ (smoke)}"
 node bench/erasure.mjs ${smoke:+--smoke}
 step "benchmark: export and import${smoke:+ (smoke)}"
 node --expose-gc bench/export.mjs ${smoke:+--smoke}
+step "benchmark: offload${smoke:+ (smoke)}"
+node bench/offload.mjs ${smoke:+--smoke}
