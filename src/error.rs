@@ -222,6 +222,32 @@ impl PersistenceError {
             reason: reason.into(),
         }
     }
+
+    /// The same error about stored data (`CORRUPT_DATA`, `CHECKSUM_MISMATCH`,
+    /// `UNSUPPORTED_FORMAT`) with what it names rewritten by `rename` (e.g. to name the
+    /// object or stream line a decoder's part belongs to); any other error as it is.
+    pub fn renaming_data(self, rename: impl FnOnce(String) -> String) -> Self {
+        match self {
+            Self::CorruptData { what, reason } => Self::CorruptData {
+                what: rename(what),
+                reason,
+            },
+            Self::ChecksumMismatch {
+                what,
+                expected,
+                actual,
+            } => Self::ChecksumMismatch {
+                what: rename(what),
+                expected,
+                actual,
+            },
+            Self::UnsupportedFormat { what, version } => Self::UnsupportedFormat {
+                what: rename(what),
+                version,
+            },
+            other => other,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -179,30 +179,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
 
 /// `err` naming the archive `key` it is about (the decoder names only the part it read).
 fn naming_archive(key: &str, err: PersistenceError) -> PersistenceError {
-    let named = |what: String| match what.contains(key) {
+    err.renaming_data(|what| match what.contains(key) {
         true => what,
         false => format!("{key} ({what})"),
-    };
-    match err {
-        PersistenceError::ChecksumMismatch {
-            what,
-            expected,
-            actual,
-        } => PersistenceError::ChecksumMismatch {
-            what: named(what),
-            expected,
-            actual,
-        },
-        PersistenceError::CorruptData { what, reason } => PersistenceError::CorruptData {
-            what: named(what),
-            reason,
-        },
-        PersistenceError::UnsupportedFormat { what, version } => {
-            PersistenceError::UnsupportedFormat {
-                what: named(what),
-                version,
-            }
-        }
-        other => other,
-    }
+    })
 }

@@ -623,37 +623,17 @@ fn storage_stop(err: PersistenceError) -> Result<Imported> {
 /// stream, so whatever about it cannot be used is `CORRUPT_DATA` naming the line.
 fn at_line(line_no: u64, err: PersistenceError) -> PersistenceError {
     let line = line_name(line_no);
-    let named = |what: String| {
-        if what.starts_with(&line) {
-            what
-        } else {
-            format!("{line} ({what})")
-        }
-    };
     match err {
-        PersistenceError::CorruptData { what, reason } => PersistenceError::CorruptData {
-            what: named(what),
-            reason,
-        },
-        PersistenceError::ChecksumMismatch {
-            what,
-            expected,
-            actual,
-        } => PersistenceError::ChecksumMismatch {
-            what: named(what),
-            expected,
-            actual,
-        },
-        PersistenceError::UnsupportedFormat { what, version } => {
-            PersistenceError::UnsupportedFormat {
-                what: named(what),
-                version,
-            }
-        }
         err @ (PersistenceError::InvalidInput { .. } | PersistenceError::InvalidId { .. }) => {
             PersistenceError::corrupt(line, err.to_string())
         }
-        other => other,
+        err => err.renaming_data(|what| {
+            if what.starts_with(&line) {
+                what
+            } else {
+                format!("{line} ({what})")
+            }
+        }),
     }
 }
 
