@@ -39,6 +39,8 @@ import type {
   StorageMetrics,
   StorageMetricsOptions,
   UIMessage,
+  VerificationReport,
+  VerifyStorageOptions,
 } from "./types.js";
 
 export type * from "./types.js";
@@ -708,6 +710,20 @@ export class DataPersistenceService {
   }
 
   /**
+   * Reads back what is stored and checks it (README "Verification and replicas"): every archive
+   * (stored SHA-256, gzip, document, decryption; its index entries), every KV entry pointing at
+   * an archive, every committed backup's packs against its manifest; with `sample: "1/n"` one
+   * n-th of the store per pass. Resumes where the last run stopped (KV `verify:cursor`); keeps
+   * what it found for healthCheck (`verify:summary`). With `repair`, writes damaged or missing
+   * archives back from a verified backup copy and rebuilds missing index entries; never deletes.
+   * Costs about 2–3 storage calls per archive, 1 per index entry and 1 per backup object.
+   */
+  async verifyStorage(options: VerifyStorageOptions = {}): Promise<VerificationReport> {
+    const { sample, repair = false, maxStorageCalls, timeBudgetMs } = options;
+    return JSON.parse(await this.#core.verifyStorage(sample, repair, maxStorageCalls, timeBudgetMs)) as VerificationReport;
+  }
+
+  /**
    * Everything stored of one person (GDPR Art. 20), as NDJSON: a `conversation` line per archive
    * of theirs (found through their index, read from R2, checksum-verified and decrypted exactly
    * as `retrieveArchive` reads it), newest first, then an `end` line with the count of lines
@@ -822,7 +838,7 @@ export class DataPersistenceIntegration {
  * SessionMemoryDO, its cron) builds the service the same way: `PERSISTENCE_HASH_SECRET` (a
  * Worker secret: `wrangler secret put PERSISTENCE_HASH_SECRET`) → `hashSecret`, and
  * `PERSISTENCE_ENCRYPTION_KEYS` (a Worker secret: a JSON array of `{id, key}`, newest first) →
- * `encryptionKeys`, and `PERSISTENCE_DEBUG = "true"` → `debug`. Services built with different hash secrets do not
+ * `encryptionKeys`, `VERIFY_MAX_AGE_HOURS` → `verificationMaxAgeHours`, and `PERSISTENCE_DEBUG = "true"` → `debug`. Services built with different hash secrets do not
  * see each other's user indexes and caches: after changing the secret, run
  * `reindexUserArchives()` until `complete`.
  */
@@ -838,6 +854,12 @@ export function optionsFromEnv(env: object): PersistenceOptions {
   if (keys !== undefined) {
     if (typeof keys !== "string") throw invalidConfig("PERSISTENCE_ENCRYPTION_KEYS", "", "must be a string (a Worker secret holding a JSON array)");
     options.encryptionKeys = JSON.parse(wasm.encryptionKeysFromSecret(keys)) as EncryptionKey[];
+  }
+  const maxAge = source.VERIFY_MAX_AGE_HOURS;
+  if (maxAge !== undefined) {
+    const hours = Number(maxAge);
+    if (typeof maxAge !== "string" || maxAge.trim() === "" || !Number.isFinite(hours)) throw invalidConfig("VERIFY_MAX_AGE_HOURS", String(maxAge), "is not a number of hours");
+    options.verificationMaxAgeHours = hours;
   }
   const debug = source.PERSISTENCE_DEBUG;
   if (debug !== undefined) {

@@ -19,6 +19,8 @@ export interface PersistenceEnv {
   PERSISTENCE_HASH_SECRET?: string;
   /** Read by optionsFromEnv: the `encryptionKeys` (a Worker secret: JSON `[{"id","key"}]`, newest first). */
   PERSISTENCE_ENCRYPTION_KEYS?: string;
+  /** Read by optionsFromEnv: `verificationMaxAgeHours` (healthCheck is `degraded` past it without a complete verification pass). */
+  VERIFY_MAX_AGE_HOURS?: string;
   /** Read by optionsFromEnv: `"true"` turns on `debug` logging. */
   PERSISTENCE_DEBUG?: string;
   /** Archives one BackupWorkflow pack step reads (default 40: one storage call each). */

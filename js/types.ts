@@ -168,6 +168,8 @@ export interface PersistenceOptions {
    * secret (`PERSISTENCE_ENCRYPTION_KEYS`, read by optionsFromEnv). Never logged or echoed.
    */
   encryptionKeys?: EncryptionKey[];
+  /** healthCheck reports `degraded` when no verification pass completed within this many hours (48; `VERIFY_MAX_AGE_HOURS`). */
+  verificationMaxAgeHours?: number;
 }
 
 /** A key-encryption key: its id (recorded beside every data key it wraps) and base64 of 32 bytes. */
@@ -299,6 +301,85 @@ export interface HealthReport {
     breakers: Record<"ARCHIVE_R2" | "CHAT_KV", "closed" | "open" | "half_open">;
     [extra: string]: unknown;
   };
+  /**
+   * What verification found (`verifyStorage`); `null` when it never ran. Open `problems` or no
+   * pass completed within `verificationMaxAgeHours` (`stale`) make the status `degraded`.
+   */
+  verification: VerificationHealth | null;
+}
+
+/** `HealthReport.verification`. */
+export interface VerificationHealth {
+  /** When a verification pass last completed (ISO 8601 UTC); `null` before the first. */
+  lastCompleteAt: string | null;
+  /** When a verification run last ended (ISO 8601 UTC). */
+  lastRunAt: string | null;
+  /** Objects and index entries the last complete pass checked. */
+  objectsChecked: number;
+  /** Problems found and not repaired, open until their object is found sound again. */
+  problems: number;
+  /** No pass completed within `verificationMaxAgeHours` (48 by default). */
+  stale: boolean;
+}
+
+/** Options of `verifyStorage`. */
+export interface VerifyStorageOptions {
+  /**
+   * `"1/n"`: each pass checks the n-th of the store whose keys hash to its slot, the next pass
+   * the next slot, so n passes check everything ("1/7" on a daily cron: a week). `"all"` (the
+   * default) checks everything every pass.
+   */
+  sample?: string;
+  /** Write damaged or missing archives back from a verified backup copy and rebuild missing index entries; never deletes (false). */
+  repair?: boolean;
+  /** Stop after about this many storage calls (at least 12; a retried call counts once). The next run resumes there. */
+  maxStorageCalls?: number;
+  /** Stop after about this many milliseconds of wall time. */
+  timeBudgetMs?: number;
+}
+
+/** What is wrong with a stored object (stable names). */
+export type VerificationProblemKind =
+  | "checksum_mismatch"
+  | "corrupt"
+  | "undecryptable"
+  | "unsupported_format"
+  | "missing"
+  | "not_indexed";
+
+/** One problem a verification run found. */
+export interface VerificationProblem {
+  /** The R2 key of the object (for an index entry pointing at nothing, the archive's key). */
+  key: string;
+  problem: VerificationProblemKind;
+  /** For a person: which entry, which error. */
+  detail: string;
+  repaired: boolean;
+  /** Where the copy a repair wrote came from (`"backup <id>"`). */
+  repairedFrom?: string;
+}
+
+/** What `verifyStorage` returns; `complete` means the pass (of this slot of the sample) is. */
+export interface VerificationReport {
+  /** The pass's sample, `"1/n"`. */
+  sample: string;
+  /** The slot of the sample this pass checks (0 to n-1). */
+  slot: number;
+  /** Objects read and checked by this run: archives, backup manifests and packs. */
+  objectsChecked: number;
+  bytesChecked: number;
+  /** KV index entries checked. */
+  entriesChecked: number;
+  backupsChecked: number;
+  /** Problems this run found (at most 100; `problemsFound` counts all), each key once. */
+  problems: VerificationProblem[];
+  problemsFound: number;
+  repaired: number;
+  complete: boolean;
+  stoppedBy: "call_budget" | "deadline" | "circuit_open" | "storage_error" | null;
+  /** True when this run continued the pass an earlier run left unfinished. */
+  resumed: boolean;
+  storageCalls: number;
 }
 
 /** The spec's storage metrics, counted over every page (or as many as the budget allowed). */

@@ -51,6 +51,11 @@ pub const ARCHIVE_INDEX_PREFIX: &str = "archive_index:";
 pub const HEALTH_PROBE_KEY: &str = "health_probe";
 /// KV key holding where an unfinished retention sweep continues (JSON, service::retention).
 pub const RETENTION_CURSOR_KEY: &str = "retention:cursor";
+/// KV key of the resume point of a verification pass (`verifyStorage`).
+pub const VERIFY_CURSOR_KEY: &str = "verify:cursor";
+/// KV key of what verification keeps between runs: the last complete pass and the problems
+/// still open (`healthCheck` reads it).
+pub const VERIFY_SUMMARY_KEY: &str = "verify:summary";
 /// KV key holding where an unfinished indexing of legacy archives continues (JSON,
 /// service::migrate). Outside every prefix the retention sweep lists.
 pub const LEGACY_INDEX_CURSOR_KEY: &str = "migration:legacy_archives:cursor";

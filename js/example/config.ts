@@ -34,6 +34,8 @@ export interface ExampleEnv extends PersistenceEnv {
   BACKUP_WORKFLOW: Workflow<BackupRequest>;
   /** Hours between automated backups (default 24). */
   BACKUP_INTERVAL_HOURS?: string;
+  /** The part of the store each cron verification pass checks, `"1/n"` or `"all"` (default `"1/7"`). */
+  VERIFY_SAMPLE?: string;
 }
 
 /** Shortest AUTH_SECRET accepted. */

@@ -7,6 +7,7 @@ import { startScheduledBackup } from "./backup.js";
 import { runScheduledErasures } from "./erasure.js";
 import { runScheduledKeyRotation } from "./key_rotation.js";
 import { runScheduledRetention } from "./retention.js";
+import { runScheduledVerification } from "./verification.js";
 import { route } from "./routes.js";
 
 export { BackupWorkflow, RestoreWorkflow, SessionMemoryDO } from "supportbot-persistence";
@@ -22,13 +23,16 @@ export default {
 
   async scheduled(controller: ScheduledController, env: ExampleEnv): Promise<void> {
     // Independent: a failed sweep does not stop the backup, nor the other way round. The key
-    // rotation follows the sweep, then unfinished erasures, each with the storage calls left.
+    // rotation follows the sweep, then unfinished erasures, then verification, each with the
+    // storage calls left.
     const maintenance = async () => {
       const retention = await runScheduledRetention(controller.cron, env);
       let callsLeft = runtime(env).retention.maxStorageCalls - (retention.event === "retention_run" ? retention.storageCalls : 0);
       const rotation = await runScheduledKeyRotation(controller.cron, env, callsLeft);
       callsLeft -= rotation.event === "key_rotation_run" ? rotation.storageCalls : 0;
-      await runScheduledErasures(controller.cron, env, callsLeft);
+      const erasures = await runScheduledErasures(controller.cron, env, callsLeft);
+      if (erasures.event === "erasures_run") callsLeft -= erasures.receipts.reduce((calls, receipt) => calls + receipt.storageCalls, 0);
+      await runScheduledVerification(controller.cron, env, callsLeft);
     };
     const [retention, backup] = await Promise.allSettled([
       maintenance(),

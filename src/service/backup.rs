@@ -188,7 +188,7 @@ pub(super) fn record_metadata(meta_key: &str, value: &[u8]) -> Result<ArchiveMet
 
 /// A backup whose manifest was read: a multi-pack one (read and verified a pack at a time), or
 /// the archives of a single-bundle one, all verified.
-enum ReadBackup {
+pub(super) enum ReadBackup {
     Packed(PackedManifest),
     Verified(Vec<RestorableArchive>),
 }
@@ -629,7 +629,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// The manifest is read from R2 (authoritative); the earlier TypeScript implementation
     /// wrote one there too, in its own shape (no `formatVersion`), and also a KV copy, which is
     /// read when R2 has none. Its backups were made for nobody.
-    async fn read_verified_backup(
+    pub(super) async fn read_verified_backup(
         &self,
         log: &OpLog<'_>,
         backup_id: &BackupId,

@@ -196,7 +196,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     }
 
     /// The data key an envelope names (`what` names the encrypted object in errors).
-    async fn data_key_for_read(
+    pub(super) async fn data_key_for_read(
         &self,
         log: &OpLog<'_>,
         what: &str,

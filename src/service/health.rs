@@ -1,8 +1,8 @@
 //! `healthCheck` and `getStorageMetrics`.
 //!
 //! The health check probes each binding with one read (KV `get`, R2 `head` of a key that is
-//! never written), so it never writes (KV allows one write a second per key) and costs two
-//! storage calls. Probes go through the circuit breaker: an open breaker reports its binding
+//! never written), so it never writes (KV allows one write a second per key), and reads what
+//! verification keeps (one KV get): three storage calls. Probes go through the circuit breaker: an open breaker reports its binding
 //! unhealthy without calling it. Metrics count every page of every listing; they cost one list
 //! call per 1000 keys and read no values. A Worker allows 50 subrequests per invocation on the
 //! free plan (1000 on paid), so past ~45 000 keys an unbounded count fails: a budget stops it
@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::log::OpLog;
 use super::run::{Run, RunBudget};
+use super::verify::VerificationSummary;
 use super::DataPersistenceService;
 use crate::error::Result;
 use crate::keys::{
@@ -83,6 +84,44 @@ pub struct HealthReport {
     pub status: HealthStatus,
     /// Per-binding results.
     pub details: HealthDetails,
+    /// What the last verification runs found; `null` when `verifyStorage` never ran.
+    pub verification: Option<VerificationHealth>,
+}
+
+/// `healthCheck`'s view of verification: `{"lastCompleteAt": "2025-01-06T10:00:00.000Z" |
+/// null, "lastRunAt": ..., "objectsChecked": n, "problems": n, "stale": false}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationHealth {
+    /// When a verification pass last completed (ISO 8601 UTC), `null` before the first.
+    pub last_complete_at: Option<String>,
+    /// When a verification run last ended (ISO 8601 UTC).
+    pub last_run_at: Option<String>,
+    /// Objects and entries the last complete pass checked.
+    pub objects_checked: u64,
+    /// Problems found and not repaired, until their object is checked again and found sound.
+    pub problems: u64,
+    /// No pass completed within `verificationMaxAgeHours`.
+    pub stale: bool,
+}
+
+impl VerificationHealth {
+    /// The view of `summary` at `now_ms`, stale past `max_age_ms`.
+    fn of(summary: &VerificationSummary, now_ms: i64, max_age_ms: i64) -> Self {
+        let time = |ms: Option<i64>| ms.and_then(|ms| iso8601("verification", ms).ok());
+        VerificationHealth {
+            last_complete_at: time(summary.last_complete_at),
+            last_run_at: time(summary.last_run_at),
+            objects_checked: summary.objects_checked,
+            problems: summary.problems(),
+            stale: summary.is_stale(now_ms, max_age_ms),
+        }
+    }
+
+    /// Whether it makes the store `degraded`.
+    fn degrades(&self) -> bool {
+        self.problems > 0 || self.stale
+    }
 }
 
 /// Cache entry counts (KV).
@@ -158,8 +197,10 @@ fn probe_status(result: &Result<()>) -> String {
 }
 
 impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
-    /// Probes both bindings (1 KV get, 1 R2 head) and reports their health. Never fails: a
-    /// failing probe is part of the report.
+    /// Probes both bindings (1 KV get, 1 R2 head) and reports their health, with what
+    /// verification found (1 KV get of its summary): `degraded` when a probe failed, or when
+    /// verification has unrepaired problems or no pass completed within
+    /// `verificationMaxAgeHours`. Never fails: a failing probe is part of the report.
     pub async fn health_check(&self) -> HealthReport {
         let log = self.begin("healthCheck");
         let started = self.clock.now_ms();
@@ -168,7 +209,18 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let kv = self.kv_get(&log, HEALTH_PROBE_KEY).await.map(drop);
         let kv_done = self.clock.now_ms();
 
+        let verification = match kv {
+            Ok(()) => self.verification_health(&log, kv_done).await,
+            Err(_) => None,
+        };
         let status = match (r2.is_ok(), kv.is_ok()) {
+            (true, true)
+                if verification
+                    .as_ref()
+                    .is_some_and(VerificationHealth::degrades) =>
+            {
+                HealthStatus::Degraded
+            }
             (true, true) => HealthStatus::Healthy,
             (false, false) => HealthStatus::Unhealthy,
             _ => HealthStatus::Degraded,
@@ -188,6 +240,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     chat_kv: self.breaker_state(Binding::Kv).as_str(),
                 },
             },
+            verification,
         };
         let level = if status == HealthStatus::Healthy {
             "info"
@@ -196,6 +249,19 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         };
         log.event(level, "health", json!({ "status": report.details }));
         report
+    }
+
+    /// The verification summary's view for a health report; `None` when verification never
+    /// ran or its summary cannot be read (logged).
+    async fn verification_health(
+        &self,
+        log: &OpLog<'_>,
+        now_ms: i64,
+    ) -> Option<VerificationHealth> {
+        let summary = self.read_verification_summary(log).await;
+        summary.last_run_at?;
+        let max_age = self.options.verification_max_age_ms;
+        Some(VerificationHealth::of(&summary, now_ms, max_age))
     }
 
     /// Counts cache entries, archives and backups over every listing page, or as many pages

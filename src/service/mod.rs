@@ -33,6 +33,8 @@ mod run;
 mod segments;
 mod tombstone;
 mod ui_messages;
+mod verify;
+mod verify_repair;
 mod walk;
 
 pub use archive::{ArchiveListing, ARCHIVE_CONTENT_TYPE, DEFAULT_LIST_LIMIT};
@@ -49,16 +51,22 @@ pub use export_user::{UserExport, EXPORT_CHUNK_BYTES};
 pub use guard::{BreakerState, StorageGuard};
 pub use health::{
     BreakerStates, CacheMetrics, HealthDetails, HealthLatencies, HealthReport, HealthStatus,
-    StorageMetrics, StorageTotals,
+    StorageMetrics, StorageTotals, VerificationHealth,
 };
 pub use import::{ImportOptions, ImportReport, StoreImport, MIN_IMPORT_CALLS};
 pub use log::{CallRecord, OpLog, Outcome};
 pub use migrate::{MigrationReport, MIN_MIGRATION_CALLS};
-pub use options::{BreakerPolicy, PackBounds, RetryPolicy, ServiceOptions};
+pub use options::{
+    BreakerPolicy, PackBounds, RetryPolicy, ServiceOptions, DEFAULT_VERIFICATION_MAX_AGE_MS,
+};
 pub use reindex::{ReindexReport, MIN_REINDEX_CALLS};
 pub use retention::{RetentionRun, MAX_REPORTED_KEYS, MIN_STORAGE_CALLS};
 pub use rotation::{RotationReport, MIN_ROTATION_CALLS};
 pub use run::{RunBudget, RunStatus, StopReason};
+pub use verify::{
+    OpenProblem, Problem, ProblemKind, Sample, VerificationReport, VerificationSummary,
+    VerifyOptions, MAX_REPORTED_PROBLEMS, MIN_VERIFY_CALLS,
+};
 
 use std::rc::Rc;
 

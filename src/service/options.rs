@@ -106,7 +106,15 @@ pub struct ServiceOptions {
     /// The key-encryption keys, newest first: with them, everything written is encrypted at
     /// rest (`crate::crypto`); without, nothing is, and encrypted data cannot be read.
     pub encryption: Option<KeyRing>,
+    /// Age (ms) past which `healthCheck` reports a verification whose last complete pass is
+    /// older as `degraded`.
+    pub verification_max_age_ms: i64,
 }
+
+/// Default of [`ServiceOptions::verification_max_age_ms`]: two days.
+pub const DEFAULT_VERIFICATION_MAX_AGE_MS: i64 = 48 * 60 * 60 * 1000;
+/// Largest `verificationMaxAgeHours`: ten years.
+const MAX_VERIFICATION_MAX_AGE_HOURS: f64 = 87_600.0;
 
 impl Default for ServiceOptions {
     fn default() -> Self {
@@ -121,6 +129,7 @@ impl Default for ServiceOptions {
             retention: RetentionOptions::default(),
             backup_pack: PackBounds::default(),
             encryption: None,
+            verification_max_age_ms: DEFAULT_VERIFICATION_MAX_AGE_MS,
         }
     }
 }
@@ -138,6 +147,7 @@ struct OptionsJson {
     circuit_breaker: Option<BreakerJson>,
     backup_pack: Option<PackJson>,
     encryption_keys: Option<serde_json::Value>,
+    verification_max_age_hours: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,6 +252,15 @@ impl ServiceOptions {
                 let reason = "must be at least 1";
                 return Err(invalid("backupPack.maxSessions", 0, reason));
             }
+        }
+        if let Some(hours) = parsed.verification_max_age_hours {
+            if !(hours > 0.0 && hours <= MAX_VERIFICATION_MAX_AGE_HOURS) {
+                let reason =
+                    format!("must be more than 0 and at most {MAX_VERIFICATION_MAX_AGE_HOURS}");
+                return Err(invalid("verificationMaxAgeHours", hours, &reason));
+            }
+            // At most ten years of milliseconds: far inside an i64.
+            options.verification_max_age_ms = (hours * 3_600_000.0).round() as i64;
         }
         if let Some(keys) = parsed.encryption_keys {
             options.encryption = Some(KeyRing::from_value("encryptionKeys", &keys)?);

@@ -22,6 +22,7 @@ pub(crate) enum Operation {
     Config,
     Export,
     Import,
+    Verify,
 }
 
 impl Operation {
@@ -38,6 +39,7 @@ impl Operation {
             Operation::Config => "Configuration failed",
             Operation::Export => "Export operation failed",
             Operation::Import => "Import operation failed",
+            Operation::Verify => "Verification operation failed",
         }
     }
 }

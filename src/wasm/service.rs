@@ -25,7 +25,9 @@ use crate::codec::json_text;
 use crate::error::PersistenceError;
 use crate::platform::JS_MAX_SAFE_INTEGER;
 use crate::policy::{self, DataRetentionPolicy, PolicyOverrides};
-use crate::service::{DataPersistenceService, RestoreTally, RunBudget, ServiceOptions};
+use crate::service::{
+    DataPersistenceService, RestoreTally, RunBudget, Sample, ServiceOptions, VerifyOptions,
+};
 use crate::store::Clock;
 
 pub(super) type Service = DataPersistenceService<JsKv, JsR2, JsClock>;
@@ -400,6 +402,28 @@ impl BoundService {
         spawn(&self.service, Operation::Archive, async move |service| {
             let budget = budget_args(&service, max_storage_calls, time_budget_ms)?;
             Ok(json_text(&service.erase_user_data(&user_id, budget).await?))
+        })
+    }
+
+    /// Runs (or continues) a verification pass of the `sample` (`"1/n"` or `"all"`, default
+    /// all), repairing what it can when `repair`, within the budget (as `runJob`); resolves
+    /// to its report as JSON text.
+    #[wasm_bindgen(js_name = verifyStorage)]
+    pub fn verify_storage(
+        &self,
+        sample: Option<String>,
+        repair: bool,
+        max_storage_calls: Option<f64>,
+        time_budget_ms: Option<f64>,
+    ) -> Promise {
+        spawn(&self.service, Operation::Verify, async move |service| {
+            let sample = sample.as_deref().map(Sample::parse).transpose()?;
+            let options = VerifyOptions {
+                sample: sample.unwrap_or_default(),
+                repair,
+            };
+            let budget = budget_args(&service, max_storage_calls, time_budget_ms)?;
+            Ok(json_text(&service.verify_storage(options, budget).await?))
         })
     }
 
