@@ -3,7 +3,8 @@
 # every contender side by side in one Node 22 process, the native Rust one as a cargo example,
 # then bench/encryption.mjs (what encryption at rest costs, bench/NOTES.md "Encryption"),
 # bench/erasure.mjs (what erasing a user costs, "Erasure"), bench/export.mjs (exports and
-# imports, "Export and import") and bench/offload.mjs (an Agents SDK segment, "Offload").
+# imports, "Export and import"), bench/offload.mjs (an Agents SDK segment, "Offload") and
+# bench/verification.mjs (what verifyStorage checks per CPU-second, "Verification").
 # `--smoke` (CI, scripts/test.sh): one iteration on tiny inputs over the dist/ already built;
 # it checks that the harness works and never fails on a target.
 set -euo pipefail
@@ -25,3 +26,5 @@ step "benchmark: export and import${smoke:+ (smoke)}"
 node --expose-gc bench/export.mjs ${smoke:+--smoke}
 step "benchmark: offload${smoke:+ (smoke)}"
 node bench/offload.mjs ${smoke:+--smoke}
+step "benchmark: verification${smoke:+ (smoke)}"
+node bench/verification.mjs ${smoke:+--smoke}

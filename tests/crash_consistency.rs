@@ -31,8 +31,8 @@ use supportbot_persistence::service::legacy_suite::{
     write_legacy_archive, write_legacy_backup, LegacyArchive, LegacyBackupEntry, Readings,
 };
 use supportbot_persistence::service::{
-    PackBounds, RetentionRun, RunBudget, ServiceOptions, StopReason, MAX_CACHE_TEXT_BYTES,
-    MIN_MIGRATION_CALLS,
+    PackBounds, RetentionRun, RunBudget, Sample, ServiceOptions, StopReason, VerificationReport,
+    VerifyOptions, INDEX_LAG_MS, MAX_CACHE_TEXT_BYTES, MIN_MIGRATION_CALLS,
 };
 use supportbot_persistence::store::memory::{
     block_on, Faults, MemoryStores, OperationKind, StoreSnapshot,
@@ -926,6 +926,94 @@ fn retention_faults_delete_nothing_young_and_the_next_run_leaves_no_dangling_ent
         world.assert_no_entry_points_at_a_missing_object(&context);
         world.assert_acknowledged_retrievable(&context);
         world.assert_listed_retrievable(&context);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// verifyStorage with repair
+
+/// s-1..s-3 backed up, past the index lag; then s-1's object damaged and s-3's global index
+/// entry lost. Returns the world, s-1's key and its original bytes.
+fn verification_world() -> (World, String, Vec<u8>) {
+    let mut world = backup_world();
+    world.backup(&["s-1", "s-2", "s-3"]).unwrap();
+    world.stores.clock.advance_ms(INDEX_LAG_MS as u64 + 1_000);
+    let snapshot = world.stores.snapshot();
+    let s1 = snapshot
+        .r2
+        .keys()
+        .find(|key| key.contains("archive_s-1_"))
+        .unwrap()
+        .clone();
+    let original = snapshot.r2[&s1].body.clone();
+    assert!(world.stores.r2.corrupt(&s1, 40));
+    let s3_entry = snapshot
+        .kv
+        .keys()
+        .find(|key| key.starts_with(ARCHIVE_INDEX_PREFIX) && key.ends_with(":s-3"))
+        .unwrap();
+    block_on(world.stores.kv.delete(s3_entry)).unwrap();
+    (world, s1, original)
+}
+
+fn verify_and_repair(world: &World) -> VerificationReport {
+    let options = VerifyOptions {
+        sample: Sample::default(),
+        repair: true,
+    };
+    block_on(world.service.verify_storage(options, RunBudget::default())).unwrap()
+}
+
+/// A repairing verification with any one call crashed, refused, lost or failing once never
+/// fails, deletes nothing and changes no stored object but the damaged one (which is either as
+/// damaged as before or exactly its original); the next run repairs everything, after which
+/// every session is retrievable and listed, no entry points at a missing object, and a third
+/// run finds nothing.
+#[test]
+fn verification_faults_change_nothing_but_repairs_and_the_next_run_completes_them() {
+    let (world, _, _) = verification_world();
+    let calls = world.calls_of(|world| {
+        let report = verify_and_repair(world);
+        assert!(report.status.complete, "{report:?}");
+        assert_eq!(
+            (report.problems_found, report.repaired),
+            (2, 2),
+            "{report:?}"
+        );
+    });
+    assert!(calls > 15, "{calls}");
+
+    for fault in Fault::all(calls, true) {
+        let (world, s1, original) = verification_world();
+        let before = world.stores.snapshot();
+        fault.plan(&world.stores.faults);
+        let first = verify_and_repair(&world);
+        let context = format!("{fault} (first run {first:?})");
+        world.recover();
+        let after = world.stores.snapshot();
+        for (key, object) in &before.r2 {
+            let now = &after
+                .r2
+                .get(key)
+                .unwrap_or_else(|| panic!("{context}: {key} deleted"))
+                .body;
+            assert!(
+                *now == object.body || (*key == s1 && *now == original),
+                "{context}: {key} changed"
+            );
+        }
+        for key in before.kv.keys().filter(|key| !key.starts_with("verify:")) {
+            assert!(after.kv.contains_key(key), "{context}: {key} deleted");
+        }
+        let next = verify_and_repair(&world);
+        assert!(next.status.complete, "{context}, then {next:?}");
+        let clean = verify_and_repair(&world);
+        assert_eq!(clean.problems, vec![], "{context}, then {next:?}");
+        assert_eq!(world.stores.snapshot().r2[&s1].body, original, "{context}");
+        world.assert_no_entry_points_at_a_missing_object(&context);
+        world.assert_acknowledged_retrievable(&context);
+        world.assert_listed_retrievable(&context);
+        assert_eq!(world.listed().len(), 3 + 2, "{context}");
     }
 }
 

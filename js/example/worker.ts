@@ -31,7 +31,8 @@ export default {
       const rotation = await runScheduledKeyRotation(controller.cron, env, callsLeft);
       callsLeft -= rotation.event === "key_rotation_run" ? rotation.storageCalls : 0;
       const erasures = await runScheduledErasures(controller.cron, env, callsLeft);
-      if (erasures.event === "erasures_run") callsLeft -= erasures.receipts.reduce((calls, receipt) => calls + receipt.storageCalls, 0);
+      // Their tombstone listing (1 call per 1000) is in no receipt.
+      if (erasures.event === "erasures_run") callsLeft -= 1 + erasures.receipts.reduce((calls, receipt) => calls + receipt.storageCalls, 0);
       await runScheduledVerification(controller.cron, env, callsLeft);
     };
     const [retention, backup] = await Promise.allSettled([
