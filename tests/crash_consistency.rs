@@ -935,7 +935,7 @@ fn retention_faults_delete_nothing_young_and_the_next_run_leaves_no_dangling_ent
 /// s-1..s-3 backed up, past the index lag; then s-1's object damaged and s-3's global index
 /// entry lost. Returns the world, s-1's key and its original bytes.
 fn verification_world() -> (World, String, Vec<u8>) {
-    let mut world = backup_world();
+    let world = backup_world();
     world.backup(&["s-1", "s-2", "s-3"]).unwrap();
     world.stores.clock.advance_ms(INDEX_LAG_MS as u64 + 1_000);
     let snapshot = world.stores.snapshot();

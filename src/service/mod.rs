@@ -34,6 +34,8 @@ mod segments;
 mod tombstone;
 mod ui_messages;
 mod verify;
+mod verify_archives;
+mod verify_backups;
 mod verify_repair;
 mod walk;
 

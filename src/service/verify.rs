@@ -26,33 +26,26 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::archive::{check_archive_session, Shape};
-use super::backup_steps::INDEX_LAG_MS;
-use super::index_entries::{recorded_sha256, OWNER_KEY_FIELD};
 use super::log::OpLog;
 use super::run::{stop_reason, Run, RunBudget, RunReport, RunStatus, StopReason};
 use super::tombstone::ErasureCheck;
-use super::walk::{KvPager, KvPosition};
+use super::walk::KvPosition;
 use super::DataPersistenceService;
-use crate::codec::archive::DecodedArchiveJson;
-use crate::codec::backup::{decode_packed_manifest, manifest_shape, verify_pack, ManifestShape};
 use crate::codec::json_text;
 use crate::error::{PersistenceError, Result};
 use crate::hash::sha256;
 use crate::keys::{
-    archive_index_key, backup_manifest_kv_key, backup_manifest_object_key,
-    parse_archive_object_key, parse_backup_object_key, user_index_key, ArchiveObjectKey, BackupId,
-    BackupObjectKind, SessionId, UserId, ARCHIVE_INDEX_PREFIX, ARCHIVE_META_PREFIX, ARCHIVE_PREFIX,
-    BACKUP_PREFIX, USER_INDEX_PREFIX, VERIFY_CURSOR_KEY, VERIFY_SUMMARY_KEY,
+    ArchiveObjectKey, SessionId, ARCHIVE_INDEX_PREFIX, ARCHIVE_META_PREFIX, USER_INDEX_PREFIX,
+    VERIFY_CURSOR_KEY, VERIFY_SUMMARY_KEY,
 };
-use crate::store::{Clock, KvPutOptions, KvStore, ListedR2Object, ObjectMeta, ObjectStore, Rng};
+use crate::store::{Clock, KvPutOptions, KvStore, ObjectStore, Rng};
 
 /// Smallest budget a run needs: its resume point and summary read and written, one listing
 /// and one archive checked.
 pub const MIN_VERIFY_CALLS: u32 = 12;
 /// Calls checking one archive may take: its get, its data key, two index entries and its
 /// user's tombstone (read only when something is wrong).
-const ARCHIVE_CHECK_CALLS: u32 = 5;
+pub(super) const ARCHIVE_CHECK_CALLS: u32 = 5;
 /// Calls reserved to write the summary at the end of a run (besides the resume point).
 const SUMMARY_CALLS: u32 = 1;
 /// Problems one report lists (`problemsFound` counts them all).
@@ -60,7 +53,8 @@ pub const MAX_REPORTED_PROBLEMS: usize = 100;
 /// Open problems the summary keeps; past it, new ones are counted but not listed.
 const MAX_OPEN_PROBLEMS: usize = 1000;
 /// The KV prefixes whose entries point at archives, in the order a pass checks them.
-const ENTRY_PREFIXES: [&str; 3] = [ARCHIVE_META_PREFIX, ARCHIVE_INDEX_PREFIX, USER_INDEX_PREFIX];
+pub(super) const ENTRY_PREFIXES: [&str; 3] =
+    [ARCHIVE_META_PREFIX, ARCHIVE_INDEX_PREFIX, USER_INDEX_PREFIX];
 
 /// Which part of the store a verification run samples: `1/n` of it (`n` = 1: everything).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +96,7 @@ impl Sample {
 }
 
 /// The slot of 0..`of` that `key` belongs to: the first 8 bytes of its SHA-256.
-fn slot_of(key: &str, of: u32) -> u32 {
+pub(super) fn slot_of(key: &str, of: u32) -> u32 {
     let digest = sha256(key.as_bytes());
     let mut head = [0u8; 8];
     head.copy_from_slice(&digest[..8]);
@@ -142,7 +136,7 @@ pub enum ProblemKind {
 impl ProblemKind {
     /// The problem a failed read of an object shows; `None` for a storage failure, which stops
     /// the run instead.
-    fn of(err: &PersistenceError) -> Option<ProblemKind> {
+    pub(super) fn of(err: &PersistenceError) -> Option<ProblemKind> {
         Some(match err {
             PersistenceError::ChecksumMismatch { .. } => ProblemKind::ChecksumMismatch,
             PersistenceError::CorruptData { .. } | PersistenceError::ArchiveTooLarge { .. } => {
@@ -211,7 +205,7 @@ impl RunReport for VerificationReport {
 /// The phase of a pass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-enum Phase {
+pub(super) enum Phase {
     #[default]
     Archives,
     Entries,
@@ -221,35 +215,35 @@ enum Phase {
 /// A pass in progress: which slot of which sample, since when, and its counts so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Pass {
+pub(super) struct Pass {
     /// The sample's denominator; 0 in a position read from nothing.
-    of: u32,
-    slot: u32,
-    started_at: i64,
+    pub of: u32,
+    pub slot: u32,
+    pub started_at: i64,
     /// Objects and entries checked by the pass's runs so far.
-    checked: u64,
+    pub checked: u64,
 }
 
 /// Where a pass continues (`verify:cursor`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct VerifyPosition {
-    pass: Pass,
-    phase: Phase,
+pub(super) struct VerifyPosition {
+    pub pass: Pass,
+    pub phase: Phase,
     /// Archives and backups: the last R2 key handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    after: Option<String>,
+    pub after: Option<String>,
     /// Entries: which of [`ENTRY_PREFIXES`], and where in it.
     #[serde(default)]
-    prefix: usize,
+    pub prefix: usize,
     #[serde(default)]
-    kv: KvPosition,
+    pub kv: KvPosition,
     /// Backups: the manifest of the backup a run stopped in, and its first pack not yet
     /// checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    backup: Option<String>,
+    pub backup: Option<String>,
     #[serde(default)]
-    next_pack: u32,
+    pub next_pack: u32,
 }
 
 /// A problem still open: found, not repaired, and not seen sound since.
@@ -314,12 +308,12 @@ pub(super) struct Verification {
     /// Keys reported by this run, so that three entries pointing at one missing archive make
     /// one problem.
     reported: BTreeSet<String>,
-    now_ms: i64,
+    pub now_ms: i64,
 }
 
 impl Verification {
     /// `key` was checked and is sound: a problem it had is closed.
-    fn sound(&mut self, key: &str) {
+    pub fn sound(&mut self, key: &str) {
         self.summary.open_problems.remove(key);
     }
 
@@ -350,7 +344,7 @@ impl Verification {
 }
 
 /// Whether `err` is a storage failure (which stops a run) rather than a finding.
-fn storage_failure(err: &PersistenceError) -> bool {
+pub(super) fn storage_failure(err: &PersistenceError) -> bool {
     ProblemKind::of(err).is_none()
 }
 
@@ -485,7 +479,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
 
     /// Checks that `calls` more calls fit, besides those that end the run, counting the calls
     /// made so far as the log did (a job's checks and repairs call through shared helpers).
-    fn afford_check(
+    pub(super) fn afford_check(
         &self,
         log: &OpLog<'_>,
         run: &mut Run<VerifyPosition>,
@@ -495,471 +489,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         run.afford(calls + SUMMARY_CALLS, self.clock.now_ms())
     }
 
-    /// Phase 1: every archive object in the sample.
-    async fn verify_archives(
-        &self,
-        log: &OpLog<'_>,
-        run: &mut Run<VerifyPosition>,
-        job: &mut Verification,
-    ) -> Result<(), StopReason> {
-        loop {
-            self.afford_check(log, run, 1)?;
-            let after = run.position.after.clone();
-            let page = self
-                .next_r2_page(log, run, ARCHIVE_PREFIX, after, true)
-                .await?;
-            for listed in &page.objects {
-                let in_sample =
-                    slot_of(&listed.key, run.position.pass.of) == run.position.pass.slot;
-                if in_sample {
-                    if let Some(parsed) = parse_archive_object_key(&listed.key) {
-                        self.afford_check(log, run, ARCHIVE_CHECK_CALLS)?;
-                        self.verify_archive(log, run, job, listed, &parsed).await?;
-                        run.position.pass.checked += 1;
-                    }
-                }
-                run.position.after = Some(listed.key.clone());
-            }
-            if !page.truncated {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Reads and checks one archive, then its index entries; a problem is recorded (and
-    /// repaired if asked and possible). Stops the run, before the archive counts as handled,
-    /// on a storage failure or when a repair does not fit the budget.
-    async fn verify_archive(
-        &self,
-        log: &OpLog<'_>,
-        run: &mut Run<VerifyPosition>,
-        job: &mut Verification,
-        listed: &ListedR2Object,
-        parsed: &ArchiveObjectKey,
-    ) -> Result<(), StopReason> {
-        let key = listed.key.as_str();
-        let stop = |err: PersistenceError| stop_reason(&err);
-        let Some(object) = self.r2_get(log, key).await.map_err(stop)? else {
-            // Deleted since it was listed (retention, an erasure): nothing to check.
-            return Ok(());
-        };
-        job.report.objects_checked += 1;
-        job.report.bytes_checked += object.body.len() as u64;
-        let expected = recorded_sha256(&object.meta);
-        let limit = self.read_limit(&object.meta, expected.is_some());
-        let view = Shape::Conversation.view(key);
-        let decoded = match self
-            .decode_stored_archive(log, key, &object.body, expected, limit, view)
-            .await
-            .and_then(|decoded| {
-                check_archive_session(key, &decoded.metadata.session_id, &parsed.session_id)
-                    .map(|()| decoded)
-            }) {
-            Ok(decoded) => decoded,
-            Err(err) if storage_failure(&err) => return Err(stop_reason(&err)),
-            Err(err) => {
-                if self
-                    .erased_object(log, job, parsed, &object.meta)
-                    .await
-                    .map_err(stop)?
-                {
-                    return Ok(());
-                }
-                let problem = ProblemKind::of(&err).unwrap_or(ProblemKind::Corrupt);
-                let expected = expected.map(str::to_owned);
-                return self
-                    .damaged_archive(
-                        log,
-                        run,
-                        job,
-                        key,
-                        parsed,
-                        problem,
-                        err.to_string(),
-                        expected,
-                    )
-                    .await;
-            }
-        };
-        job.sound(key);
-        let fresh = job.now_ms.saturating_sub(parsed.archived_at_ms) < INDEX_LAG_MS;
-        if parsed.legacy || fresh {
-            return Ok(());
-        }
-        self.verify_index_entries(
-            log,
-            run,
-            job,
-            key,
-            parsed,
-            &object.meta,
-            &object.body,
-            decoded,
-        )
-        .await
-    }
-
-    /// Looks up an archive's global and per-user index entries; rebuilds missing ones when
-    /// repairing.
-    // The archive as read and decoded: bundling would only move the list into a struct.
-    #[allow(clippy::too_many_arguments)]
-    async fn verify_index_entries(
-        &self,
-        log: &OpLog<'_>,
-        run: &mut Run<VerifyPosition>,
-        job: &mut Verification,
-        key: &str,
-        parsed: &ArchiveObjectKey,
-        meta: &ObjectMeta,
-        stored: &[u8],
-        decoded: DecodedArchiveJson,
-    ) -> Result<(), StopReason> {
-        let stop = |err: PersistenceError| stop_reason(&err);
-        let session = &parsed.session_id;
-        let at = parsed.archived_at_ms;
-        let mut wanted = vec![archive_index_key(at, session).map_err(stop)?];
-        let user_key = match (
-            &decoded.metadata.user_id,
-            meta.custom_metadata.get(OWNER_KEY_FIELD),
-        ) {
-            (Some(user_id), _) => UserId::parse(user_id)
-                .ok()
-                .map(|user| self.options.hasher.user_key(&user)),
-            (None, owner) => owner.cloned(),
-        };
-        if let Some(user_key) = &user_key {
-            wanted.push(user_index_key(user_key, at, session).map_err(stop)?);
-        }
-        let mut missing = Vec::new();
-        for index_key in wanted {
-            job.report.entries_checked += 1;
-            run.position.pass.checked += 1;
-            if self.kv_get(log, &index_key).await.map_err(stop)?.is_none() {
-                missing.push(index_key);
-            }
-        }
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let user_id = decoded.metadata.user_id.clone();
-        let erased = self
-            .is_erased_archive(
-                log,
-                &mut job.erasures,
-                session.as_str(),
-                user_id.as_deref(),
-                at,
-            )
-            .await
-            .map_err(stop)?;
-        if erased {
-            return Ok(());
-        }
-        let detail = format!("no index entry {}", missing.join(", "));
-        let mut problem = Problem {
-            key: key.to_owned(),
-            problem: ProblemKind::NotIndexed,
-            detail,
-            repaired: false,
-            repaired_from: None,
-        };
-        if job.options.repair {
-            self.afford_check(log, run, missing.len() as u32 + 2)?;
-            self.rebuild_index_entries(log, key, stored, decoded.metadata, &missing)
-                .await
-                .map_err(stop)?;
-            problem.repaired = true;
-        }
-        job.record(problem);
-        Ok(())
-    }
-
-    /// Whether an erasure covers the archive `parsed` (its user's tombstone, by the owner its
-    /// custom metadata names, or for a segment its conversation's). Costs 1 R2 head the first
-    /// time a run meets a user.
-    async fn erased_object(
-        &self,
-        log: &OpLog<'_>,
-        job: &mut Verification,
-        parsed: &ArchiveObjectKey,
-        meta: &ObjectMeta,
-    ) -> Result<bool> {
-        let at = parsed.archived_at_ms;
-        if let Some(owner) = meta.custom_metadata.get(OWNER_KEY_FIELD) {
-            let tombstone = self.tombstone_of(log, &mut job.erasures, owner).await?;
-            return Ok(tombstone.is_some_and(|tombstone| tombstone.covers(at)));
-        }
-        let session = parsed.session_id.as_str();
-        self.is_erased_archive(log, &mut job.erasures, session, None, at)
-            .await
-    }
-
-    /// Phase 2: every KV entry that points at an archive in the sample must find it.
-    async fn verify_entries(
-        &self,
-        log: &OpLog<'_>,
-        run: &mut Run<VerifyPosition>,
-        job: &mut Verification,
-    ) -> Result<(), StopReason> {
-        while let Some(prefix) = ENTRY_PREFIXES.get(run.position.prefix) {
-            let mut pager = KvPager::new(*prefix, std::mem::take(&mut run.position.kv));
-            let outcome = self.verify_entries_of(log, run, job, &mut pager).await;
-            run.position.kv = pager.at;
-            outcome?;
-            run.position.prefix += 1;
-            run.position.kv = KvPosition::default();
-        }
-        Ok(())
-    }
-
-    /// [`Self::verify_entries`] of one prefix.
-    async fn verify_entries_of(
-        &self,
-        log: &OpLog<'_>,
-        run: &mut Run<VerifyPosition>,
-        job: &mut Verification,
-        pager: &mut KvPager,
-    ) -> Result<(), StopReason> {
-        let stop = |err: PersistenceError| stop_reason(&err);
-        loop {
-            self.afford_check(log, run, 1)?;
-            let Some(page) = self.next_kv_page(log, run, pager, 1).await? else {
-                return Ok(());
-            };
-            for entry in &page {
-                // The archive the entry points at; the earlier implementation's records
-                // (no `key`) are checked through the archives they name in phase 1.
-                let Some(archive_key) = entry
-                    .metadata
-                    .as_ref()
-                    .and_then(|metadata| metadata.get("key"))
-                    .and_then(|key| key.as_str())
-                else {
-                    continue;
-                };
-                let Some(parsed) = parse_archive_object_key(archive_key) else {
-                    continue;
-                };
-                if slot_of(archive_key, run.position.pass.of) != run.position.pass.slot {
-                    continue;
-                }
-                pager.claim(&entry.name);
-                self.afford_check(log, run, 2)?;
-                job.report.entries_checked += 1;
-                run.position.pass.checked += 1;
-                if self
-                    .archive_exists(log, archive_key, &parsed)
-                    .await
-                    .map_err(stop)?
-                {
-                    continue;
-                }
-                let metadata = entry.metadata.as_ref();
-                let user_id = metadata
-                    .and_then(|metadata| metadata.get("userId"))
-                    .and_then(|user| user.as_str());
-                let session = parsed.session_id.as_str();
-                let at = parsed.archived_at_ms;
-                if self
-                    .is_erased_archive(log, &mut job.erasures, session, user_id, at)
-                    .await
-                    .map_err(stop)?
-                {
-                    continue;
-                }
-                let sha256 = metadata
-                    .and_then(|metadata| metadata.get("sha256"))
-                    .and_then(|sha| sha.as_str())
-                    .map(str::to_owned);
-                let detail = format!("{} points at it", entry.name);
-                self.damaged_archive(
-                    log,
-                    run,
-                    job,
-                    archive_key,
-                    &parsed,
-                    ProblemKind::Missing,
-                    detail,
-                    sha256,
-                )
-                .await?;
-            }
-            pager.page_done();
-        }
-    }
-
-    /// Whether the archive `key` is stored: under its key, or for a plaintext key, encrypted
-    /// (`encryptExistingArchives` replaced it; entries may still name the plaintext key).
-    /// Costs 1 R2 head, 2 on such a miss.
-    async fn archive_exists(
-        &self,
-        log: &OpLog<'_>,
-        key: &str,
-        parsed: &ArchiveObjectKey,
-    ) -> Result<bool> {
-        if self.r2_head(log, key).await?.is_some() {
-            return Ok(true);
-        }
-        if parsed.encrypted || parsed.legacy {
-            return Ok(false);
-        }
-        let encrypted =
-            crate::keys::encrypted_archive_object_key(&parsed.session_id, parsed.archived_at_ms)?;
-        Ok(self.r2_head(log, &encrypted).await?.is_some())
-    }
-
-    /// Phase 3: every committed backup in the sample, its manifest and each pack.
-    async fn verify_backups(
-        &self,
-        log: &OpLog<'_>,
-        run: &mut Run<VerifyPosition>,
-        job: &mut Verification,
-    ) -> Result<(), StopReason> {
-        loop {
-            self.afford_check(log, run, 1)?;
-            let after = run.position.after.clone();
-            let page = self
-                .next_r2_page(log, run, BACKUP_PREFIX, after, false)
-                .await?;
-            for listed in &page.objects {
-                let Some((backup_id, kind)) = parse_backup_object_key(&listed.key) else {
-                    run.position.after = Some(listed.key.clone());
-                    continue;
-                };
-                if slot_of(backup_id.as_str(), run.position.pass.of) != run.position.pass.slot {
-                    run.position.after = Some(listed.key.clone());
-                    continue;
-                }
-                // `manifest.json` sorts before `pack-<n>.json`: packs listed first in their
-                // folder have no manifest.
-                let folder = format!("{BACKUP_PREFIX}{backup_id}/");
-                let first_in_folder = !run
-                    .position
-                    .after
-                    .as_deref()
-                    .is_some_and(|after| after.starts_with(&folder));
-                if matches!(kind, BackupObjectKind::Pack(_)) && first_in_folder {
-                    self.afford_check(log, run, 1)?;
-                    self.verify_committed(log, job, &backup_id).await?;
-                }
-                if kind == BackupObjectKind::Manifest {
-                    if run.position.backup.as_deref() != Some(listed.key.as_str()) {
-                        run.position.backup = Some(listed.key.clone());
-                        run.position.next_pack = 0;
-                    }
-                    self.verify_backup(log, run, job, &backup_id, &listed.key)
-                        .await?;
-                    run.position.pass.checked += 1;
-                }
-                run.position.after = Some(listed.key.clone());
-                run.position.backup = None;
-                run.position.next_pack = 0;
-            }
-            if !page.truncated {
-                return Ok(());
-            }
-        }
-    }
-
-    /// For packs listed without a manifest: an uncommitted backup (being written, or failed;
-    /// retention sweeps it) unless KV holds its manifest's copy, which is written only after
-    /// the commit: then its manifest was lost. Costs 1 KV get.
-    async fn verify_committed(
-        &self,
-        log: &OpLog<'_>,
-        job: &mut Verification,
-        backup_id: &BackupId,
-    ) -> Result<(), StopReason> {
-        let copy = self
-            .kv_get(log, &backup_manifest_kv_key(backup_id))
-            .await
-            .map_err(|err| stop_reason(&err))?;
-        if copy.is_some() {
-            job.record(Problem {
-                key: backup_manifest_object_key(backup_id),
-                problem: ProblemKind::Missing,
-                detail: "the backup was committed (KV holds its manifest's copy)".to_owned(),
-                repaired: false,
-                repaired_from: None,
-            });
-        }
-        Ok(())
-    }
-
-    /// Checks one backup: its manifest, then each pack from `next_pack` (a run may stop between
-    /// packs and the next one continues there, reading the manifest again).
-    async fn verify_backup(
-        &self,
-        log: &OpLog<'_>,
-        run: &mut Run<VerifyPosition>,
-        job: &mut Verification,
-        backup_id: &BackupId,
-        manifest_key: &str,
-    ) -> Result<(), StopReason> {
-        let stop = |err: PersistenceError| stop_reason(&err);
-        self.afford_check(log, run, 2)?;
-        let Some(manifest) = self.r2_get(log, manifest_key).await.map_err(stop)? else {
-            return Ok(());
-        };
-        if run.position.next_pack == 0 {
-            job.report.backups_checked += 1;
-            job.report.objects_checked += 1;
-            job.report.bytes_checked += manifest.body.len() as u64;
-        }
-        let problem = |key: &str, err: &PersistenceError| Problem {
-            key: key.to_owned(),
-            problem: ProblemKind::of(err).unwrap_or(ProblemKind::Corrupt),
-            detail: err.to_string(),
-            repaired: false,
-            repaired_from: None,
-        };
-        if manifest_shape(&manifest.body) != ManifestShape::Packed {
-            // Format 1 and the earlier implementation's: one data object, verified whole.
-            match self.read_verified_backup(log, backup_id, None).await {
-                Ok(_) => job.sound(manifest_key),
-                Err(err) if storage_failure(&err) => return Err(stop_reason(&err)),
-                Err(err) => job.record(problem(manifest_key, &err)),
-            }
-            return Ok(());
-        }
-        let manifest = match decode_packed_manifest(manifest_key, &manifest.body) {
-            Ok(manifest) => manifest,
-            Err(err) => {
-                job.record(problem(manifest_key, &err));
-                return Ok(());
-            }
-        };
-        job.sound(manifest_key);
-        while let Some(pack) = manifest.packs.get(run.position.next_pack as usize) {
-            self.afford_check(log, run, 1)?;
-            let stored = self.r2_get(log, &pack.key).await.map_err(stop)?;
-            job.report.objects_checked += 1;
-            run.position.pass.checked += 1;
-            let checked = match stored {
-                None => Err(PersistenceError::NotFound {
-                    key: pack.key.clone(),
-                }),
-                Some(stored) => {
-                    job.report.bytes_checked += stored.body.len() as u64;
-                    verify_pack(&manifest, run.position.next_pack, &stored.body).map(drop)
-                }
-            };
-            match checked {
-                Ok(()) => job.sound(&pack.key),
-                Err(err) => job.record(problem(&pack.key, &err)),
-            }
-            run.position.next_pack += 1;
-        }
-        Ok(())
-    }
-
     /// Records a damaged or missing archive, and with `repair` writes it back from a verified
     /// copy when one exists (`super::verify_repair`). `expected` is the SHA-256 recorded for
     /// it (a copy must match it); without one (the earlier implementation's archives) no copy
     /// can be proven to be it, and it is reported unrepairable.
     // The problem's parts: bundling would only move the list into a struct.
     #[allow(clippy::too_many_arguments)]
-    async fn damaged_archive(
+    pub(super) async fn damaged_archive(
         &self,
         log: &OpLog<'_>,
         run: &mut Run<VerifyPosition>,
