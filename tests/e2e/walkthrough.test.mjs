@@ -219,6 +219,10 @@ test("the walkthrough, over HTTP against wrangler dev", async () => {
   const rotated = await waitFor(() => /"event":"key_rotation_run".*"complete":true/.test(output));
   assert.ok(rotated, `no complete key_rotation_run log line in:\n${output}`);
   assert.match(output, /"event":"key_rotation_run"[^\n]*"keyUnavailable":0/);
+  // ... then verifies (and repairs) a sample of the store with the calls left, or says why not.
+  const verified = await waitFor(() => /"event":"verification_(run|skipped)"/.test(output));
+  assert.ok(verified, `no verification log line in:\n${output}`);
+  assert.doesNotMatch(output, /"event":"verification_run"[^\n]*"problemsFound":[1-9]/);
   // ... and starts this interval's automated backup (BackupWorkflow), which commits a backup.
   const started = await waitFor(() => /"event":"backup_started"/.test(output));
   assert.ok(started, `no backup_started log line in:\n${output}`);
