@@ -89,7 +89,7 @@ const ARCHIVE_FILE_PREFIX: &str = "archive_";
 const ARCHIVE_SUFFIX: &str = ".json.gz";
 const LEGACY_ARCHIVE_SUFFIX: &str = ".json";
 /// Appended to an archive key for the encrypted archive of the same session and time.
-const ENCRYPTED_SUFFIX: &str = ".enc";
+pub const ENCRYPTED_SUFFIX: &str = ".enc";
 const BACKUP_DATA_FILE: &str = "data.json.gz";
 const LEGACY_BACKUP_DATA_FILE: &str = "data.json";
 const BACKUP_MANIFEST_FILE: &str = "manifest.json";

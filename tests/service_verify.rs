@@ -129,6 +129,14 @@ fn a_sound_store_has_no_problems_and_health_shows_the_pass() {
         assert_eq!(report.backups_checked, 1);
         // Each archive's 1-2 index entries, then every KV entry pointing at an archive.
         assert!(report.entries_checked >= 7 + 7, "{report:?}");
+        // Known from the listings, so without a call each: 2 (resume point, summary), 5 KV
+        // lists (the index prefixes before the archives, all three after), 2 R2 lists, 4
+        // archives, the manifest and the pack, and the summary written.
+        assert_eq!(
+            report.status.storage_calls,
+            2 + 5 + 2 + 4 + 2 + 1,
+            "{report:?}"
+        );
         let health = block_on(service.health_check());
         assert_eq!(health.status, HealthStatus::Healthy);
         let verification = health.verification.unwrap();

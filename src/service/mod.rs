@@ -36,6 +36,7 @@ mod ui_messages;
 mod verify;
 mod verify_archives;
 mod verify_backups;
+mod verify_keys;
 mod verify_repair;
 mod walk;
 

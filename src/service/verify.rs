@@ -1,14 +1,17 @@
 //! `verifyStorage`: reads back what is stored and checks it, on the run driver (`super::run`),
 //! repairing what it can when asked.
 //!
-//! A *pass* has three phases, each resumable at the key it stopped at:
+//! A *pass* lists the index entries first (phase 0, `indexed`: which archives the global and
+//! per-user entries point at, `super::verify_keys`), then has three phases, each resumable at
+//! the key it stopped at:
 //! 1. **archives**: every object under `conversations/` is read and checked as a retrieval
 //!    checks it (its recorded SHA-256, gzip, document, decryption, session), then its global and
-//!    per-user index entries are looked up (archives younger than `INDEX_LAG_MS`, which KV may
-//!    not show yet, and the earlier implementation's, indexed by `archive_meta` alone, skip
-//!    that);
+//!    per-user index entries are looked for: in the listing, else with a KV get (archives
+//!    younger than `INDEX_LAG_MS`, which KV may not show yet, and the earlier implementation's,
+//!    indexed by `archive_meta` alone, skip that);
 //! 2. **entries**: every KV entry that points at an archive (`archive_meta:`, `archive_index:`,
-//!    `user_archives:`, by the `key` in its list metadata) must find it in R2;
+//!    `user_archives:`, by the `key` in its list metadata) must find it: among the archives
+//!    phase 1 read, else with an R2 head;
 //! 3. **backups**: every committed backup's manifest is read, then each pack against it.
 //!
 //! With `sample: "1/n"` a pass checks only what hashes to its slot (an archive and the entries
@@ -29,11 +32,11 @@ use serde_json::json;
 use super::log::OpLog;
 use super::run::{stop_reason, Run, RunBudget, RunReport, RunStatus, StopReason};
 use super::tombstone::ErasureCheck;
+use super::verify_keys::{key_hash, KeySet};
 use super::walk::KvPosition;
 use super::DataPersistenceService;
 use crate::codec::json_text;
 use crate::error::{PersistenceError, Result};
-use crate::hash::sha256;
 use crate::keys::{
     ArchiveObjectKey, SessionId, ARCHIVE_INDEX_PREFIX, ARCHIVE_META_PREFIX, USER_INDEX_PREFIX,
     VERIFY_CURSOR_KEY, VERIFY_SUMMARY_KEY,
@@ -97,11 +100,8 @@ impl Sample {
 
 /// The slot of 0..`of` that `key` belongs to: the first 8 bytes of its SHA-256.
 pub(super) fn slot_of(key: &str, of: u32) -> u32 {
-    let digest = sha256(key.as_bytes());
-    let mut head = [0u8; 8];
-    head.copy_from_slice(&digest[..8]);
     // Below `of`, a u32.
-    (u64::from_be_bytes(head) % u64::from(of.max(1))) as u32
+    (key_hash(key) % u64::from(of.max(1))) as u32
 }
 
 /// What `verifyStorage` does besides its budget.
@@ -206,7 +206,9 @@ impl RunReport for VerificationReport {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) enum Phase {
+    /// The index entries listed, to know which archives they point at.
     #[default]
+    Indexed,
     Archives,
     Entries,
     Backups,
@@ -244,6 +246,15 @@ pub(super) struct VerifyPosition {
     pub backup: Option<String>,
     #[serde(default)]
     pub next_pack: u32,
+    /// The archives the global and the per-user index entries of the slot point at (listed
+    /// first), and the archives of the slot that exist (read next); `None`: not known, each
+    /// lookup costs its call (`super::verify_keys`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indexed_global: Option<KeySet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indexed_user: Option<KeySet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archives_seen: Option<KeySet>,
 }
 
 /// A problem still open: found, not repaired, and not seen sound since.
@@ -381,6 +392,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     started_at: now_ms,
                     checked: 0,
                 },
+                indexed_global: Some(KeySet::default()),
+                indexed_user: Some(KeySet::default()),
+                archives_seen: Some(KeySet::default()),
                 ..VerifyPosition::default()
             };
         }
@@ -465,10 +479,24 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         run: &mut Run<VerifyPosition>,
         job: &mut Verification,
     ) -> Result<(), StopReason> {
+        // A set is sealed when its phase ends (and when read back from a resume point).
+        if run.position.phase == Phase::Indexed {
+            self.list_index_entries(log, run).await?;
+            let position = &mut run.position;
+            let sets = [&mut position.indexed_global, &mut position.indexed_user];
+            for set in sets.into_iter().flatten() {
+                set.seal();
+            }
+            (position.phase, position.prefix) = (Phase::Archives, 0);
+            position.kv = KvPosition::default();
+        }
         if run.position.phase == Phase::Archives {
             self.verify_archives(log, run, job).await?;
-            run.position.phase = Phase::Entries;
-            run.position.after = None;
+            let position = &mut run.position;
+            if let Some(set) = &mut position.archives_seen {
+                set.seal();
+            }
+            (position.phase, position.after) = (Phase::Entries, None);
         }
         if run.position.phase == Phase::Entries {
             self.verify_entries(log, run, job).await?;
