@@ -371,6 +371,8 @@ export interface VerificationReport {
   /** KV index entries checked. */
   entriesChecked: number;
   backupsChecked: number;
+  /** Encrypted archives checked by their checksum alone: the service has no `encryptionKeys` to open them. */
+  notDecrypted: number;
   /** Problems this run found (at most 100; `problemsFound` counts all), each key once. */
   problems: VerificationProblem[];
   problemsFound: number;

@@ -412,3 +412,25 @@ fn a_stale_verification_degrades_health() {
         HealthStatus::Healthy
     );
 }
+
+#[test]
+fn without_encryption_keys_encrypted_archives_are_checked_by_their_checksum() {
+    let (stores, _) = store(true);
+    let keyless = service_over(
+        &stores,
+        Rc::new(Discard),
+        DataRetentionPolicy::default(),
+        ServiceOptions::default(),
+    );
+    let report = verify(&keyless, false);
+    assert_eq!(
+        (report.not_decrypted, report.problems.len()),
+        (4, 0),
+        "{report:?}"
+    );
+    let s2 = archive_key(&stores, "s2");
+    damage(&stores, &s2, Damage::FlipByte);
+    let report = verify(&keyless, false);
+    let want = BTreeMap::from([(s2, (ProblemKind::ChecksumMismatch, false))]);
+    assert_eq!(problems(&report), want);
+}

@@ -185,6 +185,9 @@ pub struct VerificationReport {
     pub entries_checked: u64,
     /// Backups whose manifest was read.
     pub backups_checked: u64,
+    /// Encrypted archives checked by their checksum alone: this service has no
+    /// `encryptionKeys` to open them (nor to check their index entries).
+    pub not_decrypted: u64,
     /// Problems found by this run (at most [`MAX_REPORTED_PROBLEMS`]), each once.
     pub problems: Vec<Problem>,
     /// All problems this run found.
