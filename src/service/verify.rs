@@ -41,7 +41,7 @@ use crate::keys::{
     ArchiveObjectKey, SessionId, ARCHIVE_INDEX_PREFIX, ARCHIVE_META_PREFIX, USER_INDEX_PREFIX,
     VERIFY_CURSOR_KEY, VERIFY_SUMMARY_KEY,
 };
-use crate::store::{Clock, KvPutOptions, KvStore, ObjectStore, Rng};
+use crate::store::{Clock, KvPutOptions, KvStore, ObjectListPage, ObjectStore, Rng};
 
 /// Smallest budget a run needs: its resume point and summary read and written, one listing
 /// and one archive checked.
@@ -520,11 +520,26 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         run.afford(calls + SUMMARY_CALLS, self.clock.now_ms())
     }
 
-    /// Records a damaged or missing archive, and with `repair` writes it back from a verified
-    /// copy when one exists (`super::verify_repair`). `expected` is the SHA-256 recorded for
-    /// it (a copy must match it); without one (the earlier implementation's archives) no copy
-    /// can be proven to be it, and it is reported unrepairable.
-    // The problem's parts: bundling would only move the list into a struct.
+    /// The next page of a phase that walks R2 under `prefix` from the position's `after`.
+    pub(super) async fn next_verify_page(
+        &self,
+        log: &OpLog<'_>,
+        run: &mut Run<VerifyPosition>,
+        prefix: &str,
+        with_metadata: bool,
+    ) -> Result<ObjectListPage, StopReason> {
+        self.afford_check(log, run, 1)?;
+        let after = run.position.after.clone();
+        self.next_r2_page(log, run, prefix, after, with_metadata)
+            .await
+    }
+
+    /// Records a damaged or missing archive (`found`: what reading it, or looking for it, gave),
+    /// and with `repair` writes it back from a verified copy when one exists
+    /// (`super::verify_repair`). `expected` is the SHA-256 recorded for it (a copy must match
+    /// it); without one (the earlier implementation's archives) no copy can be proven to be
+    /// it, and it is reported unrepairable.
+    // The run's state and the problem's parts: bundling would only move the list into a struct.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn damaged_archive(
         &self,
@@ -533,14 +548,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         job: &mut Verification,
         key: &str,
         parsed: &ArchiveObjectKey,
-        problem: ProblemKind,
-        detail: String,
+        found: &PersistenceError,
         expected: Option<String>,
     ) -> Result<(), StopReason> {
         let mut found = Problem {
             key: key.to_owned(),
-            problem,
-            detail,
+            problem: ProblemKind::of(found).unwrap_or(ProblemKind::Corrupt),
+            detail: found.to_string(),
             repaired: false,
             repaired_from: None,
         };

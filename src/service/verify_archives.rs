@@ -37,10 +37,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         job: &mut Verification,
     ) -> Result<(), StopReason> {
         loop {
-            self.afford_check(log, run, 1)?;
-            let after = run.position.after.clone();
             let page = self
-                .next_r2_page(log, run, ARCHIVE_PREFIX, after, true)
+                .next_verify_page(log, run, ARCHIVE_PREFIX, true)
                 .await?;
             for listed in &page.objects {
                 let in_sample =
@@ -81,48 +79,30 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         job.report.bytes_checked += object.body.len() as u64;
         verify_keys::insert(&mut run.position.archives_seen, key);
         let expected = recorded_sha256(&object.meta);
-        if self.key_ring().is_none() && envelope::is_encrypted(&object.body) {
+        let checked = if self.key_ring().is_none() && envelope::is_encrypted(&object.body) {
             // No encryptionKeys here: only what the checksum proves; the archive is not
-            // damaged because this service cannot open it.
+            // damaged because this service cannot open it (nor are its entries checked).
             job.report.not_decrypted += 1;
-            let checked = match expected {
-                Some(sha256) => verify_sha256_of_object(key, &object.body, sha256).await,
+            match expected {
+                Some(sha256) => verify_sha256_of_object(key, &object.body, sha256)
+                    .await
+                    .map(|()| None),
                 None => Err(PersistenceError::corrupt(
                     key,
                     "encrypted, but no SHA-256 is recorded",
                 )),
-            };
-            return match checked {
-                Ok(()) => {
-                    job.sound(key);
-                    Ok(())
-                }
-                Err(err) => {
-                    let expected = expected.map(str::to_owned);
-                    let problem = ProblemKind::of(&err).unwrap_or(ProblemKind::Corrupt);
-                    self.damaged_archive(
-                        log,
-                        run,
-                        job,
-                        key,
-                        parsed,
-                        problem,
-                        err.to_string(),
-                        expected,
-                    )
-                    .await
-                }
-            };
-        }
-        let limit = self.read_limit(&object.meta, expected.is_some());
-        let view = Shape::Conversation.view(key);
-        let decoded = match self
-            .decode_stored_archive(log, key, &object.body, expected, limit, view)
-            .await
-            .and_then(|decoded| {
-                check_archive_session(key, &decoded.metadata.session_id, &parsed.session_id)
-                    .map(|()| decoded)
-            }) {
+            }
+        } else {
+            let limit = self.read_limit(&object.meta, expected.is_some());
+            let view = Shape::Conversation.view(key);
+            self.decode_stored_archive(log, key, &object.body, expected, limit, view)
+                .await
+                .and_then(|decoded| {
+                    check_archive_session(key, &decoded.metadata.session_id, &parsed.session_id)
+                        .map(|()| Some(decoded))
+                })
+        };
+        let decoded = match checked {
             Ok(decoded) => decoded,
             Err(err) if storage_failure(&err) => return Err(stop_reason(&err)),
             Err(err) => {
@@ -133,23 +113,16 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 {
                     return Ok(());
                 }
-                let problem = ProblemKind::of(&err).unwrap_or(ProblemKind::Corrupt);
                 let expected = expected.map(str::to_owned);
                 return self
-                    .damaged_archive(
-                        log,
-                        run,
-                        job,
-                        key,
-                        parsed,
-                        problem,
-                        err.to_string(),
-                        expected,
-                    )
+                    .damaged_archive(log, run, job, key, parsed, &err, expected)
                     .await;
             }
         };
         job.sound(key);
+        let Some(decoded) = decoded else {
+            return Ok(());
+        };
         let fresh = job.now_ms.saturating_sub(parsed.archived_at_ms) < INDEX_LAG_MS;
         if parsed.legacy || fresh {
             return Ok(());
@@ -388,18 +361,11 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     .and_then(|metadata| metadata.get("sha256"))
                     .and_then(|sha| sha.as_str())
                     .map(str::to_owned);
-                let detail = format!("{} points at it", entry.name);
-                self.damaged_archive(
-                    log,
-                    run,
-                    job,
-                    archive_key,
-                    &parsed,
-                    ProblemKind::Missing,
-                    detail,
-                    sha256,
-                )
-                .await?;
+                let missing = PersistenceError::NotFound {
+                    key: format!("{archive_key} ({} points at it)", entry.name),
+                };
+                self.damaged_archive(log, run, job, archive_key, &parsed, &missing, sha256)
+                    .await?;
             }
             pager.page_done();
         }

@@ -22,10 +22,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         job: &mut Verification,
     ) -> Result<(), StopReason> {
         loop {
-            self.afford_check(log, run, 1)?;
-            let after = run.position.after.clone();
             let page = self
-                .next_r2_page(log, run, BACKUP_PREFIX, after, false)
+                .next_verify_page(log, run, BACKUP_PREFIX, false)
                 .await?;
             for listed in &page.objects {
                 let Some((backup_id, kind)) = parse_backup_object_key(&listed.key) else {
