@@ -4,7 +4,7 @@
 // user; eraseUserData runs once, unbounded, on a copy of it per round. Figures: process CPU of
 // the whole erasure (median over rounds) and its storage calls by kind (bench/NOTES.md,
 // "Erasure").
-import { VirtualClock, freshBindings, resetCounters, snapshotCounters } from "./lib/bindings.mjs";
+import { VirtualClock, copyBindings, describeCalls, freshBindings, resetCounters, snapshotCounters } from "./lib/bindings.mjs";
 import { conversation, rng, withSession } from "./lib/data.mjs";
 import { median } from "./lib/measure.mjs";
 import { DataPersistenceService } from "../dist/node.js";
@@ -45,15 +45,6 @@ async function store(variant) {
   return bindings;
 }
 
-/** A copy of `bindings` (the erasure only deletes, so entries can be shared). */
-function copyOf(bindings) {
-  const copy = freshBindings(clock);
-  for (const [key, value] of bindings.ARCHIVE_R2.objects) copy.ARCHIVE_R2.objects.set(key, value);
-  for (const [key, value] of bindings.CHAT_KV.entries) copy.CHAT_KV.entries.set(key, value);
-  return copy;
-}
-
-const calls = (c) => [...Object.entries(c.kv).map(([k, v]) => [`KV ${k}`, v]), ...Object.entries(c.r2).map(([k, v]) => [`R2 ${k}`, v])].filter(([, v]) => v > 0).map(([k, v]) => `${v} ${k}`).join(", ");
 
 const lines = [
   `| erasure of a user with ${USER_ARCHIVES} archives (of ${USER_ARCHIVES + OTHER_ARCHIVES}) and a backup | CPU | per archive | storage calls | receipt |`,
@@ -66,7 +57,7 @@ for (const variant of Object.keys(VARIANTS)) {
   let counters;
   let receipt;
   for (let round = 0; round < ROUNDS; round++) {
-    const bindings = copyOf(original);
+    const bindings = copyBindings(original, clock);
     const service = new DataPersistenceService(bindings, {}, VARIANTS[variant]);
     resetCounters(bindings);
     const start = process.cpuUsage();
@@ -81,7 +72,7 @@ for (const variant of Object.keys(VARIANTS)) {
   const ms = median(cpu);
   const total = Object.values(counters.kv).reduce((a, b) => a + b, 0) + Object.values(counters.r2).reduce((a, b) => a + b, 0);
   lines.push(
-    `| ${variant} | ${ms.toFixed(0)} ms | ${((ms * 1000) / USER_ARCHIVES).toFixed(0)} µs | ${total}: ${calls(counters)} | ${receipt.archivesDeleted} archives, ${receipt.indexEntriesDeleted} entries, ${receipt.backupsDeleted} backup, ${receipt.keysDestroyed} keys |`,
+    `| ${variant} | ${ms.toFixed(0)} ms | ${((ms * 1000) / USER_ARCHIVES).toFixed(0)} µs | ${total}: ${describeCalls(counters)} | ${receipt.archivesDeleted} archives, ${receipt.indexEntriesDeleted} entries, ${receipt.backupsDeleted} backup, ${receipt.keysDestroyed} keys |`,
   );
 }
 print(`${lines.join("\n")}\n`);

@@ -4,7 +4,7 @@
 // `loadFullHistory` does. Contender (a), the library through its public API over the fake
 // bindings; process CPU per segment, median over rounds, with the storage calls by kind
 // (bench/NOTES.md, "Offload").
-import { VirtualClock, freshBindings } from "./lib/bindings.mjs";
+import { VirtualClock, describeCalls, freshBindings } from "./lib/bindings.mjs";
 import { rng, uiMessages } from "./lib/data.mjs";
 import { measure } from "./lib/measure.mjs";
 import { DataPersistenceService } from "../dist/node.js";
@@ -24,7 +24,6 @@ const SEGMENTS = SMOKE ? 2 : 20;
 const SIZES = SMOKE ? [10] : [500, 1000];
 
 const random = rng(20261206);
-const calls = (c) => [...Object.entries(c.kv).map(([k, v]) => [`KV ${k}`, v]), ...Object.entries(c.r2).map(([k, v]) => [`R2 ${k}`, v])].filter(([, v]) => v > 0).map(([k, v]) => `${+v.toFixed(2)} ${k}`).join(", ");
 
 const lines = ["| segment of | JSON | archiveSegment CPU | read back by key CPU | storage calls per segment (write; read) |", "|---|---:|---:|---:|---|"];
 for (const count of SIZES) {
@@ -59,6 +58,6 @@ for (const count of SIZES) {
       if (back?.length !== messages.length) throw new Error(`segment ${i} came back with ${back?.length} messages`);
     },
   });
-  lines.push(`| ${count} UIMessages | ${(bytes / 1024).toFixed(0)} KB | ${write.cpuMs.toFixed(2)} ms | ${read.cpuMs.toFixed(2)} ms | ${calls(write.counters)}; ${calls(read.counters)} |`);
+  lines.push(`| ${count} UIMessages | ${(bytes / 1024).toFixed(0)} KB | ${write.cpuMs.toFixed(2)} ms | ${read.cpuMs.toFixed(2)} ms | ${describeCalls(write.counters)}; ${describeCalls(read.counters)} |`);
 }
 print(`${lines.join("\n")}\n`);

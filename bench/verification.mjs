@@ -4,7 +4,7 @@
 // one unbounded pass checks everything (throughput in objects and MB per CPU-second, storage
 // calls by kind), then passes with the example cron's free-plan budget (21 storage calls) show
 // what one cron invocation verifies (bench/NOTES.md, "Verification").
-import { VirtualClock, freshBindings, resetCounters, snapshotCounters } from "./lib/bindings.mjs";
+import { VirtualClock, copyBindings, describeCalls, freshBindings, resetCounters, snapshotCounters } from "./lib/bindings.mjs";
 import { conversation, rng, withSession } from "./lib/data.mjs";
 import { median } from "./lib/measure.mjs";
 import { DataPersistenceService } from "../dist/node.js";
@@ -44,15 +44,6 @@ async function store(variant) {
   return bindings;
 }
 
-/** A copy of `bindings` (verification writes only its own KV entries here). */
-function copyOf(bindings) {
-  const copy = freshBindings(clock);
-  for (const [key, value] of bindings.ARCHIVE_R2.objects) copy.ARCHIVE_R2.objects.set(key, value);
-  for (const [key, value] of bindings.CHAT_KV.entries) copy.CHAT_KV.entries.set(key, value);
-  return copy;
-}
-
-const calls = (c) => [...Object.entries(c.kv).map(([k, v]) => [`KV ${k}`, v]), ...Object.entries(c.r2).map(([k, v]) => [`R2 ${k}`, v])].filter(([, v]) => v > 0).map(([k, v]) => `${v} ${k}`).join(", ");
 const cpuMs = (start) => {
   const used = process.cpuUsage(start);
   return (used.user + used.system) / 1000;
@@ -69,7 +60,7 @@ for (const variant of Object.keys(VARIANTS)) {
   let counters;
   let report;
   for (let round = 0; round < ROUNDS; round++) {
-    const bindings = copyOf(original);
+    const bindings = copyBindings(original, clock);
     const service = new DataPersistenceService(bindings, {}, VARIANTS[variant]);
     resetCounters(bindings);
     const start = process.cpuUsage();
@@ -79,7 +70,7 @@ for (const variant of Object.keys(VARIANTS)) {
     if (!report.complete || report.problemsFound !== 0) throw new Error(`verification failed: ${JSON.stringify(report)}`);
   }
   // The cron: sampled runs at its budget, resuming, until one pass of the slot completes.
-  const bindings = copyOf(original);
+  const bindings = copyBindings(original, clock);
   const service = new DataPersistenceService(bindings, {}, VARIANTS[variant]);
   const cron = { runs: 0, objects: 0, cpu: [] };
   for (let done = false; !done && cron.runs < 10_000; cron.runs++) {
@@ -93,7 +84,7 @@ for (const variant of Object.keys(VARIANTS)) {
   const total = Object.values(counters.kv).reduce((a, b) => a + b, 0) + Object.values(counters.r2).reduce((a, b) => a + b, 0);
   const seconds = ms / 1000;
   lines.push(
-    `| ${variant} | ${ms.toFixed(0)} ms | ${(report.objectsChecked / seconds).toFixed(0)} | ${(report.bytesChecked / 1e6 / seconds).toFixed(1)} | ${total}: ${calls(counters)} | ${(cron.objects / cron.runs).toFixed(1)} objects per run, ${median(cron.cpu).toFixed(1)} ms CPU; ${cron.runs} runs for the slot |`,
+    `| ${variant} | ${ms.toFixed(0)} ms | ${(report.objectsChecked / seconds).toFixed(0)} | ${(report.bytesChecked / 1e6 / seconds).toFixed(1)} | ${total}: ${describeCalls(counters)} | ${(cron.objects / cron.runs).toFixed(1)} objects per run, ${median(cron.cpu).toFixed(1)} ms CPU; ${cron.runs} runs for the slot |`,
   );
 }
 print(`${lines.join("\n")}\n`);

@@ -303,6 +303,20 @@ export function backupOnly(bindings, backupId, clock, options) {
   return fresh;
 }
 
+/** A copy of `bindings` over `clock` sharing their stored entries (for a job that writes only new keys or deletes). */
+export function copyBindings(bindings, clock) {
+  const copy = freshBindings(clock);
+  for (const [key, value] of bindings.ARCHIVE_R2.objects) copy.ARCHIVE_R2.objects.set(key, value);
+  for (const [key, value] of bindings.CHAT_KV.entries) copy.CHAT_KV.entries.set(key, value);
+  return copy;
+}
+
+/** The calls of `snapshotCounters` as text, `1001 KV get, 3 KV list, ...` (kinds with none left out). */
+export function describeCalls(counters) {
+  const kinds = [...Object.entries(counters.kv).map(([k, v]) => [`KV ${k}`, v]), ...Object.entries(counters.r2).map(([k, v]) => [`R2 ${k}`, v])];
+  return kinds.filter(([, v]) => v > 0).map(([k, v]) => `${+v.toFixed(2)} ${k}`).join(", ");
+}
+
 /** Calls and bytes of both bindings: {kv: {get,...}, r2: {...}, kvBytes, r2Bytes, ...}. */
 export function snapshotCounters(bindings) {
   const kv = bindings.CHAT_KV.counters;
