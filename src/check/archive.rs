@@ -234,3 +234,123 @@ pub async fn check_encrypted_archive(
     let read = read_document(&mut check, key, &plain_key, &gzipped, bytes.len() as u64);
     (check, read)
 }
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::crypto::aead::SecretKey;
+    use crate::crypto::cipher_test;
+    use crate::crypto::data_key::wrap;
+    use crate::crypto::envelope::{seal, DataKey};
+
+    const FIXTURE: &[u8] = include_bytes!("../../tests/fixtures/archive/archive_v1.json.gz");
+    const KEY: &str = "conversations/2025/01/archive_sess-7f3a_1736157600000.json.gz";
+    const LEGACY: &[u8] = include_bytes!("../../tests/fixtures/archive/legacy_archive.json");
+    const LEGACY_KEY: &str = "conversations/2024/12/archive_sess-legacy-1_1733011200000.json";
+
+    fn problems(check: &ObjectCheck) -> Vec<Problem> {
+        check
+            .findings
+            .iter()
+            .map(|finding| finding.problem)
+            .collect()
+    }
+
+    #[test]
+    fn an_intact_archive_has_no_findings_and_says_what_it_holds() {
+        let (check, read) = check_archive(KEY, FIXTURE);
+        assert_eq!(problems(&check), []);
+        assert_eq!(check.kind, ObjectKind::Archive);
+        assert_eq!(check.facts["messageCount"], 3);
+        assert_eq!(check.facts["formatVersion"], 1);
+        assert!(read.unwrap().conversation_json.contains("\"messages\""));
+        let (check, _) = check_archive(LEGACY_KEY, LEGACY);
+        assert_eq!(problems(&check), []);
+        assert_eq!(check.facts["formatVersion"], 0);
+    }
+
+    #[test]
+    fn damage_is_named_by_the_stage_that_sees_it() {
+        let cut = &FIXTURE[..FIXTURE.len() - 9];
+        assert_eq!(problems(&check_archive(KEY, cut).0), [Problem::CorruptGzip]);
+        assert_eq!(
+            problems(&check_archive(KEY, b"{}").0),
+            [Problem::CorruptGzip]
+        );
+        let other_session = "conversations/2025/01/archive_s2_1736157600000.json.gz";
+        let (check, _) = check_archive(other_session, FIXTURE);
+        assert_eq!(problems(&check), [Problem::CorruptDocument]);
+        let document = crate::codec::gzip::compress(b"{\"formatVersion\":1}", 6).unwrap();
+        let (check, _) = check_archive(KEY, &document);
+        assert_eq!(problems(&check), [Problem::CorruptDocument]);
+        let newer = crate::codec::gzip::compress(b"{\"formatVersion\":9}", 6).unwrap();
+        assert_eq!(
+            problems(&check_archive(KEY, &newer).0),
+            [Problem::UnsupportedFormat]
+        );
+    }
+
+    const ENC_KEY: &str = "conversations/2025/01/archive_sess-7f3a_1736157600000.json.gz.enc";
+    const DATA_KEY: &str = "keys/sessions/sess-7f3a.json";
+
+    fn ring(key: [u8; 32]) -> KeyRing {
+        use base64::Engine;
+        let key = base64::engine::general_purpose::STANDARD.encode(key);
+        KeyRing::from_value("keys", &serde_json::json!([{"id": "k1", "key": key}])).unwrap()
+    }
+
+    /// The fixture encrypted under a session data key, and that key wrapped by `ring([1; 32])`.
+    async fn sealed() -> (Vec<u8>, Vec<u8>) {
+        let dek = DataKey {
+            id: [4; 16],
+            key: SecretKey([5; 32]),
+        };
+        let bytes = seal(
+            &dek,
+            "sessions/sess-7f3a",
+            [6; 12],
+            ENC_KEY,
+            "sess-7f3a",
+            FIXTURE,
+        )
+        .await
+        .unwrap();
+        let kek = ring([1; 32]).newest().clone();
+        let wrapped = wrap(DATA_KEY, &dek, &kek, [7; 12], 1).await.unwrap();
+        (bytes, wrapped.encode())
+    }
+
+    cipher_test! {
+        fn an_encrypted_archive_is_opened_with_its_data_key_and_the_keks() {
+            let (bytes, data_key) = sealed().await;
+            let right = ring([1; 32]);
+            let (check, read) =
+                check_encrypted_archive(ENC_KEY, &bytes, Some(&data_key), Some(&right)).await;
+            assert_eq!(problems(&check), []);
+            assert!(check.notes.is_empty());
+            assert_eq!(check.facts["messageCount"], 3);
+            assert!(read.is_some());
+
+            let (check, _) = check_encrypted_archive(ENC_KEY, &bytes, Some(&data_key), None).await;
+            assert_eq!((problems(&check), check.notes), (vec![], vec![Note::NotDecrypted]));
+            let (check, _) = check_encrypted_archive(ENC_KEY, &bytes, None, None).await;
+            assert_eq!(problems(&check), [Problem::KeyMissing]);
+            let wrong = ring([2; 32]);
+            let (check, _) =
+                check_encrypted_archive(ENC_KEY, &bytes, Some(&data_key), Some(&wrong)).await;
+            assert_eq!(problems(&check), [Problem::DecryptFailed]);
+
+            let mut changed = bytes.clone();
+            let last = changed.len() - 1;
+            changed[last] ^= 1;
+            let (check, _) =
+                check_encrypted_archive(ENC_KEY, &changed, Some(&data_key), Some(&right)).await;
+            assert_eq!(problems(&check), [Problem::DecryptFailed]);
+            let (check, _) = check_encrypted_archive(ENC_KEY, &bytes[..30], None, None).await;
+            assert_eq!(problems(&check), [Problem::CorruptHeader]);
+        }
+    }
+}

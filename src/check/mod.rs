@@ -200,3 +200,59 @@ impl ObjectCheck {
         !self.findings.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn names_are_the_json_names() {
+        let problems = [
+            Problem::ChecksumMismatch,
+            Problem::CorruptGzip,
+            Problem::CorruptDocument,
+            Problem::CorruptHeader,
+            Problem::UnsupportedFormat,
+            Problem::TooLarge,
+            Problem::DecryptFailed,
+            Problem::KeyMissing,
+            Problem::KeyUnavailable,
+            Problem::Missing,
+            Problem::PackMismatch,
+            Problem::Unreferenced,
+            Problem::UnexpectedKey,
+            Problem::NoEndLine,
+            Problem::EndLineMismatch,
+        ];
+        for problem in problems {
+            assert_eq!(serde_json::json!(problem), problem.name());
+        }
+        for note in [Note::NotDecrypted, Note::Uncommitted, Note::NotOurs] {
+            assert_eq!(serde_json::json!(note), note.name());
+        }
+        assert_eq!(
+            serde_json::json!(ObjectKind::EncryptedArchive),
+            ObjectKind::EncryptedArchive.name()
+        );
+    }
+
+    #[test]
+    fn library_errors_keep_their_meaning() {
+        let mismatch = PersistenceError::ChecksumMismatch {
+            what: "k".into(),
+            expected: "a".into(),
+            actual: "b".into(),
+        };
+        assert_eq!(
+            Problem::of_error(&mismatch, Problem::CorruptGzip),
+            Problem::ChecksumMismatch
+        );
+        let corrupt = PersistenceError::corrupt("k", "bad");
+        let finding = Finding::of_error(&corrupt, Problem::CorruptGzip);
+        assert_eq!(finding.problem, Problem::CorruptGzip);
+        assert!(finding.detail.contains("bad"));
+    }
+}

@@ -102,3 +102,48 @@ pub fn check_tombstone(key: &str, bytes: &[u8]) -> ObjectCheck {
     }
     check
 }
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn a_tombstone_must_name_its_key_user_with_times_in_order() {
+        let user_key = "ab".repeat(32);
+        let key = format!("erasures/{user_key}.json");
+        let body = |user: &str, completed: &str| {
+            format!(
+                "{{\"formatVersion\":1,\"userKey\":\"{user}\",\"erasedAt\":10,\"completedAt\":{completed}}}"
+            )
+        };
+        let problems = |check: ObjectCheck| -> Vec<Problem> {
+            check
+                .findings
+                .iter()
+                .map(|finding| finding.problem)
+                .collect()
+        };
+        assert_eq!(
+            problems(check_tombstone(&key, body(&user_key, "null").as_bytes())),
+            []
+        );
+        assert_eq!(
+            problems(check_tombstone(&key, body(&user_key, "20").as_bytes())),
+            []
+        );
+        let other = "cd".repeat(32);
+        let wrong = [body(&other, "null"), body(&user_key, "5"), "{".to_owned()];
+        for wrong in wrong {
+            let found = problems(check_tombstone(&key, wrong.as_bytes()));
+            assert_eq!(found, [Problem::CorruptDocument], "{wrong}");
+        }
+        // A conversation's tombstone names the erased user, whoever that is.
+        let conversation = "erasures/conversations/chat-1.json";
+        let check = check_tombstone(conversation, body(&other, "null").as_bytes());
+        assert_eq!(check.kind, ObjectKind::ConversationTombstone);
+        assert_eq!(problems(check), []);
+    }
+}

@@ -99,8 +99,13 @@ fn verify_bucket(root: &Path, bucket: &Bucket, ring: Option<&KeyRing>) -> Result
     let mut backups = check_backups(bucket)?;
     let mut entries = Vec::with_capacity(bucket.len());
     for key in bucket.keys() {
-        let bytes = bucket.read(key)?.unwrap_or_default();
-        let mut check = match classify(key) {
+        let kind = classify(key);
+        // Objects that are not the library's are listed, not read.
+        let bytes = match kind {
+            ObjectKind::Other | ObjectKind::ExampleRecord => Vec::new(),
+            _ => bucket.read(key)?.unwrap_or_default(),
+        };
+        let mut check = match kind {
             ObjectKind::Archive | ObjectKind::LegacyArchive => check_archive(key, &bytes).0,
             ObjectKind::EncryptedArchive => {
                 let data_key = match check_encrypted_header(key, &bytes).1 {
