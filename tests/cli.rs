@@ -15,8 +15,16 @@ use std::rc::Rc;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Value};
-use supportbot_persistence::keys::{legacy_archive_object_key, SessionId};
+use supportbot_persistence::codec::backup::{
+    encode_backup, encode_gzip_pack, encode_manifest, BackupKind, BackupSessionInput,
+    PackedManifest, GZIP_PACKED_FORMAT_VERSION,
+};
+use supportbot_persistence::codec::gzip;
+use supportbot_persistence::keys::{
+    backup_data_key, backup_manifest_object_key, legacy_archive_object_key, BackupId, SessionId,
+};
 use supportbot_persistence::policy::DataRetentionPolicy;
+use supportbot_persistence::service::legacy_suite::{write_legacy_backup, LegacyBackupEntry};
 use supportbot_persistence::service::{RunBudget, ServiceOptions};
 use supportbot_persistence::store::memory::{block_on, MemoryStores};
 use supportbot_persistence::store::{ObjectPutOptions, ObjectStore};
@@ -71,6 +79,16 @@ impl Fixture {
     /// Plaintext archives s1 (a user's) and s2, s3 encrypted, a legacy archive, and a backup
     /// of s1, s2 and s3 (one pack).
     fn new() -> Self {
+        Fixture::build(false)
+    }
+
+    /// [`Fixture::new`] and backups of every earlier format: format 1 (one data bundle),
+    /// format 2 (a gzip'd pack of documents) and the earlier implementation's.
+    fn with_older_backups() -> Self {
+        Fixture::build(true)
+    }
+
+    fn build(older_backups: bool) -> Self {
         let stores = MemoryStores::new(T0, 11);
         let plain = service(&stores, None);
         let sealed = service(&stores, Some(&right_keys()));
@@ -88,6 +106,9 @@ impl Fixture {
         let ids = ["s1", "s2", "s3"].map(str::to_owned);
         block_on(sealed.create_backup(&ids, None, false)).unwrap();
         let export = store_export(&sealed, RunBudget::default(), None);
+        if older_backups {
+            write_older_backups(&stores);
+        }
         let objects = stores
             .snapshot()
             .r2
@@ -115,6 +136,79 @@ impl Fixture {
         }
         dir
     }
+}
+
+/// Backups `backup_format_1`, `backup_format_2` and `backup_legacy` of s1 and s2, as the
+/// library's earlier writers wrote them.
+fn write_older_backups(stores: &MemoryStores) {
+    let snapshot = stores.snapshot();
+    let document = |sid: &str| {
+        let key = snapshot
+            .r2
+            .keys()
+            .find(|key| key.contains(&format!("archive_{sid}_")));
+        let key = key.unwrap();
+        gzip::decompress(key, &snapshot.r2[key].body, 1 << 20).unwrap()
+    };
+    let put = |key: &str, body: &[u8]| {
+        block_on(stores.r2.put(key, body, ObjectPutOptions::default())).unwrap();
+    };
+    let sessions = [
+        SessionId::parse("s1").unwrap(),
+        SessionId::parse("s2").unwrap(),
+    ];
+    let documents = [document("s1"), document("s2")];
+    let inputs: Vec<BackupSessionInput<'_>> = sessions
+        .iter()
+        .zip(&documents)
+        .map(|(session_id, json)| BackupSessionInput {
+            session_id,
+            archive_json: json,
+        })
+        .collect();
+
+    let format_1 = BackupId::parse("backup_format_1").unwrap();
+    let encoded = encode_backup(&format_1, T0, &inputs, &[], 6).unwrap();
+    put(&backup_data_key(&format_1), &encoded.data);
+    put(
+        &backup_manifest_object_key(&format_1),
+        &encode_manifest(&encoded.manifest).unwrap(),
+    );
+
+    let format_2 = BackupId::parse("backup_format_2").unwrap();
+    let (pack, record) = encode_gzip_pack(&format_2, T0, 0, &inputs, 6).unwrap();
+    put(&record.key, &pack);
+    let mut manifest = PackedManifest::new(
+        format_2.clone(),
+        T0,
+        BackupKind::Manual,
+        vec![record],
+        vec![],
+    );
+    manifest.format_version = GZIP_PACKED_FORMAT_VERSION;
+    put(
+        &backup_manifest_object_key(&format_2),
+        &manifest.encode().unwrap(),
+    );
+
+    let entries: Vec<LegacyBackupEntry<'_>> = ["s1", "s2"]
+        .iter()
+        .zip(&documents)
+        .map(|(session_id, json)| LegacyBackupEntry {
+            session_id,
+            data: serde_json::from_slice(json).unwrap(),
+        })
+        .collect();
+    block_on(write_legacy_backup(
+        &stores.kv,
+        &stores.r2,
+        "backup_legacy",
+        T0,
+        &entries,
+        &[],
+        false,
+    ))
+    .unwrap();
 }
 
 fn service(stores: &MemoryStores, keys: Option<&str>) -> Service {
@@ -507,5 +601,38 @@ fn usage_and_io_errors_exit_2() {
     ] {
         let output = run(args, None);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
+fn backups_of_every_earlier_format_are_verified_too() {
+    let fixture = Fixture::with_older_backups();
+    let bucket = fixture.bucket("older-backups");
+    let (code, report) = verify(bucket.path(), None);
+    assert_eq!(code, 0, "{report:#}");
+    let data_objects = [
+        "backups/backup_format_1/data.json.gz",
+        "backups/backup_format_2/pack-0.json.gz",
+        "backups/backup_legacy/data.json",
+    ];
+    for key in data_objects {
+        assert_eq!(status_of(&report, key), "ok", "{key}");
+        let manifest = key.rsplit_once('/').unwrap().0.to_owned() + "/manifest.json";
+        assert_eq!(status_of(&report, &manifest), "ok", "{manifest}");
+    }
+
+    // One byte changed in each: the object that holds it is reported, with its checksum.
+    for key in data_objects {
+        let mut body = fixture.objects[key].clone();
+        let middle = body.len() / 2;
+        body[middle] ^= 0x20;
+        fs::write(bucket.file(key), body).unwrap();
+    }
+    let (code, report) = verify(bucket.path(), None);
+    assert_eq!(code, 1);
+    let found = problems(&report);
+    assert_eq!(found.keys().collect::<Vec<_>>(), data_objects, "{found:?}");
+    for key in data_objects {
+        assert_eq!(found[key], ["checksum_mismatch"], "{key}");
     }
 }

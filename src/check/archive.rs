@@ -296,10 +296,14 @@ mod tests {
     const ENC_KEY: &str = "conversations/2025/01/archive_sess-7f3a_1736157600000.json.gz.enc";
     const DATA_KEY: &str = "keys/sessions/sess-7f3a.json";
 
-    fn ring(key: [u8; 32]) -> KeyRing {
+    fn ring_of(id: &str, key: [u8; 32]) -> KeyRing {
         use base64::Engine;
         let key = base64::engine::general_purpose::STANDARD.encode(key);
-        KeyRing::from_value("keys", &serde_json::json!([{"id": "k1", "key": key}])).unwrap()
+        KeyRing::from_value("keys", &serde_json::json!([{"id": id, "key": key}])).unwrap()
+    }
+
+    fn ring(key: [u8; 32]) -> KeyRing {
+        ring_of("k1", key)
     }
 
     /// The fixture encrypted under a session data key, and that key wrapped by `ring([1; 32])`.
@@ -342,6 +346,16 @@ mod tests {
             let (check, _) =
                 check_encrypted_archive(ENC_KEY, &bytes, Some(&data_key), Some(&wrong)).await;
             assert_eq!(problems(&check), [Problem::DecryptFailed]);
+            let other_kek = ring_of("k2", [1; 32]);
+            let (check, _) =
+                check_encrypted_archive(ENC_KEY, &bytes, Some(&data_key), Some(&other_kek)).await;
+            assert_eq!(problems(&check), [Problem::KeyUnavailable]);
+            // A data key made again since: the header names the one destroyed.
+            let mut remade: serde_json::Value = serde_json::from_slice(&data_key).unwrap();
+            remade["dekId"] = serde_json::json!("00".repeat(16));
+            let remade = serde_json::to_vec(&remade).unwrap();
+            let (check, _) = check_encrypted_archive(ENC_KEY, &bytes, Some(&remade), None).await;
+            assert_eq!(problems(&check), [Problem::KeyMissing]);
 
             let mut changed = bytes.clone();
             let last = changed.len() - 1;

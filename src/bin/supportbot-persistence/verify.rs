@@ -53,8 +53,11 @@ struct Backups {
     committed: BTreeSet<String>,
     /// Every object a manifest names.
     named: BTreeSet<String>,
-    /// What packs record of live archives, by archive key.
-    recorded: BTreeMap<String, Vec<RecordedArchive>>,
+    /// The SHA-256s packs record of live archives, by archive key, each with the backups
+    /// (indexes into `ids`) recording it: one entry per archive, however many backups hold it.
+    recorded: BTreeMap<String, BTreeMap<String, Vec<usize>>>,
+    /// The ids of the backups in `recorded`.
+    ids: Vec<String>,
 }
 
 fn check_backups(bucket: &Bucket) -> Result<Backups, String> {
@@ -64,6 +67,7 @@ fn check_backups(bucket: &Bucket) -> Result<Backups, String> {
         .filter(|key| classify(key) == ObjectKind::BackupManifest)
         .map(str::to_owned)
         .collect();
+    let bar = progress::bar(manifests.len() as u64, "backups");
     for key in manifests {
         let Some(bytes) = bucket.read(&key)? else {
             continue;
@@ -86,17 +90,28 @@ fn check_backups(bucket: &Bucket) -> Result<Backups, String> {
         backups.checks.insert(key, checked.manifest);
         backups.named.extend(checked.named);
         backups.checks.extend(checked.parts);
-        for recorded in checked.recorded {
-            let of_key = backups.recorded.entry(recorded.key.clone()).or_default();
-            of_key.push(recorded);
+        for RecordedArchive {
+            key,
+            sha256,
+            backup_id,
+        } in checked.recorded
+        {
+            if backups.ids.last() != Some(&backup_id) {
+                backups.ids.push(backup_id);
+            }
+            let backup = backups.ids.len() - 1;
+            let of_key = backups.recorded.entry(key).or_default();
+            of_key.entry(sha256).or_default().push(backup);
         }
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     Ok(backups)
 }
 
 fn verify_bucket(root: &Path, bucket: &Bucket, ring: Option<&KeyRing>) -> Result<Report, String> {
-    let bar = progress::bar(bucket.len() as u64, "verifying");
     let mut backups = check_backups(bucket)?;
+    let bar = progress::bar(bucket.len() as u64, "objects");
     let mut entries = Vec::with_capacity(bucket.len());
     for key in bucket.keys() {
         let kind = classify(key);
@@ -142,7 +157,7 @@ fn verify_bucket(root: &Path, bucket: &Bucket, ring: Option<&KeyRing>) -> Result
             }
         };
         if let Some(recorded) = backups.recorded.get(key) {
-            compare_with_backups(&mut check, &bytes, recorded);
+            compare_with_backups(&mut check, &bytes, recorded, &backups.ids);
         }
         entries.push(Entry {
             key: key.to_owned(),
@@ -178,23 +193,31 @@ fn backup_object(backups: &mut Backups, key: &str, kind: ObjectKind, bytes: &[u8
     check
 }
 
-/// Compares a live archive with the SHA-256 the backups holding it record.
-fn compare_with_backups(check: &mut ObjectCheck, bytes: &[u8], recorded: &[RecordedArchive]) {
+/// Compares a live archive with the SHA-256s the backups holding it record.
+fn compare_with_backups(
+    check: &mut ObjectCheck,
+    bytes: &[u8],
+    recorded: &BTreeMap<String, Vec<usize>>,
+    ids: &[String],
+) {
     let actual = sha256_hex(bytes);
-    let mut vouching = Vec::new();
-    for record in recorded {
-        if record.sha256 == actual {
-            vouching.push(record.backup_id.clone());
+    let names = |backups: &[usize]| -> Vec<String> {
+        backups
+            .iter()
+            .filter_map(|at| ids.get(*at).cloned())
+            .collect()
+    };
+    for (sha256, backups) in recorded {
+        if *sha256 == actual {
+            check.fact("checksumRecordedBy", names(backups));
         } else {
             let reason = format!(
-                "does not hash to the SHA-256 backup {} records: expected {}, computed {actual}",
-                record.backup_id, record.sha256
+                "does not hash to the SHA-256 recorded by backup {}: expected {sha256}, \
+                 computed {actual}",
+                names(backups).join(", ")
             );
             check.find(Finding::new(Problem::ChecksumMismatch, reason));
         }
-    }
-    if !vouching.is_empty() {
-        check.fact("checksumRecordedBy", vouching);
     }
 }
 
