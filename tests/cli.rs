@@ -413,6 +413,16 @@ fn a_damaged_or_missing_pack_is_its_backup_reported() {
     assert_eq!(found.keys().collect::<Vec<_>>(), [&manifest], "{found:?}");
     assert_eq!(found[&manifest], ["missing"]);
 
+    // A manifest that cannot be read is the problem; its packs are vouched for by nothing.
+    let bucket = fixture.bucket("unreadable-manifest");
+    fs::write(bucket.file(&manifest), b"{\"formatVersion\":3}").unwrap();
+    let (code, report) = verify(bucket.path(), None);
+    assert_eq!(code, 1);
+    let found = problems(&report);
+    assert_eq!(found.keys().collect::<Vec<_>>(), [&manifest], "{found:?}");
+    assert_eq!(found[&manifest], ["corrupt_document"]);
+    assert_eq!(status_of(&report, &pack), "uncommitted");
+
     // Without its manifest, a pack is an uncommitted backup: nothing vouches for it, and
     // nothing is wrong.
     let bucket = fixture.bucket("uncommitted");

@@ -18,7 +18,8 @@ const LEGACY_KEY_SLACK_MS: i64 = 60_000;
 /// What an archive holds once read: its metadata and its conversation's JSON text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadArchive {
-    /// The document's metadata (sizes and checksum of the bytes it was read from).
+    /// The document's metadata; its `storedSize` and `sha256` describe the gzip bytes read
+    /// (for an encrypted archive, the decrypted ones, not the object).
     pub metadata: ArchiveMetadata,
     /// The conversation as retrieval returns it.
     pub conversation_json: String,

@@ -30,6 +30,8 @@ pub struct RecordedArchive {
 pub struct BackupCheck {
     /// The manifest's check; an object it names that is absent is a [`Problem::Missing`] here.
     pub manifest: ObjectCheck,
+    /// The manifest reads: the backup is committed, and `named` is every object it has.
+    pub readable: bool,
     /// Every key the manifest names (packs, or the data object), present or not.
     pub named: Vec<String>,
     /// The checks of the named objects that are present, in manifest order.
@@ -47,6 +49,7 @@ pub fn check_backup(
 ) -> BackupCheck {
     let mut backup = BackupCheck {
         manifest: ObjectCheck::new(ObjectKind::BackupManifest),
+        readable: false,
         named: Vec::new(),
         parts: Vec::new(),
         recorded: Vec::new(),
@@ -102,6 +105,7 @@ fn check_packed(
             return;
         }
     };
+    backup.readable = true;
     let facts = &mut backup.manifest;
     facts.fact("formatVersion", manifest.format_version);
     facts.fact("backupId", manifest.backup_id.as_str());
@@ -193,6 +197,7 @@ fn check_bundle(
             return;
         }
     };
+    backup.readable = true;
     backup
         .manifest
         .fact("formatVersion", manifest.format_version);
@@ -240,6 +245,7 @@ fn check_legacy(
             return;
         }
     };
+    backup.readable = true;
     backup.manifest.fact("formatVersion", 0);
     backup
         .manifest

@@ -2,7 +2,7 @@
 //! object vouches for another, the objects it names), what it is and what is wrong with it.
 //!
 //! Pure and synchronous but for decryption (async, as [`crate::crypto::aead`] is): no I/O, so
-//! the offline checker (`src/bin/supportbot-persistence.rs`) and a verification inside the
+//! the offline checker (`src/bin/supportbot-persistence/`) and a verification inside the
 //! Worker can share it. A copy of the bucket has no R2 custom metadata, so each object is
 //! checked with what its bytes carry: gzip's CRC-32, the archive document's own consistency,
 //! AES-GCM's tag when keys are given, and the SHA-256s that backup manifests and packs and

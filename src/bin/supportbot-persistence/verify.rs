@@ -49,7 +49,7 @@ pub fn run(source: &Path, json: bool) -> Result<bool, String> {
 struct Backups {
     /// The check of each manifest and of each object a manifest names.
     checks: BTreeMap<String, ObjectCheck>,
-    /// The ids of the backups with a manifest.
+    /// The ids of the backups with a readable manifest.
     committed: BTreeSet<String>,
     /// Every object a manifest names.
     named: BTreeSet<String>,
@@ -84,7 +84,7 @@ fn check_backups(bucket: &Bucket) -> Result<Backups, String> {
         if let Some(err) = failed {
             return Err(err);
         }
-        if let Some((id, _)) = parse_backup_object_key(&key) {
+        if let Some((id, _)) = parse_backup_object_key(&key).filter(|_| checked.readable) {
             backups.committed.insert(id.as_str().to_owned());
         }
         backups.checks.insert(key, checked.manifest);
@@ -174,7 +174,8 @@ fn verify_bucket(root: &Path, bucket: &Bucket, ring: Option<&KeyRing>) -> Result
 }
 
 /// A backup object's check: its manifest's verdict when a manifest names it, else uncommitted
-/// (no manifest) or unreferenced (a manifest that does not name it).
+/// (no manifest, or one that cannot be read, which is reported itself) or unreferenced (a
+/// manifest that does not name it).
 fn backup_object(backups: &mut Backups, key: &str, kind: ObjectKind, bytes: &[u8]) -> ObjectCheck {
     if let Some(check) = backups.checks.remove(key) {
         return check;
