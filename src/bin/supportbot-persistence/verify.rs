@@ -110,6 +110,15 @@ fn check_backups(bucket: &Bucket) -> Result<Backups, String> {
 }
 
 fn verify_bucket(root: &Path, bucket: &Bucket, ring: Option<&KeyRing>) -> Result<Report, String> {
+    // A folder with none of the library's keys is a wrong path (or a copy's subfolder), not a
+    // clean bucket.
+    if bucket.keys().all(|key| classify(key) == ObjectKind::Other) {
+        return Err(format!(
+            "{}: no file has a key the library writes (conversations/…, backups/…, keys/…, \
+             erasures/…): give the root of the copy",
+            root.display()
+        ));
+    }
     let mut backups = check_backups(bucket)?;
     let bar = progress::bar(bucket.len() as u64, "objects");
     let mut entries = Vec::with_capacity(bucket.len());
