@@ -20,7 +20,8 @@ pub mod archive;
 pub mod backup;
 pub mod export;
 mod kind;
-pub mod objects;
+pub mod object;
+pub mod records;
 
 use serde::Serialize;
 use serde_json::{Map, Value};

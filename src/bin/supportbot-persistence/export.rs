@@ -14,9 +14,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use supportbot_persistence::check::archive::{
-    check_archive, check_encrypted_archive, check_encrypted_header,
-};
+use supportbot_persistence::check::object::{check_object, data_key_object, Context};
 use supportbot_persistence::check::{classify, ObjectKind};
 use supportbot_persistence::codec::export::{conversation_line, user_end_line, LineDigest};
 use supportbot_persistence::keys::parse_archive_object_key;
@@ -64,20 +62,16 @@ pub fn run(dir: &Path, out: Option<&Path>) -> Result<bool, String> {
     let (mut digest, mut skipped) = (LineDigest::default(), 0u64);
     for (_, _, key) in &archives {
         let bytes = bucket.read(key)?.unwrap_or_default();
-        let (check, read) = if classify(key) == ObjectKind::EncryptedArchive {
-            let data_key = match check_encrypted_header(key, &bytes).1 {
-                Some(head) => bucket.read(&head.data_key_object)?,
-                None => None,
-            };
-            block_on(check_encrypted_archive(
-                key,
-                &bytes,
-                data_key.as_deref(),
-                ring.as_ref(),
-            ))
-        } else {
-            check_archive(key, &bytes)
+        let data_key = match data_key_object(key, &bytes) {
+            Some(object) => bucket.read(&object)?,
+            None => None,
         };
+        let context = Context {
+            recorded_sha256: None,
+            data_key: data_key.as_deref(),
+            ring: ring.as_ref(),
+        };
+        let (check, read) = block_on(check_object(key, &bytes, context));
         match read.filter(|_| !check.has_problems()) {
             Some(read) => {
                 let line = conversation_line(key, &read.metadata, &read.conversation_json);

@@ -7,12 +7,9 @@ use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
 use serde_json::{json, Value};
-use supportbot_persistence::check::archive::{
-    check_archive, check_encrypted_archive, check_encrypted_header,
-};
 use supportbot_persistence::check::backup::check_backup;
 use supportbot_persistence::check::export::ExportChecker;
-use supportbot_persistence::check::objects::{check_data_key, check_tombstone};
+use supportbot_persistence::check::object::{check_object, data_key_object, Context};
 use supportbot_persistence::check::{
     classify, Finding, ObjectCheck, ObjectKind, Problem, CHECK_READ_LIMIT,
 };
@@ -51,22 +48,6 @@ pub fn run(
     };
     let mut conversation = None;
     let check = match classify(&key) {
-        ObjectKind::Archive | ObjectKind::LegacyArchive => {
-            let (check, read) = check_archive(&key, &bytes);
-            conversation = read.map(|read| read.conversation_json);
-            check
-        }
-        ObjectKind::EncryptedArchive => {
-            let data_key = check_encrypted_header(&key, &bytes)
-                .1
-                .and_then(|head| read_named(&head.data_key_object));
-            let checked = check_encrypted_archive(&key, &bytes, data_key.as_deref(), ring.as_ref());
-            let (check, read) = block_on(checked);
-            conversation = read.map(|read| read.conversation_json);
-            check
-        }
-        ObjectKind::DataKey => block_on(check_data_key(&key, &bytes, ring.as_ref())),
-        ObjectKind::Tombstone | ObjectKind::ConversationTombstone => check_tombstone(&key, &bytes),
         ObjectKind::BackupManifest => {
             let mut get = |named: &str| read_named(named);
             let backup = check_backup(&key, &bytes, &mut get);
@@ -82,10 +63,15 @@ pub fn run(
         kind @ (ObjectKind::BackupPack | ObjectKind::BackupData | ObjectKind::LegacyBackupData) => {
             pack_facts(kind, &bytes)
         }
-        kind => {
-            let mut check = ObjectCheck::new(kind);
-            check.fact("storedSize", bytes.len() as u64);
-            check.fact("sha256", sha256_hex(&bytes));
+        _ => {
+            let data_key = data_key_object(&key, &bytes).and_then(|object| read_named(&object));
+            let context = Context {
+                recorded_sha256: None,
+                data_key: data_key.as_deref(),
+                ring: ring.as_ref(),
+            };
+            let (check, read) = block_on(check_object(&key, &bytes, context));
+            conversation = read.map(|read| read.conversation_json);
             check
         }
     };

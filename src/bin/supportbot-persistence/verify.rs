@@ -8,12 +8,9 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
-use supportbot_persistence::check::archive::{
-    check_archive, check_encrypted_archive, check_encrypted_header,
-};
 use supportbot_persistence::check::backup::{check_backup, RecordedArchive};
 use supportbot_persistence::check::export::ExportChecker;
-use supportbot_persistence::check::objects::{check_data_key, check_tombstone};
+use supportbot_persistence::check::object::{check_object, data_key_object, Context};
 use supportbot_persistence::check::{classify, Finding, Note, ObjectCheck, ObjectKind, Problem};
 use supportbot_persistence::crypto::keyring::KeyRing;
 use supportbot_persistence::hash::sha256_hex;
@@ -126,43 +123,25 @@ fn verify_bucket(root: &Path, bucket: &Bucket, ring: Option<&KeyRing>) -> Result
         let kind = classify(key);
         // Objects that are not the library's are listed, not read.
         let bytes = match kind {
-            ObjectKind::Other | ObjectKind::ExampleRecord => Vec::new(),
+            ObjectKind::Other => Vec::new(),
             _ => bucket.read(key)?.unwrap_or_default(),
         };
         let mut check = match kind {
-            ObjectKind::Archive | ObjectKind::LegacyArchive => check_archive(key, &bytes).0,
-            ObjectKind::EncryptedArchive => {
-                let data_key = match check_encrypted_header(key, &bytes).1 {
-                    Some(head) => bucket.read(&head.data_key_object)?,
-                    None => None,
-                };
-                block_on(check_encrypted_archive(
-                    key,
-                    &bytes,
-                    data_key.as_deref(),
-                    ring,
-                ))
-                .0
-            }
-            ObjectKind::DataKey => block_on(check_data_key(key, &bytes, ring)),
-            ObjectKind::Tombstone | ObjectKind::ConversationTombstone => {
-                check_tombstone(key, &bytes)
-            }
-            kind @ (ObjectKind::BackupManifest
+            ObjectKind::BackupManifest
             | ObjectKind::BackupPack
             | ObjectKind::BackupData
-            | ObjectKind::LegacyBackupData) => backup_object(&mut backups, key, kind, &bytes),
-            kind @ ObjectKind::ExampleRecord => ObjectCheck::new(kind),
-            kind @ ObjectKind::Unexpected => {
-                let mut check = ObjectCheck::new(kind);
-                let reason = "under a prefix of the library, but none of its keys";
-                check.find(Finding::new(Problem::UnexpectedKey, reason));
-                check
-            }
-            kind @ (ObjectKind::Other | ObjectKind::ExportLine) => {
-                let mut check = ObjectCheck::new(kind);
-                check.notes.push(Note::NotOurs);
-                check
+            | ObjectKind::LegacyBackupData => backup_object(&mut backups, key, kind, &bytes),
+            _ => {
+                let data_key = match data_key_object(key, &bytes) {
+                    Some(object) => bucket.read(&object)?,
+                    None => None,
+                };
+                let context = Context {
+                    recorded_sha256: None,
+                    data_key: data_key.as_deref(),
+                    ring,
+                };
+                block_on(check_object(key, &bytes, context)).0
             }
         };
         if let Some(recorded) = backups.recorded.get(key) {
