@@ -565,7 +565,8 @@ fn inspect_says_what_an_object_is_and_shows_messages_only_when_asked() {
 fn export_writes_every_conversation_it_can_read() {
     let fixture = Fixture::new();
     let bucket = fixture.bucket("export-out");
-    let out = bucket.path().with_extension("ndjson");
+    let out_dir = TempDir::new("export-file");
+    let out = out_dir.file("conversations.ndjson");
     let out_arg = out.to_str().unwrap();
     let without_keys = run(
         &["export", bucket.path().to_str().unwrap(), "-o", out_arg],
@@ -580,7 +581,6 @@ fn export_writes_every_conversation_it_can_read() {
     );
     assert_eq!(with_keys.status.code(), Some(0));
     let stream = fs::read(&out).unwrap();
-    fs::remove_file(&out).unwrap();
     let end = common::verified_end_line(&stream);
     // s1, s2, s3 and the legacy archive, newest first.
     assert_eq!(end["count"], 4);
