@@ -612,6 +612,20 @@ fn usage_and_io_errors_exit_2() {
         let output = run(args, None);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
     }
+    let fixture = Fixture::new();
+    let bucket = fixture.bucket("subfolder");
+    // One object is inspected, not verified as if it were an export.
+    let archive = bucket.file(&fixture.key(|key| key.contains("archive_s1_")));
+    let output = run(&["verify", archive.to_str().unwrap()], None);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("inspect it"));
+    // A folder without any of the library's keys: an empty copy, or one of its subfolders.
+    for folder in [bucket.file("conversations"), bucket.file("nothing")] {
+        fs::create_dir_all(&folder).unwrap();
+        let output = run(&["verify", folder.to_str().unwrap()], None);
+        assert_eq!(output.status.code(), Some(2), "{}", folder.display());
+        assert!(String::from_utf8_lossy(&output.stderr).contains("root of the copy"));
+    }
 }
 
 #[test]

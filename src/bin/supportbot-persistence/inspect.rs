@@ -83,7 +83,7 @@ pub fn run(
 
 /// The key a path shows: its part from a library's top folder on, when that is a key the
 /// library writes, and the folder the copy is rooted at.
-fn key_in_path(file: &Path) -> Option<(String, PathBuf)> {
+pub fn key_in_path(file: &Path) -> Option<(String, PathBuf)> {
     let parts: Vec<&str> = file
         .components()
         .filter_map(|part| match part {

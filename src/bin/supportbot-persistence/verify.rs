@@ -28,6 +28,12 @@ pub fn run(source: &Path, json: bool) -> Result<bool, String> {
     let meta = std::fs::metadata(source).map_err(|err| io_error(source, &err))?;
     let report = if meta.is_dir() {
         verify_bucket(source, &Bucket::open(source)?, ring.as_ref())?
+    } else if let Some((key, _)) = crate::inspect::key_in_path(source) {
+        return Err(format!(
+            "{} is one object ({key}), not a store export: inspect it, or verify the copy's \
+             root folder",
+            source.display()
+        ));
     } else {
         verify_export(source, ring.as_ref())?
     };
