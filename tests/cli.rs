@@ -466,6 +466,18 @@ fn a_store_export_is_verified_line_by_line_up_to_its_end_line() {
         .split_inclusive(|byte| *byte == b'\n')
         .count();
     assert_eq!(report["totals"]["objects"], json!(lines));
+    // Its data key line and its encrypted archive do not open under another KEK.
+    let (code, report) = verify(&clean, Some(&keys_json([8; 32])));
+    assert_eq!(code, 1);
+    let found = problems(&report);
+    let data_key = fixture.key(|key| key.starts_with("keys/"));
+    assert_eq!(found[&data_key], ["decrypt_failed"], "{found:?}");
+    assert_eq!(
+        found[&fixture.key(enc_key)],
+        ["decrypt_failed"],
+        "{found:?}"
+    );
+    assert_eq!(found.len(), 2, "{found:?}");
 
     // One archive line's bytes replaced (valid JSON and base64, another archive's bytes).
     let text = String::from_utf8(fixture.export.clone()).unwrap();

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::archive::{check_archive, check_encrypted_archive, check_encrypted_header, ReadArchive};
-use super::{classify, Finding, ObjectCheck, ObjectKind, Problem, CHECK_READ_LIMIT};
+use super::object::{check_object, Context};
+use super::{Finding, ObjectCheck, ObjectKind, Problem, CHECK_READ_LIMIT};
 use crate::codec::archive::{decode_archive_json, ArchiveMetadata, View};
 use crate::codec::backup::PackEntry;
 use crate::codec::export::{
@@ -49,10 +50,9 @@ impl ExportChecker {
     pub async fn line(&mut self, bytes: &[u8], newline: bool, ring: Option<&KeyRing>) -> LineCheck {
         self.line_no += 1;
         let line_no = self.line_no;
-        let mut name = key_of(bytes).unwrap_or_else(|| line_name(line_no));
-        let mut check = match read_import_line(line_no, bytes) {
+        let (name, mut check) = match read_import_line(line_no, bytes) {
             Ok(ImportLine::End(end)) => {
-                name = line_name(line_no);
+                let name = line_name(line_no);
                 let mut check = ObjectCheck::new(ObjectKind::ExportLine);
                 check.fact("type", "end");
                 check.fact("count", end.count);
@@ -72,15 +72,18 @@ impl ExportChecker {
                 return LineCheck { name, check };
             }
             Ok(ImportLine::Object(object)) => {
-                let mut check = ObjectCheck::new(classify(&object.key));
+                // Read again as the object it is: a data key is unwrapped when keys are given.
+                let context = Context {
+                    recorded_sha256: Some(&object.sha256),
+                    data_key: None,
+                    ring,
+                };
+                let (mut check, _) = check_object(&object.key, &object.body, context).await;
                 check.fact("type", "object");
-                check.fact("storedSize", object.body.len() as u64);
-                check.fact("sha256", object.sha256.as_str());
-                if let Line::DataKey { dek_id, .. } = &object.kind {
-                    check.fact("dekId", dek_id.as_str());
+                if let Line::DataKey { .. } = &object.kind {
                     self.data_keys.insert(object.key.clone(), object.body);
                 }
-                check
+                (object.key, check)
             }
             Ok(ImportLine::Archive(PackEntry::Stored(stored))) => {
                 let encrypted = parse_archive_object_key(&stored.key).is_some_and(|k| k.encrypted);
@@ -99,7 +102,7 @@ impl ExportChecker {
                     }
                 }
                 check.fact("type", "archive");
-                check
+                (stored.key, check)
             }
             Ok(ImportLine::Archive(PackEntry::Document(document))) => {
                 let mut check = ObjectCheck::new(ObjectKind::LegacyArchive);
@@ -110,12 +113,13 @@ impl ExportChecker {
                     Ok(read) => check.fact("messageCount", read.metadata.message_count),
                     Err(err) => check.find(Finding::of_error(&err, Problem::CorruptDocument)),
                 }
-                check
+                (line_name(line_no), check)
             }
             Err(err) => {
                 let mut check = ObjectCheck::new(ObjectKind::ExportLine);
                 check.find(Finding::of_error(&err, Problem::CorruptDocument));
-                check
+                let name = key_of(bytes).unwrap_or_else(|| line_name(line_no));
+                (name, check)
             }
         };
         check.fact("line", line_no);
@@ -142,7 +146,8 @@ impl ExportChecker {
     }
 }
 
-/// The `key` member of a line that is a JSON object with one.
+/// The `key` member of a line that is a JSON object with one (read again only for a line that
+/// failed, to name it).
 fn key_of(bytes: &[u8]) -> Option<String> {
     let value: Value = serde_json::from_slice(bytes).ok()?;
     value.get("key")?.as_str().map(str::to_owned)
