@@ -29,7 +29,9 @@ use supportbot_persistence::service::{RunBudget, ServiceOptions};
 use supportbot_persistence::store::memory::{block_on, MemoryStores};
 use supportbot_persistence::store::{ObjectPutOptions, ObjectStore};
 
-use common::{archive_now, service_over, store_export, Discard, Service, LEGACY_ARCHIVE, T0};
+use common::{
+    archive_now, service_over, store_export, user_export, Discard, Service, LEGACY_ARCHIVE, T0,
+};
 
 const KEYS_VAR: &str = "PERSISTENCE_ENCRYPTION_KEYS";
 /// Text every archived conversation holds, which no report may show unless asked.
@@ -73,6 +75,8 @@ impl Drop for TempDir {
 struct Fixture {
     objects: BTreeMap<String, Vec<u8>>,
     export: Vec<u8>,
+    /// alice's export (`exportUserData`).
+    person_export: Vec<u8>,
 }
 
 impl Fixture {
@@ -106,6 +110,7 @@ impl Fixture {
         let ids = ["s1", "s2", "s3"].map(str::to_owned);
         block_on(sealed.create_backup(&ids, None, false)).unwrap();
         let export = store_export(&sealed, RunBudget::default(), None);
+        let person_export = user_export(&plain, "alice").unwrap().0;
         if older_backups {
             write_older_backups(&stores);
         }
@@ -115,7 +120,11 @@ impl Fixture {
             .into_iter()
             .map(|(key, object)| (key, object.body))
             .collect();
-        Fixture { objects, export }
+        Fixture {
+            objects,
+            export,
+            person_export,
+        }
     }
 
     /// The keys whose kind (the part of the key `pick` matches) is wanted.
@@ -671,4 +680,40 @@ fn backups_of_every_earlier_format_are_verified_too() {
     for key in data_objects {
         assert_eq!(found[key], ["checksum_mismatch"], "{key}");
     }
+}
+
+#[test]
+fn a_persons_export_is_verified_too() {
+    let fixture = Fixture::new();
+    let dir = TempDir::new("person");
+    let clean = dir.file("alice.ndjson");
+    fs::write(&clean, &fixture.person_export).unwrap();
+    let (code, report) = verify(&clean, None);
+    assert_eq!(code, 0, "{report:#}");
+    let s1 = fixture.key(|key| key.contains("archive_s1_"));
+    assert_eq!(status_of(&report, &s1), "ok");
+    assert_eq!(report["totals"]["objects"], 2);
+
+    // A message count that is not the conversation's.
+    let text = String::from_utf8(fixture.person_export.clone()).unwrap();
+    let mut lines: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    lines[0]["metadata"]["messageCount"] = json!(5);
+    let damaged = dir.file("damaged.ndjson");
+    fs::write(
+        &damaged,
+        lines
+            .iter()
+            .map(|line| format!("{line}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let (code, report) = verify(&damaged, None);
+    assert_eq!(code, 1);
+    let found = problems(&report);
+    assert_eq!(found[&s1], ["corrupt_document"], "{found:?}");
+    assert_eq!(found["line 2"], ["end_line_mismatch"], "{found:?}");
+    assert_eq!(found.len(), 2, "{found:?}");
 }

@@ -91,7 +91,10 @@ fn read_document(
 }
 
 /// What in `metadata` disagrees with the key the archive is stored under, if anything.
-fn key_disagreement(parsed: &ArchiveObjectKey, metadata: &ArchiveMetadata) -> Option<String> {
+pub(super) fn key_disagreement(
+    parsed: &ArchiveObjectKey,
+    metadata: &ArchiveMetadata,
+) -> Option<String> {
     if metadata.session_id != parsed.session_id.as_str() {
         return Some(format!(
             "metadata.sessionId {:?} is not the key's session {:?}",

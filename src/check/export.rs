@@ -3,18 +3,28 @@
 //! each archive inside read as [`super::archive`] reads a live one and compared with the
 //! metadata record beside it, and each end line's count and SHA-256 against the lines before
 //! it. Encrypted archives decrypt with the data keys of the stream's own `object` lines.
+//!
+//! A person's export (`exportUserData`) is read too: its `conversation` lines hold no stored
+//! bytes, so each is checked as the archive document its `metadata` and `conversation` make
+//! (read with the rules of an archive without a recorded checksum) and against its key.
 
 use std::collections::BTreeMap;
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::archive::{check_archive, check_encrypted_archive, check_encrypted_header, ReadArchive};
+use super::archive::{
+    check_archive, check_encrypted_archive, check_encrypted_header, key_disagreement, ReadArchive,
+};
 use super::object::{check_object, Context};
 use super::{Finding, ObjectCheck, ObjectKind, Problem, CHECK_READ_LIMIT};
 use crate::codec::archive::{decode_archive_json, ArchiveMetadata, View};
 use crate::codec::backup::PackEntry;
 use crate::codec::export::{
-    line_name, read_import_line, ImportLine, LineDigest, ObjectKind as Line,
+    line_name, read_import_line, ImportLine, LineDigest, ObjectKind as Line, CONVERSATION_LINE,
 };
 use crate::crypto::keyring::KeyRing;
 use crate::keys::parse_archive_object_key;
@@ -115,12 +125,15 @@ impl ExportChecker {
                 }
                 (line_name(line_no), check)
             }
-            Err(err) => {
-                let mut check = ObjectCheck::new(ObjectKind::ExportLine);
-                check.find(Finding::of_error(&err, Problem::CorruptDocument));
-                let name = key_of(bytes).unwrap_or_else(|| line_name(line_no));
-                (name, check)
-            }
+            Err(err) => match conversation_line(bytes) {
+                Some(checked) => checked,
+                None => {
+                    let mut check = ObjectCheck::new(ObjectKind::ExportLine);
+                    check.find(Finding::of_error(&err, Problem::CorruptDocument));
+                    let name = key_of(bytes).unwrap_or_else(|| line_name(line_no));
+                    (name, check)
+                }
+            },
         };
         check.fact("line", line_no);
         self.digest.add_parts(bytes, newline);
@@ -144,6 +157,56 @@ impl ExportChecker {
     pub fn end_lines(&self) -> u64 {
         self.end_lines
     }
+}
+
+/// A person's export line, as written by `codec::export::conversation_line`.
+#[derive(Deserialize)]
+struct ConversationLine<'a> {
+    #[serde(rename = "type")]
+    kind: Cow<'a, str>,
+    key: String,
+    #[serde(borrow)]
+    metadata: &'a RawValue,
+    #[serde(borrow)]
+    conversation: &'a RawValue,
+}
+
+/// Checks `bytes` as a `conversation` line of a person's export; `None` when it is not one.
+fn conversation_line(bytes: &[u8]) -> Option<(String, ObjectCheck)> {
+    let line: ConversationLine<'_> = serde_json::from_slice(bytes).ok()?;
+    if line.kind != CONVERSATION_LINE {
+        return None;
+    }
+    let mut check = ObjectCheck::new(ObjectKind::ExportLine);
+    check.fact("type", CONVERSATION_LINE);
+    // The document an archive without formatVersion holds: read with the legacy rules, which
+    // check the metadata against the conversation (session, user, message count).
+    let document = format!(
+        "{{\"metadata\":{},\"conversation\":{}}}",
+        line.metadata.get(),
+        line.conversation.get()
+    );
+    let decoded = decode_archive_json(
+        document.as_bytes(),
+        None,
+        CHECK_READ_LIMIT,
+        View::Conversation,
+    );
+    match (decoded, parse_archive_object_key(&line.key)) {
+        (Err(err), _) => check.find(Finding::of_error(&err, Problem::CorruptDocument)),
+        (Ok(_), None) => check.find(Finding::new(
+            Problem::CorruptDocument,
+            "key: not an archive key",
+        )),
+        (Ok(read), Some(parsed)) => {
+            check.fact("sessionId", read.metadata.session_id.as_str());
+            check.fact("messageCount", read.metadata.message_count);
+            if let Some(reason) = key_disagreement(&parsed, &read.metadata) {
+                check.find(Finding::new(Problem::CorruptDocument, reason));
+            }
+        }
+    }
+    Some((line.key, check))
 }
 
 /// The `key` member of a line that is a JSON object with one (read again only for a line that

@@ -19,7 +19,7 @@ pub const USAGE: &str = "\
 usage:
   supportbot-persistence verify <bucket-dir | export.ndjson> [--json]
       Checks every object of a directory copy of the R2 bucket, or every line of a store
-      export, and prints a line per object and totals. Exit 0: nothing wrong; 1: a problem;
+      export (or of a person's export), and prints a line per object and totals. Exit 0: nothing wrong; 1: a problem;
       2: usage, key or I/O error.
   supportbot-persistence inspect <file> [--key <r2 key>] [--show-messages] [--json]
       Says what one object (or export) is: kind, format, session, sizes, checksum, header.
