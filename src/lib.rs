@@ -1,10 +1,11 @@
 //! supportbot-persistence: data persistence and archival for AI chat on Cloudflare Workers.
 //!
 //! Layers (see DESIGN.md): a pure core (`error`, `platform`, `policy`, `keys`, `hash`, `time`,
-//! `codec`, `retention`) that takes time and ids as parameters and does no I/O, and `wasm`, the only
-//! module that touches JavaScript.
+//! `codec`, `check`, `retention`) that takes time and ids as parameters and does no I/O, and
+//! `wasm`, the only module that touches JavaScript.
 #![warn(missing_docs)]
 
+pub mod check;
 pub mod codec;
 pub mod crypto;
 pub mod error;
