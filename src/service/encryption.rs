@@ -125,7 +125,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
 
     /// The data key `reference` names, made (and stored only if absent) when it has none.
     /// Costs 1 R2 get; the first time, 1 R2 put more (and 1 R2 get when another Worker stored
-    /// one first).
+    /// one first), and with a replica bucket its copy there (1 call; 2 when queued).
     pub(super) async fn data_key_for_write(
         &self,
         log: &OpLog<'_>,
@@ -147,9 +147,14 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             ..data_key_put_options(&wrapped)
         };
         let body = wrapped.encode();
-        match self.r2_put(log, &object_key, &body, options).await? {
+        match self
+            .r2_put(log, &object_key, &body, options.clone())
+            .await?
+        {
             PutOutcome::Stored(_) => {
                 log.event("info", "made a data key", json!({ "key": object_key }));
+                // Without its key, an encrypted replica is unreadable once the primary is lost.
+                self.replicate_put(log, &object_key, &body, &options).await;
                 self.data_keys.insert(&object_key, &dek);
                 Ok(dek)
             }

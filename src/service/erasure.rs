@@ -56,7 +56,8 @@ use crate::store::{Clock, KvStore, ObjectListOptions, ObjectStore, Rng};
 /// Smallest call budget with which every run makes progress, a resumed one included: the
 /// resume point read and saved, the tombstone checked, a list page, and one archive's calls
 /// with a listed entry (the first run spends as much on the tombstone, the data key's head and
-/// delete and the tombstone's new date).
+/// delete and the tombstone's new date). With a replica bucket, 4 more (an archive's deletion
+/// and its conversation's tombstone, each repeated in the replica or queued).
 pub const MIN_ERASURE_CALLS: u32 = 4 + CALLS_PER_ARCHIVE + 1;
 
 /// Calls erasing one archive takes: its objects deleted (1 R2 delete), its record read and
@@ -67,6 +68,10 @@ const CALLS_PER_ARCHIVE: u32 = 5;
 /// Calls deleting one backup may take: its objects listed, its manifest deleted, its packs
 /// deleted, its two KV entries deleted.
 const CALLS_PER_BACKUP: u32 = 5;
+
+/// With a replica bucket, what each write or deletion batch of the erasure adds at most: the
+/// same call in the replica, and its queue entry when that fails (`super::replica`).
+const REPLICATED: u32 = super::replica::CALLS_PER_REPLICATED_WRITE;
 
 /// Where an erasure is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -222,7 +227,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 else {
                     continue;
                 };
-                if run.afford(MIN_ERASURE_CALLS, self.clock.now_ms()).is_err() {
+                if run
+                    .afford(self.min_erasure_calls(), self.clock.now_ms())
+                    .is_err()
+                {
                     return Ok(receipts);
                 }
                 let left = RunBudget {
@@ -254,7 +262,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let log = &self.begin("eraseUserData");
         let resume_key = erasure_cursor_key(user_key);
         let mut run: Run<ErasurePosition> = self
-            .start_run(log, budget, MIN_ERASURE_CALLS, Some(&resume_key), "erasure")
+            .start_run(
+                log,
+                budget,
+                self.min_erasure_calls(),
+                Some(&resume_key),
+                "erasure",
+            )
             .await?;
         let outcome = match self.check_resume_point(log, user_key, &mut run).await {
             Ok(()) => self.erase_phases(log, user_key, &mut run).await,
@@ -322,12 +336,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     // The tombstone, the data key's destruction and the tombstone's new date in
                     // one run when the budget allows (a failure between them is healed by the
                     // new date, below).
-                    run.afford(4, self.clock.now_ms())?;
+                    run.afford(4 + self.replica_calls(3 * REPLICATED), self.clock.now_ms())?;
                     self.date_tombstone(log, user_key, run).await?;
                     Phase::DataKey
                 }
                 Phase::DataKey => {
-                    run.afford(3, self.clock.now_ms())?;
+                    run.afford(3 + self.replica_calls(2 * REPLICATED), self.clock.now_ms())?;
                     self.destroy_user_key(log, user_key, run).await?;
                     // Dated after the key is gone: every archive under the destroyed key was
                     // made (its time read) before, so the tombstone covers it, and every archive
@@ -355,7 +369,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     Phase::Complete
                 }
                 Phase::Complete => {
-                    self.afford(run, 1)?;
+                    run.afford(1 + self.replica_calls(REPLICATED), self.clock.now_ms())?;
                     let erased_at = run
                         .position
                         .erased_at
@@ -364,9 +378,11 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                         completed_at: Some(self.clock.now_ms()),
                         ..Tombstone::new(user_key, erased_at)
                     };
-                    self.put_tombstone(log, &tombstone)
+                    let calls = self
+                        .put_tombstone(log, &tombstone)
                         .await
                         .map_err(|err| stop_reason(&err))?;
+                    run.spend(calls);
                     return Ok(());
                 }
             };
@@ -383,13 +399,20 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         user_key: &str,
         run: &mut Run<ErasurePosition>,
     ) -> Result<(), StopReason> {
-        self.afford(run, 1)?;
+        run.afford(1 + self.replica_calls(REPLICATED), self.clock.now_ms())?;
         let erased_at = self.clock.now_ms();
-        self.put_tombstone(log, &Tombstone::new(user_key, erased_at))
+        let calls = self
+            .put_tombstone(log, &Tombstone::new(user_key, erased_at))
             .await
             .map_err(|err| stop_reason(&err))?;
+        run.spend(calls);
         run.position.erased_at = Some(erased_at);
         Ok(())
+    }
+
+    /// [`MIN_ERASURE_CALLS`], plus what a replica bucket adds to one archive's calls.
+    fn min_erasure_calls(&self) -> u32 {
+        MIN_ERASURE_CALLS + self.replica_calls(2 * REPLICATED)
     }
 
     /// Checks that `calls` more calls fit, and counts them.
@@ -407,7 +430,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         run: &mut Run<ErasurePosition>,
     ) -> Result<(), StopReason> {
         let object_key = user_data_key_object(user_key);
-        self.afford(run, 2)?;
+        run.afford(2 + self.replica_calls(REPLICATED), self.clock.now_ms())?;
+        run.spend(2);
         let existed = self
             .r2_head(log, &object_key)
             .await
@@ -416,6 +440,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         self.r2_delete(log, std::slice::from_ref(&object_key))
             .await
             .map_err(|err| stop_reason(&err))?;
+        let replicated = self
+            .replicate_delete(log, std::slice::from_ref(&object_key))
+            .await;
+        run.spend(replicated);
         self.data_keys.forget(&object_key);
         if existed {
             run.position.counts.keys_destroyed += 1;
@@ -549,7 +577,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             return Ok(());
         }
         // One more than the five an archive needs when the listed entry is a sixth key.
-        run.afford(CALLS_PER_ARCHIVE + 1, self.clock.now_ms())?;
+        let replicated = self.replica_calls(2 * REPLICATED);
+        run.afford(CALLS_PER_ARCHIVE + 1 + replicated, self.clock.now_ms())?;
         let mut objects = vec![plain.clone()];
         objects.extend(encrypted_archive_object_key(session, time).ok());
         // A listed key is taken only when it is this very archive's (a damaged entry must
@@ -577,13 +606,16 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 .position
                 .erased_at
                 .unwrap_or_else(|| self.clock.now_ms());
-            run.spend(1);
-            self.put_conversation_tombstone(log, parent, &Tombstone::new(user_key, erased_at))
+            let tombstone = Tombstone::new(user_key, erased_at);
+            let calls = self
+                .put_conversation_tombstone(log, parent, &tombstone)
                 .await
                 .map_err(stop)?;
+            run.spend(calls);
         }
         run.spend(1);
         self.r2_delete(log, &objects).await.map_err(stop)?;
+        run.spend(self.replicate_delete(log, &objects).await);
         if let Some(parent) = segment_key {
             self.data_keys
                 .forget(&format!("keys/{}.json", session_data_key_ref(parent)));
@@ -669,10 +701,14 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     .and_then(Value::as_str);
                 if made_for == Some(user_key) {
                     pager.claim(&entry.name);
-                    self.afford(run, CALLS_PER_BACKUP)?;
-                    self.delete_backup(log, &backup_id, &entry.name)
+                    let replicated = self.replica_calls(2 * REPLICATED);
+                    run.afford(CALLS_PER_BACKUP + replicated, self.clock.now_ms())?;
+                    run.spend(CALLS_PER_BACKUP);
+                    let calls = self
+                        .delete_backup(log, &backup_id, &entry.name)
                         .await
                         .map_err(stop)?;
+                    run.spend(calls);
                     run.position.counts.backups_deleted += 1;
                 } else if !run.position.sessions.is_empty() {
                     pager.claim(&entry.name);
@@ -711,13 +747,14 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     }
 
     /// Deletes one backup: its manifest first (after which it no longer exists: never listed
-    /// or restored), then its other objects and its KV entries. 5 calls.
+    /// or restored), then its other objects and its KV entries. 5 calls; returns the calls
+    /// the replica bucket took besides (up to 4).
     async fn delete_backup(
         &self,
         log: &OpLog<'_>,
         backup_id: &BackupId,
         index_entry: &str,
-    ) -> Result<()> {
+    ) -> Result<u32> {
         let listing = ObjectListOptions {
             prefix: Some(format!("{BACKUP_PREFIX}{backup_id}/")),
             ..ObjectListOptions::default()
@@ -731,9 +768,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             .collect();
         let manifest = crate::keys::backup_manifest_object_key(backup_id);
         self.r2_delete(log, std::slice::from_ref(&manifest)).await?;
+        let mut replicated = self
+            .replicate_delete(log, std::slice::from_ref(&manifest))
+            .await;
         let rest: Vec<String> = objects.into_iter().filter(|key| *key != manifest).collect();
         if !rest.is_empty() {
             self.r2_delete(log, &rest).await?;
+            replicated += self.replicate_delete(log, &rest).await;
         }
         self.kv_delete(log, &backup_manifest_kv_key(backup_id))
             .await?;
@@ -743,7 +784,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             "deleted a backup made for an erased user",
             json!({ "backupId": backup_id.as_str() }),
         );
-        Ok(())
+        Ok(replicated)
     }
 }
 

@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::log::OpLog;
+use super::replica::{ReplicaHealth, REPLICA_LAG_DEGRADED_MS};
 use super::run::{Run, RunBudget};
 use super::DataPersistenceService;
 use crate::error::Result;
@@ -55,6 +56,9 @@ pub struct BreakerStates {
     /// The KV binding's breaker.
     #[serde(rename = "CHAT_KV")]
     pub chat_kv: &'static str,
+    /// The replica bucket's breaker, when one is bound.
+    #[serde(rename = "ARCHIVE_R2_REPLICA", skip_serializing_if = "Option::is_none")]
+    pub archive_r2_replica: Option<&'static str>,
 }
 
 /// The details of a health report, with the spec's snake_case names.
@@ -70,6 +74,9 @@ pub struct HealthDetails {
     pub latencies: HealthLatencies,
     /// Breaker states after the probes.
     pub breakers: BreakerStates,
+    /// The replica bucket's probe and lag, when one is bound (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<ReplicaHealth>,
 }
 
 /// What `healthCheck` returns:
@@ -159,7 +166,10 @@ fn probe_status(result: &Result<()>) -> String {
 
 impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
     /// Probes both bindings (1 KV get, 1 R2 head) and reports their health. Never fails: a
-    /// failing probe is part of the report.
+    /// failing probe is part of the report. With a replica bucket, also probes it (1 R2 head)
+    /// and lists the first page of its queue (1 KV list): `details.replica`; a failing replica
+    /// probe, or a queued copy older than [`REPLICA_LAG_DEGRADED_MS`], makes a healthy status
+    /// `degraded`.
     pub async fn health_check(&self) -> HealthReport {
         let log = self.begin("healthCheck");
         let started = self.clock.now_ms();
@@ -167,12 +177,22 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let r2_done = self.clock.now_ms();
         let kv = self.kv_get(&log, HEALTH_PROBE_KEY).await.map(drop);
         let kv_done = self.clock.now_ms();
+        let replica = self.replica_health(&log, HEALTH_PROBE_KEY).await;
 
-        let status = match (r2.is_ok(), kv.is_ok()) {
+        let mut status = match (r2.is_ok(), kv.is_ok()) {
             (true, true) => HealthStatus::Healthy,
             (false, false) => HealthStatus::Unhealthy,
             _ => HealthStatus::Degraded,
         };
+        let replica_lags = replica.as_ref().is_some_and(|replica| {
+            replica.storage != "healthy"
+                || replica
+                    .oldest_pending_ms
+                    .is_some_and(|age| age > REPLICA_LAG_DEGRADED_MS)
+        });
+        if replica_lags && status == HealthStatus::Healthy {
+            status = HealthStatus::Degraded;
+        }
         let report = HealthReport {
             status,
             details: HealthDetails {
@@ -186,7 +206,11 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 breakers: BreakerStates {
                     archive_r2: self.breaker_state(Binding::R2).as_str(),
                     chat_kv: self.breaker_state(Binding::Kv).as_str(),
+                    archive_r2_replica: self
+                        .has_replica()
+                        .then(|| self.breaker_state(Binding::R2Replica).as_str()),
                 },
+                replica,
             },
         };
         let level = if status == HealthStatus::Healthy {
