@@ -17,6 +17,13 @@ export const DEFAULT_STEP_ARCHIVES = 40;
  */
 export const DEFAULT_RESTORE_STEP_SESSIONS = 9;
 
+/**
+ * The same with `ARCHIVE_R2_REPLICA` bound: each archive's copy there (and its queue entry when
+ * that fails) adds up to 2 calls, and the pack and manifest may be read from the replica
+ * (2 gets more): 4 + 6 × 7 = 46.
+ */
+export const DEFAULT_RESTORE_STEP_SESSIONS_WITH_REPLICA = 6;
+
 /** What a finished backup instance reports (its `output`). */
 export interface BackupOutcome {
   backupId: string;
@@ -112,7 +119,8 @@ export class RestoreWorkflow extends WorkflowEntrypoint<PersistenceEnv, RestoreR
     const service = new DataPersistenceService(this.env, policyFromEnv(this.env), optionsFromEnv(this.env));
     const { backupId, userId } = event.payload;
     const owner = userId === undefined ? {} : { userId };
-    const perStep = stepSize(this.env, "RESTORE_STEP_SESSIONS", DEFAULT_RESTORE_STEP_SESSIONS);
+    const fallback = this.env.ARCHIVE_R2_REPLICA ? DEFAULT_RESTORE_STEP_SESSIONS_WITH_REPLICA : DEFAULT_RESTORE_STEP_SESSIONS;
+    const perStep = stepSize(this.env, "RESTORE_STEP_SESSIONS", fallback);
     const chain = await step.do("plan", () => failFastUnlessTransient(() => service.planRestore(backupId, owner)));
     const sessions = new Set<string>();
     const skipped = new Set<string>();

@@ -180,6 +180,8 @@ export interface EncryptionKey {
 export interface PersistenceBindings {
   CHAT_KV: KVNamespace;
   ARCHIVE_R2: R2Bucket;
+  /** Optional replica bucket: archives, data keys, tombstones and committed backups are copied there as stored; reads fall back to it (README "Replicas"). */
+  ARCHIVE_R2_REPLICA?: R2Bucket;
 }
 
 /** Limits of one retention run, so a cron invocation stays within Worker limits. */
@@ -296,9 +298,41 @@ export interface HealthReport {
     kv_cache: string;
     timestamp: string;
     latencies: { r2_ms: number; kv_ms: number };
-    breakers: Record<"ARCHIVE_R2" | "CHAT_KV", "closed" | "open" | "half_open">;
+    breakers: Record<"ARCHIVE_R2" | "CHAT_KV", "closed" | "open" | "half_open"> & { ARCHIVE_R2_REPLICA?: "closed" | "open" | "half_open" };
+    /** With a replica bucket bound: its probe and lag (absent otherwise). */
+    replica?: ReplicaHealth;
     [extra: string]: unknown;
   };
+}
+
+/**
+ * The replica bucket in `healthCheck().details.replica`: `storage` is its probe; `pending` the
+ * keys queued for `syncReplica` on the queue's first KV page (a lower bound when
+ * `pendingComplete` is false; null when the queue could not be listed); `oldestPendingMs` the
+ * age of the oldest of them. A failing probe or a copy queued for over an hour makes a healthy
+ * report `degraded`.
+ */
+export interface ReplicaHealth {
+  storage: string;
+  pending: number | null;
+  pendingComplete: boolean;
+  oldestPendingMs: number | null;
+}
+
+/** What one `syncReplica` run did; `complete` is false when it stopped early and the next run resumes. */
+export interface ReplicaSyncReport {
+  /** Queue entries settled and removed. */
+  entries: number;
+  /** Keys copied from the primary to the replica. */
+  copied: number;
+  /** Keys deleted in the replica (gone from the primary). */
+  deleted: number;
+  /** Keys whose sync failed (logged; their entry stays queued). */
+  failed: number;
+  complete: boolean;
+  stoppedBy: "call_budget" | "deadline" | "circuit_open" | "storage_error" | null;
+  resumed: boolean;
+  storageCalls: number;
 }
 
 /** The spec's storage metrics, counted over every page (or as many as the budget allowed). */
@@ -345,8 +379,9 @@ export interface BackupOptions {
 export interface MigrationRunOptions {
   /**
    * Stop after about this many storage calls (at least 8 for indexLegacyArchives, 4 for
-   * reindexUserArchives, 6 for rotateEncryptionKeys, 16 for encryptExistingArchives; a
-   * retried call counts once, see RetentionRunOptions).
+   * reindexUserArchives, 6 for rotateEncryptionKeys, 16 for encryptExistingArchives, 6 for
+   * syncReplica; with a replica bucket, rotation and encryptExistingArchives need 2 and 4
+   * more; a retried call counts once, see RetentionRunOptions).
    */
   maxStorageCalls?: number;
   /** Stop after about this many milliseconds of wall time. */

@@ -6,6 +6,7 @@ import { errorResponse, toHttpError } from "./http.js";
 import { startScheduledBackup } from "./backup.js";
 import { runScheduledErasures } from "./erasure.js";
 import { runScheduledKeyRotation } from "./key_rotation.js";
+import { runScheduledReplicaSync } from "./replica.js";
 import { runScheduledRetention } from "./retention.js";
 import { route } from "./routes.js";
 
@@ -22,13 +23,17 @@ export default {
 
   async scheduled(controller: ScheduledController, env: ExampleEnv): Promise<void> {
     // Independent: a failed sweep does not stop the backup, nor the other way round. The key
-    // rotation follows the sweep, then unfinished erasures, each with the storage calls left.
+    // rotation follows the sweep, then unfinished erasures, then the replica sync, each with
+    // the storage calls left.
     const maintenance = async () => {
       const retention = await runScheduledRetention(controller.cron, env);
       let callsLeft = runtime(env).retention.maxStorageCalls - (retention.event === "retention_run" ? retention.storageCalls : 0);
       const rotation = await runScheduledKeyRotation(controller.cron, env, callsLeft);
       callsLeft -= rotation.event === "key_rotation_run" ? rotation.storageCalls : 0;
-      await runScheduledErasures(controller.cron, env, callsLeft);
+      const erasures = await runScheduledErasures(controller.cron, env, callsLeft);
+      if (erasures.event === "erasures_run") for (const receipt of erasures.receipts) callsLeft -= receipt.storageCalls;
+      // Last: copies that failed and committed backups, to the replica bucket when one is bound.
+      await runScheduledReplicaSync(controller.cron, env, callsLeft);
     };
     const [retention, backup] = await Promise.allSettled([
       maintenance(),

@@ -1,0 +1,79 @@
+// The replica bucket (ARCHIVE_R2_REPLICA) inside workerd, through the built package, with a
+// real second local R2 bucket: writes land in both, a primary object deleted by hand is served
+// from the replica, and a copy that was queued is completed by syncReplica.
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { DataPersistenceService, type ConversationMemory, type SessionState } from "supportbot-persistence";
+
+const T0 = 1_736_157_600_000;
+
+/** The service over the local KV and R2, with the test's second bucket as its replica. */
+function replicated(): DataPersistenceService {
+  return new DataPersistenceService({ CHAT_KV: env.CHAT_KV, ARCHIVE_R2: env.ARCHIVE_R2, ARCHIVE_R2_REPLICA: env.ARCHIVE_R2_REPLICA_TEST });
+}
+
+function conversation(sessionId: string): [ConversationMemory, SessionState] {
+  return [
+    {
+      sessionId,
+      messages: [
+        { id: "m1", sessionId, role: "user", content: "Where is my parcel?", timestamp: T0 },
+        { id: "m2", sessionId, role: "assistant", content: "It ships tomorrow.", timestamp: T0 + 1_000 },
+      ],
+      summary: "Parcel question",
+      context: {},
+    },
+    { id: sessionId, userId: "replica-user", status: "closed", createdAt: T0, lastActivity: T0 + 1_000 },
+  ];
+}
+
+async function bytes(object: R2ObjectBody | null): Promise<Uint8Array | null> {
+  return object === null ? null : new Uint8Array(await object.arrayBuffer());
+}
+
+describe("replica bucket", () => {
+  it("copies an archive as stored and serves it from the replica once the primary's is gone", async () => {
+    const service = replicated();
+    const [memory, session] = conversation("replica-read");
+    const key = await service.archiveConversation(memory, session);
+    const primary = await bytes(await env.ARCHIVE_R2.get(key));
+    const copy = await env.ARCHIVE_R2_REPLICA_TEST.get(key);
+    expect(await bytes(copy)).toEqual(primary);
+    expect(copy?.customMetadata?.sha256).toBe((await env.ARCHIVE_R2.head(key))?.customMetadata?.sha256);
+
+    const health = await service.healthCheck();
+    expect(health.status).toBe("healthy");
+    expect(health.details.replica).toEqual({ storage: "healthy", pending: 0, pendingComplete: true, oldestPendingMs: null });
+    expect(health.details.breakers.ARCHIVE_R2_REPLICA).toBe("closed");
+
+    await env.ARCHIVE_R2.delete(key);
+    const viaSession = await service.retrieveArchivedConversation("replica-read");
+    expect(viaSession?.messages).toEqual(memory.messages);
+    const viaKey = await service.retrieveArchive(key);
+    expect(viaKey?.messages).toEqual(memory.messages);
+    // A read never writes back: repair is verification's job.
+    expect(await env.ARCHIVE_R2.head(key)).toBeNull();
+  });
+
+  it("completes a queued copy with syncReplica", async () => {
+    const service = replicated();
+    const [memory, session] = conversation("replica-sync");
+    const key = await service.archiveConversation(memory, session);
+    // As if the copy had failed: the replica lacks it, the queue names it.
+    await env.ARCHIVE_R2_REPLICA_TEST.delete(key);
+    await env.CHAT_KV.put(`replica_pending:${key}`, "", { metadata: { queuedAt: Date.now() } });
+    expect((await service.healthCheck()).details.replica?.pending).toBe(1);
+
+    const report = await service.syncReplica({ maxStorageCalls: 40 });
+    expect(report).toMatchObject({ entries: 1, copied: 1, deleted: 0, failed: 0, complete: true });
+    expect(await bytes(await env.ARCHIVE_R2_REPLICA_TEST.get(key))).toEqual(await bytes(await env.ARCHIVE_R2.get(key)));
+    expect((await service.healthCheck()).details.replica?.pending).toBe(0);
+  });
+
+  it("works as before without the binding", async () => {
+    const service = new DataPersistenceService({ CHAT_KV: env.CHAT_KV, ARCHIVE_R2: env.ARCHIVE_R2 });
+    const health = await service.healthCheck();
+    expect(health.details.replica).toBeUndefined();
+    await expect(service.syncReplica()).rejects.toMatchObject({ code: "INVALID_CONFIG" });
+  });
+});
