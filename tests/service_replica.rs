@@ -382,3 +382,76 @@ fn without_a_replica_nothing_is_queued_and_sync_is_refused() {
     let key = archive_object_key(&SessionId::parse("s1").unwrap(), T0).unwrap();
     assert!(stores.r2.keys().contains(&key));
 }
+
+/// A service with encryption on (one KEK), over `stores`, with `replica`.
+fn encrypted_service(stores: &MemoryStores, replica: &MemoryR2, lines: Rc<Lines>) -> Service {
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let options = json!({ "encryptionKeys": [{ "id": "k1", "key": key }] }).to_string();
+    let options = ServiceOptions::from_json(&options).unwrap();
+    service_over(stores, lines, DataRetentionPolicy::default(), options)
+        .with_replica(replica.clone())
+}
+
+#[test]
+fn an_encrypted_archive_and_its_data_key_lost_in_the_primary_are_read_from_the_replica() {
+    let stores = MemoryStores::new(T0, 29);
+    let replica = stores.replica_bucket();
+    let lines = Rc::new(Lines::default());
+    let writer = encrypted_service(&stores, &replica, lines.clone());
+    archive_now(
+        &stores,
+        &writer,
+        "s1",
+        Some("u1"),
+        "My card 4242 was charged twice",
+    );
+    let expected = block_on(writer.retrieve_archived_conversation("s1")).unwrap();
+    // The data key was copied too, as stored.
+    let keys: Vec<String> = stores.r2.keys();
+    assert!(
+        keys.iter().any(|key| key.starts_with("keys/users/")),
+        "{keys:?}"
+    );
+    assert_eq!(replica.snapshot(), stores.r2.snapshot());
+
+    // The primary loses the archive and the key; a new service (no cached key) reads both
+    // from the replica.
+    block_on(stores.r2.delete(&keys)).unwrap();
+    let reader = encrypted_service(&stores, &replica, lines.clone());
+    assert_eq!(
+        block_on(reader.retrieve_archived_conversation("s1")).unwrap(),
+        expected
+    );
+    assert!(lines
+        .warnings()
+        .iter()
+        .any(|line| line["msg"] == "data key served from the replica"));
+
+    // Once the user is erased, the replica's key is not used, even before it is deleted there.
+    let eraser = encrypted_service(&stores, &replica, lines.clone());
+    let refused = CallFilter::call(Binding::R2Replica, OperationKind::Delete);
+    stores.faults.fail_next(100, FailureKind::Rejected, refused);
+    let receipt = block_on(eraser.erase_user_data("u1", UNLIMITED)).unwrap();
+    assert!(receipt.status.complete);
+    stores.faults.clear();
+    assert!(replica
+        .keys()
+        .iter()
+        .any(|key| key.starts_with("keys/users/")));
+    let fresh = encrypted_service(&stores, &replica, lines);
+    for key in replica
+        .keys()
+        .iter()
+        .filter(|key| key.starts_with("conversations/"))
+    {
+        assert_eq!(block_on(fresh.retrieve_archive(key)).unwrap(), None);
+    }
+    // syncReplica then deletes what the primary no longer has.
+    let report = block_on(fresh.sync_replica(UNLIMITED)).unwrap();
+    assert!(report.status.complete && report.failed == 0, "{report:?}");
+    assert!(!replica
+        .keys()
+        .iter()
+        .any(|key| key.starts_with("keys/") || key.starts_with("conversations/")));
+}
