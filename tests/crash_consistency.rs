@@ -10,9 +10,10 @@
 //! implementation's archives (keys off their recorded time, across a month's end) and backups (R2 manifest.json of its shape) go through the same
 //! faults when read, indexed and restored. Also: flipped bytes are CHECKSUM_MISMATCH, never
 //! wrong data, and bad input is refused with its code without losing anything stored. With a
-//! replica bucket, an archive's every call (its copy and queue entry included) and every call
-//! of `syncReplica` go through (1)–(4): the acknowledged archive is readable, and the queue
-//! converges to a replica that serves it alone.
+//! replica bucket, every call of an archive (its copy and queue entry included), of a retention
+//! sweep and of an erasure (the replica's deletions included), and of `syncReplica`, goes
+//! through (1)–(4): acknowledged archives are readable, what was deleted is gone from both
+//! buckets, and the queue converges to a replica that serves every archive alone.
 //!
 //! Needs the `conformance` feature (the legacy fixture writers live in
 //! `service::legacy_suite`): `cargo test --all-features`.
@@ -569,6 +570,113 @@ fn sync_replica_faults_converge() {
         let result = block_on(world.service.sync_replica(RunBudget::default()));
         world.recover();
         assert_replica_converges(&world, &format!("{fault} ({result:?})"));
+    }
+}
+
+/// Keys of both buckets (primary, replica) that hold one of `sids`' archives.
+fn archives_of(world: &World, sids: &[&str]) -> Vec<String> {
+    let replica = world.replica.as_ref().unwrap();
+    let primary = world
+        .stores
+        .r2
+        .keys()
+        .into_iter()
+        .map(|key| format!("primary {key}"));
+    let copies = replica
+        .keys()
+        .into_iter()
+        .map(|key| format!("replica {key}"));
+    primary
+        .chain(copies)
+        .filter(|key| {
+            sids.iter()
+                .any(|sid| key.contains(&format!("archive_{sid}_")))
+        })
+        .collect()
+}
+
+/// Two archives past retention and one within it, with a replica bucket.
+fn replicated_retention_world() -> World {
+    let mut world = World::replicated(NOW - 100 * DAY);
+    world.archive("s-old-1", None, "old");
+    world.archive("s-old-2", Some("u-1"), "old");
+    world.stores.clock.advance_ms(100 * DAY as u64);
+    world.archive("s-young", Some("u-1"), "young");
+    world
+}
+
+/// Every call of a retention sweep with a replica bucket (the replica's deletion, sent first,
+/// and its queue entry included) crashing, refused, lost or failing once: after the next
+/// sweeps and `syncReplica`, nothing past retention is in either bucket, and the young archive
+/// is in both and served by the replica alone.
+#[test]
+fn replicated_retention_faults_delete_in_both_buckets() {
+    let calls = replicated_retention_world().calls_of(|world| {
+        assert!(world.sweep().status.complete);
+    });
+    for fault in Fault::all(calls, true) {
+        let mut world = replicated_retention_world();
+        fault.plan(&world.stores.faults);
+        let first = block_on(world.service.enforce_retention_policy(RunBudget::default()));
+        world.recover();
+        let context = format!("{fault} ({:?})", first.map(|run| run.status));
+        for sweep in 0.. {
+            assert!(sweep < 5, "{context}: the sweep never completes");
+            if world.sweep().status.complete {
+                break;
+            }
+        }
+        world.acknowledged.retain(|sid, _| sid == "s-young");
+        world.assert_acknowledged_retrievable(&context);
+        assert_replica_converges(&world, &context);
+        let left = archives_of(&world, &["s-old-1", "s-old-2"]);
+        assert!(left.is_empty(), "{context}: {left:?}");
+    }
+}
+
+/// A user with two archives and another with one, with a replica bucket.
+fn replicated_erasure_world() -> World {
+    let mut world = World::replicated(NOW);
+    world.archive("s-1", Some("u-1"), "mine");
+    world.archive("s-2", Some("u-1"), "mine too");
+    world.archive("s-3", Some("u-2"), "theirs");
+    world
+}
+
+/// Every call of an erasure with a replica bucket crashing, refused, lost or failing once:
+/// the next runs and `syncReplica` leave nothing of the user in either bucket (their
+/// tombstone aside, which both hold), and the other user's archive in both.
+#[test]
+fn replicated_erasure_faults_leave_nothing_of_the_user_in_either_bucket() {
+    let erase =
+        |world: &World| block_on(world.service.erase_user_data("u-1", RunBudget::default()));
+    let calls = replicated_erasure_world().calls_of(|world| {
+        assert!(erase(world).unwrap().status.complete);
+    });
+    for fault in Fault::all(calls, true) {
+        let mut world = replicated_erasure_world();
+        fault.plan(&world.stores.faults);
+        let first = erase(&world);
+        world.recover();
+        let context = format!("{fault} ({:?})", first.map(|receipt| receipt.status));
+        for run in 0.. {
+            assert!(run < 5, "{context}: the erasure never completes");
+            if erase(&world).unwrap().status.complete {
+                break;
+            }
+        }
+        world.acknowledged.retain(|sid, _| sid == "s-3");
+        assert_replica_converges(&world, &context);
+        let left = archives_of(&world, &["s-1", "s-2"]);
+        assert!(left.is_empty(), "{context}: {left:?}");
+        let tombstones = |keys: Vec<String>| {
+            keys.into_iter()
+                .filter(|key| key.starts_with("erasures/"))
+                .count()
+        };
+        let replica = world.replica.as_ref().unwrap();
+        assert_eq!(tombstones(world.stores.r2.keys()), 1, "{context}");
+        assert_eq!(tombstones(replica.keys()), 1, "{context}");
     }
 }
 

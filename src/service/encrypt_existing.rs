@@ -245,8 +245,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             return Ok(Converted::Conflict);
         }
         self.switch_archive_entries(log, key, &sealed).await?;
-        self.r2_delete(log, std::slice::from_ref(key)).await?;
+        // The replica's plaintext first: a crash before the primary's deletion leaves `K`
+        // there, so the next run comes back to it.
         self.replicate_delete(log, std::slice::from_ref(key)).await;
+        self.r2_delete(log, std::slice::from_ref(key)).await?;
         Ok(Converted::Encrypted)
     }
 

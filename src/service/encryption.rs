@@ -126,7 +126,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
 
     /// The data key `reference` names, made (and stored only if absent) when it has none.
     /// Costs 1 R2 get; the first time, 1 R2 put more (and 1 R2 get when another Worker stored
-    /// one first), and with a replica bucket its copy there (1 call; 2 when queued).
+    /// one first), and with a replica bucket its queue entry and its copy (2 calls).
     pub(super) async fn data_key_for_write(
         &self,
         log: &OpLog<'_>,
@@ -148,14 +148,17 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             ..data_key_put_options(&wrapped)
         };
         let body = wrapped.encode();
+        // Without its key, an encrypted replica is unreadable once the primary is lost; queued
+        // first, as nothing writes the key again should a crash follow the primary's write.
+        self.queue_replica_sync(log, std::slice::from_ref(&object_key))
+            .await;
         match self
             .r2_put(log, &object_key, &body, options.clone())
             .await?
         {
             PutOutcome::Stored(_) => {
                 log.event("info", "made a data key", json!({ "key": object_key }));
-                // Without its key, an encrypted replica is unreadable once the primary is lost.
-                self.replicate_put(log, &object_key, &body, &options).await;
+                self.copy_queued(log, &object_key, &body, &options).await;
                 self.data_keys.insert(&object_key, &dek);
                 Ok(dek)
             }

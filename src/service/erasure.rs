@@ -437,13 +437,15 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             .await
             .map_err(|err| stop_reason(&err))?
             .is_some();
-        self.r2_delete(log, std::slice::from_ref(&object_key))
-            .await
-            .map_err(|err| stop_reason(&err))?;
+        // In the replica first (as every deletion here): a crash before the primary's deletion
+        // leaves the primary's object, which the next run finds again.
         let replicated = self
             .replicate_delete(log, std::slice::from_ref(&object_key))
             .await;
         run.spend(replicated);
+        self.r2_delete(log, std::slice::from_ref(&object_key))
+            .await
+            .map_err(|err| stop_reason(&err))?;
         self.data_keys.forget(&object_key);
         if existed {
             run.position.counts.keys_destroyed += 1;
@@ -613,9 +615,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 .map_err(stop)?;
             run.spend(calls);
         }
+        run.spend(self.replicate_delete(log, &objects).await);
         run.spend(1);
         self.r2_delete(log, &objects).await.map_err(stop)?;
-        run.spend(self.replicate_delete(log, &objects).await);
         if let Some(parent) = segment_key {
             self.data_keys
                 .forget(&format!("keys/{}.json", session_data_key_ref(parent)));
@@ -767,14 +769,14 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             .map(|object| object.key)
             .collect();
         let manifest = crate::keys::backup_manifest_object_key(backup_id);
-        self.r2_delete(log, std::slice::from_ref(&manifest)).await?;
         let mut replicated = self
             .replicate_delete(log, std::slice::from_ref(&manifest))
             .await;
+        self.r2_delete(log, std::slice::from_ref(&manifest)).await?;
         let rest: Vec<String> = objects.into_iter().filter(|key| *key != manifest).collect();
         if !rest.is_empty() {
-            self.r2_delete(log, &rest).await?;
             replicated += self.replicate_delete(log, &rest).await;
+            self.r2_delete(log, &rest).await?;
         }
         self.kv_delete(log, &backup_manifest_kv_key(backup_id))
             .await?;

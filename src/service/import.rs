@@ -387,6 +387,18 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 Err(err) => return storage_stop(err),
             }
         };
+        let present = matches!(&existing, Some(found) if same_object(&object, found));
+        if present && !import.options.dry_run {
+            // An import run again after a crash: its copy may be what was missing.
+            let options = ObjectPutOptions {
+                custom_metadata: object.custom_metadata.clone(),
+                content_type: Some(object.content_type.clone()),
+                sha256: Some(object.sha256.clone()),
+                ..ObjectPutOptions::default()
+            };
+            self.replicate_put(log, &object.key, &object.body, &options)
+                .await;
+        }
         let report = &mut import.report;
         match existing {
             None => report.objects_written += 1,

@@ -3,8 +3,12 @@
 //! owner's key, so destroying the key erases both copies).
 //!
 //! Writes: the primary write is what acknowledges. Right after it, the object is copied
-//! ([`DataPersistenceService::replicate_put`]) and a deletion repeated
-//! ([`DataPersistenceService::replicate_delete`]); a copy or deletion that fails is queued in
+//! ([`DataPersistenceService::replicate_put`]); a deletion is made in the replica first
+//! ([`DataPersistenceService::replicate_delete`]), so that a crash before the primary's leaves
+//! the object for the deleting job to find again. A data key (made, or rewrapped by a
+//! rotation) is queued before its primary write ([`DataPersistenceService::queue_replica_sync`])
+//! and copied after it, since nothing would write it again after a crash in between. A copy
+//! or deletion that fails is queued in
 //! KV (`replica_pending:<key>`, metadata `{queuedAt}`) and never fails the operation. A queued
 //! key means "make the replica equal the primary for this key": `syncReplica` reads the
 //! primary and copies what is there or deletes what is not, then drops the entry, so a retry
@@ -379,9 +383,41 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         }
     }
 
-    /// Deletes `keys` (at most 1000), just deleted in the primary, in the replica too; on
-    /// failure queues them. Never fails; returns the storage calls made (0 without a replica
-    /// or keys, 1, or 2 when queued).
+    /// Copies what was just written to the primary under `key`, already queued by
+    /// [`Self::queue_replica_sync`] before that write, to the replica; a failure is logged
+    /// (the entry stays for `syncReplica`). Returns the calls made (0 without a replica, 1).
+    /// The queue entry is left for `syncReplica` to settle (its copy is then repeated): a
+    /// deletion here would cost as much, and these writes are rare.
+    pub(super) async fn copy_queued(
+        &self,
+        log: &OpLog<'_>,
+        key: &str,
+        body: &[u8],
+        options: &ObjectPutOptions,
+    ) -> u32 {
+        if self.replica.is_none() {
+            return 0;
+        }
+        let options = ObjectPutOptions {
+            only_if_absent: false,
+            if_etag_matches: None,
+            ..options.clone()
+        };
+        if let Err(err) = self.replica_put(log, key, body, options).await {
+            log.event(
+                "warn",
+                "replica copy failed; queued for syncReplica",
+                json!({ "key": key, "code": err.code(), "error": err.to_string() }),
+            );
+        }
+        1
+    }
+
+    /// Deletes `keys` (at most 1000) in the replica, on failure queues them; call it just
+    /// before deleting them in the primary, so that a crash in between leaves the primary's
+    /// objects for the deleting job to find again (deleted the other way round, the replica's
+    /// would stay with nothing pointing at them). Never fails; returns the storage calls made
+    /// (0 without a replica or keys, 1, or 2 when queued).
     pub(super) async fn replicate_delete(&self, log: &OpLog<'_>, keys: &[String]) -> u32 {
         if self.replica.is_none() || keys.is_empty() {
             return 0;

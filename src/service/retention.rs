@@ -33,8 +33,8 @@
 //! deletion is logged and counted and the sweep goes on (the key is deleted by a later sweep);
 //! an open breaker or a failed listing stops the run.
 //!
-//! Replica bucket (`super::replica`): each R2 delete batch is repeated there after it
-//! succeeded in the primary (queued for `syncReplica` when it fails), and budgeted with it.
+//! Replica bucket (`super::replica`): each R2 delete batch is sent there first (queued for
+//! `syncReplica` when it fails), then to the primary, and budgeted with it.
 //!
 //! Memory: one listing page, the planner's set of surviving archive keys (bounded by
 //! `RetentionOptions::max_tracked_archive_keys`) and at most [`MAX_REPORTED_KEYS`] report
@@ -375,15 +375,15 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let mut deletions = planned.into_iter();
         for batch in batches {
             let settled: Vec<PlannedDeletion> = deletions.by_ref().take(batch.len()).collect();
+            // In the replica first: a crash before the primary's deletion leaves the primary's
+            // objects, which the next sweep lists and deletes again.
+            sweep.run.spend(self.replicate_delete(log, &batch).await);
             sweep.run.spend(1);
             match self.r2_delete(log, &batch).await {
-                Ok(()) => {
-                    sweep.run.spend(self.replicate_delete(log, &batch).await);
-                    settled.into_iter().for_each(|deletion| {
-                        planner.confirm_deleted(&deletion);
-                        sweep.record(deletion)
-                    })
-                }
+                Ok(()) => settled.into_iter().for_each(|deletion| {
+                    planner.confirm_deleted(&deletion);
+                    sweep.record(deletion)
+                }),
                 Err(err @ PersistenceError::CircuitOpen { .. }) => return Err(stop_reason(&err)),
                 Err(err) => {
                     sweep.result.failed_deletions += batch.len() as u64;

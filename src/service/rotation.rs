@@ -306,14 +306,18 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             if_etag_matches: Some(stored.meta.etag.clone().unwrap_or_default()),
             ..data_key_put_options(&rewrapped)
         };
-        run.spend(1);
         let body = rewrapped.encode();
+        // Queued first: a crash after the primary's write would leave the replica's key wrapped
+        // by a KEK that is retired once the rotation completes, and nothing would rewrap it.
+        let queued = std::slice::from_ref(&object.key);
+        run.spend(self.queue_replica_sync(log, queued).await);
+        run.spend(1);
         match self
             .r2_put(log, &object.key, &body, options.clone())
             .await?
         {
             PutOutcome::Stored(_) => {
-                run.spend(self.replicate_put(log, &object.key, &body, &options).await);
+                run.spend(self.copy_queued(log, &object.key, &body, &options).await);
                 Ok(Rewrap::Rewrapped)
             }
             PutOutcome::Changed | PutOutcome::AlreadyExists => {
