@@ -19,8 +19,8 @@ export const DEFAULT_RESTORE_STEP_SESSIONS = 9;
 
 /**
  * The same with `ARCHIVE_R2_REPLICA` bound: each archive's copy there (and its queue entry when
- * that fails) adds up to 2 calls, and the pack and manifest may be read from the replica
- * (2 gets more): 4 + 6 × 7 = 46.
+ * that fails) adds up to 2 calls, and the manifest and pack may be read from the replica
+ * (up to 3 calls more): 2 + 3 + 6 × 7 = 47, the users' erasure tombstone read included 48.
  */
 export const DEFAULT_RESTORE_STEP_SESSIONS_WITH_REPLICA = 6;
 

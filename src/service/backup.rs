@@ -450,9 +450,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         Ok(record)
     }
 
-    /// Commits a backup whose packs are written: its manifest in R2, only if absent (the commit
-    /// point), then, with a replica bucket, one replica queue entry for its packs and manifest
-    /// (1 KV put: `syncReplica` copies them, manifest last), then a copy in KV whose list
+    /// Commits a backup whose packs are written: with a replica bucket, one replica queue entry
+    /// for its packs and manifest first (1 KV put: `syncReplica` copies them, manifest last),
+    /// then its manifest in R2, only if absent (the commit point), then a copy in KV whose list
     /// metadata describes the backup (a failure there is
     /// logged: R2 holds the authoritative manifest), and its entry in the backup index. Costs
     /// 1 R2 put (and 1 R2 get if the manifest exists already) and 2 KV puts (3 with a replica). Errors: `CORRUPT_DATA` when another manifest
@@ -477,6 +477,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             only_if_absent: true,
             ..ObjectPutOptions::default()
         };
+        // Queued before the commit (a crash after it must not leave a backup the replica never
+        // gets): `syncReplica` copies the packs first, the manifest last, the replica's own
+        // commit point; should the commit fail, it finds no manifest and copies none.
+        let mut replicated: Vec<String> =
+            manifest.packs.iter().map(|pack| pack.key.clone()).collect();
+        replicated.push(key.clone());
+        self.queue_replica_sync(log, &replicated).await;
         if self.r2_put(log, &key, &bytes, options).await? == PutOutcome::AlreadyExists {
             // Only an earlier attempt of this very call (its response lost) may have written it.
             let existing = self.r2_get(log, &key).await?;
@@ -487,11 +494,6 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 ));
             }
         }
-        // The replica copies it packs first, manifest last: its own commit point.
-        let mut replicated: Vec<String> =
-            manifest.packs.iter().map(|pack| pack.key.clone()).collect();
-        replicated.push(key.clone());
-        self.queue_replica_sync(log, &replicated).await;
         let user_key = manifest
             .user_id
             .as_ref()

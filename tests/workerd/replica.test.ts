@@ -4,6 +4,8 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { DataPersistenceService, type ConversationMemory, type SessionState } from "supportbot-persistence";
+import { retentionCallBudget, type ExampleEnv } from "../../js/example/config.js";
+import { runScheduledReplicaSync } from "../../js/example/replica.js";
 
 const T0 = 1_736_157_600_000;
 
@@ -75,5 +77,27 @@ describe("replica bucket", () => {
     const health = await service.healthCheck();
     expect(health.details.replica).toBeUndefined();
     await expect(service.syncReplica()).rejects.toMatchObject({ code: "INVALID_CONFIG" });
+  });
+
+  it("is synced by the example Worker's cron with the calls left, and only when bound", async () => {
+    const AUTH_SECRET = "replica-test-secret-of-at-least-32-bytes";
+    const plainEnv: ExampleEnv = { ...env, AUTH_SECRET };
+    const replicaEnv: ExampleEnv = { ...plainEnv, ARCHIVE_R2_REPLICA: env.ARCHIVE_R2_REPLICA_TEST };
+    const [memory, session] = conversation("replica-cron");
+    const key = await replicated().archiveConversation(memory, session);
+    await env.ARCHIVE_R2_REPLICA_TEST.delete(key);
+    await env.CHAT_KV.put(`replica_pending:${key}`, "", { metadata: { queuedAt: Date.now() } });
+
+    expect(await runScheduledReplicaSync("*/5 * * * *", plainEnv, 40)).toMatchObject({ event: "replica_sync_skipped", reason: "no_replica" });
+    expect(await runScheduledReplicaSync("*/5 * * * *", replicaEnv, 5)).toMatchObject({ event: "replica_sync_skipped", reason: "no_calls_left" });
+    const outcome = await runScheduledReplicaSync("*/5 * * * *", replicaEnv, 40);
+    expect(outcome).toMatchObject({ event: "replica_sync_run", copied: 1, complete: true });
+    expect(await env.ARCHIVE_R2_REPLICA_TEST.head(key)).not.toBeNull();
+  });
+
+  it("raises the cron's smallest retention budget with a replica (its deletions are budgeted too)", () => {
+    expect(retentionCallBudget("12", 2)).toBe(5);
+    expect(retentionCallBudget("20", 2, true)).toBe(9);
+    expect(() => retentionCallBudget("19", 2, true)).toThrow(/RETENTION_STORAGE_CALLS/);
   });
 });
