@@ -2,7 +2,8 @@
 //!
 //! The health check probes each binding with one read (KV `get`, R2 `head` of a key that is
 //! never written), so it never writes (KV allows one write a second per key) and costs two
-//! storage calls. Probes go through the circuit breaker: an open breaker reports its binding
+//! storage calls; with a replica bucket, four (its probe, and one KV list of its queue for the
+//! lag, `super::replica`). Probes go through the circuit breaker: an open breaker reports its binding
 //! unhealthy without calling it. Metrics count every page of every listing; they cost one list
 //! call per 1000 keys and read no values. A Worker allows 50 subrequests per invocation on the
 //! free plan (1000 on paid), so past ~45 000 keys an unbounded count fails: a budget stops it
