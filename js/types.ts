@@ -482,9 +482,9 @@ export interface ErasureReceipt {
   storageCalls: number;
 }
 
-/** Options of `eraseUserData` and `resumeErasures`: the run's budget (at least 10 storage calls). */
+/** Options of `eraseUserData` and `resumeErasures`: the run's budget (at least 10 storage calls; 14 with a replica bucket). */
 export interface ErasureRunOptions {
-  /** Stop after about this many storage calls (at least 10; a retried call counts once). */
+  /** Stop after about this many storage calls (at least 10, 14 with a replica bucket; a retried call counts once). */
   maxStorageCalls?: number;
   /** Stop after about this many milliseconds of wall time. */
   timeBudgetMs?: number;
@@ -641,7 +641,7 @@ export interface ExportStoreOptions {
 export interface ImportStoreOptions {
   /** Write nothing: report what an import would write (heads and gets only). */
   dryRun?: boolean;
-  /** Stop before a line that would exceed this many storage calls; at least 10. */
+  /** Stop before a line that would exceed this many storage calls; at least 10 (12 with a replica bucket). */
   maxStorageCalls?: number;
   /** Stop before the next line after about this many milliseconds of wall time. */
   timeBudgetMs?: number;

@@ -8,16 +8,16 @@ export const MIN_REPLICA_SYNC_CALLS = 6;
 
 /** What one cron invocation did about the replica, as logged. */
 export type ReplicaSyncOutcome =
-  | { event: "replica_sync_skipped"; cron: string; reason: "no_replica" | "no_calls_left"; callsLeft: number }
+  | { event: "replica_sync_skipped"; cron: string; reason: "no replica" | "no calls left"; callsLeft: number }
   | ({ event: "replica_sync_run"; cron: string } & ReplicaSyncReport);
 
 /** Runs syncReplica within `callsLeft` storage calls, logs the outcome as one JSON line and returns it. */
 export async function runScheduledReplicaSync(cron: string, env: ExampleEnv, callsLeft: number): Promise<ReplicaSyncOutcome> {
   let outcome: ReplicaSyncOutcome;
   if (!env.ARCHIVE_R2_REPLICA) {
-    outcome = { event: "replica_sync_skipped", cron, reason: "no_replica", callsLeft };
+    outcome = { event: "replica_sync_skipped", cron, reason: "no replica", callsLeft };
   } else if (callsLeft < MIN_REPLICA_SYNC_CALLS) {
-    outcome = { event: "replica_sync_skipped", cron, reason: "no_calls_left", callsLeft };
+    outcome = { event: "replica_sync_skipped", cron, reason: "no calls left", callsLeft };
   } else {
     const report = await runtime(env).retention.service.syncReplica({ maxStorageCalls: callsLeft, timeBudgetMs: RETENTION_TIME_BUDGET_MS });
     outcome = { event: "replica_sync_run", cron, ...report };

@@ -88,8 +88,8 @@ describe("replica bucket", () => {
     await env.ARCHIVE_R2_REPLICA_TEST.delete(key);
     await env.CHAT_KV.put(`replica_pending:${key}`, "", { metadata: { queuedAt: Date.now() } });
 
-    expect(await runScheduledReplicaSync("*/5 * * * *", plainEnv, 40)).toMatchObject({ event: "replica_sync_skipped", reason: "no_replica" });
-    expect(await runScheduledReplicaSync("*/5 * * * *", replicaEnv, 5)).toMatchObject({ event: "replica_sync_skipped", reason: "no_calls_left" });
+    expect(await runScheduledReplicaSync("*/5 * * * *", plainEnv, 40)).toMatchObject({ event: "replica_sync_skipped", reason: "no replica" });
+    expect(await runScheduledReplicaSync("*/5 * * * *", replicaEnv, 5)).toMatchObject({ event: "replica_sync_skipped", reason: "no calls left" });
     const outcome = await runScheduledReplicaSync("*/5 * * * *", replicaEnv, 40);
     expect(outcome).toMatchObject({ event: "replica_sync_run", copied: 1, complete: true });
     expect(await env.ARCHIVE_R2_REPLICA_TEST.head(key)).not.toBeNull();
