@@ -18,6 +18,8 @@
 //! 5. **Objects** (R2 `conversations/`, with custom metadata): archives whose recorded owner
 //!    (`userKey`) is the user, or segments of their conversations, whatever KV shows — KV
 //!    listings may lag a minute behind writes.
+//!    With a replica bucket, then the replica's `conversations/` likewise: copies only the
+//!    replica still holds (a primary object lost, a replica deletion still queued).
 //! 6. **Backups** (`backup_index:`): backups made for the user are deleted (manifest first,
 //!    which un-commits it, then packs and KV copies). A backup of several users holding some
 //!    of the user's sessions is not rewritten (packs and manifests are immutable once
@@ -83,6 +85,7 @@ enum Phase {
     UserIndex,
     GlobalIndex,
     Objects,
+    ReplicaObjects,
     Backups,
     Complete,
 }
@@ -131,6 +134,8 @@ struct ErasurePosition {
     kv: KvPosition,
     /// In the objects phase, the last R2 key handled.
     r2_after: Option<String>,
+    /// In the replica's objects phase, the last key of the replica handled.
+    replica_after: Option<String>,
     /// The user's sessions met so far (their segments are theirs too).
     sessions: BTreeSet<String>,
     /// Archive keys (current form, unencrypted) already erased, so that an entry KV still
@@ -362,6 +367,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 }
                 Phase::Objects => {
                     self.erase_objects(log, user_key, run).await?;
+                    Phase::ReplicaObjects
+                }
+                Phase::ReplicaObjects => {
+                    if self.has_replica() {
+                        self.erase_replica_objects(log, user_key, run).await?;
+                    }
                     Phase::Backups
                 }
                 Phase::Backups => {
@@ -538,6 +549,66 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                         .await?;
                 }
                 run.position.r2_after = Some(object.key.clone());
+            }
+            if !page.truncated {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Deletes the user's archives that only the replica bucket still holds (its copy outlived
+    /// a primary object lost or deleted by hand, or its deletion was queued): the replica's
+    /// `conversations/` listed with custom metadata, the user's objects (by recorded owner, or
+    /// segments of their conversations, made before the erasure began) deleted a page at a
+    /// time. 1 replica list per 1000 objects, 1 replica delete per page holding any; a failure
+    /// stops the run, which resumes at the page.
+    async fn erase_replica_objects(
+        &self,
+        log: &OpLog<'_>,
+        user_key: &str,
+        run: &mut Run<ErasurePosition>,
+    ) -> Result<(), StopReason> {
+        let stop = |err: crate::error::PersistenceError| stop_reason(&err);
+        loop {
+            run.afford(2, self.clock.now_ms())?;
+            run.spend(1);
+            let listing = ObjectListOptions {
+                prefix: Some(ARCHIVE_PREFIX.to_owned()),
+                start_after: run.position.replica_after.clone(),
+                limit: Some(crate::platform::MAX_LIST_LIMIT),
+                include_custom_metadata: true,
+                ..ObjectListOptions::default()
+            };
+            let page = self.replica_list(log, listing).await.map_err(stop)?;
+            let erased_at = run.position.erased_at;
+            let doomed: Vec<String> = page
+                .objects
+                .iter()
+                .filter(|object| {
+                    let Some(parsed) = parse_archive_object_key(&object.key) else {
+                        return false;
+                    };
+                    let owner = object
+                        .custom_metadata
+                        .as_ref()
+                        .and_then(|fields| fields.get(OWNER_KEY_FIELD));
+                    let theirs = owner.is_some_and(|owner| owner == user_key)
+                        || is_their_segment(&run.position, &parsed.session_id);
+                    theirs && erased_at.is_none_or(|at| parsed.archived_at_ms <= at)
+                })
+                .map(|object| object.key.clone())
+                .collect();
+            if !doomed.is_empty() {
+                run.spend(1);
+                self.replica_delete(log, &doomed).await.map_err(stop)?;
+                log.event(
+                    "info",
+                    "deleted archives of the user left in the replica",
+                    json!({ "first": doomed.first(), "archives": doomed.len() }),
+                );
+            }
+            if let Some(last) = page.objects.last() {
+                run.position.replica_after = Some(last.key.clone());
             }
             if !page.truncated {
                 return Ok(());

@@ -331,7 +331,6 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     }
 
     /// One `list` page of the replica (errors as [`Self::replica_get`]).
-    #[allow(dead_code)] // verification's comparison of both buckets lists them
     pub(super) async fn replica_list(
         &self,
         log: &OpLog<'_>,
