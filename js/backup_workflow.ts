@@ -64,8 +64,9 @@ function stepSize(env: PersistenceEnv, name: "BACKUP_STEP_ARCHIVES" | "RESTORE_S
 /**
  * Backs up, given `{ since?, sessionIds?, userId?, keep? }`, the archives made since the last
  * automated backup (incrementally; all of them the first time), or the given sessions, or one
- * user's: one pack per step, then the manifest. An instance that dies before its last step leaves
- * no visible backup; retention sweeps its packs.
+ * user's: one pack per step, then the manifest (then, with a replica bucket, its copy there:
+ * `replicateCommitted`). An instance that dies before its commit step leaves no visible backup;
+ * retention sweeps its packs.
  */
 export class BackupWorkflow extends WorkflowEntrypoint<PersistenceEnv, BackupRequest> {
   override async run(event: Readonly<WorkflowEvent<BackupRequest>>, step: WorkflowStep): Promise<BackupOutcome> {
@@ -86,9 +87,31 @@ export class BackupWorkflow extends WorkflowEntrypoint<PersistenceEnv, BackupReq
       if (from === null) break;
     }
     const backupId = await step.do("commit", () => failFastUnlessTransient(() => service.commitBackup(plan, packs, missingSessionIds)));
+    if (this.env.ARCHIVE_R2_REPLICA) await replicateCommitted(service, step, packs.length);
     const archives = packs.reduce((sum, pack) => sum + pack.sessions.length, 0);
     return { backupId, packs: packs.length, archives, missingSessionIds, unreadableArchives, parentBackupId: plan.parentBackupId };
   }
+}
+
+/** Storage calls of one replication step: about 7 objects copied, within 50 subrequests even if every call is retried once. */
+export const REPLICATE_STEP_CALLS = 20;
+
+/**
+ * With a replica bucket: copies what the commit queued (the backup's packs, then its manifest)
+ * right away rather than at the next cron, `syncReplica` a bounded step at a time (each resumes
+ * where the last stopped; idempotent), at most `packs + 2` steps (the cron's sync does the rest);
+ * whether the queue was settled.
+ */
+export async function replicateCommitted(
+  service: Pick<DataPersistenceService, "syncReplica">,
+  step: Pick<WorkflowStep, "do">,
+  packs: number,
+): Promise<boolean> {
+  for (let n = 0; n < packs + 2; n++) {
+    const report = await step.do(`replicate ${n}`, () => failFastUnlessTransient(() => service.syncReplica({ maxStorageCalls: REPLICATE_STEP_CALLS })));
+    if (report.complete) return true;
+  }
+  return false;
 }
 
 /** What a finished restore instance reports (its `output`). */

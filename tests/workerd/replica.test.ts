@@ -3,7 +3,7 @@
 // from the replica, and a copy that was queued is completed by syncReplica.
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { DataPersistenceService, type ConversationMemory, type SessionState } from "supportbot-persistence";
+import { DataPersistenceService, REPLICATE_STEP_CALLS, replicateCommitted, type ConversationMemory, type SessionState } from "supportbot-persistence";
 import { retentionCallBudget, type ExampleEnv } from "../../js/example/config.js";
 import { runScheduledReplicaSync } from "../../js/example/replica.js";
 
@@ -99,5 +99,34 @@ describe("replica bucket", () => {
     expect(retentionCallBudget("12", 2)).toBe(5);
     expect(retentionCallBudget("20", 2, true)).toBe(9);
     expect(() => retentionCallBudget("19", 2, true)).toThrow(/RETENTION_STORAGE_CALLS/);
+  });
+
+  it("copies a committed backup right after its commit, in bounded steps (as the BackupWorkflow does)", async () => {
+    const service = replicated();
+    const sessions: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const [memory, session] = conversation(`replica-backup-${i}`);
+      await service.archiveConversation(memory, session);
+      sessions.push(`replica-backup-${i}`);
+    }
+    const backupId = await service.createBackup(sessions);
+    const names: string[] = [];
+    const calls: number[] = [];
+    const step = {
+      do: async <T>(name: string, work: () => Promise<T>): Promise<T> => {
+        names.push(name);
+        const report = (await work()) as { storageCalls?: number };
+        calls.push(report.storageCalls ?? 0);
+        return report as T;
+      },
+    };
+    expect(await replicateCommitted(service, step as never, 1)).toBe(true);
+    expect(names[0]).toBe("replicate 0");
+    expect(Math.max(...calls)).toBeLessThanOrEqual(REPLICATE_STEP_CALLS);
+    const manifest = `backups/${backupId}/manifest.json`;
+    expect(await bytes(await env.ARCHIVE_R2_REPLICA_TEST.get(manifest))).toEqual(await bytes(await env.ARCHIVE_R2.get(manifest)));
+    // The primary's manifest lost: the restore reads the replica's.
+    await env.ARCHIVE_R2.delete(manifest);
+    expect([...(await service.restoreFromBackup(backupId))].sort()).toEqual(sessions);
   });
 });
