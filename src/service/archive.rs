@@ -353,51 +353,16 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             return Ok(None);
         };
         let key = fetched.key.clone();
+        let checks = (fetched.expected_sha256.clone(), fetched.read_limit);
         let mut erasures = ErasureCheck::default();
-        let primary = FetchedArchive {
-            key: fetched.key.clone(),
-            body: Vec::new(),
-            expected_sha256: fetched.expected_sha256.clone(),
-            read_limit: fetched.read_limit,
-        };
         let decoded = match self
             .decode_fetched(log, &mut erasures, fetched, &session_id, shape)
             .await
         {
             Err(err) if !from_replica && is_damage(&err) => {
-                // The primary's copy fails its checks: the replica's, checked the same way.
-                let Some((key, object)) = self.replica_archive_object(log, &primary.key).await
-                else {
-                    return Err(err);
-                };
-                let expected_sha256 = match key == primary.key {
-                    true => primary.expected_sha256,
-                    false => recorded_sha256(&object.meta).map(str::to_owned),
-                };
-                let replica = FetchedArchive {
-                    key,
-                    body: object.body,
-                    expected_sha256,
-                    read_limit: primary.read_limit,
-                };
-                let served_key = replica.key.clone();
-                match self
-                    .decode_fetched(log, &mut erasures, replica, &session_id, shape)
-                    .await
-                {
-                    Ok(decoded) => {
-                        served_from_replica(log, &served_key, err.code());
-                        decoded
-                    }
-                    Err(replica_err) => {
-                        log.event(
-                            "warn",
-                            "the replica's copy fails its checks too",
-                            json!({ "key": served_key, "code": replica_err.code() }),
-                        );
-                        return Err(err);
-                    }
-                }
+                let found = (key.as_str(), &session_id);
+                self.newest_from_replica(log, &mut erasures, found, checks, shape, err)
+                    .await?
             }
             Err(err) => return Err(err),
             Ok(decoded) => {
@@ -415,6 +380,53 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             json!({ "key": key, "formatVersion": decoded.metadata.format_version }),
         );
         Ok(Some(decoded.json))
+    }
+
+    /// The replica's copy of the archive `found` (its key and session) whose primary copy
+    /// failed its checks with `primary_err`, checked the same way (`checks`: the expected
+    /// SHA-256 and read limit); `primary_err` when the replica has none or it fails too.
+    async fn newest_from_replica(
+        &self,
+        log: &OpLog<'_>,
+        erasures: &mut ErasureCheck,
+        found: (&str, &SessionId),
+        checks: (Option<String>, u64),
+        shape: Shape,
+        primary_err: PersistenceError,
+    ) -> Result<Option<crate::codec::archive::DecodedArchiveJson>> {
+        let (primary_key, session_id) = found;
+        let Some((key, object)) = self.replica_archive_object(log, primary_key).await else {
+            return Err(primary_err);
+        };
+        let (expected_sha256, read_limit) = checks;
+        let expected_sha256 = match key == primary_key {
+            true => expected_sha256,
+            // Its encrypted copy: only its own recorded checksum describes it.
+            false => recorded_sha256(&object.meta).map(str::to_owned),
+        };
+        let replica = FetchedArchive {
+            key: key.clone(),
+            body: object.body,
+            expected_sha256,
+            read_limit,
+        };
+        match self
+            .decode_fetched(log, erasures, replica, session_id, shape)
+            .await
+        {
+            Ok(decoded) => {
+                served_from_replica(log, &key, primary_err.code());
+                Ok(decoded)
+            }
+            Err(err) => {
+                log.event(
+                    "warn",
+                    "the replica's copy fails its checks too",
+                    json!({ "key": key, "code": err.code() }),
+                );
+                Err(primary_err)
+            }
+        }
     }
 
     /// Decodes a fetched archive of `session_id` unless an erasure covers it; checks that it
