@@ -13,7 +13,9 @@ export default defineConfig({
         // A second pair of bindings to export from and a third to import into
         // (tests/workerd/export.test.ts); test config only, never deployed.
         kvNamespaces: ["CHAT_KV_EXPORT", "CHAT_KV_IMPORT"],
-        r2Buckets: ["ARCHIVE_R2_EXPORT", "ARCHIVE_R2_IMPORT"],
+        // A replica bucket (tests/workerd/replica.test.ts passes it as ARCHIVE_R2_REPLICA;
+        // under its own name so the other tests keep running without one).
+        r2Buckets: ["ARCHIVE_R2_EXPORT", "ARCHIVE_R2_IMPORT", "ARCHIVE_R2_REPLICA_TEST"],
       },
     }),
   ],

@@ -26,6 +26,7 @@ import type {
   PersistenceBindings,
   PersistenceOptions,
   ReindexReport,
+  ReplicaSyncReport,
   RotationReport,
   EncryptExistingReport,
   ExportStoreOptions,
@@ -426,6 +427,7 @@ type RunJob =
   | "reindexUserArchives"
   | "rotateEncryptionKeys"
   | "encryptExistingArchives"
+  | "syncReplica"
   | "getStorageMetrics";
 
 /** A restore's outcome from the core (`{restored, skipped}` JSON) as `RestoredSessions`. */
@@ -448,8 +450,8 @@ export class DataPersistenceService {
   readonly #core: wasm.DataPersistenceService;
 
   constructor(bindings: PersistenceBindings, policy: Partial<DataRetentionPolicy> = {}, options: PersistenceOptions = {}) {
-    const { CHAT_KV, ARCHIVE_R2 } = checkBindings(bindings);
-    this.#core = new wasm.DataPersistenceService(CHAT_KV, ARCHIVE_R2, toJson("policy", policy), toJson("options", options));
+    const { CHAT_KV, ARCHIVE_R2, ARCHIVE_R2_REPLICA } = checkBindings(bindings);
+    this.#core = new wasm.DataPersistenceService(CHAT_KV, ARCHIVE_R2, toJson("policy", policy), toJson("options", options), ARCHIVE_R2_REPLICA ?? undefined);
   }
 
   /** The retention policy in force (spec defaults merged with what was passed). */
@@ -702,6 +704,18 @@ export class DataPersistenceService {
    */
   async eraseUserData(userId: string, options: ErasureRunOptions = {}): Promise<ErasureReceipt> {
     return JSON.parse(await this.#core.eraseUserData(String(userId), options.maxStorageCalls, options.timeBudgetMs)) as ErasureReceipt;
+  }
+
+  /**
+   * Settles the replica queue (run it from a cron when `ARCHIVE_R2_REPLICA` is bound): for each
+   * key whose copy in the replica bucket failed (or a committed backup's packs and manifest,
+   * manifest last), copies the primary's object as stored, or deletes the replica's when the
+   * primary has none. Resumable, idempotent. Costs 1 KV list per 1000 queued entries, per key
+   * 1 R2 get and 1 replica put or delete, per entry 1 KV delete. INVALID_CONFIG without a
+   * replica bucket.
+   */
+  async syncReplica(options: MigrationRunOptions = {}): Promise<ReplicaSyncReport> {
+    return runJob<ReplicaSyncReport>(this.#core, "syncReplica", options);
   }
 
   /** Continues every unfinished erasure (run it from a cron) within the budget; their receipts. */

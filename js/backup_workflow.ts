@@ -17,6 +17,13 @@ export const DEFAULT_STEP_ARCHIVES = 40;
  */
 export const DEFAULT_RESTORE_STEP_SESSIONS = 9;
 
+/**
+ * The same with `ARCHIVE_R2_REPLICA` bound: each archive's copy there (and its queue entry when
+ * that fails) adds up to 2 calls, and the manifest and pack may be read from the replica
+ * (up to 3 calls more): 2 + 3 + 6 × 7 = 47, the users' erasure tombstone read included 48.
+ */
+export const DEFAULT_RESTORE_STEP_SESSIONS_WITH_REPLICA = 6;
+
 /** What a finished backup instance reports (its `output`). */
 export interface BackupOutcome {
   backupId: string;
@@ -57,8 +64,9 @@ function stepSize(env: PersistenceEnv, name: "BACKUP_STEP_ARCHIVES" | "RESTORE_S
 /**
  * Backs up, given `{ since?, sessionIds?, userId?, keep? }`, the archives made since the last
  * automated backup (incrementally; all of them the first time), or the given sessions, or one
- * user's: one pack per step, then the manifest. An instance that dies before its last step leaves
- * no visible backup; retention sweeps its packs.
+ * user's: one pack per step, then the manifest (then, with a replica bucket, its copy there:
+ * `replicateCommitted`). An instance that dies before its commit step leaves no visible backup;
+ * retention sweeps its packs.
  */
 export class BackupWorkflow extends WorkflowEntrypoint<PersistenceEnv, BackupRequest> {
   override async run(event: Readonly<WorkflowEvent<BackupRequest>>, step: WorkflowStep): Promise<BackupOutcome> {
@@ -79,9 +87,31 @@ export class BackupWorkflow extends WorkflowEntrypoint<PersistenceEnv, BackupReq
       if (from === null) break;
     }
     const backupId = await step.do("commit", () => failFastUnlessTransient(() => service.commitBackup(plan, packs, missingSessionIds)));
+    if (this.env.ARCHIVE_R2_REPLICA) await replicateCommitted(service, step, packs.length);
     const archives = packs.reduce((sum, pack) => sum + pack.sessions.length, 0);
     return { backupId, packs: packs.length, archives, missingSessionIds, unreadableArchives, parentBackupId: plan.parentBackupId };
   }
+}
+
+/** Storage calls of one replication step: about 7 objects copied, within 50 subrequests even if every call is retried once. */
+export const REPLICATE_STEP_CALLS = 20;
+
+/**
+ * With a replica bucket: copies what the commit queued (the backup's packs, then its manifest)
+ * right away rather than at the next cron, `syncReplica` a bounded step at a time (each resumes
+ * where the last stopped; idempotent), at most `packs + 2` steps (the cron's sync does the rest);
+ * whether the queue was settled.
+ */
+export async function replicateCommitted(
+  service: Pick<DataPersistenceService, "syncReplica">,
+  step: Pick<WorkflowStep, "do">,
+  packs: number,
+): Promise<boolean> {
+  for (let n = 0; n < packs + 2; n++) {
+    const report = await step.do(`replicate ${n}`, () => failFastUnlessTransient(() => service.syncReplica({ maxStorageCalls: REPLICATE_STEP_CALLS })));
+    if (report.complete) return true;
+  }
+  return false;
 }
 
 /** What a finished restore instance reports (its `output`). */
@@ -112,7 +142,8 @@ export class RestoreWorkflow extends WorkflowEntrypoint<PersistenceEnv, RestoreR
     const service = new DataPersistenceService(this.env, policyFromEnv(this.env), optionsFromEnv(this.env));
     const { backupId, userId } = event.payload;
     const owner = userId === undefined ? {} : { userId };
-    const perStep = stepSize(this.env, "RESTORE_STEP_SESSIONS", DEFAULT_RESTORE_STEP_SESSIONS);
+    const fallback = this.env.ARCHIVE_R2_REPLICA ? DEFAULT_RESTORE_STEP_SESSIONS_WITH_REPLICA : DEFAULT_RESTORE_STEP_SESSIONS;
+    const perStep = stepSize(this.env, "RESTORE_STEP_SESSIONS", fallback);
     const chain = await step.do("plan", () => failFastUnlessTransient(() => service.planRestore(backupId, owner)));
     const sessions = new Set<string>();
     const skipped = new Set<string>();

@@ -7,6 +7,8 @@ export interface PersistenceEnv {
   CHAT_KV: KVNamespace;
   /** R2: gzip'd conversation archives and backups. */
   ARCHIVE_R2: R2Bucket;
+  /** Optional R2 replica bucket (e.g. another jurisdiction): copies of everything in ARCHIVE_R2 as stored; synced by `syncReplica`. */
+  ARCHIVE_R2_REPLICA?: R2Bucket;
   /** One SessionMemoryDO per chat session. */
   SESSION_MEMORY: DurableObjectNamespace<SessionMemoryDO>;
   /** The spec's `[vars]`, read by policyFromEnv; an absent one keeps its default. */
@@ -25,6 +27,6 @@ export interface PersistenceEnv {
   PERSISTENCE_DEBUG?: string;
   /** Archives one BackupWorkflow pack step reads (default 40: one storage call each). */
   BACKUP_STEP_ARCHIVES?: string;
-  /** Archives one RestoreWorkflow step restores (default 9: up to 48 subrequests). */
+  /** Archives one RestoreWorkflow step restores (default 9, 6 with ARCHIVE_R2_REPLICA: up to 48 subrequests). */
   RESTORE_STEP_SESSIONS?: string;
 }

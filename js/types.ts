@@ -182,6 +182,8 @@ export interface EncryptionKey {
 export interface PersistenceBindings {
   CHAT_KV: KVNamespace;
   ARCHIVE_R2: R2Bucket;
+  /** Optional replica bucket: archives, data keys, tombstones and committed backups are copied there as stored; reads fall back to it (README "Replicas"). */
+  ARCHIVE_R2_REPLICA?: R2Bucket;
 }
 
 /** Limits of one retention run, so a cron invocation stays within Worker limits. */
@@ -298,9 +300,11 @@ export interface HealthReport {
     kv_cache: string;
     timestamp: string;
     latencies: { r2_ms: number; kv_ms: number };
-    breakers: Record<"ARCHIVE_R2" | "CHAT_KV", "closed" | "open" | "half_open">;
+    breakers: Record<"ARCHIVE_R2" | "CHAT_KV", "closed" | "open" | "half_open"> & { ARCHIVE_R2_REPLICA?: "closed" | "open" | "half_open" };
     [extra: string]: unknown;
   };
+  /** With a replica bucket bound: its probe and lag (absent otherwise). */
+  replica?: ReplicaHealth;
   /**
    * What verification found (`verifyStorage`); `null` when it never ran. Open `problems` or no
    * pass completed within `verificationMaxAgeHours` (`stale`) make the status `degraded`.
@@ -384,6 +388,36 @@ export interface VerificationReport {
   storageCalls: number;
 }
 
+/**
+ * The replica bucket in `healthCheck().replica`: `storage` is its probe; `pending` the
+ * keys queued for `syncReplica` on the queue's first KV page (a lower bound when
+ * `pendingComplete` is false; null when the queue could not be listed); `oldestPendingMs` the
+ * age of the oldest of them. A failing probe or a copy queued for over an hour makes a healthy
+ * report `degraded`.
+ */
+export interface ReplicaHealth {
+  storage: string;
+  pending: number | null;
+  pendingComplete: boolean;
+  oldestPendingMs: number | null;
+}
+
+/** What one `syncReplica` run did; `complete` is false when it stopped early and the next run resumes. */
+export interface ReplicaSyncReport {
+  /** Queue entries settled and removed. */
+  entries: number;
+  /** Keys copied from the primary to the replica. */
+  copied: number;
+  /** Keys deleted in the replica (gone from the primary). */
+  deleted: number;
+  /** Keys whose sync failed (logged; their entry stays queued). */
+  failed: number;
+  complete: boolean;
+  stoppedBy: "call_budget" | "deadline" | "circuit_open" | "storage_error" | null;
+  resumed: boolean;
+  storageCalls: number;
+}
+
 /** The spec's storage metrics, counted over every page (or as many as the budget allowed). */
 export interface StorageMetrics {
   cache: { embeddings: number; queries: number; archives_metadata: number };
@@ -428,8 +462,9 @@ export interface BackupOptions {
 export interface MigrationRunOptions {
   /**
    * Stop after about this many storage calls (at least 8 for indexLegacyArchives, 4 for
-   * reindexUserArchives, 6 for rotateEncryptionKeys, 16 for encryptExistingArchives; a
-   * retried call counts once, see RetentionRunOptions).
+   * reindexUserArchives, 6 for rotateEncryptionKeys, 16 for encryptExistingArchives, 6 for
+   * syncReplica; with a replica bucket, rotation and encryptExistingArchives need 2 and 4
+   * more; a retried call counts once, see RetentionRunOptions).
    */
   maxStorageCalls?: number;
   /** Stop after about this many milliseconds of wall time. */
@@ -530,9 +565,9 @@ export interface ErasureReceipt {
   storageCalls: number;
 }
 
-/** Options of `eraseUserData` and `resumeErasures`: the run's budget (at least 10 storage calls). */
+/** Options of `eraseUserData` and `resumeErasures`: the run's budget (at least 10 storage calls; 14 with a replica bucket). */
 export interface ErasureRunOptions {
-  /** Stop after about this many storage calls (at least 10; a retried call counts once). */
+  /** Stop after about this many storage calls (at least 10, 14 with a replica bucket; a retried call counts once). */
   maxStorageCalls?: number;
   /** Stop after about this many milliseconds of wall time. */
   timeBudgetMs?: number;
@@ -689,7 +724,7 @@ export interface ExportStoreOptions {
 export interface ImportStoreOptions {
   /** Write nothing: report what an import would write (heads and gets only). */
   dryRun?: boolean;
-  /** Stop before a line that would exceed this many storage calls; at least 10. */
+  /** Stop before a line that would exceed this many storage calls; at least 10 (12 with a replica bucket). */
   maxStorageCalls?: number;
   /** Stop before the next line after about this many milliseconds of wall time. */
   timeBudgetMs?: number;

@@ -8,7 +8,15 @@ initSync({ module: wasmModule });
 
 export * from "./api.js";
 export { SessionMemoryDO, sessionErrorCode } from "./session_memory_do.js";
-export { BackupWorkflow, DEFAULT_STEP_ARCHIVES, RestoreWorkflow, type BackupOutcome, type RestoreOutcome } from "./backup_workflow.js";
+export {
+  BackupWorkflow,
+  DEFAULT_STEP_ARCHIVES,
+  REPLICATE_STEP_CALLS,
+  replicateCommitted,
+  RestoreWorkflow,
+  type BackupOutcome,
+  type RestoreOutcome,
+} from "./backup_workflow.js";
 export type {
   ArchiveSummary,
   JsonScalar,

@@ -71,6 +71,23 @@ pub const KEY_ROTATION_STATE_KEY: &str = "encryption:rotation:state";
 /// KV key holding where an unfinished encryption of plaintext archives continues (JSON,
 /// service::encrypt_existing).
 pub const ENCRYPT_EXISTING_CURSOR_KEY: &str = "encryption:existing:cursor";
+/// KV prefix of the replica queue (`replica_pending:<R2 key>`, service::replica): R2 keys
+/// whose copy in the replica bucket may differ from the primary's. Outside every prefix the
+/// retention sweep lists.
+pub const REPLICA_PENDING_PREFIX: &str = "replica_pending:";
+/// KV key holding where an unfinished `syncReplica` run continues (JSON, service::replica).
+pub const REPLICA_SYNC_CURSOR_KEY: &str = "replica:cursor";
+
+/// The replica queue entry of the R2 key `object_key`.
+pub fn replica_pending_key(object_key: &str) -> String {
+    format!("{REPLICA_PENDING_PREFIX}{object_key}")
+}
+
+/// The R2 key a replica queue entry names, if `name` is one.
+pub fn parse_replica_pending_key(name: &str) -> Option<&str> {
+    name.strip_prefix(REPLICA_PENDING_PREFIX)
+        .filter(|key| !key.is_empty())
+}
 
 /// Longest accepted id, in bytes.
 pub const MAX_ID_LEN: usize = 128;

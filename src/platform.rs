@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-/// The two storage bindings (names as in wrangler.toml); JSON `"kv"` / `"r2"`.
+/// The storage bindings (names as in wrangler.toml); JSON `"kv"` / `"r2"` / `"r2_replica"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Binding {
@@ -14,6 +14,10 @@ pub enum Binding {
     Kv,
     /// R2, `ARCHIVE_R2`.
     R2,
+    /// The optional replica bucket, `ARCHIVE_R2_REPLICA`: its own breaker and log lines, so a
+    /// replica outage never opens the primary's circuit.
+    #[serde(rename = "r2_replica")]
+    R2Replica,
 }
 
 impl Binding {
@@ -22,6 +26,7 @@ impl Binding {
         match self {
             Binding::Kv => "CHAT_KV",
             Binding::R2 => "ARCHIVE_R2",
+            Binding::R2Replica => "ARCHIVE_R2_REPLICA",
         }
     }
 }

@@ -9,7 +9,11 @@
 //! and an import run again completes to exactly what one import stores. The earlier
 //! implementation's archives (keys off their recorded time, across a month's end) and backups (R2 manifest.json of its shape) go through the same
 //! faults when read, indexed and restored. Also: flipped bytes are CHECKSUM_MISMATCH, never
-//! wrong data, and bad input is refused with its code without losing anything stored.
+//! wrong data, and bad input is refused with its code without losing anything stored. With a
+//! replica bucket, every call of an archive (its copy and queue entry included), of a retention
+//! sweep and of an erasure (the replica's deletions included), and of `syncReplica`, goes
+//! through (1)–(4): acknowledged archives are readable, what was deleted is gone from both
+//! buckets, and the queue converges to a replica that serves every archive alone.
 //!
 //! Needs the `conformance` feature (the legacy fixture writers live in
 //! `service::legacy_suite`): `cargo test --all-features`.
@@ -24,7 +28,7 @@ use std::rc::Rc;
 use serde_json::{json, Value};
 use supportbot_persistence::keys::{
     backup_manifest_object_key, backup_pack_key, BackupId, ARCHIVE_INDEX_PREFIX,
-    ARCHIVE_META_PREFIX, BACKUP_MANIFEST_PREFIX, USER_INDEX_PREFIX,
+    ARCHIVE_META_PREFIX, BACKUP_MANIFEST_PREFIX, REPLICA_PENDING_PREFIX, USER_INDEX_PREFIX,
 };
 use supportbot_persistence::policy::DataRetentionPolicy;
 use supportbot_persistence::service::legacy_suite::{
@@ -35,7 +39,7 @@ use supportbot_persistence::service::{
     VerifyOptions, INDEX_LAG_MS, MAX_CACHE_TEXT_BYTES, MIN_MIGRATION_CALLS,
 };
 use supportbot_persistence::store::memory::{
-    block_on, Faults, MemoryStores, OperationKind, StoreSnapshot,
+    block_on, CallFilter, Faults, MemoryR2, MemoryStores, OperationKind, StoreSnapshot,
 };
 use supportbot_persistence::store::{
     Binding, FailureKind, KvListOptions, KvPutOptions, KvStore, ObjectStore,
@@ -122,6 +126,8 @@ struct SessionView {
 struct World {
     stores: MemoryStores,
     service: Service,
+    /// The replica bucket, in a world whose service has one.
+    replica: Option<MemoryR2>,
     /// The conversation each acknowledged archive holds, by session (newest acknowledged).
     acknowledged: BTreeMap<String, Value>,
     /// Users whose listings are checked.
@@ -177,10 +183,22 @@ impl World {
         }
     }
 
+    /// A world whose service has a replica bucket.
+    fn replicated(now_ms: i64) -> Self {
+        let stores = MemoryStores::new(now_ms, SEED);
+        let replica = stores.replica_bucket();
+        let service = quiet_service(&stores).with_replica(replica.clone());
+        World {
+            replica: Some(replica),
+            ..Self::over(stores, service)
+        }
+    }
+
     fn over(stores: MemoryStores, service: Service) -> Self {
         World {
             stores,
             service,
+            replica: None,
             acknowledged: BTreeMap::new(),
             users: BTreeSet::new(),
         }
@@ -440,6 +458,225 @@ fn archive_faults_lose_nothing_acknowledged() {
         world.assert_acknowledged_retrievable(&context);
         world.assert_listed_retrievable(&context);
         world.assert_no_entry_points_at_a_missing_object(&context);
+    }
+}
+
+/// Runs `syncReplica` until a run completes (each run within 20 calls), then checks that the
+/// queue is empty and that the replica holds every acknowledged archive as the primary does,
+/// and that each stays retrievable from the replica alone once the primary's copy is gone.
+fn assert_replica_converges(world: &World, context: &str) {
+    let replica = world.replica.as_ref().unwrap();
+    let budget = RunBudget {
+        max_storage_calls: Some(20),
+        deadline_ms: None,
+    };
+    for run in 0.. {
+        assert!(run < 20, "{context}: syncReplica never completes");
+        let report = block_on(world.service.sync_replica(budget)).unwrap();
+        if report.status.complete && report.failed == 0 {
+            break;
+        }
+    }
+    let queue = world.stores.kv.snapshot();
+    let pending: Vec<&String> = queue
+        .keys()
+        .filter(|key| key.starts_with(REPLICA_PENDING_PREFIX))
+        .collect();
+    assert!(pending.is_empty(), "{context}: still queued {pending:?}");
+    let primary = world.stores.r2.snapshot();
+    let copies = replica.snapshot();
+    let acknowledged: Vec<String> = world
+        .acknowledged
+        .keys()
+        .map(|sid| {
+            let meta = &world.stores.kv.snapshot()[&format!("archive_meta:{sid}")];
+            let record: Value = serde_json::from_slice(&meta.value).unwrap();
+            record["key"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    for key in &acknowledged {
+        let copy = copies.get(key).map(|object| &object.body);
+        assert!(
+            copy.is_some() && copy == primary.get(key).map(|object| &object.body),
+            "{context}: {key} not copied as stored"
+        );
+    }
+    block_on(world.stores.r2.delete(&acknowledged)).unwrap();
+    world.assert_acknowledged_retrievable(&format!("{context}, from the replica"));
+}
+
+/// Every storage call of an archive with a replica bucket crashing, refused, lost or failing
+/// once (the replica's copy and its queue entry included): what was acknowledged is
+/// retrievable, and after `syncReplica` the replica holds it as stored and serves it alone.
+#[test]
+fn replicated_archive_faults_lose_nothing_and_the_replica_converges() {
+    let replicated_world = || {
+        let mut world = World::replicated(NOW);
+        world.archive("s-1", Some("u-1"), "first version");
+        world
+    };
+    let calls = {
+        let mut world = replicated_world();
+        let before = world.stores.faults.calls();
+        world.try_archive("s-2", Some("u-1"), "second").unwrap();
+        world.stores.faults.calls() - before
+    };
+    // The primary put, its copy, archive_meta and two index entries.
+    assert_eq!(calls, 5);
+    for fault in Fault::all(calls, true) {
+        let mut world = replicated_world();
+        fault.plan(&world.stores.faults);
+        let result = world.try_archive("s-2", Some("u-1"), "second version");
+        if matches!(fault, Fault::FailOnce(_)) {
+            assert!(result.is_ok(), "{fault}: {result:?}");
+        }
+        world.recover();
+        let context = format!("{fault} ({result:?})");
+        world.assert_acknowledged_retrievable(&context);
+        assert_replica_converges(&world, &context);
+    }
+}
+
+/// Three archives whose copies failed (queued), then every storage call of `syncReplica`
+/// crashing, refused, lost or failing once: later runs settle the queue and the replica serves
+/// every archive as stored.
+#[test]
+fn sync_replica_faults_converge() {
+    let queued_world = || {
+        let mut world = World::replicated(NOW);
+        let refused = CallFilter::call(Binding::R2Replica, OperationKind::Put);
+        world
+            .stores
+            .faults
+            .fail_next(3, FailureKind::Rejected, refused);
+        for sid in ["s-1", "s-2", "s-3"] {
+            world.archive(sid, None, "queued copy");
+        }
+        world.stores.faults.clear();
+        world
+    };
+    let calls = {
+        let world = queued_world();
+        world.calls_of(|world| {
+            let report = block_on(world.service.sync_replica(RunBudget::default())).unwrap();
+            assert_eq!((report.copied, report.entries), (3, 3));
+        })
+    };
+    // 1 resume point read, 1 list, 3 × (get, put, queue delete).
+    assert_eq!(calls, 11);
+    for fault in Fault::all(calls, true) {
+        let world = queued_world();
+        fault.plan(&world.stores.faults);
+        let result = block_on(world.service.sync_replica(RunBudget::default()));
+        world.recover();
+        assert_replica_converges(&world, &format!("{fault} ({result:?})"));
+    }
+}
+
+/// Keys of both buckets (primary, replica) that hold one of `sids`' archives.
+fn archives_of(world: &World, sids: &[&str]) -> Vec<String> {
+    let replica = world.replica.as_ref().unwrap();
+    let primary = world
+        .stores
+        .r2
+        .keys()
+        .into_iter()
+        .map(|key| format!("primary {key}"));
+    let copies = replica
+        .keys()
+        .into_iter()
+        .map(|key| format!("replica {key}"));
+    primary
+        .chain(copies)
+        .filter(|key| {
+            sids.iter()
+                .any(|sid| key.contains(&format!("archive_{sid}_")))
+        })
+        .collect()
+}
+
+/// Two archives past retention and one within it, with a replica bucket.
+fn replicated_retention_world() -> World {
+    let mut world = World::replicated(NOW - 100 * DAY);
+    world.archive("s-old-1", None, "old");
+    world.archive("s-old-2", Some("u-1"), "old");
+    world.stores.clock.advance_ms(100 * DAY as u64);
+    world.archive("s-young", Some("u-1"), "young");
+    world
+}
+
+/// Every call of a retention sweep with a replica bucket (the replica's deletion, sent first,
+/// and its queue entry included) crashing, refused, lost or failing once: after the next
+/// sweeps and `syncReplica`, nothing past retention is in either bucket, and the young archive
+/// is in both and served by the replica alone.
+#[test]
+fn replicated_retention_faults_delete_in_both_buckets() {
+    let calls = replicated_retention_world().calls_of(|world| {
+        assert!(world.sweep().status.complete);
+    });
+    for fault in Fault::all(calls, true) {
+        let mut world = replicated_retention_world();
+        fault.plan(&world.stores.faults);
+        let first = block_on(world.service.enforce_retention_policy(RunBudget::default()));
+        world.recover();
+        let context = format!("{fault} ({:?})", first.map(|run| run.status));
+        for sweep in 0.. {
+            assert!(sweep < 5, "{context}: the sweep never completes");
+            if world.sweep().status.complete {
+                break;
+            }
+        }
+        world.acknowledged.retain(|sid, _| sid == "s-young");
+        world.assert_acknowledged_retrievable(&context);
+        assert_replica_converges(&world, &context);
+        let left = archives_of(&world, &["s-old-1", "s-old-2"]);
+        assert!(left.is_empty(), "{context}: {left:?}");
+    }
+}
+
+/// A user with two archives and another with one, with a replica bucket.
+fn replicated_erasure_world() -> World {
+    let mut world = World::replicated(NOW);
+    world.archive("s-1", Some("u-1"), "mine");
+    world.archive("s-2", Some("u-1"), "mine too");
+    world.archive("s-3", Some("u-2"), "theirs");
+    world
+}
+
+/// Every call of an erasure with a replica bucket crashing, refused, lost or failing once:
+/// the next runs and `syncReplica` leave nothing of the user in either bucket (their
+/// tombstone aside, which both hold), and the other user's archive in both.
+#[test]
+fn replicated_erasure_faults_leave_nothing_of_the_user_in_either_bucket() {
+    let erase =
+        |world: &World| block_on(world.service.erase_user_data("u-1", RunBudget::default()));
+    let calls = replicated_erasure_world().calls_of(|world| {
+        assert!(erase(world).unwrap().status.complete);
+    });
+    for fault in Fault::all(calls, true) {
+        let mut world = replicated_erasure_world();
+        fault.plan(&world.stores.faults);
+        let first = erase(&world);
+        world.recover();
+        let context = format!("{fault} ({:?})", first.map(|receipt| receipt.status));
+        for run in 0.. {
+            assert!(run < 5, "{context}: the erasure never completes");
+            if erase(&world).unwrap().status.complete {
+                break;
+            }
+        }
+        world.acknowledged.retain(|sid, _| sid == "s-3");
+        assert_replica_converges(&world, &context);
+        let left = archives_of(&world, &["s-1", "s-2"]);
+        assert!(left.is_empty(), "{context}: {left:?}");
+        let tombstones = |keys: Vec<String>| {
+            keys.into_iter()
+                .filter(|key| key.starts_with("erasures/"))
+                .count()
+        };
+        let replica = world.replica.as_ref().unwrap();
+        assert_eq!(tombstones(world.stores.r2.keys()), 1, "{context}");
+        assert_eq!(tombstones(replica.keys()), 1, "{context}");
     }
 }
 

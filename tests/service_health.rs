@@ -35,9 +35,10 @@ fn healthy_when_both_probes_answer_and_it_never_writes() {
     let report = block_on(service.health_check());
     assert_eq!(report.status, HealthStatus::Healthy);
     let counts = stores.faults.counts();
-    assert_eq!(counts.of(Binding::Kv, OperationKind::Get), 1);
+    // The KV probe, and what verification keeps (`verify:summary`).
+    assert_eq!(counts.of(Binding::Kv, OperationKind::Get), 2);
     assert_eq!(counts.of(Binding::R2, OperationKind::Head), 1);
-    assert_eq!(counts.total(), 2);
+    assert_eq!(counts.total(), 3);
     let json: Value = serde_json::to_value(&report).unwrap();
     assert_eq!(
         json,
@@ -45,7 +46,8 @@ fn healthy_when_both_probes_answer_and_it_never_writes() {
             "r2_storage": "healthy", "kv_cache": "healthy",
             "timestamp": "2025-01-06T10:00:00.000Z",
             "latencies": {"r2_ms": 0, "kv_ms": 0},
-            "breakers": {"ARCHIVE_R2": "closed", "CHAT_KV": "closed"}}})
+            "breakers": {"ARCHIVE_R2": "closed", "CHAT_KV": "closed"}},
+            "verification": null})
     );
 }
 

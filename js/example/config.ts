@@ -45,6 +45,8 @@ const DEFAULT_RETENTION_STORAGE_CALLS = 45;
 export const OWN_RETENTION_CALLS = 2;
 /** The service's MIN_STORAGE_CALLS: a smaller maxStorageCalls is refused (INVALID_CONFIG). */
 const MIN_RETENTION_CALLS = 5;
+/** What a replica bucket (ARCHIVE_R2_REPLICA) adds to it: each delete batch is sent there too. */
+const REPLICA_RETENTION_CALLS = 4;
 /**
  * Attempts per storage call of the cron's sweep (the library's default is 4): a sweep cut short
  * resumes on the next run, so it need not retry hard, and each attempt costs a subrequest.
@@ -78,14 +80,15 @@ function configError(message: string): HttpError {
  * after the handler's own calls divided by the attempts a call may take: 45 subrequests with 2
  * attempts give 21 calls, and a run never passes 45 subrequests even if every call is retried.
  */
-export function retentionCallBudget(value: string | undefined, retryAttempts: number): number {
-  const minimum = OWN_RETENTION_CALLS + MIN_RETENTION_CALLS * retryAttempts;
+export function retentionCallBudget(value: string | undefined, retryAttempts: number, replica = false): number {
+  const minRetentionCalls = MIN_RETENTION_CALLS + (replica ? REPLICA_RETENTION_CALLS : 0);
+  const minimum = OWN_RETENTION_CALLS + minRetentionCalls * retryAttempts;
   const subrequests = value === undefined ? DEFAULT_RETENTION_STORAGE_CALLS : /^\s*\d+\s*$/.test(value) ? Number(value) : Number.NaN;
   if (!Number.isSafeInteger(subrequests) || subrequests < minimum || subrequests > MAX_RETENTION_STORAGE_CALLS) {
     throw configError(
       `invalid configuration variable RETENTION_STORAGE_CALLS = ${JSON.stringify(value)}: must be an integer in ` +
         `${minimum}..=${MAX_RETENTION_STORAGE_CALLS} (the handler's ${OWN_RETENTION_CALLS} own calls plus at least ` +
-        `${MIN_RETENTION_CALLS} retention calls of up to ${retryAttempts} attempts each)`,
+        `${minRetentionCalls} retention calls of up to ${retryAttempts} attempts each)`,
     );
   }
   return Math.floor((subrequests - OWN_RETENTION_CALLS) / retryAttempts);
@@ -121,7 +124,7 @@ export function runtime(env: ExampleEnv): Runtime {
   if (new TextEncoder().encode(secret).byteLength < MIN_AUTH_SECRET_BYTES) {
     throw configError(`AUTH_SECRET is shorter than ${MIN_AUTH_SECRET_BYTES} bytes`);
   }
-  const maxStorageCalls = retentionCallBudget(env.RETENTION_STORAGE_CALLS, RETENTION_RETRY_ATTEMPTS);
+  const maxStorageCalls = retentionCallBudget(env.RETENTION_STORAGE_CALLS, RETENTION_RETRY_ATTEMPTS, env.ARCHIVE_R2_REPLICA !== undefined);
   const built: Runtime = {
     policy,
     service: integration.service,

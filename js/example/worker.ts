@@ -6,6 +6,7 @@ import { errorResponse, toHttpError } from "./http.js";
 import { startScheduledBackup } from "./backup.js";
 import { runScheduledErasures } from "./erasure.js";
 import { runScheduledKeyRotation } from "./key_rotation.js";
+import { runScheduledReplicaSync } from "./replica.js";
 import { runScheduledRetention } from "./retention.js";
 import { runScheduledVerification } from "./verification.js";
 import { route } from "./routes.js";
@@ -23,8 +24,8 @@ export default {
 
   async scheduled(controller: ScheduledController, env: ExampleEnv): Promise<void> {
     // Independent: a failed sweep does not stop the backup, nor the other way round. The key
-    // rotation follows the sweep, then unfinished erasures, then verification, each with the
-    // storage calls left.
+    // rotation follows the sweep, then unfinished erasures, then the replica sync, then
+    // verification, each with the storage calls left.
     const maintenance = async () => {
       const retention = await runScheduledRetention(controller.cron, env);
       let callsLeft = runtime(env).retention.maxStorageCalls - (retention.event === "retention_run" ? retention.storageCalls : 0);
@@ -33,6 +34,9 @@ export default {
       const erasures = await runScheduledErasures(controller.cron, env, callsLeft);
       // Their tombstone listing (1 call per 1000) is in no receipt.
       if (erasures.event === "erasures_run") callsLeft -= 1 + erasures.receipts.reduce((calls, receipt) => calls + receipt.storageCalls, 0);
+      // Copies that failed and committed backups, to the replica bucket when one is bound.
+      const sync = await runScheduledReplicaSync(controller.cron, env, callsLeft);
+      if (sync.event === "replica_sync_run") callsLeft -= sync.storageCalls;
       await runScheduledVerification(controller.cron, env, callsLeft);
     };
     const [retention, backup] = await Promise.allSettled([

@@ -479,6 +479,7 @@ fn check_deletion(
                 }
             }
         }
+        Binding::R2Replica => unreachable!("the planner deletes in ARCHIVE_R2 and CHAT_KV only"),
         Binding::Kv => {
             let entry = world.kv.iter().find(|k| k.name == deletion.key).unwrap();
             prop_assert_eq!(deletion.size_bytes, None);

@@ -29,6 +29,7 @@ use super::index_entries::{
     archive_custom_metadata, read_archive_location, recorded_sha256, ArchiveEntries,
 };
 use super::log::OpLog;
+use super::replica::{is_damage, served_from_replica};
 use super::tombstone::ErasureCheck;
 use super::DataPersistenceService;
 use crate::codec::archive::{
@@ -119,7 +120,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// Archives a conversation (`memory`, a `ConversationMemory`) and its session (`session`, a
     /// `SessionState`), both as JSON text; returns the R2 key of the archive.
     ///
-    /// Costs 1 R2 put and 2 KV puts (3 with a `userId`); plus 1 R2 head per key collision.
+    /// Costs 1 R2 put and 2 KV puts (3 with a `userId`); plus 1 R2 head per key collision;
+    /// with a replica bucket, 1 replica put (and 1 KV put when it fails and is queued).
     /// Errors: `INVALID_INPUT` / `INVALID_ID` on bad input and `ARCHIVE_TOO_LARGE`, both before
     /// anything is written; `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN` when a write failed (the
     /// archive may then be partly written but is never acknowledged; see the module docs).
@@ -257,7 +259,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         })
     }
 
-    /// Writes the archive object if its key is free. `Ok(false)` when another archive (other
+    /// Writes the archive object if its key is free, then copies it to the replica bucket
+    /// (`super::replica`; 1 call more with a replica). `Ok(false)` when another archive (other
     /// bytes) holds the key; `Ok(true)` when ours is stored, including when an earlier attempt
     /// of this same call stored it and only its response was lost.
     pub(super) async fn put_archive_object(
@@ -274,11 +277,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             only_if_absent: true,
             if_etag_matches: None,
         };
-        match self
-            .r2_put(log, &plan.object_key, &plan.encoded.bytes, options)
-            .await?
-        {
-            PutOutcome::Stored(_) => Ok(true),
+        let (key, bytes) = (&plan.object_key, &plan.encoded.bytes);
+        match self.r2_put(log, key, bytes, options.clone()).await? {
+            PutOutcome::Stored(_) => {
+                self.replicate_put(log, key, bytes, &options).await;
+                Ok(true)
+            }
             PutOutcome::AlreadyExists | PutOutcome::Changed => {
                 let existing = self.r2_head(log, &plan.object_key).await?;
                 let ours = existing
@@ -294,6 +298,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     },
                     json!({ "key": plan.object_key }),
                 );
+                if ours {
+                    // The earlier attempt may have stopped before its copy.
+                    self.replicate_put(log, key, bytes, &options).await;
+                }
                 Ok(ours)
             }
         }
@@ -320,6 +328,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// per candidate month folder (2 at most) and 1 R2 get more. Errors: `INVALID_ID`;
     /// `CHECKSUM_MISMATCH` or `CORRUPT_DATA` when the stored archive is damaged (never wrong
     /// data); `UNSUPPORTED_FORMAT`; `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.
+    ///
+    /// With a replica bucket, an archive whose primary object is missing or fails its checks
+    /// is read from the replica (1 or 2 replica gets more), checked against the same
+    /// checksum, erasures honoured, and logged (`warn`, "archive served from the replica").
     pub async fn retrieve_archived_conversation(&self, session_id: &str) -> Result<Option<String>> {
         let log = self.begin("retrieveArchivedConversation");
         self.newest_archive_json(&log, session_id, Shape::Conversation)
@@ -336,13 +348,101 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         shape: Shape,
     ) -> Result<Option<String>> {
         let session_id = SessionId::parse(session_id)?;
-        let Some(fetched) = self.fetch_newest_archive(log, &session_id).await? else {
+        let Some((fetched, from_replica)) = self.fetch_newest_archive(log, &session_id).await?
+        else {
             return Ok(None);
         };
+        let key = fetched.key.clone();
+        let checks = (fetched.expected_sha256.clone(), fetched.read_limit);
+        let mut erasures = ErasureCheck::default();
+        let decoded = match self
+            .decode_fetched(log, &mut erasures, fetched, &session_id, shape)
+            .await
+        {
+            Err(err) if !from_replica && is_damage(&err) => {
+                let found = (key.as_str(), &session_id);
+                self.newest_from_replica(log, &mut erasures, found, checks, shape, err)
+                    .await?
+            }
+            Err(err) => return Err(err),
+            Ok(decoded) => {
+                if from_replica && decoded.is_some() {
+                    served_from_replica(log, &key, "NOT_FOUND");
+                }
+                decoded
+            }
+        };
+        let Some(decoded) = decoded else {
+            return Ok(None);
+        };
+        log.debug(
+            "retrieved",
+            json!({ "key": key, "formatVersion": decoded.metadata.format_version }),
+        );
+        Ok(Some(decoded.json))
+    }
+
+    /// The replica's copy of the archive `found` (its key and session) whose primary copy
+    /// failed its checks with `primary_err`, checked the same way (`checks`: the expected
+    /// SHA-256 and read limit); `primary_err` when the replica has none or it fails too.
+    async fn newest_from_replica(
+        &self,
+        log: &OpLog<'_>,
+        erasures: &mut ErasureCheck,
+        found: (&str, &SessionId),
+        checks: (Option<String>, u64),
+        shape: Shape,
+        primary_err: PersistenceError,
+    ) -> Result<Option<crate::codec::archive::DecodedArchiveJson>> {
+        let (primary_key, session_id) = found;
+        let Some((key, object)) = self.replica_archive_object(log, primary_key).await else {
+            return Err(primary_err);
+        };
+        let (expected_sha256, read_limit) = checks;
+        let expected_sha256 = match key == primary_key {
+            true => expected_sha256,
+            // Its encrypted copy: only its own recorded checksum describes it.
+            false => recorded_sha256(&object.meta).map(str::to_owned),
+        };
+        let replica = FetchedArchive {
+            key: key.clone(),
+            body: object.body,
+            expected_sha256,
+            read_limit,
+        };
+        match self
+            .decode_fetched(log, erasures, replica, session_id, shape)
+            .await
+        {
+            Ok(decoded) => {
+                served_from_replica(log, &key, primary_err.code());
+                Ok(decoded)
+            }
+            Err(err) => {
+                log.event(
+                    "warn",
+                    "the replica's copy fails its checks too",
+                    json!({ "key": key, "code": err.code() }),
+                );
+                Err(primary_err)
+            }
+        }
+    }
+
+    /// Decodes a fetched archive of `session_id` unless an erasure covers it; checks that it
+    /// holds that session.
+    async fn decode_fetched(
+        &self,
+        log: &OpLog<'_>,
+        erasures: &mut ErasureCheck,
+        fetched: FetchedArchive,
+        session_id: &SessionId,
+        shape: Shape,
+    ) -> Result<Option<crate::codec::archive::DecodedArchiveJson>> {
         let Some(decoded) = self
             .decode_unless_erased(
                 log,
-                &mut ErasureCheck::default(),
+                erasures,
                 &fetched.key,
                 &fetched.body,
                 fetched.expected_sha256.as_deref(),
@@ -354,23 +454,21 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             return Ok(None);
         };
         drop(fetched.body);
-        check_archive_session(&fetched.key, &decoded.metadata.session_id, &session_id)?;
-        log.debug(
-            "retrieved",
-            json!({ "key": fetched.key, "formatVersion": decoded.metadata.format_version }),
-        );
-        Ok(Some(decoded.json))
+        check_archive_session(&fetched.key, &decoded.metadata.session_id, session_id)?;
+        Ok(Some(decoded))
     }
 
     /// The stored bytes of the newest archive of `session_id` and what to check them against;
     /// `None` when the session has no archive or its object is gone (logged). Costs 1 KV get
     /// and 1 R2 get; for a record of the earlier implementation whose object is not under the
     /// key its `archivedAt` gives, the R2 lists of `find_legacy_archive` and 1 R2 get more.
+    /// With a replica bucket, an object missing from the primary is read from the replica
+    /// (1 or 2 replica gets); the flag says it was.
     pub(super) async fn fetch_newest_archive(
         &self,
         log: &OpLog<'_>,
         session_id: &SessionId,
-    ) -> Result<Option<FetchedArchive>> {
+    ) -> Result<Option<(FetchedArchive, bool)>> {
         let meta_key = archive_meta_key(session_id);
         let Some(record) = self.kv_get(log, &meta_key).await? else {
             return Ok(None);
@@ -401,7 +499,24 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 "archive metadata points at a missing object",
                 json!({ "metaKey": meta_key, "key": location.key }),
             );
-            return Ok(None);
+            let Some((key, object)) = self.replica_archive_object(log, &location.key).await else {
+                return Ok(None);
+            };
+            let expected_sha256 = match key == location.key {
+                true => location.sha256,
+                false => None,
+            };
+            let checksummed = expected_sha256.is_some() || recorded_sha256(&object.meta).is_some();
+            let fetched = FetchedArchive {
+                expected_sha256: expected_sha256
+                    .or(recorded_sha256(&object.meta).map(str::to_owned)),
+                read_limit: self
+                    .read_limit(&object.meta, checksummed)
+                    .max(location.raw_size),
+                key,
+                body: object.body,
+            };
+            return Ok(Some((fetched, true)));
         };
         let recorded = recorded_sha256(&object.meta).map(str::to_owned);
         if let (Some(ours), Some(r2)) = (&location.sha256, &recorded) {
@@ -413,14 +528,15 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 );
             }
         }
-        Ok(Some(FetchedArchive {
+        let fetched = FetchedArchive {
             expected_sha256: location.sha256.or(recorded),
             // The checksum is verified before inflating, so a size recorded with it is
             // trusted: an archive stays readable after maxArchiveSize is lowered.
             read_limit: self.policy.max_archive_size_bytes.max(location.raw_size),
             key: location.key,
             body: object.body,
-        }))
+        };
+        Ok(Some((fetched, false)))
     }
 
     /// One page of archive summaries, newest first: of `user_id`'s archives, or of all

@@ -11,12 +11,13 @@ use serde_json::json;
 use super::archive::{check_archive_session, Shape};
 use super::index_entries::recorded_sha256;
 use super::log::OpLog;
+use super::replica::{is_damage, served_from_replica};
 use super::tombstone::ErasureCheck;
 use super::DataPersistenceService;
 use crate::codec::archive::{DecodedArchiveJson, CUSTOM_RAW_SIZE_FIELD};
 use crate::error::{PersistenceError, Result};
 use crate::keys::{parse_archive_object_key, SessionId};
-use crate::store::{Clock, KvStore, ObjectMeta, ObjectStore, Rng};
+use crate::store::{Clock, KvStore, ObjectMeta, ObjectStore, Rng, StoredObject};
 
 /// Longest part of a refused `archiveKey` quoted in the error.
 const QUOTED_KEY_CHARS: usize = 64;
@@ -33,6 +34,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// `archiveKey` for anything but an archive key (before any storage call);
     /// `CHECKSUM_MISMATCH` or `CORRUPT_DATA` when the stored archive is damaged or holds another
     /// session (never wrong data); `UNSUPPORTED_FORMAT`; `STORAGE_UNAVAILABLE` / `CIRCUIT_OPEN`.
+    ///
+    /// With a replica bucket, an archive missing from the primary or failing its checks there
+    /// is read from the replica (1 or 2 replica gets more), checked against the primary's
+    /// recorded SHA-256 when it has one, erasures honoured, and logged.
     pub async fn retrieve_archive(&self, archive_key: &str) -> Result<Option<String>> {
         let log = self.begin("retrieveArchive");
         self.archive_json_by_key(&log, archive_key, Shape::Conversation)
@@ -84,15 +89,69 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         log: &OpLog<'_>,
         key: &str,
         session: &SessionId,
-        erasures: Option<&mut ErasureCheck>,
+        mut erasures: Option<&mut ErasureCheck>,
         shape: Shape,
     ) -> Result<Option<(String, DecodedArchiveJson)>> {
-        let Some((archive_key, object)) = self.get_archive_object(log, key).await? else {
-            return Ok(None);
+        let mut expected = None;
+        let mut damage = None;
+        if let Some((archive_key, object)) = self.get_archive_object(log, key).await? {
+            expected = recorded_sha256(&object.meta).map(str::to_owned);
+            let checks = expected.as_deref();
+            let found = &(archive_key.as_str(), &object);
+            let erasures = erasures.as_deref_mut();
+            match self
+                .decode_by_key(log, found, checks, session, erasures, shape)
+                .await
+            {
+                Err(err) if self.has_replica() && is_damage(&err) => damage = Some(err),
+                decoded => return decoded.map(|decoded| decoded.map(|d| (archive_key, d))),
+            }
+        }
+        // Missing or damaged in the primary: the replica's copy, checked the same way.
+        let Some((archive_key, object)) = self.replica_archive_object(log, key).await else {
+            return damage.map_or(Ok(None), Err);
         };
-        let expected_sha256 = recorded_sha256(&object.meta);
+        let checks = match (&expected, archive_key == key) {
+            (Some(primary), true) => Some(primary.as_str()),
+            _ => recorded_sha256(&object.meta),
+        };
+        let found = &(archive_key.as_str(), &object);
+        let decoded = self
+            .decode_by_key(log, found, checks, session, erasures, shape)
+            .await;
+        let primary = damage.as_ref().map_or("NOT_FOUND", PersistenceError::code);
+        match (decoded, damage) {
+            (Ok(decoded), _) => {
+                if decoded.is_some() {
+                    served_from_replica(log, &archive_key, primary);
+                }
+                Ok(decoded.map(|d| (archive_key, d)))
+            }
+            (Err(err), damage) => {
+                log.event(
+                    "warn",
+                    "the replica's copy fails its checks too",
+                    json!({ "key": archive_key, "code": err.code() }),
+                );
+                Err(damage.unwrap_or(err))
+            }
+        }
+    }
+
+    /// Decodes the archive `found` (its key and object) of `session` as JSON text of `shape`,
+    /// checked against `expected_sha256`, unless `erasures` finds it erased.
+    async fn decode_by_key(
+        &self,
+        log: &OpLog<'_>,
+        found: &(&str, &StoredObject),
+        expected_sha256: Option<&str>,
+        session: &SessionId,
+        erasures: Option<&mut ErasureCheck>,
+        shape: Shape,
+    ) -> Result<Option<DecodedArchiveJson>> {
+        let (key, object) = *found;
         let read_limit = self.read_limit(&object.meta, expected_sha256.is_some());
-        let (body, key) = (&object.body, archive_key.as_str());
+        let body = &object.body;
         let view = shape.view(key);
         let decoded = match erasures {
             Some(check) => {
@@ -109,8 +168,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     .await?
             }
         };
-        check_archive_session(&archive_key, &decoded.metadata.session_id, session)?;
-        Ok(Some((archive_key, decoded)))
+        check_archive_session(key, &decoded.metadata.session_id, session)?;
+        Ok(Some(decoded))
     }
 
     /// Largest size the object may inflate to: the policy's limit, or the size recorded with

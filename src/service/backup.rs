@@ -46,6 +46,7 @@ use super::index_entries::{
     archive_custom_metadata, read_archive_location, recorded_sha256, ArchiveEntries,
 };
 use super::log::OpLog;
+use super::replica::{is_damage, served_from_replica};
 use super::tombstone::{ErasureCheck, RESTORE_HEADS_BEFORE_LISTING};
 use super::DataPersistenceService;
 use crate::codec::archive::{decode_archive, listing_summary, ArchiveMetadata};
@@ -64,12 +65,21 @@ use crate::keys::{
     parse_archive_object_key, BackupId, SessionId, UserId,
 };
 use crate::retention::BACKUP_CREATED_AT_FIELD;
-use crate::store::{Clock, KvPutOptions, KvStore, ObjectPutOptions, ObjectStore, PutOutcome, Rng};
+use crate::store::{
+    Clock, KvPutOptions, KvStore, ObjectPutOptions, ObjectStore, PutOutcome, Rng, StoredObject,
+};
 
 /// Content type of backup data and restored archives: gzip bytes, served as they are stored.
 const GZIP_CONTENT_TYPE: &str = ARCHIVE_CONTENT_TYPE;
 /// Content type of manifests and (format 3) packs.
 const MANIFEST_CONTENT_TYPE: &str = "application/json";
+
+/// Whether a restore reads the replica after the primary failed with `err`: the object is
+/// missing (`NOT_FOUND`; for a user's restore, also what an unreadable manifest reads as) or
+/// fails its checks.
+fn falls_back(err: &PersistenceError) -> bool {
+    is_damage(err) || matches!(err, PersistenceError::NotFound { .. })
+}
 
 /// What a restore for one user gets for a backup made for someone else, for nobody, or not
 /// at all: the same answer, so that another user's backup ids cannot be probed.
@@ -440,10 +450,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         Ok(record)
     }
 
-    /// Commits a backup whose packs are written: its manifest in R2, only if absent (the commit
-    /// point), then a copy in KV whose list metadata describes the backup (a failure there is
+    /// Commits a backup whose packs are written: with a replica bucket, one replica queue entry
+    /// for its packs and manifest first (1 KV put: `syncReplica` copies them, manifest last),
+    /// then its manifest in R2, only if absent (the commit point), then a copy in KV whose list
+    /// metadata describes the backup (a failure there is
     /// logged: R2 holds the authoritative manifest), and its entry in the backup index. Costs
-    /// 1 R2 put (and 1 R2 get if the manifest exists already) and 2 KV puts. Errors: `CORRUPT_DATA` when another manifest
+    /// 1 R2 put (and 1 R2 get if the manifest exists already) and 2 KV puts (3 with a replica). Errors: `CORRUPT_DATA` when another manifest
     /// already exists under the id.
     pub(super) async fn commit_manifest(
         &self,
@@ -465,6 +477,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             only_if_absent: true,
             ..ObjectPutOptions::default()
         };
+        // Queued before the commit (a crash after it must not leave a backup the replica never
+        // gets): `syncReplica` copies the packs first, the manifest last, the replica's own
+        // commit point; should the commit fail, it finds no manifest and copies none.
+        let mut replicated: Vec<String> =
+            manifest.packs.iter().map(|pack| pack.key.clone()).collect();
+        replicated.push(key.clone());
+        self.queue_replica_sync(log, &replicated).await;
         if self.r2_put(log, &key, &bytes, options).await? == PutOutcome::AlreadyExists {
             // Only an earlier attempt of this very call (its response lost) may have written it.
             let existing = self.r2_get(log, &key).await?;
@@ -629,14 +648,77 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// The manifest is read from R2 (authoritative); the earlier TypeScript implementation
     /// wrote one there too, in its own shape (no `formatVersion`), and also a KV copy, which is
     /// read when R2 has none. Its backups were made for nobody.
+    ///
+    /// With a replica bucket, a backup whose manifest (or bundle) is missing or fails its
+    /// checks is read again from the replica (logged); its packs likewise, one by one
+    /// (`read_verified_pack`).
     pub(super) async fn read_verified_backup(
         &self,
         log: &OpLog<'_>,
         backup_id: &BackupId,
         owner: Option<&UserId>,
     ) -> Result<ReadBackup> {
+        let primary = self
+            .read_verified_backup_from(log, backup_id, owner, false)
+            .await;
+        match primary {
+            Err(err) if self.has_replica() && falls_back(&err) => {
+                match self
+                    .read_verified_backup_from(log, backup_id, owner, true)
+                    .await
+                {
+                    Ok(read) => {
+                        let what = backup_manifest_object_key(backup_id);
+                        served_from_replica(log, &what, err.code());
+                        Ok(read)
+                    }
+                    Err(_) => Err(err),
+                }
+            }
+            read => read,
+        }
+    }
+
+    /// The object under `key` of a backup in the replica, after the primary's failed with
+    /// `primary` (logged when found); `None` when the replica has none or fails (logged).
+    async fn replica_backup_object(
+        &self,
+        log: &OpLog<'_>,
+        key: &str,
+        primary: &PersistenceError,
+    ) -> Option<StoredObject> {
+        match self.replica_get(log, key).await {
+            Ok(Some(object)) => {
+                served_from_replica(log, key, primary.code());
+                Some(object)
+            }
+            Ok(None) => None,
+            Err(err) => {
+                log.event(
+                    "warn",
+                    "could not read the replica's copy",
+                    json!({ "key": key, "code": err.code(), "error": err.to_string() }),
+                );
+                None
+            }
+        }
+    }
+
+    /// [`Self::read_verified_backup`] from the primary bucket, or with `from_replica` from the
+    /// replica (its manifest and bundle; the KV copy of a legacy manifest either way).
+    async fn read_verified_backup_from(
+        &self,
+        log: &OpLog<'_>,
+        backup_id: &BackupId,
+        owner: Option<&UserId>,
+        from_replica: bool,
+    ) -> Result<ReadBackup> {
         let manifest_key = backup_manifest_object_key(backup_id);
-        let (what, manifest_bytes, shape) = match self.r2_get(log, &manifest_key).await? {
+        let read = async |key: &str| match from_replica {
+            true => self.replica_get(log, key).await,
+            false => self.r2_get(log, key).await,
+        };
+        let (what, manifest_bytes, shape) = match read(&manifest_key).await? {
             Some(object) => {
                 let shape = manifest_shape(&object.body);
                 (manifest_key.clone(), object.body, shape)
@@ -686,7 +768,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let owned_by = |manifest: &crate::codec::backup::BackupManifest| manifest.user_id.clone();
         let manifest = self.owners_manifest(log, &what, manifest, owned_by, owner, backup_id)?;
         let data_key = backup_data_key(backup_id);
-        let Some(data) = self.r2_get(log, &data_key).await? else {
+        let Some(data) = read(&data_key).await? else {
             return Err(PersistenceError::NotFound { key: data_key });
         };
         let verified = verify_backup(&manifest, &data.body)?;
@@ -877,11 +959,22 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         index: usize,
     ) -> Result<Vec<RestorableArchive>> {
         let key = &manifest.packs[index].key;
-        let Some(pack) = self.r2_get(log, key).await? else {
-            return Err(PersistenceError::NotFound { key: key.clone() });
-        };
         // Fewer than 2^32 packs: the manifest lists them.
-        let entries = verify_pack(manifest, index as u32, &pack.body)?;
+        let verify = |pack: StoredObject| verify_pack(manifest, index as u32, &pack.body);
+        let entries = match self.r2_get(log, key).await? {
+            Some(pack) => verify(pack),
+            None => Err(PersistenceError::NotFound { key: key.clone() }),
+        };
+        let entries = match entries {
+            Err(err) if self.has_replica() && falls_back(&err) => {
+                // Missing or damaged here: the replica's copy, verified the same way.
+                match self.replica_backup_object(log, key, &err).await.map(verify) {
+                    Some(Ok(entries)) => entries,
+                    _ => return Err(err),
+                }
+            }
+            entries => entries?,
+        };
         let backup_id = &manifest.backup_id;
         entries
             .into_iter()
@@ -1053,16 +1146,23 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             if_etag_matches: None,
         };
         if let PutOutcome::Stored(_) = self.r2_put(log, key, &archive.bytes, put(true)).await? {
+            self.replicate_put(log, key, &archive.bytes, &put(false))
+                .await;
             return Ok(RestoredObject::Written(archive.metadata.clone()));
         }
         let existing = self.r2_get(log, key).await?;
         let Some(existing) = existing else {
             // Deleted between the two calls: it is ours to write.
             self.r2_put(log, key, &archive.bytes, put(false)).await?;
+            self.replicate_put(log, key, &archive.bytes, &put(false))
+                .await;
             return Ok(RestoredObject::Written(archive.metadata.clone()));
         };
         let actual = sha256_hex(&existing.body);
         if actual == archive.metadata.sha256 {
+            // An earlier restore may have stopped before its copy.
+            self.replicate_put(log, key, &archive.bytes, &put(false))
+                .await;
             return Ok(RestoredObject::Present(archive.metadata.clone()));
         }
         let intact = recorded_sha256(&existing.meta)
@@ -1074,6 +1174,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 json!({ "key": key }),
             );
             self.r2_put(log, key, &archive.bytes, put(false)).await?;
+            self.replicate_put(log, key, &archive.bytes, &put(false))
+                .await;
             return Ok(RestoredObject::Written(archive.metadata.clone()));
         }
         // Intact, compressed differently (another level, or by a restore of format 1 or 2): the

@@ -41,14 +41,20 @@ use crate::platform::MAX_LIST_LIMIT;
 use crate::store::{Clock, KvStore, ListedR2Object, ObjectListOptions, ObjectStore, Rng};
 
 /// Smallest call budget that lets a run make progress: reading the resume point, one list
-/// page, one archive encrypted ([`CALLS_PER_ARCHIVE`]) and saving the resume point.
+/// page, one archive encrypted ([`CALLS_PER_ARCHIVE`]) and saving the resume point; with a
+/// replica bucket, 4 more (the copy of `K.enc` and the deletion of `K` there, each queued
+/// when it fails).
 pub const MIN_ENCRYPT_EXISTING_CALLS: u32 = 3 + CALLS_PER_ARCHIVE;
 
 /// Most calls one archive takes: 1 R2 get (the archive); 1 R2 get of its owner's data key (the
 /// first time 1 R2 put more, and 1 R2 get again when another Worker made it first); 1 R2 put
 /// (1 R2 head more when a crashed run wrote it); 1 KV get, up to 2 R2 lists and 1 KV put
-/// (`archive_meta`); 2 KV puts (index entries); 1 R2 delete.
+/// (`archive_meta`); 2 KV puts (index entries); 1 R2 delete. With a replica bucket, plus
+/// [`REPLICA_CALLS_PER_ARCHIVE`].
 const CALLS_PER_ARCHIVE: u32 = 13;
+
+/// What a replica bucket adds to one archive: 2 replicated writes (`super::replica`).
+const REPLICA_CALLS_PER_ARCHIVE: u32 = 2 * super::replica::CALLS_PER_REPLICATED_WRITE;
 
 /// Where a run continues: the last archive object handled.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,7 +129,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             .start_run(
                 log,
                 budget,
-                MIN_ENCRYPT_EXISTING_CALLS,
+                MIN_ENCRYPT_EXISTING_CALLS + self.replica_calls(REPLICA_CALLS_PER_ARCHIVE),
                 Some(ENCRYPT_EXISTING_CURSOR_KEY),
                 "archive encryption",
             )
@@ -157,7 +163,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                         report.expired += 1;
                     }
                     Some(parsed) => {
-                        run.afford(CALLS_PER_ARCHIVE, self.clock.now_ms())?;
+                        let calls =
+                            CALLS_PER_ARCHIVE + self.replica_calls(REPLICA_CALLS_PER_ARCHIVE);
+                        run.afford(calls, self.clock.now_ms())?;
                         let calls_before = log.storage_calls();
                         let converted = self.encrypt_archive(log, ring, object, parsed).await;
                         run.spend(log.storage_calls() - calls_before);
@@ -237,6 +245,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             return Ok(Converted::Conflict);
         }
         self.switch_archive_entries(log, key, &sealed).await?;
+        // The replica's plaintext first: a crash before the primary's deletion leaves `K`
+        // there, so the next run comes back to it.
+        self.replicate_delete(log, std::slice::from_ref(key)).await;
         self.r2_delete(log, std::slice::from_ref(key)).await?;
         Ok(Converted::Encrypted)
     }

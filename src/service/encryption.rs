@@ -28,8 +28,9 @@ use crate::crypto::keyring::KeyRing;
 use crate::error::{PersistenceError, Result};
 use crate::hash::{to_hex, verify_sha256_of_object};
 use crate::keys::{
-    data_key_object_of_ref, encrypted_archive_object_key, parse_archive_object_key,
-    parse_segment_session_id, session_data_key_ref, user_data_key_ref, SessionId, UserId,
+    conversation_tombstone_key, data_key_object_of_ref, encrypted_archive_object_key,
+    erasure_tombstone_key, parse_archive_object_key, parse_segment_session_id,
+    session_data_key_ref, user_data_key_ref, SessionId, UserId,
 };
 use crate::store::{
     Binding, Clock, KvStore, ObjectPutOptions, ObjectStore, PutOutcome, Rng, StoredObject,
@@ -125,7 +126,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
 
     /// The data key `reference` names, made (and stored only if absent) when it has none.
     /// Costs 1 R2 get; the first time, 1 R2 put more (and 1 R2 get when another Worker stored
-    /// one first).
+    /// one first), and with a replica bucket its queue entry and its copy (2 calls).
     pub(super) async fn data_key_for_write(
         &self,
         log: &OpLog<'_>,
@@ -147,9 +148,17 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             ..data_key_put_options(&wrapped)
         };
         let body = wrapped.encode();
-        match self.r2_put(log, &object_key, &body, options).await? {
+        // Without its key, an encrypted replica is unreadable once the primary is lost; queued
+        // first, as nothing writes the key again should a crash follow the primary's write.
+        self.queue_replica_sync(log, std::slice::from_ref(&object_key))
+            .await;
+        match self
+            .r2_put(log, &object_key, &body, options.clone())
+            .await?
+        {
             PutOutcome::Stored(_) => {
                 log.event("info", "made a data key", json!({ "key": object_key }));
+                self.copy_queued(log, &object_key, &body, &options).await;
                 self.data_keys.insert(&object_key, &dek);
                 Ok(dek)
             }
@@ -182,16 +191,77 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let Some(object) = self.r2_get(log, object_key).await? else {
             return Ok(None);
         };
+        self.unwrap_key_object(ring, object_key, &object, dek_id)
+            .await
+            .map(Some)
+    }
+
+    /// The data key in the stored `object` of `object_key` (with id `dek_id`, when given),
+    /// unwrapped and cached. Errors as [`Self::read_data_key`].
+    async fn unwrap_key_object(
+        &self,
+        ring: &KeyRing,
+        object_key: &str,
+        object: &StoredObject,
+        dek_id: Option<&[u8; DEK_ID_LEN]>,
+    ) -> Result<DataKey> {
         let wrapped = WrappedKey::decode(object_key, &object.body)?;
         let stored_id = wrapped.dek_id_bytes(object_key)?;
         if let Some(wanted) = dek_id.filter(|wanted| **wanted != stored_id) {
             return Err(destroyed(object_key, wanted));
         }
         if let Some(cached) = self.data_keys.get(object_key, &stored_id) {
-            return Ok(Some(cached));
+            return Ok(cached);
         }
         let dek = unwrap(ring, object_key, &wrapped).await?;
         self.data_keys.insert(object_key, &dek);
+        Ok(dek)
+    }
+
+    /// For a read whose data key is missing from the primary: the replica's copy, unless an
+    /// erasure covers the key's owner (a destroyed key must stay destroyed, also while its
+    /// replica copy waits in the queue to be deleted). `None` without a replica, when it has
+    /// none, when it fails (logged), or when the owner is erased. Costs 1 R2 head (the
+    /// tombstone) and 1 replica get.
+    async fn replica_data_key(
+        &self,
+        log: &OpLog<'_>,
+        ring: &KeyRing,
+        object_key: &str,
+        reference: &str,
+        dek_id: &[u8; DEK_ID_LEN],
+    ) -> Result<Option<DataKey>> {
+        if !self.has_replica() {
+            return Ok(None);
+        }
+        let tombstone = match reference.split_once('/') {
+            Some(("users", user_key)) => erasure_tombstone_key(user_key),
+            Some(("sessions", session)) => conversation_tombstone_key(&SessionId::parse(session)?),
+            _ => return Ok(None),
+        };
+        if self.r2_head(log, &tombstone).await?.is_some() {
+            return Ok(None);
+        }
+        let object = match self.replica_get(log, object_key).await {
+            Ok(Some(object)) => object,
+            Ok(None) => return Ok(None),
+            Err(err) => {
+                log.event(
+                    "warn",
+                    "could not read the replica's copy",
+                    json!({ "key": object_key, "code": err.code(), "error": err.to_string() }),
+                );
+                return Ok(None);
+            }
+        };
+        let dek = self
+            .unwrap_key_object(ring, object_key, &object, Some(dek_id))
+            .await?;
+        log.event(
+            "warn",
+            "data key served from the replica",
+            json!({ "key": object_key, "primary": "NOT_FOUND" }),
+        );
         Ok(Some(dek))
     }
 
@@ -210,7 +280,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 key_id: format!("{object_key} (no encryptionKeys are configured)"),
             });
         };
-        self.read_data_key(log, ring, &object_key, Some(dek_id))
+        if let Some(dek) = self
+            .read_data_key(log, ring, &object_key, Some(dek_id))
+            .await?
+        {
+            return Ok(dek);
+        }
+        self.replica_data_key(log, ring, &object_key, reference, dek_id)
             .await?
             .ok_or_else(|| destroyed(&object_key, dek_id))
     }

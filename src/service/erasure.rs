@@ -18,6 +18,8 @@
 //! 5. **Objects** (R2 `conversations/`, with custom metadata): archives whose recorded owner
 //!    (`userKey`) is the user, or segments of their conversations, whatever KV shows — KV
 //!    listings may lag a minute behind writes.
+//!    With a replica bucket, then the replica's `conversations/` likewise: copies only the
+//!    replica still holds (a primary object lost, a replica deletion still queued).
 //! 6. **Backups** (`backup_index:`): backups made for the user are deleted (manifest first,
 //!    which un-commits it, then packs and KV copies). A backup of several users holding some
 //!    of the user's sessions is not rewritten (packs and manifests are immutable once
@@ -56,7 +58,8 @@ use crate::store::{Clock, KvStore, ObjectListOptions, ObjectStore, Rng};
 /// Smallest call budget with which every run makes progress, a resumed one included: the
 /// resume point read and saved, the tombstone checked, a list page, and one archive's calls
 /// with a listed entry (the first run spends as much on the tombstone, the data key's head and
-/// delete and the tombstone's new date).
+/// delete and the tombstone's new date). With a replica bucket, 4 more (an archive's deletion
+/// and its conversation's tombstone, each repeated in the replica or queued).
 pub const MIN_ERASURE_CALLS: u32 = 4 + CALLS_PER_ARCHIVE + 1;
 
 /// Calls erasing one archive takes: its objects deleted (1 R2 delete), its record read and
@@ -68,6 +71,10 @@ const CALLS_PER_ARCHIVE: u32 = 5;
 /// deleted, its two KV entries deleted.
 const CALLS_PER_BACKUP: u32 = 5;
 
+/// With a replica bucket, what each write or deletion batch of the erasure adds at most: the
+/// same call in the replica, and its queue entry when that fails (`super::replica`).
+const REPLICATED: u32 = super::replica::CALLS_PER_REPLICATED_WRITE;
+
 /// Where an erasure is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -78,6 +85,7 @@ enum Phase {
     UserIndex,
     GlobalIndex,
     Objects,
+    ReplicaObjects,
     Backups,
     Complete,
 }
@@ -126,6 +134,8 @@ struct ErasurePosition {
     kv: KvPosition,
     /// In the objects phase, the last R2 key handled.
     r2_after: Option<String>,
+    /// In the replica's objects phase, the last key of the replica handled.
+    replica_after: Option<String>,
     /// The user's sessions met so far (their segments are theirs too).
     sessions: BTreeSet<String>,
     /// Archive keys (current form, unencrypted) already erased, so that an entry KV still
@@ -222,7 +232,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 else {
                     continue;
                 };
-                if run.afford(MIN_ERASURE_CALLS, self.clock.now_ms()).is_err() {
+                if run
+                    .afford(self.min_erasure_calls(), self.clock.now_ms())
+                    .is_err()
+                {
                     return Ok(receipts);
                 }
                 let left = RunBudget {
@@ -254,7 +267,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let log = &self.begin("eraseUserData");
         let resume_key = erasure_cursor_key(user_key);
         let mut run: Run<ErasurePosition> = self
-            .start_run(log, budget, MIN_ERASURE_CALLS, Some(&resume_key), "erasure")
+            .start_run(
+                log,
+                budget,
+                self.min_erasure_calls(),
+                Some(&resume_key),
+                "erasure",
+            )
             .await?;
         let outcome = match self.check_resume_point(log, user_key, &mut run).await {
             Ok(()) => self.erase_phases(log, user_key, &mut run).await,
@@ -322,12 +341,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     // The tombstone, the data key's destruction and the tombstone's new date in
                     // one run when the budget allows (a failure between them is healed by the
                     // new date, below).
-                    run.afford(4, self.clock.now_ms())?;
+                    run.afford(4 + self.replica_calls(3 * REPLICATED), self.clock.now_ms())?;
                     self.date_tombstone(log, user_key, run).await?;
                     Phase::DataKey
                 }
                 Phase::DataKey => {
-                    run.afford(3, self.clock.now_ms())?;
+                    run.afford(3 + self.replica_calls(2 * REPLICATED), self.clock.now_ms())?;
                     self.destroy_user_key(log, user_key, run).await?;
                     // Dated after the key is gone: every archive under the destroyed key was
                     // made (its time read) before, so the tombstone covers it, and every archive
@@ -348,6 +367,12 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 }
                 Phase::Objects => {
                     self.erase_objects(log, user_key, run).await?;
+                    Phase::ReplicaObjects
+                }
+                Phase::ReplicaObjects => {
+                    if self.has_replica() {
+                        self.erase_replica_objects(log, user_key, run).await?;
+                    }
                     Phase::Backups
                 }
                 Phase::Backups => {
@@ -355,7 +380,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     Phase::Complete
                 }
                 Phase::Complete => {
-                    self.afford(run, 1)?;
+                    run.afford(1 + self.replica_calls(REPLICATED), self.clock.now_ms())?;
                     let erased_at = run
                         .position
                         .erased_at
@@ -364,9 +389,11 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                         completed_at: Some(self.clock.now_ms()),
                         ..Tombstone::new(user_key, erased_at)
                     };
-                    self.put_tombstone(log, &tombstone)
+                    let calls = self
+                        .put_tombstone(log, &tombstone)
                         .await
                         .map_err(|err| stop_reason(&err))?;
+                    run.spend(calls);
                     return Ok(());
                 }
             };
@@ -383,13 +410,20 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         user_key: &str,
         run: &mut Run<ErasurePosition>,
     ) -> Result<(), StopReason> {
-        self.afford(run, 1)?;
+        run.afford(1 + self.replica_calls(REPLICATED), self.clock.now_ms())?;
         let erased_at = self.clock.now_ms();
-        self.put_tombstone(log, &Tombstone::new(user_key, erased_at))
+        let calls = self
+            .put_tombstone(log, &Tombstone::new(user_key, erased_at))
             .await
             .map_err(|err| stop_reason(&err))?;
+        run.spend(calls);
         run.position.erased_at = Some(erased_at);
         Ok(())
+    }
+
+    /// [`MIN_ERASURE_CALLS`], plus what a replica bucket adds to one archive's calls.
+    fn min_erasure_calls(&self) -> u32 {
+        MIN_ERASURE_CALLS + self.replica_calls(2 * REPLICATED)
     }
 
     /// Checks that `calls` more calls fit, and counts them.
@@ -407,12 +441,19 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         run: &mut Run<ErasurePosition>,
     ) -> Result<(), StopReason> {
         let object_key = user_data_key_object(user_key);
-        self.afford(run, 2)?;
+        run.afford(2 + self.replica_calls(REPLICATED), self.clock.now_ms())?;
+        run.spend(2);
         let existed = self
             .r2_head(log, &object_key)
             .await
             .map_err(|err| stop_reason(&err))?
             .is_some();
+        // In the replica first (as every deletion here): a crash before the primary's deletion
+        // leaves the primary's object, which the next run finds again.
+        let replicated = self
+            .replicate_delete(log, std::slice::from_ref(&object_key))
+            .await;
+        run.spend(replicated);
         self.r2_delete(log, std::slice::from_ref(&object_key))
             .await
             .map_err(|err| stop_reason(&err))?;
@@ -515,6 +556,66 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         }
     }
 
+    /// Deletes the user's archives that only the replica bucket still holds (its copy outlived
+    /// a primary object lost or deleted by hand, or its deletion was queued): the replica's
+    /// `conversations/` listed with custom metadata, the user's objects (by recorded owner, or
+    /// segments of their conversations, made before the erasure began) deleted a page at a
+    /// time. 1 replica list per 1000 objects, 1 replica delete per page holding any; a failure
+    /// stops the run, which resumes at the page.
+    async fn erase_replica_objects(
+        &self,
+        log: &OpLog<'_>,
+        user_key: &str,
+        run: &mut Run<ErasurePosition>,
+    ) -> Result<(), StopReason> {
+        let stop = |err: crate::error::PersistenceError| stop_reason(&err);
+        loop {
+            run.afford(2, self.clock.now_ms())?;
+            run.spend(1);
+            let listing = ObjectListOptions {
+                prefix: Some(ARCHIVE_PREFIX.to_owned()),
+                start_after: run.position.replica_after.clone(),
+                limit: Some(crate::platform::MAX_LIST_LIMIT),
+                include_custom_metadata: true,
+                ..ObjectListOptions::default()
+            };
+            let page = self.replica_list(log, listing).await.map_err(stop)?;
+            let erased_at = run.position.erased_at;
+            let doomed: Vec<String> = page
+                .objects
+                .iter()
+                .filter(|object| {
+                    let Some(parsed) = parse_archive_object_key(&object.key) else {
+                        return false;
+                    };
+                    let owner = object
+                        .custom_metadata
+                        .as_ref()
+                        .and_then(|fields| fields.get(OWNER_KEY_FIELD));
+                    let theirs = owner.is_some_and(|owner| owner == user_key)
+                        || is_their_segment(&run.position, &parsed.session_id);
+                    theirs && erased_at.is_none_or(|at| parsed.archived_at_ms <= at)
+                })
+                .map(|object| object.key.clone())
+                .collect();
+            if !doomed.is_empty() {
+                run.spend(1);
+                self.replica_delete(log, &doomed).await.map_err(stop)?;
+                log.event(
+                    "info",
+                    "deleted archives of the user left in the replica",
+                    json!({ "first": doomed.first(), "archives": doomed.len() }),
+                );
+            }
+            if let Some(last) = page.objects.last() {
+                run.position.replica_after = Some(last.key.clone());
+            }
+            if !page.truncated {
+                return Ok(());
+            }
+        }
+    }
+
     /// Deletes one archive of the user: its objects (every key form it may be stored under),
     /// its record when it points at it, its index entries; `listed_entry` is the KV entry the
     /// archive was found through (deleted too). An archive already erased by this erasure only
@@ -549,7 +650,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             return Ok(());
         }
         // One more than the five an archive needs when the listed entry is a sixth key.
-        run.afford(CALLS_PER_ARCHIVE + 1, self.clock.now_ms())?;
+        let replicated = self.replica_calls(2 * REPLICATED);
+        run.afford(CALLS_PER_ARCHIVE + 1 + replicated, self.clock.now_ms())?;
         let mut objects = vec![plain.clone()];
         objects.extend(encrypted_archive_object_key(session, time).ok());
         // A listed key is taken only when it is this very archive's (a damaged entry must
@@ -577,11 +679,14 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 .position
                 .erased_at
                 .unwrap_or_else(|| self.clock.now_ms());
-            run.spend(1);
-            self.put_conversation_tombstone(log, parent, &Tombstone::new(user_key, erased_at))
+            let tombstone = Tombstone::new(user_key, erased_at);
+            let calls = self
+                .put_conversation_tombstone(log, parent, &tombstone)
                 .await
                 .map_err(stop)?;
+            run.spend(calls);
         }
+        run.spend(self.replicate_delete(log, &objects).await);
         run.spend(1);
         self.r2_delete(log, &objects).await.map_err(stop)?;
         if let Some(parent) = segment_key {
@@ -669,10 +774,14 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     .and_then(Value::as_str);
                 if made_for == Some(user_key) {
                     pager.claim(&entry.name);
-                    self.afford(run, CALLS_PER_BACKUP)?;
-                    self.delete_backup(log, &backup_id, &entry.name)
+                    let replicated = self.replica_calls(2 * REPLICATED);
+                    run.afford(CALLS_PER_BACKUP + replicated, self.clock.now_ms())?;
+                    run.spend(CALLS_PER_BACKUP);
+                    let calls = self
+                        .delete_backup(log, &backup_id, &entry.name)
                         .await
                         .map_err(stop)?;
+                    run.spend(calls);
                     run.position.counts.backups_deleted += 1;
                 } else if !run.position.sessions.is_empty() {
                     pager.claim(&entry.name);
@@ -711,13 +820,14 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     }
 
     /// Deletes one backup: its manifest first (after which it no longer exists: never listed
-    /// or restored), then its other objects and its KV entries. 5 calls.
+    /// or restored), then its other objects and its KV entries. 5 calls; returns the calls
+    /// the replica bucket took besides (up to 4).
     async fn delete_backup(
         &self,
         log: &OpLog<'_>,
         backup_id: &BackupId,
         index_entry: &str,
-    ) -> Result<()> {
+    ) -> Result<u32> {
         let listing = ObjectListOptions {
             prefix: Some(format!("{BACKUP_PREFIX}{backup_id}/")),
             ..ObjectListOptions::default()
@@ -730,9 +840,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             .map(|object| object.key)
             .collect();
         let manifest = crate::keys::backup_manifest_object_key(backup_id);
+        let mut replicated = self
+            .replicate_delete(log, std::slice::from_ref(&manifest))
+            .await;
         self.r2_delete(log, std::slice::from_ref(&manifest)).await?;
         let rest: Vec<String> = objects.into_iter().filter(|key| *key != manifest).collect();
         if !rest.is_empty() {
+            replicated += self.replicate_delete(log, &rest).await;
             self.r2_delete(log, &rest).await?;
         }
         self.kv_delete(log, &backup_manifest_kv_key(backup_id))
@@ -743,7 +857,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             "deleted a backup made for an erased user",
             json!({ "backupId": backup_id.as_str() }),
         );
-        Ok(())
+        Ok(replicated)
     }
 }
 

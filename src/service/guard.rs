@@ -98,23 +98,25 @@ impl Breaker {
     }
 }
 
-/// Retry and breaker policy plus the two breakers.
+/// Retry and breaker policy plus one breaker per binding.
 #[derive(Debug)]
 pub struct StorageGuard {
     retry: RetryPolicy,
     breaker_policy: BreakerPolicy,
     kv: Breaker,
     r2: Breaker,
+    r2_replica: Breaker,
 }
 
 impl StorageGuard {
-    /// A guard with both breakers closed.
+    /// A guard with every breaker closed.
     pub fn new(retry: RetryPolicy, breaker_policy: BreakerPolicy) -> Self {
         StorageGuard {
             retry,
             breaker_policy,
             kv: Breaker::new(),
             r2: Breaker::new(),
+            r2_replica: Breaker::new(),
         }
     }
 
@@ -122,6 +124,7 @@ impl StorageGuard {
         match binding {
             Binding::Kv => &self.kv,
             Binding::R2 => &self.r2,
+            Binding::R2Replica => &self.r2_replica,
         }
     }
 

@@ -2,7 +2,9 @@
 //!
 //! The health check probes each binding with one read (KV `get`, R2 `head` of a key that is
 //! never written), so it never writes (KV allows one write a second per key), and reads what
-//! verification keeps (one KV get): three storage calls. Probes go through the circuit breaker: an open breaker reports its binding
+//! verification keeps (one KV get): three storage calls; with a replica bucket, five (its
+//! probe, and one KV list of its queue for the lag, `super::replica`). Probes go through the
+//! circuit breaker: an open breaker reports its binding
 //! unhealthy without calling it. Metrics count every page of every listing; they cost one list
 //! call per 1000 keys and read no values. A Worker allows 50 subrequests per invocation on the
 //! free plan (1000 on paid), so past ~45 000 keys an unbounded count fails: a budget stops it
@@ -13,6 +15,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::log::OpLog;
+use super::replica::{ReplicaHealth, REPLICA_LAG_DEGRADED_MS};
 use super::run::{Run, RunBudget};
 use super::verify::VerificationSummary;
 use super::DataPersistenceService;
@@ -56,6 +59,9 @@ pub struct BreakerStates {
     /// The KV binding's breaker.
     #[serde(rename = "CHAT_KV")]
     pub chat_kv: &'static str,
+    /// The replica bucket's breaker, when one is bound.
+    #[serde(rename = "ARCHIVE_R2_REPLICA", skip_serializing_if = "Option::is_none")]
+    pub archive_r2_replica: Option<&'static str>,
 }
 
 /// The details of a health report, with the spec's snake_case names.
@@ -86,6 +92,9 @@ pub struct HealthReport {
     pub details: HealthDetails,
     /// What the last verification runs found; `null` when `verifyStorage` never ran.
     pub verification: Option<VerificationHealth>,
+    /// The replica bucket's probe and lag, when one is bound (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<ReplicaHealth>,
 }
 
 /// `healthCheck`'s view of verification: `{"lastCompleteAt": "2025-01-06T10:00:00.000Z" |
@@ -200,7 +209,10 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// Probes both bindings (1 KV get, 1 R2 head) and reports their health, with what
     /// verification found (1 KV get of its summary): `degraded` when a probe failed, or when
     /// verification has unrepaired problems or no pass completed within
-    /// `verificationMaxAgeHours`. Never fails: a failing probe is part of the report.
+    /// `verificationMaxAgeHours`. With a replica bucket, also probes it (1 R2 head) and lists
+    /// the first page of its queue (1 KV list): `replica`; a failing replica probe, or a queued
+    /// copy older than [`REPLICA_LAG_DEGRADED_MS`], makes a healthy status `degraded`. Never
+    /// fails: a failing probe is part of the report.
     pub async fn health_check(&self) -> HealthReport {
         let log = self.begin("healthCheck");
         let started = self.clock.now_ms();
@@ -208,12 +220,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let r2_done = self.clock.now_ms();
         let kv = self.kv_get(&log, HEALTH_PROBE_KEY).await.map(drop);
         let kv_done = self.clock.now_ms();
+        let replica = self.replica_health(&log, HEALTH_PROBE_KEY).await;
 
         let verification = match kv {
             Ok(()) => self.verification_health(&log, kv_done).await,
             Err(_) => None,
         };
-        let status = match (r2.is_ok(), kv.is_ok()) {
+        let mut status = match (r2.is_ok(), kv.is_ok()) {
             (true, true)
                 if verification
                     .as_ref()
@@ -225,6 +238,15 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             (false, false) => HealthStatus::Unhealthy,
             _ => HealthStatus::Degraded,
         };
+        let replica_lags = replica.as_ref().is_some_and(|replica| {
+            replica.storage != "healthy"
+                || replica
+                    .oldest_pending_ms
+                    .is_some_and(|age| age > REPLICA_LAG_DEGRADED_MS)
+        });
+        if replica_lags && status == HealthStatus::Healthy {
+            status = HealthStatus::Degraded;
+        }
         let report = HealthReport {
             status,
             details: HealthDetails {
@@ -238,9 +260,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 breakers: BreakerStates {
                     archive_r2: self.breaker_state(Binding::R2).as_str(),
                     chat_kv: self.breaker_state(Binding::Kv).as_str(),
+                    archive_r2_replica: self
+                        .has_replica()
+                        .then(|| self.breaker_state(Binding::R2Replica).as_str()),
                 },
             },
             verification,
+            replica,
         };
         let level = if status == HealthStatus::Healthy {
             "info"

@@ -64,8 +64,12 @@ const CALLS_PER_OBJECT: u32 = 3;
 /// index entries' KV gets.
 const DRY_CALLS_PER_ARCHIVE: u32 = 5;
 
-/// The smallest `maxStorageCalls` an import accepts: one archive line.
+/// The smallest `maxStorageCalls` an import accepts: one archive line (with a replica
+/// bucket, [`REPLICATED`] more: the copy of what it wrote).
 pub const MIN_IMPORT_CALLS: u32 = CALLS_PER_ARCHIVE;
+
+/// What a replica bucket adds to a line that writes an object: its copy, queued when it fails.
+const REPLICATED: u32 = super::replica::CALLS_PER_REPLICATED_WRITE;
 
 /// Most keys a report lists as conflicting (all are counted).
 const MAX_LISTED_KEYS: usize = 100;
@@ -166,7 +170,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// the report taken with [`Self::finish_import`]. Errors: `INVALID_INPUT` naming
     /// `maxStorageCalls` (below [`MIN_IMPORT_CALLS`]).
     pub fn import_store(&self, options: ImportOptions, budget: RunBudget) -> Result<StoreImport> {
-        let run = Run::new(budget, MIN_IMPORT_CALLS, "import")?;
+        let minimum = MIN_IMPORT_CALLS + self.replica_calls(REPLICATED);
+        let run = Run::new(budget, minimum, "import")?;
         // A line holds an archive as base64 (4/3 of its bytes) or a document's text as a JSON
         // string (at most twice it).
         let max_line = self
@@ -262,7 +267,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             ImportLine::Object(object) => {
                 let calls = match import.options.dry_run {
                     true => CALLS_PER_OBJECT - 1,
-                    false => CALLS_PER_OBJECT,
+                    false => CALLS_PER_OBJECT + self.replica_calls(REPLICATED),
                 };
                 if let Err(reason) = import.run.afford(calls, self.clock.now_ms()) {
                     return Ok(stop(import, reason, line_no));
@@ -275,7 +280,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             ImportLine::Archive(entry) => {
                 let calls = match import.options.dry_run {
                     true => DRY_CALLS_PER_ARCHIVE,
-                    false => CALLS_PER_ARCHIVE,
+                    false => CALLS_PER_ARCHIVE + self.replica_calls(REPLICATED),
                 };
                 if let Err(reason) = import.run.afford(calls, self.clock.now_ms()) {
                     return Ok(stop(import, reason, line_no));
@@ -360,8 +365,15 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 only_if_absent: true,
                 ..ObjectPutOptions::default()
             };
-            match self.r2_put(log, &object.key, &object.body, options).await {
-                Ok(PutOutcome::Stored(_)) => None,
+            match self
+                .r2_put(log, &object.key, &object.body, options.clone())
+                .await
+            {
+                Ok(PutOutcome::Stored(_)) => {
+                    self.replicate_put(log, &object.key, &object.body, &options)
+                        .await;
+                    None
+                }
                 Ok(_) => match self.r2_get(log, &object.key).await {
                     Ok(Some(existing)) => Some(existing),
                     // Deleted in between (an erasure destroying a key?): not written back.
@@ -375,6 +387,18 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 Err(err) => return storage_stop(err),
             }
         };
+        let present = matches!(&existing, Some(found) if same_object(&object, found));
+        if present && !import.options.dry_run {
+            // An import run again after a crash: its copy may be what was missing.
+            let options = ObjectPutOptions {
+                custom_metadata: object.custom_metadata.clone(),
+                content_type: Some(object.content_type.clone()),
+                sha256: Some(object.sha256.clone()),
+                ..ObjectPutOptions::default()
+            };
+            self.replicate_put(log, &object.key, &object.body, &options)
+                .await;
+        }
         let report = &mut import.report;
         match existing {
             None => report.objects_written += 1,

@@ -27,6 +27,7 @@ mod log;
 mod migrate;
 mod options;
 mod reindex;
+mod replica;
 mod retention;
 mod rotation;
 mod run;
@@ -63,6 +64,9 @@ pub use options::{
     BreakerPolicy, PackBounds, RetryPolicy, ServiceOptions, DEFAULT_VERIFICATION_MAX_AGE_MS,
 };
 pub use reindex::{ReindexReport, MIN_REINDEX_CALLS};
+pub use replica::{
+    ReplicaHealth, ReplicaSyncReport, MIN_REPLICA_SYNC_CALLS, REPLICA_LAG_DEGRADED_MS,
+};
 pub use retention::{RetentionRun, MAX_REPORTED_KEYS, MIN_STORAGE_CALLS};
 pub use rotation::{RotationReport, MIN_ROTATION_CALLS};
 pub use run::{RunBudget, RunStatus, StopReason};
@@ -86,6 +90,8 @@ use crate::store::{
 pub struct DataPersistenceService<K, R, C> {
     kv: K,
     r2: R,
+    /// The replica bucket (`ARCHIVE_R2_REPLICA`), when one is bound (`super::replica`).
+    replica: Option<R>,
     clock: C,
     log_sink: Rc<dyn LogSink>,
     policy: DataRetentionPolicy,
@@ -109,6 +115,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         Ok(DataPersistenceService {
             kv,
             r2,
+            replica: None,
             clock,
             log_sink,
             policy,
@@ -116,6 +123,20 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             guard,
             data_keys: encryption::DataKeyCache::default(),
         })
+    }
+
+    /// The same service with a replica bucket (`ARCHIVE_R2_REPLICA`): every archive, data key,
+    /// tombstone and committed backup is copied there after its primary write, reads fall
+    /// back to it, and deletions delete in both (`service::replica`, docs/FORMAT.md
+    /// "Replica bucket").
+    pub fn with_replica(mut self, replica: R) -> Self {
+        self.replica = Some(replica);
+        self
+    }
+
+    /// Whether a replica bucket is bound.
+    pub fn has_replica(&self) -> bool {
+        self.replica.is_some()
     }
 
     /// The retention policy in force.

@@ -33,6 +33,9 @@
 //! deletion is logged and counted and the sweep goes on (the key is deleted by a later sweep);
 //! an open breaker or a failed listing stops the run.
 //!
+//! Replica bucket (`super::replica`): each R2 delete batch is sent there first (queued for
+//! `syncReplica` when it fails), then to the primary, and budgeted with it.
+//!
 //! Memory: one listing page, the planner's set of surviving archive keys (bounded by
 //! `RetentionOptions::max_tracked_archive_keys`) and at most [`MAX_REPORTED_KEYS`] report
 //! entries.
@@ -63,8 +66,12 @@ use crate::store::{Clock, KvStore, ObjectListOptions, ObjectStore, Rng};
 pub const MAX_REPORTED_KEYS: usize = 1000;
 
 /// Smallest call budget that lets a run make progress: reading the resume point, one list
-/// page, two delete batches and saving the resume point.
+/// page, two delete batches and saving the resume point. With a replica bucket, 4 more: each
+/// batch is deleted there too (and queued when that fails, `super::replica`).
 pub const MIN_STORAGE_CALLS: u32 = 5;
+
+/// What a replica bucket adds to each R2 delete batch at most.
+const REPLICATED: u32 = super::replica::CALLS_PER_REPLICATED_WRITE;
 
 /// R2 prefixes swept, in key order (the planner needs the listing sorted).
 const R2_PREFIXES: [&str; 2] = [BACKUP_PREFIX, ARCHIVE_PREFIX];
@@ -187,7 +194,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let log = self.begin("enforceRetentionPolicy");
         let resume_key = (!dry_run).then_some(RETENTION_CURSOR_KEY);
         let run = self
-            .start_run(&log, budget, MIN_STORAGE_CALLS, resume_key, "retention")
+            .start_run(
+                &log,
+                budget,
+                MIN_STORAGE_CALLS + self.replica_calls(2 * REPLICATED),
+                resume_key,
+                "retention",
+            )
             .await?;
         let mut sweep = Sweep {
             run,
@@ -299,7 +312,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     r2_start_after: planner.r2_resume_after().map(str::to_owned),
                 };
                 // A page of 1000 plus an undecided backup of the page before needs two batches.
-                sweep.run.afford(3, self.clock.now_ms())?;
+                let per_batch = 1 + self.replica_calls(REPLICATED);
+                sweep.run.afford(1 + 2 * per_batch, self.clock.now_ms())?;
                 sweep.run.spend(1);
                 let options = ObjectListOptions {
                     prefix: Some((*prefix).to_owned()),
@@ -354,12 +368,16 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             return Ok(());
         }
         let batches = batch_r2_deletions(&planned, R2_MAX_DELETE_KEYS);
-        if batches.len() as u64 > u64::from(sweep.run.calls_left()) {
+        let per_batch = 1 + self.replica_calls(REPLICATED);
+        if batches.len() as u64 * u64::from(per_batch) > u64::from(sweep.run.calls_left()) {
             return Err(StopReason::CallBudget);
         }
         let mut deletions = planned.into_iter();
         for batch in batches {
             let settled: Vec<PlannedDeletion> = deletions.by_ref().take(batch.len()).collect();
+            // In the replica first: a crash before the primary's deletion leaves the primary's
+            // objects, which the next sweep lists and deletes again.
+            sweep.run.spend(self.replicate_delete(log, &batch).await);
             sweep.run.spend(1);
             match self.r2_delete(log, &batch).await {
                 Ok(()) => settled.into_iter().for_each(|deletion| {

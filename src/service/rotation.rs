@@ -38,7 +38,8 @@ use crate::store::{
 pub const ROTATION_RECHECK_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Smallest call budget that lets a run make progress: reading the state and the resume
-/// point, one list page, one data key read and written, and saving the resume point.
+/// point, one list page, one data key read and written, and saving the resume point; with a
+/// replica bucket, 2 more (the rewrapped key's copy, queued when it fails).
 pub const MIN_ROTATION_CALLS: u32 = 6;
 
 /// Where a rotation continues: the KEK it rewraps to and the last data key object handled.
@@ -136,7 +137,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             .start_run(
                 log,
                 budget,
-                MIN_ROTATION_CALLS,
+                MIN_ROTATION_CALLS + self.replica_calls(super::replica::CALLS_PER_REPLICATED_WRITE),
                 Some(KEY_ROTATION_CURSOR_KEY),
                 "key rotation",
             )
@@ -239,7 +240,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     .as_ref()
                     .and_then(|metadata| metadata.get(KEK_ID_FIELD));
                 if listed_kek != Some(&run.position.kek_id) {
-                    run.afford(2, self.clock.now_ms())?;
+                    let replicated = super::replica::CALLS_PER_REPLICATED_WRITE;
+                    run.afford(2 + self.replica_calls(replicated), self.clock.now_ms())?;
                 }
                 report.scanned += 1;
                 match self.rewrap_listed(log, ring, run, object, listed_kek).await {
@@ -304,12 +306,20 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             if_etag_matches: Some(stored.meta.etag.clone().unwrap_or_default()),
             ..data_key_put_options(&rewrapped)
         };
+        let body = rewrapped.encode();
+        // Queued first: a crash after the primary's write would leave the replica's key wrapped
+        // by a KEK that is retired once the rotation completes, and nothing would rewrap it.
+        let queued = std::slice::from_ref(&object.key);
+        run.spend(self.queue_replica_sync(log, queued).await);
         run.spend(1);
         match self
-            .r2_put(log, &object.key, &rewrapped.encode(), options)
+            .r2_put(log, &object.key, &body, options.clone())
             .await?
         {
-            PutOutcome::Stored(_) => Ok(Rewrap::Rewrapped),
+            PutOutcome::Stored(_) => {
+                run.spend(self.copy_queued(log, &object.key, &body, &options).await);
+                Ok(Rewrap::Rewrapped)
+            }
             PutOutcome::Changed | PutOutcome::AlreadyExists => {
                 log.event(
                     "warn",

@@ -128,19 +128,26 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         }
     }
 
-    /// Writes (or replaces) a user's tombstone. Costs 1 R2 put.
-    pub(super) async fn put_tombstone(&self, log: &OpLog<'_>, tombstone: &Tombstone) -> Result<()> {
+    /// Writes (or replaces) a user's tombstone, and copies it to the replica bucket. Costs 1
+    /// R2 put (with a replica, see `put_tombstone_at`); returns the calls made.
+    pub(super) async fn put_tombstone(
+        &self,
+        log: &OpLog<'_>,
+        tombstone: &Tombstone,
+    ) -> Result<u32> {
         let key = erasure_tombstone_key(&tombstone.user_key);
         self.put_tombstone_at(log, &key, tombstone).await
     }
 
-    /// Writes `tombstone` under `key`. Costs 1 R2 put.
+    /// Writes `tombstone` under `key`, then copies it to the replica bucket (a replica read
+    /// after losing the primary still knows who was erased). Costs 1 R2 put; with a replica,
+    /// 1 replica put (and 1 KV put when that fails). Returns the calls made.
     async fn put_tombstone_at(
         &self,
         log: &OpLog<'_>,
         key: &str,
         tombstone: &Tombstone,
-    ) -> Result<()> {
+    ) -> Result<u32> {
         let body = json_text(tombstone);
         let mut custom_metadata =
             BTreeMap::from([(ERASED_AT_FIELD.to_owned(), tombstone.erased_at.to_string())]);
@@ -153,8 +160,11 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             custom_metadata,
             ..ObjectPutOptions::default()
         };
-        self.r2_put(log, key, body.as_bytes(), options).await?;
-        Ok(())
+        self.r2_put(log, key, body.as_bytes(), options.clone())
+            .await?;
+        Ok(1 + self
+            .replicate_put(log, key, body.as_bytes(), &options)
+            .await)
     }
 
     /// Whether the archive of `user_id` made at `archived_at_ms` is erased (its user has a
@@ -226,13 +236,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     }
 
     /// Writes the tombstone of a conversation whose segments an erasure deletes (its body
-    /// names the user by key, as the user's own). Costs 1 R2 put.
+    /// names the user by key, as the user's own). Costs as `put_tombstone`; returns the calls.
     pub(super) async fn put_conversation_tombstone(
         &self,
         log: &OpLog<'_>,
         conversation: &SessionId,
         tombstone: &Tombstone,
-    ) -> Result<()> {
+    ) -> Result<u32> {
         self.put_tombstone_at(log, &conversation_tombstone_key(conversation), tombstone)
             .await
     }

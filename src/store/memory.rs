@@ -32,7 +32,7 @@ pub use kv::MemoryKv;
 pub use r2::MemoryR2;
 pub use table::{InMemory, Stored};
 
-use crate::store::{KvValue, StoredObject};
+use crate::store::{Binding, KvValue, StoredObject};
 
 /// A KV namespace, an R2 bucket, a clock and a fault plan wired together: the stores read time
 /// from `clock` and share `faults` (one call counter over both). Fields are handles: clone one
@@ -60,6 +60,12 @@ impl MemoryStores {
             clock,
             faults,
         }
+    }
+
+    /// A second, empty R2 bucket on the same clock and fault plan, whose calls count as
+    /// `ARCHIVE_R2_REPLICA` (a replica bucket for `DataPersistenceService::with_replica`).
+    pub fn replica_bucket(&self) -> MemoryR2 {
+        MemoryR2::new(self.clock.clone(), self.faults.clone()).as_binding(Binding::R2Replica)
     }
 
     /// Everything stored now (not a storage call).

@@ -149,27 +149,33 @@ fn optional_json(value: Option<String>) -> Option<String> {
 
 #[wasm_bindgen(js_class = DataPersistenceService)]
 impl BoundService {
-    /// A service over `kv` and `r2`. `policy_json` is a (partial) DataRetentionPolicy and
-    /// `options_json` the PersistenceOptions, both as JSON text. Throws INVALID_CONFIG.
+    /// A service over `kv` and `r2`, and `replica` (`ARCHIVE_R2_REPLICA`) when given.
+    /// `policy_json` is a (partial) DataRetentionPolicy and `options_json` the
+    /// PersistenceOptions, both as JSON text. Throws INVALID_CONFIG.
     #[wasm_bindgen(constructor)]
     pub fn new(
         kv: KVNamespace,
         r2: R2Bucket,
         policy_json: &str,
         options_json: &str,
+        replica: Option<R2Bucket>,
     ) -> Result<BoundService, JsValue> {
         let build = || -> Result<Service, PersistenceError> {
             let policy =
                 PolicyOverrides::from_json(policy_json)?.apply(DataRetentionPolicy::default())?;
             let options = ServiceOptions::from_json(options_json)?;
-            DataPersistenceService::new(
+            let service = DataPersistenceService::new(
                 JsKv::new(kv),
                 JsR2::new(r2),
                 JsClock::new(),
                 Rc::new(ConsoleLog::new()),
                 policy,
                 options,
-            )
+            )?;
+            Ok(match replica {
+                Some(replica) => service.with_replica(JsR2::new(replica)),
+                None => service,
+            })
         };
         let service = build().map_err(|err| to_js_error_in(Operation::Config, &err))?;
         Ok(BoundService {
@@ -564,6 +570,7 @@ impl BoundService {
                     json_text(&service.encrypt_existing_archives(budget).await?)
                 }
                 "rotateEncryptionKeys" => json_text(&service.rotate_encryption_keys(budget).await?),
+                "syncReplica" => json_text(&service.sync_replica(budget).await?),
                 other => {
                     return Err(PersistenceError::invalid_input(
                         "job",

@@ -16,6 +16,8 @@ declare global {
       ARCHIVE_R2_EXPORT: R2Bucket;
       CHAT_KV_IMPORT: KVNamespace;
       ARCHIVE_R2_IMPORT: R2Bucket;
+      // Test config only: the replica bucket of tests/workerd/replica.test.ts.
+      ARCHIVE_R2_REPLICA_TEST: R2Bucket;
     }
   }
 }

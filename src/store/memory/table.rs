@@ -62,6 +62,9 @@ pub struct InMemory<S> {
     table: Rc<RefCell<Table<S>>>,
     clock: VirtualClock,
     faults: Faults,
+    /// The binding its calls are counted, filtered and named under (`S::BINDING` unless
+    /// [`InMemory::as_binding`] says otherwise).
+    binding: Binding,
 }
 
 impl<S: Stored> InMemory<S> {
@@ -77,7 +80,15 @@ impl<S: Stored> InMemory<S> {
             table: Rc::new(RefCell::new(table)),
             clock,
             faults,
+            binding: S::BINDING,
         }
+    }
+
+    /// The same store with its calls counted, filtered by fault plans and named in errors
+    /// under `binding`: a second R2 bucket as `ARCHIVE_R2_REPLICA`.
+    pub fn as_binding(mut self, binding: Binding) -> Self {
+        self.binding = binding;
+        self
     }
 
     /// Turns the one-write-a-second-per-key rule on (the default) or off.
@@ -128,7 +139,7 @@ impl<S: Stored> InMemory<S> {
         call: impl FnOnce(&mut Table<S>) -> Result<T, Refusal>,
     ) -> StoreResult<T> {
         let run = || call(&mut self.live());
-        self.faults.run(S::BINDING, operation, target, run)
+        self.faults.run(self.binding, operation, target, run)
     }
 
     /// The entries, without those whose expiration the clock has passed.

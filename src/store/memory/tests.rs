@@ -467,3 +467,24 @@ fn block_on_returns_ready_output() {
 fn block_on_panics_on_a_future_that_never_completes() {
     block_on(std::future::pending::<()>());
 }
+
+#[test]
+fn a_replica_bucket_is_a_second_bucket_counted_and_failed_under_its_own_binding() {
+    let stores = stores();
+    let replica = stores.replica_bucket();
+    let filter = CallFilter::binding(Binding::R2Replica);
+    stores.faults.fail_next(1, FailureKind::Rejected, filter);
+    let put = |bucket: &MemoryR2| block_on(bucket.put("k", b"v", ObjectPutOptions::default()));
+    // The primary is not filtered; the replica's first call fails, naming its binding.
+    assert!(put(&stores.r2).is_ok());
+    let err = put(&replica).unwrap_err();
+    assert_eq!(err.binding, Binding::R2Replica);
+    assert!(put(&replica).is_ok());
+    let counts = stores.faults.counts();
+    assert_eq!(counts.of(Binding::R2, OperationKind::Put), 1);
+    assert_eq!(counts.of(Binding::R2Replica, OperationKind::Put), 2);
+    // Two buckets: deleting in one leaves the other.
+    assert!(block_on(stores.r2.delete(&["k".into()])).is_ok());
+    assert_eq!(replica.keys(), ["k"]);
+    assert!(stores.r2.keys().is_empty());
+}
