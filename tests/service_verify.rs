@@ -17,9 +17,9 @@ use serde_json::json;
 use supportbot_persistence::policy::DataRetentionPolicy;
 use supportbot_persistence::service::{
     HealthStatus, ProblemKind, RunBudget, Sample, ServiceOptions, VerificationReport,
-    VerifyOptions, INDEX_LAG_MS, MIN_VERIFY_CALLS,
+    VerifyOptions, INDEX_LAG_MS, MIN_VERIFY_CALLS, REPLICA_LAG_DEGRADED_MS,
 };
-use supportbot_persistence::store::memory::{block_on, MemoryStores};
+use supportbot_persistence::store::memory::{block_on, MemoryR2, MemoryStores};
 use supportbot_persistence::store::{KvStore, ObjectPutOptions, ObjectStore};
 
 const ALICE: &str = "alice@example.com";
@@ -433,4 +433,126 @@ fn without_encryption_keys_encrypted_archives_are_checked_by_their_checksum() {
     let report = verify(&keyless, false);
     let want = BTreeMap::from([(s2, (ProblemKind::ChecksumMismatch, false))]);
     assert_eq!(problems(&report), want);
+}
+
+/// [`store`] with a replica bucket, in sync (the backup's queued copy made), past the lag
+/// within which a copy may still be queued.
+fn replicated_store(encrypted: bool) -> (MemoryStores, MemoryR2, Service) {
+    let stores = MemoryStores::new(NOW, 7);
+    let replica = stores.replica_bucket();
+    let service = service_over(
+        &stores,
+        Rc::new(Discard),
+        DataRetentionPolicy::default(),
+        options(encrypted),
+    )
+    .with_replica(replica.clone());
+    archive_now(&stores, &service, "s1", Some(ALICE), "my invoice");
+    archive_now(&stores, &service, "s2", Some(BOB), "my refund");
+    archive_now(&stores, &service, "s3", None, "anonymous question");
+    let ids = ["s1", "s2", "s3"].map(String::from);
+    block_on(service.create_backup(&ids, None, false)).unwrap();
+    stores.clock.advance_ms(1_500);
+    archive_now(&stores, &service, "s4", Some(ALICE), "my second invoice");
+    let synced = block_on(service.sync_replica(RunBudget::default())).unwrap();
+    assert!(synced.status.complete, "{synced:?}");
+    stores
+        .clock
+        .advance_ms(REPLICA_LAG_DEGRADED_MS as u64 + 1_000);
+    (stores, replica, service)
+}
+
+fn damage_in(bucket: &MemoryR2, key: &str, how: Damage) {
+    let object = bucket.snapshot().remove(key).unwrap();
+    let body = &object.body;
+    match how {
+        Damage::FlipByte => assert!(bucket.corrupt(key, body.len() / 2)),
+        Damage::Truncate => {
+            let options = ObjectPutOptions {
+                custom_metadata: object.meta.custom_metadata.clone(),
+                ..ObjectPutOptions::default()
+            };
+            block_on(bucket.put(key, &body[..body.len() - 9], options)).unwrap();
+        }
+        Damage::Delete => block_on(bucket.delete(&[key.to_owned()])).unwrap(),
+    }
+}
+
+#[test]
+fn with_a_replica_each_bucket_is_compared_and_repaired_from_the_other() {
+    for encrypted in [false, true] {
+        let (stores, replica, service) = replicated_store(encrypted);
+        let report = verify(&service, false);
+        assert_eq!(report.problems, vec![], "in sync");
+        let (manifest, pack) = backup_keys(&stores);
+        let objects = [
+            archive_key(&stores, "s1"),
+            archive_key(&stores, "s3"),
+            archive_key(&stores, "s4"),
+            pack,
+            manifest,
+        ];
+        for key in &objects {
+            for how in [Damage::FlipByte, Damage::Truncate, Damage::Delete] {
+                for in_primary in [true, false] {
+                    let (stores, replica, service) = replicated_store(encrypted);
+                    let case = format!("{key} {how:?} primary={in_primary} encrypted={encrypted}");
+                    let original = stores.snapshot().r2[key].body.clone();
+                    let bucket = if in_primary { &stores.r2 } else { &replica };
+                    damage_in(bucket, key, how);
+                    let expected = match (in_primary, how, key.ends_with("manifest.json")) {
+                        (true, Damage::Delete, _) => ProblemKind::Missing,
+                        (true, _, true) => ProblemKind::Corrupt,
+                        (true, _, false) => ProblemKind::ChecksumMismatch,
+                        (false, Damage::Delete, _) => ProblemKind::ReplicaMissing,
+                        (false, _, _) => ProblemKind::ReplicaMismatch,
+                    };
+                    let found = verify(&service, false);
+                    let want = BTreeMap::from([(key.clone(), (expected, false))]);
+                    assert_eq!(problems(&found), want, "{case}");
+                    let repaired = verify(&service, true);
+                    let want = BTreeMap::from([(key.clone(), (expected, true))]);
+                    assert_eq!(problems(&repaired), want, "{case}");
+                    let from = if in_primary { "replica" } else { "primary" };
+                    assert_eq!(
+                        repaired.problems[0].repaired_from.as_deref(),
+                        Some(from),
+                        "{case}"
+                    );
+                    assert_eq!(stores.snapshot().r2[key].body, original, "{case}");
+                    assert_eq!(replica.snapshot()[key].body, original, "{case}");
+                    assert_eq!(verify(&service, false).problems, vec![], "{case}");
+                    let health = block_on(service.health_check());
+                    assert_eq!(health.status, HealthStatus::Healthy, "{case}");
+                }
+            }
+        }
+        drop((stores, replica, service));
+    }
+}
+
+#[test]
+fn an_archive_damaged_in_both_buckets_without_a_backup_is_left_as_it_is() {
+    let (stores, replica, service) = replicated_store(false);
+    let s4 = archive_key(&stores, "s4");
+    damage_in(&stores.r2, &s4, Damage::FlipByte);
+    damage_in(&replica, &s4, Damage::Truncate);
+    let (primary, copy) = (
+        stores.snapshot().r2[&s4].body.clone(),
+        replica.snapshot()[&s4].body.clone(),
+    );
+    let report = verify(&service, true);
+    assert_eq!(
+        problems(&report),
+        BTreeMap::from([(s4.clone(), (ProblemKind::ChecksumMismatch, false))])
+    );
+    assert_eq!(stores.snapshot().r2[&s4].body, primary);
+    assert_eq!(replica.snapshot()[&s4].body, copy);
+    assert_eq!(
+        block_on(service.health_check())
+            .verification
+            .unwrap()
+            .problems,
+        1
+    );
 }

@@ -706,7 +706,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
 
     /// [`Self::read_verified_backup`] from the primary bucket, or with `from_replica` from the
     /// replica (its manifest and bundle; the KV copy of a legacy manifest either way).
-    async fn read_verified_backup_from(
+    pub(super) async fn read_verified_backup_from(
         &self,
         log: &OpLog<'_>,
         backup_id: &BackupId,

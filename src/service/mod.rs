@@ -39,6 +39,7 @@ mod verify_archives;
 mod verify_backups;
 mod verify_keys;
 mod verify_repair;
+mod verify_replica;
 mod walk;
 
 pub use archive::{ArchiveListing, ARCHIVE_CONTENT_TYPE, DEFAULT_LIST_LIMIT};

@@ -189,7 +189,7 @@ fn content_type_of(key: &str) -> Option<&'static str> {
 
 /// How an object read from the primary is written to the replica: as stored, with its
 /// custom metadata and checksum (recomputed when R2 recorded none).
-fn copy_options(object: &StoredObject) -> ObjectPutOptions {
+pub(super) fn copy_options(object: &StoredObject) -> ObjectPutOptions {
     ObjectPutOptions {
         custom_metadata: object.meta.custom_metadata.clone(),
         content_type: content_type_of(&object.meta.key).map(str::to_owned),

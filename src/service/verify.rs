@@ -131,6 +131,10 @@ pub enum ProblemKind {
     Missing,
     /// An archive without its global or per-user index entry: listings do not show it.
     NotIndexed,
+    /// The replica bucket (`ARCHIVE_R2_REPLICA`) has no copy of it.
+    ReplicaMissing,
+    /// The replica's copy is not the primary's object (other bytes than its checksum says).
+    ReplicaMismatch,
 }
 
 impl ProblemKind {
@@ -325,29 +329,57 @@ pub(super) struct Verification {
     pub now_ms: i64,
 }
 
+/// What the summary's open problems of the replica's copy of `key` are listed under.
+fn replica_open_key(key: &str) -> String {
+    format!("{REPLICA_OPEN_PREFIX}{key}")
+}
+
+/// Prefix of the replica's problems in the summary's `openProblems`.
+const REPLICA_OPEN_PREFIX: &str = "replica:";
+
+impl Problem {
+    /// Where the summary lists it while open: the key, or for the replica's copy
+    /// `replica:<key>`, so that both copies of one object can each have a problem open.
+    fn open_key(&self) -> String {
+        match self.problem {
+            ProblemKind::ReplicaMissing | ProblemKind::ReplicaMismatch => {
+                replica_open_key(&self.key)
+            }
+            _ => self.key.clone(),
+        }
+    }
+}
+
 impl Verification {
-    /// `key` was checked and is sound: a problem it had is closed.
+    /// The primary's object `key` was checked and is sound: a problem it had is closed.
     pub fn sound(&mut self, key: &str) {
         self.summary.open_problems.remove(key);
     }
 
-    /// Records a problem (once per key per run): in the report, and as open unless repaired.
+    /// The replica's copy of `key` was checked and is sound.
+    pub fn sound_replica(&mut self, key: &str) {
+        self.summary.open_problems.remove(&replica_open_key(key));
+    }
+
+    /// Records a problem (once per object per run): in the report, and as open unless
+    /// repaired.
     pub fn record(&mut self, problem: Problem) {
-        if !self.reported.insert(problem.key.clone()) {
+        let open_key = problem.open_key();
+        if !self.reported.insert(open_key.clone()) {
             return;
         }
         self.report.problems_found += 1;
         if problem.repaired {
             self.report.repaired += 1;
-            self.summary.open_problems.remove(&problem.key);
+            self.summary.open_problems.remove(&open_key);
         } else if self.summary.open_problems.len() < MAX_OPEN_PROBLEMS
-            || self.summary.open_problems.contains_key(&problem.key)
+            || self.summary.open_problems.contains_key(&open_key)
         {
             let open = OpenProblem {
                 problem: problem.problem,
                 found_at: self.now_ms,
             };
-            self.summary.open_problems.insert(problem.key.clone(), open);
+            self.summary.open_problems.insert(open_key, open);
         } else {
             self.summary.unlisted_problems += 1;
         }

@@ -17,7 +17,7 @@ use super::DataPersistenceService;
 use crate::codec::archive::DecodedArchiveJson;
 use crate::crypto::envelope;
 use crate::error::{PersistenceError, Result};
-use crate::hash::verify_sha256_of_object;
+use crate::hash::{sha256_hex, verify_sha256_of_object};
 use crate::keys::{
     archive_index_key, encrypted_archive_object_key, parse_archive_object_key, user_index_key,
     ArchiveObjectKey, UserId, ARCHIVE_INDEX_PREFIX, ARCHIVE_PREFIX, ENCRYPTED_SUFFIX,
@@ -45,7 +45,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     slot_of(&listed.key, run.position.pass.of) == run.position.pass.slot;
                 if in_sample {
                     if let Some(parsed) = parse_archive_object_key(&listed.key) {
-                        self.afford_check(log, run, ARCHIVE_CHECK_CALLS)?;
+                        let calls = ARCHIVE_CHECK_CALLS + self.replica_calls(2);
+                        self.afford_check(log, run, calls)?;
                         self.verify_archive(log, run, job, listed, &parsed).await?;
                         run.position.pass.checked += 1;
                     }
@@ -120,6 +121,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             }
         };
         job.sound(key);
+        let sha256 = expected.map_or_else(|| sha256_hex(&object.body), str::to_owned);
+        self.compare_replica(log, run, job, &object, &sha256)
+            .await?;
         let Some(decoded) = decoded else {
             return Ok(());
         };
@@ -227,7 +231,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     /// Whether an erasure covers the archive `parsed` (its user's tombstone, by the owner its
     /// custom metadata names, or for a segment its conversation's). Costs 1 R2 head the first
     /// time a run meets a user.
-    async fn erased_object(
+    pub(super) async fn erased_object(
         &self,
         log: &OpLog<'_>,
         job: &mut Verification,

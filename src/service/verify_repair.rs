@@ -1,6 +1,7 @@
 //! What `verifyStorage` repairs with (`repair: true`), never deleting anything: a damaged or
 //! missing archive is written back from a copy proven to be it (the same key and the SHA-256
-//! recorded for it), found in the newest backups; a missing index entry is rebuilt from the
+//! recorded for it), the replica's (`super::verify_replica`) or else one found in the newest
+//! backups; a missing index entry is rebuilt from the
 //! archive it should point at (for an encrypted archive, with its summary sealed again under
 //! its own data key, so no plaintext reaches KV).
 
@@ -26,9 +27,9 @@ use crate::store::{Clock, KvListOptions, KvStore, ObjectStore, Rng};
 /// Newest backups whose manifests a repair searches for a copy.
 pub(super) const REPAIR_BACKUPS: u32 = 8;
 
-/// Calls one archive's repair may take: the backup index page, the manifests, one pack, the
-/// tombstone and up to three writes.
-pub(super) const REPAIR_CALLS: u32 = 1 + REPAIR_BACKUPS + 1 + 1 + 3;
+/// Calls one archive's repair may take: the replica's copy, the backup index page, the
+/// manifests, one pack, the tombstone and up to three writes.
+pub(super) const REPAIR_CALLS: u32 = 1 + 1 + REPAIR_BACKUPS + 1 + 1 + 3;
 
 impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
     /// Writes the archive `key` of `session` back from a verified copy with the SHA-256
@@ -43,6 +44,14 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         session: &SessionId,
         sha256: &str,
     ) -> Result<Option<String>> {
+        if let Some(copy) = self.verified_replica_copy(log, key, sha256).await {
+            let parsed = parse_archive_object_key(key)
+                .ok_or_else(|| crate::PersistenceError::corrupt(key, "not an archive key"))?;
+            if self.erased_object(log, job, &parsed, &copy.meta).await? {
+                return Ok(None);
+            }
+            return self.restore_from_replica(log, &copy).await.map(Some);
+        }
         let Some((backup_id, copy)) = self.backed_up_copy(log, key, session, sha256).await? else {
             log.event(
                 "warn",
