@@ -36,7 +36,7 @@ use supportbot_persistence::service::legacy_suite::{
 };
 use supportbot_persistence::service::{
     PackBounds, RetentionRun, RunBudget, Sample, ServiceOptions, StopReason, VerificationReport,
-    VerifyOptions, INDEX_LAG_MS, MAX_CACHE_TEXT_BYTES, MIN_MIGRATION_CALLS,
+    VerifyOptions, INDEX_LAG_MS, REPLICA_LAG_DEGRADED_MS, MAX_CACHE_TEXT_BYTES, MIN_MIGRATION_CALLS,
 };
 use supportbot_persistence::store::memory::{
     block_on, CallFilter, Faults, MemoryR2, MemoryStores, OperationKind, StoreSnapshot,
@@ -1170,10 +1170,25 @@ fn retention_faults_delete_nothing_young_and_the_next_run_leaves_no_dangling_ent
 // verifyStorage with repair
 
 /// s-1..s-3 backed up, past the index lag; then s-1's object damaged and s-3's global index
-/// entry lost. Returns the world, s-1's key and its original bytes.
-fn verification_world() -> (World, String, Vec<u8>) {
-    let world = backup_world();
+/// entry lost; with a replica (in sync, past its lag), also s-2's copy there deleted. Returns
+/// the world, s-1's key and its original bytes.
+fn verification_world(replicated: bool) -> (World, String, Vec<u8>) {
+    let mut world = if replicated {
+        World::replicated(NOW)
+    } else {
+        World::at(NOW)
+    };
+    world.archive("s-1", Some("u-1"), "billing question");
+    world.archive("s-2", None, "login trouble");
+    world.archive("s-3", Some("u-2"), "refund please");
     world.backup(&["s-1", "s-2", "s-3"]).unwrap();
+    if let Some(replica) = &world.replica {
+        let synced = block_on(world.service.sync_replica(RunBudget::default())).unwrap();
+        assert!(synced.status.complete);
+        let s2 = replica.keys().into_iter().find(|key| key.contains("archive_s-2_")).unwrap();
+        block_on(replica.delete(&[s2])).unwrap();
+        world.stores.clock.advance_ms(REPLICA_LAG_DEGRADED_MS as u64);
+    }
     world.stores.clock.advance_ms(INDEX_LAG_MS as u64 + 1_000);
     let snapshot = world.stores.snapshot();
     let s1 = snapshot
@@ -1202,38 +1217,38 @@ fn verify_and_repair(world: &World) -> VerificationReport {
 }
 
 /// A repairing verification with any one call crashed, refused, lost or failing once never
-/// fails, deletes nothing and changes no stored object but the damaged one (which is either as
+/// fails, deletes nothing and changes no stored object but the damaged ones (each either as
 /// damaged as before or exactly its original); the next run repairs everything, after which
 /// every session is retrievable and listed, no entry points at a missing object, and a third
-/// run finds nothing.
+/// run finds nothing. With a replica, the same, its calls and repairs included.
 #[test]
 fn verification_faults_change_nothing_but_repairs_and_the_next_run_completes_them() {
-    let (world, _, _) = verification_world();
+    for replicated in [false, true] {
+        check_verification_faults(replicated);
+    }
+}
+
+fn check_verification_faults(replicated: bool) {
+    let (world, _, _) = verification_world(replicated);
     let calls = world.calls_of(|world| {
         let report = verify_and_repair(world);
         assert!(report.status.complete, "{report:?}");
-        assert_eq!(
-            (report.problems_found, report.repaired),
-            (2, 2),
-            "{report:?}"
-        );
+        let found = 2 + u32::from(replicated);
+        assert_eq!((report.problems_found, report.repaired), (found, found), "{report:?}");
     });
     assert!(calls > 15, "{calls}");
 
     for fault in Fault::all(calls, true) {
-        let (world, s1, original) = verification_world();
+        let (world, s1, original) = verification_world(replicated);
         let before = world.stores.snapshot();
+        let replica_before = world.replica.as_ref().map(MemoryR2::snapshot);
         fault.plan(&world.stores.faults);
         let first = verify_and_repair(&world);
-        let context = format!("{fault} (first run {first:?})");
+        let context = format!("replica={replicated}, {fault} (first run {first:?})");
         world.recover();
         let after = world.stores.snapshot();
         for (key, object) in &before.r2 {
-            let now = &after
-                .r2
-                .get(key)
-                .unwrap_or_else(|| panic!("{context}: {key} deleted"))
-                .body;
+            let now = &after.r2.get(key).unwrap_or_else(|| panic!("{context}: {key} deleted")).body;
             assert!(
                 *now == object.body || (*key == s1 && *now == original),
                 "{context}: {key} changed"
@@ -1242,11 +1257,20 @@ fn verification_faults_change_nothing_but_repairs_and_the_next_run_completes_the
         for key in before.kv.keys().filter(|key| !key.starts_with("verify:")) {
             assert!(after.kv.contains_key(key), "{context}: {key} deleted");
         }
+        if let (Some(replica), Some(replica_before)) = (&world.replica, &replica_before) {
+            let now = replica.snapshot();
+            for (key, object) in replica_before {
+                assert_eq!(now.get(key).map(|copy| &copy.body), Some(&object.body), "{context}: replica {key}");
+            }
+        }
         let next = verify_and_repair(&world);
         assert!(next.status.complete, "{context}, then {next:?}");
         let clean = verify_and_repair(&world);
         assert_eq!(clean.problems, vec![], "{context}, then {next:?}");
         assert_eq!(world.stores.snapshot().r2[&s1].body, original, "{context}");
+        if let Some(replica) = &world.replica {
+            assert_eq!(replica.snapshot().len(), after.r2.len(), "{context}: replica in sync");
+        }
         world.assert_no_entry_points_at_a_missing_object(&context);
         world.assert_acknowledged_retrievable(&context);
         world.assert_listed_retrievable(&context);

@@ -55,6 +55,18 @@ describe("replica bucket", () => {
     expect(viaKey?.messages).toEqual(memory.messages);
     // A read never writes back: repair is verification's job.
     expect(await env.ARCHIVE_R2.head(key)).toBeNull();
+
+    // The next verification finds it missing (its KV entries point at it) and writes the
+    // replica's copy back, byte for byte; the one after finds nothing.
+    let report;
+    do report = await service.verifyStorage({ repair: true });
+    while (!report.complete);
+    const repaired = report.problems.find((problem) => problem.key === key);
+    expect(repaired).toMatchObject({ problem: "missing", repaired: true, repairedFrom: "replica" });
+    expect(await bytes(await env.ARCHIVE_R2.get(key))).toEqual(primary);
+    do report = await service.verifyStorage();
+    while (!report.complete);
+    expect(report.problems.filter((problem) => problem.key === key)).toEqual([]);
   });
 
   it("completes a queued copy with syncReplica", async () => {
