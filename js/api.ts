@@ -729,7 +729,7 @@ export class DataPersistenceService {
    * an archive, every committed backup's packs against its manifest; with `sample: "1/n"` one
    * n-th of the store per pass. Resumes where the last run stopped (KV `verify:cursor`); keeps
    * what it found for healthCheck (`verify:summary`). With `repair`, writes damaged or missing
-   * archives back from a verified backup copy and rebuilds missing index entries; never deletes.
+   * archives back from a verified copy (the replica's, else a backup's), compares and repairs the replica, and rebuilds missing index entries; never deletes.
    * Costs about 2–3 storage calls per archive, 1 per index entry and 1 per backup object.
    */
   async verifyStorage(options: VerifyStorageOptions = {}): Promise<VerificationReport> {

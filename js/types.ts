@@ -334,7 +334,7 @@ export interface VerifyStorageOptions {
    * default) checks everything every pass.
    */
   sample?: string;
-  /** Write damaged or missing archives back from a verified backup copy and rebuild missing index entries; never deletes (false). */
+  /** Write damaged or missing archives (and, with a replica, packs, manifests and replica copies) back from a verified copy (the replica's, else a backup's) and rebuild missing index entries; never deletes (false). */
   repair?: boolean;
   /** Stop after about this many storage calls (at least 12; a retried call counts once). The next run resumes there. */
   maxStorageCalls?: number;
@@ -349,7 +349,9 @@ export type VerificationProblemKind =
   | "undecryptable"
   | "unsupported_format"
   | "missing"
-  | "not_indexed";
+  | "not_indexed"
+  | "replica_missing"
+  | "replica_mismatch";
 
 /** One problem a verification run found. */
 export interface VerificationProblem {
@@ -359,7 +361,7 @@ export interface VerificationProblem {
   /** For a person: which entry, which error. */
   detail: string;
   repaired: boolean;
-  /** Where the copy a repair wrote came from (`"backup <id>"`). */
+  /** Where the copy a repair wrote came from: `"backup <id>"`, `"replica"`, or `"primary"` (a repaired replica copy). */
   repairedFrom?: string;
 }
 

@@ -36,7 +36,8 @@ use supportbot_persistence::service::legacy_suite::{
 };
 use supportbot_persistence::service::{
     PackBounds, RetentionRun, RunBudget, Sample, ServiceOptions, StopReason, VerificationReport,
-    VerifyOptions, INDEX_LAG_MS, REPLICA_LAG_DEGRADED_MS, MAX_CACHE_TEXT_BYTES, MIN_MIGRATION_CALLS,
+    VerifyOptions, INDEX_LAG_MS, MAX_CACHE_TEXT_BYTES, MIN_MIGRATION_CALLS,
+    REPLICA_LAG_DEGRADED_MS,
 };
 use supportbot_persistence::store::memory::{
     block_on, CallFilter, Faults, MemoryR2, MemoryStores, OperationKind, StoreSnapshot,
@@ -1185,9 +1186,16 @@ fn verification_world(replicated: bool) -> (World, String, Vec<u8>) {
     if let Some(replica) = &world.replica {
         let synced = block_on(world.service.sync_replica(RunBudget::default())).unwrap();
         assert!(synced.status.complete);
-        let s2 = replica.keys().into_iter().find(|key| key.contains("archive_s-2_")).unwrap();
+        let s2 = replica
+            .keys()
+            .into_iter()
+            .find(|key| key.contains("archive_s-2_"))
+            .unwrap();
         block_on(replica.delete(&[s2])).unwrap();
-        world.stores.clock.advance_ms(REPLICA_LAG_DEGRADED_MS as u64);
+        world
+            .stores
+            .clock
+            .advance_ms(REPLICA_LAG_DEGRADED_MS as u64);
     }
     world.stores.clock.advance_ms(INDEX_LAG_MS as u64 + 1_000);
     let snapshot = world.stores.snapshot();
@@ -1234,7 +1242,11 @@ fn check_verification_faults(replicated: bool) {
         let report = verify_and_repair(world);
         assert!(report.status.complete, "{report:?}");
         let found = 2 + u32::from(replicated);
-        assert_eq!((report.problems_found, report.repaired), (found, found), "{report:?}");
+        assert_eq!(
+            (report.problems_found, report.repaired),
+            (found, found),
+            "{report:?}"
+        );
     });
     assert!(calls > 15, "{calls}");
 
@@ -1248,7 +1260,11 @@ fn check_verification_faults(replicated: bool) {
         world.recover();
         let after = world.stores.snapshot();
         for (key, object) in &before.r2 {
-            let now = &after.r2.get(key).unwrap_or_else(|| panic!("{context}: {key} deleted")).body;
+            let now = &after
+                .r2
+                .get(key)
+                .unwrap_or_else(|| panic!("{context}: {key} deleted"))
+                .body;
             assert!(
                 *now == object.body || (*key == s1 && *now == original),
                 "{context}: {key} changed"
@@ -1260,7 +1276,11 @@ fn check_verification_faults(replicated: bool) {
         if let (Some(replica), Some(replica_before)) = (&world.replica, &replica_before) {
             let now = replica.snapshot();
             for (key, object) in replica_before {
-                assert_eq!(now.get(key).map(|copy| &copy.body), Some(&object.body), "{context}: replica {key}");
+                assert_eq!(
+                    now.get(key).map(|copy| &copy.body),
+                    Some(&object.body),
+                    "{context}: replica {key}"
+                );
             }
         }
         let next = verify_and_repair(&world);
@@ -1269,7 +1289,11 @@ fn check_verification_faults(replicated: bool) {
         assert_eq!(clean.problems, vec![], "{context}, then {next:?}");
         assert_eq!(world.stores.snapshot().r2[&s1].body, original, "{context}");
         if let Some(replica) = &world.replica {
-            assert_eq!(replica.snapshot().len(), after.r2.len(), "{context}: replica in sync");
+            assert_eq!(
+                replica.snapshot().len(),
+                after.r2.len(),
+                "{context}: replica in sync"
+            );
         }
         world.assert_no_entry_points_at_a_missing_object(&context);
         world.assert_acknowledged_retrievable(&context);

@@ -12,7 +12,7 @@ use std::rc::Rc;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::{archive_now, assert_budget_refused, service_over, Discard, Service, NOW};
+use common::{archive_now, assert_budget_refused, service_over, Discard, Service, DAY, NOW};
 use serde_json::json;
 use supportbot_persistence::policy::DataRetentionPolicy;
 use supportbot_persistence::service::{
@@ -377,6 +377,7 @@ fn what_an_erasure_covers_is_neither_a_problem_nor_brought_back() {
     assert!(!receipt.status.complete);
     let s1 = archive_key(&stores, "s1");
     damage(&stores, &s1, Damage::FlipByte);
+    let damaged = stores.snapshot().r2[&s1].body.clone();
     let report = verify(&service, true);
     assert!(
         report
@@ -554,5 +555,197 @@ fn an_archive_damaged_in_both_buckets_without_a_backup_is_left_as_it_is() {
             .unwrap()
             .problems,
         1
+    );
+}
+
+fn verify_within(service: &Service, repair: bool, max_storage_calls: u32) -> VerificationReport {
+    let options = VerifyOptions {
+        sample: Sample::default(),
+        repair,
+    };
+    let budget = RunBudget {
+        max_storage_calls: Some(max_storage_calls),
+        deadline_ms: None,
+    };
+    block_on(service.verify_storage(options, budget)).unwrap()
+}
+
+#[test]
+fn a_repair_that_does_not_fit_the_budget_is_reported_and_the_pass_goes_on() {
+    for max in [MIN_VERIFY_CALLS, 16, 21] {
+        let (stores, service) = store(false);
+        let key = archive_key(&stores, "s1");
+        damage(&stores, &key, Damage::FlipByte);
+        let mut found = Vec::new();
+        let mut runs = 0;
+        loop {
+            let report = verify_within(&service, true, max);
+            assert!(report.status.storage_calls <= max, "{report:?}");
+            found.extend(report.problems.clone());
+            runs += 1;
+            assert!(runs < 30, "max {max}: the pass never completes");
+            if report.status.complete {
+                break;
+            }
+        }
+        let problem = found.iter().find(|problem| problem.key == key).unwrap();
+        assert_eq!(problem.problem, ProblemKind::ChecksumMismatch, "max {max}");
+    }
+}
+
+#[test]
+fn what_retention_is_deleting_is_neither_a_problem_nor_brought_back() {
+    let (stores, service) = store(false);
+    stores.clock.advance_ms(91 * DAY as u64);
+    // A sweep that stopped after deleting the objects, before their entries.
+    let budget = RunBudget {
+        max_storage_calls: Some(8),
+        deadline_ms: None,
+    };
+    block_on(service.enforce_retention_policy(budget)).unwrap();
+    let left: Vec<String> = stores
+        .r2
+        .keys()
+        .into_iter()
+        .filter(|key| key.starts_with("conversations/"))
+        .collect();
+    let report = verify(&service, true);
+    assert_eq!(report.problems, vec![], "{report:?}");
+    let after: Vec<String> = stores
+        .r2
+        .keys()
+        .into_iter()
+        .filter(|key| key.starts_with("conversations/"))
+        .collect();
+    assert_eq!(after, left, "nothing brought back");
+}
+
+#[test]
+fn a_problem_whose_object_is_gone_is_closed_by_the_next_pass() {
+    let (stores, service) = store(false);
+    let s4 = archive_key(&stores, "s4");
+    damage(&stores, &s4, Damage::FlipByte);
+    assert_eq!(verify(&service, true).problems.len(), 1);
+    assert_eq!(
+        block_on(service.health_check()).status,
+        HealthStatus::Degraded
+    );
+    // Gone with its entries (retention, an erasure, by hand): nothing finds it again.
+    common::lose_where(&stores, |key| key == s4, |key| key.ends_with(":s4"));
+    assert_eq!(verify(&service, false).problems, vec![]);
+    let health = block_on(service.health_check());
+    assert_eq!(health.status, HealthStatus::Healthy);
+    assert_eq!(health.verification.unwrap().problems, 0);
+}
+
+#[test]
+fn a_sampled_pass_closes_only_its_own_slot() {
+    let (stores, service) = store(false);
+    let s4 = archive_key(&stores, "s4");
+    damage(&stores, &s4, Damage::FlipByte);
+    let options = VerifyOptions {
+        sample: Sample::parse("1/2").unwrap(),
+        repair: false,
+    };
+    let pass = || block_on(service.verify_storage(options, RunBudget::default())).unwrap();
+    let (first, second) = (pass(), pass());
+    assert_ne!(first.slot, second.slot);
+    // Found by the pass of its slot, kept open by the other's.
+    assert_eq!(first.problems.len() + second.problems.len(), 1);
+    assert_eq!(
+        block_on(service.health_check())
+            .verification
+            .unwrap()
+            .problems,
+        1
+    );
+}
+
+#[test]
+fn bytes_that_match_their_checksum_are_not_repaired_by_a_copy() {
+    // The data keys gone (no erasure): the archives cannot be decrypted, and a backed-up copy
+    // is the same bytes.
+    let (stores, service) = store(true);
+    let keyless = service_over(
+        &stores,
+        Rc::new(Discard),
+        DataRetentionPolicy::default(),
+        options(true),
+    );
+    let keys: Vec<String> = stores
+        .r2
+        .keys()
+        .into_iter()
+        .filter(|key| key.starts_with("keys/"))
+        .collect();
+    block_on(stores.r2.delete(&keys)).unwrap();
+    let report = verify(&keyless, true);
+    assert!(!report.problems.is_empty());
+    assert!(
+        report
+            .problems
+            .iter()
+            .all(|problem| problem.problem == ProblemKind::Undecryptable && !problem.repaired),
+        "{report:?}"
+    );
+    assert_eq!(
+        block_on(keyless.health_check())
+            .verification
+            .unwrap()
+            .problems,
+        report.problems.len() as u64
+    );
+    drop(service);
+}
+
+#[test]
+fn a_failed_summary_read_does_not_lose_the_open_problems() {
+    let (stores, service) = store(false);
+    let s4 = archive_key(&stores, "s4");
+    damage(&stores, &s4, Damage::FlipByte);
+    verify(&service, false);
+    // Every attempt of the next run's summary read fails (its 2nd call: after the resume point).
+    let base = stores.faults.calls();
+    for attempt in 0..4 {
+        stores.faults.fail_call(
+            base + 2 + attempt,
+            supportbot_persistence::store::FailureKind::Transient,
+        );
+    }
+    verify(&service, false);
+    stores.faults.clear();
+    assert_eq!(
+        block_on(service.health_check())
+            .verification
+            .unwrap()
+            .problems,
+        1
+    );
+}
+
+#[test]
+fn a_missing_archive_of_an_erased_user_is_not_brought_back() {
+    let (stores, service) = store(false);
+    let budget = RunBudget {
+        max_storage_calls: Some(supportbot_persistence::service::MIN_ERASURE_CALLS),
+        deadline_ms: None,
+    };
+    // Mid-erasure: tombstone written; then Alice's objects gone, their entries still there.
+    block_on(service.erase_user_data(ALICE, budget)).unwrap();
+    let s1 = archive_key(&stores, "s1");
+    let s4 = archive_key(&stores, "s4");
+    block_on(stores.r2.delete(&[s1.clone(), s4.clone()])).unwrap();
+    let report = verify(&service, true);
+    assert!(
+        report
+            .problems
+            .iter()
+            .all(|problem| problem.key != s1 && problem.key != s4),
+        "{report:?}"
+    );
+    let keys = stores.r2.keys();
+    assert!(
+        !keys.contains(&s1) && !keys.contains(&s4),
+        "erased archives brought back"
     );
 }

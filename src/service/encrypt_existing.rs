@@ -284,12 +284,6 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
 }
 
 impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
-    /// Whether an archive made at `archived_at_ms` is past `archiveRetention`.
-    fn past_retention(&self, archived_at_ms: i64) -> bool {
-        let age = i128::from(self.clock.now_ms()) - i128::from(archived_at_ms);
-        age >= i128::from(self.policy.archive_retention_ms)
-    }
-
     /// Whether R2 holds an archive of `session` newer than `archived_at_ms` made within KV's
     /// propagation delay: its `archive_meta` may not be visible here yet, and must not be
     /// overwritten with an older archive's. Costs 1 R2 list (2 near a month's start): the

@@ -284,7 +284,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         log: &OpLog<'_>,
         now_ms: i64,
     ) -> Option<VerificationHealth> {
-        let summary = self.read_verification_summary(log).await;
+        let summary = self.read_verification_summary(log).await?;
         summary.last_run_at?;
         let max_age = self.options.verification_max_age_ms;
         Some(VerificationHealth::of(&summary, now_ms, max_age))

@@ -155,6 +155,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         &self.clock
     }
 
+    /// Whether an archive made at `archived_at_ms` is past `archiveRetention` (the next
+    /// retention sweep deletes it).
+    fn past_retention(&self, archived_at_ms: i64) -> bool {
+        let age = i128::from(self.clock.now_ms()) - i128::from(archived_at_ms);
+        age >= i128::from(self.policy.archive_retention_ms)
+    }
+
     /// The state of a binding's circuit breaker.
     pub fn breaker_state(&self, binding: Binding) -> BreakerState {
         self.guard.breaker_state(binding)

@@ -38,8 +38,8 @@ use super::DataPersistenceService;
 use crate::codec::json_text;
 use crate::error::{PersistenceError, Result};
 use crate::keys::{
-    ArchiveObjectKey, SessionId, ARCHIVE_INDEX_PREFIX, ARCHIVE_META_PREFIX, USER_INDEX_PREFIX,
-    VERIFY_CURSOR_KEY, VERIFY_SUMMARY_KEY,
+    ArchiveObjectKey, SessionId, ARCHIVE_INDEX_PREFIX, ARCHIVE_META_PREFIX, BACKUP_PREFIX,
+    USER_INDEX_PREFIX, VERIFY_CURSOR_KEY, VERIFY_SUMMARY_KEY,
 };
 use crate::store::{Clock, KvPutOptions, KvStore, ObjectListPage, ObjectStore, Rng};
 
@@ -231,6 +231,12 @@ pub(super) struct Pass {
     pub started_at: i64,
     /// Objects and entries checked by the pass's runs so far.
     pub checked: u64,
+    /// Problems its runs found while the summary's list was full.
+    #[serde(default)]
+    pub unlisted: u32,
+    /// Drawn at random when the pass starts: names it in the problems it finds.
+    #[serde(default)]
+    pub id: u64,
 }
 
 /// Where a pass continues (`verify:cursor`).
@@ -272,6 +278,10 @@ pub struct OpenProblem {
     pub problem: ProblemKind,
     /// When a run found it (epoch ms).
     pub found_at: i64,
+    /// The pass that found it last (its `Pass::id`): a pass of its slot that did not find it
+    /// again closes it.
+    #[serde(default)]
+    pub pass: u64,
 }
 
 /// What verification keeps between runs (`verify:summary`): `healthCheck` reads it.
@@ -308,6 +318,16 @@ impl VerificationSummary {
         self.open_problems.len() as u64 + u64::from(self.unlisted_problems)
     }
 
+    /// At the end of `pass`: closes the open problems of its slot it did not find again (their
+    /// objects are gone: deleted by retention or an erasure, or repaired by something else),
+    /// and counts as unlisted what it found past the list.
+    fn close_unseen(&mut self, pass: &Pass) {
+        self.open_problems.retain(|key, open| {
+            open.pass == pass.id || slot_of(problem_slot_key(key), pass.of) != pass.slot
+        });
+        self.unlisted_problems = pass.unlisted;
+    }
+
     /// Whether no pass completed within `max_age_ms` before `now_ms` (counting from the first
     /// run while none ever did).
     pub fn is_stale(&self, now_ms: i64, max_age_ms: i64) -> bool {
@@ -326,12 +346,31 @@ pub(super) struct Verification {
     /// Keys reported by this run, so that three entries pointing at one missing archive make
     /// one problem.
     reported: BTreeSet<String>,
+    /// Problems this run found while the summary's list was full.
+    unlisted: u32,
+    /// The pass this run belongs to.
+    pass_id: u64,
     pub now_ms: i64,
 }
 
 /// What the summary's open problems of the replica's copy of `key` are listed under.
 fn replica_open_key(key: &str) -> String {
     format!("{REPLICA_OPEN_PREFIX}{key}")
+}
+
+/// What decides the sample slot of an open problem listed under `open_key`: the object's key,
+/// or for a backup's object its backup id.
+fn problem_slot_key(open_key: &str) -> &str {
+    let key = open_key
+        .strip_prefix(REPLICA_OPEN_PREFIX)
+        .unwrap_or(open_key);
+    match key
+        .strip_prefix(BACKUP_PREFIX)
+        .and_then(|rest| rest.split_once('/'))
+    {
+        Some((backup_id, _)) => backup_id,
+        None => key,
+    }
 }
 
 /// Prefix of the replica's problems in the summary's `openProblems`.
@@ -378,10 +417,11 @@ impl Verification {
             let open = OpenProblem {
                 problem: problem.problem,
                 found_at: self.now_ms,
+                pass: self.pass_id,
             };
             self.summary.open_problems.insert(open_key, open);
         } else {
-            self.summary.unlisted_problems += 1;
+            self.unlisted += 1;
         }
         if self.report.problems.len() < MAX_REPORTED_PROBLEMS {
             self.report.problems.push(problem);
@@ -416,7 +456,11 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             )
             .await?;
         let now_ms = self.clock.now_ms();
-        let summary = self.read_verification_summary(log).await;
+        // Not written back when it could not be read: that would lose the open problems.
+        let (summary, summary_read) = match self.read_verification_summary(log).await {
+            Some(summary) => (summary, true),
+            None => (VerificationSummary::default(), false),
+        };
         let of = options.sample.of;
         if run.position.pass.of != of {
             // A first pass, or the sample changed: start over at the next slot.
@@ -426,6 +470,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     slot: summary.next_slot % of,
                     started_at: now_ms,
                     checked: 0,
+                    unlisted: 0,
+                    id: self.clock.random_u64(),
                 },
                 indexed_global: Some(KeySet::default()),
                 indexed_user: Some(KeySet::default()),
@@ -443,10 +489,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             summary,
             erasures: ErasureCheck::default(),
             reported: BTreeSet::new(),
+            unlisted: 0,
+            pass_id: run.position.pass.id,
             now_ms,
         };
         let outcome = self.verify_pass(log, &mut run, &mut job).await;
-        let pass = &run.position.pass;
+        let pass = &mut run.position.pass;
+        pass.unlisted += job.unlisted;
         let summary = &mut job.summary;
         summary.last_run_at = Some(self.clock.now_ms());
         summary.first_run_at = summary.first_run_at.or(summary.last_run_at);
@@ -454,8 +503,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             summary.last_complete_at = summary.last_run_at;
             summary.objects_checked = pass.checked;
             summary.next_slot = (pass.slot + 1) % pass.of.max(1);
+            summary.close_unseen(pass);
+        } else {
+            summary.unlisted_problems = summary.unlisted_problems.max(pass.unlisted);
         }
-        self.put_verification_summary(log, summary).await;
+        if summary_read {
+            self.put_verification_summary(log, summary).await;
+        }
         run.status.storage_calls = log.storage_calls();
         self.finish_run(log, &mut run, outcome).await;
         job.report.status = run.status;
@@ -463,10 +517,13 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         Ok(job.report)
     }
 
-    /// The summary verification keeps (1 KV get); an empty one when there is none or it
-    /// cannot be read (logged).
-    pub(super) async fn read_verification_summary(&self, log: &OpLog<'_>) -> VerificationSummary {
-        match self.kv_get(log, VERIFY_SUMMARY_KEY).await {
+    /// The summary verification keeps (1 KV get); an empty one when there is none or it is
+    /// unreadable, `None` when the read failed (logged).
+    pub(super) async fn read_verification_summary(
+        &self,
+        log: &OpLog<'_>,
+    ) -> Option<VerificationSummary> {
+        Some(match self.kv_get(log, VERIFY_SUMMARY_KEY).await {
             Ok(Some(stored)) => serde_json::from_slice(&stored.value).unwrap_or_else(|err| {
                 log.event(
                     "warn",
@@ -482,9 +539,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                     "could not read the verification summary",
                     json!({ "error": err.to_string() }),
                 );
-                VerificationSummary::default()
+                return None;
             }
-        }
+        })
     }
 
     /// Stores the summary (1 KV put); a failure is logged: the next run finds the older one.
@@ -590,17 +647,47 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             repaired: false,
             repaired_from: None,
         };
-        if let (true, Some(sha256)) = (job.options.repair, expected) {
-            self.afford_check(log, run, super::verify_repair::REPAIR_CALLS)?;
-            let session: &SessionId = &parsed.session_id;
-            found.repaired_from = self
-                .repair_archive(log, job, key, session, &sha256)
-                .await
-                .map_err(|err| stop_reason(&err))?;
-            found.repaired = found.repaired_from.is_some();
+        // Only other bytes can be repaired by a copy: bytes that match their checksum but do
+        // not decode or decrypt would come back the same.
+        let copyable = matches!(
+            found.problem,
+            ProblemKind::ChecksumMismatch | ProblemKind::Missing
+        );
+        if let (true, true, Some(sha256)) = (job.options.repair, copyable, expected) {
+            let old = self.past_retention(parsed.archived_at_ms);
+            if old {
+                found
+                    .detail
+                    .push_str(" (not repaired: past archiveRetention, retention deletes it)");
+            } else if self.afford_repair(log, run, &mut found, super::verify_repair::REPAIR_CALLS) {
+                let session: &SessionId = &parsed.session_id;
+                found.repaired_from = self
+                    .repair_archive(log, job, key, session, &sha256)
+                    .await
+                    .map_err(|err| stop_reason(&err))?;
+                found.repaired = found.repaired_from.is_some();
+            }
         }
         job.record(found);
         Ok(())
+    }
+
+    /// Whether the calls of a repair fit what is left of the run; if not, says so in the
+    /// problem, which is recorded unrepaired (the pass goes on: a later pass repairs it).
+    pub(super) fn afford_repair(
+        &self,
+        log: &OpLog<'_>,
+        run: &mut Run<VerifyPosition>,
+        found: &mut Problem,
+        calls: u32,
+    ) -> bool {
+        let fits = self.afford_check(log, run, calls).is_ok();
+        if !fits {
+            found
+                .detail
+                .push_str(" (not repaired: the run had no calls left for it)");
+        }
+        fits
     }
 }
 
@@ -645,6 +732,8 @@ mod tests {
             summary: VerificationSummary::default(),
             erasures: ErasureCheck::default(),
             reported: BTreeSet::new(),
+            unlisted: 0,
+            pass_id: 1,
             now_ms: 5,
         };
         let problem = |key: &str, repaired| Problem {

@@ -217,8 +217,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             repaired: false,
             repaired_from: None,
         };
-        if job.options.repair {
-            self.afford_check(log, run, missing.len() as u32 + 2)?;
+        let calls = missing.len() as u32 + 2;
+        if job.options.repair && self.afford_repair(log, run, &mut problem, calls) {
             self.rebuild_index_entries(log, key, stored, decoded.metadata, &missing)
                 .await
                 .map_err(stop)?;
@@ -348,12 +348,16 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 {
                     continue;
                 }
+                let at = parsed.archived_at_ms;
+                if self.past_retention(at) {
+                    // Retention deleted the archive; its sweep deletes the entry next.
+                    continue;
+                }
                 let metadata = entry.metadata.as_ref();
                 let user_id = metadata
                     .and_then(|metadata| metadata.get("userId"))
                     .and_then(|user| user.as_str());
                 let session = parsed.session_id.as_str();
-                let at = parsed.archived_at_ms;
                 if self
                     .is_erased_archive(log, &mut job.erasures, session, user_id, at)
                     .await

@@ -27,9 +27,12 @@ use crate::store::{Clock, KvListOptions, KvStore, ObjectStore, Rng};
 /// Newest backups whose manifests a repair searches for a copy.
 pub(super) const REPAIR_BACKUPS: u32 = 8;
 
+/// Packs a repair reads at most (one that turns out damaged too lets it try one more backup).
+const REPAIR_PACKS: u32 = 2;
+
 /// Calls one archive's repair may take: the replica's copy, the backup index page, the
-/// manifests, one pack, the tombstone and up to three writes.
-pub(super) const REPAIR_CALLS: u32 = 1 + 1 + REPAIR_BACKUPS + 1 + 1 + 3;
+/// manifests, the packs, the tombstone and up to three writes.
+pub(super) const REPAIR_CALLS: u32 = 1 + 1 + REPAIR_BACKUPS + REPAIR_PACKS + 1 + 3;
 
 impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C> {
     /// Writes the archive `key` of `session` back from a verified copy with the SHA-256
@@ -107,7 +110,11 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let holds = |entry: &crate::codec::backup::BackupSessionEntry| {
             entry.session_id == *session && entry.sha256.eq_ignore_ascii_case(sha256)
         };
+        let mut packs_read = 0;
         for entry in &page.keys {
+            if packs_read == REPAIR_PACKS {
+                break;
+            }
             let Some((backup_id, _)) = parse_backup_index_key(&entry.name) else {
                 continue;
             };
@@ -129,6 +136,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 continue;
             };
             let pack_key = &manifest.packs[index].key;
+            packs_read += 1;
             let Some(pack) = self.r2_get(log, pack_key).await? else {
                 continue;
             };
