@@ -391,7 +391,11 @@ fn what_an_erasure_covers_is_neither_a_problem_nor_brought_back() {
         .r2
         .get(&s1)
         .map(|object| object.body.clone());
-    assert_eq!(s1_stored, Some(damaged), "the erased archive is not repaired");
+    assert_eq!(
+        s1_stored,
+        Some(damaged),
+        "the erased archive is not repaired"
+    );
     let retrieved = block_on(service.retrieve_archive(&s1)).unwrap_or(None);
     assert_eq!(retrieved, None, "erased");
 }
