@@ -25,7 +25,7 @@ use supportbot_persistence::keys::{
 };
 use supportbot_persistence::policy::DataRetentionPolicy;
 use supportbot_persistence::service::legacy_suite::{write_legacy_backup, LegacyBackupEntry};
-use supportbot_persistence::service::{RunBudget, ServiceOptions};
+use supportbot_persistence::service::{RunBudget, ServiceOptions, MIN_ERASURE_CALLS};
 use supportbot_persistence::store::memory::{block_on, MemoryStores};
 use supportbot_persistence::store::{ObjectPutOptions, ObjectStore};
 
@@ -34,6 +34,7 @@ use common::{
 };
 
 const KEYS_VAR: &str = "PERSISTENCE_ENCRYPTION_KEYS";
+const HASH_SECRET_VAR: &str = "PERSISTENCE_HASH_SECRET";
 /// Text every archived conversation holds, which no report may show unless asked.
 const MARKER: &str = "parcel-7731 never arrived";
 
@@ -237,10 +238,21 @@ fn service(stores: &MemoryStores, keys: Option<&str>) -> Service {
 }
 
 fn run(args: &[&str], keys: Option<&str>) -> Output {
+    run_with_secret(args, keys, None)
+}
+
+/// [`run`] with `PERSISTENCE_HASH_SECRET` set to `secret`.
+fn run_with_secret(args: &[&str], keys: Option<&str>, secret: Option<&str>) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_supportbot-persistence"));
-    command.args(args).env_remove(KEYS_VAR);
+    command
+        .args(args)
+        .env_remove(KEYS_VAR)
+        .env_remove(HASH_SECRET_VAR);
     if let Some(keys) = keys {
         command.env(KEYS_VAR, keys);
+    }
+    if let Some(secret) = secret {
+        command.env(HASH_SECRET_VAR, secret);
     }
     command.output().unwrap()
 }
@@ -716,4 +728,193 @@ fn a_persons_export_is_verified_too() {
     assert_eq!(found[&s1], ["corrupt_document"], "{found:?}");
     assert_eq!(found["line 2"], ["end_line_mismatch"], "{found:?}");
     assert_eq!(found.len(), 2, "{found:?}");
+}
+
+/// A copy taken while erasures ran: every archive still there (the archives listed before the
+/// erasures, as a copy of `conversations/` made first holds them), the data keys and
+/// tombstones as the erasures left them (each user's data key destroyed, tombstones written).
+fn copy_mid_erasure(stores: &MemoryStores, erase: impl FnOnce()) -> BTreeMap<String, Vec<u8>> {
+    let before = stores.snapshot().r2;
+    erase();
+    let mut objects: BTreeMap<String, Vec<u8>> = stores
+        .snapshot()
+        .r2
+        .into_iter()
+        .map(|(key, object)| (key, object.body))
+        .collect();
+    for (key, object) in before {
+        if key.starts_with("conversations/") {
+            objects.entry(key).or_insert(object.body);
+        }
+    }
+    objects
+}
+
+fn write_copy(objects: &BTreeMap<String, Vec<u8>>, name: &str) -> TempDir {
+    let dir = TempDir::new(name);
+    for (key, body) in objects {
+        let path = dir.file(key);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, body).unwrap();
+    }
+    dir
+}
+
+/// `export` of `dir` to a file: the exit code, the sessions exported (newest first) and
+/// standard error.
+fn export_sessions(
+    dir: &Path,
+    keys: Option<&str>,
+    secret: Option<&str>,
+) -> (i32, Vec<String>, String) {
+    let out_dir = TempDir::new(&format!(
+        "export-of-{}",
+        dir.file_name().unwrap().to_str().unwrap()
+    ));
+    let out = out_dir.file("out.ndjson");
+    let output = run_with_secret(
+        &["export", dir.to_str().unwrap(), "-o", out.to_str().unwrap()],
+        keys,
+        secret,
+    );
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let stream = fs::read(&out).unwrap_or_default();
+    let sessions = String::from_utf8(stream)
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            let line: Value = serde_json::from_str(line).unwrap();
+            line["sessionId"].as_str().map(str::to_owned)
+        })
+        .collect();
+    (output.status.code().unwrap(), sessions, stderr)
+}
+
+#[test]
+fn archives_an_erasure_covers_are_left_out_of_export_and_verified_erased() {
+    let stores = MemoryStores::new(T0, 11);
+    let plain = service(&stores, None);
+    let sealed = service(&stores, Some(&right_keys()));
+    archive_now(&stores, &plain, "s1", Some("alice"), MARKER);
+    archive_now(&stores, &plain, "s2", None, MARKER);
+    archive_now(&stores, &sealed, "s3", Some("bob"), MARKER);
+    let objects = copy_mid_erasure(&stores, || {
+        for user in ["alice", "bob"] {
+            block_on(sealed.erase_user_data(user, RunBudget::default())).unwrap();
+        }
+        // Archived after her erasure: alice's again.
+        archive_now(&stores, &plain, "s4", Some("alice"), MARKER);
+    });
+    assert!(objects.keys().any(|key| key.contains("archive_s1_")));
+    let bob_archive = objects.keys().find(|key| enc_key(key)).unwrap().clone();
+    let bob_data_key = objects.keys().filter(|key| key.starts_with("keys/users/"));
+    assert_eq!(
+        bob_data_key.count(),
+        0,
+        "the erasure destroyed bob's data key"
+    );
+    let copy = write_copy(&objects, "mid-erasure");
+
+    // s1 (covered) and s3 (under the destroyed key) are left out, without keys too.
+    for keys in [None, Some(right_keys())] {
+        let (code, sessions, stderr) = export_sessions(copy.path(), keys.as_deref(), None);
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(sessions, ["s4", "s2"], "{stderr}");
+        assert!(
+            stderr.contains("exported 2 conversations, left out 2"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("warning"), "{stderr}");
+    }
+
+    // verify: erased, not key_missing.
+    let (code, report) = verify(copy.path(), None);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["totals"]["erased"], 2, "{report:#}");
+    assert_eq!(status_of(&report, &bob_archive), "erased");
+    let s1 = objects
+        .keys()
+        .find(|key| key.contains("archive_s1_"))
+        .unwrap();
+    assert_eq!(status_of(&report, s1), "erased");
+    let s4 = objects
+        .keys()
+        .find(|key| key.contains("archive_s4_"))
+        .unwrap();
+    assert_eq!(status_of(&report, s4), "ok");
+    let text = run(&["verify", copy.path().to_str().unwrap()], None);
+    let stdout = String::from_utf8(text.stdout).unwrap();
+    assert!(stdout.contains(", 2 erased"), "{stdout}");
+    assert!(stdout.contains("result: clean"), "{stdout}");
+
+    // Without the tombstones, the same copy exports s1 and reports s3's data key missing.
+    let mut without = objects.clone();
+    without.retain(|key, _| !key.starts_with("erasures/"));
+    let bare = write_copy(&without, "no-tombstones");
+    let (code, sessions, _) = export_sessions(bare.path(), None, None);
+    assert_eq!(
+        (code, sessions),
+        (1, vec!["s4".into(), "s2".into(), "s1".into()])
+    );
+    let (_, report) = verify(bare.path(), None);
+    assert_eq!(problems(&report)[&bob_archive], ["key_missing"]);
+}
+
+#[test]
+fn a_store_with_a_hash_secret_needs_it_to_recognise_erased_users() {
+    const SECRET: &str = "a-hash-secret-of-32-bytes-length";
+    let stores = MemoryStores::new(T0, 11);
+    let options = ServiceOptions::from_json(&json!({ "hashSecret": SECRET }).to_string()).unwrap();
+    let keyed = service_over(
+        &stores,
+        Rc::new(Discard),
+        DataRetentionPolicy::default(),
+        options,
+    );
+    archive_now(&stores, &keyed, "s1", Some("alice"), MARKER);
+    archive_now(&stores, &keyed, "s2", Some("carol"), MARKER);
+    let objects = copy_mid_erasure(&stores, || {
+        let budget = RunBudget {
+            max_storage_calls: Some(MIN_ERASURE_CALLS),
+            deadline_ms: None,
+        };
+        let receipt = block_on(keyed.erase_user_data("alice", budget)).unwrap();
+        assert!(!receipt.status.complete && receipt.erased_at.is_some());
+    });
+    let copy = write_copy(&objects, "keyed");
+
+    // Without the secret, alice's user id hashes to another key: a warning, s1 exported.
+    let (code, sessions, stderr) = export_sessions(copy.path(), None, None);
+    assert_eq!(
+        (code, sessions),
+        (0, vec!["s2".into(), "s1".into()]),
+        "{stderr}"
+    );
+    assert!(stderr.contains("warning"), "{stderr}");
+    assert!(stderr.contains(HASH_SECRET_VAR), "{stderr}");
+
+    // With it, s1 is left out, and nothing shows the secret.
+    let (code, sessions, stderr) = export_sessions(copy.path(), None, Some(SECRET));
+    assert_eq!((code, sessions), (0, vec!["s2".to_owned()]), "{stderr}");
+    assert!(stderr.contains("left out 1"), "{stderr}");
+    assert!(
+        !stderr.contains("warning") && !stderr.contains(SECRET),
+        "{stderr}"
+    );
+    let verified = run_with_secret(
+        &["verify", copy.path().to_str().unwrap(), "--json"],
+        None,
+        Some(SECRET),
+    );
+    let report: Value = serde_json::from_slice(&verified.stdout).unwrap();
+    assert_eq!(report["totals"]["erased"], 1, "{report:#}");
+    assert!(!String::from_utf8_lossy(&verified.stdout).contains(SECRET));
+
+    // A secret too short is a usage error that does not show it.
+    let (code, _, stderr) = export_sessions(copy.path(), None, Some("short"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(HASH_SECRET_VAR) && !stderr.contains("short\""),
+        "{stderr}"
+    );
 }

@@ -18,6 +18,7 @@
 
 pub mod archive;
 pub mod backup;
+pub mod erasure;
 pub mod export;
 mod kind;
 pub mod object;
@@ -148,6 +149,10 @@ pub enum Note {
     Uncommitted,
     /// Not under a prefix the library writes: not read.
     NotOurs,
+    /// An archive an erasure tombstone of the copy covers (its user's, or for a segment its
+    /// conversation's), or one sealed under the data key an erasure destroyed: a copy taken
+    /// while the erasure ran. What is wrong with it is not a problem ([`erasure`]).
+    Erased,
 }
 
 impl Note {
@@ -157,6 +162,7 @@ impl Note {
             Note::NotDecrypted => "not_decrypted",
             Note::Uncommitted => "uncommitted",
             Note::NotOurs => "not_ours",
+            Note::Erased => "erased",
         }
     }
 }
@@ -231,7 +237,12 @@ mod tests {
         for problem in problems {
             assert_eq!(serde_json::json!(problem), problem.name());
         }
-        for note in [Note::NotDecrypted, Note::Uncommitted, Note::NotOurs] {
+        for note in [
+            Note::NotDecrypted,
+            Note::Uncommitted,
+            Note::NotOurs,
+            Note::Erased,
+        ] {
             assert_eq!(serde_json::json!(note), note.name());
         }
         assert_eq!(

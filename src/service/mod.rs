@@ -32,7 +32,7 @@ mod retention;
 mod rotation;
 mod run;
 mod segments;
-mod tombstone;
+pub(crate) mod tombstone;
 mod ui_messages;
 mod verify;
 mod verify_archives;

@@ -42,7 +42,7 @@ const TOMBSTONE_CONTENT_TYPE: &str = "application/json";
 /// "completedAt":<ms>|null}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct Tombstone {
+pub(crate) struct Tombstone {
     /// Always 1.
     pub format_version: u32,
     /// The erased user's hashed key.
@@ -92,6 +92,13 @@ impl Tombstone {
     /// Whether an archive made at `archived_at_ms` is one this erasure covers.
     pub fn covers(&self, archived_at_ms: i64) -> bool {
         archived_at_ms <= self.erased_at
+    }
+
+    /// Whether an archive made at `archived_at_ms` may have been sealed under the data key
+    /// this erasure destroyed (at most [`KEY_DESTRUCTION_WINDOW_MS`] after it began): such an
+    /// archive can never be read, and is erased when it cannot be.
+    pub fn under_destroyed_key(&self, archived_at_ms: i64) -> bool {
+        archived_at_ms <= self.erased_at.saturating_add(KEY_DESTRUCTION_WINDOW_MS)
     }
 }
 
@@ -277,13 +284,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 let archived_at = parse_archive_object_key(key).map(|parsed| parsed.archived_at_ms);
                 if let (Some(user_key), Some(archived_at)) = (sealed_for, archived_at) {
                     let erased = self.tombstone_of(log, check, &user_key).await?;
-                    let within = |tombstone: &Tombstone| {
-                        archived_at
-                            <= tombstone
-                                .erased_at
-                                .saturating_add(KEY_DESTRUCTION_WINDOW_MS)
-                    };
-                    if erased.is_some_and(within) {
+                    if erased.is_some_and(|tombstone| tombstone.under_destroyed_key(archived_at)) {
                         log.event(
                             "info",
                             "archive erased (its data key is destroyed)",
@@ -379,9 +380,7 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             };
             let archived_at = entry.get("archivedAt").and_then(Value::as_i64);
             let under_destroyed_key = |tombstone: &Tombstone| {
-                archived_at.is_some_and(|archived_at| {
-                    archived_at <= tombstone.erased_at.saturating_add(KEY_DESTRUCTION_WINDOW_MS)
-                })
+                archived_at.is_some_and(|archived_at| tombstone.under_destroyed_key(archived_at))
             };
             !user_key.is_some_and(|user_key| {
                 matches!(check.0.get(&user_key), Some(Some(tombstone)) if under_destroyed_key(tombstone))

@@ -27,12 +27,17 @@ usage:
       shown only with --show-messages.
   supportbot-persistence export <bucket-dir> [-o <out.ndjson>]
       Writes every archived conversation of the copy, decrypted, as the NDJSON lines of a
-      person's export (exportUserData), newest first, with its end line.
+      person's export (exportUserData), newest first, with its end line; archives an erasure
+      tombstone of the copy covers are left out.
 
 environment:
   PERSISTENCE_ENCRYPTION_KEYS  the Worker secret's JSON ([{\"id\":…,\"key\":…}]): encrypted
                                archives are decrypted and checked in full; without it they
-                               are checked up to their data key and reported not decrypted.";
+                               are checked up to their data key and reported not decrypted.
+  PERSISTENCE_HASH_SECRET      the Worker secret (the store's hashSecret), when it has one:
+                               archives of users an erasure tombstone of the copy names are
+                               recognised by their hashed user id, left out of export and
+                               reported erased by verify.";
 
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]

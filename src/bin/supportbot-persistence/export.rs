@@ -2,12 +2,16 @@
 //! person's export (`exportUserData`, docs/FORMAT.md "A person's export"), newest first, then
 //! the end line.
 //!
+//! Archives an erasure tombstone of the copy covers are left out, and counted on standard
+//! error: a copy taken while an erasure ran still holds them (`crate::erased`). A plaintext
+//! archive is matched by its `userId` hashed as the store hashes it, so a store with a hash
+//! secret needs `PERSISTENCE_HASH_SECRET` (a warning says so when no archive's user matches
+//! any tombstone and it is not set).
+//!
 //! Not a store export (`exportStore`) for `importStore`: that stream is built from what a copy
 //! of R2 lacks. Its archive lines carry each archive's metadata record, which for an encrypted
 //! archive holds an `encryptedSummary` sealed beside the archive, and KV's listing metadata
-//! (cut summaries, `summaryTruncated`); it leaves out archives an erasure covers, which is
-//! decided by each plaintext archive's `userKey`, kept in R2 custom metadata (a copy would
-//! need the hash secret to recompute it); and it comes in the global index's order. A stream
+//! (cut summaries, `summaryTruncated`); and it comes in the global index's order. A stream
 //! rebuilt from guesses would be imported as if it were the store's own.
 
 use std::fs::File;
@@ -21,6 +25,7 @@ use supportbot_persistence::keys::parse_archive_object_key;
 
 use crate::args::{keys_from_env, KEYS_VAR};
 use crate::bucket::{io_error, Bucket};
+use crate::erased::Tombstones;
 use crate::{block_on, progress};
 
 /// Writes the conversations of the copy at `dir` to `out` (standard output when `None`);
@@ -28,6 +33,7 @@ use crate::{block_on, progress};
 pub fn run(dir: &Path, out: Option<&Path>) -> Result<bool, String> {
     let ring = keys_from_env()?;
     let bucket = Bucket::open(dir)?;
+    let mut tombstones = Tombstones::read(&bucket)?;
     // Newest first, as the global index lists them; then by session.
     let mut archives: Vec<(i64, String, &str)> = bucket
         .keys()
@@ -59,7 +65,7 @@ pub fn run(dir: &Path, out: Option<&Path>) -> Result<bool, String> {
         None => format!("standard output: {err}"),
     };
     let bar = progress::bar(archives.len() as u64, "exporting");
-    let (mut digest, mut skipped) = (LineDigest::default(), 0u64);
+    let (mut digest, mut skipped, mut erased) = (LineDigest::default(), 0u64, 0u64);
     for (_, _, key) in &archives {
         let bytes = bucket.read(key)?.unwrap_or_default();
         let data_key = match data_key_object(key, &bytes) {
@@ -72,7 +78,19 @@ pub fn run(dir: &Path, out: Option<&Path>) -> Result<bool, String> {
             ring: ring.as_ref(),
         };
         let (check, read) = block_on(check_object(key, &bytes, context));
-        match read.filter(|_| !check.has_problems()) {
+        let read = read.filter(|_| !check.has_problems());
+        let user_id = read
+            .as_ref()
+            .and_then(|read| read.metadata.user_id.as_deref());
+        if tombstones
+            .erasure_of(key, &bytes, user_id, read.is_some())
+            .is_some()
+        {
+            erased += 1;
+            bar.inc(1);
+            continue;
+        }
+        match read {
             Some(read) => {
                 let line = conversation_line(key, &read.metadata, &read.conversation_json);
                 writer.write_all(&line).map_err(write_error)?;
@@ -94,9 +112,17 @@ pub fn run(dir: &Path, out: Option<&Path>) -> Result<bool, String> {
         .write_all(&user_end_line(&digest))
         .and_then(|()| writer.flush())
         .map_err(write_error)?;
+    if let Some(warning) = tombstones.warning() {
+        eprintln!("{warning}");
+    }
     eprintln!(
-        "exported {} conversations{}",
+        "exported {} conversations{}{}",
         digest.count(),
+        if erased > 0 {
+            format!(", left out {erased} that an erasure covers (erasures/ of the copy)")
+        } else {
+            String::new()
+        },
         if skipped > 0 {
             format!(", {skipped} could not be exported (above)")
         } else {

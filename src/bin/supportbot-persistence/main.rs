@@ -10,6 +10,8 @@ mod args;
 #[cfg(not(target_arch = "wasm32"))]
 mod bucket;
 #[cfg(not(target_arch = "wasm32"))]
+mod erased;
+#[cfg(not(target_arch = "wasm32"))]
 mod export;
 #[cfg(not(target_arch = "wasm32"))]
 mod inspect;

@@ -18,7 +18,7 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// `problem` when anything is wrong; else the first note (`not_decrypted`,
+    /// `problem` when anything is wrong; else the first note (`erased`, `not_decrypted`,
     /// `uncommitted`, `not_ours`); else `ok`.
     pub fn status(&self) -> &'static str {
         if self.check.has_problems() {
@@ -49,6 +49,7 @@ pub struct Totals {
     not_decrypted: u64,
     uncommitted: u64,
     not_ours: u64,
+    erased: u64,
     by_problem: BTreeMap<&'static str, u64>,
 }
 
@@ -70,6 +71,7 @@ impl Report {
                 "ok" => &mut totals.ok,
                 name if name == Note::NotDecrypted.name() => &mut totals.not_decrypted,
                 name if name == Note::Uncommitted.name() => &mut totals.uncommitted,
+                name if name == Note::Erased.name() => &mut totals.erased,
                 _ => &mut totals.not_ours,
             };
             *count += 1;
@@ -98,14 +100,15 @@ impl Report {
         writeln!(
             out,
             "{}: {} objects: {} ok, {} with problems, {} not decrypted, {} uncommitted, {} not \
-             the library's",
+             the library's, {} erased",
             self.source,
             totals.objects,
             totals.ok,
             totals.problems,
             totals.not_decrypted,
             totals.uncommitted,
-            totals.not_ours
+            totals.not_ours,
+            totals.erased
         )?;
         if !totals.by_problem.is_empty() {
             let named: Vec<String> = totals
@@ -122,6 +125,14 @@ impl Report {
                  opened (set {} to check them in full); this is not a problem",
                 totals.not_decrypted,
                 super::args::KEYS_VAR
+            )?;
+        }
+        if totals.erased > 0 {
+            writeln!(
+                out,
+                "erased: {} archives an erasure tombstone of the copy covers (a copy taken while \
+                 the erasure ran); this is not a problem",
+                totals.erased
             )?;
         }
         let verdict = if self.clean() {
@@ -160,6 +171,7 @@ impl Report {
                 "notDecrypted": totals.not_decrypted,
                 "uncommitted": totals.uncommitted,
                 "notOurs": totals.not_ours,
+                "erased": totals.erased,
                 "byProblem": totals.by_problem,
             },
             "objects": objects,

@@ -18,6 +18,7 @@ use supportbot_persistence::keys::parse_backup_object_key;
 
 use crate::args::keys_from_env;
 use crate::bucket::{io_error, Bucket};
+use crate::erased::Tombstones;
 use crate::report::{Entry, Report};
 use crate::{block_on, progress};
 
@@ -123,6 +124,7 @@ fn verify_bucket(root: &Path, bucket: &Bucket, ring: Option<&KeyRing>) -> Result
         ));
     }
     let mut backups = check_backups(bucket)?;
+    let mut tombstones = Tombstones::read(bucket)?;
     let bar = progress::bar(bucket.len() as u64, "objects");
     let mut entries = Vec::with_capacity(bucket.len());
     for key in bucket.keys() {
@@ -147,10 +149,23 @@ fn verify_bucket(root: &Path, bucket: &Bucket, ring: Option<&KeyRing>) -> Result
                     data_key: data_key.as_deref(),
                     ring,
                 };
-                block_on(check_object(key, &bytes, context)).0
+                let (mut check, read) = block_on(check_object(key, &bytes, context));
+                if is_archive(kind) {
+                    let read = read.filter(|_| !check.has_problems());
+                    let user_id = read
+                        .as_ref()
+                        .and_then(|read| read.metadata.user_id.as_deref());
+                    if let Some(erased) =
+                        tombstones.erasure_of(key, &bytes, user_id, read.is_some())
+                    {
+                        mark_erased(&mut check, erased.tombstone());
+                    }
+                }
+                check
             }
         };
-        if let Some(recorded) = backups.recorded.get(key) {
+        let erased = check.notes.contains(&Note::Erased);
+        if let Some(recorded) = backups.recorded.get(key).filter(|_| !erased) {
             compare_with_backups(&mut check, &bytes, recorded, &backups.ids);
         }
         entries.push(Entry {
@@ -160,11 +175,30 @@ fn verify_bucket(root: &Path, bucket: &Bucket, ring: Option<&KeyRing>) -> Result
         bar.inc(1);
     }
     bar.finish_and_clear();
+    if let Some(warning) = tombstones.warning() {
+        eprintln!("{warning}");
+    }
     Ok(Report {
         source: root.display().to_string(),
         decrypting: ring.is_some(),
         entries,
     })
+}
+
+fn is_archive(kind: ObjectKind) -> bool {
+    matches!(
+        kind,
+        ObjectKind::Archive | ObjectKind::EncryptedArchive | ObjectKind::LegacyArchive
+    )
+}
+
+/// Notes an archive an erasure covers `erased`, its findings dropped (an archive whose data key
+/// the erasure destroyed is `key_missing`, and is meant to be), naming the tombstone.
+fn mark_erased(check: &mut ObjectCheck, tombstone: &str) {
+    check.findings.clear();
+    check.notes.retain(|note| *note != Note::NotDecrypted);
+    check.notes.insert(0, Note::Erased);
+    check.fact("erasedBy", tombstone);
 }
 
 /// A backup object's check: its manifest's verdict when a manifest names it, else uncommitted
