@@ -9,6 +9,8 @@ import { authenticate, type TokenClaims } from "./auth.js";
 import type { ExampleEnv, Runtime } from "./config.js";
 import { eraseUser, registerSession } from "./erasure.js";
 import { HttpError, json, readJsonBody } from "./http.js";
+import { PROMETHEUS_CONTENT_TYPE, prometheusText, wantsPrometheus } from "./prometheus.js";
+import { LAST_RUN_KEY } from "./retention.js";
 import * as check from "./validate.js";
 
 /** What a handler gets: the request, its env and runtime, the path parameters and the caller. */
@@ -87,8 +89,25 @@ const health: Handler = async ({ rt }) => {
 };
 
 /** Counts over the whole store: for operators (a service token), within the cron's call budget. */
-const metrics: Handler = async ({ rt }) =>
-  json(await rt.metrics.integration.getStorageMetrics({ maxStorageCalls: rt.metrics.maxStorageCalls }));
+const metrics: Handler = async ({ request, env, rt }) => {
+  const counts = await rt.metrics.integration.getStorageMetrics({ maxStorageCalls: rt.metrics.maxStorageCalls });
+  if (!wantsPrometheus(request)) return json(counts);
+  // The exposition adds health (2-5 storage calls), the newest backup (1 KV list) and the last
+  // sweep's time (1 KV get) to the counts.
+  const [health, backups, lastRun] = await Promise.all([
+    rt.metrics.integration.healthCheck(),
+    rt.service.listBackups({ limit: 1 }),
+    env.CHAT_KV.get(LAST_RUN_KEY),
+  ]);
+  const lastRetentionMs = lastRun === null ? undefined : Number(lastRun);
+  const text = prometheusText({
+    metrics: counts,
+    health,
+    ...(backups[0] && { newestBackup: backups[0] }),
+    ...(lastRetentionMs !== undefined && Number.isFinite(lastRetentionMs) && { lastRetentionMs }),
+  });
+  return new Response(text, { headers: { "content-type": PROMETHEUS_CONTENT_TYPE } });
+};
 
 const addMessage: Handler = async ({ request, env, rt, params, userId }) => {
   const sessionId = check.id("sessionId", params.sessionId);
