@@ -54,6 +54,14 @@ fn store(encrypted: bool) -> (MemoryStores, Service) {
     (stores, service)
 }
 
+/// The open problems `healthCheck` shows.
+fn open_problems(service: &Service) -> u64 {
+    block_on(service.health_check())
+        .verification
+        .unwrap()
+        .problems
+}
+
 fn verify(service: &Service, repair: bool) -> VerificationReport {
     let options = VerifyOptions {
         sample: Sample::default(),
@@ -554,13 +562,7 @@ fn an_archive_damaged_in_both_buckets_without_a_backup_is_left_as_it_is() {
     );
     assert_eq!(stores.snapshot().r2[&s4].body, primary);
     assert_eq!(replica.snapshot()[&s4].body, copy);
-    assert_eq!(
-        block_on(service.health_check())
-            .verification
-            .unwrap()
-            .problems,
-        1
-    );
+    assert_eq!(open_problems(&service), 1);
 }
 
 fn verify_within(service: &Service, repair: bool, max_storage_calls: u32) -> VerificationReport {
@@ -657,13 +659,7 @@ fn a_sampled_pass_closes_only_its_own_slot() {
     assert_ne!(first.slot, second.slot);
     // Found by the pass of its slot, kept open by the other's.
     assert_eq!(first.problems.len() + second.problems.len(), 1);
-    assert_eq!(
-        block_on(service.health_check())
-            .verification
-            .unwrap()
-            .problems,
-        1
-    );
+    assert_eq!(open_problems(&service), 1);
 }
 
 #[test]
@@ -719,13 +715,7 @@ fn a_failed_summary_read_does_not_lose_the_open_problems() {
     }
     verify(&service, false);
     stores.faults.clear();
-    assert_eq!(
-        block_on(service.health_check())
-            .verification
-            .unwrap()
-            .problems,
-        1
-    );
+    assert_eq!(open_problems(&service), 1);
 }
 
 #[test]
