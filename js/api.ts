@@ -1,5 +1,6 @@
 // The library's TypeScript API. Platform-neutral: the entry modules (workerd.ts, node.ts,
 // browser.ts) initialise the wasm module once, then re-export everything from here.
+import { operationRecorder } from "./analytics.js";
 import * as wasm from "./wasm/supportbot_persistence.js";
 import type {
   ArchiveList,
@@ -45,6 +46,7 @@ import type {
 } from "./types.js";
 
 export type * from "./types.js";
+export { ANALYTICS_SCHEMA, type OperationRecorder } from "./analytics.js";
 
 /** Every `code` a PersistenceError can carry; stable across releases. */
 export const ERROR_CODES = [
@@ -370,6 +372,10 @@ function checkBindings(bindings: PersistenceBindings | undefined): PersistenceBi
   if (!bindings?.CHAT_KV || !bindings?.ARCHIVE_R2) {
     throw invalidConfig("bindings", "", "CHAT_KV (KV namespace) and ARCHIVE_R2 (R2 bucket) are required");
   }
+  const analytics: unknown = bindings.PERSISTENCE_ANALYTICS;
+  if (analytics != null && typeof (analytics as { writeDataPoint?: unknown }).writeDataPoint !== "function") {
+    throw invalidConfig("PERSISTENCE_ANALYTICS", "", "must be an Analytics Engine dataset binding (with writeDataPoint)");
+  }
   return bindings;
 }
 
@@ -450,8 +456,9 @@ export class DataPersistenceService {
   readonly #core: wasm.DataPersistenceService;
 
   constructor(bindings: PersistenceBindings, policy: Partial<DataRetentionPolicy> = {}, options: PersistenceOptions = {}) {
-    const { CHAT_KV, ARCHIVE_R2, ARCHIVE_R2_REPLICA } = checkBindings(bindings);
-    this.#core = new wasm.DataPersistenceService(CHAT_KV, ARCHIVE_R2, toJson("policy", policy), toJson("options", options), ARCHIVE_R2_REPLICA ?? undefined);
+    const { CHAT_KV, ARCHIVE_R2, ARCHIVE_R2_REPLICA, PERSISTENCE_ANALYTICS } = checkBindings(bindings);
+    const recorder = PERSISTENCE_ANALYTICS ? operationRecorder(PERSISTENCE_ANALYTICS, wasm.libraryVersion()) : undefined;
+    this.#core = new wasm.DataPersistenceService(CHAT_KV, ARCHIVE_R2, toJson("policy", policy), toJson("options", options), ARCHIVE_R2_REPLICA ?? undefined, recorder);
   }
 
   /** The retention policy in force (spec defaults merged with what was passed). */

@@ -9,6 +9,8 @@ export interface PersistenceEnv {
   ARCHIVE_R2: R2Bucket;
   /** Optional R2 replica bucket (e.g. another jurisdiction): copies of everything in ARCHIVE_R2 as stored; synced by `syncReplica`. */
   ARCHIVE_R2_REPLICA?: R2Bucket;
+  /** Optional Workers Analytics Engine dataset: one data point per library call (README "Analytics Engine"). */
+  PERSISTENCE_ANALYTICS?: AnalyticsEngineDataset;
   /** One SessionMemoryDO per chat session. */
   SESSION_MEMORY: DurableObjectNamespace<SessionMemoryDO>;
   /** The spec's `[vars]`, read by policyFromEnv; an absent one keeps its default. */

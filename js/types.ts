@@ -184,6 +184,8 @@ export interface PersistenceBindings {
   ARCHIVE_R2: R2Bucket;
   /** Optional replica bucket: archives, data keys, tombstones and committed backups are copied there as stored; reads fall back to it (README "Replicas"). */
   ARCHIVE_R2_REPLICA?: R2Bucket;
+  /** Optional Workers Analytics Engine dataset: one data point per call (README "Analytics Engine"; schema: `ANALYTICS_SCHEMA`). */
+  PERSISTENCE_ANALYTICS?: AnalyticsEngineDataset;
 }
 
 /** Limits of one retention run, so a cron invocation stays within Worker limits. */

@@ -4,7 +4,8 @@
 # then bench/encryption.mjs (what encryption at rest costs, bench/NOTES.md "Encryption"),
 # bench/erasure.mjs (what erasing a user costs, "Erasure"), bench/export.mjs (exports and
 # imports, "Export and import"), bench/offload.mjs (an Agents SDK segment, "Offload") and
-# bench/verification.mjs (what verifyStorage checks per CPU-second, "Verification").
+# bench/verification.mjs (what verifyStorage checks per CPU-second, "Verification") and
+# bench/analytics.mjs (CPU an Analytics Engine data point adds to a call, "Analytics").
 # `--smoke` (CI, scripts/test.sh): one iteration on tiny inputs over the dist/ already built;
 # it checks that the harness works and never fails on a target.
 set -euo pipefail
@@ -28,3 +29,5 @@ step "benchmark: offload${smoke:+ (smoke)}"
 node bench/offload.mjs ${smoke:+--smoke}
 step "benchmark: verification${smoke:+ (smoke)}"
 node bench/verification.mjs ${smoke:+--smoke}
+step "benchmark: analytics${smoke:+ (smoke)}"
+node bench/analytics.mjs ${smoke:+--smoke}

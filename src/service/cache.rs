@@ -142,24 +142,31 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
     ) -> Result<Option<Vec<f64>>> {
         let log = self.begin("getCachedEmbedding");
         check_text("text", text)?;
+        let found = self.lookup_embedding(&log, text, model).await;
+        log.cache_lookup(found.is_some());
+        Ok(found)
+    }
+
+    async fn lookup_embedding(
+        &self,
+        log: &OpLog<'_>,
+        text: &str,
+        model: Option<&str>,
+    ) -> Option<Vec<f64>> {
         let wanted = non_empty(model).or(self.options.default_embedding_model.as_deref());
         let key = self.embedding_cache_key(text);
-        let Some(bytes) = self.read_cache_entry(&log, &key).await else {
-            return Ok(None);
-        };
+        let bytes = self.read_cache_entry(log, &key).await?;
         let lookup = decode_embedding(&key, &bytes, self.clock.now_ms());
-        let Some(hit) = self.settle_lookup(&log, &key, lookup) else {
-            return Ok(None);
-        };
+        let hit = self.settle_lookup(log, &key, lookup)?;
         match wanted {
             Some(wanted) if hit.model.as_deref() != Some(wanted) => {
                 log.debug(
                     "cached for another model; serving a miss",
                     json!({ "key": key, "cachedFor": hit.model, "wanted": wanted }),
                 );
-                Ok(None)
+                None
             }
-            _ => Ok(Some(hit.values)),
+            _ => Some(hit.values),
         }
     }
 
@@ -202,16 +209,19 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         let log = self.begin("getCachedQueryResult");
         check_text("query", query)?;
         let key = self.query_cache_key(query);
-        let Some(bytes) = self.read_cache_entry(&log, &key).await else {
-            return Ok(None);
+        let found = match self.read_cache_entry(&log, &key).await {
+            None => None,
+            Some(bytes) => {
+                let lookup = match std::str::from_utf8(&bytes) {
+                    Ok(text) => decode_query_entry(&key, text, self.clock.now_ms()),
+                    Err(err) => Err(PersistenceError::corrupt(&key, format!("not UTF-8: {err}"))),
+                };
+                self.settle_lookup(&log, &key, lookup)
+                    .map(|entry| entry.value_json())
+            }
         };
-        let lookup = match std::str::from_utf8(&bytes) {
-            Ok(text) => decode_query_entry(&key, text, self.clock.now_ms()),
-            Err(err) => Err(PersistenceError::corrupt(&key, format!("not UTF-8: {err}"))),
-        };
-        Ok(self
-            .settle_lookup(&log, &key, lookup)
-            .map(|entry| entry.value_json()))
+        log.cache_lookup(found.is_some());
+        Ok(found)
     }
 
     fn embedding_cache_key(&self, text: &str) -> String {

@@ -9,10 +9,12 @@
 //! counts.
 
 use std::cell::Cell;
+use std::rc::Rc;
 
 use serde_json::{json, Map, Value};
 
 use super::json_text;
+use super::op_stats::{self, LogCounts, OpStats};
 use crate::store::{Binding, LogSink};
 
 /// The log of one public operation (`archiveConversation`, ...).
@@ -26,6 +28,11 @@ pub struct OpLog<'a> {
     calls: Cell<u32>,
     failed_attempts: Cell<u32>,
     storage_ms: Cell<i64>,
+    bytes_read: Cell<u64>,
+    bytes_written: Cell<u64>,
+    cache_hit: Cell<Option<bool>>,
+    /// The stats of the instrumented call this operation runs in, which its counts join.
+    stats: Option<Rc<OpStats>>,
 }
 
 /// How one storage attempt ended.
@@ -87,6 +94,10 @@ impl<'a> OpLog<'a> {
             calls: Cell::new(0),
             failed_attempts: Cell::new(0),
             storage_ms: Cell::new(0),
+            bytes_read: Cell::new(0),
+            bytes_written: Cell::new(0),
+            cache_hit: Cell::new(None),
+            stats: op_stats::current(),
         }
     }
 
@@ -126,6 +137,25 @@ impl<'a> OpLog<'a> {
             line.insert("error".into(), json!(error));
         }
         self.emit(line);
+    }
+
+    /// Counts `bytes` read from storage (a value or an object body).
+    pub fn read_bytes(&self, bytes: usize) {
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        self.bytes_read
+            .set(self.bytes_read.get().saturating_add(bytes));
+    }
+
+    /// Counts `bytes` written to storage.
+    pub fn wrote_bytes(&self, bytes: usize) {
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        self.bytes_written
+            .set(self.bytes_written.get().saturating_add(bytes));
+    }
+
+    /// Records whether the operation's cache lookup hit.
+    pub fn cache_lookup(&self, hit: bool) {
+        self.cache_hit.set(Some(hit));
     }
 
     /// Storage calls made so far, as run budgets count them: a retried call once.
@@ -168,6 +198,15 @@ impl Drop for OpLog<'_> {
     /// through a `serde_json::Map`: it is emitted by every call (a cache hit included), every
     /// field is a number or one of our own ASCII names, and this halves its cost (~3 µs in wasm).
     fn drop(&mut self) {
+        if let Some(stats) = &self.stats {
+            stats.add(&LogCounts {
+                storage_calls: self.calls.get(),
+                failed_attempts: self.failed_attempts.get(),
+                bytes_read: self.bytes_read.get(),
+                bytes_written: self.bytes_written.get(),
+                cache_hit: self.cache_hit.get(),
+            });
+        }
         self.sink.emit(&format!(
             r#"{{"level":"info","requestId":"{}","op":"{}","msg":"done","storageCalls":{},"failedCalls":{},"storageMs":{}}}"#,
             self.request_id,

@@ -25,6 +25,7 @@ mod legacy;
 pub mod legacy_suite;
 mod log;
 mod migrate;
+mod op_stats;
 mod options;
 mod reindex;
 mod replica;
@@ -61,6 +62,7 @@ pub use health::{
 pub use import::{ImportOptions, ImportReport, StoreImport, MIN_IMPORT_CALLS};
 pub use log::{CallRecord, OpLog, Outcome};
 pub use migrate::{MigrationReport, MIN_MIGRATION_CALLS};
+pub use op_stats::{instrument, instrument_into, Instrumented, OpStats};
 pub use options::{
     BreakerPolicy, PackBounds, RetryPolicy, ServiceOptions, DEFAULT_VERIFICATION_MAX_AGE_MS,
 };
@@ -190,11 +192,14 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
 
     async fn kv_get(&self, log: &OpLog<'_>, key: &str) -> Result<Option<KvValue>> {
         let kv = &self.kv;
-        self.guard
+        let found = self
+            .guard
             .call(&self.clock, log, Binding::Kv, "get", key, async || {
                 kv.get(key).await
             })
-            .await
+            .await?;
+        log.read_bytes(found.as_ref().map_or(0, |found| found.value.len()));
+        Ok(found)
     }
 
     async fn kv_put(
@@ -209,7 +214,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
             .call(&self.clock, log, Binding::Kv, "put", key, async || {
                 kv.put(key, value, options.clone()).await
             })
-            .await
+            .await?;
+        log.wrote_bytes(value.len());
+        Ok(())
     }
 
     async fn kv_delete(&self, log: &OpLog<'_>, key: &str) -> Result<()> {
@@ -233,11 +240,14 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
 
     async fn r2_get(&self, log: &OpLog<'_>, key: &str) -> Result<Option<StoredObject>> {
         let r2 = &self.r2;
-        self.guard
+        let found = self
+            .guard
             .call(&self.clock, log, Binding::R2, "get", key, async || {
                 r2.get(key).await
             })
-            .await
+            .await?;
+        log.read_bytes(found.as_ref().map_or(0, |found| found.body.len()));
+        Ok(found)
     }
 
     async fn r2_head(&self, log: &OpLog<'_>, key: &str) -> Result<Option<ObjectMeta>> {
@@ -257,11 +267,16 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         options: ObjectPutOptions,
     ) -> Result<PutOutcome> {
         let r2 = &self.r2;
-        self.guard
+        let outcome = self
+            .guard
             .call(&self.clock, log, Binding::R2, "put", key, async || {
                 r2.put(key, body, options.clone()).await
             })
-            .await
+            .await?;
+        if matches!(outcome, PutOutcome::Stored(_)) {
+            log.wrote_bytes(body.len());
+        }
+        Ok(outcome)
     }
 
     async fn r2_delete(&self, log: &OpLog<'_>, keys: &[String]) -> Result<()> {

@@ -261,7 +261,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         key: &str,
     ) -> Result<Option<StoredObject>> {
         let replica = self.replica_bucket()?;
-        self.guard
+        let found = self
+            .guard
             .call(
                 &self.clock,
                 log,
@@ -270,7 +271,9 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 key,
                 async || as_replica(replica.get(key).await),
             )
-            .await
+            .await?;
+        log.read_bytes(found.as_ref().map_or(0, |found| found.body.len()));
+        Ok(found)
     }
 
     /// `head` in the replica (errors as [`Self::replica_get`]).
@@ -302,7 +305,8 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
         options: ObjectPutOptions,
     ) -> Result<PutOutcome> {
         let replica = self.replica_bucket()?;
-        self.guard
+        let outcome = self
+            .guard
             .call(
                 &self.clock,
                 log,
@@ -311,7 +315,11 @@ impl<K: KvStore, R: ObjectStore, C: Clock + Rng> DataPersistenceService<K, R, C>
                 key,
                 async || as_replica(replica.put(key, body, options.clone()).await),
             )
-            .await
+            .await?;
+        if matches!(outcome, PutOutcome::Stored(_)) {
+            log.wrote_bytes(body.len());
+        }
+        Ok(outcome)
     }
 
     /// `delete` of up to 1000 keys in the replica (errors as [`Self::replica_get`]).

@@ -17,6 +17,7 @@ use js_sys::{Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use super::analytics::{record_refused, Outcome, StreamRecord};
 use super::convert::integer_arg;
 use super::js_error::{to_js_error_in, Operation};
 use super::service::{budget_args, BoundService, Service};
@@ -30,7 +31,13 @@ use crate::service::{ImportOptions, StoreExport, StoreImport, UserExport};
 type Shared<S> = Rc<RefCell<Option<S>>>;
 
 /// Runs `work` on the state taken out of `state`; puts the state back unless the work failed.
-fn with_state<S, T, F, Fut>(state: &Shared<S>, operation: Operation, work: F) -> Promise
+/// With analytics, the work is counted into the stream's `record`, and a failure ends it.
+fn with_state<S, T, F, Fut>(
+    state: &Shared<S>,
+    record: &Option<Rc<StreamRecord>>,
+    operation: Operation,
+    work: F,
+) -> Promise
 where
     S: 'static,
     T: Into<JsValue>,
@@ -38,6 +45,7 @@ where
     Fut: Future<Output = (S, Result<T, PersistenceError>)> + 'static,
 {
     let state = Rc::clone(state);
+    let record = record.clone();
     future_to_promise(async move {
         let Some(taken) = state.borrow_mut().take() else {
             let err = PersistenceError::invalid_input(
@@ -47,15 +55,33 @@ where
             );
             return Err(to_js_error_in(operation, &err));
         };
-        let (taken, result) = work(taken).await;
+        let (taken, result) = match &record {
+            None => work(taken).await,
+            Some(record) => record.instrument(work(taken)).await,
+        };
         match result {
             Ok(value) => {
                 *state.borrow_mut() = Some(taken);
                 Ok(value.into())
             }
-            Err(err) => Err(to_js_error_in(operation, &err)),
+            Err(err) => {
+                if let Some(record) = &record {
+                    record.finish(Outcome::Failed(&err));
+                }
+                Err(to_js_error_in(operation, &err))
+            }
         }
     })
+}
+
+/// Records a stream's end when `chunk` is its last (`None`).
+fn end_at_last(
+    record: &Option<Rc<StreamRecord>>,
+    chunk: &Result<Option<Vec<u8>>, PersistenceError>,
+) {
+    if let (Some(record), Ok(None)) = (record, chunk) {
+        record.finish(Outcome::Ok);
+    }
 }
 
 /// A chunk for JavaScript: a copy of the bytes, or `null` at the end.
@@ -68,6 +94,7 @@ fn chunk_or_null(chunk: Option<Vec<u8>>) -> JsValue {
 pub struct UserExportStream {
     service: Rc<Service>,
     state: Shared<UserExport>,
+    record: Option<Rc<StreamRecord>>,
 }
 
 #[wasm_bindgen]
@@ -76,10 +103,17 @@ impl UserExportStream {
     /// line. Rejects with the PersistenceError of an archive that cannot be read.
     pub fn next(&self) -> Promise {
         let service = Rc::clone(&self.service);
-        with_state(&self.state, Operation::Export, async move |mut export| {
-            let chunk = service.next_user_export_chunk(&mut export).await;
-            (export, chunk.map(chunk_or_null))
-        })
+        let record = self.record.clone();
+        with_state(
+            &self.state,
+            &self.record,
+            Operation::Export,
+            async move |mut export| {
+                let chunk = service.next_user_export_chunk(&mut export).await;
+                end_at_last(&record, &chunk);
+                (export, chunk.map(chunk_or_null))
+            },
+        )
     }
 }
 
@@ -88,6 +122,7 @@ impl UserExportStream {
 pub struct StoreExportStream {
     service: Rc<Service>,
     state: Shared<StoreExport>,
+    record: Option<Rc<StreamRecord>>,
 }
 
 #[wasm_bindgen]
@@ -96,10 +131,17 @@ impl StoreExportStream {
     /// line.
     pub fn next(&self) -> Promise {
         let service = Rc::clone(&self.service);
-        with_state(&self.state, Operation::Export, async move |mut export| {
-            let chunk = service.next_store_export_chunk(&mut export).await;
-            (export, chunk.map(chunk_or_null))
-        })
+        let record = self.record.clone();
+        with_state(
+            &self.state,
+            &self.record,
+            Operation::Export,
+            async move |mut export| {
+                let chunk = service.next_store_export_chunk(&mut export).await;
+                end_at_last(&record, &chunk);
+                (export, chunk.map(chunk_or_null))
+            },
+        )
     }
 }
 
@@ -108,6 +150,7 @@ impl StoreExportStream {
 pub struct StoreImporter {
     service: Rc<Service>,
     state: Shared<StoreImport>,
+    record: Option<Rc<StreamRecord>>,
 }
 
 #[wasm_bindgen]
@@ -116,10 +159,15 @@ impl StoreImporter {
     /// once its run stopped: stop reading the stream and call `finish`).
     pub fn push(&self, chunk: Vec<u8>) -> Promise {
         let service = Rc::clone(&self.service);
-        with_state(&self.state, Operation::Import, async move |mut import| {
-            let more = service.import_chunk(&mut import, &chunk).await;
-            (import, more.map(JsValue::from_bool))
-        })
+        with_state(
+            &self.state,
+            &self.record,
+            Operation::Import,
+            async move |mut import| {
+                let more = service.import_chunk(&mut import, &chunk).await;
+                (import, more.map(JsValue::from_bool))
+            },
+        )
     }
 
     /// Ends the import (its last line, if it had no newline); resolves to the report as JSON
@@ -127,6 +175,7 @@ impl StoreImporter {
     pub fn finish(&self) -> Promise {
         let service = Rc::clone(&self.service);
         let state = Rc::clone(&self.state);
+        let record = self.record.clone();
         future_to_promise(async move {
             let Some(import) = state.borrow_mut().take() else {
                 let err = PersistenceError::invalid_input(
@@ -135,11 +184,27 @@ impl StoreImporter {
                 );
                 return Err(to_js_error_in(Operation::Import, &err));
             };
-            match service.finish_import(import).await {
-                Ok(report) => Ok(json_text(&report).into()),
-                Err(err) => Err(to_js_error_in(Operation::Import, &err)),
-            }
+            let finish = service.finish_import(import);
+            let report = match &record {
+                None => finish.await,
+                Some(record) => {
+                    let report = record.instrument(finish).await;
+                    record.finish(Outcome::from(&report));
+                    report
+                }
+            };
+            report
+                .map(|report| json_text(&report).into())
+                .map_err(|err| to_js_error_in(Operation::Import, &err))
         })
+    }
+}
+
+impl BoundService {
+    /// The error of a stream refused at its start, recorded with analytics.
+    fn refused(&self, family: Operation, name: &'static str, err: &PersistenceError) -> JsValue {
+        record_refused(self.analytics.as_ref(), name, err);
+        to_js_error_in(family, err)
     }
 }
 
@@ -151,9 +216,10 @@ impl BoundService {
         let export = self
             .service
             .export_user_data(&user_id)
-            .map_err(|err| to_js_error_in(Operation::Export, &err))?;
+            .map_err(|err| self.refused(Operation::Export, "exportUserData", &err))?;
         Ok(UserExportStream {
             service: Rc::clone(&self.service),
+            record: StreamRecord::start(self.analytics.as_ref(), "exportUserData"),
             state: Rc::new(RefCell::new(Some(export))),
         })
     }
@@ -171,9 +237,10 @@ impl BoundService {
             let budget = budget_args(&self.service, max_storage_calls, time_budget_ms)?;
             self.service.export_store(budget, cursor.as_deref())
         };
-        let export = start().map_err(|err| to_js_error_in(Operation::Export, &err))?;
+        let export = start().map_err(|err| self.refused(Operation::Export, "exportStore", &err))?;
         Ok(StoreExportStream {
             service: Rc::clone(&self.service),
+            record: StreamRecord::start(self.analytics.as_ref(), "exportStore"),
             state: Rc::new(RefCell::new(Some(export))),
         })
     }
@@ -197,9 +264,10 @@ impl BoundService {
             let options = ImportOptions { dry_run, from_line };
             self.service.import_store(options, budget)
         };
-        let import = start().map_err(|err| to_js_error_in(Operation::Import, &err))?;
+        let import = start().map_err(|err| self.refused(Operation::Import, "importStore", &err))?;
         Ok(StoreImporter {
             service: Rc::clone(&self.service),
+            record: StreamRecord::start(self.analytics.as_ref(), "importStore"),
             state: Rc::new(RefCell::new(Some(import))),
         })
     }

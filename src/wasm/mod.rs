@@ -13,6 +13,7 @@
     clippy::indexing_slicing
 )]
 
+mod analytics;
 #[cfg(feature = "bench")]
 mod bench;
 mod binding_failure;

@@ -13,7 +13,8 @@ use js_sys::{Float64Array, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use super::bindings::{KVNamespace, R2Bucket};
+use super::analytics::{recorded, Analytics};
+use super::bindings::{KVNamespace, OperationRecorder, R2Bucket};
 use super::clock::JsClock;
 use super::convert::{integer_arg, page_limit_arg};
 use super::js_error::{to_js_error_in, Operation};
@@ -36,19 +37,28 @@ pub(super) type Service = DataPersistenceService<JsKv, JsR2, JsClock>;
 #[wasm_bindgen(js_name = DataPersistenceService)]
 pub struct BoundService {
     pub(super) service: Rc<Service>,
+    /// The data points of its calls, when a `PERSISTENCE_ANALYTICS` dataset is bound.
+    pub(super) analytics: Option<Rc<Analytics>>,
 }
 
 /// Runs `work` on a clone of the service and turns its result into a Promise; errors become
-/// `PersistenceError`s whose message starts with the operation's prefix.
-pub(super) fn spawn<F, Fut, T>(service: &Rc<Service>, operation: Operation, work: F) -> Promise
+/// `PersistenceError`s whose message starts with the operation's prefix. With analytics, the
+/// call is measured and recorded when it settles.
+pub(super) fn spawn<F, Fut, T>(
+    bound: &BoundService,
+    operation: Operation,
+    name: &'static str,
+    work: F,
+) -> Promise
 where
     F: FnOnce(Rc<Service>) -> Fut + 'static,
     Fut: Future<Output = Result<T, PersistenceError>> + 'static,
     T: Into<JsValue>,
 {
-    let service = Rc::clone(service);
+    let service = Rc::clone(&bound.service);
+    let analytics = bound.analytics.clone();
     future_to_promise(async move {
-        work(service)
+        recorded(analytics, name, work(service))
             .await
             .map(Into::into)
             .map_err(|err| to_js_error_in(operation, &err))
@@ -149,7 +159,8 @@ fn optional_json(value: Option<String>) -> Option<String> {
 
 #[wasm_bindgen(js_class = DataPersistenceService)]
 impl BoundService {
-    /// A service over `kv` and `r2`, and `replica` (`ARCHIVE_R2_REPLICA`) when given.
+    /// A service over `kv` and `r2`, and `replica` (`ARCHIVE_R2_REPLICA`) when given;
+    /// `analytics` (js/analytics.ts over `PERSISTENCE_ANALYTICS`) records each call.
     /// `policy_json` is a (partial) DataRetentionPolicy and `options_json` the
     /// PersistenceOptions, both as JSON text. Throws INVALID_CONFIG.
     #[wasm_bindgen(constructor)]
@@ -159,6 +170,7 @@ impl BoundService {
         policy_json: &str,
         options_json: &str,
         replica: Option<R2Bucket>,
+        analytics: Option<OperationRecorder>,
     ) -> Result<BoundService, JsValue> {
         let build = || -> Result<Service, PersistenceError> {
             let policy =
@@ -180,6 +192,7 @@ impl BoundService {
         let service = build().map_err(|err| to_js_error_in(Operation::Config, &err))?;
         Ok(BoundService {
             service: Rc::new(service),
+            analytics: analytics.map(|recorder| Rc::new(Analytics::new(recorder))),
         })
     }
 
@@ -193,22 +206,32 @@ impl BoundService {
     /// and the session state given as UTF-8 JSON bytes; resolves to the R2 key of the archive.
     #[wasm_bindgen(js_name = archiveConversation)]
     pub fn archive_conversation(&self, memory: JsonInput, session_json: Vec<u8>) -> Promise {
-        spawn(&self.service, Operation::Archive, async move |service| {
-            let memory_json = utf8("memory", memory.bytes)?;
-            let session_json = utf8("session", session_json)?;
-            service
-                .archive_conversation(&memory_json, &session_json)
-                .await
-        })
+        spawn(
+            self,
+            Operation::Archive,
+            "archiveConversation",
+            async move |service| {
+                let memory_json = utf8("memory", memory.bytes)?;
+                let session_json = utf8("session", session_json)?;
+                service
+                    .archive_conversation(&memory_json, &session_json)
+                    .await
+            },
+        )
     }
 
     /// The newest archive of a session as conversation JSON text, or `null`.
     #[wasm_bindgen(js_name = retrieveArchivedConversation)]
     pub fn retrieve_archived_conversation(&self, session_id: String) -> Promise {
-        spawn(&self.service, Operation::Archive, async move |service| {
-            let found = service.retrieve_archived_conversation(&session_id).await?;
-            Ok(archive_json_or_null(found))
-        })
+        spawn(
+            self,
+            Operation::Archive,
+            "retrieveArchivedConversation",
+            async move |service| {
+                let found = service.retrieve_archived_conversation(&session_id).await?;
+                Ok(archive_json_or_null(found))
+            },
+        )
     }
 
     /// Archives the AI SDK UIMessages of session `session_id`, whose JSON array was filled into
@@ -221,42 +244,62 @@ impl BoundService {
         messages: JsonInput,
         options_json: String,
     ) -> Promise {
-        spawn(&self.service, Operation::Archive, async move |service| {
-            let messages_json = utf8("messages", messages.bytes)?;
-            service
-                .archive_ui_messages(&session_id, &messages_json, &options_json)
-                .await
-        })
+        spawn(
+            self,
+            Operation::Archive,
+            "archiveUIMessages",
+            async move |service| {
+                let messages_json = utf8("messages", messages.bytes)?;
+                service
+                    .archive_ui_messages(&session_id, &messages_json, &options_json)
+                    .await
+            },
+        )
     }
 
     /// The newest archive of a session as the JSON text of a UIMessage array, or `null`.
     #[wasm_bindgen(js_name = retrieveUIMessages)]
     pub fn retrieve_ui_messages(&self, session_id: String) -> Promise {
-        spawn(&self.service, Operation::Archive, async move |service| {
-            let found = service.retrieve_ui_messages(&session_id).await?;
-            Ok(archive_json_or_null(found))
-        })
+        spawn(
+            self,
+            Operation::Archive,
+            "retrieveUIMessages",
+            async move |service| {
+                let found = service.retrieve_ui_messages(&session_id).await?;
+                Ok(archive_json_or_null(found))
+            },
+        )
     }
 
     /// Archives the UIMessages filled into `messages` as segment `seq` of session `session_id`
     /// (the Agents SDK offload); resolves to the R2 key of the segment's archive.
     #[wasm_bindgen(js_name = archiveSegment)]
     pub fn archive_segment(&self, session_id: String, seq: u32, messages: JsonInput) -> Promise {
-        spawn(&self.service, Operation::Archive, async move |service| {
-            let messages_json = utf8("messages", messages.bytes)?;
-            service
-                .archive_segment(&session_id, seq, &messages_json)
-                .await
-        })
+        spawn(
+            self,
+            Operation::Archive,
+            "archiveSegment",
+            async move |service| {
+                let messages_json = utf8("messages", messages.bytes)?;
+                service
+                    .archive_segment(&session_id, seq, &messages_json)
+                    .await
+            },
+        )
     }
 
     /// The archive or segment under an R2 key as the JSON text of a UIMessage array, or `null`.
     #[wasm_bindgen(js_name = retrieveUIMessagesByKey)]
     pub fn retrieve_ui_messages_by_key(&self, archive_key: String) -> Promise {
-        spawn(&self.service, Operation::Archive, async move |service| {
-            let found = service.retrieve_ui_messages_by_key(&archive_key).await?;
-            Ok(archive_json_or_null(found))
-        })
+        spawn(
+            self,
+            Operation::Archive,
+            "retrieveUIMessagesByKey",
+            async move |service| {
+                let found = service.retrieve_ui_messages_by_key(&archive_key).await?;
+                Ok(archive_json_or_null(found))
+            },
+        )
     }
 
     /// One page of archive summaries, newest first, as JSON text.
@@ -267,13 +310,18 @@ impl BoundService {
         limit: f64,
         cursor: Option<String>,
     ) -> Promise {
-        spawn(&self.service, Operation::Archive, async move |service| {
-            let limit = page_limit_arg(limit)?;
-            let listing = service
-                .list_archived_conversations(user_id.as_deref(), limit, cursor.as_deref())
-                .await?;
-            Ok(json_text(&listing))
-        })
+        spawn(
+            self,
+            Operation::Archive,
+            "listArchivedConversations",
+            async move |service| {
+                let limit = page_limit_arg(limit)?;
+                let listing = service
+                    .list_archived_conversations(user_id.as_deref(), limit, cursor.as_deref())
+                    .await?;
+                Ok(json_text(&listing))
+            },
+        )
     }
 
     /// Caches an embedding (Float64Array) for `text`.
@@ -285,12 +333,17 @@ impl BoundService {
         metadata_json: Option<String>,
     ) -> Promise {
         let values = embedding.to_vec();
-        spawn(&self.service, Operation::Cache, async move |service| {
-            service
-                .cache_embedding(&text, &values, optional_json(metadata_json).as_deref())
-                .await
-                .map(|()| JsValue::UNDEFINED)
-        })
+        spawn(
+            self,
+            Operation::Cache,
+            "cacheEmbedding",
+            async move |service| {
+                service
+                    .cache_embedding(&text, &values, optional_json(metadata_json).as_deref())
+                    .await
+                    .map(|()| JsValue::UNDEFINED)
+            },
+        )
     }
 
     /// The cached embedding of `text` under `model`, or `null`: resolves to what `copy`
@@ -306,9 +359,10 @@ impl BoundService {
         copy: js_sys::Function,
     ) -> Promise {
         let service = Rc::clone(&self.service);
+        let analytics = self.analytics.clone();
         future_to_promise(async move {
-            let Some(values) = service
-                .get_cached_embedding(&text, model.as_deref())
+            let lookup = service.get_cached_embedding(&text, model.as_deref());
+            let Some(values) = recorded(analytics, "getCachedEmbedding", lookup)
                 .await
                 .map_err(|err| to_js_error_in(Operation::Cache, &err))?
             else {
@@ -330,25 +384,35 @@ impl BoundService {
         result_json: String,
         metadata_json: Option<String>,
     ) -> Promise {
-        spawn(&self.service, Operation::Cache, async move |service| {
-            service
-                .cache_frequent_query(
-                    &query,
-                    &result_json,
-                    optional_json(metadata_json).as_deref(),
-                )
-                .await
-                .map(|()| JsValue::UNDEFINED)
-        })
+        spawn(
+            self,
+            Operation::Cache,
+            "cacheFrequentQuery",
+            async move |service| {
+                service
+                    .cache_frequent_query(
+                        &query,
+                        &result_json,
+                        optional_json(metadata_json).as_deref(),
+                    )
+                    .await
+                    .map(|()| JsValue::UNDEFINED)
+            },
+        )
     }
 
     /// The cached result of `query` as JSON text, or `null`.
     #[wasm_bindgen(js_name = getCachedQueryResult)]
     pub fn get_cached_query_result(&self, query: String) -> Promise {
-        spawn(&self.service, Operation::Cache, async move |service| {
-            let found = service.get_cached_query_result(&query).await?;
-            Ok(json_or_null(found))
-        })
+        spawn(
+            self,
+            Operation::Cache,
+            "getCachedQueryResult",
+            async move |service| {
+                let found = service.get_cached_query_result(&query).await?;
+                Ok(json_or_null(found))
+            },
+        )
     }
 
     /// Backs up the newest archives of `session_ids`, all of them `user_id`'s when it is
@@ -360,11 +424,16 @@ impl BoundService {
         user_id: Option<String>,
         keep: bool,
     ) -> Promise {
-        spawn(&self.service, Operation::Backup, async move |service| {
-            service
-                .create_backup(&session_ids, user_id.as_deref(), keep)
-                .await
-        })
+        spawn(
+            self,
+            Operation::Backup,
+            "createBackup",
+            async move |service| {
+                service
+                    .create_backup(&session_ids, user_id.as_deref(), keep)
+                    .await
+            },
+        )
     }
 
     /// One page of backups, newest first, with the backup policy's decisions, as JSON text.
@@ -375,25 +444,35 @@ impl BoundService {
         limit: f64,
         cursor: Option<String>,
     ) -> Promise {
-        spawn(&self.service, Operation::Backup, async move |service| {
-            let limit = page_limit_arg(limit)?;
-            let listing = service
-                .list_backups(user_id.as_deref(), limit, cursor.as_deref())
-                .await?;
-            Ok(json_text(&listing))
-        })
+        spawn(
+            self,
+            Operation::Backup,
+            "listBackups",
+            async move |service| {
+                let limit = page_limit_arg(limit)?;
+                let listing = service
+                    .list_backups(user_id.as_deref(), limit, cursor.as_deref())
+                    .await?;
+                Ok(json_text(&listing))
+            },
+        )
     }
 
     /// Restores a backup after verifying it whole, only one made for `user_id` when it is
     /// given; resolves to the restored and skipped session ids as JSON text (`tally_json`).
     #[wasm_bindgen(js_name = restoreFromBackup)]
     pub fn restore_from_backup(&self, backup_id: String, user_id: Option<String>) -> Promise {
-        spawn(&self.service, Operation::Restore, async move |service| {
-            let tally = service
-                .restore_backup(&backup_id, user_id.as_deref())
-                .await?;
-            Ok(tally_json(&tally))
-        })
+        spawn(
+            self,
+            Operation::Restore,
+            "restoreFromBackup",
+            async move |service| {
+                let tally = service
+                    .restore_backup(&backup_id, user_id.as_deref())
+                    .await?;
+                Ok(tally_json(&tally))
+            },
+        )
     }
 
     /// Erases everything stored of `user_id` (or continues its unfinished erasure) within the
@@ -405,10 +484,15 @@ impl BoundService {
         max_storage_calls: Option<f64>,
         time_budget_ms: Option<f64>,
     ) -> Promise {
-        spawn(&self.service, Operation::Archive, async move |service| {
-            let budget = budget_args(&service, max_storage_calls, time_budget_ms)?;
-            Ok(json_text(&service.erase_user_data(&user_id, budget).await?))
-        })
+        spawn(
+            self,
+            Operation::Archive,
+            "eraseUserData",
+            async move |service| {
+                let budget = budget_args(&service, max_storage_calls, time_budget_ms)?;
+                Ok(json_text(&service.erase_user_data(&user_id, budget).await?))
+            },
+        )
     }
 
     /// Runs (or continues) a verification pass of the `sample` (`"1/n"` or `"all"`, default
@@ -422,15 +506,20 @@ impl BoundService {
         max_storage_calls: Option<f64>,
         time_budget_ms: Option<f64>,
     ) -> Promise {
-        spawn(&self.service, Operation::Verify, async move |service| {
-            let sample = sample.as_deref().map(Sample::parse).transpose()?;
-            let options = VerifyOptions {
-                sample: sample.unwrap_or_default(),
-                repair,
-            };
-            let budget = budget_args(&service, max_storage_calls, time_budget_ms)?;
-            Ok(json_text(&service.verify_storage(options, budget).await?))
-        })
+        spawn(
+            self,
+            Operation::Verify,
+            "verifyStorage",
+            async move |service| {
+                let sample = sample.as_deref().map(Sample::parse).transpose()?;
+                let options = VerifyOptions {
+                    sample: sample.unwrap_or_default(),
+                    repair,
+                };
+                let budget = budget_args(&service, max_storage_calls, time_budget_ms)?;
+                Ok(json_text(&service.verify_storage(options, budget).await?))
+            },
+        )
     }
 
     /// Continues every unfinished erasure within the budget (as `runJob`); resolves to their
@@ -441,10 +530,15 @@ impl BoundService {
         max_storage_calls: Option<f64>,
         time_budget_ms: Option<f64>,
     ) -> Promise {
-        spawn(&self.service, Operation::Archive, async move |service| {
-            let budget = budget_args(&service, max_storage_calls, time_budget_ms)?;
-            Ok(json_text(&service.resume_erasures(budget).await?))
-        })
+        spawn(
+            self,
+            Operation::Archive,
+            "resumeErasures",
+            async move |service| {
+                let budget = budget_args(&service, max_storage_calls, time_budget_ms)?;
+                Ok(json_text(&service.resume_erasures(budget).await?))
+            },
+        )
     }
 
     /// The plan step of an automated backup (`BackupWorkflow`): its id, time, and what it is
@@ -452,44 +546,64 @@ impl BoundService {
     /// userId?, keep?}`) and `max_sessions` archives per pack step.
     #[wasm_bindgen(js_name = planBackup)]
     pub fn plan_backup(&self, request_json: String, max_sessions: f64) -> Promise {
-        spawn(&self.service, Operation::Backup, async move |service| {
-            let request = from_json("request", &request_json)?;
-            let max_sessions = integer_arg("maxSessions", max_sessions, 1, u32::MAX.into())?;
-            // At most u32::MAX: checked above.
-            let plan = service.plan_backup(request, max_sessions as u32).await?;
-            Ok(json_text(&plan))
-        })
+        spawn(
+            self,
+            Operation::Backup,
+            "planBackup",
+            async move |service| {
+                let request = from_json("request", &request_json)?;
+                let max_sessions = integer_arg("maxSessions", max_sessions, 1, u32::MAX.into())?;
+                // At most u32::MAX: checked above.
+                let plan = service.plan_backup(request, max_sessions as u32).await?;
+                Ok(json_text(&plan))
+            },
+        )
     }
 
     /// One pack step of an automated backup (JSON text `{plan, pack, from}`); its report as
     /// JSON text.
     #[wasm_bindgen(js_name = backupPack)]
     pub fn backup_pack(&self, step_json: String) -> Promise {
-        spawn(&self.service, Operation::Backup, async move |service| {
-            let report = service.backup_pack(from_json("step", &step_json)?).await?;
-            Ok(json_text(&report))
-        })
+        spawn(
+            self,
+            Operation::Backup,
+            "backupPack",
+            async move |service| {
+                let report = service.backup_pack(from_json("step", &step_json)?).await?;
+                Ok(json_text(&report))
+            },
+        )
     }
 
     /// The commit step of an automated backup (JSON text `{plan, packs, missingSessionIds}`);
     /// resolves to the backup id.
     #[wasm_bindgen(js_name = commitBackup)]
     pub fn commit_backup(&self, commit_json: String) -> Promise {
-        spawn(&self.service, Operation::Backup, async move |service| {
-            service
-                .commit_backup(from_json("commit", &commit_json)?)
-                .await
-        })
+        spawn(
+            self,
+            Operation::Backup,
+            "commitBackup",
+            async move |service| {
+                service
+                    .commit_backup(from_json("commit", &commit_json)?)
+                    .await
+            },
+        )
     }
 
     /// What a restore of `backup_id` restores, a step at a time: `[[backupId, packs,
     /// [archives of each pack]], ...]` of its chain, oldest first, as JSON text.
     #[wasm_bindgen(js_name = planRestore)]
     pub fn plan_restore(&self, backup_id: String, user_id: Option<String>) -> Promise {
-        spawn(&self.service, Operation::Restore, async move |service| {
-            let units = service.plan_restore(&backup_id, user_id.as_deref()).await?;
-            Ok(json_text(&units))
-        })
+        spawn(
+            self,
+            Operation::Restore,
+            "planRestore",
+            async move |service| {
+                let units = service.plan_restore(&backup_id, user_id.as_deref()).await?;
+                Ok(json_text(&units))
+            },
+        )
     }
 
     /// Restores archives `first..first + count` of one pack of a backup (the whole pack when
@@ -504,37 +618,50 @@ impl BoundService {
         first: Option<f64>,
         count: Option<f64>,
     ) -> Promise {
-        spawn(&self.service, Operation::Restore, async move |service| {
-            let max = u32::MAX.into();
-            // Each checked to fit u32, so to fit usize.
-            let index = integer_arg("pack", pack, 0, max)? as usize;
-            let first = first.map(|n| integer_arg("first", n, 0, max)).transpose()?;
-            let count = count.map(|n| integer_arg("count", n, 1, max)).transpose()?;
-            let start = first.unwrap_or(0) as usize;
-            let end = count.map_or(usize::MAX, |count| start.saturating_add(count as usize));
-            let tally = service
-                .restore_pack_slice(&backup_id, index, user_id.as_deref(), start..end)
-                .await?;
-            Ok(tally_json(&tally))
-        })
+        spawn(
+            self,
+            Operation::Restore,
+            "restorePack",
+            async move |service| {
+                let max = u32::MAX.into();
+                // Each checked to fit u32, so to fit usize.
+                let index = integer_arg("pack", pack, 0, max)? as usize;
+                let first = first.map(|n| integer_arg("first", n, 0, max)).transpose()?;
+                let count = count.map(|n| integer_arg("count", n, 1, max)).transpose()?;
+                let start = first.unwrap_or(0) as usize;
+                let end = count.map_or(usize::MAX, |count| start.saturating_add(count as usize));
+                let tally = service
+                    .restore_pack_slice(&backup_id, index, user_id.as_deref(), start..end)
+                    .await?;
+                Ok(tally_json(&tally))
+            },
+        )
     }
 
     /// The health report as JSON text (never rejects: failures are reported in it).
     #[wasm_bindgen(js_name = healthCheck)]
     pub fn health_check(&self) -> Promise {
-        spawn(&self.service, Operation::Metrics, async move |service| {
-            Ok(json_text(&service.health_check().await))
-        })
+        spawn(
+            self,
+            Operation::Metrics,
+            "healthCheck",
+            async move |service| Ok(json_text(&service.health_check().await)),
+        )
     }
 
     /// The archive stored under an R2 key, as conversation JSON text, or `null`; reads R2 only
     /// (strongly consistent).
     #[wasm_bindgen(js_name = retrieveArchive)]
     pub fn retrieve_archive(&self, archive_key: String) -> Promise {
-        spawn(&self.service, Operation::Archive, async move |service| {
-            let found = service.retrieve_archive(&archive_key).await?;
-            Ok(archive_json_or_null(found))
-        })
+        spawn(
+            self,
+            Operation::Archive,
+            "retrieveArchive",
+            async move |service| {
+                let found = service.retrieve_archive(&archive_key).await?;
+                Ok(archive_json_or_null(found))
+            },
+        )
     }
 
     /// Runs (or resumes) the maintenance job `job` on the run driver within at most
@@ -554,7 +681,12 @@ impl BoundService {
             "getStorageMetrics" => Operation::Metrics,
             _ => Operation::Archive,
         };
-        spawn(&self.service, operation, async move |service| {
+        // The job's name as analytics records it: one of the known names, never the caller's.
+        let name = JOBS
+            .iter()
+            .find(|name| **name == job)
+            .map_or("runJob", |name| *name);
+        spawn(self, operation, name, async move |service| {
             let budget = budget_args(&service, max_storage_calls, time_budget_ms)?;
             Ok(match job.as_str() {
                 "enforceRetentionPolicy" => {
@@ -581,6 +713,18 @@ impl BoundService {
         })
     }
 }
+
+/// The maintenance jobs [`BoundService::run_job`] runs.
+const JOBS: [&str; 8] = [
+    "enforceRetentionPolicy",
+    "previewRetentionPolicy",
+    "getStorageMetrics",
+    "indexLegacyArchives",
+    "reindexUserArchives",
+    "encryptExistingArchives",
+    "rotateEncryptionKeys",
+    "syncReplica",
+];
 
 /// The budget of a run from its JavaScript options: at most `max_storage_calls` storage calls
 /// (1..=2^32-1) and `time_budget_ms` milliseconds from now (1..=2^53-1), each INVALID_INPUT
