@@ -15,6 +15,20 @@ const STATUS_ADVICE = {
   503: "Storage unavailable: try again.",
 };
 
+/** What the retention report's `deleted` counts are, for people. */
+const DELETION_LABELS = {
+  expiredCacheEntry: "Expired cache entries",
+  archivePastRetention: "Archives past retention",
+  backupPastRetention: "Backups past retention",
+  orphanBackupData: "Orphaned backup data",
+  danglingIndexEntry: "Dangling index entries",
+};
+
+/** @param {number} count @param {string} noun @param {string} [nouns] */
+function plural(count, noun, nouns = `${noun}s`) {
+  return `${count} ${count === 1 ? noun : nouns}`;
+}
+
 /** A request that did not answer with the JSON asked for. */
 class RequestError extends Error {
   /** @param {number} status @param {string} message */
@@ -206,7 +220,7 @@ function renderPerDay(perDay) {
     class: "chart",
     viewBox: `0 0 ${width} ${height}`,
     role: "img",
-    "aria-label": `${total} archives on ${withData.length} of the last ${days.length} days`,
+    "aria-label": `${plural(total, "archive")} on ${withData.length} of the last ${days.length} days`,
   });
   chart.append(
     svg("line", { class: "axis", x1: left, y1: height - bottom, x2: width, y2: height - bottom }),
@@ -229,11 +243,13 @@ function renderPerDay(perDay) {
         "data-date": day.date,
         "data-count": day.archives,
       },
-      [svg("title", {}, [`${day.date}: ${day.archives} archive${day.archives === 1 ? "" : "s"}`])],
+      [svg("title", {}, [`${day.date}: ${plural(day.archives, "archive")}`])],
     );
     chart.append(bar);
   });
-  const summary = h("p", { class: "note" }, [`${total} archives on ${withData.length} days; read ${perDay.scannedEntries} index entries in ${perDay.listCalls} list call(s).`]);
+  const summary = h("p", { class: "note" }, [
+    `${plural(total, "archive")} on ${plural(withData.length, "day")}; read ${plural(perDay.scannedEntries, "index entry", "index entries")} in ${plural(perDay.listCalls, "list call")}.`,
+  ]);
   show("per-day", "ready", "", [chart, summary, ...notes]);
 }
 
@@ -272,7 +288,9 @@ function renderRuns(runs) {
         figures([
           ["retention-at", "Ended", retention.at, formatTime(retention.at)],
           ["retention-complete", "Sweep", String(retention.outcome.complete), retention.outcome.complete ? "complete" : `cut short (${retention.outcome.stoppedBy})`],
-          ...Object.entries(retention.outcome.deleted).map(([reason, count]) => /** @type {[string, string, number]} */ ([`deleted-${reason}`, `Deleted: ${reason}`, Number(count)])),
+          ...Object.entries(retention.outcome.deleted).map(
+            ([reason, count]) => /** @type {[string, string, number]} */ ([`deleted-${reason}`, DELETION_LABELS[/** @type {keyof typeof DELETION_LABELS} */ (reason)] ?? reason, Number(count)]),
+          ),
           ["retention-bytes", "Bytes freed", retention.outcome.bytesFreed, formatBytes(retention.outcome.bytesFreed)],
           ["retention-calls", "Storage calls", retention.outcome.storageCalls],
         ]),
@@ -292,7 +310,7 @@ function renderRuns(runs) {
           ["verification-complete", "Pass", String(verification.outcome.complete), verification.outcome.complete ? "complete" : `continues (${verification.outcome.stoppedBy})`],
         ]),
       ]
-    : never("verification run");
+    : [h("p", { class: "note" }, ["No verification run recorded yet: the cron verifies when at least 12 storage calls are left after the sweep."])];
 
   const backup = runs.backup;
   const newest = runs.newestBackup;
