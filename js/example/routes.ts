@@ -103,8 +103,8 @@ const metrics: Handler = async ({ request, env, rt }) => {
     rt.service.listBackups({ limit: 1 }),
     readRunReports(env.CHAT_KV, [LAST_RUN_KEY]),
   ]);
-  const lastRun = extra.get(LAST_RUN_KEY);
-  const lastRetentionMs = lastRun === null || lastRun === undefined ? undefined : Number(lastRun);
+  const lastRun = extra.get(LAST_RUN_KEY) ?? null;
+  const lastRetentionMs = lastRun === null ? undefined : Number(lastRun);
   const text = prometheusText({
     metrics: counts,
     health,
