@@ -63,7 +63,8 @@ run_layer "wasm-pack test --headless --chrome" tests env WASM_BINDGEN_USE_BROWSE
 run_layer "wasm-pack test --node" tests wasm-pack test --node
 # Before tsc: tests/workerd/conformance.test.ts imports the module (and its .d.ts) it builds.
 run_layer "build conformance wasm" none bash scripts/build-conformance.sh
-run_layer "tsc --noEmit" none tsc -p tsconfig.json
+# The second: the dashboard's browser script (JSDoc-typed JavaScript) against the DOM.
+run_layer "tsc --noEmit" none bash -c 'tsc -p tsconfig.json && tsc -p js/example/dashboard/tsconfig.json'
 run_layer "vitest in workerd" tests vitest run
 run_layer "built package in Node" tests node --test "tests/node/*.test.mjs"
 # Node 22 takes a glob, not a directory: the real `wrangler dev` serving the README walkthrough.

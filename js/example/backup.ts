@@ -3,6 +3,7 @@
 // and an instance of the previous interval that is still running makes this one wait.
 import type { BackupRequest } from "supportbot-persistence";
 import type { ExampleEnv } from "./config.js";
+import { recordRun } from "./run_reports.js";
 
 const HOUR_MS = 3_600_000;
 /** Instance states in which a backup is still under way. */
@@ -28,7 +29,11 @@ export function backupInstanceId(now: number, intervalMs: number): string {
   return `backup-${Math.floor(now / intervalMs)}`;
 }
 
-/** Starts this interval's backup unless it was started already or the previous one still runs. */
+/**
+ * Starts this interval's backup unless it was started already or the previous one still runs;
+ * logs the outcome and records a start's report (run_reports.ts: what the instance then wrote is
+ * the newest backup of listBackups, once it committed).
+ */
 export async function startScheduledBackup(env: ExampleEnv, now = Date.now()): Promise<BackupStart> {
   const intervalMs = backupIntervalMs(env);
   const instanceId = backupInstanceId(now, intervalMs);
@@ -49,5 +54,6 @@ export async function startScheduledBackup(env: ExampleEnv, now = Date.now()): P
     }
   }
   console.log(JSON.stringify(outcome));
+  if (outcome.event === "backup_started") await recordRun(env.CHAT_KV, "backup", outcome);
   return outcome;
 }

@@ -15,6 +15,7 @@ import {
 } from "supportbot-persistence";
 import { importAuthKey } from "./auth.js";
 import { HttpError } from "./http.js";
+import { RUN_REPORT_JOBS } from "./run_reports.js";
 
 /** The example Worker's environment: the library's bindings and vars plus its own. */
 export interface ExampleEnv extends PersistenceEnv {
@@ -41,8 +42,11 @@ export interface ExampleEnv extends PersistenceEnv {
 /** Shortest AUTH_SECRET accepted. */
 export const MIN_AUTH_SECRET_BYTES = 32;
 const DEFAULT_RETENTION_STORAGE_CALLS = 45;
-/** Storage calls the cron handler makes itself (reading and writing its last-run time). */
-export const OWN_RETENTION_CALLS = 2;
+/**
+ * Storage calls the cron handler makes itself: the get and put of the last sweep's time, and a
+ * put of each job's run report (run_reports.ts: retention, verification, backup).
+ */
+export const OWN_RETENTION_CALLS = 2 + RUN_REPORT_JOBS.length;
 /** The service's MIN_STORAGE_CALLS: a smaller maxStorageCalls is refused (INVALID_CONFIG). */
 const MIN_RETENTION_CALLS = 5;
 /** What a replica bucket (ARCHIVE_R2_REPLICA) adds to it: each delete batch is sent there too. */
@@ -66,6 +70,12 @@ export interface Runtime {
   retention: { service: DataPersistenceService; maxStorageCalls: number };
   /** /metrics: counted like the sweep, with the same retries and call budget. */
   metrics: { integration: DataPersistenceIntegration; maxStorageCalls: number };
+  /**
+   * The operators' views of the whole store (routes /ops/*): the sweep's options without the
+   * encryption keys, so that a global archive listing reads no data key (with them, each page
+   * costs 1 R2 get per owner on it for summaries these views do not show).
+   */
+  ops: { service: DataPersistenceService };
 }
 
 const runtimes = new WeakMap<ExampleEnv, Runtime>();
@@ -95,16 +105,23 @@ export function retentionCallBudget(value: string | undefined, retryAttempts: nu
 }
 
 /** The library's services built from env (secrets included), or INVALID_CONFIG naming the variable. */
-function libraryConfig(env: ExampleEnv): { policy: DataRetentionPolicy; integration: DataPersistenceIntegration; maintenance: DataPersistenceIntegration } {
+function libraryConfig(env: ExampleEnv): {
+  policy: DataRetentionPolicy;
+  integration: DataPersistenceIntegration;
+  maintenance: DataPersistenceIntegration;
+  ops: DataPersistenceService;
+} {
   try {
     // The same two calls as SessionMemoryDO's, so both hash user ids and texts with one key.
     const policy = policyFromEnv(env);
     const options = optionsFromEnv(env);
     const sweepOptions: PersistenceOptions = { ...options, retry: { ...options.retry, maxAttempts: RETENTION_RETRY_ATTEMPTS } };
+    const { encryptionKeys: _notForListings, ...opsOptions } = sweepOptions;
     return {
       policy,
       integration: new DataPersistenceIntegration(env, policy, options),
       maintenance: new DataPersistenceIntegration(env, policy, sweepOptions),
+      ops: new DataPersistenceService(env, policy, opsOptions),
     };
   } catch (error) {
     if (isPersistenceError(error)) throw configError(error.message);
@@ -116,7 +133,7 @@ function libraryConfig(env: ExampleEnv): { policy: DataRetentionPolicy; integrat
 export function runtime(env: ExampleEnv): Runtime {
   const cached = runtimes.get(env);
   if (cached) return cached;
-  const { policy, integration, maintenance } = libraryConfig(env);
+  const { policy, integration, maintenance, ops } = libraryConfig(env);
   const secret = env.AUTH_SECRET;
   if (typeof secret !== "string" || secret.length === 0) {
     throw configError("AUTH_SECRET is not set: set it with `wrangler secret put AUTH_SECRET` (npm start passes a dev value)");
@@ -132,6 +149,7 @@ export function runtime(env: ExampleEnv): Runtime {
     authKey: importAuthKey(secret),
     retention: { service: maintenance.service, maxStorageCalls },
     metrics: { integration: maintenance, maxStorageCalls },
+    ops: { service: ops },
   };
   runtimes.set(env, built);
   return built;

@@ -1,8 +1,9 @@
 // `GET /metrics` in Prometheus text exposition format (0.0.4), for a scrape job: the storage
 // counts of getStorageMetrics, the health probes and breakers, what verification and the replica
-// report, the newest backup and the last complete retention sweep. Asked for with
+// report, the newest backup, the last complete retention sweep and what the last retention run
+// deleted (its run report, run_reports.ts). Asked for with
 // `Accept: text/plain` or `?format=prometheus`; JSON stays the default.
-import type { BackupSummary, HealthReport, StorageMetrics } from "supportbot-persistence";
+import type { BackupSummary, DeletionReason, HealthReport, RetentionReport, StorageMetrics } from "supportbot-persistence";
 
 /** The content type of the exposition format. */
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -25,7 +26,18 @@ export interface PrometheusInputs {
   newestBackup?: BackupSummary;
   /** When the last complete retention sweep ran (epoch ms). */
   lastRetentionMs?: number;
+  /** What the last retention run deleted, per reason (its run report). */
+  lastRetentionDeleted?: RetentionReport["deleted"];
 }
+
+/** The `reason` label of each count of RetentionReport.deleted: the library's DeletionReason names. */
+export const DELETION_REASON_LABELS: Record<keyof RetentionReport["deleted"], DeletionReason> = {
+  expiredCacheEntry: "expired_cache_entry",
+  archivePastRetention: "archive_past_retention",
+  backupPastRetention: "backup_past_retention",
+  orphanBackupData: "orphan_backup_data",
+  danglingIndexEntry: "dangling_index_entry",
+};
 
 type Labels = Record<string, string>;
 interface Sample {
@@ -57,7 +69,7 @@ function formatValue(value: number): string {
 const seconds = (ms: number) => ms / 1000;
 
 /** The exposition text (ends with a newline, as the format requires). */
-export function prometheusText({ metrics, health, newestBackup, lastRetentionMs }: PrometheusInputs): string {
+export function prometheusText({ metrics, health, newestBackup, lastRetentionMs, lastRetentionDeleted }: PrometheusInputs): string {
   const families = [
     family("supportbot_cache_entries", "gauge", "KV cache and metadata entries by kind.", [
       { labels: { kind: "embedding" }, value: metrics.cache.embeddings },
@@ -128,6 +140,19 @@ export function prometheusText({ metrics, health, newestBackup, lastRetentionMs 
       family("supportbot_retention_last_complete_timestamp_seconds", "gauge", "When the last complete retention sweep ran (Unix time).", [
         { value: seconds(lastRetentionMs) },
       ]),
+    );
+  }
+  if (lastRetentionDeleted) {
+    families.push(
+      family(
+        "supportbot_retention_deleted",
+        "gauge",
+        "Keys the last retention run deleted, by reason (a run cut short by its budget counts only its own part of the sweep).",
+        Object.entries(DELETION_REASON_LABELS).map(([field, reason]) => ({
+          labels: { reason },
+          value: lastRetentionDeleted[field as keyof RetentionReport["deleted"]] ?? 0,
+        })),
+      ),
     );
   }
   return `${families.join("\n")}\n`;

@@ -3,8 +3,9 @@
 import type { RetentionReport } from "supportbot-persistence";
 import { RETENTION_TIME_BUDGET_MS, runtime, type ExampleEnv } from "./config.js";
 import { HttpError } from "./http.js";
+import { recordRun } from "./run_reports.js";
 
-/** KV key holding the epoch ms of the last completed sweep (its get and put are OWN_RETENTION_CALLS). */
+/** KV key holding the epoch ms of the last completed sweep (its get and put are in OWN_RETENTION_CALLS). */
 export const LAST_RUN_KEY = "retention:last_run";
 
 /** What one cron invocation did, as logged. */
@@ -14,8 +15,9 @@ export type RetentionOutcome =
 
 /**
  * Runs enforceRetentionPolicy unless the last completed sweep is younger than cleanupInterval,
- * logs the outcome as one JSON line and returns it. A sweep that stopped at its budget is not
- * recorded as a run, so the next invocation resumes it. A bad configuration throws.
+ * logs the outcome as one JSON line, records a run's report (run_reports.ts) and returns it. A
+ * sweep that stopped at its budget does not set LAST_RUN_KEY, so the next invocation resumes it.
+ * A bad configuration throws.
  */
 export async function runScheduledRetention(cron: string, env: ExampleEnv, now = Date.now()): Promise<RetentionOutcome> {
   let rt;
@@ -38,5 +40,6 @@ export async function runScheduledRetention(cron: string, env: ExampleEnv, now =
     outcome = { event: "retention_run", cron, durationMs: Date.now() - now, ...report };
   }
   console.log(JSON.stringify(outcome));
+  if (outcome.event === "retention_run") await recordRun(env.CHAT_KV, "retention", outcome);
   return outcome;
 }

@@ -2,15 +2,19 @@
 // belongs to the user whose token created it, and only that user can read, archive, restore,
 // list or back it up (403 otherwise); a backup is restored only by the user it was made for
 // (404 for anyone else, as for a missing one). The caches every user is served from are written
-// only with a service token (role "service"); any signed-in user reads them, and /metrics is
-// for service tokens only. A user's export is for that user or a service token.
+// only with a service token (role "service"); any signed-in user reads them, and /metrics and the
+// dashboard's /ops/* are for service tokens only (the /dashboard page itself is public: it holds
+// no data). A user's export is for that user or a service token.
 import { isPersistenceError, libraryVersion, type ArchivedConversation, type SessionMemoryDO } from "supportbot-persistence";
 import { authenticate, type TokenClaims } from "./auth.js";
 import type { ExampleEnv, Runtime } from "./config.js";
+import { dashboardFile, DASHBOARD_FILES } from "./dashboard.js";
 import { eraseUser, registerSession } from "./erasure.js";
 import { HttpError, json, readJsonBody } from "./http.js";
+import { getArchivesPerDay, getBackups, getRuns } from "./ops.js";
 import { PROMETHEUS_CONTENT_TYPE, prometheusText, wantsPrometheus } from "./prometheus.js";
 import { LAST_RUN_KEY } from "./retention.js";
+import { readRunReports } from "./run_reports.js";
 import * as check from "./validate.js";
 
 /** What a handler gets: the request, its env and runtime, the path parameters and the caller. */
@@ -93,18 +97,20 @@ const metrics: Handler = async ({ request, env, rt }) => {
   const counts = await rt.metrics.integration.getStorageMetrics({ maxStorageCalls: rt.metrics.maxStorageCalls });
   if (!wantsPrometheus(request)) return json(counts);
   // The exposition adds health (2-5 storage calls), the newest backup (1 KV list) and the last
-  // sweep's time (1 KV get) to the counts.
-  const [health, backups, lastRun] = await Promise.all([
+  // sweep's time and report (1 KV get) to the counts.
+  const [health, backups, { reports, extra }] = await Promise.all([
     rt.metrics.integration.healthCheck(),
     rt.service.listBackups({ limit: 1 }),
-    env.CHAT_KV.get(LAST_RUN_KEY),
+    readRunReports(env.CHAT_KV, [LAST_RUN_KEY]),
   ]);
+  const lastRun = extra.get(LAST_RUN_KEY) ?? null;
   const lastRetentionMs = lastRun === null ? undefined : Number(lastRun);
   const text = prometheusText({
     metrics: counts,
     health,
     ...(backups[0] && { newestBackup: backups[0] }),
     ...(lastRetentionMs !== undefined && Number.isFinite(lastRetentionMs) && { lastRetentionMs }),
+    ...(reports.retention && { lastRetentionDeleted: reports.retention.outcome.deleted }),
   });
   return new Response(text, { headers: { "content-type": PROMETHEUS_CONTENT_TYPE } });
 };
@@ -295,9 +301,16 @@ const restoreBackup: Handler = async ({ env, rt, params, userId }) => {
   return json({ backupId, restoredSessions });
 };
 
+const OPS = "reading what no single user owns";
+
 const ROUTES: Route[] = [
   { pattern: "/health", auth: false, methods: { GET: health } },
   { pattern: "/metrics", auth: true, methods: { GET: serviceOnly("counting the whole store", metrics) } },
+  // The dashboard's page, stylesheet and script: public, they hold no data.
+  ...Object.keys(DASHBOARD_FILES).map((pattern): Route => ({ pattern, auth: false, methods: { GET: async () => dashboardFile(pattern) } })),
+  { pattern: "/ops/archives-per-day", auth: true, methods: { GET: serviceOnly(OPS, getArchivesPerDay) } },
+  { pattern: "/ops/backups", auth: true, methods: { GET: serviceOnly(OPS, getBackups) } },
+  { pattern: "/ops/runs", auth: true, methods: { GET: serviceOnly(OPS, getRuns) } },
   { pattern: "/sessions/:sessionId/messages", auth: true, methods: { POST: addMessage } },
   { pattern: "/sessions/:sessionId/context", auth: true, methods: { GET: getContext } },
   { pattern: "/sessions/:sessionId/archive", auth: true, methods: { POST: archiveSession, GET: getArchive } },

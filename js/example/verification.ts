@@ -3,6 +3,7 @@
 // (default "1/7": seven complete passes check everything), resuming where the last run stopped.
 import type { VerificationReport } from "supportbot-persistence";
 import { RETENTION_TIME_BUDGET_MS, runtime, type ExampleEnv } from "./config.js";
+import { recordRun } from "./run_reports.js";
 
 /** The service's MIN_VERIFY_CALLS: with fewer calls left, verification waits for the next run. */
 export const MIN_VERIFY_CALLS = 12;
@@ -14,7 +15,7 @@ export type VerificationOutcome =
   | { event: "verification_skipped"; cron: string; reason: "no calls left"; callsLeft: number }
   | ({ event: "verification_run"; cron: string } & VerificationReport);
 
-/** Verifies with `callsLeft` storage calls, repairing what it can; logs and returns what it did. */
+/** Verifies with `callsLeft` storage calls, repairing what it can; logs, records (a run) and returns what it did. */
 export async function runScheduledVerification(cron: string, env: ExampleEnv, callsLeft: number): Promise<VerificationOutcome> {
   let outcome: VerificationOutcome;
   if (callsLeft < MIN_VERIFY_CALLS) {
@@ -29,5 +30,6 @@ export async function runScheduledVerification(cron: string, env: ExampleEnv, ca
     outcome = { event: "verification_run", cron, ...report };
   }
   console.log(JSON.stringify(outcome));
+  if (outcome.event === "verification_run") await recordRun(env.CHAT_KV, "verification", outcome);
   return outcome;
 }

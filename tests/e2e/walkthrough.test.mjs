@@ -1,129 +1,28 @@
-// End-to-end: starts the real `wrangler dev` (scripts/start.sh with SKIP_BUILD=1, i.e. the
-// flags `npm start` uses) on a free port with a throwaway state directory, drives the
-// the README walkthrough steps over HTTP, including the cron handler and forged tokens, and always
-// stops the process group. Needs a built dist/ (npm test builds it first).
-import { execFileSync, spawn } from "node:child_process";
+// End-to-end: starts the real `wrangler dev` (tests/e2e/wrangler.mjs: the flags `npm start` uses,
+// a free port, a throwaway state directory), drives the README walkthrough steps over HTTP,
+// including the cron handler and forged tokens, and always stops the process group. Needs a
+// built dist/ (npm test builds it first).
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { devAuthSecret, mintToken } from "../../scripts/token.mjs";
+import { call as callAt, ROOT, startWranglerDev, waitFor } from "./wrangler.mjs";
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const READY_TIMEOUT_MS = 45_000;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-let child;
-let stateDir;
+let dev;
 let base;
-let output = "";
-
-function stop() {
-  if (child && child.exitCode === null && child.signalCode === null) {
-    try {
-      process.kill(-child.pid, "SIGTERM");
-    } catch {
-      // Already gone.
-    }
-  }
-}
-process.on("exit", () => {
-  if (child && child.exitCode === null) {
-    try {
-      process.kill(-child.pid, "SIGKILL");
-    } catch {
-      // Already gone.
-    }
-  }
-});
-
-/** Starts wrangler dev on fresh ports and waits until /health answers. */
-async function startWrangler() {
-  const [port, inspectorPort] = [await freePort(), await freePort()];
-  base = `http://127.0.0.1:${port}`;
-  output = "";
-  child = spawn("bash", ["scripts/start.sh", "--inspector-port", String(inspectorPort)], {
-    cwd: ROOT,
-    env: { ...process.env, SKIP_BUILD: "1", PORT: String(port), PERSIST_TO: stateDir, CI: "1", NO_COLOR: "1" },
-    detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  child.stdout.on("data", (chunk) => (output += chunk));
-  child.stderr.on("data", (chunk) => (output += chunk));
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`wrangler dev exited with ${child.exitCode}:\n${output}`);
-    try {
-      const response = await fetch(`${base}/health`);
-      if (response.status === 200) return;
-    } catch {
-      // Not listening yet.
-    }
-    if (Date.now() > deadline) throw new Error(`wrangler dev not ready after ${READY_TIMEOUT_MS} ms:\n${output}`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
 
 before(async () => {
-  stateDir = mkdtempSync(join(tmpdir(), "supportbot-e2e-"));
-  // A port found free can be taken by another process before wrangler binds it; try new ports
-  // then, and only then.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await startWrangler();
-      return;
-    } catch (error) {
-      stop();
-      if (attempt === 3 || !/Address already in use/.test(String(error))) throw error;
-    }
-  }
+  dev = await startWranglerDev();
+  base = dev.base;
 });
 
 after(async () => {
-  stop();
-  if (child && child.exitCode === null && child.signalCode === null) {
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    const killed = setTimeout(() => {
-      try {
-        process.kill(-child.pid, "SIGKILL");
-      } catch {
-        // Already gone.
-      }
-    }, 5000);
-    await exited;
-    clearTimeout(killed);
-  }
-  if (stateDir) rmSync(stateDir, { recursive: true, force: true });
+  await dev?.stop();
 });
 
-async function call(method, path, token, body) {
-  const headers = {};
-  if (token) headers.authorization = `Bearer ${token}`;
-  if (body !== undefined) headers["content-type"] = "application/json";
-  const response = await fetch(`${base}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await response.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = text;
-  }
-  return { status: response.status, body: json };
+function call(method, path, token, body) {
+  return callAt(base, method, path, token, body);
 }
 
 test("the walkthrough, over HTTP against wrangler dev", async () => {
@@ -213,20 +112,20 @@ test("the walkthrough, over HTTP against wrangler dev", async () => {
   // The cron handler, as `wrangler dev --test-scheduled` exposes it.
   const cron = await fetch(`${base}/__scheduled?cron=0+*/6+*+*+*`);
   assert.equal(cron.status, 200, await cron.text());
-  const logged = await waitFor(() => /"event":"retention_run"/.test(output));
-  assert.ok(logged, `no retention_run log line in:\n${output}`);
+  const logged = await waitFor(() => /"event":"retention_run"/.test(dev.output));
+  assert.ok(logged, `no retention_run log line in:\n${dev.output}`);
   // ... then rotates the data keys to the newest key (the only one: all current at once).
-  const rotated = await waitFor(() => /"event":"key_rotation_run".*"complete":true/.test(output));
-  assert.ok(rotated, `no complete key_rotation_run log line in:\n${output}`);
-  assert.match(output, /"event":"key_rotation_run"[^\n]*"keyUnavailable":0/);
+  const rotated = await waitFor(() => /"event":"key_rotation_run".*"complete":true/.test(dev.output));
+  assert.ok(rotated, `no complete key_rotation_run log line in:\n${dev.output}`);
+  assert.match(dev.output, /"event":"key_rotation_run"[^\n]*"keyUnavailable":0/);
   // ... then verifies (and repairs) a sample of the store with the calls left, or says why not.
-  const verified = await waitFor(() => /"event":"verification_(run|skipped)"/.test(output));
-  assert.ok(verified, `no verification log line in:\n${output}`);
-  assert.doesNotMatch(output, /"event":"verification_run"[^\n]*"problemsFound":[1-9]/);
+  const verified = await waitFor(() => /"event":"verification_(run|skipped)"/.test(dev.output));
+  assert.ok(verified, `no verification log line in:\n${dev.output}`);
+  assert.doesNotMatch(dev.output, /"event":"verification_run"[^\n]*"problemsFound":[1-9]/);
   // ... and starts this interval's automated backup (BackupWorkflow), which commits a backup.
-  const started = await waitFor(() => /"event":"backup_started"/.test(output));
-  assert.ok(started, `no backup_started log line in:\n${output}`);
-  const instanceId = /"event":"backup_started","instanceId":"([^"]+)"/.exec(output)[1];
+  const started = await waitFor(() => /"event":"backup_started"/.test(dev.output));
+  assert.ok(started, `no backup_started log line in:\n${dev.output}`);
+  const instanceId = /"event":"backup_started","instanceId":"([^"]+)"/.exec(dev.output)[1];
   const explorer = `${base}/cdn-cgi/local/explorer/api/workflows/supportbot-backup/instances/${instanceId}`;
   let instance;
   const finished = await waitFor(async () => {
@@ -276,12 +175,3 @@ test("the walkthrough, over HTTP against wrangler dev", async () => {
   response = await call("GET", "/sessions/s1/archive", alice);
   assert.equal(response.status, 404, JSON.stringify(response.body));
 });
-
-async function waitFor(predicate, timeoutMs = 5000) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await predicate()) return true;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  return predicate();
-}

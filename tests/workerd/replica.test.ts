@@ -108,9 +108,9 @@ describe("replica bucket", () => {
   });
 
   it("raises the cron's smallest retention budget with a replica (its deletions are budgeted too)", () => {
-    expect(retentionCallBudget("12", 2)).toBe(5);
-    expect(retentionCallBudget("20", 2, true)).toBe(9);
-    expect(() => retentionCallBudget("19", 2, true)).toThrow(/RETENTION_STORAGE_CALLS/);
+    expect(retentionCallBudget("15", 2)).toBe(5);
+    expect(retentionCallBudget("23", 2, true)).toBe(9);
+    expect(() => retentionCallBudget("22", 2, true)).toThrow(/RETENTION_STORAGE_CALLS/);
   });
 
   it("copies a committed backup right after its commit, in bounded steps (as the BackupWorkflow does)", async () => {

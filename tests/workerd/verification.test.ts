@@ -101,7 +101,7 @@ describe("the cron's verification", () => {
     for (let i = 0; i < 30; i++) await archive(`cron-verify-${i}`);
     // Retention already ran this interval: the cron's calls go to verification.
     await env.CHAT_KV.put(LAST_RUN_KEY, String(Date.now()));
-    const small: ExampleEnv = { ...env, AUTH_SECRET: "test-auth-secret-0123456789abcdef-0123456789", RETENTION_STORAGE_CALLS: "32", VERIFY_SAMPLE: "1/2" };
+    const small: ExampleEnv = { ...env, AUTH_SECRET: "test-auth-secret-0123456789abcdef-0123456789", RETENTION_STORAGE_CALLS: "35", VERIFY_SAMPLE: "1/2" };
     const logged = vi.spyOn(console, "log");
     const runs: (VerificationReport & { event: string })[] = [];
     try {

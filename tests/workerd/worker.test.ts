@@ -6,7 +6,7 @@ import { describe, expect, it, vi } from "vitest";
 import { DataPersistenceService, SessionMemoryDO } from "supportbot-persistence";
 import worker from "../../js/example/worker.js";
 import { importAuthKey, signToken } from "../../js/example/auth.js";
-import { RETENTION_RETRY_ATTEMPTS, retentionCallBudget, type ExampleEnv } from "../../js/example/config.js";
+import { OWN_RETENTION_CALLS, RETENTION_RETRY_ATTEMPTS, retentionCallBudget, type ExampleEnv } from "../../js/example/config.js";
 import { HttpError, MAX_BODY_BYTES } from "../../js/example/http.js";
 import { LAST_RUN_KEY } from "../../js/example/retention.js";
 import { legacyBackupOwnerKey } from "../../js/example/routes.js";
@@ -58,13 +58,15 @@ describe("configuration", () => {
   });
 
   it("leaves every retried attempt room in RETENTION_STORAGE_CALLS, and refuses a budget too small to run", async () => {
-    // (subrequests - 2 own calls) / attempts per call (the cron's service makes 2).
+    // (subrequests - 5 own calls) / attempts per call (the cron's service makes 2). The own
+    // calls: the last sweep's time (get, put) and the three run reports (a put each).
+    expect(OWN_RETENTION_CALLS).toBe(5);
     expect(RETENTION_RETRY_ATTEMPTS).toBe(2);
-    expect(retentionCallBudget(undefined, 2)).toBe(21);
-    expect(retentionCallBudget("1000", 2)).toBe(499);
-    expect(retentionCallBudget("12", 2)).toBe(5);
-    expect(retentionCallBudget("22", 4)).toBe(5);
-    for (const value of ["5", "6", "11", "0", "-45", "4.5", "100001"]) {
+    expect(retentionCallBudget(undefined, 2)).toBe(20);
+    expect(retentionCallBudget("1000", 2)).toBe(497);
+    expect(retentionCallBudget("15", 2)).toBe(5);
+    expect(retentionCallBudget("25", 4)).toBe(5);
+    for (const value of ["5", "6", "14", "0", "-45", "4.5", "100001"]) {
       let thrown: unknown;
       try {
         retentionCallBudget(value, 2);
@@ -73,7 +75,7 @@ describe("configuration", () => {
       }
       expect(thrown, value).toBeInstanceOf(HttpError);
       expect((thrown as HttpError).code).toBe("INVALID_CONFIG");
-      expect((thrown as HttpError).message).toContain(`RETENTION_STORAGE_CALLS = "${value}": must be an integer in 12..=100000`);
+      expect((thrown as HttpError).message).toContain(`RETENTION_STORAGE_CALLS = "${value}": must be an integer in 15..=100000`);
     }
     const tooSmall: ExampleEnv = { ...testEnv, RETENTION_STORAGE_CALLS: "6" };
     const response = await call("GET", "/health", undefined, undefined, tooSmall);
@@ -289,8 +291,8 @@ describe("the cron handler", () => {
       const first = lastOf("retention_")!;
       expect(first).toMatchObject({ event: "retention_run", cron: "0 */6 * * *", complete: true });
       expect(lastOf("backup_")).toMatchObject({ event: expect.stringMatching(/^backup_(started|skipped)$/) });
-      // RETENTION_STORAGE_CALLS 45 = 2 own calls + 21 calls of up to 2 attempts each.
-      expect(first.storageCalls).toBeLessThanOrEqual(21);
+      // RETENTION_STORAGE_CALLS 45 = 5 own calls + 20 calls of up to 2 attempts each.
+      expect(first.storageCalls).toBeLessThanOrEqual(20);
       expect(first).not.toHaveProperty("keys");
       expect(Number(await env.CHAT_KV.get(LAST_RUN_KEY))).toBeGreaterThan(Date.now() - 60_000);
 
@@ -342,8 +344,8 @@ describe("DELETE /users/:userId", () => {
       await call("POST", `/sessions/gina-${i}/messages`, gina, { role: "user", content: `note ${i}` });
       expect((await call("POST", `/sessions/gina-${i}/archive`, gina)).status).toBe(200);
     }
-    // 2 own calls + 10 calls of up to 2 attempts: the smallest budget an erasure accepts.
-    const tight: ExampleEnv = { ...testEnv, RETENTION_STORAGE_CALLS: "22" };
+    // 5 own calls + 10 calls of up to 2 attempts: the smallest budget an erasure accepts.
+    const tight: ExampleEnv = { ...testEnv, RETENTION_STORAGE_CALLS: "25" };
     const partial = await call("DELETE", "/users/gina", gina, undefined, tight);
     expect(partial.status).toBe(202);
     expect(partial.body).toMatchObject({ complete: false, stoppedBy: "call_budget" });
