@@ -74,14 +74,49 @@ where
     })
 }
 
-/// Records a stream's end when `chunk` is its last (`None`).
-fn end_at_last(
-    record: &Option<Rc<StreamRecord>>,
-    chunk: &Result<Option<Vec<u8>>, PersistenceError>,
-) {
-    if let (Some(record), Ok(None)) = (record, chunk) {
-        record.finish(Outcome::Ok);
+/// The state of an export stream, which reads its chunks.
+trait ExportState: Sized + 'static {
+    /// The next chunk (whole lines), or `None` after the end line.
+    async fn next_chunk(
+        service: &Service,
+        export: &mut Self,
+    ) -> Result<Option<Vec<u8>>, PersistenceError>;
+}
+
+impl ExportState for UserExport {
+    async fn next_chunk(
+        service: &Service,
+        export: &mut Self,
+    ) -> Result<Option<Vec<u8>>, PersistenceError> {
+        service.next_user_export_chunk(export).await
     }
+}
+
+impl ExportState for StoreExport {
+    async fn next_chunk(
+        service: &Service,
+        export: &mut Self,
+    ) -> Result<Option<Vec<u8>>, PersistenceError> {
+        service.next_store_export_chunk(export).await
+    }
+}
+
+/// An export stream's `next()`: its next chunk as a Uint8Array, or `null` after the end line
+/// (which ends the stream's analytics record).
+fn next_chunk<S: ExportState>(
+    service: &Rc<Service>,
+    state: &Shared<S>,
+    record: &Option<Rc<StreamRecord>>,
+) -> Promise {
+    let service = Rc::clone(service);
+    let ended = record.clone();
+    with_state(state, record, Operation::Export, async move |mut export| {
+        let chunk = S::next_chunk(&service, &mut export).await;
+        if let (Some(record), Ok(None)) = (&ended, &chunk) {
+            record.finish(Outcome::Ok);
+        }
+        (export, chunk.map(chunk_or_null))
+    })
 }
 
 /// A chunk for JavaScript: a copy of the bytes, or `null` at the end.
@@ -102,18 +137,7 @@ impl UserExportStream {
     /// The next chunk of the stream (whole lines) as a Uint8Array, or `null` after the end
     /// line. Rejects with the PersistenceError of an archive that cannot be read.
     pub fn next(&self) -> Promise {
-        let service = Rc::clone(&self.service);
-        let record = self.record.clone();
-        with_state(
-            &self.state,
-            &self.record,
-            Operation::Export,
-            async move |mut export| {
-                let chunk = service.next_user_export_chunk(&mut export).await;
-                end_at_last(&record, &chunk);
-                (export, chunk.map(chunk_or_null))
-            },
-        )
+        next_chunk(&self.service, &self.state, &self.record)
     }
 }
 
@@ -130,18 +154,7 @@ impl StoreExportStream {
     /// The next chunk of the stream (whole lines) as a Uint8Array, or `null` after the end
     /// line.
     pub fn next(&self) -> Promise {
-        let service = Rc::clone(&self.service);
-        let record = self.record.clone();
-        with_state(
-            &self.state,
-            &self.record,
-            Operation::Export,
-            async move |mut export| {
-                let chunk = service.next_store_export_chunk(&mut export).await;
-                end_at_last(&record, &chunk);
-                (export, chunk.map(chunk_or_null))
-            },
-        )
+        next_chunk(&self.service, &self.state, &self.record)
     }
 }
 
